@@ -89,3 +89,16 @@ def run_folder(cfg: Config, out: Optional[str | Path] = None) -> RunFolder:
 def features_cache_dir(cfg: Config, folder: RunFolder) -> Path:
     """Where cached features live: ``features.cache_dir`` or ``<run>/data/features``."""
     return Path(cfg.features.cache_dir) if cfg.features.cache_dir else folder.data / "features"
+
+
+def open_run(params_path: str | Path, run_dir: Optional[str | Path] = None) -> tuple[Config, RunFolder]:
+    """What every notebook's second cell calls: the typed config and its run folder.
+
+    Args:
+        params_path: the parameters YAML (the notebook's ``params_path`` parameter).
+        run_dir: the run folder (papermill injects it); empty or None = the default folder.
+    """
+    from .config import load_config
+
+    cfg = load_config(params_path)
+    return cfg, run_folder(cfg, run_dir or None)
