@@ -47,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # a clear one-line message for expected errors; traceback otherwise
         from .config import ConfigError
         from .corpora import CorpusError
+        from .report import NotebookError
 
-        if isinstance(err, (ConfigError, CorpusError, FileNotFoundError)):
+        if isinstance(err, (ConfigError, CorpusError, NotebookError, FileNotFoundError)):
             print(f"serlib {args.command}: error: {err}", file=sys.stderr)
             return 2
         raise

@@ -1,0 +1,189 @@
+"""The runner (serlib.report): papermill execution, failure path, identity block, offline HTML."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from serlib.config import ConfigError, load_config
+from serlib.report import (NotebookError, PACKAGES, identity_html, render_html, run_identity, run_report,
+                           select_notebooks)
+
+ROOT = Path(__file__).resolve().parent.parent
+REMOTE_SCRIPT = re.compile(r'<script[^>]*src\s*=\s*["\']?(https?:)?//', re.I)
+
+
+def _notebook(path: Path, heading: str, cells: list[str]) -> None:
+    """A notebook in the project's shape: heading, parameters cell, open_run, then ``cells``."""
+    params = nbformat.v4.new_code_cell('params_path = "../parameters/demo.yaml"\nrun_dir = ""')
+    params.metadata["tags"] = ["parameters"]
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell(heading), params,
+        nbformat.v4.new_code_cell("from serlib.runfolder import open_run\ncfg, folder = open_run(params_path, run_dir)"),
+        *[nbformat.v4.new_code_cell(c) for c in cells]])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+OK_CELLS = [
+    "import pandas as pd\nfrom serlib.display import show_table\n"
+    "show_table(pd.DataFrame({'a': [1, 2]}), 'Table 1', 'A tiny table', folder);",
+    "import matplotlib.pyplot as plt\nfrom serlib.display import show_figure\n"
+    "fig, ax = plt.subplots()\nax.plot([1, 2])\nshow_figure(fig, 'Fig. S1', 'A line', folder)",
+    "from IPython.display import Audio\nimport numpy as np\nAudio(np.zeros(800), rate=8000)",
+]
+BAD_CELLS = ["x = 1", "raise ValueError('boom in the bad notebook')", "y = 2"]
+
+
+@pytest.fixture(scope="module")
+def failed_run(tmp_path_factory):
+    """One run over three notebooks: ok, failing, never reached."""
+    tmp = tmp_path_factory.mktemp("runner")
+    (tmp / "parameters").mkdir()
+    params = tmp / "parameters" / "t.yaml"
+    params.write_text(yaml.safe_dump({"run": {"name": "t", "title": "Runner test report",
+                                              "notebooks": ["10_ok", "20_bad", "30_later"]},
+                                      "features": {"wav2vec2": {"weights": "random"}}}))
+    notebooks = tmp / "nb"
+    notebooks.mkdir()
+    _notebook(notebooks / "10_ok.ipynb", "# 1. The good one", OK_CELLS)
+    _notebook(notebooks / "20_bad.ipynb", "# 2. The bad one", BAD_CELLS)
+    _notebook(notebooks / "30_later.ipynb", "# 3. Never reached", ["z = 3"])
+    cfg = load_config(params)
+    with pytest.raises(NotebookError) as info:
+        run_report(cfg, out=tmp / "run", notebooks_dir=notebooks, verbose=False)
+    return cfg, tmp / "run", info.value
+
+
+def test_failure_names_notebook_and_cell(failed_run):
+    _, run, err = failed_run
+    assert err.notebook == "20_bad"
+    assert err.cell_index == 4  # heading, parameters, open_run, x = 1, raise
+    assert err.first_line == "raise ValueError('boom in the bad notebook')"
+    assert "20_bad" in str(err) and "cell 4" in str(err) and "boom in the bad notebook" in str(err)
+
+
+def test_failure_keeps_partial_notebook_and_stops(failed_run):
+    _, run, err = failed_run
+    partial = nbformat.read(run / "notebooks" / "20_bad.ipynb", as_version=4)
+    errors = [o for c in partial.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    assert errors and errors[0].ename == "ValueError"
+    assert err.partial == run / "notebooks" / "20_bad.ipynb"
+    assert (run / "notebooks" / "10_ok.ipynb").is_file()
+    assert not (run / "notebooks" / "30_later.ipynb").exists()  # the run stopped
+
+
+def test_failed_run_still_exports_report_with_banner(failed_run):
+    _, run, err = failed_run
+    text = (run / "report.html").read_text()
+    assert err.report == run / "report.html"
+    assert "This run FAILED" in text and 'href="#nb-20_bad"' in text and 'id="failure"' in text
+    assert "Not run: 30_later" in text
+    assert "boom in the bad notebook" in text  # the traceback of the failing cell is shown
+    assert "Table 1." in text  # what ran before the failure is there
+
+
+def test_report_toc_anchors_resolve(failed_run):
+    _, run, _ = failed_run
+    text = (run / "report.html").read_text()
+    links = set(re.findall(r'href="#([^"]+)"', text))
+    ids = set(re.findall(r'id="([^"]+)"', text))
+    assert {"nb-10_ok", "nb-20_bad", "table-1", "fig-s1", "run-identity", "run-configuration"} <= links
+    assert links <= ids, f"links without a target: {sorted(links - ids)}"
+
+
+def test_report_is_offline_and_code_hidden(failed_run):
+    _, run, _ = failed_run
+    text = (run / "report.html").read_text()
+    assert not REMOTE_SCRIPT.search(text)
+    assert "<script" not in text  # nothing we show needs JavaScript
+    assert "data:image/png;base64," in text  # figures embedded
+    assert re.search(r'<audio[^>]*controls', text) and "data:audio/wav;base64," in text
+    assert "show_table(pd.DataFrame" not in text  # inputs hidden
+    assert "params_path =" not in text  # parameters cells left out
+
+
+def test_report_identity_block(failed_run):
+    cfg, run, _ = failed_run
+    text = (run / "report.html").read_text()
+    assert "<title>Runner test report</title>" in text
+    for label in ("Parameters file", "Corpora", "Encoder", "Seeds", "Git revision", "Packages", "Device"):
+        assert f"<th>{label}</th>" in text
+    assert "Random encoder weights" in text
+    assert "Timings per stage" in text and "10_ok" in text
+    resolved = yaml.safe_load((run / "config.resolved.yaml").read_text())
+    assert resolved["config"]["run"]["name"] == "t"
+    assert set(PACKAGES) | {"python"} <= set(resolved["identity"]["packages"])
+    timings = yaml.safe_load((run / "timings.json").read_text())
+    assert timings["10_ok"]["status"] == "ok" and timings["20_bad"]["status"] == "failed"
+    assert timings["10_ok"]["seconds"] > 0
+
+
+def test_run_identity_contents():
+    cfg = load_config(ROOT / "parameters" / "smoke.yaml")
+    identity = run_identity(cfg)
+    assert identity["parameters_file"] == str((ROOT / "parameters" / "smoke.yaml").resolve())
+    assert identity["corpora"]["kind"] == "synthetic demo corpus"
+    assert identity["encoder"]["random_weights"] is True
+    assert identity["seeds"]["train"] == [0]
+    assert identity["packages"]["torch"] and identity["packages"]["python"]
+    assert "cpu" in identity["device"] or "cuda" in identity["device"]
+    git = identity["git"]
+    assert git["revision"] is None or re.fullmatch(r"[0-9a-f]{40}", git["revision"])
+    markup = identity_html(identity)
+    assert "Random encoder weights" in markup and "Synthetic corpus" in markup
+
+
+def test_identity_without_random_banner_for_pretrained():
+    cfg = load_config(ROOT / "parameters" / "smoke.yaml")
+    cfg.features.wav2vec2.weights = "pretrained"
+    cfg.data.demo, cfg.data.crema_d = None, "/data/CREMA-D"
+    identity = run_identity(cfg)
+    assert identity["corpora"]["CREMA-D"] == "/data/CREMA-D" and identity["corpora"]["EmoDB"] == "not used"
+    markup = identity_html(identity)
+    assert "Random encoder weights" not in markup and "Synthetic corpus" not in markup
+
+
+def test_select_notebooks_orders_and_rejects_unknown(tmp_path):
+    cfg = load_config(ROOT / "parameters" / "smoke.yaml")
+    cfg.run.notebooks = ["01_data", "02_x", "03_y"]
+    for name in ("03_y", "01_data"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    assert select_notebooks(cfg, tmp_path) == ["01_data", "03_y"]
+    assert select_notebooks(cfg, tmp_path, ["03_y", "01_data.ipynb"]) == ["01_data", "03_y"]
+    with pytest.raises(ConfigError, match="02_x"):
+        select_notebooks(cfg, tmp_path, ["02_x"])
+
+
+def test_run_report_needs_a_parameters_file():
+    from serlib.config import Config
+
+    with pytest.raises(ConfigError, match="YAML"):
+        run_report(Config(), out="/nonexistent/never-created")
+
+
+def test_render_html_strips_remote_scripts():
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={
+        "text/html": '<script src="https://cdn.example.org/x.js"></script><p>kept</p>'})]
+    text = render_html(nbformat.v4.new_notebook(cells=[cell]))
+    assert "<p>kept</p>" in text and not REMOTE_SCRIPT.search(text)
+
+
+def test_only_reruns_one_notebook_and_shows_earlier_ones(failed_run, tmp_path):
+    import shutil
+
+    cfg, run, _ = failed_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    report = run_report(cfg, out=copy, only=["30_later"], notebooks_dir=Path(cfg.source).parent.parent / "nb",
+                        verbose=False)
+    text = report.read_text()
+    assert (copy / "notebooks" / "30_later.ipynb").is_file()
+    assert 'id="nb-10_ok"' in text and 'id="nb-20_bad"' in text and 'id="nb-30_later"' in text
+    assert "Executed by an earlier invocation" in text  # 10_ok, reused
+    assert "FAILED in an earlier invocation" in text  # 20_bad's partial output, flagged
+    assert "This run FAILED" not in text
