@@ -9,7 +9,6 @@ taken exactly from a split file (CSV ``speaker,split``). Outputs, in the run's `
 """
 from __future__ import annotations
 
-import json
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -392,7 +391,10 @@ def corpus_roots(cfg) -> dict[str, Optional[Path]]:
 
 
 def ensure_demo_corpus(cfg) -> Optional[Path]:
-    """Generate the demo corpus of ``cfg.data.demo`` unless its completion marker says it is there.
+    """Generate the demo corpus of ``cfg.data.demo`` unless it is already complete.
+
+    The generator itself checks its completion marker (seed, scale and design version) and
+    returns at once when the corpus is there, so a changed design is regenerated too.
 
     Returns:
         The demo corpus root, or None when the run uses no demo corpus.
@@ -400,21 +402,9 @@ def ensure_demo_corpus(cfg) -> Optional[Path]:
     demo = cfg.data.demo
     if demo is None:
         return None
-    root = Path(demo.root)
-    if not _demo_complete(root / DEMO_MARKER, demo):
-        from .democorpus import generate_demo_corpus  # lazy: only demo runs need the synthesiser
+    from .democorpus import generate_demo_corpus  # lazy: only demo runs need the synthesiser
 
-        generate_demo_corpus(root, seed=demo.seed, scale=demo.scale, verbose=True)
-    return root
-
-
-def _demo_complete(marker: Path, demo) -> bool:
-    """The marker exists and was written for the configured seed and scale."""
-    try:
-        made = json.loads(marker.read_text())
-    except (OSError, ValueError):
-        return False
-    return made.get("seed") == demo.seed and made.get("scale") == demo.scale
+    return generate_demo_corpus(Path(demo.root), seed=demo.seed, scale=demo.scale, verbose=True)
 
 
 def prepare_run(cfg, folder) -> pd.DataFrame:

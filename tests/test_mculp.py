@@ -255,8 +255,8 @@ def test_demo_roots_default_and_explicit_roots_win(tmp_path):
                                  "EmoDB": tmp_path / "mine"}
 
 
-@pytest.mark.parametrize("marker", [True, False])
-def test_prepare_run_generates_the_demo_corpus_only_when_missing(tmp_path, monkeypatch, marker):
+def test_prepare_run_asks_the_generator_for_the_configured_demo_corpus(tmp_path, monkeypatch):
+    # The generator decides reuse itself (its marker holds seed, scale and design version).
     calls = []
 
     def fake_generate(root, seed=0, scale="default", verbose=False):
@@ -266,12 +266,9 @@ def test_prepare_run_generates_the_demo_corpus_only_when_missing(tmp_path, monke
         return root
 
     monkeypatch.setattr("serlib.democorpus.generate_demo_corpus", fake_generate)
-    cfg = _config(tmp_path, "  demo: {root: demo/corpora, seed: 0, scale: smoke}\n  split_seed: 5\n")
-    if marker:
-        fake_generate(tmp_path / "demo/corpora", 0, "smoke")
-        calls.clear()
+    cfg = _config(tmp_path, "  demo: {root: demo/corpora, seed: 3, scale: smoke}\n  split_seed: 5\n")
     folder = RunFolder(tmp_path / "run").ensure()
     manifest = prepare_run(cfg, folder)
-    assert len(calls) == (0 if marker else 1)
+    assert calls == [(tmp_path / "demo/corpora", 3, "smoke")]
     assert len(manifest) == 73 + 48 + 48 and folder.manifest.is_file() and folder.split_file.is_file()
     pd.testing.assert_frame_equal(load_manifest(folder), manifest)
