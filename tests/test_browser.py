@@ -1,0 +1,204 @@
+"""A real-browser test of the exported report: headless Chromium opens report.html and checks that
+the tables and figures are there and that every <audio> element loads with a duration.
+
+The report is built by ``serlib.report.run_report`` on the smoke profile, executing 05_confusion
+and 06_listening on a run folder whose S5 was trained by the real pipeline (``trained_smoke_run``
+in tests/test_confusion.py; fabricated predictions only where the pipeline modules are absent). The browser is driven through the Chrome DevTools Protocol over a websocket
+(``websocket-client``), so no driver or browser download is needed. Needs Debian's ``chromium``
+(``apt-get install -y chromium``); skipped without it.
+"""
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from test_confusion import SMOKE, trained_smoke_run
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
+                  "--mute-audio", "--autoplay-policy=no-user-gesture-required", "--remote-debugging-port=0")
+
+# Waits for every <audio> to load its metadata (or fail), plays the first one briefly, and reports.
+PAGE_PROBE = """
+(async () => {
+  const audios = Array.from(document.querySelectorAll('audio'));
+  const loaded = a => new Promise(done => {
+    if (a.readyState >= 1 || a.error) return done();
+    a.addEventListener('loadedmetadata', done, {once: true});
+    a.addEventListener('error', done, {once: true});
+  });
+  await Promise.race([Promise.all(audios.map(loaded)), new Promise(r => setTimeout(r, 30000))]);
+  let played = null;
+  if (audios.length) {
+    const a = audios[0];
+    try {
+      await a.play();
+      for (let i = 0; i < 100 && a.currentTime === 0 && !a.ended; i++) await new Promise(r => setTimeout(r, 50));
+      played = a.ended ? a.duration : a.currentTime;
+      a.pause();
+    } catch (e) { played = 'error: ' + e; }
+  }
+  return {
+    audio: audios.map(a => ({duration: a.duration, readyState: a.readyState, error: a.error && a.error.code})),
+    played: played,
+    tables: document.querySelectorAll('table').length,
+    images: Array.from(document.images).map(i => ({complete: i.complete, width: i.naturalWidth})),
+    captions: Array.from(document.querySelectorAll('p > b:first-child')).map(b => b.textContent.trim()),
+    toc: Array.from(document.querySelectorAll('nav a')).map(a => a.getAttribute('href')),
+  };
+})()
+"""
+
+
+def chromium_binary() -> str | None:
+    """Debian's ``chromium`` (or another Chromium/Chrome on PATH)."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+class DevTools:
+    """A minimal Chrome DevTools Protocol client over one page's websocket."""
+
+    def __init__(self, url: str, timeout: float = 60.0):
+        import websocket
+
+        self.ws = websocket.create_connection(url, timeout=timeout, suppress_origin=True)
+        self.ids = itertools.count(1)
+        self.events: list[dict] = []
+
+    def call(self, method: str, **params) -> dict:
+        msg_id = next(self.ids)
+        self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        while True:
+            msg = json.loads(self.ws.recv())
+            if msg.get("id") == msg_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+            self.events.append(msg)
+
+    def wait_event(self, method: str, timeout: float = 60.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = next((e for e in self.events if e.get("method") == method), None)
+            if found:
+                return found
+            self.events.append(json.loads(self.ws.recv()))
+        raise TimeoutError(f"no {method} within {timeout} s")
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def devtools_port(profile: Path, proc: subprocess.Popen, timeout: float = 30.0) -> int:
+    """The port Chromium chose for ``--remote-debugging-port=0`` (from DevToolsActivePort)."""
+    marker = profile / "DevToolsActivePort"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"chromium exited with code {proc.returncode}")
+        if marker.is_file() and marker.read_text().strip():
+            return int(marker.read_text().split()[0])
+        time.sleep(0.2)
+    raise TimeoutError(f"chromium wrote no {marker} within {timeout} s")
+
+
+def open_in_chromium(page: Path, profile: Path) -> dict:
+    """Open ``page`` in headless Chromium and return what ``PAGE_PROBE`` finds."""
+    import urllib.request
+
+    proc = subprocess.Popen([chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        port = devtools_port(profile, proc)
+        targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
+        target = next(t for t in targets if t.get("type") == "page")
+        tools = DevTools(target["webSocketDebuggerUrl"])
+        try:
+            tools.call("Page.enable")
+            tools.call("Page.navigate", url=page.resolve().as_uri())
+            tools.wait_event("Page.loadEventFired")
+            result = tools.call("Runtime.evaluate", expression=PAGE_PROBE, awaitPromise=True, returnByValue=True,
+                                timeout=60000)
+        finally:
+            tools.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    if "exceptionDetails" in result:
+        raise RuntimeError(f"page probe failed: {result['exceptionDetails']}")
+    return result["result"]["value"]
+
+
+def build_report(run_dir: Path, tmp_path_factory) -> Path:
+    """report.html of 05_confusion and 06_listening on the smoke profile."""
+    from serlib.config import load_config
+
+    trained_smoke_run(run_dir, tmp_path_factory)
+    try:
+        from serlib.report import run_report
+    except ImportError:
+        return _fallback_report(run_dir)
+    return run_report(load_config(SMOKE), out=run_dir, only=["05_confusion", "06_listening"], verbose=False)
+
+
+def _fallback_report(run_dir: Path) -> Path:
+    """Without the report module: a page with the static listening table and Fig. 4."""
+    import io
+
+    from serlib import confusion as cf
+    from serlib import listening as ls
+    from serlib.config import load_config
+    from serlib.paper import TABLE7
+    from serlib.runfolder import open_run
+
+    cfg, folder = open_run(SMOKE, run_dir)
+    preds = cf.load_predictions(cfg, folder)
+    buffer = io.BytesIO()
+    cf.plot_confusion_beside_paper(cf.confusion_table(preds), TABLE7, "this run").savefig(buffer, format="png")
+    figure = base64.b64encode(buffer.getvalue()).decode()
+    clips = ls.select_misclassified(preds, n=load_config(SMOKE).analysis.listening_clips)
+    body = (f'<img src="data:image/png;base64,{figure}"><p><b>Fig. 4.</b> confusion</p>'
+            + ls.static_table_html(clips, None, "Table S50", "listening clips"))
+    folder.report.write_text(f"<!DOCTYPE html><html><body>{body}</body></html>", encoding="utf-8")
+    return folder.report
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(chromium_binary() is None, reason="chromium not installed (Debian: apt-get install -y chromium)")
+def test_report_opens_in_headless_chromium(tmp_path, tmp_path_factory):
+    import pandas as pd
+
+    pytest.importorskip("websocket", reason="websocket-client is needed to drive Chromium over DevTools")
+    report = build_report(tmp_path / "run", tmp_path_factory)
+    clips = pd.read_csv(tmp_path / "run" / "tables" / "table_s50.csv").merge(
+        pd.read_csv(tmp_path / "run" / "data" / "manifest.csv")[["utt_id", "duration_s"]], on="utt_id")
+    html = report.read_text(encoding="utf-8")
+    assert "<script src=\"http" not in html and "https://cdn" not in html  # opens offline
+    assert html.count("<audio") == len(clips) >= 1
+
+    page = open_in_chromium(report, tmp_path / "chromium-profile")
+
+    assert len(page["audio"]) == len(clips)
+    for audio, seconds in zip(page["audio"], clips["duration_s"]):
+        assert audio["error"] is None and audio["readyState"] >= 1, audio
+        assert audio["duration"] == pytest.approx(seconds, abs=0.05)  # the clip's own length
+    assert isinstance(page["played"], (int, float)) and page["played"] > 0, page["played"]
+    for label in ("Table 7", "Fig. 4", "Table S40", "Table S43", "Fig. S40", "Table S50", "Table S51"):
+        assert f"{label}." in page["captions"], (label, page["captions"])
+    assert page["tables"] >= 8
+    figures = [i for i in page["images"] if i["complete"] and i["width"] > 100]
+    assert len(figures) >= 2 and len(figures) == len(page["images"])  # every image decoded
+    assert "#fig-4" in page["toc"] and "#table-s50" in page["toc"]
