@@ -1,0 +1,338 @@
+"""Tests of serlib.encoders and serlib.features: audio in, encoders, frames, the cache, the notebook."""
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+
+from serlib import encoders, features
+from serlib.config import FeaturesConfig, load_config
+from serlib.encoders import (LogMelEncoder, Wav2Vec2Encoder, WeightsUnavailableError, fit_frames, load_audio,
+                             resampled_length)
+from serlib.runfolder import RunFolder
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "parameters" / "smoke.yaml"
+CLASSES = ("negative", "sad_fear", "pos_neutral")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def tone(seconds: float, rate: int = 16000, freq: float = 220.0, seed: int = 0) -> np.ndarray:
+    """A tone plus a little noise, float32 ``(samples,)``."""
+    t = np.arange(int(round(seconds * rate))) / rate
+    noise = np.random.default_rng(seed).normal(0, 0.02, t.shape)
+    return (0.3 * np.sin(2 * np.pi * freq * t) + noise).astype(np.float32)
+
+
+def smoke_cfg(tmp_path: Path, **features_overrides):
+    """The smoke profile with its cache in the test's run folder."""
+    cfg = load_config(SMOKE)
+    cfg.features.cache_dir = None
+    cfg.features.device = "cpu"
+    for key, value in features_overrides.items():
+        setattr(cfg.features, key, value)
+    return cfg
+
+
+def write_manifest(folder: RunFolder, clips: dict[str, np.ndarray], rate: int = 16000) -> pd.DataFrame:
+    """Write one wav per clip and ``data/manifest.csv`` with the contract's columns."""
+    rows = []
+    for i, (stem, wave) in enumerate(clips.items()):
+        path = folder.root / "audio" / f"{stem}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if wave is not None:
+            sf.write(path, wave, rate)
+        rows.append({"utt_id": f"EmoDB/{stem}", "path": str(path), "corpus": "EmoDB", "speaker": f"EmoDB:{i % 3}",
+                     "sex": "female", "emotion_code": "W", "emotion": "anger", "sentence": "a01",
+                     "duration_s": 0.0 if wave is None else len(wave) / rate, "sample_rate": rate, "channels": 1,
+                     "label": CLASSES[i % 3], "split": ("train", "val", "test")[i % 3]})
+    manifest = pd.DataFrame(rows)
+    folder.data.mkdir(parents=True, exist_ok=True)
+    manifest.to_csv(folder.manifest, index=False)
+    return manifest
+
+
+@pytest.fixture
+def run(tmp_path) -> RunFolder:
+    return RunFolder(tmp_path / "run").ensure()
+
+
+@pytest.fixture(scope="module")
+def tiny_w2v():
+    """The smoke profile's tiny wav2vec2 (random weights)."""
+    return Wav2Vec2Encoder(load_config(SMOKE).features.wav2vec2)
+
+
+# --------------------------------------------------------------------------- audio in
+
+
+def test_load_audio_resamples_48k_to_16k(tmp_path):
+    path = tmp_path / "a.wav"
+    sf.write(path, tone(1.0, 48000, freq=440.0), 48000)
+    wave = load_audio(path, 16000)
+    assert wave.dtype == np.float32 and wave.shape == (16000,)
+    assert resampled_length(48000, 48000, 16000) == 16000
+    peak_hz = np.argmax(np.abs(np.fft.rfft(wave))) * 16000 / len(wave)
+    assert abs(peak_hz - 440.0) < 2.0
+
+
+def test_load_audio_downmixes_stereo(tmp_path):
+    left, right = tone(0.5, freq=300.0), tone(0.5, freq=500.0, seed=1)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left, right], axis=1), 16000, subtype="FLOAT")
+    np.testing.assert_allclose(load_audio(path), (left + right) / 2, atol=1e-6)
+
+
+@pytest.mark.parametrize("rate,samples", [(44100, 44100), (22050, 12345), (48000, 150000), (8000, 8001)])
+def test_resampled_length_matches_torchaudio(tmp_path, rate, samples):
+    path = tmp_path / "x.wav"
+    sf.write(path, np.zeros(samples, np.float32), rate)
+    assert len(load_audio(path)) == resampled_length(samples, rate, 16000)
+
+
+def test_load_audio_rejects_empty_file(tmp_path):
+    path = tmp_path / "empty.wav"
+    sf.write(path, np.zeros(0, np.float32), 16000)
+    with pytest.raises(ValueError, match="no audio samples"):
+        load_audio(path)
+
+
+# --------------------------------------------------------------------------- frames
+
+
+@pytest.mark.parametrize("time,frames,kept,first", [(10, 6, 6, 2), (11, 6, 6, 2), (4, 6, 4, 0), (6, 6, 6, 0)])
+def test_fit_frames_centre_trims_and_pads_at_the_end(time, frames, kept, first):
+    clip = torch.arange(time, dtype=torch.float32)[:, None].repeat(1, 3)  # (time, channels): value = index
+    out, length = fit_frames(clip, frames)
+    assert out.shape == (3, frames) and length == kept
+    assert out[0, :kept].tolist() == list(range(first, first + kept))
+    assert out[:, kept:].abs().sum() == 0
+
+
+def test_logmel_frames_align_with_wav2vec2(tiny_w2v):
+    logmel = LogMelEncoder(load_config(SMOKE).features.logmel)
+    for samples in (400, 719, 720, 16000, 40123, 128080):
+        assert logmel.frames_for(samples) == tiny_w2v.frames_for(samples)
+    assert tiny_w2v.frames_for(128080) == 400  # 400 frames = 8 s (+ one 25 ms window)
+    x = torch.from_numpy(tone(1.0))[None]
+    assert logmel(x).shape == (1, 64, logmel.frames_for(16000))
+
+
+def test_shapes_768_and_64_by_400(run, tmp_path):
+    """Paper shapes: a base-width (768) wav2vec2 and 64-band log-Mel, trimmed / padded to 400 frames."""
+    cfg = smoke_cfg(tmp_path, frames=400)
+    cfg.features.wav2vec2.config_overrides = {"num_hidden_layers": 1, "conv_dim": [32] * 7}  # base width, cheap
+    manifest = write_manifest(run, {"long": tone(9.0), "short": tone(1.5, seed=1)})
+    for input, channels in (("wav2vec2", 768), ("logmel", 64)):
+        fs = features.load_features(cfg, run, manifest, input)
+        assert fs.x.shape == (2, channels, 400) and fs.x.dtype == torch.float32
+        assert fs.lengths.tolist() == [400, 74]  # 9 s trimmed; 1.5 s = floor((24000 - 400) / 320) + 1
+        assert fs.x[1, :, 74:].abs().sum() == 0 and fs.x[1, :, :74].abs().sum() > 0
+        assert fs.utt_ids == ["EmoDB/long", "EmoDB/short"] and fs.labels.tolist() == [0, 1]
+
+
+def test_default_config_is_the_wav2vec2_base_architecture():
+    """The offline fallback: transformers' Wav2Vec2Config() equals facebook/wav2vec2-base's config.json."""
+    from transformers import Wav2Vec2Config
+
+    c = Wav2Vec2Config()
+    base = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+            "conv_dim": (512,) * 7, "conv_stride": (5, 2, 2, 2, 2, 2, 2), "conv_kernel": (10, 3, 3, 3, 3, 2, 2),
+            "conv_bias": False, "feat_extract_norm": "group", "do_stable_layer_norm": False,
+            "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16, "hidden_act": "gelu",
+            "feat_extract_activation": "gelu", "layer_norm_eps": 1e-5}
+    assert {k: tuple(v) if isinstance(v, list) else v for k, v in ((k, getattr(c, k)) for k in base)} == base
+    w = load_config(SMOKE).features.wav2vec2
+    w.config_overrides = {}
+    assert "defaults" in encoders.architecture(w)[1] or "cache" in encoders.architecture(w)[1]
+
+
+# --------------------------------------------------------------------------- encoders
+
+
+def test_random_weights_are_deterministic(tiny_w2v):
+    state = torch.random.get_rng_state()
+    again = Wav2Vec2Encoder(load_config(SMOKE).features.wav2vec2)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the global RNG is left alone
+    x = torch.from_numpy(tone(1.2))[None]
+    assert torch.equal(tiny_w2v(x), again(x))
+    assert tiny_w2v.normalize  # wav2vec2-base's feature extractor: zero mean, unit variance
+
+
+def test_batched_equals_one_at_a_time(tiny_w2v):
+    clips = torch.stack([torch.from_numpy(tone(1.0, freq=f, seed=i)) for i, f in enumerate((150, 260, 370))])
+    batched = tiny_w2v(clips)  # (3, channels, frames)
+    alone = torch.cat([tiny_w2v(clip[None]) for clip in clips])
+    torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
+    # Why batches must be equal-length: zero-padding a clip changes its (unpadded) frames.
+    short = clips[0, :12000]
+    padded = tiny_w2v(torch.cat([short, torch.zeros(4000)])[None])[..., :tiny_w2v.frames_for(12000)]
+    assert (padded - tiny_w2v(short[None])).abs().max() > 1e-3
+
+
+def test_extraction_batch_size_does_not_change_features(run, tmp_path):
+    clips = {f"c{i}": tone(1.0 if i < 4 else 1.3, freq=120 + 40 * i, seed=i) for i in range(6)}
+    manifest = write_manifest(run, clips)
+    loaded = []
+    for batch_size in (1, 4):
+        cfg = smoke_cfg(tmp_path, cache_dir=str(tmp_path / f"cache{batch_size}"))
+        cfg.features.wav2vec2.batch_size = batch_size
+        loaded.append(features.load_features(cfg, run, manifest, "wav2vec2"))
+    torch.testing.assert_close(loaded[0].x, loaded[1].x, atol=2e-3, rtol=2e-3)  # fp16 storage
+    meta = json.loads((features.key_folder(cfg, run, "wav2vec2") / "key.json").read_text())
+    assert meta["last_compute"]["mean_batch"] == 3.0  # 4 equal clips in one batch + 2 in another
+
+
+def test_layer_index_drops_later_layers_exactly(tiny_w2v):
+    w = copy.deepcopy(load_config(SMOKE).features.wav2vec2)
+    w.layer = 1
+    first = Wav2Vec2Encoder(w)
+    assert len(first.model.encoder.layers) == 1
+    x = torch.from_numpy(tone(1.0))[None]
+    x = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + 1e-7)
+    with torch.inference_mode():
+        full = tiny_w2v.model(x, output_hidden_states=True).hidden_states[1].transpose(1, 2)
+    torch.testing.assert_close(first(torch.from_numpy(tone(1.0))[None]), full, atol=1e-5, rtol=1e-5)
+
+
+def test_missing_pretrained_weights_error_names_the_ways(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    w = load_config(SMOKE).features.wav2vec2
+    w.weights, w.config_overrides, w.model_id = "pretrained", {}, "facebook/wav2vec2-base"
+    with pytest.raises(WeightsUnavailableError) as err:
+        Wav2Vec2Encoder(w)
+    message = str(err.value)
+    for needed in ("facebook/wav2vec2-base", "connected machine", "HF_HOME", "HF_HUB_CACHE", "local folder",
+                   "weights: random"):
+        assert needed in message
+
+
+def test_pretrained_from_a_local_folder(tiny_w2v, tmp_path):
+    tiny_w2v.model.save_pretrained(tmp_path / "model")
+    w = load_config(SMOKE).features.wav2vec2
+    w.weights, w.config_overrides, w.model_id = "pretrained", {}, str(tmp_path / "model")
+    loaded = Wav2Vec2Encoder(w)
+    x = torch.from_numpy(tone(1.0))[None]
+    torch.testing.assert_close(loaded(x), tiny_w2v(x))
+    assert "PRETRAINED" in encoders.encoder_description(FeaturesConfig(wav2vec2=w))
+
+
+def test_description_says_random_weights():
+    cfg = load_config(SMOKE)
+    text = encoders.encoder_description(cfg)
+    assert "RANDOM weights" in text and "NOT pretrained" in text and "facebook/wav2vec2-base" in text
+    assert "64 bands" in encoders.encoder_description(cfg, "logmel")
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def test_cache_hit_miss_and_invalidation(run, tmp_path):
+    cfg = smoke_cfg(tmp_path)
+    write_manifest(run, {f"c{i}": tone(1.0 + 0.1 * i, seed=i) for i in range(4)})
+    first = features.extract_for_run(cfg, run)
+    assert [first["inputs"][i]["computed"] for i in ("wav2vec2", "logmel")] == [4, 4]
+    assert (run.data / "features_summary.json").is_file() and first["inputs"]["wav2vec2"]["clips_per_s"] > 0
+    assert "RANDOM" in first["inputs"]["wav2vec2"]["encoder"] and first["inputs"]["wav2vec2"]["weights"] == "random"
+    second = features.extract_for_run(cfg, run)  # hit: nothing recomputed
+    assert [second["inputs"][i]["cached"] for i in ("wav2vec2", "logmel")] == [4, 4]
+    assert [second["inputs"][i]["computed"] for i in ("wav2vec2", "logmel")] == [0, 0]
+    before = features.load_features(cfg, run, features.pd.read_csv(run.manifest), "logmel")
+    cfg.features.logmel.n_mels = 40  # a changed parameter recomputes only its input
+    third = features.extract_for_run(cfg, run)
+    assert third["inputs"]["logmel"]["computed"] == 4 and third["inputs"]["wav2vec2"]["computed"] == 0
+    sf.write(run.root / "audio" / "c2.wav", tone(1.2, seed=99), 16000)  # changed content: that clip only
+    fourth = features.extract_for_run(cfg, run)
+    assert [fourth["inputs"][i]["computed"] for i in ("wav2vec2", "logmel")] == [1, 1]
+    cfg.features.logmel.n_mels, cfg.features.frames = 64, 50  # frames is applied at load time
+    manifest = features.pd.read_csv(run.manifest)
+    assert features.extract_for_run(cfg, run)["inputs"]["logmel"]["computed"] == 1  # only the changed clip
+    after = features.load_features(cfg, run, manifest, "logmel")
+    assert after.x.shape == (4, 64, 50)
+    torch.testing.assert_close(after.x[0], before.x[0, :, :50])  # 1.0 s = 49 frames: untouched by trimming
+
+
+def test_resume_after_interruption(run, tmp_path, monkeypatch):
+    cfg = smoke_cfg(tmp_path)
+    cfg.features.wav2vec2.batch_size = 2
+    clips = {f"c{i}": tone(1.0 if i < 4 else 1.5, seed=i) for i in range(6)}  # batches: 2 + 2 + 2
+    manifest = write_manifest(run, clips)
+    real_forward, calls = Wav2Vec2Encoder.forward, []
+
+    def interrupted(self, wave):
+        calls.append(wave.shape[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_forward(self, wave)
+
+    monkeypatch.setattr(Wav2Vec2Encoder, "forward", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        features.extract(cfg, run, manifest, "wav2vec2")
+    monkeypatch.setattr(Wav2Vec2Encoder, "forward", real_forward)
+    kdir = features.key_folder(cfg, run, "wav2vec2")
+    assert len(features.read_index(kdir)) == 2  # the first batch was flushed on the way out
+    assert not list(kdir.glob(".*.tmp"))
+    resumed = features.extract(cfg, run, manifest, "wav2vec2")
+    assert resumed["computed"] == 4 and resumed["cached"] == 2
+    fresh_cfg = smoke_cfg(tmp_path, cache_dir=str(tmp_path / "fresh"))
+    fresh = features.load_features(fresh_cfg, run, manifest, "wav2vec2")
+    torch.testing.assert_close(features.load_features(cfg, run, manifest, "wav2vec2").x, fresh.x)
+
+
+def test_bad_clips_are_reported_and_dropped(run, tmp_path):
+    cfg = smoke_cfg(tmp_path)
+    manifest = write_manifest(run, {"good": tone(1.0), "gone": None, "broken": tone(1.0, seed=2)})
+    Path(manifest.loc[2, "path"]).write_bytes(b"not audio at all" * 100)
+    with pytest.warns(UserWarning, match="EmoDB/gone"):
+        summary = features.extract_for_run(cfg, run, inputs=["logmel"])
+    failed = summary["inputs"]["logmel"]["failed"]
+    assert set(failed) == {"EmoDB/gone", "EmoDB/broken"}
+    assert "FileNotFoundError" in failed["EmoDB/gone"] and failed["EmoDB/broken"]
+    with pytest.warns(UserWarning, match="left out"):
+        fs = features.load_features(cfg, run, manifest, "logmel")
+    assert fs.utt_ids == ["EmoDB/good"] and fs.missing == ["EmoDB/gone", "EmoDB/broken"]
+    assert fs.x.shape[0] == 1 and fs.labels.tolist() == [0]
+
+
+def test_cli_features_fills_the_cache(run, tmp_path):
+    from serlib.cli import main
+
+    write_manifest(run, {"a": tone(1.0), "b": tone(1.1, seed=1)})
+    assert main(["features", str(SMOKE), "--out", str(run.root)]) == 0
+    summary = json.loads((run.data / "features_summary.json").read_text())
+    assert summary["clips"] == 2 and set(summary["inputs"]) == {"wav2vec2", "logmel"}
+    assert all(s["computed"] == 2 and s["cache_bytes"] > 0 for s in summary["inputs"].values())
+
+
+# --------------------------------------------------------------------------- the notebook
+
+
+@pytest.mark.slow
+def test_features_notebook_on_smoke(tmp_path):
+    from serlib import mculp
+
+    if not hasattr(mculp, "prepare_run"):
+        pytest.skip("serlib.mculp.prepare_run is not there yet")
+    papermill = pytest.importorskip("papermill")
+    run_dir = tmp_path / "run"
+    papermill.execute_notebook(str(REPO / "notebooks" / "02_features.ipynb"), str(tmp_path / "out.ipynb"),
+                               parameters={"params_path": str(SMOKE), "run_dir": str(run_dir)},
+                               kernel_name="python3", cwd=str(REPO / "notebooks"), progress_bar=False)
+    summary = pd.read_csv(run_dir / "tables" / "table_s10.csv")
+    assert set(summary["input"]) == {"wav2vec2", "logmel"} and (summary["clips"] > 0).all()
+    assert summary["weights"].str.contains("random").any()
+    stats = pd.read_csv(run_dir / "tables" / "table_s11.csv")
+    assert len(stats) >= 2
+    for name in ("fig_s10", "fig_s11", "fig_s12"):
+        assert (run_dir / "figures" / f"{name}.png").stat().st_size > 5000
+    text = (tmp_path / "out.ipynb").read_text()
+    assert "RANDOM encoder weights" in text
