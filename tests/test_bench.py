@@ -1,0 +1,167 @@
+"""serlib.bench: the `serlib bench --quick` command, its measuring pieces, and the rehearsal profile."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from serlib import bench, democorpus
+from serlib.cli import main
+from serlib.config import ModelConfig, load_config
+from serlib.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+KEYS = ("device", "torch", "cnn_params", "infer_ms_b1", "infer_utt_per_s", "infer_peak_mem_mb",
+        "train_s_per_epoch", "train_s_per_epoch_on_the_fly", "extract_clips_per_s_logmel",
+        "extract_clips_per_s_wav2vec2", "cached_vs_otf_ratio", "mem_params_fp32_mb", "mem_total_b1_half_mb")
+
+
+@pytest.mark.slow
+def test_bench_quick_writes_sane_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--device", "cpu", "--quick", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    for key in KEYS:
+        assert key in result, key
+    assert result["device"] == "cpu" and result["torch"] == torch.__version__
+    assert 8_600_000 <= result["cnn_params"] <= 8_750_000  # the network as the paper describes it: 8.67 M
+    for key in KEYS[3:]:
+        assert np.isfinite(result[key]) and result[key] > 0, (key, result[key])
+    # An epoch is many training steps; recomputing wav2vec2 per batch can only add to it.
+    assert result["train_s_per_epoch"] > 10 * result["infer_ms_b1"] / 1e3
+    assert result["train_s_per_epoch_on_the_fly"] > result["train_s_per_epoch"]
+    assert result["mem_params_fp32_mb"] == pytest.approx(result["cnn_params"] * 4 / 1e6)
+    assert all(p["ratio"] > 0 for p in result["fast_paths"])
+    assert result["paper"]["infer_ms_b1"] == 3.5 and result["paper"]["infer_peak_mem_mb"] == 15.0
+    assert {row["metric"] for row in result["table"]} >= {"infer_ms_b1", "train_s_per_epoch", "cached_vs_otf_ratio"}
+    printed = capsys.readouterr().out
+    assert "infer_ms_b1" in printed and "Fast paths" in printed and "< 15 MB" in printed
+
+
+def test_bench_cuda_without_gpu_is_a_clear_error(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main(["bench", "--device", "cuda", "--quick"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("use_real_lists", [True, False])
+def test_clip_lengths_follow_the_real_corpora(use_real_lists, tmp_path, monkeypatch):
+    if use_real_lists and bench.real_names_dir() is None:
+        pytest.skip("shared/real-names is not present")
+    if not use_real_lists:
+        monkeypatch.setenv("SERLIB_REAL_NAMES", str(tmp_path))  # no lists there: stored quantiles
+    lengths, source = bench.draw_clip_lengths(4000, seed=0)
+    assert ("lengths from real file lists" in source) == use_real_lists
+    assert lengths.min() >= 1.2 and lengths.max() <= 9.0
+    assert 2.4 < lengths.mean() < 3.0  # 83 % CREMA-D (~2.5 s), RAVDESS ~3.7 s, EmoDB ~2.8 s
+
+
+def test_stored_quantiles_match_the_real_lists():
+    folder = bench.real_names_dir()
+    if folder is None:
+        pytest.skip("shared/real-names is not present")
+    real = bench._real_lengths(folder)
+    assert {k: len(v) for k, v in real.items()} == {"RAVDESS": 1056, "EmoDB": 454}  # MCULP's kept clips
+    for corpus, stored in bench.LENGTH_QUANTILES_S.items():
+        computed = np.quantile(real[corpus], np.linspace(0, 1, len(stored)))
+        np.testing.assert_allclose(computed, stored, atol=1e-3)
+
+
+def test_activation_tracker_counts_live_outputs():
+    conv_a, conv_b = nn.Conv1d(4, 8, 1, bias=False), nn.Conv1d(8, 16, 1, bias=False)
+
+    class TwoConvs(nn.Module):
+        def forward(self, x):  # (1, 4, 10) -> (1, 8, 10) -> (1, 16, 10); both outputs alive at the end
+            y = conv_a(x)
+            return conv_b(y)
+
+    peak = bench.activation_peak_bytes(TwoConvs(), torch.randn(1, 4, 10))
+    assert peak == (8 * 10 + 16 * 10) * 4
+
+
+def test_activation_peak_of_the_paper_network_is_megabytes():
+    model = build_model(ModelConfig(), 768)
+    peak = bench.activation_peak_bytes(model, torch.randn(1, 768, 400))
+    one_block = 384 * 400 * 4  # one 384-channel activation at batch 1
+    assert 2 * one_block <= peak <= 12 * one_block
+
+
+def test_fold_batchnorm_keeps_the_outputs():
+    model = build_model(ModelConfig(width_scale=0.125), 32)
+    for module in model.modules():  # non-trivial running statistics
+        if isinstance(module, nn.BatchNorm1d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+    folded = bench.fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in folded.modules())
+    x = torch.randn(3, 32, 50)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), model.eval()(x), atol=1e-4, rtol=1e-4)
+
+
+def test_forward_gflop_of_a_single_conv():
+    conv = nn.Sequential(nn.Conv1d(2, 3, 5, padding=2))
+    assert bench.forward_gflop(conv, torch.randn(1, 2, 100)) == pytest.approx(2 * 2 * 5 * 3 * 100 / 1e9)
+
+
+def test_memory_analysis_numbers():
+    mem = bench.memory_analysis(8_669_519, 3_000_000, 768 * 400 * 4)
+    assert mem["mem_params_fp32_mb"] == pytest.approx(34.68, abs=0.01)
+    assert mem["mem_params_half_mb"] == pytest.approx(17.34, abs=0.01)
+    assert mem["paper_3p9m_params_fp32_mb"] == pytest.approx(15.6)
+    assert mem["mem_total_b1_half_mb"] == pytest.approx(17.34 + (3.0 + 1.2288) / 2, abs=0.01)
+    assert "< 15 MB" in bench.memory_note(mem, 8_669_519)
+
+
+def test_bench_table_compares_with_targets():
+    result = {"device": "cpu", "settings": {"warmup": 1, "repeats": 3, "logmel_clips": 24, "w2v_clips": 2,
+                                            "resident_pool": 16},
+              "cnn_params": 8_669_519, "infer_ms_b1": 80.0, "infer_ms_b1_min": 75.0, "infer_gflop_b1": 6.9,
+              "infer_gflop_per_s_b1": 86.0, "infer_utt_per_s": 15.0, "infer_batch": 8, "infer_b1_repeats": 3,
+              "infer_batched_repeats": 2, "infer_peak_mem_mb": 50.0, "infer_peak_mem_how": "rss",
+              "mem_activation_peak_b1_fp32_mb": 3.0, "mem_total_b1_half_mb": 19.5, "train_s_per_epoch": 6000.0,
+              "train_timed_batch": 4, "train_timed_steps": 2, "train_s_per_epoch_on_the_fly": 27000.0,
+              "otf_timed_batches": 1, "otf_timed_batch": 1, "cached_vs_otf_ratio": 4.5,
+              "extract_clips_per_s_logmel": 250.0, "extract_clips_per_s_wav2vec2": 0.2}
+    table = bench.bench_table(result).set_index("metric")
+    assert table.loc["infer_ms_b1", "target"] == "<= 20: NOT met"
+    assert table.loc["extract_clips_per_s_logmel", "target"] == ">= 200: met"
+    assert "scaled x16" in table.loc["train_s_per_epoch", "how"]
+    assert "3.5" in table.loc["infer_ms_b1", "paper"]
+
+
+def test_rehearsal_profile_loads_at_paper_scale():
+    cfg = load_config(REPO / "parameters" / "rehearsal.yaml")
+    assert cfg.data.demo is not None and cfg.features.wav2vec2.weights == "random"
+    assert cfg.features.frames == 400 and cfg.features.wav2vec2.model_id == "facebook/wav2vec2-base"
+    assert set(cfg.systems) == {"S1", "S2", "S3", "S4", "S5", "A1", "A2", "A3"}
+    assert all(s.model.width_scale == 1.0 for s in cfg.systems.values())  # the paper's widths
+    assert cfg.systems["A3"].model.blocks == [0, 2, 4] and not cfg.systems["S3"].model.se
+    assert cfg.train.seeds == [0, 1, 2] and cfg.train.batch_size == 64 and cfg.train.max_epochs == 80
+
+
+def test_rehearsal_corpus_scale():
+    cfg = load_config(REPO / "parameters" / "rehearsal.yaml")
+    if "paper" not in democorpus.SCALES:
+        pytest.skip("serlib.democorpus has no 'paper' scale (8952 clips, real lengths) yet: the rehearsal "
+                    "runs on the default demo corpus (issue 6, section 3)")
+    assert cfg.data.demo.scale == "paper"
+
+
+@pytest.mark.parametrize("sync_metrics, amp", [(True, False), (False, False), (False, True)])
+def test_train_step_variants_update_the_model(sync_metrics, amp):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(width_scale=0.125), 768)
+    step = bench.TrainStep(model, torch.device("cpu"), sync_metrics=sync_metrics, amp=amp)
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.randn(4, 768, 40), torch.randint(0, 3, (4,))
+    step(x, y)
+    step(x, y)
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    if not sync_metrics:  # loss sum and correct count accumulated on the device
+        assert step.total[0] > 0 and 0 <= step.total[1] <= 8
