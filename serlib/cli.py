@@ -37,6 +37,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("params")
     t.add_argument("--out", help="run folder (default reports/<run name>/)")
     t.add_argument("--system", action="append", help="system name, e.g. S5 (repeatable)")
+
+    b = sub.add_parser("bench", help="speed and memory: inference, training epoch, extraction, fast paths")
+    b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    b.add_argument("--json", help="write the results as JSON to this file")
+    b.add_argument("--quick", action="store_true", help="CI mode: fewer repetitions and smaller batches")
     return p
 
 
@@ -67,6 +72,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         generate_demo_corpus(Path(args.out), seed=args.seed, scale=args.scale, verbose=True)
         return 0
+    if args.command == "bench":
+        from .bench import main_bench
+
+        return main_bench(device=args.device, json_path=args.json, quick=args.quick)
     from .config import load_config
     from .runfolder import run_folder
 

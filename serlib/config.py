@@ -77,6 +77,7 @@ class FeaturesConfig:
     sample_rate: int = 16000  # encoders' input rate
     cache_dir: Optional[str] = None  # null = <run folder>/data/features; may be shared between runs
     device: str = "auto"  # auto | cpu | cuda
+    threads: Optional[int] = None  # torch CPU threads for the encoder; null = torch's default (all cores)
     wav2vec2: Wav2Vec2Config = field(default_factory=Wav2Vec2Config)
     logmel: LogMelConfig = field(default_factory=LogMelConfig)
 
@@ -84,7 +85,7 @@ class FeaturesConfig:
 @dataclass
 class AugmentConfig:
     noise_prob: float = 0.5  # CHOSEN (paper: not stated): probability of additive Gaussian noise
-    noise_std: float = 0.05  # CHOSEN (paper: "small relative std"): std relative to the batch's feature std
+    noise_std: float = 0.05  # CHOSEN (paper: "small relative std"): std relative to each utterance's feature std
     crop_prob: float = 0.5  # paper: random crop to crop_frames, zero-pad back, with p = 0.5
     crop_frames: int = 380  # paper: 380 of 400 frames
     mask_prob: float = 0.25  # paper: temporal masking with p = 0.25
@@ -104,9 +105,19 @@ class ModelConfig:
 
 
 @dataclass
+class SelectConfig:
+    enabled: bool = False  # run serlib.train.select_lr_wd (val split only) and train with its choice
+    system: str = "S5"  # the system the grid is searched on
+    lrs: list[float] = field(default_factory=lambda: [3e-4, 1e-3, 3e-3])  # CHOSEN learning-rate grid
+    weight_decays: list[float] = field(default_factory=lambda: [1e-4, 1e-2])  # CHOSEN weight-decay grid
+    max_epochs: int = 20  # CHOSEN: epochs per grid point (early stopping as in training)
+    seed: int = 0  # seed of the selection runs
+
+
+@dataclass
 class TrainConfig:
-    lr: float = 1e-3  # CHOSEN on validation (paper: not stated)
-    weight_decay: float = 1e-2  # CHOSEN on validation (paper: not stated)
+    lr: float = 1e-3  # CHOSEN on validation (paper: not stated); select.enabled overrides it
+    weight_decay: float = 1e-2  # CHOSEN on validation (paper: not stated); select.enabled overrides it
     batch_size: int = 64  # paper: 64
     max_epochs: int = 80  # paper: at most 80
     early_stop_patience: int = 30  # paper: 30 epochs without validation improvement
@@ -116,6 +127,9 @@ class TrainConfig:
     grad_clip: float = 2.0  # paper: gradient-norm clipping at 2.0
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # each system trained once per seed
     device: str = "auto"  # auto | cpu | cuda
+    eval_batch_size: int = 256  # batch for validation/test passes (no effect on results)
+    threads: Optional[int] = None  # CPU threads for training; null = torch's default (no effect on GPU)
+    select: SelectConfig = field(default_factory=SelectConfig)  # learning-rate / weight-decay selection
 
 
 @dataclass
@@ -127,6 +141,18 @@ class SystemConfig:
 
 
 @dataclass
+class AnalysisConfig:
+    primary_system: str = "S5"  # system analysed in 05_confusion/06_listening (paper 5.4: the proposed S5)
+    primary_seed: Optional[int] = None  # its seed; null = the first of train.seeds
+    listening_clips: int = 50  # paper 5.4: 50 misclassified test clips
+    listening_seed: int = 0  # CHOSEN: seed of the reproducible draw of listening clips
+    pitch_fmin: float = 65.0  # CHOSEN: pyin lowest pitch (Hz), covers male speech
+    pitch_fmax: float = 500.0  # CHOSEN: pyin highest pitch (Hz), covers raised female speech
+    pitch_frame_length: int = 1024  # CHOSEN: pyin window in samples at 16 kHz (64 ms)
+    pitch_hop_ms: float = 20.0  # CHOSEN: pyin and RMS hop (the wav2vec2 stride)
+
+
+@dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -134,6 +160,7 @@ class Config:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     systems: dict[str, SystemConfig] = field(default_factory=dict)  # S1-S5, A1-A3 by name
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)  # confusion analysis and listening
     source: Optional[str] = None  # the YAML file this was read from (set by load_config)
 
 

@@ -1,0 +1,83 @@
+"""Shapes, parameter counts and the SE / depth switches of the paper's two classifiers."""
+import pytest
+import torch
+
+from serlib.config import ModelConfig
+from serlib.models import (
+    THREE_BLOCKS,
+    ResAttn1DCNN,
+    ShallowCNN,
+    SqueezeExcite1d,
+    build_model,
+    count_params,
+    model_summary,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on a shared 2-core machine run faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("cfg, channels", [
+    (ModelConfig(arch="shallow"), 64), (ModelConfig(arch="shallow"), 768),
+    (ModelConfig(width_scale=0.1), 768), (ModelConfig(se=False, width_scale=0.1), 768),
+    (ModelConfig(blocks=list(THREE_BLOCKS), width_scale=0.1), 768),
+])
+def test_output_shape(cfg, channels):
+    model = build_model(cfg, channels).eval()
+    assert model(torch.randn(2, channels, 40)).shape == (2, 3)
+
+
+def test_parameter_counts_as_built():
+    # Built as the paper describes, the full network has ~8.7 M parameters (the paper says 3.9 M).
+    full = count_params(build_model(ModelConfig(), 768))
+    no_se = count_params(build_model(ModelConfig(se=False), 768))
+    three = count_params(build_model(ModelConfig(blocks=list(THREE_BLOCKS)), 768))
+    assert 8.6e6 < full < 8.8e6
+    assert no_se < full and full - no_se < 0.1e6  # SE adds ~49 k
+    assert three < full
+    # Shallow CNN: conv weights+bias, BN, head: exact count from the architecture.
+    expected = (64 * 64 * 5 + 64) + (64 * 128 * 3 + 128) + (128 * 64 * 3 + 64) + 2 * (64 + 128 + 64) + 64 * 3 + 3
+    assert count_params(build_model(ModelConfig(arch="shallow"), 64)) == expected
+
+
+def test_se_switch_and_depth_switch():
+    with_se = build_model(ModelConfig(width_scale=0.1), 768)
+    without = build_model(ModelConfig(se=False, width_scale=0.1), 768)
+    assert sum(isinstance(m, SqueezeExcite1d) for m in with_se.modules()) == 5
+    assert sum(isinstance(m, SqueezeExcite1d) for m in without.modules()) == 0
+    three = build_model(ModelConfig(blocks=[0, 2, 4]), 768)
+    assert len(three.blocks) == 3
+    widths = [b.conv1.out_channels for b in three.blocks]
+    kernels = [b.kernel for b in three.blocks]
+    assert widths == [384, 256, 64] and kernels == [9, 5, 3]
+    assert three.head.in_features == 64
+
+
+def test_paper_widths_and_kernels():
+    model = ResAttn1DCNN()
+    assert model.stem[0].in_channels == 768 and model.stem[0].out_channels == 384
+    assert model.stem[0].kernel_size == (9,) and model.stem[3].p == 0.35
+    assert [(b.conv1.out_channels, b.kernel) for b in model.blocks] == [(384, 9), (384, 7), (256, 5), (128, 5), (64, 3)]
+    assert all(b.dropout.p == 0.25 for b in model.blocks)
+    assert model.blocks[0].se.gate[0].out_features == 384 // 16
+    assert [m.p for m in ShallowCNN().modules() if isinstance(m, torch.nn.Dropout)] == [0.2] * 3
+
+
+def test_bad_blocks_raise():
+    with pytest.raises(ValueError, match="blocks"):
+        build_model(ModelConfig(blocks=[0, 7]), 768)
+
+
+@pytest.mark.parametrize("arch", ["resattn", "shallow"])
+def test_summary_sums_to_parameter_count(arch):
+    model = build_model(ModelConfig(arch=arch, width_scale=0.25), 768)
+    table = model_summary(model, (768, 50))
+    assert table["params"].sum() == count_params(model)
+    assert table.iloc[-1]["output_shape"] == "3"
+    assert table.iloc[0]["output_shape"].endswith("x 50")

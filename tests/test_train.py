@@ -1,0 +1,255 @@
+"""The training engine on synthetic tensors (no feature stage needed): it learns, the scheduler and
+early stopping act when they should, checkpoints reload, seeds reproduce, unchanged runs are reused."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from serlib import CLASSES, train
+from serlib.augment import TriAug
+from serlib.config import AugmentConfig, Config, ModelConfig, SystemConfig, TrainConfig
+from serlib.metrics import classification_metrics
+from serlib.runfolder import RunFolder
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models on a shared 2-core machine run faster on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+CHANNELS, FRAMES = 12, 48
+
+
+def _task(n, seed):
+    """A learnable 3-class task: class c raises the mean of channel block c, plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    x = torch.randn(n, CHANNELS, FRAMES, generator=g)
+    for c in range(3):
+        x[y == c, 4 * c:4 * c + 4] += 0.8
+    return x, y
+
+
+def _small(**kw):
+    return TrainConfig(batch_size=32, max_epochs=kw.pop("max_epochs", 6), lr=3e-3, weight_decay=1e-2, **kw)
+
+
+def test_fit_learns_well_above_chance():
+    (tx, ty), (vx, vy) = _task(240, 0), _task(120, 1)
+    train.set_seed(0)
+    model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS)
+    result = train.fit(model, tx, ty, vx, vy, _small(), augment=TriAug.from_config(AugmentConfig()), progress=False)
+    assert result.best_val_acc > 0.8  # chance is 1/3
+    assert list(result.history.columns)[:6] == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    _, acc = train.evaluate(model, vx, vy)
+    assert acc == pytest.approx(result.best_val_acc)  # the model holds the best checkpoint
+
+
+def test_shallow_learns():
+    (tx, ty), (vx, vy) = _task(240, 0), _task(120, 1)
+    model = train.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
+    assert train.fit(model, tx, ty, vx, vy, _small(), progress=False).best_val_acc > 0.8
+
+
+class _Constant(nn.Module):
+    """Predictions that never change, whatever the optimiser does: validation accuracy is flat."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(1))
+        self.register_buffer("logits", torch.tensor([1.0, 0.0, 0.0]))
+
+    def forward(self, x):
+        return self.logits.expand(len(x), 3) + 0 * self.w
+
+
+def test_scheduler_and_early_stopping_fire():
+    (tx, ty), (vx, vy) = _task(64, 0), _task(30, 1)
+    cfg = TrainConfig(batch_size=32, max_epochs=50, lr=0.1, plateau_patience=2, plateau_factor=0.5,
+                      early_stop_patience=8, min_lr=0.03)
+    result = train.fit(_Constant(), tx, ty, vx, vy, cfg, progress=False)
+    assert result.best_epoch == 1 and result.stopped_epoch == 9  # 8 epochs without improvement
+    # Plateau: epochs 2-4 bad -> halve; epochs 5-7 bad -> halve again but not below the floor.
+    assert result.history["lr"].tolist() == pytest.approx([0.1] * 4 + [0.05] * 3 + [0.03] * 2)
+
+
+def test_same_seed_same_run_and_different_seed_differs():
+    (tx, ty), (vx, vy) = _task(96, 0), _task(48, 1)
+    runs = []
+    for seed in (0, 0, 1):
+        train.set_seed(seed)
+        model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS)
+        runs.append(train.fit(model, tx, ty, vx, vy, _small(max_epochs=3), TriAug(), seed=seed, progress=False))
+    cols = ["train_loss", "train_acc", "val_loss", "val_acc"]
+    pd.testing.assert_frame_equal(runs[0].history[cols], runs[1].history[cols])
+    assert all(torch.equal(runs[0].best_state[k], runs[1].best_state[k]) for k in runs[0].best_state)
+    assert not runs[0].history["train_loss"].equals(runs[2].history["train_loss"])
+
+
+def _split_data():
+    parts = {"train": _task(120, 0), "val": _task(60, 1), "test": _task(60, 2)}
+    return train.SplitData(
+        input="wav2vec2", x={s: p[0] for s, p in parts.items()}, y={s: p[1] for s, p in parts.items()},
+        utt_ids={s: [f"DEMO/{s}_{i}" for i in range(len(p[1]))] for s, p in parts.items()}, fingerprint="synthetic")
+
+
+def _config(max_epochs=4):
+    small = ModelConfig(width_scale=0.1)
+    systems = {
+        "S1": SystemConfig(input="wav2vec2", model=ModelConfig(arch="shallow", width_scale=0.25), augment=False),
+        "S4": SystemConfig(model=small, augment=False, description="no Tri-Aug"),
+        "A1": SystemConfig(model=small, augment=False, description="ablation: no Tri-Aug"),
+    }
+    return Config(train=TrainConfig(batch_size=32, max_epochs=max_epochs, seeds=[0], device="cpu"), systems=systems)
+
+
+@pytest.fixture
+def synthetic_run(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_load(cfg, folder, input, device):
+        calls.append(input)
+        return _split_data()
+
+    monkeypatch.setattr(train, "load_split_data", fake_load)
+    return RunFolder(tmp_path).ensure(), calls
+
+
+def test_train_systems_outputs_reuse_and_dedup(synthetic_run):
+    folder, calls = synthetic_run
+    cfg = _config()
+    results = train.train_systems(cfg, folder, progress=False)
+    assert calls == ["wav2vec2"]  # features loaded once per input, not once per system
+    assert list(results["system"]) == ["S1", "S4", "A1"]
+    assert list(results["status"]) == ["trained", "trained", "same as S4"]
+    assert results.loc[1, "test_acc"] == results.loc[2, "test_acc"]
+    out = folder.models / "S4" / "seed0"
+    for name in ("checkpoint.pt", "history.csv", "config.json", "metrics.json",
+                 "predictions_val.csv", "predictions_test.csv"):
+        assert (out / name).is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"val", "test", "best_epoch", "stopped_epoch", "params", "seconds_per_epoch"} <= set(metrics)
+    preds = pd.read_csv(out / "predictions_test.csv")
+    assert list(preds.columns) == ["utt_id", "label", "pred", "prob_negative", "prob_sad_fear",
+                                   "prob_pos_neutral", "correct"]
+    assert np.allclose(preds.filter(like="prob_").sum(1), 1.0, atol=1e-5)
+    # Test metrics are those of the saved predictions (the best-validation checkpoint).
+    truth = preds["label"].map(CLASSES.index)
+    assert metrics["test"]["accuracy"] == pytest.approx(
+        classification_metrics(truth, preds["pred"].map(CLASSES.index))["accuracy"])
+    assert (folder.models / "results.csv").is_file()
+    # Second call: nothing changed, nothing retrained.
+    again = train.train_systems(cfg, folder, progress=False)
+    assert set(again["status"]) == {"reused"}
+    # A changed training parameter retrains.
+    cfg.train.lr = 5e-4
+    assert set(train.train_systems(cfg, folder, systems=["S1"], progress=False)["status"]) == {"trained"}
+
+
+def test_reloaded_checkpoint_reproduces_predictions(synthetic_run):
+    folder, _ = synthetic_run
+    train.train_systems(_config(max_epochs=3), folder, systems=["S4"], progress=False)
+    out = folder.models / "S4" / "seed0"
+    model = train.load_checkpoint(out / "checkpoint.pt")
+    probs = train.predict_proba(model, _split_data().x["test"]).numpy()
+    saved = pd.read_csv(out / "predictions_test.csv").filter(like="prob_").to_numpy()
+    assert np.allclose(probs, saved, atol=1e-5)
+
+
+def test_select_lr_wd_uses_validation_and_caches(synthetic_run):
+    folder, _ = synthetic_run
+    cfg = _config()
+    cfg.systems["S5"] = SystemConfig(model=ModelConfig(width_scale=0.1), augment=True)
+    cfg.train.select.lrs, cfg.train.select.weight_decays, cfg.train.select.max_epochs = [1e-5, 3e-3], [1e-2], 3
+    chosen = train.select_lr_wd(cfg, folder, _split_data(), progress=False)
+    grid = chosen["grid"]
+    assert len(grid) == 2 and grid["chosen"].sum() == 1
+    assert chosen["lr"] == grid.loc[grid["best_val_acc"].idxmax(), "lr"]
+    assert (folder.models / "_select" / "selection.csv").is_file()
+    cfg.train.select.enabled = True
+    results = train.train_systems(cfg, folder, systems=["S5"], progress=False)
+    assert results.loc[0, "lr"] == chosen["lr"]
+
+
+def test_summarise_mean_and_std():
+    rows = pd.DataFrame({"system": ["S5", "S5", "S1"], "seed": [0, 1, 0], "val_acc": [0.6, 0.7, 0.4],
+                         "test_acc": [0.5, 0.7, 0.3], "test_macro_f1": [0.5, 0.6, 0.3]})
+    table = train.summarise(rows).set_index("system")
+    assert table.loc["S5", "test_acc"] == pytest.approx(0.6)
+    assert table.loc["S5", "test_acc_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    assert table.loc["S5", "seeds"] == 2 and np.isnan(table.loc["S1", "test_acc_std"])
+
+
+def test_metrics_values():
+    m = classification_metrics([0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 2, 0])
+    assert m["accuracy"] == pytest.approx(4 / 6)
+    assert m["confusion"][0] == [0.5, 0.5, 0.0] and m["per_class_recall"]["sad_fear"] == 1.0
+    assert m["macro_recall"] == pytest.approx((0.5 + 1 + 0.5) / 3)
+
+
+# --------------------------------------------------------------------------- notebooks on the smoke profile
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+
+
+def _features_ready() -> bool:
+    try:
+        from serlib import features
+    except ImportError:
+        return False
+    return hasattr(features, "load_features")
+
+
+@pytest.fixture(scope="module")
+def smoke_notebooks(tmp_path_factory):
+    if not _features_ready():
+        pytest.skip("serlib.features.load_features is not available yet")
+    papermill = pytest.importorskip("papermill")
+    out = tmp_path_factory.mktemp("train_run")
+    params = {"params_path": str(ROOT / "parameters" / "smoke.yaml"), "run_dir": str(out)}
+    for name in ("03_train", "04_ablation"):
+        papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
+                                   parameters=params, kernel_name="python3", cwd=str(ROOT / "notebooks"),
+                                   progress_bar=False)
+    return RunFolder(out)
+
+
+@pytest.mark.slow
+def test_train_notebook_writes_tables_and_figures(smoke_notebooks):
+    folder = smoke_notebooks
+    for name in ("table_4", "table_5", "table_8", "table_s20", "table_s21"):
+        assert (folder.tables / f"{name}.csv").is_file(), name
+    for name in ("fig_1_triaug", "fig_2_resattn", "fig_3_curves"):
+        assert (folder.figures / f"{name}.png").stat().st_size > 5000, name
+    table4 = pd.read_csv(folder.tables / "table_4.csv").set_index("system")
+    assert table4.loc["S5", "params_m_paper_widths"] == pytest.approx(8.67, abs=0.01)
+    assert table4.loc["S5", "paper_params_m"] == 3.9
+    table5 = pd.read_csv(folder.tables / "table_5.csv")
+    assert list(table5["system"]) == ["S1", "S2", "S3", "S4", "S5"]
+    assert table5["test_acc"].between(0, 1).all() and (table5["paper_test_acc"] > 0).all()
+    results = train.load_results(folder)
+    assert set(results["system"]) == {"S1", "S2", "S3", "S4", "S5", "A1", "A2", "A3"}
+    for copy, source in (("A1", "S4"), ("A2", "S3")):  # identical settings: trained once, copied
+        saved = json.loads((folder.models / copy / "seed0" / "config.json").read_text())
+        assert saved["same_as"] == source
+    table8 = pd.read_csv(folder.tables / "table_8.csv")
+    assert table8["reported_acc"].iloc[-1] == pytest.approx(results.set_index("system").loc["S5", "test_acc"])
+
+
+@pytest.mark.slow
+def test_ablation_notebook_reuses_runs_and_writes_table6(smoke_notebooks):
+    folder = smoke_notebooks
+    table6 = pd.read_csv(folder.tables / "table_6.csv")
+    assert list(table6["variant"]) == ["Full", "A1", "A2", "A3"]
+    assert table6.loc[0, "delta_test_pp"] == 0
+    expected = 100 * (table6.loc[3, "test_acc"] - table6.loc[0, "test_acc"])
+    assert table6.loc[3, "delta_test_pp"] == pytest.approx(expected)
+    assert list(table6["paper_delta_test_pp"]) == [0.0, -2.9, -4.9, -3.2]
+    assert (folder.figures / "fig_s30.png").is_file()
