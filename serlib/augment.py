@@ -76,32 +76,39 @@ class TriAug(nn.Module):
         batch = x.shape[0]
         draw = lambda p: torch.rand(batch, device=x.device, generator=generator) < p
         applied = {"noise": draw(self.noise_prob), "crop": draw(self.crop_prob), "mask": draw(self.mask_prob)}
-        x = self._noise(x, applied["noise"], generator)
-        x = self._crop(x, applied["crop"], generator)
-        x = self._mask(x, applied["mask"], generator)
+        out = x.clone()  # one copy; each operation then rewrites only its chosen rows in place
+        self._noise(out, applied["noise"], generator)
+        self._crop(out, applied["crop"], generator)
+        self._mask(out, applied["mask"], generator)
         self.last_applied = applied
-        return x
+        return out
 
-    def _noise(self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator]) -> torch.Tensor:
-        scale = x.std(dim=(1, 2), keepdim=True) * self.noise_std  # (batch, 1, 1), per-utterance scale
-        noise = torch.randn(x.shape, device=x.device, generator=gen, dtype=x.dtype) * scale
-        return x + noise * chosen.view(-1, 1, 1).to(x.dtype)
+    def _noise(self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator]) -> None:
+        """In place on ``x`` (batch, channels, frames): noise drawn only for the chosen utterances."""
+        rows = chosen.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return
+        sub = x[rows]  # (chosen, channels, frames), a copy
+        scale = sub.std(dim=(1, 2), keepdim=True) * self.noise_std  # (chosen, 1, 1), per-utterance scale
+        x[rows] = sub.add_(torch.randn(sub.shape, device=x.device, generator=gen, dtype=x.dtype).mul_(scale))
 
     def crop_length(self, frames: int) -> int:
         """Frames kept by the crop for inputs of ``frames`` frames (380 at the paper's 400)."""
         return max(1, min(frames, round(frames * self.crop_frames / PAPER_FRAMES)))
 
-    def _crop(self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator]) -> torch.Tensor:
-        batch, channels, frames = x.shape
+    def _crop(self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator]) -> None:
+        """In place on ``x``: only the chosen utterances are gathered."""
+        rows = chosen.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return
+        _, channels, frames = x.shape
         keep = self.crop_length(frames)
-        # Random window start per utterance; the window moves to frame 0 and the tail is zero-padded.
-        start = (torch.rand(batch, device=x.device, generator=gen) * (frames - keep + 1)).long()
-        start = torch.where(chosen, start, torch.zeros_like(start))
-        position = torch.arange(frames, device=x.device)
-        index = (start.unsqueeze(1) + position).clamp(max=frames - 1)  # (batch, frames)
-        valid = (position < keep).unsqueeze(0) | ~chosen.unsqueeze(1)  # (batch, frames)
-        cropped = torch.gather(x, 2, index.unsqueeze(1).expand(batch, channels, frames))
-        return cropped * valid.unsqueeze(1).to(x.dtype)
+        # Random window start per chosen utterance; the window moves to frame 0, the tail is zero-padded.
+        start = (torch.rand(len(rows), device=x.device, generator=gen) * (frames - keep + 1)).long()
+        index = start.unsqueeze(1) + torch.arange(keep, device=x.device)  # (chosen, keep)
+        window = torch.gather(x[rows], 2, index.unsqueeze(1).expand(len(rows), channels, keep))
+        x[rows, :, :keep] = window
+        x[rows, :, keep:] = 0.0
 
     def span_masks(self, batch: int, channels: int, frames: int, device: torch.device,
                    gen: Optional[torch.Generator] = None) -> torch.Tensor:
@@ -125,9 +132,13 @@ class TriAug(nn.Module):
             mask |= active & in_groups.unsqueeze(2) & in_span.unsqueeze(1)
         return mask
 
-    def _mask(self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator]) -> torch.Tensor:
-        mask = self.span_masks(*x.shape, device=x.device, gen=gen) & chosen.view(-1, 1, 1)
-        return x.masked_fill(mask, 0.0)
+    def _mask(self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator]) -> None:
+        """In place on ``x``: masks are built only for the chosen utterances."""
+        rows = chosen.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return
+        mask = self.span_masks(len(rows), *x.shape[1:], device=x.device, gen=gen)  # (chosen, channels, frames)
+        x[rows] = x[rows].masked_fill_(mask, 0.0)
 
 
 def single_operation(cfg: AugmentConfig, operation: str) -> TriAug:

@@ -237,19 +237,14 @@ def plot_confusion_beside_paper(conf: pd.DataFrame, paper_conf: pd.DataFrame, ru
 
 
 def load_clip(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """A clip as float32 mono at ``sample_rate`` (soundfile read, channel mean, librosa resample).
+    """A clip as float32 mono at ``sample_rate``: the feature stage's loader (soundfile, downmix, resample).
 
     Returns:
         (samples,) float32.
     """
-    import librosa
-    import soundfile as sf
+    from .encoders import load_audio
 
-    audio, rate = sf.read(str(path), dtype="float32", always_2d=True)  # (samples, channels)
-    audio = audio.mean(axis=1)
-    if rate != sample_rate:
-        audio = librosa.resample(audio, orig_sr=rate, target_sr=sample_rate)
-    return np.ascontiguousarray(audio, dtype=np.float32)
+    return load_audio(path, sample_rate)
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:

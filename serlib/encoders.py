@@ -110,12 +110,12 @@ def cpu_threads(count: Optional[int]):
         torch.set_num_threads(before)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` = CUDA when there is one, else CPU; ``cuda`` without a GPU is an error."""
+def resolve_device(name: str = "auto", key: str = "features.device") -> torch.device:
+    """``auto`` = CUDA when there is one, else CPU; ``cuda`` without a GPU is an error naming ``key``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("features.device is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'")
+        raise ConfigError(f"{key} is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'")
     return torch.device(name)
 
 

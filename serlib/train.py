@@ -59,12 +59,10 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` -> cuda when available, else cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("train.device is 'cuda' but no CUDA device is visible; set train.device: auto or cpu")
-    return torch.device(name)
+    """``auto`` -> cuda when available, else cpu (the feature stage's rule, errors naming train.device)."""
+    from .encoders import resolve_device as resolve
+
+    return resolve(name, key="train.device")
 
 
 # --------------------------------------------------------------------------- the loop
