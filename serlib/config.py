@@ -69,6 +69,8 @@ class LogMelConfig:
     win_ms: float = 25.0  # analysis window
     hop_ms: float = 20.0  # hop = the wav2vec2 stride, so 400 frames = 8 s
     log_floor: float = 1e-6  # floor inside the log
+    standardise: bool = True  # CHOSEN (paper: not stated): zero mean, unit variance per utterance, so the
+                              # zero padding, crop and masks of the paper sit at the clip's mean level, not at 'loud'
 
 
 @dataclass

@@ -29,7 +29,7 @@ def _slug(label: str) -> str:
 
 def show_table(df: pd.DataFrame, label: str, caption: str, folder: Optional[RunFolder] = None,
                name: Optional[str] = None, note: Optional[str] = None, index: bool = False,
-               float_format: str = "{:.3f}") -> pd.DataFrame:
+               float_format: str = "{:.3f}") -> None:
     """Display ``df`` under "<label>. <caption>" and save it as ``tables/<name>.csv``.
 
     Args:
@@ -42,7 +42,7 @@ def show_table(df: pd.DataFrame, label: str, caption: str, folder: Optional[RunF
         index: show the index.
         float_format: format of float cells.
     Returns:
-        ``df`` unchanged, so a cell can end with it.
+        None, so a cell that ends with the call does not show the table a second time.
     """
     if folder is not None:
         folder.tables.mkdir(parents=True, exist_ok=True)
@@ -53,7 +53,6 @@ def show_table(df: pd.DataFrame, label: str, caption: str, folder: Optional[RunF
     if note:
         markup += f'<p class="serlib-note"><i>{html.escape(note)}</i></p>'
     _display_html(markup + "</div>")
-    return df
 
 
 def show_figure(fig: plt.Figure, label: str, caption: str, folder: Optional[RunFolder] = None,

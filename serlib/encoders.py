@@ -136,6 +136,7 @@ class LogMelEncoder(nn.Module):
         self.win = round(cfg.win_ms * sample_rate / 1000)
         self.hop = round(cfg.hop_ms * sample_rate / 1000)
         self.floor = cfg.log_floor
+        self.standardise = cfg.standardise
         self.channels = cfg.n_mels
         self.min_samples = self.win
         self.mel = torchaudio.transforms.MelSpectrogram(
@@ -148,7 +149,12 @@ class LogMelEncoder(nn.Module):
     @torch.inference_mode()
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
         """``(batch, samples)`` -> ``(batch, n_mels, frames)`` float32."""
-        return torch.log(self.mel(wave.float()) + self.floor)
+        logmel = torch.log(self.mel(wave.float()) + self.floor)  # (batch, n_mels, frames)
+        if not self.standardise:
+            return logmel
+        mean = logmel.mean(dim=(1, 2), keepdim=True)
+        std = logmel.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
+        return (logmel - mean) / std
 
 
 # --------------------------------------------------------------------------- wav2vec2
@@ -326,7 +332,8 @@ def encoder_description(cfg: Config | FeaturesConfig, input: str = "wav2vec2") -
     if input == "logmel":
         m = features.logmel
         return (f"log-Mel: {m.n_mels} bands, {m.win_ms:g} ms window, {m.hop_ms:g} ms hop, "
-                f"log(power + {m.log_floor:g}), torchaudio, {features.sample_rate} Hz")
+                f"log(power + {m.log_floor:g}){', standardised per utterance' if m.standardise else ''}, "
+                f"torchaudio, {features.sample_rate} Hz")
     w = features.wav2vec2
     layer = "last layer" if w.layer == "last" else f"hidden layer {w.layer}"
     text = f"{w.model_id} @ {w.revision}, {layer}, "

@@ -85,7 +85,8 @@ def cache_key(cfg: Config, input: str) -> dict:
     key = {"format": CACHE_FORMAT, "input": input, "sample_rate": f.sample_rate}
     if input == "logmel":
         m = f.logmel
-        return key | {"n_mels": m.n_mels, "win_ms": m.win_ms, "hop_ms": m.hop_ms, "log_floor": m.log_floor}
+        return key | {"n_mels": m.n_mels, "win_ms": m.win_ms, "hop_ms": m.hop_ms, "log_floor": m.log_floor,
+                     "standardise": m.standardise}
     if input != "wav2vec2":
         raise ConfigError(f"unknown feature input {input!r}; expected one of {', '.join(INPUTS)}")
     w = f.wav2vec2

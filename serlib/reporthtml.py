@@ -61,7 +61,10 @@ def _kv(mapping: dict) -> str:
 
 
 def _encoder_text(enc: dict) -> str:
-    return f"{enc['model_id']} (revision {enc['revision']}), weights {enc['weights'].upper()}, layer {enc['layer']}"
+    text = f"{enc['model_id']} (revision {enc['revision']}), weights {enc['weights'].upper()}, layer {enc['layer']}"
+    if enc.get("config_overrides"):  # a reduced or altered architecture must be visible
+        text += f"; architecture changed from the model's config: {_kv(enc['config_overrides'])}"
+    return text
 
 
 def _git_text(git: dict) -> str:
