@@ -306,7 +306,7 @@ def _ravdess_clips(seed: int, s: Scale) -> list[Clip]:
                     clips.append(Clip(f"RAVDESS/Actor_{a:02d}/{name}", spk, emotion, 1.4 if intensity == "02" else 1.0,
                                       f"{st:02d}", RAVDESS_SYLLABLES, "ravdess", 48000, 2 if stereo else 1))
         if a == 2:  # a song file: real audio, excluded by the reader (vocal channel 02)
-            clips.append(Clip(f"RAVDESS/Actor_02/03-02-03-01-01-01-02.wav", spk, "happiness", 1.0, "01",
+            clips.append(Clip("RAVDESS/Actor_02/03-02-03-01-01-01-02.wav", spk, "happiness", 1.0, "01",
                               RAVDESS_SYLLABLES, "ravdess", 48000))
     return clips
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import json
 import re
 import shutil
 import time
@@ -18,7 +17,7 @@ import soundfile as sf
 
 from serlib import CLASSES
 from serlib.cli import main as cli_main
-from serlib.democorpus import MARKER, PARTIAL, SCALES, generate_demo_corpus, plan_clips, read_marker, wav_bytes
+from serlib.democorpus import PARTIAL, SCALES, generate_demo_corpus, plan_clips, read_marker, wav_bytes
 from serlib.mculp import run_mculp
 
 NAME_RULES = {  # corpus -> regex of a well-formed relative path (the real conventions)

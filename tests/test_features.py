@@ -318,11 +318,8 @@ def test_cli_features_fills_the_cache(run, tmp_path):
 
 @pytest.mark.slow
 def test_features_notebook_on_smoke(tmp_path):
-    from serlib import mculp
+    import papermill
 
-    if not hasattr(mculp, "prepare_run"):
-        pytest.skip("serlib.mculp.prepare_run is not there yet")
-    papermill = pytest.importorskip("papermill")
     run_dir = tmp_path / "run"
     papermill.execute_notebook(str(REPO / "notebooks" / "02_features.ipynb"), str(tmp_path / "out.ipynb"),
                                parameters={"params_path": str(SMOKE), "run_dir": str(run_dir)},

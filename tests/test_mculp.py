@@ -10,9 +10,8 @@ from conftest import SMALL_TREE_BAD, build_small_tree
 from serlib import CLASSES
 from serlib.cli import main as cli_main
 from serlib.config import ConfigError, load_config
-from serlib.corpora import scan_corpora
 from serlib.mculp import (DEMO_MARKER, DROP_REASONS, MANIFEST_COLUMNS, SUBSETS, SplitFileError, _allocate_strata,
-                          apply_mculp, corpus_roots, load_manifest, normalise_emotion, prepare_run, read_manifest,
+                          corpus_roots, load_manifest, normalise_emotion, prepare_run, read_manifest,
                           run_mculp, speaker_table, split_from_file, split_speakers, subset_counts,
                           write_split_file)
 from serlib.runfolder import RunFolder

@@ -199,19 +199,10 @@ def test_metrics_values():
 ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
-def _features_ready() -> bool:
-    try:
-        from serlib import features
-    except ImportError:
-        return False
-    return hasattr(features, "load_features")
-
-
 @pytest.fixture(scope="module")
 def smoke_notebooks(tmp_path_factory):
-    if not _features_ready():
-        pytest.skip("serlib.features.load_features is not available yet")
-    papermill = pytest.importorskip("papermill")
+    import papermill
+
     out = tmp_path_factory.mktemp("train_run")
     params = {"params_path": str(ROOT / "parameters" / "smoke.yaml"), "run_dir": str(out)}
     for name in ("03_train", "04_ablation"):
