@@ -228,7 +228,8 @@ def _clean_outputs(outputs: list, anchors: set, captions: list) -> list:
             continue
         data = out.get("data")
         if data is not None:
-            data.pop("application/vnd.jupyter.widget-view+json", None)
+            if "application/vnd.jupyter.widget-view+json" in data:
+                continue  # a widget (tqdm bar, listening station): its text fallback means nothing offline
             if not data or (set(data) == {"text/plain"} and "Widget" in str(data["text/plain"])):
                 continue
             if "text/html" in data:
