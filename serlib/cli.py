@@ -22,7 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo-corpus", help="generate the synthetic demo corpus in the three real layouts")
     d.add_argument("out", help="folder to write CREMA-D/, RAVDESS/, EmoDB/ into")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--scale", choices=["default", "smoke"], default="default")
+    d.add_argument("--scale", choices=["default", "smoke", "paper"], default="default")
 
     r = sub.add_parser("run", help="execute the notebooks with papermill and export report.html")
     r.add_argument("params", help="parameters YAML, e.g. parameters/demo.yaml")

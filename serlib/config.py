@@ -37,7 +37,7 @@ class RunConfig:
 class DemoCorpusConfig:
     root: str = "../data/demo-corpus"  # where `serlib demo-corpus` writes the synthetic corpus
     seed: int = 0  # same seed, same bytes
-    scale: str = "default"  # default | smoke: how many speakers and clips the demo corpus has
+    scale: str = "default"  # default | smoke | paper: how many speakers and clips the demo corpus has
 
 
 @dataclass
@@ -301,7 +301,7 @@ def _check_values(cfg: Config, path: Path) -> None:
     if len(d.split) != 3 or abs(sum(d.split) - 1.0) > 1e-6 or min(d.split) < 0:
         raise ConfigError(f"{path}: 'data.split' must be three non-negative fractions summing to 1, got {d.split}")
     if d.demo is not None:
-        _choice(d.demo.scale, ("default", "smoke"), "data.demo.scale", path)
+        _choice(d.demo.scale, ("default", "smoke", "paper"), "data.demo.scale", path)
     _choice(cfg.features.device, ("auto", "cpu", "cuda"), "features.device", path)
     _choice(cfg.train.device, ("auto", "cpu", "cuda"), "train.device", path)
     _choice(cfg.features.wav2vec2.weights, ("pretrained", "random"), "features.wav2vec2.weights", path)

@@ -19,6 +19,18 @@ speakers (2 texts x 7 emotions, boredom included): 866 audio files, 761 of them 
 (about 250 per class), 1.3-4.4 s (RAVDESS 3-5 s with its leading silence). ``smoke`` has 5
 speakers per corpus: 191 files, 161 kept, for tests.
 
+``paper`` (the paper-scale rehearsal, issue 6) has every file name of the real releases and their
+lengths: CREMA-D's 7442 names (91 actors x 12 sentences x 6 emotions, IEO at LO/MD/HI, the rest
+at XX, less the 20 the release lacks), the 1440 RAVDESS speech files (calm and surprised
+included, the 5 real stereo files stereo) and EmoDB's 535, 9417 in all, 125 speakers; MCULP keeps
+8952 of them (negative 3099, sad_fear 3057, pos_neutral 2796), as of the real corpora. RAVDESS and
+EmoDB clips have their real frame counts; CREMA-D's lengths (not in the shared lists) are drawn
+per clip from ``serlib.bench.CREMA_D_LENGTH`` (log-normal, median 2.5 s, 1.27-5.01 s, CHOSEN). The
+syllable timeline is fitted to each length (``_fitted_timeline``). The names, sexes, sample
+rates, channels and frame counts come from ``serlib/data/real_layout.json.gz`` (packaged, built
+from ``shared/real-names``), so the same seed gives the same corpus with or without ``shared/``.
+No bad files at this scale: no misnamed, empty, truncated, too-short or song file.
+
 Sound. Each clip is speech-like, made by a NumPy/SciPy source-filter model at 16 kHz
 (RAVDESS is then resampled to 48 kHz). A Rosenberg glottal pulse train, whose F0 contour has
 declination, a pitch accent on stressed syllables, a final rise or fall, tremor and
@@ -47,8 +59,9 @@ regression on utterance means and standard deviations of 20 MFCCs, log-F0 (YIN) 
 anger 54 %, sadness 81 % recall), 71 % on the six emotions; 75 % with a random, speaker-
 dependent split.
 
-Bad files that the readers and MCULP must catch (the marker's ``excluded`` lists them with the
-reason code ``serlib.mculp`` gives, beside the calm/surprised/boredom drops):
+Bad files that the readers and MCULP must catch, at the default and smoke scales (the marker's
+``excluded`` lists them with the reason code ``serlib.mculp`` gives, beside the calm/surprised/
+boredom drops):
 ``CREMA-D/AudioWAV/1002_<S>_ANG_XX.wav`` is empty (0 bytes); ``EmoDB/wav/03<T>Wb.wav`` is
 truncated (its header declares all the audio, 40 % of it is missing, cut mid-sample; soundfile
 alone would read it as a shorter clip); ``CREMA-D/AudioWAV/1003_DFA_XX.wav`` fits
@@ -68,6 +81,7 @@ Generation: default about 11 s, smoke about 3 s of CPU on one core (NumPy/SciPy,
 """
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import struct
@@ -90,6 +104,7 @@ PARTIAL = ".serlib-demo.partial"  # written first: the folders are ours, safe to
 SR = 16000  # synthesis rate; RAVDESS is resampled to 48 kHz
 VOICE_PAD = 0.05  # s of silence synthesised before the first syllable
 CORPUS_DIRS = ("CREMA-D", "RAVDESS", "EmoDB")
+REAL_LAYOUT = Path(__file__).resolve().parent / "data" / "real_layout.json.gz"  # the real releases' names
 
 
 @dataclass(frozen=True)
@@ -102,11 +117,14 @@ class Scale:
     ravdess_statements: int  # 1 or 2
     emodb_speakers: tuple[str, ...]  # real EmoDB speaker ids
     emodb_texts: int  # texts per speaker and emotion
+    real_layout: bool = False  # paper scale: every real file name and length (REAL_LAYOUT), no bad files
 
 
 SCALES = {
     "default": Scale(20, 3, 10, 2, ("03", "08", "09", "10", "11", "12", "13", "14", "15", "16"), 2),
     "smoke": Scale(5, 2, 5, 1, ("03", "08", "09", "10", "13"), 1),
+    "paper": Scale(91, 11, 24, 2, ("03", "08", "09", "10", "11", "12", "13", "14", "15", "16"), 10,
+                   real_layout=True),
 }
 
 # Cue offsets from neutral at full expressiveness. f0: semitones; range, rate: ratios;
@@ -172,6 +190,7 @@ class Clip:
     sample_rate: int = SR
     channels: int = 1
     damage: str = ""  # "" | empty | truncated
+    frames: int = 0  # exact length in samples at sample_rate (paper scale); 0: from the syllable timeline
 
 
 # --------------------------------------------------------------------------- public
@@ -183,7 +202,8 @@ def generate_demo_corpus(out: Path, seed: int = 0, scale: str = "default", verbo
     Args:
         out: folder to hold CREMA-D/, RAVDESS/, EmoDB/ and the marker ``.serlib-demo.json``.
         seed: same seed, same bytes.
-        scale: ``default`` (~760 kept clips) or ``smoke`` (~160, for tests).
+        scale: ``default`` (~760 kept clips), ``smoke`` (~160, for tests) or ``paper`` (the real
+            releases' 9417 names and lengths, 8952 kept; about 3 minutes).
         verbose: print a summary and show a progress bar.
 
     Returns:
@@ -213,8 +233,10 @@ def generate_demo_corpus(out: Path, seed: int = 0, scale: str = "default", verbo
     _write_demographics(out, clips, seed)
     for clip in tqdm(clips, desc="demo corpus", unit="clip", disable=not verbose):
         _write_clip(out, clip, seed)
-    _write_misnamed(out, seed)
-    summary = {**wanted, **_summary(clips)}
+    bad_files = not SCALES[scale].real_layout
+    if bad_files:
+        _write_misnamed(out, seed)
+    summary = {**wanted, **_summary(clips, misnamed=bad_files)}
     (out / MARKER).write_text(json.dumps(summary, indent=2) + "\n")
     (out / PARTIAL).unlink()
     if verbose:
@@ -233,8 +255,13 @@ def read_marker(out: Path) -> Optional[dict]:
 
 
 def plan_clips(seed: int, scale: str) -> list[Clip]:
-    """Every audio file of the corpus (bad ones included, misnamed excepted), in writing order."""
+    """Every audio file of the corpus (bad ones included, misnamed excepted), in writing order.
+
+    Writes nothing: the paper scale's 9417 clips are planned in well under a second.
+    """
     s = SCALES[scale]
+    if s.real_layout:
+        return _paper_clips(seed)
     return _crema_clips(seed, s) + _ravdess_clips(seed, s) + _emodb_clips(seed, s)
 
 
@@ -328,9 +355,77 @@ def _emodb_clips(seed: int, s: Scale) -> list[Clip]:
     return clips
 
 
-def _summary(clips: list[Clip]) -> dict:
+@lru_cache(maxsize=1)
+def real_layout() -> dict:
+    """The real releases' layout, packaged as ``serlib/data/real_layout.json.gz`` (no audio).
+
+    Built from ``shared/real-names`` (cremad_files.txt, VideoDemographics.csv, ravdess_files.tsv,
+    emodb_files.tsv), so that the paper scale needs no file outside the package and gives the same
+    bytes everywhere. Keys: ``crema_d_sex`` (91 letters M/F, actors 1001..1091), ``crema_d_missing``
+    (the 20 names of the full actor x sentence x emotion x level grid that the release lacks),
+    ``ravdess`` and ``emodb``: rows [file, sample_rate, channels, frames] in the lists' order.
+    """
+    try:
+        return json.loads(gzip.decompress(REAL_LAYOUT.read_bytes()))
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"demo corpus: cannot read {REAL_LAYOUT} ({err}); the paper scale needs this "
+                                f"package data file: reinstall serlib (pyproject.toml package-data)") from err
+
+
+def crema_d_names(layout: Optional[dict] = None) -> list[str]:
+    """The 7442 CREMA-D file names, sorted: 91 actors x 12 sentences x 6 emotions (IEO in LO/MD/HI,
+    its neutral and all other sentences in XX), less the 20 the release lacks."""
+    layout = layout or real_layout()
+    missing = set(layout["crema_d_missing"])
+    names = []
+    for actor in range(1001, 1001 + len(layout["crema_d_sex"])):
+        for code in CREMA_SENTENCES:
+            for emo in CREMA_EMOTIONS:
+                levels = ("LO", "MD", "HI") if code == "IEO" and emo != "NEU" else ("XX",)
+                names += [f"{actor}_{code}_{emo}_{level}.wav" for level in levels]
+    return sorted(n for n in names if n not in missing)
+
+
+def _crema_d_frames(seed: int, name: str) -> int:
+    """A CREMA-D clip's length in samples (16 kHz): the bench's CHOSEN log-normal (no real lengths known)."""
+    from .bench import CREMA_D_LENGTH as c  # lazy: serlib.bench imports torch
+
+    seconds = c["median_s"] * _rng(seed, "length", name).lognormal(0.0, c["sigma"])
+    return int(round(float(np.clip(seconds, c["min_s"], c["max_s"])) * SR))
+
+
+def _paper_clips(seed: int) -> list[Clip]:
+    """Every file of the three real releases, with the real lengths (CREMA-D's drawn): 9417 clips."""
+    layout = real_layout()
+    speakers: dict = {}
+
+    def speaker(corpus: str, sid: str, sex: str) -> Speaker:
+        if (corpus, sid) not in speakers:
+            speakers[corpus, sid] = _make_speaker(seed, corpus, sid, sex)
+        return speakers[corpus, sid]
+
+    clips = []
+    for name in crema_d_names(layout):
+        actor, code, emo, level = name[:-4].split("_")
+        sex = "male" if layout["crema_d_sex"][int(actor) - 1001] == "M" else "female"
+        clips.append(Clip(f"CREMA-D/AudioWAV/{name}", speaker("CREMA-D", actor, sex), CREMA_EMOTIONS[emo],
+                          CREMA_LEVELS[level], code, CREMA_SENTENCES[code], "crema",
+                          frames=_crema_d_frames(seed, name)))
+    for file, rate, channels, frames in layout["ravdess"]:
+        _, _, em, intensity, st, _, actor = Path(file).stem.split("-")
+        spk = speaker("RAVDESS", actor, "male" if int(actor) % 2 else "female")
+        clips.append(Clip(f"RAVDESS/{file}", spk, RAVDESS_EMOTIONS[em], 1.4 if intensity == "02" else 1.0, st,
+                          RAVDESS_SYLLABLES, "ravdess", rate, channels, frames=frames))
+    for file, rate, channels, frames in layout["emodb"]:
+        sp, text, letter = file[:2], file[2:5], file[5]
+        clips.append(Clip(f"EmoDB/wav/{file}", speaker("EmoDB", sp, EMODB_SPEAKERS[sp]), EMODB_EMOTIONS[letter],
+                          1.0, text, EMODB_TEXTS[text], "emodb", rate, channels, frames=frames))
+    return clips
+
+
+def _summary(clips: list[Clip], misnamed: bool = True) -> dict:
     """File counts, the bad files with the reason they must be excluded, and the designed kept counts."""
-    bad = {"CREMA-D/AudioWAV/1003_DFA_XX.wav": "misnamed"}
+    bad = {"CREMA-D/AudioWAV/1003_DFA_XX.wav": "misnamed"} if misnamed else {}
     kept: dict = {c: {k: 0 for k in CLASSES} for c in CORPUS_DIRS}
     for clip in clips:
         corpus = clip.relpath.split("/")[0]
@@ -344,7 +439,8 @@ def _summary(clips: list[Clip]) -> dict:
             bad[clip.relpath] = clip.emotion
         else:
             kept[corpus][CLASS_OF[clip.emotion]] += 1
-    files = {c: sum(cl.relpath.startswith(c + "/") for cl in clips) + (c == "CREMA-D") for c in CORPUS_DIRS}
+    files = {c: sum(cl.relpath.startswith(c + "/") for cl in clips) + (misnamed and c == "CREMA-D")
+             for c in CORPUS_DIRS}
     speakers = {c: len({cl.speaker.speaker_id for cl in clips if cl.speaker.corpus == c}) for c in CORPUS_DIRS}
     return {"files": files, "speakers": speakers, "kept": kept,
             "kept_total": sum(sum(v.values()) for v in kept.values()), "excluded": bad}
@@ -389,6 +485,8 @@ def _write_clip(out: Path, clip: Clip, seed: int) -> None:
     audio = synthesize(clip, rng)  # (samples,) float at 16 kHz
     if clip.sample_rate != SR:
         audio = signal.resample_poly(audio, clip.sample_rate // SR, 1)
+        if clip.frames:
+            audio = audio[: clip.frames]  # the real frame count, not a multiple of 3
         audio = audio + 10 ** (-80 / 20) * rng.standard_normal(audio.size)  # a floor above 8 kHz too
     frames = audio[:, None]  # (samples, channels)
     if clip.channels == 2:
@@ -449,7 +547,8 @@ def synthesize(clip: Clip, rng: np.random.Generator) -> np.ndarray:
     """
     p = clip_cues(clip, rng)
     plan = _sentence_plan(clip.text, clip.syllables)
-    syl = _timeline(plan, p, clip.timing, rng)
+    target_s = -(-clip.frames * SR // clip.sample_rate) / SR if clip.frames else 0.0  # ceil to 16 kHz
+    syl = _timeline(plan, p, clip.timing, rng, target_s)
     plan = {k: v[: len(syl["c_start"])] for k, v in plan.items()}  # the short clip keeps 2 syllables
     n = int((syl["speech_end"] + 0.08) * SR)  # the voice is made only where speech is
     t = np.arange(n) / SR  # (samples,)
@@ -465,6 +564,8 @@ def synthesize(clip: Clip, rng: np.random.Generator) -> np.ndarray:
     speech = voiced / (np.sqrt(np.mean(voiced ** 2)) + 1e-9) + _consonants(n, plan, syl, p, rng)
     speech *= 0.05 * 10 ** (p["level"] / 20)
     offset, total = int(syl["lead"] * SR), int(syl["total"] * SR)
+    if clip.frames:  # exactly the real length (float seconds could lose a sample)
+        total = -(-clip.frames * SR // clip.sample_rate)
     recording = np.zeros(max(total, offset + n))
     recording[offset: offset + n] = speech
     return np.tanh(_channel(recording[:total], clip.relpath.split("/")[0], rng))
@@ -486,11 +587,12 @@ def _sentence_plan(text: str, syllables: int) -> dict:
     return {"vowels": vowels, "onsets": onsets, "stress": stress}
 
 
-def _timeline(plan: dict, p: dict, timing: str, rng: np.random.Generator) -> dict:
+def _timeline(plan: dict, p: dict, timing: str, rng: np.random.Generator, target_s: float = 0.0) -> dict:
     """Syllable boundaries (s): consonant onset [c_start, v_start), vowel [v_start, v_end).
 
     Syllable times count from ``VOICE_PAD`` s before the first syllable; the recording has
-    ``lead`` s more silence before that and lasts ``total`` s.
+    ``lead`` s more silence before that and lasts ``total`` s: derived from the syllables, or
+    ``target_s`` when given (> 0; see ``_fitted_timeline``).
     """
     n = len(plan["vowels"])
     dur = (0.8 + 0.5 * plan["stress"]) / p["rate"] * rng.lognormal(0, 0.12, n) / 1.2
@@ -501,6 +603,8 @@ def _timeline(plan: dict, p: dict, timing: str, rng: np.random.Generator) -> dic
     pause = np.zeros(n)
     if n >= 9:  # a phrase break, longer in slow speech
         pause[n // 2] = (0.1 + 0.1 * rng.random()) * 4.6 / p["rate"]
+    if target_s:
+        return _fitted_timeline(plan, dur, cons, pause, timing, target_s, rng)
     lead = {"ravdess": rng.uniform(0.7, 1.1), "short": 0.08}.get(timing, rng.uniform(0.12, 0.3))
     c_start = VOICE_PAD + np.concatenate([[0.0], np.cumsum(dur + pause)[:-1]])
     speech_end = c_start[-1] + dur[-1]  # times count from VOICE_PAD before the first syllable
@@ -518,6 +622,43 @@ def _timeline(plan: dict, p: dict, timing: str, rng: np.random.Generator) -> dic
     return {"c_start": c_start, "v_start": c_start + cons, "v_end": c_start + dur, "amp": amp,
             "speech_start": VOICE_PAD, "speech_end": speech_end, "lead": lead - VOICE_PAD, "total": total,
             "stress": plan["stress"][:n]}
+
+
+def _fitted_timeline(plan: dict, dur: np.ndarray, cons: np.ndarray, pause: np.ndarray, timing: str,
+                     target_s: float, rng: np.random.Generator) -> dict:
+    """The syllable timeline fitted to a recording of exactly ``target_s`` s (paper scale's real lengths).
+
+    Lead and trailing silence are drawn as in the free timeline (at most half the clip); the
+    syllables then fill the rest at 0.8-1.25 x their natural duration (so the emotions' rate cues
+    survive in part). A clip too short for the whole sentence drops final syllables (2 are always
+    kept; then the 0.8 floor yields); one too long gets phrase breaks of up to 0.6 s after every
+    third syllable, and what is still left goes to the silence at both ends. CHOSEN design.
+    """
+    lead = rng.uniform(0.7, 1.1) if timing == "ravdess" else rng.uniform(0.12, 0.3)  # includes VOICE_PAD
+    trail = rng.uniform(0.12, 0.3)
+    squeeze = min(1.0, 0.5 * target_s / (lead + trail))
+    lead, trail = max(VOICE_PAD + 0.01, lead * squeeze), trail * squeeze
+    avail = target_s - lead - trail
+    ends = np.cumsum(dur + pause) - pause  # (n,) natural end of each syllable
+    k = max(2, int(np.sum(0.8 * ends <= avail)))
+    dur, cons, pause = dur[:k], cons[:k], pause[:k].copy()
+    pause[-1] = 0.0
+    factor = min(1.25, avail / ends[k - 1])
+    dur, cons, pause = dur * factor, cons * factor, pause * factor
+    extra = avail - factor * ends[k - 1]  # >= 0
+    breaks = np.arange(2, k - 1, 3)  # a break after syllables 3, 6, 9, ...
+    if extra > 0 and breaks.size:
+        each = min(0.6, 0.5 * extra / breaks.size)
+        pause[breaks] += each
+        extra -= each * breaks.size
+    share = rng.uniform(0.3, 0.7)
+    lead, trail = lead + share * extra, trail + (1 - share) * extra
+    c_start = VOICE_PAD + np.concatenate([[0.0], np.cumsum(dur + pause)[:-1]])
+    speech_end = c_start[-1] + dur[-1]
+    amp = np.where(plan["stress"][:k], 1.0, 0.7) * rng.lognormal(0, 0.1, k)
+    return {"c_start": c_start, "v_start": c_start + cons, "v_end": c_start + dur, "amp": amp,
+            "speech_start": VOICE_PAD, "speech_end": speech_end, "lead": lead - VOICE_PAD, "total": target_s,
+            "stress": plan["stress"][:k]}
 
 
 def _f0_track(t: np.ndarray, syl: dict, p: dict, rng: np.random.Generator) -> np.ndarray:

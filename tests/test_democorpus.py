@@ -8,6 +8,7 @@ import io
 import re
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +18,10 @@ import soundfile as sf
 
 from serlib import CLASSES
 from serlib.cli import main as cli_main
-from serlib.democorpus import PARTIAL, SCALES, generate_demo_corpus, plan_clips, read_marker, wav_bytes
-from serlib.mculp import run_mculp
+from serlib.corpora import parse_crema_d_name, parse_emodb_name, parse_ravdess_name
+from serlib.democorpus import (PARTIAL, SCALES, VOICE_PAD, _sentence_plan, _summary, _timeline, _write_clip,
+                               crema_d_names, generate_demo_corpus, plan_clips, read_marker, wav_bytes)
+from serlib.mculp import EMOTION_TO_CLASS, normalise_emotion, run_mculp
 
 NAME_RULES = {  # corpus -> regex of a well-formed relative path (the real conventions)
     "CREMA-D": r"CREMA-D/AudioWAV/(10\d\d)_(IEO|TIE|IOM|IWW|TAI|MTI|IWL|ITH|DFA|ITS|TSI|WSI)_"
@@ -211,3 +214,118 @@ def test_task_is_learnable_across_speakers_but_not_trivial(smoke):
     pred = cross_val_predict(model, x, manifest.label, groups=manifest.speaker, cv=GroupKFold(5))
     accuracy = float(np.mean(pred == manifest.label))
     assert 0.45 < accuracy < 0.95, f"speaker-independent accuracy {accuracy:.2f} (chance 0.33)"
+
+
+# --------------------------------------------------------------------------- paper scale (planned, not written)
+
+REAL_NAMES = Path(__file__).resolve().parents[2] / "shared" / "real-names"  # CI: ../shared beside the clone
+PAPER_FILES = {"CREMA-D": 7442, "RAVDESS": 1440, "EmoDB": 535}
+PARSERS = {"CREMA-D": parse_crema_d_name, "RAVDESS": parse_ravdess_name, "EmoDB": parse_emodb_name}
+
+
+def _real_list(name: str) -> list[str]:
+    """Lines of a file of shared/real-names (skips the test when the lists are absent)."""
+    if not (REAL_NAMES / name).is_file():
+        pytest.skip(f"{REAL_NAMES / name} is absent (only the packaged layout is checked)")
+    return (REAL_NAMES / name).read_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def paper_plan() -> dict:
+    """The paper scale's plan (seed 0) by corpus: nothing is written."""
+    clips = plan_clips(0, "paper")
+    return {corpus: [c for c in clips if c.relpath.startswith(corpus + "/")] for corpus in PAPER_FILES}
+
+
+def test_paper_plan_has_the_real_file_counts_and_speakers(paper_plan):
+    assert {corpus: len(clips) for corpus, clips in paper_plan.items()} == PAPER_FILES
+    for corpus, clips in paper_plan.items():
+        assert all(re.fullmatch(NAME_RULES[corpus], c.relpath) for c in clips), corpus
+        assert not any(c.damage or c.timing == "short" for c in clips)  # no bad files at paper scale
+        assert len({c.relpath for c in clips}) == len(clips)
+    speakers = {corpus: len({c.speaker.speaker_id for c in clips}) for corpus, clips in paper_plan.items()}
+    assert speakers == {"CREMA-D": 91, "RAVDESS": 24, "EmoDB": 10}
+    levels = Counter(c.relpath[:-4].rsplit("_", 1)[1] for c in paper_plan["CREMA-D"])
+    assert levels == {"XX": 6077, "LO": 455, "MD": 455, "HI": 455}  # shared/corpora.md
+    sexes = {c.speaker.speaker_id: c.speaker.sex for c in paper_plan["CREMA-D"]}
+    assert Counter(sexes.values()) == {"male": 48, "female": 43}
+    assert sum(c.channels == 2 for c in paper_plan["RAVDESS"]) == 5  # the real stereo files
+    assert {c.sample_rate for c in paper_plan["RAVDESS"]} == {48000}
+
+
+def test_paper_plan_names_are_the_real_ones(paper_plan):
+    crema = sorted(_real_list("cremad_files.txt"))
+    assert [c.relpath.split("/")[-1] for c in paper_plan["CREMA-D"]] == crema
+    assert crema_d_names() == crema  # the rule (grid less 20 missing) gives every real name
+    for corpus, name in (("RAVDESS", "ravdess_files.tsv"), ("EmoDB", "emodb_files.tsv")):
+        rows = [line.split("\t") for line in _real_list(name)[1:]]
+        planned = [(c.relpath.split("/", 1)[1].removeprefix("wav/"), c.sample_rate, c.channels, c.frames)
+                   for c in paper_plan[corpus]]
+        assert planned == [(f, int(rate), int(ch), int(fr)) for f, rate, ch, fr in rows], corpus
+    demographics = list(csv.DictReader(io.StringIO("\n".join(_real_list("VideoDemographics.csv")))))
+    sexes = {c.speaker.speaker_id: c.speaker.sex for c in paper_plan["CREMA-D"]}
+    assert sexes == {r["ActorID"]: r["Sex"].lower() for r in demographics}
+
+
+def test_paper_plan_mculp_keeps_the_real_counts(paper_plan):
+    kept, speakers = Counter(), set()
+    for corpus, clips in paper_plan.items():
+        for clip in clips:
+            fields = PARSERS[corpus](Path(clip.relpath).stem)  # serlib.corpora's readers of the names
+            emotion = normalise_emotion(fields["emotion_code"], corpus)
+            if emotion in EMOTION_TO_CLASS and clip.frames / clip.sample_rate >= 1.0:  # MCULP's mapping
+                kept[corpus, EMOTION_TO_CLASS[emotion]] += 1
+                speakers.add((corpus, fields["speaker_id"]))
+    per_class = {label: sum(n for (_, k), n in kept.items() if k == label) for label in CLASSES}
+    assert per_class == {"negative": 3099, "sad_fear": 3057, "pos_neutral": 2796}
+    per_corpus = {corpus: sum(n for (c, _), n in kept.items() if c == corpus) for corpus in PAPER_FILES}
+    assert per_corpus == {"CREMA-D": 7442, "RAVDESS": 1056, "EmoDB": 454}
+    assert len(speakers) == 125
+    summary = _summary([c for clips in paper_plan.values() for c in clips], misnamed=False)
+    assert summary["kept_total"] == 8952 and summary["files"] == PAPER_FILES
+    assert set(summary["excluded"].values()) == {"calm", "surprised", "boredom"}  # dropped labels only
+
+
+def test_paper_plan_lengths_follow_the_real_corpora(paper_plan):
+    from serlib.bench import CREMA_D_LENGTH, LENGTH_QUANTILES_S
+
+    for corpus in ("RAVDESS", "EmoDB"):  # the real frame counts: the bench's stored quantiles agree
+        kept = [c for c in paper_plan[corpus] if c.emotion in EMOTION_TO_CLASS]
+        seconds = np.array([c.frames / c.sample_rate for c in kept])
+        quantiles = np.quantile(seconds, np.linspace(0, 1, 21))
+        np.testing.assert_allclose(quantiles, LENGTH_QUANTILES_S[corpus], atol=0.01)
+    crema = np.array([c.frames / c.sample_rate for c in paper_plan["CREMA-D"]])
+    assert CREMA_D_LENGTH["min_s"] - 1e-4 <= crema.min() and crema.max() <= CREMA_D_LENGTH["max_s"] + 1e-4
+    assert abs(np.median(crema) - CREMA_D_LENGTH["median_s"]) < 0.03
+    assert abs(np.std(np.log(crema)) - CREMA_D_LENGTH["sigma"]) < 0.01
+    assert plan_clips(0, "paper")[5].frames == paper_plan["CREMA-D"][5].frames  # same seed, same lengths
+    assert [c.frames for c in plan_clips(1, "paper")[:50]] != [c.frames for c in paper_plan["CREMA-D"][:50]]
+
+
+@pytest.mark.parametrize("target_s", [1.23, 2.5, 3.2, 5.27, 8.98])
+@pytest.mark.parametrize("timing, text, syllables", [("crema", "ITH", 10), ("emodb", "b03", 14),
+                                                       ("ravdess", "01", 7)])
+def test_fitted_timeline_fills_the_target_length(target_s, timing, text, syllables):
+    plan = _sentence_plan(text, syllables)
+    p = {"rate": 4.6}
+    syl = _timeline(plan, p, timing, np.random.default_rng(0), target_s)
+    assert syl["total"] == target_s
+    speech_end = syl["lead"] + syl["speech_end"]  # s from the start of the recording
+    assert 0.1 * target_s < speech_end - syl["lead"] - VOICE_PAD <= target_s  # speech fits inside
+    assert speech_end < target_s and syl["lead"] >= 0
+    assert 2 <= len(syl["c_start"]) <= syllables
+    assert np.all(np.diff(syl["c_start"]) > 0) and np.all(syl["v_end"] > syl["v_start"])
+
+
+def test_paper_clips_are_written_at_their_exact_real_length(paper_plan, tmp_path):
+    clips = [paper_plan["CREMA-D"][0], min(paper_plan["EmoDB"], key=lambda c: c.frames),
+             next(c for c in paper_plan["RAVDESS"] if c.channels == 2)]
+    for clip in clips:
+        _write_clip(tmp_path, clip, 0)
+        audio, rate = sf.read(tmp_path / clip.relpath, always_2d=True)
+        assert audio.shape == (clip.frames, clip.channels) and rate == clip.sample_rate
+        frame = rate // 50  # 20 ms frames
+        energy = np.sqrt(np.mean(audio[: audio.shape[0] // frame * frame, 0].reshape(-1, frame) ** 2, axis=1))
+        voiced = energy > 0.1 * energy.max()
+        assert 0.2 < voiced.mean() < 0.95, clip.relpath  # speech with silence around it
+        assert not voiced[0] and not voiced[-1], clip.relpath  # the speech fits inside the clip
