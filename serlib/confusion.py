@@ -1,17 +1,13 @@
-"""Confusion analysis of the primary system and utterance prosody descriptors (paper 5.4).
+"""Confusion analysis of the primary system (paper 5.4).
 
 Reads what training wrote (``<run>/models/<system>/seed<k>/predictions_test.csv``) and the
 manifest, and computes Table 7 / Fig. 4 beside the paper's values, per-class recall, accuracy
-per corpus and per sex, the most confused pairs, and librosa prosody descriptors (pyin pitch,
-RMS energy contour, onset rate) cached in ``<run>/analysis/prosody.csv``. Display is the
-notebook's job (``notebooks/05_confusion.ipynb``).
+per corpus and per sex, and the most confused pairs. Clip audio and the prosody descriptors
+live in ``serlib.prosody`` (re-exported here for older imports). Display is the notebook's job
+(``notebooks/05_confusion.ipynb``).
 """
 from __future__ import annotations
 
-import io
-import os
-import time
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -20,33 +16,34 @@ import numpy as np
 import pandas as pd
 
 from . import CLASSES
-from .config import AnalysisConfig, Config, ConfigError
+from .config import Config, ConfigError
+from .prosody import (  # noqa: F401  (re-exported: moved to serlib.prosody)
+    PROSODY_COLUMNS,
+    PROSODY_LABELS,
+    SAMPLE_RATE,
+    analysis_folder,
+    compute_prosody,
+    hop_length,
+    load_clip,
+    pitch_contour,
+    pitch_settings,
+    plot_prosody_by_outcome,
+    prosody_by_outcome,
+    prosody_descriptors,
+    prosody_separation,
+    prosody_timing,
+    warm_up_pitch,
+    wav_bytes,
+    write_csv_atomic,
+)
 from .runfolder import RunFolder
 
 PREDICTION_COLUMNS = ("utt_id", "label", "pred", "prob_negative", "prob_sad_fear", "prob_pos_neutral", "correct")
 MANIFEST_COLUMNS = ("utt_id", "path", "corpus", "speaker", "sex", "label", "split")
 PROB_COLUMNS = tuple(f"prob_{c}" for c in CLASSES)
-SAMPLE_RATE = 16000  # prosody and listening work at the encoders' rate
-PROSODY_COLUMNS = ("f0_mean_hz", "f0_range_st", "f0_slope_st_s", "voiced_frac", "rms_mean_db",
-                   "rms_slope_db_s", "rms_std_db", "onset_rate_hz", "duration_s")
-PROSODY_LABELS = {
-    "f0_mean_hz": "pitch mean (Hz)", "f0_range_st": "pitch range p5-p95 (semitones)",
-    "f0_slope_st_s": "pitch slope (semitones/s)", "voiced_frac": "voiced fraction",
-    "rms_mean_db": "energy mean (dB)", "rms_slope_db_s": "energy slope (dB/s)",
-    "rms_std_db": "energy std (dB)", "onset_rate_hz": "onset rate (1/s, speaking-rate proxy)",
-    "duration_s": "duration (s)",
-}
-_CACHE_KEY = ("path", "mtime_ns", "size", "settings")
 
 
 # --------------------------------------------------------------------------- predictions
-
-
-def analysis_folder(folder: RunFolder) -> Path:
-    """``<run>/analysis``: the prosody cache lives here."""
-    path = folder.root / "analysis"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def primary_system(cfg: Config) -> tuple[str, int]:
@@ -229,302 +226,5 @@ def plot_confusion_beside_paper(conf: pd.DataFrame, paper_conf: pd.DataFrame, ru
     plot_confusion(paper_conf.loc[CLASSES, CLASSES], ax=axes[1], title="paper (Table 7)")
     plot_confusion(conf - paper_conf.loc[CLASSES, CLASSES], ax=axes[2], title="this run - paper",
                    cmap="RdBu_r", vmin=-0.5, vmax=0.5, center=0.0)
-    fig.tight_layout()
-    return fig
-
-
-# --------------------------------------------------------------------------- audio
-
-
-def load_clip(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """A clip as float32 mono at ``sample_rate``: the feature stage's loader (soundfile, downmix, resample).
-
-    Returns:
-        (samples,) float32.
-    """
-    from .encoders import load_audio
-
-    return load_audio(path, sample_rate)
-
-
-def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """A mono clip as 16-bit PCM WAV bytes (small enough to embed in HTML)."""
-    import soundfile as sf
-
-    buffer = io.BytesIO()
-    sf.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
-
-
-# --------------------------------------------------------------------------- prosody
-
-
-def pitch_settings(analysis: AnalysisConfig) -> str:
-    """The pyin/RMS settings as one string: part of the prosody cache key."""
-    return (f"fmin={analysis.pitch_fmin:g};fmax={analysis.pitch_fmax:g};frame={analysis.pitch_frame_length};"
-            f"hop_ms={analysis.pitch_hop_ms:g};sr={SAMPLE_RATE}")
-
-
-def _check_analysis(analysis: AnalysisConfig) -> None:
-    if not 0 < analysis.pitch_fmin < analysis.pitch_fmax < SAMPLE_RATE / 2:
-        raise ConfigError(f"'analysis.pitch_fmin' ({analysis.pitch_fmin}) must be > 0 and below "
-                          f"'analysis.pitch_fmax' ({analysis.pitch_fmax}) < {SAMPLE_RATE / 2:g}")
-    if analysis.pitch_frame_length < 2 * SAMPLE_RATE / analysis.pitch_fmin:
-        raise ConfigError(f"'analysis.pitch_frame_length' ({analysis.pitch_frame_length}) must hold two periods "
-                          f"of pitch_fmin: at least {int(np.ceil(2 * SAMPLE_RATE / analysis.pitch_fmin))} samples")
-
-
-def hop_length(analysis: AnalysisConfig) -> int:
-    """pyin/RMS hop in samples at 16 kHz."""
-    return max(1, round(analysis.pitch_hop_ms * SAMPLE_RATE / 1000))
-
-
-def pitch_contour(audio: np.ndarray, analysis: AnalysisConfig) -> tuple[np.ndarray, np.ndarray]:
-    """pyin pitch track of a 16 kHz clip.
-
-    Args:
-        audio: (samples,) float32 mono at 16 kHz.
-        analysis: the pyin settings.
-
-    Returns:
-        times (frames,) in seconds and f0 (frames,) in Hz, NaN where unvoiced.
-    """
-    import librosa
-
-    hop = hop_length(analysis)
-    f0, _, _ = librosa.pyin(audio, fmin=analysis.pitch_fmin, fmax=analysis.pitch_fmax, sr=SAMPLE_RATE,
-                            frame_length=analysis.pitch_frame_length, hop_length=hop)
-    times = librosa.times_like(f0, sr=SAMPLE_RATE, hop_length=hop)
-    return times, f0
-
-
-def prosody_descriptors(audio: np.ndarray, analysis: AnalysisConfig) -> dict:
-    """Utterance prosody descriptors of one 16 kHz clip (paper 5.4/6.3: pitch slope, energy contour,
-    speaking rate).
-
-    Pitch (pyin): mean (Hz), range p5-p95 and linear slope in semitones, voiced fraction.
-    Energy (RMS in dB, frames above -60 dB re max): mean, linear slope, std. Speaking-rate proxy:
-    onsets per second (librosa onset detection).
-
-    Args:
-        audio: (samples,) float32 mono at 16 kHz.
-        analysis: pyin/RMS settings.
-
-    Returns:
-        A dict with the ``PROSODY_COLUMNS`` keys (NaN where undefined, e.g. no voiced frame).
-    """
-    import librosa
-
-    if audio.size < analysis.pitch_frame_length:
-        raise ValueError(f"clip shorter than one pyin frame ({audio.size} < {analysis.pitch_frame_length} samples)")
-    hop = hop_length(analysis)
-    times, f0 = pitch_contour(audio, analysis)  # (frames,), (frames,)
-    rms = librosa.feature.rms(y=audio, frame_length=analysis.pitch_frame_length, hop_length=hop)[0]  # (frames,)
-    rms_db = librosa.amplitude_to_db(rms, ref=np.max, top_db=None)
-    duration = audio.size / SAMPLE_RATE
-    onsets = librosa.onset.onset_detect(y=audio, sr=SAMPLE_RATE, hop_length=hop, units="time")
-    return {**_pitch_stats(times, f0), **_energy_stats(times[: rms_db.size], rms_db, rms),
-            "onset_rate_hz": len(onsets) / duration, "duration_s": duration}
-
-
-def _slope(x: np.ndarray, y: np.ndarray) -> float:
-    return float(np.polyfit(x, y, 1)[0]) if x.size >= 2 and np.ptp(x) > 0 else float("nan")
-
-
-def _pitch_stats(times: np.ndarray, f0: np.ndarray) -> dict:
-    voiced = np.isfinite(f0)
-    if voiced.sum() == 0:
-        return {"f0_mean_hz": np.nan, "f0_range_st": np.nan, "f0_slope_st_s": np.nan, "voiced_frac": 0.0}
-    semitones = 12 * np.log2(f0[voiced] / 100.0)  # relative to 100 Hz
-    low, high = np.percentile(semitones, [5, 95])
-    return {"f0_mean_hz": float(np.mean(f0[voiced])), "f0_range_st": float(high - low),
-            "f0_slope_st_s": _slope(times[voiced], semitones), "voiced_frac": float(voiced.mean())}
-
-
-def _energy_stats(times: np.ndarray, rms_db: np.ndarray, rms: np.ndarray) -> dict:
-    active = rms_db > -60.0  # ignore digital silence and fades
-    if rms.max() <= 0 or active.sum() == 0:
-        return {"rms_mean_db": np.nan, "rms_slope_db_s": np.nan, "rms_std_db": np.nan}
-    absolute_db = 20 * np.log10(np.maximum(rms[active], 1e-10))  # dBFS, comparable across clips
-    return {"rms_mean_db": float(absolute_db.mean()), "rms_slope_db_s": _slope(times[active], absolute_db),
-            "rms_std_db": float(absolute_db.std())}
-
-
-def compute_prosody(cfg: Config, folder: RunFolder, clips: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
-    """Prosody descriptors for ``clips`` (columns ``utt_id``, ``path``), cached in the run folder.
-
-    The cache ``<run>/analysis/prosody.csv`` is keyed by clip path, mtime, size and the pyin/RMS
-    settings: a second call reuses it, a changed file or setting recomputes. A clip that cannot be
-    read or analysed is reported (warning, ``error`` column) and gets NaN descriptors.
-
-    Args:
-        cfg: run configuration (``analysis`` holds the pyin settings).
-        folder: the run folder.
-        clips: one row per clip with ``utt_id`` and ``path``.
-        progress: show a tqdm progress bar.
-
-    Returns:
-        One row per clip: utt_id, path, the ``PROSODY_COLUMNS``, ``seconds`` (analysis time of that
-        clip when it was computed), ``error`` and ``cached`` (True when read from the cache).
-    """
-    from tqdm.auto import tqdm
-
-    _check_analysis(cfg.analysis)
-    settings = pitch_settings(cfg.analysis)
-    cache_path = analysis_folder(folder) / "prosody.csv"
-    cache = _read_cache(cache_path)
-    rows, fresh = [], []
-    if any(_file_key(path, settings) not in cache for path in clips["path"]):
-        warm_up_pitch(cfg.analysis)  # numba compiles pyin once per process: keep it out of per-clip times
-    for clip in tqdm(clips[["utt_id", "path"]].itertuples(index=False), total=len(clips),
-                     desc="prosody (pyin)", disable=not progress):
-        key = _file_key(clip.path, settings)
-        hit = cache.get(key)
-        if hit is not None:
-            rows.append({**hit, "utt_id": clip.utt_id, "cached": True})
-            continue
-        row = {**dict(zip(_CACHE_KEY, key)), "utt_id": clip.utt_id, **_analyse_clip(clip, cfg.analysis)}
-        fresh.append(row)
-        rows.append({**row, "cached": False})
-    if fresh:
-        _write_cache(cache_path, cache, fresh)
-    return _prosody_frame(rows)
-
-
-def warm_up_pitch(analysis: AnalysisConfig) -> float:
-    """Run pyin once on a short tone so numba's compilation is not charged to the first clip.
-
-    Returns:
-        The seconds it took (mostly compilation on a cold process).
-    """
-    start = time.perf_counter()
-    tone = 0.3 * np.sin(2 * np.pi * 150.0 * np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE)  # (samples,)
-    pitch_contour(tone.astype(np.float32), analysis)
-    return time.perf_counter() - start
-
-
-def _analyse_clip(clip, analysis: AnalysisConfig) -> dict:
-    start = time.perf_counter()
-    try:
-        values, error = prosody_descriptors(load_clip(clip.path), analysis), ""
-    except Exception as err:  # one bad clip never stops the analysis
-        values, error = {c: np.nan for c in PROSODY_COLUMNS}, f"{type(err).__name__}: {err}"
-        warnings.warn(f"prosody: skipped {clip.utt_id} ({clip.path}): {error}", stacklevel=2)
-    return {**values, "seconds": time.perf_counter() - start, "error": error}
-
-
-def _file_key(path: str, settings: str) -> tuple:
-    try:
-        stat = os.stat(path)
-        return str(path), int(stat.st_mtime_ns), int(stat.st_size), settings
-    except OSError:
-        return str(path), -1, -1, settings
-
-
-def _read_cache(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    table = pd.read_csv(path, keep_default_na=True).fillna({"error": ""})
-    return {tuple(r[k] for k in _CACHE_KEY): r for r in table.to_dict("records") if r["mtime_ns"] >= 0}
-
-
-def _write_cache(path: Path, cache: dict, fresh: list[dict]) -> None:
-    records = {**cache, **{tuple(r[k] for k in _CACHE_KEY): r for r in fresh if r["mtime_ns"] >= 0}}
-    columns = list(_CACHE_KEY) + ["utt_id", *PROSODY_COLUMNS, "seconds", "error"]
-    write_csv_atomic(pd.DataFrame(list(records.values()), columns=columns), path)
-
-
-def write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    """Write a CSV so that a reader never sees half a file (temporary file + ``os.replace``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _prosody_frame(rows: list[dict]) -> pd.DataFrame:
-    columns = ["utt_id", "path", *PROSODY_COLUMNS, "seconds", "error", "cached"]
-    frame = pd.DataFrame(rows, columns=columns)
-    frame["error"] = frame["error"].fillna("").astype(str)
-    return frame
-
-
-def prosody_timing(prosody: pd.DataFrame) -> pd.DataFrame:
-    """Analysis time of the prosody step: per clip and per second of audio (from the cache's times)."""
-    ok = prosody[prosody["error"] == ""]
-    audio_s = ok["duration_s"].sum()
-    return pd.DataFrame([{
-        "clips": len(prosody), "computed_now": int((~prosody["cached"]).sum()),
-        "from_cache": int(prosody["cached"].sum()), "failed": int((prosody["error"] != "").sum()),
-        "audio_s": float(audio_s), "analysis_s": float(ok["seconds"].sum()),
-        "s_per_clip": float(ok["seconds"].mean()) if len(ok) else np.nan,
-        "s_per_audio_s": float(ok["seconds"].sum() / audio_s) if audio_s > 0 else np.nan,
-    }])
-
-
-def prosody_by_outcome(preds: pd.DataFrame, prosody: pd.DataFrame) -> pd.DataFrame:
-    """Mean descriptors per true class and outcome (correct / misclassified)."""
-    merged = _with_outcome(preds, prosody)
-    table = merged.groupby(["label", "outcome"], sort=False)[list(PROSODY_COLUMNS)].mean()
-    table.insert(0, "clips", merged.groupby(["label", "outcome"], sort=False).size())
-    order = [(c, o) for c in CLASSES for o in ("correct", "misclassified") if (c, o) in table.index]
-    return table.loc[order].reset_index().rename(columns={"label": "true class"})
-
-
-def prosody_separation(preds: pd.DataFrame, prosody: pd.DataFrame) -> pd.DataFrame:
-    """Per class and descriptor: misclassified minus correct, as Cohen's d and a Mann-Whitney p.
-
-    A positive d means the misclassified clips of that class have the larger value.
-    """
-    from scipy.stats import mannwhitneyu
-
-    merged = _with_outcome(preds, prosody)
-    rows = []
-    for label in CLASSES:
-        group = merged[merged["label"] == label]
-        for column in PROSODY_COLUMNS:
-            right = group.loc[group["outcome"] == "correct", column].dropna()
-            wrong = group.loc[group["outcome"] == "misclassified", column].dropna()
-            enough = len(right) >= 2 and len(wrong) >= 2
-            rows.append({"true class": label, "descriptor": column, "n_correct": len(right),
-                         "n_misclassified": len(wrong), "mean_correct": right.mean(), "mean_misclassified": wrong.mean(),
-                         "cohen_d": _cohen_d(wrong, right) if enough else np.nan,
-                         "mannwhitney_p": mannwhitneyu(wrong, right).pvalue if enough else np.nan})
-    return pd.DataFrame(rows)
-
-
-def _cohen_d(a: pd.Series, b: pd.Series) -> float:
-    pooled = np.sqrt(((len(a) - 1) * a.var() + (len(b) - 1) * b.var()) / (len(a) + len(b) - 2))
-    return float((a.mean() - b.mean()) / pooled) if pooled > 0 else np.nan
-
-
-def _with_outcome(preds: pd.DataFrame, prosody: pd.DataFrame) -> pd.DataFrame:
-    merged = preds[["utt_id", "label", "pred", "correct"]].merge(
-        prosody[prosody["error"] == ""][["utt_id", *PROSODY_COLUMNS]], on="utt_id", how="inner")
-    merged["outcome"] = np.where(merged["correct"], "correct", "misclassified")
-    return merged
-
-
-def plot_prosody_by_outcome(preds: pd.DataFrame, prosody: pd.DataFrame,
-                            descriptors: tuple = ("f0_mean_hz", "f0_range_st", "f0_slope_st_s",
-                                                  "rms_mean_db", "rms_slope_db_s", "onset_rate_hz")) -> plt.Figure:
-    """Box plots of prosody descriptors per true class, correct vs misclassified side by side."""
-    import seaborn as sns
-
-    merged = _with_outcome(preds, prosody)
-    cols = 3
-    fig, axes = plt.subplots(int(np.ceil(len(descriptors) / cols)), cols, figsize=(13, 3.4 * np.ceil(len(descriptors) / cols)),
-                             squeeze=False)
-    for ax, column in zip(axes.flat, descriptors):
-        sns.boxplot(data=merged, x="label", y=column, hue="outcome", order=list(CLASSES),
-                    hue_order=["correct", "misclassified"], palette={"correct": "#4c9be8", "misclassified": "#e8794c"},
-                    ax=ax, fliersize=2)
-        ax.set_title(PROSODY_LABELS[column], fontsize=10)
-        ax.set_xlabel("true class")
-        ax.set_ylabel("")
-        if ax is not axes.flat[0] and ax.get_legend() is not None:
-            ax.get_legend().remove()
-    for ax in list(axes.flat)[len(descriptors):]:
-        ax.set_visible(False)
     fig.tight_layout()
     return fig

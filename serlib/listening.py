@@ -31,7 +31,8 @@ import pandas as pd
 
 from . import CLASSES
 from .config import AnalysisConfig, Config, ConfigError
-from .confusion import PROB_COLUMNS, SAMPLE_RATE, hop_length, load_clip, pitch_contour, wav_bytes, write_csv_atomic
+from .confusion import PROB_COLUMNS
+from .prosody import SAMPLE_RATE, hop_length, load_clip, pitch_contour, wav_bytes, write_csv_atomic
 from .runfolder import RunFolder
 
 TAGS = ("hybrid_prosody", "ambiguous_arousal", "label_doubtful", "other")
