@@ -92,7 +92,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         extract_for_run(cfg, folder)
         return 0
     if args.command == "train":
-        from .train import train_systems
+        from .systems import train_systems
 
         train_systems(cfg, folder, systems=args.system)
         return 0

@@ -108,7 +108,7 @@ class ModelConfig:
 
 @dataclass
 class SelectConfig:
-    enabled: bool = False  # run serlib.train.select_lr_wd (val split only) and train with its choice
+    enabled: bool = False  # run serlib.systems.select_lr_wd (val split only) and train with its choice
     system: str = "S5"  # the system the grid is searched on
     lrs: list[float] = field(default_factory=lambda: [3e-4, 1e-3, 3e-3])  # CHOSEN learning-rate grid
     weight_decays: list[float] = field(default_factory=lambda: [1e-4, 1e-2])  # CHOSEN weight-decay grid

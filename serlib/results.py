@@ -1,6 +1,6 @@
 """Result tables of the training and ablation notebooks (Tables 4, 5, 6, 8), each beside the paper's.
 
-Inputs are the rows ``serlib.train.train_systems`` returns (one per system x seed); the paper's
+Inputs are the rows ``serlib.systems.train_systems`` returns (one per system x seed); the paper's
 values come from ``serlib.paper``. Accuracies are fractions; deltas are percentage points.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pandas as pd
 from . import paper
 from .config import Config, ModelConfig
 from .models import build_model, count_params
-from .train import summarise
+from .systems import summarise
 
 PAPER_INPUT_CHANNELS = {"wav2vec2": 768, "logmel": 64}  # the paper's inputs (2.3)
 INPUT_NAMES = {"wav2vec2": "wav2vec2", "logmel": "log-Mel"}

@@ -102,7 +102,7 @@ def trained_smoke_run(target: Path, tmp_path_factory) -> RunFolder:
     try:
         from serlib.features import extract_for_run
         from serlib.mculp import prepare_run
-        from serlib.train import train_systems
+        from serlib.systems import train_systems
     except ImportError:
         return make_fabricated_run(target, per_class=8)
     if "root" not in _TRAINED:

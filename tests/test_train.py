@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from serlib import CLASSES, train
+from serlib import CLASSES, systems, train
 from serlib.augment import TriAug
 from serlib.config import AugmentConfig, Config, ModelConfig, SystemConfig, TrainConfig
 from serlib.metrics import classification_metrics
@@ -95,7 +95,7 @@ def test_same_seed_same_run_and_different_seed_differs():
 
 def _split_data():
     parts = {"train": _task(120, 0), "val": _task(60, 1), "test": _task(60, 2)}
-    return train.SplitData(
+    return systems.SplitData(
         input="wav2vec2", x={s: p[0] for s, p in parts.items()}, y={s: p[1] for s, p in parts.items()},
         utt_ids={s: [f"DEMO/{s}_{i}" for i in range(len(p[1]))] for s, p in parts.items()}, fingerprint="synthetic")
 
@@ -118,14 +118,14 @@ def synthetic_run(tmp_path, monkeypatch):
         calls.append(input)
         return _split_data()
 
-    monkeypatch.setattr(train, "load_split_data", fake_load)
+    monkeypatch.setattr(systems, "load_split_data", fake_load)
     return RunFolder(tmp_path).ensure(), calls
 
 
 def test_train_systems_outputs_reuse_and_dedup(synthetic_run):
     folder, calls = synthetic_run
     cfg = _config()
-    results = train.train_systems(cfg, folder, progress=False)
+    results = systems.train_systems(cfg, folder, progress=False)
     assert calls == ["wav2vec2"]  # features loaded once per input, not once per system
     assert list(results["system"]) == ["S1", "S4", "A1"]
     assert list(results["status"]) == ["trained", "trained", "same as S4"]
@@ -146,16 +146,16 @@ def test_train_systems_outputs_reuse_and_dedup(synthetic_run):
         classification_metrics(truth, preds["pred"].map(CLASSES.index))["accuracy"])
     assert (folder.models / "results.csv").is_file()
     # Second call: nothing changed, nothing retrained.
-    again = train.train_systems(cfg, folder, progress=False)
+    again = systems.train_systems(cfg, folder, progress=False)
     assert set(again["status"]) == {"reused"}
     # A changed training parameter retrains.
     cfg.train.lr = 5e-4
-    assert set(train.train_systems(cfg, folder, systems=["S1"], progress=False)["status"]) == {"trained"}
+    assert set(systems.train_systems(cfg, folder, systems=["S1"], progress=False)["status"]) == {"trained"}
 
 
 def test_reloaded_checkpoint_reproduces_predictions(synthetic_run):
     folder, _ = synthetic_run
-    train.train_systems(_config(max_epochs=3), folder, systems=["S4"], progress=False)
+    systems.train_systems(_config(max_epochs=3), folder, systems=["S4"], progress=False)
     out = folder.models / "S4" / "seed0"
     model = train.load_checkpoint(out / "checkpoint.pt")
     probs = train.predict_proba(model, _split_data().x["test"]).numpy()
@@ -168,20 +168,20 @@ def test_select_lr_wd_uses_validation_and_caches(synthetic_run):
     cfg = _config()
     cfg.systems["S5"] = SystemConfig(model=ModelConfig(width_scale=0.1), augment=True)
     cfg.train.select.lrs, cfg.train.select.weight_decays, cfg.train.select.max_epochs = [1e-5, 3e-3], [1e-2], 3
-    chosen = train.select_lr_wd(cfg, folder, _split_data(), progress=False)
+    chosen = systems.select_lr_wd(cfg, folder, _split_data(), progress=False)
     grid = chosen["grid"]
     assert len(grid) == 2 and grid["chosen"].sum() == 1
     assert chosen["lr"] == grid.loc[grid["best_val_acc"].idxmax(), "lr"]
     assert (folder.models / "_select" / "selection.csv").is_file()
     cfg.train.select.enabled = True
-    results = train.train_systems(cfg, folder, systems=["S5"], progress=False)
+    results = systems.train_systems(cfg, folder, systems=["S5"], progress=False)
     assert results.loc[0, "lr"] == chosen["lr"]
 
 
 def test_summarise_mean_and_std():
     rows = pd.DataFrame({"system": ["S5", "S5", "S1"], "seed": [0, 1, 0], "val_acc": [0.6, 0.7, 0.4],
                          "test_acc": [0.5, 0.7, 0.3], "test_macro_f1": [0.5, 0.6, 0.3]})
-    table = train.summarise(rows).set_index("system")
+    table = systems.summarise(rows).set_index("system")
     assert table.loc["S5", "test_acc"] == pytest.approx(0.6)
     assert table.loc["S5", "test_acc_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
     assert table.loc["S5", "seeds"] == 2 and np.isnan(table.loc["S1", "test_acc_std"])
@@ -225,7 +225,7 @@ def test_train_notebook_writes_tables_and_figures(smoke_notebooks):
     table5 = pd.read_csv(folder.tables / "table_5.csv")
     assert list(table5["system"]) == ["S1", "S2", "S3", "S4", "S5"]
     assert table5["test_acc"].between(0, 1).all() and (table5["paper_test_acc"] > 0).all()
-    results = train.load_results(folder)
+    results = systems.load_results(folder)
     assert set(results["system"]) == {"S1", "S2", "S3", "S4", "S5", "A1", "A2", "A3"}
     for copy, source in (("A1", "S4"), ("A2", "S3")):  # identical settings: trained once, copied
         saved = json.loads((folder.models / copy / "seed0" / "config.json").read_text())
