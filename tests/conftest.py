@@ -125,3 +125,14 @@ def _write_bad(path: Path, reason: str) -> None:
 def small_tree(tmp_path) -> dict[str, Path]:
     """Corpus roots of ``build_small_tree`` in a fresh temporary folder."""
     return build_small_tree(tmp_path / "corpora")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on a shared 2-core machine run faster on one torch thread; restored afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -15,13 +15,7 @@ from serlib.metrics import classification_metrics
 from serlib.runfolder import RunFolder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine run faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 CHANNELS, FRAMES = 12, 48
