@@ -136,3 +136,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def execute_smoke_notebook(name: str, run_dir: Path, out: Path | None = None) -> Path:
+    """Execute ``notebooks/<name>.ipynb`` with papermill on the smoke profile into ``run_dir``.
+
+    Returns:
+        The executed notebook (``out``, default ``<run_dir>/<name>.ipynb``).
+    """
+    import papermill
+
+    out = out or Path(run_dir) / f"{name}.ipynb"
+    papermill.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"), str(out),
+                               parameters={"params_path": str(REPO / "parameters" / "smoke.yaml"),
+                                           "run_dir": str(run_dir)},
+                               kernel_name="python3", cwd=str(REPO / "notebooks"), progress_bar=False)
+    return out

@@ -19,6 +19,7 @@ from serlib import confusion as cf
 from serlib.config import load_config
 from serlib.paper import TABLE3, TABLE5, TABLE7
 from serlib.runfolder import RunFolder, open_run
+from conftest import execute_smoke_notebook
 
 PROJECT = Path(__file__).resolve().parents[1]
 SMOKE = PROJECT / "parameters" / "smoke.yaml"
@@ -244,13 +245,9 @@ def test_prosody_by_outcome_tables(run):
 
 @pytest.mark.slow
 def test_notebook_05_confusion(tmp_path, tmp_path_factory):
-    import papermill as pm
     run_dir = tmp_path / "run"
     folder = trained_smoke_run(run_dir, tmp_path_factory)
-    out = tmp_path / "05_confusion.ipynb"
-    pm.execute_notebook(str(PROJECT / "notebooks" / "05_confusion.ipynb"), str(out),
-                        parameters={"params_path": str(SMOKE), "run_dir": str(run_dir)},
-                        kernel_name="python3", cwd=str(PROJECT / "notebooks"), progress_bar=False)
+    execute_smoke_notebook("05_confusion", run_dir, tmp_path / "05_confusion.ipynb")
     preds = cf.load_predictions(load_config(SMOKE), folder)
     tables = run_dir / "tables"
     table7 = pd.read_csv(tables / "table_7.csv")

@@ -16,6 +16,7 @@ from serlib.config import FeaturesConfig, load_config
 from serlib.encoders import (LogMelEncoder, Wav2Vec2Encoder, WeightsUnavailableError, fit_frames, load_audio,
                              resampled_length)
 from serlib.runfolder import RunFolder
+from conftest import execute_smoke_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "parameters" / "smoke.yaml"
@@ -318,12 +319,8 @@ def test_cli_features_fills_the_cache(run, tmp_path):
 
 @pytest.mark.slow
 def test_features_notebook_on_smoke(tmp_path):
-    import papermill
-
     run_dir = tmp_path / "run"
-    papermill.execute_notebook(str(REPO / "notebooks" / "02_features.ipynb"), str(tmp_path / "out.ipynb"),
-                               parameters={"params_path": str(SMOKE), "run_dir": str(run_dir)},
-                               kernel_name="python3", cwd=str(REPO / "notebooks"), progress_bar=False)
+    execute_smoke_notebook("02_features", run_dir, tmp_path / "out.ipynb")
     summary = pd.read_csv(run_dir / "tables" / "table_s10.csv")
     assert set(summary["input"]) == {"wav2vec2", "logmel"} and (summary["clips"] > 0).all()
     assert summary["weights"].str.contains("random").any()

@@ -9,11 +9,12 @@ import re
 import pandas as pd
 import pytest
 import soundfile as sf
-from test_confusion import PROJECT, SMOKE, make_fabricated_run, trained_smoke_run
+from test_confusion import SMOKE, make_fabricated_run, trained_smoke_run
 
 from serlib import confusion as cf
 from serlib import listening as ls
 from serlib.config import load_config
+from conftest import execute_smoke_notebook
 
 
 @pytest.fixture()
@@ -114,13 +115,9 @@ def test_live_frontend_detection(monkeypatch):
 
 @pytest.mark.slow
 def test_notebook_06_listening(tmp_path, tmp_path_factory):
-    import papermill as pm
     run_dir = tmp_path / "run"
     folder = trained_smoke_run(run_dir, tmp_path_factory)
-    out = tmp_path / "06_listening.ipynb"
-    pm.execute_notebook(str(PROJECT / "notebooks" / "06_listening.ipynb"), str(out),
-                        parameters={"params_path": str(SMOKE), "run_dir": str(run_dir)},
-                        kernel_name="python3", cwd=str(PROJECT / "notebooks"), progress_bar=False)
+    out = execute_smoke_notebook("06_listening", run_dir, tmp_path / "06_listening.ipynb")
     cfg = load_config(SMOKE)
     preds = cf.load_predictions(cfg, folder)
     clips = pd.read_csv(run_dir / "tables" / "table_s50.csv")

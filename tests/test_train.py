@@ -13,6 +13,7 @@ from serlib.augment import TriAug
 from serlib.config import AugmentConfig, Config, ModelConfig, SystemConfig, TrainConfig
 from serlib.metrics import classification_metrics
 from serlib.runfolder import RunFolder
+from conftest import execute_smoke_notebook
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -195,14 +196,9 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def smoke_notebooks(tmp_path_factory):
-    import papermill
-
     out = tmp_path_factory.mktemp("train_run")
-    params = {"params_path": str(ROOT / "parameters" / "smoke.yaml"), "run_dir": str(out)}
     for name in ("03_train", "04_ablation"):
-        papermill.execute_notebook(str(ROOT / "notebooks" / f"{name}.ipynb"), str(out / f"{name}.ipynb"),
-                                   parameters=params, kernel_name="python3", cwd=str(ROOT / "notebooks"),
-                                   progress_bar=False)
+        execute_smoke_notebook(name, out)
     return RunFolder(out)
 
 
