@@ -8,7 +8,6 @@ job (``notebooks/05_confusion.ipynb``).
 """
 from __future__ import annotations
 
-import io
 import os
 import time
 import warnings
@@ -57,12 +56,13 @@ def load_clip(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
-    """A mono clip as 16-bit PCM WAV bytes (small enough to embed in HTML)."""
-    import soundfile as sf
+    """A mono clip (samples,) as 16-bit PCM WAV bytes (small enough to embed in HTML).
 
-    buffer = io.BytesIO()
-    sf.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, format="WAV", subtype="PCM_16")
-    return buffer.getvalue()
+    The project's one WAV writer, the demo corpus's, does the encoding.
+    """
+    from .democorpus import wav_bytes as pcm16_wav  # lazy: only the listening table needs it
+
+    return pcm16_wav(np.asarray(audio)[:, None], sample_rate)
 
 
 # --------------------------------------------------------------------------- prosody
