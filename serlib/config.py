@@ -58,7 +58,10 @@ class Wav2Vec2Config:
     revision: str = "main"  # hub revision, part of the cache key
     weights: str = "pretrained"  # pretrained | random (same architecture, seeded; offline demo and tests)
     layer: Union[str, int] = "last"  # 'last' (the paper) or a hidden-layer index
-    batch_size: int = 8  # clips per forward pass (equal lengths only: no padding reaches the encoder)
+    batch_size: int = 8  # most clips per forward pass
+    batching: str = "masked"  # masked: clips of any length share a pass, padding masked out exactly (outputs =
+                              # one clip alone, to float rounding); equal: only equal sample counts share a pass
+    max_batch_seconds: float = 160.0  # most padded audio per pass (bounds memory; sorted lengths pad little)
     mixed_precision: bool = True  # autocast on GPU (the paper's setting); CPU runs fp32
     config_overrides: dict = field(default_factory=dict)  # architecture overrides for random weights (tests)
 
@@ -305,6 +308,11 @@ def _check_values(cfg: Config, path: Path) -> None:
     _choice(cfg.features.device, ("auto", "cpu", "cuda"), "features.device", path)
     _choice(cfg.train.device, ("auto", "cpu", "cuda"), "train.device", path)
     _choice(cfg.features.wav2vec2.weights, ("pretrained", "random"), "features.wav2vec2.weights", path)
+    w = cfg.features.wav2vec2
+    _choice(w.batching, ("masked", "equal"), "features.wav2vec2.batching", path)
+    if w.batch_size < 1 or w.max_batch_seconds <= 0:
+        raise ConfigError(f"{path}: 'features.wav2vec2.batch_size' must be >= 1 and 'max_batch_seconds' > 0; "
+                          f"got {w.batch_size} and {w.max_batch_seconds}")
     layer = cfg.features.wav2vec2.layer
     if isinstance(layer, str) and layer != "last":
         raise ConfigError(f"{path}: 'features.wav2vec2.layer' must be 'last' or an integer, got {layer!r}")

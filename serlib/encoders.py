@@ -1,9 +1,12 @@
 """Audio in, frozen encoders out: ``load_audio``, the wav2vec2 and log-Mel encoders, frame fitting.
 
-Both encoders map a batch of equal-length 16 kHz waveforms ``(batch, samples)`` to frames
-``(batch, channels, frames)`` at the same 20 ms stride, so frame ``t`` of either covers the same
-400 samples (25 ms) of audio and 400 frames are 8 s (paper 2.3). ``serlib.features`` caches what
-they compute; nothing here touches the disk except ``load_audio`` and the weights.
+Both encoders map a batch of 16 kHz waveforms ``(batch, samples)``, zero-padded at the end, and
+their true sample counts ``lengths`` to frames ``(batch, channels, frames)`` at the same 20 ms
+stride, so frame ``t`` of either covers the same 400 samples (25 ms) of audio and 400 frames are
+8 s (paper 2.3). Clip ``i``'s first ``encoder.frames_for(lengths[i])`` frames equal what the clip
+gives alone (``mixes_lengths``; tests/test_features.py checks it): padding never reaches a
+statistic. ``serlib.features`` caches what they compute; nothing here touches the disk except
+``load_audio`` and the weights.
 """
 from __future__ import annotations
 
@@ -146,15 +149,24 @@ class LogMelEncoder(nn.Module):
     def frames_for(self, samples: int) -> int:
         return max(0, (samples - self.win) // self.hop + 1)
 
+    mixes_lengths = True  # frames are per-window; the standardisation is masked to each clip's frames
+
     @torch.inference_mode()
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """``(batch, samples)`` -> ``(batch, n_mels, frames)`` float32."""
+    def forward(self, wave: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``(batch, samples)`` (+ true ``lengths``) -> ``(batch, n_mels, frames)`` float32."""
         logmel = torch.log(self.mel(wave.float()) + self.floor)  # (batch, n_mels, frames)
         if not self.standardise:
             return logmel
-        mean = logmel.mean(dim=(1, 2), keepdim=True)
-        std = logmel.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
-        return (logmel - mean) / std
+        if lengths is None or bool((lengths == wave.shape[1]).all()):
+            mean = logmel.mean(dim=(1, 2), keepdim=True)
+            std = logmel.std(dim=(1, 2), keepdim=True).clamp_min(1e-5)
+            return (logmel - mean) / std
+        frames = torch.div(lengths - self.win, self.hop, rounding_mode="floor") + 1  # (batch,)
+        mask = (torch.arange(logmel.shape[2], device=logmel.device) < frames[:, None])[:, None, :]  # (b, 1, t)
+        count = (frames * logmel.shape[1]).view(-1, 1, 1).to(logmel.dtype)
+        mean = (logmel * mask).sum(dim=(1, 2), keepdim=True) / count
+        var = (((logmel - mean) * mask) ** 2).sum(dim=(1, 2), keepdim=True) / (count - 1).clamp_min(1)
+        return (logmel - mean) / var.sqrt().clamp_min(1e-5) * mask
 
 
 # --------------------------------------------------------------------------- wav2vec2
@@ -256,11 +268,59 @@ def _build_model(w: Wav2Vec2Config) -> nn.Module:
         raise _unavailable(w, err) from err
 
 
+class LengthAwareGroupNorm(nn.GroupNorm):
+    """wav2vec2-base's first-conv norm (one group per channel) with statistics over a clip's own frames.
+
+    Set ``valid`` (``(batch,)`` true frame counts) before a padded forward pass: each clip's
+    mean and variance then span its first ``valid[i]`` frames only, as if it ran alone. With
+    ``valid`` None it is ``nn.GroupNorm``. The state-dict keys and values are the original's.
+    """
+
+    valid: Optional[torch.Tensor] = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.valid is None:
+            return super().forward(x)
+        x = x.float()  # sums over ~10^5 frames: fp32 also under autocast (nn.GroupNorm's own rule)
+        mask = (torch.arange(x.shape[2], device=x.device) < self.valid[:, None])[:, None, :]  # (b, 1, t)
+        count = self.valid.view(-1, 1, 1).to(x.dtype)
+        mean = (x * mask).sum(-1, keepdim=True) / count
+        var = (((x - mean) * mask) ** 2).sum(-1, keepdim=True) / count  # biased, as GroupNorm
+        out = (x - mean) * torch.rsqrt(var + self.eps)
+        return out * self.weight.float()[:, None] + self.bias.float()[:, None]
+
+
+def _length_aware(model: nn.Module) -> Optional[LengthAwareGroupNorm]:
+    """Make ``model``'s feature encoder exact under padding; the norm to feed lengths, or None if unsupported.
+
+    Only the first conv layer's group norm mixes time steps in the conv feature encoder; its
+    later convs have no padding and no norm (or a per-frame layer norm), so a valid output frame
+    sees valid samples only. The transformer then takes the attention mask (padded frames are
+    zeroed before the positional conv and masked out of attention).
+    """
+    layers = getattr(getattr(model, "feature_extractor", None), "conv_layers", None)
+    if layers is None or not hasattr(model.config, "feat_extract_norm"):
+        return None
+    if model.config.feat_extract_norm == "layer":
+        return None  # per-frame LayerNorm everywhere: padding is already exact
+    norm = getattr(layers[0], "layer_norm", None)
+    if not isinstance(norm, nn.GroupNorm) or norm.num_groups != norm.num_channels or not norm.affine:
+        return None
+    aware = LengthAwareGroupNorm(norm.num_groups, norm.num_channels, norm.eps, affine=True)
+    aware.load_state_dict(norm.state_dict())
+    layers[0].layer_norm = aware.to(norm.weight.device)
+    return aware
+
+
 class Wav2Vec2Encoder(nn.Module):
     """A frozen transformers speech encoder (wav2vec2, HuBERT, WavLM) returning one hidden layer.
 
-    The waveform is normalised per clip as the model's feature-extractor config says. No
-    attention mask is passed (wav2vec2-base takes none), so batches must hold equal lengths.
+    The waveform is normalised per clip (over its true samples) as the model's feature-extractor
+    config says. ``batching: masked`` lets clips of different lengths share a forward pass: the
+    first conv's group norm counts each clip's own frames (``LengthAwareGroupNorm``) and the
+    transformer gets the attention mask, so every clip's frames equal its one-clip-alone frames
+    to float rounding. ``batching: equal`` (or an encoder this cannot make exact) keeps the old
+    rule: only clips of equal sample count share a pass.
     """
 
     name = "wav2vec2"
@@ -283,6 +343,9 @@ class Wav2Vec2Encoder(nn.Module):
         self.kernels, self.strides = list(config.conv_kernel), list(config.conv_stride)
         self.min_samples = self._receptive_field()
         self.autocast = w.mixed_precision and device.type == "cuda"
+        self.norm = _length_aware(self.model) if w.batching == "masked" else None
+        self.mixes_lengths = w.batching == "masked" and (
+            self.norm is not None or getattr(config, "feat_extract_norm", None) == "layer")
         self.to(device)
 
     def _receptive_field(self) -> int:
@@ -297,13 +360,35 @@ class Wav2Vec2Encoder(nn.Module):
         return samples
 
     @torch.inference_mode()
-    def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        """``(batch, samples)`` equal-length waveforms -> ``(batch, hidden, frames)`` float32."""
+    def forward(self, wave: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``(batch, samples)`` waveforms, zero-padded at the end to the longest of their ``lengths``
+        (None: all full) -> ``(batch, hidden, frames)`` float32; clip ``i`` owns ``frames_for(lengths[i])``."""
         wave = wave.float()
-        if self.normalize:  # as Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
-            wave = (wave - wave.mean(-1, keepdim=True)) / torch.sqrt(wave.var(-1, keepdim=True, unbiased=False) + 1e-7)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=self.autocast):
-            out = self.model(wave, output_hidden_states=not self.use_last)
+        if lengths is None or bool((lengths == wave.shape[1]).all()):
+            mask = None
+            if self.normalize:  # as Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
+                wave = (wave - wave.mean(-1, keepdim=True)) / torch.sqrt(wave.var(-1, keepdim=True, unbiased=False) + 1e-7)
+        else:
+            if not self.mixes_lengths:
+                raise ValueError("this encoder runs equal-length batches only (features.wav2vec2.batching: equal, "
+                                 "or an architecture whose padding serlib cannot make exact)")
+            mask = torch.arange(wave.shape[1], device=wave.device) < lengths[:, None]  # (batch, samples)
+            if self.normalize:  # the same statistics over each clip's own samples; padding stays 0
+                count = lengths[:, None].to(wave.dtype)
+                mean = (wave * mask).sum(-1, keepdim=True) / count
+                var = (((wave - mean) * mask) ** 2).sum(-1, keepdim=True) / count
+                wave = (wave - mean) / torch.sqrt(var + 1e-7)
+            wave = wave * mask
+        if self.norm is not None and mask is not None:
+            first = self.kernels[0], self.strides[0]
+            self.norm.valid = torch.div(lengths - first[0], first[1], rounding_mode="floor") + 1
+        try:
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.autocast):
+                out = self.model(wave, attention_mask=None if mask is None else mask.long(),
+                                 output_hidden_states=not self.use_last)
+        finally:
+            if self.norm is not None:
+                self.norm.valid = None
         hidden = out.last_hidden_state if self.use_last else out.hidden_states[self.layer]
         return hidden.float().transpose(1, 2)  # (batch, frames, hidden) -> (batch, hidden, frames)
 

@@ -335,3 +335,16 @@ def encode_clip(encoder: nn.Module, wave: torch.Tensor, device: torch.device, fr
     out = encoder(wave.unsqueeze(0).to(device))  # (1, channels, time)
     fitted, _ = fit_frames(out[0].T, frames)  # (channels, frames), centre-trimmed or zero-padded
     return fitted
+
+
+def encode_padded(encoder: nn.Module, waves: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """Clips of any lengths in one masked, zero-padded call, as ``serlib.features`` batches them.
+
+    Returns each clip's own frames, ``(channels, frames_i)`` on ``device`` (padding sliced off).
+    """
+    lengths = torch.tensor([len(w) for w in waves], device=device)
+    padded = torch.zeros(len(waves), int(lengths.max()), device=device)  # (clips, samples)
+    for row, wave in zip(padded, waves):
+        row[:len(wave)] = wave.to(device)
+    out = encoder(padded, lengths)  # (clips, channels, time)
+    return [out[i, :, :encoder.frames_for(n)] for i, n in enumerate(lengths.tolist())]

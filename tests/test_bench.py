@@ -36,6 +36,9 @@ def test_bench_quick_writes_sane_json(tmp_path, capsys):
     assert result["train_s_per_epoch_on_the_fly"] > result["train_s_per_epoch"]
     assert result["mem_params_fp32_mb"] == pytest.approx(result["cnn_params"] * 4 / 1e6)
     assert all(p["ratio"] > 0 for p in result["fast_paths"])
+    for name in ("logmel", "wav2vec2"):  # serlib's masked batches and the one-clip-per-call baseline, same run
+        assert result[f"extract_clips_per_s_{name}_one_per_call"] > 0
+        assert any(p["name"].startswith(f"{name} extraction: masked") for p in result["fast_paths"])
     assert result["paper"]["infer_ms_b1"] == 3.5 and result["paper"]["infer_peak_mem_mb"] == 15.0
     assert {row["metric"] for row in result["table"]} >= {"infer_ms_b1", "train_s_per_epoch", "cached_vs_otf_ratio"}
     printed = capsys.readouterr().out
@@ -120,7 +123,9 @@ def test_memory_analysis_numbers():
 
 def test_bench_table_compares_with_targets():
     result = {"device": "cpu", "settings": {"warmup": 1, "repeats": 3, "logmel_clips": 24, "w2v_clips": 2,
-                                            "resident_pool": 16},
+                                            "resident_pool": 16, "w2v_batch": 2},
+              "extract_batch_logmel": 64, "extract_batch_wav2vec2": 2, "extract_clips_per_s_logmel_one_per_call": 90.0,
+              "extract_clips_per_s_wav2vec2_one_per_call": 0.1,
               "cnn_params": 8_669_519, "infer_ms_b1": 80.0, "infer_ms_b1_min": 75.0, "infer_gflop_b1": 6.9,
               "infer_gflop_per_s_b1": 86.0, "infer_utt_per_s": 15.0, "infer_batch": 8, "infer_b1_repeats": 3,
               "infer_batched_repeats": 2, "infer_peak_mem_mb": 50.0, "infer_peak_mem_how": "rss",
@@ -133,6 +138,8 @@ def test_bench_table_compares_with_targets():
     assert table.loc["extract_clips_per_s_logmel", "target"] == ">= 200: met"
     assert "scaled x16" in table.loc["train_s_per_epoch", "how"]
     assert "3.5" in table.loc["infer_ms_b1", "paper"]
+    assert "masked batches of <= 64" in table.loc["extract_clips_per_s_logmel", "how"]
+    assert "one per call: 90" in table.loc["extract_clips_per_s_logmel", "how"]
 
 
 def test_rehearsal_profile_loads_at_paper_scale():

@@ -58,6 +58,8 @@ def test_unknown_keys_are_named(tmp_path, text, key):
     ("features: {device: tpu}\n", "features.device"),
     ("features: {wav2vec2: {weights: finetuned}}\n", "features.wav2vec2.weights"),
     ("features: {wav2vec2: {layer: first}}\n", "features.wav2vec2.layer"),
+    ("features: {wav2vec2: {batching: padded}}\n", "features.wav2vec2.batching"),
+    ("features: {wav2vec2: {max_batch_seconds: 0}}\n", "features.wav2vec2.batch_size"),
     ("data: {split: [0.5, 0.1, 0.1]}\n", "data.split"),
     ("systems: {S1: {input: mfcc}}\n", "systems.S1.input"),
 ])
