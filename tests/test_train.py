@@ -207,6 +207,9 @@ def test_train_notebook_writes_tables_and_figures(smoke_notebooks):
     folder = smoke_notebooks
     for name in ("table_4", "table_5", "table_8", "table_s20", "table_s21"):
         assert (folder.tables / f"{name}.csv").is_file(), name
+    deployment = pd.read_csv(folder.tables / "table_s25.csv")  # fp32, folded, int8 of the analysed system
+    assert len(deployment) == 3 and deployment["agree_with_fp32"].iloc[0] == 1.0
+    assert deployment["weights_mb"].iloc[2] < deployment["weights_mb"].iloc[0]
     for name in ("fig_1_triaug", "fig_2_resattn", "fig_3_curves"):
         assert (folder.figures / f"{name}.png").stat().st_size > 5000, name
     table4 = pd.read_csv(folder.tables / "table_4.csv").set_index("system")
