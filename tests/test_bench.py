@@ -36,6 +36,7 @@ def test_bench_quick_writes_sane_json(tmp_path, capsys):
     assert result["train_s_per_epoch_on_the_fly"] > result["train_s_per_epoch"]
     assert result["mem_params_fp32_mb"] == pytest.approx(result["cnn_params"] * 4 / 1e6)
     assert all(p["ratio"] > 0 for p in result["fast_paths"])
+    assert result["infer_ms_b1_int8"] > 0 and result["infer_int8_weights_mb"] < 0.3 * result["mem_params_fp32_mb"]
     for name in ("logmel", "wav2vec2"):  # serlib's masked batches and the one-clip-per-call baseline, same run
         assert result[f"extract_clips_per_s_{name}_one_per_call"] > 0
         assert any(p["name"].startswith(f"{name} extraction: masked") for p in result["fast_paths"])
@@ -135,6 +136,7 @@ def test_bench_table_compares_with_targets():
               "extract_clips_per_s_logmel": 250.0, "extract_clips_per_s_wav2vec2": 0.2}
     table = bench.bench_table(result).set_index("metric")
     assert table.loc["infer_ms_b1", "target"] == "<= 20: NOT met"
+    assert "infer_ms_b1_int8" not in table.index  # not measured: no row
     assert table.loc["extract_clips_per_s_logmel", "target"] == ">= 200: met"
     assert "scaled x16" in table.loc["train_s_per_epoch", "how"]
     assert "3.5" in table.loc["infer_ms_b1", "paper"]
