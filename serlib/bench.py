@@ -192,12 +192,13 @@ def bench_extraction(encoder: nn.Module, waves: list[torch.Tensor], device: torc
 
 
 def bench_on_the_fly(encoder: nn.Module, step: TrainStep, s: BenchSettings, device: torch.device,
-                     train_step64: float, val_s: float, seed: int) -> dict:
+                     train_step64: float, val_s: float, seed: int, encode_batch: int = 1) -> dict:
     """The paper's epoch: every batch's embeddings recomputed from audio before the training step.
 
     Each timed batch draws ``otf_batch`` clips with the real length distribution, encodes them in
-    masked, zero-padded calls of at most ``w2v_batch`` clips (exact: as one clip at a time), fits
-    them to 400 frames, stacks them and runs the training step. The
+    masked, zero-padded calls of ``encode_batch`` clips (exact: as one clip at a time; the caller
+    passes the faster of 1 and ``w2v_batch`` as measured, so the baseline is not slowed on purpose),
+    fits them to 400 frames, stacks them and runs the training step. The
     encoding part scales with the clip count (to 64, and to the 762 validation clips, assumed
     re-embedded every epoch too); the training part is the cached step at batch 64. Audio decoding
     is not included (the waves are in memory), so this is a lower bound of the paper's cost.
@@ -209,8 +210,8 @@ def bench_on_the_fly(encoder: nn.Module, step: TrainStep, s: BenchSettings, devi
     for _ in range(1 if device.type == "cpu" else 3):
         _sync(device)
         start = time.perf_counter()
-        clips = [c for i in range(0, len(waves), s.w2v_batch) for c in encode_padded(encoder, waves[i:i + s.w2v_batch],
-                                                                                      device)]
+        clips = [c for i in range(0, len(waves), encode_batch) for c in encode_padded(encoder, waves[i:i + encode_batch],
+                                                                                       device)]
         batch = torch.stack([fit_frames(c.T, 400)[0] for c in clips])  # (batch, 768, 400)
         _sync(device)
         enc_times.append(time.perf_counter() - start)
@@ -218,7 +219,7 @@ def bench_on_the_fly(encoder: nn.Module, step: TrainStep, s: BenchSettings, devi
     per_clip = _median(enc_times) / s.otf_batch
     otf_epoch = N_TRAIN / PAPER_BATCH * (per_clip * PAPER_BATCH + train_step64) + N_VAL * per_clip + val_s
     return {"train_s_per_epoch_on_the_fly": otf_epoch, "otf_encode_s_per_clip": per_clip,
-            "otf_timed_batch": s.otf_batch, "otf_timed_batches": len(enc_times)}
+            "otf_timed_batch": s.otf_batch, "otf_timed_batches": len(enc_times), "otf_encode_batch": encode_batch}
 
 
 # ---------------------------------------------------------------- fast paths
@@ -383,7 +384,9 @@ def run_bench(device: str = "cpu", quick: bool = False, seed: int = 0, progress:
                                        s.w2v_batch, result))
     tick("wav2vec2_build_and_extraction")
     bar.update()
-    result.update(bench_on_the_fly(wav2vec2, step, s, dev, result["train_step_s_b64"], val_s, seed))
+    faster = result["extract_clips_per_s_wav2vec2"] > result["extract_clips_per_s_wav2vec2_one_per_call"]
+    result.update(bench_on_the_fly(wav2vec2, step, s, dev, result["train_step_s_b64"], val_s, seed,
+                                   s.w2v_batch if faster else 1))
     result["cached_vs_otf_ratio"] = result["train_s_per_epoch_on_the_fly"] / result["train_s_per_epoch"]
     tick("on_the_fly")
     bar.update()
@@ -478,8 +481,8 @@ def _rows_how(r: dict) -> dict:
         "train_s_per_epoch": (f"{N_TRAIN}/{PAPER_BATCH} steps x median step ({scaled(r['train_timed_batch'])}; "
                               f"{r['train_timed_steps']} timed after {s['warmup']} warm-up; resident pool of "
                               f"{s['resident_pool']}) + validation pass of {N_VAL} at the batched rate"),
-        "train_s_per_epoch_on_the_fly": (f"wav2vec2-base (random weights), masked batches of <= {s['w2v_batch']}, "
-                                         f"measured on "
+        "train_s_per_epoch_on_the_fly": (f"wav2vec2-base (random weights), {r['otf_encode_batch']} clip(s) per call "
+                                         f"(the faster extraction mode above), measured on "
                                          f"{r['otf_timed_batches']} batch(es) of {r['otf_timed_batch']} clips, "
                                          f"scaled to {N_TRAIN}+{N_VAL} clips (val assumed re-embedded), + the cached epoch; "
                                          f"no audio decoding"),

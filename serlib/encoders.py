@@ -281,13 +281,10 @@ class LengthAwareGroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.valid is None:
             return super().forward(x)
-        x = x.float()  # sums over ~10^5 frames: fp32 also under autocast (nn.GroupNorm's own rule)
-        mask = (torch.arange(x.shape[2], device=x.device) < self.valid[:, None])[:, None, :]  # (b, 1, t)
-        count = self.valid.view(-1, 1, 1).to(x.dtype)
-        mean = (x * mask).sum(-1, keepdim=True) / count
-        var = (((x - mean) * mask) ** 2).sum(-1, keepdim=True) / count  # biased, as GroupNorm
-        out = (x - mean) * torch.rsqrt(var + self.eps)
-        return out * self.weight.float()[:, None] + self.bias.float()[:, None]
+        out = torch.zeros_like(x)  # padded frames stay 0 (the later convs' valid outputs never read them)
+        for i, frames in enumerate(self.valid.tolist()):  # the clip's own frames, the very op it runs alone
+            out[i, :, :frames] = super().forward(x[i:i + 1, :, :frames])[0]
+        return out
 
 
 def _length_aware(model: nn.Module) -> Optional[LengthAwareGroupNorm]:
