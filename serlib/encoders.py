@@ -281,9 +281,11 @@ class LengthAwareGroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.valid is None:
             return super().forward(x)
-        out = torch.zeros_like(x)  # padded frames stay 0 (the later convs' valid outputs never read them)
-        for i, frames in enumerate(self.valid.tolist()):  # the clip's own frames, the very op it runs alone
-            out[i, :, :frames] = super().forward(x[i:i + 1, :, :frames])[0]
+        clips = [super(LengthAwareGroupNorm, self).forward(x[i:i + 1, :, :frames])  # the very op each runs alone
+                 for i, frames in enumerate(self.valid.tolist())]
+        out = x.new_zeros(x.shape, dtype=clips[0].dtype)  # fp32 under autocast, as GroupNorm's own output;
+        for i, clip in enumerate(clips):                   # padded frames stay 0 (no valid output reads them)
+            out[i, :, :clip.shape[2]] = clip[0]
         return out
 
 
