@@ -60,14 +60,18 @@ class TriAug(nn.Module):
         return cls(cfg.noise_prob, cfg.noise_std, cfg.crop_prob, cfg.crop_frames, cfg.mask_prob,
                    cfg.mask_spans, cfg.mask_width, cfg.mask_channel_groups, cfg.mask_groups_max)
 
-    def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None,
+                inplace: bool = False) -> torch.Tensor:
         """Augment a batch (training mode) or return it unchanged (eval mode).
 
         Args:
             x: (batch, channels, frames) features.
             generator: optional torch generator on ``x.device`` (default: the global RNG).
+            inplace: augment ``x`` itself instead of a copy (saves one batch-sized copy). Only for a
+                tensor nothing else reads, e.g. a batch just gathered with ``x[index]``. The random
+                draws, and so the result, are the same either way.
         Returns:
-            (batch, channels, frames), a new tensor; ``x`` is not modified.
+            (batch, channels, frames): a new tensor, ``x`` unmodified; with ``inplace``, ``x`` itself.
         """
         if not self.training:
             return x
@@ -76,7 +80,7 @@ class TriAug(nn.Module):
         batch = x.shape[0]
         draw = lambda p: torch.rand(batch, device=x.device, generator=generator) < p
         applied = {"noise": draw(self.noise_prob), "crop": draw(self.crop_prob), "mask": draw(self.mask_prob)}
-        out = x.clone()  # one copy; each operation then rewrites only its chosen rows in place
+        out = x if inplace else x.clone()  # each operation then rewrites only its chosen rows in place
         self._noise(out, applied["noise"], generator)
         self._crop(out, applied["crop"], generator)
         self._mask(out, applied["mask"], generator)

@@ -100,10 +100,10 @@ def cache_key(cfg: Config, input: str) -> dict:
                        for p in Path(w.model_id).iterdir() if p.is_file())
         key["model_files"] = hashlib.sha1(json.dumps(files).encode()).hexdigest()[:16]
     if w.weights == "random":  # random initialisation can change with the library versions
-        import transformers
+        from importlib.metadata import version  # the installed version without importing transformers (~2 s)
 
         key |= {"seed": RANDOM_WEIGHTS_SEED, "torch": torch.__version__.split("+")[0],
-                "transformers": transformers.__version__}
+                "transformers": version("transformers")}
     return key
 
 

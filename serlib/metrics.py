@@ -4,11 +4,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from sklearn.metrics import (
-    accuracy_score,
-    confusion_matrix,
-    precision_recall_fscore_support,
-)
 
 from . import CLASSES
 
@@ -26,6 +21,9 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], n_class
         true class, normalised to sum 1; a class absent from ``y_true`` gives a zero row),
         per_class_recall (dict class -> recall) and n (utterances).
     """
+    # sklearn is imported here, not at module top: it costs ~2 s in notebooks that only import this module
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
     y_true, y_pred = np.asarray(y_true, dtype=int), np.asarray(y_pred, dtype=int)
     if y_true.shape != y_pred.shape or y_true.ndim != 1:
         raise ValueError(f"y_true and y_pred must be 1-D and the same length, got {y_true.shape} and {y_pred.shape}")

@@ -88,7 +88,7 @@ def _train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: 
         index = index.to(x.device)
         inputs, targets = x[index], y[index]  # (batch, channels, frames), (batch,)
         if augment is not None:
-            inputs = augment.train()(inputs)
+            inputs = augment.train()(inputs, inplace=True)  # x[index] is already a fresh copy: no second one
         logits = model(inputs)  # (batch, 3)
         loss = nn.functional.cross_entropy(logits, targets)
         optimizer.zero_grad(set_to_none=True)
@@ -136,7 +136,8 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
         train_x: (n_train, channels, frames) float32 features; ``train_y``: (n_train,) label indices.
         val_x, val_y: the validation split, same layout.
         train_cfg: batch size, scheduler, early stopping, clipping (``lr``/``weight_decay`` unless given).
-        augment: a ``TriAug`` applied to training batches only, or None.
+        augment: a ``TriAug`` applied to training batches only (in place on each freshly gathered
+            batch, so ``train_x`` is never modified), or None.
         lr, weight_decay, max_epochs: override ``train_cfg`` (learning-rate selection).
         seed: seeds the batch order and the augmentation draws.
         progress: show a tqdm bar over epochs.

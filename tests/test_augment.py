@@ -105,3 +105,33 @@ def test_runs_on_batch_device_and_keeps_input():
     before = x.clone()
     out = aug(x)
     assert out.device == x.device and torch.equal(x, before)
+
+
+@pytest.mark.parametrize("probs", [(1.0, 1.0, 1.0), (0.5, 0.5, 0.25)])
+@pytest.mark.parametrize("use_generator", [False, True])
+def test_inplace_gives_the_copy_result_and_default_keeps_input(probs, use_generator):
+    """inplace=True draws the same numbers in the same order as the default copy mode (so training
+    is bit-identical); the default mode leaves its input untouched."""
+    aug = TriAug(*probs[:1], crop_prob=probs[1], mask_prob=probs[2], crop_frames=90).train()
+    x = _batch(64, 16, 100)
+    before = x.clone()
+    results = {}
+    for inplace in (False, True):
+        torch.manual_seed(7)
+        gen = torch.Generator().manual_seed(11) if use_generator else None
+        inputs = x.clone() if inplace else x
+        out = aug(inputs, generator=gen, inplace=inplace)
+        assert (out is inputs) == inplace  # in place: x itself comes back, augmented
+        results[inplace] = (out, {k: v.clone() for k, v in aug.last_applied.items()})
+    assert torch.equal(x, before)  # the default (copy) mode did not modify its input
+    (copy_out, copy_applied), (inplace_out, inplace_applied) = results[False], results[True]
+    assert not torch.equal(copy_out, x)  # something was augmented
+    assert torch.equal(copy_out, inplace_out)
+    assert all(torch.equal(copy_applied[k], inplace_applied[k]) for k in ("noise", "crop", "mask"))
+
+
+def test_inplace_is_identity_in_eval():
+    aug = TriAug(noise_prob=1, crop_prob=1, mask_prob=1).eval()
+    x = _batch(8)
+    before = x.clone()
+    assert aug(x, inplace=True) is x and torch.equal(x, before)

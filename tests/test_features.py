@@ -298,6 +298,16 @@ def test_description_says_random_weights():
 # --------------------------------------------------------------------------- the cache
 
 
+def test_random_weights_key_records_the_transformers_version(tmp_path):
+    """cache_key reads the version from the package metadata (no transformers import); it must be
+    the string transformers itself reports, or every existing cache key would change."""
+    import transformers
+
+    cfg = smoke_cfg(tmp_path)
+    assert cfg.features.wav2vec2.weights == "random"
+    assert features.cache_key(cfg, "wav2vec2")["transformers"] == transformers.__version__
+
+
 def test_cache_hit_miss_and_invalidation(run, tmp_path):
     cfg = smoke_cfg(tmp_path)
     write_manifest(run, {f"c{i}": tone(1.0 + 0.1 * i, seed=i) for i in range(4)})

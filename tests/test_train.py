@@ -47,6 +47,29 @@ def test_fit_learns_well_above_chance():
     assert acc == pytest.approx(result.best_val_acc)  # the model holds the best checkpoint
 
 
+class _CopyingTriAug(TriAug):
+    """Tri-Aug that ignores ``inplace`` and always augments a copy (the engine before the in-place path)."""
+
+    def forward(self, x, generator=None, inplace=False):
+        return super().forward(x, generator, inplace=False)
+
+
+def test_inplace_augment_trains_bit_identically_and_keeps_train_x():
+    """fit augments each freshly gathered batch in place: same weights as augmenting a copy, and
+    the training tensor itself is never modified."""
+    (tx, ty), (vx, vy) = _task(96, 0), _task(48, 1)
+    before = tx.clone()
+    states = []
+    for augment in (TriAug.from_config(AugmentConfig()), _CopyingTriAug.from_config(AugmentConfig())):
+        train.set_seed(0)
+        model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS)
+        result = train.fit(model, tx, ty, vx, vy, _small(max_epochs=2), augment=augment, seed=3, progress=False)
+        assert torch.equal(tx, before)
+        states.append(result.best_state)
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
 def test_shallow_learns():
     (tx, ty), (vx, vy) = _task(240, 0), _task(120, 1)
     model = train.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
