@@ -8,18 +8,25 @@ job (``notebooks/05_confusion.ipynb``).
 """
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from itertools import repeat
 from pathlib import Path
+from typing import TYPE_CHECKING, Optional
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from . import CLASSES
 from .config import AnalysisConfig, Config, ConfigError
 from .runfolder import RunFolder
+
+if TYPE_CHECKING:
+    import matplotlib.pyplot as plt  # imported where plotted: the worker processes never plot
 
 SAMPLE_RATE = 16000  # prosody and listening work at the encoders' rate
 PROSODY_COLUMNS = ("f0_mean_hz", "f0_range_st", "f0_slope_st_s", "voiced_frac", "rms_mean_db",
@@ -32,6 +39,8 @@ PROSODY_LABELS = {
     "duration_s": "duration (s)",
 }
 _CACHE_KEY = ("path", "mtime_ns", "size", "settings")
+POOL_MIN_CLIPS = 8  # fewer uncached clips than this are analysed in this process (a pool's start costs seconds)
+CHUNKSIZE = 1  # clips per task sent to a worker process (a clip takes ~0.4 s: balance over IPC)
 
 
 def analysis_folder(folder: RunFolder) -> Path:
@@ -159,18 +168,24 @@ def _energy_stats(times: np.ndarray, rms_db: np.ndarray, rms: np.ndarray) -> dic
             "rms_std_db": float(absolute_db.std())}
 
 
-def compute_prosody(cfg: Config, folder: RunFolder, clips: pd.DataFrame, progress: bool = True) -> pd.DataFrame:
+def compute_prosody(cfg: Config, folder: RunFolder, clips: pd.DataFrame, progress: bool = True,
+                    workers: Optional[int] = None) -> pd.DataFrame:
     """Prosody descriptors for ``clips`` (columns ``utt_id``, ``path``), cached in the run folder.
 
     The cache ``<run>/analysis/prosody.csv`` is keyed by clip path, mtime, size and the pyin/RMS
     settings: a second call reuses it, a changed file or setting recomputes. A clip that cannot be
     read or analysed is reported (warning, ``error`` column) and gets NaN descriptors.
 
+    Uncached clips are analysed by ``workers`` processes (a ``spawn`` pool; each process compiles
+    pyin once before its first clip); fewer than ``POOL_MIN_CLIPS`` of them, or one worker, are
+    analysed in this process. The descriptors do not depend on it.
+
     Args:
         cfg: run configuration (``analysis`` holds the pyin settings).
         folder: the run folder.
         clips: one row per clip with ``utt_id`` and ``path``.
         progress: show a tqdm progress bar.
+        workers: processes for the uncached clips; None = ``min(2, os.cpu_count())``.
 
     Returns:
         One row per clip: utt_id, path, the ``PROSODY_COLUMNS``, ``seconds`` (analysis time of that
@@ -182,22 +197,54 @@ def compute_prosody(cfg: Config, folder: RunFolder, clips: pd.DataFrame, progres
     settings = pitch_settings(cfg.analysis)
     cache_path = analysis_folder(folder) / "prosody.csv"
     cache = _read_cache(cache_path)
-    rows, fresh = [], []
-    if any(_file_key(path, settings) not in cache for path in clips["path"]):
-        warm_up_pitch(cfg.analysis)  # numba compiles pyin once per process: keep it out of per-clip times
-    for clip in tqdm(clips[["utt_id", "path"]].itertuples(index=False), total=len(clips),
-                     desc="prosody (pyin)", disable=not progress):
+    workers = max(1, min(2, os.cpu_count() or 1)) if workers is None else int(workers)
+    if workers < 1:
+        raise ValueError(f"prosody: workers must be >= 1, got {workers}")
+    rows, todo = [], []  # todo: (index in rows, utt_id, path, cache key) of the clips to analyse
+    for clip in clips[["utt_id", "path"]].itertuples(index=False):
         key = _file_key(clip.path, settings)
         hit = cache.get(key)
         if hit is not None:
             rows.append({**hit, "utt_id": clip.utt_id, "cached": True})
-            continue
-        row = {**dict(zip(_CACHE_KEY, key)), "utt_id": clip.utt_id, **_analyse_clip(clip, cfg.analysis)}
-        fresh.append(row)
-        rows.append({**row, "cached": False})
+        else:
+            rows.append(None)
+            todo.append((len(rows) - 1, clip.utt_id, str(clip.path), key))
+    fresh = []
+    with tqdm(total=len(clips), desc="prosody (pyin)", disable=not progress) as bar:
+        bar.update(len(clips) - len(todo))
+        results = _analyse_paths([path for _, _, path, _ in todo], cfg.analysis, workers, bar)
+        for (index, utt_id, path, key), result in zip(todo, results):
+            if result["error"]:  # one bad clip never stops the analysis
+                warnings.warn(f"prosody: skipped {utt_id} ({path}): {result['error']}", stacklevel=2)
+            row = {**dict(zip(_CACHE_KEY, key)), "utt_id": utt_id, **result}
+            fresh.append(row)
+            rows[index] = {**row, "cached": False}
     if fresh:
         _write_cache(cache_path, cache, fresh)
     return _prosody_frame(rows)
+
+
+def _analyse_paths(paths: list[str], analysis: AnalysisConfig, workers: int, bar) -> list[dict]:
+    """``_analyse_path`` of every path, in order: through a ``spawn`` pool of ``workers`` processes
+    when there are at least ``POOL_MIN_CLIPS``, else (or when the pool cannot start) in this process."""
+    results: list[dict] = []
+    if workers > 1 and len(paths) >= POOL_MIN_CLIPS:
+        try:
+            spawn = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(min(workers, len(paths)), mp_context=spawn, initializer=_start_worker,
+                                     initargs=(analysis, 1)) as pool:
+                for result in pool.map(_analyse_path, paths, repeat(analysis), chunksize=CHUNKSIZE):
+                    results.append(result)
+                    bar.update()
+        except (OSError, BrokenProcessPool) as err:
+            warnings.warn(f"prosody: the pool of {workers} processes failed ({type(err).__name__}: {err}); "
+                          f"analysing the remaining {len(paths) - len(results)} clips in this process", stacklevel=3)
+    if len(results) < len(paths):
+        _start_worker(analysis)  # numba compiles pyin once per process: keep it out of per-clip times
+        for path in paths[len(results):]:
+            results.append(_analyse_path(path, analysis))
+            bar.update()
+    return results
 
 
 def warm_up_pitch(analysis: AnalysisConfig) -> float:
@@ -212,13 +259,30 @@ def warm_up_pitch(analysis: AnalysisConfig) -> float:
     return time.perf_counter() - start
 
 
-def _analyse_clip(clip, analysis: AnalysisConfig) -> dict:
+def _start_worker(analysis: AnalysisConfig, threads: Optional[int] = None) -> None:
+    """A process's start: import the clip loader (torch) and compile pyin before its first clip, so
+    that neither is charged to a clip's ``seconds``; ``threads`` caps the threads of torch, BLAS and
+    OpenMP in this process: a pool worker uses one, as two workers with two threads each on two
+    cores made every clip about 1.5 times slower (measured)."""
+    from .encoders import load_audio  # noqa: F401
+
+    warm_up_pitch(analysis)
+    if threads:
+        import torch
+        from threadpoolctl import threadpool_limits  # a scikit-learn dependency
+
+        torch.set_num_threads(threads)
+        threadpool_limits(limits=threads)  # the libraries loaded by now (numpy's OpenBLAS, torch's OpenMP)
+
+
+def _analyse_path(path: str, analysis: AnalysisConfig) -> dict:
+    """Descriptors, ``seconds`` and ``error`` of one clip; a failure gives NaNs and its message
+    (the caller warns: this may run in a worker process)."""
     start = time.perf_counter()
     try:
-        values, error = prosody_descriptors(load_clip(clip.path), analysis), ""
+        values, error = prosody_descriptors(load_clip(path), analysis), ""
     except Exception as err:  # one bad clip never stops the analysis
         values, error = {c: np.nan for c in PROSODY_COLUMNS}, f"{type(err).__name__}: {err}"
-        warnings.warn(f"prosody: skipped {clip.utt_id} ({clip.path}): {error}", stacklevel=2)
     return {**values, "seconds": time.perf_counter() - start, "error": error}
 
 
@@ -318,6 +382,7 @@ def plot_prosody_by_outcome(preds: pd.DataFrame, prosody: pd.DataFrame,
                             descriptors: tuple = ("f0_mean_hz", "f0_range_st", "f0_slope_st_s",
                                                   "rms_mean_db", "rms_slope_db_s", "onset_rate_hz")) -> plt.Figure:
     """Box plots of prosody descriptors per true class, correct vs misclassified side by side."""
+    import matplotlib.pyplot as plt
     import seaborn as sns
 
     merged = _with_outcome(preds, prosody)

@@ -18,6 +18,7 @@ from serlib import CLASSES
 from serlib import confusion as cf
 from serlib.config import load_config
 from serlib.paper import TABLE3, TABLE5, TABLE7
+from serlib.prosody import POOL_MIN_CLIPS
 from serlib.runfolder import RunFolder, open_run
 from conftest import execute_smoke_notebook
 
@@ -225,6 +226,22 @@ def test_prosody_cache_and_bad_clip(run, tmp_path):
     assert third["cached"].tolist() == [False, True, True, True, True]
     timing = cf.prosody_timing(third)
     assert timing.loc[0, "failed"] == 1 and timing.loc[0, "s_per_clip"] > 0
+
+
+def test_prosody_two_processes_give_the_serial_table(run, tmp_path):
+    cfg, folder = run
+    clips = cf.load_predictions(cfg, folder)[["utt_id", "path"]].head(POOL_MIN_CLIPS).copy()
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not a wav file")
+    clips.loc[len(clips)] = {"utt_id": "CREMA-D/broken", "path": str(broken)}
+    with pytest.warns(UserWarning, match="CREMA-D/broken"):
+        serial = cf.compute_prosody(cfg, folder, clips, progress=False, workers=1)
+    other = RunFolder(tmp_path / "other").ensure()  # an empty cache
+    with pytest.warns(UserWarning, match="CREMA-D/broken"):
+        pooled = cf.compute_prosody(cfg, other, clips, progress=False, workers=2)
+    assert not pooled["cached"].any() and (pooled["error"] != "").sum() == 1
+    assert pooled["f0_mean_hz"].notna().sum() == POOL_MIN_CLIPS
+    pd.testing.assert_frame_equal(serial.drop(columns="seconds"), pooled.drop(columns="seconds"), check_exact=True)
 
 
 def test_prosody_by_outcome_tables(run):
