@@ -62,17 +62,11 @@ from __future__ import annotations
 
 import gzip
 import json
-import multiprocessing
-import os
 import shutil
 import struct
 import time
-import warnings
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import repeat
 from pathlib import Path
 from typing import Optional
 
@@ -81,6 +75,7 @@ from scipy import signal
 from tqdm import tqdm
 
 from . import CLASSES
+from .pool import check_workers, process_map
 from .synth import SR, Clip, Speaker, _make_speaker, _rng, synthesize
 from .synth import (CUES, EMOTIONS, ONSETS, STYLE_NOISE, UTT_NOISE, VOICE_PAD, VOWELS,  # noqa: F401
                     _sentence_plan, _timeline, clip_cues)  # re-exported: moved to serlib.synth
@@ -160,9 +155,7 @@ def generate_demo_corpus(out: Path, seed: int = 0, scale: str = "default", verbo
         raise ValueError(f"demo corpus: unknown scale {scale!r}; use one of {sorted(SCALES)}")
     if int(seed) < 0:
         raise ValueError(f"demo corpus: seed must be >= 0, got {seed}")
-    workers = default_workers() if workers is None else int(workers)
-    if workers < 1:
-        raise ValueError(f"demo corpus: workers must be >= 1, got {workers}")
+    workers = check_workers(workers, "demo corpus")
     out = Path(out)
     wanted = {"seed": int(seed), "scale": scale, "version": VERSION}
     marker = read_marker(out)
@@ -396,36 +389,16 @@ def _write_demographics(out: Path, clips: list[Clip], seed: int) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def default_workers() -> int:
-    """Processes used to write a corpus by default: ``min(2, os.cpu_count())``."""
-    return max(1, min(2, os.cpu_count() or 1))
-
-
 def _write_clips(out: Path, clips: list[Clip], seed: int, workers: int, verbose: bool) -> None:
-    """Write every clip, through a ``spawn`` process pool of ``workers`` when more than one.
-
-    A ``fork`` pool was seen to hang after all files were written, hence ``spawn``. If the pool
-    cannot start or breaks, the clips not yet confirmed are written here (with a warning):
-    rewriting a clip gives the same bytes.
-    """
-    done = 0
+    """Write every clip, through ``workers`` processes when more than one (``serlib.pool``);
+    rewriting a clip after a broken pool gives the same bytes."""
     with tqdm(total=len(clips), desc="demo corpus", unit="clip", disable=not verbose) as bar:
-        if workers > 1 and len(clips) > 1:
-            try:
-                spawn = multiprocessing.get_context("spawn")
-                with ProcessPoolExecutor(min(workers, len(clips)), mp_context=spawn) as pool:
-                    for _ in pool.map(_write_clip, repeat(out), clips, repeat(seed), chunksize=CHUNKSIZE):
-                        done += 1
-                        bar.update()
-            except (OSError, BrokenProcessPool) as err:
-                warnings.warn(f"demo corpus: the pool of {workers} processes failed ({type(err).__name__}: {err}); "
-                              f"writing the remaining {len(clips) - done} clips in this process", stacklevel=3)
-        for clip in clips[done:]:
-            _write_clip(out, clip, seed)
+        for _ in process_map(_write_clip, clips, extra=(out, seed), workers=workers, chunksize=CHUNKSIZE,
+                             what="demo corpus"):
             bar.update()
 
 
-def _write_clip(out: Path, clip: Clip, seed: int) -> None:
+def _write_clip(clip: Clip, out: Path, seed: int) -> None:
     path = out / clip.relpath
     path.parent.mkdir(parents=True, exist_ok=True)
     if clip.damage == "empty":

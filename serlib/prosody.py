@@ -8,13 +8,9 @@ job (``notebooks/05_confusion.ipynb``).
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from itertools import repeat
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -23,6 +19,7 @@ import pandas as pd
 
 from . import CLASSES
 from .config import AnalysisConfig, Config, ConfigError
+from .pool import check_workers, process_map
 from .runfolder import RunFolder
 
 if TYPE_CHECKING:
@@ -197,9 +194,7 @@ def compute_prosody(cfg: Config, folder: RunFolder, clips: pd.DataFrame, progres
     settings = pitch_settings(cfg.analysis)
     cache_path = analysis_folder(folder) / "prosody.csv"
     cache = _read_cache(cache_path)
-    workers = max(1, min(2, os.cpu_count() or 1)) if workers is None else int(workers)
-    if workers < 1:
-        raise ValueError(f"prosody: workers must be >= 1, got {workers}")
+    workers = check_workers(workers, "prosody")
     rows, todo = [], []  # todo: (index in rows, utt_id, path, cache key) of the clips to analyse
     for clip in clips[["utt_id", "path"]].itertuples(index=False):
         key = _file_key(clip.path, settings)
@@ -225,25 +220,14 @@ def compute_prosody(cfg: Config, folder: RunFolder, clips: pd.DataFrame, progres
 
 
 def _analyse_paths(paths: list[str], analysis: AnalysisConfig, workers: int, bar) -> list[dict]:
-    """``_analyse_path`` of every path, in order: through a ``spawn`` pool of ``workers`` processes
-    when there are at least ``POOL_MIN_CLIPS``, else (or when the pool cannot start) in this process."""
-    results: list[dict] = []
-    if workers > 1 and len(paths) >= POOL_MIN_CLIPS:
-        try:
-            spawn = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(workers, len(paths)), mp_context=spawn, initializer=_start_worker,
-                                     initargs=(analysis, 1)) as pool:
-                for result in pool.map(_analyse_path, paths, repeat(analysis), chunksize=CHUNKSIZE):
-                    results.append(result)
-                    bar.update()
-        except (OSError, BrokenProcessPool) as err:
-            warnings.warn(f"prosody: the pool of {workers} processes failed ({type(err).__name__}: {err}); "
-                          f"analysing the remaining {len(paths) - len(results)} clips in this process", stacklevel=3)
-    if len(results) < len(paths):
-        _start_worker(analysis)  # numba compiles pyin once per process: keep it out of per-clip times
-        for path in paths[len(results):]:
-            results.append(_analyse_path(path, analysis))
-            bar.update()
+    """``_analyse_path`` of every path, in order: through ``workers`` processes (``serlib.pool``)
+    when there are at least ``POOL_MIN_CLIPS``, else in this process."""
+    results = []
+    for result in process_map(_analyse_path, paths, extra=(analysis,), workers=workers, chunksize=CHUNKSIZE,
+                              min_items=POOL_MIN_CLIPS, initializer=_start_worker, initargs=(analysis, 1),
+                              serial_initializer=lambda: _start_worker(analysis), what="prosody"):
+        results.append(result)
+        bar.update()
     return results
 
 

@@ -16,7 +16,7 @@ import pytest
 import scipy.fft
 import soundfile as sf
 
-from serlib import CLASSES, democorpus
+from serlib import CLASSES, democorpus, pool
 from serlib.cli import main as cli_main
 from serlib.corpora import parse_crema_d_name, parse_emodb_name, parse_ravdess_name
 from serlib.democorpus import (PARTIAL, SCALES, VOICE_PAD, _sentence_plan, _summary, _timeline, _write_clip,
@@ -70,7 +70,7 @@ def test_pool_that_cannot_start_falls_back_to_serial(smoke, tmp_path, monkeypatc
     def no_pool(*args, **kwargs):
         raise OSError("no processes here")
 
-    monkeypatch.setattr(democorpus, "ProcessPoolExecutor", no_pool)
+    monkeypatch.setattr(pool, "ProcessPoolExecutor", no_pool)
     clips = plan_clips(0, "smoke")[:5]
     with pytest.warns(UserWarning, match="no processes here"):
         democorpus._write_clips(tmp_path, clips, 0, workers=2, verbose=False)
@@ -339,7 +339,7 @@ def test_paper_clips_are_written_at_their_exact_real_length(paper_plan, tmp_path
     clips = [paper_plan["CREMA-D"][0], min(paper_plan["EmoDB"], key=lambda c: c.frames),
              next(c for c in paper_plan["RAVDESS"] if c.channels == 2)]
     for clip in clips:
-        _write_clip(tmp_path, clip, 0)
+        _write_clip(clip, tmp_path, 0)
         audio, rate = sf.read(tmp_path / clip.relpath, always_2d=True)
         assert audio.shape == (clip.frames, clip.channels) and rate == clip.sample_rate
         frame = rate // 50  # 20 ms frames
