@@ -173,16 +173,19 @@ def compute_prosody(cfg: Config, folder: RunFolder, clips: pd.DataFrame, progres
     settings: a second call reuses it, a changed file or setting recomputes. A clip that cannot be
     read or analysed is reported (warning, ``error`` column) and gets NaN descriptors.
 
-    Uncached clips are analysed by ``workers`` processes (a ``spawn`` pool; each process compiles
-    pyin once before its first clip); fewer than ``POOL_MIN_CLIPS`` of them, or one worker, are
-    analysed in this process. The descriptors do not depend on it.
+    Uncached clips are analysed by ``workers`` processes (a ``spawn`` pool whose workers load the
+    pyin this process compiled and cached first); fewer than ``POOL_MIN_CLIPS`` of them, or one
+    worker, are analysed in this process. The descriptors do not depend on it.
 
     Args:
         cfg: run configuration (``analysis`` holds the pyin settings).
         folder: the run folder.
         clips: one row per clip with ``utt_id`` and ``path``.
         progress: show a tqdm progress bar.
-        workers: processes for the uncached clips; None = ``min(2, os.cpu_count())``.
+        workers: processes for the uncached clips (default 1). More than one saved ~3 s on the demo,
+            but a fresh machine's CI crashed once (numba segfault in pyin) after two cold workers
+            had compiled and cached pyin at the same time; the pool now compiles in this process
+            first, and stays opt-in.
 
     Returns:
         One row per clip: utt_id, path, the ``PROSODY_COLUMNS``, ``seconds`` (analysis time of that
@@ -194,7 +197,7 @@ def compute_prosody(cfg: Config, folder: RunFolder, clips: pd.DataFrame, progres
     settings = pitch_settings(cfg.analysis)
     cache_path = analysis_folder(folder) / "prosody.csv"
     cache = _read_cache(cache_path)
-    workers = check_workers(workers, "prosody")
+    workers = check_workers(1 if workers is None else workers, "prosody")
     rows, todo = [], []  # todo: (index in rows, utt_id, path, cache key) of the clips to analyse
     for clip in clips[["utt_id", "path"]].itertuples(index=False):
         key = _file_key(clip.path, settings)
@@ -223,6 +226,8 @@ def _analyse_paths(paths: list[str], analysis: AnalysisConfig, workers: int, bar
     """``_analyse_path`` of every path, in order: through ``workers`` processes (``serlib.pool``)
     when there are at least ``POOL_MIN_CLIPS``, else in this process."""
     results = []
+    if workers > 1 and len(paths) >= POOL_MIN_CLIPS:
+        warm_up_pitch(analysis)  # compile and cache pyin here, once: workers then only read numba's cache
     for result in process_map(_analyse_path, paths, extra=(analysis,), workers=workers, chunksize=CHUNKSIZE,
                               min_items=POOL_MIN_CLIPS, initializer=_start_worker, initargs=(analysis, 1),
                               serial_initializer=lambda: _start_worker(analysis), what="prosody"):
