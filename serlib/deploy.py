@@ -16,15 +16,13 @@ working in the pinned torch 2.11; CPU only (there is no int8 CUDA path here).
 from __future__ import annotations
 
 import copy
-import statistics
-import time
 import warnings
-from typing import Callable
 
 import pandas as pd
 import torch
 from torch import nn
 
+from .encoders import cpu_threads
 from .models import count_params
 from .train import predict_proba
 
@@ -71,19 +69,6 @@ def weight_bytes(model: nn.Module) -> int:
     return total
 
 
-def latency_ms(fn: Callable[[], object], warmup: int = 3, repeats: int = 15) -> float:
-    """Median wall milliseconds of ``fn()`` (CPU) after ``warmup`` calls."""
-    with torch.inference_mode():
-        for _ in range(warmup):
-            fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
-
-
 def deployment_table(model: nn.Module, calibration: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                      repeats: int = 15, threads: int | None = None) -> pd.DataFrame:
     """The three forms of ``model`` side by side on this machine's CPU.
@@ -100,12 +85,11 @@ def deployment_table(model: nn.Module, calibration: torch.Tensor, test_x: torch.
         median), ``test_acc``, ``agree_with_fp32`` (share of equal predicted classes) and
         ``max_prob_diff`` (largest absolute class-probability difference from fp32).
     """
-    from .measure import fold_batchnorm
+    from .measure import _median, fold_batchnorm, time_calls
 
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    cpu = torch.device("cpu")
+
+    with cpu_threads(threads):
         fp32 = copy.deepcopy(model).cpu().eval()
         forms = {"fp32 (as trained)": fp32, "fp32, BatchNorm folded": fold_batchnorm(fp32),
                  "int8 static (x86), calibrated on train": quantize_int8(fp32, calibration)}
@@ -115,21 +99,15 @@ def deployment_table(model: nn.Module, calibration: torch.Tensor, test_x: torch.
         rows = []
         for name, form in forms.items():
             with torch.inference_mode():
-                probs = reference if form is fp32 else _probs(form, test_x.cpu().float())
+                probs = reference if form is fp32 else predict_proba(form, test_x.cpu().float())
+                seconds = _median(time_calls(lambda f=form: f(x1), cpu, 3, repeats))  # batch 1, after 3 warm-ups
             rows.append({"form": name, "params": count_params(fp32),
                          "weights_mb": weight_bytes(form) / 1e6,
-                         "ms_per_utt_b1": latency_ms(lambda f=form: f(x1), repeats=repeats),
+                         "ms_per_utt_b1": seconds * 1e3,
                          "test_acc": (probs.argmax(1) == test_y.cpu()).float().mean().item(),
                          "agree_with_fp32": (probs.argmax(1) == reference.argmax(1)).float().mean().item(),
                          "max_prob_diff": (probs - reference).abs().max().item()})
         return pd.DataFrame(rows)
-    finally:
-        torch.set_num_threads(before)
-
-
-def _probs(model: nn.Module, x: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Class probabilities of a module without parameters of its own device (a quantised one)."""
-    return torch.cat([torch.softmax(model(x[i:i + batch_size]), dim=1) for i in range(0, len(x), batch_size)])
 
 
 def deployment_for_run(cfg, folder, system: str | None = None, seed: int | None = None,

@@ -105,7 +105,7 @@ def _train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: 
 def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Class probabilities (n, 3) of ``x`` (n, channels, frames) in eval mode, on ``x``'s device."""
     model.eval()
-    device = next(model.parameters()).device
+    device = next(model.parameters(), x).device  # a module without parameters (int8) runs where x is
     probs = [torch.softmax(model(x[i:i + batch_size].to(device)), dim=1) for i in range(0, len(x), batch_size)]
     return torch.cat(probs) if probs else torch.zeros(0, len(CLASSES))
 
