@@ -1,9 +1,14 @@
 """serlib: lightweight speech-emotion recognition, as a reproducible experiment report.
 
-Stages (one module each): corpora -> mculp -> features -> augment/models/train -> metrics ->
-plots -> report. ``serlib.cli`` is the command line.
+Layers, each importing only those below it (``tests/test_layers.py`` and ``lint-imports`` hold it):
+
+    tools      the command line, ``serlib bench`` and its measuring primitives
+    report     display helpers, figures, the notebook runner, the HTML export, provenance
+    pipeline   make sure the manifest, the feature cache and the trained runs exist, in order
+    analysis   result tables, confusion, prosody, listening, deployment forms, data tables
+    modelling  Tri-Aug, the classifiers, the training step and engine, the systems, metrics
+    features   frozen encoders and the content-keyed feature cache
+    data       corpus readers, MCULP and the speaker split, the synthetic demo corpus
+    common     configuration, facts, paper values, run folder, runtime, audio I/O, atomic writes
 """
 __version__ = "0.1.0"
-
-CLASSES = ("negative", "sad_fear", "pos_neutral")  # the three MCULP classes, in label-index order
-CORPORA = ("CREMA-D", "RAVDESS", "EmoDB")  # corpus names as they appear in manifests and tables

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from serlib.augment import TriAug, single_operation
-from serlib.config import AugmentConfig
+from serlib.modelling.augment import TriAug, single_operation
+from serlib.common.config import AugmentConfig
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py

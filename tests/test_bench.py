@@ -9,10 +9,13 @@ import pytest
 import torch
 from torch import nn
 
-from serlib import bench, democorpus
-from serlib.cli import main
-from serlib.config import ModelConfig, load_config
-from serlib.models import build_model
+from serlib.analysis import deploy
+from serlib.data import lengths
+from serlib.tools import bench, measure
+from serlib.data import democorpus
+from serlib.tools.cli import main
+from serlib.common.config import ModelConfig, load_config
+from serlib.modelling.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]
 KEYS = ("device", "torch", "cnn_params", "infer_ms_b1", "infer_utt_per_s", "infer_peak_mem_mb",
@@ -55,23 +58,23 @@ def test_bench_cuda_without_gpu_is_a_clear_error(capsys):
 
 @pytest.mark.parametrize("use_real_lists", [True, False])
 def test_clip_lengths_follow_the_real_corpora(use_real_lists, tmp_path, monkeypatch):
-    if use_real_lists and bench.real_names_dir() is None:
+    if use_real_lists and lengths.real_names_dir() is None:
         pytest.skip("shared/real-names is not present")
     if not use_real_lists:
         monkeypatch.setenv("SERLIB_REAL_NAMES", str(tmp_path))  # no lists there: stored quantiles
-    lengths, source = bench.draw_clip_lengths(4000, seed=0)
+    drawn, source = lengths.draw_clip_lengths(4000, seed=0)
     assert ("lengths from real file lists" in source) == use_real_lists
-    assert lengths.min() >= 1.2 and lengths.max() <= 9.0
-    assert 2.4 < lengths.mean() < 3.0  # 83 % CREMA-D (~2.5 s), RAVDESS ~3.7 s, EmoDB ~2.8 s
+    assert drawn.min() >= 1.2 and drawn.max() <= 9.0
+    assert 2.4 < drawn.mean() < 3.0  # 83 % CREMA-D (~2.5 s), RAVDESS ~3.7 s, EmoDB ~2.8 s
 
 
 def test_stored_quantiles_match_the_real_lists():
-    folder = bench.real_names_dir()
+    folder = lengths.real_names_dir()
     if folder is None:
         pytest.skip("shared/real-names is not present")
-    real = bench._real_lengths(folder)
+    real = lengths.real_lengths(folder)
     assert {k: len(v) for k, v in real.items()} == {"RAVDESS": 1056, "EmoDB": 454}  # MCULP's kept clips
-    for corpus, stored in bench.LENGTH_QUANTILES_S.items():
+    for corpus, stored in lengths.LENGTH_QUANTILES_S.items():
         computed = np.quantile(real[corpus], np.linspace(0, 1, len(stored)))
         np.testing.assert_allclose(computed, stored, atol=1e-3)
 
@@ -84,13 +87,13 @@ def test_activation_tracker_counts_live_outputs():
             y = conv_a(x)
             return conv_b(y)
 
-    peak = bench.activation_peak_bytes(TwoConvs(), torch.randn(1, 4, 10))
+    peak = measure.activation_peak_bytes(TwoConvs(), torch.randn(1, 4, 10))
     assert peak == (8 * 10 + 16 * 10) * 4
 
 
 def test_activation_peak_of_the_paper_network_is_megabytes():
     model = build_model(ModelConfig(), 768)
-    peak = bench.activation_peak_bytes(model, torch.randn(1, 768, 400))
+    peak = measure.activation_peak_bytes(model, torch.randn(1, 768, 400))
     one_block = 384 * 400 * 4  # one 384-channel activation at batch 1
     assert 2 * one_block <= peak <= 12 * one_block
 
@@ -101,7 +104,7 @@ def test_fold_batchnorm_keeps_the_outputs():
         if isinstance(module, nn.BatchNorm1d):
             module.running_mean.uniform_(-1, 1)
             module.running_var.uniform_(0.5, 2)
-    folded = bench.fold_batchnorm(model)
+    folded = deploy.fold_batchnorm(model)
     assert not any(isinstance(m, nn.BatchNorm1d) for m in folded.modules())
     x = torch.randn(3, 32, 50)
     with torch.no_grad():
@@ -110,16 +113,16 @@ def test_fold_batchnorm_keeps_the_outputs():
 
 def test_forward_gflop_of_a_single_conv():
     conv = nn.Sequential(nn.Conv1d(2, 3, 5, padding=2))
-    assert bench.forward_gflop(conv, torch.randn(1, 2, 100)) == pytest.approx(2 * 2 * 5 * 3 * 100 / 1e9)
+    assert measure.forward_gflop(conv, torch.randn(1, 2, 100)) == pytest.approx(2 * 2 * 5 * 3 * 100 / 1e9)
 
 
 def test_memory_analysis_numbers():
-    mem = bench.memory_analysis(8_669_519, 3_000_000, 768 * 400 * 4)
+    mem = measure.memory_analysis(8_669_519, 3_000_000, 768 * 400 * 4)
     assert mem["mem_params_fp32_mb"] == pytest.approx(34.68, abs=0.01)
     assert mem["mem_params_half_mb"] == pytest.approx(17.34, abs=0.01)
     assert mem["paper_3p9m_params_fp32_mb"] == pytest.approx(15.6)
     assert mem["mem_total_b1_half_mb"] == pytest.approx(17.34 + (3.0 + 1.2288) / 2, abs=0.01)
-    assert "< 15 MB" in bench.memory_note(mem, 8_669_519)
+    assert "< 15 MB" in measure.memory_note(mem, 8_669_519)
 
 
 def test_bench_table_compares_with_targets():
@@ -166,7 +169,7 @@ def test_rehearsal_corpus_scale():
 def test_train_step_variants_update_the_model(sync_metrics, amp):
     torch.manual_seed(0)
     model = build_model(ModelConfig(width_scale=0.125), 768)
-    step = bench.TrainStep(model, torch.device("cpu"), sync_metrics=sync_metrics, amp=amp)
+    step = measure.BenchStep(model, torch.device("cpu"), sync_metrics=sync_metrics, amp=amp)
     before = [p.detach().clone() for p in model.parameters()]
     x, y = torch.randn(4, 768, 40), torch.randint(0, 3, (4,))
     step(x, y)

@@ -1,7 +1,7 @@
 """A real-browser test of the exported report: headless Chromium opens report.html and checks that
 the tables and figures are there and that every <audio> element loads with a duration.
 
-The report is built by ``serlib.report.run_report`` on the smoke profile, executing 05_confusion
+The report is built by ``serlib.report.runner.run_report`` on the smoke profile, executing 05_confusion
 and 06_listening on a run folder whose S5 was trained by the real pipeline (``trained_smoke_run``
 in tests/test_confusion.py; fabricated predictions only where the pipeline modules are absent). The browser is driven through the Chrome DevTools Protocol over a websocket
 (``websocket-client``), so no driver or browser download is needed. Needs Debian's ``chromium``
@@ -144,11 +144,11 @@ def open_in_chromium(page: Path, profile: Path) -> dict:
 
 def build_report(run_dir: Path, tmp_path_factory) -> Path:
     """report.html of 05_confusion and 06_listening on the smoke profile."""
-    from serlib.config import load_config
+    from serlib.common.config import load_config
 
     trained_smoke_run(run_dir, tmp_path_factory)
     try:
-        from serlib.report import run_report
+        from serlib.report.runner import run_report
     except ImportError:
         return _fallback_report(run_dir)
     return run_report(load_config(SMOKE), out=run_dir, only=["05_confusion", "06_listening"], verbose=False)
@@ -158,11 +158,11 @@ def _fallback_report(run_dir: Path) -> Path:
     """Without the report module: a page with the static listening table and Fig. 4."""
     import io
 
-    from serlib import confusion as cf
-    from serlib import listening as ls
-    from serlib.config import load_config
-    from serlib.paper import TABLE7
-    from serlib.runfolder import open_run
+    from serlib.analysis import confusion as cf
+    from serlib.analysis import listening as ls
+    from serlib.common.config import load_config
+    from serlib.common.paper import TABLE7
+    from serlib.common.runfolder import open_run
 
     cfg, folder = open_run(SMOKE, run_dir)
     preds = cf.load_predictions(cfg, folder)

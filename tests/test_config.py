@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from serlib.cli import main as cli_main
-from serlib.config import Config, ConfigError, config_to_dict, load_config
-from serlib.runfolder import run_folder
+from serlib import pipeline
+from serlib.tools.cli import main as cli_main
+from serlib.common.config import Config, ConfigError, config_to_dict, load_config
+from serlib.common.runfolder import run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,10 +93,8 @@ def test_paper_profile_without_corpora_names_the_missing_root(tmp_path, capsys):
     (tmp_path / "parameters").mkdir()
     path = tmp_path / "parameters" / "real.yaml"
     path.write_text("run: {name: real, notebooks: [01_data]}\ndata: {crema_d: ../nowhere/CREMA-D}\n")
-    from serlib import mculp
-
     with pytest.raises(ConfigError, match=r"data\.crema_d"):
-        mculp.prepare_run(load_config(path), run_folder(load_config(path)))
+        pipeline.ensure_manifest(load_config(path), run_folder(load_config(path)))
 
 
 def test_cli_reports_config_errors_in_one_line(tmp_path, capsys):

@@ -14,12 +14,13 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from serlib import CLASSES
-from serlib import confusion as cf
-from serlib.config import load_config
-from serlib.paper import TABLE3, TABLE5, TABLE7
-from serlib.prosody import POOL_MIN_CLIPS
-from serlib.runfolder import RunFolder, open_run
+from serlib.common.facts import CLASSES
+from serlib.analysis import confusion as cf
+from serlib.analysis import prosody as pr
+from serlib.common.config import load_config
+from serlib.common.paper import TABLE3, TABLE5, TABLE7
+from serlib.analysis.prosody import POOL_MIN_CLIPS
+from serlib.common.runfolder import RunFolder, open_run
 from conftest import execute_smoke_notebook
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -87,7 +88,7 @@ def _fabricated_predictions(test: pd.DataFrame, rng: np.random.Generator) -> pd.
 
 
 def _prediction_file(folder: RunFolder, system: str, seed: int) -> Path:
-    path = cf.predictions_path(folder, system, seed)
+    path = folder.predictions(system, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -102,16 +103,14 @@ def trained_smoke_run(target: Path, tmp_path_factory) -> RunFolder:
     Falls back to ``make_fabricated_run`` only when those modules do not exist yet.
     """
     try:
-        from serlib.features import extract_for_run
-        from serlib.mculp import prepare_run
-        from serlib.systems import train_systems
+        from serlib import pipeline
     except ImportError:
         return make_fabricated_run(target, per_class=8)
     if "root" not in _TRAINED:
         cfg, folder = open_run(SMOKE, tmp_path_factory.mktemp("smoke-trained"))
-        prepare_run(cfg, folder)
-        extract_for_run(cfg, folder, inputs=["wav2vec2"])
-        train_systems(cfg, folder, systems=[cfg.analysis.primary_system], progress=False)
+        pipeline.ensure_manifest(cfg, folder)
+        pipeline.ensure_features(cfg, folder, inputs=["wav2vec2"])
+        pipeline.ensure_runs(cfg, folder, systems=[cfg.analysis.primary_system], progress=False)
         _TRAINED["root"] = folder.root
     shutil.copytree(_TRAINED["root"], target)
     return RunFolder(Path(target))
@@ -141,7 +140,7 @@ def test_predictions_join_manifest(run):
 @pytest.mark.parametrize("encoding", ["names", "indices"])
 def test_confusion_rows_are_recalls(run, encoding):
     cfg, folder = run
-    path = cf.predictions_path(folder, "S5", 0)
+    path = folder.predictions("S5", 0)
     raw = pd.read_csv(path)
     if encoding == "indices":
         raw["label"] = raw["label"].map(CLASSES.index)
@@ -186,7 +185,7 @@ def test_missing_predictions_name_the_file(run):
 
 def test_bad_label_is_reported(run):
     cfg, folder = run
-    path = cf.predictions_path(folder, "S5", 0)
+    path = folder.predictions("S5", 0)
     raw = pd.read_csv(path)
     raw.loc[0, "label"] = "angry"
     raw.to_csv(path, index=False)
@@ -200,8 +199,8 @@ def test_bad_label_is_reported(run):
 def test_prosody_descriptors_follow_the_signal():
     cfg = load_config(SMOKE)
     rng = np.random.default_rng(1)
-    low = cf.prosody_descriptors(synthetic_voice(120.0, 1.5, rng, rate=16000), cfg.analysis)
-    high = cf.prosody_descriptors(synthetic_voice(240.0, 1.5, rng, rate=16000), cfg.analysis)
+    low = pr.prosody_descriptors(synthetic_voice(120.0, 1.5, rng, rate=16000), cfg.analysis)
+    high = pr.prosody_descriptors(synthetic_voice(240.0, 1.5, rng, rate=16000), cfg.analysis)
     assert 100 < low["f0_mean_hz"] < 140 and 210 < high["f0_mean_hz"] < 270
     assert low["voiced_frac"] > 0.3 and low["onset_rate_hz"] > 0
     assert low["duration_s"] == pytest.approx(1.5, abs=0.01)
@@ -215,16 +214,16 @@ def test_prosody_cache_and_bad_clip(run, tmp_path):
     broken.write_bytes(b"not a wav file")
     clips.loc[len(clips)] = {"utt_id": "CREMA-D/broken", "path": str(broken)}
     with pytest.warns(UserWarning, match="CREMA-D/broken"):
-        first = cf.compute_prosody(cfg, folder, clips, progress=False)
+        first = pr.compute_prosody(cfg, folder, clips, progress=False)
     assert not first["cached"].any() and (first["error"] != "").sum() == 1
     assert first.loc[:3, "f0_mean_hz"].notna().all()
-    second = cf.compute_prosody(cfg, folder, clips, progress=False)
+    second = pr.compute_prosody(cfg, folder, clips, progress=False)
     assert second["cached"].all()
     pd.testing.assert_series_equal(first["f0_mean_hz"], second["f0_mean_hz"])
     Path(clips.loc[0, "path"]).write_bytes(Path(clips.loc[1, "path"]).read_bytes() + b"\0\0")  # changed file
-    third = cf.compute_prosody(cfg, folder, clips, progress=False)
+    third = pr.compute_prosody(cfg, folder, clips, progress=False)
     assert third["cached"].tolist() == [False, True, True, True, True]
-    timing = cf.prosody_timing(third)
+    timing = pr.prosody_timing(third)
     assert timing.loc[0, "failed"] == 1 and timing.loc[0, "s_per_clip"] > 0
 
 
@@ -235,10 +234,10 @@ def test_prosody_two_processes_give_the_serial_table(run, tmp_path):
     broken.write_bytes(b"not a wav file")
     clips.loc[len(clips)] = {"utt_id": "CREMA-D/broken", "path": str(broken)}
     with pytest.warns(UserWarning, match="CREMA-D/broken"):
-        serial = cf.compute_prosody(cfg, folder, clips, progress=False, workers=1)
+        serial = pr.compute_prosody(cfg, folder, clips, progress=False, workers=1)
     other = RunFolder(tmp_path / "other").ensure()  # an empty cache
     with pytest.warns(UserWarning, match="CREMA-D/broken"):
-        pooled = cf.compute_prosody(cfg, other, clips, progress=False, workers=2)
+        pooled = pr.compute_prosody(cfg, other, clips, progress=False, workers=2)
     assert not pooled["cached"].any() and (pooled["error"] != "").sum() == 1
     assert pooled["f0_mean_hz"].notna().sum() == POOL_MIN_CLIPS
     pd.testing.assert_frame_equal(serial.drop(columns="seconds"), pooled.drop(columns="seconds"), check_exact=True)
@@ -247,13 +246,13 @@ def test_prosody_two_processes_give_the_serial_table(run, tmp_path):
 def test_prosody_by_outcome_tables(run):
     cfg, folder = run
     preds = cf.load_predictions(cfg, folder)
-    prosody = cf.compute_prosody(cfg, folder, preds, progress=False)
-    table = cf.prosody_by_outcome(preds, prosody)
+    prosody = pr.compute_prosody(cfg, folder, preds, progress=False)
+    table = pr.prosody_by_outcome(preds, prosody)
     assert table["clips"].sum() == len(preds)
     assert set(table["outcome"]) <= {"correct", "misclassified"}
-    separation = cf.prosody_separation(preds, prosody)
-    assert len(separation) == 3 * len(cf.PROSODY_COLUMNS)
-    fig = cf.plot_prosody_by_outcome(preds, prosody)
+    separation = pr.prosody_separation(preds, prosody)
+    assert len(separation) == 3 * len(pr.PROSODY_COLUMNS)
+    fig = pr.plot_prosody_by_outcome(preds, prosody)
     assert len(fig.axes) >= 6
 
 

@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from conftest import SMALL_TREE_BAD, write_wav
-from serlib.corpora import (EXCLUSION_REASONS, UTTERANCE_COLUMNS, CorpusError, CorpusWarning, FileExcluded,
+from serlib.data.corpora import (EXCLUSION_REASONS, UTTERANCE_COLUMNS, CorpusError, CorpusWarning, FileExcluded,
                             audio_header, parse_crema_d_name, parse_emodb_name, parse_ravdess_name, scan_corpora,
                             scan_corpus)
 
@@ -190,7 +190,7 @@ def test_empty_folder_is_an_error_naming_it(tmp_path, corpus, expected):
     assert str(tmp_path) in str(err.value)
 
 
-@pytest.mark.filterwarnings("ignore::serlib.corpora.CorpusWarning")
+@pytest.mark.filterwarnings("ignore::serlib.data.corpora.CorpusWarning")
 @pytest.mark.parametrize("corpus, rel", [
     ("CREMA-D", "AudioWAV/hello.wav"),
     ("RAVDESS", "Actor_01/03-02-01-01-01-01-01.wav"),  # song only: nothing usable

@@ -9,11 +9,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from serlib import CLASSES, datatables, paper
-from serlib.config import load_config
-from serlib.mculp import load_manifest
-from serlib.report import run_report
-from serlib.runfolder import RunFolder
+from serlib.common.facts import CLASSES
+from serlib.analysis import datatables
+from serlib.common import paper
+from serlib.common.config import load_config
+from serlib.data.stage import load_manifest
+from serlib.report.runner import run_report
+from serlib.common.runfolder import RunFolder
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "parameters" / "smoke.yaml"

@@ -16,12 +16,17 @@ import pytest
 import scipy.fft
 import soundfile as sf
 
-from serlib import CLASSES, democorpus, pool
-from serlib.cli import main as cli_main
-from serlib.corpora import parse_crema_d_name, parse_emodb_name, parse_ravdess_name
-from serlib.democorpus import (PARTIAL, SCALES, VOICE_PAD, _sentence_plan, _summary, _timeline, _write_clip,
-                               crema_d_names, generate_demo_corpus, plan_clips, read_marker, wav_bytes)
-from serlib.mculp import EMOTION_TO_CLASS, normalise_emotion, run_mculp
+from serlib.common.facts import CLASSES
+from serlib.data import democorpus
+from serlib.common import pool
+from serlib.tools.cli import main as cli_main
+from serlib.data.corpora import parse_crema_d_name, parse_emodb_name, parse_ravdess_name
+from serlib.common.audio import wav_bytes
+from serlib.common.facts import EMOTION_TO_CLASS
+from serlib.data.democorpus import (PARTIAL, SCALES, _summary, _write_clip, crema_d_names, generate_demo_corpus,
+                                    plan_clips, read_marker)
+from serlib.data.mculp import normalise_emotion, run_mculp
+from serlib.data.synth import VOICE_PAD, _sentence_plan, _timeline
 
 NAME_RULES = {  # corpus -> regex of a well-formed relative path (the real conventions)
     "CREMA-D": r"CREMA-D/AudioWAV/(10\d\d)_(IEO|TIE|IOM|IWW|TAI|MTI|IWL|ITH|DFA|ITS|TSI|WSI)_"
@@ -305,7 +310,7 @@ def test_paper_plan_mculp_keeps_the_real_counts(paper_plan):
 
 
 def test_paper_plan_lengths_follow_the_real_corpora(paper_plan):
-    from serlib.bench import CREMA_D_LENGTH, LENGTH_QUANTILES_S
+    from serlib.data.lengths import CREMA_D_LENGTH, LENGTH_QUANTILES_S
 
     for corpus in ("RAVDESS", "EmoDB"):  # the real frame counts: the bench's stored quantiles agree
         kept = [c for c in paper_plan[corpus] if c.emotion in EMOTION_TO_CLASS]

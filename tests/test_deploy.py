@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from serlib import deploy
-from serlib.config import ModelConfig, load_config
-from serlib.models import build_model
-from serlib.runfolder import RunFolder
+from serlib.analysis import deploy
+from serlib.common.config import ModelConfig, load_config
+from serlib.modelling.models import build_model
+from serlib.common.runfolder import RunFolder
 
 
 def _small_model(seed: int = 0) -> torch.nn.Module:

@@ -11,11 +11,12 @@ import pytest
 import soundfile as sf
 import torch
 
-from serlib import encoders, features
-from serlib.config import FeaturesConfig, load_config
-from serlib.encoders import (LogMelEncoder, Wav2Vec2Encoder, WeightsUnavailableError, fit_frames, load_audio,
-                             resampled_length)
-from serlib.runfolder import RunFolder
+from serlib.features import encoders
+from serlib.features import cache, extract
+from serlib.common.config import FeaturesConfig, load_config
+from serlib.common.audio import load_audio, resampled_length
+from serlib.features.encoders import LogMelEncoder, Wav2Vec2Encoder, WeightsUnavailableError, fit_frames
+from serlib.common.runfolder import RunFolder
 from conftest import execute_smoke_notebook
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,7 +134,8 @@ def test_shapes_768_and_64_by_400(run, tmp_path):
     cfg.features.wav2vec2.config_overrides = {"num_hidden_layers": 1, "conv_dim": [32] * 7}  # base width, cheap
     manifest = write_manifest(run, {"long": tone(9.0), "short": tone(1.5, seed=1)})
     for input, channels in (("wav2vec2", 768), ("logmel", 64)):
-        fs = features.load_features(cfg, run, manifest, input)
+        extract.extract(cfg, run, manifest, input)
+        fs = extract.load_features(cfg, run, manifest, input)
         assert fs.x.shape == (2, channels, 400) and fs.x.dtype == torch.float32
         assert fs.lengths.tolist() == [400, 74]  # 9 s trimmed; 1.5 s = floor((24000 - 400) / 320) + 1
         assert fs.x[1, :, 74:].abs().sum() == 0 and fs.x[1, :, :74].abs().sum() > 0
@@ -232,10 +234,10 @@ def test_equal_batching_refuses_mixed_lengths():
 def test_batches_sort_and_cut_by_count_samples_and_mode():
     jobs = [(f"d{i}", f"p{i}", n) for i, n in enumerate([300, 100, 100, 200, 250, 100, 900])]
     sizes = lambda batches: [[j[2] for j in b] for b in batches]  # noqa: E731
-    assert sizes(features._batches(jobs, 3, 10_000, mix=True)) == [[100, 100, 100], [200, 250, 300], [900]]
+    assert sizes(extract.plan_batches(jobs, 3, 10_000, mix=True)) == [[100, 100, 100], [200, 250, 300], [900]]
     # 160 s-style budget: padded to the longest clip, a batch holds at most max_samples samples
-    assert sizes(features._batches(jobs, 8, 800, mix=True)) == [[100, 100, 100, 200], [250, 300], [900]]
-    assert sizes(features._batches(jobs, 8, 10_000, mix=False)) == [[100, 100, 100], [200], [250], [300], [900]]
+    assert sizes(extract.plan_batches(jobs, 8, 800, mix=True)) == [[100, 100, 100, 200], [250, 300], [900]]
+    assert sizes(extract.plan_batches(jobs, 8, 10_000, mix=False)) == [[100, 100, 100], [200], [250], [300], [900]]
 
 
 def test_extraction_batch_size_does_not_change_features(run, tmp_path):
@@ -245,8 +247,9 @@ def test_extraction_batch_size_does_not_change_features(run, tmp_path):
     for batch_size, batching in ((1, "masked"), (4, "equal"), (4, "masked")):
         cfg = smoke_cfg(tmp_path, cache_dir=str(tmp_path / f"cache{batch_size}{batching}"))
         cfg.features.wav2vec2.batch_size, cfg.features.wav2vec2.batching = batch_size, batching
-        loaded.append(features.load_features(cfg, run, manifest, "wav2vec2"))
-        meta.append(json.loads((features.key_folder(cfg, run, "wav2vec2") / "key.json").read_text()))
+        extract.extract(cfg, run, manifest, "wav2vec2")
+        loaded.append(extract.load_features(cfg, run, manifest, "wav2vec2"))
+        meta.append(json.loads((cache.key_folder(cfg, run, "wav2vec2") / "key.json").read_text()))
     for other in loaded[1:]:
         torch.testing.assert_close(other.x, loaded[0].x, atol=2e-3, rtol=2e-3)  # fp16 storage
     assert [m["last_compute"]["mean_batch"] for m in meta] == [1.0, 2.0, 3.0]  # equal: 4 + 1 + 1; masked: 4 + 2
@@ -305,30 +308,30 @@ def test_random_weights_key_records_the_transformers_version(tmp_path):
 
     cfg = smoke_cfg(tmp_path)
     assert cfg.features.wav2vec2.weights == "random"
-    assert features.cache_key(cfg, "wav2vec2")["transformers"] == transformers.__version__
+    assert cache.cache_key(cfg, "wav2vec2")["transformers"] == transformers.__version__
 
 
 def test_cache_hit_miss_and_invalidation(run, tmp_path):
     cfg = smoke_cfg(tmp_path)
     write_manifest(run, {f"c{i}": tone(1.0 + 0.1 * i, seed=i) for i in range(4)})
-    first = features.extract_for_run(cfg, run)
+    first = extract.extract_for_run(cfg, run)
     assert [first["inputs"][i]["computed"] for i in ("wav2vec2", "logmel")] == [4, 4]
     assert (run.data / "features_summary.json").is_file() and first["inputs"]["wav2vec2"]["clips_per_s"] > 0
     assert "RANDOM" in first["inputs"]["wav2vec2"]["encoder"] and first["inputs"]["wav2vec2"]["weights"] == "random"
-    second = features.extract_for_run(cfg, run)  # hit: nothing recomputed
+    second = extract.extract_for_run(cfg, run)  # hit: nothing recomputed
     assert [second["inputs"][i]["cached"] for i in ("wav2vec2", "logmel")] == [4, 4]
     assert [second["inputs"][i]["computed"] for i in ("wav2vec2", "logmel")] == [0, 0]
-    before = features.load_features(cfg, run, features.pd.read_csv(run.manifest), "logmel")
+    before = extract.load_features(cfg, run, pd.read_csv(run.manifest), "logmel")
     cfg.features.logmel.n_mels = 40  # a changed parameter recomputes only its input
-    third = features.extract_for_run(cfg, run)
+    third = extract.extract_for_run(cfg, run)
     assert third["inputs"]["logmel"]["computed"] == 4 and third["inputs"]["wav2vec2"]["computed"] == 0
     sf.write(run.root / "audio" / "c2.wav", tone(1.2, seed=99), 16000)  # changed content: that clip only
-    fourth = features.extract_for_run(cfg, run)
+    fourth = extract.extract_for_run(cfg, run)
     assert [fourth["inputs"][i]["computed"] for i in ("wav2vec2", "logmel")] == [1, 1]
     cfg.features.logmel.n_mels, cfg.features.frames = 64, 50  # frames is applied at load time
-    manifest = features.pd.read_csv(run.manifest)
-    assert features.extract_for_run(cfg, run)["inputs"]["logmel"]["computed"] == 1  # only the changed clip
-    after = features.load_features(cfg, run, manifest, "logmel")
+    manifest = pd.read_csv(run.manifest)
+    assert extract.extract_for_run(cfg, run)["inputs"]["logmel"]["computed"] == 1  # only the changed clip
+    after = extract.load_features(cfg, run, manifest, "logmel")
     assert after.x.shape == (4, 64, 50)
     torch.testing.assert_close(after.x[0], before.x[0, :, :50])  # 1.0 s = 49 frames: untouched by trimming
 
@@ -348,16 +351,17 @@ def test_resume_after_interruption(run, tmp_path, monkeypatch):
 
     monkeypatch.setattr(Wav2Vec2Encoder, "forward", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        features.extract(cfg, run, manifest, "wav2vec2")
+        extract.extract(cfg, run, manifest, "wav2vec2")
     monkeypatch.setattr(Wav2Vec2Encoder, "forward", real_forward)
-    kdir = features.key_folder(cfg, run, "wav2vec2")
-    assert len(features.read_index(kdir)) == 2  # the first batch was flushed on the way out
+    kdir = cache.key_folder(cfg, run, "wav2vec2")
+    assert len(cache.read_index(kdir)) == 2  # the first batch was flushed on the way out
     assert not list(kdir.glob(".*.tmp"))
-    resumed = features.extract(cfg, run, manifest, "wav2vec2")
+    resumed = extract.extract(cfg, run, manifest, "wav2vec2")
     assert resumed["computed"] == 4 and resumed["cached"] == 2
     fresh_cfg = smoke_cfg(tmp_path, cache_dir=str(tmp_path / "fresh"))
-    fresh = features.load_features(fresh_cfg, run, manifest, "wav2vec2")
-    torch.testing.assert_close(features.load_features(cfg, run, manifest, "wav2vec2").x, fresh.x,
+    extract.extract(fresh_cfg, run, manifest, "wav2vec2")
+    fresh = extract.load_features(fresh_cfg, run, manifest, "wav2vec2")
+    torch.testing.assert_close(extract.load_features(cfg, run, manifest, "wav2vec2").x, fresh.x,
                                atol=2e-3, rtol=2e-3)  # batches of 2 vs of 6: fp16 storage may round apart
 
 
@@ -366,18 +370,29 @@ def test_bad_clips_are_reported_and_dropped(run, tmp_path):
     manifest = write_manifest(run, {"good": tone(1.0), "gone": None, "broken": tone(1.0, seed=2)})
     Path(manifest.loc[2, "path"]).write_bytes(b"not audio at all" * 100)
     with pytest.warns(UserWarning, match="EmoDB/gone"):
-        summary = features.extract_for_run(cfg, run, inputs=["logmel"])
+        summary = extract.extract_for_run(cfg, run, inputs=["logmel"])
     failed = summary["inputs"]["logmel"]["failed"]
     assert set(failed) == {"EmoDB/gone", "EmoDB/broken"}
     assert "FileNotFoundError" in failed["EmoDB/gone"] and failed["EmoDB/broken"]
     with pytest.warns(UserWarning, match="left out"):
-        fs = features.load_features(cfg, run, manifest, "logmel")
+        fs = extract.load_features(cfg, run, manifest, "logmel")
     assert fs.utt_ids == ["EmoDB/good"] and fs.missing == ["EmoDB/gone", "EmoDB/broken"]
     assert fs.x.shape[0] == 1 and fs.labels.tolist() == [0]
 
 
+def test_loading_never_extracts_and_names_the_fix(run, tmp_path):
+    # Loading reads the cache only: a clip never extracted is an error naming the command that fills it.
+    cfg = smoke_cfg(tmp_path)
+    manifest = write_manifest(run, {"a": tone(1.0), "b": tone(1.1, seed=1)})
+    with pytest.raises(extract.FeaturesMissingError, match=r"2 clip\(s\).*serlib features"):
+        extract.load_features(cfg, run, manifest, "logmel")
+    assert not cache.read_index(cache.key_folder(cfg, run, "logmel"))  # nothing was computed on the way
+    extract.extract(cfg, run, manifest, "logmel")
+    assert extract.load_features(cfg, run, manifest, "logmel").x.shape[0] == 2
+
+
 def test_cli_features_fills_the_cache(run, tmp_path):
-    from serlib.cli import main
+    from serlib.tools.cli import main
 
     write_manifest(run, {"a": tone(1.0), "b": tone(1.1, seed=1)})
     assert main(["features", str(SMOKE), "--out", str(run.root)]) == 0

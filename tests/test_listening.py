@@ -11,9 +11,9 @@ import pytest
 import soundfile as sf
 from test_confusion import SMOKE, make_fabricated_run, trained_smoke_run
 
-from serlib import confusion as cf
-from serlib import listening as ls
-from serlib.config import load_config
+from serlib.analysis import confusion as cf
+from serlib.analysis import listening as ls
+from serlib.common.config import load_config
 from conftest import execute_smoke_notebook
 
 
@@ -46,7 +46,7 @@ def test_station_writes_annotations_and_resumes(run):
     station.select(1)
     station.set_tags(["hybrid_prosody", "other"])
     station.set_note("flat contour, stressed words")
-    csv = pd.read_csv(ls.annotations_path(folder), keep_default_na=False)
+    csv = pd.read_csv(folder.annotations, keep_default_na=False)
     row = csv.set_index("utt_id").loc[clips.loc[1, "utt_id"]]
     assert (row["hybrid_prosody"], row["ambiguous_arousal"], row["other"]) == (1, 0, 1)
     assert row["note"] == "flat contour, stressed words" and row["label"] == clips.loc[1, "label"]
@@ -54,7 +54,7 @@ def test_station_writes_annotations_and_resumes(run):
     station.set_tags(["ambiguous_arousal"])
     station.next()
     assert station.tag_boxes["hybrid_prosody"].value and station.note.value.startswith("flat contour")
-    assert not list(ls.annotations_path(folder).parent.glob(".*tmp"))  # atomic writes leave no temp file
+    assert not list(folder.annotations.parent.glob(".*tmp"))  # atomic writes leave no temp file
 
     reopened = ls.ListeningStation(cfg, folder, clips, plots=False)
     assert reopened.index == 2  # the first clip without an annotation
@@ -82,7 +82,7 @@ def test_station_filters_and_buttons(run):
     station.set_filter(true=true_class, pred=true_class)  # never misclassified as itself
     assert station.current is None and "No clip" in station.header.value
     station.set_tags(["other"])  # no clip: nothing to store
-    assert not ls.annotations_path(folder).exists()
+    assert not folder.annotations.exists()
     with pytest.raises(ValueError, match="unknown tag"):
         station.set_tags(["boring"])
 
@@ -137,4 +137,4 @@ def test_station_without_clips(run):
     assert station.current is None and station.summary().iloc[-1]["clips"] == 0
     station.next()
     station.set_note("nothing to hear")
-    assert not ls.annotations_path(folder).exists()
+    assert not folder.annotations.exists()

@@ -7,14 +7,18 @@ import pandas as pd
 import pytest
 
 from conftest import SMALL_TREE_BAD, build_small_tree
-from serlib import CLASSES
-from serlib.cli import main as cli_main
-from serlib.config import ConfigError, load_config
-from serlib.mculp import (DEMO_MARKER, DROP_REASONS, MANIFEST_COLUMNS, SUBSETS, SplitFileError, _allocate_strata,
-                          corpus_roots, load_manifest, normalise_emotion, prepare_run, read_manifest,
+from serlib.common.facts import CLASSES
+from serlib.tools.cli import main as cli_main
+from serlib.common.config import ConfigError, load_config
+from serlib import pipeline
+from serlib.common.facts import SUBSETS
+from serlib.data import democorpus
+from serlib.data.mculp import (DROP_REASONS, MANIFEST_COLUMNS, SplitFileError, _allocate_strata,
+                          normalise_emotion, read_manifest,
                           run_mculp, speaker_table, split_from_file, split_speakers, subset_counts,
                           write_split_file)
-from serlib.runfolder import RunFolder
+from serlib.common.runfolder import RunFolder
+from serlib.data.stage import corpus_roots, load_manifest
 
 MCULP_REASONS = {path: reason for path, reason in SMALL_TREE_BAD.items() if reason in DROP_REASONS}
 
@@ -254,20 +258,20 @@ def test_demo_roots_default_and_explicit_roots_win(tmp_path):
                                  "EmoDB": tmp_path / "mine"}
 
 
-def test_prepare_run_asks_the_generator_for_the_configured_demo_corpus(tmp_path, monkeypatch):
+def test_ensure_manifest_asks_the_generator_for_the_configured_demo_corpus(tmp_path, monkeypatch):
     # The generator decides reuse itself (its marker holds seed, scale and design version).
     calls = []
 
     def fake_generate(root, seed=0, scale="default", verbose=False):
         calls.append((root, seed, scale))
         build_small_tree(root)
-        (root / DEMO_MARKER).write_text(json.dumps({"seed": seed, "scale": scale}))
+        (root / democorpus.MARKER).write_text(json.dumps({"seed": seed, "scale": scale}))
         return root
 
-    monkeypatch.setattr("serlib.democorpus.generate_demo_corpus", fake_generate)
+    monkeypatch.setattr("serlib.pipeline.generate_demo_corpus", fake_generate)
     cfg = _config(tmp_path, "  demo: {root: demo/corpora, seed: 3, scale: smoke}\n  split_seed: 5\n")
     folder = RunFolder(tmp_path / "run").ensure()
-    manifest = prepare_run(cfg, folder)
+    manifest = pipeline.ensure_manifest(cfg, folder)
     assert calls == [(tmp_path / "demo/corpora", 3, "smoke")]
     assert len(manifest) == 73 + 48 + 48 and folder.manifest.is_file() and folder.split_file.is_file()
     pd.testing.assert_frame_equal(load_manifest(folder), manifest)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from serlib.config import ModelConfig
-from serlib.models import (
+from serlib.common.config import ModelConfig
+from serlib.modelling.models import (
     THREE_BLOCKS,
     ResAttn1DCNN,
     ShallowCNN,

@@ -8,9 +8,10 @@ import nbformat
 import pytest
 import yaml
 
-from serlib.config import ConfigError, load_config
-from serlib.report import (NotebookError, PACKAGES, identity_html, render_html, run_identity, run_report,
-                           select_notebooks)
+from serlib.common.config import ConfigError, load_config
+from serlib.report.html_export import identity_html, render_html
+from serlib.report.provenance import PACKAGES, run_identity
+from serlib.report.runner import NotebookError, run_report, select_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
 REMOTE_SCRIPT = re.compile(r'<script[^>]*src\s*=\s*["\']?(https?:)?//', re.I)
@@ -22,16 +23,16 @@ def _notebook(path: Path, heading: str, cells: list[str]) -> None:
     params.metadata["tags"] = ["parameters"]
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell(heading), params,
-        nbformat.v4.new_code_cell("from serlib.runfolder import open_run\ncfg, folder = open_run(params_path, run_dir)"),
+        nbformat.v4.new_code_cell("from serlib.common.runfolder import open_run\ncfg, folder = open_run(params_path, run_dir)"),
         *[nbformat.v4.new_code_cell(c) for c in cells]])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
 
 
 OK_CELLS = [
-    "import pandas as pd\nfrom serlib.display import show_table\n"
+    "import pandas as pd\nfrom serlib.report.display import show_table\n"
     "show_table(pd.DataFrame({'a': [1, 2]}), 'Table 1', 'A tiny table', folder);",
-    "import matplotlib.pyplot as plt\nfrom serlib.display import show_figure\n"
+    "import matplotlib.pyplot as plt\nfrom serlib.report.display import show_figure\n"
     "fig, ax = plt.subplots()\nax.plot([1, 2])\nshow_figure(fig, 'Fig. S1', 'A line', folder)",
     "from IPython.display import Audio\nimport numpy as np\nAudio(np.zeros(800), rate=8000)",
 ]
@@ -159,7 +160,7 @@ def test_select_notebooks_orders_and_rejects_unknown(tmp_path):
 
 
 def test_run_report_needs_a_parameters_file():
-    from serlib.config import Config
+    from serlib.common.config import Config
 
     with pytest.raises(ConfigError, match="YAML"):
         run_report(Config(), out="/nonexistent/never-created")

@@ -8,11 +8,14 @@ import pytest
 import torch
 from torch import nn
 
-from serlib import CLASSES, systems, train
-from serlib.augment import TriAug
-from serlib.config import AugmentConfig, Config, ModelConfig, SystemConfig, TrainConfig
-from serlib.metrics import classification_metrics
-from serlib.runfolder import RunFolder
+from serlib.common.facts import CLASSES
+from serlib.common import runtime
+from serlib.modelling import systems
+from serlib.modelling import train
+from serlib.modelling.augment import TriAug
+from serlib.common.config import AugmentConfig, Config, ModelConfig, SystemConfig, TrainConfig
+from serlib.modelling.metrics import classification_metrics
+from serlib.common.runfolder import RunFolder
 from conftest import execute_smoke_notebook
 
 
@@ -38,7 +41,7 @@ def _small(**kw):
 
 def test_fit_learns_well_above_chance():
     (tx, ty), (vx, vy) = _task(240, 0), _task(120, 1)
-    train.set_seed(0)
+    runtime.set_seed(0)
     model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS)
     result = train.fit(model, tx, ty, vx, vy, _small(), augment=TriAug.from_config(AugmentConfig()), progress=False)
     assert result.best_val_acc > 0.8  # chance is 1/3
@@ -61,7 +64,7 @@ def test_inplace_augment_trains_bit_identically_and_keeps_train_x():
     before = tx.clone()
     states = []
     for augment in (TriAug.from_config(AugmentConfig()), _CopyingTriAug.from_config(AugmentConfig())):
-        train.set_seed(0)
+        runtime.set_seed(0)
         model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS)
         result = train.fit(model, tx, ty, vx, vy, _small(max_epochs=2), augment=augment, seed=3, progress=False)
         assert torch.equal(tx, before)
@@ -102,7 +105,7 @@ def test_same_seed_same_run_and_different_seed_differs():
     (tx, ty), (vx, vy) = _task(96, 0), _task(48, 1)
     runs = []
     for seed in (0, 0, 1):
-        train.set_seed(seed)
+        runtime.set_seed(seed)
         model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS)
         runs.append(train.fit(model, tx, ty, vx, vy, _small(max_epochs=3), TriAug(), seed=seed, progress=False))
     cols = ["train_loss", "train_acc", "val_loss", "val_acc"]

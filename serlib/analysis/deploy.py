@@ -1,0 +1,168 @@
+"""Deployment forms of a trained classifier and what they cost (paper 5.1: "< 3.5 ms, < 15 MB GPU").
+
+Three forms of the same trained network, for inference on one utterance at a time:
+
+- ``fp32``: the checkpoint as trained (eval mode).
+- ``fp32, BatchNorm folded``: each BatchNorm folded into the conv before it (same function,
+  float rounding only; ``serlib.tools.measure.fold_batchnorm``).
+- ``int8``: static post-training quantisation (weights and activations int8, PyTorch's x86
+  backend), calibrated on training-split features only. It changes the function; what it
+  changes is measured on the test split (accuracy, agreement with fp32, largest probability
+  difference) and shown beside its speed, never assumed.
+
+``torch.ao.quantization`` is deprecated upstream in favour of torchao, but it is present and
+working in the pinned torch 2.11; CPU only (there is no int8 CUDA path here).
+"""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+from serlib.common import paper
+from serlib.common.config import Config, primary_system
+from serlib.common.runfolder import RunFolder
+from serlib.common.runtime import cpu_threads
+from serlib.common.timing import median, time_calls
+from serlib.modelling.models import count_params, paper_width_params
+from serlib.modelling.systems import load_split_data
+from serlib.modelling.train import load_checkpoint, predict_proba
+
+CALIBRATION_CLIPS = 256  # training-split clips that set the int8 activation ranges
+QUANT_BACKEND = "x86"
+
+
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An eval copy of ``model`` with each BatchNorm1d folded into the Conv1d registered just before it."""
+    folded = copy.deepcopy(model).eval()
+    for parent in folded.modules():
+        children = list(parent.named_children())
+        for (name_a, a), (name_b, b) in zip(children, children[1:]):
+            if isinstance(a, nn.Conv1d) and isinstance(b, nn.BatchNorm1d):
+                setattr(parent, name_a, fuse_conv_bn_eval(a, b))
+                setattr(parent, name_b, nn.Identity())
+    return folded
+
+
+def quantize_int8(model: nn.Module, calibration: torch.Tensor, batch_size: int = 32) -> nn.Module:
+    """A static int8 copy of ``model`` (CPU), its activation ranges observed on ``calibration``.
+
+    Args:
+        model: a trained classifier over ``(batch, channels, frames)``; left unchanged.
+        calibration: ``(n, channels, frames)`` features (training split only: never test).
+        batch_size: calibration batch.
+
+    Returns:
+        The quantised module (eval mode, CPU, float32 in and out).
+    """
+    # Deprecated upstream (torchao replaces it): imported only here, so that only the int8 form meets its warnings.
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+
+    if calibration.dim() != 3 or len(calibration) == 0:
+        raise ValueError(f"quantize_int8: calibration must be (n, channels, frames) with n > 0, "
+                         f"got {tuple(calibration.shape)}")
+    float_model = copy.deepcopy(model).cpu().eval()
+    torch.backends.quantized.engine = QUANT_BACKEND
+    with warnings.catch_warnings():  # the deprecation notice and observer chatter, once per call
+        warnings.simplefilter("ignore")
+        prepared = prepare_fx(float_model, get_default_qconfig_mapping(QUANT_BACKEND), (calibration[:1].cpu(),))
+        with torch.inference_mode():
+            for i in range(0, len(calibration), batch_size):
+                prepared(calibration[i:i + batch_size].cpu().float())
+        return convert_fx(prepared)
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes of the parameters and buffers, packed int8 weights included (its ``state_dict``)."""
+    total = 0
+    for value in model.state_dict().values():
+        if isinstance(value, torch.Tensor):
+            total += value.numel() * value.element_size()
+        elif isinstance(value, tuple):  # packed quantised conv/linear params: (weight, bias)
+            total += sum(t.numel() * t.element_size() for t in value if isinstance(t, torch.Tensor))
+    return total
+
+
+def deployment_table(model: nn.Module, calibration: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
+                     repeats: int = 15, threads: int | None = None) -> pd.DataFrame:
+    """The three forms of ``model`` side by side on this machine's CPU.
+
+    Args:
+        model: the trained classifier.
+        calibration: training-split features for the int8 ranges.
+        test_x: ``(n, channels, frames)`` test features; ``test_y``: ``(n,)`` label indices.
+        repeats: timed batch-1 calls per form (median reported).
+        threads: torch CPU threads while timing (None: unchanged).
+
+    Returns:
+        One row per form: ``form``, ``params``, ``weights_mb``, ``ms_per_utt_b1`` (CPU, batch 1,
+        median), ``test_acc``, ``agree_with_fp32`` (share of equal predicted classes) and
+        ``max_prob_diff`` (largest absolute class-probability difference from fp32).
+    """
+    cpu = torch.device("cpu")
+
+    with cpu_threads(threads):
+        fp32 = copy.deepcopy(model).cpu().eval()
+        forms = {"fp32 (as trained)": fp32, "fp32, BatchNorm folded": fold_batchnorm(fp32),
+                 "int8 static (x86), calibrated on train": quantize_int8(fp32, calibration)}
+        x1 = test_x[:1].cpu().float()
+        with torch.inference_mode():
+            reference = predict_proba(fp32, test_x.cpu().float())
+        rows = []
+        for name, form in forms.items():
+            with torch.inference_mode():
+                probs = reference if form is fp32 else predict_proba(form, test_x.cpu().float())
+                seconds = median(time_calls(lambda f=form: f(x1), cpu, 3, repeats))  # batch 1, after 3 warm-ups
+            rows.append({"form": name, "params": count_params(fp32),
+                         "weights_mb": weight_bytes(form) / 1e6,
+                         "ms_per_utt_b1": seconds * 1e3,
+                         "test_acc": (probs.argmax(1) == test_y.cpu()).float().mean().item(),
+                         "agree_with_fp32": (probs.argmax(1) == reference.argmax(1)).float().mean().item(),
+                         "max_prob_diff": (probs - reference).abs().max().item()})
+        return pd.DataFrame(rows)
+
+
+def deployment_for_run(cfg: Config, folder: RunFolder, system: str | None = None, seed: int | None = None,
+                       repeats: int = 15) -> pd.DataFrame:
+    """``deployment_table`` for a trained run of this run folder (default: the analysed system and seed).
+
+    Features come from the run's cache on the CPU; the int8 form is calibrated on the first
+    ``CALIBRATION_CLIPS`` training clips. Raises FileNotFoundError naming the checkpoint if that
+    run has not been trained (run 03_train first).
+    """
+    default_system, default_seed = primary_system(cfg)
+    system, seed = system or default_system, default_seed if seed is None else seed
+    path = folder.checkpoint(system, seed)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no trained {system} (seed {seed}) in this run folder; run the training "
+                                f"stage (notebooks/03_train.ipynb or `serlib train`) first")
+    if system not in cfg.systems:
+        raise KeyError(f"{cfg.source}: system '{system}' is not under 'systems'")
+    data = load_split_data(cfg, folder, cfg.systems[system].input, torch.device("cpu"))
+    table = deployment_table(load_checkpoint(path), data.x["train"][:CALIBRATION_CLIPS], data.x["test"],
+                             data.y["test"], repeats=repeats, threads=cfg.train.threads)
+    table.insert(0, "system", f"{system} seed {seed}")
+    table["input"] = f"{data.channels} x {data.frames}"
+    return table
+
+
+def deployment_note(table: pd.DataFrame, cfg: Config, system: str | None = None) -> str:
+    """What the deployment table says, beside the paper's claim, in figures computed from it."""
+    system = system or primary_system(cfg)[0]
+    fp32, int8 = table.iloc[0], table.iloc[-1]
+    full = paper_width_params(cfg.systems[system].model, cfg.systems[system].input)
+    d = paper.DEPLOYMENT
+    return (f"On this machine's CPU (batch 1, median), int8 runs {fp32.ms_per_utt_b1 / int8.ms_per_utt_b1:.1f}x the "
+            f"speed of fp32 ({int8.ms_per_utt_b1:.1f} vs {fp32.ms_per_utt_b1:.1f} ms) with {int8.weights_mb:.2f} MB of "
+            f"weights instead of {fp32.weights_mb:.2f} MB; it predicts the fp32 class for "
+            f"{100 * int8.agree_with_fp32:.1f} % of test clips (test accuracy {int8.test_acc:.3f} vs "
+            f"{fp32.test_acc:.3f}; largest probability change {int8.max_prob_diff:.3f}). The paper claims "
+            f"< {d['infer_ms']:g} ms and < {d['gpu_mem_mb']:g} MB of GPU memory per utterance. At the paper's "
+            f"widths this network has {full / 1e6:.2f} M parameters: {full * 4 / 1e6:.1f} MB of fp32 weights, "
+            f"{full * 2 / 1e6:.1f} MB in fp16/bf16, {full / 1e6:.1f} MB in int8, so '< {d['gpu_mem_mb']:g} MB' fits "
+            f"it only in half precision or int8 (`serlib bench` measures the full network's speed and memory).")

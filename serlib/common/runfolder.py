@@ -1,0 +1,177 @@
+"""One run folder holds everything a run made (conventions: outputs and provenance).
+
+Layout of ``reports/<run name>/``::
+
+    report.html            the exported report
+    config.resolved.yaml   the configuration as run, with versions and git revision
+    notebooks/             executed notebooks (papermill)
+    data/                  scanned.csv, manifest.csv, excluded.csv, mculp_audit.csv, split.csv,
+                           features_summary.json, features_failed.csv, features/ (the default cache)
+    models/                results.csv, _select/, <system>/seed<k>/ (checkpoint, history, metrics,
+                           predictions per split, config)
+    analysis/              prosody.csv (the prosody cache)
+    listening/             annotations.csv (written by people: never recomputed)
+    tables/  figures/      every table (CSV) and figure (PNG) the notebooks show
+    timings.json           seconds per notebook
+
+Every path of a run is built here and nowhere else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from serlib.common.config import Config, load_config
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    root: Path
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def manifest(self) -> Path:
+        return self.data / "manifest.csv"
+
+    @property
+    def excluded(self) -> Path:
+        return self.data / "excluded.csv"
+
+    @property
+    def audit(self) -> Path:
+        return self.data / "mculp_audit.csv"
+
+    @property
+    def split_file(self) -> Path:
+        return self.data / "split.csv"
+
+    @property
+    def scanned(self) -> Path:
+        """Every readable, well-named file of the corpora before MCULP (the scan Table 1 reads)."""
+        return self.data / "scanned.csv"
+
+    @property
+    def features_summary(self) -> Path:
+        return self.data / "features_summary.json"
+
+    @property
+    def features_failed(self) -> Path:
+        return self.data / "features_failed.csv"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def results(self) -> Path:
+        """One row per trained system x seed."""
+        return self.models / "results.csv"
+
+    @property
+    def selection(self) -> Path:
+        """The learning-rate / weight-decay grid's folder."""
+        return self.models / "_select"
+
+    def run_dir(self, system: str, seed: int) -> Path:
+        """``models/<system>/seed<seed>``: one trained run."""
+        return self.models / system / f"seed{seed}"
+
+    def predictions(self, system: str, seed: int, split: str = "test") -> Path:
+        """``models/<system>/seed<seed>/predictions_<split>.csv``."""
+        return self.run_dir(system, seed) / f"predictions_{split}.csv"
+
+    def checkpoint(self, system: str, seed: int) -> Path:
+        return self.run_dir(system, seed) / "checkpoint.pt"
+
+    def history(self, system: str, seed: int) -> Path:
+        return self.run_dir(system, seed) / "history.csv"
+
+    def metrics(self, system: str, seed: int) -> Path:
+        return self.run_dir(system, seed) / "metrics.json"
+
+    def run_config(self, system: str, seed: int) -> Path:
+        """The run's key and settings, written last: a run counts as complete once it exists."""
+        return self.run_dir(system, seed) / "config.json"
+
+    @property
+    def analysis(self) -> Path:
+        return self.root / "analysis"
+
+    @property
+    def prosody_cache(self) -> Path:
+        return self.analysis / "prosody.csv"
+
+    @property
+    def listening(self) -> Path:
+        return self.root / "listening"
+
+    @property
+    def annotations(self) -> Path:
+        return self.listening / "annotations.csv"
+
+    @property
+    def tables(self) -> Path:
+        return self.root / "tables"
+
+    @property
+    def figures(self) -> Path:
+        return self.root / "figures"
+
+    @property
+    def notebooks(self) -> Path:
+        return self.root / "notebooks"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def resolved_config(self) -> Path:
+        return self.root / "config.resolved.yaml"
+
+    @property
+    def timings(self) -> Path:
+        return self.root / "timings.json"
+
+    def ensure(self) -> "RunFolder":
+        for p in (self.root, self.data, self.models, self.tables, self.figures, self.notebooks):
+            p.mkdir(parents=True, exist_ok=True)
+        return self
+
+
+def project_root(cfg: Config) -> Path:
+    """The project a parameters file belongs to: the parent of its ``parameters/`` folder.
+
+    Falls back to the current directory for a YAML kept elsewhere.
+    """
+    if cfg.source:
+        folder = Path(cfg.source).parent
+        if folder.name == "parameters":
+            return folder.parent
+    return Path.cwd()
+
+
+def run_folder(cfg: Config, out: Optional[str | Path] = None) -> RunFolder:
+    """The run folder: ``out`` if given, else ``<project>/reports/<run.name>``; created if missing."""
+    root = Path(out).expanduser().resolve() if out else project_root(cfg) / "reports" / cfg.run.name
+    return RunFolder(root).ensure()
+
+
+def features_cache_dir(cfg: Config, folder: RunFolder) -> Path:
+    """Where cached features live: ``features.cache_dir`` or ``<run>/data/features``."""
+    return Path(cfg.features.cache_dir) if cfg.features.cache_dir else folder.data / "features"
+
+
+def open_run(params_path: str | Path, run_dir: Optional[str | Path] = None) -> tuple[Config, RunFolder]:
+    """What every notebook's second cell calls: the typed config and its run folder.
+
+    Args:
+        params_path: the parameters YAML (the notebook's ``params_path`` parameter).
+        run_dir: the run folder (papermill injects it); empty or None = the default folder.
+    """
+    cfg = load_config(params_path)
+    return cfg, run_folder(cfg, run_dir or None)

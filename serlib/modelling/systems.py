@@ -1,0 +1,383 @@
+"""Running the configured systems (paper 3.3-3.4, 4.2) with the engine of ``serlib.modelling.train``.
+
+This module owns everything between a run folder and ``serlib.modelling.train.fit``:
+- ``load_split_data(cfg, folder, input, device)`` -> ``SplitData``: one input's features split by
+  the manifest, on the training device (``split_features`` for an in-memory FeatureSet).
+- ``train_run(...)``: one system x seed, with every output written to ``<run>/models/<system>/seed<k>/``
+  (``run_key`` identifies a run, ``RunFolder.run_dir`` places it, ``result_row`` reads it back).
+- ``select_lr_wd(cfg, folder)``: the learning-rate / weight-decay grid, scored on validation only.
+- ``train_systems(cfg, folder, systems=None)``: all systems x seeds, reusing unchanged runs;
+  ``load_results`` / ``load_history`` / ``load_selection`` / ``summarise`` read its outputs.
+
+It reads the manifest and the feature cache and builds neither (``serlib.pipeline`` makes sure
+they exist before training starts).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from serlib.common.config import Config, SystemConfig, config_to_dict, non_default
+from serlib.common.facts import CLASSES, SUBSETS
+from serlib.common.io import write_csv_atomic
+from serlib.common.runfolder import RunFolder
+from serlib.common.runtime import resolve_device, set_seed
+from serlib.data.stage import load_manifest
+from serlib.features.extract import FeatureSet, load_features
+from serlib.modelling.augment import TriAug
+from serlib.modelling.metrics import classification_metrics
+from serlib.modelling.models import build_model, count_params
+from serlib.modelling.train import fit, predict_proba
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class SplitData:
+    """One input's features split by the manifest, on the training device."""
+
+    input: str
+    x: dict  # split -> (n, channels, frames) float32 tensor
+    y: dict  # split -> (n,) long tensor of label indices
+    utt_ids: dict  # split -> list[str]
+    fingerprint: str  # identity of the features and the split (part of every run key)
+
+    @property
+    def channels(self) -> int:
+        return int(self.x["train"].shape[1])
+
+    @property
+    def frames(self) -> int:
+        return int(self.x["train"].shape[2])
+
+
+def _fingerprint(parts: Sequence[torch.Tensor], utt_ids: Sequence[str], labels: Sequence[str],
+                 splits: Sequence[str], chunk: int = 256) -> str:
+    """A cheap identity of feature tensors plus their manifest rows (per-utterance sums, rounded).
+
+    Works chunk by chunk, so a paper-scale tensor is never copied whole.
+    """
+    sums = []
+    for x in parts:  # each (n, channels, frames)
+        for i in range(0, len(x), chunk):
+            block = x[i:i + chunk].double()
+            sums.append(torch.stack([block.sum(dim=(1, 2)), block.abs().sum(dim=(1, 2))], 1).cpu())
+    digest = hashlib.sha256()
+    shapes = [list(x.shape) for x in parts]
+    digest.update(json.dumps([shapes, list(utt_ids), list(labels), list(splits)]).encode())
+    digest.update(np.round(torch.cat(sums).numpy(), 3).tobytes())
+    return digest.hexdigest()[:16]
+
+
+def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, device: torch.device) -> SplitData:
+    """Align a FeatureSet with the manifest and split it into train / val / test.
+
+    Manifest rows without features (a clip the feature stage skipped) are reported and left out.
+    """
+    position = {u: i for i, u in enumerate(features.utt_ids)}
+    missing = [u for u in manifest["utt_id"] if u not in position]
+    if missing:
+        print(f"serlib.train: {len(missing)} manifest utterance(s) have no {input} features and are "
+              f"left out (first: {missing[0]})")
+    rows = manifest[manifest["utt_id"].isin(position)]
+    x, y, ids = {}, {}, {}
+    for split in SUBSETS:
+        part = rows[rows["split"] == split]
+        if part.empty:
+            raise ValueError(f"the manifest has no '{split}' utterances with {input} features; check data.split")
+        index = torch.tensor([position[u] for u in part["utt_id"]], dtype=torch.long)
+        x[split] = features.x[index].to(device, torch.float32)  # (n_split, channels, frames)
+        y[split] = torch.tensor([CLASSES.index(c) for c in part["label"]], dtype=torch.long, device=device)
+        ids[split] = list(part["utt_id"])
+    order = [i for s in ("train", "val", "test") for i in ids[s]]
+    fp = _fingerprint([x[s] for s in ("train", "val", "test")], order,
+                      [CLASSES[i] for s in ("train", "val", "test") for i in y[s].tolist()],
+                      [s for s in ("train", "val", "test") for _ in ids[s]])
+    return SplitData(input, x, y, ids, fp)
+
+
+def load_split_data(cfg: Config, folder: RunFolder, input: str, device: torch.device) -> SplitData:
+    """The run's manifest and the cached features of ``input``, split and on ``device`` (reads only).
+
+    Raises:
+        FileNotFoundError: no manifest, or clips without cached features (``serlib.pipeline`` builds both).
+    """
+    manifest = load_manifest(folder)
+    return split_features(load_features(cfg, folder, manifest, input), manifest, input, device)
+
+
+# --------------------------------------------------------------------------- one run
+
+
+def run_key(system: SystemConfig, cfg: Config, lr: float, weight_decay: float, data: SplitData, seed: int) -> str:
+    """Hash of everything that determines a trained run (the system's name and description excluded).
+
+    Settings at their default value do not enter the key (``non_default``), so a field added to the
+    configuration later never invalidates runs trained before it existed.
+    """
+    system_dict = non_default(system)
+    system_dict.pop("description", None)
+    train_dict = non_default(cfg.train)
+    for key in ("seeds", "device", "eval_batch_size", "threads", "select", "lr", "weight_decay"):
+        train_dict.pop(key, None)
+    payload = {"system": system_dict, "train": train_dict, "lr": lr, "weight_decay": weight_decay,
+               "augment": non_default(cfg.augment) if system.augment else None,
+               "features": data.fingerprint, "seed": seed}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _is_complete(folder: RunFolder, name: str, seed: int, key: str) -> bool:
+    try:
+        saved = json.loads(folder.run_config(name, seed).read_text())
+    except (OSError, ValueError):
+        return False
+    needed = (folder.checkpoint(name, seed), folder.history(name, seed), folder.metrics(name, seed),
+              folder.predictions(name, seed, "val"), folder.predictions(name, seed, "test"))
+    return saved.get("key") == key and all(p.is_file() for p in needed)
+
+
+def _predictions(model: nn.Module, data: SplitData, split: str, batch_size: int) -> tuple[pd.DataFrame, dict]:
+    probs = predict_proba(model, data.x[split], batch_size).cpu().numpy()  # (n, 3)
+    truth, pred = data.y[split].cpu().numpy(), probs.argmax(1)
+    table = pd.DataFrame({"utt_id": data.utt_ids[split], "label": [CLASSES[i] for i in truth],
+                          "pred": [CLASSES[i] for i in pred]})
+    for i, name in enumerate(CLASSES):
+        table[f"prob_{name}"] = probs[:, i]
+    table["correct"] = truth == pred
+    return table, classification_metrics(truth, pred)
+
+
+def build_system_model(system: SystemConfig, in_channels: int, device: torch.device, seed: int) -> nn.Module:
+    """The system's classifier with seeded initial weights, on ``device``."""
+    set_seed(seed)
+    return build_model(system.model, in_channels).to(device)
+
+
+def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, data: SplitData, seed: int,
+              lr: float, weight_decay: float, key: str, progress: bool = True) -> dict:
+    """Train one system with one seed and write every output of the training contract.
+
+    Returns:
+        The row ``train_systems`` reports for this run (see ``result_row``).
+    """
+    out = folder.run_dir(name, seed)
+    out.mkdir(parents=True, exist_ok=True)
+    model = build_system_model(system, data.channels, data.x["train"].device, seed)
+    augment = TriAug.from_config(cfg.augment) if system.augment else None
+    result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train, augment,
+                 lr=lr, weight_decay=weight_decay, seed=seed, progress=progress, desc=f"{name} seed {seed}")
+    result.history.to_csv(folder.history(name, seed), index=False)
+    metrics = {"best_epoch": result.best_epoch, "stopped_epoch": result.stopped_epoch,
+               "params": count_params(model), "seconds_per_epoch": result.seconds_per_epoch,
+               "lr": lr, "weight_decay": weight_decay, "device": str(data.x["train"].device),
+               "in_channels": data.channels, "frames": data.frames, "threads": torch.get_num_threads(),
+               "n_train": len(data.y["train"]), "n_val": len(data.y["val"]), "n_test": len(data.y["test"])}
+    for split in ("val", "test"):  # test is scored once, at the best-validation checkpoint
+        table, metrics[split] = _predictions(model, data, split, cfg.train.eval_batch_size)
+        table.to_csv(folder.predictions(name, seed, split), index=False)
+    folder.metrics(name, seed).write_text(json.dumps(metrics, indent=2))
+    torch.save({"state_dict": result.best_state, "model": dataclasses.asdict(system.model),
+                "in_channels": data.channels, "frames": data.frames, "input": system.input,
+                "best_epoch": result.best_epoch, "key": key}, folder.checkpoint(name, seed))
+    config = {"key": key, "system": name, "seed": seed, "lr": lr, "weight_decay": weight_decay,
+              "features": data.fingerprint, "system_config": dataclasses.asdict(system),
+              "run_config": config_to_dict(cfg)}
+    folder.run_config(name, seed).write_text(json.dumps(config, indent=2, default=str))  # last: marks it complete
+    return result_row(folder, name, system, seed, "trained")
+
+
+def result_row(folder: RunFolder, name: str, system: SystemConfig, seed: int, status: str) -> dict:
+    """One row of the results table, read back from a run's ``metrics.json``."""
+    path = folder.run_dir(name, seed)
+    metrics = json.loads(folder.metrics(name, seed).read_text())
+    model = system.model
+    return {"system": name, "seed": seed, "input": system.input, "arch": model.arch,
+            "se": model.se if model.arch == "resattn" else False,
+            "blocks": (len(model.blocks) if model.blocks is not None else 5) if model.arch == "resattn" else 3,
+            "augment": system.augment, "width_scale": model.width_scale, "in_channels": metrics["in_channels"],
+            "frames": metrics["frames"], "params": metrics["params"],
+            "val_acc": metrics["val"]["accuracy"], "val_macro_f1": metrics["val"]["macro_f1"],
+            "test_acc": metrics["test"]["accuracy"], "test_macro_precision": metrics["test"]["macro_precision"],
+            "test_macro_recall": metrics["test"]["macro_recall"], "test_macro_f1": metrics["test"]["macro_f1"],
+            "best_epoch": metrics["best_epoch"], "stopped_epoch": metrics["stopped_epoch"],
+            "seconds_per_epoch": metrics["seconds_per_epoch"], "lr": metrics["lr"],
+            "weight_decay": metrics["weight_decay"], "threads": metrics.get("threads"),
+            "device": metrics.get("device"), "status": status, "path": str(path)}
+
+
+# --------------------------------------------------------------------------- learning-rate selection
+
+
+def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = None,
+                 progress: bool = True) -> dict:
+    """Choose the learning rate and weight decay on the validation split (never test).
+
+    Trains ``cfg.train.select.system`` once per grid point of ``select.lrs`` x
+    ``select.weight_decays`` for at most ``select.max_epochs`` epochs and keeps the point with the
+    best validation accuracy (ties: lower validation loss). Cached in ``<run>/models/_select/``.
+
+    Returns:
+        {"lr", "weight_decay", "system", "grid": DataFrame (lr, weight_decay, best_val_acc,
+        best_val_loss, best_epoch, chosen)}.
+    """
+    sel = cfg.train.select
+    if sel.system not in cfg.systems:
+        raise ValueError(f"train.select.system {sel.system!r} is not a key of 'systems' ({', '.join(cfg.systems)})")
+    system = cfg.systems[sel.system]
+    device = resolve_device(cfg.train.device, key="train.device")
+    data = data or load_split_data(cfg, folder, system.input, device)
+    out = folder.selection
+    key = run_key(system, cfg, -1.0, -1.0, data, sel.seed) + hashlib.sha256(
+        json.dumps(dataclasses.asdict(sel), sort_keys=True).encode()).hexdigest()[:8]
+    if (out / "selection.json").is_file() and json.loads((out / "selection.json").read_text()).get("key") == key:
+        saved = json.loads((out / "selection.json").read_text())
+        return {**saved, "grid": pd.read_csv(out / "selection.csv")}
+    rows = []
+    for lr in sel.lrs:
+        for wd in sel.weight_decays:
+            model = build_system_model(system, data.channels, device, sel.seed)
+            augment = TriAug.from_config(cfg.augment) if system.augment else None
+            result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train,
+                         augment, lr=lr, weight_decay=wd, max_epochs=sel.max_epochs, seed=sel.seed,
+                         progress=progress, desc=f"select lr={lr:g} wd={wd:g}")
+            best_loss = float(result.history["val_loss"].iloc[result.best_epoch - 1])
+            rows.append({"lr": lr, "weight_decay": wd, "best_val_acc": result.best_val_acc,
+                         "best_val_loss": best_loss, "best_epoch": result.best_epoch})
+    grid = pd.DataFrame(rows)
+    best = grid.sort_values(["best_val_acc", "best_val_loss"], ascending=[False, True]).index[0]
+    grid["chosen"] = grid.index == best
+    out.mkdir(parents=True, exist_ok=True)
+    grid.to_csv(out / "selection.csv", index=False)
+    chosen = {"lr": float(grid.loc[best, "lr"]), "weight_decay": float(grid.loc[best, "weight_decay"]),
+              "system": sel.system, "key": key}
+    (out / "selection.json").write_text(json.dumps(chosen, indent=2))
+    return {**chosen, "grid": grid}
+
+
+def load_selection(folder: RunFolder) -> Optional[pd.DataFrame]:
+    """The learning-rate / weight-decay grid of a run, or None when selection was not run."""
+    path = folder.selection / "selection.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
+# --------------------------------------------------------------------------- all systems
+
+
+def _system_names(cfg: Config, systems: Optional[Sequence[str]]) -> list[str]:
+    if not cfg.systems:
+        raise ValueError(f"{cfg.source}: no 'systems' section; define S1-S5 and A1-A3 (see parameters/paper.yaml)")
+    names = list(systems) if systems else list(cfg.systems)
+    unknown = [n for n in names if n not in cfg.systems]
+    if unknown:
+        raise ValueError(f"unknown system(s) {', '.join(unknown)}; {cfg.source} defines {', '.join(cfg.systems)}")
+    return names
+
+
+def _copy_run(source: Path, target: Path, name: str, same_as: str) -> None:
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    config = json.loads((target / "config.json").read_text())
+    config.update({"system": name, "same_as": same_as})
+    (target / "config.json").write_text(json.dumps(config, indent=2, default=str))
+
+
+def train_systems(cfg: Config, folder: RunFolder, systems: Optional[Sequence[str]] = None,
+                  progress: bool = True) -> pd.DataFrame:
+    """Train every system (or those named) over ``cfg.train.seeds``; reuse runs that have not changed.
+
+    A run is reused when its folder holds a complete run with the same key (``run_key``); two
+    systems with identical settings (S4 and A1, S3 and A2 in the paper's tables) are trained once
+    and the second gets a copy. With ``train.select.enabled`` the learning rate and weight decay
+    come from ``select_lr_wd``, else from ``train.lr`` / ``train.weight_decay``.
+
+    Returns:
+        One row per system x seed (``result_row``), also written to ``<run>/models/results.csv``.
+    """
+    names = _system_names(cfg, systems)
+    threads = torch.get_num_threads()
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    try:
+        return _train_all(cfg, folder, names, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_all(cfg: Config, folder: RunFolder, names: list[str], progress: bool) -> pd.DataFrame:
+    device = resolve_device(cfg.train.device, key="train.device")
+    data_by_input: dict[str, SplitData] = {}
+    lr, weight_decay = cfg.train.lr, cfg.train.weight_decay
+    if cfg.train.select.enabled:
+        select_input = cfg.systems[cfg.train.select.system].input
+        data_by_input[select_input] = load_split_data(cfg, folder, select_input, device)
+        chosen = select_lr_wd(cfg, folder, data_by_input[select_input], progress)
+        lr, weight_decay = chosen["lr"], chosen["weight_decay"]
+    rows, done_by_key = [], {}
+    jobs = [(name, seed) for name in names for seed in cfg.train.seeds]
+    for name, seed in tqdm(jobs, desc="systems", disable=not progress):
+        system = cfg.systems[name]
+        if system.input not in data_by_input:
+            data_by_input[system.input] = load_split_data(cfg, folder, system.input, device)
+        data = data_by_input[system.input]
+        key = run_key(system, cfg, lr, weight_decay, data, seed)
+        path = folder.run_dir(name, seed)
+        if _is_complete(folder, name, seed, key):
+            rows.append(result_row(folder, name, system, seed, "reused"))
+        elif key in done_by_key:
+            _copy_run(done_by_key[key], path, name, done_by_key[key].parent.name)
+            rows.append(result_row(folder, name, system, seed, f"same as {done_by_key[key].parent.name}"))
+        else:
+            rows.append(train_run(cfg, folder, name, system, data, seed, lr, weight_decay, key, progress))
+        done_by_key.setdefault(key, path)
+    results = pd.DataFrame(rows)
+    _merge_results(folder, results)
+    return results
+
+
+def _merge_results(folder: RunFolder, results: pd.DataFrame) -> None:
+    """Update ``models/results.csv`` with these rows (rows of other systems are kept)."""
+    path = folder.results
+    if path.is_file():
+        old = pd.read_csv(path)
+        keep = ~old.set_index(["system", "seed"]).index.isin(results.set_index(["system", "seed"]).index)
+        results = pd.concat([old[keep], results], ignore_index=True)
+    write_csv_atomic(results, path)
+
+
+def load_results(folder: RunFolder) -> pd.DataFrame:
+    """The results table ``train_systems`` wrote (``<run>/models/results.csv``)."""
+    path = folder.results
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no training results yet; run `serlib train PARAMS.yaml` first")
+    return pd.read_csv(path)
+
+
+def load_history(folder: RunFolder, system: str, seed: int) -> pd.DataFrame:
+    """Per-epoch history of one run (HISTORY_COLUMNS)."""
+    return pd.read_csv(folder.history(system, seed))
+
+
+def summarise(results: pd.DataFrame, columns: Sequence[str] = ("val_acc", "test_acc", "test_macro_f1")) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per system (std is NaN with one seed).
+
+    Returns:
+        One row per system (first-appearance order) with ``<col>``, ``<col>_std`` and ``seeds``.
+    """
+    grouped = results.groupby("system", sort=False)
+    table = grouped[list(columns)].mean()
+    spread = grouped[list(columns)].std(ddof=1).add_suffix("_std")
+    table = table.join(spread).join(grouped["seed"].count().rename("seeds"))
+    return table.reset_index()

@@ -1,0 +1,204 @@
+"""The training engine (paper 3.3-3.4, 4.2): one loop for every system and seed.
+
+Cross-entropy; AdamW (0.9, 0.999); gradient-norm clipping; ReduceLROnPlateau on validation
+accuracy; early stopping; the checkpoint with the best validation accuracy is kept and test is
+scored at that checkpoint only. Features are loaded once and stay on the training device.
+
+This module owns the engine on in-memory tensors:
+- ``TrainStep``: one training step (Tri-Aug, forward, cross-entropy, backward, clipping, AdamW),
+  the one the epoch loop and ``serlib bench`` both run; ``make_optimizer`` builds its AdamW.
+- ``fit(model, train_x, train_y, val_x, val_y, ...)`` -> ``FitResult``: the epoch loop.
+- ``predict_proba`` / ``evaluate``: scoring; ``load_checkpoint``: rebuild a trained classifier.
+
+Running the configured systems (data splits, run folders, learning-rate selection, all systems x
+seeds, the results table) lives in ``serlib.systems``, which builds on this engine.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from serlib.common.config import ModelConfig, TrainConfig
+from serlib.common.facts import CLASSES
+from serlib.common.runtime import set_seed
+from serlib.modelling.models import build_model
+
+HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns; ``model`` holds the best-validation weights when it returns."""
+
+    history: pd.DataFrame  # HISTORY_COLUMNS, one row per epoch
+    best_epoch: int  # 1-based epoch of the kept checkpoint
+    stopped_epoch: int  # last epoch run (== max_epochs unless early stopping fired)
+    best_val_acc: float
+    seconds_per_epoch: float  # mean wall time of one epoch (train + validation pass)
+    best_state: dict  # state_dict of the kept checkpoint (on CPU)
+
+
+def _batches(n: int, batch_size: int, generator: Optional[torch.Generator] = None) -> list[torch.Tensor]:
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    return list(order.split(batch_size))
+
+
+def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW with the paper's betas (0.9, 0.999)."""
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay)
+
+
+class TrainStep:
+    """One training step: Tri-Aug on the batch, forward, cross-entropy, backward, clipping, optimizer step.
+
+    Args:
+        model: the classifier (put in train mode on every call).
+        optimizer: over ``model``'s parameters (``make_optimizer``).
+        augment: a ``TriAug`` for training batches, or None.
+        grad_clip: gradient-norm clipping threshold; 0 turns clipping off.
+        amp: bf16 autocast for forward and loss (a GPU fast path; weights stay fp32).
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, augment: Optional[nn.Module] = None,
+                 grad_clip: float = 0.0, amp: bool = False):
+        self.model, self.optimizer, self.augment = model, optimizer, augment
+        self.grad_clip, self.amp = grad_clip, amp
+
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor,
+                 inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train on one batch.
+
+        Args:
+            inputs: (batch, channels, frames) on the model's device.
+            targets: (batch,) label indices.
+            inplace: augment ``inputs`` itself (a batch just gathered with ``x[index]``, read by nothing else).
+
+        Returns:
+            The batch's mean loss and its count of correct predictions, as device tensors (no synchronisation).
+        """
+        self.model.train()
+        if self.augment is not None:
+            inputs = self.augment.train()(inputs, inplace=inplace)
+        with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            logits = self.model(inputs)  # (batch, classes)
+            loss = nn.functional.cross_entropy(logits, targets)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        return loss.detach(), (logits.argmax(1) == targets).sum()
+
+
+def _train_epoch(step: TrainStep, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                 generator: torch.Generator) -> tuple[float, float]:
+    total_loss, correct = 0.0, 0
+    for index in _batches(len(y), batch_size, generator):
+        index = index.to(x.device)
+        inputs, targets = x[index], y[index]  # (batch, channels, frames), (batch,)
+        loss, hits = step(inputs, targets, inplace=True)  # x[index] is already a fresh copy: no second one
+        total_loss += loss.item() * len(targets)
+        correct += hits.item()
+    return total_loss / len(y), correct / len(y)
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Class probabilities (n, 3) of ``x`` (n, channels, frames) in eval mode, on ``x``'s device."""
+    model.eval()
+    device = next(model.parameters(), x).device  # a module without parameters (int8) runs where x is
+    probs = [torch.softmax(model(x[i:i + batch_size].to(device)), dim=1) for i in range(0, len(x), batch_size)]
+    return torch.cat(probs) if probs else torch.zeros(0, len(CLASSES))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> tuple[float, float]:
+    """(cross-entropy loss, accuracy) of ``model`` on ``x`` (n, channels, frames), ``y`` (n,)."""
+    probs = predict_proba(model, x, batch_size)
+    loss = nn.functional.nll_loss(torch.log(probs.clamp_min(1e-12)), y.to(probs.device)).item()
+    return loss, (probs.argmax(1) == y.to(probs.device)).float().mean().item()
+
+
+def _check_fit_inputs(train_x, train_y, val_x, val_y) -> None:
+    for name, x, y in (("train", train_x, train_y), ("val", val_x, val_y)):
+        if x.dim() != 3 or len(x) != len(y) or len(y) == 0:
+            raise ValueError(f"{name}: expected x (n, channels, frames) and y (n,) with n > 0, "
+                             f"got {tuple(x.shape)} and {tuple(y.shape)}")
+
+
+def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
+        val_y: torch.Tensor, train_cfg: TrainConfig, augment: Optional[nn.Module] = None,
+        lr: Optional[float] = None, weight_decay: Optional[float] = None, max_epochs: Optional[int] = None,
+        seed: int = 0, progress: bool = True, desc: str = "train") -> FitResult:
+    """Train ``model`` with the paper's protocol and leave the best-validation weights in it.
+
+    Args:
+        model: the classifier, already on the device of ``train_x``.
+        train_x: (n_train, channels, frames) float32 features; ``train_y``: (n_train,) label indices.
+        val_x, val_y: the validation split, same layout.
+        train_cfg: batch size, scheduler, early stopping, clipping (``lr``/``weight_decay`` unless given).
+        augment: a ``TriAug`` applied to training batches only (in place on each freshly gathered
+            batch, so ``train_x`` is never modified), or None.
+        lr, weight_decay, max_epochs: override ``train_cfg`` (learning-rate selection).
+        seed: seeds the batch order and the augmentation draws.
+        progress: show a tqdm bar over epochs.
+        desc: label of the bar.
+
+    Returns:
+        FitResult; the model holds the checkpoint with the best validation accuracy (ties: lower
+        validation loss).
+    """
+    _check_fit_inputs(train_x, train_y, val_x, val_y)
+    lr = train_cfg.lr if lr is None else lr
+    weight_decay = train_cfg.weight_decay if weight_decay is None else weight_decay
+    max_epochs = train_cfg.max_epochs if max_epochs is None else max_epochs
+    set_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = make_optimizer(model, lr, weight_decay)
+    step = TrainStep(model, optimizer, augment, train_cfg.grad_clip)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode="max", factor=train_cfg.plateau_factor, patience=train_cfg.plateau_patience,
+        min_lr=train_cfg.min_lr)
+    rows, best = [], {"acc": -1.0, "loss": math.inf, "epoch": 0, "state": None}
+    bar = tqdm(range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        start, epoch_lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
+        train_loss, train_acc = _train_epoch(step, train_x, train_y, train_cfg.batch_size, generator)
+        val_loss, val_acc = evaluate(model, val_x, val_y, train_cfg.eval_batch_size)
+        scheduler.step(val_acc)
+        rows.append([epoch, train_loss, train_acc, val_loss, val_acc, epoch_lr, time.perf_counter() - start])
+        if val_acc > best["acc"] or (val_acc == best["acc"] and val_loss < best["loss"]):
+            best = {"acc": val_acc, "loss": val_loss, "epoch": epoch,
+                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+        bar.set_postfix(val_acc=f"{val_acc:.3f}", best=f"{best['acc']:.3f}")
+        if epoch - best["epoch"] >= train_cfg.early_stop_patience:
+            break
+    bar.close()
+    if best["state"] is None:
+        raise ValueError(f"max_epochs must be at least 1, got {max_epochs}")
+    model.load_state_dict(best["state"])
+    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    return FitResult(history, best["epoch"], int(history["epoch"].iloc[-1]), best["acc"],
+                     float(history["seconds"].mean()), best["state"])
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a trained classifier from ``checkpoint.pt`` (eval mode)."""
+    state = torch.load(Path(path), map_location=device, weights_only=False)
+    model = build_model(ModelConfig(**state["model"]), state["in_channels"]).to(device)
+    model.load_state_dict(state["state_dict"])
+    return model.eval()

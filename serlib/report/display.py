@@ -1,0 +1,81 @@
+"""Show a table or figure in a notebook and save it in the run folder, in one call.
+
+Captions keep the paper's numbering ("Table 2", "Fig. 4"); this project's own additions are
+numbered apart ("Table S1", "Fig. S1"). Ranges of S-numbers per notebook, so notebooks can
+grow independently: 01_data S1-S9, 02_features S10-S19, 03_train S20-S29, 04_ablation S30-S39,
+05_confusion S40-S49, 06_listening S50-S59, bench/report S60-S69.
+"""
+from __future__ import annotations
+
+import html
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from serlib.common.runfolder import RunFolder
+
+
+def _display_html(markup: str) -> None:
+    from IPython.display import HTML, display  # notebook helpers: IPython is present only in a kernel
+
+    display(HTML(markup))
+
+
+def _slug(label: str) -> str:
+    return label.lower().replace(".", "").replace(" ", "_")
+
+
+def show_table(df: pd.DataFrame, label: str, caption: str, folder: Optional[RunFolder] = None,
+               name: Optional[str] = None, note: Optional[str] = None, index: bool = False,
+               float_format: str = "{:.3f}") -> None:
+    """Display ``df`` under "<label>. <caption>" and save it as ``tables/<name>.csv``.
+
+    Args:
+        df: the table.
+        label: "Table 2" for the paper's numbering, "Table S1" for this project's own.
+        caption: one sentence saying what the table holds.
+        folder: the run folder; None shows without saving.
+        name: file stem (default from the label, e.g. ``table_2``).
+        note: an optional paragraph under the table (e.g. how it differs from the paper).
+        index: show the index.
+        float_format: format of float cells.
+    Returns:
+        None, so a cell that ends with the call does not show the table a second time.
+    """
+    if folder is not None:
+        folder.tables.mkdir(parents=True, exist_ok=True)
+        df.to_csv(folder.tables / f"{name or _slug(label)}.csv", index=index)
+    body = df.to_html(index=index, float_format=lambda v: float_format.format(v), border=0,
+                      classes="serlib-table", na_rep="")
+    markup = f'<div class="serlib-table"><p><b>{html.escape(label)}.</b> {html.escape(caption)}</p>{body}'
+    if note:
+        markup += f'<p class="serlib-note"><i>{html.escape(note)}</i></p>'
+    _display_html(markup + "</div>")
+
+
+def show_figure(fig: plt.Figure, label: str, caption: str, folder: Optional[RunFolder] = None,
+                name: Optional[str] = None) -> None:
+    """Display ``fig`` with "<label>. <caption>" and save it as ``figures/<name>.png``; closes it."""
+    from IPython.display import Image, display  # IPython is present only in a kernel
+
+    path = None
+    if folder is not None:
+        folder.figures.mkdir(parents=True, exist_ok=True)
+        path = folder.figures / f"{name or _slug(label)}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    else:
+        path = Path(tempfile.mkstemp(suffix=".png")[1])
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    display(Image(filename=str(path)))
+    _display_html(f'<p class="serlib-caption"><b>{html.escape(label)}.</b> {html.escape(caption)}</p>')
+
+
+def show_note(text: str, kind: str = "note") -> None:
+    """A highlighted paragraph: kind 'note', 'paper' (differs from the paper) or 'warning'."""
+    colours = {"note": "#eef5ff", "paper": "#fff6e0", "warning": "#ffe8e8"}
+    _display_html(f'<div class="serlib-{kind}" style="background:{colours.get(kind, "#eee")};'
+                  f'padding:8px 12px;border-radius:4px;margin:6px 0">{html.escape(text)}</div>')

@@ -1,0 +1,141 @@
+"""Figures of the training and ablation notebooks: Tri-Aug (Fig. 1), the network (Fig. 2),
+learning curves (Fig. 3) and ablation deltas. Each function draws into given axes (or new ones),
+returns the figure, and never saves or shows it (``serlib.report.display.show_figure`` does that).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.patches import FancyBboxPatch
+from matplotlib.ticker import MaxNLocator
+
+
+def _axes(ax: Optional[plt.Axes], figsize: tuple[float, float]) -> tuple[plt.Figure, plt.Axes]:
+    if ax is None:
+        fig, ax = plt.subplots(figsize=figsize)
+        return fig, ax
+    return ax.figure, ax
+
+
+def plot_triaug(variants: Mapping[str, torch.Tensor], axes: Optional[Sequence[plt.Axes]] = None,
+                frame_ms: float = 20.0) -> plt.Figure:
+    """Fig. 1: one clip's features, clean and under each Tri-Aug operation.
+
+    Args:
+        variants: title -> (channels, frames) tensor, e.g. {"original": x, "noise": ..., "all three": ...}.
+        axes: one axes per variant (default: a new column of panels).
+        frame_ms: frame hop, for the time axis.
+    """
+    if axes is None:
+        fig, axes = plt.subplots(len(variants), 1, figsize=(8, 1.7 * len(variants)), sharex=True)
+        axes = np.atleast_1d(axes)
+    fig = axes[0].figure
+    values = torch.stack([v.detach().cpu().float() for v in variants.values()])
+    lo, hi = np.percentile(values.numpy(), [1, 99.5])
+    for ax, (title, x) in zip(axes, variants.items()):
+        x = x.detach().cpu().float().numpy()  # (channels, frames)
+        extent = (0, x.shape[1] * frame_ms / 1000, 0, x.shape[0])
+        ax.imshow(x, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi, extent=extent,
+                  interpolation="nearest")
+        ax.set_ylabel("channel")
+        ax.set_title(title, fontsize=9, loc="left")
+    axes[-1].set_xlabel("time (s)")
+    fig.tight_layout()
+    return fig
+
+
+def _box(ax: plt.Axes, y: float, text: str, colour: str, height: float = 0.8) -> None:
+    ax.add_patch(FancyBboxPatch((0.05, y - height / 2), 0.9, height, boxstyle="round,pad=0.02,rounding_size=0.08",
+                                facecolor=colour, edgecolor="#333333", linewidth=0.8))
+    ax.text(0.5, y, text, ha="center", va="center", fontsize=8)
+
+
+def plot_model_structure(summary: pd.DataFrame, input_label: str, ax: Optional[plt.Axes] = None,
+                         title: str = "") -> plt.Figure:
+    """Fig. 2: the network as a top-down chart, one box per layer of ``model_summary``.
+
+    Args:
+        summary: ``serlib.modelling.models.model_summary`` output (layer, kind, detail, output_shape, params).
+        input_label: text of the input box, e.g. "input 768 x 400 (wav2vec 2.0)".
+        ax: axes to draw into.
+        title: optional title (the total parameter count is appended).
+    """
+    n = len(summary) + 1
+    fig, ax = _axes(ax, (7.5, 0.75 * n + 0.6))
+    colours = {"ResBlock": "#cfe3f7", "Linear": "#f7d9c4", "GlobalAvgPool": "#e6e6e6"}
+    _box(ax, n - 0.5, input_label, "#ffffff")
+    for i, row in enumerate(summary.itertuples()):
+        y = n - 1.5 - i
+        params = f"{row.params / 1e6:.3f} M" if row.params >= 1e5 else f"{row.params:,}"
+        text = f"{row.layer}: {row.kind} [{row.detail}]\nout {row.output_shape}  |  params {params}"
+        _box(ax, y, text, colours.get(row.kind, "#dff0d8"))
+        ax.annotate("", xy=(0.5, y + 0.42), xytext=(0.5, y + 0.58), arrowprops={"arrowstyle": "->", "lw": 0.8})
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, n)
+    ax.axis("off")
+    total = int(summary["params"].sum())
+    ax.set_title(f"{title}  (total {total / 1e6:.2f} M parameters)".strip(), fontsize=10)
+    return fig
+
+
+def lr_reductions(history: pd.DataFrame) -> list[int]:
+    """Epochs whose learning rate is lower than the previous epoch's (the first epoch at the new rate)."""
+    lr = history["lr"].to_numpy()
+    return [int(history["epoch"].iloc[i]) for i in range(1, len(lr)) if lr[i] < lr[i - 1] * (1 - 1e-9)]
+
+
+def plot_learning_curves(history: pd.DataFrame, best_epoch: int, max_epochs: int, ax: Optional[plt.Axes] = None,
+                         title: str = "", chance: float = 1 / 3) -> plt.Figure:
+    """Fig. 3: train and validation accuracy per epoch, LR reductions, the kept checkpoint and the stop.
+
+    Args:
+        history: ``history.csv`` of one run (epoch, train_acc, val_acc, lr).
+        best_epoch: epoch of the kept checkpoint.
+        max_epochs: the epoch cap; a run that ended before it was stopped early.
+        ax: axes to draw into.
+        title: panel title.
+        chance: accuracy of guessing (a dotted line).
+    """
+    fig, ax = _axes(ax, (7, 3.6))
+    ax.plot(history["epoch"], history["train_acc"], label="train", color="#1f77b4")
+    ax.plot(history["epoch"], history["val_acc"], label="validation", color="#d62728")
+    ax.axhline(chance, color="grey", linestyle=":", linewidth=0.8, label="chance")
+    for i, epoch in enumerate(lr_reductions(history)):
+        ax.axvline(epoch, color="#2ca02c", linestyle="--", linewidth=0.9, label="LR halved" if i == 0 else None)
+    best_acc = float(history.loc[history["epoch"] == best_epoch, "val_acc"].iloc[0])
+    ax.plot([best_epoch], [best_acc], marker="*", markersize=12, color="#d62728", linestyle="none",
+            label=f"kept checkpoint (epoch {best_epoch})")
+    last = int(history["epoch"].iloc[-1])
+    if last < max_epochs:
+        ax.axvline(last, color="black", linestyle="-.", linewidth=0.9, label=f"early stop (epoch {last})")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlim(0.5, max(last, 2) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def plot_ablation_deltas(table: pd.DataFrame, ax: Optional[plt.Axes] = None) -> plt.Figure:
+    """Test-accuracy change of each ablation against Full, this run beside the paper (points).
+
+    Args:
+        table: rows = variants (column ``variant``), columns ``delta_test_pp`` and ``paper_delta_test_pp``.
+    """
+    fig, ax = _axes(ax, (6, 3.2))
+    rows = table[table["variant"] != "Full"]
+    position = np.arange(len(rows))
+    ax.bar(position - 0.2, rows["delta_test_pp"], width=0.4, label="this run", color="#1f77b4")
+    ax.bar(position + 0.2, rows["paper_delta_test_pp"], width=0.4, label="paper", color="#bbbbbb")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(position)
+    ax.set_xticklabels(rows["variant"])
+    ax.set_ylabel("test accuracy - Full (pp)")
+    ax.legend(fontsize=8)
+    return fig

@@ -1,0 +1,311 @@
+"""The runner: execute a run's notebooks with papermill, then export ONE self-contained HTML report.
+
+``run_report(cfg)`` executes the ordered notebooks (``run.notebooks`` that exist in ``notebooks/``)
+into ``<run>/notebooks/``, writes ``<run>/config.resolved.yaml`` first, and exports
+``<run>/report.html``: the run's identity, its configuration, a table of contents, then every
+executed notebook as a section with code hidden. The HTML needs no network: nbconvert's remote
+scripts (require.js, MathJax, mermaid, the widget manager) are left out, images and audio are
+embedded, and tables are plain HTML.
+
+A failing notebook stops the run: the partial executed notebook stays, the report is still
+exported with what ran and a failure banner, then :class:`NotebookError` names the notebook and
+the failing cell.
+"""
+from __future__ import annotations
+
+import copy
+import html
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import nbformat
+
+from serlib.common.config import Config, ConfigError
+from serlib.common.io import write_text_atomic
+from serlib.common.runfolder import RunFolder, project_root, run_folder
+from serlib.report.html_export import config_html, failure_html, identity_html, render_html, reused_html, toc_html
+from serlib.report.provenance import load_timings, now_utc, run_identity, save_timings, write_resolved_config
+
+KERNEL = "python3"
+SKIP_TAGS = {"parameters", "injected-parameters", "papermill-error-cell-tag"}
+_CAPTION = re.compile(r'<p(?P<attrs>[^>]*)>\s*<b>(?P<label>(?:Table|Fig\.|Figure) S?\d+[a-z]?)\.</b>'
+                      r'(?P<caption>.*?)</p>', re.S)
+
+
+class NotebookError(RuntimeError):
+    """A notebook failed during ``run_report``; the partial executed notebook stays in the run folder.
+
+    Attributes:
+        notebook: notebook name (e.g. ``01_data``).
+        cell_index: 0-based index of the failing cell in ``notebooks/<name>.ipynb`` (None if unknown).
+        first_line: first source line of the failing cell.
+        partial: the partial executed notebook.
+        report: the exported report (with a failure banner).
+    """
+
+    def __init__(self, notebook: str, cell_index: Optional[int], first_line: str, detail: str,
+                 partial: Path, report: Optional[Path] = None):
+        self.notebook, self.cell_index, self.first_line = notebook, cell_index, first_line
+        self.detail, self.partial, self.report = detail, partial, report
+        where = (f"cell {cell_index} (0-based, of notebooks/{notebook}.ipynb)" if cell_index is not None
+                 else "an unknown cell")
+        super().__init__(f"notebook {notebook} failed at {where} (`{first_line}`): {detail}; "
+                         f"partial executed notebook: {partial}"
+                         + (f"; report with what ran: {report}" if report else ""))
+
+
+@dataclass
+class _Failure:
+    notebook: str
+    cell_index: Optional[int]
+    first_line: str
+    detail: str
+    cell_id: Optional[str]
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+def run_report(cfg: Config, out: Optional[str | Path] = None, only: Optional[list[str]] = None,
+               notebooks_dir: Optional[str | Path] = None, verbose: bool = True) -> Path:
+    """Execute the run's notebooks with papermill and export ``<run>/report.html``.
+
+    Args:
+        cfg: the run configuration (loaded from a YAML: notebooks read the same file).
+        out: the run folder (default ``reports/<run.name>/``).
+        only: execute only these notebooks; executed notebooks of earlier runs already in the run
+            folder still appear in the report, marked as reused.
+        notebooks_dir: where the source notebooks live (default the project's ``notebooks/``).
+        verbose: print progress per notebook with its seconds.
+
+    Returns:
+        The path of the exported report.
+
+    Raises:
+        ConfigError: the config has no source file, or ``only`` names an unknown notebook.
+        NotebookError: a notebook failed (after the partial report was exported).
+    """
+    if not cfg.source:
+        raise ConfigError("run_report needs a config loaded from a YAML file (load_config): "
+                          "the notebooks read the same parameters file")
+    folder = run_folder(cfg, out)
+    source_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir(cfg)
+    names = select_notebooks(cfg, source_dir, only)
+    write_resolved_config(cfg, folder)
+    timings = load_timings(folder) if only else {}  # a full run starts its timings afresh
+    executed, failure = [], None
+    for i, name in enumerate(names, 1):
+        if verbose:
+            print(f"[{i}/{len(names)}] {name} ...", flush=True)
+        start = time.perf_counter()
+        failure = _execute(cfg, folder, source_dir, name)
+        seconds = time.perf_counter() - start
+        timings[name] = {"seconds": round(seconds, 2), "status": "failed" if failure else "ok",
+                         "finished": now_utc()}
+        executed.append(name)
+        if verbose:
+            print(f"[{i}/{len(names)}] {name} {'FAILED' if failure else 'done'} in {seconds:.1f} s", flush=True)
+        if failure:
+            break
+    save_timings(folder, timings)
+    shown = _notebooks_to_show(cfg, folder, source_dir, executed, failure)
+    report = export_report(cfg, folder, shown, failure=failure, not_run=names[len(executed):],
+                           reused=[n for n in shown if n not in executed])
+    if verbose:
+        print(f"report: {report}", flush=True)
+    if failure:
+        raise NotebookError(failure.notebook, failure.cell_index, failure.first_line, failure.detail,
+                            folder.notebooks / f"{failure.notebook}.ipynb", report)
+    return report
+
+
+def default_notebooks_dir(cfg: Config) -> Path:
+    """The project's ``notebooks/`` (next to ``parameters/``), else the one beside the package."""
+    candidate = project_root(cfg) / "notebooks"
+    return candidate if candidate.is_dir() else Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def select_notebooks(cfg: Config, source_dir: Path, only: Optional[list[str]] = None) -> list[str]:
+    """The notebooks to execute, in ``run.notebooks`` order: those present in ``source_dir``.
+
+    Raises:
+        ConfigError: ``only`` names a notebook that ``run.notebooks`` does not list or that is missing.
+    """
+    present = [n for n in cfg.run.notebooks if (source_dir / f"{n}.ipynb").is_file()]
+    if not only:
+        if not present:
+            raise ConfigError(f"none of run.notebooks ({', '.join(cfg.run.notebooks)}) exists in {source_dir}")
+        return present
+    wanted = [Path(n).stem for n in only]
+    missing = [n for n in wanted if n not in present]
+    if missing:
+        raise ConfigError(f"--only {' '.join(missing)}: not among the notebooks present in {source_dir} "
+                          f"and listed in run.notebooks ({', '.join(present) or 'none'})")
+    return [n for n in present if n in wanted]
+
+
+def _execute(cfg: Config, folder: RunFolder, source_dir: Path, name: str) -> Optional[_Failure]:
+    """Run one notebook with papermill; a failure is returned (the partial notebook is on disk)."""
+    import papermill as pm  # ~1 s to import; only executing a notebook needs it
+
+    source, target = source_dir / f"{name}.ipynb", folder.notebooks / f"{name}.ipynb"
+    params = {"params_path": str(Path(cfg.source).resolve()), "run_dir": str(folder.root)}
+    try:
+        pm.execute_notebook(str(source), str(target), parameters=params, kernel_name=KERNEL,
+                            cwd=str(source_dir), progress_bar=False, log_output=False)
+    except Exception as err:  # papermill's execution error, a dead kernel, a timeout: all stop the run
+        return _locate_failure(name, source, target, err)
+    return None
+
+
+def _locate_failure(name: str, source: Path, target: Path, err: Exception) -> _Failure:
+    """Find the failing cell in the partial notebook and map it to its index in the source notebook."""
+    detail = f"{getattr(err, 'ename', type(err).__name__)}: {getattr(err, 'evalue', str(err))}".strip()
+    if type(err).__name__ == "NoSuchKernel":
+        detail += f" (install this environment's kernel: {sys.executable} -m ipykernel install --sys-prefix)"
+    cell_id, first_line = None, ""
+    if target.is_file():
+        for cell in nbformat.read(target, as_version=4).cells:
+            if SKIP_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+                continue
+            failed = any(o.get("output_type") == "error" for o in cell.get("outputs", []))
+            if failed or cell.get("metadata", {}).get("papermill", {}).get("exception"):
+                cell_id, first_line = cell.get("id"), _first_line(cell.source)
+                break
+    src_cells = nbformat.read(source, as_version=4).cells
+    index = next((i for i, c in enumerate(src_cells) if cell_id and c.get("id") == cell_id), None)
+    if index is None and first_line:
+        index = next((i for i, c in enumerate(src_cells) if _first_line(c.source) == first_line), None)
+    if not first_line and getattr(err, "source", None):
+        first_line = _first_line(err.source)
+    return _Failure(name, index, first_line, detail[:500], cell_id)
+
+
+def _first_line(source: str) -> str:
+    return next((line.strip() for line in source.splitlines() if line.strip()), "")
+
+
+def _notebooks_to_show(cfg: Config, folder: RunFolder, source_dir: Path, executed: list[str],
+                       failure: Optional[_Failure]) -> list[str]:
+    """Executed now, plus (when the run went through) earlier executed notebooks of this run folder."""
+    if failure:
+        return [n for n in executed if (folder.notebooks / f"{n}.ipynb").is_file()]
+    present = [n for n in cfg.run.notebooks if (folder.notebooks / f"{n}.ipynb").is_file()]
+    return [n for n in present if n in executed or (source_dir / f"{n}.ipynb").is_file()]
+
+
+# --------------------------------------------------------------------------- merging and export
+
+
+def _html_cell(markup: str) -> nbformat.NotebookNode:
+    """A code cell with no source whose only output is ``markup`` (code is hidden in the report)."""
+    cell = nbformat.v4.new_code_cell("")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/html": markup})]
+    return cell
+
+
+def _section_title(nb: nbformat.NotebookNode, name: str) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            heading = next((line for line in cell.source.splitlines() if line.startswith("# ")), None)
+            if heading:
+                return heading[2:].strip()
+    return name
+
+
+def _clean_outputs(outputs: list, anchors: set, captions: list) -> list:
+    """Drop stderr and widget views; give every Table/Fig caption an id for the contents."""
+    kept = []
+    for out in outputs:
+        if out.get("output_type") == "stream" and out.get("name") == "stderr":
+            continue
+        data = out.get("data")
+        if data is not None:
+            if "application/vnd.jupyter.widget-view+json" in data:
+                continue  # a widget (tqdm bar, listening station): its text fallback means nothing offline
+            if not data or (set(data) == {"text/plain"} and "Widget" in str(data["text/plain"])):
+                continue
+            if "text/html" in data:
+                data["text/html"] = _anchor_captions(_as_text(data["text/html"]), anchors, captions)
+        kept.append(out)
+    return kept
+
+
+def _as_text(value: Any) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def _anchor_captions(markup: str, anchors: set, captions: list) -> str:
+    def add_id(match: re.Match) -> str:
+        if "id=" in match.group("attrs"):
+            return match.group(0)
+        base = re.sub(r"[^a-z0-9]+", "-", match.group("label").lower()).strip("-")
+        anchor, k = base, 2
+        while anchor in anchors:
+            anchor, k = f"{base}-{k}", k + 1
+        anchors.add(anchor)
+        caption = re.sub(r"<[^>]+>", "", match.group("caption")).strip()
+        captions.append((anchor, html.unescape(f"{match.group('label')}. {caption}")))
+        return f'<p id="{anchor}"{match.group("attrs")}><b>{match.group("label")}.</b>{match.group("caption")}</p>'
+
+    return _CAPTION.sub(add_id, markup)
+
+
+def _section_cells(folder: RunFolder, name: str, failure: Optional[_Failure], reused: bool,
+                   anchors: set) -> tuple[list, tuple[str, str, list]]:
+    nb = nbformat.read(folder.notebooks / f"{name}.ipynb", as_version=4)
+    captions: list = []
+    anchor = f"nb-{name}"
+    cells = [_html_cell(f'<div id="{anchor}" class="serlib-section-anchor"></div>')]
+    if reused:
+        cells.append(_html_cell(reused_html(load_timings(folder).get(name, {}))))
+    for cell in nb.cells:
+        if SKIP_TAGS & set(cell.get("metadata", {}).get("tags", [])):
+            continue
+        cell = copy.deepcopy(cell)
+        if failure and failure.notebook == name and failure.cell_id and cell.get("id") == failure.cell_id:
+            cells.append(_html_cell('<div id="failure" class="serlib-banner serlib-banner-error">'
+                                    'The run failed in the next cell.</div>'))
+        if cell.cell_type == "code":
+            cell.outputs = _clean_outputs(cell.get("outputs", []), anchors, captions)
+        cells.append(cell)
+    return cells, (anchor, _section_title(nb, name), captions)
+
+
+def export_report(cfg: Config, folder: RunFolder, notebooks: list[str], failure: Optional[_Failure] = None,
+                  not_run: Optional[list[str]] = None, reused: Optional[list[str]] = None) -> Path:
+    """Merge the executed notebooks into one and export ``<run>/report.html`` (code hidden, offline).
+
+    Args:
+        cfg: the run configuration.
+        folder: the run folder holding ``notebooks/<name>.ipynb``.
+        notebooks: executed notebooks to show, in order.
+        failure: the failure that stopped the run, shown as a banner.
+        not_run: notebooks skipped because of the failure.
+        reused: notebooks shown from an earlier invocation.
+
+    Returns:
+        The report's path.
+    """
+    anchors: set = set()
+    body, sections = [], []
+    for name in notebooks:
+        cells, section = _section_cells(folder, name, failure, name in (reused or []), anchors)
+        body += cells
+        sections.append(section)
+    head = f'<h1 class="serlib-title">{html.escape(cfg.run.title)}</h1>'
+    if failure:
+        head += failure_html(failure, not_run or [])
+    head += identity_html(run_identity(cfg, folder)) + config_html(cfg) + toc_html(sections)
+    merged = nbformat.v4.new_notebook(cells=[_html_cell(head)] + body)
+    merged.metadata["title"] = cfg.run.title
+    merged.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
+    merged.metadata["language_info"] = {"name": "python"}
+    write_text_atomic(folder.report, render_html(merged))
+    return folder.report
+
+

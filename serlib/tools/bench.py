@@ -1,0 +1,553 @@
+"""Speed and memory of the pipeline (``serlib bench``), beside the paper's deployment claims.
+
+What is measured, on one device (``cpu`` or ``cuda``), with random weights (the cost of random
+and pretrained weights is the same, so the benchmark runs offline):
+
+- inference of the full ResAttn1D-CNN (S5) on one 768 x 400 utterance and on batches;
+- memory: the allocator peak (GPU) or the resident-set increase (CPU) of batch-1 inference,
+  the activation peak measured as live tensor bytes, and what the weights take in fp32/fp16/int8;
+- one training epoch of S5 on 6096 x 768 x 400 cached features at batch 64 with Tri-Aug, and the
+  same epoch with wav2vec2-base embeddings recomputed per batch from audio, as the paper did;
+- feature extraction (log-Mel, wav2vec2-base) on clips whose lengths follow the real corpora;
+- fast paths, each as a ratio measured in the same run (``FastPath`` rows).
+
+Every figure is a median over repetitions after warm-up; each row of ``bench_table`` says how
+it was measured and whether it was extrapolated. ``run_bench`` returns a flat dict (the JSON).
+
+The primitives (memory, GFLOP, the model, training step and clip encoding that are timed) live
+in ``serlib.tools.measure``, timing in ``serlib.common.timing``, clip lengths in
+``serlib.data.lengths``; this module owns the command: the measurement sizes, the timing
+benchmarks, the fast paths, ``run_bench``, the tables and the report.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from serlib.analysis.deploy import fold_batchnorm, quantize_int8, weight_bytes
+from serlib.common import paper
+from serlib.common.config import AugmentConfig, ConfigError, FeaturesConfig
+from serlib.common.facts import SAMPLE_RATE
+from serlib.common.runtime import set_seed
+from serlib.common.timing import median, sync, time_calls, time_pair
+from serlib.data.lengths import draw_clip_lengths
+from serlib.features.encoders import build_encoder, fit_frames
+from serlib.features.extract import plan_batches
+from serlib.modelling.augment import TriAug
+from serlib.modelling.models import count_params
+from serlib.tools.measure import (FEATURE_SHAPE, MB, BenchStep, activation_peak_bytes, encode_clip, encode_padded,
+                                  forward_gflop, memory_analysis, memory_note, rss_peak_delta, s5_model,
+                                  synthetic_waves)
+
+N_TRAIN, N_VAL = 6096, 762  # the paper's Table 2 split sizes
+PAPER_BATCH = 64  # paper 4.2
+
+
+# ---------------------------------------------------------------- settings
+
+
+@dataclass
+class BenchSettings:
+    """How much of each measurement to run (``settings_for`` picks them per device and mode)."""
+
+    device: str  # cpu | cuda
+    quick: bool  # CI mode: fewer repetitions and smaller batches
+    warmup: int  # untimed calls before each timed series
+    repeats: int  # timed repetitions (the median is reported)
+    infer_batch: int  # batch of the batched-inference figure
+    train_batch: int  # batch actually timed for training (scaled to 64 when smaller)
+    train_steps: int  # timed training steps
+    resident_pool: int  # utterances held resident for training (6096 on GPU)
+    otf_batch: int  # clips per timed on-the-fly batch (encoding scaled to 64 when smaller)
+    logmel_clips: int  # clips of the log-Mel extraction figure
+    w2v_clips: int  # clips of the wav2vec2 extraction figure
+    w2v_batch: int  # most clips per masked wav2vec2 batch (extraction and on-the-fly embedding)
+    half_precision_cpu: bool  # time bf16 inference on CPU too (slow without native bf16 kernels)
+
+
+def settings_for(device: str, quick: bool) -> BenchSettings:
+    """The measurement sizes for ``device`` ("cpu" | "cuda"), CI-sized when ``quick``."""
+    if device == "cuda":
+        if quick:
+            return BenchSettings(device, quick, 3, 5, 512, 64, 5, N_TRAIN, 64, 64, 128, 64, False)
+        return BenchSettings(device, quick, 10, 30, 1024, 64, 30, N_TRAIN, 64, 256, 1024, 64, False)
+    if quick:
+        return BenchSettings(device, quick, 1, 3, 8, 4, 2, 16, 2, 24, 2, 2, False)
+    return BenchSettings(device, quick, 2, 10, 32, 16, 3, 128, 8, 200, 16, 8, True)
+
+
+# ---------------------------------------------------------------- inference
+
+
+def bench_inference(model: nn.Module, device: torch.device, s: BenchSettings) -> dict:
+    """Batch-1 latency, batched throughput and batch-1 memory of ``model`` in eval mode."""
+    model.eval()
+    x1 = torch.randn(1, *FEATURE_SHAPE, device=device)  # (1, 768, 400)
+    with torch.inference_mode():
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            t1 = time_calls(lambda: model(x1), device, s.warmup, s.repeats)
+            peak_mb = torch.cuda.max_memory_allocated(device) / MB
+            how = "torch.cuda.max_memory_allocated over batch-1 calls: weights + input + activations"
+        else:
+            held: dict = {}
+            peak_mb = rss_peak_delta(lambda: held.setdefault("t", time_calls(
+                lambda: model(x1), device, s.warmup, s.repeats))) / MB
+            t1 = held["t"]
+            how = ("resident-set increase over batch-1 calls (warm-up included), /proc/self/statm sampled "
+                   "every 1 ms; weights and input were resident before; may under-count reused heap")
+        xb = torch.randn(s.infer_batch, *FEATURE_SHAPE, device=device)  # (batch, 768, 400), after the memory figure
+        tb = time_calls(lambda: model(xb), device, 1, max(2, s.repeats // 3))
+    return {"infer_ms_b1": median(t1) * 1e3, "infer_ms_b1_min": min(t1) * 1e3,
+            "infer_utt_per_s": s.infer_batch / median(tb),
+            "infer_batch": s.infer_batch, "infer_peak_mem_mb": peak_mb, "infer_peak_mem_how": how,
+            "infer_b1_repeats": len(t1), "infer_batched_repeats": len(tb)}
+
+
+def bench_int8(model: nn.Module, s: BenchSettings) -> dict:
+    """Batch-1 latency of the network quantised to int8 (``serlib.analysis.deploy``; CPU only).
+
+    Calibrated on random features (the weights are random too), so this is a cost figure; the
+    accuracy effect of int8 on a trained checkpoint is Table S25 of the report.
+    """
+    cpu = torch.device("cpu")
+    gen = torch.Generator().manual_seed(2)
+    quantized = quantize_int8(model, torch.randn(4 if s.quick else 16, *FEATURE_SHAPE, generator=gen))
+    x1 = torch.randn(1, *FEATURE_SHAPE, generator=gen)
+    with torch.inference_mode():
+        times = time_calls(lambda: quantized(x1), cpu, s.warmup, s.repeats)
+        xs = torch.randn(8, *FEATURE_SHAPE, generator=gen)
+        diff = (torch.softmax(quantized(xs), 1) - torch.softmax(model.eval()(xs), 1)).abs().max().item()
+    return {"infer_ms_b1_int8": median(times) * 1e3, "infer_int8_weights_mb": weight_bytes(quantized) / MB,
+            "infer_int8_max_prob_diff": diff}
+
+
+# ---------------------------------------------------------------- training
+
+
+def _resident_pool(s: BenchSettings, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random features (pool, 768, 400) and labels (pool,) resident on ``device``."""
+    gen = torch.Generator(device=device).manual_seed(1)  # drawn on the device: 7.5 GB never crosses the bus
+    pool = torch.randn(s.resident_pool, *FEATURE_SHAPE, generator=gen, device=device)
+    return pool, torch.randint(0, 3, (s.resident_pool,), generator=gen, device=device)
+
+
+def bench_training(s: BenchSettings, device: torch.device, pool: torch.Tensor, labels: torch.Tensor,
+                   val_s: float) -> tuple[dict, BenchStep]:
+    """Seconds per S5 epoch on cached, resident features (6096 utterances, batch 64, Tri-Aug on)."""
+    step = BenchStep(s5_model(device), device)
+
+    def one() -> None:
+        index = torch.randint(0, len(pool), (s.train_batch,), device=device)
+        step(pool[index], labels[index])  # the gather from resident features is part of the step
+
+    times = time_calls(one, device, s.warmup, s.train_steps)
+    step64 = median(times) * PAPER_BATCH / s.train_batch
+    train_only = N_TRAIN / PAPER_BATCH * step64
+    return {"train_step_s_b64": step64, "train_s_per_epoch_train_only": train_only, "val_pass_s": val_s,
+            "train_s_per_epoch": train_only + val_s, "train_timed_batch": s.train_batch,
+            "train_timed_steps": len(times)}, step
+
+
+# ---------------------------------------------------------------- extraction and on-the-fly embedding
+
+
+def _features_config(device: torch.device) -> FeaturesConfig:
+    features = FeaturesConfig(device=device.type)
+    features.wav2vec2.weights = "random"  # same architecture and cost as pretrained wav2vec2-base
+    return features
+
+
+def bench_extraction(encoder: nn.Module, waves: list[torch.Tensor], device: torch.device, repeats: int,
+                     batch: int = 1) -> float:
+    """Clips per second of ``encoder`` over ``waves`` as ``serlib.features.extract`` runs it.
+
+    ``batch`` 1: one clip per call. Otherwise the clips are sorted by length and cut into masked,
+    zero-padded batches of at most ``batch`` clips and the default ``max_batch_seconds``
+    (``serlib.features.extract.plan_batches``); each clip's frames go to the host, as into the cache.
+    """
+    limit = int(FeaturesConfig().wav2vec2.max_batch_seconds * SAMPLE_RATE)
+    groups = [[waves[i] for i, _, _ in b] for b in plan_batches([(i, "", len(w)) for i, w in enumerate(waves)],
+                                                               batch, limit, mix=True)]
+
+    def run_all() -> None:
+        for group in groups:
+            for clip in encode_padded(encoder, group, device):
+                clip.cpu()  # features end on the host (the cache)
+
+    encode_clip(encoder, torch.randn(SAMPLE_RATE) * 0.1, device)  # warm-up on a 1 s clip
+    return len(waves) / median(time_calls(run_all, device, 0, repeats))
+
+
+def bench_on_the_fly(encoder: nn.Module, step: BenchStep, s: BenchSettings, device: torch.device,
+                     train_step64: float, val_s: float, seed: int, encode_batch: int = 1) -> dict:
+    """The paper's epoch: every batch's embeddings recomputed from audio before the training step.
+
+    Each timed batch draws ``otf_batch`` clips with the real length distribution, encodes them in
+    masked, zero-padded calls of ``encode_batch`` clips (exact: as one clip at a time; the caller
+    passes the faster of 1 and ``w2v_batch`` as measured, so the baseline is not slowed on purpose),
+    fits them to 400 frames, stacks them and runs the training step. The
+    encoding part scales with the clip count (to 64, and to the 762 validation clips, assumed
+    re-embedded every epoch too); the training part is the cached step at batch 64. Audio decoding
+    is not included (the waves are in memory), so this is a lower bound of the paper's cost.
+    """
+    lengths, _ = draw_clip_lengths(s.otf_batch, seed=seed + 1)
+    waves = synthetic_waves(lengths, seed=seed + 1)
+    targets = torch.randint(0, 3, (s.otf_batch,), device=device)
+    enc_times = []
+    for _ in range(1 if device.type == "cpu" else 3):
+        sync(device)
+        start = time.perf_counter()
+        clips = [c for i in range(0, len(waves), encode_batch) for c in encode_padded(encoder, waves[i:i + encode_batch],
+                                                                                       device)]
+        batch = torch.stack([fit_frames(c.T, 400)[0] for c in clips])  # (batch, 768, 400)
+        sync(device)
+        enc_times.append(time.perf_counter() - start)
+        step(batch, targets)
+    per_clip = median(enc_times) / s.otf_batch
+    otf_epoch = N_TRAIN / PAPER_BATCH * (per_clip * PAPER_BATCH + train_step64) + N_VAL * per_clip + val_s
+    return {"train_s_per_epoch_on_the_fly": otf_epoch, "otf_encode_s_per_clip": per_clip,
+            "otf_timed_batch": s.otf_batch, "otf_timed_batches": len(enc_times), "otf_encode_batch": encode_batch}
+
+
+# ---------------------------------------------------------------- fast paths
+
+
+@dataclass
+class FastPath:
+    """One fast path: the baseline and the fast variant timed in the same run."""
+
+    name: str
+    baseline_s: float
+    fast_s: float
+    how: str
+
+    @property
+    def ratio(self) -> float:
+        return self.baseline_s / self.fast_s if self.fast_s > 0 else math.nan
+
+
+def _fast_triaug(device: torch.device, pool: torch.Tensor, batch: int, s: BenchSettings) -> FastPath:
+    aug = TriAug.from_config(AugmentConfig()).train()
+    x = pool[torch.arange(batch, device=device) % len(pool)]  # (batch, 768, 400)
+    loop, vec = time_pair(lambda: torch.cat([aug(x[i:i + 1]) for i in range(batch)]), lambda: aug(x), device, 1,
+                          s.repeats)
+    return FastPath("Tri-Aug vectorised over the batch vs a per-utterance loop", loop, vec,
+                    f"TriAug on {batch} x 768 x 400 on {device.type}, alternated, median of {s.repeats}")
+
+
+def _fast_gather(device: torch.device, pool: torch.Tensor, batch: int, s: BenchSettings) -> FastPath:
+    host = [u for u in pool[: min(len(pool), 256)].cpu()]  # per-utterance host tensors (a Dataset's items)
+    index = torch.randint(0, len(host), (batch,))
+    on_device = index.to(device)
+    stack, gather = time_pair(lambda: torch.stack([host[i] for i in index.tolist()]).to(device),
+                              lambda: pool[on_device], device, 1, s.repeats)
+    return FastPath("batch from resident features (index) vs per-utterance stack + host-to-device copy",
+                    stack, gather, f"{batch} x 768 x 400, alternated, median of {s.repeats}")
+
+
+def _fast_fold(model: nn.Module, device: torch.device, s: BenchSettings) -> FastPath:
+    folded = fold_batchnorm(model)
+    x1 = torch.randn(1, *FEATURE_SHAPE, device=device)
+    with torch.inference_mode():
+        diff = (folded(x1) - model.eval()(x1)).abs().max().item()
+        plain, fast = time_pair(lambda: model(x1), lambda: folded(x1), device, s.warmup, s.repeats)
+    return FastPath("inference: BatchNorm folded into the convs vs as trained", plain, fast,
+                    f"batch 1, alternated, median of {s.repeats}; max |logit difference| {diff:.1e}")
+
+
+def _fast_half_cpu(model: nn.Module, s: BenchSettings) -> FastPath:
+    cpu = torch.device("cpu")
+    half = copy.deepcopy(model).eval().to(torch.bfloat16)
+    x1 = torch.randn(1, *FEATURE_SHAPE)
+    with torch.inference_mode():
+        plain = median(time_calls(lambda: model.eval()(x1), cpu, 1, 3))
+        fast = median(time_calls(lambda: half(x1.bfloat16()), cpu, 1, 1))
+    return FastPath("inference: bf16 weights vs fp32 on this CPU (ratio < 1 = slower)", plain, fast,
+                    "batch 1; bf16 median of 1 after 1 warm-up (no native bf16 kernels on most CPUs)")
+
+
+def _fast_train_gpu(device: torch.device, pool: torch.Tensor, labels: torch.Tensor, s: BenchSettings) -> list:
+    rows = []
+    index = torch.randint(0, len(pool), (PAPER_BATCH,), device=device)
+    variants = {"base": BenchStep(s5_model(device), device),
+                "amp": BenchStep(s5_model(device), device, amp=True),
+                "nosync": BenchStep(s5_model(device), device, sync_metrics=False)}
+    times = {k: median(time_calls(lambda st=st: st(pool[index], labels[index]), device, s.warmup, s.repeats))
+             for k, st in variants.items()}
+    flags = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+             torch.are_deterministic_algorithms_enabled())
+    try:  # serlib.modelling.train.set_seed forces deterministic kernels; what do they cost?
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = False, True
+        torch.use_deterministic_algorithms(False)
+        times["free"] = median(time_calls(lambda: variants["base"](pool[index], labels[index]), device,
+                                           s.warmup, s.repeats))
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = flags[:2]
+        torch.use_deterministic_algorithms(flags[2], warn_only=True)
+    rows.append(FastPath("training step: cudnn.benchmark, no determinism vs serlib.modelling.train's deterministic "
+                         "kernels", times["base"], times["free"],
+                         f"batch 64, median of {s.repeats}; results then differ between runs beyond seeds"))
+    rows.append(FastPath("training step: bf16 autocast vs fp32", times["base"], times["amp"],
+                         f"batch 64, median of {s.repeats}; check accuracy before adopting"))
+    rows.append(FastPath("training step: metrics kept on device vs .item() every step", times["base"],
+                         times["nosync"], f"batch 64, median of {s.repeats}"))
+    return rows
+
+
+LOGMEL_BATCH = 64  # serlib.features.extract's log-Mel batch
+
+
+def _extraction_pair(encoder: nn.Module, waves: list[torch.Tensor], device: torch.device, repeats: int,
+                     batch: int, result: dict) -> FastPath:
+    """``extract_clips_per_s_<name>`` (masked batches, serlib's path) and the one-clip-per-call rate."""
+    one = bench_extraction(encoder, waves, device, repeats)
+    batched = bench_extraction(encoder, waves, device, repeats, batch=batch)
+    result[f"extract_clips_per_s_{encoder.name}"] = batched
+    result[f"extract_clips_per_s_{encoder.name}_one_per_call"] = one
+    result[f"extract_batch_{encoder.name}"] = batch
+    return FastPath(f"{encoder.name} extraction: masked mixed-length batches of <= {batch} vs one clip per call",
+                    len(waves) / one, len(waves) / batched,
+                    f"{len(waves)} clips with the real length distribution, sorted by length, one after the "
+                    f"other in one run; outputs equal to one-clip-alone to float rounding (tested)")
+
+
+# ---------------------------------------------------------------- the whole benchmark
+
+
+def _device(name: str) -> torch.device:
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"bench: --device must be cpu or cuda, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("bench: --device cuda but torch sees no CUDA device; use --device cpu")
+    return torch.device(name)
+
+
+def run_bench(device: str = "cpu", quick: bool = False, seed: int = 0, progress: bool = True) -> dict:
+    """Run every measurement and return the flat result (see the module docstring for the keys).
+
+    Args:
+        device: "cpu" or "cuda".
+        quick: CI mode (``settings_for``): seconds on two cores, coarser figures.
+        seed: seeds the drawn clip lengths, the waves and the random features.
+        progress: a tqdm bar over the stages.
+    """
+    dev, s = _device(device), settings_for(device, quick)
+    set_seed(seed)  # the determinism flags serlib.modelling.train runs under
+    started = time.perf_counter()
+    bar = tqdm(total=6, desc="bench", disable=not progress)
+    stages: dict[str, float] = {}
+    tick = lambda name: stages.__setitem__(name, time.perf_counter() - started - sum(stages.values()))  # noqa: E731
+    result = {"device": device, "device_name": _device_name(dev), "torch": torch.__version__,
+              "threads": torch.get_num_threads(), "quick": quick, "settings": asdict(s)}
+    model = s5_model(dev)
+    result["cnn_params"] = count_params(model)
+    result.update(bench_inference(model, dev, s))
+    x1 = torch.randn(1, *FEATURE_SHAPE, device=dev)
+    mem = memory_analysis(result["cnn_params"], activation_peak_bytes(model, x1), x1.numel() * 4)
+    result.update(mem, memory_note=memory_note(mem, result["cnn_params"]))
+    result["infer_gflop_b1"] = forward_gflop(model, x1)
+    result["infer_gflop_per_s_b1"] = result["infer_gflop_b1"] / (result["infer_ms_b1"] / 1e3)
+    if dev.type == "cpu":
+        result.update(bench_int8(model, s))
+    tick("inference_memory")
+    bar.update()
+    pool, labels = _resident_pool(s, dev)
+    val_s = N_VAL / result["infer_utt_per_s"]
+    train, step = bench_training(s, dev, pool, labels, val_s)
+    result.update(train)
+    tick("training")
+    bar.update()
+    lengths, source = draw_clip_lengths(max(s.logmel_clips, s.w2v_clips), seed=seed)
+    waves = synthetic_waves(lengths, seed=seed)
+    result["clip_lengths_source"] = source
+    result["clip_lengths_mean_s"] = float(lengths.mean())
+    features = _features_config(dev)
+    logmel = build_encoder(features, "logmel", dev)
+    extraction = [_extraction_pair(logmel, waves[: s.logmel_clips], dev, s.repeats, LOGMEL_BATCH, result)]
+    tick("logmel")
+    bar.update()
+    wav2vec2 = build_encoder(features, "wav2vec2", dev)
+    extraction.append(_extraction_pair(wav2vec2, waves[: s.w2v_clips], dev, 1 if dev.type == "cpu" else 3,
+                                       s.w2v_batch, result))
+    tick("wav2vec2_build_and_extraction")
+    bar.update()
+    faster = result["extract_clips_per_s_wav2vec2"] > result["extract_clips_per_s_wav2vec2_one_per_call"]
+    result.update(bench_on_the_fly(wav2vec2, step, s, dev, result["train_step_s_b64"], val_s, seed,
+                                   s.w2v_batch if faster else 1))
+    result["cached_vs_otf_ratio"] = result["train_s_per_epoch_on_the_fly"] / result["train_s_per_epoch"]
+    tick("on_the_fly")
+    bar.update()
+    paths = [_fast_triaug(dev, pool, PAPER_BATCH if dev.type == "cuda" else (8 if quick else 32), s),
+             _fast_gather(dev, pool, PAPER_BATCH, s), _fast_fold(model, dev, s), *extraction]
+    if dev.type == "cuda":
+        paths += _fast_train_gpu(dev, pool, labels, s)
+    elif s.half_precision_cpu:
+        paths.append(_fast_half_cpu(model, s))
+    paths.append(FastPath("epoch: cached features vs wav2vec2 recomputed per batch (target >= 20x)",
+                          result["train_s_per_epoch_on_the_fly"], result["train_s_per_epoch"],
+                          "the two epoch rows above, same run"))
+    result["fast_paths"] = [{"name": p.name, "baseline_s": p.baseline_s, "fast_s": p.fast_s, "ratio": p.ratio,
+                             "how": p.how} for p in paths]
+    result["not_measured"] = NOT_MEASURED
+    result["paper"] = paper_claims()
+    tick("fast_paths")
+    result["stage_seconds"] = stages
+    result["bench_seconds"] = time.perf_counter() - started
+    bar.update()
+    bar.close()
+    return result
+
+
+NOT_MEASURED = [
+    "channels-last: a 4-D (NCHW) memory format; these are 1-D convs over (batch, channels, frames), nothing to gain",
+    "torch.compile and CUDA graphs: GPU matters, not timed by this benchmark (compile time ~1 min per shape)",
+    "audio decoding and resampling (the cache reads each file once; not part of the per-epoch cost)",
+]
+
+
+def _device_name(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} logical cores)"
+    except OSError:
+        pass
+    return f"CPU ({os.cpu_count()} logical cores)"
+
+
+# ---------------------------------------------------------------- table and command
+
+
+TARGETS = {  # issue 6 targets per device: (comparison, value)
+    "cpu": {"infer_ms_b1": ("<=", 20.0), "infer_ms_b1_int8": ("<=", 20.0), "extract_clips_per_s_logmel": (">=", 200.0),
+            "cached_vs_otf_ratio": (">=", 20.0)},
+    "cuda": {"infer_ms_b1": ("<=", 3.5), "infer_utt_per_s": (">=", 20000.0), "train_s_per_epoch": ("<=", 0.75),
+             "extract_clips_per_s_wav2vec2": (">=", 800.0), "cached_vs_otf_ratio": (">=", 20.0)},
+}
+
+
+def paper_claims() -> dict:
+    """The paper's figures under the benchmark's keys (numbers; the epoch figure is derived)."""
+    d = paper.DEPLOYMENT
+    return {"cnn_params": d["cnn_params_m"] * 1e6, "infer_ms_b1": d["infer_ms"], "infer_peak_mem_mb": d["gpu_mem_mb"],
+            "train_s_per_epoch_on_the_fly": d["train_hours"] * 3600 / paper.LEARNING_CURVE["early_stop_epoch"]}
+
+
+def _paper_column() -> dict:
+    d = paper.DEPLOYMENT
+    per_epoch = d["train_hours"] * 3600 / paper.LEARNING_CURVE["early_stop_epoch"]
+    return {"cnn_params": f"{d['cnn_params_m']:g} M",
+            "infer_ms_b1": f"< {d['infer_ms']:g} ({d['infer_ms_rtx3060']:g} on an RTX 3060 laptop)",
+            "infer_peak_mem_mb": f"< {d['gpu_mem_mb']:g} GPU ({d['gpu_mem_mb_rtx3060']:g} on an RTX 3060)",
+            "train_s_per_epoch_on_the_fly": f"~{per_epoch:.0f} (derived: ~{d['train_hours']:g} h / "
+                                            f"{paper.LEARNING_CURVE['early_stop_epoch']} epochs)"}
+
+
+def _rows_how(r: dict) -> dict:
+    s = r["settings"]
+
+    def scaled(batch: int) -> str:
+        return "measured" if batch == PAPER_BATCH else f"measured at batch {batch}, scaled x{PAPER_BATCH / batch:g}"
+
+    return {
+        "cnn_params": "count_params(ResAttn1DCNN()), the paper's widths and kernels",
+        "infer_ms_b1": (f"1 x 768 x 400, eval, inference_mode; median of {r['infer_b1_repeats']} after "
+                        f"{s['warmup']} warm-up"),
+        "infer_ms_b1_int8": (f"the same network, int8 static quantisation (serlib.analysis.deploy, x86 backend), batch 1, "
+                             f"median of {s['repeats']}; weights {r.get('infer_int8_weights_mb', 0):.1f} MB; random "
+                             f"weights and inputs (largest probability change {r.get('infer_int8_max_prob_diff', 0):.3f}"
+                             f"); accuracy effect on a trained checkpoint: Table S25 of the report"),
+        "infer_gflop_b1": (f"2 x multiply-adds of convs and linear layers; {r['infer_gflop_per_s_b1']:.0f} GFLOP/s "
+                           f"achieved at the batch-1 median (fastest call: {r['infer_ms_b1_min']:.1f} ms)"),
+        "infer_utt_per_s": f"batch {r['infer_batch']}, median of {r['infer_batched_repeats']} after 1 warm-up",
+        "infer_peak_mem_mb": r["infer_peak_mem_how"],
+        "mem_activation_peak_b1_fp32_mb": "live activation bytes at peak (TorchDispatchMode tracker), batch 1",
+        "mem_total_b1_half_mb": "fp16/bf16 weights + input + activations at 2 bytes/element (analytic)",
+        "train_s_per_epoch": (f"{N_TRAIN}/{PAPER_BATCH} steps x median step ({scaled(r['train_timed_batch'])}; "
+                              f"{r['train_timed_steps']} timed after {s['warmup']} warm-up; resident pool of "
+                              f"{s['resident_pool']}) + validation pass of {N_VAL} at the batched rate"),
+        "train_s_per_epoch_on_the_fly": (f"wav2vec2-base (random weights), {r['otf_encode_batch']} clip(s) per call "
+                                         f"(the faster extraction mode above), measured on "
+                                         f"{r['otf_timed_batches']} batch(es) of {r['otf_timed_batch']} clips, "
+                                         f"scaled to {N_TRAIN}+{N_VAL} clips (val assumed re-embedded), + the cached epoch; "
+                                         f"no audio decoding"),
+        "cached_vs_otf_ratio": "on-the-fly epoch / cached epoch, same run",
+        "extract_clips_per_s_logmel": (f"{s['logmel_clips']} clips sorted by length in masked batches of <= "
+                                       f"{r['extract_batch_logmel']}, median of {s['repeats']} passes "
+                                       f"(one per call: {r['extract_clips_per_s_logmel_one_per_call']:.4g})"),
+        "extract_clips_per_s_wav2vec2": (f"{s['w2v_clips']} clips sorted by length in masked batches of <= "
+                                         f"{r['extract_batch_wav2vec2']} (one per call: "
+                                         f"{r['extract_clips_per_s_wav2vec2_one_per_call']:.4g}), after 1 warm-up clip"),
+    }
+
+
+UNITS = {"cnn_params": "", "infer_ms_b1": "ms", "infer_ms_b1_int8": "ms", "infer_gflop_b1": "GFLOP", "infer_utt_per_s": "utt/s",
+         "infer_peak_mem_mb": "MB",
+         "mem_activation_peak_b1_fp32_mb": "MB", "mem_total_b1_half_mb": "MB", "train_s_per_epoch": "s",
+         "train_s_per_epoch_on_the_fly": "s", "cached_vs_otf_ratio": "x", "extract_clips_per_s_logmel": "clips/s",
+         "extract_clips_per_s_wav2vec2": "clips/s"}
+
+
+def _meets(value: float, target: tuple[str, float]) -> str:
+    ok = value <= target[1] if target[0] == "<=" else value >= target[1]
+    return f"{target[0]} {target[1]:g}: {'met' if ok else 'NOT met'}"
+
+
+def bench_table(result: dict) -> pd.DataFrame:
+    """One row per figure: metric, value, unit, the paper's claim, the issue's target, how measured."""
+    how, claims, targets = _rows_how(result), _paper_column(), TARGETS[result["device"]]
+    rows = []
+    for metric, unit in UNITS.items():
+        if metric not in result:  # a CPU-only or GPU-only figure
+            continue
+        value = result[metric]
+        rows.append({"metric": metric, "value": f"{value:,.0f}" if metric == "cnn_params" else f"{value:.4g}",
+                     "unit": unit, "paper": claims.get(metric, ""),
+                     "target": _meets(value, targets[metric]) if metric in targets else "", "how": how[metric]})
+    return pd.DataFrame(rows)
+
+
+def fast_path_table(result: dict) -> pd.DataFrame:
+    """The fast paths: baseline and fast seconds, their ratio and how each was measured."""
+    return pd.DataFrame(result["fast_paths"])[["name", "baseline_s", "fast_s", "ratio", "how"]]
+
+
+def format_report(result: dict) -> str:
+    """The printed report: header, the figures, the fast paths, the memory note, what was not measured."""
+    pd.set_option("display.max_colwidth", 120)
+    pd.set_option("display.width", 250)
+    head = (f"serlib bench on {result['device']} ({result['device_name']}, torch {result['torch']}, "
+            f"{result['threads']} threads){' --quick' if result['quick'] else ''}: "
+            f"{result['bench_seconds']:.0f} s")
+    parts = [head, bench_table(result).to_string(index=False), "", "Fast paths (ratio = baseline / fast):",
+             fast_path_table(result).to_string(index=False, float_format=lambda v: f"{v:.4g}"), "",
+             "Memory: " + result["memory_note"], "", "Clip lengths: " + result["clip_lengths_source"],
+             "Not measured: " + "; ".join(result["not_measured"])]
+    return "\n".join(parts)
+
+
+def main_bench(device: str = "cpu", json_path: Optional[str] = None, quick: bool = False) -> int:
+    """``serlib bench``: run, print the table and write the JSON (when ``json_path`` is given)."""
+    result = run_bench(device, quick)
+    print(format_report(result))
+    result["table"] = bench_table(result).to_dict(orient="records")
+    if json_path:
+        path = Path(json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+        print(f"serlib bench: wrote {path}")
+    return 0
