@@ -86,8 +86,19 @@ TABLE8 = pd.DataFrame([
      "model_feature": "ResAttn1D-CNN, W2V2", "protocol": "Speaker-independent", "reported_acc": 0.629},
 ])
 
+# Sections 3.3 and 4.1: the training protocol, as stated (AdamW, betas 0.9 / 0.999, CNN in fp32).
+TRAINING = {"batch_size": 64, "max_epochs": 80, "early_stop_patience": 30, "plateau_patience": 10,
+            "plateau_factor": 0.5, "grad_clip": 2.0, "adam_betas": (0.9, 0.999)}
+# Settings the paper names without a value: its own words.
+TRAINING_UNSTATED = {"lr": "not stated (tuned on validation)", "weight_decay": "not stated (tuned on validation)",
+                     "min_lr": "'a small learning-rate floor'", "seeds": "'fixed seeds', not listed",
+                     "device": "a laptop-class GPU"}
+
 # Section 5.3: learning-curve landmarks of S5.
 LEARNING_CURVE = {"lr_reductions": [31, 42], "early_stop_epoch": 64, "val_plateau": 0.646, "gap_below": 0.03}
+
+# Section 5.4: listening tests on misclassified test clips.
+LISTENING_CLIPS = 50
 
 # Deployment claims (sections 3.2, 5.1, 6.1).
 DEPLOYMENT = {"infer_ms": 3.5, "infer_ms_rtx3060": 3.2, "gpu_mem_mb": 15.0, "gpu_mem_mb_rtx3060": 12.0,

@@ -1,5 +1,5 @@
 """Figures of the training and ablation notebooks: Tri-Aug (Fig. 1), the network (Fig. 2),
-learning curves (Fig. 3) and ablation deltas. Each function draws into given axes (or new ones),
+learning curves (Fig. 3) and ablation deltas (Fig. S30). Each function draws into given axes (or new ones),
 returns the figure, and never saves or shows it (``serlib.report.display.show_figure`` does that).
 """
 from __future__ import annotations
@@ -12,6 +12,8 @@ import pandas as pd
 import torch
 from matplotlib.patches import FancyBboxPatch
 from matplotlib.ticker import MaxNLocator
+
+from serlib.analysis.training import Curve, lr_reductions
 
 
 def _axes(ax: Optional[plt.Axes], figsize: tuple[float, float]) -> tuple[plt.Figure, plt.Axes]:
@@ -82,12 +84,6 @@ def plot_model_structure(summary: pd.DataFrame, input_label: str, ax: Optional[p
     return fig
 
 
-def lr_reductions(history: pd.DataFrame) -> list[int]:
-    """Epochs whose learning rate is lower than the previous epoch's (the first epoch at the new rate)."""
-    lr = history["lr"].to_numpy()
-    return [int(history["epoch"].iloc[i]) for i in range(1, len(lr)) if lr[i] < lr[i - 1] * (1 - 1e-9)]
-
-
 def plot_learning_curves(history: pd.DataFrame, best_epoch: int, max_epochs: int, ax: Optional[plt.Axes] = None,
                          title: str = "", chance: float = 1 / 3) -> plt.Figure:
     """Fig. 3: train and validation accuracy per epoch, LR reductions, the kept checkpoint and the stop.
@@ -119,6 +115,25 @@ def plot_learning_curves(history: pd.DataFrame, best_epoch: int, max_epochs: int
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def plot_learning_curve_panels(curves: Sequence[Curve], max_epochs: int,
+                               axes: Optional[Sequence[plt.Axes]] = None) -> plt.Figure:
+    """Fig. 3: ``plot_learning_curves`` of several runs side by side.
+
+    Args:
+        curves: ``serlib.analysis.training.learning_curves``, one panel each.
+        max_epochs: the epoch cap of the run.
+        axes: one axes per curve (default: a new row of panels).
+    """
+    if axes is None:
+        _, grid = plt.subplots(1, len(curves), figsize=(6.5 * len(curves), 3.6), squeeze=False)
+        axes = grid[0]
+    for ax, curve in zip(axes, curves):
+        plot_learning_curves(curve.history, curve.best_epoch, max_epochs, ax=ax, title=curve.title)
+    fig = axes[0].figure
+    fig.tight_layout()
     return fig
 
 

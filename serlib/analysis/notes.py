@@ -1,0 +1,48 @@
+"""The notes ``05_confusion`` and ``06_listening`` show beside their tables, built from a run's
+predictions and the paper's values (so the notebooks only call and show).
+
+``preds`` is always ``serlib.analysis.confusion.load_predictions``'s frame: one row per test clip,
+``correct`` a bool, ``attrs`` naming the system, seed and source file.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from serlib.analysis.confusion import paper_implied_accuracy
+from serlib.common import paper
+from serlib.common.config import Config
+from serlib.common.runfolder import RunFolder
+
+
+def paper_test_accuracy(system: str = "S5") -> float:
+    """Table 5's test accuracy of ``system``."""
+    return float(paper.TABLE5.set_index("system").loc[system, "test_acc"])
+
+
+def primary_note(preds: pd.DataFrame) -> str:
+    """The analysed system, seed, clip count and test accuracy, beside the paper's S5."""
+    return (f"Primary system {preds.attrs['system']}, seed {preds.attrs['seed']}: {len(preds)} test clips, accuracy "
+            f"{preds['correct'].mean():.3f} (paper, S5: {paper_test_accuracy():.3f}). "
+            f"Predictions: {preds.attrs['source']}")
+
+
+def paper_consistency_note() -> str:
+    """The accuracy the paper's Table 7 implies with its Table 3 test counts, against its Table 5."""
+    implied = paper_implied_accuracy(paper.TABLE7, paper.TABLE3.set_index("class")["test"])
+    return (f"The paper's Table 7 with its test class counts (Table 3) implies a test accuracy of {implied:.3f}, "
+            f"consistent with the {paper_test_accuracy():.3f} of Table 5. The paper's values "
+            "are for the real corpora with pretrained wav2vec 2.0; a run on the synthetic demo corpus or with random "
+            "encoder weights is not expected to reproduce them.")
+
+
+def prosody_failures(prosody: pd.DataFrame) -> pd.DataFrame:
+    """Clips the prosody analysis could not compute: ``utt_id``, ``path``, ``error`` (empty when none)."""
+    return prosody.loc[prosody["error"] != "", ["utt_id", "path", "error"]]
+
+
+def listening_note(cfg: Config, folder: RunFolder, preds: pd.DataFrame, clips: pd.DataFrame) -> str:
+    """How many test clips are misclassified, how many were drawn for listening, and where tags are kept."""
+    wrong = int((~preds["correct"]).sum())
+    return (f"{preds.attrs['system']} (seed {preds.attrs['seed']}): {wrong} of {len(preds)} "
+            f"test clips misclassified; {len(clips)} drawn with seed {cfg.analysis.listening_seed} "
+            f"(paper: {paper.LISTENING_CLIPS}). Annotations: {folder.annotations}")
