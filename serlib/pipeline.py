@@ -16,7 +16,7 @@ from serlib.common.runfolder import RunFolder
 from serlib.data.democorpus import generate_demo_corpus
 from serlib.data.stage import build_manifest, load_manifest
 from serlib.features.extract import extract_for_run
-from serlib.modelling.systems import train_systems
+from serlib.modelling.systems import system_names, train_systems
 
 
 def ensure_corpus(cfg: Config) -> Optional[Path]:
@@ -59,5 +59,6 @@ def ensure_runs(cfg: Config, folder: RunFolder, systems: Optional[Sequence[str]]
     Returns:
         One row per system x seed (``serlib.modelling.systems.train_systems``).
     """
+    system_names(cfg, systems)  # an unknown --system fails before minutes of features
     ensure_features(cfg, folder)
     return train_systems(cfg, folder, systems=systems, progress=progress)

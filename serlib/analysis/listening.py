@@ -32,7 +32,7 @@ import pandas as pd
 from serlib.analysis.confusion import PROB_COLUMNS
 from serlib.analysis.prosody import hop_length, pitch_contour
 from serlib.common.audio import load_audio, wav_bytes
-from serlib.common.config import AnalysisConfig, Config, ConfigError
+from serlib.common.config import AnalysisConfig, Config
 from serlib.common.facts import CLASSES, SAMPLE_RATE
 from serlib.common.io import write_csv_atomic
 from serlib.common.runfolder import RunFolder
@@ -61,7 +61,7 @@ def select_misclassified(preds: pd.DataFrame, n: int = 50, seed: int = 0) -> pd.
         The drawn rows sorted by (true class, predicted class, utt_id), index 0..n-1.
     """
     if n < 1:
-        raise ConfigError(f"'analysis.listening_clips' must be at least 1, got {n}")
+        raise ValueError(f"n (analysis.listening_clips) must be at least 1, got {n}")
     wrong = preds[~preds["correct"]].sort_values("utt_id").reset_index(drop=True)
     rng = np.random.default_rng(seed)
     chosen = wrong.iloc[np.sort(rng.permutation(len(wrong))[: min(n, len(wrong))])]

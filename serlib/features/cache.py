@@ -30,7 +30,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from serlib.common.config import Config, ConfigError
+from serlib.common.config import Config, ConfigError, non_default
 from serlib.common.io import write_json_atomic
 from serlib.common.runfolder import RunFolder, features_cache_dir
 from serlib.features.encoders import INPUTS, RANDOM_WEIGHTS_SEED, encoder_description, trim_span
@@ -43,19 +43,34 @@ SHARD_SECONDS = 30.0  # flush a partial shard at least this often (bounds work l
 # --------------------------------------------------------------------------- keys and hashes
 
 
+# Fields of the features sections that do not determine a clip's stored features. The others enter
+# the key: today's by name (existing caches stay valid), a field added later only when set off its
+# default (``non_default``), so adding one invalidates nothing and changing it recomputes.
+NOT_IN_KEY = {"features": ("frames", "cache_dir", "device", "threads", "wav2vec2", "logmel"),
+              "wav2vec2": ("batch_size", "batching", "max_batch_seconds", "mixed_precision"), "logmel": ()}
+
+
+def _added(section, named: dict, name: str) -> dict:
+    skip = set(named) | set(NOT_IN_KEY[name])
+    return {k: v for k, v in non_default(section).items() if k not in skip}
+
+
 def cache_key(cfg: Config, input: str) -> dict:
     """Everything that determines a clip's stored features for ``input`` (besides its content)."""
     f = cfg.features
     key = {"format": CACHE_FORMAT, "input": input, "sample_rate": f.sample_rate}
+    key |= _added(f, key, "features")
     if input == "logmel":
         m = f.logmel
-        return key | {"n_mels": m.n_mels, "win_ms": m.win_ms, "hop_ms": m.hop_ms, "log_floor": m.log_floor,
-                     "standardise": m.standardise}
+        named = {"n_mels": m.n_mels, "win_ms": m.win_ms, "hop_ms": m.hop_ms, "log_floor": m.log_floor,
+                 "standardise": m.standardise}
+        return key | named | _added(m, named, "logmel")
     if input != "wav2vec2":
         raise ConfigError(f"unknown feature input {input!r}; expected one of {', '.join(INPUTS)}")
     w = f.wav2vec2
-    key |= {"model_id": w.model_id, "revision": w.revision, "weights": w.weights, "layer": w.layer,
-            "config_overrides": w.config_overrides}
+    named = {"model_id": w.model_id, "revision": w.revision, "weights": w.weights, "layer": w.layer,
+             "config_overrides": w.config_overrides}
+    key |= named | _added(w, named, "wav2vec2")
     if Path(w.model_id).is_dir():  # a local folder: its files' sizes and times stand for its content
         files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
                        for p in Path(w.model_id).iterdir() if p.is_file())

@@ -27,7 +27,7 @@ import torch
 from tqdm.auto import tqdm
 
 from serlib.common.audio import load_audio, probe_samples
-from serlib.common.config import Config, ConfigError
+from serlib.common.config import Config
 from serlib.common.facts import CLASSES
 from serlib.common.io import write_csv_atomic, write_json_atomic
 from serlib.common.runfolder import RunFolder
@@ -126,8 +126,6 @@ def _compute(cfg: Config, kdir: Path, input: str, jobs: dict[str, str], failures
              device: torch.device) -> dict:
     """Encode the ``{digest: path}`` clips missing from the cache; returns timing statistics."""
     sr = cfg.features.sample_rate
-    if cfg.features.threads is not None and cfg.features.threads < 1:
-        raise ConfigError(f"features.threads must be a positive integer or null, got {cfg.features.threads}")
     probed = []
     for digest, path in jobs.items():
         try:

@@ -100,6 +100,8 @@ class ResAttn1DCNN(nn.Module):
                  stem_dropout: float = 0.35, block_dropout: float = 0.25):
         super().__init__()
         kept = list(range(len(RESATTN_BLOCKS))) if blocks is None else list(blocks)
+        if not kept or len(set(kept)) != len(kept) or not all(0 <= b < len(RESATTN_BLOCKS) for b in kept):
+            raise ValueError(f"blocks must be distinct indices in 0-4, got {blocks}")  # load_config checks the YAML's
         stem_width = _scaled(RESATTN_STEM[0], width_scale)
         self.stem = nn.Sequential(
             nn.Conv1d(in_channels, stem_width, RESATTN_STEM[1], padding=RESATTN_STEM[1] // 2, bias=False),
@@ -148,10 +150,6 @@ def build_model(model_cfg: ModelConfig, in_channels: int, n_classes: int = 3) ->
     if model_cfg.arch == "shallow":
         return ShallowCNN(in_channels, n_classes, width_scale=model_cfg.width_scale)
     if model_cfg.arch == "resattn":
-        if model_cfg.blocks is not None:
-            bad = [b for b in model_cfg.blocks if not 0 <= b < len(RESATTN_BLOCKS)]
-            if bad or len(set(model_cfg.blocks)) != len(model_cfg.blocks) or not model_cfg.blocks:
-                raise ValueError(f"model.blocks must be distinct indices in 0-4, got {model_cfg.blocks}")
         return ResAttn1DCNN(in_channels, n_classes, se=model_cfg.se, se_reduction=model_cfg.se_reduction,
                             blocks=model_cfg.blocks, width_scale=model_cfg.width_scale)
     raise ValueError(f"model.arch must be 'resattn' or 'shallow', got {model_cfg.arch!r}")

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from serlib.common.config import Config, SystemConfig, config_to_dict, non_default
+from serlib.common.config import Config, ConfigError, SystemConfig, config_to_dict, non_default
 from serlib.common.facts import CLASSES, SUBSETS
 from serlib.common.io import write_csv_atomic
 from serlib.common.runfolder import RunFolder
@@ -233,8 +233,9 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
         best_val_loss, best_epoch, chosen)}.
     """
     sel = cfg.train.select
-    if sel.system not in cfg.systems:
-        raise ValueError(f"train.select.system {sel.system!r} is not a key of 'systems' ({', '.join(cfg.systems)})")
+    if sel.system not in cfg.systems:  # load_config checks this; a Config built in code may not hold it
+        raise ConfigError(f"{cfg.source}: 'train.select.system' must be one of the systems "
+                          f"({', '.join(cfg.systems)}), got {sel.system!r}")
     system = cfg.systems[sel.system]
     device = resolve_device(cfg.train.device, key="train.device")
     data = data or load_split_data(cfg, folder, system.input, device)
@@ -275,13 +276,12 @@ def load_selection(folder: RunFolder) -> Optional[pd.DataFrame]:
 # --------------------------------------------------------------------------- all systems
 
 
-def _system_names(cfg: Config, systems: Optional[Sequence[str]]) -> list[str]:
-    if not cfg.systems:
-        raise ValueError(f"{cfg.source}: no 'systems' section; define S1-S5 and A1-A3 (see parameters/paper.yaml)")
+def system_names(cfg: Config, systems: Optional[Sequence[str]]) -> list[str]:
+    """The systems to train: those named (each a key of ``cfg.systems``, else ConfigError), or all."""
     names = list(systems) if systems else list(cfg.systems)
     unknown = [n for n in names if n not in cfg.systems]
-    if unknown:
-        raise ValueError(f"unknown system(s) {', '.join(unknown)}; {cfg.source} defines {', '.join(cfg.systems)}")
+    if unknown:  # a --system the profile does not define
+        raise ConfigError(f"unknown system(s) {', '.join(unknown)}; {cfg.source} defines {', '.join(cfg.systems)}")
     return names
 
 
@@ -306,7 +306,7 @@ def train_systems(cfg: Config, folder: RunFolder, systems: Optional[Sequence[str
     Returns:
         One row per system x seed (``result_row``), also written to ``<run>/models/results.csv``.
     """
-    names = _system_names(cfg, systems)
+    names = system_names(cfg, systems)
     threads = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
