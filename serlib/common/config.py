@@ -50,6 +50,9 @@ class DataConfig:
     split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test speaker fractions
     split_seed: int = 0  # seed of the speaker split
     split_file: Optional[str] = None  # speaker -> subset file to reuse a published split exactly
+    # --- audio checks at the MCULP stage (issue 15, datarel)
+    silence_floor_dbfs: float = -60.0  # CHOSEN: a clip whose mono RMS is below this (dB re full scale) is near-silent
+    drop_silent: bool = False  # false: near-silent clips (or stereo that cancels) are flagged in the audit and kept
 
 
 @dataclass
