@@ -392,13 +392,40 @@ def test_loading_never_extracts_and_names_the_fix(run, tmp_path):
 
 
 def test_cli_features_fills_the_cache(run, tmp_path):
+    # The manifest comes from the configured corpus (a hand-written one would be stale: no meta, rebuilt).
+    import yaml
+
     from serlib.tools.cli import main
 
-    write_manifest(run, {"a": tone(1.0), "b": tone(1.1, seed=1)})
-    assert main(["features", str(SMOKE), "--out", str(run.root)]) == 0
+    for name, wave in (("03a01Wa.wav", tone(1.0)), ("08a01Fa.wav", tone(1.1, seed=1))):
+        (tmp_path / "EmoDB").mkdir(exist_ok=True)
+        sf.write(tmp_path / "EmoDB" / name, wave, 16000)
+    params = yaml.safe_load(SMOKE.read_text()) | {"data": {"emodb": str(tmp_path / "EmoDB")}}
+    (tmp_path / "two-clips.yaml").write_text(yaml.safe_dump(params))
+    assert main(["features", str(tmp_path / "two-clips.yaml"), "--out", str(run.root)]) == 0
     summary = json.loads((run.data / "features_summary.json").read_text())
     assert summary["clips"] == 2 and set(summary["inputs"]) == {"wav2vec2", "logmel"}
     assert all(s["computed"] == 2 and s["cache_bytes"] > 0 for s in summary["inputs"].values())
+
+
+def test_non_finite_features_are_not_stored_and_are_a_failed_row(run, tmp_path):
+    cfg = smoke_cfg(tmp_path)
+    poisoned = tone(1.0, seed=3)
+    poisoned[100:110] = np.nan  # a float WAV with NaN samples: the encoder's output is NaN
+    manifest = write_manifest(run, {"good": tone(1.0), "nan": poisoned})
+    sf.write(run.root / "audio" / "nan.wav", poisoned, 16000, subtype="FLOAT")  # 16-bit PCM cannot hold NaN
+    with pytest.warns(UserWarning, match="non-finite features"):
+        summary = extract.extract_for_run(cfg, run, inputs=["logmel"])
+    stats = summary["inputs"]["logmel"]
+    assert stats["computed"] == 1 and list(stats["failed"]) == ["EmoDB/nan"]
+    failed = pd.read_csv(run.features_failed)
+    assert failed["utt_id"].tolist() == ["EmoDB/nan"]
+    # 64 bands x 49 frames: per-utterance standardisation spreads the NaN over every value
+    assert failed["reason"].item() == (f"{run.root / 'audio' / 'nan.wav'}: non-finite features: 3136 of 3136 values "
+                                       "are NaN or inf")
+    with pytest.warns(UserWarning, match="left out"):
+        fs = extract.load_features(cfg, run, manifest, "logmel")
+    assert fs.utt_ids == ["EmoDB/good"] and torch.isfinite(fs.x).all()
 
 
 # --------------------------------------------------------------------------- the notebook

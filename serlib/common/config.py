@@ -96,6 +96,8 @@ class DataConfig:
         default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test speaker fractions (paper 4.1: within each corpus)
     split_seed: NonNegInt = 0  # seed of the speaker split
     split_file: Optional[str] = None  # speaker -> subset file to reuse a published split exactly
+    silence_floor_dbfs: Annotated[float, Bound("<=", 0.0)] = -60.0  # CHOSEN: a clip whose mono RMS is below this (dB re full scale) is near-silent
+    drop_silent: bool = False  # false: near-silent clips (or stereo that cancels) are flagged in the audit and kept
 
 
 @dataclass

@@ -89,9 +89,14 @@ def plan_batches(jobs: list[tuple[str, str, int]], batch_size: int, max_samples:
 
 def _encode_batch(encoder, batch, sample_rate: int, device, writer: ShardWriter, failures: dict,
                   threads: Optional[int] = None) -> int:
-    """Load, encode and store one batch; returns how many clips were stored."""
+    """Load, encode and store one batch; returns how many clips were stored.
+
+    A clip whose encoder output holds NaN or inf is not stored: it becomes a ``failures`` row.
+    """
     with cpu_threads(1):
         waves = _load_batch(batch, sample_rate, encoder.min_samples, failures)
+    paths = {digest: path for digest, path, _ in batch}
+    stored = 0
     groups: dict[int, list[str]] = {}
     for digest, wave in waves.items():  # the header's length is checked, not trusted
         groups.setdefault(0 if encoder.mixes_lengths else len(wave), []).append(digest)
@@ -104,8 +109,14 @@ def _encode_batch(encoder, batch, sample_rate: int, device, writer: ShardWriter,
             out = encoder(torch.from_numpy(padded).to(device),
                           torch.tensor(lengths, device=device)).cpu().numpy()  # (batch, channels, frames)
         for digest, clip, n in zip(digests, out, lengths):
-            writer.add(digest, clip[:, :encoder.frames_for(n)])
-    return len(waves)
+            frames = clip[:, :encoder.frames_for(n)]  # (channels, frames)
+            bad = frames.size - int(np.count_nonzero(np.isfinite(frames)))
+            if bad:  # never cached: a NaN feature would turn every weight of a model trained on it to NaN
+                failures[paths[digest]] = f"non-finite features: {bad} of {frames.size} values are NaN or inf"
+                continue
+            writer.add(digest, frames)
+            stored += 1
+    return stored
 
 
 def _load_batch(batch, sample_rate: int, min_samples: int, failures: dict) -> dict[str, np.ndarray]:

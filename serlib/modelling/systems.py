@@ -177,7 +177,8 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
     model = build_system_model(system, data.channels, data.x["train"].device, seed)
     augment = TriAug.from_config(cfg.augment) if system.augment else None
     result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train, augment,
-                 lr=lr, weight_decay=weight_decay, seed=seed, progress=progress, desc=f"{name} seed {seed}")
+                 lr=lr, weight_decay=weight_decay, seed=seed, progress=progress, desc=f"{name} seed {seed}",
+                 system=name)
     result.history.to_csv(folder.history(name, seed), index=False)
     metrics = {"best_epoch": result.best_epoch, "stopped_epoch": result.stopped_epoch,
                "params": count_params(model), "seconds_per_epoch": result.seconds_per_epoch,
@@ -252,7 +253,7 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
             augment = TriAug.from_config(cfg.augment) if system.augment else None
             result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train,
                          augment, lr=lr, weight_decay=wd, max_epochs=sel.max_epochs, seed=sel.seed,
-                         progress=progress, desc=f"select lr={lr:g} wd={wd:g}")
+                         progress=progress, desc=f"select lr={lr:g} wd={wd:g}", system=f"{sel.system} (selection lr={lr:g} wd={wd:g})")
             best_loss = float(result.history["val_loss"].iloc[result.best_epoch - 1])
             rows.append({"lr": lr, "weight_decay": wd, "best_val_acc": result.best_val_acc,
                          "best_val_loss": best_loss, "best_epoch": result.best_epoch})

@@ -34,6 +34,10 @@ from serlib.modelling.models import build_model
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 
 
+class NonFiniteLossError(FloatingPointError):
+    """A training batch's loss is NaN or infinite: training stops (no checkpoint, no results)."""
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -102,13 +106,21 @@ class TrainStep:
 
 
 def _train_epoch(step: TrainStep, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                 generator: torch.Generator) -> tuple[float, float]:
+                 generator: torch.Generator, where: str = "training", epoch: int = 1) -> tuple[float, float]:
     total_loss, correct = 0.0, 0
-    for index in _batches(len(y), batch_size, generator):
+    batches = _batches(len(y), batch_size, generator)
+    for number, index in enumerate(batches, 1):
         index = index.to(x.device)
         inputs, targets = x[index], y[index]  # (batch, channels, frames), (batch,)
         loss, hits = step(inputs, targets, inplace=True)  # x[index] is already a fresh copy: no second one
-        total_loss += loss.item() * len(targets)
+        value = loss.item()  # the one synchronisation per step, checked at no extra cost
+        if not math.isfinite(value):
+            bad = int((~torch.isfinite(inputs)).any(dim=(1, 2)).sum())  # inputs as augmented, after the step
+            raise NonFiniteLossError(
+                f"{where}: the training loss is {value} at epoch {epoch}, batch {number} of {len(batches)} "
+                f"({bad} of its {len(targets)} inputs hold NaN/inf); training stopped. Check the features "
+                "(data/features_failed.csv, the audio check in data/excluded.csv) and try a lower train.lr")
+        total_loss += value * len(targets)
         correct += hits.item()
     return total_loss / len(y), correct / len(y)
 
@@ -140,7 +152,7 @@ def _check_fit_inputs(train_x, train_y, val_x, val_y) -> None:
 def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
         val_y: torch.Tensor, train_cfg: TrainConfig, augment: Optional[nn.Module] = None,
         lr: Optional[float] = None, weight_decay: Optional[float] = None, max_epochs: Optional[int] = None,
-        seed: int = 0, progress: bool = True, desc: str = "train") -> FitResult:
+        seed: int = 0, progress: bool = True, desc: str = "train", system: Optional[str] = None) -> FitResult:
     """Train ``model`` with the paper's protocol and leave the best-validation weights in it.
 
     Args:
@@ -154,10 +166,14 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
         seed: seeds the batch order and the augmentation draws.
         progress: show a tqdm bar over epochs.
         desc: label of the bar.
+        system: the system trained (named, with the seed, in a non-finite-loss error).
 
     Returns:
         FitResult; the model holds the checkpoint with the best validation accuracy (ties: lower
         validation loss).
+
+    Raises:
+        NonFiniteLossError: a batch's loss is NaN or infinite (names the system, seed, epoch and batch).
     """
     _check_fit_inputs(train_x, train_y, val_x, val_y)
     lr = train_cfg.lr if lr is None else lr
@@ -171,10 +187,15 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
         optimizer, mode="max", factor=train_cfg.plateau_factor, patience=train_cfg.plateau_patience,
         min_lr=train_cfg.min_lr)
     rows, best = [], {"acc": -1.0, "loss": math.inf, "epoch": 0, "state": None}
+    where = f"system {system}, seed {seed}" if system else f"{desc} (seed {seed})"
     bar = tqdm(range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
         start, epoch_lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = _train_epoch(step, train_x, train_y, train_cfg.batch_size, generator)
+        try:
+            train_loss, train_acc = _train_epoch(step, train_x, train_y, train_cfg.batch_size, generator, where, epoch)
+        except NonFiniteLossError:
+            bar.close()
+            raise
         val_loss, val_acc = evaluate(model, val_x, val_y, train_cfg.eval_batch_size)
         scheduler.step(val_acc)
         rows.append([epoch, train_loss, train_acc, val_loss, val_acc, epoch_lr, time.perf_counter() - start])
