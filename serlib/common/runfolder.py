@@ -165,9 +165,14 @@ def project_root(cfg: Config) -> Path:
     return Path.cwd()
 
 
+def default_run_root(cfg: Config) -> Path:
+    """``<project>/reports/<run.name>``: a run's folder unless ``--out`` names another (not created)."""
+    return project_root(cfg) / "reports" / cfg.run.name
+
+
 def run_folder(cfg: Config, out: Optional[str | Path] = None) -> RunFolder:
-    """The run folder: ``out`` if given, else ``<project>/reports/<run.name>``; created if missing."""
-    root = Path(out).expanduser().resolve() if out else project_root(cfg) / "reports" / cfg.run.name
+    """The run folder: ``out`` if given, else ``default_run_root``; created if missing."""
+    root = Path(out).expanduser().resolve() if out else default_run_root(cfg)
     return RunFolder(root).ensure()
 
 
