@@ -98,6 +98,7 @@ class AugmentConfig:
     mask_width: list[int] = field(default_factory=lambda: [5, 16])  # paper: 5-16 frames per span
     mask_channel_groups: int = 4  # CHOSEN (paper: "randomly selected channel groups"): channels split in this many groups
     mask_groups_max: int = 2  # CHOSEN: up to this many groups are masked per span
+    within_clip: bool = False  # crop, masks and noise inside each clip's real frames (paper: over the whole window)
 
 
 @dataclass
@@ -107,6 +108,8 @@ class ModelConfig:
     se_reduction: int = 16  # paper: r = 16
     blocks: Optional[list[int]] = None  # residual block indices kept (0-4); null = all five
     width_scale: float = 1.0  # 1.0 = the paper's widths; demo may narrow the network
+    mask_padding: bool = False  # pool, SE-squeeze and normalise over each clip's real frames (paper: the whole window)
+    pooling: str = "mean"  # temporal pooling before the head: mean (the paper's global average pooling)
 
 
 @dataclass
@@ -134,6 +137,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     eval_batch_size: int = 256  # batch for validation/test passes (no effect on results)
     threads: Optional[int] = None  # CPU threads for training; null = torch's default (no effect on GPU)
+    trim_batches: bool = False  # masked systems: batches from length buckets, cut to their longest clip (speed)
     select: SelectConfig = field(default_factory=SelectConfig)  # learning-rate / weight-decay selection
 
 
