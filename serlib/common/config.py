@@ -146,6 +146,7 @@ class AugmentConfig:
     mask_width: MinMax = field(default_factory=lambda: [5, 16])  # paper: 5-16 frames per span
     mask_channel_groups: PosInt = 4  # CHOSEN (paper: "randomly selected channel groups"): channels in this many groups
     mask_groups_max: PosInt = 2  # CHOSEN: up to this many groups (<= mask_channel_groups) are masked per span
+    within_clip: bool = False  # crop, masks and noise inside each clip's real frames (paper: over the whole window)
 
 
 @dataclass
@@ -155,6 +156,8 @@ class ModelConfig:
     se_reduction: PosInt = 16  # paper: r = 16
     blocks: Optional[BlockList] = None  # residual block indices kept (distinct, 0-4); null = all five
     width_scale: PosFloat = 1.0  # 1.0 = the paper's widths; demo may narrow the network
+    mask_padding: bool = False  # pool, SE-squeeze and normalise over each clip's real frames (paper: the whole window)
+    pooling: Literal["mean"] = "mean"  # temporal pooling before the head: mean (the paper's global average pooling)
 
 
 @dataclass
@@ -185,6 +188,7 @@ class TrainConfig:
     device: Device = "auto"  # auto | cpu | cuda
     eval_batch_size: PosInt = 256  # batch for validation/test passes (no effect on results)
     threads: Optional[PosInt] = None  # CPU threads for training; null = torch's default (no effect on GPU)
+    trim_batches: bool = False  # masked systems: batches from length buckets, cut to their longest clip (speed)
     select: SelectConfig = field(default_factory=SelectConfig)  # learning-rate / weight-decay selection
 
 
