@@ -3,9 +3,15 @@
 corpus folders -> manifest -> feature cache -> trained runs. Each stage only reads what the one
 before it wrote (``serlib.data.stage``, ``serlib.features.extract``, ``serlib.modelling.systems``);
 this module is the one place that calls them in order. The CLI and the notebooks use it.
+
+A manifest made by other settings or corpus files (``serlib.data.stage.manifest_changes``) is never
+reused: it is rebuilt with a log line naming what changed (logger ``serlib.pipeline``), or, with
+``rebuild_stale=False`` (the CLI's ``--no-rebuild``), refused with that list.
 """
 from __future__ import annotations
 
+import logging
+import shutil
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -14,9 +20,11 @@ import pandas as pd
 from serlib.common.config import Config
 from serlib.common.runfolder import RunFolder
 from serlib.data.democorpus import generate_demo_corpus
-from serlib.data.stage import build_manifest, load_manifest
+from serlib.data.stage import StaleManifestError, build_manifest, load_manifest, manifest_changes
 from serlib.features.extract import extract_for_run
-from serlib.modelling.systems import train_systems
+from serlib.modelling.systems import system_names, train_systems
+
+log = logging.getLogger(__name__)
 
 
 def ensure_corpus(cfg: Config) -> Optional[Path]:
@@ -34,30 +42,57 @@ def ensure_corpus(cfg: Config) -> Optional[Path]:
     return generate_demo_corpus(Path(demo.root), seed=demo.seed, scale=demo.scale, verbose=True)
 
 
-def ensure_manifest(cfg: Config, folder: RunFolder, rebuild: bool = False) -> pd.DataFrame:
-    """The run's manifest: built (corpus first) when missing or when ``rebuild``, else read back."""
-    if rebuild or not folder.manifest.is_file():
-        ensure_corpus(cfg)
-        return build_manifest(cfg, folder)
-    return load_manifest(folder)
+def ensure_manifest(cfg: Config, folder: RunFolder, rebuild: bool = False,
+                    rebuild_stale: bool = True) -> pd.DataFrame:
+    """The run's manifest: built (corpus first) when missing, stale or when ``rebuild``, else read back.
+
+    Args:
+        cfg: the run configuration.
+        folder: the run folder.
+        rebuild: build it even when it is up to date.
+        rebuild_stale: rebuild a stale manifest (logged with what changed); False raises instead.
+
+    Raises:
+        StaleManifestError: the manifest is stale and ``rebuild_stale`` is False (names each changed
+            setting and how to rebuild).
+    """
+    ensure_corpus(cfg)  # first: a regenerated demo corpus makes the manifest stale
+    if not rebuild and folder.manifest.is_file():
+        changes = manifest_changes(cfg, folder)
+        if not changes:
+            return load_manifest(folder)
+        if not rebuild_stale:
+            raise StaleManifestError(
+                f"{folder.manifest} is stale: {'; '.join(changes)}; rebuild it by running without --no-rebuild "
+                "(serlib.pipeline.ensure_manifest(cfg, folder) rebuilds a stale manifest by default)")
+        if not folder.manifest_meta.is_file():  # hand-made or an older serlib's: kept, never lost
+            shutil.copy2(folder.manifest, folder.manifest_backup)
+            changes.append(f"the old manifest is kept as {folder.manifest_backup}")
+        log.warning("%s is stale, rebuilding it: %s", folder.manifest, "; ".join(changes))
+    else:
+        log.info("building %s", folder.manifest)
+    return build_manifest(cfg, folder)
 
 
-def ensure_features(cfg: Config, folder: RunFolder, inputs: Optional[list[str]] = None) -> dict:
-    """The manifest, then every clip's features in the cache (only what is missing is computed).
+def ensure_features(cfg: Config, folder: RunFolder, inputs: Optional[list[str]] = None,
+                    rebuild_stale: bool = True) -> dict:
+    """The manifest (``ensure_manifest``), then every clip's features in the cache (only what is missing
+    is computed).
 
     Returns:
         The feature summary (``serlib.features.extract.extract_for_run``).
     """
-    ensure_manifest(cfg, folder)
+    ensure_manifest(cfg, folder, rebuild_stale=rebuild_stale)
     return extract_for_run(cfg, folder, inputs)
 
 
 def ensure_runs(cfg: Config, folder: RunFolder, systems: Optional[Sequence[str]] = None,
-                progress: bool = True) -> pd.DataFrame:
+                progress: bool = True, rebuild_stale: bool = True) -> pd.DataFrame:
     """The manifest, the features, then every system x seed trained (unchanged runs are reused).
 
     Returns:
         One row per system x seed (``serlib.modelling.systems.train_systems``).
     """
-    ensure_features(cfg, folder)
+    system_names(cfg, systems)  # an unknown --system fails before minutes of features
+    ensure_features(cfg, folder, rebuild_stale=rebuild_stale)
     return train_systems(cfg, folder, systems=systems, progress=progress)

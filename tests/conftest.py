@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import shutil
 import struct
@@ -15,17 +16,23 @@ REPO = Path(__file__).resolve().parents[1]
 
 def write_wav(path: Path, frames: int, sample_rate: int = 16000, channels: int = 1,
               data_bytes: int | None = None) -> Path:
-    """A 16-bit PCM WAV whose header declares ``frames``; the audio is silence, written sparse.
+    """A 16-bit PCM WAV whose header declares ``frames``; the audio is near-silence, written sparse.
 
+    The first 8 samples are a faint marker drawn from the file name (at most 128 / 32768 of full
+    scale, the clip's RMS far below -60 dBFS) and the rest is zeros, so two files are never the same
+    audio (as two real recordings never are) and MCULP's content-duplicate check sees them apart.
     ``data_bytes`` (default: all the declared audio) lets a test write a truncated file.
     """
     size = frames * channels * 2
     header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + size, b"WAVE", b"fmt ", 16, 1, channels,
                          sample_rate, sample_rate * channels * 2, channels * 2, 16, b"data", size)
+    held = size if data_bytes is None else data_bytes
+    seed = hashlib.blake2b(path.name.encode("utf-8", "surrogateescape"), digest_size=8).digest()
+    marker = struct.pack("<8h", *(b - 128 for b in seed))[:min(16, held)]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
-        f.write(header)
-        f.truncate(len(header) + (size if data_bytes is None else data_bytes))  # sparse: no disk cost
+        f.write(header + marker)
+        f.truncate(len(header) + held)  # sparse: no disk cost
     return path
 
 

@@ -1,8 +1,10 @@
 """serlib.corpora: file-name parsers, header reading, exclusions and folder errors."""
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +12,7 @@ import soundfile as sf
 
 from conftest import SMALL_TREE_BAD, write_wav
 from serlib.data.corpora import (EXCLUSION_REASONS, UTTERANCE_COLUMNS, CorpusError, CorpusWarning, FileExcluded,
-                            audio_header, parse_crema_d_name, parse_emodb_name, parse_ravdess_name, scan_corpora,
+                            audio_header, corpus_fingerprint, parse_crema_d_name, parse_emodb_name, parse_ravdess_name, scan_corpora,
                             scan_corpus)
 
 SCAN_REASONS = {path: reason for path, reason in SMALL_TREE_BAD.items() if reason in EXCLUSION_REASONS}
@@ -230,3 +232,156 @@ def test_real_names_are_all_read(real_tree):
     emodb = utterances[utterances["corpus"] == "EmoDB"]
     assert emodb["emotion_code"].value_counts().to_dict() == {"W": 127, "L": 81, "N": 79, "F": 71, "A": 69,
                                                               "T": 62, "E": 46}
+
+
+# --------------------------------------------------------------------------- every bad file is a row (issue 15)
+
+
+def _row(excluded, path) -> dict:
+    rows = [e for e in excluded if e["path"] == str(path)]
+    assert len(rows) == 1, (path, excluded)
+    return rows[0]
+
+
+def test_symlinks_are_followed_and_loops_are_rows(small_tree):
+    audio = small_tree["CREMA-D"] / "AudioWAV"
+    (audio / "1001_TIE_ANG_XX.wav").symlink_to("1001_TIE_ANG_XX.wav")  # a loop onto itself
+    (audio / "1001_TIE_DIS_XX.wav").symlink_to("1001_TIE_FEA_XX.wav")  # a two-link loop
+    (audio / "1001_TIE_FEA_XX.wav").symlink_to("1001_TIE_DIS_XX.wav")
+    (audio / "1001_TIE_HAP_XX.wav").symlink_to("nowhere.wav")  # points nowhere
+    (audio / "1001_TIE_NEU_XX.wav").symlink_to(audio / "1001_DFA_NEU_XX.wav")  # a good link: followed
+    rows, excluded = scan_corpus("CREMA-D", small_tree["CREMA-D"], progress=False)
+    for name, reason, detail in (("1001_TIE_ANG_XX.wav", "symlink_loop", "symbolic link loop"),
+                                 ("1001_TIE_DIS_XX.wav", "symlink_loop", "-> 1001_TIE_FEA_XX.wav"),
+                                 ("1001_TIE_FEA_XX.wav", "symlink_loop", "not followed"),
+                                 ("1001_TIE_HAP_XX.wav", "broken_link", "-> nowhere.wav")):
+        row = _row(excluded, audio / name)
+        assert row["reason"] == reason and detail in row["detail"], row
+    linked = [r for r in rows if r["utt_id"] == "CREMA-D/1001_TIE_NEU_XX"]
+    assert len(linked) == 1 and linked[0]["path"] == str(audio / "1001_TIE_NEU_XX.wav")
+    assert len(rows) == 74 + 1  # every other file still read
+
+
+def test_a_looping_actor_folder_is_a_row(small_tree):
+    root = small_tree["RAVDESS"]
+    (root / "Actor_05").symlink_to("Actor_05")
+    rows, excluded = scan_corpus("RAVDESS", root, progress=False)
+    row = _row(excluded, root / "Actor_05")
+    assert row["reason"] == "symlink_loop" and len(rows) == 64
+
+
+@pytest.mark.parametrize("make, kind", [(os.mkfifo, "FIFO"), (os.mkdir, "folder")])
+def test_a_fifo_or_folder_named_wav_is_a_row_and_never_opened(small_tree, make, kind):
+    path = small_tree["EmoDB"] / "wav" / "03a01Wb.wav"
+    make(path)  # opening a FIFO would block the scan forever
+    rows, excluded = scan_corpus("EmoDB", small_tree["EmoDB"], progress=False)
+    row = _row(excluded, path)
+    assert row["reason"] == "not_a_file" and row["detail"] == f"a {kind} named like an audio file"
+    assert len(rows) == 49
+
+
+def test_a_file_that_cannot_be_opened_is_a_row(small_tree, monkeypatch):
+    # Tests run as root, where chmod 000 does not stop a read: the open itself is made to fail, as it
+    # does for another user (the chmod case below runs where it can).
+    import serlib.data.corpora as corpora
+
+    blocked = str(small_tree["CREMA-D"] / "AudioWAV" / "1002_DFA_ANG_XX.wav")
+
+    def guarded_open(path, *args, **kwargs):
+        if str(path) == blocked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return open(path, *args, **kwargs)
+
+    monkeypatch.setattr(corpora, "open", guarded_open, raising=False)
+    rows, excluded = scan_corpus("CREMA-D", small_tree["CREMA-D"], progress=False)
+    row = _row(excluded, blocked)
+    assert (row["reason"], row["detail"]) == ("unreadable", "cannot be opened: Permission denied")
+    assert len(rows) == 73
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod-000 file; the monkeypatched test covers it")
+def test_a_chmod_000_file_is_a_row(small_tree):
+    path = small_tree["CREMA-D"] / "AudioWAV" / "1002_DFA_ANG_XX.wav"
+    path.chmod(0)
+    _, excluded = scan_corpus("CREMA-D", small_tree["CREMA-D"], progress=False)
+    assert _row(excluded, path)["reason"] == "unreadable"
+
+
+def test_a_folder_that_cannot_be_listed_is_a_row(small_tree, monkeypatch):
+    blocked = small_tree["RAVDESS"] / "Actor_02"
+    real_scandir = os.scandir
+
+    def guarded_scandir(path="."):
+        if str(path) == str(blocked):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", guarded_scandir)
+    rows, excluded = scan_corpus("RAVDESS", small_tree["RAVDESS"], progress=False)
+    row = _row(excluded, blocked)
+    assert row["reason"] == "unreadable" and "folder cannot be listed (Permission denied)" in row["detail"]
+    assert len(rows) == 48  # the other three actors
+
+
+def test_a_name_that_is_not_utf8_is_an_escaped_row(small_tree, tmp_path):
+    folder = os.fsencode(small_tree["EmoDB"] / "wav")
+    raw = os.path.join(folder, b"03a01W\xffa.wav")  # latin-1 / broken bytes in a name
+    write_wav(Path(os.fsdecode(raw)), 16000)
+    utterances, excluded = scan_corpora({"EmoDB": small_tree["EmoDB"]}, progress=False)
+    shown = str(small_tree["EmoDB"] / "wav") + "/03a01W\\xffa.wav"  # the bytes as text: backslash x f f
+    row = excluded[excluded["path"] == shown]
+    assert list(row["reason"]) == ["misnamed"] and "not valid UTF-8" in row["detail"].item()
+    excluded.to_csv(tmp_path / "excluded.csv", index=False)  # writes as UTF-8 without an error
+    assert shown in (tmp_path / "excluded.csv").read_text(encoding="utf-8")
+
+
+def test_a_root_whose_name_is_not_utf8_says_so(small_tree):
+    bad = Path(os.fsdecode(os.fsencode(small_tree["EmoDB"].parent) + b"/Emo\xe9DB"))
+    small_tree["EmoDB"].rename(bad)
+    with pytest.raises(CorpusError, match=r"EmoDB: the folder name .*Emo\\xe9DB is not valid UTF-8.*ln -s"):
+        scan_corpus("EmoDB", bad, progress=False)
+
+
+def test_a_root_that_is_a_file_says_so(tmp_path):
+    path = tmp_path / "EmoDB.zip"
+    path.write_bytes(b"PK\x03\x04")
+    with pytest.raises(CorpusError, match=f"EmoDB: {path} is a file, not a folder; point --emodb"):
+        scan_corpus("EmoDB", path, progress=False)
+
+
+def test_a_root_that_loops_says_so(tmp_path):
+    (tmp_path / "RAVDESS").symlink_to("RAVDESS")
+    with pytest.raises(CorpusError, match="RAVDESS: .*RAVDESS: symbolic link loop"):
+        scan_corpus("RAVDESS", tmp_path / "RAVDESS", progress=False)
+
+
+DEMOGRAPHICS = ('"ActorID","Age","Sex","Race","Ethnicity"\n' + "".join(
+    f'{a},30,"{"Male" if a % 2 else "Female"}","Caucasian","Not Hispanic – «n/a» café"\n' for a in range(1001, 1007)))
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252", "utf-16"])
+def test_demographics_in_any_common_encoding(small_tree, encoding):
+    (small_tree["CREMA-D"] / "VideoDemographics.csv").write_bytes(DEMOGRAPHICS.encode(encoding))
+    rows, _ = scan_corpus("CREMA-D", small_tree["CREMA-D"], progress=False)
+    sexes = {r["speaker"]: r["sex"] for r in rows}
+    assert sexes["CREMA-D:1001"] == "male" and sexes["CREMA-D:1002"] == "female"
+    assert "unknown" not in sexes.values()
+
+
+def test_demographics_in_no_known_encoding_names_the_file(small_tree):
+    path = small_tree["CREMA-D"] / "VideoDemographics.csv"
+    path.write_bytes(DEMOGRAPHICS.encode("utf-8")[:60] + b"\x81\x8d\x90")  # invalid in UTF-8 and in cp1252
+    with pytest.raises(CorpusError, match=f"CREMA-D: {path} is not text in any encoding tried "
+                                          r"\(utf-8-sig, cp1252\).*re-save it as CSV UTF-8"):
+        scan_corpus("CREMA-D", small_tree["CREMA-D"], progress=False)
+
+
+def test_corpus_fingerprint_sees_an_added_or_changed_file(small_tree):
+    root = small_tree["EmoDB"]
+    before = corpus_fingerprint(root)
+    assert before == corpus_fingerprint(root) and before["files"] == 50  # wav/ + 49 files
+    write_wav(root / "wav" / "16a01Wa.wav", 16000)
+    added = corpus_fingerprint(root)
+    assert added["files"] == 51 and added["digest"] != before["digest"]
+    write_wav(root / "wav" / "16a01Wa.wav", 17000)
+    assert corpus_fingerprint(root)["digest"] != added["digest"]

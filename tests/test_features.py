@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -392,13 +394,287 @@ def test_loading_never_extracts_and_names_the_fix(run, tmp_path):
 
 
 def test_cli_features_fills_the_cache(run, tmp_path):
+    # The manifest comes from the configured corpus (a hand-written one would be stale: no meta, rebuilt).
+    import yaml
+
     from serlib.tools.cli import main
 
-    write_manifest(run, {"a": tone(1.0), "b": tone(1.1, seed=1)})
-    assert main(["features", str(SMOKE), "--out", str(run.root)]) == 0
+    for name, wave in (("03a01Wa.wav", tone(1.0)), ("08a01Fa.wav", tone(1.1, seed=1))):
+        (tmp_path / "EmoDB").mkdir(exist_ok=True)
+        sf.write(tmp_path / "EmoDB" / name, wave, 16000)
+    params = yaml.safe_load(SMOKE.read_text()) | {"data": {"emodb": str(tmp_path / "EmoDB")}}
+    (tmp_path / "two-clips.yaml").write_text(yaml.safe_dump(params))
+    assert main(["features", str(tmp_path / "two-clips.yaml"), "--out", str(run.root)]) == 0
     summary = json.loads((run.data / "features_summary.json").read_text())
     assert summary["clips"] == 2 and set(summary["inputs"]) == {"wav2vec2", "logmel"}
     assert all(s["computed"] == 2 and s["cache_bytes"] > 0 for s in summary["inputs"].values())
+
+
+def test_non_finite_features_are_not_stored_and_are_a_failed_row(run, tmp_path):
+    cfg = smoke_cfg(tmp_path)
+    poisoned = tone(1.0, seed=3)
+    poisoned[100:110] = np.nan  # a float WAV with NaN samples: the encoder's output is NaN
+    manifest = write_manifest(run, {"good": tone(1.0), "nan": poisoned})
+    sf.write(run.root / "audio" / "nan.wav", poisoned, 16000, subtype="FLOAT")  # 16-bit PCM cannot hold NaN
+    with pytest.warns(UserWarning, match="non-finite features"):
+        summary = extract.extract_for_run(cfg, run, inputs=["logmel"])
+    stats = summary["inputs"]["logmel"]
+    assert stats["computed"] == 1 and list(stats["failed"]) == ["EmoDB/nan"]
+    failed = pd.read_csv(run.features_failed)
+    assert failed["utt_id"].tolist() == ["EmoDB/nan"]
+    # 64 bands x 49 frames: per-utterance standardisation spreads the NaN over every value
+    assert failed["reason"].item() == (f"{run.root / 'audio' / 'nan.wav'}: non-finite features: 3136 of 3136 values "
+                                       "are NaN or inf")
+    with pytest.warns(UserWarning, match="left out"):
+        fs = extract.load_features(cfg, run, manifest, "logmel")
+    assert fs.utt_ids == ["EmoDB/good"] and torch.isfinite(fs.x).all()
+
+
+# --------------------------------------------------------------------------- a cache that checks what it reads
+
+
+@pytest.fixture
+def two_shards(run, tmp_path, monkeypatch):
+    """Four log-Mel clips cached in two shards of two; returns (cfg, manifest, kdir, features as loaded)."""
+    monkeypatch.setattr(cache, "SHARD_CLIPS", 2)
+    cfg = smoke_cfg(tmp_path)
+    manifest = write_manifest(run, {f"c{i}": tone(1.0 + 0.1 * i, seed=i) for i in range(4)})
+    assert extract.extract(cfg, run, manifest, "logmel")["computed"] == 4
+    kdir = cache.key_folder(cfg, run, "logmel")
+    assert len(list(kdir.glob("shard-*.npy"))) == 2
+    return cfg, manifest, kdir, extract.load_features(cfg, run, manifest, "logmel").x
+
+
+def first_shard(kdir: Path) -> Path:
+    return sorted(kdir.glob("shard-*.npy"))[0]
+
+
+def truncate(npy: Path) -> None:
+    npy.write_bytes(npy.read_bytes()[: npy.stat().st_size // 2])
+
+
+def bad_header(npy: Path) -> None:
+    npy.write_bytes(b"NOT AN NPY" + npy.read_bytes()[10:])
+
+
+def index_not_json(npy: Path) -> None:
+    npy.with_suffix(".json").write_text('{"format": 2, "clips": [["ab')
+
+
+def index_beyond_array(npy: Path) -> None:
+    meta = json.loads(npy.with_suffix(".json").read_text())
+    meta["clips"][-1][2] += 1000
+    npy.with_suffix(".json").write_text(json.dumps(meta))
+
+
+def npy_missing(npy: Path) -> None:
+    npy.unlink()
+
+
+@pytest.mark.parametrize("damage,reason", [
+    (truncate, r"bytes where its index records .* \(cut short\?\)"), (bad_header, "header cannot be read"),
+    (index_not_json, "not valid JSON"), (index_beyond_array, "index reaches frame"), (npy_missing, "missing")])
+def test_a_damaged_shard_is_named_dropped_and_recomputed(run, two_shards, damage, reason):
+    cfg, manifest, kdir, before = two_shards
+    npy = first_shard(kdir)
+    damage(npy)
+    with pytest.warns(UserWarning, match=rf"shard {re.escape(str(npy))} is damaged: .*{reason}.*recomputes"):
+        stats = extract.extract(cfg, run, manifest, "logmel")
+    assert (stats["computed"], stats["cached"]) == (2, 2)
+    assert not npy.exists() and not npy.with_suffix(".json").exists()
+    torch.testing.assert_close(extract.load_features(cfg, run, manifest, "logmel").x, before)
+
+
+def test_flipped_bits_fail_the_checksum_when_loaded(run, two_shards):
+    cfg, manifest, kdir, before = two_shards
+    npy = first_shard(kdir)
+    data = bytearray(npy.read_bytes())
+    data[-3] ^= 0x40  # same size, same header: only the checksum can tell
+    npy.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=rf"shard {re.escape(str(npy))} is damaged: its CRC-32"):
+        with pytest.raises(extract.FeaturesMissingError, match=r"1 damaged shard.*dropped.*2 clip\(s\).*serlib features"):
+            extract.load_features(cfg, run, manifest, "logmel")
+    assert not npy.exists()
+    assert extract.extract(cfg, run, manifest, "logmel")["computed"] == 2
+    torch.testing.assert_close(extract.load_features(cfg, run, manifest, "logmel").x, before)
+
+
+def test_shards_written_before_checksums_stay_readable(run, two_shards):
+    cfg, manifest, kdir, before = two_shards
+    for npy in kdir.glob("shard-*.npy"):  # the old layout: a bare list of rows, Fortran-order arrays
+        meta = npy.with_suffix(".json")
+        meta.write_text(json.dumps(json.loads(meta.read_text())["clips"]))
+        np.save(npy, np.asfortranarray(np.load(npy)))
+    assert extract.extract(cfg, run, manifest, "logmel")["computed"] == 0
+    torch.testing.assert_close(extract.load_features(cfg, run, manifest, "logmel").x, before)
+
+
+def test_a_corrupt_hash_memo_is_named_and_rebuilt(run, two_shards):
+    cfg, manifest, kdir, before = two_shards
+    memo = kdir.parent / "content_hashes.json"
+    memo.write_text('{"/a.wav": [1, 2, "')
+    with pytest.warns(UserWarning, match=rf"{re.escape(str(memo))} cannot be read.*treated as missing"):
+        stats = extract.extract(cfg, run, manifest, "logmel")
+    assert (stats["computed"], stats["cached"]) == (0, 4)
+    assert len(json.loads(memo.read_text())) == 4
+
+
+def test_temporary_files_are_cleaned_and_never_counted(run, two_shards):
+    cfg, manifest, kdir, _ = two_shards
+    size = cache.cache_bytes(kdir)
+    left = [kdir / ".shard-20240101000000-deadbeef.npy.tmp", kdir / ".key.json.123.abcd1234.tmp",
+            kdir.parent / ".content_hashes.json.123.abcd1234.tmp"]
+    for tmp in left:
+        tmp.write_bytes(b"\0" * 100_000)  # a full disk's leftovers
+    assert cache.cache_bytes(kdir) == size
+    stats = extract.extract(cfg, run, manifest, "logmel")
+    assert not any(tmp.exists() for tmp in left) and stats["cache_bytes"] == size
+
+
+def test_two_extractions_on_one_folder_compute_once(run, tmp_path, monkeypatch):
+    import threading
+
+    cfg = smoke_cfg(tmp_path)
+    manifest = write_manifest(run, {f"c{i}": tone(1.0, seed=i) for i in range(3)})
+    computing, waiting, calls = threading.Event(), threading.Event(), []
+    real_forward = LogMelEncoder.forward
+
+    def slow_forward(self, wave, lengths=None):
+        calls.append(len(wave))
+        computing.set()
+        assert waiting.wait(60), "the second extraction never waited"
+        return real_forward(self, wave, lengths)
+
+    def report_wait(kdir, holder):
+        assert f"pid {os.getpid()}" in holder  # the holder names itself in the lock file
+        waiting.set()
+
+    monkeypatch.setattr(LogMelEncoder, "forward", slow_forward)
+    monkeypatch.setattr(cache, "_report_wait", report_wait)
+    results = {}
+
+    def run_extraction(name):
+        results[name] = extract.extract(cfg, run, manifest, "logmel")
+
+    first = threading.Thread(target=run_extraction, args=("first",))
+    first.start()
+    assert computing.wait(60)
+    second = threading.Thread(target=run_extraction, args=("second",))
+    second.start()
+    first.join(120)
+    second.join(120)
+    assert sum(calls) == 3  # every clip encoded once
+    assert (results["first"]["computed"], results["second"]["computed"], results["second"]["cached"]) == (3, 0, 3)
+
+
+@pytest.fixture
+def read_only(monkeypatch):
+    """``read_only(folder)``: from then on, every write under ``folder`` fails as it does for a user
+    without write permission (the tests run as root, for whom chmod changes nothing)."""
+    import builtins
+    import errno
+    import io as io_module
+
+    roots: list[str] = []
+
+    def guarded(path) -> bool:
+        return isinstance(path, (str, os.PathLike)) and any(
+            os.path.abspath(os.fspath(path)).startswith(r) for r in roots)
+
+    def deny(path):
+        raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
+
+    real_open, real_os_open = builtins.open, os.open
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        if guarded(file) and any(c in mode for c in "wax+"):
+            deny(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def fake_os_open(path, flags, *args, **kwargs):
+        if guarded(path) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
+            deny(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def refuse(real):
+        def call(path, *args, **kwargs):
+            if guarded(path):
+                deny(path)
+            return real(path, *args, **kwargs)
+        return call
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    monkeypatch.setattr(io_module, "open", fake_open)
+    monkeypatch.setattr(os, "open", fake_os_open)
+    for name in ("replace", "rename", "unlink", "remove", "mkdir", "rmdir", "utime"):
+        monkeypatch.setattr(os, name, refuse(getattr(os, name)))
+    return lambda folder: roots.append(os.path.abspath(folder))
+
+
+def tree(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_a_read_only_cache_serves_a_fully_cached_run(run, tmp_path, read_only):
+    cfg = smoke_cfg(tmp_path, cache_dir=str(tmp_path / "shared-cache"))
+    manifest = write_manifest(run, {f"c{i}": tone(1.0, seed=i) for i in range(3)})
+    extract.extract(cfg, run, manifest, "logmel")
+    before = extract.load_features(cfg, run, manifest, "logmel").x
+    for path in manifest["path"]:  # copied to another machine: new times, same content (the memo goes stale)
+        os.utime(path, (1e9, 1e9))
+    shared = tmp_path / "shared-cache"
+    snapshot = tree(shared)
+    read_only(shared)
+    stats = extract.extract(cfg, run, manifest, "logmel")
+    assert (stats["computed"], stats["cached"]) == (0, 3)
+    torch.testing.assert_close(extract.load_features(cfg, run, manifest, "logmel").x, before)
+    assert tree(shared) == snapshot  # nothing written, nothing removed
+    more = write_manifest(run, {**{f"c{i}": tone(1.0, seed=i) for i in range(3)}, "new": tone(1.0, seed=9)})
+    with pytest.raises(cache.CacheNotWritableError, match=r"cannot be written.*1 clip\(s\) are not cached"):
+        extract.extract(cfg, run, more, "logmel")
+    assert tree(shared) == snapshot
+
+
+def params_file(folder: Path, name: str, n_mels: int, cache_dir: Path) -> Path:
+    """The smoke profile with another log-Mel size and a shared cache, as a parameters file."""
+    import yaml
+
+    raw = yaml.safe_load(SMOKE.read_text())
+    raw["features"] |= {"cache_dir": str(cache_dir), "logmel": {"n_mels": n_mels}}
+    raw["data"]["demo"]["root"] = str(REPO / "data" / "smoke-corpus")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text(yaml.safe_dump(raw))
+    return folder / name
+
+
+def test_cache_list_and_prune(run, tmp_path):
+    shared = tmp_path / "cache"
+    keep, old = (params_file(tmp_path / "parameters", f"{n}.yaml", m, shared) for n, m in (("keep", 64), ("old", 40)))
+    manifest = write_manifest(run, {f"c{i}": tone(1.0, seed=i) for i in range(3)})
+    for params in (keep, old):
+        extract.extract(load_config(params), run, manifest, "logmel")
+    kept, unused = (cache.key_name(load_config(p), "logmel") for p in (keep, old))
+    assert cache.cache_root(keep) == shared and cache.cache_root(shared) == shared
+    listing = cache.list_cache(shared).set_index("key")
+    assert list(listing.index) == sorted([kept, unused]) and (listing["clips"] == 3).all()
+    assert (listing["mb"] > 0).all() and (listing["bad_shards"] == 0).all() and (listing["last_used"] != "").all()
+    assert "n_mels=40" in listing.at[unused, "settings"] and (listing["input"] == "logmel").all()
+    npy = first_shard(shared / unused)
+    data = bytearray(npy.read_bytes())
+    data[-1] ^= 1
+    npy.write_bytes(bytes(data))
+    assert cache.list_cache(shared, verify=True).set_index("key").at[unused, "bad_shards"] == 1
+    assert npy.exists()  # listing changes nothing
+
+    dry = cache.prune_cache(shared, [keep]).set_index("key")
+    assert dry.at[unused, "action"] == "would remove" and dry.at[kept, "action"] == "kept"
+    assert dry.at[kept, "used_by"] == "keep.yaml" and (shared / unused).is_dir()
+    with cache.key_lock(shared / unused):  # an extraction at work: its folder stays
+        assert cache.prune_cache(shared, [keep], delete=True).set_index("key").at[unused, "action"] == "skipped: in use"
+    assert (shared / unused).is_dir()
+    assert cache.prune_cache(shared, [keep], delete=True).set_index("key").at[unused, "action"] == "removed"
+    assert list(cache.list_cache(shared)["key"]) == [kept] and not list(shared.glob(".*.deleting"))
+    assert extract.load_features(load_config(keep), run, manifest, "logmel").x.shape[0] == 3
 
 
 # --------------------------------------------------------------------------- the notebook

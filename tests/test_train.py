@@ -263,3 +263,33 @@ def test_ablation_notebook_reuses_runs_and_writes_table6(smoke_notebooks):
     assert table6.loc[3, "delta_test_pp"] == pytest.approx(expected)
     assert list(table6["paper_delta_test_pp"]) == [0.0, -2.9, -4.9, -3.2]
     assert (folder.figures / "fig_s30.png").is_file()
+
+
+# --------------------------------------------------------------------------- a non-finite loss stops training
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_a_non_finite_loss_stops_fit_naming_system_seed_epoch_and_batch(poison):
+    (tx, ty), (vx, vy) = _task(96, 0), _task(30, 1)
+    cfg = _small(max_epochs=3)
+    seed, row = 5, 40
+    order = train._batches(len(ty), cfg.batch_size, torch.Generator().manual_seed(seed))
+    batch = next(k for k, index in enumerate(order, 1) if row in index.tolist())  # where row 40 falls in epoch 1
+    tx[row, 0, 0] = poison
+    model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS)
+    with pytest.raises(train.NonFiniteLossError) as err:
+        train.fit(model, tx, ty, vx, vy, cfg, seed=seed, progress=False, system="S5")
+    assert str(err.value).startswith(f"system S5, seed 5: the training loss is nan at epoch 1, batch {batch} of 3 "
+                                     "(1 of its 32 inputs hold NaN/inf); training stopped")
+
+
+def test_a_system_whose_features_hold_nan_stops_train_systems_and_leaves_no_result(tmp_path, monkeypatch):
+    poisoned = _split_data()
+    poisoned.x["train"][7, 3, 10] = float("nan")  # one NaN value in one training clip's features
+    monkeypatch.setattr(systems, "load_split_data", lambda cfg, folder, input, device: poisoned)
+    folder = RunFolder(tmp_path).ensure()
+    with pytest.raises(train.NonFiniteLossError, match=r"^system S4, seed 0: the training loss is nan at epoch 1, "
+                                                       r"batch \d of 4 \(1 of its \d+ inputs hold NaN/inf\)"):
+        systems.train_systems(_config(), folder, systems=["S4"], progress=False)
+    assert not folder.run_config("S4", 0).is_file() and not folder.metrics("S4", 0).is_file()
+    assert not folder.results.is_file()

@@ -15,7 +15,7 @@ import pandas as pd
 from serlib.common import paper
 from serlib.common.facts import CLASSES, CORPORA, RELEASE_DROPPED, RELEASE_KEPT_CLASSES, SUBSETS
 from serlib.data.corpora import EXCLUSION_REASONS
-from serlib.data.mculp import REASONS
+from serlib.data.mculp import FLAG_REASONS, REASONS
 
 LANGUAGE = {"CREMA-D": "English (US)", "RAVDESS": "English (NA)", "EmoDB": "German"}  # as the corpora document
 SCAN_REASONS_NOT_IN_TABLE1 = ("duplicate", "song", "video_only", "audio_video")  # not speech files of the release
@@ -75,18 +75,27 @@ def mculp_audit(audit: pd.DataFrame) -> pd.DataFrame:
         Rows "kept", then each reason with its stage (scan or MCULP) and meaning, then "all files";
         columns: the corpora and "total".
     """
-    audit = audit.assign(files=audit["kept"] + audit["dropped"])
+    flagged = audit["flagged"] if "flagged" in audit else pd.Series(0, index=audit.index)
+    is_flag = flagged > 0  # kept clips flagged (near-silent): shown, counted inside "kept", not in "all files"
+    audit = audit.assign(files=audit["kept"] + audit["dropped"] + flagged,
+                         reason=audit["reason"].where(~is_flag, audit["reason"] + _FLAGGED))
     table = audit.pivot_table(index="reason", columns="corpus", values="files", aggfunc="sum", fill_value=0)
-    reasons = ["kept"] + [r for r in REASONS if r in table.index] + sorted(set(table.index) - set(REASONS) - {"kept"})
+    flags = [f + _FLAGGED for f in FLAG_REASONS if f + _FLAGGED in table.index]
+    reasons = ["kept"] + [r for r in REASONS if r in table.index] + sorted(
+        set(table.index) - set(REASONS) - set(flags) - {"kept"}) + flags
     table = table.reindex(index=reasons, columns=[c for c in CORPORA if c in table.columns], fill_value=0)
     table["total"] = table.sum(axis=1)
-    table.loc["all files"] = table.sum(axis=0)
+    table.loc["all files"] = table.drop(index=flags).sum(axis=0)
     table = table.astype(int).rename_axis(None, axis=1).reset_index()
     table.insert(1, "stage", ["MCULP" if r == "kept" else "scan" if r in EXCLUSION_REASONS else
                               "" if r == "all files" else "MCULP" for r in table["reason"]])
-    table["meaning"] = [REASONS.get(r, "mapped to the six shared emotions, long enough" if r == "kept" else "")
+    table["meaning"] = [FLAG_REASONS[r[:-len(_FLAGGED)]] if r in flags else
+                        REASONS.get(r, "mapped to the six shared emotions, long enough" if r == "kept" else "")
                         for r in table["reason"]]
     return table
+
+
+_FLAGGED = " (flagged, kept)"  # the suffix of a flag row's reason in the MCULP audit table
 
 
 def kept_classes(manifest: pd.DataFrame) -> pd.DataFrame:

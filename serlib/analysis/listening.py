@@ -3,8 +3,10 @@ clips"), and its static form for the HTML report.
 
 ``ListeningStation`` is an ipywidgets UI (audio, log-Mel with the pyin pitch contour, true and
 predicted class with probabilities, failure-mode tags, notes, previous/next, filters by true and
-predicted class). Every change is written at once to ``<run>/listening/annotations.csv`` (atomic
-replace); a new station on the same run folder resumes from that file. Its methods (``select``,
+predicted class). Every change is saved at once to ``<run>/listening/annotations.csv``, one row per
+clip and annotator, merged with what other stations saved (``AnnotationStore``: lock, re-read, merge
+field by field by the time each was set, ``.bak``, atomic replace); a new station on the same run
+folder resumes from that file. Its methods (``select``,
 ``next``, ``previous``, ``set_tags``, ``set_note``, ``set_filter``) drive the same widgets a
 listener clicks, so tests exercise the real wiring.
 
@@ -17,10 +19,15 @@ so the report carries them and a listener sees the clips' overview too.
 from __future__ import annotations
 
 import base64
+import copy
+import csv
 import datetime as dt
 import html
 import io
 import os
+import re
+import warnings
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional, Sequence
@@ -32,19 +39,19 @@ import pandas as pd
 from serlib.analysis.confusion import PROB_COLUMNS
 from serlib.analysis.prosody import hop_length, pitch_contour
 from serlib.common.audio import load_audio, wav_bytes
-from serlib.common.config import AnalysisConfig, Config, ConfigError
+from serlib.common.config import AnalysisConfig, Config
 from serlib.common.facts import CLASSES, SAMPLE_RATE
-from serlib.common.io import write_csv_atomic
+from serlib.common.io import write_bytes_atomic, write_text_atomic
+from serlib.common.locking import file_lock
 from serlib.common.runfolder import RunFolder
 
 TAGS = ("hybrid_prosody", "ambiguous_arousal", "label_doubtful", "other")
 TAG_LABELS = {"hybrid_prosody": "hybrid prosody", "ambiguous_arousal": "ambiguous arousal",
               "label_doubtful": "label doubtful", "other": "other"}
-ANNOTATION_COLUMNS = ("utt_id", "label", "pred", *TAGS, "note", "annotated_utc")
 ALL = "all"
 
 
-# --------------------------------------------------------------------------- clips and annotations
+# --------------------------------------------------------------------------- clips
 
 
 def select_misclassified(preds: pd.DataFrame, n: int = 50, seed: int = 0) -> pd.DataFrame:
@@ -61,7 +68,7 @@ def select_misclassified(preds: pd.DataFrame, n: int = 50, seed: int = 0) -> pd.
         The drawn rows sorted by (true class, predicted class, utt_id), index 0..n-1.
     """
     if n < 1:
-        raise ConfigError(f"'analysis.listening_clips' must be at least 1, got {n}")
+        raise ValueError(f"n (analysis.listening_clips) must be at least 1, got {n}")
     wrong = preds[~preds["correct"]].sort_values("utt_id").reset_index(drop=True)
     rng = np.random.default_rng(seed)
     chosen = wrong.iloc[np.sort(rng.permutation(len(wrong))[: min(n, len(wrong))])]
@@ -70,40 +77,306 @@ def select_misclassified(preds: pd.DataFrame, n: int = 50, seed: int = 0) -> pd.
             .sort_values(["_t", "_p", "utt_id"]).drop(columns=["_t", "_p"]).reset_index(drop=True))
 
 
+# --------------------------------------------------------------------------- annotations on disk
+#
+# annotations.csv holds one row per (clip, annotator). Each field a listener sets (a tag, the note)
+# carries the time it was set (``<field>_utc``), so two stations saving into one file merge field by
+# field: the newer value wins, and on a tie the file wins (a hand edit that kept the time stands).
+# Every save takes the sidecar lock, re-reads the file, merges this store's own edits into it, keeps
+# the previous file as ``annotations.csv.bak`` and replaces the file atomically; nothing is written
+# from one process's memory alone. Reading checks every row; a damaged row is named in a warning
+# (file, line, reason), left out and never written back, and the damaged file is kept beside it
+# (``annotations.damaged-<time>.csv``) at the next save, so a person can still rescue it by hand.
+
+FIELDS = (*TAGS, "note")  # what a listener sets; each carries its own time
+FIELD_TIMES = tuple(f"{f}_utc" for f in FIELDS)
+ANNOTATION_COLUMNS = ("utt_id", "annotator", "label", "pred", *FIELDS, "annotated_utc", *FIELD_TIMES)
+REQUIRED_COLUMNS = ("utt_id", "label", "pred", *FIELDS, "annotated_utc")  # files before annotators
+NEVER = dt.datetime.min.replace(tzinfo=dt.timezone.utc)  # the time of a field nobody has set
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+
+
+def _format_time(when: dt.datetime) -> str:
+    return "" if when == NEVER else when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(text: str, column: str) -> dt.datetime:
+    if text == "":
+        return NEVER
+    if not _TIME.fullmatch(text):
+        raise ValueError(f"{column} is {text!r}, expected a UTC time like 2024-05-01T12:00:00Z")
+    return dt.datetime.fromisoformat(text[:-1]).replace(tzinfo=dt.timezone.utc)
+
+
+_last_stamp = NEVER
+
+
+def _now() -> dt.datetime:
+    """UTC now, strictly increasing within the process (two edits never share a time)."""
+    global _last_stamp
+    now = dt.datetime.now(dt.timezone.utc)
+    _last_stamp = max(now, _last_stamp + dt.timedelta(microseconds=1))
+    return _last_stamp
+
+
+@dataclass
+class Annotation:
+    """One listener's annotation of one clip; each field with the time it was set."""
+
+    utt_id: str
+    annotator: str
+    label: str
+    pred: str
+    values: dict = field(default_factory=lambda: {**{t: 0 for t in TAGS}, "note": ""})
+    times: dict = field(default_factory=lambda: dict.fromkeys(FIELDS, NEVER))
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.utt_id, self.annotator
+
+    @property
+    def when(self) -> dt.datetime:
+        return max(self.times.values())
+
+    def merge(self, other: "Annotation") -> None:
+        """Take each of ``other``'s fields that was set strictly later than this one's."""
+        if other.when > self.when:
+            self.label, self.pred = other.label, other.pred
+        for f in FIELDS:
+            if other.times[f] > self.times[f]:
+                self.values[f], self.times[f] = other.values[f], other.times[f]
+
+    def row(self) -> dict:
+        """The CSV row: ``ANNOTATION_COLUMNS``."""
+        return {"utt_id": self.utt_id, "annotator": self.annotator, "label": self.label, "pred": self.pred,
+                **self.values, "annotated_utc": _format_time(self.when),
+                **{c: _format_time(self.times[f]) for f, c in zip(FIELDS, FIELD_TIMES)}}
+
+
+@dataclass
+class AnnotationFile:
+    """What ``read_annotations`` found: the valid annotations and whether anything was left out."""
+
+    annotations: list[Annotation]
+    raw: bytes  # the file as read (b"" when missing)
+    damaged: bool  # some line or column was left out
+
+
+def read_annotations(path: Path, warned: Optional[set] = None) -> AnnotationFile:
+    """Read and check ``annotations.csv``; every line or column left out is named in a warning.
+
+    Accepted: the current columns, and files written before annotators and per-field times (no
+    ``annotator`` column: ""; no ``<field>_utc``: ``annotated_utc``). Tags are 0, 1 or blank (0).
+    A quoted field may run over several lines (a note with line breaks), but not over a line that
+    is a valid row by itself: that is a quote left open, which would swallow the rows after it.
+
+    Args:
+        path: the CSV.
+        warned: warnings already given (not repeated; new ones are added), e.g. a store's.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return AnnotationFile([], b"", False)
+    raw = path.read_bytes()
+    warn = _Warner(path, warned)
+    text = raw.decode("utf-8", errors="surrogateescape")
+    if not text.strip():
+        warn(None, "the file is empty: no annotation read"
+             + (f" (the previous version is {path.name}.bak)" if _backup(path).is_file() else ""))
+        return AnnotationFile([], raw, False)  # nothing in it to rescue
+    lines = re.findall(r"[^\n]*\n|[^\n]+$", text)  # split at \n only: a note may hold other breaks
+    start, columns, damaged = _find_header(lines, warn)
+    if columns is None:
+        return AnnotationFile([], raw, True)
+    annotations, i = [], start + 1
+    while i < len(lines):
+        if not lines[i].strip():
+            i += 1
+            continue
+        annotation, error, used = _row_at(lines, i, columns)
+        swallowed = next((j for j in range(i + 1, i + used) if _row_at(lines, j, columns)[0]), None)
+        if error is None and swallowed is not None:
+            error = (f"a quoted field runs over {used} lines and takes in line {swallowed + 1}, a row of its own "
+                     f"(a quote left open?)")
+        elif error is not None and used > 1:
+            error += f" (a quoted field runs over {used} lines: a quote left open?)"
+        if error is not None:
+            warn(i + 1, f"{error}; row left out (never written back)")
+            damaged, i = True, i + 1  # resynchronise on the next line, not after the swallowed ones
+            continue
+        annotations.append(annotation)
+        i += used
+    return AnnotationFile(annotations, raw, damaged)
+
+
+def _row_at(lines: list[str], i: int, columns: list[str]) -> tuple[Optional[Annotation], Optional[str], int]:
+    """The record starting at line ``i``: (annotation or None, what is wrong or None, lines it takes)."""
+    reader = csv.reader(iter(lines[i:]))
+    try:
+        annotation, error = _parse_row(next(reader), columns), None
+    except (csv.Error, ValueError) as err:
+        annotation, error = None, str(err)
+    return annotation, error, max(reader.line_num, 1)
+
+
+class _Warner:
+    """Warns about one file, each message once per ``seen`` set."""
+
+    def __init__(self, path: Path, seen: Optional[set]):
+        self.path, self.seen = path, seen if seen is not None else set()
+
+    def __call__(self, line: Optional[int], reason: str) -> None:
+        where = f"{self.path}, line {line}" if line is not None else str(self.path)
+        message = f"annotations {where}: {reason}"
+        if message not in self.seen:
+            self.seen.add(message)
+            warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def _find_header(lines: list[str], warn: _Warner) -> tuple[int, Optional[list[str]], bool]:
+    """The header's line index and columns (None: no header found), and whether text was left out."""
+    for i, line in enumerate(lines):
+        at = line.find("utt_id")
+        columns = next(csv.reader([line[at:]]), []) if at >= 0 else []
+        if at < 0 or not set(REQUIRED_COLUMNS) <= set(columns):
+            continue
+        if i > 0:
+            warn(1, f"{i} line(s) before the header left out")
+        if at > 0:
+            warn(i + 1, f"{at} character(s) before the header left out")
+        unknown = [c for c in columns if c not in ANNOTATION_COLUMNS]
+        if unknown:
+            warn(i + 1, f"column(s) {', '.join(map(repr, unknown))} are not annotation columns; left out")
+        return i, columns, bool(i or at or unknown)
+    warn(None, f"no header row with the columns {', '.join(REQUIRED_COLUMNS)}: no annotation read")
+    return 0, None, True
+
+
+def _parse_row(fields: list[str], columns: list[str]) -> Annotation:
+    """One CSV row as an ``Annotation``; ``ValueError`` says what is wrong with it."""
+    if len(fields) != len(columns):
+        raise ValueError(f"{len(fields)} field(s) where the header has {len(columns)}")
+    row = dict(zip(columns, fields))
+    if any("\udc80" <= ch <= "\udcff" for value in fields for ch in value):
+        raise ValueError("bytes that are not UTF-8 text")
+    if not row["utt_id"].strip():
+        raise ValueError("utt_id is empty")
+    for column in ("label", "pred"):
+        if row[column] not in CLASSES:
+            raise ValueError(f"{column} is {row[column]!r}, expected one of {', '.join(CLASSES)}")
+    for tag in TAGS:
+        if row[tag] not in ("0", "1", ""):
+            raise ValueError(f"{tag} is {row[tag]!r}, expected 0 or 1")
+    annotated = _parse_time(row["annotated_utc"], "annotated_utc")
+    times = {f: _parse_time(row[c], c) if c in row else annotated for f, c in zip(FIELDS, FIELD_TIMES)}
+    values = {**{t: int(row[t] or 0) for t in TAGS}, "note": row["note"]}
+    return Annotation(row["utt_id"], row.get("annotator", ""), row["label"], row["pred"], values, times)
+
+
+def _backup(path: Path) -> Path:
+    return path.with_name(path.name + ".bak")
+
+
+def merge_annotations(*groups: Sequence[Annotation]) -> dict[tuple[str, str], Annotation]:
+    """``{(utt_id, annotator): Annotation}``, each field the last set across all the groups
+    (earlier groups win ties)."""
+    merged: dict[tuple[str, str], Annotation] = {}
+    for group in groups:
+        for annotation in group:
+            if annotation.key in merged:
+                merged[annotation.key].merge(annotation)
+            else:
+                merged[annotation.key] = copy.deepcopy(annotation)
+    return merged
+
+
+def annotations_csv(annotations: Sequence[Annotation]) -> str:
+    """The CSV text of ``annotations`` (``ANNOTATION_COLUMNS``), sorted by clip and annotator."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(ANNOTATION_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(a.row() for a in sorted(annotations, key=lambda a: a.key))
+    return out.getvalue()
+
+
 class AnnotationStore:
-    """Annotations by utt_id, mirrored to a CSV on every change (temporary file + ``os.replace``)."""
+    """One listener's annotations in ``annotations.csv``, merged with everyone else's on every save.
 
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.records: dict[str, dict] = {}
-        if self.path.is_file():
-            table = pd.read_csv(self.path, dtype={"note": str}, keep_default_na=False)
-            missing = [c for c in ANNOTATION_COLUMNS if c not in table.columns]
-            if missing:
-                raise ValueError(f"{self.path}: missing column(s) {', '.join(missing)}; move the file away to start afresh")
-            self.records = {r["utt_id"]: _clean_record(r) for r in table.to_dict("records")}
+    Args:
+        path: the CSV (``RunFolder.annotations``).
+        annotator: who this store writes as (one row per clip and annotator); "" = unnamed.
 
-    def get(self, utt_id: str) -> Optional[dict]:
-        return self.records.get(utt_id)
+    ``records`` holds every annotator's rows as last read or saved; ``update`` records this
+    listener's change of some fields and saves at once (lock, re-read, merge, ``.bak``, atomic
+    replace). Without ``fcntl`` (Windows) saves are merged but not locked: see
+    ``serlib.common.locking``.
+    """
 
-    def update(self, clip: pd.Series, tags: Sequence[str], note: str) -> dict:
-        """Store the tags and note of one clip and rewrite the CSV."""
-        record = {"utt_id": clip["utt_id"], "label": clip["label"], "pred": clip["pred"],
-                  **{t: int(t in tags) for t in TAGS}, "note": note,
-                  "annotated_utc": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
-        self.records[clip["utt_id"]] = record
-        write_csv_atomic(self.frame(), self.path)
-        return record
+    def __init__(self, path: Path, annotator: str = ""):
+        self.path, self.annotator = Path(path), str(annotator)
+        self.lock_path = self.path.with_name(f".{self.path.name}.lock")
+        self.records: dict[tuple[str, str], Annotation] = {}
+        self._edits: dict[tuple[str, str], Annotation] = {}  # this store's changes not yet saved
+        self._warned: set[str] = set()  # damage reported once, not again at every save
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the file (other stations' saves)."""
+        self.records = merge_annotations(read_annotations(self.path, self._warned).annotations, self._edits.values())
+
+    def get(self, utt_id: str, annotator: Optional[str] = None) -> Optional[dict]:
+        """The row of a clip by this store's annotator (or ``annotator``), None when not annotated."""
+        annotation = self.records.get((utt_id, self.annotator if annotator is None else annotator))
+        return annotation.row() if annotation else None
+
+    def update(self, clip: pd.Series, changes: dict) -> Optional[dict]:
+        """Set some fields of a clip (tags 0/1, ``note`` text) and save; returns the merged row.
+
+        Only the fields given, and only those that differ from what this store knows, are stamped
+        with the time: another station's fields stay as they were set.
+        """
+        unknown = sorted(set(changes) - set(FIELDS))
+        if unknown:
+            raise ValueError(f"unknown annotation field(s) {unknown}; known: {list(FIELDS)}")
+        changes = {f: (str(v) if f == "note" else int(bool(v))) for f, v in changes.items()}
+        key = (clip["utt_id"], self.annotator)
+        known = self.records.get(key) or Annotation(*key, clip["label"], clip["pred"])
+        changed = {f: v for f, v in changes.items() if known.values[f] != v}
+        if changed:
+            edit = self._edits.setdefault(key, Annotation(*key, clip["label"], clip["pred"]))
+            now = _now()
+            for f, v in changed.items():
+                edit.values[f], edit.times[f] = v, now
+            self.save()
+        return self.get(clip["utt_id"])
+
+    def save(self) -> None:
+        """Merge this store's edits into the file under the lock; keep the previous file as ``.bak``."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with file_lock(self.lock_path):
+            on_disk = read_annotations(self.path, self._warned)
+            if on_disk.damaged:
+                self._keep_damaged(on_disk.raw)
+            merged = merge_annotations(on_disk.annotations, self._edits.values())
+            if on_disk.raw:
+                write_bytes_atomic(_backup(self.path), on_disk.raw)
+            write_text_atomic(self.path, annotations_csv(list(merged.values())))
+        self.records, self._edits = merged, {}
+
+    def _keep_damaged(self, raw: bytes) -> None:
+        stamp = _now().strftime("%Y%m%dT%H%M%S%fZ")
+        copy_path = self.path.with_name(f"{self.path.stem}.damaged-{stamp}{self.path.suffix}")
+        write_bytes_atomic(copy_path, raw)
+        warnings.warn(f"annotations {self.path}: rows that could not be read are left out of the saved file; "
+                      f"the file as it was is kept as {copy_path.name}", UserWarning, stacklevel=3)
 
     def frame(self) -> pd.DataFrame:
-        return pd.DataFrame(list(self.records.values()), columns=list(ANNOTATION_COLUMNS))
+        """Every annotator's rows (``ANNOTATION_COLUMNS``)."""
+        return pd.DataFrame([a.row() for a in sorted(self.records.values(), key=lambda a: a.key)],
+                            columns=list(ANNOTATION_COLUMNS))
 
 
-def _clean_record(record: dict) -> dict:
-    for tag in TAGS:
-        record[tag] = int(record[tag] or 0)
-    record["note"] = str(record["note"])
-    return record
+# --------------------------------------------------------------------------- summaries
 
 
 def tag_summary(clips: pd.DataFrame, annotations: pd.DataFrame) -> pd.DataFrame:
@@ -111,15 +384,16 @@ def tag_summary(clips: pd.DataFrame, annotations: pd.DataFrame) -> pd.DataFrame:
 
     Args:
         clips: the listening clips (``select_misclassified``).
-        annotations: ``AnnotationStore.frame()`` (may be empty).
+        annotations: ``AnnotationStore.frame()`` (may be empty; one row per clip and annotator).
 
     Returns:
-        One row per (true, predicted) pair among the clips, plus a 'total' row.
+        One row per (true, predicted) pair among the clips, plus a 'total' row. A clip counts as
+        annotated once whoever annotated it; a tag counts once per annotator who gave it.
     """
     notes = annotations[annotations["utt_id"].isin(clips["utt_id"])]
-    merged = clips[["utt_id", "label", "pred"]].merge(notes[["utt_id", *TAGS]], on="utt_id", how="left")
-    merged["annotated"] = merged[list(TAGS)].notna().any(axis=1).astype(int)
-    merged[list(TAGS)] = merged[list(TAGS)].fillna(0).astype(int)
+    per_clip = notes.groupby("utt_id")[list(TAGS)].sum().assign(annotated=1)  # tags summed over annotators
+    merged = clips[["utt_id", "label", "pred"]].merge(per_clip, left_on="utt_id", right_index=True, how="left")
+    merged[["annotated", *TAGS]] = merged[["annotated", *TAGS]].fillna(0).astype(int)
     merged["clips"] = 1
     columns = ["clips", "annotated", *TAGS]
     table = merged.groupby(["label", "pred"], sort=False)[columns].sum().reset_index()
@@ -178,14 +452,17 @@ class ListeningStation:
         folder: the run folder; annotations go to ``<run>/listening/annotations.csv``.
         clips: the clips to listen to (``select_misclassified``).
         plots: draw the log-Mel and pitch contour of each selected clip (off in fast tests).
+        annotator: the listener's id, stored with each row ("" = unnamed); two listeners with
+            different ids annotate the same clips side by side.
     """
 
-    def __init__(self, cfg: Config, folder: RunFolder, clips: pd.DataFrame, plots: bool = True):
+    def __init__(self, cfg: Config, folder: RunFolder, clips: pd.DataFrame, plots: bool = True,
+                 annotator: str = ""):
         import ipywidgets as w  # the widget front end: only a station needs it
 
         self.cfg, self.folder, self.plots = cfg, folder, plots
         self.all_clips = clips.reset_index(drop=True)
-        self.store = AnnotationStore(folder.annotations)
+        self.store = AnnotationStore(folder.annotations, annotator)
         self.clips = self.all_clips
         self.index = 0
         self._loading = False
@@ -266,9 +543,9 @@ class ListeningStation:
             w.HBox([self.prev_button, self.next_button, self.status]), self.summary_html])
 
     def _wire(self, w) -> None:
-        for box in self.tag_boxes.values():
-            box.observe(self._on_edit, names="value")
-        self.note.observe(self._on_edit, names="value")
+        for tag, box in self.tag_boxes.items():
+            box.observe(lambda change, tag=tag: self._on_edit(tag, change["new"]), names="value")
+        self.note.observe(lambda change: self._on_edit("note", change["new"]), names="value")
         self.true_filter.observe(self._on_filter, names="value")
         self.pred_filter.observe(self._on_filter, names="value")
         self.prev_button.on_click(lambda _: self.previous())
@@ -283,17 +560,18 @@ class ListeningStation:
         self.clips = self.all_clips[keep].reset_index(drop=True)
         self.select(0)
 
-    def _on_edit(self, _change) -> None:
+    def _on_edit(self, field_name: str, value) -> None:
+        """One widget changed: save that field only (the others may hold another station's newer values)."""
         clip = self.current
         if self._loading or clip is None:
             return
-        tags = [t for t, box in self.tag_boxes.items() if box.value]
-        self.store.update(clip, tags, self.note.value)
+        self.store.update(clip, {field_name: value})
+        self._show_record(clip)  # the merged row may carry another station's changes
         self.status.value = f"<small>saved {html.escape(clip['utt_id'])} to {html.escape(str(self.store.path))}</small>"
         self._render_summary()
 
-    def _render(self) -> None:
-        clip = self.current
+    def _show_record(self, clip: Optional[pd.Series]) -> None:
+        """Set the tag boxes and the note to the stored annotation of ``clip``."""
         self._loading = True  # restoring a clip's tags must not count as an edit
         try:
             record = self.store.get(clip["utt_id"]) if clip is not None else None
@@ -302,6 +580,10 @@ class ListeningStation:
             self.note.value = record["note"] if record else ""
         finally:
             self._loading = False
+
+    def _render(self) -> None:
+        clip = self.current
+        self._show_record(clip)
         self.header.value = self._header_html(clip)
         self.audio.value = wav_bytes(_clip_audio(str(clip["path"]))) if clip is not None else b""
         self.status.value = ""
@@ -366,11 +648,12 @@ def static_table_html(clips: pd.DataFrame, annotations: Optional[pd.DataFrame] =
 
     Args:
         clips: the listening clips (``select_misclassified``).
-        annotations: ``AnnotationStore.frame()``: tags and notes shown per clip (None = none).
+        annotations: ``AnnotationStore.frame()``: tags and notes shown per clip, each listener's
+            note prefixed with their id when several annotated a clip (None = none).
         label: caption label (the report lists it in its contents).
         caption: caption text.
     """
-    notes = {} if annotations is None else {r["utt_id"]: r for r in annotations.to_dict("records")}
+    notes = {} if annotations is None else _notes_by_clip(annotations)
     left = "<th style='text-align:left'>"
     head = (f"<tr><th>#</th>{left}clip</th>{left}true &rarr; predicted</th><th>probabilities</th>"
             f"<th>audio</th>{left}tags</th>{left}note</th></tr>")
@@ -379,20 +662,31 @@ def static_table_html(clips: pd.DataFrame, annotations: Optional[pd.DataFrame] =
             f'<table class="serlib-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>')
 
 
-def _static_row(i: int, clip: pd.Series, note: Optional[dict]) -> str:
+def _notes_by_clip(annotations: pd.DataFrame) -> dict[str, tuple[str, str]]:
+    """``{utt_id: (tags given by anyone, the notes)}``; notes name their annotator when there are several."""
+    notes = {}
+    for utt_id, rows in annotations.groupby("utt_id", sort=False):
+        tags = ", ".join(TAG_LABELS[t] for t in TAGS if rows[t].astype(int).any())
+        named = len(rows) > 1 or (rows["annotator"] != "").any()
+        texts = [f"{a or 'unnamed'}: {n}" if named else n for a, n in zip(rows["annotator"], rows["note"]) if n]
+        notes[utt_id] = (tags, " / ".join(texts))
+    return notes
+
+
+def _static_row(i: int, clip: pd.Series, note: Optional[tuple[str, str]]) -> str:
     try:
         audio = (f'<audio controls preload="metadata" style="width:230px" '
                  f'src="{clip_data_uri(clip["path"])}"></audio>')
     except Exception as err:  # one unreadable clip leaves a note, not a broken report
         audio = f"<i>unreadable: {html.escape(f'{type(err).__name__}: {err}')}</i>"
-    tags = ", ".join(TAG_LABELS[t] for t in TAGS if note and note[t]) if note else ""
+    tags, text = note or ("", "")
     probs = "<br>".join(f"{c}&nbsp;{clip[p]:.2f}" for c, p in zip(CLASSES, PROB_COLUMNS))
     who = f"{clip.get('speaker', '')}, {clip.get('sex', '')}"
     left = "text-align:left"
     return (f"<tr><td>{i + 1}</td><td style='{left}'>{html.escape(clip['utt_id'])}<br><small>{html.escape(who)}</small></td>"
             f"<td style='{left}'>{clip['label']} &rarr;<br><b>{clip['pred']}</b></td><td><small>{probs}</small></td>"
             f"<td>{audio}</td><td style='{left}'>{html.escape(tags)}</td>"
-            f"<td style='{left}'>{html.escape(note['note'] if note else '')}</td></tr>")
+            f"<td style='{left}'>{html.escape(text)}</td></tr>")
 
 
 def show_listening_table(clips: pd.DataFrame, folder: RunFolder, label: str = "Table S50",

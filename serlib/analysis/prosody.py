@@ -20,7 +20,7 @@ from scipy.stats import mannwhitneyu
 from tqdm.auto import tqdm
 
 from serlib.common.audio import load_audio
-from serlib.common.config import AnalysisConfig, Config, ConfigError
+from serlib.common.config import AnalysisConfig, Config
 from serlib.common.facts import CLASSES, SAMPLE_RATE
 from serlib.common.io import write_csv_atomic
 from serlib.common.pool import check_workers, process_map
@@ -50,15 +50,6 @@ def pitch_settings(analysis: AnalysisConfig) -> str:
     """The pyin/RMS settings as one string: part of the prosody cache key."""
     return (f"fmin={analysis.pitch_fmin:g};fmax={analysis.pitch_fmax:g};frame={analysis.pitch_frame_length};"
             f"hop_ms={analysis.pitch_hop_ms:g};sr={SAMPLE_RATE}")
-
-
-def _check_analysis(analysis: AnalysisConfig) -> None:
-    if not 0 < analysis.pitch_fmin < analysis.pitch_fmax < SAMPLE_RATE / 2:
-        raise ConfigError(f"'analysis.pitch_fmin' ({analysis.pitch_fmin}) must be > 0 and below "
-                          f"'analysis.pitch_fmax' ({analysis.pitch_fmax}) < {SAMPLE_RATE / 2:g}")
-    if analysis.pitch_frame_length < 2 * SAMPLE_RATE / analysis.pitch_fmin:
-        raise ConfigError(f"'analysis.pitch_frame_length' ({analysis.pitch_frame_length}) must hold two periods "
-                          f"of pitch_fmin: at least {int(np.ceil(2 * SAMPLE_RATE / analysis.pitch_fmin))} samples")
 
 
 def hop_length(analysis: AnalysisConfig) -> int:
@@ -163,7 +154,6 @@ def compute_prosody(cfg: Config, folder: RunFolder, clips: pd.DataFrame, progres
         One row per clip: utt_id, path, the ``PROSODY_COLUMNS``, ``seconds`` (analysis time of that
         clip when it was computed), ``error`` and ``cached`` (True when read from the cache).
     """
-    _check_analysis(cfg.analysis)
     settings = pitch_settings(cfg.analysis)
     cache_path = folder.prosody_cache
     cache = _read_cache(cache_path)

@@ -1,23 +1,68 @@
 """Typed run configuration, read from ``parameters/<run>.yaml``.
 
-One dataclass per stage. Every field has a default and a one-line comment. Loading
-rejects unknown keys and wrong types with an error that names the key (``data.min_duration_s``)
-and the file. Relative paths in the YAML are relative to the YAML file's own folder.
+One dataclass per stage. Every field has a default and a one-line comment; its type hint holds
+its allowed values (``Literal`` choices, ``Bound`` ranges, ``Items`` list rules), so a run stops
+when the YAML is read, not minutes later. Every error is one line naming the file and the dotted
+key (``data.min_duration_s``); an unknown key lists the known ones and the closest match; a key
+given twice is an error. Relative paths in the YAML are relative to the YAML file's own folder.
+
+The paper's systems S1-S5 and A1-A3 are the default ``systems``: a profile's ``systems.X``
+merges into the default entry of X (a new name starts from ``SystemConfig``'s defaults),
+``X: null`` removes X, and the profile-level ``model_defaults: {resattn: {...}, shallow: {...}}``
+sets model fields for every system of that architecture whose own entry (its default entry
+merged with the profile's) does not set them (the demo's ``width_scale``).
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import difflib
+import math
+import operator
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
+
+from serlib.common.facts import SAMPLE_RATE
 
 
 class ConfigError(ValueError):
     """A parameters file holds an unknown key, a wrong type or an impossible value."""
+
+
+# --------------------------------------------------------------------------- value rules
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A numeric bound in an ``Annotated`` hint: ``Annotated[int, Bound(">=", 1)]``."""
+    op: str  # >=, >, <=, <
+    limit: float
+
+
+@dataclass(frozen=True)
+class Items:
+    """Rules for a list in an ``Annotated`` hint: its length and whether its items are distinct."""
+    min_len: int = 0
+    max_len: Optional[int] = None
+    distinct: bool = False
+
+
+_COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
+PosInt = Annotated[int, Bound(">=", 1)]
+NonNegInt = Annotated[int, Bound(">=", 0)]  # also every seed (NumPy refuses negative ones)
+PosFloat = Annotated[float, Bound(">", 0)]
+NonNegFloat = Annotated[float, Bound(">=", 0)]
+Probability = Annotated[float, Bound(">=", 0), Bound("<=", 1)]
+MinMax = Annotated[list[PosInt], Items(2, 2)]  # [min, max], min <= max (checked in _check_values)
+BlockList = Annotated[list[Annotated[int, Bound(">=", 0), Bound("<=", 4)]], Items(1, distinct=True)]
+Device = Literal["auto", "cpu", "cuda"]
+Input = Literal["wav2vec2", "logmel"]
+Arch = Literal["resattn", "shallow"]
 
 
 # --------------------------------------------------------------------------- sections
@@ -27,7 +72,7 @@ class ConfigError(ValueError):
 class RunConfig:
     name: str = "demo"  # run folder name: reports/<name>/ unless --out is given
     title: str = "serlib experiment report"  # title of the HTML report
-    seed: int = 0  # global seed for Python, NumPy and torch
+    seed: NonNegInt = 0  # global seed for Python, NumPy and torch
     notebooks: list[str] = field(default_factory=lambda: [
         "01_data", "02_features", "03_train", "04_ablation", "05_confusion", "06_listening"
     ])  # ordered notebooks the runner executes (those present in notebooks/)
@@ -36,8 +81,8 @@ class RunConfig:
 @dataclass
 class DemoCorpusConfig:
     root: str = "../data/demo-corpus"  # where `serlib demo-corpus` writes the synthetic corpus
-    seed: int = 0  # same seed, same bytes
-    scale: str = "default"  # default | smoke | paper: how many speakers and clips the demo corpus has
+    seed: NonNegInt = 0  # same seed, same bytes
+    scale: Literal["default", "smoke", "paper"] = "default"  # how many speakers and clips the demo corpus has
 
 
 @dataclass
@@ -46,115 +91,151 @@ class DataConfig:
     ravdess: Optional[str] = None  # RAVDESS root (holds Actor_01 .. Actor_24); null = not used
     emodb: Optional[str] = None  # EmoDB root (holds wav/ or the .wav files flat); null = not used
     demo: Optional[DemoCorpusConfig] = None  # set for a synthetic run: corpus generated if missing
-    min_duration_s: float = 1.0  # MCULP drops clips shorter than this (paper 2.2)
-    split: list[float] = field(default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test speaker fractions
-    split_seed: int = 0  # seed of the speaker split
+    min_duration_s: NonNegFloat = 1.0  # MCULP drops clips shorter than this (paper 2.2)
+    split: Annotated[list[NonNegFloat], Items(3, 3)] = field(
+        default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test speaker fractions (paper 4.1: within each corpus)
+    split_seed: NonNegInt = 0  # seed of the speaker split
     split_file: Optional[str] = None  # speaker -> subset file to reuse a published split exactly
+    silence_floor_dbfs: Annotated[float, Bound("<=", 0.0)] = -60.0  # CHOSEN: a clip whose mono RMS is below this (dB re full scale) is near-silent
+    drop_silent: bool = False  # false: near-silent clips (or stereo that cancels) are flagged in the audit and kept
 
 
 @dataclass
 class Wav2Vec2Config:
     model_id: str = "facebook/wav2vec2-base"  # hub id or local folder (HuBERT and WavLM work too)
     revision: str = "main"  # hub revision, part of the cache key
-    weights: str = "pretrained"  # pretrained | random (same architecture, seeded; offline demo and tests)
-    layer: Union[str, int] = "last"  # 'last' (the paper) or a hidden-layer index
-    batch_size: int = 8  # most clips per forward pass
-    batching: str = "masked"  # masked: clips of any length share a pass, padding masked out exactly (outputs =
-                              # one clip alone, to float rounding); equal: only equal sample counts share a pass
-    max_batch_seconds: float = 160.0  # most padded audio per pass (bounds memory; sorted lengths pad little)
-    mixed_precision: bool = True  # autocast on GPU (the paper's setting); CPU runs fp32
+    weights: Literal["pretrained", "random"] = "pretrained"  # random: same architecture, seeded (offline demo, tests)
+    layer: Union[Literal["last"], NonNegInt] = "last"  # 'last' (paper 2.3: the final hidden layer) or a layer index
+    batch_size: PosInt = 8  # most clips per forward pass
+    batching: Literal["masked", "equal"] = "masked"  # masked: clips of any length share a pass, padding masked out
+                              # exactly (outputs = one clip alone, to float rounding); equal: only equal sample counts
+    max_batch_seconds: PosFloat = 160.0  # most padded audio per pass (bounds memory; sorted lengths pad little)
+    mixed_precision: bool = True  # autocast on GPU (paper 3.4); CPU runs fp32
     config_overrides: dict = field(default_factory=dict)  # architecture overrides for random weights (tests)
 
 
 @dataclass
 class LogMelConfig:
-    n_mels: int = 64  # mel bands (paper: 64 x 400)
-    win_ms: float = 25.0  # analysis window
-    hop_ms: float = 20.0  # hop = the wav2vec2 stride, so 400 frames = 8 s
-    log_floor: float = 1e-6  # floor inside the log
+    n_mels: PosInt = 64  # mel bands (paper 3.1: 64 x 400 log-Mel for S1)
+    win_ms: PosFloat = 25.0  # analysis window
+    hop_ms: PosFloat = 20.0  # hop = the wav2vec2 stride, so 400 frames = 8 s
+    log_floor: PosFloat = 1e-6  # floor inside the log
     standardise: bool = True  # CHOSEN (paper: not stated): zero mean, unit variance per utterance, so the
                               # zero padding, crop and masks of the paper sit at the clip's mean level, not at 'loud'
 
 
 @dataclass
 class FeaturesConfig:
-    frames: int = 400  # centre trim or zero-pad to this many frames (paper: 400)
-    sample_rate: int = 16000  # encoders' input rate
+    frames: PosInt = 400  # centre trim or zero-pad to this many frames (paper 2.3: 768 x 400)
+    sample_rate: PosInt = 16000  # encoders' input rate
     cache_dir: Optional[str] = None  # null = <run folder>/data/features; may be shared between runs
-    device: str = "auto"  # auto | cpu | cuda
-    threads: Optional[int] = None  # torch CPU threads for the encoder; null = torch's default (all cores)
+    device: Device = "auto"  # auto | cpu | cuda
+    threads: Optional[PosInt] = None  # torch CPU threads for the encoder; null = torch's default (all cores)
     wav2vec2: Wav2Vec2Config = field(default_factory=Wav2Vec2Config)
     logmel: LogMelConfig = field(default_factory=LogMelConfig)
 
 
 @dataclass
 class AugmentConfig:
-    noise_prob: float = 0.5  # CHOSEN (paper: not stated): probability of additive Gaussian noise
-    noise_std: float = 0.05  # CHOSEN (paper: "small relative std"): std relative to each utterance's feature std
-    crop_prob: float = 0.5  # paper: random crop to crop_frames, zero-pad back, with p = 0.5
-    crop_frames: int = 380  # paper: 380 of 400 frames
-    mask_prob: float = 0.25  # paper: temporal masking with p = 0.25
-    mask_spans: list[int] = field(default_factory=lambda: [1, 2])  # paper: 1-2 contiguous spans
-    mask_width: list[int] = field(default_factory=lambda: [5, 16])  # paper: 5-16 frames per span
-    mask_channel_groups: int = 4  # CHOSEN (paper: "randomly selected channel groups"): channels split in this many groups
-    mask_groups_max: int = 2  # CHOSEN: up to this many groups are masked per span
+    noise_prob: Probability = 0.5  # CHOSEN (paper: not stated): probability of additive Gaussian noise
+    noise_std: NonNegFloat = 0.05  # CHOSEN (paper: "small relative std"): std relative to each utterance's std
+    crop_prob: Probability = 0.5  # paper 2.4: random crop to crop_frames, zero-pad back, with p = 0.5
+    crop_frames: PosInt = 380  # paper: 380 of 400 frames
+    mask_prob: Probability = 0.25  # paper: temporal masking with p = 0.25
+    mask_spans: MinMax = field(default_factory=lambda: [1, 2])  # paper: 1-2 contiguous spans
+    mask_width: MinMax = field(default_factory=lambda: [5, 16])  # paper: 5-16 frames per span
+    mask_channel_groups: PosInt = 4  # CHOSEN (paper: "randomly selected channel groups"): channels in this many groups
+    mask_groups_max: PosInt = 2  # CHOSEN: up to this many groups (<= mask_channel_groups) are masked per span
+    within_clip: bool = False  # crop, masks and noise inside each clip's real frames (paper: over the whole window)
 
 
 @dataclass
 class ModelConfig:
-    arch: str = "resattn"  # resattn | shallow
+    arch: Arch = "resattn"  # resattn | shallow
     se: bool = True  # squeeze-and-excitation in every residual block
-    se_reduction: int = 16  # paper: r = 16
-    blocks: Optional[list[int]] = None  # residual block indices kept (0-4); null = all five
-    width_scale: float = 1.0  # 1.0 = the paper's widths; demo may narrow the network
+    se_reduction: PosInt = 16  # paper: r = 16
+    blocks: Optional[BlockList] = None  # residual block indices kept (distinct, 0-4); null = all five
+    width_scale: PosFloat = 1.0  # 1.0 = the paper's widths; demo may narrow the network
+    mask_padding: bool = False  # pool, SE-squeeze and normalise over each clip's real frames (paper: the whole window)
+    pooling: Literal["mean"] = "mean"  # temporal pooling before the head: mean (the paper's global average pooling)
 
 
 @dataclass
 class SelectConfig:
     enabled: bool = False  # run serlib.modelling.systems.select_lr_wd (val split only) and train with its choice
-    system: str = "S5"  # the system the grid is searched on
-    lrs: list[float] = field(default_factory=lambda: [3e-4, 1e-3, 3e-3])  # CHOSEN learning-rate grid
-    weight_decays: list[float] = field(default_factory=lambda: [1e-4, 1e-2])  # CHOSEN weight-decay grid
-    max_epochs: int = 20  # CHOSEN: epochs per grid point (early stopping as in training)
-    seed: int = 0  # seed of the selection runs
+    system: str = "S5"  # the system the grid is searched on (a key of 'systems')
+    lrs: Annotated[list[PosFloat], Items(1)] = field(
+        default_factory=lambda: [3e-4, 1e-3, 3e-3])  # CHOSEN learning-rate grid
+    weight_decays: Annotated[list[NonNegFloat], Items(1)] = field(
+        default_factory=lambda: [1e-4, 1e-2])  # CHOSEN weight-decay grid
+    max_epochs: PosInt = 20  # CHOSEN: epochs per grid point (early stopping as in training)
+    seed: NonNegInt = 0  # seed of the selection runs
 
 
 @dataclass
 class TrainConfig:
-    lr: float = 1e-3  # CHOSEN on validation (paper: not stated); select.enabled overrides it
-    weight_decay: float = 1e-2  # CHOSEN on validation (paper: not stated); select.enabled overrides it
-    batch_size: int = 64  # paper: 64
-    max_epochs: int = 80  # paper: at most 80
-    early_stop_patience: int = 30  # paper: 30 epochs without validation improvement
-    plateau_patience: int = 10  # paper: ReduceLROnPlateau patience 10
-    plateau_factor: float = 0.5  # paper: factor 0.5
-    min_lr: float = 1e-6  # paper: "a small floor"
-    grad_clip: float = 2.0  # paper: gradient-norm clipping at 2.0
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # each system trained once per seed
-    device: str = "auto"  # auto | cpu | cuda
-    eval_batch_size: int = 256  # batch for validation/test passes (no effect on results)
-    threads: Optional[int] = None  # CPU threads for training; null = torch's default (no effect on GPU)
+    lr: PosFloat = 1e-3  # CHOSEN on validation (paper: not stated); select.enabled overrides it
+    weight_decay: NonNegFloat = 1e-2  # CHOSEN on validation (paper: not stated); select.enabled overrides it
+    batch_size: PosInt = 64  # paper: 64
+    max_epochs: PosInt = 80  # paper: at most 80
+    early_stop_patience: NonNegInt = 30  # paper: 30 epochs without validation improvement
+    plateau_patience: NonNegInt = 10  # paper: ReduceLROnPlateau patience 10 on validation accuracy
+    plateau_factor: Annotated[float, Bound(">", 0), Bound("<", 1)] = 0.5  # paper: factor 0.5
+    min_lr: NonNegFloat = 1e-6  # paper: "a small floor"
+    grad_clip: NonNegFloat = 2.0  # paper: gradient-norm clipping at 2.0 (0 = off)
+    seeds: Annotated[list[NonNegInt], Items(1, distinct=True)] = field(
+        default_factory=lambda: [0, 1, 2])  # each system trained once per seed
+    device: Device = "auto"  # auto | cpu | cuda
+    eval_batch_size: PosInt = 256  # batch for validation/test passes (no effect on results)
+    threads: Optional[PosInt] = None  # CPU threads for training; null = torch's default (no effect on GPU)
+    trim_batches: bool = False  # masked systems: batches from length buckets, cut to their longest clip (speed)
     select: SelectConfig = field(default_factory=SelectConfig)  # learning-rate / weight-decay selection
 
 
 @dataclass
 class SystemConfig:
-    input: str = "wav2vec2"  # wav2vec2 | logmel
+    input: Input = "wav2vec2"  # wav2vec2 | logmel
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: bool = True  # Tri-Aug during training
     description: str = ""  # shown in Table 4 / Table 6
 
 
+# The paper's systems (Tables 4 and 6), as a profile's YAML would write them: what an entry sets
+# here is its own (``model_defaults`` does not override it). S4 == A1 and S3 == A2 as configured:
+# trained once, reused. A3's blocks 1, 3, 5 (0-based 0, 2, 4) are CHOSEN (paper: "three blocks"):
+# they keep the 384 -> 256 -> 64 taper.
+PAPER_SYSTEMS: dict[str, dict] = {
+    "S1": {"input": "logmel", "model": {"arch": "shallow"}, "augment": False,
+           "description": "3-Conv CNN (baseline), log-Mel"},
+    "S2": {"input": "wav2vec2", "model": {"arch": "shallow"}, "augment": False, "description": "3-Conv CNN, wav2vec2"},
+    "S3": {"input": "wav2vec2", "model": {"arch": "resattn", "se": False}, "augment": True,
+           "description": "ResAttn1D-CNN (-SE)"},
+    "S4": {"input": "wav2vec2", "model": {"arch": "resattn", "se": True}, "augment": False,
+           "description": "ResAttn1D-CNN (-Tri-Aug)"},
+    "S5": {"input": "wav2vec2", "model": {"arch": "resattn", "se": True}, "augment": True,
+           "description": "ResAttn1D-CNN (proposed)"},
+    "A1": {"input": "wav2vec2", "model": {"arch": "resattn", "se": True}, "augment": False, "description": "-Aug"},
+    "A2": {"input": "wav2vec2", "model": {"arch": "resattn", "se": False}, "augment": True, "description": "-SE"},
+    "A3": {"input": "wav2vec2", "model": {"arch": "resattn", "se": True, "blocks": [0, 2, 4]}, "augment": True,
+           "description": "-Depth (blocks 1, 3, 5)"},
+}
+
+
+def _paper_systems() -> dict[str, SystemConfig]:
+    return {name: SystemConfig(**{**entry, "model": ModelConfig(**copy.deepcopy(entry["model"]))})
+            for name, entry in PAPER_SYSTEMS.items()}
+
+
 @dataclass
 class AnalysisConfig:
     primary_system: str = "S5"  # system analysed in 05_confusion/06_listening (paper 5.4: the proposed S5)
-    primary_seed: Optional[int] = None  # its seed; null = the first of train.seeds
-    listening_clips: int = 50  # paper 5.4: 50 misclassified test clips
-    listening_seed: int = 0  # CHOSEN: seed of the reproducible draw of listening clips
-    pitch_fmin: float = 65.0  # CHOSEN: pyin lowest pitch (Hz), covers male speech
-    pitch_fmax: float = 500.0  # CHOSEN: pyin highest pitch (Hz), covers raised female speech
-    pitch_frame_length: int = 1024  # CHOSEN: pyin window in samples at 16 kHz (64 ms)
-    pitch_hop_ms: float = 20.0  # CHOSEN: pyin and RMS hop (the wav2vec2 stride)
+    primary_seed: Optional[NonNegInt] = None  # its seed (one of train.seeds); null = the first of train.seeds
+    listening_clips: PosInt = 50  # paper 5.4: 50 misclassified test clips
+    listening_seed: NonNegInt = 0  # CHOSEN: seed of the reproducible draw of listening clips
+    pitch_fmin: PosFloat = 65.0  # CHOSEN: pyin lowest pitch (Hz), covers male speech
+    pitch_fmax: PosFloat = 500.0  # CHOSEN: pyin highest pitch (Hz, below 8 kHz), covers raised female speech
+    pitch_frame_length: PosInt = 1024  # CHOSEN: pyin window in samples at 16 kHz (64 ms; >= 2 periods of fmin)
+    pitch_hop_ms: PosFloat = 20.0  # CHOSEN: pyin and RMS hop (the wav2vec2 stride)
 
 
 @dataclass
@@ -164,7 +245,7 @@ class Config:
     features: FeaturesConfig = field(default_factory=FeaturesConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    systems: dict[str, SystemConfig] = field(default_factory=dict)  # S1-S5, A1-A3 by name
+    systems: dict[str, SystemConfig] = field(default_factory=_paper_systems)  # by name; default S1-S5, A1-A3
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)  # confusion analysis and listening
     source: Optional[str] = None  # the YAML file this was read from (set by load_config)
 
@@ -179,23 +260,23 @@ def load_config(path: str | Path) -> Config:
         path: a YAML file such as ``parameters/demo.yaml``.
 
     Returns:
-        The typed configuration, relative paths resolved against the file's folder.
+        The typed configuration, the default systems merged with the file's, relative paths
+        resolved against the file's folder.
 
     Raises:
-        ConfigError: missing file, unknown key, wrong type, or an impossible value; the
-            message names the file and the key.
+        ConfigError: missing file, duplicate or unknown key, wrong type, or an impossible value;
+            one line that names the file and the key.
     """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"parameters file not found: {path} (pass a YAML such as parameters/demo.yaml)")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    raw = _read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (run, data, ...)")
     raw.pop("source", None)
-    cfg = _build(Config, raw, "", path)
+    model_defaults, systems = raw.pop("model_defaults", None), raw.pop("systems", None)
+    cfg = _build(Config, raw, "", path, also_known=("model_defaults",))
+    cfg.systems = _build_systems(systems, _model_defaults(model_defaults, path), path)
     cfg.source = str(path.resolve())
     _resolve_paths(cfg, path.resolve().parent)
     _check_values(cfg, path)
@@ -231,72 +312,231 @@ def non_default(section: Any) -> dict:
     return out
 
 
-def _build(cls: type, raw: Any, prefix: str, path: Path) -> Any:
+def primary_system(cfg: Config) -> tuple[str, int]:
+    """The analysed system and seed: ``analysis.primary_system`` and ``analysis.primary_seed``
+    (null = the first of ``train.seeds``)."""
+    seed = cfg.analysis.primary_seed
+    if seed is None:
+        if not cfg.train.seeds:
+            raise ConfigError(f"{cfg.source}: 'train.seeds' is empty; set it or 'analysis.primary_seed'")
+        seed = cfg.train.seeds[0]
+    return cfg.analysis.primary_system, seed
+
+
+def _read_yaml(path: Path) -> Any:
+    """The file's data; a key given twice in one mapping is an error (plain YAML keeps the last)."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the parameters file: {err}") from err
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return {}
+        _reject_duplicate_keys(node, "", path)
+        return loader.construct_document(node)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from err
+    finally:
+        loader.dispose()
+
+
+def _reject_duplicate_keys(node: yaml.Node, prefix: str, path: Path) -> None:
+    if isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key, line = f"{prefix}{key_node.value}", key_node.start_mark.line + 1
+            if key in lines:
+                raise ConfigError(f"{path}: duplicate key '{key}' on lines {lines[key]} and {line}; keep one")
+            lines[key] = line
+            _reject_duplicate_keys(value_node, f"{key}.", path)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _reject_duplicate_keys(item, f"{prefix.rstrip('.')}[{i}].", path)
+
+
+def _unknown_key(key: str, prefix: str, known: typing.Iterable[str], path: Path) -> ConfigError:
+    known = sorted(known)
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+    return ConfigError(f"{path}: unknown key '{prefix}{key}'{hint}; known keys here: {', '.join(known)}")
+
+
+def _build(cls: type, raw: Any, prefix: str, path: Path, also_known: tuple = ()) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {type(raw).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        keys = ", ".join(f"'{prefix}{k}'" for k in unknown)
-        raise ConfigError(f"{path}: unknown key {keys}; known keys here: {', '.join(sorted(names))}")
-    kwargs = {name: _coerce(hints[name], value, f"{prefix}{name}", path) for name, value in raw.items()}
-    return cls(**kwargs)
+        raise ConfigError(f"{path}: '{prefix.rstrip('.') or '<top>'}' must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls, include_extras=True)
+    names = [f.name for f in dataclasses.fields(cls) if f.name != "source"]
+    for key in raw:
+        if key not in names:
+            raise _unknown_key(str(key), prefix, [*names, *also_known], path)
+    return cls(**{name: _coerce(hints[name], value, f"{prefix}{name}", path) for name, value in raw.items()})
 
 
 def _coerce(tp: Any, value: Any, key: str, path: Path) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
+    """``value`` checked against the type hint ``tp`` (rules included), or a ConfigError naming ``key``."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        try:
+            value = _coerce(args[0], value, key, path)
+        except ConfigError as err:
+            if getattr(err, "key", None) == key:  # the value itself, not one of its items: say every rule
+                raise _bad(tp, value, key, path) from None
+            raise
+        if not all(_obeys(rule, value) for rule in tp.__metadata__):
+            raise _bad(tp, value, key, path)
+        return value
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:
             return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
+        options = [a for a in args if a is not type(None)]
+        for option in options:
             try:
-                return _coerce(arg, value, key, path)
+                return _coerce(option, value, key, path)
             except ConfigError as err:
-                errors.append(err)
-        raise errors[0] if len(errors) == 1 else ConfigError(
-            f"{path}: '{key}' must be one of {_type_name(tp)}, got {value!r}")
+                if len(options) == 1 and getattr(err, "key", None) != key:
+                    raise
+        raise _bad(tp, value, key, path)
     if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict) and value is not None:
+            raise _bad(tp, value, key, path)
         return _build(tp, value, f"{key}.", path)
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{path}: '{key}' must be a list, got {value!r}")
-        return [_coerce(args[0], v, f"{key}[{i}]", path) for i, v in enumerate(value)] if args else value
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: '{key}' must be a mapping, got {value!r}")
-        if args:
-            return {str(k): _coerce(args[1], v, f"{key}.{k}", path) for k, v in value.items()}
-        return value
-    if tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: '{key}' must be a mapping, got {value!r}")
-        return value
+    if not _is_kind(tp, value):
+        raise _bad(tp, value, key, path)
+    if origin is list and args:
+        return [_coerce(args[0], v, f"{key}[{i}]", path) for i, v in enumerate(value)]
+    if origin is dict and args:
+        return {str(k): _coerce(args[1], v, f"{key}.{k}", path) for k, v in value.items()}
+    return float(value) if tp is float else value
+
+
+def _bad(tp: Any, value: Any, key: str, path: Path) -> ConfigError:
+    rule = _describe(tp)
+    hint = ""
+    if "number" in rule and isinstance(value, str):
+        try:
+            float(value)
+            hint = " (YAML reads a number without a dot as text: write 1.0e-3, not 1e-3)"
+        except ValueError:
+            pass
+    err = ConfigError(f"{path}: '{key}' must be {rule}, got {value!r}{hint}")
+    err.key = key  # lets an enclosing Optional or Annotated hint restate the rule in full
+    return err
+
+
+def _is_kind(tp: Any, value: Any) -> bool:
+    origin = typing.get_origin(tp) or tp
+    if origin is Literal:
+        return any(value == a and type(value) is type(a) for a in typing.get_args(tp))
     if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: '{key}' must be a number, got {value!r}")
-        return float(value)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: '{key}' must be an integer, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{path}: '{key}' must be true or false, got {value!r}")
-        return value
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{path}: '{key}' must be a string, got {value!r}")
-        return value
-    return value
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, origin) if isinstance(origin, type) else True
 
 
-def _type_name(tp: Any) -> str:
-    return " | ".join(getattr(a, "__name__", str(a)) for a in typing.get_args(tp))
+def _obeys(rule: Any, value: Any) -> bool:
+    if isinstance(rule, Bound):
+        return _COMPARE[rule.op](value, rule.limit)
+    if isinstance(rule, Items):
+        if len(value) < rule.min_len or (rule.max_len is not None and len(value) > rule.max_len):
+            return False
+        return not rule.distinct or len(set(value)) == len(value)
+    return True
+
+
+def _describe(tp: Any) -> str:
+    """What a type hint allows, in words: 'an integer >= 1', 'one of auto, cpu, cuda'."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is Annotated:
+        bounds = [f"{r.op} {r.limit:g}" for r in tp.__metadata__ if isinstance(r, Bound)]
+        items = [r for r in tp.__metadata__ if isinstance(r, Items)]
+        if items:
+            return _describe_list(items[0], typing.get_args(args[0]))
+        return " ".join([_describe(args[0]), " and ".join(bounds)]).strip()
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return f"'{args[0]}'" if len(args) == 1 else f"one of {', '.join(map(str, args))}"
+    names = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
+             list: "a list", dict: "a mapping", type(None): "null"}
+    return names.get(origin or tp, "a mapping" if dataclasses.is_dataclass(tp) else str(tp))
+
+
+def _describe_list(rule: Items, item_type: tuple) -> str:
+    if rule.max_len is not None and rule.max_len == rule.min_len:
+        size = f"a list of {rule.min_len}"
+    else:
+        size = "a non-empty list" if rule.min_len == 1 else "a list"
+    each = f"each {_describe(item_type[0])}" if item_type else ""
+    return f"{size} ({', '.join(filter(None, [each, 'distinct' if rule.distinct else '']))})"
+
+
+# --------------------------------------------------------------------------- systems
+
+
+def _model_defaults(raw: Any, path: Path) -> dict[str, dict]:
+    """``model_defaults``: {arch: model fields}, checked as a ``model`` section would be."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: 'model_defaults' must be a mapping of architecture -> model fields, got {raw!r}")
+    archs = typing.get_args(Arch)
+    for arch, fields in raw.items():
+        if arch not in archs:
+            raise _unknown_key(str(arch), "model_defaults.", archs, path)
+        if isinstance(fields, dict) and "arch" in fields:
+            raise ConfigError(f"{path}: 'model_defaults.{arch}.arch' cannot be set: the section names the "
+                              f"architecture; set 'arch' in a system's model")
+        _build(ModelConfig, fields, f"model_defaults.{arch}.", path)
+    return {arch: dict(fields or {}) for arch, fields in raw.items()}
+
+
+def _build_systems(raw: Any, model_defaults: dict[str, dict], path: Path) -> dict[str, SystemConfig]:
+    """The paper's systems merged with the profile's ``systems`` (new names after, in file order)."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: 'systems' must be a mapping of name -> system, got {raw!r}")
+    entries = copy.deepcopy(PAPER_SYSTEMS)
+    for name, entry in raw.items():
+        name = str(name)
+        if entry is None:
+            if name not in entries:
+                raise ConfigError(f"{path}: 'systems.{name}: null' removes a system, but {name} is not one of the "
+                                  f"default systems ({', '.join(PAPER_SYSTEMS)}); delete the line")
+            del entries[name]
+        elif not isinstance(entry, dict):
+            raise ConfigError(f"{path}: 'systems.{name}' must be a mapping (input, model, augment, description) or "
+                              f"null to remove it, got {entry!r}")
+        else:
+            entries[name] = _deep_merge(entries.get(name, {}), entry)
+    systems = {}
+    for name, entry in entries.items():
+        model = entry.get("model")
+        if isinstance(model, dict) or model is None:
+            arch = (model or {}).get("arch", ModelConfig.arch)
+            entry = {**entry, "model": {**model_defaults.get(arch, {}), **(model or {})}}
+        systems[name] = _build(SystemConfig, entry, f"systems.{name}.", path)
+    return systems
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+# --------------------------------------------------------------------------- paths and cross-field checks
 
 
 def _resolve(base: Path, value: Optional[str]) -> Optional[str]:
@@ -318,39 +558,36 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
         w.model_id = _resolve(base, w.model_id)
 
 
-def _choice(value: Any, allowed: tuple, key: str, path: Path) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{path}: '{key}' must be one of {', '.join(map(str, allowed))}; got {value!r}")
-
-
 def _check_values(cfg: Config, path: Path) -> None:
-    d = cfg.data
-    if len(d.split) != 3 or abs(sum(d.split) - 1.0) > 1e-6 or min(d.split) < 0:
-        raise ConfigError(f"{path}: 'data.split' must be three non-negative fractions summing to 1, got {d.split}")
-    if d.demo is not None:
-        _choice(d.demo.scale, ("default", "smoke", "paper"), "data.demo.scale", path)
-    _choice(cfg.features.device, ("auto", "cpu", "cuda"), "features.device", path)
-    _choice(cfg.train.device, ("auto", "cpu", "cuda"), "train.device", path)
-    _choice(cfg.features.wav2vec2.weights, ("pretrained", "random"), "features.wav2vec2.weights", path)
-    w = cfg.features.wav2vec2
-    _choice(w.batching, ("masked", "equal"), "features.wav2vec2.batching", path)
-    if w.batch_size < 1 or w.max_batch_seconds <= 0:
-        raise ConfigError(f"{path}: 'features.wav2vec2.batch_size' must be >= 1 and 'max_batch_seconds' > 0; "
-                          f"got {w.batch_size} and {w.max_batch_seconds}")
-    layer = cfg.features.wav2vec2.layer
-    if isinstance(layer, str) and layer != "last":
-        raise ConfigError(f"{path}: 'features.wav2vec2.layer' must be 'last' or an integer, got {layer!r}")
-    for name, system in cfg.systems.items():
-        _choice(system.input, ("wav2vec2", "logmel"), f"systems.{name}.input", path)
-        _choice(system.model.arch, ("resattn", "shallow"), f"systems.{name}.model.arch", path)
+    """The checks that relate two values (each value's own range is in its type hint)."""
+    def fail(key: str, rule: str, value: Any) -> None:
+        raise ConfigError(f"{path}: '{key}' must be {rule}, got {value!r}")
 
-
-def primary_system(cfg: Config) -> tuple[str, int]:
-    """The analysed system and seed: ``analysis.primary_system`` and ``analysis.primary_seed``
-    (null = the first of ``train.seeds``)."""
-    seed = cfg.analysis.primary_seed
-    if seed is None:
-        if not cfg.train.seeds:
-            raise ConfigError(f"{cfg.source}: 'train.seeds' is empty; set it or 'analysis.primary_seed'")
-        seed = cfg.train.seeds[0]
-    return cfg.analysis.primary_system, seed
+    if abs(sum(cfg.data.split) - 1.0) > 1e-6:
+        fail("data.split", "three non-negative fractions summing to 1", cfg.data.split)
+    a = cfg.augment
+    for name in ("mask_spans", "mask_width"):
+        low, high = getattr(a, name)
+        if low > high:
+            fail(f"augment.{name}", "[min, max] with 1 <= min <= max", [low, high])
+    if a.mask_groups_max > a.mask_channel_groups:
+        fail("augment.mask_groups_max", f"at most 'augment.mask_channel_groups' ({a.mask_channel_groups})",
+             a.mask_groups_max)
+    if not cfg.systems:
+        raise ConfigError(f"{path}: 'systems' removes every system; keep at least one")
+    known = f"one of the systems ({', '.join(cfg.systems)})"
+    if cfg.train.select.system not in cfg.systems:
+        fail("train.select.system", known, cfg.train.select.system)
+    n = cfg.analysis
+    if n.primary_system not in cfg.systems:
+        fail("analysis.primary_system", known, n.primary_system)
+    if n.primary_seed is not None and n.primary_seed not in cfg.train.seeds:
+        fail("analysis.primary_seed", f"null or one of train.seeds ({', '.join(map(str, cfg.train.seeds))})",
+             n.primary_seed)
+    if not n.pitch_fmin < n.pitch_fmax < SAMPLE_RATE / 2:
+        fail("analysis.pitch_fmax", f"above 'analysis.pitch_fmin' ({n.pitch_fmin:g}) and below "
+             f"{SAMPLE_RATE / 2:g} Hz", n.pitch_fmax)
+    shortest = math.ceil(2 * SAMPLE_RATE / n.pitch_fmin)
+    if n.pitch_frame_length < shortest:
+        fail("analysis.pitch_frame_length", f"at least {shortest} samples (two periods of pitch_fmin "
+             f"{n.pitch_fmin:g} Hz at {SAMPLE_RATE} Hz)", n.pitch_frame_length)

@@ -5,7 +5,7 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -47,3 +47,32 @@ def write_csv_atomic(df: pd.DataFrame, path: str | Path, index: bool = False) ->
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_files_atomic(files: Sequence[tuple[str | Path, bytes]]) -> list[Path]:
+    """Write several files as a set: every one to a temporary name first (synced to disk), then each
+    renamed into place in the given order, so put the most depended-on file last.
+
+    A failure while writing (a full disk) leaves every old file as it was. A failure between two
+    renames leaves the files before it new and the rest old: a reader that needs the set to agree
+    checks a record written with it (``serlib.data.mculp`` keeps each table's digest in
+    ``manifest.meta.json``). Temporary files are removed either way.
+
+    Returns:
+        The paths, in order.
+    """
+    paths = [Path(path) for path, _ in files]
+    temporaries: list[Path] = []
+    try:
+        for path, (_, data) in zip(paths, files):
+            temporaries.append(_temporary(path))
+            with open(temporaries[-1], "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        for tmp, path in zip(temporaries, paths):
+            os.replace(tmp, path)
+    finally:
+        for tmp in temporaries:
+            tmp.unlink(missing_ok=True)
+    return paths

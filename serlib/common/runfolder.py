@@ -5,7 +5,7 @@ Layout of ``reports/<run name>/``::
     report.html            the exported report
     config.resolved.yaml   the configuration as run, with versions and git revision
     notebooks/             executed notebooks (papermill)
-    data/                  scanned.csv, manifest.csv, excluded.csv, mculp_audit.csv, split.csv,
+    data/                  scanned.csv, manifest.csv, manifest.meta.json, excluded.csv, mculp_audit.csv, split.csv,
                            features_summary.json, features_failed.csv, features/ (the default cache)
     models/                results.csv, _select/, <system>/seed<k>/ (checkpoint, history, metrics,
                            predictions per split, config)
@@ -36,6 +36,16 @@ class RunFolder:
     @property
     def manifest(self) -> Path:
         return self.data / "manifest.csv"
+
+    @property
+    def manifest_meta(self) -> Path:
+        """The settings, key and table digests of the data set (``serlib.data.mculp``), written with it."""
+        return self.data / "manifest.meta.json"
+
+    @property
+    def manifest_backup(self) -> Path:
+        """A manifest with no meta (hand-made, or an older serlib's), kept when the pipeline rebuilds it."""
+        return self.data / "manifest.csv.bak"
 
     @property
     def excluded(self) -> Path:
@@ -155,9 +165,14 @@ def project_root(cfg: Config) -> Path:
     return Path.cwd()
 
 
+def default_run_root(cfg: Config) -> Path:
+    """``<project>/reports/<run.name>``: a run's folder unless ``--out`` names another (not created)."""
+    return project_root(cfg) / "reports" / cfg.run.name
+
+
 def run_folder(cfg: Config, out: Optional[str | Path] = None) -> RunFolder:
-    """The run folder: ``out`` if given, else ``<project>/reports/<run.name>``; created if missing."""
-    root = Path(out).expanduser().resolve() if out else project_root(cfg) / "reports" / cfg.run.name
+    """The run folder: ``out`` if given, else ``default_run_root``; created if missing."""
+    root = Path(out).expanduser().resolve() if out else default_run_root(cfg)
     return RunFolder(root).ensure()
 
 

@@ -8,15 +8,22 @@ Layouts (``../shared/corpora.md``)::
 
 Durations, sample rates and channels come from file headers (no audio is decoded), so the
 ~9,400 files of the three corpora take seconds. A bad file never stops a scan: it goes to the
-excluded table with a reason code (``EXCLUSION_REASONS``) and a readable detail. Quirks that
-are tolerated and kept (CREMA-D level ``X``, missing demographics, EmoDB flat) are written in
-the utterance's ``note`` column.
+excluded table with a reason code (``EXCLUSION_REASONS``) and a readable detail. That holds for
+files that cannot be opened, symbolic links that loop or point nowhere (a link is followed, a
+loop is reported, never followed forever), folders or FIFOs named like audio files, sub-folders
+that cannot be listed, and names that are not valid UTF-8 (their bytes are written escaped,
+``\\xNN``, so the tables are always valid UTF-8). Quirks that are tolerated and kept (CREMA-D
+level ``X``, missing demographics, EmoDB flat) are written in the utterance's ``note`` column.
 """
 from __future__ import annotations
 
 import csv
+import errno
+import hashlib
+import io
 import os
 import re
+import stat
 import struct
 import warnings
 from pathlib import Path
@@ -35,7 +42,10 @@ EXCLUDED_COLUMNS = ("path", "corpus", "reason", "detail")
 EXCLUSION_REASONS = {  # reason code -> what it means (scan stage; mculp adds its own)
     "empty": "file is empty or holds no audio frames",
     "truncated": "file ends before the audio its header declares",
-    "unreadable": "not a readable audio file",
+    "unreadable": "not a readable audio file, or a file or folder that cannot be opened",
+    "symlink_loop": "a symbolic link that loops back on itself",
+    "broken_link": "a symbolic link whose target does not exist",
+    "not_a_file": "a folder, FIFO or device named like an audio file",
     "misnamed": "name fits no naming convention of the corpus",
     "duplicate": "the same recording appears twice",
     "song": "RAVDESS song (vocal channel 02), not speech",
@@ -176,12 +186,15 @@ def audio_header(path: str) -> tuple[int, int, int]:
     """Sample rate, channels and frames of an audio file, from its header only.
 
     Raises:
-        FileExcluded: ``empty``, ``truncated`` or ``unreadable``.
+        FileExcluded: ``empty``, ``truncated`` or ``unreadable`` (also a file that cannot be opened).
     """
-    size = os.path.getsize(path)
-    if size == 0:
-        raise FileExcluded("empty", "0 bytes")
-    problem = _wav_truncation(path, size)
+    try:
+        size = os.path.getsize(path)
+        if size == 0:
+            raise FileExcluded("empty", "0 bytes")
+        problem = _wav_truncation(path, size)
+    except OSError as err:  # e.g. PermissionError: one file, one row
+        raise FileExcluded("unreadable", f"cannot be opened: {err.strerror or type(err).__name__}") from None
     if problem:
         raise FileExcluded("truncated", problem)
     try:
@@ -196,36 +209,136 @@ def audio_header(path: str) -> tuple[int, int, int]:
 # --------------------------------------------------------------------------- listing
 
 
-def _wav_files(folder: Path, suffixes: tuple = (".wav",)) -> list[Path]:
-    with os.scandir(folder) as entries:
-        return sorted(Path(e.path) for e in entries
-                      if e.is_file() and os.path.splitext(e.name)[1].lower() in suffixes)
+def display_path(path: str | Path) -> str:
+    """``path`` as valid UTF-8 text: bytes that are not UTF-8 (kept by Python as surrogates) written ``\\xNN``."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
+def _is_utf8(name: str) -> bool:
+    return display_path(name) == name
+
+
+def _follow(path: str) -> tuple[Optional[os.stat_result], Optional[FileExcluded]]:
+    """The status of ``path`` with symbolic links followed, or why it cannot be had (never raises)."""
+    try:
+        return os.stat(path), None
+    except OSError as err:
+        target = os.readlink(path) if os.path.islink(path) else ""
+        if err.errno == errno.ELOOP:
+            return None, FileExcluded("symlink_loop", f"symbolic link loop: -> {display_path(target)} leads back "
+                                                      "to itself; not followed")
+        if err.errno in (errno.ENOENT, errno.ENOTDIR) and target:
+            return None, FileExcluded("broken_link", f"symbolic link to a missing file: -> {display_path(target)}")
+        return None, FileExcluded("unreadable", f"cannot be opened: {err.strerror or type(err).__name__}")
+
+
+def _kind(mode: int) -> str:
+    return ("folder" if stat.S_ISDIR(mode) else "FIFO" if stat.S_ISFIFO(mode) else "socket" if stat.S_ISSOCK(mode)
+            else "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file")
+
+
+def _entries(folder: Path, corpus: str) -> tuple[list[os.DirEntry], list[dict]]:
+    """Entries of ``folder`` by name, or one excluded row when it cannot be listed."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(entries, key=lambda e: e.name), []
+    except OSError as err:
+        return [], [_excluded(folder, corpus, FileExcluded(
+            "unreadable", f"folder cannot be listed ({err.strerror or type(err).__name__}): its files are not read"))]
+
+
+def _wav_files(folder: Path, corpus: str, suffixes: tuple = (".wav",)) -> tuple[list[Path], list[dict]]:
+    """Regular files of ``folder`` (links followed) named ``*<suffix>``, sorted; an entry so named that
+    cannot be used (loop, broken link, folder, FIFO, undecodable name, unreadable) is an excluded row."""
+    entries, excluded = _entries(folder, corpus)
+    files = []
+    for entry in entries:
+        if os.path.splitext(entry.name)[1].lower() not in suffixes:
+            continue
+        status, problem = _follow(entry.path)
+        if problem is None and not stat.S_ISREG(status.st_mode):
+            problem = FileExcluded("not_a_file", f"a {_kind(status.st_mode)} named like an audio file")
+        if problem is None and not _is_utf8(entry.name):
+            problem = FileExcluded("misnamed", "file name is not valid UTF-8 (its bytes are shown as \\xNN); "
+                                               "rename it to the corpus's naming convention")
+        if problem is not None:
+            excluded.append(_excluded(Path(entry.path), corpus, problem))
+        else:
+            files.append(Path(entry.path))
+    return files, excluded
+
+
+def _folder_problem(path: Path) -> Optional[FileExcluded]:
+    """Why an expected sub-folder (AudioWAV, Actor_NN, wav) cannot be reached (a loop, a broken link), or None."""
+    return _follow(str(path))[1]
+
+
+DEMOGRAPHICS_ENCODINGS = ("utf-8-sig", "cp1252")  # tried in order (utf-8-sig reads plain UTF-8 too)
+
+
+def _decode_text(path: Path, raw: bytes) -> str:
+    """Text of a CSV saved by a spreadsheet: UTF-16 (with its BOM), UTF-8 (with or without BOM) or cp1252.
+
+    Raises:
+        CorpusError: none of them decodes it (names the file and the encodings tried).
+    """
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        encodings = ("utf-16",)
+    else:
+        encodings = DEMOGRAPHICS_ENCODINGS
+    for encoding in encodings:
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError as err:
+            problem = err
+    raise CorpusError(f"CREMA-D: {display_path(path)} is not text in any encoding tried ({', '.join(encodings)}): "
+                      f"{problem.reason} at byte {problem.start}; re-save it as CSV UTF-8")
 
 
 def read_demographics(path: Path) -> Optional[dict[str, str]]:
-    """CREMA-D actor -> sex ("male"/"female") from VideoDemographics.csv; None (warned) if unusable."""
+    """CREMA-D actor -> sex ("male"/"female") from VideoDemographics.csv; None (warned) if unusable.
+
+    The file may be UTF-8 (with or without BOM), UTF-16 with a BOM, or cp1252 (a spreadsheet's "CSV").
+
+    Raises:
+        CorpusError: the file is in none of those encodings (the message names it).
+    """
     if not path.is_file():
         warnings.warn(f"CREMA-D: {path} not found: sex is 'unknown' for every actor (sex-stratified split "
                       "off); copy VideoDemographics.csv from the CREMA-D release next to AudioWAV/",
                       CorpusWarning, stacklevel=3)
         return None
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        warnings.warn(f"CREMA-D: {path} cannot be read ({err.strerror or type(err).__name__}): sex is 'unknown' "
+                      "for every actor (sex-stratified split off)", CorpusWarning, stacklevel=3)
+        return None
+    rows = list(csv.DictReader(io.StringIO(_decode_text(path, raw), newline="")))
     if not rows or not {"ActorID", "Sex"} <= set(rows[0]):
         warnings.warn(f"CREMA-D: {path} has no ActorID and Sex columns: sex is 'unknown' for every actor",
                       CorpusWarning, stacklevel=3)
         return None
     sexes = {"male": "male", "female": "female"}
-    return {r["ActorID"].strip(): sexes.get(r["Sex"].strip().lower(), "unknown") for r in rows}
+    return {(r["ActorID"] or "").strip(): sexes.get((r["Sex"] or "").strip().lower(), "unknown") for r in rows}
 
 
 def _list_crema_d(root: Path) -> tuple[list, list]:
     audio = root / "AudioWAV"
+    problem = _folder_problem(audio) if os.path.lexists(audio) else None
+    if problem is not None:
+        raise CorpusError(f"CREMA-D: {audio}: {problem.detail}; {_HINTS['CREMA-D']}")
     if not audio.is_dir():
         raise CorpusError(f"CREMA-D: expected AudioWAV/ under {root}; {_HINTS['CREMA-D']}")
     sexes = read_demographics(root / "VideoDemographics.csv")
-    candidates, excluded = [], []
-    for path in _wav_files(audio):
+    paths, excluded = _wav_files(audio, "CREMA-D")
+    candidates = []
+    for path in paths:
         try:
             fields = parse_crema_d_name(path.stem)
         except FileExcluded as skip:
@@ -241,12 +354,21 @@ def _list_crema_d(root: Path) -> tuple[list, list]:
 
 
 def _list_ravdess(root: Path) -> tuple[list, list]:
-    actors = sorted(d for d in root.iterdir() if d.is_dir() and re.fullmatch(r"Actor_\d\d", d.name))
-    if not actors:
+    entries, excluded = _entries(root, "RAVDESS")
+    actors = []
+    for entry in (e for e in entries if re.fullmatch(r"Actor_\d\d", e.name)):
+        problem = _folder_problem(Path(entry.path))
+        if problem is not None:  # an actor folder that is a loop or cannot be reached: a row, not silence
+            excluded.append(_excluded(Path(entry.path), "RAVDESS", problem))
+        elif entry.is_dir():
+            actors.append(Path(entry.path))
+    if not actors and not excluded:
         raise CorpusError(f"RAVDESS: expected Actor_01 .. Actor_24 under {root}; {_HINTS['RAVDESS']}")
-    candidates, excluded = [], []
+    candidates = []
     for folder in actors:
-        for path in _wav_files(folder, (".wav", ".mp4")):
+        paths, bad = _wav_files(folder, "RAVDESS", (".wav", ".mp4"))
+        excluded += bad
+        for path in paths:
             try:
                 candidates.append((path, parse_ravdess_name(path.stem, path.suffix)))
             except FileExcluded as skip:
@@ -255,10 +377,17 @@ def _list_ravdess(root: Path) -> tuple[list, list]:
 
 
 def _list_emodb(root: Path) -> tuple[list, list]:
-    folders = [root / "wav"] if (root / "wav").is_dir() else []
+    wav = root / "wav"
+    problem = _folder_problem(wav) if os.path.lexists(wav) else None
+    excluded = [_excluded(wav, "EmoDB", problem)] if problem is not None else []
+    folders = [wav] if wav.is_dir() and problem is None else []
     flat_note = "" if folders else "flat layout (no wav/ folder)"
-    candidates, excluded = [], []
-    for path in [p for folder in folders + [root] for p in _wav_files(folder)]:
+    candidates, paths = [], []
+    for folder in folders + [root]:
+        found, bad = _wav_files(folder, "EmoDB")
+        paths += found
+        excluded += bad
+    for path in paths:
         try:
             fields = parse_emodb_name(path.stem)
         except FileExcluded as skip:
@@ -278,7 +407,7 @@ def _join(a: str, b: str) -> str:
 
 
 def _excluded(path: Path, corpus: str, skip: FileExcluded) -> dict:
-    return {"path": str(path), "corpus": corpus, "reason": skip.reason, "detail": skip.detail}
+    return {"path": display_path(path), "corpus": corpus, "reason": skip.reason, "detail": skip.detail}
 
 
 # --------------------------------------------------------------------------- scanning
@@ -316,11 +445,11 @@ def scan_corpus(corpus: str, root: str | Path, progress: bool = True) -> tuple[l
         (utterance rows, excluded rows) as lists of dicts.
 
     Raises:
-        CorpusError: the folder is missing, lacks the expected sub-folder, or holds no usable file.
+        CorpusError: the folder is missing, is a file (or a loop), has a name that is not UTF-8, lacks
+            the expected sub-folder, or holds no usable file; or VideoDemographics.csv is in no known encoding.
     """
     root = Path(os.path.abspath(Path(root).expanduser()))
-    if not root.is_dir():
-        raise CorpusError(f"{corpus}: folder not found: {root}; {_HINTS[corpus]}")
+    _check_root(corpus, root)
     candidates, excluded = _LISTERS[corpus](root)
     rows = []
     for path, fields in tqdm(candidates, desc=f"{corpus} headers", unit="file", disable=not progress):
@@ -333,6 +462,49 @@ def scan_corpus(corpus: str, root: str | Path, progress: bool = True) -> tuple[l
     if not rows:
         raise CorpusError(_nothing_usable(corpus, root, excluded))
     return rows, excluded
+
+
+def _check_root(corpus: str, root: Path) -> None:
+    """Raise a CorpusError that says what is wrong with a corpus root, if anything."""
+    status, problem = _follow(str(root)) if os.path.lexists(root) else (None, None)
+    if (status is None and problem is None) or (problem is not None and problem.reason == "broken_link"):
+        raise CorpusError(f"{corpus}: folder not found: {display_path(root)}; {_HINTS[corpus]}")
+    if problem is not None:
+        raise CorpusError(f"{corpus}: {display_path(root)}: {problem.detail}; {_HINTS[corpus]}")
+    if not stat.S_ISDIR(status.st_mode):
+        kind = "file" if stat.S_ISREG(status.st_mode) else _kind(status.st_mode)
+        raise CorpusError(f"{corpus}: {display_path(root)} is a {kind}, not a folder; {_HINTS[corpus]}")
+    if not _is_utf8(str(root)):
+        raise CorpusError(f"{corpus}: the folder name {display_path(root)} is not valid UTF-8, so its files' paths "
+                          "cannot be written to the manifest; rename it, or link to it from a UTF-8 path "
+                          "(ln -s) and point the corpus setting there")
+
+
+def corpus_fingerprint(root: str | Path) -> dict:
+    """What a corpus folder holds, cheaply: the names, sizes and modification times of every entry
+    one and two levels under ``root`` (links followed), hashed. No file is opened.
+
+    Returns:
+        ``{"files": entries counted, "digest": 16 hex}``; a changed, added or removed file changes it.
+    """
+    h, count = hashlib.sha1(), 0
+    pending = [(Path(root), 0)]
+    while pending:
+        folder, depth = pending.pop()
+        try:
+            with os.scandir(folder) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as err:
+            h.update(f"{folder}\0!{err.errno}\n".encode("utf-8", "surrogateescape"))
+            continue
+        for entry in entries:
+            status, problem = _follow(entry.path)
+            line = f"{problem.reason}" if problem else f"{status.st_mode:o} {status.st_size} {status.st_mtime_ns}"
+            h.update(f"{entry.path}\0{line}\n".encode("utf-8", "surrogateescape"))
+            count += 1
+            if status is not None and stat.S_ISDIR(status.st_mode) and depth == 0:
+                pending.append((Path(entry.path), 1))
+    return {"files": count, "digest": h.hexdigest()[:16]}
 
 
 def _nothing_usable(corpus: str, root: Path, excluded: list[dict]) -> str:

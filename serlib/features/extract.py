@@ -7,6 +7,11 @@ clip's frames equal its one-clip-alone frames to float rounding (tests/test_feat
 ``features.wav2vec2.batching: equal`` only clips of exactly equal sample count share a batch
 (the rule before masking; RAVDESS has 104 distinct lengths in 1440 files, EmoDB 530 in 535).
 
+The cache checks what it reads and is locked while an extraction fills it (``serlib.features.cache``):
+a damaged shard is dropped and its clips recomputed by the next extraction, a second extraction on
+the same key folder waits and reuses the first's work, and a read-only cache serves a run whose
+clips are all cached.
+
 A clip that cannot be read is reported with its path and reason (a warning, and
 ``<run>/data/features_failed.csv``) and the run goes on; at load time its manifest row is
 dropped with a warning (``FeatureSet.missing``), never zero-filled. Loading only reads the
@@ -17,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -27,15 +33,17 @@ import torch
 from tqdm.auto import tqdm
 
 from serlib.common.audio import load_audio, probe_samples
-from serlib.common.config import Config, ConfigError
+from serlib.common.config import Config
 from serlib.common.facts import CLASSES
 from serlib.common.io import write_csv_atomic, write_json_atomic
 from serlib.common.runfolder import RunFolder
 from serlib.common.runtime import cpu_threads, resolve_device
 from serlib.data.stage import load_manifest
-from serlib.features.cache import (ShardWriter, cache_bytes, content_hashes, fill_from_cache, key_folder, read_index,
-                                   stored_channels, write_key)
-from serlib.features.encoders import INPUTS, build_encoder, encoder_description
+from serlib.features.cache import (CacheNotWritableError, ShardWriter, cache_bytes, clean_cache_root, clean_temporary,
+                                   content_hashes, drop_shard, fill_from_cache, inputs_for_run, is_read_only_error,
+                                   key_folder, key_lock, make_folder, read_index, read_shards, shard_index,
+                                   stored_channels, touch_last_used, write_key)
+from serlib.features.encoders import build_encoder, encoder_description
 
 
 @dataclass
@@ -64,12 +72,6 @@ class FeatureSet:
 # --------------------------------------------------------------------------- extraction
 
 
-def inputs_for_run(cfg: Config) -> list[str]:
-    """The inputs the run's systems read; both when no system is configured."""
-    used = {s.input for s in cfg.systems.values()}
-    return [i for i in INPUTS if i in used] if used else list(INPUTS)
-
-
 def plan_batches(jobs: list[tuple[str, str, int]], batch_size: int, max_samples: int,
                  mix: bool) -> list[list[tuple[str, str, int]]]:
     """Cut ``(digest, path, samples)`` jobs, sorted by length, into batches.
@@ -89,9 +91,14 @@ def plan_batches(jobs: list[tuple[str, str, int]], batch_size: int, max_samples:
 
 def _encode_batch(encoder, batch, sample_rate: int, device, writer: ShardWriter, failures: dict,
                   threads: Optional[int] = None) -> int:
-    """Load, encode and store one batch; returns how many clips were stored."""
+    """Load, encode and store one batch; returns how many clips were stored.
+
+    A clip whose encoder output holds NaN or inf is not stored: it becomes a ``failures`` row.
+    """
     with cpu_threads(1):
         waves = _load_batch(batch, sample_rate, encoder.min_samples, failures)
+    paths = {digest: path for digest, path, _ in batch}
+    stored = 0
     groups: dict[int, list[str]] = {}
     for digest, wave in waves.items():  # the header's length is checked, not trusted
         groups.setdefault(0 if encoder.mixes_lengths else len(wave), []).append(digest)
@@ -104,8 +111,14 @@ def _encode_batch(encoder, batch, sample_rate: int, device, writer: ShardWriter,
             out = encoder(torch.from_numpy(padded).to(device),
                           torch.tensor(lengths, device=device)).cpu().numpy()  # (batch, channels, frames)
         for digest, clip, n in zip(digests, out, lengths):
-            writer.add(digest, clip[:, :encoder.frames_for(n)])
-    return len(waves)
+            frames = clip[:, :encoder.frames_for(n)]  # (channels, frames)
+            bad = frames.size - int(np.count_nonzero(np.isfinite(frames)))
+            if bad:  # never cached: a NaN feature would turn every weight of a model trained on it to NaN
+                failures[paths[digest]] = f"non-finite features: {bad} of {frames.size} values are NaN or inf"
+                continue
+            writer.add(digest, frames)
+            stored += 1
+    return stored
 
 
 def _load_batch(batch, sample_rate: int, min_samples: int, failures: dict) -> dict[str, np.ndarray]:
@@ -126,8 +139,6 @@ def _compute(cfg: Config, kdir: Path, input: str, jobs: dict[str, str], failures
              device: torch.device) -> dict:
     """Encode the ``{digest: path}`` clips missing from the cache; returns timing statistics."""
     sr = cfg.features.sample_rate
-    if cfg.features.threads is not None and cfg.features.threads < 1:
-        raise ConfigError(f"features.threads must be a positive integer or null, got {cfg.features.threads}")
     probed = []
     for digest, path in jobs.items():
         try:
@@ -173,13 +184,25 @@ def extract(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
     start = time.perf_counter()
     device = device or resolve_device(cfg.features.device)
     kdir = key_folder(cfg, folder, input)
-    kdir.mkdir(parents=True, exist_ok=True)
     paths = manifest["path"].astype(str).tolist()
     hashes, failures = content_hashes(paths, kdir.parent)
-    index = read_index(kdir)
-    jobs = {h: p for h, p in zip(hashes, paths) if h is not None and h not in index}
-    stats = _compute(cfg, kdir, input, jobs, failures, device)
-    meta = write_key(kdir, cfg, input, stats, device)
+    clean_cache_root(kdir.parent)
+    exists = make_folder(kdir)  # False: a read-only cache that never held this key
+    with key_lock(kdir) if exists else nullcontext():  # a second extraction waits here, then finds it all cached
+        clean_temporary(kdir)
+        index = read_index(kdir)  # damaged shards are dropped here: their clips are computed below
+        jobs = {h: p for h, p in zip(hashes, paths) if h is not None and h not in index}
+        try:
+            stats = _compute(cfg, kdir, input, jobs, failures, device)
+        except OSError as err:
+            if not is_read_only_error(err):
+                raise
+            raise CacheNotWritableError(
+                f"{input}: the feature cache {kdir} cannot be written ({err.strerror or err}) and {len(jobs)} "
+                f"clip(s) are not cached in it; make it writable or set features.cache_dir to a folder you "
+                f"can write") from err
+        meta = write_key(kdir, cfg, input, stats, device)
+    touch_last_used(kdir)
     failed = {u: f"{p}: {failures[p]}" for u, p in zip(manifest["utt_id"], paths) if p in failures}
     for utt, reason in failed.items():
         warnings.warn(f"{input}: skipped {utt} ({reason})", stacklevel=2)
@@ -260,7 +283,8 @@ def load_features(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input:
     kdir = key_folder(cfg, folder, input)
     paths = manifest["path"].astype(str).tolist()
     hashes, _ = content_hashes(paths, kdir.parent)
-    index = read_index(kdir)
+    shards, _ = read_shards(kdir)  # size and header checked; damaged shards dropped with a warning
+    index = shard_index(shards)
     keep = [i for i, h in enumerate(hashes) if h is not None and h in index]
     kept_rows = set(keep)
     missing = [u for i, u in enumerate(manifest["utt_id"]) if i not in kept_rows]
@@ -273,12 +297,21 @@ def load_features(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input:
         warnings.warn(f"{input}: {len(missing)} manifest row(s) have no features (their audio could not be "
                       f"encoded: {folder.features_failed}) and are left out: {', '.join(missing[:5])}"
                       f"{' ...' if len(missing) > 5 else ''}", stacklevel=2)
-    channels = stored_channels(kdir, index, cfg, input)
+    channels = stored_channels(kdir, index, cfg, input, shards)
     frames = cfg.features.frames
     x = torch.empty((len(keep), channels, frames), dtype=dtype)  # (n, channels, frames), filled from the shards
     lengths = torch.zeros(len(keep), dtype=torch.long)
     with cpu_threads(1):  # thousands of small copies: thread sync would cost more than it saves
-        fill_from_cache(x, lengths, [(j, index[hashes[i]]) for j, i in enumerate(keep)], kdir, frames)
+        bad = fill_from_cache(x, lengths, [(j, index[hashes[i]]) for j, i in enumerate(keep)], kdir, frames,
+                              shards)  # every byte read is checked against the shard's CRC-32
+    if bad:
+        for npy, reason in bad.items():
+            drop_shard(kdir, npy, reason)
+        clips = sum(len(shards[npy].rows) for npy in bad)
+        raise FeaturesMissingError(
+            f"{input}: {len(bad)} damaged shard(s) in {kdir} were dropped ({', '.join(bad)}); recompute their "
+            f"{clips} clip(s): `serlib features {cfg.source or 'PARAMS.yaml'}` (or run notebook 02_features)")
+    touch_last_used(kdir)
     kept = manifest.iloc[keep]
     labels = (torch.tensor([CLASSES.index(lbl) for lbl in kept["label"]], dtype=torch.long)
               if "label" in kept else None)

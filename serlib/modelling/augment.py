@@ -36,7 +36,8 @@ class TriAug(nn.Module):
 
     def __init__(self, noise_prob: float = 0.5, noise_std: float = 0.05, crop_prob: float = 0.5,
                  crop_frames: int = 380, mask_prob: float = 0.25, mask_spans: Sequence[int] = (1, 2),
-                 mask_width: Sequence[int] = (5, 16), mask_channel_groups: int = 4, mask_groups_max: int = 2):
+                 mask_width: Sequence[int] = (5, 16), mask_channel_groups: int = 4, mask_groups_max: int = 2,
+                 within_clip: bool = False):
         super().__init__()
         for name, p in (("noise_prob", noise_prob), ("crop_prob", crop_prob), ("mask_prob", mask_prob)):
             if not 0.0 <= p <= 1.0:
@@ -51,16 +52,17 @@ class TriAug(nn.Module):
         self.crop_prob, self.crop_frames = crop_prob, crop_frames
         self.mask_prob, self.mask_spans, self.mask_width = mask_prob, tuple(mask_spans), tuple(mask_width)
         self.mask_channel_groups, self.mask_groups_max = mask_channel_groups, mask_groups_max
+        self.within_clip = within_clip
         self.last_applied: dict[str, torch.Tensor] = {}
 
     @classmethod
     def from_config(cls, cfg: AugmentConfig) -> "TriAug":
         """The Tri-Aug an ``augment`` section of the parameters describes."""
         return cls(cfg.noise_prob, cfg.noise_std, cfg.crop_prob, cfg.crop_frames, cfg.mask_prob,
-                   cfg.mask_spans, cfg.mask_width, cfg.mask_channel_groups, cfg.mask_groups_max)
+                   cfg.mask_spans, cfg.mask_width, cfg.mask_channel_groups, cfg.mask_groups_max, cfg.within_clip)
 
     def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None,
-                inplace: bool = False) -> torch.Tensor:
+                inplace: bool = False, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Augment a batch (training mode) or return it unchanged (eval mode).
 
         Args:
@@ -69,6 +71,8 @@ class TriAug(nn.Module):
             inplace: augment ``x`` itself instead of a copy (saves one batch-sized copy). Only for a
                 tensor nothing else reads, e.g. a batch just gathered with ``x[index]``. The random
                 draws, and so the result, are the same either way.
+            lengths: (batch,) real frames per clip; used with ``within_clip`` (crop, masks and noise then
+                stay inside each clip's real frames, and the noise scale is its real frames' std).
         Returns:
             (batch, channels, frames): a new tensor, ``x`` unmodified; with ``inplace``, ``x`` itself.
         """
@@ -80,9 +84,15 @@ class TriAug(nn.Module):
         draw = lambda p: torch.rand(batch, device=x.device, generator=generator) < p
         applied = {"noise": draw(self.noise_prob), "crop": draw(self.crop_prob), "mask": draw(self.mask_prob)}
         out = x if inplace else x.clone()  # each operation then rewrites only its chosen rows in place
-        self._noise(out, applied["noise"], generator)
-        self._crop(out, applied["crop"], generator)
-        self._mask(out, applied["mask"], generator)
+        if self.within_clip and lengths is not None:
+            lengths = lengths.to(x.device).clamp(1, x.shape[2])
+            self._noise_within(out, applied["noise"], generator, lengths)
+            self._crop_within(out, applied["crop"], generator, lengths)
+            self._mask_within(out, applied["mask"], generator, lengths)
+        else:
+            self._noise(out, applied["noise"], generator)
+            self._crop(out, applied["crop"], generator)
+            self._mask(out, applied["mask"], generator)
         self.last_applied = applied
         return out
 
@@ -114,8 +124,11 @@ class TriAug(nn.Module):
         x[rows, :, keep:] = 0.0
 
     def span_masks(self, batch: int, channels: int, frames: int, device: torch.device,
-                   gen: Optional[torch.Generator] = None) -> torch.Tensor:
-        """Boolean (batch, channels, frames) masks: 1-2 spans of 5-16 frames over chosen channel groups."""
+                   gen: Optional[torch.Generator] = None, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Boolean (batch, channels, frames) masks: 1-2 spans of 5-16 frames over chosen channel groups.
+
+        ``lengths`` (batch,): spans start and end inside each clip's first ``lengths[i]`` frames.
+        """
         rand = lambda *shape: torch.rand(*shape, device=device, generator=gen)
         lo_s, hi_s = self.mask_spans
         lo_w, hi_w = self.mask_width
@@ -123,9 +136,10 @@ class TriAug(nn.Module):
         group_of_channel = torch.arange(channels, device=device) * self.mask_channel_groups // channels
         position = torch.arange(frames, device=device)
         mask = torch.zeros(batch, channels, frames, dtype=torch.bool, device=device)
+        limit = torch.full((batch,), frames, device=device) if lengths is None else lengths.to(device)
         for span in range(hi_s):
-            width = (lo_w + (rand(batch) * (hi_w - lo_w + 1)).long()).clamp(max=frames)  # (batch,)
-            start = (rand(batch) * (frames - width + 1)).long()
+            width = torch.minimum(lo_w + (rand(batch) * (hi_w - lo_w + 1)).long(), limit)  # (batch,)
+            start = (rand(batch) * (limit - width + 1)).long()
             in_span = (position >= start.unsqueeze(1)) & (position < (start + width).unsqueeze(1))
             n_groups = 1 + (rand(batch) * self.mask_groups_max).long()  # (batch,) in 1..max
             rank = rand(batch, self.mask_channel_groups).argsort(dim=1).argsort(dim=1)  # random order
@@ -141,6 +155,47 @@ class TriAug(nn.Module):
         if rows.numel() == 0:
             return
         mask = self.span_masks(len(rows), *x.shape[1:], device=x.device, gen=gen)  # (chosen, channels, frames)
+        x[rows] = x[rows].masked_fill_(mask, 0.0)
+
+
+    # ---------------------------------------------------------------- within each clip's real frames
+
+    def _noise_within(self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator],
+                      lengths: torch.Tensor) -> None:
+        """Noise on the real frames only, scaled by the std of those frames."""
+        rows = chosen.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return
+        sub = x[rows]  # (chosen, channels, frames), a copy
+        real = (torch.arange(x.shape[2], device=x.device) < lengths[rows, None]).unsqueeze(1)  # (chosen, 1, frames)
+        count = (lengths[rows] * x.shape[1]).view(-1, 1, 1).to(x.dtype)
+        mean = (sub * real).sum(dim=(1, 2), keepdim=True) / count
+        var = (((sub - mean) * real) ** 2).sum(dim=(1, 2), keepdim=True) / (count - 1).clamp_min(1)
+        noise = torch.randn(sub.shape, device=x.device, generator=gen, dtype=x.dtype)
+        x[rows] = sub.add_(noise.mul_(var.sqrt() * self.noise_std).mul_(real))
+
+    def _crop_within(self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator],
+                     lengths: torch.Tensor) -> None:
+        """Keep ``crop_frames / 400`` of each chosen clip's real frames, moved to frame 0, zeros after them."""
+        rows = chosen.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return
+        _, channels, frames = x.shape
+        real = lengths[rows]  # (chosen,)
+        keep = torch.clamp(torch.round(real * (self.crop_frames / PAPER_FRAMES)).long(), min=1).minimum(real)
+        start = (torch.rand(len(rows), device=x.device, generator=gen) * (real - keep + 1)).long()
+        position = torch.arange(frames, device=x.device)
+        index = (start.unsqueeze(1) + position).clamp(max=frames - 1)  # (chosen, frames)
+        window = torch.gather(x[rows], 2, index.unsqueeze(1).expand(len(rows), channels, frames))
+        x[rows] = window * (position < keep.unsqueeze(1)).unsqueeze(1)
+
+    def _mask_within(self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator],
+                     lengths: torch.Tensor) -> None:
+        """Span masks placed inside each chosen clip's real frames."""
+        rows = chosen.nonzero().squeeze(1)
+        if rows.numel() == 0:
+            return
+        mask = self.span_masks(len(rows), *x.shape[1:], device=x.device, gen=gen, lengths=lengths[rows])
         x[rows] = x[rows].masked_fill_(mask, 0.0)
 
 

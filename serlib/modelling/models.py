@@ -35,6 +35,52 @@ def _scaled(width: int, scale: float) -> int:
     return max(8, int(round(width * scale / 4.0)) * 4)
 
 
+def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """``(batch, 1, frames)`` float mask, 1 on each clip's first ``lengths[i]`` frames (its real frames)."""
+    return (torch.arange(frames, device=lengths.device) < lengths[:, None]).unsqueeze(1).float()
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over the frames a ``(batch, 1, frames)`` mask keeps: ``(batch, C, frames)`` -> ``(batch, C)``."""
+    return (x * mask).sum(dim=2) / mask.sum(dim=2).clamp_min(1.0)
+
+
+class MaskedBatchNorm1d(nn.BatchNorm1d):
+    """BatchNorm whose training statistics count each clip's real frames only (``model.mask_padding``).
+
+    Called with a ``(batch, 1, frames)`` mask in training mode, the batch mean and variance (and the
+    running statistics they update) ignore padded frames; in eval mode, or without a mask, it is
+    ``nn.BatchNorm1d`` (a per-channel affine map at eval). State-dict keys are BatchNorm1d's.
+    """
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if mask is None or not self.training:
+            return super().forward(x)
+        count = mask.sum() * 1.0  # real (clip, frame) positions, one count for every channel
+        mean = (x * mask).sum(dim=(0, 2)) / count  # (C,)
+        var = (((x - mean[None, :, None]) * mask) ** 2).sum(dim=(0, 2)) / count  # biased, for normalising
+        with torch.no_grad():
+            momentum = 0.1 if self.momentum is None else self.momentum
+            self.running_mean.mul_(1 - momentum).add_(momentum * mean.detach())
+            unbiased = var.detach() * count / (count - 1).clamp_min(1.0)
+            self.running_var.mul_(1 - momentum).add_(momentum * unbiased)
+            self.num_batches_tracked.add_(1)
+        y = (x - mean[None, :, None]) / torch.sqrt(var[None, :, None] + self.eps)
+        return y * self.weight[None, :, None] + self.bias[None, :, None]
+
+
+def _norm(channels: int, masked: bool) -> nn.BatchNorm1d:
+    # Plain BatchNorm1d unless masking is asked for: the paper's network (and its int8 form) stays unchanged.
+    return MaskedBatchNorm1d(channels) if masked else nn.BatchNorm1d(channels)
+
+
+def _masked_layers(layers: nn.Sequential, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Run conv/BN/ReLU/dropout layers with the mask: masked BN statistics, padded frames zeroed at the end."""
+    for layer in layers:
+        x = layer(x, mask) if isinstance(layer, MaskedBatchNorm1d) else layer(x)
+    return x * mask
+
+
 class SqueezeExcite1d(nn.Module):
     """Channel attention (Hu et al.): gate each channel by a function of its time average.
 
@@ -49,36 +95,51 @@ class SqueezeExcite1d(nn.Module):
         self.gate = nn.Sequential(
             nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, C, frames)
-        weights = self.gate(x.mean(dim=2))  # (batch, C)
-        return x * weights.unsqueeze(2)
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:  # (batch, C, frames)
+        """``mask`` ``(batch, 1, frames)``: the squeeze averages each clip's real frames only."""
+        squeezed = x.mean(dim=2) if mask is None else masked_mean(x, mask)  # (batch, C)
+        return x * self.gate(squeezed).unsqueeze(2)
 
 
 class ResidualBlock1d(nn.Module):
     """Two temporal convs (BN, ReLU), optional SE, dropout, then the residual addition.
 
     The shortcut is the identity when widths match and a 1x1 conv + BN projection otherwise.
+    With ``masked`` (``model.mask_padding``) and a mask in ``forward``, BatchNorm statistics and the
+    SE squeeze count real frames only and padded frames are zero after every layer, so a clip's
+    output does not depend on how much padding follows it.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, se: bool = True,
-                 se_reduction: int = 16, dropout: float = 0.25):
+                 se_reduction: int = 16, dropout: float = 0.25, masked: bool = False):
         super().__init__()
         self.kernel = kernel
         self.conv1 = nn.Conv1d(in_channels, out_channels, kernel, padding=kernel // 2, bias=False)
-        self.bn1 = nn.BatchNorm1d(out_channels)
+        self.bn1 = _norm(out_channels, masked)
         self.conv2 = nn.Conv1d(out_channels, out_channels, kernel, padding=kernel // 2, bias=False)
-        self.bn2 = nn.BatchNorm1d(out_channels)
+        self.bn2 = _norm(out_channels, masked)
         self.se = SqueezeExcite1d(out_channels, se_reduction) if se else nn.Identity()
         self.dropout = nn.Dropout(dropout)
         self.shortcut = nn.Identity() if in_channels == out_channels else nn.Sequential(
-            nn.Conv1d(in_channels, out_channels, 1, bias=False), nn.BatchNorm1d(out_channels))
+            nn.Conv1d(in_channels, out_channels, 1, bias=False), _norm(out_channels, masked))
         self.act = nn.ReLU(inplace=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, in, frames) -> (batch, out, frames)
-        y = self.act(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        y = self.dropout(self.se(y))
-        return self.act(y + self.shortcut(x))
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``(batch, in, frames)`` -> ``(batch, out, frames)``; ``mask`` ``(batch, 1, frames)`` or None."""
+        if mask is None:
+            y = self.act(self.bn1(self.conv1(x)))
+            y = self.bn2(self.conv2(y))
+            y = self.dropout(self.se(y))
+            return self.act(y + self.shortcut(x))
+        y = self.act(_apply_norm(self.bn1, self.conv1(x), mask)) * mask  # the next conv sees zeros past the clip
+        y = _apply_norm(self.bn2, self.conv2(y), mask)
+        y = self.dropout(self.se(y, mask) if isinstance(self.se, SqueezeExcite1d) else y)
+        shortcut = x if isinstance(self.shortcut, nn.Identity) else _masked_layers(self.shortcut, x, mask)
+        return self.act(y + shortcut) * mask
+
+
+def _apply_norm(norm: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return norm(x, mask) if isinstance(norm, MaskedBatchNorm1d) else norm(x)
 
 
 class ResAttn1DCNN(nn.Module):
@@ -93,48 +154,75 @@ class ResAttn1DCNN(nn.Module):
         width_scale: multiply every width (1.0 = the paper).
         stem_dropout: dropout after the stem (paper: 0.35).
         block_dropout: dropout inside each block (paper: 0.25).
+        mask_padding: pool, squeeze and normalise over each clip's real frames (``forward``'s ``lengths``);
+            False is the paper's network, which averages over the whole window, padding included.
     """
 
     def __init__(self, in_channels: int = 768, n_classes: int = 3, se: bool = True, se_reduction: int = 16,
                  blocks: Optional[Sequence[int]] = None, width_scale: float = 1.0,
-                 stem_dropout: float = 0.35, block_dropout: float = 0.25):
+                 stem_dropout: float = 0.35, block_dropout: float = 0.25, mask_padding: bool = False):
         super().__init__()
+        self.mask_padding = mask_padding
         kept = list(range(len(RESATTN_BLOCKS))) if blocks is None else list(blocks)
+        if not kept or len(set(kept)) != len(kept) or not all(0 <= b < len(RESATTN_BLOCKS) for b in kept):
+            raise ValueError(f"blocks must be distinct indices in 0-4, got {blocks}")  # load_config checks the YAML's
         stem_width = _scaled(RESATTN_STEM[0], width_scale)
         self.stem = nn.Sequential(
             nn.Conv1d(in_channels, stem_width, RESATTN_STEM[1], padding=RESATTN_STEM[1] // 2, bias=False),
-            nn.BatchNorm1d(stem_width), nn.ReLU(inplace=True), nn.Dropout(stem_dropout))
+            _norm(stem_width, mask_padding), nn.ReLU(inplace=True), nn.Dropout(stem_dropout))
         layers, width = [], stem_width
         for index in kept:
             out_width, kernel = _scaled(RESATTN_BLOCKS[index][0], width_scale), RESATTN_BLOCKS[index][1]
-            layers.append(ResidualBlock1d(width, out_width, kernel, se, se_reduction, block_dropout))
+            layers.append(ResidualBlock1d(width, out_width, kernel, se, se_reduction, block_dropout, mask_padding))
             width = out_width
         self.blocks = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool1d(1)
         self.head = nn.Linear(width, n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, in, frames) -> (batch, n_classes)
-        y = self.blocks(self.stem(x))  # (batch, 64, frames)
-        return self.head(self.pool(y).squeeze(2))
+    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``(batch, in, frames)`` (+ true frame counts ``(batch,)``) -> ``(batch, n_classes)`` logits.
+
+        ``lengths`` is used only with ``mask_padding``; the paper's network pools the whole window.
+        """
+        if lengths is None or not self.mask_padding:
+            y = self.blocks(self.stem(x))  # (batch, 64, frames)
+            return self.head(self.pool(y).squeeze(2))
+        mask = frame_mask(lengths, x.shape[2])  # (batch, 1, frames)
+        y = _masked_layers(self.stem, x * mask, mask)
+        for block in self.blocks:
+            y = block(y, mask)
+        return self.head(masked_mean(y, mask))
 
 
 class ShallowCNN(nn.Module):
-    """Three-layer 1-D CNN baseline (paper 3.1): conv, BN, ReLU, dropout 0.2 per block."""
+    """Three-layer 1-D CNN baseline (paper 3.1): conv, BN, ReLU, dropout 0.2 per block.
 
-    def __init__(self, in_channels: int = 64, n_classes: int = 3, width_scale: float = 1.0, dropout: float = 0.2):
+    ``mask_padding``: as in ``ResAttn1DCNN`` (BN statistics and the pooling over real frames only).
+    """
+
+    def __init__(self, in_channels: int = 64, n_classes: int = 3, width_scale: float = 1.0, dropout: float = 0.2,
+                 mask_padding: bool = False):
         super().__init__()
+        self.mask_padding = mask_padding
         layers, width = [], in_channels
         for out_width, kernel in SHALLOW_BLOCKS:
             out_width = _scaled(out_width, width_scale)
-            layers += [nn.Conv1d(width, out_width, kernel, padding=kernel // 2), nn.BatchNorm1d(out_width),
+            layers += [nn.Conv1d(width, out_width, kernel, padding=kernel // 2), _norm(out_width, mask_padding),
                        nn.ReLU(inplace=True), nn.Dropout(dropout)]
             width = out_width
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool1d(1)
         self.head = nn.Linear(width, n_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, in, frames) -> (batch, n_classes)
-        return self.head(self.pool(self.features(x)).squeeze(2))
+    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``(batch, in, frames)`` (+ ``lengths`` ``(batch,)``, used with ``mask_padding``) -> ``(batch, n_classes)``."""
+        if lengths is None or not self.mask_padding:
+            return self.head(self.pool(self.features(x)).squeeze(2))
+        mask = frame_mask(lengths, x.shape[2])  # (batch, 1, frames)
+        y = x * mask
+        for i in range(0, len(self.features), 4):  # conv, BN, ReLU, dropout; the next conv sees zeros past the clip
+            y = _masked_layers(self.features[i:i + 4], y, mask)
+        return self.head(masked_mean(y, mask))
 
 
 def build_model(model_cfg: ModelConfig, in_channels: int, n_classes: int = 3) -> nn.Module:
@@ -146,14 +234,12 @@ def build_model(model_cfg: ModelConfig, in_channels: int, n_classes: int = 3) ->
         n_classes: logits.
     """
     if model_cfg.arch == "shallow":
-        return ShallowCNN(in_channels, n_classes, width_scale=model_cfg.width_scale)
+        return ShallowCNN(in_channels, n_classes, width_scale=model_cfg.width_scale,
+                          mask_padding=model_cfg.mask_padding)
     if model_cfg.arch == "resattn":
-        if model_cfg.blocks is not None:
-            bad = [b for b in model_cfg.blocks if not 0 <= b < len(RESATTN_BLOCKS)]
-            if bad or len(set(model_cfg.blocks)) != len(model_cfg.blocks) or not model_cfg.blocks:
-                raise ValueError(f"model.blocks must be distinct indices in 0-4, got {model_cfg.blocks}")
         return ResAttn1DCNN(in_channels, n_classes, se=model_cfg.se, se_reduction=model_cfg.se_reduction,
-                            blocks=model_cfg.blocks, width_scale=model_cfg.width_scale)
+                            blocks=model_cfg.blocks, width_scale=model_cfg.width_scale,
+                            mask_padding=model_cfg.mask_padding)
     raise ValueError(f"model.arch must be 'resattn' or 'shallow', got {model_cfg.arch!r}")
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from serlib.common.config import Config, SystemConfig, config_to_dict, non_default
+from serlib.common.config import Config, ConfigError, SystemConfig, config_to_dict, non_default
 from serlib.common.facts import CLASSES, SUBSETS
 from serlib.common.io import write_csv_atomic
 from serlib.common.runfolder import RunFolder
@@ -53,6 +53,12 @@ class SplitData:
     y: dict  # split -> (n,) long tensor of label indices
     utt_ids: dict  # split -> list[str]
     fingerprint: str  # identity of the features and the split (part of every run key)
+    lengths: Optional[dict] = None  # split -> (n,) long: real frames per clip (None: every clip fills the window)
+
+    def __post_init__(self):
+        if self.lengths is None:
+            self.lengths = {s: torch.full((len(x),), x.shape[2], dtype=torch.long, device=x.device)
+                            for s, x in self.x.items()}
 
     @property
     def channels(self) -> int:
@@ -92,20 +98,21 @@ def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, dev
         print(f"serlib.train: {len(missing)} manifest utterance(s) have no {input} features and are "
               f"left out (first: {missing[0]})")
     rows = manifest[manifest["utt_id"].isin(position)]
-    x, y, ids = {}, {}, {}
+    x, y, ids, lengths = {}, {}, {}, {}
     for split in SUBSETS:
         part = rows[rows["split"] == split]
         if part.empty:
             raise ValueError(f"the manifest has no '{split}' utterances with {input} features; check data.split")
         index = torch.tensor([position[u] for u in part["utt_id"]], dtype=torch.long)
         x[split] = features.x[index].to(device, torch.float32)  # (n_split, channels, frames)
+        lengths[split] = features.lengths[index].to(device)  # (n_split,)
         y[split] = torch.tensor([CLASSES.index(c) for c in part["label"]], dtype=torch.long, device=device)
         ids[split] = list(part["utt_id"])
     order = [i for s in ("train", "val", "test") for i in ids[s]]
     fp = _fingerprint([x[s] for s in ("train", "val", "test")], order,
                       [CLASSES[i] for s in ("train", "val", "test") for i in y[s].tolist()],
                       [s for s in ("train", "val", "test") for _ in ids[s]])
-    return SplitData(input, x, y, ids, fp)
+    return SplitData(input, x, y, ids, fp, lengths)
 
 
 def load_split_data(cfg: Config, folder: RunFolder, input: str, device: torch.device) -> SplitData:
@@ -148,8 +155,9 @@ def _is_complete(folder: RunFolder, name: str, seed: int, key: str) -> bool:
     return saved.get("key") == key and all(p.is_file() for p in needed)
 
 
-def _predictions(model: nn.Module, data: SplitData, split: str, batch_size: int) -> tuple[pd.DataFrame, dict]:
-    probs = predict_proba(model, data.x[split], batch_size).cpu().numpy()  # (n, 3)
+def _predictions(model: nn.Module, data: SplitData, split: str, batch_size: int,
+                 trim: bool = False) -> tuple[pd.DataFrame, dict]:
+    probs = predict_proba(model, data.x[split], batch_size, data.lengths[split], trim).cpu().numpy()  # (n, 3)
     truth, pred = data.y[split].cpu().numpy(), probs.argmax(1)
     table = pd.DataFrame({"utt_id": data.utt_ids[split], "label": [CLASSES[i] for i in truth],
                           "pred": [CLASSES[i] for i in pred]})
@@ -157,6 +165,12 @@ def _predictions(model: nn.Module, data: SplitData, split: str, batch_size: int)
         table[f"prob_{name}"] = probs[:, i]
     table["correct"] = truth == pred
     return table, classification_metrics(truth, pred)
+
+
+def trims_batches(cfg: Config, system: SystemConfig) -> bool:
+    """``train.trim_batches`` applies to systems with ``model.mask_padding`` only: cutting the padding of an
+    unmasked network would change what it computes (its pooling averages the whole window)."""
+    return bool(cfg.train.trim_batches and system.model.mask_padding)
 
 
 def build_system_model(system: SystemConfig, in_channels: int, device: torch.device, seed: int) -> nn.Module:
@@ -176,8 +190,10 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
     out.mkdir(parents=True, exist_ok=True)
     model = build_system_model(system, data.channels, data.x["train"].device, seed)
     augment = TriAug.from_config(cfg.augment) if system.augment else None
+    trim = trims_batches(cfg, system)
     result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train, augment,
-                 lr=lr, weight_decay=weight_decay, seed=seed, progress=progress, desc=f"{name} seed {seed}")
+                 lr=lr, weight_decay=weight_decay, seed=seed, progress=progress, desc=f"{name} seed {seed}",
+                 system=name, train_lengths=data.lengths["train"], val_lengths=data.lengths["val"], trim=trim)
     result.history.to_csv(folder.history(name, seed), index=False)
     metrics = {"best_epoch": result.best_epoch, "stopped_epoch": result.stopped_epoch,
                "params": count_params(model), "seconds_per_epoch": result.seconds_per_epoch,
@@ -185,7 +201,7 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
                "in_channels": data.channels, "frames": data.frames, "threads": torch.get_num_threads(),
                "n_train": len(data.y["train"]), "n_val": len(data.y["val"]), "n_test": len(data.y["test"])}
     for split in ("val", "test"):  # test is scored once, at the best-validation checkpoint
-        table, metrics[split] = _predictions(model, data, split, cfg.train.eval_batch_size)
+        table, metrics[split] = _predictions(model, data, split, cfg.train.eval_batch_size, trim)
         table.to_csv(folder.predictions(name, seed, split), index=False)
     folder.metrics(name, seed).write_text(json.dumps(metrics, indent=2))
     torch.save({"state_dict": result.best_state, "model": dataclasses.asdict(system.model),
@@ -233,8 +249,9 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
         best_val_loss, best_epoch, chosen)}.
     """
     sel = cfg.train.select
-    if sel.system not in cfg.systems:
-        raise ValueError(f"train.select.system {sel.system!r} is not a key of 'systems' ({', '.join(cfg.systems)})")
+    if sel.system not in cfg.systems:  # load_config checks this; a Config built in code may not hold it
+        raise ConfigError(f"{cfg.source}: 'train.select.system' must be one of the systems "
+                          f"({', '.join(cfg.systems)}), got {sel.system!r}")
     system = cfg.systems[sel.system]
     device = resolve_device(cfg.train.device, key="train.device")
     data = data or load_split_data(cfg, folder, system.input, device)
@@ -251,7 +268,9 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
             augment = TriAug.from_config(cfg.augment) if system.augment else None
             result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train,
                          augment, lr=lr, weight_decay=wd, max_epochs=sel.max_epochs, seed=sel.seed,
-                         progress=progress, desc=f"select lr={lr:g} wd={wd:g}")
+                         progress=progress, desc=f"select lr={lr:g} wd={wd:g}",
+                         system=f"{sel.system} (selection lr={lr:g} wd={wd:g})", train_lengths=data.lengths["train"],
+                         val_lengths=data.lengths["val"], trim=trims_batches(cfg, system))
             best_loss = float(result.history["val_loss"].iloc[result.best_epoch - 1])
             rows.append({"lr": lr, "weight_decay": wd, "best_val_acc": result.best_val_acc,
                          "best_val_loss": best_loss, "best_epoch": result.best_epoch})
@@ -275,13 +294,12 @@ def load_selection(folder: RunFolder) -> Optional[pd.DataFrame]:
 # --------------------------------------------------------------------------- all systems
 
 
-def _system_names(cfg: Config, systems: Optional[Sequence[str]]) -> list[str]:
-    if not cfg.systems:
-        raise ValueError(f"{cfg.source}: no 'systems' section; define S1-S5 and A1-A3 (see parameters/paper.yaml)")
+def system_names(cfg: Config, systems: Optional[Sequence[str]]) -> list[str]:
+    """The systems to train: those named (each a key of ``cfg.systems``, else ConfigError), or all."""
     names = list(systems) if systems else list(cfg.systems)
     unknown = [n for n in names if n not in cfg.systems]
-    if unknown:
-        raise ValueError(f"unknown system(s) {', '.join(unknown)}; {cfg.source} defines {', '.join(cfg.systems)}")
+    if unknown:  # a --system the profile does not define
+        raise ConfigError(f"unknown system(s) {', '.join(unknown)}; {cfg.source} defines {', '.join(cfg.systems)}")
     return names
 
 
@@ -306,7 +324,7 @@ def train_systems(cfg: Config, folder: RunFolder, systems: Optional[Sequence[str
     Returns:
         One row per system x seed (``result_row``), also written to ``<run>/models/results.csv``.
     """
-    names = _system_names(cfg, systems)
+    names = system_names(cfg, systems)
     threads = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)

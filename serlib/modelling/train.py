@@ -34,6 +34,10 @@ from serlib.modelling.models import build_model
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 
 
+class NonFiniteLossError(FloatingPointError):
+    """A training batch's loss is NaN or infinite: training stops (no checkpoint, no results)."""
+
+
 # --------------------------------------------------------------------------- the loop
 
 
@@ -49,9 +53,31 @@ class FitResult:
     best_state: dict  # state_dict of the kept checkpoint (on CPU)
 
 
+BUCKET_BATCHES = 50  # trim_batches: a bucket is this many batches of clips sorted by length
+
+
 def _batches(n: int, batch_size: int, generator: Optional[torch.Generator] = None) -> list[torch.Tensor]:
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
     return list(order.split(batch_size))
+
+
+def length_buckets(lengths: torch.Tensor, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """Batches of clips of similar length (``train.trim_batches``), in a random order.
+
+    The epoch's random permutation is cut into buckets of ``BUCKET_BATCHES`` batches; inside a bucket the
+    clips are sorted by length and cut into batches; the batches are then shuffled. Every clip appears once.
+
+    Args:
+        lengths: (n,) real frames per clip (on the CPU).
+        batch_size: clips per batch.
+        generator: seeds the permutation and the batch order.
+    """
+    order = torch.randperm(len(lengths), generator=generator)
+    batches = []
+    for bucket in order.split(batch_size * BUCKET_BATCHES):
+        ranked = bucket[torch.argsort(lengths[bucket], stable=True)]
+        batches += list(ranked.split(batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -75,23 +101,26 @@ class TrainStep:
         self.model, self.optimizer, self.augment = model, optimizer, augment
         self.grad_clip, self.amp = grad_clip, amp
 
-    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor,
-                 inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, inplace: bool = False,
+                 lengths: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Train on one batch.
 
         Args:
             inputs: (batch, channels, frames) on the model's device.
             targets: (batch,) label indices.
             inplace: augment ``inputs`` itself (a batch just gathered with ``x[index]``, read by nothing else).
+            lengths: (batch,) real frames per clip, for masked models and within-clip Tri-Aug (None: unused).
 
         Returns:
             The batch's mean loss and its count of correct predictions, as device tensors (no synchronisation).
         """
         self.model.train()
         if self.augment is not None:
-            inputs = self.augment.train()(inputs, inplace=inplace)
+            augment = self.augment.train()
+            inputs = augment(inputs, inplace=inplace) if lengths is None else augment(inputs, inplace=inplace,
+                                                                                       lengths=lengths)
         with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.model(inputs)  # (batch, classes)
+            logits = self.model(inputs) if lengths is None else self.model(inputs, lengths)  # (batch, classes)
             loss = nn.functional.cross_entropy(logits, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -102,30 +131,64 @@ class TrainStep:
 
 
 def _train_epoch(step: TrainStep, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                 generator: torch.Generator) -> tuple[float, float]:
+                 generator: torch.Generator, where: str = "training", epoch: int = 1,
+                 lengths: Optional[torch.Tensor] = None, trim: bool = False) -> tuple[float, float]:
     total_loss, correct = 0.0, 0
-    for index in _batches(len(y), batch_size, generator):
+    batches = (length_buckets(lengths.cpu(), batch_size, generator) if trim
+               else _batches(len(y), batch_size, generator))
+    for number, index in enumerate(batches, 1):
         index = index.to(x.device)
-        inputs, targets = x[index], y[index]  # (batch, channels, frames), (batch,)
-        loss, hits = step(inputs, targets, inplace=True)  # x[index] is already a fresh copy: no second one
-        total_loss += loss.item() * len(targets)
+        if trim:  # only this batch's longest clip's frames are gathered: the rest is padding
+            inputs = torch.index_select(x[:, :, :int(lengths[index].max())], 0, index)
+        else:
+            inputs = x[index]  # (batch, channels, frames)
+        targets = y[index]  # (batch,)
+        batch_lengths = None if lengths is None else lengths[index]
+        loss, hits = step(inputs, targets, inplace=True, lengths=batch_lengths)  # inputs is a fresh copy
+        value = loss.item()  # the one synchronisation per step, checked at no extra cost
+        if not math.isfinite(value):
+            bad = int((~torch.isfinite(inputs)).any(dim=(1, 2)).sum())  # inputs as augmented, after the step
+            raise NonFiniteLossError(
+                f"{where}: the training loss is {value} at epoch {epoch}, batch {number} of {len(batches)} "
+                f"({bad} of its {len(targets)} inputs hold NaN/inf); training stopped. Check the features "
+                "(data/features_failed.csv, the audio check in data/excluded.csv) and try a lower train.lr")
+        total_loss += value * len(targets)
         correct += hits.item()
     return total_loss / len(y), correct / len(y)
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Class probabilities (n, 3) of ``x`` (n, channels, frames) in eval mode, on ``x``'s device."""
+def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 256, lengths: Optional[torch.Tensor] = None,
+                  trim: bool = False) -> torch.Tensor:
+    """Class probabilities (n, 3) of ``x`` (n, channels, frames) in eval mode, on ``x``'s device.
+
+    Args:
+        model: the classifier.
+        x: features; ``lengths`` (n,): real frames per clip, passed to the model (masked models use them).
+        batch_size: clips per forward pass.
+        trim: with ``lengths``, clips are scored in length order and each batch is cut to its longest clip
+            (a masked model's outputs do not change; the others' would, so only masked systems ask for it).
+    """
     model.eval()
     device = next(model.parameters(), x).device  # a module without parameters (int8) runs where x is
-    probs = [torch.softmax(model(x[i:i + batch_size].to(device)), dim=1) for i in range(0, len(x), batch_size)]
-    return torch.cat(probs) if probs else torch.zeros(0, len(CLASSES))
+    if lengths is None:
+        probs = [torch.softmax(model(x[i:i + batch_size].to(device)), dim=1) for i in range(0, len(x), batch_size)]
+        return torch.cat(probs) if probs else torch.zeros(0, len(CLASSES))
+    order = torch.argsort(lengths.cpu(), stable=True) if trim else torch.arange(len(x))
+    out = torch.zeros(len(x), len(CLASSES), device=x.device)
+    for chunk in order.split(batch_size):
+        index = chunk.to(x.device)
+        frames = int(lengths[index].max()) if trim else x.shape[2]
+        batch = torch.index_select(x[:, :, :frames], 0, index).to(device)
+        out[index] = torch.softmax(model(batch, lengths[index].to(device)), dim=1).to(x.device)
+    return out
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> tuple[float, float]:
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256,
+             lengths: Optional[torch.Tensor] = None, trim: bool = False) -> tuple[float, float]:
     """(cross-entropy loss, accuracy) of ``model`` on ``x`` (n, channels, frames), ``y`` (n,)."""
-    probs = predict_proba(model, x, batch_size)
+    probs = predict_proba(model, x, batch_size, lengths, trim)
     loss = nn.functional.nll_loss(torch.log(probs.clamp_min(1e-12)), y.to(probs.device)).item()
     return loss, (probs.argmax(1) == y.to(probs.device)).float().mean().item()
 
@@ -140,7 +203,9 @@ def _check_fit_inputs(train_x, train_y, val_x, val_y) -> None:
 def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
         val_y: torch.Tensor, train_cfg: TrainConfig, augment: Optional[nn.Module] = None,
         lr: Optional[float] = None, weight_decay: Optional[float] = None, max_epochs: Optional[int] = None,
-        seed: int = 0, progress: bool = True, desc: str = "train") -> FitResult:
+        seed: int = 0, progress: bool = True, desc: str = "train", system: Optional[str] = None,
+        train_lengths: Optional[torch.Tensor] = None, val_lengths: Optional[torch.Tensor] = None,
+        trim: bool = False) -> FitResult:
     """Train ``model`` with the paper's protocol and leave the best-validation weights in it.
 
     Args:
@@ -154,12 +219,20 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
         seed: seeds the batch order and the augmentation draws.
         progress: show a tqdm bar over epochs.
         desc: label of the bar.
+        system: the system trained (named, with the seed, in a non-finite-loss error).
+        train_lengths, val_lengths: (n,) real frames per clip (masked models, within-clip Tri-Aug), or None.
+        trim: batches from length buckets, each cut to its longest clip (needs the lengths; for masked models).
 
     Returns:
         FitResult; the model holds the checkpoint with the best validation accuracy (ties: lower
         validation loss).
+
+    Raises:
+        NonFiniteLossError: a batch's loss is NaN or infinite (names the system, seed, epoch and batch).
     """
     _check_fit_inputs(train_x, train_y, val_x, val_y)
+    if trim and (train_lengths is None or val_lengths is None):
+        raise ValueError("fit(trim=True) needs train_lengths and val_lengths")
     lr = train_cfg.lr if lr is None else lr
     weight_decay = train_cfg.weight_decay if weight_decay is None else weight_decay
     max_epochs = train_cfg.max_epochs if max_epochs is None else max_epochs
@@ -171,11 +244,17 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
         optimizer, mode="max", factor=train_cfg.plateau_factor, patience=train_cfg.plateau_patience,
         min_lr=train_cfg.min_lr)
     rows, best = [], {"acc": -1.0, "loss": math.inf, "epoch": 0, "state": None}
+    where = f"system {system}, seed {seed}" if system else f"{desc} (seed {seed})"
     bar = tqdm(range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False)
     for epoch in bar:
         start, epoch_lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
-        train_loss, train_acc = _train_epoch(step, train_x, train_y, train_cfg.batch_size, generator)
-        val_loss, val_acc = evaluate(model, val_x, val_y, train_cfg.eval_batch_size)
+        try:
+            train_loss, train_acc = _train_epoch(step, train_x, train_y, train_cfg.batch_size, generator, where,
+                                                 epoch, train_lengths, trim)
+        except NonFiniteLossError:
+            bar.close()
+            raise
+        val_loss, val_acc = evaluate(model, val_x, val_y, train_cfg.eval_batch_size, val_lengths, trim)
         scheduler.step(val_acc)
         rows.append([epoch, train_loss, train_acc, val_loss, val_acc, epoch_lr, time.perf_counter() - start])
         if val_acc > best["acc"] or (val_acc == best["acc"] and val_loss < best["loss"]):
