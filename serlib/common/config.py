@@ -96,6 +96,8 @@ class DataConfig:
         default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test speaker fractions (paper 4.1: within each corpus)
     split_seed: NonNegInt = 0  # seed of the speaker split
     split_file: Optional[str] = None  # speaker -> subset file to reuse a published split exactly
+    folds: Optional[Annotated[int, Bound(">=", 2)]] = None  # speaker k-fold cross-validation instead of the split
+                                                             # (null = the paper's single split)
     silence_floor_dbfs: Annotated[float, Bound("<=", 0.0)] = -60.0  # CHOSEN: a clip whose mono RMS is below this (dB re full scale) is near-silent
     drop_silent: bool = False  # false: near-silent clips (or stereo that cancels) are flagged in the audit and kept
 
@@ -170,6 +172,9 @@ class SelectConfig:
         default_factory=lambda: [1e-4, 1e-2])  # CHOSEN weight-decay grid
     max_epochs: PosInt = 20  # CHOSEN: epochs per grid point (early stopping as in training)
     seed: NonNegInt = 0  # seed of the selection runs
+    scope: Literal["shared", "family", "system"] = "system"  # one grid per system (equal tuning budget), per
+                                                             # architecture family (input x arch), or one shared
+                                                             # grid searched on 'system' and used by every system
 
 
 @dataclass
@@ -236,6 +241,11 @@ class AnalysisConfig:
     pitch_fmax: PosFloat = 500.0  # CHOSEN: pyin highest pitch (Hz, below 8 kHz), covers raised female speech
     pitch_frame_length: PosInt = 1024  # CHOSEN: pyin window in samples at 16 kHz (64 ms; >= 2 periods of fmin)
     pitch_hop_ms: PosFloat = 20.0  # CHOSEN: pyin and RMS hop (the wav2vec2 stride)
+    loco_systems: list[str] = field(default_factory=lambda: ["S1", "S2", "S5"])  # leave-one-corpus-out: train on
+                                                             # two corpora, test on the third ([] = off)
+    bootstrap_resamples: PosInt = 1000  # CHOSEN: speaker-bootstrap resamples behind every interval
+    bootstrap_seed: NonNegInt = 0  # seed of the bootstrap draws
+    alpha: Annotated[float, Bound(">", 0), Bound("<", 1)] = 0.05  # family-wise level of the paired tests (Holm)
 
 
 @dataclass
@@ -581,6 +591,9 @@ def _check_values(cfg: Config, path: Path) -> None:
     n = cfg.analysis
     if n.primary_system not in cfg.systems:
         fail("analysis.primary_system", known, n.primary_system)
+    unknown = [name for name in n.loco_systems if name not in cfg.systems]
+    if unknown:
+        fail("analysis.loco_systems", f"a list of the systems ({', '.join(cfg.systems)})", unknown)
     if n.primary_seed is not None and n.primary_seed not in cfg.train.seeds:
         fail("analysis.primary_seed", f"null or one of train.seeds ({', '.join(map(str, cfg.train.seeds))})",
              n.primary_seed)
