@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from serlib.common.config import Config
+from serlib.common.config import Config, loco_systems
 from serlib.common.runfolder import RunFolder
 from serlib.data.democorpus import generate_demo_corpus
 from serlib.data.stage import StaleManifestError, build_manifest, load_manifest, manifest_changes
@@ -128,11 +128,12 @@ def ensure_loco(cfg: Config, folder: RunFolder, progress: bool = True, rebuild_s
     Runs with the first of ``train.seeds`` (the cross-corpus rows are one seed each, to bound their
     cost). Returns one row per held-out corpus x system (empty with fewer than two corpora or no systems).
     """
-    if not cfg.analysis.loco_systems:
+    names = loco_systems(cfg)
+    if not names:
         return pd.DataFrame()
     manifest = ensure_manifest(cfg, folder, rebuild_stale=rebuild_stale)
     ensure_features(cfg, folder, rebuild_stale=rebuild_stale)
     one_seed = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seeds=cfg.train.seeds[:1]))
-    rows = [train_systems(one_seed, folder, systems=cfg.analysis.loco_systems, progress=progress, protocol=protocol)
+    rows = [train_systems(one_seed, folder, systems=names, progress=progress, protocol=protocol)
             for protocol in loco_protocols(manifest)]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()

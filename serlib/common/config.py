@@ -241,8 +241,8 @@ class AnalysisConfig:
     pitch_fmax: PosFloat = 500.0  # CHOSEN: pyin highest pitch (Hz, below 8 kHz), covers raised female speech
     pitch_frame_length: PosInt = 1024  # CHOSEN: pyin window in samples at 16 kHz (64 ms; >= 2 periods of fmin)
     pitch_hop_ms: PosFloat = 20.0  # CHOSEN: pyin and RMS hop (the wav2vec2 stride)
-    loco_systems: list[str] = field(default_factory=lambda: ["S1", "S2", "S5"])  # leave-one-corpus-out: train on
-                                                             # two corpora, test on the third ([] = off)
+    loco_systems: Optional[list[str]] = None  # leave-one-corpus-out (train on two corpora, test on the third):
+                                              # null = S1, S2 and the analysed system, those the profile has; [] = off
     bootstrap_resamples: PosInt = 1000  # CHOSEN: speaker-bootstrap resamples behind every interval
     bootstrap_seed: NonNegInt = 0  # seed of the bootstrap draws
     alpha: Annotated[float, Bound(">", 0), Bound("<", 1)] = 0.05  # family-wise level of the paired tests (Holm)
@@ -320,6 +320,14 @@ def non_default(section: Any) -> dict:
         elif value != default:
             out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
     return out
+
+
+def loco_systems(cfg: Config) -> list[str]:
+    """The systems of the leave-one-corpus-out rows (``analysis.loco_systems``; null: S1, S2 and the analysed one)."""
+    chosen = cfg.analysis.loco_systems
+    if chosen is None:
+        chosen = [s for s in ("S1", "S2", cfg.analysis.primary_system) if s in cfg.systems]
+    return list(dict.fromkeys(chosen))
 
 
 def primary_system(cfg: Config) -> tuple[str, int]:
@@ -591,7 +599,7 @@ def _check_values(cfg: Config, path: Path) -> None:
     n = cfg.analysis
     if n.primary_system not in cfg.systems:
         fail("analysis.primary_system", known, n.primary_system)
-    unknown = [name for name in n.loco_systems if name not in cfg.systems]
+    unknown = [name for name in (n.loco_systems or []) if name not in cfg.systems]
     if unknown:
         fail("analysis.loco_systems", f"a list of the systems ({', '.join(cfg.systems)})", unknown)
     if n.primary_seed is not None and n.primary_seed not in cfg.train.seeds:
