@@ -203,6 +203,8 @@ class SystemConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: bool = True  # Tri-Aug during training
     description: str = ""  # shown in Table 4 / Table 6
+    within_clip: Optional[bool] = None  # this system's augment.within_clip (null = the augment section's)
+    trim_batches: Optional[bool] = None  # this system's train.trim_batches (null = the train section's)
 
 
 # The paper's systems (Tables 4 and 6), as a profile's YAML would write them: what an entry sets

@@ -226,9 +226,20 @@ def _predictions(model: nn.Module, data: SplitData, split: str, batch_size: int,
 
 
 def trims_batches(cfg: Config, system: SystemConfig) -> bool:
-    """``train.trim_batches`` applies to systems with ``model.mask_padding`` only: cutting the padding of an
-    unmasked network would change what it computes (its pooling averages the whole window)."""
-    return bool(cfg.train.trim_batches and system.model.mask_padding)
+    """``train.trim_batches`` (or the system's own ``trim_batches``) applies to systems with
+    ``model.mask_padding`` only: cutting the padding of an unmasked network would change what it
+    computes (its pooling averages the whole window)."""
+    wanted = cfg.train.trim_batches if system.trim_batches is None else system.trim_batches
+    return bool(wanted and system.model.mask_padding)
+
+
+def system_augment(cfg: Config, system: SystemConfig) -> Optional[TriAug]:
+    """The system's Tri-Aug (the augment section, with the system's own ``within_clip``), or None."""
+    if not system.augment:
+        return None
+    section = cfg.augment if system.within_clip is None else dataclasses.replace(cfg.augment,
+                                                                                 within_clip=system.within_clip)
+    return TriAug.from_config(section)
 
 
 def build_system_model(system: SystemConfig, in_channels: int, device: torch.device, seed: int) -> nn.Module:
@@ -248,7 +259,7 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
     out = folder.run_dir(name, seed, protocol)
     out.mkdir(parents=True, exist_ok=True)
     model = build_system_model(system, data.channels, data.x["train"].device, seed)
-    augment = TriAug.from_config(cfg.augment) if system.augment else None
+    augment = system_augment(cfg, system)
     trim = trims_batches(cfg, system)
     result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train, augment,
                  lr=lr, weight_decay=weight_decay, seed=seed, progress=progress, desc=f"{name} seed {seed}" + ("" if protocol == MAIN_PROTOCOL else f" ({protocol})"),
@@ -353,7 +364,7 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
     for lr in sel.lrs:
         for wd in sel.weight_decays:
             model = build_system_model(system, data.channels, device, sel.seed)
-            augment = TriAug.from_config(cfg.augment) if system.augment else None
+            augment = system_augment(cfg, system)
             result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train,
                          augment, lr=lr, weight_decay=wd, max_epochs=sel.max_epochs, seed=sel.seed,
                          progress=progress, desc=f"select {system_name} lr={lr:g} wd={wd:g}",
