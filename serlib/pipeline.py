@@ -10,6 +10,7 @@ reused: it is rebuilt with a log line naming what changed (logger ``serlib.pipel
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 from pathlib import Path
@@ -17,12 +18,15 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from serlib.common.config import Config
+from serlib.common.config import Config, loco_systems
 from serlib.common.runfolder import RunFolder
 from serlib.data.democorpus import generate_demo_corpus
 from serlib.data.stage import StaleManifestError, build_manifest, load_manifest, manifest_changes
 from serlib.features.extract import extract_for_run
-from serlib.modelling.systems import system_names, train_systems
+from serlib.data.folds import speaker_folds
+from serlib.data.mculp import speaker_table
+from serlib.common.io import write_csv_atomic
+from serlib.modelling.systems import evaluation_protocols, loco_protocols, system_names, train_systems
 
 log = logging.getLogger(__name__)
 
@@ -95,4 +99,41 @@ def ensure_runs(cfg: Config, folder: RunFolder, systems: Optional[Sequence[str]]
     """
     system_names(cfg, systems)  # an unknown --system fails before minutes of features
     ensure_features(cfg, folder, rebuild_stale=rebuild_stale)
-    return train_systems(cfg, folder, systems=systems, progress=progress)
+    if cfg.data.folds:
+        ensure_folds(cfg, folder)
+    return pd.concat([train_systems(cfg, folder, systems=systems, progress=progress, protocol=protocol)
+                      for protocol in evaluation_protocols(cfg)], ignore_index=True)
+
+
+def ensure_folds(cfg: Config, folder: RunFolder) -> pd.DataFrame:
+    """The speaker k-fold assignment of ``data.folds`` (``data/folds.csv``), rewritten when it changed.
+
+    Stratified within each corpus and by sex; validation speakers come from each fold's training
+    speakers, in the proportion ``data.split`` gives validation against training.
+    """
+    manifest = load_manifest(folder)
+    train, val, _ = cfg.data.split
+    folds = speaker_folds(speaker_table(manifest), cfg.data.folds, seed=cfg.data.split_seed,
+                          val_fraction=val / (train + val))
+    current = pd.read_csv(folder.folds, dtype={"speaker": str, "split": str}) if folder.folds.is_file() else None
+    if current is None or not current[list(folds.columns)].equals(folds):
+        log.info("writing %s (%d folds)", folder.folds, cfg.data.folds)
+        write_csv_atomic(folds, folder.folds)
+    return folds
+
+
+def ensure_loco(cfg: Config, folder: RunFolder, progress: bool = True, rebuild_stale: bool = True) -> pd.DataFrame:
+    """Leave-one-corpus-out runs of ``analysis.loco_systems``: trained on two corpora, tested on the third.
+
+    Runs with the first of ``train.seeds`` (the cross-corpus rows are one seed each, to bound their
+    cost). Returns one row per held-out corpus x system (empty with fewer than two corpora or no systems).
+    """
+    names = loco_systems(cfg)
+    if not names:
+        return pd.DataFrame()
+    manifest = ensure_manifest(cfg, folder, rebuild_stale=rebuild_stale)
+    ensure_features(cfg, folder, rebuild_stale=rebuild_stale)
+    one_seed = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seeds=cfg.train.seeds[:1]))
+    rows = [train_systems(one_seed, folder, systems=names, progress=progress, protocol=protocol)
+            for protocol in loco_protocols(manifest)]
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()

@@ -135,7 +135,7 @@ def _config(max_epochs=4):
 def synthetic_run(tmp_path, monkeypatch):
     calls = []
 
-    def fake_load(cfg, folder, input, device):
+    def fake_load(cfg, folder, input, device, protocol="split"):
         calls.append(input)
         return _split_data()
 
@@ -286,7 +286,7 @@ def test_a_non_finite_loss_stops_fit_naming_system_seed_epoch_and_batch(poison):
 def test_a_system_whose_features_hold_nan_stops_train_systems_and_leaves_no_result(tmp_path, monkeypatch):
     poisoned = _split_data()
     poisoned.x["train"][7, 3, 10] = float("nan")  # one NaN value in one training clip's features
-    monkeypatch.setattr(systems, "load_split_data", lambda cfg, folder, input, device: poisoned)
+    monkeypatch.setattr(systems, "load_split_data", lambda cfg, folder, input, device, protocol="split": poisoned)
     folder = RunFolder(tmp_path).ensure()
     with pytest.raises(train.NonFiniteLossError, match=r"^system S4, seed 0: the training loss is nan at epoch 1, "
                                                        r"batch \d of 4 \(1 of its \d+ inputs hold NaN/inf\)"):

@@ -96,6 +96,8 @@ class DataConfig:
         default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test speaker fractions (paper 4.1: within each corpus)
     split_seed: NonNegInt = 0  # seed of the speaker split
     split_file: Optional[str] = None  # speaker -> subset file to reuse a published split exactly
+    folds: Optional[Annotated[int, Bound(">=", 2)]] = None  # speaker k-fold cross-validation instead of the split
+                                                             # (null = the paper's single split)
     silence_floor_dbfs: Annotated[float, Bound("<=", 0.0)] = -60.0  # CHOSEN: a clip whose mono RMS is below this (dB re full scale) is near-silent
     drop_silent: bool = False  # false: near-silent clips (or stereo that cancels) are flagged in the audit and kept
 
@@ -170,6 +172,9 @@ class SelectConfig:
         default_factory=lambda: [1e-4, 1e-2])  # CHOSEN weight-decay grid
     max_epochs: PosInt = 20  # CHOSEN: epochs per grid point (early stopping as in training)
     seed: NonNegInt = 0  # seed of the selection runs
+    scope: Literal["shared", "family", "system"] = "system"  # one grid per system (equal tuning budget), per
+                                                             # architecture family (input x arch), or one shared
+                                                             # grid searched on 'system' and used by every system
 
 
 @dataclass
@@ -198,6 +203,8 @@ class SystemConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: bool = True  # Tri-Aug during training
     description: str = ""  # shown in Table 4 / Table 6
+    within_clip: Optional[bool] = None  # this system's augment.within_clip (null = the augment section's)
+    trim_batches: Optional[bool] = None  # this system's train.trim_batches (null = the train section's)
 
 
 # The paper's systems (Tables 4 and 6), as a profile's YAML would write them: what an entry sets
@@ -236,6 +243,11 @@ class AnalysisConfig:
     pitch_fmax: PosFloat = 500.0  # CHOSEN: pyin highest pitch (Hz, below 8 kHz), covers raised female speech
     pitch_frame_length: PosInt = 1024  # CHOSEN: pyin window in samples at 16 kHz (64 ms; >= 2 periods of fmin)
     pitch_hop_ms: PosFloat = 20.0  # CHOSEN: pyin and RMS hop (the wav2vec2 stride)
+    loco_systems: Optional[list[str]] = None  # leave-one-corpus-out (train on two corpora, test on the third):
+                                              # null = S1, S2 and the analysed system, those the profile has; [] = off
+    bootstrap_resamples: PosInt = 1000  # CHOSEN: speaker-bootstrap resamples behind every interval
+    bootstrap_seed: NonNegInt = 0  # seed of the bootstrap draws
+    alpha: Annotated[float, Bound(">", 0), Bound("<", 1)] = 0.05  # family-wise level of the paired tests (Holm)
 
 
 @dataclass
@@ -310,6 +322,14 @@ def non_default(section: Any) -> dict:
         elif value != default:
             out[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
     return out
+
+
+def loco_systems(cfg: Config) -> list[str]:
+    """The systems of the leave-one-corpus-out rows (``analysis.loco_systems``; null: S1, S2 and the analysed one)."""
+    chosen = cfg.analysis.loco_systems
+    if chosen is None:
+        chosen = [s for s in ("S1", "S2", cfg.analysis.primary_system) if s in cfg.systems]
+    return list(dict.fromkeys(chosen))
 
 
 def primary_system(cfg: Config) -> tuple[str, int]:
@@ -581,6 +601,9 @@ def _check_values(cfg: Config, path: Path) -> None:
     n = cfg.analysis
     if n.primary_system not in cfg.systems:
         fail("analysis.primary_system", known, n.primary_system)
+    unknown = [name for name in (n.loco_systems or []) if name not in cfg.systems]
+    if unknown:
+        fail("analysis.loco_systems", f"a list of the systems ({', '.join(cfg.systems)})", unknown)
     if n.primary_seed is not None and n.primary_seed not in cfg.train.seeds:
         fail("analysis.primary_seed", f"null or one of train.seeds ({', '.join(map(str, cfg.train.seeds))})",
              n.primary_seed)

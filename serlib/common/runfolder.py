@@ -86,26 +86,34 @@ class RunFolder:
         """The learning-rate / weight-decay grid's folder."""
         return self.models / "_select"
 
-    def run_dir(self, system: str, seed: int) -> Path:
-        """``models/<system>/seed<seed>``: one trained run."""
-        return self.models / system / f"seed{seed}"
+    def run_dir(self, system: str, seed: int, protocol: str = "split") -> Path:
+        """One trained run: ``models/<system>/seed<seed>`` for the paper's split, and
+        ``models/_<protocol>/<system>/seed<seed>`` for another evaluation protocol (a speaker fold,
+        a held-out corpus)."""
+        base = self.models if protocol == "split" else self.models / f"_{protocol}"
+        return base / system / f"seed{seed}"
 
-    def predictions(self, system: str, seed: int, split: str = "test") -> Path:
-        """``models/<system>/seed<seed>/predictions_<split>.csv``."""
-        return self.run_dir(system, seed) / f"predictions_{split}.csv"
+    def predictions(self, system: str, seed: int, split: str = "test", protocol: str = "split") -> Path:
+        """``<run dir>/predictions_<split>.csv``."""
+        return self.run_dir(system, seed, protocol) / f"predictions_{split}.csv"
 
-    def checkpoint(self, system: str, seed: int) -> Path:
-        return self.run_dir(system, seed) / "checkpoint.pt"
+    def checkpoint(self, system: str, seed: int, protocol: str = "split") -> Path:
+        return self.run_dir(system, seed, protocol) / "checkpoint.pt"
 
-    def history(self, system: str, seed: int) -> Path:
-        return self.run_dir(system, seed) / "history.csv"
+    def history(self, system: str, seed: int, protocol: str = "split") -> Path:
+        return self.run_dir(system, seed, protocol) / "history.csv"
 
-    def metrics(self, system: str, seed: int) -> Path:
-        return self.run_dir(system, seed) / "metrics.json"
+    def metrics(self, system: str, seed: int, protocol: str = "split") -> Path:
+        return self.run_dir(system, seed, protocol) / "metrics.json"
 
-    def run_config(self, system: str, seed: int) -> Path:
+    def run_config(self, system: str, seed: int, protocol: str = "split") -> Path:
         """The run's key and settings, written last: a run counts as complete once it exists."""
-        return self.run_dir(system, seed) / "config.json"
+        return self.run_dir(system, seed, protocol) / "config.json"
+
+    @property
+    def folds(self) -> Path:
+        """The speaker k-fold assignment (``data.folds``): fold, speaker, split."""
+        return self.data / "folds.csv"
 
     @property
     def analysis(self) -> Path:

@@ -17,7 +17,8 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], n_class
         n_classes: number of classes (3).
 
     Returns:
-        dict with accuracy, macro_precision, macro_recall, macro_f1 (floats), confusion (rows =
+        dict with accuracy, macro_precision, macro_recall (= uar, unweighted average recall), macro_f1 (floats),
+        confusion (rows =
         true class, normalised to sum 1; a class absent from ``y_true`` gives a zero row),
         per_class_recall (dict class -> recall) and n (utterances).
     """
@@ -40,6 +41,7 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], n_class
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_precision": float(precision),
         "macro_recall": float(recall),
+        "uar": float(recall),  # unweighted average recall: the field's name for macro recall
         "macro_f1": float(f1),
         "confusion": confusion.round(6).tolist(),
         "per_class_recall": {name: float(confusion[i, i]) for i, name in enumerate(names)},

@@ -29,8 +29,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from serlib.common.config import Config, ConfigError, SystemConfig, config_to_dict, non_default
-from serlib.common.facts import CLASSES, SUBSETS
-from serlib.common.io import write_csv_atomic
+from serlib.common.facts import CLASSES, CORPORA, SUBSETS
+from serlib.common.io import write_csv_atomic, write_json_atomic
 from serlib.common.runfolder import RunFolder
 from serlib.common.runtime import resolve_device, set_seed
 from serlib.data.stage import load_manifest
@@ -40,6 +40,8 @@ from serlib.modelling.metrics import classification_metrics
 from serlib.modelling.models import build_model, count_params
 from serlib.modelling.train import fit, predict_proba
 
+
+MAIN_PROTOCOL = "split"  # the paper's speaker-independent split (data.split)
 
 # --------------------------------------------------------------------------- data
 
@@ -54,6 +56,7 @@ class SplitData:
     utt_ids: dict  # split -> list[str]
     fingerprint: str  # identity of the features and the split (part of every run key)
     lengths: Optional[dict] = None  # split -> (n,) long: real frames per clip (None: every clip fills the window)
+    protocol: str = "split"  # the evaluation protocol the subsets come from (see ``protocol_splits``)
 
     def __post_init__(self):
         if self.lengths is None:
@@ -87,11 +90,15 @@ def _fingerprint(parts: Sequence[torch.Tensor], utt_ids: Sequence[str], labels: 
     return digest.hexdigest()[:16]
 
 
-def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, device: torch.device) -> SplitData:
+def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, device: torch.device,
+                   splits: Optional[pd.Series] = None) -> SplitData:
     """Align a FeatureSet with the manifest and split it into train / val / test.
 
     Manifest rows without features (a clip the feature stage skipped) are reported and left out.
+    ``splits`` (aligned with the manifest's rows) replaces its ``split`` column (another protocol).
     """
+    if splits is not None:
+        manifest = manifest.assign(split=splits.to_numpy())
     position = {u: i for i, u in enumerate(features.utt_ids)}
     missing = [u for u in manifest["utt_id"] if u not in position]
     if missing:
@@ -102,7 +109,8 @@ def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, dev
     for split in SUBSETS:
         part = rows[rows["split"] == split]
         if part.empty:
-            raise ValueError(f"the manifest has no '{split}' utterances with {input} features; check data.split")
+            raise ConfigError(f"the manifest has no '{split}' utterances with {input} features; check data.split "
+                              "(and data.folds)")
         index = torch.tensor([position[u] for u in part["utt_id"]], dtype=torch.long)
         x[split] = features.x[index].to(device, torch.float32)  # (n_split, channels, frames)
         lengths[split] = features.lengths[index].to(device)  # (n_split,)
@@ -115,14 +123,61 @@ def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, dev
     return SplitData(input, x, y, ids, fp, lengths)
 
 
-def load_split_data(cfg: Config, folder: RunFolder, input: str, device: torch.device) -> SplitData:
-    """The run's manifest and the cached features of ``input``, split and on ``device`` (reads only).
+def load_split_data(cfg: Config, folder: RunFolder, input: str, device: torch.device,
+                    protocol: str = MAIN_PROTOCOL) -> SplitData:
+    """The run's manifest and the cached features of ``input``, split by ``protocol`` and on ``device``.
+
+    Reads only. ``protocol``: "split" (the paper's), "fold<k>" (``data.folds``), "loco-<corpus>".
 
     Raises:
         FileNotFoundError: no manifest, or clips without cached features (``serlib.pipeline`` builds both).
     """
     manifest = load_manifest(folder)
-    return split_features(load_features(cfg, folder, manifest, input), manifest, input, device)
+    splits = None if protocol == MAIN_PROTOCOL else protocol_splits(manifest, protocol, folder)
+    data = split_features(load_features(cfg, folder, manifest, input), manifest, input, device, splits)
+    data.protocol = protocol
+    return data
+
+
+# --------------------------------------------------------------------------- protocols
+
+
+def evaluation_protocols(cfg: Config) -> list[str]:
+    """The protocols behind the main results: the paper's single split, or the ``data.folds`` speaker folds."""
+    return [f"fold{i}" for i in range(1, cfg.data.folds + 1)] if cfg.data.folds else [MAIN_PROTOCOL]
+
+
+def loco_protocols(manifest: pd.DataFrame) -> list[str]:
+    """One leave-one-corpus-out protocol per corpus of the manifest (none with a single corpus)."""
+    present = [c for c in CORPORA if c in set(manifest["corpus"])]
+    return [f"loco-{c}" for c in present] if len(present) > 1 else []
+
+
+def protocol_splits(manifest: pd.DataFrame, protocol: str, folder: RunFolder) -> pd.Series:
+    """The subset of every manifest row under ``protocol``.
+
+    - ``fold<k>``: the speaker k-fold assignment in ``data/folds.csv`` (every speaker tested in one fold).
+    - ``loco-<corpus>``: every clip of that corpus is test; the other corpora keep their train and val
+      speakers (validation comes from the training corpora only) and their test speakers train.
+    """
+    if protocol.startswith("fold"):
+        if not folder.folds.is_file():
+            raise FileNotFoundError(f"{folder.folds}: no speaker folds; build them with serlib.pipeline.ensure_folds")
+        folds = pd.read_csv(folder.folds, dtype={"speaker": str, "split": str})
+        chosen = folds[folds["fold"] == int(protocol[4:])].set_index("speaker")["split"]
+        splits = manifest["speaker"].map(chosen)
+        if splits.isna().any():
+            missing = sorted(set(manifest.loc[splits.isna(), "speaker"]))
+            raise ValueError(f"{folder.folds}: speaker(s) {', '.join(missing[:5])} of the manifest have no fold; "
+                             "the folds are stale: rebuild them (serlib.pipeline.ensure_folds)")
+        return splits
+    if protocol.startswith("loco-"):
+        corpus = protocol[len("loco-"):]
+        if corpus not in CORPORA:
+            raise ValueError(f"unknown protocol {protocol!r}: loco-<corpus> with a corpus of {', '.join(CORPORA)}")
+        splits = manifest["split"].where(manifest["split"] != "test", "train")
+        return splits.where(manifest["corpus"] != corpus, "test")
+    raise ValueError(f"unknown protocol {protocol!r}; expected split, fold<k> or loco-<corpus>")
 
 
 # --------------------------------------------------------------------------- one run
@@ -137,21 +192,24 @@ def run_key(system: SystemConfig, cfg: Config, lr: float, weight_decay: float, d
     system_dict = non_default(system)
     system_dict.pop("description", None)
     train_dict = non_default(cfg.train)
-    for key in ("seeds", "device", "eval_batch_size", "threads", "select", "lr", "weight_decay"):
+    for key in ("seeds", "device", "eval_batch_size", "threads", "select", "lr", "weight_decay", "trim_batches"):
         train_dict.pop(key, None)
     payload = {"system": system_dict, "train": train_dict, "lr": lr, "weight_decay": weight_decay,
                "augment": non_default(cfg.augment) if system.augment else None,
                "features": data.fingerprint, "seed": seed}
+    if trims_batches(cfg, system):  # trimming changes the batches of a masked system only
+        payload["trim"] = True
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _is_complete(folder: RunFolder, name: str, seed: int, key: str) -> bool:
+def _is_complete(folder: RunFolder, name: str, seed: int, key: str, protocol: str = MAIN_PROTOCOL) -> bool:
     try:
-        saved = json.loads(folder.run_config(name, seed).read_text())
+        saved = json.loads(folder.run_config(name, seed, protocol).read_text())
     except (OSError, ValueError):
         return False
-    needed = (folder.checkpoint(name, seed), folder.history(name, seed), folder.metrics(name, seed),
-              folder.predictions(name, seed, "val"), folder.predictions(name, seed, "test"))
+    needed = (folder.checkpoint(name, seed, protocol), folder.history(name, seed, protocol),
+              folder.metrics(name, seed, protocol), folder.predictions(name, seed, "val", protocol),
+              folder.predictions(name, seed, "test", protocol))
     return saved.get("key") == key and all(p.is_file() for p in needed)
 
 
@@ -168,9 +226,20 @@ def _predictions(model: nn.Module, data: SplitData, split: str, batch_size: int,
 
 
 def trims_batches(cfg: Config, system: SystemConfig) -> bool:
-    """``train.trim_batches`` applies to systems with ``model.mask_padding`` only: cutting the padding of an
-    unmasked network would change what it computes (its pooling averages the whole window)."""
-    return bool(cfg.train.trim_batches and system.model.mask_padding)
+    """``train.trim_batches`` (or the system's own ``trim_batches``) applies to systems with
+    ``model.mask_padding`` only: cutting the padding of an unmasked network would change what it
+    computes (its pooling averages the whole window)."""
+    wanted = cfg.train.trim_batches if system.trim_batches is None else system.trim_batches
+    return bool(wanted and system.model.mask_padding)
+
+
+def system_augment(cfg: Config, system: SystemConfig) -> Optional[TriAug]:
+    """The system's Tri-Aug (the augment section, with the system's own ``within_clip``), or None."""
+    if not system.augment:
+        return None
+    section = cfg.augment if system.within_clip is None else dataclasses.replace(cfg.augment,
+                                                                                 within_clip=system.within_clip)
+    return TriAug.from_config(section)
 
 
 def build_system_model(system: SystemConfig, in_channels: int, device: torch.device, seed: int) -> nn.Module:
@@ -186,15 +255,16 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
     Returns:
         The row ``train_systems`` reports for this run (see ``result_row``).
     """
-    out = folder.run_dir(name, seed)
+    protocol = data.protocol
+    out = folder.run_dir(name, seed, protocol)
     out.mkdir(parents=True, exist_ok=True)
     model = build_system_model(system, data.channels, data.x["train"].device, seed)
-    augment = TriAug.from_config(cfg.augment) if system.augment else None
+    augment = system_augment(cfg, system)
     trim = trims_batches(cfg, system)
     result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train, augment,
-                 lr=lr, weight_decay=weight_decay, seed=seed, progress=progress, desc=f"{name} seed {seed}",
-                 system=name, train_lengths=data.lengths["train"], val_lengths=data.lengths["val"], trim=trim)
-    result.history.to_csv(folder.history(name, seed), index=False)
+                 lr=lr, weight_decay=weight_decay, seed=seed, progress=progress, desc=f"{name} seed {seed}" + ("" if protocol == MAIN_PROTOCOL else f" ({protocol})"),
+                 system=name if protocol == MAIN_PROTOCOL else f"{name} ({protocol})", train_lengths=data.lengths["train"], val_lengths=data.lengths["val"], trim=trim)
+    result.history.to_csv(folder.history(name, seed, protocol), index=False)
     metrics = {"best_epoch": result.best_epoch, "stopped_epoch": result.stopped_epoch,
                "params": count_params(model), "seconds_per_epoch": result.seconds_per_epoch,
                "lr": lr, "weight_decay": weight_decay, "device": str(data.x["train"].device),
@@ -202,30 +272,33 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
                "n_train": len(data.y["train"]), "n_val": len(data.y["val"]), "n_test": len(data.y["test"])}
     for split in ("val", "test"):  # test is scored once, at the best-validation checkpoint
         table, metrics[split] = _predictions(model, data, split, cfg.train.eval_batch_size, trim)
-        table.to_csv(folder.predictions(name, seed, split), index=False)
-    folder.metrics(name, seed).write_text(json.dumps(metrics, indent=2))
+        table.to_csv(folder.predictions(name, seed, split, protocol), index=False)
+    folder.metrics(name, seed, protocol).write_text(json.dumps(metrics, indent=2))
     torch.save({"state_dict": result.best_state, "model": dataclasses.asdict(system.model),
                 "in_channels": data.channels, "frames": data.frames, "input": system.input,
-                "best_epoch": result.best_epoch, "key": key}, folder.checkpoint(name, seed))
-    config = {"key": key, "system": name, "seed": seed, "lr": lr, "weight_decay": weight_decay,
+                "best_epoch": result.best_epoch, "key": key}, folder.checkpoint(name, seed, protocol))
+    config = {"key": key, "system": name, "seed": seed, "protocol": protocol, "lr": lr, "weight_decay": weight_decay,
               "features": data.fingerprint, "system_config": dataclasses.asdict(system),
               "run_config": config_to_dict(cfg)}
-    folder.run_config(name, seed).write_text(json.dumps(config, indent=2, default=str))  # last: marks it complete
-    return result_row(folder, name, system, seed, "trained")
+    folder.run_config(name, seed, protocol).write_text(json.dumps(config, indent=2, default=str))  # last: complete
+    return result_row(folder, name, system, seed, "trained", protocol)
 
 
-def result_row(folder: RunFolder, name: str, system: SystemConfig, seed: int, status: str) -> dict:
+def result_row(folder: RunFolder, name: str, system: SystemConfig, seed: int, status: str,
+               protocol: str = MAIN_PROTOCOL) -> dict:
     """One row of the results table, read back from a run's ``metrics.json``."""
-    path = folder.run_dir(name, seed)
-    metrics = json.loads(folder.metrics(name, seed).read_text())
+    path = folder.run_dir(name, seed, protocol)
+    metrics = json.loads(folder.metrics(name, seed, protocol).read_text())
     model = system.model
-    return {"system": name, "seed": seed, "input": system.input, "arch": model.arch,
+    return {"protocol": protocol, "system": name, "seed": seed, "input": system.input, "arch": model.arch,
             "se": model.se if model.arch == "resattn" else False,
             "blocks": (len(model.blocks) if model.blocks is not None else 5) if model.arch == "resattn" else 3,
             "augment": system.augment, "width_scale": model.width_scale, "in_channels": metrics["in_channels"],
             "frames": metrics["frames"], "params": metrics["params"],
-            "val_acc": metrics["val"]["accuracy"], "val_macro_f1": metrics["val"]["macro_f1"],
-            "test_acc": metrics["test"]["accuracy"], "test_macro_precision": metrics["test"]["macro_precision"],
+            "val_acc": metrics["val"]["accuracy"], "val_uar": metrics["val"]["macro_recall"],
+            "val_macro_f1": metrics["val"]["macro_f1"],
+            "test_acc": metrics["test"]["accuracy"], "test_uar": metrics["test"]["macro_recall"],
+            "test_macro_precision": metrics["test"]["macro_precision"],
             "test_macro_recall": metrics["test"]["macro_recall"], "test_macro_f1": metrics["test"]["macro_f1"],
             "best_epoch": metrics["best_epoch"], "stopped_epoch": metrics["stopped_epoch"],
             "seconds_per_epoch": metrics["seconds_per_epoch"], "lr": metrics["lr"],
@@ -236,28 +309,54 @@ def result_row(folder: RunFolder, name: str, system: SystemConfig, seed: int, st
 # --------------------------------------------------------------------------- learning-rate selection
 
 
-def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = None,
-                 progress: bool = True) -> dict:
-    """Choose the learning rate and weight decay on the validation split (never test).
+def selection_group(cfg: Config, name: str) -> tuple[str, str]:
+    """(group, system the grid is searched on) of a system under ``train.select.scope``.
 
-    Trains ``cfg.train.select.system`` once per grid point of ``select.lrs`` x
-    ``select.weight_decays`` for at most ``select.max_epochs`` epochs and keeps the point with the
-    best validation accuracy (ties: lower validation loss). Cached in ``<run>/models/_select/``.
-
-    Returns:
-        {"lr", "weight_decay", "system", "grid": DataFrame (lr, weight_decay, best_val_acc,
-        best_val_loss, best_epoch, chosen)}.
+    ``system``: every system gets its own grid (an equal tuning budget); ``family``: one grid per
+    input x architecture, searched on the analysed system when it belongs to the family, else on its
+    first member; ``shared``: one grid, searched on ``train.select.system`` and used by every system.
     """
     sel = cfg.train.select
-    if sel.system not in cfg.systems:  # load_config checks this; a Config built in code may not hold it
+    if sel.scope == "shared":
+        return "shared", sel.system
+    if sel.scope == "system":
+        return name, name
+    system = cfg.systems[name]
+    family = f"{system.input}-{system.model.arch}"
+    members = [n for n, s in cfg.systems.items() if f"{s.input}-{s.model.arch}" == family]
+    return family, cfg.analysis.primary_system if cfg.analysis.primary_system in members else members[0]
+
+
+def _selection_dir(folder: RunFolder, group: str, protocol: str) -> Path:
+    if group == "shared" and protocol == MAIN_PROTOCOL:
+        return folder.selection  # where a shared grid has always lived
+    return folder.selection / protocol / group
+
+
+def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = None, progress: bool = True,
+                 system_name: Optional[str] = None, group: str = "shared") -> dict:
+    """Choose the learning rate and weight decay on the validation split (never test).
+
+    Trains ``system_name`` (default ``train.select.system``) once per grid point of ``select.lrs`` x
+    ``select.weight_decays`` for at most ``select.max_epochs`` epochs and keeps the point with the
+    best validation accuracy (ties: lower validation loss). Cached in ``<run>/models/_select/`` (a
+    shared grid) or ``_select/<protocol>/<group>/``, keyed by everything that determines it.
+
+    Returns:
+        {"lr", "weight_decay", "system", "group", "protocol", "grid": DataFrame (lr, weight_decay,
+        best_val_acc, best_val_loss, best_epoch, chosen)}.
+    """
+    sel = cfg.train.select
+    system_name = system_name or sel.system
+    if system_name not in cfg.systems:  # load_config checks this; a Config built in code may not hold it
         raise ConfigError(f"{cfg.source}: 'train.select.system' must be one of the systems "
-                          f"({', '.join(cfg.systems)}), got {sel.system!r}")
-    system = cfg.systems[sel.system]
+                          f"({', '.join(cfg.systems)}), got {system_name!r}")
+    system = cfg.systems[system_name]
     device = resolve_device(cfg.train.device, key="train.device")
     data = data or load_split_data(cfg, folder, system.input, device)
-    out = folder.selection
+    out = _selection_dir(folder, group, data.protocol)
     key = run_key(system, cfg, -1.0, -1.0, data, sel.seed) + hashlib.sha256(
-        json.dumps(dataclasses.asdict(sel), sort_keys=True).encode()).hexdigest()[:8]
+        json.dumps(non_default(sel) | {"on": system_name}, sort_keys=True).encode()).hexdigest()[:8]
     if (out / "selection.json").is_file() and json.loads((out / "selection.json").read_text()).get("key") == key:
         saved = json.loads((out / "selection.json").read_text())
         return {**saved, "grid": pd.read_csv(out / "selection.csv")}
@@ -265,11 +364,11 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
     for lr in sel.lrs:
         for wd in sel.weight_decays:
             model = build_system_model(system, data.channels, device, sel.seed)
-            augment = TriAug.from_config(cfg.augment) if system.augment else None
+            augment = system_augment(cfg, system)
             result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train,
                          augment, lr=lr, weight_decay=wd, max_epochs=sel.max_epochs, seed=sel.seed,
-                         progress=progress, desc=f"select lr={lr:g} wd={wd:g}",
-                         system=f"{sel.system} (selection lr={lr:g} wd={wd:g})", train_lengths=data.lengths["train"],
+                         progress=progress, desc=f"select {system_name} lr={lr:g} wd={wd:g}",
+                         system=f"{system_name} (selection lr={lr:g} wd={wd:g})", train_lengths=data.lengths["train"],
                          val_lengths=data.lengths["val"], trim=trims_batches(cfg, system))
             best_loss = float(result.history["val_loss"].iloc[result.best_epoch - 1])
             rows.append({"lr": lr, "weight_decay": wd, "best_val_acc": result.best_val_acc,
@@ -278,17 +377,24 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
     best = grid.sort_values(["best_val_acc", "best_val_loss"], ascending=[False, True]).index[0]
     grid["chosen"] = grid.index == best
     out.mkdir(parents=True, exist_ok=True)
-    grid.to_csv(out / "selection.csv", index=False)
+    write_csv_atomic(grid, out / "selection.csv")
     chosen = {"lr": float(grid.loc[best, "lr"]), "weight_decay": float(grid.loc[best, "weight_decay"]),
-              "system": sel.system, "key": key}
-    (out / "selection.json").write_text(json.dumps(chosen, indent=2))
+              "system": system_name, "group": group, "protocol": data.protocol, "key": key}
+    write_json_atomic(out / "selection.json", chosen)
     return {**chosen, "grid": grid}
 
 
 def load_selection(folder: RunFolder) -> Optional[pd.DataFrame]:
-    """The learning-rate / weight-decay grid of a run, or None when selection was not run."""
-    path = folder.selection / "selection.csv"
-    return pd.read_csv(path) if path.is_file() else None
+    """Every learning-rate / weight-decay grid of a run (columns protocol, group, system, lr, ...), or None."""
+    grids = []
+    for path in sorted(folder.selection.rglob("selection.json")) if folder.selection.is_dir() else []:
+        meta = json.loads(path.read_text())
+        grid = pd.read_csv(path.with_name("selection.csv"))
+        grid.insert(0, "searched_on", meta.get("system", ""))
+        grid.insert(0, "group", meta.get("group", "shared"))
+        grid.insert(0, "protocol", meta.get("protocol", MAIN_PROTOCOL))
+        grids.append(grid)
+    return pd.concat(grids, ignore_index=True) if grids else None
 
 
 # --------------------------------------------------------------------------- all systems
@@ -313,50 +419,59 @@ def _copy_run(source: Path, target: Path, name: str, same_as: str) -> None:
 
 
 def train_systems(cfg: Config, folder: RunFolder, systems: Optional[Sequence[str]] = None,
-                  progress: bool = True) -> pd.DataFrame:
-    """Train every system (or those named) over ``cfg.train.seeds``; reuse runs that have not changed.
+                  progress: bool = True, protocol: str = MAIN_PROTOCOL) -> pd.DataFrame:
+    """Train every system (or those named) over ``cfg.train.seeds`` under ``protocol``; reuse unchanged runs.
 
     A run is reused when its folder holds a complete run with the same key (``run_key``); two
     systems with identical settings (S4 and A1, S3 and A2 in the paper's tables) are trained once
     and the second gets a copy. With ``train.select.enabled`` the learning rate and weight decay
-    come from ``select_lr_wd``, else from ``train.lr`` / ``train.weight_decay``.
+    come from ``select_lr_wd`` (per ``train.select.scope``), else from ``train.lr`` / ``train.weight_decay``.
 
     Returns:
-        One row per system x seed (``result_row``), also written to ``<run>/models/results.csv``.
+        One row per system x seed (``result_row``), also merged into ``<run>/models/results.csv``.
     """
     names = system_names(cfg, systems)
     threads = torch.get_num_threads()
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     try:
-        return _train_all(cfg, folder, names, progress)
+        return _train_all(cfg, folder, names, progress, protocol)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train_all(cfg: Config, folder: RunFolder, names: list[str], progress: bool) -> pd.DataFrame:
+def _hyperparameters(cfg: Config, folder: RunFolder, name: str, data_for, progress: bool) -> tuple[float, float]:
+    """(lr, weight decay) of one system: the configured values, or its group's grid choice."""
+    if not cfg.train.select.enabled:
+        return cfg.train.lr, cfg.train.weight_decay
+    group, searched_on = selection_group(cfg, name)
+    chosen = select_lr_wd(cfg, folder, data_for(cfg.systems[searched_on].input), progress, searched_on, group)
+    return chosen["lr"], chosen["weight_decay"]
+
+
+def _train_all(cfg: Config, folder: RunFolder, names: list[str], progress: bool, protocol: str) -> pd.DataFrame:
     device = resolve_device(cfg.train.device, key="train.device")
     data_by_input: dict[str, SplitData] = {}
-    lr, weight_decay = cfg.train.lr, cfg.train.weight_decay
-    if cfg.train.select.enabled:
-        select_input = cfg.systems[cfg.train.select.system].input
-        data_by_input[select_input] = load_split_data(cfg, folder, select_input, device)
-        chosen = select_lr_wd(cfg, folder, data_by_input[select_input], progress)
-        lr, weight_decay = chosen["lr"], chosen["weight_decay"]
+
+    def data_for(input: str) -> SplitData:
+        if input not in data_by_input:
+            data_by_input[input] = load_split_data(cfg, folder, input, device, protocol)
+        return data_by_input[input]
+
     rows, done_by_key = [], {}
     jobs = [(name, seed) for name in names for seed in cfg.train.seeds]
-    for name, seed in tqdm(jobs, desc="systems", disable=not progress):
+    for name, seed in tqdm(jobs, desc="systems" if protocol == MAIN_PROTOCOL else f"systems ({protocol})",
+                           disable=not progress):
         system = cfg.systems[name]
-        if system.input not in data_by_input:
-            data_by_input[system.input] = load_split_data(cfg, folder, system.input, device)
-        data = data_by_input[system.input]
+        lr, weight_decay = _hyperparameters(cfg, folder, name, data_for, progress)
+        data = data_for(system.input)
         key = run_key(system, cfg, lr, weight_decay, data, seed)
-        path = folder.run_dir(name, seed)
-        if _is_complete(folder, name, seed, key):
-            rows.append(result_row(folder, name, system, seed, "reused"))
+        path = folder.run_dir(name, seed, protocol)
+        if _is_complete(folder, name, seed, key, protocol):
+            rows.append(result_row(folder, name, system, seed, "reused", protocol))
         elif key in done_by_key:
             _copy_run(done_by_key[key], path, name, done_by_key[key].parent.name)
-            rows.append(result_row(folder, name, system, seed, f"same as {done_by_key[key].parent.name}"))
+            rows.append(result_row(folder, name, system, seed, f"same as {done_by_key[key].parent.name}", protocol))
         else:
             rows.append(train_run(cfg, folder, name, system, data, seed, lr, weight_decay, key, progress))
         done_by_key.setdefault(key, path)
@@ -370,22 +485,28 @@ def _merge_results(folder: RunFolder, results: pd.DataFrame) -> None:
     path = folder.results
     if path.is_file():
         old = pd.read_csv(path)
-        keep = ~old.set_index(["system", "seed"]).index.isin(results.set_index(["system", "seed"]).index)
+        if "protocol" not in old:  # written before protocols existed: the paper's split
+            old.insert(0, "protocol", MAIN_PROTOCOL)
+        index = ["protocol", "system", "seed"]
+        keep = ~old.set_index(index).index.isin(results.set_index(index).index)
         results = pd.concat([old[keep], results], ignore_index=True)
     write_csv_atomic(results, path)
 
 
-def load_results(folder: RunFolder) -> pd.DataFrame:
-    """The results table ``train_systems`` wrote (``<run>/models/results.csv``)."""
+def load_results(folder: RunFolder, protocols: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """The results table ``train_systems`` wrote (``<run>/models/results.csv``), optionally for some protocols."""
     path = folder.results
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no training results yet; run `serlib train PARAMS.yaml` first")
-    return pd.read_csv(path)
+    results = pd.read_csv(path)
+    if "protocol" not in results:
+        results.insert(0, "protocol", MAIN_PROTOCOL)
+    return results if protocols is None else results[results["protocol"].isin(list(protocols))].reset_index(drop=True)
 
 
-def load_history(folder: RunFolder, system: str, seed: int) -> pd.DataFrame:
+def load_history(folder: RunFolder, system: str, seed: int, protocol: str = MAIN_PROTOCOL) -> pd.DataFrame:
     """Per-epoch history of one run (HISTORY_COLUMNS)."""
-    return pd.read_csv(folder.history(system, seed))
+    return pd.read_csv(folder.history(system, seed, protocol))
 
 
 def summarise(results: pd.DataFrame, columns: Sequence[str] = ("val_acc", "test_acc", "test_macro_f1")) -> pd.DataFrame:

@@ -1,0 +1,298 @@
+"""What the report's results rest on (issue 11): every system's test predictions over its seeds and
+protocols, their scores with speaker-bootstrap intervals, paired tests of the paper's comparisons
+with a Holm correction, the leave-one-corpus-out rows, the duration-only baseline and calibration.
+
+Predictions come from the run folder (``models/.../predictions_test.csv``); the manifest adds each
+clip's speaker, corpus, sex and duration. Under ``data.folds`` the test predictions of the k folds
+are pooled, so every clip (and speaker) is scored once per seed and the intervals use all folds.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from serlib.analysis import stats
+from serlib.common import paper
+from serlib.common.config import Config, loco_systems, primary_system
+from serlib.common.facts import CLASSES, CORPORA
+from serlib.common.runfolder import RunFolder
+from serlib.data.stage import load_manifest
+from serlib.modelling.baselines import duration_baseline
+from serlib.modelling.systems import MAIN_PROTOCOL, evaluation_protocols, load_results, protocol_splits
+
+PROB_COLUMNS = [f"prob_{c}" for c in CLASSES]
+METRIC_NAMES = {"accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1"}
+DURATION = "duration only"  # the duration baseline's row name
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One comparison the paper makes: does ``better`` beat ``base``?"""
+
+    base: str
+    better: str
+    claim: str
+
+
+TABLE5_CLAIMS = (  # the steps of the paper's Table 5 (section 5.2)
+    Comparison("S1", "S2", "wav2vec2 features beat log-Mel (S2 vs S1)"),
+    Comparison("S2", "S3", "the residual CNN beats the shallow CNN (S3 vs S2)"),
+    Comparison("S3", "S5", "squeeze-and-excitation helps (S5 vs S3)"),
+    Comparison("S4", "S5", "Tri-Aug helps (S5 vs S4)"),
+)
+TABLE6_CLAIMS = (  # the paper's ablations (Table 6): removing each component hurts
+    Comparison("A1", "S5", "Tri-Aug helps (Full vs A1 -Aug)"),
+    Comparison("A2", "S5", "squeeze-and-excitation helps (Full vs A2 -SE)"),
+    Comparison("A3", "S5", "depth helps (Full vs A3 -Depth)"),
+)
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+def system_predictions(cfg: Config, folder: RunFolder, system: str, protocols: Optional[Sequence[str]] = None,
+                       seeds: Optional[Sequence[int]] = None, split: str = "test") -> pd.DataFrame:
+    """One system's predictions over seeds and protocols, joined with the manifest.
+
+    Args:
+        cfg: the run configuration.
+        folder: the run folder.
+        system: the system's name.
+        protocols: default: the protocols behind the main results (the split, or every fold).
+        seeds: default: ``train.seeds``.
+        split: ``test`` or ``val``.
+
+    Returns:
+        protocol, seed, utt_id, label, pred, prob_*, correct (bool), speaker, corpus, sex, duration_s.
+
+    Raises:
+        FileNotFoundError: a run has no predictions (train it first), naming the file.
+    """
+    protocols = list(protocols or evaluation_protocols(cfg))
+    seeds = list(cfg.train.seeds if seeds is None else seeds)
+    parts = []
+    for protocol in protocols:
+        for seed in seeds:
+            path = folder.predictions(system, seed, split, protocol)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no {split} predictions of {system} (seed {seed}, {protocol}); "
+                                        f"train it first (`serlib train {cfg.source} --system {system}`)")
+            parts.append(pd.read_csv(path).assign(protocol=protocol, seed=seed))
+    preds = pd.concat(parts, ignore_index=True)
+    preds["correct"] = preds["label"] == preds["pred"]
+    manifest = load_manifest(folder)[["utt_id", "speaker", "corpus", "sex", "duration_s"]]
+    merged = preds.merge(manifest, on="utt_id", how="left", validate="many_to_one")
+    if merged["speaker"].isna().any():
+        raise ValueError(f"{system}: predictions name clips the manifest {folder.manifest} lacks; retrain")
+    return merged
+
+
+def _wide(preds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
+    """(labels (clips,), predictions (seeds, clips), speakers (clips,), utt_ids) of one system's predictions."""
+    pred = preds.pivot_table(index="utt_id", columns="seed", values="pred", aggfunc="first")
+    if pred.isna().any().any():
+        raise ValueError("the seeds of a system scored different clips; retrain")
+    meta = preds.drop_duplicates("utt_id").set_index("utt_id").loc[pred.index]
+    encode = {c: i for i, c in enumerate(CLASSES)}
+    labels = meta["label"].map(encode).to_numpy(int)
+    return labels, pred.apply(lambda col: col.map(encode)).to_numpy(int).T, meta["speaker"].to_numpy(str), list(pred.index)
+
+
+# --------------------------------------------------------------------------- scores
+
+
+def score(preds: pd.DataFrame, cfg: Config) -> pd.DataFrame:
+    """Accuracy, UAR and macro-F1 of one system's predictions with speaker-bootstrap intervals (seed mean)."""
+    labels, pred, speakers, _ = _wide(preds)
+    a = cfg.analysis
+    return stats.speaker_bootstrap(labels, pred, speakers, n_resamples=a.bootstrap_resamples, seed=a.bootstrap_seed)
+
+
+def scores_table(cfg: Config, folder: RunFolder, systems: Sequence[str],
+                 protocols: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """One row per system: test accuracy, UAR and macro-F1 with their 95 % intervals, and what they rest on.
+
+    Columns: system, acc, acc_lo, acc_hi, uar, uar_lo, uar_hi, macro_f1, macro_f1_lo, macro_f1_hi, unit,
+    n_speakers, n_clips, n_seeds (the intervals of a seed mean, unit as ``stats.speaker_bootstrap``).
+    """
+    rows = []
+    for name in systems:
+        table = score(system_predictions(cfg, folder, name, protocols), cfg).set_index("metric")
+        rows.append(_score_row(name, table))
+    return pd.DataFrame(rows)
+
+
+def _score_row(name: str, table: pd.DataFrame) -> dict:
+    row = {"system": name}
+    for metric, short in (("accuracy", "acc"), ("uar", "uar"), ("macro_f1", "macro_f1")):
+        row |= {short: table.at[metric, "value"], f"{short}_lo": table.at[metric, "lo"],
+                f"{short}_hi": table.at[metric, "hi"]}
+    first = table.iloc[0]
+    return row | {"unit": first["unit"], "n_speakers": int(first["n_speakers"]), "n_clips": int(first["n_clips"]),
+                  "n_seeds": int(first["n_seeds"])}
+
+
+def interval_caption(cfg: Config, table: pd.DataFrame) -> str:
+    """What the intervals of a scores table are, in words, for its caption."""
+    units = set(table["unit"])
+    n = cfg.analysis.bootstrap_resamples
+    if units == {"speaker"}:
+        return (f"95 % intervals: percentile bootstrap over test speakers ({n} resamples; a speaker's clips stay "
+                "together; the statistic is the mean over seeds)")
+    return (f"95 % intervals: percentile bootstrap over test CLIPS ({n} resamples): with fewer than "
+            f"{stats.MIN_SPEAKERS} test speakers a speaker interval is n/a, and a clip interval is too narrow for new "
+            "speakers")
+
+
+# --------------------------------------------------------------------------- paired comparisons
+
+
+def paired_table(cfg: Config, folder: RunFolder, comparisons: Sequence[Comparison],
+                 metric: str = "accuracy", protocols: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """The paired tests of a family of comparisons on the same test clips.
+
+    Per comparison: both systems' value, the difference with its paired speaker-bootstrap interval (seed
+    means), the exact McNemar test on the majority vote over seeds, and Holm's adjustment across the
+    family; ``verdict`` says in words whether the data support the claim.
+    """
+    rows = []
+    for comp in comparisons:
+        if comp.base not in cfg.systems or comp.better not in cfg.systems:
+            continue
+        a = system_predictions(cfg, folder, comp.base, protocols)
+        b = system_predictions(cfg, folder, comp.better, protocols)
+        table, info = stats.compare_predictions(a, b, cfg.analysis.bootstrap_resamples, cfg.analysis.bootstrap_seed)
+        row = table.set_index("metric").loc[metric]
+        rows.append({"comparison": f"{comp.better} vs {comp.base}", "claim": comp.claim, "metric": METRIC_NAMES[metric],
+                     "base": row["a"], "better": row["b"], "delta_pp": 100 * row["delta"],
+                     "delta_lo_pp": 100 * row["lo"], "delta_hi_pp": 100 * row["hi"], "unit": row["unit"],
+                     "mcnemar_b": info["mcnemar_b"], "mcnemar_c": info["mcnemar_c"], "p": row["mcnemar_p"],
+                     "clips": info["clips"]})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out["p_holm"], out["significant"] = stats.holm(out["p"].to_numpy(), cfg.analysis.alpha)
+    out["verdict"] = [_verdict(r) for r in out.itertuples()]
+    return out
+
+
+def _verdict(row) -> str:
+    if row.significant and row.delta_pp > 0:
+        return "supported"
+    if row.significant:
+        return "contradicted: significantly worse"
+    return "not supported: within noise" if row.delta_pp > 0 else "not supported: no gain"
+
+
+def verdict_text(table: pd.DataFrame, alpha: float) -> str:
+    """One paragraph naming the paper's claims the data support and those they do not."""
+    if table.empty:
+        return "No comparison could be made (the systems are not in this run)."
+    supported = table[table["verdict"] == "supported"]["claim"].tolist()
+    others = table[table["verdict"] != "supported"]
+    parts = [f"At a family-wise level of {alpha:g} (Holm, exact McNemar on the same test clips), "]
+    parts.append(("the data support: " + "; ".join(supported) + ". ") if supported else "the data support none of "
+                 "the paper's claims here. ")
+    if len(others):
+        parts.append("Not supported: " + "; ".join(f"{r.claim} ({r.verdict}, {r.delta_pp:+.1f} pp, "
+                                                    f"95 % CI {r.delta_lo_pp:+.1f} to {r.delta_hi_pp:+.1f})"
+                                                    for r in others.itertuples()) + ".")
+    return "".join(parts)
+
+
+# --------------------------------------------------------------------------- beyond the paper's protocol
+
+
+def loco_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
+    """Leave-one-corpus-out: per held-out corpus and system, accuracy, UAR and macro-F1 with intervals,
+    beside the same system's score on that corpus's clips within the paper's protocol."""
+    manifest = load_manifest(folder)
+    rows = []
+    seed = cfg.train.seeds[:1]
+    for corpus in [c for c in CORPORA if c in set(manifest["corpus"])]:
+        protocol = f"loco-{corpus}"
+        if not (manifest["corpus"] != corpus).any():
+            continue
+        for name in loco_systems(cfg):
+            preds = system_predictions(cfg, folder, name, [protocol], seed)
+            row = _score_row(name, score(preds, cfg).set_index("metric"))
+            within = system_predictions(cfg, folder, name, None, seed)
+            within = within[within["corpus"] == corpus]
+            row_within = _score_row(name, score(within, cfg).set_index("metric")) if len(within) else {}
+            rows.append({"held_out": corpus, "trained_on": " + ".join(c for c in CORPORA if c in set(manifest["corpus"])
+                                                                     and c != corpus), **row,
+                         "within_uar": row_within.get("uar", np.nan), "within_n_clips": row_within.get("n_clips", 0)})
+    return pd.DataFrame(rows)
+
+
+def duration_predictions(cfg: Config, folder: RunFolder, protocols: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """The duration-only baseline's test predictions under the main protocol(s), with the manifest's columns."""
+    manifest = load_manifest(folder)
+    parts = []
+    for protocol in list(protocols or evaluation_protocols(cfg)):
+        splits = None if protocol == MAIN_PROTOCOL else protocol_splits(manifest, protocol, folder)
+        preds, info = duration_baseline(manifest, splits)
+        parts.append(preds.assign(protocol=protocol, seed=0, C=info["C"]))
+    preds = pd.concat(parts, ignore_index=True)
+    return preds.merge(manifest[["utt_id", "speaker", "corpus", "sex", "duration_s"]], on="utt_id", how="left")
+
+
+def duration_table(cfg: Config, folder: RunFolder, beside: Sequence[str] = ("S1",)) -> pd.DataFrame:
+    """The duration-only baseline's scores beside ``beside`` (same split, same intervals), with C chosen on val."""
+    preds = duration_predictions(cfg, folder)
+    row = _score_row(DURATION, score(preds, cfg).set_index("metric")) | {"C (CHOSEN on val)": preds["C"].iloc[0]}
+    rows = [row] + [_score_row(n, score(system_predictions(cfg, folder, n), cfg).set_index("metric"))
+                    for n in beside if n in cfg.systems]
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- the analysed system
+
+
+def calibration(cfg: Config, folder: RunFolder, system: Optional[str] = None, n_bins: int = 10) -> tuple[float, pd.DataFrame]:
+    """Expected calibration error and the reliability table of a system's test predictions (all seeds pooled)."""
+    preds = system_predictions(cfg, folder, system or primary_system(cfg)[0])
+    labels = preds["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy(int)
+    probs = preds[PROB_COLUMNS].to_numpy()
+    return stats.expected_calibration_error(probs, labels, n_bins), stats.reliability_table(probs, labels, n_bins)
+
+
+def pooled_confusion(preds: pd.DataFrame, normalize: bool = True) -> pd.DataFrame:
+    """The confusion matrix summed over every seed (and fold) of ``preds``; rows true, columns predicted."""
+    counts = pd.crosstab(preds["label"], preds["pred"]).reindex(index=list(CLASSES), columns=list(CLASSES),
+                                                                fill_value=0)
+    counts.index.name, counts.columns.name = "true", "predicted"
+    return counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0) if normalize else counts
+
+
+def accuracy_by(preds: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Accuracy and UAR per value of ``column`` (corpus, sex) and overall: mean and spread over seeds."""
+    rows = []
+    groups = [(v, g) for v, g in preds.groupby(column, sort=True)] + [("all", preds)]
+    for value, group in groups:
+        per_seed = []
+        for _, part in group.groupby("seed"):
+            recall = part.groupby("label")["correct"].mean()
+            per_seed.append((part["correct"].mean(), recall.mean()))
+        acc, uar = np.array(per_seed).T
+        rows.append({column: value, "clips": int(group["utt_id"].nunique()), "seeds": len(per_seed),
+                     "accuracy": acc.mean(), "accuracy_std": acc.std(ddof=1) if len(acc) > 1 else np.nan,
+                     "uar": uar.mean(), "uar_std": uar.std(ddof=1) if len(uar) > 1 else np.nan,
+                     "classes_present": int(group["label"].nunique())})
+    table = pd.DataFrame(rows)
+    return table.dropna(axis=1, how="all")
+
+
+def table5_scores(cfg: Config, folder: RunFolder, systems: Sequence[str] = ("S1", "S2", "S3", "S4", "S5")) -> pd.DataFrame:
+    """Table 5 with intervals: validation accuracy (seed mean), test accuracy, UAR and macro-F1 with their
+    intervals, beside the paper's values."""
+    names = [s for s in systems if s in cfg.systems]
+    scores = scores_table(cfg, folder, names)
+    results = load_results(folder, evaluation_protocols(cfg))
+    val = results.groupby("system")["val_acc"].mean()
+    scores.insert(1, "val_acc", scores["system"].map(val))
+    theirs = paper.TABLE5.rename(columns=lambda c: c if c == "system" else f"paper_{c}")
+    return scores.merge(theirs, on="system", how="left")

@@ -1,0 +1,293 @@
+"""Uncertainty and significance for the report (issue 11): speaker-level bootstrap intervals, paired
+bootstrap of differences, the exact McNemar test, Holm / Benjamini-Hochberg corrections, calibration
+(expected calibration error, reliability table) and z-scores within speaker.
+
+The bootstrap resamples test *speakers* with replacement, so the clips of one speaker stay together:
+a speaker's clips are not independent draws (same voice, same recording), and an interval that
+treats them as such is too narrow. With fewer than ``MIN_SPEAKERS`` test speakers a speaker
+interval means little; it is then n/a and a clip-level interval, labelled as such, is given instead.
+
+Everything works on confusion counts: each speaker's (seeds x true x predicted) counts are summed
+with the multiplicities a resample draws, so 1000 resamples of a few thousand clips take milliseconds.
+Several seeds of one system are scored together: the statistic of a resample is the mean over seeds.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.stats import binomtest
+
+from serlib.common.facts import CLASSES
+
+METRICS = ("accuracy", "uar", "macro_f1")  # UAR: unweighted average recall (the mean of the per-class recalls)
+MIN_SPEAKERS = 5  # fewer test speakers than this: the speaker interval is n/a, a clip-level one is given
+
+
+# --------------------------------------------------------------------------- metrics from confusion counts
+
+
+def metrics_from_counts(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy, UAR and macro-F1 of confusion counts ``(..., true, predicted)``.
+
+    Recall and F1 are averaged over the classes present among the true labels (a class a resample
+    happens to lack does not count as a recall of 0).
+    """
+    counts = np.asarray(counts, dtype=float)
+    tp = np.diagonal(counts, axis1=-2, axis2=-1)  # (..., classes)
+    true = counts.sum(axis=-1)
+    pred = counts.sum(axis=-2)
+    total = true.sum(axis=-1)
+    present = true > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = tp.sum(axis=-1) / total
+        recall = np.where(present, tp / np.where(present, true, 1), np.nan)
+        f1 = np.where(present, 2 * tp / np.maximum(true + pred, 1), np.nan)
+        uar = np.nanmean(recall, axis=-1)
+        macro_f1 = np.nanmean(f1, axis=-1)
+    return {"accuracy": accuracy, "uar": uar, "macro_f1": macro_f1}
+
+
+def _as_seeds(y_pred) -> np.ndarray:
+    pred = np.asarray(y_pred)
+    return pred[None, :] if pred.ndim == 1 else pred  # (seeds, clips)
+
+
+def _group_counts(y_true, y_pred, groups, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per group: (seeds, true, predicted) counts -> ``(groups, seeds, n, n)`` and the group names."""
+    y_true = np.asarray(y_true, dtype=int)
+    pred = _as_seeds(y_pred).astype(int)
+    if pred.shape[1] != len(y_true) or len(groups) != len(y_true):
+        raise ValueError(f"y_true ({len(y_true)}), y_pred {pred.shape} and groups ({len(groups)}) do not align")
+    names, index = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    counts = np.zeros((len(names), pred.shape[0], n_classes, n_classes))
+    for seed in range(pred.shape[0]):
+        np.add.at(counts[:, seed], (index, y_true, pred[seed]), 1)
+    return counts, names
+
+
+def _resample_weights(n_groups: int, n_resamples: int, seed: int) -> np.ndarray:
+    """``(resamples, groups)`` multiplicities of groups drawn with replacement."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_groups, size=(n_resamples, n_groups))
+    weights = np.zeros((n_resamples, n_groups))
+    np.add.at(weights, (np.arange(n_resamples)[:, None], draws), 1)
+    return weights
+
+
+def _seed_mean(counts: np.ndarray) -> dict[str, np.ndarray]:
+    """Metrics of ``(..., seeds, n, n)`` counts, averaged over seeds."""
+    return {k: np.nanmean(v, axis=-1) for k, v in metrics_from_counts(counts).items()}
+
+
+def _unit(speakers) -> tuple[str, str]:
+    n = len(set(map(str, speakers)))
+    if n >= MIN_SPEAKERS:
+        return "speaker", ""
+    return "clip", (f"speaker interval n/a: {n} test speaker(s) (< {MIN_SPEAKERS}); the interval resamples clips "
+                    "and is too narrow for new speakers")
+
+
+# --------------------------------------------------------------------------- intervals
+
+
+def speaker_bootstrap(y_true: Sequence[int], y_pred, speakers: Sequence[str], n_resamples: int = 1000,
+                      seed: int = 0, level: float = 0.95, n_classes: int = len(CLASSES)) -> pd.DataFrame:
+    """Point estimates and percentile intervals of accuracy, UAR and macro-F1.
+
+    Args:
+        y_true: ``(clips,)`` true label indices.
+        y_pred: ``(clips,)`` or ``(seeds, clips)`` predicted indices (several seeds of one system: every
+            statistic is the mean over seeds).
+        speakers: ``(clips,)`` speaker of each clip: the unit that is resampled.
+        n_resamples: bootstrap resamples.
+        seed: seed of the draws (same seed, same interval).
+        level: coverage of the interval.
+        n_classes: classes.
+
+    Returns:
+        One row per metric: metric, value, lo, hi, unit ("speaker", or "clip" with fewer than
+        ``MIN_SPEAKERS`` speakers), n_speakers, n_clips, n_seeds, n_resamples, level, note.
+    """
+    unit, note = _unit(speakers)
+    groups = speakers if unit == "speaker" else np.arange(len(y_true)).astype(str)
+    counts, names = _group_counts(y_true, y_pred, groups, n_classes)  # (groups, seeds, n, n)
+    point = _seed_mean(counts.sum(axis=0))
+    weights = _resample_weights(len(names), n_resamples, seed)
+    resampled = _seed_mean(np.einsum("rg,gsij->rsij", weights, counts))
+    tail = 100 * (1 - level) / 2
+    rows = []
+    for metric in METRICS:
+        lo, hi = np.nanpercentile(resampled[metric], [tail, 100 - tail])
+        rows.append({"metric": metric, "value": float(point[metric]), "lo": float(lo), "hi": float(hi),
+                     "unit": unit, "n_speakers": len(set(map(str, speakers))), "n_clips": len(y_true),
+                     "n_seeds": _as_seeds(y_pred).shape[0], "n_resamples": n_resamples, "level": level, "note": note})
+    return pd.DataFrame(rows)
+
+
+def paired_bootstrap(y_true: Sequence[int], pred_a, pred_b, speakers: Sequence[str], n_resamples: int = 1000,
+                     seed: int = 0, level: float = 0.95, n_classes: int = len(CLASSES)) -> pd.DataFrame:
+    """The difference b - a of each metric on the same clips, with a paired speaker-bootstrap interval.
+
+    Both systems are scored on the same resampled speakers, so what the two share (hard speakers,
+    easy ones) cancels. ``pred_a`` / ``pred_b``: ``(clips,)`` or ``(seeds, clips)``.
+
+    Returns:
+        One row per metric: metric, a, b, delta, lo, hi, share_le_0 (resamples with delta <= 0), unit,
+        n_speakers, n_clips, n_resamples, level, note.
+    """
+    unit, note = _unit(speakers)
+    groups = speakers if unit == "speaker" else np.arange(len(y_true)).astype(str)
+    counts_a, names = _group_counts(y_true, pred_a, groups, n_classes)
+    counts_b, _ = _group_counts(y_true, pred_b, groups, n_classes)
+    point_a, point_b = _seed_mean(counts_a.sum(axis=0)), _seed_mean(counts_b.sum(axis=0))
+    weights = _resample_weights(len(names), n_resamples, seed)
+    res_a = _seed_mean(np.einsum("rg,gsij->rsij", weights, counts_a))
+    res_b = _seed_mean(np.einsum("rg,gsij->rsij", weights, counts_b))
+    tail = 100 * (1 - level) / 2
+    rows = []
+    for metric in METRICS:
+        delta = res_b[metric] - res_a[metric]
+        lo, hi = np.nanpercentile(delta, [tail, 100 - tail])
+        rows.append({"metric": metric, "a": float(point_a[metric]), "b": float(point_b[metric]),
+                     "delta": float(point_b[metric] - point_a[metric]), "lo": float(lo), "hi": float(hi),
+                     "share_le_0": float(np.mean(delta[~np.isnan(delta)] <= 0)), "unit": unit,
+                     "n_speakers": len(set(map(str, speakers))), "n_clips": len(y_true), "n_resamples": n_resamples,
+                     "level": level, "note": note})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- tests and corrections
+
+
+def mcnemar_exact(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict:
+    """Exact (binomial) McNemar test of two classifiers on the same clips, two-sided.
+
+    Returns:
+        {"b": clips only a gets right, "c": clips only b gets right, "p": the two-sided p-value}
+        (p = 1 when the two never disagree).
+    """
+    a, b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError(f"mcnemar_exact: {a.shape} and {b.shape} differ; score the same clips")
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    p = 1.0 if only_a + only_b == 0 else float(binomtest(min(only_a, only_b), only_a + only_b, 0.5).pvalue)
+    return {"b": only_a, "c": only_b, "p": min(1.0, p)}
+
+
+def holm(pvalues: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down adjustment: (adjusted p-values, rejected at ``alpha``), in the input order."""
+    p = np.asarray(pvalues, dtype=float)
+    order = np.argsort(p, kind="stable")
+    m = len(p)
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adjusted
+    return out, out <= alpha
+
+
+def benjamini_hochberg(pvalues: Sequence[float], alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Benjamini-Hochberg step-up adjustment (false discovery rate): (adjusted p, rejected), input order."""
+    p = np.asarray(pvalues, dtype=float)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    scaled = p[order] * m / np.arange(1, m + 1)
+    adjusted = np.minimum(1.0, np.minimum.accumulate(scaled[::-1])[::-1])
+    out = np.empty(m)
+    out[order] = adjusted
+    return out, out <= alpha
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def reliability_table(probs: np.ndarray, y_true: Sequence[int], n_bins: int = 15) -> pd.DataFrame:
+    """Top-label confidence in equal-width bins: per bin, clips, mean confidence and accuracy.
+
+    Args:
+        probs: ``(clips, classes)`` predicted probabilities.
+        y_true: ``(clips,)`` true label indices.
+        n_bins: bins over (0, 1]; a confidence falls in the bin whose upper edge it does not exceed.
+    """
+    probs = np.asarray(probs, dtype=float)
+    confidence, correct = probs.max(axis=1), probs.argmax(axis=1) == np.asarray(y_true)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        chosen = index == b
+        rows.append({"bin": b, "lo": edges[b], "hi": edges[b + 1], "clips": int(chosen.sum()),
+                     "confidence": float(confidence[chosen].mean()) if chosen.any() else np.nan,
+                     "accuracy": float(correct[chosen].mean()) if chosen.any() else np.nan})
+    return pd.DataFrame(rows)
+
+
+def expected_calibration_error(probs: np.ndarray, y_true: Sequence[int], n_bins: int = 15) -> float:
+    """Top-label ECE: the clip-weighted mean over bins of |accuracy - mean confidence|."""
+    table = reliability_table(probs, y_true, n_bins)
+    used = table[table["clips"] > 0]
+    return float((used["clips"] * (used["accuracy"] - used["confidence"]).abs()).sum() / used["clips"].sum())
+
+
+# --------------------------------------------------------------------------- within-speaker normalisation
+
+
+def zscore_within(df: pd.DataFrame, group_column: str, columns: Sequence[str]) -> pd.DataFrame:
+    """``columns`` z-scored within each group (e.g. speaker): (x - group mean) / group std (ddof 1).
+
+    NaN values are ignored in the statistics and stay NaN. A group with fewer than two values, or
+    with zero spread, gives NaN: there is nothing to standardise against. Other columns are kept.
+    """
+    out = df.copy()
+    grouped = df.groupby(group_column)[list(columns)]
+    mean, std = grouped.transform("mean"), grouped.transform("std")
+    out[list(columns)] = (df[list(columns)] - mean) / std.where(std > 0)
+    return out
+
+
+# --------------------------------------------------------------------------- two systems
+
+
+def compare_predictions(preds_a: pd.DataFrame, preds_b: pd.DataFrame, n_resamples: int = 1000, seed: int = 0,
+                        level: float = 0.95) -> tuple[pd.DataFrame, dict]:
+    """Two systems' test predictions (columns utt_id, label, pred, speaker; several seeds allowed with a
+    ``seed`` column) scored on the clips both have: per metric a, b, delta and its paired interval,
+    and the exact McNemar test (on the majority vote over seeds when there are several).
+
+    Returns:
+        (the paired table with a ``mcnemar_p`` column, {"clips": clips both scored, "only_a", "only_b"}).
+    """
+    def arrays(preds: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        preds = preds.assign(seed=preds["seed"] if "seed" in preds else 0)
+        wide = preds.pivot_table(index="utt_id", columns="seed", values="pred",
+                                 aggfunc="first").dropna()
+        return preds.drop_duplicates("utt_id").set_index("utt_id"), wide
+
+    meta_a, wide_a = arrays(_as_indices(preds_a))
+    meta_b, wide_b = arrays(_as_indices(preds_b))
+    common = wide_a.index.intersection(wide_b.index)
+    if len(common) == 0:
+        raise ValueError("the two prediction tables share no utt_id: they were not scored on the same clips")
+    labels = meta_a.loc[common, "label"].to_numpy(int)
+    if not np.array_equal(labels, meta_b.loc[common, "label"].to_numpy(int)):
+        raise ValueError("the two prediction tables give different labels to the same clips")
+    a, b = wide_a.loc[common].to_numpy(int).T, wide_b.loc[common].to_numpy(int).T  # (seeds, clips)
+    speakers = meta_a.loc[common, "speaker"].astype(str).to_numpy()
+    table = paired_bootstrap(labels, a, b, speakers, n_resamples, seed, level)
+    vote = lambda p: np.array([np.bincount(col, minlength=len(CLASSES)).argmax() for col in p.T])  # noqa: E731
+    test = mcnemar_exact(vote(a) == labels, vote(b) == labels)
+    table["mcnemar_p"] = test["p"]
+    return table, {"clips": len(common), "only_a": len(wide_a.index.difference(common)),
+                   "only_b": len(wide_b.index.difference(common)), "mcnemar_b": test["b"], "mcnemar_c": test["c"]}
+
+
+def _as_indices(preds: pd.DataFrame) -> pd.DataFrame:
+    """``label`` / ``pred`` as class indices (they may be class names)."""
+    out = preds.copy()
+    for column in ("label", "pred"):
+        if not pd.api.types.is_numeric_dtype(out[column]):
+            out[column] = out[column].map({c: i for i, c in enumerate(CLASSES)})
+        if out[column].isna().any():
+            raise ValueError(f"column {column!r} holds a value that is not one of {CLASSES}")
+    return out

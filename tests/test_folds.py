@@ -1,0 +1,55 @@
+"""Speaker k-fold cross-validation: every speaker tested once, strata balanced, subsets disjoint."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from serlib.data.folds import speaker_folds
+
+
+def _speakers():
+    rows = [{"speaker": f"CREMA-D:{1000 + i}", "corpus": "CREMA-D", "sex": "male" if i < 14 else "female"}
+            for i in range(23)]
+    rows += [{"speaker": f"RAVDESS:{i:02d}", "corpus": "RAVDESS", "sex": "male" if i % 2 else "female"}
+             for i in range(1, 11)]
+    rows += [{"speaker": f"EmoDB:{i:02d}", "corpus": "EmoDB", "sex": "male"} for i in range(3)]  # fewer than k
+    return pd.DataFrame(rows)
+
+
+def test_every_speaker_is_tested_exactly_once():
+    speakers = _speakers()
+    folds = speaker_folds(speakers, 5, seed=0)
+    tested = folds[folds["split"] == "test"]
+    assert sorted(tested["speaker"]) == sorted(speakers["speaker"])
+    assert len(folds) == 5 * len(speakers) and folds.groupby("fold")["speaker"].nunique().eq(len(speakers)).all()
+
+
+def test_test_folds_are_balanced_per_corpus_and_sex():
+    speakers = _speakers()
+    folds = speaker_folds(speakers, 5, seed=1).merge(speakers, on="speaker")
+    test = folds[folds["split"] == "test"]
+    for (corpus, sex), group in speakers.groupby(["corpus", "sex"]):
+        counts = test[(test["corpus"] == corpus) & (test["sex"] == sex)].groupby("fold").size().reindex(
+            range(1, 6), fill_value=0)
+        assert counts.max() - counts.min() <= 1, (corpus, sex, counts.tolist())
+    per_corpus = test.groupby(["corpus", "fold"]).size().unstack(fill_value=0)
+    assert (per_corpus.max(axis=1) - per_corpus.min(axis=1)).le(1).all()
+    # a corpus with fewer speakers than folds: some folds test none of it, each of its speakers once
+    assert test[test["corpus"] == "EmoDB"]["fold"].nunique() == 3
+
+
+def test_validation_comes_from_training_speakers_of_each_corpus():
+    speakers = _speakers()
+    folds = speaker_folds(speakers, 5, seed=0, val_fraction=0.2).merge(speakers, on="speaker")
+    for fold, part in folds.groupby("fold"):
+        assert part["speaker"].is_unique  # one subset per speaker per fold
+        for corpus, group in part.groupby("corpus"):
+            rest = group[group["split"] != "test"]
+            assert (rest["split"] == "val").sum() == max(1, round(0.2 * len(rest)))
+    assert speaker_folds(speakers, 5, seed=0).equals(speaker_folds(speakers, 5, seed=0))
+    assert not speaker_folds(speakers, 5, seed=0).equals(speaker_folds(speakers, 5, seed=2))
+
+
+def test_fewer_than_two_folds_is_an_error():
+    with pytest.raises(ValueError, match="at least 2"):
+        speaker_folds(_speakers(), 1)

@@ -1,0 +1,84 @@
+"""Evaluation protocols beside the paper's split: speaker folds and leave-one-corpus-out; per-system tuning."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from serlib.common.config import Config, ModelConfig, SelectConfig, SystemConfig, TrainConfig, loco_systems
+from serlib.common.runfolder import RunFolder
+from serlib.modelling import systems
+
+
+def _manifest():
+    rows = []
+    for corpus, speakers in (("CREMA-D", ["c1", "c2", "c3", "c4"]), ("RAVDESS", ["r1", "r2", "r3"]),
+                             ("EmoDB", ["e1", "e2"])):
+        for i, spk in enumerate(speakers):
+            split = ["train", "val", "test", "train"][i]
+            rows += [{"utt_id": f"{spk}-{k}", "corpus": corpus, "speaker": f"{corpus}:{spk}", "split": split}
+                     for k in range(3)]
+    return pd.DataFrame(rows)
+
+
+def test_leave_one_corpus_out_tests_the_whole_corpus_and_validates_on_the_others(tmp_path):
+    manifest = _manifest()
+    splits = systems.protocol_splits(manifest, "loco-RAVDESS", RunFolder(tmp_path))
+    held = manifest["corpus"] == "RAVDESS"
+    assert (splits[held] == "test").all()
+    assert set(splits[~held]) == {"train", "val"}  # validation from the training corpora only
+    assert (splits[~held & (manifest["split"] == "val")] == "val").all()
+    assert (splits[~held & (manifest["split"] == "test")] == "train").all()  # their test speakers train
+
+
+def test_fold_protocol_reads_the_fold_table(tmp_path):
+    folder = RunFolder(tmp_path).ensure()
+    manifest = _manifest()
+    speakers = sorted(set(manifest["speaker"]))
+    rows = [{"fold": f, "speaker": s, "split": "test" if i % 2 == f - 1 else "train"} for f in (1, 2)
+            for i, s in enumerate(speakers)]
+    pd.DataFrame(rows).to_csv(folder.folds, index=False)
+    one, two = (systems.protocol_splits(manifest, p, folder) for p in ("fold1", "fold2"))
+    assert ((one == "test") != (two == "test")).all()  # every clip tested in exactly one fold
+    pd.DataFrame(rows[:-1]).to_csv(folder.folds, index=False)
+    with pytest.raises(ValueError, match="have no fold"):
+        systems.protocol_splits(manifest, "fold2", folder)
+
+
+def test_unknown_protocols_are_errors(tmp_path):
+    for bad in ("loco-IEMOCAP", "bootstrap"):
+        with pytest.raises(ValueError, match="protocol"):
+            systems.protocol_splits(_manifest(), bad, RunFolder(tmp_path))
+
+
+def test_protocol_runs_live_apart_from_the_papers(tmp_path):
+    folder = RunFolder(tmp_path)
+    assert folder.run_dir("S5", 0) == tmp_path / "models" / "S5" / "seed0"
+    assert folder.run_dir("S5", 0, "loco-EmoDB") == tmp_path / "models" / "_loco-EmoDB" / "S5" / "seed0"
+    assert folder.predictions("S1", 2, "test", "fold3").parent == tmp_path / "models" / "_fold3" / "S1" / "seed2"
+
+
+def _cfg(scope: str) -> Config:
+    s = {"S1": SystemConfig(input="logmel", model=ModelConfig(arch="shallow")),
+         "S2": SystemConfig(model=ModelConfig(arch="shallow")),
+         "S3": SystemConfig(model=ModelConfig(se=False)), "S5": SystemConfig()}
+    return Config(train=TrainConfig(select=SelectConfig(enabled=True, scope=scope)), systems=s)
+
+
+@pytest.mark.parametrize("scope,expected", [
+    ("system", {"S1": ("S1", "S1"), "S3": ("S3", "S3"), "S5": ("S5", "S5")}),
+    ("family", {"S1": ("logmel-shallow", "S1"), "S2": ("wav2vec2-shallow", "S2"), "S3": ("wav2vec2-resattn", "S5"),
+                "S5": ("wav2vec2-resattn", "S5")}),
+    ("shared", {"S1": ("shared", "S5"), "S3": ("shared", "S5")})])
+def test_selection_groups(scope, expected):
+    cfg = _cfg(scope)
+    for name, group in expected.items():
+        assert systems.selection_group(cfg, name) == group
+
+
+def test_loco_systems_default_to_those_the_profile_has():
+    cfg = _cfg("system")
+    assert loco_systems(cfg) == ["S1", "S2", "S5"]
+    del cfg.systems["S2"]
+    assert loco_systems(cfg) == ["S1", "S5"]
+    cfg.analysis.loco_systems = []
+    assert loco_systems(cfg) == []

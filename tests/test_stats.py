@@ -1,0 +1,145 @@
+"""The statistics behind every interval and test of the report, against hand-computed cases and
+independent implementations (scikit-learn, statsmodels)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, f1_score, recall_score
+from statsmodels.stats.contingency_tables import mcnemar
+from statsmodels.stats.multitest import multipletests
+
+from serlib.analysis import stats
+from serlib.modelling.metrics import classification_metrics
+
+
+def _toy(n_speakers=8, clips=10, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n_speakers * clips)
+    skill = np.repeat(rng.uniform(0.3, 0.95, n_speakers), clips)  # speakers differ: clips are not independent
+    pred = np.where(rng.random(len(y)) < skill, y, (y + 1 + rng.integers(0, 2, len(y))) % 3)
+    speakers = np.repeat([f"spk{i}" for i in range(n_speakers)], clips)
+    return y, pred, speakers
+
+
+def test_metrics_from_counts_match_sklearn():
+    y, pred, _ = _toy()
+    counts = np.zeros((3, 3))
+    np.add.at(counts, (y, pred), 1)
+    got = stats.metrics_from_counts(counts)
+    assert got["accuracy"] == pytest.approx(accuracy_score(y, pred))
+    assert got["uar"] == pytest.approx(recall_score(y, pred, average="macro"))
+    assert got["macro_f1"] == pytest.approx(f1_score(y, pred, average="macro"))
+
+
+def test_uar_is_macro_recall_where_macro_and_micro_differ():
+    y = [0] * 8 + [1, 2]  # imbalanced: accuracy (micro) rewards the majority class
+    pred = [0] * 8 + [0, 0]
+    m = classification_metrics(y, pred)
+    assert m["accuracy"] == pytest.approx(0.8) and m["uar"] == pytest.approx(1 / 3)
+
+
+def test_speaker_interval_differs_from_the_clip_interval():
+    # Five speakers: two always right, three always wrong. Clip-level resampling treats the 50 clips as
+    # independent and gives a narrow interval; speaker resampling sees only five independent units.
+    y = np.zeros(50, int)
+    pred = np.r_[np.zeros(20, int), np.ones(30, int)]
+    speakers = np.repeat(["a", "b", "c", "d", "e"], 10)
+    by_speaker = stats.speaker_bootstrap(y, pred, speakers, n_resamples=2000, seed=1).set_index("metric")
+    by_clip = stats.speaker_bootstrap(y, pred, np.arange(50).astype(str), n_resamples=2000, seed=1).set_index("metric")
+    assert by_speaker.at["accuracy", "value"] == pytest.approx(0.4) == by_clip.at["accuracy", "value"]
+    # speaker unit: accuracy is (speakers right among 5 drawn) / 5: its 2.5 % quantile is 0 or 0.2
+    assert by_speaker.at["accuracy", "lo"] <= 0.2 and by_speaker.at["accuracy", "hi"] >= 0.8
+    width = lambda t: t.at["accuracy", "hi"] - t.at["accuracy", "lo"]  # noqa: E731
+    assert width(by_speaker) > 2 * width(by_clip)
+    assert by_speaker.at["accuracy", "unit"] == "speaker"
+
+
+def test_speaker_bootstrap_is_reproducible_and_covers_the_point():
+    y, pred, speakers = _toy()
+    a = stats.speaker_bootstrap(y, pred, speakers, n_resamples=500, seed=3)
+    b = stats.speaker_bootstrap(y, pred, speakers, n_resamples=500, seed=3)
+    pd.testing.assert_frame_equal(a, b)
+    assert (a["lo"] <= a["value"]).all() and (a["value"] <= a["hi"]).all()
+    assert not a.equals(stats.speaker_bootstrap(y, pred, speakers, n_resamples=500, seed=4))
+
+
+def test_fewer_than_five_speakers_gives_a_labelled_clip_interval():
+    y, pred, speakers = _toy(n_speakers=4)
+    table = stats.speaker_bootstrap(y, pred, speakers, n_resamples=200)
+    assert set(table["unit"]) == {"clip"} and table["note"].str.contains("n/a: 4 test speaker").all()
+
+
+def test_seeds_are_averaged():
+    y, pred, speakers = _toy()
+    flipped = np.where(np.arange(len(y)) % 2 == 0, pred, (pred + 1) % 3)
+    both = stats.speaker_bootstrap(y, np.stack([pred, flipped]), speakers, n_resamples=100).set_index("metric")
+    one = accuracy_score(y, pred)
+    two = accuracy_score(y, flipped)
+    assert both.at["accuracy", "value"] == pytest.approx((one + two) / 2) and both.at["accuracy", "n_seeds"] == 2
+
+
+def test_paired_bootstrap_of_identical_systems_is_exactly_zero():
+    y, pred, speakers = _toy()
+    table = stats.paired_bootstrap(y, pred, pred, speakers, n_resamples=300)
+    assert (table["delta"] == 0).all() and (table["lo"] == 0).all() and (table["hi"] == 0).all()
+
+
+def test_paired_bootstrap_sees_a_consistent_improvement():
+    y, pred, speakers = _toy()
+    better = pred.copy()
+    better[::3] = y[::3]  # b fixes a third of the clips, on every speaker
+    row = stats.paired_bootstrap(y, pred, better, speakers, n_resamples=1000).set_index("metric").loc["accuracy"]
+    assert row["delta"] == pytest.approx(accuracy_score(y, better) - accuracy_score(y, pred))
+    assert row["lo"] > 0 and row["share_le_0"] == 0
+
+
+@pytest.mark.parametrize("a,b", [([1, 1, 0, 0, 1, 0, 1, 1], [1, 0, 0, 1, 1, 1, 1, 1]),
+                                 ([1] * 30 + [0] * 10, [1] * 20 + [0] * 10 + [1] * 10),
+                                 ([1, 0, 1], [1, 0, 1])])
+def test_mcnemar_matches_statsmodels(a, b):
+    a, b = np.array(a, bool), np.array(b, bool)
+    got = stats.mcnemar_exact(a, b)
+    table = [[np.sum(a & b), np.sum(a & ~b)], [np.sum(~a & b), np.sum(~a & ~b)]]
+    assert got["b"] == table[0][1] and got["c"] == table[1][0]
+    assert got["p"] == pytest.approx(mcnemar(table, exact=True).pvalue)
+
+
+@pytest.mark.parametrize("pvalues", [[0.01, 0.04, 0.03, 0.2], [0.001, 0.5, 0.049, 0.02, 0.9], [0.3]])
+def test_holm_and_bh_match_statsmodels(pvalues):
+    for ours, method in ((stats.holm, "holm"), (stats.benjamini_hochberg, "fdr_bh")):
+        adjusted, reject = ours(pvalues, 0.05)
+        want_reject, want_adjusted, _, _ = multipletests(pvalues, 0.05, method=method)
+        np.testing.assert_allclose(adjusted, want_adjusted)
+        assert list(reject) == list(want_reject)
+
+
+def test_expected_calibration_error_by_hand():
+    # Two bins used (of 10): confidence 0.9 on 4 clips (3 right: accuracy 0.75) and 0.6 on 2 clips (both right).
+    probs = np.array([[0.9, 0.05, 0.05]] * 4 + [[0.6, 0.3, 0.1]] * 2)
+    y = [0, 0, 0, 1, 0, 0]
+    table = stats.reliability_table(probs, y, n_bins=10)
+    assert table["clips"].sum() == 6 and table.loc[table["clips"] > 0, "bin"].tolist() == [5, 8]
+    assert stats.expected_calibration_error(probs, y, n_bins=10) == pytest.approx((4 * 0.15 + 2 * 0.4) / 6)
+
+
+def test_zscore_within_speaker():
+    df = pd.DataFrame({"speaker": ["a", "a", "a", "b", "b", "c"], "f0": [100.0, 110, 120, 200, 220, 300]})
+    z = stats.zscore_within(df, "speaker", ["f0"])["f0"]
+    np.testing.assert_allclose(z[:5], [-1, 0, 1, -1 / np.sqrt(2), 1 / np.sqrt(2)])
+    assert np.isnan(z[5])  # one clip: nothing to standardise against
+
+
+def test_compare_predictions_aligns_on_shared_clips():
+    y, pred, speakers = _toy()
+    names = np.array(["negative", "sad_fear", "pos_neutral"])
+    a = pd.DataFrame({"utt_id": [f"u{i}" for i in range(len(y))], "label": names[y], "pred": names[pred],
+                      "speaker": speakers})
+    better = pred.copy()
+    better[::2] = y[::2]
+    b = a.assign(pred=names[better]).iloc[5:]  # b lacks the first five clips
+    table, info = stats.compare_predictions(a, b, n_resamples=200)
+    assert info["clips"] == len(y) - 5 and info["only_a"] == 5 and info["only_b"] == 0
+    acc = table.set_index("metric").loc["accuracy"]
+    assert acc["a"] == pytest.approx(accuracy_score(y[5:], pred[5:]))
+    assert acc["b"] == pytest.approx(accuracy_score(y[5:], better[5:])) and acc["mcnemar_p"] < 0.05
