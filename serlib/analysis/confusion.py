@@ -20,6 +20,7 @@ from serlib.common.config import Config, primary_system
 from serlib.common.facts import CLASSES
 from serlib.common.runfolder import RunFolder
 from serlib.data.stage import load_manifest
+from serlib.modelling.systems import evaluation_protocols
 
 PREDICTION_COLUMNS = ("utt_id", "label", "pred", "prob_negative", "prob_sad_fear", "prob_pos_neutral", "correct")
 PROB_COLUMNS = tuple(f"prob_{c}" for c in CLASSES)
@@ -50,12 +51,16 @@ def load_predictions(cfg: Config, folder: RunFolder, split: str = "test", system
     default_system, default_seed = primary_system(cfg)
     system = system or default_system
     seed = default_seed if seed is None else seed
-    path = folder.predictions(system, seed, split)
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions not found: {path}; train {system} first "
-                                f"(serlib train {cfg.source} --system {system}) or set analysis.primary_system")
-    preds = pd.read_csv(path)
-    _require_columns(preds, PREDICTION_COLUMNS, path)
+    parts = []
+    for protocol in evaluation_protocols(cfg):  # the paper's split, or every speaker fold (each clip once)
+        path = folder.predictions(system, seed, split, protocol)
+        if not path.is_file():
+            raise FileNotFoundError(f"predictions not found: {path}; train {system} first "
+                                    f"(serlib train {cfg.source} --system {system}) or set analysis.primary_system")
+        part = pd.read_csv(path)
+        _require_columns(part, PREDICTION_COLUMNS, path)
+        parts.append(part.assign(protocol=protocol))
+    preds = pd.concat(parts, ignore_index=True)
     preds["label"] = as_class_names(preds["label"], path, "label")
     preds["pred"] = as_class_names(preds["pred"], path, "pred")
     preds["correct"] = preds["label"] == preds["pred"]

@@ -296,3 +296,61 @@ def table5_scores(cfg: Config, folder: RunFolder, systems: Sequence[str] = ("S1"
     scores.insert(1, "val_acc", scores["system"].map(val))
     theirs = paper.TABLE5.rename(columns=lambda c: c if c == "system" else f"paper_{c}")
     return scores.merge(theirs, on="system", how="left")
+
+
+PAPER_SYSTEMS = ("S1", "S2", "S3", "S4", "S5", "A1", "A2", "A3")  # the paper's Tables 4-6
+
+
+def reference_of(cfg: Config, name: str) -> str:
+    """The system an added row is compared with: the name before its first '-' (S5-mask -> S5), else the
+    analysed system."""
+    base = name.split("-")[0]
+    return base if base in cfg.systems and base != name else primary_system(cfg)[0]
+
+
+def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
+    """Rows beyond the paper: every configured system that is not one of the paper's, and the duration-only
+    baseline, each with its scores and intervals and a paired test against its reference (S5 for the S5
+    variants, S1 for the duration baseline): the delta in UAR with its interval, McNemar, Holm across the rows."""
+    rows = []
+    names = [n for n in cfg.systems if n not in PAPER_SYSTEMS]
+    pairs = [(n, reference_of(cfg, n), system_predictions(cfg, folder, n)) for n in names]
+    if "S1" in cfg.systems:
+        pairs.append((DURATION, "S1", duration_predictions(cfg, folder)))
+    for name, reference, preds in pairs:
+        scores = _score_row(name, score(preds, cfg).set_index("metric"))
+        table, info = stats.compare_predictions(system_predictions(cfg, folder, reference), preds,
+                                                cfg.analysis.bootstrap_resamples, cfg.analysis.bootstrap_seed)
+        uar = table.set_index("metric").loc["uar"]
+        description = cfg.systems[name].description if name in cfg.systems else "a classifier on clip length alone"
+        rows.append({**scores, "description": description, "vs": reference, "delta_uar_pp": 100 * uar["delta"],
+                     "delta_uar_lo_pp": 100 * uar["lo"], "delta_uar_hi_pp": 100 * uar["hi"], "p": uar["mcnemar_p"]})
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["p_holm"], out["significant"] = stats.holm(out["p"].to_numpy(), cfg.analysis.alpha)
+    return out
+
+
+def epoch_cost(cfg: Config, results: pd.DataFrame) -> pd.DataFrame:
+    """Measured seconds per epoch, epochs run and test UAR of the analysed system and its variants
+    (``S5-...``), mean over seeds: what masking and trimming cost."""
+    base = primary_system(cfg)[0]
+    systems = [base, *[n for n in cfg.systems if n.startswith(f"{base}-")]]
+    chosen = results[results["system"].isin(systems)]
+    return chosen.groupby("system", sort=False).agg(seconds_per_epoch=("seconds_per_epoch", "mean"),
+                                                     epochs=("stopped_epoch", "mean"),
+                                                     test_uar=("test_uar", "mean")).reset_index()
+
+
+def loco_note(table: pd.DataFrame) -> str:
+    """A short reading of the leave-one-corpus-out table: how far each held-out corpus falls below within-corpus."""
+    if table.empty:
+        return "Leave-one-corpus-out needs at least two corpora and analysis.loco_systems; none ran."
+    parts = []
+    for corpus, group in table.groupby("held_out", sort=False):
+        drops = [f"{r.system} {100 * r.uar:.1f} % (within {100 * r.within_uar:.1f} %)" for r in group.itertuples()]
+        parts.append(f"{corpus} held out: UAR " + ", ".join(drops))
+    worst = table.loc[(table["within_uar"] - table["uar"]).idxmax()]
+    return ("; ".join(parts) + f". The largest fall is {worst['system']} on {worst['held_out']} "
+            f"({100 * (worst['within_uar'] - worst['uar']):.1f} points): what the systems learn from two corpora "
+            "transfers to a third only as far as these rows show; chance is 33.3 %.")

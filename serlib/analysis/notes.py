@@ -45,4 +45,5 @@ def listening_note(cfg: Config, folder: RunFolder, preds: pd.DataFrame, clips: p
     wrong = int((~preds["correct"]).sum())
     return (f"{preds.attrs['system']} (seed {preds.attrs['seed']}): {wrong} of {len(preds)} "
             f"test clips misclassified; {len(clips)} drawn with seed {cfg.analysis.listening_seed} "
-            f"(paper: {paper.LISTENING_CLIPS}). Annotations: {folder.annotations}")
+            f"(paper: {paper.LISTENING_CLIPS}). The draw is one reproducible set, from the analysed seed only "
+            f"(analysis.primary_seed), while Table 7 pools every seed. Annotations: {folder.annotations}")

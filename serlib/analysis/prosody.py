@@ -19,6 +19,7 @@ import pandas as pd
 from scipy.stats import mannwhitneyu
 from tqdm.auto import tqdm
 
+from serlib.analysis.stats import benjamini_hochberg, holm, zscore_within
 from serlib.common.audio import load_audio
 from serlib.common.config import AnalysisConfig, Config
 from serlib.common.facts import CLASSES, SAMPLE_RATE
@@ -284,12 +285,28 @@ def prosody_by_outcome(preds: pd.DataFrame, prosody: pd.DataFrame) -> pd.DataFra
     return table.loc[order].reset_index().rename(columns={"label": "true class"})
 
 
-def prosody_separation(preds: pd.DataFrame, prosody: pd.DataFrame) -> pd.DataFrame:
+CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg}  # multiple-test corrections across the table's tests
+CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg (false discovery rate)"}
+
+
+def prosody_separation(preds: pd.DataFrame, prosody: pd.DataFrame, within_speaker: bool = True,
+                       correction: str = "bh", alpha: float = 0.05) -> pd.DataFrame:
     """Per class and descriptor: misclassified minus correct, as Cohen's d and a Mann-Whitney p.
 
     A positive d means the misclassified clips of that class have the larger value.
+
+    Args:
+        preds: predictions with utt_id, label, correct and ``speaker``.
+        prosody: ``compute_prosody`` output.
+        within_speaker: z-score each descriptor within speaker first (over all that speaker's test
+            clips), so pitch in Hz or level in dBFS compare a clip with its own speaker, not a male
+            with a female voice or one recording setup with another.
+        correction: "bh" or "holm", applied across every test of the table (``p_adjusted``).
+        alpha: level of the ``significant`` flag.
     """
     merged = _with_outcome(preds, prosody)
+    if within_speaker:
+        merged = zscore_within(merged, "speaker", PROSODY_COLUMNS)
     rows = []
     for label in CLASSES:
         group = merged[merged["label"] == label]
@@ -301,7 +318,15 @@ def prosody_separation(preds: pd.DataFrame, prosody: pd.DataFrame) -> pd.DataFra
                          "n_misclassified": len(wrong), "mean_correct": right.mean(), "mean_misclassified": wrong.mean(),
                          "cohen_d": _cohen_d(wrong, right) if enough else np.nan,
                          "mannwhitney_p": mannwhitneyu(wrong, right).pvalue if enough else np.nan})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    tested = table["mannwhitney_p"].notna()
+    table["p_adjusted"], table["significant"] = np.nan, False
+    if tested.any():
+        adjusted, reject = CORRECTIONS[correction](table.loc[tested, "mannwhitney_p"].to_numpy(), alpha)
+        table.loc[tested, "p_adjusted"], table.loc[tested, "significant"] = adjusted, reject
+    if within_speaker:
+        table = table.rename(columns={"mean_correct": "mean_z_correct", "mean_misclassified": "mean_z_misclassified"})
+    return table
 
 
 def _cohen_d(a: pd.Series, b: pd.Series) -> float:
@@ -310,7 +335,8 @@ def _cohen_d(a: pd.Series, b: pd.Series) -> float:
 
 
 def _with_outcome(preds: pd.DataFrame, prosody: pd.DataFrame) -> pd.DataFrame:
-    merged = preds[["utt_id", "label", "pred", "correct"]].merge(
+    keep = ["utt_id", "label", "pred", "correct"] + (["speaker"] if "speaker" in preds else [])
+    merged = preds[keep].merge(
         prosody[prosody["error"] == ""][["utt_id", *PROSODY_COLUMNS]], on="utt_id", how="inner")
     merged["outcome"] = np.where(merged["correct"], "correct", "misclassified")
     return merged

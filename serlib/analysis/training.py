@@ -110,6 +110,32 @@ def selection_grid(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
     return systems.load_selection(folder) if cfg.train.select.enabled else None
 
 
+def selection_caption(cfg: Config) -> str:
+    """Table S21's caption: which grids ran, on which systems, for how long."""
+    sel = cfg.train.select
+    scope = {"system": "one grid per system (an equal tuning budget)",
+             "family": "one grid per input x architecture family, searched on one member of each",
+             "shared": f"one shared grid searched on {sel.system} and used by every system"}[sel.scope]
+    return (f"Learning-rate / weight-decay grids on the validation split ({scope}; at most {sel.max_epochs} epochs "
+            "per point); 'chosen' marks the point each group trained with.")
+
+
+def tuning_note(cfg: Config) -> str:
+    """What the tuning budget means for the comparisons, or "" when every system had its own grid."""
+    sel = cfg.train.select
+    if not sel.enabled:
+        return (f"No grid ran in this run: every system trains with lr {cfg.train.lr:g} and weight decay "
+                f"{cfg.train.weight_decay:g} from the parameters file (CHOSEN). Where those values were chosen on one "
+                "system (the parameters file says which), that system is favoured in every comparison.")
+    if sel.scope == "shared":
+        return (f"One grid, searched on {sel.system}, sets every system's learning rate and weight decay: the "
+                f"comparisons favour {sel.system}, whose values were tuned for it.")
+    if sel.scope == "family":
+        return ("Each input x architecture family shares one grid, searched on one of its members: systems of a "
+                "family are compared on equal terms, but within a family the searched member is favoured.")
+    return ""
+
+
 def seeds_phrase(cfg: Config, std: bool = True) -> str:
     """How a table aggregates the seeds: "one seed", or "mean and std over 3 seeds" ("mean over ..." without std)."""
     seeds = len(cfg.train.seeds)

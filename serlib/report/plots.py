@@ -154,3 +154,47 @@ def plot_ablation_deltas(table: pd.DataFrame, ax: Optional[plt.Axes] = None) -> 
     ax.set_ylabel("test accuracy - Full (pp)")
     ax.legend(fontsize=8)
     return fig
+
+
+def plot_reliability(table: pd.DataFrame, ece: Optional[float] = None, ax: Optional[plt.Axes] = None) -> plt.Figure:
+    """Reliability diagram: accuracy per confidence bin against the diagonal, with the clips per bin.
+
+    Args:
+        table: ``serlib.analysis.stats.reliability_table`` output (lo, hi, clips, confidence, accuracy).
+        ece: the expected calibration error, shown in the title.
+        ax: axes to draw into.
+    """
+    fig, ax = _axes(ax, (4.6, 4.2))
+    used = table[table["clips"] > 0]
+    width = float((table["hi"] - table["lo"]).iloc[0])
+    ax.bar(used["lo"], used["accuracy"], width=width, align="edge", color="#4c9be8", edgecolor="white",
+           label="accuracy in bin")
+    ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=0.9, label="perfect calibration")
+    ax.plot(used["confidence"], used["accuracy"], "o", color="#d62728", markersize=4, label="mean confidence")
+    for row in used.itertuples():
+        ax.text(row.lo + width / 2, min(row.accuracy, 0.95) + 0.02, str(row.clips), ha="center", fontsize=7)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("confidence (top-class probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("reliability" + (f" (ECE {ece:.3f})" if ece is not None else ""), fontsize=10)
+    ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def plot_metric_intervals(table: pd.DataFrame, metric: str = "uar", ax: Optional[plt.Axes] = None,
+                          chance: float = 1 / 3) -> plt.Figure:
+    """One point per system with its interval whisker (``<metric>``, ``<metric>_lo``, ``<metric>_hi`` columns)."""
+    fig, ax = _axes(ax, (max(4.5, 0.7 * len(table) + 1.5), 3.4))
+    position = np.arange(len(table))
+    values = table[metric].to_numpy(float)
+    errors = np.vstack([values - table[f"{metric}_lo"].to_numpy(float), table[f"{metric}_hi"].to_numpy(float) - values])
+    ax.errorbar(position, values, yerr=errors, fmt="o", color="#1f77b4", capsize=4)
+    ax.axhline(chance, color="grey", linestyle=":", linewidth=0.8, label="chance")
+    ax.set_xticks(position)
+    ax.set_xticklabels(table["system"], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel({"uar": "UAR", "acc": "accuracy", "macro_f1": "macro-F1"}.get(metric, metric))
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    return fig
+
