@@ -243,8 +243,15 @@ def test_train_notebook_writes_tables_and_figures(smoke_notebooks):
     assert table4.loc["S5", "paper_params_m"] == 3.9
     table5 = pd.read_csv(folder.tables / "table_5.csv")
     assert list(table5["system"]) == ["S1", "S2", "S3", "S4", "S5"]
-    assert table5["test_acc"].between(0, 1).all() and (table5["paper_test_acc"] > 0).all()
-    results = systems.load_results(folder)
+    assert table5["acc"].between(0, 1).all() and (table5["paper_test_acc"] > 0).all()
+    assert ((table5["acc_lo"] <= table5["acc"]) & (table5["acc"] <= table5["acc_hi"])).all()
+    assert ((table5["uar_lo"] <= table5["uar"]) & (table5["uar"] <= table5["uar_hi"])).all()
+    paired = pd.read_csv(folder.tables / "table_s26_paired.csv")
+    assert list(paired["comparison"]) == ["S2 vs S1", "S3 vs S2", "S5 vs S3", "S5 vs S4"]
+    assert paired["p_holm"].between(0, 1).all() and paired["verdict"].notna().all()
+    beyond = pd.read_csv(folder.tables / "table_s27_beyond.csv")
+    assert beyond["system"].iloc[0] == "duration only" and beyond["vs"].iloc[0] == "S1"
+    results = systems.load_results(folder, ["split"])
     assert set(results["system"]) == {"S1", "S2", "S3", "S4", "S5", "A1", "A2", "A3"}
     for copy, source in (("A1", "S4"), ("A2", "S3")):  # identical settings: trained once, copied
         saved = json.loads((folder.models / copy / "seed0" / "config.json").read_text())
@@ -263,6 +270,12 @@ def test_ablation_notebook_reuses_runs_and_writes_table6(smoke_notebooks):
     assert table6.loc[3, "delta_test_pp"] == pytest.approx(expected)
     assert list(table6["paper_delta_test_pp"]) == [0.0, -2.9, -4.9, -3.2]
     assert (folder.figures / "fig_s30.png").is_file()
+    paired = pd.read_csv(folder.tables / "table_s32_paired.csv")
+    assert list(paired["comparison"]) == ["S5 vs A1", "S5 vs A2", "S5 vs A3"]
+    loco = pd.read_csv(folder.tables / "table_s33_loco.csv")
+    assert set(loco["held_out"]) == {"CREMA-D", "RAVDESS", "EmoDB"} and set(loco["system"]) == {"S1", "S2", "S5"}
+    for corpus in ("CREMA-D", "RAVDESS", "EmoDB"):  # trained on the other two, tested on every clip of it
+        assert (folder.models / f"_loco-{corpus}" / "S5" / "seed0" / "predictions_test.csv").is_file()
 
 
 # --------------------------------------------------------------------------- a non-finite loss stops training

@@ -354,3 +354,54 @@ def loco_note(table: pd.DataFrame) -> str:
     return ("; ".join(parts) + f". The largest fall is {worst['system']} on {worst['held_out']} "
             f"({100 * (worst['within_uar'] - worst['uar']):.1f} points): what the systems learn from two corpora "
             "transfers to a third only as far as these rows show; chance is 33.3 %.")
+
+
+# --------------------------------------------------------------------------- two runs
+
+
+def run_predictions(folder: RunFolder, system: str) -> pd.DataFrame:
+    """A system's test predictions in a run folder, over every seed and main protocol that ``results.csv``
+    lists (no configuration needed), joined with that run's manifest."""
+    results = load_results(folder)
+    rows = results[(results["system"] == system) & ~results["protocol"].str.startswith("loco-")]
+    if rows.empty:
+        raise FileNotFoundError(f"{folder.results}: no trained {system} in {folder.root}")
+    parts = [pd.read_csv(folder.predictions(system, int(r.seed), "test", r.protocol)).assign(seed=int(r.seed),
+                                                                                               protocol=r.protocol)
+             for r in rows.itertuples()]
+    manifest = load_manifest(folder)[["utt_id", "speaker", "corpus", "sex"]]
+    return pd.concat(parts, ignore_index=True).merge(manifest, on="utt_id", how="left")
+
+
+def compare_runs(folder_a: RunFolder, folder_b: RunFolder, systems: Optional[Sequence[str]] = None,
+                 n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """The same systems in two runs (e.g. another encoder or parameter), scored on the clips both runs scored.
+
+    One row per system and metric: run A's and run B's value, the difference B - A with its paired
+    speaker-bootstrap interval (seed means), the exact McNemar p on the majority vote over seeds, the
+    clips compared, and Holm's adjustment over the rows' McNemar tests (one per system).
+
+    Raises:
+        ValueError: no system is trained in both runs, or they share no test clip.
+    """
+    in_a = set(load_results(folder_a)["system"])
+    in_b = set(load_results(folder_b)["system"])
+    names = list(systems) if systems else [s for s in load_results(folder_a)["system"].drop_duplicates() if s in in_b]
+    missing = [s for s in names if s not in in_a or s not in in_b]
+    if missing or not names:
+        raise ValueError(f"system(s) {', '.join(missing) or '(none)'} not trained in both runs "
+                         f"({folder_a.root}: {', '.join(sorted(in_a))}; {folder_b.root}: {', '.join(sorted(in_b))})")
+    rows = []
+    for name in names:
+        table, info = stats.compare_predictions(run_predictions(folder_a, name), run_predictions(folder_b, name),
+                                                n_resamples, seed)
+        for r in table.itertuples():
+            rows.append({"system": name, "metric": METRIC_NAMES[r.metric], "run_a": r.a, "run_b": r.b,
+                         "delta_pp": 100 * r.delta, "delta_lo_pp": 100 * r.lo, "delta_hi_pp": 100 * r.hi,
+                         "unit": r.unit, "mcnemar_p": r.mcnemar_p, "clips": info["clips"],
+                         "only_a": info["only_a"], "only_b": info["only_b"]})
+    out = pd.DataFrame(rows)
+    first = out.drop_duplicates("system")
+    adjusted, _ = stats.holm(first["mcnemar_p"].to_numpy())
+    out["p_holm"] = out["system"].map(dict(zip(first["system"], adjusted)))
+    return out

@@ -38,6 +38,13 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run folder (default reports/<run name>/)")
     t.add_argument("--system", action="append", help="system name, e.g. S5 (repeatable)")
 
+    c = sub.add_parser("compare", help="the same systems in two run folders: metrics, intervals, paired tests")
+    c.add_argument("run_a", help="run folder A (e.g. reports/demo)")
+    c.add_argument("run_b", help="run folder B (e.g. a copy of the demo with another encoder)")
+    c.add_argument("--system", action="append", help="system name (repeatable; default: every system both ran)")
+    c.add_argument("--html", help="also write the comparison as an HTML page here")
+    c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+
     b = sub.add_parser("bench", help="speed and memory: inference, training epoch, extraction, fast paths")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--json", help="write the results as JSON to this file")
@@ -53,9 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         # Imported only on an error: `serlib --help` and `serlib demo-corpus` stay free of torch and nbformat.
         from serlib.common.config import ConfigError
         from serlib.data.corpora import CorpusError
+        from serlib.features.cache import CacheNotWritableError
+        from serlib.modelling.train import NonFiniteLossError
         from serlib.report.runner import NotebookError
 
-        if isinstance(err, (ConfigError, CorpusError, NotebookError, FileNotFoundError)):
+        expected = (ConfigError, CorpusError, NotebookError, FileNotFoundError, NonFiniteLossError,
+                    CacheNotWritableError)
+        if isinstance(err, expected):
             print(f"serlib {args.command}: error: {err}", file=sys.stderr)
             return 2
         raise
@@ -74,6 +85,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         generate_demo_corpus(Path(args.out), seed=args.seed, scale=args.scale, verbose=True)
         return 0
+    if args.command == "compare":
+        return _compare(args)
     if args.command == "bench":
         from serlib.tools.bench import main_bench
 
@@ -97,6 +110,33 @@ def _dispatch(args: argparse.Namespace) -> int:
         pipeline.ensure_runs(cfg, folder, systems=args.system)
         return 0
     raise AssertionError(args.command)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from serlib.analysis.evaluation import compare_runs
+    from serlib.common.io import write_text_atomic
+    from serlib.common.runfolder import RunFolder
+    from serlib.report.compare import compare_html
+
+    folders = []
+    for name in (args.run_a, args.run_b):
+        folder = RunFolder(Path(name).expanduser().resolve())
+        if not folder.results.is_file():
+            raise FileNotFoundError(f"{folder.root} is not a trained run folder (no models/results.csv)")
+        folders.append(folder)
+    try:
+        table = compare_runs(*folders, systems=args.system, n_resamples=args.resamples)
+    except ValueError as err:  # runs that cannot be compared (no shared system or clip): the user's input
+        print(f"serlib compare: error: {err}", file=sys.stderr)
+        return 2
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
+        print(table.to_string(index=False))
+    if args.html:
+        path = write_text_atomic(Path(args.html), compare_html(table, str(folders[0].root), str(folders[1].root)))
+        print(f"serlib compare: wrote {path}", file=sys.stderr)
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,115 @@
+"""What the report's results rest on: pooled predictions, intervals, paired tests, verdicts, run comparison."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serlib.analysis import evaluation
+from serlib.common.config import Config, SystemConfig, TrainConfig
+from serlib.common.facts import CLASSES
+from serlib.common.runfolder import RunFolder
+from serlib.data.mculp import MANIFEST_COLUMNS
+from serlib.tools.cli import main as cli_main
+
+N_SPEAKERS, CLIPS = 8, 12
+
+
+def _manifest() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = N_SPEAKERS * CLIPS
+    rows = {"utt_id": [f"u{i}" for i in range(n)], "path": [f"/x/u{i}.wav" for i in range(n)],
+            "corpus": np.where(np.arange(n) < n // 2, "CREMA-D", "RAVDESS"),
+            "speaker": np.repeat([f"spk{i}" for i in range(N_SPEAKERS)], CLIPS),
+            "sex": np.repeat(["male", "female"] * (N_SPEAKERS // 2), CLIPS), "emotion_code": "X",
+            "emotion": "anger", "sentence": "s", "duration_s": rng.uniform(1, 4, n), "sample_rate": 16000,
+            "channels": 1, "label": np.array(CLASSES)[rng.integers(0, 3, n)], "split": "test"}
+    return pd.DataFrame(rows)[list(MANIFEST_COLUMNS)]
+
+
+def _run(tmp_path, accuracy: dict, name="run", seeds=(0, 1)) -> tuple[Config, RunFolder]:
+    """A run folder whose systems predict with the given accuracy (per system), two seeds each."""
+    folder = RunFolder(tmp_path / name).ensure()
+    manifest = _manifest()
+    manifest.to_csv(folder.manifest, index=False)
+    rows = []
+    for k, (system, acc) in enumerate(accuracy.items()):
+        for seed in seeds:
+            rng = np.random.default_rng(100 * k + seed)
+            y = manifest["label"].map(CLASSES.index).to_numpy()
+            pred = np.where(rng.random(len(y)) < acc, y, (y + 1) % 3)
+            probs = np.full((len(y), 3), 0.1)
+            probs[np.arange(len(y)), pred] = 0.8
+            table = pd.DataFrame({"utt_id": manifest["utt_id"], "label": manifest["label"],
+                                  "pred": np.array(CLASSES)[pred]})
+            for i, c in enumerate(CLASSES):
+                table[f"prob_{c}"] = probs[:, i]
+            table["correct"] = table["label"] == table["pred"]
+            folder.run_dir(system, seed).mkdir(parents=True, exist_ok=True)
+            table.to_csv(folder.predictions(system, seed), index=False)
+            rows.append({"protocol": "split", "system": system, "seed": seed, "val_acc": acc,
+                         "test_acc": table["correct"].mean(), "seconds_per_epoch": 1.0, "stopped_epoch": 3,
+                         "test_uar": 0.5})
+    pd.DataFrame(rows).to_csv(folder.results, index=False)
+    cfg = Config(train=TrainConfig(seeds=list(seeds)), systems={s: SystemConfig() for s in accuracy})
+    cfg.analysis.bootstrap_resamples = 300
+    return cfg, folder
+
+
+def test_scores_rest_on_every_seed_and_speaker(tmp_path):
+    cfg, folder = _run(tmp_path, {"S1": 0.5, "S5": 0.9})
+    table = evaluation.scores_table(cfg, folder, ["S1", "S5"]).set_index("system")
+    preds = evaluation.system_predictions(cfg, folder, "S5")
+    assert len(preds) == 2 * N_SPEAKERS * CLIPS and set(preds["seed"]) == {0, 1}
+    assert table.at["S5", "acc"] == pytest.approx(preds["correct"].mean())  # mean of the two seeds' accuracies
+    assert table.at["S5", "unit"] == "speaker" and table.at["S5", "n_speakers"] == N_SPEAKERS
+    assert table.at["S5", "acc_lo"] < table.at["S5", "acc"] < table.at["S5", "acc_hi"]
+    assert "over test speakers" in evaluation.interval_caption(cfg, table.reset_index())
+
+
+def test_paired_table_marks_a_real_gain_and_not_a_null_one(tmp_path):
+    cfg, folder = _run(tmp_path, {"S1": 0.4, "S2": 0.9, "S3": 0.9, "S4": 0.9, "S5": 0.9})
+    table = evaluation.paired_table(cfg, folder, evaluation.TABLE5_CLAIMS).set_index("comparison")
+    assert table.at["S2 vs S1", "verdict"] == "supported" and table.at["S2 vs S1", "delta_lo_pp"] > 0
+    assert table.loc["S5 vs S4", "verdict"].startswith("not supported")
+    assert (table["p_holm"] >= table["p"]).all()  # Holm never lowers a p-value
+    text = evaluation.verdict_text(table.reset_index(), 0.05)
+    assert "wav2vec2 features beat log-Mel" in text.split("Not supported")[0]
+
+
+def test_pooled_confusion_sums_the_seeds(tmp_path):
+    cfg, folder = _run(tmp_path, {"S5": 0.7})
+    preds = evaluation.system_predictions(cfg, folder, "S5")
+    counts = evaluation.pooled_confusion(preds, normalize=False)
+    assert counts.to_numpy().sum() == len(preds) == 2 * N_SPEAKERS * CLIPS
+    rows = evaluation.pooled_confusion(preds)
+    np.testing.assert_allclose(rows.sum(axis=1), 1.0)
+
+
+def test_accuracy_by_group_gives_the_spread_over_seeds(tmp_path):
+    cfg, folder = _run(tmp_path, {"S5": 0.7})
+    table = evaluation.accuracy_by(evaluation.system_predictions(cfg, folder, "S5"), "corpus").set_index("corpus")
+    assert list(table.index) == ["CREMA-D", "RAVDESS", "all"] and (table["seeds"] == 2).all()
+    assert table.at["all", "accuracy_std"] > 0
+
+
+def test_calibration_of_overconfident_predictions(tmp_path):
+    cfg, folder = _run(tmp_path, {"S5": 0.5})
+    ece, table = evaluation.calibration(cfg, folder, "S5")
+    acc = evaluation.system_predictions(cfg, folder, "S5")["correct"].mean()
+    assert ece == pytest.approx(abs(0.8 - acc))  # every clip at confidence 0.8: one bin
+    assert table["clips"].sum() == 2 * N_SPEAKERS * CLIPS
+
+
+def test_compare_runs_and_its_command(tmp_path, capsys):
+    _, folder_a = _run(tmp_path, {"S5": 0.5}, "a")
+    _, folder_b = _run(tmp_path, {"S5": 0.95}, "b")
+    table = evaluation.compare_runs(folder_a, folder_b, n_resamples=200)
+    acc = table[table["metric"] == "accuracy"].iloc[0]
+    assert acc["delta_pp"] > 0 and acc["delta_lo_pp"] > 0 and acc["clips"] == N_SPEAKERS * CLIPS
+    html = tmp_path / "compare.html"
+    assert cli_main(["compare", str(folder_a.root), str(folder_b.root), "--html", str(html),
+                     "--resamples", "100"]) == 0
+    assert "S5" in capsys.readouterr().out and "serlib compare" in html.read_text()
+    assert cli_main(["compare", str(folder_a.root), str(folder_b.root), "--system", "S9"]) == 2
+    assert "not trained in both runs" in capsys.readouterr().err
