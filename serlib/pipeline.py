@@ -18,10 +18,11 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from serlib.common.config import Config, loco_systems
+from serlib.common.config import Config, ConfigError, loco_systems
 from serlib.common.runfolder import RunFolder
 from serlib.data.democorpus import generate_demo_corpus
-from serlib.data.stage import StaleManifestError, build_manifest, load_manifest, manifest_changes
+from serlib.data.stage import StaleManifestError, build_manifest, corpus_roots, load_manifest, manifest_changes
+from serlib.features.encoders import weights_problem
 from serlib.features.extract import extract_for_run
 from serlib.data.folds import speaker_folds
 from serlib.data.mculp import speaker_table
@@ -137,3 +138,29 @@ def ensure_loco(cfg: Config, folder: RunFolder, progress: bool = True, rebuild_s
     rows = [train_systems(one_seed, folder, systems=names, progress=progress, protocol=protocol)
             for protocol in loco_protocols(manifest)]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def preflight(cfg: Config, systems: Optional[Sequence[str]] = None) -> list[str]:
+    """Every problem that would stop a run, found before anything runs or is written (empty: none).
+
+    Checks the corpus roots (or the demo corpus setting), the systems named, and that pretrained
+    encoder weights are available offline when the profile asks for them.
+    """
+    problems = []
+    try:
+        corpus_roots(cfg)
+    except ConfigError as err:
+        problems.append(str(err))
+    for key in ("crema_d", "ravdess", "emodb"):  # corpus_roots stops at the first; name every missing one
+        value = getattr(cfg.data, key)
+        message = f"'data.{key}' = {value} does not exist"
+        if value is not None and not Path(value).is_dir() and not any(message in p for p in problems):
+            problems.append(f"{cfg.source or 'config'}: {message}; set it to the corpus folder (or null)")
+    try:
+        system_names(cfg, systems)
+    except ConfigError as err:
+        problems.append(str(err))
+    problem = weights_problem(cfg.features)
+    if problem and any(s.input == "wav2vec2" for s in cfg.systems.values()):
+        problems.append(problem)
+    return problems

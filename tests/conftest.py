@@ -159,3 +159,29 @@ def execute_smoke_notebook(name: str, run_dir: Path, out: Path | None = None) ->
                                            "run_dir": str(run_dir)},
                                kernel_name="python3", cwd=str(REPO / "notebooks"), progress_bar=False)
     return out
+
+
+SMOKE = REPO / "parameters" / "smoke.yaml"
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """The smoke profile's whole run, built once per pytest session: corpus, manifest, features, every
+    system trained, every notebook executed and report.html. Tests read it; ``smoke_copy`` gives a
+    private copy to a test that changes it."""
+    from serlib.common.config import load_config
+    from serlib.common.runfolder import RunFolder
+    from serlib.report.runner import run_report
+
+    out = tmp_path_factory.mktemp("smoke-run")
+    run_report(load_config(SMOKE), out=out, verbose=False)
+    return RunFolder(out)
+
+
+@pytest.fixture
+def smoke_copy(smoke_run, tmp_path):
+    """A private copy of the session's smoke run (``tmp_path / "run"``)."""
+    from serlib.common.runfolder import RunFolder
+
+    shutil.copytree(smoke_run.root, tmp_path / "run")
+    return RunFolder(tmp_path / "run")

@@ -135,3 +135,22 @@ def test_inplace_is_identity_in_eval():
     x = _batch(8)
     before = x.clone()
     assert aug(x, inplace=True) is x and torch.equal(x, before)
+
+
+def test_the_default_triaug_is_the_configured_default():
+    direct, configured = TriAug(), TriAug.from_config(AugmentConfig())
+    fields = ("noise_prob", "noise_std", "crop_prob", "crop_frames", "mask_prob", "mask_spans", "mask_width",
+              "mask_channel_groups", "mask_groups_max", "within_clip")
+    assert {f: getattr(direct, f) for f in fields} == {f: getattr(configured, f) for f in fields}
+    assert direct.crop_length(400) == 380 == configured.crop_length(400)
+
+
+def test_noise_scales_with_each_utterances_own_std():
+    torch.manual_seed(0)
+    aug = TriAug(noise_prob=1.0, noise_std=0.05, crop_prob=0.0, mask_prob=0.0).train()
+    x = torch.randn(2, 16, 400)
+    x[0] *= 0.1
+    x[1] *= 10.0
+    noise = aug(x) - x
+    for i in range(2):
+        assert (noise[i].std() / x[i].std()).item() == pytest.approx(0.05, rel=0.1)

@@ -1,15 +1,14 @@
 """A real-browser test of the exported report: headless Chromium opens report.html and checks that
 the tables and figures are there and that every <audio> element loads with a duration.
 
-The report is built by ``serlib.report.runner.run_report`` on the smoke profile, executing 05_confusion
-and 06_listening on a run folder whose S5 was trained by the real pipeline (``trained_smoke_run``
-in tests/test_confusion.py; fabricated predictions only where the pipeline modules are absent). The browser is driven through the Chrome DevTools Protocol over a websocket
+The report is the session's smoke run (tests/conftest.py: ``serlib.report.runner.run_report`` on the
+smoke profile, every notebook, trained by the real pipeline). The browser is driven through the Chrome
+DevTools Protocol over a websocket
 (``websocket-client``), so no driver or browser download is needed. Needs Debian's ``chromium``
 (``apt-get install -y chromium``); skipped without it.
 """
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import shutil
@@ -18,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-from test_confusion import SMOKE, trained_smoke_run
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
@@ -142,49 +140,13 @@ def open_in_chromium(page: Path, profile: Path) -> dict:
     return result["result"]["value"]
 
 
-def build_report(run_dir: Path, tmp_path_factory) -> Path:
-    """report.html of 05_confusion and 06_listening on the smoke profile."""
-    from serlib.common.config import load_config
-
-    trained_smoke_run(run_dir, tmp_path_factory)
-    try:
-        from serlib.report.runner import run_report
-    except ImportError:
-        return _fallback_report(run_dir)
-    return run_report(load_config(SMOKE), out=run_dir, only=["05_confusion", "06_listening"], verbose=False)
-
-
-def _fallback_report(run_dir: Path) -> Path:
-    """Without the report module: a page with the static listening table and Fig. 4."""
-    import io
-
-    from serlib.analysis import confusion as cf
-    from serlib.analysis import listening as ls
-    from serlib.common.config import load_config
-    from serlib.common.paper import TABLE7
-    from serlib.common.runfolder import open_run
-
-    cfg, folder = open_run(SMOKE, run_dir)
-    preds = cf.load_predictions(cfg, folder)
-    buffer = io.BytesIO()
-    cf.plot_confusion_beside_paper(cf.confusion_table(preds), TABLE7, "this run").savefig(buffer, format="png")
-    figure = base64.b64encode(buffer.getvalue()).decode()
-    clips = ls.select_misclassified(preds, n=load_config(SMOKE).analysis.listening_clips)
-    body = (f'<img src="data:image/png;base64,{figure}"><p><b>Fig. 4.</b> confusion</p>'
-            + ls.static_table_html(clips, None, "Table S50", "listening clips"))
-    folder.report.write_text(f"<!DOCTYPE html><html><body>{body}</body></html>", encoding="utf-8")
-    return folder.report
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(chromium_binary() is None, reason="chromium not installed (Debian: apt-get install -y chromium)")
-def test_report_opens_in_headless_chromium(tmp_path, tmp_path_factory):
+def test_report_opens_in_headless_chromium(smoke_run, tmp_path):
     import pandas as pd
 
     pytest.importorskip("websocket", reason="websocket-client is needed to drive Chromium over DevTools")
-    report = build_report(tmp_path / "run", tmp_path_factory)
-    clips = pd.read_csv(tmp_path / "run" / "tables" / "table_s50.csv").merge(
-        pd.read_csv(tmp_path / "run" / "data" / "manifest.csv")[["utt_id", "duration_s"]], on="utt_id")
+    report = smoke_run.report  # tests/conftest.py: the session's smoke run, every notebook in its report
+    clips = pd.read_csv(smoke_run.tables / "table_s50.csv").merge(
+        pd.read_csv(smoke_run.manifest)[["utt_id", "duration_s"]], on="utt_id")
     html = report.read_text(encoding="utf-8")
     assert "<script src=\"http" not in html and "https://cdn" not in html  # opens offline
     assert html.count("<audio") == len(clips) >= 1

@@ -1,12 +1,12 @@
 """Tests of serlib.confusion and notebooks/05_confusion.
 
 The run folder is fabricated (wav files, a manifest and predictions of S5 in the training
-contract's format), so these tests need no training. ``make_fabricated_run`` is shared with
+contract's format), so these tests need no training; the notebook test reads the session's smoke run
+(tests/conftest.py). ``make_fabricated_run`` is shared with
 tests/test_listening.py and tests/test_browser.py.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +20,7 @@ from serlib.analysis import prosody as pr
 from serlib.common.config import load_config
 from serlib.common.paper import TABLE3, TABLE5, TABLE7
 from serlib.analysis.prosody import POOL_MIN_CLIPS
-from serlib.common.runfolder import RunFolder, open_run
-from conftest import execute_smoke_notebook
+from serlib.common.runfolder import RunFolder
 
 PROJECT = Path(__file__).resolve().parents[1]
 SMOKE = PROJECT / "parameters" / "smoke.yaml"
@@ -91,29 +90,6 @@ def _prediction_file(folder: RunFolder, system: str, seed: int) -> Path:
     path = folder.predictions(system, seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
-
-
-_TRAINED: dict = {}  # one trained smoke run per pytest session, shared by the notebook and browser tests
-
-
-def trained_smoke_run(target: Path, tmp_path_factory) -> RunFolder:
-    """A smoke-profile run folder at ``target`` whose S5 predictions come from the real pipeline
-    (``prepare_run``, ``extract_for_run``, ``train_systems``), trained once per session and copied.
-
-    Falls back to ``make_fabricated_run`` only when those modules do not exist yet.
-    """
-    try:
-        from serlib import pipeline
-    except ImportError:
-        return make_fabricated_run(target, per_class=8)
-    if "root" not in _TRAINED:
-        cfg, folder = open_run(SMOKE, tmp_path_factory.mktemp("smoke-trained"))
-        pipeline.ensure_manifest(cfg, folder)
-        pipeline.ensure_features(cfg, folder, inputs=["wav2vec2"])
-        pipeline.ensure_runs(cfg, folder, systems=[cfg.analysis.primary_system], progress=False)
-        _TRAINED["root"] = folder.root
-    shutil.copytree(_TRAINED["root"], target)
-    return RunFolder(Path(target))
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -260,10 +236,8 @@ def test_prosody_by_outcome_tables(run):
 
 
 @pytest.mark.slow
-def test_notebook_05_confusion(tmp_path, tmp_path_factory):
-    run_dir = tmp_path / "run"
-    folder = trained_smoke_run(run_dir, tmp_path_factory)
-    execute_smoke_notebook("05_confusion", run_dir, tmp_path / "05_confusion.ipynb")
+def test_notebook_05_confusion(smoke_run):
+    folder, run_dir = smoke_run, smoke_run.root  # tests/conftest.py: every notebook executed once
     preds = cf.load_predictions(load_config(SMOKE), folder)
     tables = run_dir / "tables"
     table7 = pd.read_csv(tables / "table_7.csv")

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -214,11 +213,8 @@ def test_no_corpus_given():
 
 
 def test_real_names_are_all_read(real_tree):
-    started = time.perf_counter()
-    utterances, excluded = scan_corpora(real_tree, progress=False)
-    seconds = time.perf_counter() - started
-    print(f"\nscanned {len(utterances) + len(excluded)} real-named files in {seconds:.2f} s")
-    assert excluded.empty and seconds < 30
+    utterances, excluded = scan_corpora(real_tree, progress=False)  # its speed is serlib bench's business
+    assert excluded.empty
     per_corpus = utterances.groupby("corpus").agg(files=("utt_id", "size"), speakers=("speaker", "nunique"))
     assert per_corpus.to_dict("index") == {"CREMA-D": {"files": 7442, "speakers": 91},
                                            "RAVDESS": {"files": 1440, "speakers": 24},
@@ -385,3 +381,13 @@ def test_corpus_fingerprint_sees_an_added_or_changed_file(small_tree):
     assert added["files"] == 51 and added["digest"] != before["digest"]
     write_wav(root / "wav" / "16a01Wa.wav", 17000)
     assert corpus_fingerprint(root)["digest"] != added["digest"]
+
+
+@pytest.mark.parametrize("code,emotion", [("01", "neutral"), ("02", "calm"), ("03", "happiness"), ("04", "sadness"),
+                                          ("05", "anger"), ("06", "fear"), ("07", "disgust"), ("08", "surprised")])
+def test_every_ravdess_emotion_code_reads_as_its_emotion(tmp_path, code, emotion):
+    # The reader's own mapping, through a scan of a real-layout file (documented codes of RAVDESS).
+    write_wav(tmp_path / "RAVDESS" / "Actor_03" / f"03-01-{code}-01-01-01-03.wav", 48000, 48000)
+    rows, excluded = scan_corpus("RAVDESS", tmp_path / "RAVDESS", progress=False)
+    assert not excluded and rows[0]["emotion"] == emotion and rows[0]["emotion_code"] == code
+    assert rows[0]["speaker"] == "RAVDESS:03" and rows[0]["sex"] == "male"

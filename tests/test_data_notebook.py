@@ -3,7 +3,6 @@ tables it shows (serlib.datatables) checked against the run's manifest and audit
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -12,10 +11,7 @@ import pytest
 from serlib.common.facts import CLASSES
 from serlib.analysis import datatables
 from serlib.common import paper
-from serlib.common.config import load_config
 from serlib.data.stage import load_manifest
-from serlib.report.runner import run_report
-from serlib.common.runfolder import RunFolder
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "parameters" / "smoke.yaml"
@@ -24,12 +20,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def data_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("data_run")
-    start = time.perf_counter()
-    report = run_report(load_config(SMOKE), out=out, only=["01_data"], verbose=False)
-    seconds = time.perf_counter() - start
-    return RunFolder(out), report, seconds
+def data_run(smoke_run):
+    return smoke_run, smoke_run.report, None
 
 
 def test_report_holds_tables_1_to_3_and_the_audit(data_run):
@@ -79,12 +71,6 @@ def test_notes_are_computed_from_the_data(data_run):
     val = manifest[manifest["split"] == "val"]["label"].value_counts()
     assert "val " + " / ".join(str(int(val.get(c, 0))) for c in CLASSES) in notes["table3"]
     assert "0 speakers in more than one subset" in notes["split"]
-
-
-def test_smoke_data_run_is_quick(data_run):
-    _, _, seconds = data_run
-    print(f"01_data on the smoke profile: {seconds:.1f} s")
-    assert seconds < 120
 
 
 def test_table3_and_overlap_on_a_hand_made_manifest():

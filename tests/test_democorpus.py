@@ -7,7 +7,6 @@ import hashlib
 import io
 import re
 import shutil
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -51,18 +50,12 @@ def _mculp(root: Path, out: Path):
 def smoke(tmp_path_factory) -> dict:
     """The smoke corpus (seed 0, written by two processes), its generation wall time, and MCULP run over it."""
     root = tmp_path_factory.mktemp("demo") / "smoke"
-    started = time.perf_counter()
     generate_demo_corpus(root, seed=0, scale="smoke", workers=2)
-    wall_s = time.perf_counter() - started
-    return {"root": root, "wall_s": wall_s, "hashes": _hashes(root), "marker": read_marker(root),
+    return {"root": root, "hashes": _hashes(root), "marker": read_marker(root),
             "mculp": _mculp(root, tmp_path_factory.mktemp("mculp"))}
 
 
 # --------------------------------------------------------------------------- determinism and redo
-
-
-def test_smoke_generation_is_fast(smoke):
-    assert smoke["wall_s"] < 30, f"smoke corpus took {smoke['wall_s']:.1f} s"
 
 
 def test_one_process_writes_the_same_bytes_as_two(smoke, tmp_path):

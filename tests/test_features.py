@@ -19,7 +19,6 @@ from serlib.common.config import FeaturesConfig, load_config
 from serlib.common.audio import load_audio, resampled_length
 from serlib.features.encoders import LogMelEncoder, Wav2Vec2Encoder, WeightsUnavailableError, fit_frames
 from serlib.common.runfolder import RunFolder
-from conftest import execute_smoke_notebook
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "parameters" / "smoke.yaml"
@@ -681,9 +680,8 @@ def test_cache_list_and_prune(run, tmp_path):
 
 
 @pytest.mark.slow
-def test_features_notebook_on_smoke(tmp_path):
-    run_dir = tmp_path / "run"
-    execute_smoke_notebook("02_features", run_dir, tmp_path / "out.ipynb")
+def test_features_notebook_on_smoke(smoke_run):
+    run_dir = smoke_run.root
     summary = pd.read_csv(run_dir / "tables" / "table_s10.csv")
     assert set(summary["input"]) == {"wav2vec2", "logmel"} and (summary["clips"] > 0).all()
     assert summary["weights"].str.contains("random").any()
@@ -691,5 +689,33 @@ def test_features_notebook_on_smoke(tmp_path):
     assert len(stats) >= 2
     for name in ("fig_s10", "fig_s11", "fig_s12"):
         assert (run_dir / "figures" / f"{name}.png").stat().st_size > 5000
-    text = (tmp_path / "out.ipynb").read_text()
+    text = (smoke_run.notebooks / "02_features.ipynb").read_text()
     assert "RANDOM encoder weights" in text
+
+
+# --------------------------------------------------------------------------- behaviour the cache must keep
+
+
+@pytest.mark.parametrize("change", ["layer", "sample_rate"])
+def test_changing_the_layer_or_the_sample_rate_changes_the_key_and_recomputes(run, tmp_path, change):
+    cfg = smoke_cfg(tmp_path)
+    manifest = write_manifest(run, {"a": tone(1.0), "b": tone(1.2, seed=1)})
+    input = "wav2vec2" if change == "layer" else "logmel"
+    assert extract.extract(cfg, run, manifest, input)["computed"] == 2
+    assert extract.extract(cfg, run, manifest, input)["computed"] == 0  # unchanged: from the cache
+    before = cache.key_folder(cfg, run, input)
+    if change == "layer":
+        cfg.features.wav2vec2.layer = 1
+    else:
+        cfg.features.sample_rate = 8000
+    assert cache.key_folder(cfg, run, input) != before
+    assert extract.extract(cfg, run, manifest, input)["computed"] == 2
+
+
+def test_a_clip_that_would_overflow_the_padded_budget_starts_a_new_batch():
+    jobs = [("a", "", 100), ("b", "", 100), ("c", "", 150), ("d", "", 150)]
+    sizes = lambda batches: [[j[2] for j in b] for b in batches]  # noqa: E731
+    # padded to its longest clip, [100, 100, 150] would hold 3 x 150 = 450 > 400 samples: c starts a batch
+    assert sizes(extract.plan_batches(jobs, 8, 400, mix=True)) == [[100, 100], [150, 150]]
+    assert sizes(extract.plan_batches(jobs, 8, 450, mix=True)) == [[100, 100, 150], [150]]  # exactly at the budget
+    assert sizes(extract.plan_batches(jobs, 8, 600, mix=True)) == [[100, 100, 150, 150]]

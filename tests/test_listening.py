@@ -10,12 +10,11 @@ import warnings
 import pandas as pd
 import pytest
 import soundfile as sf
-from test_confusion import SMOKE, make_fabricated_run, trained_smoke_run
+from test_confusion import SMOKE, make_fabricated_run
 
 from serlib.analysis import confusion as cf
 from serlib.analysis import listening as ls
 from serlib.common.config import load_config
-from conftest import execute_smoke_notebook
 
 
 @pytest.fixture()
@@ -109,16 +108,29 @@ def test_static_table_survives_a_missing_clip(run):
 
 
 def test_live_frontend_detection(monkeypatch):
+    import IPython
+
     assert not ls.is_live_frontend()  # no kernel here
-    monkeypatch.setenv("SERLIB_STATIC", "1")
+
+    class Kernel:  # what ipykernel holds while a live front end (JupyterLab) drives it
+        _allow_stdin = True
+
+    class Shell:
+        kernel = Kernel()
+
+    monkeypatch.setattr(IPython, "get_ipython", lambda: Shell())
+    assert ls.is_live_frontend()
+    Kernel._allow_stdin = False  # papermill / nbclient execute with allow_stdin False
+    assert not ls.is_live_frontend()
+    Kernel._allow_stdin = True
+    monkeypatch.setenv("SERLIB_STATIC", "1")  # forces the static form even in a live front end
     assert not ls.is_live_frontend()
 
 
 @pytest.mark.slow
-def test_notebook_06_listening(tmp_path, tmp_path_factory):
-    run_dir = tmp_path / "run"
-    folder = trained_smoke_run(run_dir, tmp_path_factory)
-    out = execute_smoke_notebook("06_listening", run_dir, tmp_path / "06_listening.ipynb")
+def test_notebook_06_listening(smoke_run):
+    folder, run_dir = smoke_run, smoke_run.root  # tests/conftest.py: every notebook executed once
+    out = folder.notebooks / "06_listening.ipynb"
     cfg = load_config(SMOKE)
     preds = cf.load_predictions(cfg, folder)
     clips = pd.read_csv(run_dir / "tables" / "table_s50.csv")

@@ -496,3 +496,30 @@ def test_the_manifest_is_the_last_file_renamed(small_tree, tmp_path, monkeypatch
     _run(small_tree, tmp_path / "out")
     assert renamed == ["scanned.csv", "excluded.csv", "mculp_audit.csv", "split.csv", "manifest.meta.json",
                        "manifest.csv"]
+
+
+# --------------------------------------------------------------------------- behaviour the protocol must keep
+
+from serlib.data.mculp import apply_mculp  # noqa: E402
+
+
+def test_a_clip_of_exactly_min_duration_is_kept():
+    utterances = pd.DataFrame({"utt_id": ["a", "b", "c"], "path": ["a", "b", "c"], "corpus": "CREMA-D",
+                               "emotion_code": "ANG", "duration_s": [1.0, 0.999, 1.001]})
+    kept, dropped = apply_mculp(utterances, min_duration_s=1.0)
+    assert list(kept["utt_id"]) == ["a", "c"]  # the rule is "shorter than": exactly 1.0 s stays
+    assert list(dropped["utt_id" if "utt_id" in dropped else "path"]) == ["b"]
+
+
+def test_split_speakers_gives_each_sex_exactly_its_allocation_on_a_skewed_mix():
+    # 16 male and 4 female speakers, 80/10/10: the stratified allocation is male 13/2/1, female 3/0/1
+    # (checked by hand from the largest-remainder rule). A split that ignored sex would put 0, 1 or 2
+    # women in test depending on the seed.
+    speakers = pd.DataFrame({"speaker": [f"CREMA-D:{1000 + i}" for i in range(20)], "corpus": "CREMA-D",
+                             "sex": ["male"] * 16 + ["female"] * 4})
+    assert _allocate_strata([16, 2, 2], {"male": 16, "female": 4}) == {"male": [13, 2, 1], "female": [3, 0, 1]}
+    for seed in range(12):
+        split = split_speakers(speakers, (0.8, 0.1, 0.1), seed=seed).merge(speakers, on="speaker")
+        counts = split.groupby(["sex", "split"]).size().unstack(fill_value=0).reindex(columns=list(SUBSETS),
+                                                                                      fill_value=0)
+        assert counts.loc["male"].tolist() == [13, 2, 1] and counts.loc["female"].tolist() == [3, 0, 1], seed

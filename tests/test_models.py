@@ -75,3 +75,42 @@ def test_summary_sums_to_parameter_count(arch):
     assert table["params"].sum() == count_params(model)
     assert table.iloc[-1]["output_shape"] == "3"
     assert table.iloc[0]["output_shape"].endswith("x 50")
+
+
+# --------------------------------------------------------------------------- behaviour the blocks must keep
+
+from serlib.modelling.models import ResidualBlock1d  # noqa: E402
+
+
+def test_a_residual_block_adds_its_branch_to_the_shortcut():
+    torch.manual_seed(0)
+    block = ResidualBlock1d(8, 8, 3, se=True).eval()  # identity shortcut
+    x = torch.randn(4, 8, 20)
+    with torch.no_grad():
+        assert not torch.allclose(block(x), torch.relu(x))
+        block.bn2.weight.zero_()
+        block.bn2.bias.zero_()  # the branch F(x) is now 0: relu(0 + shortcut(x))
+        torch.testing.assert_close(block(x), torch.relu(x))
+    projected = ResidualBlock1d(8, 16, 3, se=False).eval()
+    with torch.no_grad():
+        projected.bn2.weight.zero_()
+        projected.bn2.bias.zero_()
+        torch.testing.assert_close(projected(x), torch.relu(projected.shortcut(x)))
+
+
+def test_block_dropout_acts_on_the_branch_in_train_mode():
+    torch.manual_seed(0)
+    block = ResidualBlock1d(8, 8, 3, se=False, dropout=1.0).train()  # drops the whole branch, never the shortcut
+    x = torch.randn(4, 8, 20)
+    torch.testing.assert_close(block(x), torch.relu(x))
+    block.dropout.p = 0.0
+    assert not torch.allclose(block(x), torch.relu(x))
+    block.dropout.p = 1.0
+    block.eval()  # no dropout at eval: the branch is back
+    assert not torch.allclose(block(x), torch.relu(x))
+
+
+def test_the_three_block_ablation_keeps_widths_384_256_64():
+    model = ResAttn1DCNN(768, blocks=THREE_BLOCKS)
+    assert [b.conv1.out_channels for b in model.blocks] == [384, 256, 64]
+    assert [b.kernel for b in model.blocks] == [9, 5, 3] and model.head.in_features == 64

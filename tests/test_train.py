@@ -16,7 +16,6 @@ from serlib.modelling.augment import TriAug
 from serlib.common.config import AugmentConfig, Config, ModelConfig, SystemConfig, TrainConfig
 from serlib.modelling.metrics import classification_metrics
 from serlib.common.runfolder import RunFolder
-from conftest import execute_smoke_notebook
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -36,7 +35,8 @@ def _task(n, seed):
 
 
 def _small(**kw):
-    return TrainConfig(batch_size=32, max_epochs=kw.pop("max_epochs", 6), lr=3e-3, weight_decay=1e-2, **kw)
+    values = {"batch_size": 32, "max_epochs": 6, "lr": 3e-3, "weight_decay": 1e-2} | kw
+    return TrainConfig(**values)
 
 
 def test_fit_learns_well_above_chance():
@@ -221,11 +221,8 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def smoke_notebooks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train_run")
-    for name in ("03_train", "04_ablation"):
-        execute_smoke_notebook(name, out)
-    return RunFolder(out)
+def smoke_notebooks(smoke_run):
+    return smoke_run  # tests/conftest.py: the session's smoke run, every notebook executed
 
 
 @pytest.mark.slow
@@ -306,3 +303,98 @@ def test_a_system_whose_features_hold_nan_stops_train_systems_and_leaves_no_resu
         systems.train_systems(_config(), folder, systems=["S4"], progress=False)
     assert not folder.run_config("S4", 0).is_file() and not folder.metrics("S4", 0).is_file()
     assert not folder.results.is_file()
+
+
+# --------------------------------------------------------------------------- behaviour the engine must keep
+
+
+def _scripted_fit(monkeypatch, accuracies, losses):
+    """``fit`` whose validation pass returns the given (loss, accuracy) per epoch; returns (result, model,
+    the model's weights as they were at each epoch's validation)."""
+    seen = []
+
+    def scripted(model, x, y, batch_size=256, lengths=None, trim=False):
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        epoch = len(seen) - 1
+        return losses[epoch], accuracies[epoch]
+
+    monkeypatch.setattr(train, "evaluate", scripted)
+    (tx, ty), (vx, vy) = _task(64, 0), _task(16, 1)
+    model = train.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
+    cfg = _small(max_epochs=len(accuracies), early_stop_patience=99, plateau_patience=99)
+    return train.fit(model, tx, ty, vx, vy, cfg, progress=False), model, seen
+
+
+def test_fit_returns_the_best_epochs_weights_when_validation_peaks_early(monkeypatch):
+    result, model, seen = _scripted_fit(monkeypatch, [0.5, 0.9, 0.6, 0.7], [1.0, 0.9, 0.8, 0.7])
+    assert result.best_epoch == 2
+    assert all(torch.equal(model.state_dict()[k], seen[1][k]) for k in seen[1])  # epoch 2's weights, not the last
+    assert not all(torch.equal(seen[1][k], seen[3][k]) for k in seen[1])  # training did move on after epoch 2
+
+
+def test_a_tie_on_validation_accuracy_keeps_the_lower_validation_loss(monkeypatch):
+    result, model, seen = _scripted_fit(monkeypatch, [0.5, 0.8, 0.6, 0.8, 0.8], [1.0, 0.9, 0.5, 0.6, 0.95])
+    assert result.best_epoch == 4  # 0.8 at epochs 2, 4, 5: epoch 4 has the lowest loss
+    assert all(torch.equal(model.state_dict()[k], seen[3][k]) for k in seen[3])
+
+
+@pytest.mark.parametrize("clip", [0.5, 0.0])
+def test_gradient_norm_is_clipped_at_every_step(monkeypatch, clip):
+    norms = []
+    real = train.make_optimizer
+
+    def recording(model, lr, weight_decay):
+        optimizer = real(model, lr, weight_decay)
+        step = optimizer.step
+
+        def checked_step(*args, **kwargs):
+            grads = [p.grad.detach().flatten() for p in model.parameters() if p.grad is not None]
+            norms.append(torch.cat(grads).norm().item())
+            return step(*args, **kwargs)
+
+        optimizer.step = checked_step
+        return optimizer
+
+    monkeypatch.setattr(train, "make_optimizer", recording)
+    (tx, ty), (vx, vy) = _task(96, 0), _task(30, 1)
+    model = train.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
+    train.fit(model, tx * 30, ty, vx * 30, vy, _small(max_epochs=2, grad_clip=clip), progress=False)
+    assert len(norms) == 2 * 3  # 96 clips, batches of 32, two epochs
+    if clip:
+        assert max(norms) <= clip * (1 + 1e-5)
+    else:  # unclipped, these inputs give larger gradients: the bound above is not vacuous
+        assert max(norms) > 0.5
+
+
+def test_batch_order_differs_between_epochs_and_follows_the_seed(monkeypatch):
+    orders = []
+    real = train._batches
+
+    def recording(n, batch_size, generator=None):
+        batches = real(n, batch_size, generator)
+        orders.append(torch.cat(batches).tolist())
+        return batches
+
+    monkeypatch.setattr(train, "_batches", recording)
+    (tx, ty), (vx, vy) = _task(64, 0), _task(16, 1)
+    runs = {}
+    for seed in (0, 0, 1):
+        orders.clear()
+        model = train.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
+        train.fit(model, tx, ty, vx, vy, _small(max_epochs=2), seed=seed, progress=False)
+        runs.setdefault(seed, []).append(list(orders))
+    first, again = runs[0]
+    assert first[0] != first[1]  # epoch 2 draws another order
+    assert first == again  # same seed, same orders
+    assert runs[1][0][0] != first[0]  # another seed, another order
+
+
+def test_the_optimizer_gets_the_configured_weight_decay(monkeypatch):
+    made = []
+    real = train.make_optimizer
+    monkeypatch.setattr(train, "make_optimizer", lambda m, lr, wd: made.append(real(m, lr, wd)) or made[-1])
+    (tx, ty), (vx, vy) = _task(32, 0), _task(16, 1)
+    model = train.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
+    train.fit(model, tx, ty, vx, vy, _small(max_epochs=1, weight_decay=0.037), progress=False)
+    assert [g["weight_decay"] for g in made[0].param_groups] == [0.037]
+    assert isinstance(made[0], torch.optim.AdamW) and made[0].param_groups[0]["betas"] == (0.9, 0.999)

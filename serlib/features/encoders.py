@@ -163,6 +163,26 @@ def architecture(w: Wav2Vec2Config) -> tuple[object, str]:
     return config, source
 
 
+def weights_problem(features: FeaturesConfig) -> Optional[str]:
+    """Why the configured pretrained encoder cannot be loaded here, found before any run starts (None: no
+    problem seen). Random weights need nothing; a local folder must hold config.json; a hub id must be in
+    the local Hugging Face cache when the hub is off (HF_HUB_OFFLINE), else it will be downloaded."""
+    w = features.wav2vec2
+    if w.weights == "random":
+        return None
+    if Path(w.model_id).is_absolute() or w.model_id.startswith((".", "~")):
+        if not (Path(w.model_id).expanduser() / "config.json").is_file():
+            return (f"features.wav2vec2.model_id = {w.model_id} holds no config.json: point it at a folder that "
+                    "save_pretrained wrote (config.json and the weights)")
+        return None
+    from huggingface_hub import try_to_load_from_cache  # transformers' hub client: only pretrained runs need it
+
+    cached = try_to_load_from_cache(w.model_id, "config.json", revision=w.revision)
+    if isinstance(cached, str) or not _hf_offline():
+        return None
+    return str(_unavailable(w, FileNotFoundError(f"{w.model_id}/config.json not in the cache")))
+
+
 def _unavailable(w: Wav2Vec2Config, cause: Exception) -> WeightsUnavailableError:
     home = os.environ.get("HF_HOME", "~/.cache/huggingface")
     hub = os.environ.get("HF_HUB_CACHE", f"{home}/hub")

@@ -112,7 +112,7 @@ def run_report(cfg: Config, out: Optional[str | Path] = None, only: Optional[lis
         if failure:
             break
     save_timings(folder, timings)
-    shown = _notebooks_to_show(cfg, folder, source_dir, executed, failure)
+    shown = _notebooks_to_show(cfg, folder, source_dir, executed, failure, only=bool(only))
     report = export_report(cfg, folder, shown, failure=failure, not_run=names[len(executed):],
                            reused=[n for n in shown if n not in executed])
     if verbose:
@@ -190,9 +190,13 @@ def _first_line(source: str) -> str:
 
 
 def _notebooks_to_show(cfg: Config, folder: RunFolder, source_dir: Path, executed: list[str],
-                       failure: Optional[_Failure]) -> list[str]:
-    """Executed now, plus (when the run went through) earlier executed notebooks of this run folder."""
-    if failure:
+                       failure: Optional[_Failure], only: bool = False) -> list[str]:
+    """Executed now, plus earlier executed notebooks of this run folder.
+
+    A full run that fails shows what it executed (later sections of an earlier run would not match
+    it); an ``--only`` run, failed or not, keeps every section an earlier invocation left.
+    """
+    if failure and not only:
         return [n for n in executed if (folder.notebooks / f"{n}.ipynb").is_file()]
     present = [n for n in cfg.run.notebooks if (folder.notebooks / f"{n}.ipynb").is_file()]
     return [n for n in present if n in executed or (source_dir / f"{n}.ipynb").is_file()]
@@ -309,3 +313,16 @@ def export_report(cfg: Config, folder: RunFolder, notebooks: list[str], failure:
     return folder.report
 
 
+
+
+def reexport_report(cfg: Config, folder: RunFolder) -> Path:
+    """Export ``report.html`` again from the notebooks already executed in the run folder (nothing runs).
+
+    Raises:
+        FileNotFoundError: the run folder holds no executed notebook.
+    """
+    present = [n for n in cfg.run.notebooks if (folder.notebooks / f"{n}.ipynb").is_file()]
+    if not present:
+        raise FileNotFoundError(f"{folder.notebooks}: no executed notebook to export; run `serlib run "
+                                f"{cfg.source or 'PARAMS.yaml'}` first")
+    return export_report(cfg, folder, present)

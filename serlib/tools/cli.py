@@ -28,15 +28,32 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("params", help="parameters YAML, e.g. parameters/demo.yaml")
     r.add_argument("--out", help="run folder (default reports/<run name>/)")
     r.add_argument("--only", nargs="*", help="execute only these notebooks (e.g. 01_data)")
+    r.add_argument("--no-rebuild", action="store_true", help="refuse a stale manifest instead of rebuilding it")
+
+    e = sub.add_parser("report", help="export report.html again from the executed notebooks (runs nothing)")
+    e.add_argument("target", help="a run folder (e.g. reports/demo) or its parameters YAML")
+    e.add_argument("--out", help="run folder, with a parameters YAML (default reports/<run name>/)")
+
+    k = sub.add_parser("cache", help="what the feature cache holds; remove what no profile uses")
+    cache_sub = k.add_subparsers(dest="cache_command", required=True)
+    kl = cache_sub.add_parser("list", help="one row per key folder: input, settings, clips, MB, last used")
+    kl.add_argument("target", nargs="?", default="parameters/demo.yaml", help="a parameters YAML or a cache folder")
+    kl.add_argument("--verify", action="store_true", help="check every shard's checksum too")
+    kp = cache_sub.add_parser("prune", help="remove key folders none of the given profiles uses (dry run by default)")
+    kp.add_argument("params", nargs="+", help="the parameters YAMLs whose features to keep")
+    kp.add_argument("--cache", help="the cache folder (default: the first profile's)")
+    kp.add_argument("--delete", action="store_true", help="really remove them (default: only say what would go)")
 
     f = sub.add_parser("features", help="fill the feature cache for the run's manifest (built first if missing)")
     f.add_argument("params")
     f.add_argument("--out", help="run folder (default reports/<run name>/)")
+    f.add_argument("--no-rebuild", action="store_true", help="refuse a stale manifest instead of rebuilding it")
 
     t = sub.add_parser("train", help="train systems (all, or --system NAME); manifest and features first")
     t.add_argument("params")
     t.add_argument("--out", help="run folder (default reports/<run name>/)")
     t.add_argument("--system", action="append", help="system name, e.g. S5 (repeatable)")
+    t.add_argument("--no-rebuild", action="store_true", help="refuse a stale manifest instead of rebuilding it")
 
     c = sub.add_parser("compare", help="the same systems in two run folders: metrics, intervals, paired tests")
     c.add_argument("run_a", help="run folder A (e.g. reports/demo)")
@@ -91,25 +108,81 @@ def _dispatch(args: argparse.Namespace) -> int:
         from serlib.tools.bench import main_bench
 
         return main_bench(device=args.device, json_path=args.json, quick=args.quick)
+    if args.command == "cache":
+        return _cache(args)
+    if args.command == "report":
+        return _report(args)
+    from serlib import pipeline
     from serlib.common.config import load_config
-    from serlib.common.runfolder import run_folder
+    from serlib.common.runfolder import RunFolder, default_run_root, run_folder
+    from serlib.data.stage import manifest_changes
 
     cfg = load_config(args.params)
+    problems = pipeline.preflight(cfg, getattr(args, "system", None))
+    if problems:  # before anything runs or is written: every problem at once, nothing left on disk
+        for problem in problems:
+            print(f"serlib {args.command}: error: {problem}", file=sys.stderr)
+        return 2
+    root = Path(args.out).expanduser().resolve() if args.out else default_run_root(cfg)
+    if args.no_rebuild and RunFolder(root).manifest.is_file():
+        changes = manifest_changes(cfg, RunFolder(root))
+        if changes:
+            print(f"serlib {args.command}: error: {RunFolder(root).manifest} is stale: {'; '.join(changes)}; "
+                  "run without --no-rebuild to rebuild it", file=sys.stderr)
+            return 2
     if args.command == "run":
         from serlib.report.runner import run_report
 
         run_report(cfg, out=args.out, only=args.only)
         return 0
-    from serlib import pipeline
-
     folder = run_folder(cfg, args.out)
     if args.command == "features":
-        pipeline.ensure_features(cfg, folder)
+        pipeline.ensure_features(cfg, folder, rebuild_stale=not args.no_rebuild)
         return 0
     if args.command == "train":
-        pipeline.ensure_runs(cfg, folder, systems=args.system)
+        pipeline.ensure_runs(cfg, folder, systems=args.system, rebuild_stale=not args.no_rebuild)
         return 0
     raise AssertionError(args.command)
+
+
+def _cache(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from serlib.features import cache
+
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 80):
+        if args.cache_command == "list":
+            table = cache.list_cache(cache.cache_root(args.target), verify=args.verify)
+            print(table.to_string(index=False) if len(table) else "the cache holds no features yet")
+            return 0
+        table = cache.prune_cache(cache.cache_root(args.cache or args.params[0]), args.params, delete=args.delete)
+        print(table.to_string(index=False) if len(table) else "the cache holds no features")
+    gone = table[table["action"].isin(["would remove", "removed"])] if len(table) else table
+    verb = "removed" if args.delete else "would remove (add --delete to remove them)"
+    print(f"serlib cache prune: {verb} {len(gone)} key folder(s), {gone['mb'].sum() if len(gone) else 0:.1f} MB",
+          file=sys.stderr)
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    import yaml
+
+    from serlib.common.config import load_config
+    from serlib.common.runfolder import RunFolder, run_folder
+    from serlib.report.runner import reexport_report
+
+    target = Path(args.target).expanduser().resolve()
+    if target.is_dir():  # a run folder: the parameters file its resolved configuration names
+        resolved = RunFolder(target).resolved_config
+        if not resolved.is_file():
+            raise FileNotFoundError(f"{target} is not a run folder (no config.resolved.yaml); pass its parameters YAML")
+        params = yaml.safe_load(resolved.read_text())["identity"]["parameters_file"]
+        cfg, folder = load_config(params), RunFolder(target)
+    else:
+        cfg = load_config(target)
+        folder = run_folder(cfg, args.out)
+    print(f"report: {reexport_report(cfg, folder)}")
+    return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
