@@ -230,9 +230,16 @@ def test_train_notebook_writes_tables_and_figures(smoke_notebooks):
     folder = smoke_notebooks
     for name in ("table_4", "table_5", "table_8", "table_s20", "table_s21"):
         assert (folder.tables / f"{name}.csv").is_file(), name
-    deployment = pd.read_csv(folder.tables / "table_s25.csv")  # fp32, folded, int8 of the analysed system
-    assert len(deployment) == 3 and deployment["agree_with_fp32"].iloc[0] == 1.0
-    assert deployment["weights_mb"].iloc[2] < deployment["weights_mb"].iloc[0]
+    deployment = pd.read_csv(folder.tables / "table_s25.csv").set_index("form")  # the analysed system's forms
+    forms = list(deployment.index)
+    assert forms[0] == "fp32 (as trained)" and deployment["agree_with_fp32"].iloc[0] == 1.0
+    int8 = deployment.loc["int8 static (x86), calibrated on train"]
+    assert int8.weights_mb < deployment["weights_mb"].iloc[0]
+    ort = deployment.loc[[f for f in forms if f.startswith("onnxruntime fp32")]].iloc[0]
+    assert ort.agree_with_fp32 == 1.0 and ort.max_prob_diff < 1e-4  # the same function, another runtime
+    encoder, total = deployment.iloc[-2], deployment.iloc[-1]
+    assert forms[-2].startswith("encoder (") and encoder.ms_per_audio_s > 0
+    assert total.ms_per_utt_b1 == pytest.approx(encoder.ms_per_utt_b1 + deployment["ms_per_utt_b1"].iloc[0])
     for name in ("fig_1_triaug", "fig_2_resattn", "fig_3_curves"):
         assert (folder.figures / f"{name}.png").stat().st_size > 5000, name
     table4 = pd.read_csv(folder.tables / "table_4.csv").set_index("system")

@@ -10,13 +10,23 @@ Three forms of the same trained network, for inference on one utterance at a tim
   changes is measured on the test split (accuracy, agreement with fp32, largest probability
   difference) and shown beside its speed, never assumed.
 
+- ``onnxruntime fp32`` and ``onnxruntime int8``: the head exported to ONNX (what ``serlib export
+  --onnx`` writes) and its static int8 copy (QDQ, calibrated on the same training features), run by
+  onnxruntime on the CPU, masked networks included.
+
+The table ends with the encoder's cost on one clip of the mean test length, per clip and per
+second of audio, and encoder + head: the paper's "3.2 ms" is the head alone, while a user pays
+for the encoder on every clip.
+
 ``torch.ao.quantization`` is deprecated upstream in favour of torchao, but it is present and
 working in the pinned torch 2.11; CPU only (there is no int8 CUDA path here).
 """
 from __future__ import annotations
 
 import copy
+import tempfile
 import warnings
+from pathlib import Path
 
 import pandas as pd
 import torch
@@ -24,10 +34,13 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from serlib.common import paper
-from serlib.common.config import Config, primary_system
+from serlib.common.config import Config, FeaturesConfig, primary_system
 from serlib.common.runfolder import RunFolder
-from serlib.common.runtime import cpu_threads
+from serlib.common.runtime import cpu_threads, deterministic_algorithms
 from serlib.common.timing import median, time_calls
+from serlib.data.stage import load_manifest
+from serlib.features.encoders import build_encoder, encoder_description
+from serlib.modelling import onnxform
 from serlib.modelling.models import count_params, paper_width_params
 from serlib.modelling.systems import load_split_data
 from serlib.modelling.train import load_checkpoint, predict_proba
@@ -90,7 +103,8 @@ def weight_bytes(model: nn.Module) -> int:
 
 def deployment_table(model: nn.Module, calibration: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
                      repeats: int = 15, threads: int | None = None,
-                     test_lengths: torch.Tensor | None = None) -> pd.DataFrame:
+                     test_lengths: torch.Tensor | None = None, onnx: bool = True,
+                     calibration_lengths: torch.Tensor | None = None) -> pd.DataFrame:
     """The three forms of ``model`` side by side on this machine's CPU.
 
     Args:
@@ -100,7 +114,10 @@ def deployment_table(model: nn.Module, calibration: torch.Tensor, test_x: torch.
         repeats: timed batch-1 calls per form (median reported).
         threads: torch CPU threads while timing (None: unchanged).
         test_lengths: ``(n,)`` real frames per test clip, for a network with ``mask_padding`` (its
-            int8 form is not built: the static quantisation traces the unmasked graph only).
+            torch int8 form is not built: the static quantisation traces the unmasked graph only).
+        onnx: also the head exported to ONNX under onnxruntime, fp32 and static int8 (QDQ, calibrated on
+            ``calibration``; ``serlib.modelling.onnxform``), masked networks included.
+        calibration_lengths: real frames of the calibration clips (masked networks; default: full).
 
     Returns:
         One row per form: ``form``, ``params``, ``weights_mb``, ``ms_per_utt_b1`` (CPU, batch 1,
@@ -111,7 +128,7 @@ def deployment_table(model: nn.Module, calibration: torch.Tensor, test_x: torch.
 
     masked = bool(getattr(model, "mask_padding", False)) and test_lengths is not None
     lengths = test_lengths.cpu() if masked else None
-    with cpu_threads(threads):
+    with cpu_threads(threads), deterministic_algorithms(False):  # inference only: no determinism warnings
         fp32 = copy.deepcopy(model).cpu().eval()
         forms = {"fp32 (as trained)": fp32, "fp32, BatchNorm folded": fold_batchnorm(fp32)}
         if not masked:
@@ -125,13 +142,56 @@ def deployment_table(model: nn.Module, calibration: torch.Tensor, test_x: torch.
             with torch.inference_mode():
                 probs = reference if form is fp32 else predict_proba(form, test_x.cpu().float(), lengths=lengths)
                 seconds = median(time_calls(lambda f=form: f(*args1), cpu, 3, repeats))  # batch 1, 3 warm-ups
-            rows.append({"form": name, "params": count_params(fp32),
-                         "weights_mb": weight_bytes(form) / 1e6,
-                         "ms_per_utt_b1": seconds * 1e3,
-                         "test_acc": (probs.argmax(1) == test_y.cpu()).float().mean().item(),
-                         "agree_with_fp32": (probs.argmax(1) == reference.argmax(1)).float().mean().item(),
-                         "max_prob_diff": (probs - reference).abs().max().item()})
+            rows.append(_row(name, count_params(fp32), weight_bytes(form), seconds, probs, reference, test_y))
+        if onnx:
+            rows += _onnx_rows(fp32, calibration, calibration_lengths, test_x, test_lengths, test_y, reference,
+                               repeats, threads)
         return pd.DataFrame(rows)
+
+
+def _row(name: str, params: int, nbytes: int, seconds: float, probs, reference, test_y) -> dict:
+    probs, reference = torch.as_tensor(probs), torch.as_tensor(reference)
+    return {"form": name, "params": params, "weights_mb": nbytes / 1e6, "ms_per_utt_b1": seconds * 1e3,
+            "test_acc": (probs.argmax(1) == test_y.cpu()).float().mean().item(),
+            "agree_with_fp32": (probs.argmax(1) == reference.argmax(1)).float().mean().item(),
+            "max_prob_diff": (probs - reference).abs().max().item()}
+
+
+def _onnx_rows(fp32: nn.Module, calibration: torch.Tensor, calibration_lengths, test_x: torch.Tensor,
+               test_lengths, test_y: torch.Tensor, reference: torch.Tensor, repeats: int,
+               threads: int | None) -> list[dict]:
+    """onnxruntime fp32 and int8 rows: the head exported, timed at batch 1, scored on the test features."""
+    n, frames = len(test_x), test_x.shape[2]
+    test_lengths = test_lengths.cpu() if test_lengths is not None else torch.full((n,), frames)
+    cal_lengths = (calibration_lengths.cpu() if calibration_lengths is not None
+                   else torch.full((len(calibration),), calibration.shape[2]))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="serlib-onnx-") as tmp:
+        fp32_path = onnxform.export_onnx(fp32, test_x.shape[1], frames, Path(tmp) / "head.onnx")
+        int8_path = onnxform.quantize_onnx_int8(fp32_path, Path(tmp) / "head-int8.onnx", calibration.cpu().float(),
+                                                cal_lengths)
+        for name, path in ((f"onnxruntime fp32 (opset {onnxform.OPSET})", fp32_path),
+                           ("onnxruntime int8 static (QDQ), calibrated on train", int8_path)):
+            sess = onnxform.session(path, threads)
+            probs = onnxform.onnx_proba(sess, test_x.cpu().float(), test_lengths)
+            feed = onnxform.feed(sess, test_x[:1].cpu().numpy(), test_lengths[:1].numpy())
+            seconds = median(time_calls(lambda s=sess, f=feed: s.run(None, f), torch.device("cpu"), 3, repeats))
+            rows.append(_row(name, count_params(fp32), path.stat().st_size, seconds, probs, reference, test_y))
+    return rows
+
+
+def encoder_cost(features: FeaturesConfig, input: str, seconds: float, repeats: int = 3,
+                 threads: int | None = None) -> dict:
+    """CPU time of the frozen encoder on one clip of ``seconds`` of audio (batch 1, median of ``repeats``)."""
+    cpu = torch.device("cpu")
+    encoder = build_encoder(features, input, cpu)
+    samples = max(encoder.min_samples, round(seconds * features.sample_rate))
+    wave = torch.randn(1, samples, generator=torch.Generator().manual_seed(0)) * 0.1
+    with cpu_threads(threads):
+        times = time_calls(lambda: encoder(wave), cpu, 1, repeats)
+    ms = median(times) * 1e3
+    return {"encoder": encoder_description(features, input), "seconds": samples / features.sample_rate,
+            "ms_per_clip": ms, "ms_per_audio_s": ms / (samples / features.sample_rate)}
 
 
 def deployment_for_run(cfg: Config, folder: RunFolder, system: str | None = None, seed: int | None = None,
@@ -150,12 +210,25 @@ def deployment_for_run(cfg: Config, folder: RunFolder, system: str | None = None
                                 f"stage (notebooks/03_train.ipynb or `serlib train`) first")
     if system not in cfg.systems:
         raise KeyError(f"{cfg.source}: system '{system}' is not under 'systems'")
-    data = load_split_data(cfg, folder, cfg.systems[system].input, torch.device("cpu"))
+    input = cfg.systems[system].input
+    data = load_split_data(cfg, folder, input, torch.device("cpu"))
     table = deployment_table(load_checkpoint(path), data.x["train"][:CALIBRATION_CLIPS], data.x["test"],
                              data.y["test"], repeats=repeats, threads=cfg.train.threads,
-                             test_lengths=data.lengths["test"])
+                             test_lengths=data.lengths["test"], calibration_lengths=data.lengths["train"][:CALIBRATION_CLIPS])
+    table["ms_per_audio_s"] = float("nan")
+    mean_s = float(load_manifest(folder).query("split == 'test'")["duration_s"].astype(float).mean())
+    cost = encoder_cost(cfg.features, input, mean_s, threads=cfg.features.threads)
+    head = table.iloc[0]
+    extra = [{"form": f"encoder ({'wav2vec2' if input == 'wav2vec2' else 'log-Mel'}), one clip of "
+                      f"{cost['seconds']:.1f} s (the mean test clip)", "params": float("nan"), "weights_mb": float("nan"),
+              "ms_per_utt_b1": cost["ms_per_clip"], "ms_per_audio_s": cost["ms_per_audio_s"]},
+             {"form": "encoder + head fp32: what a user pays per clip", "params": float("nan"),
+              "weights_mb": float("nan"), "ms_per_utt_b1": cost["ms_per_clip"] + head.ms_per_utt_b1,
+              "ms_per_audio_s": (cost["ms_per_clip"] + head.ms_per_utt_b1) / cost["seconds"]}]
+    table = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
     table.insert(0, "system", f"{system} seed {seed}")
     table["input"] = f"{data.channels} x {data.frames}"
+    table.attrs["encoder"] = cost["encoder"]
     return table
 
 
@@ -175,8 +248,21 @@ def deployment_note(table: pd.DataFrame, cfg: Config, system: str | None = None)
                     f"vs {fp32.test_acc:.3f}; largest probability change {int8.max_prob_diff:.3f}).")
     else:
         measured = (f"On this machine's CPU (batch 1, median) fp32 takes {fp32.ms_per_utt_b1:.1f} ms with "
-                    f"{fp32.weights_mb:.2f} MB of weights; no int8 form is built for a network with "
-                    "model.mask_padding (static quantisation traces the unmasked graph only).")
+                    f"{fp32.weights_mb:.2f} MB of weights; no torch int8 form is built for a network with "
+                    "model.mask_padding (torch's static quantisation traces the unmasked graph only).")
+    ort_rows = table[table["form"].str.startswith("onnxruntime")]
+    if len(ort_rows) == 2:
+        o32, o8 = ort_rows.iloc[0], ort_rows.iloc[1]
+        measured += (f" Under onnxruntime the head takes {o32.ms_per_utt_b1:.2f} ms in fp32 (largest probability "
+                     f"difference from torch {o32.max_prob_diff:.1e}) and {o8.ms_per_utt_b1:.2f} ms in int8 "
+                     f"({100 * o8.agree_with_fp32:.1f} % of test classes as fp32).")
+    enc = table[table["form"].str.startswith("encoder (")]
+    if len(enc):
+        e, total = enc.iloc[0], table[table["form"].str.startswith("encoder + head")].iloc[0]
+        which = f" ({table.attrs['encoder']})" if table.attrs.get("encoder") else ""
+        measured += (f" The run's encoder{which} costs {e.ms_per_utt_b1:.0f} ms for the mean test clip ({e.ms_per_audio_s:.0f} ms "
+                     f"per second of audio), so a user pays {total.ms_per_utt_b1:.0f} ms per clip here, "
+                     f"{total.ms_per_utt_b1 / fp32.ms_per_utt_b1:.0f}x the head alone.")
     return (f"{measured} The paper claims "
             f"< {d['infer_ms']:g} ms and < {d['gpu_mem_mb']:g} MB of GPU memory per utterance. At the paper's "
             f"widths this network has {full / 1e6:.2f} M parameters: {full * 4 / 1e6:.1f} MB of fp32 weights, "

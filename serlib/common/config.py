@@ -300,6 +300,27 @@ def config_to_dict(cfg: Config) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def config_from_dict(raw: dict, origin: str | Path) -> Config:
+    """The configuration ``config_to_dict`` wrote (a run's ``config.json``, a bundle), validated again.
+
+    Args:
+        raw: the plain data (paths in it are already absolute).
+        origin: the file it was read from, named in errors.
+    """
+    raw = copy.deepcopy(raw)
+    source, systems = raw.pop("source", None), raw.pop("systems", None) or {}
+    cfg = _build(Config, raw, "", Path(origin))
+    cfg.systems = {str(name): _build(SystemConfig, entry, f"systems.{name}.", Path(origin))
+                   for name, entry in systems.items()}
+    cfg.source = source
+    return cfg
+
+
+def features_from_dict(raw: dict, origin: str | Path) -> FeaturesConfig:
+    """A ``features`` section from plain data (a model bundle's), validated as a YAML one is."""
+    return _build(FeaturesConfig, raw, "features.", Path(origin))
+
+
 def non_default(section: Any) -> dict:
     """The fields of a configuration section that differ from their defaults, as plain data.
 

@@ -48,3 +48,20 @@ def cpu_threads(count: Optional[int]):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def deterministic_algorithms(enabled: bool):
+    """Run a block with ``torch.use_deterministic_algorithms(enabled)`` (warn-only kept), restored after.
+
+    Inference of the int8 forms calls ``quantized_resize_cpu_``, which has no deterministic
+    implementation: under training's determinism flags every call printed the same C++ warning
+    (209 lines in one demo log). CPU inference gives the same result either way.
+    """
+    before, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_only)
+

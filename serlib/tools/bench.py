@@ -25,6 +25,7 @@ import copy
 import json
 import math
 import os
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,11 +40,12 @@ from serlib.analysis.deploy import fold_batchnorm, quantize_int8, weight_bytes
 from serlib.common import paper
 from serlib.common.config import AugmentConfig, ConfigError, FeaturesConfig
 from serlib.common.facts import SAMPLE_RATE
-from serlib.common.runtime import set_seed
+from serlib.common.runtime import deterministic_algorithms, set_seed
 from serlib.common.timing import median, sync, time_calls, time_pair
 from serlib.data.lengths import draw_clip_lengths
 from serlib.features.encoders import build_encoder, fit_frames
 from serlib.features.extract import plan_batches
+from serlib.modelling import onnxform
 from serlib.modelling.augment import TriAug
 from serlib.modelling.models import count_params
 from serlib.tools.measure import (FEATURE_SHAPE, MB, BenchStep, activation_peak_bytes, encode_clip, encode_padded,
@@ -125,12 +127,36 @@ def bench_int8(model: nn.Module, s: BenchSettings) -> dict:
     gen = torch.Generator().manual_seed(2)
     quantized = quantize_int8(model, torch.randn(4 if s.quick else 16, *FEATURE_SHAPE, generator=gen))
     x1 = torch.randn(1, *FEATURE_SHAPE, generator=gen)
-    with torch.inference_mode():
+    with torch.inference_mode(), deterministic_algorithms(False):  # int8 inference: no determinism warning per call
         times = time_calls(lambda: quantized(x1), cpu, s.warmup, s.repeats)
         xs = torch.randn(8, *FEATURE_SHAPE, generator=gen)
         diff = (torch.softmax(quantized(xs), 1) - torch.softmax(model.eval()(xs), 1)).abs().max().item()
     return {"infer_ms_b1_int8": median(times) * 1e3, "infer_int8_weights_mb": weight_bytes(quantized) / MB,
             "infer_int8_max_prob_diff": diff}
+
+
+def bench_onnx(model: nn.Module, s: BenchSettings) -> dict:
+    """Batch-1 latency of the network exported to ONNX under onnxruntime (CPU), fp32 and static int8.
+
+    Random weights and random calibration features: a cost figure (Table S25 of the report gives the
+    accuracy effect on a trained checkpoint).
+    """
+    gen = torch.Generator().manual_seed(3)
+    cpu = torch.device("cpu")
+    x1 = torch.randn(1, *FEATURE_SHAPE, generator=gen)
+    full = torch.full((1,), FEATURE_SHAPE[1])
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="serlib-bench-onnx-") as tmp:
+        fp32 = onnxform.export_onnx(model.cpu().eval(), *FEATURE_SHAPE, Path(tmp) / "s5.onnx")
+        calibration = torch.randn(4 if s.quick else 16, *FEATURE_SHAPE, generator=gen)
+        int8 = onnxform.quantize_onnx_int8(fp32, Path(tmp) / "s5-int8.onnx", calibration,
+                                           torch.full((len(calibration),), FEATURE_SHAPE[1]))
+        for key, path in (("infer_ms_b1_onnx", fp32), ("infer_ms_b1_onnx_int8", int8)):
+            sess = onnxform.session(path)
+            feed = onnxform.feed(sess, x1.numpy(), full.numpy())
+            out[key] = median(time_calls(lambda f=feed, ss=sess: ss.run(None, f), cpu, s.warmup, s.repeats)) * 1e3
+        out["infer_onnx_int8_mb"] = int8.stat().st_size / MB
+    return out
 
 
 # ---------------------------------------------------------------- training
@@ -361,6 +387,7 @@ def run_bench(device: str = "cpu", quick: bool = False, seed: int = 0, progress:
     result["infer_gflop_per_s_b1"] = result["infer_gflop_b1"] / (result["infer_ms_b1"] / 1e3)
     if dev.type == "cpu":
         result.update(bench_int8(model, s))
+        result.update(bench_onnx(model, s))
     tick("inference_memory")
     bar.update()
     pool, labels = _resident_pool(s, dev)
@@ -383,6 +410,9 @@ def run_bench(device: str = "cpu", quick: bool = False, seed: int = 0, progress:
                                        s.w2v_batch, result))
     tick("wav2vec2_build_and_extraction")
     bar.update()
+    one = result["extract_clips_per_s_wav2vec2_one_per_call"]  # batch 1: what one user clip costs
+    result["encoder_ms_per_audio_s"] = 1e3 / (one * result["clip_lengths_mean_s"])
+    result["clip_ms_b1_encoder_and_head"] = 1e3 / one + result["infer_ms_b1"]
     faster = result["extract_clips_per_s_wav2vec2"] > result["extract_clips_per_s_wav2vec2_one_per_call"]
     result.update(bench_on_the_fly(wav2vec2, step, s, dev, result["train_step_s_b64"], val_s, seed,
                                    s.w2v_batch if faster else 1))
@@ -471,6 +501,14 @@ def _rows_how(r: dict) -> dict:
                              f"median of {s['repeats']}; weights {r.get('infer_int8_weights_mb', 0):.1f} MB; random "
                              f"weights and inputs (largest probability change {r.get('infer_int8_max_prob_diff', 0):.3f}"
                              f"); accuracy effect on a trained checkpoint: Table S25 of the report"),
+        "infer_ms_b1_onnx": (f"the same network exported to ONNX (serlib.modelling.onnxform, opset {onnxform.OPSET}), "
+                             f"onnxruntime CPU, batch 1, median of {s['repeats']} after {s['warmup']} warm-up"),
+        "infer_ms_b1_onnx_int8": (f"the ONNX export, onnxruntime static int8 (QDQ, per-channel weights; random "
+                                  f"calibration), batch 1; model file {r.get('infer_onnx_int8_mb', 0):.1f} MB"),
+        "encoder_ms_per_audio_s": ("wav2vec2-base (random weights), one clip per call (the extraction row's "
+                                   "one-per-call rate) over the mean drawn clip length"),
+        "clip_ms_b1_encoder_and_head": ("what a user pays per clip of the mean length at batch 1: encoder (one per call) "
+                                        "+ the network's batch-1 latency; the paper's 3.2 ms is the network alone"),
         "infer_gflop_b1": (f"2 x multiply-adds of convs and linear layers; {r['infer_gflop_per_s_b1']:.0f} GFLOP/s "
                            f"achieved at the batch-1 median (fastest call: {r['infer_ms_b1_min']:.1f} ms)"),
         "infer_utt_per_s": f"batch {r['infer_batch']}, median of {r['infer_batched_repeats']} after 1 warm-up",
@@ -495,11 +533,12 @@ def _rows_how(r: dict) -> dict:
     }
 
 
-UNITS = {"cnn_params": "", "infer_ms_b1": "ms", "infer_ms_b1_int8": "ms", "infer_gflop_b1": "GFLOP", "infer_utt_per_s": "utt/s",
+UNITS = {"cnn_params": "", "infer_ms_b1": "ms", "infer_ms_b1_int8": "ms", "infer_ms_b1_onnx": "ms",
+         "infer_ms_b1_onnx_int8": "ms", "infer_gflop_b1": "GFLOP", "infer_utt_per_s": "utt/s",
          "infer_peak_mem_mb": "MB",
          "mem_activation_peak_b1_fp32_mb": "MB", "mem_total_b1_half_mb": "MB", "train_s_per_epoch": "s",
          "train_s_per_epoch_on_the_fly": "s", "cached_vs_otf_ratio": "x", "extract_clips_per_s_logmel": "clips/s",
-         "extract_clips_per_s_wav2vec2": "clips/s"}
+         "extract_clips_per_s_wav2vec2": "clips/s", "encoder_ms_per_audio_s": "ms", "clip_ms_b1_encoder_and_head": "ms"}
 
 
 def _meets(value: float, target: tuple[str, float]) -> str:

@@ -62,6 +62,26 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--html", help="also write the comparison as an HTML page here")
     c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
 
+    q = sub.add_parser("predict", help="score audio files or folders with a trained system (a run folder or a bundle)")
+    q.add_argument("model", help="a run folder (e.g. reports/demo) or a bundle folder from `serlib export`")
+    q.add_argument("audio", nargs="+", help="files, folders (searched recursively) or .txt lists of paths")
+    q.add_argument("--system", help="system of a run folder (default: the analysed one, e.g. S5)")
+    q.add_argument("--seed", type=int, help="seed of a run folder (default: the analysed one)")
+    q.add_argument("--out", help="write the rows here: .csv or .jsonl (default: CSV on stdout)")
+    q.add_argument("--per-window", action="store_true", help="one row per window (start and end time) instead of per file")
+    q.add_argument("--hop", type=float, help="seconds between windows of a clip longer than the window (default: half)")
+    q.add_argument("--long", choices=["windows", "centre"], default="windows",
+                   help="a long clip: mean over windows (default) or its central window, as training scored it")
+    q.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the run's features.device")
+    q.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
+
+    x = sub.add_parser("export", help="a trained system as a bundle folder: checkpoint, config, class map, card")
+    x.add_argument("run", help="the run folder (e.g. reports/demo)")
+    x.add_argument("--out", required=True, help="the bundle folder to write (replaced if it is a bundle)")
+    x.add_argument("--system", help="default: the analysed system (e.g. S5)")
+    x.add_argument("--seed", type=int, help="default: the analysed seed")
+    x.add_argument("--onnx", action="store_true", help="also the classifier head as ONNX, with its parity on test")
+
     b = sub.add_parser("bench", help="speed and memory: inference, training epoch, extraction, fast paths")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--json", help="write the results as JSON to this file")
@@ -81,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         from serlib.modelling.train import NonFiniteLossError
         from serlib.report.runner import NotebookError
 
+        from serlib.modelling.predict import BundleError
+
         expected = (ConfigError, CorpusError, NotebookError, FileNotFoundError, NonFiniteLossError,
-                    CacheNotWritableError)
+                    CacheNotWritableError, BundleError, FileExistsError)
         if isinstance(err, expected):
             print(f"serlib {args.command}: error: {err}", file=sys.stderr)
             return 2
@@ -112,6 +134,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _cache(args)
     if args.command == "report":
         return _report(args)
+    if args.command == "predict":
+        return _predict(args)
+    if args.command == "export":
+        return _export(args)
     from serlib import pipeline
     from serlib.common.config import load_config
     from serlib.common.runfolder import RunFolder, default_run_root, run_folder
@@ -209,6 +235,61 @@ def _compare(args: argparse.Namespace) -> int:
     if args.html:
         path = write_text_atomic(Path(args.html), compare_html(table, str(folders[0].root), str(folders[1].root)))
         print(f"serlib compare: wrote {path}", file=sys.stderr)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import json
+
+    from serlib.common.io import write_text_atomic
+    from serlib.modelling.predict import BUNDLE_FILE, Predictor, summary_line
+
+    if args.batch_size < 1:
+        print("serlib predict: error: --batch-size must be >= 1", file=sys.stderr)
+        return 2
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".jsonl"):
+        print(f"serlib predict: error: --out {args.out}: name a .csv or .jsonl file", file=sys.stderr)
+        return 2
+    model = Path(args.model).expanduser()
+    if (model / BUNDLE_FILE).is_file():
+        if args.system or args.seed is not None:
+            print("serlib predict: error: --system / --seed choose within a run folder; a bundle holds one model",
+                  file=sys.stderr)
+            return 2
+        predictor = Predictor.from_bundle(model, device=args.device)
+    else:
+        predictor = Predictor.from_run(model, system=args.system, seed=args.seed, device=args.device)
+    try:
+        table = predictor.predict(args.audio, per_window=args.per_window, hop_s=args.hop, long=args.long,
+                                  batch_size=args.batch_size)
+    except ValueError as err:  # a bad --hop: the user's input
+        print(f"serlib predict: error: {err}", file=sys.stderr)
+        return 2
+    if args.out and Path(args.out).suffix.lower() == ".jsonl":
+        meta = json.dumps({"metadata": table.attrs["metadata"]}, default=str)
+        body = table.to_json(orient="records", lines=True, force_ascii=False)
+        path = write_text_atomic(Path(args.out), meta + "\n" + body)
+    elif args.out:
+        path = write_text_atomic(Path(args.out), table.to_csv(index=False))
+    else:
+        path = None
+        sys.stdout.write(table.to_csv(index=False))
+    failed = int((table["error"] != "").sum())
+    where = f"; wrote {path}" if path else ""
+    print(f"serlib predict: {predictor.model_id} ({predictor.metadata['encoder'].split(',')[0]}, "
+          f"{predictor.metadata['weights']} weights): {summary_line(table)}{where}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from serlib.analysis.bundle import export_bundle
+
+    done = export_bundle(args.run, args.out, system=args.system, seed=args.seed, onnx=args.onnx)
+    print(f"serlib export: wrote {done['bundle']} ({', '.join(done['files'])})")
+    if done["parity"]:
+        p = done["parity"]
+        print(f"serlib export: ONNX parity on {p['clips']} test clips: max |p_onnx - p_torch| "
+              f"{p['max_abs_prob_diff']:.2e}, class agreement {100 * p['class_agreement']:.1f} %")
     return 0
 
 
