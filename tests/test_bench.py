@@ -44,7 +44,13 @@ def test_bench_quick_writes_sane_json(tmp_path, capsys):
         assert result[f"extract_clips_per_s_{name}_one_per_call"] > 0
         assert any(p["name"].startswith(f"{name} extraction: masked") for p in result["fast_paths"])
     assert result["paper"]["infer_ms_b1"] == 3.5 and result["paper"]["infer_peak_mem_mb"] == 15.0
-    assert {row["metric"] for row in result["table"]} >= {"infer_ms_b1", "train_s_per_epoch", "cached_vs_otf_ratio"}
+    assert {row["metric"] for row in result["table"]} >= {"infer_ms_b1", "train_s_per_epoch", "cached_vs_otf_ratio",
+                                                          "mem_params_fp32_mb", "mem_activation_peak_b1_fp32_mb"}
+    names = [p["name"] for p in result["fast_paths"]]
+    assert any(n.startswith("training step: fast mode (train.deterministic: false") for n in names)  # both modes timed
+    assert any(n.startswith("Tri-Aug drawn for every row") for n in names)
+    assert "mem_workspace_b1_mb" not in result  # no allocator workspace on the CPU
+    assert result["train_pool"].startswith("features") and "float32" in result["train_pool"]
     printed = capsys.readouterr().out
     assert "infer_ms_b1" in printed and "Fast paths" in printed and "< 15 MB" in printed
 

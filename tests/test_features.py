@@ -15,7 +15,7 @@ import torch
 
 from serlib.features import encoders
 from serlib.features import cache, extract
-from serlib.common.config import FeaturesConfig, load_config
+from serlib.common.config import Config, FeaturesConfig, load_config
 from serlib.common.audio import load_audio, resampled_length
 from serlib.features.encoders import LogMelEncoder, Wav2Vec2Encoder, WeightsUnavailableError, fit_frames
 from serlib.common.runfolder import RunFolder
@@ -719,3 +719,32 @@ def test_a_clip_that_would_overflow_the_padded_budget_starts_a_new_batch():
     assert sizes(extract.plan_batches(jobs, 8, 400, mix=True)) == [[100, 100], [150, 150]]
     assert sizes(extract.plan_batches(jobs, 8, 450, mix=True)) == [[100, 100, 150], [150]]  # exactly at the budget
     assert sizes(extract.plan_batches(jobs, 8, 600, mix=True)) == [[100, 100, 150, 150]]
+
+
+def test_loading_ahead_in_a_thread_gives_the_same_features_and_failures(run, tmp_path, monkeypatch):
+    clips = {f"c{i}": tone(1.0 + 0.2 * i, freq=150 + 30 * i, seed=i) for i in range(5)}
+    clips["broken"] = tone(1.0, seed=9)
+    manifest = write_manifest(run, clips)
+    Path(manifest.loc[5, "path"]).write_bytes(b"not audio" * 100)
+    loaded, failed = [], []
+    for devices in ((), ("cpu",)):  # serial, then the GPU's prefetch path run on the CPU
+        monkeypatch.setattr(extract, "PREFETCH_DEVICES", devices)
+        cfg = smoke_cfg(tmp_path, cache_dir=str(tmp_path / f"cache{len(devices)}"))
+        cfg.features.wav2vec2.batch_size = 2
+        with pytest.warns(UserWarning, match="broken"):
+            summary = extract.extract_for_run(cfg, run, inputs=["wav2vec2"])
+        failed.append(sorted(summary["inputs"]["wav2vec2"]["failed"]))
+        with pytest.warns(UserWarning, match="left out"):
+            loaded.append(extract.load_features(cfg, run, manifest, "wav2vec2"))
+    assert failed[0] == failed[1] == [next(u for u in manifest["utt_id"] if u.endswith("broken"))]
+    assert torch.equal(loaded[0].x, loaded[1].x) and loaded[0].utt_ids == loaded[1].utt_ids
+
+
+def test_the_gpu_batch_bound_follows_free_memory():
+    cfg = Config()
+    upper = int(cfg.features.wav2vec2.max_batch_seconds * 16000)
+    roomy, why = extract.gpu_batch_samples(cfg, torch.device("cuda"), upper, free_bytes=int(80e9))
+    assert roomy == upper and "max_batch_seconds" in why
+    tight, why = extract.gpu_batch_samples(cfg, torch.device("cuda"), upper, free_bytes=int(2e9))
+    assert tight == int(2e9 * extract.GPU_BATCH_FRACTION / (512 / 5 * 10))  # ~61 s of padded audio
+    assert tight < upper and "2.0 GB free" in why

@@ -46,7 +46,7 @@ def test_settings_at_the_defaults_are_the_papers_or_chosen():
     assert _sources(table) == {
         "learning rate": "CHOSEN", "weight decay": "CHOSEN", "batch size": "paper", "max epochs": "paper",
         "early-stop patience": "paper", "plateau patience / factor": "paper", "LR floor": "CHOSEN",
-        "gradient clip": "paper", "seeds": "CHOSEN", "device": "this machine (train.device: cpu)"}
+        "gradient clip": "paper", "seeds": "CHOSEN", "device": "this machine (train.device: cpu)", "kernels": "CHOSEN"}
     rows = table.set_index("setting")
     assert rows.loc["plateau patience / factor"].tolist() == ["10 / 0.5", "paper", "10 / 0.5", "10 / 0.5"]
     assert rows.loc["max epochs", "paper"] == "80" and rows.loc["gradient clip", "paper"] == "2.0"
@@ -65,6 +65,7 @@ def test_settings_a_profile_changes_say_so():
     assert sources["learning rate"] == "CHOSEN (this profile)" and sources["seeds"] == "CHOSEN (this profile)"
     assert sources["early-stop patience"] == "paper"
     rows = table.set_index("setting")
+    assert rows.loc["kernels", "value"] == "deterministic, fp32"
     assert rows.loc["learning rate", "value"] == "0.0003" and rows.loc["learning rate", "default"] == "0.001"
     assert rows.loc["max epochs"].tolist() == ["5", "this profile", "80", "80"]
 
@@ -161,3 +162,11 @@ def test_cost_table_means_over_seeds_in_system_order():
     assert table.to_dict("list") == {"system": ["S5", "S1"], "params": [100, 10], "seconds_per_epoch": [2.0, 0.5],
                                      "epochs": [15.0, 4.0], "device": ["cpu", "cpu"], "threads": [1, 1],
                                      "status": ["trained", "reused"]}
+
+
+def test_the_fast_kernels_are_named_in_the_settings():
+    cfg = Config()
+    cfg.train.device, cfg.train.deterministic, cfg.train.amp = "cpu", False, True
+    rows = training.settings_table(cfg, _runs()).set_index("setting")
+    assert rows.loc["kernels", "value"] == "fast (cuDNN autotuning, not bit-reproducible), bf16 autocast"
+    assert rows.loc["kernels", "source"] == "CHOSEN (this profile)"

@@ -83,9 +83,16 @@ def settings_table(cfg: Config, runs: pd.DataFrame) -> pd.DataFrame:
         ("seeds", t.seeds, _chosen_source(t.seeds, default.seeds), words["seeds"], default.seeds),
         ("device", resolve_device(t.device, key="train.device").type, f"this machine (train.device: {t.device})",
          words["device"], default.device),
+        ("kernels", _kernels(t), _chosen_source((t.deterministic, t.amp), (default.deterministic, default.amp)),
+         "not stated", _kernels(default)),
     ]
     table = pd.DataFrame(rows, columns=["setting", "value", "source", "paper", "default"])
     return table.apply(lambda column: column.map(_text))
+
+
+def _kernels(t: TrainConfig) -> str:
+    mode = "deterministic" if t.deterministic else "fast (cuDNN autotuning, not bit-reproducible)"
+    return f"{mode}, {'bf16 autocast' if t.amp else 'fp32'}"
 
 
 def paper_schedule(cfg: Config) -> bool:

@@ -194,6 +194,8 @@ class TrainConfig:
     eval_batch_size: PosInt = 256  # batch for validation/test passes (no effect on results)
     threads: Optional[PosInt] = None  # CPU threads for training; null = torch's default (no effect on GPU)
     trim_batches: bool = False  # masked systems: batches from length buckets, cut to their longest clip (speed)
+    deterministic: bool = True  # deterministic kernels (a seed gives the same weights); false: cuDNN autotuning
+    amp: bool = False  # bf16 autocast of the CNN's forward and loss (GPU fast path; weights stay fp32)
     select: SelectConfig = field(default_factory=SelectConfig)  # learning-rate / weight-decay selection
 
 

@@ -12,26 +12,69 @@ import torch
 from serlib.common.config import ConfigError
 
 
-def set_seed(seed: int, deterministic: bool = True) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) and, optionally, force deterministic kernels."""
+# Deterministic cuBLAS needs this before cuBLAS starts; set when serlib's runtime is first imported,
+# which is before any CUDA call serlib makes (a caller that used CUDA earlier must set it itself).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA). Kernel determinism is ``training_mode``'s, not this."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
-        torch.backends.cudnn.deterministic = True
-        torch.backends.cudnn.benchmark = False
-        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+@contextmanager
+def training_mode(deterministic: bool = True):
+    """Run a block (training) with deterministic kernels, or with cuDNN autotuning instead; restored after.
+
+    ``deterministic`` (``train.deterministic``, default true): cuDNN deterministic, no autotuning,
+    ``torch.use_deterministic_algorithms(True, warn_only=True)``: a seed gives the same weights.
+    Off: ``cudnn.benchmark`` picks the fastest kernels (results then vary within float noise).
+    Scoped to the block, so extraction and the bench's inference timing keep the process defaults.
+    """
+    before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
+              torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = deterministic, not deterministic
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[:2]
+        torch.use_deterministic_algorithms(before[2], warn_only=before[3])
+
+
+def device_choice(name: str = "auto") -> tuple[str, str]:
+    """``(device, why)`` for a device setting, without raising: what ``auto`` picks and the reason."""
+    built = torch.version.cuda
+    if torch.cuda.is_available():
+        index = torch.cuda.current_device()
+        major, minor = torch.cuda.get_device_capability(index)
+        why = (f"{torch.cuda.get_device_name(index)}, compute capability {major}.{minor}, torch built for "
+               f"CUDA {built}")
+        return ("cuda" if name in ("auto", "cuda") else name), why
+    if built:
+        why = (f"torch is built for CUDA {built} but sees no usable GPU (no device, or a driver too old "
+               "for this build: check nvidia-smi)")
+    else:
+        why = "this torch build has no CUDA (CPU wheel)"
+    return ("cpu" if name == "auto" else name), why
+
+
+_ANNOUNCED: set = set()
 
 
 def resolve_device(name: str = "auto", key: str = "features.device") -> torch.device:
-    """``auto`` = CUDA when there is one, else CPU; ``cuda`` without a GPU is an error naming ``key``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``auto`` = CUDA when there is one, else CPU (said once per process, with the reason);
+    ``cuda`` without a GPU is an error naming ``key`` and the reason."""
+    chosen, why = device_choice(name)
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"{key} is 'cuda' but torch sees no CUDA device; use 'auto' or 'cpu'")
-    return torch.device(name)
+        raise ConfigError(f"{key} is 'cuda' but {why}; use 'auto' or 'cpu'")
+    if name == "auto" and (key, chosen) not in _ANNOUNCED:
+        _ANNOUNCED.add((key, chosen))
+        print(f"serlib: {key}: auto -> {chosen} ({why})")
+    return torch.device(chosen)
 
 
 @contextmanager

@@ -59,6 +59,7 @@ import pandas as pd
 import torch
 
 from serlib.common.config import Config, ConfigError, load_config, non_default
+from serlib.common.runtime import device_choice
 from serlib.common.io import write_json_atomic
 from serlib.common.locking import file_lock
 from serlib.common.runfolder import RunFolder, default_run_root, features_cache_dir
@@ -105,6 +106,14 @@ def inputs_for_run(cfg: Config) -> list[str]:
     return [i for i in INPUTS if i in used] if used else list(INPUTS)
 
 
+def encoder_compute(cfg: Config) -> str:
+    """The wav2vec2 encoder's compute dtype for this config: "float16-autocast" when
+    ``mixed_precision`` is on and ``features.device`` resolves to a GPU (as ``serlib.features.encoders``
+    runs it), else "float32"."""
+    device, _ = device_choice(cfg.features.device)
+    return "float16-autocast" if cfg.features.wav2vec2.mixed_precision and device == "cuda" else "float32"
+
+
 def cache_key(cfg: Config, input: str) -> dict:
     """Everything that determines a clip's stored features for ``input`` (besides its content)."""
     f = cfg.features
@@ -121,6 +130,9 @@ def cache_key(cfg: Config, input: str) -> dict:
     named = {"model_id": w.model_id, "revision": w.revision, "weights": w.weights, "layer": w.layer,
              "config_overrides": w.config_overrides}
     key |= named | _added(w, named, "wav2vec2")
+    compute = encoder_compute(cfg)
+    if compute != "float32":  # fp16 autocast on a GPU stores other values than fp32: another key (fp32 keys unchanged)
+        key["compute"] = compute
     if Path(w.model_id).is_dir():  # a local folder: its files' sizes and times stand for its content
         files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
                        for p in Path(w.model_id).iterdir() if p.is_file())

@@ -235,11 +235,13 @@ class LengthAwareGroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.valid is None:
             return super().forward(x)
-        clips = [super(LengthAwareGroupNorm, self).forward(x[i:i + 1, :, :frames])  # the very op each runs alone
-                 for i, frames in enumerate(self.valid.tolist())]
-        out = x.new_zeros(x.shape, dtype=clips[0].dtype)  # fp32 under autocast, as GroupNorm's own output;
-        for i, clip in enumerate(clips):                   # padded frames stay 0 (no valid output reads them)
-            out[i, :, :clip.shape[2]] = clip[0]
+        out = None  # one preallocated output; each clip's normalised frames are written into it as computed
+        for i, frames in enumerate(self.valid.tolist()):
+            clip = super().forward(x[i:i + 1, :, :frames])  # the very op each runs alone
+            if out is None:  # fp32 under autocast, as GroupNorm's own output; padded frames stay 0
+                out = x.new_zeros(x.shape, dtype=clip.dtype)
+            out[i, :, :frames] = clip[0]
+            del clip
         return out
 
 

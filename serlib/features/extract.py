@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -90,13 +91,16 @@ def plan_batches(jobs: list[tuple[str, str, int]], batch_size: int, max_samples:
 
 
 def _encode_batch(encoder, batch, sample_rate: int, device, writer: ShardWriter, failures: dict,
-                  threads: Optional[int] = None) -> int:
-    """Load, encode and store one batch; returns how many clips were stored.
+                  threads: Optional[int] = None, waves: Optional[dict] = None) -> int:
+    """Load (unless ``waves`` were loaded ahead), encode and store one batch; returns how many clips were stored.
 
-    A clip whose encoder output holds NaN or inf is not stored: it becomes a ``failures`` row.
+    A clip whose features hold NaN or inf once stored as float16 (as the cache stores them: a value above
+    65504 becomes inf there) is not stored: it becomes a ``failures`` row. From a GPU the features come back
+    in float16 (half the bytes over the bus; the cache's precision).
     """
-    with cpu_threads(1):
-        waves = _load_batch(batch, sample_rate, encoder.min_samples, failures)
+    if waves is None:
+        with cpu_threads(1):
+            waves = _load_batch(batch, sample_rate, encoder.min_samples, failures)
     paths = {digest: path for digest, path, _ in batch}
     stored = 0
     groups: dict[int, list[str]] = {}
@@ -108,11 +112,11 @@ def _encode_batch(encoder, batch, sample_rate: int, device, writer: ShardWriter,
         for row, digest in zip(padded, digests):
             row[:len(waves[digest])] = waves[digest]
         with cpu_threads(1 if encoder.name == "logmel" else threads):
-            out = encoder(torch.from_numpy(padded).to(device),
-                          torch.tensor(lengths, device=device)).cpu().numpy()  # (batch, channels, frames)
+            out = encoder(torch.from_numpy(padded).to(device), torch.tensor(lengths, device=device))
+            out = (out.half() if out.device.type != "cpu" else out).cpu().numpy()  # (batch, channels, frames)
         for digest, clip, n in zip(digests, out, lengths):
             frames = clip[:, :encoder.frames_for(n)]  # (channels, frames)
-            bad = frames.size - int(np.count_nonzero(np.isfinite(frames)))
+            bad = frames.size - int(np.count_nonzero(np.isfinite(frames.astype(np.float16))))
             if bad:  # never cached: a NaN feature would turn every weight of a model trained on it to NaN
                 failures[paths[digest]] = f"non-finite features: {bad} of {frames.size} values are NaN or inf"
                 continue
@@ -135,6 +139,31 @@ def _load_batch(batch, sample_rate: int, min_samples: int, failures: dict) -> di
     return waves
 
 
+# Bytes of GPU memory per padded audio sample in wav2vec2's first conv layer, where a batch peaks: its
+# output (conv_dim[0] channels per conv_stride[0] samples) in fp16, the length-aware group norm's fp32
+# output and its one-clip fp32 temporary: 2 + 4 + 4 bytes per value (512 / 5 x 10 ~ 1 kB per sample).
+FIRST_CONV_BYTES_PER_VALUE = 10
+PREFETCH_DEVICES = ("cuda",)  # where the next batch is loaded in a thread while one encodes
+GPU_BATCH_FRACTION = 0.5  # share of free GPU memory one extraction batch may take (CHOSEN, not measured)
+
+
+def gpu_batch_samples(cfg: Config, device: torch.device, upper: int, free_bytes: Optional[int] = None) -> tuple[int, str]:
+    """Most padded samples per wav2vec2 batch that fit ``GPU_BATCH_FRACTION`` of free memory, at most ``upper``."""
+    w = cfg.features.wav2vec2
+    from_config = dict(w.config_overrides or {})
+    channels = (from_config.get("conv_dim") or [512])[0]
+    stride = (from_config.get("conv_stride") or [5])[0]
+    if free_bytes is None:
+        free_bytes = int(torch.cuda.mem_get_info(device)[0])
+    per_sample = channels / stride * FIRST_CONV_BYTES_PER_VALUE
+    fits = int(free_bytes * GPU_BATCH_FRACTION / per_sample)
+    sr = cfg.features.sample_rate
+    if fits >= upper:
+        return upper, f"max_batch_seconds; {free_bytes / 1e9:.1f} GB free would allow {fits / sr:.0f} s"
+    return max(fits, sr), (f"{free_bytes / 1e9:.1f} GB free allows {fits / sr:.0f} s at ~{per_sample:.0f} bytes per "
+                           f"sample in the first conv layer; max_batch_seconds {upper / sr:.0f} s")
+
+
 def _compute(cfg: Config, kdir: Path, input: str, jobs: dict[str, str], failures: dict,
              device: torch.device) -> dict:
     """Encode the ``{digest: path}`` clips missing from the cache; returns timing statistics."""
@@ -148,7 +177,11 @@ def _compute(cfg: Config, kdir: Path, input: str, jobs: dict[str, str], failures
     w = cfg.features.wav2vec2
     batch_size = w.batch_size if input == "wav2vec2" else 64
     mix = input == "logmel" or w.batching == "masked"
-    batches = plan_batches(probed, batch_size, int(w.max_batch_seconds * sr), mix)
+    max_samples = int(w.max_batch_seconds * sr)
+    if input == "wav2vec2" and device.type == "cuda":  # max_batch_seconds is an upper bound; free memory decides
+        max_samples, why = gpu_batch_samples(cfg, device, max_samples)
+        print(f"serlib.features: wav2vec2 batches of <= {max_samples / sr:.0f} s of padded audio ({why})")
+    batches = plan_batches(probed, batch_size, max_samples, mix)
     stats = {"computed": 0, "batches": len(batches), "compute_seconds": 0.0}
     if not batches:
         return stats
@@ -156,11 +189,22 @@ def _compute(cfg: Config, kdir: Path, input: str, jobs: dict[str, str], failures
     encoder = build_encoder(cfg.features, input, device)
     writer = ShardWriter(kdir)
     bar = tqdm(total=len(probed), unit="clip", desc=f"{input} features", mininterval=1.0)
+    # On a GPU the next batch is decoded and resampled in a thread while this one encodes; on the CPU the
+    # cores are the encoder's, and torch's thread count is process-wide, so batches load in turn.
+    ahead = ThreadPoolExecutor(max_workers=1) if device.type in PREFETCH_DEVICES else None
+    load = lambda b: _load_batch(b, sr, encoder.min_samples, failures)  # noqa: E731
     try:
-        for batch in batches:
-            stats["computed"] += _encode_batch(encoder, batch, sr, device, writer, failures, cfg.features.threads)
+        pending = ahead.submit(load, batches[0]) if ahead else None
+        for number, batch in enumerate(batches):
+            waves = pending.result() if ahead else None
+            if ahead and number + 1 < len(batches):
+                pending = ahead.submit(load, batches[number + 1])
+            stats["computed"] += _encode_batch(encoder, batch, sr, device, writer, failures, cfg.features.threads,
+                                               waves)
             bar.update(len(batch))
     finally:  # keep what was computed, also on Ctrl-C or an error
+        if ahead:
+            ahead.shutdown(wait=True, cancel_futures=True)
         writer.flush()
         bar.close()
     stats["compute_seconds"] = time.perf_counter() - start

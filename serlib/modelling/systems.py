@@ -38,6 +38,7 @@ from serlib.features.extract import FeatureSet, load_features
 from serlib.modelling.augment import TriAug
 from serlib.modelling.metrics import classification_metrics
 from serlib.modelling.models import build_model, count_params
+from serlib.modelling.placement import Placement, plan_placement, to_training_layout
 from serlib.modelling.train import fit, predict_proba
 
 
@@ -57,11 +58,17 @@ class SplitData:
     fingerprint: str  # identity of the features and the split (part of every run key)
     lengths: Optional[dict] = None  # split -> (n,) long: real frames per clip (None: every clip fills the window)
     protocol: str = "split"  # the evaluation protocol the subsets come from (see ``protocol_splits``)
+    placement: Optional[Placement] = None  # where ``x`` lives (``serlib.modelling.placement``)
 
     def __post_init__(self):
         if self.lengths is None:
             self.lengths = {s: torch.full((len(x),), x.shape[2], dtype=torch.long, device=x.device)
                             for s, x in self.x.items()}
+
+    @property
+    def device(self) -> torch.device:
+        """The training device (the features may sit on the host: ``placement``)."""
+        return torch.device(self.placement.device) if self.placement is not None else self.x["train"].device
 
     @property
     def channels(self) -> int:
@@ -72,30 +79,36 @@ class SplitData:
         return int(self.x["train"].shape[2])
 
 
-def _fingerprint(parts: Sequence[torch.Tensor], utt_ids: Sequence[str], labels: Sequence[str],
+def _fingerprint(parts: Sequence[tuple[torch.Tensor, torch.Tensor]], utt_ids: Sequence[str], labels: Sequence[str],
                  splits: Sequence[str], chunk: int = 256) -> str:
     """A cheap identity of feature tensors plus their manifest rows (per-utterance sums, rounded).
 
-    Works chunk by chunk, so a paper-scale tensor is never copied whole.
+    ``parts``: one ``(source, index)`` per split, the split being ``source[index]`` (a CPU tensor
+    (n, channels, frames) and its rows). Works chunk by chunk on the CPU, so a paper-scale split is never
+    copied whole and the result does not depend on the training device.
     """
     sums = []
-    for x in parts:  # each (n, channels, frames)
-        for i in range(0, len(x), chunk):
-            block = x[i:i + chunk].double()
-            sums.append(torch.stack([block.sum(dim=(1, 2)), block.abs().sum(dim=(1, 2))], 1).cpu())
+    for source, index in parts:
+        for i in range(0, len(index), chunk):
+            block = source[index[i:i + chunk]].cpu().double()  # (chunk, channels, frames)
+            sums.append(torch.stack([block.sum(dim=(1, 2)), block.abs().sum(dim=(1, 2))], 1))
     digest = hashlib.sha256()
-    shapes = [list(x.shape) for x in parts]
+    shapes = [[len(index), *source.shape[1:]] for source, index in parts]
     digest.update(json.dumps([shapes, list(utt_ids), list(labels), list(splits)]).encode())
     digest.update(np.round(torch.cat(sums).numpy(), 3).tobytes())
     return digest.hexdigest()[:16]
 
 
 def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, device: torch.device,
-                   splits: Optional[pd.Series] = None) -> SplitData:
+                   splits: Optional[pd.Series] = None, free_bytes: Optional[int] = None) -> SplitData:
     """Align a FeatureSet with the manifest and split it into train / val / test.
 
     Manifest rows without features (a clip the feature stage skipped) are reported and left out.
     ``splits`` (aligned with the manifest's rows) replaces its ``split`` column (another protocol).
+    Where the features live is ``serlib.modelling.placement.plan_placement``'s choice for ``device``
+    (on a GPU: float16, resident when they fit in its free memory, else pinned host memory; ``free_bytes``
+    replaces the measured free memory, for tests); labels and lengths go to ``device``. The fingerprint is
+    computed on the CPU from float32 values before anything moves, so it does not depend on the device.
     """
     if splits is not None:
         manifest = manifest.assign(split=splits.to_numpy())
@@ -105,22 +118,28 @@ def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, dev
         print(f"serlib.train: {len(missing)} manifest utterance(s) have no {input} features and are "
               f"left out (first: {missing[0]})")
     rows = manifest[manifest["utt_id"].isin(position)]
-    x, y, ids, lengths = {}, {}, {}, {}
+    index, y, ids, lengths, labels = {}, {}, {}, {}, {}
     for split in SUBSETS:
         part = rows[rows["split"] == split]
         if part.empty:
             raise ConfigError(f"the manifest has no '{split}' utterances with {input} features; check data.split "
                               "(and data.folds)")
-        index = torch.tensor([position[u] for u in part["utt_id"]], dtype=torch.long)
-        x[split] = features.x[index].to(device, torch.float32)  # (n_split, channels, frames)
-        lengths[split] = features.lengths[index].to(device)  # (n_split,)
-        y[split] = torch.tensor([CLASSES.index(c) for c in part["label"]], dtype=torch.long, device=device)
+        index[split] = torch.tensor([position[u] for u in part["utt_id"]], dtype=torch.long)
+        lengths[split] = features.lengths[index[split]].to(device)  # (n_split,)
+        labels[split] = [CLASSES[CLASSES.index(c)] for c in part["label"]]  # a label outside CLASSES fails here
+        y[split] = torch.tensor([CLASSES.index(c) for c in labels[split]], dtype=torch.long, device=device)
         ids[split] = list(part["utt_id"])
     order = [i for s in ("train", "val", "test") for i in ids[s]]
-    fp = _fingerprint([x[s] for s in ("train", "val", "test")], order,
-                      [CLASSES[i] for s in ("train", "val", "test") for i in y[s].tolist()],
+    source = features.x.cpu()  # float32, or float16 from the cache (the same values): the fingerprint agrees
+    fp = _fingerprint([(source, index[s]) for s in ("train", "val", "test")], order,
+                      [c for s in ("train", "val", "test") for c in labels[s]],
                       [s for s in ("train", "val", "test") for _ in ids[s]])
-    return SplitData(input, x, y, ids, fp, lengths)
+    elements = sum(len(i) for i in index.values()) * source.shape[1] * source.shape[2]
+    placement = plan_placement(elements, device, free_bytes)
+    x = {split: to_training_layout(source[i], placement) for split, i in index.items()}  # (n_split, channels, frames)
+    data = SplitData(input, x, y, ids, fp, lengths)
+    data.placement = placement
+    return data
 
 
 def load_split_data(cfg: Config, folder: RunFolder, input: str, device: torch.device,
@@ -134,7 +153,9 @@ def load_split_data(cfg: Config, folder: RunFolder, input: str, device: torch.de
     """
     manifest = load_manifest(folder)
     splits = None if protocol == MAIN_PROTOCOL else protocol_splits(manifest, protocol, folder)
-    data = split_features(load_features(cfg, folder, manifest, input), manifest, input, device, splits)
+    # On a GPU the features are placed in float16 (the cache's precision): loading them so halves the host peak.
+    dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
+    data = split_features(load_features(cfg, folder, manifest, input, dtype=dtype), manifest, input, device, splits)
     data.protocol = protocol
     return data
 
@@ -258,7 +279,7 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
     protocol = data.protocol
     out = folder.run_dir(name, seed, protocol)
     out.mkdir(parents=True, exist_ok=True)
-    model = build_system_model(system, data.channels, data.x["train"].device, seed)
+    model = build_system_model(system, data.channels, data.device, seed)
     augment = system_augment(cfg, system)
     trim = trims_batches(cfg, system)
     result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train, augment,
@@ -267,7 +288,9 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
     result.history.to_csv(folder.history(name, seed, protocol), index=False)
     metrics = {"best_epoch": result.best_epoch, "stopped_epoch": result.stopped_epoch,
                "params": count_params(model), "seconds_per_epoch": result.seconds_per_epoch,
-               "lr": lr, "weight_decay": weight_decay, "device": str(data.x["train"].device),
+               "lr": lr, "weight_decay": weight_decay, "device": str(data.device),
+               "placement": data.placement.as_dict() if data.placement is not None else None,
+               "deterministic": cfg.train.deterministic, "amp": cfg.train.amp,
                "in_channels": data.channels, "frames": data.frames, "threads": torch.get_num_threads(),
                "n_train": len(data.y["train"]), "n_val": len(data.y["val"]), "n_test": len(data.y["test"])}
     for split in ("val", "test"):  # test is scored once, at the best-validation checkpoint

@@ -28,8 +28,9 @@ from tqdm.auto import tqdm
 
 from serlib.common.config import ModelConfig, TrainConfig
 from serlib.common.facts import CLASSES
-from serlib.common.runtime import set_seed
+from serlib.common.runtime import set_seed, training_mode
 from serlib.modelling.models import build_model
+from serlib.modelling.placement import gather
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 
@@ -52,6 +53,10 @@ class FitResult:
     seconds_per_epoch: float  # mean wall time of one epoch (train + validation pass)
     best_state: dict  # state_dict of the kept checkpoint (on CPU)
 
+
+# Devices where an epoch's loss and accuracy are summed on the device and read once per epoch (no host
+# synchronisation per step); elsewhere each step's loss is read and checked at once (names the batch).
+SYNC_FREE_DEVICES = ("cuda",)
 
 BUCKET_BATCHES = 50  # trim_batches: a bucket is this many batches of clips sorted by length
 
@@ -81,8 +86,10 @@ def length_buckets(lengths: torch.Tensor, batch_size: int, generator: torch.Gene
 
 
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW with the paper's betas (0.9, 0.999)."""
-    return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay)
+    """AdamW with the paper's betas (0.9, 0.999); the fused kernel when the model is on a GPU."""
+    device = next(model.parameters()).device
+    return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay,
+                             fused=device.type == "cuda")
 
 
 class TrainStep:
@@ -132,19 +139,29 @@ class TrainStep:
 
 def _train_epoch(step: TrainStep, x: torch.Tensor, y: torch.Tensor, batch_size: int,
                  generator: torch.Generator, where: str = "training", epoch: int = 1,
-                 lengths: Optional[torch.Tensor] = None, trim: bool = False) -> tuple[float, float]:
+                 lengths: Optional[torch.Tensor] = None, trim: bool = False,
+                 device: Optional[torch.device] = None) -> tuple[float, float]:
+    """One epoch. ``x`` may be float16 and may sit on the host (``serlib.modelling.placement``); the
+    batches, labels and lengths go to ``device`` (default: ``x``'s), where the model is."""
+    device = x.device if device is None else torch.device(device)
+    y = y.to(device)
+    host_lengths = None if lengths is None else lengths.cpu()  # batch sizes are decided on the host
+    lengths = None if lengths is None else lengths.to(device)
     total_loss, correct = 0.0, 0
-    batches = (length_buckets(lengths.cpu(), batch_size, generator) if trim
+    on_device = device.type in SYNC_FREE_DEVICES
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct count (read once when on_device)
+    batches = (length_buckets(host_lengths, batch_size, generator) if trim
                else _batches(len(y), batch_size, generator))
     for number, index in enumerate(batches, 1):
-        index = index.to(x.device)
-        if trim:  # only this batch's longest clip's frames are gathered: the rest is padding
-            inputs = torch.index_select(x[:, :, :int(lengths[index].max())], 0, index)
-        else:
-            inputs = x[index]  # (batch, channels, frames)
+        frames = int(host_lengths[index].max()) if trim else None  # trim: only up to the batch's longest clip
+        inputs = gather(x, index, device, frames)  # (batch, channels, frames) float32, a fresh copy
+        index = index.to(device, non_blocking=True)
         targets = y[index]  # (batch,)
         batch_lengths = None if lengths is None else lengths[index]
         loss, hits = step(inputs, targets, inplace=True, lengths=batch_lengths)  # inputs is a fresh copy
+        if on_device:  # summed where they are; read once, after the epoch
+            sums += torch.stack([loss.double() * len(targets), hits.double()])
+            continue
         value = loss.item()  # the one synchronisation per step, checked at no extra cost
         if not math.isfinite(value):
             bad = int((~torch.isfinite(inputs)).any(dim=(1, 2)).sum())  # inputs as augmented, after the step
@@ -154,6 +171,13 @@ def _train_epoch(step: TrainStep, x: torch.Tensor, y: torch.Tensor, batch_size: 
                 "(data/features_failed.csv, the audio check in data/excluded.csv) and try a lower train.lr")
         total_loss += value * len(targets)
         correct += hits.item()
+    if on_device:
+        total_loss, correct = sums.tolist()
+        if not math.isfinite(total_loss):
+            raise NonFiniteLossError(
+                f"{where}: the training loss summed over epoch {epoch} is {total_loss} (on {device.type} the losses "
+                "are read once per epoch, so the batch is not named); training stopped. Check the features "
+                "(data/features_failed.csv, the audio check in data/excluded.csv) and try a lower train.lr")
     return total_loss / len(y), correct / len(y)
 
 
@@ -172,15 +196,17 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 256, leng
     model.eval()
     device = next(model.parameters(), x).device  # a module without parameters (int8) runs where x is
     if lengths is None:
-        probs = [torch.softmax(model(x[i:i + batch_size].to(device)), dim=1) for i in range(0, len(x), batch_size)]
+        probs = [torch.softmax(model(x[i:i + batch_size].to(device).float()), dim=1).to(x.device)
+                 for i in range(0, len(x), batch_size)]
         return torch.cat(probs) if probs else torch.zeros(0, len(CLASSES))
-    order = torch.argsort(lengths.cpu(), stable=True) if trim else torch.arange(len(x))
+    host_lengths = lengths.cpu()
+    order = torch.argsort(host_lengths, stable=True) if trim else torch.arange(len(x))
     out = torch.zeros(len(x), len(CLASSES), device=x.device)
-    for chunk in order.split(batch_size):
-        index = chunk.to(x.device)
-        frames = int(lengths[index].max()) if trim else x.shape[2]
-        batch = torch.index_select(x[:, :, :frames], 0, index).to(device)
-        out[index] = torch.softmax(model(batch, lengths[index].to(device)), dim=1).to(x.device)
+    for chunk in order.split(batch_size):  # chunk: CPU indices
+        frames = int(host_lengths[chunk].max()) if trim else None
+        batch = gather(x, chunk, device, frames)
+        probs = torch.softmax(model(batch, host_lengths[chunk].to(device)), dim=1)
+        out[chunk.to(x.device)] = probs.to(x.device)
     return out
 
 
@@ -209,7 +235,8 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
     """Train ``model`` with the paper's protocol and leave the best-validation weights in it.
 
     Args:
-        model: the classifier, already on the device of ``train_x``.
+        model: the classifier, on the training device (features may be float16 and on the host: their batches,
+            the labels and the lengths are moved to the model's device).
         train_x: (n_train, channels, frames) float32 features; ``train_y``: (n_train,) label indices.
         val_x, val_y: the validation split, same layout.
         train_cfg: batch size, scheduler, early stopping, clipping (``lr``/``weight_decay`` unless given).
@@ -237,9 +264,17 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
     weight_decay = train_cfg.weight_decay if weight_decay is None else weight_decay
     max_epochs = train_cfg.max_epochs if max_epochs is None else max_epochs
     set_seed(seed)
+    with training_mode(train_cfg.deterministic):
+        return _fit(model, train_x, train_y, val_x, val_y, train_cfg, augment, lr, weight_decay, max_epochs, seed,
+                    progress, desc, system, train_lengths, val_lengths, trim)
+
+
+def _fit(model, train_x, train_y, val_x, val_y, train_cfg, augment, lr, weight_decay, max_epochs, seed, progress,
+         desc, system, train_lengths, val_lengths, trim) -> FitResult:
+    device = next(model.parameters()).device  # labels, indices and lengths follow the model; features may not
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model, lr, weight_decay)
-    step = TrainStep(model, optimizer, augment, train_cfg.grad_clip)
+    step = TrainStep(model, optimizer, augment, train_cfg.grad_clip, amp=train_cfg.amp)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=train_cfg.plateau_factor, patience=train_cfg.plateau_patience,
         min_lr=train_cfg.min_lr)
@@ -250,7 +285,7 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
         start, epoch_lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
         try:
             train_loss, train_acc = _train_epoch(step, train_x, train_y, train_cfg.batch_size, generator, where,
-                                                 epoch, train_lengths, trim)
+                                                 epoch, train_lengths, trim, device)
         except NonFiniteLossError:
             bar.close()
             raise

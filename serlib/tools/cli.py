@@ -86,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--json", help="write the results as JSON to this file")
     b.add_argument("--quick", action="store_true", help="CI mode: fewer repetitions and smaller batches")
+
+    d = sub.add_parser("doctor", help="self-check of this machine: device, encoder, determinism, memory, speed")
+    d.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    d.add_argument("--json", help="write every check and its figures as JSON to this file")
     return p
 
 
@@ -102,9 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         from serlib.report.runner import NotebookError
 
         from serlib.modelling.predict import BundleError
+        from serlib.tools.doctor import DoctorError
 
         expected = (ConfigError, CorpusError, NotebookError, FileNotFoundError, NonFiniteLossError,
-                    CacheNotWritableError, BundleError, FileExistsError)
+                    CacheNotWritableError, BundleError, FileExistsError, DoctorError)
         if isinstance(err, expected):
             print(f"serlib {args.command}: error: {err}", file=sys.stderr)
             return 2
@@ -130,6 +135,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from serlib.tools.bench import main_bench
 
         return main_bench(device=args.device, json_path=args.json, quick=args.quick)
+    if args.command == "doctor":
+        from serlib.tools.doctor import main_doctor
+
+        return main_doctor(device=args.device, json_path=args.json)
     if args.command == "cache":
         return _cache(args)
     if args.command == "report":
