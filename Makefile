@@ -4,16 +4,34 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.serlib-installed
 PARAMS ?= parameters/demo.yaml
+# A wheel index for torch/torchaudio, e.g. PyTorch's CPU-only one (about 3 GB less than the default CUDA
+# build): make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu. Empty: the package index (PyPI).
+TORCH_INDEX ?=
+TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 
-.PHONY: setup report test lab browser clean-reports
+.PHONY: setup report test lab browser clean-reports lock nbstrip
 
-# A fresh machine: create the venv, install serlib with pinned torch/torchaudio, register the kernel.
-$(STAMP): pyproject.toml
+# A fresh machine: create the venv, install torch/torchaudio (from TORCH_INDEX if given), then the tested
+# set pinned in requirements.lock, then serlib itself; register the kernel the notebooks name.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q torch==2.11.0 torchaudio==2.11.0 $(TORCH_FROM)
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (serlib)" >/dev/null
 	touch $(STAMP)
+
+# git stores the notebooks without outputs (.gitattributes): the clean filter, registered in this checkout.
+nbstrip: setup
+	-git config filter.serlib-nbstrip.clean "$(abspath $(BIN))/python -m serlib.tools.nbstrip"
+	-git config filter.serlib-nbstrip.smudge cat
+
+# Regenerate requirements.lock from a venv installed from pyproject.toml (run after changing dependencies).
+lock:
+	$(BIN)/python -m pip install -q -e '.[test]'
+	{ sed -n '1,4p' requirements.lock; $(BIN)/python -m pip freeze --exclude-editable \
+	  | grep -v -i -E '^(nvidia-|cuda-|triton==|serlib)'; } > requirements.lock.new && mv requirements.lock.new requirements.lock
 
 setup: $(STAMP)
 
@@ -30,8 +48,16 @@ browser:
 test: setup browser
 	$(BIN)/python -m pytest -q
 
-lab: setup
+# JupyterLab on the notebooks; also registers a "serlib" kernel for the user's own JupyterLab.
+lab: setup nbstrip
+	$(BIN)/python -m ipykernel install --user --name serlib --display-name "serlib" >/dev/null
 	$(BIN)/jupyter lab notebooks/
 
+# Removes what can be recomputed; never what a person wrote (listening annotations stay).
 clean-reports:
-	rm -rf reports/demo reports/smoke
+	for run in reports/demo reports/smoke; do \
+	  [ -d $$run ] || continue; \
+	  find $$run -mindepth 1 -maxdepth 1 ! -name listening -exec rm -rf {} +; \
+	  [ -d $$run/listening ] && find $$run/listening -mindepth 1 ! -name 'annotations*' ! -name state.json -exec rm -rf {} +; \
+	  rmdir $$run 2>/dev/null || true; \
+	done

@@ -49,6 +49,16 @@ PAGE_PROBE = """
     images: Array.from(document.images).map(i => ({complete: i.complete, width: i.naturalWidth})),
     captions: Array.from(document.querySelectorAll('p > b:first-child')).map(b => b.textContent.trim()),
     toc: Array.from(document.querySelectorAll('nav a')).map(a => a.getAttribute('href')),
+    overflowing: Array.from(document.querySelectorAll('.jp-OutputArea-output'))
+      .filter(e => e.querySelector('table') && e.scrollWidth > e.clientWidth + 1)
+      .map(e => { const c = e.querySelector('p > b'); return (c ? c.textContent : '?') + ' ' + e.scrollWidth + '/' + e.clientWidth; }),
+    underscored_headers: Array.from(document.querySelectorAll('table.serlib-table th')).map(t => t.textContent)
+      .filter(t => t.includes('_')),
+    alts: Array.from(document.images).map(i => i.alt),
+    first_heading: (document.querySelector('h2') || {}).textContent,
+    crossrefs: Array.from(document.querySelectorAll('a[href^="#table-"], a[href^="#fig-"]'))
+      .filter(a => !a.closest('nav')).length,
+    contents_fixed: getComputedStyle(document.querySelector('nav.serlib-toc')).position,
   };
 })()
 """
@@ -123,6 +133,7 @@ def open_in_chromium(page: Path, profile: Path) -> dict:
         tools = DevTools(target["webSocketDebuggerUrl"])
         try:
             tools.call("Page.enable")
+            tools.call("Emulation.setDeviceMetricsOverride", width=1600, height=1000, deviceScaleFactor=1, mobile=False)
             tools.call("Page.navigate", url=page.resolve().as_uri())
             tools.wait_event("Page.loadEventFired")
             result = tools.call("Runtime.evaluate", expression=PAGE_PROBE, awaitPromise=True, returnByValue=True,
@@ -164,3 +175,12 @@ def test_report_opens_in_headless_chromium(smoke_run, tmp_path):
     figures = [i for i in page["images"] if i["complete"] and i["width"] > 100]
     assert len(figures) >= 2 and len(figures) == len(page["images"])  # every image decoded
     assert "#fig-4" in page["toc"] and "#table-s50" in page["toc"]
+    # Results first, readable tables, sharp captioned figures, no machine path.
+    assert page["first_heading"] == "Key results" and "#key-results" in page["toc"]
+    assert page["contents_fixed"] == "fixed"  # the contents stay in view on a wide screen
+    assert page["overflowing"] == [], page["overflowing"]  # every table fits the report's column
+    assert page["underscored_headers"] == [], page["underscored_headers"]
+    assert page["crossrefs"] >= 5  # "Table 5", "Fig. 3" ... in the text link to their captions
+    assert all(alt.startswith(("Fig.", "Figure", "Table")) for alt in page["alts"]), page["alts"]
+    for machine in (str(smoke_run.root.resolve()), str(Path(__file__).resolve().parents[1]), str(Path.home()) + "/"):
+        assert machine not in html, machine

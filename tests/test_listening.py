@@ -57,7 +57,7 @@ def test_station_writes_annotations_and_resumes(run):
     assert not list(folder.annotations.parent.glob(".*tmp"))  # atomic writes leave no temp file
 
     reopened = ls.ListeningStation(cfg, folder, clips, plots=False)
-    assert reopened.index == 2  # the first clip without an annotation
+    assert reopened.index == 1  # the last clip viewed (previous, then next: clip 1)
     reopened.select(1)
     assert reopened.tag_boxes["other"].value and not reopened.tag_boxes["label_doubtful"].value
     assert reopened.note.value == "flat contour, stressed words"
@@ -194,7 +194,7 @@ def test_two_stations_interleaving_saves_keep_both_listeners_work(run):
         (u[1], "ana"): (0, 0, 0, 0, "laughs at the end"), (u[1], "ben"): (0, 0, 1, 0, ""),
         (u[2], ""): (0, 1, 0, 1, "whispered")}
     reopened = ls.ListeningStation(cfg, folder, clips, plots=False, annotator="ben")
-    assert reopened.index == 2 and reopened.annotation(u[0])["note"] == "sounds calm to me"
+    assert reopened.index == 1 and reopened.annotation(u[0])["note"] == "sounds calm to me"  # ben last viewed clip 1
     total = reopened.summary().iloc[-1]
     assert (total["clips"], total["annotated"], total["other"], total["label doubtful"]) == (4, 3, 2, 1)
     markup = ls.static_table_html(clips.iloc[:1].assign(path="/nonexistent.wav"), reopened.store.frame())
@@ -272,9 +272,9 @@ def binary_prefix(raw, lines):
 # (damage, lines left out of the 5 good rows (0-based row index), warning text)
 DAMAGE = {
     "cut_at_60": (cut_at_60, None, r"field\(s\) where the header has|expected a UTC time"),
-    "stray_line": (stray_line, [], r"line 4: 1 field\(s\) where the header has 15"),
+    "stray_line": (stray_line, [], r"line 4: 1 field\(s\) where the header has 17"),
     "unterminated_quote": (unterminated_quote, [1], r"line 3: .*a quote left open"),
-    "extra_fields": (extra_fields, [3], r"line 5: 17 field\(s\) where the header has 15"),
+    "extra_fields": (extra_fields, [3], r"line 5: 19 field\(s\) where the header has 17"),
     "tag_yes": (tag_yes, [4], r"line 6: hybrid_prosody is 'yes', expected 0 or 1"),
     "binary_prefix": (binary_prefix, [], r"line 3: 11 character\(s\) before the header left out"),
 }
@@ -341,3 +341,115 @@ def test_saves_without_fcntl_still_merge(tmp_path, monkeypatch):
         first.update(clip_row(0), {"note": "a"})
     second.update(clip_row(0), {"note": "b"})
     assert rows_of(path) == {("EmoDB/c00", "ana"): (0, 0, 0, 0, "a"), ("EmoDB/c00", "ben"): (0, 0, 0, 0, "b")}
+
+
+# --------------------------------------------------------------------------- keyboard, filters, states
+
+
+def test_keyboard_shortcuts_move_and_tag(run):
+    cfg, folder, preds = run
+    clips = ls.select_misclassified(preds, n=6, seed=0)
+    station = ls.ListeningStation(cfg, folder, clips, plots=False)
+    assert station.handle_key("ArrowRight") == "next" and station.index == 1
+    assert station.handle_key("n") == "next" and station.index == 2
+    assert station.handle_key("p") == "previous" and station.index == 1
+    assert station.handle_key("2") == "ambiguous_arousal"
+    assert station.annotation()["ambiguous_arousal"] == 1
+    station.handle_key("2")  # toggles back
+    assert station.annotation()["ambiguous_arousal"] == 0
+    assert station.handle_key("r") == "reviewed" and station.annotation()["reviewed"] == 1
+    assert station.handle_key("x") is None and station.index == 1
+
+
+def test_unannotated_only_and_the_orders(run):
+    cfg, folder, preds = run
+    clips = ls.select_misclassified(preds, n=8, seed=0)
+    station = ls.ListeningStation(cfg, folder, clips, plots=False)
+    station.select(0)
+    station.set_reviewed()
+    station.select(3)
+    station.set_tags(["other"])
+    station.set_filter(unannotated=True)
+    done = {clips.loc[0, "utt_id"], clips.loc[3, "utt_id"]}
+    assert len(station.clips) == len(clips) - 2 and not done & set(station.clips["utt_id"])
+    station.set_filter(unannotated=False, order="confidence")
+    assert station.clips["confidence"].is_monotonic_decreasing and len(station.clips) == len(clips)
+    station.set_filter(order="margin")
+    margins = station.clips["margin"]
+    assert margins.is_monotonic_increasing
+    top = station.clips[list(cf.PROB_COLUMNS)].to_numpy()
+    top.sort(axis=1)
+    assert (abs(margins.to_numpy() - (top[:, -1] - top[:, -2])) < 1e-12).all()
+    with pytest.raises(ValueError, match="unknown order"):
+        station.set_filter(order="loudest")
+
+
+def test_notes_are_saved_after_typing_stops_and_on_leaving_the_clip(run, monkeypatch):
+    cfg, folder, preds = run
+    monkeypatch.setattr(ls, "NOTE_DEBOUNCE_S", 0.2)
+    clips = ls.select_misclassified(preds, n=4, seed=0)
+    station = ls.ListeningStation(cfg, folder, clips, plots=False)
+    for text in ("s", "so", "soft"):  # keystrokes, as the Textarea sends them
+        station.note.value = text
+    assert station.annotation() is None  # not yet: the listener is still typing
+    __import__("time").sleep(0.6)
+    assert station.annotation()["note"] == "soft"
+    station.note.value = "soft and breathy"
+    station.next()  # leaving the clip saves what was typed
+    assert station.store.get(clips.loc[0, "utt_id"])["note"] == "soft and breathy"
+
+
+def test_resume_goes_to_the_last_clip_viewed_per_annotator(run):
+    cfg, folder, preds = run
+    clips = ls.select_misclassified(preds, n=6, seed=0)
+    ana = ls.ListeningStation(cfg, folder, clips, plots=False, annotator="ana")
+    ana.select(4)  # skipped ahead without annotating
+    ben = ls.ListeningStation(cfg, folder, clips, plots=False, annotator="ben")
+    assert ben.index == 0
+    ben.select(2)
+    assert ls.ListeningStation(cfg, folder, clips, plots=False, annotator="ana").index == 4
+    assert ls.ListeningStation(cfg, folder, clips, plots=False, annotator="ben").index == 2
+
+
+def test_the_annotator_box_switches_listener_and_agreement_is_measured(run):
+    cfg, folder, preds = run
+    clips = ls.select_misclassified(preds, n=4, seed=0)
+    station = ls.ListeningStation(cfg, folder, clips, plots=False)
+    station.set_annotator("ana")
+    for i in range(4):
+        station.select(i)
+        station.set_tags(["other"] if i < 2 else [])
+        station.set_reviewed(i >= 2)
+    station.set_annotator("ben")
+    assert station.annotation() is None  # ben has not annotated anything yet
+    for i in range(4):
+        station.select(i)
+        station.set_tags(["other"] if i < 3 else [])
+        station.set_reviewed(i >= 3)
+    rows = pd.read_csv(folder.annotations, keep_default_na=False)
+    assert sorted(set(rows["annotator"])) == ["ana", "ben"] and len(rows) == 8
+    table = ls.agreement_table(station.store.frame()).set_index("tag")
+    assert table.loc["other", "clips"] == 4 and table.loc["other", "agreement"] == 0.75
+    assert table.loc["other", "cohen_kappa"] == pytest.approx(0.5)  # po 0.75, pe 0.5
+    assert "Agreement between annotators" in station.agreement_html.value
+
+
+def test_the_pitch_contour_is_computed_once_per_clip(run, monkeypatch):
+    cfg, folder, preds = run
+    calls = []
+    real = ls.pitch_contour
+    monkeypatch.setattr(ls, "pitch_contour", lambda audio, analysis: calls.append(1) or real(audio, analysis))
+    ls._PITCH.clear()
+    path = str(ls.select_misclassified(preds, n=1, seed=0).loc[0, "path"])
+    first = ls.clip_pitch(path, cfg.analysis)
+    again = ls.clip_pitch(path, cfg.analysis)
+    assert len(calls) == 1 and first is again
+
+
+def test_reviewed_is_read_as_unset_from_files_before_it(tmp_path):
+    path = tmp_path / "annotations.csv"
+    path.write_text("utt_id,annotator,label,pred,hybrid_prosody,ambiguous_arousal,label_doubtful,other,note,"
+                    "annotated_utc\nCREMA-D/1001_DFA_ANG_XX,,negative,sad_fear,1,0,0,0,old,2024-05-01T12:00:00Z\n")
+    store = ls.AnnotationStore(path)
+    row = store.get("CREMA-D/1001_DFA_ANG_XX")
+    assert row["reviewed"] == 0 and row["hybrid_prosody"] == 1

@@ -24,8 +24,10 @@ import csv
 import datetime as dt
 import html
 import io
+import json
 import os
 import re
+import threading
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -88,10 +90,12 @@ def select_misclassified(preds: pd.DataFrame, n: int = 50, seed: int = 0) -> pd.
 # (file, line, reason), left out and never written back, and the damaged file is kept beside it
 # (``annotations.damaged-<time>.csv``) at the next save, so a person can still rescue it by hand.
 
-FIELDS = (*TAGS, "note")  # what a listener sets; each carries its own time
+FIELDS = (*TAGS, "reviewed", "note")  # what a listener sets; each carries its own time
+# "reviewed": the listener heard the clip and found no failure mode to tag (0/1). Files written before it
+# existed have no such column: read as 0, never set.
 FIELD_TIMES = tuple(f"{f}_utc" for f in FIELDS)
 ANNOTATION_COLUMNS = ("utt_id", "annotator", "label", "pred", *FIELDS, "annotated_utc", *FIELD_TIMES)
-REQUIRED_COLUMNS = ("utt_id", "label", "pred", *FIELDS, "annotated_utc")  # files before annotators
+REQUIRED_COLUMNS = ("utt_id", "label", "pred", *TAGS, "note", "annotated_utc")  # files before annotators
 NEVER = dt.datetime.min.replace(tzinfo=dt.timezone.utc)  # the time of a field nobody has set
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 
@@ -127,7 +131,7 @@ class Annotation:
     annotator: str
     label: str
     pred: str
-    values: dict = field(default_factory=lambda: {**{t: 0 for t in TAGS}, "note": ""})
+    values: dict = field(default_factory=lambda: {**{t: 0 for t in TAGS}, "reviewed": 0, "note": ""})
     times: dict = field(default_factory=lambda: dict.fromkeys(FIELDS, NEVER))
 
     @property
@@ -264,12 +268,13 @@ def _parse_row(fields: list[str], columns: list[str]) -> Annotation:
     for column in ("label", "pred"):
         if row[column] not in CLASSES:
             raise ValueError(f"{column} is {row[column]!r}, expected one of {', '.join(CLASSES)}")
-    for tag in TAGS:
-        if row[tag] not in ("0", "1", ""):
+    for tag in (*TAGS, "reviewed"):
+        if row.get(tag, "") not in ("0", "1", ""):
             raise ValueError(f"{tag} is {row[tag]!r}, expected 0 or 1")
     annotated = _parse_time(row["annotated_utc"], "annotated_utc")
-    times = {f: _parse_time(row[c], c) if c in row else annotated for f, c in zip(FIELDS, FIELD_TIMES)}
-    values = {**{t: int(row[t] or 0) for t in TAGS}, "note": row["note"]}
+    times = {f: _parse_time(row[c], c) if c in row else (annotated if f in row else NEVER)
+             for f, c in zip(FIELDS, FIELD_TIMES)}
+    values = {**{t: int(row[t] or 0) for t in TAGS}, "reviewed": int(row.get("reviewed") or 0), "note": row["note"]}
     return Annotation(row["utt_id"], row.get("annotator", ""), row["label"], row["pred"], values, times)
 
 
@@ -391,15 +396,17 @@ def tag_summary(clips: pd.DataFrame, annotations: pd.DataFrame) -> pd.DataFrame:
         annotated once whoever annotated it; a tag counts once per annotator who gave it.
     """
     notes = annotations[annotations["utt_id"].isin(clips["utt_id"])]
-    per_clip = notes.groupby("utt_id")[list(TAGS)].sum().assign(annotated=1)  # tags summed over annotators
+    marks = [*TAGS, "reviewed"]
+    per_clip = notes.groupby("utt_id")[marks].sum().assign(annotated=1)  # tags summed over annotators
     merged = clips[["utt_id", "label", "pred"]].merge(per_clip, left_on="utt_id", right_index=True, how="left")
-    merged[["annotated", *TAGS]] = merged[["annotated", *TAGS]].fillna(0).astype(int)
+    merged[["annotated", *marks]] = merged[["annotated", *marks]].fillna(0).astype(int)
     merged["clips"] = 1
-    columns = ["clips", "annotated", *TAGS]
+    columns = ["clips", "annotated", *marks]
     table = merged.groupby(["label", "pred"], sort=False)[columns].sum().reset_index()
     total = {"label": "total", "pred": "", **merged[columns].sum().to_dict()}
     table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
-    return table.rename(columns={"label": "true", "pred": "predicted", **TAG_LABELS})
+    return table.rename(columns={"label": "true", "pred": "predicted", "reviewed": "reviewed: no failure",
+                                 **TAG_LABELS})
 
 
 # --------------------------------------------------------------------------- audio and plots
@@ -410,50 +417,83 @@ def _clip_audio(path: str) -> np.ndarray:
     return load_audio(path, SAMPLE_RATE)  # (samples,)
 
 
+_PITCH: dict = {}  # (path, pyin settings) -> (times, f0): a clip's contour is computed once per process
+_PITCH_LOCK = threading.Lock()
+
+
+def clip_pitch(path: str, analysis: AnalysisConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The pyin contour of a clip, cached per clip and settings (the station's Next/Previous and its
+    look-ahead thread share it)."""
+    key = (str(path), analysis.pitch_fmin, analysis.pitch_fmax, analysis.pitch_frame_length, hop_length(analysis))
+    with _PITCH_LOCK:
+        if key in _PITCH:
+            return _PITCH[key]
+    contour = pitch_contour(_clip_audio(str(path)), analysis)
+    with _PITCH_LOCK:
+        _PITCH[key] = contour
+    return contour
+
+
 def clip_data_uri(path: str | Path) -> str:
     """A clip as a ``data:audio/wav;base64,...`` URI: 16 kHz mono 16-bit PCM."""
     return "data:audio/wav;base64," + base64.b64encode(wav_bytes(_clip_audio(str(path)))).decode("ascii")
 
 
-def plot_clip(audio: np.ndarray, analysis: AnalysisConfig, title: str = "", ax=None) -> plt.Figure:
-    """Log-Mel spectrogram of a 16 kHz clip with its pyin pitch contour on top.
+def plot_clip(audio: np.ndarray, analysis: AnalysisConfig, title: str = "", ax=None,
+              pitch: Optional[tuple[np.ndarray, np.ndarray]] = None) -> plt.Figure:
+    """Log-Mel spectrogram of a 16 kHz clip (time in seconds) with its pyin pitch contour in Hz on an axis of
+    its own (right), so the contour is not squeezed into the mel scale.
 
     Args:
         audio: (samples,) float32 mono at 16 kHz.
         analysis: pyin settings.
         title: axes title.
         ax: axes to draw into (a new figure when None).
+        pitch: ``(times, f0)`` already computed (``clip_pitch``); None computes it.
     """
     # librosa (numba) costs seconds to import; only the live station draws clips
     import librosa
     import librosa.display
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(8, 3.0))
+        _, ax = plt.subplots(figsize=(8, 3.2))
     hop = hop_length(analysis)
     mel = librosa.feature.melspectrogram(y=audio, sr=SAMPLE_RATE, n_fft=1024, hop_length=hop, n_mels=64)
     librosa.display.specshow(librosa.power_to_db(mel, ref=np.max), sr=SAMPLE_RATE, hop_length=hop,
-                             x_axis="time", y_axis="mel", fmax=SAMPLE_RATE // 2, ax=ax, cmap="magma")
-    times, f0 = pitch_contour(audio, analysis)  # (frames,), (frames,)
-    ax.plot(times, f0, color="#00e5ff", linewidth=2.0, label="pyin f0")
-    ax.legend(loc="upper right", fontsize=8)
+                             x_axis="s", y_axis="mel", fmax=SAMPLE_RATE // 2, ax=ax, cmap="magma")
+    ax.set_xlabel("time (s)")
+    times, f0 = pitch if pitch is not None else pitch_contour(audio, analysis)  # (frames,), (frames,)
+    hz = ax.twinx()
+    hz.plot(times, f0, color="#00e5ff", linewidth=2.0, label="pyin f0")
+    hz.set_ylim(analysis.pitch_fmin, analysis.pitch_fmax)
+    hz.set_ylabel("f0 (Hz)")
+    hz.legend(loc="upper right", fontsize=9)
     ax.set_title(title, fontsize=9)
     return ax.figure
 
 
 # --------------------------------------------------------------------------- the station
 
+ORDERS = {"draw": "as drawn", "confidence": "most confident first", "margin": "smallest margin first"}
+KEYS = {"ArrowRight": "next", "n": "next", "ArrowLeft": "previous", "p": "previous", "r": "reviewed",
+        "1": 0, "2": 1, "3": 2, "4": 3}  # a digit toggles that tag (in TAGS order)
+NOTE_DEBOUNCE_S = 1.0  # a note is saved this long after the last keystroke (and on leaving the clip)
+
 
 class ListeningStation:
     """Listen to misclassified clips, tag failure modes and take notes, saved as you go.
 
+    Keyboard (with ``ipyevents``, while the pointer is over the station): → or n next, ← or p previous,
+    1-4 toggle a tag, r "reviewed: no failure". Playing stays on the audio player's own control.
+
     Args:
         cfg: run configuration (``analysis`` gives the pyin settings).
-        folder: the run folder; annotations go to ``<run>/listening/annotations.csv``.
+        folder: the run folder; annotations go to ``<run>/listening/annotations.csv``, the last clip each
+            listener viewed to ``<run>/listening/state.json``.
         clips: the clips to listen to (``select_misclassified``).
         plots: draw the log-Mel and pitch contour of each selected clip (off in fast tests).
         annotator: the listener's id, stored with each row ("" = unnamed); two listeners with
-            different ids annotate the same clips side by side.
+            different ids annotate the same clips side by side (the annotator box changes it).
     """
 
     def __init__(self, cfg: Config, folder: RunFolder, clips: pd.DataFrame, plots: bool = True,
@@ -461,11 +501,13 @@ class ListeningStation:
         import ipywidgets as w  # the widget front end: only a station needs it
 
         self.cfg, self.folder, self.plots = cfg, folder, plots
-        self.all_clips = clips.reset_index(drop=True)
+        self.all_clips = _with_scores(clips.reset_index(drop=True))
         self.store = AnnotationStore(folder.annotations, annotator)
         self.clips = self.all_clips
         self.index = 0
         self._loading = False
+        self._pending_note: Optional[str] = None
+        self._timer: Optional[threading.Timer] = None
         self._build_widgets(w)
         self.select(self.resume_index())
 
@@ -476,17 +518,28 @@ class ListeningStation:
         """The selected clip, None when the filter leaves no clip."""
         return self.clips.iloc[self.index] if len(self.clips) else None
 
+    @property
+    def state_path(self) -> Path:
+        return self.folder.listening / "state.json"
+
     def resume_index(self) -> int:
-        """Position of the first clip without an annotation (the last clip when all are done)."""
+        """Where this listener left off: the last clip viewed, else the first clip without an annotation
+        (the last clip when all are done)."""
+        last = self._state().get("last_viewed", {}).get(self.store.annotator)
+        if last is not None and last in set(self.clips["utt_id"]):
+            return int(np.flatnonzero(self.clips["utt_id"].to_numpy() == last)[0])
         done = self.clips["utt_id"].map(lambda u: self.store.get(u) is not None)
         return int(np.argmin(done.to_numpy())) if not done.all() else max(len(self.clips) - 1, 0)
 
     def select(self, i: int) -> None:
-        """Show clip ``i`` of the (filtered) list."""
+        """Show clip ``i`` of the (filtered) list (a note being typed is saved first)."""
         if len(self.clips) and not 0 <= i < len(self.clips):
             raise IndexError(f"clip {i} out of range: {len(self.clips)} clip(s) in the current filter")
+        self.flush_note()
         self.index = i if len(self.clips) else 0
         self._render()
+        if self.current is not None:
+            self._remember(self.current["utt_id"])
 
     def next(self) -> None:
         self.select(min(self.index + 1, max(len(self.clips) - 1, 0)))
@@ -502,14 +555,61 @@ class ListeningStation:
         for tag, box in self.tag_boxes.items():
             box.value = tag in tags
 
-    def set_note(self, text: str) -> None:
-        """Write the free note of the current clip (saved at once)."""
-        self.note.value = text
+    def set_reviewed(self, value: bool = True) -> None:
+        """Mark the current clip "reviewed: no failure" (heard, nothing to tag; saved at once)."""
+        self.reviewed_box.value = bool(value)
 
-    def set_filter(self, true: Optional[str] = None, pred: Optional[str] = None) -> None:
-        """Keep only clips of this true and/or predicted class (None = any)."""
-        self.true_filter.value = true or ALL
-        self.pred_filter.value = pred or ALL
+    def set_note(self, text: str) -> None:
+        """Write the free note of the current clip and save it at once (typing in the box saves it
+        ``NOTE_DEBOUNCE_S`` after the last keystroke)."""
+        self.note.value = text
+        self.flush_note()
+
+    def set_annotator(self, name: str) -> None:
+        """Annotate as ``name`` from now on (the boxes then show that listener's annotation)."""
+        self.annotator_box.value = name
+
+    def set_filter(self, true: Optional[str] = None, pred: Optional[str] = None,
+                   unannotated: Optional[bool] = None, order: Optional[str] = None) -> None:
+        """Keep only clips of this true and/or predicted class (None = any), only those this listener has
+        not annotated yet, in this order (``ORDERS``: draw, confidence, margin)."""
+        if order is not None and order not in ORDERS:
+            raise ValueError(f"unknown order {order!r}; known: {', '.join(ORDERS)}")
+        self._loading_filters = True
+        try:
+            self.true_filter.value = true or ALL
+            self.pred_filter.value = pred or ALL
+            if unannotated is not None:
+                self.unannotated_box.value = bool(unannotated)
+            if order is not None:
+                self.order_menu.value = order
+        finally:
+            self._loading_filters = False
+        self._on_filter(None)
+
+    def handle_key(self, key: str) -> Optional[str]:
+        """Act on one key (``KEYS``); returns what it did (None: not a shortcut)."""
+        action = KEYS.get(key)
+        if action == "next":
+            self.next()
+        elif action == "previous":
+            self.previous()
+        elif action == "reviewed":
+            self.set_reviewed(not self.reviewed_box.value)
+        elif isinstance(action, int) and action < len(TAGS):
+            box = self.tag_boxes[TAGS[action]]
+            box.value = not box.value
+            return TAGS[action]
+        return action if action is None or isinstance(action, str) else None
+
+    def flush_note(self) -> None:
+        """Save a note still waiting for its debounce (called on leaving a clip and by the timer)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        text, self._pending_note = self._pending_note, None
+        if text is not None:
+            self._on_edit("note", text)
 
     def annotation(self, utt_id: Optional[str] = None) -> Optional[dict]:
         """The stored annotation of a clip (default the current one)."""
@@ -520,44 +620,113 @@ class ListeningStation:
         """Tags by confusion pair over all the station's clips."""
         return tag_summary(self.all_clips, self.store.frame())
 
+    # ---------------------------------------------------------------- state
+
+    def _state(self) -> dict:
+        try:
+            return json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def _remember(self, utt_id: str) -> None:
+        state = self._state()
+        state.setdefault("last_viewed", {})[self.store.annotator] = utt_id
+        try:
+            self.state_path.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(self.state_path, json.dumps(state, indent=1))
+        except OSError:
+            pass  # a read-only run folder: listening still works, resuming does not
+
     # ---------------------------------------------------------------- widgets
 
     def _build_widgets(self, w) -> None:
         options = [ALL, *CLASSES]
+        self._loading_filters = False
         self.true_filter = w.Dropdown(options=options, value=ALL, description="true")
         self.pred_filter = w.Dropdown(options=options, value=ALL, description="predicted")
+        self.unannotated_box = w.Checkbox(value=False, description="unannotated only", indent=False)
+        self.order_menu = w.Dropdown(options=[(v, k) for k, v in ORDERS.items()], value="draw", description="order")
+        self.annotator_box = w.Text(value=self.store.annotator, description="annotator", placeholder="your name",
+                                    continuous_update=False)
+        self.loading = w.HTML()
         self.header = w.HTML()
         self.audio = w.Audio(format="wav", autoplay=False, loop=False)
         self.figure = w.Image(format="png", layout=w.Layout(max_width="820px"))  # log-Mel + pitch, PNG bytes
-        self.tag_boxes = {t: w.Checkbox(value=False, description=TAG_LABELS[t], indent=False) for t in TAGS}
-        self.note = w.Textarea(placeholder="notes on this clip", continuous_update=False,
+        self.tag_boxes = {t: w.Checkbox(value=False, description=f"{i + 1} {TAG_LABELS[t]}", indent=False)
+                          for i, t in enumerate(TAGS)}
+        self.reviewed_box = w.Checkbox(value=False, description="r reviewed: no failure", indent=False)
+        self.note = w.Textarea(placeholder="notes on this clip (saved as you type)", continuous_update=True,
                                layout=w.Layout(width="100%", height="70px"))
-        self.prev_button = w.Button(description="Previous", icon="arrow-left")
-        self.next_button = w.Button(description="Next", icon="arrow-right")
+        self.prev_button = w.Button(description="Previous", icon="arrow-left", tooltip="← or p")
+        self.next_button = w.Button(description="Next", icon="arrow-right", tooltip="→ or n")
         self.status = w.HTML()
         self.summary_html = w.HTML()
+        self.agreement_html = w.HTML()
         self._wire(w)
         self.widget = w.VBox([
-            w.HBox([self.true_filter, self.pred_filter]), self.header, self.audio, self.figure,
-            w.HBox(list(self.tag_boxes.values())), self.note,
-            w.HBox([self.prev_button, self.next_button, self.status]), self.summary_html])
+            w.HBox([self.annotator_box, self.true_filter, self.pred_filter]),
+            w.HBox([self.order_menu, self.unannotated_box]), self.loading, self.header, self.audio, self.figure,
+            w.HBox([*self.tag_boxes.values(), self.reviewed_box]), self.note,
+            w.HBox([self.prev_button, self.next_button, self.status]),
+            w.HTML("<small>keys (pointer over the station): → / n next, ← / p previous, 1-4 tags, r reviewed</small>"),
+            self.summary_html, self.agreement_html])
+        self._keyboard()
+
+    def _keyboard(self) -> None:
+        try:
+            # ipyevents sends the browser's key events to Python; only a live station needs it (buttons without)
+            from ipyevents import Event
+        except ImportError:
+            self.keys = None
+            return
+        self.keys = Event(source=self.widget, watched_events=["keydown"], prevent_default_action=False)
+        self.keys.on_dom_event(lambda event: self.handle_key(event.get("key", ""))
+                               if event.get("target", {}).get("tagName") not in ("TEXTAREA", "INPUT") else None)
 
     def _wire(self, w) -> None:
         for tag, box in self.tag_boxes.items():
             box.observe(lambda change, tag=tag: self._on_edit(tag, change["new"]), names="value")
-        self.note.observe(lambda change: self._on_edit("note", change["new"]), names="value")
-        self.true_filter.observe(self._on_filter, names="value")
-        self.pred_filter.observe(self._on_filter, names="value")
+        self.reviewed_box.observe(lambda change: self._on_edit("reviewed", change["new"]), names="value")
+        self.note.observe(self._on_typing, names="value")
+        for control in (self.true_filter, self.pred_filter, self.unannotated_box, self.order_menu):
+            control.observe(self._on_filter, names="value")
+        self.annotator_box.observe(self._on_annotator, names="value")
         self.prev_button.on_click(lambda _: self.previous())
         self.next_button.on_click(lambda _: self.next())
 
+    def _on_typing(self, change) -> None:
+        if self._loading or self.current is None:
+            return
+        self._pending_note = change["new"]
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = threading.Timer(NOTE_DEBOUNCE_S, self.flush_note)
+        self._timer.daemon = True
+        self._timer.start()
+        self.status.value = "<small>typing…</small>"
+
+    def _on_annotator(self, change) -> None:
+        self.flush_note()
+        self.store = AnnotationStore(self.folder.annotations, str(change["new"]).strip())
+        self.select(self.resume_index() if len(self.clips) else 0)
+
     def _on_filter(self, _change) -> None:
+        if self._loading_filters:
+            return
+        self.flush_note()
         keep = np.ones(len(self.all_clips), dtype=bool)
         if self.true_filter.value != ALL:
             keep &= (self.all_clips["label"] == self.true_filter.value).to_numpy()
         if self.pred_filter.value != ALL:
             keep &= (self.all_clips["pred"] == self.pred_filter.value).to_numpy()
-        self.clips = self.all_clips[keep].reset_index(drop=True)
+        if self.unannotated_box.value:
+            keep &= self.all_clips["utt_id"].map(lambda u: self.store.get(u) is None).to_numpy(dtype=bool)
+        clips = self.all_clips[keep]
+        if self.order_menu.value == "confidence":
+            clips = clips.sort_values("confidence", ascending=False, kind="stable")
+        elif self.order_menu.value == "margin":
+            clips = clips.sort_values("margin", ascending=True, kind="stable")
+        self.clips = clips.reset_index(drop=True)
         self.select(0)
 
     def _on_edit(self, field_name: str, value) -> None:
@@ -566,8 +735,10 @@ class ListeningStation:
         if self._loading or clip is None:
             return
         self.store.update(clip, {field_name: value})
-        self._show_record(clip)  # the merged row may carry another station's changes
-        self.status.value = f"<small>saved {html.escape(clip['utt_id'])} to {html.escape(str(self.store.path))}</small>"
+        if field_name != "note":  # re-showing the record while typing would move the cursor
+            self._show_record(clip)  # the merged row may carry another station's changes
+        self.status.value = (f"<small>saved {html.escape(clip['utt_id'])} to "
+                             f"{html.escape(self.store.path.parent.name + '/' + self.store.path.name)}</small>")
         self._render_summary()
 
     def _show_record(self, clip: Optional[pd.Series]) -> None:
@@ -577,18 +748,35 @@ class ListeningStation:
             record = self.store.get(clip["utt_id"]) if clip is not None else None
             for tag, box in self.tag_boxes.items():
                 box.value = bool(record and record[tag])
+            self.reviewed_box.value = bool(record and record.get("reviewed"))
             self.note.value = record["note"] if record else ""
         finally:
             self._loading = False
 
     def _render(self) -> None:
+        """Show the current clip: header, audio and picture switch together, after the picture is drawn."""
         clip = self.current
-        self._show_record(clip)
-        self.header.value = self._header_html(clip)
-        self.audio.value = wav_bytes(_clip_audio(str(clip["path"]))) if clip is not None else b""
-        self.status.value = ""
-        self._render_figure(clip)
+        first = not _PITCH
+        self.loading.value = ("<i>loading the clip… (the first pitch analysis compiles pyin: about 10 s)</i>"
+                              if first and self.plots and clip is not None else "<i>loading…</i>")
+        picture = self._figure_png(clip)
+        audio = wav_bytes(_clip_audio(str(clip["path"]))) if clip is not None else b""
+        with self.widget.hold_sync() if hasattr(self.widget, "hold_sync") else _nothing():
+            self._show_record(clip)
+            self.header.value = self._header_html(clip)
+            self.audio.value = audio
+            self.figure.value = picture
+            self.status.value = ""
+            self.loading.value = ""
         self._render_summary()
+        self._look_ahead()
+
+    def _look_ahead(self) -> None:
+        """Compute the next clip's pitch in a thread while the listener listens to this one."""
+        if not self.plots or self.index + 1 >= len(self.clips):
+            return
+        path = str(self.clips.iloc[self.index + 1]["path"])
+        threading.Thread(target=_quietly, args=(clip_pitch, path, self.cfg.analysis), daemon=True).start()
 
     def _header_html(self, clip: Optional[pd.Series]) -> str:
         if clip is None:
@@ -597,22 +785,27 @@ class ListeningStation:
                          for c, p in zip(CLASSES, PROB_COLUMNS))
         return (f"<div><b>Clip {self.index + 1} / {len(self.clips)}</b> &middot; {html.escape(clip['utt_id'])} "
                 f"&middot; {html.escape(str(clip.get('speaker', '')))} ({html.escape(str(clip.get('sex', '')))})</div>"
-                f"<div>true: <b>{clip['label']}</b> &rarr; predicted: <b style='color:#c62828'>{clip['pred']}</b></div>"
+                f"<div>true: <b>{clip['label']}</b> &rarr; predicted: <b style='color:#c62828'>{clip['pred']}</b> "
+                f"&middot; confidence {clip['confidence']:.2f}, margin {clip['margin']:.2f}</div>"
                 f"<div>probabilities: {probs}</div>")
 
-    def _render_figure(self, clip: Optional[pd.Series]) -> None:
+    def _figure_png(self, clip: Optional[pd.Series]) -> bytes:
         if clip is None or not self.plots:
-            self.figure.value = b""
-            return
-        fig = plot_clip(_clip_audio(str(clip["path"])), self.cfg.analysis, title=clip["utt_id"])
+            return b""
+        path = str(clip["path"])
+        fig = plot_clip(_clip_audio(path), self.cfg.analysis, title=clip["utt_id"],
+                        pitch=clip_pitch(path, self.cfg.analysis))
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
         plt.close(fig)
-        self.figure.value = buffer.getvalue()
+        return buffer.getvalue()
 
     def _render_summary(self) -> None:
         self.summary_html.value = ("<b>Tags by confusion pair</b>"
                                    + self.summary().to_html(index=False, border=0))
+        agreement = agreement_table(self.store.frame())
+        self.agreement_html.value = ("" if agreement.empty else "<b>Agreement between annotators</b>"
+                                     + agreement.to_html(index=False, border=0, float_format=lambda v: f"{v:.2f}"))
 
     def show(self) -> bool:
         """Display the widget in a live front end; returns whether it was displayed."""
@@ -622,6 +815,52 @@ class ListeningStation:
             return False
         display(self.widget)
         return True
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _quietly(fn, *args) -> None:
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001 -- a look-ahead that fails is computed again (and reported) when shown
+        pass
+
+
+def _with_scores(clips: pd.DataFrame) -> pd.DataFrame:
+    """``confidence`` (the top class probability) and ``margin`` (top minus second) of each clip."""
+    probs = np.sort(clips[list(PROB_COLUMNS)].to_numpy(dtype=float), axis=1) if len(clips) else np.zeros((0, 3))
+    return clips.assign(confidence=probs[:, -1] if len(clips) else [],
+                        margin=(probs[:, -1] - probs[:, -2]) if len(clips) else [])
+
+
+def agreement_table(annotations: pd.DataFrame) -> pd.DataFrame:
+    """Per pair of named annotators and per tag (and "reviewed"): clips both annotated, share of equal
+    decisions and Cohen's kappa (NaN when both never vary). Empty with fewer than two annotators."""
+    if annotations.empty:
+        return pd.DataFrame()
+    named = annotations[annotations["annotator"] != ""]
+    people = sorted(named["annotator"].unique())
+    rows = []
+    for i, a in enumerate(people):
+        for b in people[i + 1:]:
+            both = named[named["annotator"] == a].merge(named[named["annotator"] == b], on="utt_id",
+                                                        suffixes=("_a", "_b"))
+            if both.empty:
+                continue
+            for tag in (*TAGS, "reviewed"):
+                x, y = both[f"{tag}_a"].astype(int).to_numpy(), both[f"{tag}_b"].astype(int).to_numpy()
+                observed = float((x == y).mean())
+                expected = float(x.mean() * y.mean() + (1 - x.mean()) * (1 - y.mean()))
+                kappa = (observed - expected) / (1 - expected) if expected < 1 else float("nan")
+                rows.append({"annotators": f"{a} / {b}", "tag": TAG_LABELS.get(tag, tag), "clips": len(both),
+                             "agreement": observed, "cohen_kappa": kappa})
+    return pd.DataFrame(rows)
 
 
 def is_live_frontend() -> bool:
@@ -690,12 +929,20 @@ def _static_row(i: int, clip: pd.Series, note: Optional[tuple[str, str]]) -> str
 
 
 def show_listening_table(clips: pd.DataFrame, folder: RunFolder, label: str = "Table S50",
-                         caption: str = "") -> pd.DataFrame:
-    """Display the static listening table and save its rows (no audio) as ``tables/<label>.csv``."""
+                         caption: str = "", collapsed: bool = False) -> pd.DataFrame:
+    """Display the static listening table and save its rows (no audio) as ``tables/<label>.csv``.
+
+    ``collapsed``: folded under a one-line summary (in JupyterLab, so the station above stays in view;
+    the exported report shows it open).
+    """
     from IPython.display import HTML, display  # a notebook helper: IPython is present only in a kernel
 
     annotations = AnnotationStore(folder.annotations).frame()
-    display(HTML(static_table_html(clips, annotations, label, caption)))
+    markup = static_table_html(clips, annotations, label, caption)
+    if collapsed:
+        markup = (f"<details><summary>{html.escape(label)}: the {len(clips)} clips as a static table with audio "
+                  f"(open)</summary>{markup}</details>")
+    display(HTML(markup))
     columns = ["utt_id", "corpus", "speaker", "sex", "label", "pred", *PROB_COLUMNS, "path"]
     folder.tables.mkdir(parents=True, exist_ok=True)
     table = clips[[c for c in columns if c in clips.columns]]

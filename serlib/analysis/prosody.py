@@ -20,6 +20,7 @@ from scipy.stats import mannwhitneyu
 from tqdm.auto import tqdm
 
 from serlib.analysis.stats import benjamini_hochberg, holm, zscore_within
+from serlib.common.progress import Progress
 from serlib.common.audio import load_audio
 from serlib.common.config import AnalysisConfig, Config
 from serlib.common.facts import CLASSES, SAMPLE_RATE
@@ -171,7 +172,8 @@ def compute_prosody(cfg: Config, folder: RunFolder, clips: pd.DataFrame, progres
     fresh = []
     with tqdm(total=len(clips), desc="prosody (pyin)", disable=not progress) as bar:
         bar.update(len(clips) - len(todo))
-        results = _analyse_paths([path for _, _, path, _ in todo], cfg.analysis, workers, bar)
+        results = _analyse_paths([path for _, _, path, _ in todo], cfg.analysis, workers, bar,
+                                 Progress(folder.progress, "prosody", 5.0))
         for (index, utt_id, path, key), result in zip(todo, results):
             if result["error"]:  # one bad clip never stops the analysis
                 warnings.warn(f"prosody: skipped {utt_id} ({path}): {result['error']}", stacklevel=2)
@@ -183,7 +185,8 @@ def compute_prosody(cfg: Config, folder: RunFolder, clips: pd.DataFrame, progres
     return _prosody_frame(rows)
 
 
-def _analyse_paths(paths: list[str], analysis: AnalysisConfig, workers: int, bar) -> list[dict]:
+def _analyse_paths(paths: list[str], analysis: AnalysisConfig, workers: int, bar,
+                   events: Optional[Progress] = None) -> list[dict]:
     """``_analyse_path`` of every path, in order: through ``workers`` processes (``serlib.pool``)
     when there are at least ``POOL_MIN_CLIPS``, else in this process."""
     results = []
@@ -194,6 +197,8 @@ def _analyse_paths(paths: list[str], analysis: AnalysisConfig, workers: int, bar
                               serial_initializer=lambda: _start_worker(analysis), what="prosody"):
         results.append(result)
         bar.update()
+        if events is not None:
+            events(f"prosody (pyin): {len(results):,}/{len(paths):,} clips", force=len(results) == len(paths))
     return results
 
 

@@ -18,11 +18,14 @@ Every path of a run is built here and nowhere else.
 """
 from __future__ import annotations
 
+import logging
+
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from serlib.common.config import Config, load_config
+from serlib.common.progress import StdoutHandler
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,21 @@ class RunFolder:
     def timings(self) -> Path:
         return self.root / "timings.json"
 
+    @property
+    def stale_marker(self) -> Path:
+        """Present when something changed the run folder after ``report.html`` was exported (a notebook
+        run by hand): the report says so until ``serlib report`` exports it again."""
+        return self.root / "report.stale"
+
+    @property
+    def progress(self) -> Path:
+        """What the running stage is doing (``serlib.common.progress``): one JSON line per event, live."""
+        return self.root / "progress.jsonl"
+
+    def live_history(self, system: str, seed: int, protocol: str = "split") -> Path:
+        """A training run's epochs as they finish (CSV, appended); ``history.csv`` is written whole at the end."""
+        return self.run_dir(system, seed, protocol) / "history.live.csv"
+
     def ensure(self) -> "RunFolder":
         for p in (self.root, self.data, self.models, self.tables, self.figures, self.notebooks):
             p.mkdir(parents=True, exist_ok=True)
@@ -164,12 +182,13 @@ class RunFolder:
 def project_root(cfg: Config) -> Path:
     """The project a parameters file belongs to: the parent of its ``parameters/`` folder.
 
-    Falls back to the current directory for a YAML kept elsewhere.
+    A YAML kept elsewhere is its own project: its folder (so ``serlib run`` from any directory and the
+    notebooks, which run in ``notebooks/``, choose the same run folder). A config without a file: the
+    current directory.
     """
     if cfg.source:
-        folder = Path(cfg.source).parent
-        if folder.name == "parameters":
-            return folder.parent
+        folder = Path(cfg.source).resolve().parent
+        return folder.parent if folder.name == "parameters" else folder
     return Path.cwd()
 
 
@@ -197,4 +216,26 @@ def open_run(params_path: str | Path, run_dir: Optional[str | Path] = None) -> t
         run_dir: the run folder (papermill injects it); empty or None = the default folder.
     """
     cfg = load_config(params_path)
-    return cfg, run_folder(cfg, run_dir or None)
+    log = logging.getLogger("serlib")
+    if not log.handlers:  # a notebook: serlib's lines go into the cell's output (folded into a log in the report)
+        log.addHandler(StdoutHandler())
+        if log.level == logging.NOTSET:
+            log.setLevel(logging.INFO)
+    folder = run_folder(cfg, run_dir or None)
+    if not run_dir:  # opened by hand (papermill always passes run_dir): what runs here changes the run's files
+        if mark_stale(folder, "a notebook was run by hand"):
+            print(f"Opened by hand: this notebook writes into {folder.root}; its report.html no longer shows "
+                  f"everything there. `serlib run {params_path} --only <notebook>` executes it into the report.")
+    return cfg, folder
+
+
+def mark_stale(folder: RunFolder, why: str) -> bool:
+    """Note that ``report.html`` no longer shows everything the run folder holds (``serlib run`` clears it;
+    a re-export by ``serlib report`` shows it as a banner). True when a report exists to be stale."""
+    if not folder.report.is_file():
+        return False
+    try:
+        folder.stale_marker.write_text(why + "\n")
+    except OSError:
+        return False
+    return True

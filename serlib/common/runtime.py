@@ -1,6 +1,7 @@
 """Runtime settings of a process: seeds, the device and CPU threads."""
 from __future__ import annotations
 
+import logging
 import os
 import random
 from contextlib import contextmanager
@@ -73,7 +74,7 @@ def resolve_device(name: str = "auto", key: str = "features.device") -> torch.de
         raise ConfigError(f"{key} is 'cuda' but {why}; use 'auto' or 'cpu'")
     if name == "auto" and (key, chosen) not in _ANNOUNCED:
         _ANNOUNCED.add((key, chosen))
-        print(f"serlib: {key}: auto -> {chosen} ({why})")
+        logging.getLogger("serlib").info("serlib: %s: auto -> %s (%s)", key, chosen, why)
     return torch.device(chosen)
 
 

@@ -19,6 +19,8 @@ cache: ``serlib.pipeline.ensure_features`` (or ``serlib features``) fills it fir
 """
 from __future__ import annotations
 
+import logging
+
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from serlib.common.audio import load_audio, probe_samples
+from serlib.common.progress import Progress
 from serlib.common.config import Config
 from serlib.common.facts import CLASSES
 from serlib.common.io import write_csv_atomic, write_json_atomic
@@ -45,6 +48,8 @@ from serlib.features.cache import (CacheNotWritableError, ShardWriter, cache_byt
                                    key_folder, key_lock, make_folder, read_index, read_shards, shard_index,
                                    stored_channels, touch_last_used, write_key)
 from serlib.features.encoders import build_encoder, encoder_description
+
+log = logging.getLogger("serlib")
 
 
 @dataclass
@@ -165,7 +170,7 @@ def gpu_batch_samples(cfg: Config, device: torch.device, upper: int, free_bytes:
 
 
 def _compute(cfg: Config, kdir: Path, input: str, jobs: dict[str, str], failures: dict,
-             device: torch.device) -> dict:
+             device: torch.device, progress: Optional[Progress] = None) -> dict:
     """Encode the ``{digest: path}`` clips missing from the cache; returns timing statistics."""
     sr = cfg.features.sample_rate
     probed = []
@@ -180,7 +185,7 @@ def _compute(cfg: Config, kdir: Path, input: str, jobs: dict[str, str], failures
     max_samples = int(w.max_batch_seconds * sr)
     if input == "wav2vec2" and device.type == "cuda":  # max_batch_seconds is an upper bound; free memory decides
         max_samples, why = gpu_batch_samples(cfg, device, max_samples)
-        print(f"serlib.features: wav2vec2 batches of <= {max_samples / sr:.0f} s of padded audio ({why})")
+        log.info(f"serlib.features: wav2vec2 batches of <= {max_samples / sr:.0f} s of padded audio ({why})")
     batches = plan_batches(probed, batch_size, max_samples, mix)
     stats = {"computed": 0, "batches": len(batches), "compute_seconds": 0.0}
     if not batches:
@@ -202,6 +207,8 @@ def _compute(cfg: Config, kdir: Path, input: str, jobs: dict[str, str], failures
             stats["computed"] += _encode_batch(encoder, batch, sr, device, writer, failures, cfg.features.threads,
                                                waves)
             bar.update(len(batch))
+            if progress is not None:
+                progress(f"{input} features: {bar.n:,}/{len(probed):,} clips", force=number + 1 == len(batches))
     finally:  # keep what was computed, also on Ctrl-C or an error
         if ahead:
             ahead.shutdown(wait=True, cancel_futures=True)
@@ -237,7 +244,7 @@ def extract(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
         index = read_index(kdir)  # damaged shards are dropped here: their clips are computed below
         jobs = {h: p for h, p in zip(hashes, paths) if h is not None and h not in index}
         try:
-            stats = _compute(cfg, kdir, input, jobs, failures, device)
+            stats = _compute(cfg, kdir, input, jobs, failures, device, Progress(folder.progress, "features", 5.0))
         except OSError as err:
             if not is_read_only_error(err):
                 raise
@@ -280,7 +287,7 @@ def extract_for_run(cfg: Config, folder: RunFolder, inputs: Optional[list[str]] 
         stats = extract(cfg, folder, manifest, input)
         summary["inputs"][input] = stats
         rate = f", {stats['clips_per_s']:.1f} clips/s" if stats["clips_per_s"] else ""
-        print(f"{input}: {stats['clips']} clips ({stats['computed']} computed, {stats['cached']} cached, "
+        log.info(f"{input}: {stats['clips']} clips ({stats['computed']} computed, {stats['cached']} cached, "
               f"{len(stats['failed'])} failed) in {stats['seconds']:.1f} s{rate}; "
               f"cache {stats['cache_bytes'] / 2**20:.1f} MiB in {stats['cache_dir']}")
     failed = [{"input": i, "utt_id": u, "reason": r}

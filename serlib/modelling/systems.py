@@ -14,6 +14,8 @@ they exist before training starts).
 """
 from __future__ import annotations
 
+import logging
+
 import dataclasses
 import hashlib
 import json
@@ -32,6 +34,7 @@ from serlib.common.config import Config, ConfigError, SystemConfig, config_to_di
 from serlib.common.facts import CLASSES, CORPORA, SUBSETS
 from serlib.common.io import write_csv_atomic, write_json_atomic
 from serlib.common.runfolder import RunFolder
+from serlib.common.progress import Progress
 from serlib.common.runtime import resolve_device, set_seed
 from serlib.data.stage import load_manifest
 from serlib.features.extract import FeatureSet, load_features
@@ -39,7 +42,9 @@ from serlib.modelling.augment import TriAug
 from serlib.modelling.metrics import classification_metrics
 from serlib.modelling.models import build_model, count_params
 from serlib.modelling.placement import Placement, plan_placement, to_training_layout
-from serlib.modelling.train import fit, predict_proba
+from serlib.modelling.train import HISTORY_COLUMNS, fit, predict_proba
+
+log = logging.getLogger("serlib")
 
 
 MAIN_PROTOCOL = "split"  # the paper's speaker-independent split (data.split)
@@ -115,7 +120,7 @@ def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, dev
     position = {u: i for i, u in enumerate(features.utt_ids)}
     missing = [u for u in manifest["utt_id"] if u not in position]
     if missing:
-        print(f"serlib.train: {len(missing)} manifest utterance(s) have no {input} features and are "
+        log.info(f"serlib.train: {len(missing)} manifest utterance(s) have no {input} features and are "
               f"left out (first: {missing[0]})")
     rows = manifest[manifest["utt_id"].isin(position)]
     index, y, ids, lengths, labels = {}, {}, {}, {}, {}
@@ -282,9 +287,13 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
     model = build_system_model(system, data.channels, data.device, seed)
     augment = system_augment(cfg, system)
     trim = trims_batches(cfg, system)
+    live = folder.live_history(name, seed, protocol)
+    live.unlink(missing_ok=True)  # this training run's epochs, appended as they finish
+    where = f"{name} seed {seed}" + ("" if protocol == MAIN_PROTOCOL else f" ({protocol})")
     result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train, augment,
                  lr=lr, weight_decay=weight_decay, seed=seed, progress=progress, desc=f"{name} seed {seed}" + ("" if protocol == MAIN_PROTOCOL else f" ({protocol})"),
-                 system=name if protocol == MAIN_PROTOCOL else f"{name} ({protocol})", train_lengths=data.lengths["train"], val_lengths=data.lengths["val"], trim=trim)
+                 system=name if protocol == MAIN_PROTOCOL else f"{name} ({protocol})", train_lengths=data.lengths["train"], val_lengths=data.lengths["val"], trim=trim,
+                 on_epoch=epoch_progress(folder, where, live))
     result.history.to_csv(folder.history(name, seed, protocol), index=False)
     metrics = {"best_epoch": result.best_epoch, "stopped_epoch": result.stopped_epoch,
                "params": count_params(model), "seconds_per_epoch": result.seconds_per_epoch,
@@ -305,6 +314,24 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
               "run_config": config_to_dict(cfg)}
     folder.run_config(name, seed, protocol).write_text(json.dumps(config, indent=2, default=str))  # last: complete
     return result_row(folder, name, system, seed, "trained", protocol)
+
+
+def epoch_progress(folder: RunFolder, what: str, live: Optional[Path] = None):
+    """An ``on_epoch`` for ``fit``: each epoch appended to ``live`` (CSV) and to the run's progress events."""
+    events = Progress(folder.progress, "train", min_interval=0.0)
+
+    def on_epoch(row: dict, max_epochs: int) -> None:
+        events(f"{what}: epoch {row['epoch']}/{max_epochs}, val acc {row['val_acc']:.3f}, "
+               f"{row['seconds']:.1f} s per epoch")
+        if live is not None:
+            new = not live.is_file()
+            with open(live, "a", encoding="utf-8") as fh:  # one line per epoch, as it finishes
+                if new:
+                    fh.write(",".join(HISTORY_COLUMNS) + "\n")
+                fh.write(",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c])
+                                  for c in HISTORY_COLUMNS) + "\n")
+
+    return on_epoch
 
 
 def result_row(folder: RunFolder, name: str, system: SystemConfig, seed: int, status: str,
@@ -392,7 +419,8 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
                          augment, lr=lr, weight_decay=wd, max_epochs=sel.max_epochs, seed=sel.seed,
                          progress=progress, desc=f"select {system_name} lr={lr:g} wd={wd:g}",
                          system=f"{system_name} (selection lr={lr:g} wd={wd:g})", train_lengths=data.lengths["train"],
-                         val_lengths=data.lengths["val"], trim=trims_batches(cfg, system))
+                         val_lengths=data.lengths["val"], trim=trims_batches(cfg, system),
+                         on_epoch=epoch_progress(folder, f"selection {system_name} lr={lr:g} wd={wd:g}"))
             best_loss = float(result.history["val_loss"].iloc[result.best_epoch - 1])
             rows.append({"lr": lr, "weight_decay": wd, "best_val_acc": result.best_val_acc,
                          "best_val_loss": best_loss, "best_epoch": result.best_epoch})

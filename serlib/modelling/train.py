@@ -19,7 +19,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pandas as pd
 import torch
@@ -231,7 +231,7 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
         lr: Optional[float] = None, weight_decay: Optional[float] = None, max_epochs: Optional[int] = None,
         seed: int = 0, progress: bool = True, desc: str = "train", system: Optional[str] = None,
         train_lengths: Optional[torch.Tensor] = None, val_lengths: Optional[torch.Tensor] = None,
-        trim: bool = False) -> FitResult:
+        trim: bool = False, on_epoch: Optional[Callable[[dict, int], None]] = None) -> FitResult:
     """Train ``model`` with the paper's protocol and leave the best-validation weights in it.
 
     Args:
@@ -249,6 +249,8 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
         system: the system trained (named, with the seed, in a non-finite-loss error).
         train_lengths, val_lengths: (n,) real frames per clip (masked models, within-clip Tri-Aug), or None.
         trim: batches from length buckets, each cut to its longest clip (needs the lengths; for masked models).
+        on_epoch: called after every epoch with its history row (``HISTORY_COLUMNS``) and ``max_epochs``
+            (live progress: ``serlib.modelling.systems`` appends it to the run's ``history.live.csv``).
 
     Returns:
         FitResult; the model holds the checkpoint with the best validation accuracy (ties: lower
@@ -266,11 +268,11 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
     set_seed(seed)
     with training_mode(train_cfg.deterministic):
         return _fit(model, train_x, train_y, val_x, val_y, train_cfg, augment, lr, weight_decay, max_epochs, seed,
-                    progress, desc, system, train_lengths, val_lengths, trim)
+                    progress, desc, system, train_lengths, val_lengths, trim, on_epoch)
 
 
 def _fit(model, train_x, train_y, val_x, val_y, train_cfg, augment, lr, weight_decay, max_epochs, seed, progress,
-         desc, system, train_lengths, val_lengths, trim) -> FitResult:
+         desc, system, train_lengths, val_lengths, trim, on_epoch=None) -> FitResult:
     device = next(model.parameters()).device  # labels, indices and lengths follow the model; features may not
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model, lr, weight_decay)
@@ -292,6 +294,8 @@ def _fit(model, train_x, train_y, val_x, val_y, train_cfg, augment, lr, weight_d
         val_loss, val_acc = evaluate(model, val_x, val_y, train_cfg.eval_batch_size, val_lengths, trim)
         scheduler.step(val_acc)
         rows.append([epoch, train_loss, train_acc, val_loss, val_acc, epoch_lr, time.perf_counter() - start])
+        if on_epoch is not None:
+            on_epoch(dict(zip(HISTORY_COLUMNS, rows[-1])), max_epochs)
         if val_acc > best["acc"] or (val_acc == best["acc"] and val_loss < best["loss"]):
             best = {"acc": val_acc, "loss": val_loss, "epoch": epoch,
                     "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}

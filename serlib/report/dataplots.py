@@ -49,7 +49,7 @@ def plot_class_balance(manifest: pd.DataFrame, by: str = "corpus", normalise: bo
     ax.set_ylabel("share of utterances" if normalise else "utterances")
     if normalise:
         ax.axhline(1 / len(CLASSES), color="0.4", lw=0.8, ls="--")
-    ax.legend(ncol=len(CLASSES), loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=8, frameon=False)
+    ax.legend(ncol=len(CLASSES), loc="lower center", bbox_to_anchor=(0.5, 1.0), fontsize=9, frameon=False)
     return fig
 
 
@@ -71,7 +71,7 @@ def plot_durations(scanned: pd.DataFrame, min_duration_s: float = 1.0,
                  common_norm=False, element="step", fill=False, bins=40, ax=ax)
     ax.axvline(min_duration_s, color="firebrick", lw=1.0, ls="--")
     ax.text(min_duration_s, ax.get_ylim()[1] * 0.95, f" {min_duration_s:g} s cut-off", color="firebrick",
-            fontsize=8, va="top")
+            fontsize=9, va="top")
     ax.set_xlabel("duration (s)")
     ax.set_ylabel("density (per corpus)")
     return fig

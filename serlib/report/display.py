@@ -7,6 +7,7 @@ grow independently: 01_data S1-S9, 02_features S10-S19, 03_train S20-S29, 04_abl
 """
 from __future__ import annotations
 
+import base64
 import html
 import tempfile
 from pathlib import Path
@@ -16,6 +17,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from serlib.common.runfolder import RunFolder
+from serlib.report.tables import table_html
 
 
 def _display_html(markup: str) -> None:
@@ -30,7 +32,7 @@ def _slug(label: str) -> str:
 
 def show_table(df: pd.DataFrame, label: str, caption: str, folder: Optional[RunFolder] = None,
                name: Optional[str] = None, note: Optional[str] = None, index: bool = False,
-               float_format: str = "{:.3f}") -> None:
+               float_format: Optional[str] = None) -> None:
     """Display ``df`` under "<label>. <caption>" and save it as ``tables/<name>.csv``.
 
     Args:
@@ -41,37 +43,43 @@ def show_table(df: pd.DataFrame, label: str, caption: str, folder: Optional[RunF
         name: file stem (default from the label, e.g. ``table_2``).
         note: an optional paragraph under the table (e.g. how it differs from the paper).
         index: show the index.
-        float_format: format of float cells.
+        float_format: format of plain float cells (default: ``serlib.report.tables`` decides by meaning).
     Returns:
         None, so a cell that ends with the call does not show the table a second time.
     """
     if folder is not None:
         folder.tables.mkdir(parents=True, exist_ok=True)
         df.to_csv(folder.tables / f"{name or _slug(label)}.csv", index=index)
-    body = df.to_html(index=index, float_format=lambda v: float_format.format(v), border=0,
-                      classes="serlib-table", na_rep="")
+    body = table_html(df, float_format, index=index)
     markup = f'<div class="serlib-table"><p><b>{html.escape(label)}.</b> {html.escape(caption)}</p>{body}'
     if note:
         markup += f'<p class="serlib-note"><i>{html.escape(note)}</i></p>'
     _display_html(markup + "</div>")
 
 
+FIGURE_DPI = 220  # 2x the 110 dpi the figures are laid out for: sharp on HiDPI screens
+
+
 def show_figure(fig: plt.Figure, label: str, caption: str, folder: Optional[RunFolder] = None,
                 name: Optional[str] = None) -> None:
-    """Display ``fig`` with "<label>. <caption>" and save it as ``figures/<name>.png``; closes it."""
-    from IPython.display import Image, display  # IPython is present only in a kernel
+    """Display ``fig`` with "<label>. <caption>" and save it as ``figures/<name>.png``; closes it.
 
-    path = None
+    Saved at ``FIGURE_DPI`` and shown at half its pixel size (sharp on HiDPI screens), with the caption as
+    the image's alt text.
+    """
     if folder is not None:
         folder.figures.mkdir(parents=True, exist_ok=True)
         path = folder.figures / f"{name or _slug(label)}.png"
-        fig.savefig(path, dpi=110, bbox_inches="tight")
     else:
         path = Path(tempfile.mkstemp(suffix=".png")[1])
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight")
     plt.close(fig)
-    display(Image(filename=str(path)))
-    _display_html(f'<p class="serlib-caption"><b>{html.escape(label)}.</b> {html.escape(caption)}</p>')
+    data = path.read_bytes()
+    width = int.from_bytes(data[16:20], "big") // 2  # the PNG header's width, shown at half
+    alt = html.escape(f"{label}. {caption}", quote=True)
+    _display_html(f'<img class="serlib-figure" src="data:image/png;base64,{base64.b64encode(data).decode()}" '
+                  f'width="{width}" alt="{alt}">'
+                  f'<p class="serlib-caption"><b>{html.escape(label)}.</b> {html.escape(caption)}</p>')
 
 
 def show_note(text: str, kind: str = "note") -> None:

@@ -40,7 +40,7 @@ def plot_feature_pca(projections: Mapping[str, Projection], axes: Optional[np.nd
             ax.set_title(f"{name}: coloured by {column}")
             ax.set_xlabel(f"PC1 ({100 * projection.explained[0]:.1f}%)")
             ax.set_ylabel(f"PC2 ({100 * projection.explained[1]:.1f}%)")
-            ax.legend(fontsize=8, markerscale=2)
+            ax.legend(fontsize=9, markerscale=2)
     fig.tight_layout()
     return fig
 
@@ -101,5 +101,5 @@ def plot_clip_lengths(clips: pd.DataFrame, window: int, hop_ms: float = 20.0,
     ax.axvline(window, color="black", ls="--", label=f"window = {window} frames")
     ax.set_xlabel(f"frames per clip ({hop_ms:g} ms each)")
     ax.set_ylabel("clips")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     return ax.figure

@@ -5,6 +5,7 @@ scripts: the report opens offline).
 from __future__ import annotations
 
 import html
+import json
 import re
 from typing import Any, Optional
 
@@ -18,9 +19,10 @@ from serlib.common.runfolder import RunFolder
 _REMOTE_SCRIPT = re.compile(r'<script\b[^>]*\bsrc\s*=\s*["\']?(?:https?:)?//[^>]*>\s*</script>', re.I)
 
 
-def identity_html(identity: dict) -> str:
-    """The identity block as HTML (banners for random weights and the synthetic corpus first)."""
-    parts = [_banners(identity)]
+def identity_html(identity: dict, banners: bool = True, folder: Optional[RunFolder] = None) -> str:
+    """The identity block as HTML (banners for random weights and the synthetic corpus first, unless
+    ``banners`` is false: the report shows them above its key results)."""
+    parts = [_banners(identity)] if banners else []
     rows = [("Parameters file", identity["parameters_file"]), ("Run folder", identity["run_folder"]),
             ("Corpora", _kv(identity["corpora"])), ("Encoder", _encoder_text(identity["encoder"])),
             ("Seeds", _kv({k: v for k, v in identity["seeds"].items() if v is not None})),
@@ -29,7 +31,55 @@ def identity_html(identity: dict) -> str:
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     parts.append(f'<table class="serlib-identity">{body}</table>')
     parts.append(_timings_html(identity.get("timings", {})))
+    if folder is not None:
+        parts.append(costs_html(folder))
     return '<div class="serlib-identity-block"><h2 id="run-identity">Run identity</h2>' + "".join(parts) + "</div>"
+
+
+def banners_html(identity: dict) -> str:
+    """The random-weights and synthetic-corpus banners alone."""
+    return _banners(identity)
+
+
+def costs_html(folder: RunFolder) -> str:
+    """What the results cost when they were computed, from the run folder's records (not this execution):
+    feature extraction per input (``features_summary.json``) and training per system (each run's
+    ``metrics.json``: seconds per epoch x epochs)."""
+    rows = []
+    summary = folder.features_summary
+    if summary.is_file():
+        try:
+            inputs = json.loads(summary.read_text()).get("inputs", {})
+        except ValueError:
+            inputs = {}
+        for name, stats in inputs.items():
+            last = stats.get("last_compute") or {}
+            if last.get("seconds") is not None:
+                rows.append((f"features: {name}", f"{last.get('clips', 0):,} clips", last["seconds"],
+                             str(last.get("when", ""))[:16].replace("T", " ")))
+    per_system: dict[str, list] = {}
+    for path in sorted(folder.models.glob("**/metrics.json")) if folder.models.is_dir() else []:
+        try:
+            m = json.loads(path.read_text())
+        except ValueError:
+            continue
+        system = path.parent.parent.name
+        protocol = path.parent.parent.parent.name if path.parent.parent.parent != folder.models else ""
+        key = system + (f" ({protocol.lstrip('_')})" if protocol else "")
+        seconds = float(m.get("seconds_per_epoch", 0)) * float(m.get("stopped_epoch", 0))
+        per_system.setdefault(key, []).append(seconds)
+    for key, seconds in per_system.items():
+        rows.append((f"training: {key}", f"{len(seconds)} run(s)", sum(seconds), ""))
+    if not rows:
+        return ""
+    total = sum(r[2] for r in rows)
+    body = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td class='num'>{c:,.1f}</td>"
+                   f"<td>{html.escape(d)}</td></tr>" for a, b, c, d in rows)
+    return ('<details class="serlib-costs"><summary>What the results cost when they were computed: '
+            f'{total:,.0f} s of extraction and training</summary><table class="serlib-timings">'
+            '<tr><th>Stage</th><th>Work</th><th>Seconds</th><th>Computed</th></tr>'
+            f'{body}</table><p>From the run folder\'s records; the table above is this execution, in which '
+            'cached features and trained runs are reused.</p></details>')
 
 
 def show_identity(cfg: Config, folder: Optional[RunFolder] = None) -> dict:
@@ -81,7 +131,7 @@ def _timings_html(timings: dict) -> str:
     rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{t['seconds']:.1f}</td><td>{html.escape(t['status'])}</td>"
                    f"<td>{html.escape(t.get('finished', ''))}</td></tr>" for n, t in timings.items())
     total = sum(t["seconds"] for t in timings.values())
-    return ('<table class="serlib-timings"><caption>Timings per stage (notebook execution)</caption>'
+    return ('<table class="serlib-timings"><caption>Timings per stage: this execution of the notebooks</caption>'
             '<tr><th>Notebook</th><th>Seconds</th><th>Status</th><th>Finished</th></tr>'
             f'{rows}<tr><th>Total</th><th>{total:.1f}</th><th></th><th></th></tr></table>')
 
@@ -110,13 +160,25 @@ def reused_html(timing: dict) -> str:
             f'{when}; not re-executed now.</div>')
 
 
-def toc_html(sections: list[tuple[str, str, list[tuple[str, str]]]]) -> str:
-    items = ['<li><a href="#run-identity">Run identity</a></li>',
-             '<li><a href="#run-configuration">Run configuration</a></li>']
+def toc_html(sections: list[tuple[str, str, list[tuple[str, str]]]], key_results: bool = False) -> str:
+    items = (['<li><a href="#key-results">Key results</a></li>'] if key_results else []) + [
+        '<li><a href="#run-identity">Run identity</a></li>', '<li><a href="#run-configuration">Run configuration</a></li>']
     for anchor, title, captions in sections:
-        sub = "".join(f'<li><a href="#{a}">{html.escape(c)}</a></li>' for a, c in captions)
+        sub = "".join(f'<li><a href="#{a}" title="{html.escape(c, quote=True)}">{html.escape(_short(c))}</a></li>'
+                      for a, c in captions)
         items.append(f'<li><a href="#{anchor}">{html.escape(title)}</a>' + (f"<ul>{sub}</ul>" if sub else "") + "</li>")
-    return f'<nav class="serlib-toc"><h2 id="contents">Contents</h2><ul>{"".join(items)}</ul></nav>'
+    return (f'<nav class="serlib-toc"><h2 id="contents"><a href="#top">Contents</a></h2><ul>{"".join(items)}</ul>'
+            '</nav>')
+
+
+def _short(caption: str, limit: int = 64) -> str:
+    """A caption cut to ``limit`` characters at a word boundary (the contents list; the title holds it whole)."""
+    return caption if len(caption) <= limit else caption[:limit].rsplit(" ", 1)[0].rstrip(",;:") + " …"
+
+
+def top_link_html() -> str:
+    """The back-to-top link closing a section."""
+    return '<p class="serlib-top"><a href="#top">↑ back to the top</a> · <a href="#contents">contents</a></p>'
 
 
 _TEMPLATE = """{%- extends 'index.html.j2' -%}
@@ -152,14 +214,45 @@ nav.serlib-toc { background: #fafafa; border: 1px solid #e3e3e3; border-radius: 
 nav.serlib-toc ul { margin: 2px 0; }
 nav.serlib-toc ul ul { font-size: 0.92em; }
 .serlib-section-anchor { border-top: 2px solid #bbb; margin-top: 28px; }
-div.serlib-table table, table.serlib-table { border-collapse: collapse; font-size: 0.92em; margin: 4px 0 10px; }
+div.serlib-table table, table.serlib-table { border-collapse: collapse; font-size: 0.92em; margin: 4px 0 10px;
+  max-width: 100%; table-layout: auto; }
 .jp-RenderedHTMLCommon table.serlib-table td, .jp-RenderedHTMLCommon table.serlib-table th
-  { padding: 3px 9px; border-bottom: 1px solid #e0e0e0; text-align: right; }
+  { padding: 3px 8px; border-bottom: 1px solid #e0e0e0; vertical-align: top; }
+.jp-RenderedHTMLCommon table.serlib-table th { white-space: normal; font-weight: 600; border-bottom: 2px solid #bbb;
+  vertical-align: bottom; }
+.jp-RenderedHTMLCommon table.serlib-table .num { text-align: right; font-variant-numeric: tabular-nums; }
+.jp-RenderedHTMLCommon table.serlib-table td.num { white-space: nowrap; }
+.jp-RenderedHTMLCommon table.serlib-table .text { text-align: left; overflow-wrap: break-word; }
+.jp-RenderedHTMLCommon table.serlib-table td.text { max-width: 28em; }
 .jp-RenderedHTMLCommon table.serlib-table tr:nth-child(even) { background: #f7f7f7; }
-.jp-RenderedHTMLCommon table.serlib-table td:first-child, .jp-RenderedHTMLCommon table.serlib-table th:first-child
-  { text-align: left; }
+.jp-RenderedHTMLCommon table.serlib-wide { font-size: 0.8em; }
+.jp-RenderedHTMLCommon table.serlib-wide td.text { max-width: 16em; }
+.jp-RenderedHTMLCommon table.serlib-table .ci { color: #666; font-size: 0.85em; }
+.jp-RenderedHTMLCommon table.serlib-transposed tbody th { text-align: left; font-weight: 600; white-space: normal;
+  border-bottom: 1px solid #e0e0e0; }
+.jp-RenderedHTMLCommon table.serlib-transposed td.num { white-space: normal; }
+.jp-RenderedHTMLCommon table.serlib-wide td, .jp-RenderedHTMLCommon table.serlib-wide th { padding: 2px 4px; }
 .serlib-caption, div.serlib-table > p:first-child { margin-top: 12px; }
 :target { scroll-margin-top: 12px; }
+section.serlib-key { background: #f3f8f1; border: 1px solid #b9d7ad; border-radius: 6px; padding: 6px 18px 10px;
+  margin: 12px 0 18px; }
+section.serlib-key h2 { margin-top: 6px; }
+table.serlib-key-table { border-collapse: collapse; font-size: 1.05em; }
+table.serlib-key-table th, table.serlib-key-table td { padding: 3px 14px 3px 0; text-align: left; }
+table.serlib-key-table td.num { text-align: right; font-variant-numeric: tabular-nums; }
+p.serlib-top { text-align: right; font-size: 0.85em; margin: 10px 0 0; }
+details.serlib-log { margin: 4px 0; font-size: 0.85em; color: #555; }
+details.serlib-log pre { white-space: pre-wrap; overflow-wrap: anywhere; background: #f6f8fa; padding: 6px;
+  max-height: 300px; overflow-y: auto; }
+details.serlib-costs { margin: 6px 0 12px; }
+details.serlib-costs summary { cursor: pointer; }
+.jp-RenderedImage img, img.serlib-figure { max-width: 100%; height: auto; }
+/* The contents stay in view beside the report on a wide screen (pure CSS: the report has no script). */
+@media (min-width: 1500px) {
+  body.jp-Notebook { margin-left: max(300px, calc(50vw - 550px)); }
+  nav.serlib-toc { position: fixed; top: 0; left: 0; width: 270px; height: 100vh; overflow-y: auto; margin: 0;
+    border-radius: 0; border-width: 0 1px 0 0; font-size: 0.85em; box-sizing: border-box; z-index: 10; }
+}
 """
 
 

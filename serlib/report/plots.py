@@ -53,7 +53,7 @@ def plot_triaug(variants: Mapping[str, torch.Tensor], axes: Optional[Sequence[pl
 def _box(ax: plt.Axes, y: float, text: str, colour: str, height: float = 0.8) -> None:
     ax.add_patch(FancyBboxPatch((0.05, y - height / 2), 0.9, height, boxstyle="round,pad=0.02,rounding_size=0.08",
                                 facecolor=colour, edgecolor="#333333", linewidth=0.8))
-    ax.text(0.5, y, text, ha="center", va="center", fontsize=8)
+    ax.text(0.5, y, text, ha="center", va="center", fontsize=9)
 
 
 def plot_model_structure(summary: pd.DataFrame, input_label: str, ax: Optional[plt.Axes] = None,
@@ -114,7 +114,7 @@ def plot_learning_curves(history: pd.DataFrame, best_epoch: int, max_epochs: int
     ax.set_xlim(0.5, max(last, 2) + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=9, loc="lower right")
     return fig
 
 
@@ -152,7 +152,7 @@ def plot_ablation_deltas(table: pd.DataFrame, ax: Optional[plt.Axes] = None) -> 
     ax.set_xticks(position)
     ax.set_xticklabels(rows["variant"])
     ax.set_ylabel("test accuracy - Full (pp)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     return fig
 
 
@@ -172,13 +172,13 @@ def plot_reliability(table: pd.DataFrame, ece: Optional[float] = None, ax: Optio
     ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=0.9, label="perfect calibration")
     ax.plot(used["confidence"], used["accuracy"], "o", color="#d62728", markersize=4, label="mean confidence")
     for row in used.itertuples():
-        ax.text(row.lo + width / 2, min(row.accuracy, 0.95) + 0.02, str(row.clips), ha="center", fontsize=7)
+        ax.text(row.lo + width / 2, min(row.accuracy, 0.95) + 0.02, str(row.clips), ha="center", fontsize=9)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.05)
     ax.set_xlabel("confidence (top-class probability)")
     ax.set_ylabel("accuracy")
     ax.set_title("reliability" + (f" (ECE {ece:.3f})" if ece is not None else ""), fontsize=10)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=9, loc="upper left")
     return fig
 
 
@@ -192,9 +192,9 @@ def plot_metric_intervals(table: pd.DataFrame, metric: str = "uar", ax: Optional
     ax.errorbar(position, values, yerr=errors, fmt="o", color="#1f77b4", capsize=4)
     ax.axhline(chance, color="grey", linestyle=":", linewidth=0.8, label="chance")
     ax.set_xticks(position)
-    ax.set_xticklabels(table["system"], rotation=30, ha="right", fontsize=8)
+    ax.set_xticklabels(table["system"], rotation=30, ha="right", fontsize=9)
     ax.set_ylabel({"uar": "UAR", "acc": "accuracy", "macro_f1": "macro-F1"}.get(metric, metric))
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=9)
     return fig
 

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import copy
 import html
+import logging
+import os
 import re
 import sys
+import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +30,14 @@ import nbformat
 
 from serlib.common.config import Config, ConfigError
 from serlib.common.io import write_text_atomic
+from serlib.common.progress import StdoutHandler, last_event
 from serlib.common.runfolder import RunFolder, project_root, run_folder
-from serlib.report.html_export import config_html, failure_html, identity_html, render_html, reused_html, toc_html
+from serlib.report.html_export import (banners_html, config_html, failure_html, identity_html, render_html, reused_html,
+                                       toc_html, top_link_html)
+from serlib.report.keyresults import key_results_html
 from serlib.report.provenance import load_timings, now_utc, run_identity, save_timings, write_resolved_config
+
+log = logging.getLogger("serlib")
 
 KERNEL = "python3"
 SKIP_TAGS = {"parameters", "injected-parameters", "papermill-error-cell-tag"}
@@ -96,31 +105,40 @@ def run_report(cfg: Config, out: Optional[str | Path] = None, only: Optional[lis
     source_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir(cfg)
     names = select_notebooks(cfg, source_dir, only)
     write_resolved_config(cfg, folder)
+    _echo_to_stdout(verbose)
+    folder.progress.unlink(missing_ok=True)  # this invocation's events only
+    folder.stale_marker.unlink(missing_ok=True)  # the notebooks are executed into the report again
     timings = load_timings(folder) if only else {}  # a full run starts its timings afresh
     executed, failure = [], None
     for i, name in enumerate(names, 1):
-        if verbose:
-            print(f"[{i}/{len(names)}] {name} ...", flush=True)
+        log.info("[%d/%d] %s ...", i, len(names), name)
         start = time.perf_counter()
         failure = _execute(cfg, folder, source_dir, name)
         seconds = time.perf_counter() - start
         timings[name] = {"seconds": round(seconds, 2), "status": "failed" if failure else "ok",
                          "finished": now_utc()}
         executed.append(name)
-        if verbose:
-            print(f"[{i}/{len(names)}] {name} {'FAILED' if failure else 'done'} in {seconds:.1f} s", flush=True)
+        log.info("[%d/%d] %s %s in %.1f s", i, len(names), name, "FAILED" if failure else "done", seconds)
         if failure:
             break
     save_timings(folder, timings)
     shown = _notebooks_to_show(cfg, folder, source_dir, executed, failure, only=bool(only))
     report = export_report(cfg, folder, shown, failure=failure, not_run=names[len(executed):],
                            reused=[n for n in shown if n not in executed])
-    if verbose:
-        print(f"report: {report}", flush=True)
+    log.info("report: %s", report)
     if failure:
         raise NotebookError(failure.notebook, failure.cell_index, failure.first_line, failure.detail,
                             folder.notebooks / f"{failure.notebook}.ipynb", report)
     return report
+
+
+def _echo_to_stdout(verbose: bool) -> None:
+    """Without a configured ``serlib`` logger (``serlib.tools.cli`` sets one up), print its INFO lines when
+    ``verbose`` (a Python caller of ``run_report`` sees the progress as before)."""
+    if verbose and not log.handlers:
+        log.addHandler(StdoutHandler())
+        if log.level == logging.NOTSET:
+            log.setLevel(logging.INFO)
 
 
 def default_notebooks_dir(cfg: Config) -> Path:
@@ -148,6 +166,59 @@ def select_notebooks(cfg: Config, source_dir: Path, only: Optional[list[str]] = 
     return [n for n in present if n in wanted]
 
 
+def _kernel_manager_class(socket_dir: str):
+    """jupyter_client's KernelManager over IPC (Unix sockets in ``socket_dir``) instead of TCP.
+
+    Over TCP every kernel logs "Kernel is running over TCP without encryption" (six identical lines per
+    demo run); IPC sockets are local files only this user can open, so there is nothing to warn about.
+    """
+    # jupyter_client comes with papermill, imported only where a notebook is executed (~1 s)
+    from jupyter_client.manager import KernelManager
+    from traitlets import default
+
+    class IPCKernelManager(KernelManager):
+        @default("transport")
+        def _default_transport(self):
+            return "ipc"
+
+        @default("ip")
+        def _default_ip(self):
+            return str(Path(socket_dir) / "kernel")
+
+    return IPCKernelManager
+
+
+HEARTBEAT_S = float(os.environ.get("SERLIB_HEARTBEAT_S", "30"))  # at most this long without a line from `serlib run`
+
+
+class _Heartbeat:
+    """While a notebook runs: a line every ``HEARTBEAT_S`` seconds with the run's latest progress event."""
+
+    def __init__(self, folder: RunFolder, name: str, interval: Optional[float] = None):
+        self.folder, self.name = folder, name
+        self.interval = HEARTBEAT_S if interval is None else interval
+        self.started = time.time()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._beat, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        while not self.stop.wait(self.interval):
+            event = last_event(self.folder.progress, since=self.started)
+            doing = event["text"] if event else "working (no progress event yet)"
+            age = time.time() - event["time"] if event else 0
+            if age > self.interval:
+                doing += f" ({age:.0f} s ago; working on what follows it)"
+            log.info("    %s %4.0f s: %s", self.name, time.time() - self.started, doing)
+
+
 def _execute(cfg: Config, folder: RunFolder, source_dir: Path, name: str) -> Optional[_Failure]:
     """Run one notebook with papermill; a failure is returned (the partial notebook is on disk)."""
     import papermill as pm  # ~1 s to import; only executing a notebook needs it
@@ -155,8 +226,10 @@ def _execute(cfg: Config, folder: RunFolder, source_dir: Path, name: str) -> Opt
     source, target = source_dir / f"{name}.ipynb", folder.notebooks / f"{name}.ipynb"
     params = {"params_path": str(Path(cfg.source).resolve()), "run_dir": str(folder.root)}
     try:
-        pm.execute_notebook(str(source), str(target), parameters=params, kernel_name=KERNEL,
-                            cwd=str(source_dir), progress_bar=False, log_output=False)
+        with tempfile.TemporaryDirectory(prefix="serlib-kernel-") as sockets, _Heartbeat(folder, name):
+            pm.execute_notebook(str(source), str(target), parameters=params, kernel_name=KERNEL,
+                                cwd=str(source_dir), progress_bar=False, log_output=False,
+                                kernel_manager_class=_kernel_manager_class(sockets))
     except Exception as err:  # papermill's execution error, a dead kernel, a timeout: all stop the run
         return _locate_failure(name, source, target, err)
     return None
@@ -221,11 +294,15 @@ def _section_title(nb: nbformat.NotebookNode, name: str) -> str:
     return name
 
 
-def _clean_outputs(outputs: list, anchors: set, captions: list) -> list:
-    """Drop stderr and widget views; give every Table/Fig caption an id for the contents."""
-    kept = []
+def _clean_outputs(outputs: list, anchors: set, captions: list, paths: Optional[list] = None) -> list:
+    """Drop stderr and widget views; fold printed lines into one collapsed log; show machine paths
+    relative (``paths``: ``(absolute prefix, shown as)``); give every Table/Fig caption an id for the contents."""
+    kept, log = [], []
+    paths = paths or []
     for out in outputs:
-        if out.get("output_type") == "stream" and out.get("name") == "stderr":
+        if out.get("output_type") == "stream":
+            if out.get("name") == "stdout":
+                log.append(_relative(_as_text(out.get("text", "")), paths))
             continue
         data = out.get("data")
         if data is not None:
@@ -234,9 +311,90 @@ def _clean_outputs(outputs: list, anchors: set, captions: list) -> list:
             if not data or (set(data) == {"text/plain"} and "Widget" in str(data["text/plain"])):
                 continue
             if "text/html" in data:
-                data["text/html"] = _anchor_captions(_as_text(data["text/html"]), anchors, captions)
+                data["text/html"] = _anchor_captions(_relative(_as_text(data["text/html"]), paths), anchors, captions)
+            if "text/plain" in data:
+                data["text/plain"] = _relative(_as_text(data["text/plain"]), paths)
         kept.append(out)
+    text = "".join(log).strip("\n")
+    if text:  # printed progress and notes: there for the curious, not in the reader's way
+        lines = text.count("\n") + 1
+        kept.insert(0, nbformat.v4.new_output("display_data", data={"text/html": (
+            f'<details class="serlib-log"><summary>log ({lines} line{"s" if lines > 1 else ""})</summary>'
+            f'<pre>{html.escape(text)}</pre></details>')}))
     return kept
+
+
+def _relative(text: str, paths: list) -> str:
+    for prefix, shown in paths:
+        text = text.replace(prefix, shown)
+    return text
+
+
+def machine_paths(cfg: Config, folder: RunFolder) -> list[tuple[str, str]]:
+    """``(absolute prefix, shown as)`` pairs: the project, the run folder (when outside it) and home."""
+    root = project_root(cfg).resolve()
+    pairs = [(f"{root}/", ""), (str(root), ".")]
+    run = folder.root.resolve()
+    if root not in run.parents:
+        pairs[:0] = [(f"{run}/", f"{run.name}/"), (str(run), run.name)]
+    home = str(Path.home())
+    if home not in ("/", ""):
+        pairs += [(f"{home}/", "~/")]
+    return pairs
+
+
+_REF = re.compile(r"(?<![\w\[#-])(Table|Fig\.|Figure) (S?\d+[a-z]?)\b")
+_SKIP_TAGS = {"a", "b", "code", "pre", "script", "style", "h1", "h2", "h3", "h4", "summary", "th", "textarea"}
+
+
+def _label_key(kind: str, number: str) -> str:
+    return f"{'Fig.' if kind.startswith('Fig') else 'Table'} {number}"
+
+
+def link_references(markup: str, targets: dict) -> str:
+    """"Table 5" / "Fig. 3" in the text of ``markup`` linked to their captions (``targets``: label -> anchor);
+    not inside links, bold caption labels, code, headings or table headers."""
+    out, skip = [], []
+    for part in re.split(r"(<[^>]+>)", markup):
+        if part.startswith("<"):
+            tag = re.match(r"</?\s*([a-zA-Z0-9]+)", part)
+            name = tag.group(1).lower() if tag else ""
+            if name in _SKIP_TAGS and not part.endswith("/>"):
+                if part.startswith("</"):
+                    if name in skip:
+                        skip.remove(name)
+                else:
+                    skip.append(name)
+            out.append(part)
+            continue
+        if skip or not part.strip():
+            out.append(part)
+            continue
+        out.append(_REF.sub(lambda m: (f'<a href="#{targets[_label_key(*m.groups())]}">{m.group(0)}</a>'
+                                       if _label_key(*m.groups()) in targets else m.group(0)), part))
+    return "".join(out)
+
+
+def _link_markdown(source: str, targets: dict) -> str:
+    lines = []
+    for line in source.splitlines(keepends=True):
+        if line.lstrip().startswith("#") or "`" in line:
+            lines.append(line)
+            continue
+        lines.append(_REF.sub(lambda m: (f"[{m.group(0)}](#{targets[_label_key(*m.groups())]})"
+                                         if _label_key(*m.groups()) in targets else m.group(0)), line))
+    return "".join(lines)
+
+
+def _link_cells(cells: list, targets: dict) -> None:
+    for cell in cells:
+        if cell.cell_type == "markdown":
+            cell.source = _link_markdown(cell.source, targets)
+            continue
+        for out in cell.get("outputs", []):
+            data = out.get("data") or {}
+            if "text/html" in data:
+                data["text/html"] = link_references(_as_text(data["text/html"]), targets)
 
 
 def _as_text(value: Any) -> str:
@@ -260,7 +418,7 @@ def _anchor_captions(markup: str, anchors: set, captions: list) -> str:
 
 
 def _section_cells(folder: RunFolder, name: str, failure: Optional[_Failure], reused: bool,
-                   anchors: set) -> tuple[list, tuple[str, str, list]]:
+                   anchors: set, paths: Optional[list] = None) -> tuple[list, tuple[str, str, list]]:
     nb = nbformat.read(folder.notebooks / f"{name}.ipynb", as_version=4)
     captions: list = []
     anchor = f"nb-{name}"
@@ -275,8 +433,11 @@ def _section_cells(folder: RunFolder, name: str, failure: Optional[_Failure], re
             cells.append(_html_cell('<div id="failure" class="serlib-banner serlib-banner-error">'
                                     'The run failed in the next cell.</div>'))
         if cell.cell_type == "code":
-            cell.outputs = _clean_outputs(cell.get("outputs", []), anchors, captions)
+            cell.outputs = _clean_outputs(cell.get("outputs", []), anchors, captions, paths)
+        elif cell.cell_type == "markdown":
+            cell.source = _relative(cell.source, paths or [])
         cells.append(cell)
+    cells.append(_html_cell(top_link_html()))
     return cells, (anchor, _section_title(nb, name), captions)
 
 
@@ -297,14 +458,25 @@ def export_report(cfg: Config, folder: RunFolder, notebooks: list[str], failure:
     """
     anchors: set = set()
     body, sections = [], []
+    paths = machine_paths(cfg, folder)
     for name in notebooks:
-        cells, section = _section_cells(folder, name, failure, name in (reused or []), anchors)
+        cells, section = _section_cells(folder, name, failure, name in (reused or []), anchors, paths)
         body += cells
         sections.append(section)
-    head = f'<h1 class="serlib-title">{html.escape(cfg.run.title)}</h1>'
+    targets: dict = {}
+    for _, _, captions in sections:
+        for anchor, text in captions:
+            label = re.match(r"(Table|Fig\.|Figure) (S?\d+[a-z]?)", text)
+            if label:
+                targets.setdefault(_label_key(*label.groups()), anchor)  # "Table 5" -> the first "table-5"
+    _link_cells(body, targets)
+    identity = run_identity(cfg, folder)
+    key = key_results_html(cfg, folder)
+    head = f'<h1 class="serlib-title" id="top">{html.escape(cfg.run.title)}</h1>'
     if failure:
         head += failure_html(failure, not_run or [])
-    head += identity_html(run_identity(cfg, folder)) + config_html(cfg) + toc_html(sections)
+    head += banners_html(identity) + _stale_html(folder) + key + toc_html(sections, key_results=bool(key))
+    head += _relative(identity_html(identity, banners=False, folder=folder) + config_html(cfg), paths)
     merged = nbformat.v4.new_notebook(cells=[_html_cell(head)] + body)
     merged.metadata["title"] = cfg.run.title
     merged.metadata["kernelspec"] = {"name": KERNEL, "display_name": "Python 3", "language": "python"}
@@ -313,6 +485,14 @@ def export_report(cfg: Config, folder: RunFolder, notebooks: list[str], failure:
     return folder.report
 
 
+
+
+def _stale_html(folder: RunFolder) -> str:
+    if not folder.stale_marker.is_file():
+        return ""
+    return ('<div class="serlib-banner serlib-banner-warning"><b>Notebooks were run by hand</b> in this run folder '
+            'after its last <code>serlib run</code>: its tables and figures may be newer than the sections below. '
+            '<code>serlib run PARAMS --only NOTEBOOK</code> executes them into the report.</div>')
 
 
 def reexport_report(cfg: Config, folder: RunFolder) -> Path:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="serlib", description=__doc__)
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    p.add_argument("-v", "--verbose", action="store_true", help="every progress event too")
     sub = p.add_subparsers(dest="command", required=True)
 
     m = sub.add_parser("mculp", help="read the corpora, apply MCULP, split by speaker; write manifest.csv")
@@ -93,8 +95,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _logging(quiet: bool, verbose: bool) -> None:
+    """The ``serlib`` logger's lines on stdout: INFO by default, WARNING with -q, DEBUG with -v."""
+    import logging
+
+    log = logging.getLogger("serlib")
+    if not any(getattr(h, "serlib_cli", False) for h in log.handlers):
+        from serlib.common.progress import StdoutHandler
+
+        handler = StdoutHandler()
+        handler.serlib_cli = True
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    _logging(args.quiet, args.verbose)
     try:
         return _dispatch(args)
     except Exception as err:  # a clear one-line message for expected errors; traceback otherwise

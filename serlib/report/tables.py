@@ -1,0 +1,252 @@
+"""One table formatter for every table of the report (``show_table`` calls it; the CSVs stay raw).
+
+What a reader gets, column by column:
+- headers in words (``HEADERS``, else the snake_case name read token by token), never an underscore,
+  with the unit in the header: "(%)", "(points)", "(ms)";
+- rates (accuracy, UAR, F1, recall, agreement, probabilities: every value within [0, 1]) as percent with
+  one decimal; an estimate with ``<name>_lo`` / ``<name>_hi`` columns becomes one cell "61.8 [50.0, 72.4]";
+- deltas in points with a sign and one decimal; p-values to three decimals, "< 0.001" below;
+- integers (and floats that hold whole numbers, e.g. epochs) with thousands separators;
+- booleans as ✓ / –; other numbers to three significant digits (or the caller's ``float_format``);
+- text left-aligned, numbers right-aligned; absolute paths shown relative to the project (or shortened).
+"""
+from __future__ import annotations
+
+import html
+import math
+import re
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+# Exact names (the tables' CSV columns) and how a reader should see them.
+HEADERS = {
+    "val_acc": "val. accuracy", "acc": "accuracy", "test_acc": "test accuracy", "uar": "UAR",
+    "test_uar": "test UAR", "val_uar": "val. UAR", "macro_f1": "macro-F1", "test_macro_f1": "test macro-F1",
+    "val_macro_f1": "val. macro-F1", "n_speakers": "test speakers", "n_clips": "test clips", "n_seeds": "seeds",
+    "paper_val_acc": "paper val. accuracy", "paper_test_acc": "paper test accuracy", "paper_macro_f1": "paper macro-F1",
+    "tri_aug": "Tri-Aug", "se": "SE", "params_m_trained": "parameters trained (M)",
+    "params_m_paper_widths": "parameters at the paper's widths (M)", "paper_params_m": "paper parameters (M)",
+    "delta_val_pp": "Δ val. (points)", "delta_test_pp": "Δ test (points)", "paper_delta_val_pp": "paper Δ val. (points)",
+    "paper_delta_test_pp": "paper Δ test (points)", "delta_pp": "Δ (points)", "delta_uar_pp": "Δ UAR (points)",
+    "mcnemar_b": "McNemar b", "mcnemar_c": "McNemar c", "p": "p", "p_holm": "p (Holm)", "p_adjusted": "p (BH)",
+    "mannwhitney_p": "Mann-Whitney p", "cohen_d": "Cohen's d", "ms_per_utt_b1": "batch-1 latency (ms)",
+    "ms_per_audio_s": "ms per audio second", "weights_mb": "weights (MB)", "agree_with_fp32": "agrees with fp32",
+    "max_prob_diff": "largest probability change", "seconds_per_epoch": "seconds per epoch",
+    "best_epoch": "best epoch", "stopped_epoch": "stopped at epoch", "dataset_task": "dataset / task",
+    "model_feature": "model / feature", "reported_acc": "reported accuracy", "output_shape": "output shape",
+    "held_out": "held-out corpus", "trained_on": "trained on", "within_uar": "within-corpus UAR",
+    "within_n_clips": "within-corpus clips", "classes_present": "classes present", "f0_mean_hz": "F0 mean (Hz)",
+    "f0_range_st": "F0 range (st)", "f0_slope_st_s": "F0 slope (st/s)", "voiced_frac": "voiced share",
+    "rms_mean_db": "RMS mean (dB)", "rms_slope_db_s": "RMS slope (dB/s)", "rms_std_db": "RMS std (dB)",
+    "onset_rate_hz": "onset rate (Hz)", "duration_s": "duration (s)", "n_correct": "correct clips",
+    "n_misclassified": "misclassified clips", "mean_z_correct": "mean z, correct",
+    "mean_z_misclassified": "mean z, misclassified", "computed_now": "computed now", "from_cache": "from cache",
+    "audio_s": "audio (s)", "analysis_s": "analysis (s)", "s_per_clip": "s per clip", "s_per_audio_s": "s per audio s",
+    "utt_id": "clip", "prob_negative": "p(negative)", "prob_sad_fear": "p(sad_fear)", "prob_pos_neutral": "p(pos_neutral)",
+    "lo": "from", "hi": "to", "test_lengths": "test lengths",
+}
+TOKENS = {"acc": "accuracy", "val": "val.", "uar": "UAR", "f1": "F1", "pp": "(points)", "ms": "(ms)", "mb": "(MB)",
+          "mib": "(MiB)", "hz": "(Hz)", "db": "(dB)", "s": "(s)", "n": "number of", "b1": "batch 1", "utt": "clip",
+          "params": "parameters", "fp32": "fp32", "pct": "(%)", "se": "SE"}
+P_VALUE = re.compile(r"^(p|p_.+|.+_p)$")
+RATE_WORDS = ("acc", "accuracy", "uar", "f1", "recall", "precision", "agree", "rate", "share", "confidence", "prob",
+              "negative", "sad", "pos")  # the class columns of a confusion matrix hold recall
+UNIT_IN_HEADER = re.compile(r"\((%|points|ms|MB|MiB|s|Hz|dB|M)\)|%")
+
+
+CLASS_WORDS = {"sad_fear": "sad/fear", "pos_neutral": "pos/neutral"}  # class names read as words in headers
+FLOAT_COLUMNS = {"max_prob_diff"}  # probabilities' differences down to 1e-7 (ONNX parity): digits, not percent
+RATE_COLUMNS = {"base", "better", "within_uar"}  # a metric's value (accuracy or UAR) in [0, 1]
+
+
+def header(name: str) -> str:
+    """A column name in words (no underscore)."""
+    if name in HEADERS:
+        text = HEADERS[name]
+    elif "_" not in name:
+        text = name
+    else:
+        for cls, words in CLASS_WORDS.items():
+            name = name.replace(cls, words)
+        text = " ".join(TOKENS.get(t, t) for t in name.split("_") if t)
+    for cls, words in CLASS_WORDS.items():
+        text = text.replace(cls, words)
+    return text.replace("_", " ")
+
+
+def _finite(series: pd.Series) -> pd.Series:
+    values = pd.to_numeric(series, errors="coerce")
+    return values[np.isfinite(values)] if len(values) else values
+
+
+def _is_bool(series: pd.Series) -> bool:
+    if series.dtype == bool:
+        return True
+    values = set(series.dropna().map(lambda v: v if isinstance(v, (bool, np.bool_)) else str(v)))
+    return bool(values) and values <= {True, False, "True", "False"}
+
+
+def column_kind(name: str, series: pd.Series) -> str:
+    """"bool", "int", "rate", "delta", "p", "float" or "text" for one column."""
+    if _is_bool(series):
+        return "bool"
+    if not pd.api.types.is_numeric_dtype(series):
+        return "text"
+    values = _finite(series)
+    lower = name.lower()
+    if name in FLOAT_COLUMNS:
+        return "float"
+    if name in RATE_COLUMNS and (values.empty or values.between(0, 1).all()):
+        return "rate"
+    if P_VALUE.match(lower) and (values.empty or values.between(0, 1).all()):
+        return "p"
+    if "delta" in lower:
+        return "delta"
+    if pd.api.types.is_integer_dtype(series):
+        return "int"
+    rate_named = any(w in lower.replace("-", "_").split("_") or lower.startswith(w) for w in RATE_WORDS)
+    if not values.empty and rate_named and values.between(0, 1).all() and "%" not in name:
+        return "rate"
+    if not values.empty and (values == values.round()).all() and values.abs().max() < 1e15:
+        return "int"
+    return "float"
+
+
+def _number(value: float, float_format: Optional[str]) -> str:
+    if float_format:
+        return float_format.format(value)
+    magnitude = abs(value)
+    if magnitude == 0:
+        return "0"
+    if magnitude >= 100:
+        return f"{value:,.0f}"
+    if magnitude >= 10:
+        return f"{value:.1f}"
+    if magnitude >= 1:
+        return f"{value:.2f}"
+    if magnitude >= 1e-3:
+        return f"{value:.3g}"
+    return f"{value:.1e}"
+
+
+def cell(value, kind: str, float_format: Optional[str] = None, delta_scale: float = 1.0) -> str:
+    """One value as text for its column kind ("" for a missing value)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return ""
+    if kind == "bool":
+        return "✓" if value in (True, "True") or value is np.True_ else "–"
+    if kind == "text":
+        return display_path(str(value))
+    value = float(value)
+    if kind == "rate":
+        return f"{100 * value:.1f}"
+    if kind == "delta":
+        return f"{value * delta_scale:+.1f}"
+    if kind == "p":
+        return "< 0.001" if value < 1e-3 else f"{value:.3f}"
+    if kind == "int":
+        return f"{int(round(value)):,}"
+    return _number(value, float_format)
+
+
+_ABSOLUTE = re.compile(r"(?<![\w.])/(?:[\w.@+-]+/)+[\w.@+-]*")
+
+
+def display_path(text: str, root: Optional[Path] = None) -> str:
+    """``text`` with absolute paths shown relative to the project (``root``), or as ``…/<last two parts>``."""
+    root = root or _project_root()
+
+    def short(match: re.Match) -> str:
+        path = Path(match.group(0))
+        try:
+            return str(path.relative_to(root))
+        except ValueError:
+            parts = path.parts[-2:]
+            return "…/" + "/".join(parts) if len(path.parts) > 3 else match.group(0)
+
+    return _ABSOLUTE.sub(short, text)
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parents[2]
+
+
+def _merged_intervals(df: pd.DataFrame) -> list[tuple[str, Optional[str], Optional[str]]]:
+    """Columns in order as ``(name, lo, hi)``; an ``X_lo`` / ``X_hi`` pair is folded into ``X``."""
+    used, out = set(), []
+    for name in df.columns:
+        if name in used:
+            continue
+        lo, hi = None, None
+        for lo_name in (f"{name}_lo", re.sub(r"_pp$", "_lo_pp", name) if name.endswith("_pp") else None):
+            if lo_name and lo_name in df.columns and lo_name.replace("_lo", "_hi") in df.columns:
+                lo, hi = lo_name, lo_name.replace("_lo", "_hi")
+                break
+        if lo:
+            used.update((lo, hi))
+        out.append((name, lo, hi))
+    return [c for c in out if c[0] not in used]
+
+
+def format_frame(df: pd.DataFrame, float_format: Optional[str] = None) -> tuple[list[str], list[list[str]], list[str]]:
+    """``(headers, rows of cell texts, alignment per column)``: the table as a reader sees it."""
+    headers, columns, align = [], [], []
+    for name, lo, hi in _merged_intervals(df):
+        series = df[name]
+        kind = column_kind(str(name), series)
+        scale = 1.0
+        if kind == "delta" and not str(name).endswith("pp") and _finite(series).abs().le(1).all():
+            scale = 100.0  # a difference of rates, as points
+        text = [cell(v, kind, float_format, scale) for v in series]
+        if lo:
+            ends = [(cell(a, kind, float_format, scale), cell(b, kind, float_format, scale))
+                    for a, b in zip(df[lo], df[hi])]
+            text = [f"{t}\n[{a}, {b}]" if t and a and b else (f"{t}\n[n/a]" if t else "")
+                    for t, (a, b) in zip(text, ends)]  # the interval on its own line (table_html)
+        title = header(str(name))
+        if kind == "rate" and not UNIT_IN_HEADER.search(title):
+            title += " (%)"
+        if kind == "delta" and "points" not in title:
+            title += " (points)"
+        if lo:
+            title += ", 95 % interval"
+        headers.append(title.replace("_", " "))
+        columns.append(text)
+        align.append("text" if kind == "text" else "num")
+    rows = [list(r) for r in zip(*columns)] if columns else []
+    return headers, rows, align
+
+
+def table_html(df: pd.DataFrame, float_format: Optional[str] = None, index: bool = False) -> str:
+    """``df`` as the report's HTML table (``format_frame``), with a class for wide tables."""
+    if index:
+        df = df.reset_index()
+    headers, rows, align = format_frame(df, float_format)
+    if len(headers) > TRANSPOSE_COLUMNS and len(rows) < len(headers):  # too wide for the column: one row per field
+        return _transposed_html(headers, rows)
+    head = "".join(f'<th class="{a}">{html.escape(h)}</th>' for h, a in zip(headers, align))
+    body = "".join("<tr>" + "".join(f'<td class="{a}">{_cell_html(v)}</td>' for v, a in zip(row, align)) + "</tr>"
+                   for row in rows)
+    wide = " serlib-wide" if len(headers) > 9 else ""
+    return (f'<table class="serlib-table{wide}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+
+
+TRANSPOSE_COLUMNS = 18  # more columns than this (and fewer rows than columns): shown transposed
+
+
+def _cell_html(text: str) -> str:
+    value, _, interval = text.partition("\n")
+    return html.escape(value) + (f'<br><span class="ci">{html.escape(interval)}</span>' if interval else "")
+
+
+def _transposed_html(headers: list[str], rows: list[list[str]]) -> str:
+    """The table turned a quarter: the first column's values head the columns, each field is a row."""
+    head = '<th class="text"></th>' + "".join(f'<th class="num">{html.escape(r[0])}</th>' for r in rows)
+    body = "".join(f'<tr><th class="text">{html.escape(h)}</th>'
+                   + "".join(f'<td class="num">{_cell_html(r[i])}</td>' for r in rows) + "</tr>"
+                   for i, h in enumerate(headers) if i > 0)
+    return (f'<table class="serlib-table serlib-transposed"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+            '</table>')

@@ -1,0 +1,81 @@
+"""The install path and the repository's hygiene: the CPU wheel index switch reaches pip, the lock file
+pins the tested set, tracked notebooks hold no outputs, and clean-reports keeps what people wrote."""
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from serlib.tools import nbstrip
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _make(*args, cwd=ROOT):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    return subprocess.run(["make", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_the_torch_index_switch_reaches_pips_command_line():
+    cpu = _make("-n", "-B", "setup", "TORCH_INDEX=https://download.pytorch.org/whl/cpu").stdout
+    line = next(line for line in cpu.splitlines() if "torch==2.11.0" in line)
+    assert "pip install" in line and "--index-url https://download.pytorch.org/whl/cpu" in line
+    default = _make("-n", "-B", "setup").stdout
+    assert "--index-url" not in default and "-r requirements.lock" in default  # PyPI, then the pinned set
+
+
+def test_the_lock_pins_every_dependency_of_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + project["optional-dependencies"]["test"]
+    lock = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            assert version, f"requirements.lock: {line!r} is not pinned with =="
+            lock[name.lower().replace("_", "-")] = version
+    for requirement in wanted:
+        name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0).lower().replace("_", "-")
+        assert name in lock, f"{name} (pyproject.toml) is missing from requirements.lock: run `make lock`"
+    assert lock["torch"] == "2.11.0" and lock["torchaudio"] == "2.11.0"
+    assert not [n for n in lock if n.startswith(("nvidia-", "cuda-")) or n == "triton"]  # torch brings its own
+
+
+def test_tracked_notebooks_hold_no_outputs_and_the_filter_keeps_them_so():
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"), path
+        assert nb.metadata["kernelspec"] == {"display_name": "Python 3 (serlib)", "language": "python", "name": "python3"}
+        text = path.read_text()
+        assert nbformat.writes(nbstrip.strip(nbformat.reads(text, as_version=4))) + "\n" == text, path  # idempotent
+    run = nbformat.read(ROOT / "notebooks" / "06_listening.ipynb", as_version=4)
+    run.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="3.2 MB of audio")]
+    run.cells[1].execution_count = 4
+    run.metadata["widgets"] = {"state": {}}
+    stripped = nbstrip.strip(run)
+    assert stripped.cells[1].outputs == [] and stripped.cells[1].execution_count is None
+    assert "widgets" not in stripped.metadata
+    assert "filter=serlib-nbstrip" in (ROOT / ".gitattributes").read_text()
+
+
+def test_clean_reports_keeps_the_annotations(tmp_path):
+    shutil.copy(ROOT / "Makefile", tmp_path / "Makefile")
+    run = tmp_path / "reports" / "demo"
+    (run / "listening").mkdir(parents=True)
+    (run / "models" / "S5").mkdir(parents=True)
+    (run / "listening" / "annotations.csv").write_text("utt_id\n")
+    (run / "listening" / "annotations.csv.bak").write_text("utt_id\n")
+    (run / "listening" / "state.json").write_text("{}")
+    (run / "report.html").write_text("<html>")
+    done = _make("clean-reports", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in run.rglob("*")) == ["annotations.csv", "annotations.csv.bak", "listening", "state.json"]
+
+
+def test_licence_and_citation_are_there():
+    assert "MIT License" in (ROOT / "LICENSE").read_text()
+    citation = (ROOT / "CITATION.cff").read_text()
+    assert "cff-version" in citation and "serlib" in citation and "references" in citation

@@ -1,0 +1,65 @@
+"""The report's table formatter, one kind of column at a time."""
+import numpy as np
+import pandas as pd
+
+from serlib.report import tables
+
+
+def _frame(df):
+    headers, rows, align = tables.format_frame(df)
+    return headers, rows, align
+
+
+def test_rates_become_percent_and_intervals_one_cell():
+    df = pd.DataFrame({"system": ["S1", "S5"], "acc": [0.6184, 0.5], "acc_lo": [0.5, 0.4], "acc_hi": [0.7237, 0.61],
+                       "uar": [0.61, np.nan]})
+    headers, rows, align = _frame(df)
+    assert headers == ["system", "accuracy (%), 95 % interval", "UAR (%)"]
+    assert rows[0] == ["S1", "61.8\n[50.0, 72.4]", "61.0"] and rows[1][2] == ""
+    assert align == ["text", "num", "num"]
+    html = tables.table_html(df)
+    assert '<span class="ci">[50.0, 72.4]</span>' in html and "acc_lo" not in html
+
+
+def test_deltas_are_signed_points_and_p_values_have_a_floor():
+    df = pd.DataFrame({"delta_pp": [2.94, -0.5], "delta_lo_pp": [-1.0, -3.0], "delta_hi_pp": [6.0, 2.0],
+                       "delta_acc": [0.021, -0.004], "p": [0.0004, 0.0312], "p_holm": [0.002, 1.0]})
+    headers, rows, _ = _frame(df)
+    assert headers == ["Δ (points), 95 % interval", "delta accuracy (points)", "p", "p (Holm)"]
+    assert rows[0] == ["+2.9\n[-1.0, +6.0]", "+2.1", "< 0.001", "0.002"]
+    assert rows[1][1] == "-0.4" and rows[1][2] == "0.031"
+
+
+def test_integers_booleans_and_plain_numbers():
+    df = pd.DataFrame({"params": [8_670_000, 426_653], "epochs": [7.0, 12.0], "tri_aug": [True, False],
+                       "seconds_per_epoch": [0.6941, 123.456], "max_prob_diff": [3.58e-7, 0.078]})
+    headers, rows, align = _frame(df)
+    assert headers == ["params", "epochs", "Tri-Aug", "seconds per epoch", "largest probability change"]
+    assert rows[0] == ["8,670,000", "7", "✓", "0.694", "3.6e-07"]
+    assert rows[1] == ["426,653", "12", "–", "123", "0.078"]
+    assert align == ["num"] * 5
+
+
+def test_headers_never_hold_an_underscore_and_class_names_read_as_words():
+    for name in ("prob_sad_fear", "n_misclassified_clips", "weird__name_", "sad_fear (paper)", "f0_slope_st_s"):
+        assert "_" not in tables.header(name), name
+    assert tables.header("prob_sad_fear") == "p(sad/fear)"
+    assert tables.header("val_acc") == "val. accuracy"
+
+
+def test_paths_are_shown_relative_to_the_project_or_shortened(tmp_path):
+    root = tables._project_root()
+    df = pd.DataFrame({"path": [f"{root}/data/demo-corpus/CREMA-D/AudioWAV/1001_DFA_ANG_XX.wav",
+                                "/home/someone/corpora/emodb/wav/03a01Fa.wav", "relative/a.wav"]})
+    _, rows, align = _frame(df)
+    assert rows[0] == ["data/demo-corpus/CREMA-D/AudioWAV/1001_DFA_ANG_XX.wav"]
+    assert rows[1] == ["…/wav/03a01Fa.wav"] and rows[2] == ["relative/a.wav"] and align == ["text"]
+
+
+def test_a_very_wide_table_is_turned_a_quarter():
+    df = pd.DataFrame({f"col{i}": [i, i + 1] for i in range(tables.TRANSPOSE_COLUMNS + 2)})
+    df.insert(0, "system", ["S1", "S5"])
+    html = tables.table_html(df)
+    assert "serlib-transposed" in html and html.count("<tr>") == 1 + tables.TRANSPOSE_COLUMNS + 2
+    narrow = tables.table_html(df.iloc[:, :5])
+    assert "serlib-transposed" not in narrow and "serlib-wide" not in narrow
