@@ -32,6 +32,8 @@ def test_bench_quick_writes_sane_json(tmp_path, capsys):
         assert key in result, key
     assert result["device"] == "cpu" and result["torch"] == torch.__version__
     assert 8_600_000 <= result["cnn_params"] <= 8_750_000  # the network as the paper describes it: 8.67 M
+    assert 3_650_000 <= result["cnn_params_separable"] <= 3_700_000  # the separable reading: 3.68 M
+    assert 0 < result["infer_gflop_b1_separable"] < result["infer_gflop_b1"] and result["infer_ms_b1_separable"] > 0
     for key in KEYS[3:]:
         assert np.isfinite(result[key]) and result[key] > 0, (key, result[key])
     # An epoch is many training steps; recomputing wav2vec2 per batch can only add to it.

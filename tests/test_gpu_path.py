@@ -280,3 +280,10 @@ def test_the_deployment_forms_take_a_gpu_model():
     model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS).cuda().eval()
     table = deployment_table(model, x.cuda(), x.cuda(), y.cuda(), repeats=2)
     assert table["agree_with_fp32"].iloc[1] == 1.0
+
+
+def test_the_epochs_indices_move_in_one_copy():
+    batches = [torch.tensor([3, 1, 2]), torch.tensor([0, 4])]
+    assert train._to_device(batches, torch.device("cpu")) is batches  # the CPU keeps its own tensors
+    moved = train._to_device(batches, torch.device("meta"))  # another device: one copy, split as before
+    assert [m.device.type for m in moved] == ["meta", "meta"] and [len(m) for m in moved] == [3, 2]

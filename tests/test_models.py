@@ -114,3 +114,55 @@ def test_the_three_block_ablation_keeps_widths_384_256_64():
     model = ResAttn1DCNN(768, blocks=THREE_BLOCKS)
     assert [b.conv1.out_channels for b in model.blocks] == [384, 256, 64]
     assert [b.kernel for b in model.blocks] == [9, 5, 3] and model.head.in_features == 64
+
+
+# --------------------------------------------------------------------------- beyond the paper (issue 12)
+
+from serlib.modelling.models import RESATTN_BLOCKS, RESATTN_STEM, AttentiveStatsPool  # noqa: E402
+
+
+def _separable_count(se: bool = True, in_channels: int = 768, classes: int = 3, reduction: int = 16) -> int:
+    """The separable ResAttn1D-CNN's parameters from its layer shapes (the paper's widths)."""
+    stem_w, stem_k = RESATTN_STEM
+    total = in_channels * stem_w * stem_k + 2 * stem_w  # standard k=9 stem, BatchNorm
+    width = stem_w
+    for out, k in RESATTN_BLOCKS:
+        total += width * k + width * out  # conv1: depthwise, pointwise
+        total += out * k + out * out  # conv2
+        total += 2 * out * 2  # two BatchNorms
+        if se:
+            hidden = out // reduction
+            total += out * hidden + hidden + hidden * out + out
+        if width != out:
+            total += width * out + 2 * out  # 1x1 projection + BatchNorm
+        width = out
+    return total + width * classes + classes
+
+
+@pytest.mark.parametrize("se", [True, False])
+def test_the_separable_reading_has_the_arithmetics_parameter_count(se):
+    model = build_model(ModelConfig(conv="separable", se=se), 768)
+    assert count_params(model) == _separable_count(se)
+    assert round(count_params(model) / 1e6, 2) == (3.68 if se else 3.63)  # the paper states 3.9 M and 3.6 M
+
+
+def test_attentive_pooling_ignores_padding_when_masked_and_weights_frames():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(pooling="attentive", mask_padding=True, width_scale=0.25), 32).eval()
+    clip = torch.randn(1, 32, 30)
+    padded = torch.cat([clip, torch.randn(1, 32, 20)], dim=2)  # the same clip, then 20 frames of anything
+    with torch.no_grad():
+        alone = model(clip, torch.tensor([30]))
+        with_padding = model(padded, torch.tensor([30]))
+    torch.testing.assert_close(alone, with_padding, rtol=1e-5, atol=1e-5)
+    pool = AttentiveStatsPool(4)
+    x = torch.zeros(1, 4, 3)
+    x[0, :, 1] = 2.0
+    with torch.no_grad():
+        out = pool(x, (torch.arange(3) < 2).float().view(1, 1, 3))  # frame 2 is padding
+    assert out.shape == (1, 8) and torch.all(out[0, :4] > 0) and torch.all(out[0, :4] < 2)
+
+
+def test_the_shallow_baseline_refuses_the_resattn_options():
+    with pytest.raises(ValueError, match="resattn only"):
+        build_model(ModelConfig(arch="shallow", pooling="attentive"), 64)

@@ -79,3 +79,21 @@ def test_quiet_and_verbose_set_the_serlib_logger():
     cli._logging(quiet=False, verbose=False)
     assert logging.getLogger("serlib").level == logging.INFO
     assert sum(getattr(h, "serlib_cli", False) for h in logging.getLogger("serlib").handlers) == 1
+
+
+@pytest.mark.slow
+def test_serlib_report_shows_the_annotations_saved_since_the_run(smoke_copy, capsys):
+    from serlib.analysis import listening as ls
+    from serlib.tools.cli import main
+
+    clips = pd.read_csv(smoke_copy.tables / "table_s50.csv", dtype={"utt_id": str})
+    store = ls.AnnotationStore(smoke_copy.annotations, annotator="ana")
+    store.update(clips.iloc[0], {"hybrid_prosody": 1, "note": "flat contour on the stressed word"})
+    before = smoke_copy.report.read_text(encoding="utf-8")
+    assert "flat contour on the stressed word" not in before
+    assert main(["report", str(smoke_copy.root)]) == 0
+    after = smoke_copy.report.read_text(encoding="utf-8")
+    assert "ana: flat contour on the stressed word" in after or "flat contour on the stressed word" in after
+    summary = after[after.index("<b>Table S51.</b>"):]
+    summary = summary[:summary.index("</table>")]
+    assert ">1<" in summary  # one clip annotated now, counted in Table S51

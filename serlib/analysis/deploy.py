@@ -58,6 +58,10 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             if isinstance(a, nn.Conv1d) and isinstance(b, nn.BatchNorm1d):
                 setattr(parent, name_a, fuse_conv_bn_eval(a, b))
                 setattr(parent, name_b, nn.Identity())
+            elif (isinstance(a, nn.Sequential) and len(a) and isinstance(a[-1], nn.Conv1d)
+                  and isinstance(b, nn.BatchNorm1d)):  # a separable conv: the norm folds into its pointwise part
+                a[-1] = fuse_conv_bn_eval(a[-1], b)
+                setattr(parent, name_b, nn.Identity())
     return folded
 
 

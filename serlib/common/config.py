@@ -159,7 +159,10 @@ class ModelConfig:
     blocks: Optional[BlockList] = None  # residual block indices kept (distinct, 0-4); null = all five
     width_scale: PosFloat = 1.0  # 1.0 = the paper's widths; demo may narrow the network
     mask_padding: bool = False  # pool, SE-squeeze and normalise over each clip's real frames (paper: the whole window)
-    pooling: Literal["mean"] = "mean"  # temporal pooling before the head: mean (the paper's global average pooling)
+    pooling: Literal["mean", "attentive"] = "mean"  # mean: the paper's global average pooling; attentive:
+                                                     # attentive statistics pooling (weighted mean and std)
+    conv: Literal["standard", "separable"] = "standard"  # separable: depthwise + pointwise convs inside the
+                                                          # residual blocks (the k=9 stem stays standard)
 
 
 @dataclass

@@ -111,12 +111,12 @@ class ResidualBlock1d(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, se: bool = True,
-                 se_reduction: int = 16, dropout: float = 0.25, masked: bool = False):
+                 se_reduction: int = 16, dropout: float = 0.25, masked: bool = False, separable: bool = False):
         super().__init__()
         self.kernel = kernel
-        self.conv1 = nn.Conv1d(in_channels, out_channels, kernel, padding=kernel // 2, bias=False)
+        self.conv1 = temporal_conv(in_channels, out_channels, kernel, separable)
         self.bn1 = _norm(out_channels, masked)
-        self.conv2 = nn.Conv1d(out_channels, out_channels, kernel, padding=kernel // 2, bias=False)
+        self.conv2 = temporal_conv(out_channels, out_channels, kernel, separable)
         self.bn2 = _norm(out_channels, masked)
         self.se = SqueezeExcite1d(out_channels, se_reduction) if se else nn.Identity()
         self.dropout = nn.Dropout(dropout)
@@ -136,6 +136,40 @@ class ResidualBlock1d(nn.Module):
         y = self.dropout(self.se(y, mask) if isinstance(self.se, SqueezeExcite1d) else y)
         shortcut = x if isinstance(self.shortcut, nn.Identity) else _masked_layers(self.shortcut, x, mask)
         return self.act(y + shortcut) * mask
+
+
+def temporal_conv(in_channels: int, out_channels: int, kernel: int, separable: bool = False) -> nn.Module:
+    """A same-length temporal convolution: standard, or depthwise (k taps per channel) then pointwise
+    (1x1, in -> out) when ``separable`` (``model.conv: separable``; no norm between the two)."""
+    if not separable:
+        return nn.Conv1d(in_channels, out_channels, kernel, padding=kernel // 2, bias=False)
+    return nn.Sequential(nn.Conv1d(in_channels, in_channels, kernel, padding=kernel // 2, groups=in_channels,
+                                   bias=False),
+                         nn.Conv1d(in_channels, out_channels, 1, bias=False))
+
+
+class AttentiveStatsPool(nn.Module):
+    """Attentive statistics pooling (Okabe et al., 2018): a softmax attention over frames weights each
+    frame; the output is the weighted mean and standard deviation per channel, ``(batch, 2 C)``.
+
+    Args:
+        channels: C.
+        hidden: width of the attention's hidden layer (CHOSEN: 64).
+    """
+
+    def __init__(self, channels: int, hidden: int = 64):
+        super().__init__()
+        self.attention = nn.Sequential(nn.Conv1d(channels, hidden, 1), nn.Tanh(), nn.Conv1d(hidden, 1, 1))
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``(batch, C, frames)`` -> ``(batch, 2 C)``; ``mask`` ``(batch, 1, frames)``: padded frames get no weight."""
+        scores = self.attention(x)  # (batch, 1, frames)
+        if mask is not None:
+            scores = scores.masked_fill(mask == 0, float("-inf"))
+        weights = torch.softmax(scores, dim=2)
+        mean = (x * weights).sum(dim=2)
+        var = ((x * x) * weights).sum(dim=2) - mean * mean
+        return torch.cat([mean, var.clamp_min(1e-6).sqrt()], dim=1)
 
 
 def _apply_norm(norm: nn.Module, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -160,7 +194,8 @@ class ResAttn1DCNN(nn.Module):
 
     def __init__(self, in_channels: int = 768, n_classes: int = 3, se: bool = True, se_reduction: int = 16,
                  blocks: Optional[Sequence[int]] = None, width_scale: float = 1.0,
-                 stem_dropout: float = 0.35, block_dropout: float = 0.25, mask_padding: bool = False):
+                 stem_dropout: float = 0.35, block_dropout: float = 0.25, mask_padding: bool = False,
+                 pooling: str = "mean", separable: bool = False):
         super().__init__()
         self.mask_padding = mask_padding
         kept = list(range(len(RESATTN_BLOCKS))) if blocks is None else list(blocks)
@@ -173,11 +208,15 @@ class ResAttn1DCNN(nn.Module):
         layers, width = [], stem_width
         for index in kept:
             out_width, kernel = _scaled(RESATTN_BLOCKS[index][0], width_scale), RESATTN_BLOCKS[index][1]
-            layers.append(ResidualBlock1d(width, out_width, kernel, se, se_reduction, block_dropout, mask_padding))
+            layers.append(ResidualBlock1d(width, out_width, kernel, se, se_reduction, block_dropout, mask_padding,
+                                          separable))
             width = out_width
         self.blocks = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool1d(1)
-        self.head = nn.Linear(width, n_classes)
+        if pooling not in ("mean", "attentive"):
+            raise ValueError(f"pooling must be 'mean' or 'attentive', got {pooling!r}")
+        self.attentive = pooling == "attentive"  # a Python flag, so torch.fx traces one branch (int8 form)
+        self.pool = nn.AdaptiveAvgPool1d(1) if pooling == "mean" else AttentiveStatsPool(width)
+        self.head = nn.Linear(width if pooling == "mean" else 2 * width, n_classes)
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``(batch, in, frames)`` (+ true frame counts ``(batch,)``) -> ``(batch, n_classes)`` logits.
@@ -186,12 +225,12 @@ class ResAttn1DCNN(nn.Module):
         """
         if lengths is None or not self.mask_padding:
             y = self.blocks(self.stem(x))  # (batch, 64, frames)
-            return self.head(self.pool(y).squeeze(2))
+            return self.head(self.pool(y) if self.attentive else self.pool(y).squeeze(2))
         mask = frame_mask(lengths, x.shape[2])  # (batch, 1, frames)
         y = _masked_layers(self.stem, x * mask, mask)
         for block in self.blocks:
             y = block(y, mask)
-        return self.head(masked_mean(y, mask))
+        return self.head(self.pool(y, mask) if self.attentive else masked_mean(y, mask))
 
 
 class ShallowCNN(nn.Module):
@@ -234,12 +273,16 @@ def build_model(model_cfg: ModelConfig, in_channels: int, n_classes: int = 3) ->
         n_classes: logits.
     """
     if model_cfg.arch == "shallow":
+        if model_cfg.pooling != "mean" or model_cfg.conv != "standard":
+            raise ValueError("model.pooling: attentive and model.conv: separable apply to arch: resattn only; "
+                             "the shallow baseline keeps the paper's mean pooling and standard convs")
         return ShallowCNN(in_channels, n_classes, width_scale=model_cfg.width_scale,
                           mask_padding=model_cfg.mask_padding)
     if model_cfg.arch == "resattn":
         return ResAttn1DCNN(in_channels, n_classes, se=model_cfg.se, se_reduction=model_cfg.se_reduction,
                             blocks=model_cfg.blocks, width_scale=model_cfg.width_scale,
-                            mask_padding=model_cfg.mask_padding)
+                            mask_padding=model_cfg.mask_padding, pooling=model_cfg.pooling,
+                            separable=model_cfg.conv == "separable")
     raise ValueError(f"model.arch must be 'resattn' or 'shallow', got {model_cfg.arch!r}")
 
 

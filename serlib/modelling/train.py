@@ -152,10 +152,11 @@ def _train_epoch(step: TrainStep, x: torch.Tensor, y: torch.Tensor, batch_size: 
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct count (read once when on_device)
     batches = (length_buckets(host_lengths, batch_size, generator) if trim
                else _batches(len(y), batch_size, generator))
-    for number, index in enumerate(batches, 1):
+    on_device_batches = _to_device(batches, device)  # the epoch's order, copied once
+    for number, (index, moved) in enumerate(zip(batches, on_device_batches), 1):
         frames = int(host_lengths[index].max()) if trim else None  # trim: only up to the batch's longest clip
-        inputs = gather(x, index, device, frames)  # (batch, channels, frames) float32, a fresh copy
-        index = index.to(device, non_blocking=True)
+        inputs = gather(x, moved if x.device == moved.device else index, device, frames)  # fresh float32 copy
+        index = moved
         targets = y[index]  # (batch,)
         batch_lengths = None if lengths is None else lengths[index]
         loss, hits = step(inputs, targets, inplace=True, lengths=batch_lengths)  # inputs is a fresh copy
@@ -179,6 +180,16 @@ def _train_epoch(step: TrainStep, x: torch.Tensor, y: torch.Tensor, batch_size: 
                 "are read once per epoch, so the batch is not named); training stopped. Check the features "
                 "(data/features_failed.csv, the audio check in data/excluded.csv) and try a lower train.lr")
     return total_loss / len(y), correct / len(y)
+
+
+def _to_device(batches: list[torch.Tensor], device: torch.device) -> list[torch.Tensor]:
+    """The epoch's batches of indices on ``device``: one pinned, non-blocking copy for the whole epoch on a
+    GPU (no host synchronisation per batch); the CPU's own tensors otherwise."""
+    if device.type == "cpu" or not batches:
+        return batches
+    flat = torch.cat(batches)
+    flat = flat.pin_memory() if torch.cuda.is_available() else flat
+    return list(flat.to(device, non_blocking=True).split([len(b) for b in batches]))
 
 
 @torch.no_grad()

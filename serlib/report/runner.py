@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import nbformat
+import pandas as pd
 
 from serlib.common.config import Config, ConfigError
 from serlib.common.io import write_text_atomic
@@ -34,7 +35,9 @@ from serlib.common.progress import StdoutHandler, last_event
 from serlib.common.runfolder import RunFolder, project_root, run_folder
 from serlib.report.html_export import (banners_html, config_html, failure_html, identity_html, render_html, reused_html,
                                        toc_html, top_link_html)
+from serlib.analysis.listening import AnnotationStore, static_table_html, tag_summary
 from serlib.report.keyresults import key_results_html
+from serlib.report.tables import table_html
 from serlib.report.provenance import load_timings, now_utc, run_identity, save_timings, write_resolved_config
 
 log = logging.getLogger("serlib")
@@ -294,7 +297,8 @@ def _section_title(nb: nbformat.NotebookNode, name: str) -> str:
     return name
 
 
-def _clean_outputs(outputs: list, anchors: set, captions: list, paths: Optional[list] = None) -> list:
+def _clean_outputs(outputs: list, anchors: set, captions: list, paths: Optional[list] = None,
+                   folder: Optional[RunFolder] = None) -> list:
     """Drop stderr and widget views; fold printed lines into one collapsed log; show machine paths
     relative (``paths``: ``(absolute prefix, shown as)``); give every Table/Fig caption an id for the contents."""
     kept, log = [], []
@@ -311,7 +315,9 @@ def _clean_outputs(outputs: list, anchors: set, captions: list, paths: Optional[
             if not data or (set(data) == {"text/plain"} and "Widget" in str(data["text/plain"])):
                 continue
             if "text/html" in data:
-                data["text/html"] = _anchor_captions(_relative(_as_text(data["text/html"]), paths), anchors, captions)
+                markup = _refresh_listening(_as_text(data["text/html"]), folder) if folder is not None else None
+                data["text/html"] = _anchor_captions(_relative(markup or _as_text(data["text/html"]), paths),
+                                                     anchors, captions)
             if "text/plain" in data:
                 data["text/plain"] = _relative(_as_text(data["text/plain"]), paths)
         kept.append(out)
@@ -322,6 +328,29 @@ def _clean_outputs(outputs: list, anchors: set, captions: list, paths: Optional[
             f'<details class="serlib-log"><summary>log ({lines} line{"s" if lines > 1 else ""})</summary>'
             f'<pre>{html.escape(text)}</pre></details>')}))
     return kept
+
+
+_LISTENING = re.compile(r'<div class="serlib-table serlib-listening"><p><b>(?P<label>Table S\d+)\.</b> (?P<caption>.*?)</p>',
+                        re.S)
+_SUMMARY = re.compile(r'<div class="serlib-table"><p><b>Table S51\.</b>')
+
+
+def _refresh_listening(markup: str, folder: RunFolder) -> Optional[str]:
+    """The listening tables as the annotations stand now (a re-export shows what listeners saved since the
+    notebook ran): Table S50's tags and notes, Table S51's counts. None: not one of them, or no clip list."""
+    found = _LISTENING.search(markup)
+    summary = _SUMMARY.search(markup)
+    if not found and not summary:
+        return None
+    try:
+        clips = pd.read_csv(folder.tables / "table_s50.csv", dtype={"utt_id": str, "speaker": str})
+    except (OSError, ValueError):
+        return None
+    annotations = AnnotationStore(folder.annotations).frame()
+    if found:
+        return static_table_html(clips, annotations, found.group("label"), html.unescape(found.group("caption")))
+    return re.sub(r'<table class="serlib-table[^"]*">.*?</table>', lambda _: table_html(tag_summary(clips, annotations)),
+                  markup, count=1, flags=re.S)
 
 
 def _relative(text: str, paths: list) -> str:
@@ -433,7 +462,7 @@ def _section_cells(folder: RunFolder, name: str, failure: Optional[_Failure], re
             cells.append(_html_cell('<div id="failure" class="serlib-banner serlib-banner-error">'
                                     'The run failed in the next cell.</div>'))
         if cell.cell_type == "code":
-            cell.outputs = _clean_outputs(cell.get("outputs", []), anchors, captions, paths)
+            cell.outputs = _clean_outputs(cell.get("outputs", []), anchors, captions, paths, folder)
         elif cell.cell_type == "markdown":
             cell.source = _relative(cell.source, paths or [])
         cells.append(cell)

@@ -150,10 +150,11 @@ def memory_note(mem: dict, params: int) -> str:
 # ---------------------------------------------------------------- workloads, GFLOP and folding
 
 
-def s5_model(device: torch.device, seed: int = 0) -> nn.Module:
-    """The full ResAttn1D-CNN (S5: SE on, five blocks, paper widths) with seeded random weights."""
+def s5_model(device: torch.device, seed: int = 0, conv: str = "standard") -> nn.Module:
+    """The full ResAttn1D-CNN (S5: SE on, five blocks, paper widths) with seeded random weights;
+    ``conv="separable"``: depthwise-separable convs inside the blocks (``model.conv``)."""
     torch.manual_seed(seed)
-    return build_model(ModelConfig(), FEATURE_SHAPE[0]).to(device)
+    return build_model(ModelConfig(conv=conv), FEATURE_SHAPE[0]).to(device)
 
 
 def forward_gflop(model: nn.Module, x: torch.Tensor) -> float:
