@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 
 from serlib.analysis import stats
 from serlib.common import paper
@@ -20,8 +21,11 @@ from serlib.common.config import Config, loco_systems, primary_system
 from serlib.common.facts import CLASSES, CORPORA
 from serlib.common.runfolder import RunFolder
 from serlib.data.stage import load_manifest
-from serlib.modelling.baselines import duration_baseline
-from serlib.modelling.systems import MAIN_PROTOCOL, evaluation_protocols, load_results, protocol_splits
+from serlib.features.egemaps import egemaps_features, feature_columns
+from serlib.modelling.baselines import duration_baseline, linear_baseline
+from serlib.modelling.models import frame_mask, masked_mean
+from serlib.modelling.systems import (MAIN_PROTOCOL, evaluation_protocols, load_results, load_split_data,
+                                     protocol_splits)
 
 PROB_COLUMNS = [f"prob_{c}" for c in CLASSES]
 METRIC_NAMES = {"accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1"}
@@ -240,6 +244,52 @@ def duration_predictions(cfg: Config, folder: RunFolder, protocols: Optional[Seq
     return preds.merge(manifest[["utt_id", "speaker", "corpus", "sex", "duration_s"]], on="utt_id", how="left")
 
 
+EGEMAPS = "eGeMAPS + linear"  # the rows of the feature baselines (issue 12)
+W2V_LINEAR = "wav2vec2 mean + linear"
+BASELINE_TEXT = {
+    DURATION: "a classifier on clip length alone",
+    EGEMAPS: "eGeMAPS v02 functionals (88, openSMILE), standardised, logistic regression (C chosen on val)",
+    W2V_LINEAR: "wav2vec2 (the run's layer) mean over real frames, standardised, logistic regression "
+                "(C chosen on val): the SUPERB-style linear downstream",
+}
+
+
+def _protocol_subsets(manifest: pd.DataFrame, protocol: str, folder: RunFolder) -> pd.Series:
+    return manifest["split"] if protocol == MAIN_PROTOCOL else protocol_splits(manifest, protocol, folder)
+
+
+def feature_baseline_predictions(cfg: Config, folder: RunFolder, which: str,
+                                 protocols: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """The test predictions of a feature baseline (``EGEMAPS`` or ``W2V_LINEAR``) under the main protocol(s),
+    with the manifest's columns: trained on train, C chosen on val, scored on test."""
+    manifest = load_manifest(folder)
+    encode = {c: i for i, c in enumerate(CLASSES)}
+    parts = []
+    if which == EGEMAPS:
+        table = egemaps_features(folder, manifest)
+        usable = table[table["error"] == ""].set_index("utt_id")[feature_columns(table)]
+    for protocol in list(protocols or evaluation_protocols(cfg)):
+        if which == EGEMAPS:
+            rows = manifest.assign(split=_protocol_subsets(manifest, protocol, folder).to_numpy())
+            rows = rows[rows["utt_id"].isin(usable.index)]
+            subsets = {s: rows[rows["split"] == s] for s in ("train", "val", "test")}
+            x = {s: usable.loc[p["utt_id"]].to_numpy(dtype=float) for s, p in subsets.items()}
+            y = {s: p["label"].map(encode).to_numpy(int) for s, p in subsets.items()}
+            ids = subsets["test"]["utt_id"].to_numpy()
+        elif which == W2V_LINEAR:
+            data = load_split_data(cfg, folder, "wav2vec2", torch.device("cpu"), protocol)
+            x = {s: masked_mean(data.x[s].float(), frame_mask(data.lengths[s], data.frames)).numpy()
+                 for s in ("train", "val", "test")}
+            y = {s: data.y[s].numpy() for s in ("train", "val", "test")}
+            ids = data.utt_ids["test"]
+        else:
+            raise ValueError(f"unknown feature baseline {which!r}; expected {EGEMAPS!r} or {W2V_LINEAR!r}")
+        preds, info = linear_baseline(x, y, ids)
+        parts.append(preds.assign(protocol=protocol, seed=0, C=info["C"]))
+    preds = pd.concat(parts, ignore_index=True)
+    return preds.merge(manifest[["utt_id", "speaker", "corpus", "sex", "duration_s"]], on="utt_id", how="left")
+
+
 def duration_table(cfg: Config, folder: RunFolder, beside: Sequence[str] = ("S1",)) -> pd.DataFrame:
     """The duration-only baseline's scores beside ``beside`` (same split, same intervals), with C chosen on val."""
     preds = duration_predictions(cfg, folder)
@@ -317,12 +367,17 @@ def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     pairs = [(n, reference_of(cfg, n), system_predictions(cfg, folder, n)) for n in names]
     if "S1" in cfg.systems:
         pairs.append((DURATION, "S1", duration_predictions(cfg, folder)))
+    if cfg.analysis.feature_baselines:
+        if "S1" in cfg.systems:
+            pairs.append((EGEMAPS, "S1", feature_baseline_predictions(cfg, folder, EGEMAPS)))
+        if "S2" in cfg.systems and cfg.systems["S2"].input == "wav2vec2":
+            pairs.append((W2V_LINEAR, "S2", feature_baseline_predictions(cfg, folder, W2V_LINEAR)))
     for name, reference, preds in pairs:
         scores = _score_row(name, score(preds, cfg).set_index("metric"))
         table, info = stats.compare_predictions(system_predictions(cfg, folder, reference), preds,
                                                 cfg.analysis.bootstrap_resamples, cfg.analysis.bootstrap_seed)
         uar = table.set_index("metric").loc["uar"]
-        description = cfg.systems[name].description if name in cfg.systems else "a classifier on clip length alone"
+        description = cfg.systems[name].description if name in cfg.systems else BASELINE_TEXT[name]
         rows.append({**scores, "description": description, "vs": reference, "delta_uar_pp": 100 * uar["delta"],
                      "delta_uar_lo_pp": 100 * uar["lo"], "delta_uar_hi_pp": 100 * uar["hi"], "p": uar["mcnemar_p"]})
     out = pd.DataFrame(rows)

@@ -253,6 +253,8 @@ class AnalysisConfig:
     bootstrap_resamples: PosInt = 1000  # CHOSEN: speaker-bootstrap resamples behind every interval
     bootstrap_seed: NonNegInt = 0  # seed of the bootstrap draws
     alpha: Annotated[float, Bound(">", 0), Bound("<", 1)] = 0.05  # family-wise level of the paired tests (Holm)
+    feature_baselines: bool = True  # rows beyond the paper: eGeMAPS v02 (openSMILE) and mean-pooled wav2vec2,
+                                    # each with a logistic regression (C CHOSEN on val), beside S1 / S2
 
 
 @dataclass

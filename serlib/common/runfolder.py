@@ -127,6 +127,11 @@ class RunFolder:
         return self.analysis / "prosody.csv"
 
     @property
+    def egemaps_cache(self) -> Path:
+        """eGeMAPS v02 functionals per clip (``serlib.features.egemaps``), keyed by file and openSMILE version."""
+        return self.analysis / "egemaps.csv"
+
+    @property
     def listening(self) -> Path:
         return self.root / "listening"
 
