@@ -607,7 +607,7 @@ def bench_table(result: dict) -> pd.DataFrame:
         if metric not in result:  # a CPU-only or GPU-only figure
             continue
         value = result[metric]
-        rows.append({"metric": metric, "value": f"{value:,.0f}" if metric == "cnn_params" else f"{value:.4g}",
+        rows.append({"metric": metric, "value": f"{value:,.0f}" if metric.startswith("cnn_params") else f"{value:.4g}",
                      "unit": unit, "paper": claims.get(metric, ""),
                      "target": _meets(value, targets[metric]) if metric in targets else "", "how": how[metric]})
     return pd.DataFrame(rows)
