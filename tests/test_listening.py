@@ -453,3 +453,33 @@ def test_reviewed_is_read_as_unset_from_files_before_it(tmp_path):
     store = ls.AnnotationStore(path)
     row = store.get("CREMA-D/1001_DFA_ANG_XX")
     assert row["reviewed"] == 0 and row["hybrid_prosody"] == 1
+
+
+def test_tags_come_from_the_profile_and_other_tags_in_the_file_are_kept(run):
+    import dataclasses
+
+    cfg, folder, preds = run
+    clips = ls.select_misclassified(preds, n=4, seed=0)
+    first = ls.ListeningStation(cfg, folder, clips, plots=False, annotator="ana")
+    first.set_tags(["hybrid_prosody"])
+    mine = dataclasses.replace(cfg, analysis=dataclasses.replace(cfg.analysis, listening_tags=["whisper", "laughter"]))
+    second = ls.ListeningStation(mine, folder, clips, plots=False, annotator="ben")
+    assert list(second.tag_boxes) == ["whisper", "laughter"] and "1 whisper" == second.tag_boxes["whisper"].description
+    assert second.handle_key("2") == "laughter"
+    with pytest.raises(ValueError, match="unknown tag"):
+        second.set_tags(["hybrid_prosody"])
+    rows = pd.read_csv(folder.annotations, keep_default_na=False).set_index("annotator")
+    assert {"whisper", "laughter", "hybrid_prosody", "other", "whisper_utc"} <= set(rows.columns)  # nothing dropped
+    assert rows.loc["ben", "laughter"] == 1 and rows.loc["ana", "hybrid_prosody"] == 1
+    assert rows.loc["ana", "laughter"] == 0
+    summary = second.summary().iloc[-1]
+    assert (summary["laughter"], summary["hybrid prosody"]) == (1, 1)
+
+
+def test_bad_tag_names_are_refused_at_load(tmp_path):
+    from serlib.common.config import ConfigError
+
+    path = tmp_path / "p.yaml"
+    path.write_text("analysis:\n  listening_tags: [note, Bad-Tag]\n")
+    with pytest.raises(ConfigError, match="analysis.listening_tags"):
+        load_config(path)

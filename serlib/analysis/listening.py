@@ -90,12 +90,29 @@ def select_misclassified(preds: pd.DataFrame, n: int = 50, seed: int = 0) -> pd.
 # (file, line, reason), left out and never written back, and the damaged file is kept beside it
 # (``annotations.damaged-<time>.csv``) at the next save, so a person can still rescue it by hand.
 
-FIELDS = (*TAGS, "reviewed", "note")  # what a listener sets; each carries its own time
+FIELDS = (*TAGS, "reviewed", "note")  # what a listener sets (default tags); each carries its own time
 # "reviewed": the listener heard the clip and found no failure mode to tag (0/1). Files written before it
 # existed have no such column: read as 0, never set.
 FIELD_TIMES = tuple(f"{f}_utc" for f in FIELDS)
 ANNOTATION_COLUMNS = ("utt_id", "annotator", "label", "pred", *FIELDS, "annotated_utc", *FIELD_TIMES)
-REQUIRED_COLUMNS = ("utt_id", "label", "pred", *TAGS, "note", "annotated_utc")  # files before annotators
+REQUIRED_COLUMNS = ("utt_id", "label", "pred", "note", "annotated_utc")  # every annotations file has these
+BASE_COLUMNS = {"utt_id", "annotator", "label", "pred", "reviewed", "note", "annotated_utc"}
+# The tags are the profile's (``analysis.listening_tags``; default ``TAGS``). A file may hold other tags too
+# (an earlier profile's, another listener's): a column ``<tag>`` with its ``<tag>_utc`` (or one of the
+# default tags) is a tag; each is kept and written back, never dropped.
+
+
+def fields_for(tags: Sequence[str]) -> tuple[str, ...]:
+    return (*tags, "reviewed", "note")
+
+
+def columns_for(tags: Sequence[str]) -> tuple[str, ...]:
+    fields = fields_for(tags)
+    return ("utt_id", "annotator", "label", "pred", *fields, "annotated_utc", *(f"{f}_utc" for f in fields))
+
+
+def tag_label(tag: str) -> str:
+    return TAG_LABELS.get(tag, tag.replace("_", " "))
 NEVER = dt.datetime.min.replace(tzinfo=dt.timezone.utc)  # the time of a field nobody has set
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 
@@ -146,15 +163,17 @@ class Annotation:
         """Take each of ``other``'s fields that was set strictly later than this one's."""
         if other.when > self.when:
             self.label, self.pred = other.label, other.pred
-        for f in FIELDS:
-            if other.times[f] > self.times[f]:
+        for f in other.times:
+            if other.times[f] > self.times.get(f, NEVER):
                 self.values[f], self.times[f] = other.values[f], other.times[f]
 
-    def row(self) -> dict:
-        """The CSV row: ``ANNOTATION_COLUMNS``."""
+    def row(self, tags: Sequence[str] = TAGS) -> dict:
+        """The CSV row: ``columns_for(tags)`` (a tag never set is 0)."""
+        fields = fields_for(tags)
         return {"utt_id": self.utt_id, "annotator": self.annotator, "label": self.label, "pred": self.pred,
-                **self.values, "annotated_utc": _format_time(self.when),
-                **{c: _format_time(self.times[f]) for f, c in zip(FIELDS, FIELD_TIMES)}}
+                **{f: self.values.get(f, "" if f == "note" else 0) for f in fields},
+                "annotated_utc": _format_time(self.when),
+                **{f"{f}_utc": _format_time(self.times.get(f, NEVER)) for f in fields}}
 
 
 @dataclass
@@ -164,6 +183,7 @@ class AnnotationFile:
     annotations: list[Annotation]
     raw: bytes  # the file as read (b"" when missing)
     damaged: bool  # some line or column was left out
+    tags: tuple = TAGS  # the tag columns the file holds
 
 
 def read_annotations(path: Path, warned: Optional[set] = None) -> AnnotationFile:
@@ -192,13 +212,14 @@ def read_annotations(path: Path, warned: Optional[set] = None) -> AnnotationFile
     start, columns, damaged = _find_header(lines, warn)
     if columns is None:
         return AnnotationFile([], raw, True)
+    tags = file_tags(columns)
     annotations, i = [], start + 1
     while i < len(lines):
         if not lines[i].strip():
             i += 1
             continue
-        annotation, error, used = _row_at(lines, i, columns)
-        swallowed = next((j for j in range(i + 1, i + used) if _row_at(lines, j, columns)[0]), None)
+        annotation, error, used = _row_at(lines, i, columns, tags)
+        swallowed = next((j for j in range(i + 1, i + used) if _row_at(lines, j, columns, tags)[0]), None)
         if error is None and swallowed is not None:
             error = (f"a quoted field runs over {used} lines and takes in line {swallowed + 1}, a row of its own "
                      f"(a quote left open?)")
@@ -210,14 +231,22 @@ def read_annotations(path: Path, warned: Optional[set] = None) -> AnnotationFile
             continue
         annotations.append(annotation)
         i += used
-    return AnnotationFile(annotations, raw, damaged)
+    return AnnotationFile(annotations, raw, damaged, tags)
 
 
-def _row_at(lines: list[str], i: int, columns: list[str]) -> tuple[Optional[Annotation], Optional[str], int]:
+def file_tags(columns: Sequence[str]) -> tuple[str, ...]:
+    """The tag columns of a header: the default tags it has, and any ``<name>`` with a ``<name>_utc``."""
+    present = set(columns)
+    return tuple(c for c in columns if c not in BASE_COLUMNS and not c.endswith("_utc")
+                 and (c in TAGS or f"{c}_utc" in present))
+
+
+def _row_at(lines: list[str], i: int, columns: list[str],
+            tags: Sequence[str] = TAGS) -> tuple[Optional[Annotation], Optional[str], int]:
     """The record starting at line ``i``: (annotation or None, what is wrong or None, lines it takes)."""
     reader = csv.reader(iter(lines[i:]))
     try:
-        annotation, error = _parse_row(next(reader), columns), None
+        annotation, error = _parse_row(next(reader), columns, tags), None
     except (csv.Error, ValueError) as err:
         annotation, error = None, str(err)
     return annotation, error, max(reader.line_num, 1)
@@ -248,7 +277,8 @@ def _find_header(lines: list[str], warn: _Warner) -> tuple[int, Optional[list[st
             warn(1, f"{i} line(s) before the header left out")
         if at > 0:
             warn(i + 1, f"{at} character(s) before the header left out")
-        unknown = [c for c in columns if c not in ANNOTATION_COLUMNS]
+        tags = file_tags(columns)
+        unknown = [c for c in columns if c not in columns_for(tags)]
         if unknown:
             warn(i + 1, f"column(s) {', '.join(map(repr, unknown))} are not annotation columns; left out")
         return i, columns, bool(i or at or unknown)
@@ -256,7 +286,7 @@ def _find_header(lines: list[str], warn: _Warner) -> tuple[int, Optional[list[st
     return 0, None, True
 
 
-def _parse_row(fields: list[str], columns: list[str]) -> Annotation:
+def _parse_row(fields: list[str], columns: list[str], tags: Sequence[str] = TAGS) -> Annotation:
     """One CSV row as an ``Annotation``; ``ValueError`` says what is wrong with it."""
     if len(fields) != len(columns):
         raise ValueError(f"{len(fields)} field(s) where the header has {len(columns)}")
@@ -268,13 +298,15 @@ def _parse_row(fields: list[str], columns: list[str]) -> Annotation:
     for column in ("label", "pred"):
         if row[column] not in CLASSES:
             raise ValueError(f"{column} is {row[column]!r}, expected one of {', '.join(CLASSES)}")
-    for tag in (*TAGS, "reviewed"):
+    for tag in (*tags, "reviewed"):
         if row.get(tag, "") not in ("0", "1", ""):
             raise ValueError(f"{tag} is {row[tag]!r}, expected 0 or 1")
     annotated = _parse_time(row["annotated_utc"], "annotated_utc")
-    times = {f: _parse_time(row[c], c) if c in row else (annotated if f in row else NEVER)
-             for f, c in zip(FIELDS, FIELD_TIMES)}
-    values = {**{t: int(row[t] or 0) for t in TAGS}, "reviewed": int(row.get("reviewed") or 0), "note": row["note"]}
+    fields = fields_for(tags)
+    times = {f: _parse_time(row[f"{f}_utc"], f"{f}_utc") if f"{f}_utc" in row else (annotated if f in row else NEVER)
+             for f in fields}
+    values = {**{t: int(row.get(t) or 0) for t in tags}, "reviewed": int(row.get("reviewed") or 0),
+              "note": row["note"]}
     return Annotation(row["utt_id"], row.get("annotator", ""), row["label"], row["pred"], values, times)
 
 
@@ -295,12 +327,12 @@ def merge_annotations(*groups: Sequence[Annotation]) -> dict[tuple[str, str], An
     return merged
 
 
-def annotations_csv(annotations: Sequence[Annotation]) -> str:
-    """The CSV text of ``annotations`` (``ANNOTATION_COLUMNS``), sorted by clip and annotator."""
+def annotations_csv(annotations: Sequence[Annotation], tags: Sequence[str] = TAGS) -> str:
+    """The CSV text of ``annotations`` (``columns_for(tags)``), sorted by clip and annotator."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(ANNOTATION_COLUMNS), lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=list(columns_for(tags)), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(a.row() for a in sorted(annotations, key=lambda a: a.key))
+    writer.writerows(a.row(tags) for a in sorted(annotations, key=lambda a: a.key))
     return out.getvalue()
 
 
@@ -317,8 +349,10 @@ class AnnotationStore:
     ``serlib.common.locking``.
     """
 
-    def __init__(self, path: Path, annotator: str = ""):
+    def __init__(self, path: Path, annotator: str = "", tags: Sequence[str] = TAGS):
         self.path, self.annotator = Path(path), str(annotator)
+        self.tags = tuple(tags)  # the profile's tags; ``all_tags`` adds those the file holds besides
+        self.file_tags: tuple = ()
         self.lock_path = self.path.with_name(f".{self.path.name}.lock")
         self.records: dict[tuple[str, str], Annotation] = {}
         self._edits: dict[tuple[str, str], Annotation] = {}  # this store's changes not yet saved
@@ -327,12 +361,19 @@ class AnnotationStore:
 
     def reload(self) -> None:
         """Re-read the file (other stations' saves)."""
-        self.records = merge_annotations(read_annotations(self.path, self._warned).annotations, self._edits.values())
+        found = read_annotations(self.path, self._warned)
+        self.file_tags = found.tags if found.raw else ()
+        self.records = merge_annotations(found.annotations, self._edits.values())
+
+    @property
+    def all_tags(self) -> tuple[str, ...]:
+        """The profile's tags, then any other tag the file holds (kept, never dropped)."""
+        return (*self.tags, *(t for t in self.file_tags if t not in self.tags))
 
     def get(self, utt_id: str, annotator: Optional[str] = None) -> Optional[dict]:
         """The row of a clip by this store's annotator (or ``annotator``), None when not annotated."""
         annotation = self.records.get((utt_id, self.annotator if annotator is None else annotator))
-        return annotation.row() if annotation else None
+        return annotation.row(self.all_tags) if annotation else None
 
     def update(self, clip: pd.Series, changes: dict) -> Optional[dict]:
         """Set some fields of a clip (tags 0/1, ``note`` text) and save; returns the merged row.
@@ -340,13 +381,14 @@ class AnnotationStore:
         Only the fields given, and only those that differ from what this store knows, are stamped
         with the time: another station's fields stay as they were set.
         """
-        unknown = sorted(set(changes) - set(FIELDS))
+        fields = fields_for(self.all_tags)
+        unknown = sorted(set(changes) - set(fields))
         if unknown:
-            raise ValueError(f"unknown annotation field(s) {unknown}; known: {list(FIELDS)}")
+            raise ValueError(f"unknown annotation field(s) {unknown}; known: {list(fields)}")
         changes = {f: (str(v) if f == "note" else int(bool(v))) for f, v in changes.items()}
         key = (clip["utt_id"], self.annotator)
         known = self.records.get(key) or Annotation(*key, clip["label"], clip["pred"])
-        changed = {f: v for f, v in changes.items() if known.values[f] != v}
+        changed = {f: v for f, v in changes.items() if known.values.get(f, "" if f == "note" else 0) != v}
         if changed:
             edit = self._edits.setdefault(key, Annotation(*key, clip["label"], clip["pred"]))
             now = _now()
@@ -363,9 +405,10 @@ class AnnotationStore:
             if on_disk.damaged:
                 self._keep_damaged(on_disk.raw)
             merged = merge_annotations(on_disk.annotations, self._edits.values())
+            self.file_tags = on_disk.tags if on_disk.raw else ()
             if on_disk.raw:
                 write_bytes_atomic(_backup(self.path), on_disk.raw)
-            write_text_atomic(self.path, annotations_csv(list(merged.values())))
+            write_text_atomic(self.path, annotations_csv(list(merged.values()), self.all_tags))
         self.records, self._edits = merged, {}
 
     def _keep_damaged(self, raw: bytes) -> None:
@@ -376,9 +419,10 @@ class AnnotationStore:
                       f"the file as it was is kept as {copy_path.name}", UserWarning, stacklevel=3)
 
     def frame(self) -> pd.DataFrame:
-        """Every annotator's rows (``ANNOTATION_COLUMNS``)."""
-        return pd.DataFrame([a.row() for a in sorted(self.records.values(), key=lambda a: a.key)],
-                            columns=list(ANNOTATION_COLUMNS))
+        """Every annotator's rows (``columns_for(all_tags)``)."""
+        tags = self.all_tags
+        return pd.DataFrame([a.row(tags) for a in sorted(self.records.values(), key=lambda a: a.key)],
+                            columns=list(columns_for(tags)))
 
 
 # --------------------------------------------------------------------------- summaries
@@ -396,7 +440,8 @@ def tag_summary(clips: pd.DataFrame, annotations: pd.DataFrame) -> pd.DataFrame:
         annotated once whoever annotated it; a tag counts once per annotator who gave it.
     """
     notes = annotations[annotations["utt_id"].isin(clips["utt_id"])]
-    marks = [*TAGS, "reviewed"]
+    tags = file_tags(list(annotations.columns)) if len(annotations.columns) else TAGS
+    marks = [*tags, "reviewed"]
     per_clip = notes.groupby("utt_id")[marks].sum().assign(annotated=1)  # tags summed over annotators
     merged = clips[["utt_id", "label", "pred"]].merge(per_clip, left_on="utt_id", right_index=True, how="left")
     merged[["annotated", *marks]] = merged[["annotated", *marks]].fillna(0).astype(int)
@@ -406,7 +451,7 @@ def tag_summary(clips: pd.DataFrame, annotations: pd.DataFrame) -> pd.DataFrame:
     total = {"label": "total", "pred": "", **merged[columns].sum().to_dict()}
     table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
     return table.rename(columns={"label": "true", "pred": "predicted", "reviewed": "reviewed: no failure",
-                                 **TAG_LABELS})
+                                 **{t: tag_label(t) for t in tags}})
 
 
 # --------------------------------------------------------------------------- audio and plots
@@ -476,7 +521,7 @@ def plot_clip(audio: np.ndarray, analysis: AnalysisConfig, title: str = "", ax=N
 
 ORDERS = {"draw": "as drawn", "confidence": "most confident first", "margin": "smallest margin first"}
 KEYS = {"ArrowRight": "next", "n": "next", "ArrowLeft": "previous", "p": "previous", "r": "reviewed",
-        "1": 0, "2": 1, "3": 2, "4": 3}  # a digit toggles that tag (in TAGS order)
+        **{str(i + 1): i for i in range(9)}}  # a digit toggles that tag (the profile's order)
 NOTE_DEBOUNCE_S = 1.0  # a note is saved this long after the last keystroke (and on leaving the clip)
 
 
@@ -484,7 +529,7 @@ class ListeningStation:
     """Listen to misclassified clips, tag failure modes and take notes, saved as you go.
 
     Keyboard (with ``ipyevents``, while the pointer is over the station): → or n next, ← or p previous,
-    1-4 toggle a tag, r "reviewed: no failure". Playing stays on the audio player's own control.
+    1-9 toggle a tag, r "reviewed: no failure". Playing stays on the audio player's own control.
 
     Args:
         cfg: run configuration (``analysis`` gives the pyin settings).
@@ -502,7 +547,8 @@ class ListeningStation:
 
         self.cfg, self.folder, self.plots = cfg, folder, plots
         self.all_clips = _with_scores(clips.reset_index(drop=True))
-        self.store = AnnotationStore(folder.annotations, annotator)
+        self.tags = tuple(cfg.analysis.listening_tags)  # the profile's failure-mode tags
+        self.store = AnnotationStore(folder.annotations, annotator, self.tags)
         self.clips = self.all_clips
         self.index = 0
         self._loading = False
@@ -549,9 +595,9 @@ class ListeningStation:
 
     def set_tags(self, tags: Sequence[str]) -> None:
         """Tick exactly these failure-mode tags on the current clip (saved at once)."""
-        unknown = sorted(set(tags) - set(TAGS))
+        unknown = sorted(set(tags) - set(self.tags))
         if unknown:
-            raise ValueError(f"unknown tag(s) {unknown}; known: {list(TAGS)}")
+            raise ValueError(f"unknown tag(s) {unknown}; known: {list(self.tags)}")
         for tag, box in self.tag_boxes.items():
             box.value = tag in tags
 
@@ -596,10 +642,10 @@ class ListeningStation:
             self.previous()
         elif action == "reviewed":
             self.set_reviewed(not self.reviewed_box.value)
-        elif isinstance(action, int) and action < len(TAGS):
-            box = self.tag_boxes[TAGS[action]]
+        elif isinstance(action, int) and action < len(self.tags):
+            box = self.tag_boxes[self.tags[action]]
             box.value = not box.value
-            return TAGS[action]
+            return self.tags[action]
         return action if action is None or isinstance(action, str) else None
 
     def flush_note(self) -> None:
@@ -652,8 +698,8 @@ class ListeningStation:
         self.header = w.HTML()
         self.audio = w.Audio(format="wav", autoplay=False, loop=False)
         self.figure = w.Image(format="png", layout=w.Layout(max_width="820px"))  # log-Mel + pitch, PNG bytes
-        self.tag_boxes = {t: w.Checkbox(value=False, description=f"{i + 1} {TAG_LABELS[t]}", indent=False)
-                          for i, t in enumerate(TAGS)}
+        self.tag_boxes = {t: w.Checkbox(value=False, description=f"{i + 1} {tag_label(t)}" if i < 9 else tag_label(t),
+                                        indent=False) for i, t in enumerate(self.tags)}
         self.reviewed_box = w.Checkbox(value=False, description="r reviewed: no failure", indent=False)
         self.note = w.Textarea(placeholder="notes on this clip (saved as you type)", continuous_update=True,
                                layout=w.Layout(width="100%", height="70px"))
@@ -668,7 +714,7 @@ class ListeningStation:
             w.HBox([self.order_menu, self.unannotated_box]), self.loading, self.header, self.audio, self.figure,
             w.HBox([*self.tag_boxes.values(), self.reviewed_box]), self.note,
             w.HBox([self.prev_button, self.next_button, self.status]),
-            w.HTML("<small>keys (pointer over the station): → / n next, ← / p previous, 1-4 tags, r reviewed</small>"),
+            w.HTML("<small>keys (pointer over the station): → / n next, ← / p previous, 1-9 tags, r reviewed</small>"),
             self.summary_html, self.agreement_html])
         self._keyboard()
 
@@ -707,7 +753,7 @@ class ListeningStation:
 
     def _on_annotator(self, change) -> None:
         self.flush_note()
-        self.store = AnnotationStore(self.folder.annotations, str(change["new"]).strip())
+        self.store = AnnotationStore(self.folder.annotations, str(change["new"]).strip(), self.tags)
         self.select(self.resume_index() if len(self.clips) else 0)
 
     def _on_filter(self, _change) -> None:
@@ -853,12 +899,12 @@ def agreement_table(annotations: pd.DataFrame) -> pd.DataFrame:
                                                         suffixes=("_a", "_b"))
             if both.empty:
                 continue
-            for tag in (*TAGS, "reviewed"):
+            for tag in (*file_tags(list(annotations.columns)), "reviewed"):
                 x, y = both[f"{tag}_a"].astype(int).to_numpy(), both[f"{tag}_b"].astype(int).to_numpy()
                 observed = float((x == y).mean())
                 expected = float(x.mean() * y.mean() + (1 - x.mean()) * (1 - y.mean()))
                 kappa = (observed - expected) / (1 - expected) if expected < 1 else float("nan")
-                rows.append({"annotators": f"{a} / {b}", "tag": TAG_LABELS.get(tag, tag), "clips": len(both),
+                rows.append({"annotators": f"{a} / {b}", "tag": tag_label(tag), "clips": len(both),
                              "agreement": observed, "cohen_kappa": kappa})
     return pd.DataFrame(rows)
 
@@ -905,7 +951,7 @@ def _notes_by_clip(annotations: pd.DataFrame) -> dict[str, tuple[str, str]]:
     """``{utt_id: (tags given by anyone, the notes)}``; notes name their annotator when there are several."""
     notes = {}
     for utt_id, rows in annotations.groupby("utt_id", sort=False):
-        tags = ", ".join(TAG_LABELS[t] for t in TAGS if rows[t].astype(int).any())
+        tags = ", ".join(tag_label(t) for t in file_tags(list(annotations.columns)) if rows[t].astype(int).any())
         named = len(rows) > 1 or (rows["annotator"] != "").any()
         texts = [f"{a or 'unnamed'}: {n}" if named else n for a, n in zip(rows["annotator"], rows["note"]) if n]
         notes[utt_id] = (tags, " / ".join(texts))

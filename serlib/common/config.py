@@ -18,6 +18,7 @@ import copy
 import dataclasses
 import difflib
 import math
+import re
 import operator
 import types
 import typing
@@ -253,6 +254,9 @@ class AnalysisConfig:
     bootstrap_resamples: PosInt = 1000  # CHOSEN: speaker-bootstrap resamples behind every interval
     bootstrap_seed: NonNegInt = 0  # seed of the bootstrap draws
     alpha: Annotated[float, Bound(">", 0), Bound("<", 1)] = 0.05  # family-wise level of the paired tests (Holm)
+    listening_tags: Annotated[list[str], Items(1, distinct=True)] = field(default_factory=lambda: [
+        "hybrid_prosody", "ambiguous_arousal", "label_doubtful", "other"])  # the station's failure-mode tags
+                                       # (paper 5.4 names the first two; the others CHOSEN); snake_case names
     feature_baselines: bool = True  # rows beyond the paper: eGeMAPS v02 (openSMILE) and mean-pooled wav2vec2,
                                     # each with a logistic regression (C CHOSEN on val), beside S1 / S2
 
@@ -635,6 +639,12 @@ def _check_values(cfg: Config, path: Path) -> None:
     if n.primary_seed is not None and n.primary_seed not in cfg.train.seeds:
         fail("analysis.primary_seed", f"null or one of train.seeds ({', '.join(map(str, cfg.train.seeds))})",
              n.primary_seed)
+    reserved = {"utt_id", "annotator", "label", "pred", "reviewed", "note", "annotated_utc"}
+    bad_tags = [t for t in n.listening_tags if not re.fullmatch(r"[a-z][a-z0-9_]*", t) or t in reserved
+                or t.endswith("_utc")]
+    if bad_tags:
+        fail("analysis.listening_tags", "snake_case tag names (a-z, 0-9, _) other than the annotation file's own "
+             f"columns ({', '.join(sorted(reserved))})", bad_tags)
     if not n.pitch_fmin < n.pitch_fmax < SAMPLE_RATE / 2:
         fail("analysis.pitch_fmax", f"above 'analysis.pitch_fmin' ({n.pitch_fmin:g}) and below "
              f"{SAMPLE_RATE / 2:g} Hz", n.pitch_fmax)
