@@ -14,6 +14,7 @@ TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 # A fresh machine: create the venv, install torch/torchaudio (from TORCH_INDEX if given), then the tested
 # set pinned in requirements.lock, then serlib itself; register the kernel the notebooks name.
 $(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "make setup: $(PYTHON) is Python " + sys.version.split()[0] + "; requirements.lock (numpy 2.4, pandas 3) needs 3.11 or later: make setup PYTHON=python3.11")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.11.0 torchaudio==2.11.0 $(TORCH_FROM)

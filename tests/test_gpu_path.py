@@ -4,6 +4,8 @@ compute dtype, and Tri-Aug without host synchronisation. GPU-only checks are mar
 import pandas as pd
 import pytest
 import torch
+from test_train import CHANNELS, FRAMES
+from test_train import _task as learnable_task
 
 from serlib.common import runtime
 from serlib.common.config import Config, FeaturesConfig, ModelConfig, TrainConfig
@@ -14,15 +16,8 @@ from serlib.modelling.augment import TriAug
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
-CHANNELS, FRAMES = 12, 48
-
-
 def _task(n, seed):
-    g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % 3
-    x = torch.randn(n, CHANNELS, FRAMES, generator=g)
-    for c in range(3):
-        x[y == c, 4 * c:4 * c + 4] += 0.8
+    x, y = learnable_task(n, seed)  # tests/test_train.py's 3-class task
     return x.half().float(), y  # values a float16 cache can hold
 
 

@@ -188,3 +188,14 @@ def test_only_reruns_one_notebook_and_shows_earlier_ones(failed_run, tmp_path):
     assert "Executed by an earlier invocation" in text  # 10_ok, reused
     assert "FAILED in an earlier invocation" in text  # 20_bad's partial output, flagged
     assert "This run FAILED" not in text
+
+
+def test_table_and_figure_references_link_to_their_captions():
+    from serlib.report.runner import _link_markdown, link_references
+
+    targets = {"Table 5": "table-5", "Fig. 3": "fig-3"}
+    markup = '<p><b>Table 5.</b> As Fig. 3 shows, and Table 9 does not exist.</p><code>Table 5</code>'
+    assert link_references(markup, targets) == ('<p><b>Table 5.</b> As <a href="#fig-3">Fig. 3</a> shows, and '
+                                                 'Table 9 does not exist.</p><code>Table 5</code>')
+    source = "## Table 5: results\nSee Table 5 and `Table 5`.\nThen Fig. 3.\n"
+    assert _link_markdown(source, targets) == "## Table 5: results\nSee Table 5 and `Table 5`.\nThen [Fig. 3](#fig-3).\n"

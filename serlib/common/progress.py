@@ -72,3 +72,23 @@ class StdoutHandler(logging.StreamHandler):
     @stream.setter
     def stream(self, value) -> None:  # StreamHandler.__init__ sets it; the property always reads sys.stdout
         pass
+
+
+def log_to_stdout(level: Optional[int] = None, unless_configured: bool = False) -> logging.Logger:
+    """The ``serlib`` logger printing its lines on stdout (one ``StdoutHandler``, added once).
+
+    Args:
+        level: set the logger to it; None leaves a set level, else INFO.
+        unless_configured: leave a logger that already has any handler alone (a notebook or a Python
+            caller whose own logging, or the CLI's, is in place).
+    """
+    log = logging.getLogger("serlib")
+    if unless_configured and log.handlers:
+        return log
+    if not any(isinstance(h, StdoutHandler) for h in log.handlers):
+        log.addHandler(StdoutHandler())
+    if level is not None:
+        log.setLevel(level)
+    elif log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+    return log

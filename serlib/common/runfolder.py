@@ -18,14 +18,12 @@ Every path of a run is built here and nowhere else.
 """
 from __future__ import annotations
 
-import logging
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 from serlib.common.config import Config, load_config
-from serlib.common.progress import StdoutHandler
+from serlib.common.progress import log_to_stdout
 
 
 @dataclass(frozen=True)
@@ -221,11 +219,7 @@ def open_run(params_path: str | Path, run_dir: Optional[str | Path] = None) -> t
         run_dir: the run folder (papermill injects it); empty or None = the default folder.
     """
     cfg = load_config(params_path)
-    log = logging.getLogger("serlib")
-    if not log.handlers:  # a notebook: serlib's lines go into the cell's output (folded into a log in the report)
-        log.addHandler(StdoutHandler())
-        if log.level == logging.NOTSET:
-            log.setLevel(logging.INFO)
+    log_to_stdout(unless_configured=True)  # a notebook: serlib's lines go into the cell's output (a log in the report)
     folder = run_folder(cfg, run_dir or None)
     if not run_dir:  # opened by hand (papermill always passes run_dir): what runs here changes the run's files
         if mark_stale(folder, "a notebook was run by hand"):

@@ -28,7 +28,7 @@ import warnings
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -112,15 +112,7 @@ def _encode_batch(encoder, batch, sample_rate: int, device, writer: ShardWriter,
     for digest, wave in waves.items():  # the header's length is checked, not trusted
         groups.setdefault(0 if encoder.mixes_lengths else len(wave), []).append(digest)
     for digests in groups.values():
-        lengths = [len(waves[d]) for d in digests]
-        padded = np.zeros((len(digests), max(lengths)), dtype=np.float32)  # (batch, samples), zeros at the end
-        for row, digest in zip(padded, digests):
-            row[:len(waves[digest])] = waves[digest]
-        with cpu_threads(1 if encoder.name == "logmel" else threads):
-            out = encoder(torch.from_numpy(padded).to(device), torch.tensor(lengths, device=device))
-            out = (out.half() if out.device.type != "cpu" else out).cpu().numpy()  # (batch, channels, frames)
-        for digest, clip, n in zip(digests, out, lengths):
-            frames = clip[:, :encoder.frames_for(n)]  # (channels, frames)
+        for digest, frames in zip(digests, encode_waves(encoder, [waves[d] for d in digests], device, threads)):
             bad = frames.size - int(np.count_nonzero(np.isfinite(frames.astype(np.float16))))
             if bad:  # never cached: a NaN feature would turn every weight of a model trained on it to NaN
                 failures[paths[digest]] = f"non-finite features: {bad} of {frames.size} values are NaN or inf"
@@ -128,6 +120,19 @@ def _encode_batch(encoder, batch, sample_rate: int, device, writer: ShardWriter,
             writer.add(digest, frames)
             stored += 1
     return stored
+
+
+def encode_waves(encoder, waves: Sequence[np.ndarray], device, threads: Optional[int] = None) -> list[np.ndarray]:
+    """One zero-padded, masked call of ``encoder`` over ``waves``: each clip's own frames ``(channels, frames_i)``
+    (padding sliced off), in float16 from a GPU (half the bytes over the bus; the cache's precision)."""
+    lengths = [len(w) for w in waves]
+    padded = np.zeros((len(waves), max(lengths)), dtype=np.float32)  # (batch, samples), zeros at the end
+    for row, wave in zip(padded, waves):
+        row[:len(wave)] = wave
+    with cpu_threads(1 if encoder.name == "logmel" else threads):
+        out = encoder(torch.from_numpy(padded).to(device), torch.tensor(lengths, device=device))
+        out = (out.half() if out.device.type != "cpu" else out).cpu().numpy()  # (batch, channels, frames)
+    return [clip[:, :encoder.frames_for(n)] for clip, n in zip(out, lengths)]
 
 
 def _load_batch(batch, sample_rate: int, min_samples: int, failures: dict) -> dict[str, np.ndarray]:

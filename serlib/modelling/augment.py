@@ -119,6 +119,10 @@ class TriAug(nn.Module):
         """Frames kept by the crop for inputs of ``frames`` frames (380 at the paper's 400)."""
         return max(1, min(frames, round(frames * self.crop_frames / PAPER_FRAMES)))
 
+    def crop_lengths(self, lengths: torch.Tensor) -> torch.Tensor:
+        """Frames the within-clip crop keeps of clips of ``lengths`` real frames (the same 95 %, at least 1)."""
+        return torch.clamp(torch.round(lengths * (self.crop_frames / PAPER_FRAMES)).long(), min=1).minimum(lengths)
+
     def _crop(self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator]) -> None:
         """In place on ``x``: only the chosen utterances are gathered."""
         rows = chosen.nonzero().squeeze(1)
@@ -175,14 +179,11 @@ class TriAug(nn.Module):
         """All three operations drawn for every row, kept where chosen (``torch.where``), in place on ``x``."""
         batch, channels, frames = x.shape
         position = torch.arange(frames, device=x.device)
-        real = None if lengths is None else (position < lengths[:, None]).unsqueeze(1)  # (batch, 1, frames)
         # noise: per-utterance scale from the std of the whole window (or of the real frames)
-        if real is None:
-            scale = x.std(dim=(1, 2), keepdim=True)
+        if lengths is None:
+            real, scale = None, x.std(dim=(1, 2), keepdim=True)
         else:
-            count = (lengths * channels).view(-1, 1, 1).to(x.dtype)
-            mean = (x * real).sum(dim=(1, 2), keepdim=True) / count
-            scale = ((((x - mean) * real) ** 2).sum(dim=(1, 2), keepdim=True) / (count - 1).clamp_min(1)).sqrt()
+            real, scale = _real_frames_std(x, lengths)  # (batch, 1, frames), (batch, 1, 1)
         noise = torch.randn(x.shape, device=x.device, generator=gen, dtype=x.dtype).mul_(scale * self.noise_std)
         if real is not None:
             noise.mul_(real)
@@ -193,7 +194,7 @@ class TriAug(nn.Module):
             limit = torch.full((batch,), frames, device=x.device)
         else:
             limit = lengths
-            keep = torch.clamp(torch.round(lengths * (self.crop_frames / PAPER_FRAMES)).long(), min=1).minimum(lengths)
+            keep = self.crop_lengths(lengths)
         start = (torch.rand(batch, device=x.device, generator=gen) * (limit - keep + 1)).long()
         index = (start.unsqueeze(1) + position).clamp(max=frames - 1)  # (batch, frames)
         cropped = torch.gather(x, 2, index.unsqueeze(1).expand(batch, channels, frames))
@@ -212,12 +213,9 @@ class TriAug(nn.Module):
         if rows.numel() == 0:
             return
         sub = x[rows]  # (chosen, channels, frames), a copy
-        real = (torch.arange(x.shape[2], device=x.device) < lengths[rows, None]).unsqueeze(1)  # (chosen, 1, frames)
-        count = (lengths[rows] * x.shape[1]).view(-1, 1, 1).to(x.dtype)
-        mean = (sub * real).sum(dim=(1, 2), keepdim=True) / count
-        var = (((sub - mean) * real) ** 2).sum(dim=(1, 2), keepdim=True) / (count - 1).clamp_min(1)
+        real, std = _real_frames_std(sub, lengths[rows])
         noise = torch.randn(sub.shape, device=x.device, generator=gen, dtype=x.dtype)
-        x[rows] = sub.add_(noise.mul_(var.sqrt() * self.noise_std).mul_(real))
+        x[rows] = sub.add_(noise.mul_(std * self.noise_std).mul_(real))
 
     def _crop_within(self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator],
                      lengths: torch.Tensor) -> None:
@@ -227,7 +225,7 @@ class TriAug(nn.Module):
             return
         _, channels, frames = x.shape
         real = lengths[rows]  # (chosen,)
-        keep = torch.clamp(torch.round(real * (self.crop_frames / PAPER_FRAMES)).long(), min=1).minimum(real)
+        keep = self.crop_lengths(real)
         start = (torch.rand(len(rows), device=x.device, generator=gen) * (real - keep + 1)).long()
         position = torch.arange(frames, device=x.device)
         index = (start.unsqueeze(1) + position).clamp(max=frames - 1)  # (chosen, frames)
@@ -242,6 +240,16 @@ class TriAug(nn.Module):
             return
         mask = self.span_masks(len(rows), *x.shape[1:], device=x.device, gen=gen, lengths=lengths[rows])
         x[rows] = x[rows].masked_fill_(mask, 0.0)
+
+
+def _real_frames_std(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(real, std)``: the ``(n, 1, frames)`` mask of each clip's real frames and the ``(n, 1, 1)`` std of
+    ``x`` (n, channels, frames) over them (Bessel-corrected, as ``torch.std``)."""
+    real = (torch.arange(x.shape[2], device=x.device) < lengths[:, None]).unsqueeze(1)
+    count = (lengths * x.shape[1]).view(-1, 1, 1).to(x.dtype)
+    mean = (x * real).sum(dim=(1, 2), keepdim=True) / count
+    var = (((x - mean) * real) ** 2).sum(dim=(1, 2), keepdim=True) / (count - 1).clamp_min(1)
+    return real, var.sqrt()
 
 
 def single_operation(cfg: AugmentConfig, operation: str) -> TriAug:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ from serlib.common.facts import CLASSES, EMOTION_TO_CLASS
 from serlib.common.runfolder import RunFolder
 from serlib.common.runtime import cpu_threads, resolve_device
 from serlib.features.encoders import build_encoder, encoder_description, fit_frames
+from serlib.features.extract import encode_waves, plan_batches
 from serlib.modelling.systems import MAIN_PROTOCOL, evaluation_protocols
 from serlib.modelling.train import load_checkpoint, predict_proba
 
@@ -361,27 +363,13 @@ class Predictor:
             return []
         encoder = self.encoder
         out: list[Optional[np.ndarray]] = [None] * len(waves)
-        order = sorted(range(len(waves)), key=lambda i: len(waves[i]))  # similar lengths pad little
-        batches, current = [], []
-        for i in order:
-            same = not current or encoder.mixes_lengths or len(waves[current[0]]) == len(waves[i])
-            if current and (len(current) == batch_size or not same):
-                batches.append(current)
-                current = []
-            current.append(i)
-        batches.append(current)
-        for batch in batches:
-            lengths = [len(waves[i]) for i in batch]
-            padded = np.zeros((len(batch), max(lengths)), dtype=np.float32)  # (batch, samples), zeros at the end
-            for row, i in zip(padded, batch):
-                row[:len(waves[i])] = waves[i]
-            with cpu_threads(1 if self.input == "logmel" else self.features.threads):
-                feats = encoder(torch.from_numpy(padded).to(self.device),
-                                torch.tensor(lengths, device=self.device)).cpu().numpy()  # (batch, channels, frames)
-            x = torch.zeros((len(batch), feats.shape[1], self.frames))
+        jobs = [(i, "", len(w)) for i, w in enumerate(waves)]  # sorted by length: similar lengths pad little
+        for batch in [[job[0] for job in b] for b in plan_batches(jobs, batch_size, sys.maxsize, encoder.mixes_lengths)]:
+            feats = encode_waves(encoder, [waves[i] for i in batch], self.device, self.features.threads)
+            x = torch.zeros((len(batch), feats[0].shape[0], self.frames))
             kept = torch.zeros(len(batch), dtype=torch.long)
-            for j, (clip, n) in enumerate(zip(feats, lengths)):
-                frames = clip[:, :encoder.frames_for(n)].astype(np.float16)  # the cache stores float16
+            for j, clip in enumerate(feats):
+                frames = clip.astype(np.float16)  # the cache stores float16
                 x[j], kept[j] = fit_frames(torch.from_numpy(frames.astype(np.float32)).T, self.frames)
             probs = predict_proba(self.model, x.to(self.device), len(batch), kept.to(self.device)).cpu().numpy()
             for i, p in zip(batch, probs):

@@ -31,7 +31,7 @@ import pandas as pd
 
 from serlib.common.config import Config, ConfigError
 from serlib.common.io import write_text_atomic
-from serlib.common.progress import StdoutHandler, last_event
+from serlib.common.progress import last_event, log_to_stdout
 from serlib.common.runfolder import RunFolder, project_root, run_folder
 from serlib.report.html_export import (banners_html, config_html, failure_html, identity_html, render_html, reused_html,
                                        toc_html, top_link_html)
@@ -138,10 +138,8 @@ def run_report(cfg: Config, out: Optional[str | Path] = None, only: Optional[lis
 def _echo_to_stdout(verbose: bool) -> None:
     """Without a configured ``serlib`` logger (``serlib.tools.cli`` sets one up), print its INFO lines when
     ``verbose`` (a Python caller of ``run_report`` sees the progress as before)."""
-    if verbose and not log.handlers:
-        log.addHandler(StdoutHandler())
-        if log.level == logging.NOTSET:
-            log.setLevel(logging.INFO)
+    if verbose:
+        log_to_stdout(unless_configured=True)
 
 
 def default_notebooks_dir(cfg: Config) -> Path:
@@ -399,20 +397,23 @@ def link_references(markup: str, targets: dict) -> str:
         if skip or not part.strip():
             out.append(part)
             continue
-        out.append(_REF.sub(lambda m: (f'<a href="#{targets[_label_key(*m.groups())]}">{m.group(0)}</a>'
-                                       if _label_key(*m.groups()) in targets else m.group(0)), part))
+        out.append(_link(part, targets, '<a href="#{anchor}">{text}</a>'))
     return "".join(out)
 
 
+def _link(text: str, targets: dict, form: str) -> str:
+    """Every "Table N" / "Fig. N" of ``text`` with a caption in ``targets``, written as ``form``
+    (``{anchor}``, ``{text}``): an HTML link or a markdown one."""
+    def one(match: re.Match) -> str:
+        anchor = targets.get(_label_key(*match.groups()))
+        return form.format(anchor=anchor, text=match.group(0)) if anchor else match.group(0)
+
+    return _REF.sub(one, text)
+
+
 def _link_markdown(source: str, targets: dict) -> str:
-    lines = []
-    for line in source.splitlines(keepends=True):
-        if line.lstrip().startswith("#") or "`" in line:
-            lines.append(line)
-            continue
-        lines.append(_REF.sub(lambda m: (f"[{m.group(0)}](#{targets[_label_key(*m.groups())]})"
-                                         if _label_key(*m.groups()) in targets else m.group(0)), line))
-    return "".join(lines)
+    return "".join(line if line.lstrip().startswith("#") or "`" in line else _link(line, targets, "[{text}](#{anchor})")
+                   for line in source.splitlines(keepends=True))
 
 
 def _link_cells(cells: list, targets: dict) -> None:

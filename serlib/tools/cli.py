@@ -99,15 +99,9 @@ def _logging(quiet: bool, verbose: bool) -> None:
     """The ``serlib`` logger's lines on stdout: INFO by default, WARNING with -q, DEBUG with -v."""
     import logging
 
-    log = logging.getLogger("serlib")
-    if not any(getattr(h, "serlib_cli", False) for h in log.handlers):
-        from serlib.common.progress import StdoutHandler
+    from serlib.common.progress import log_to_stdout
 
-        handler = StdoutHandler()
-        handler.serlib_cli = True
-        log.addHandler(handler)
-        log.propagate = False
-    log.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+    log_to_stdout(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO).propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:

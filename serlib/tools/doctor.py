@@ -25,6 +25,7 @@ from typing import Callable, Optional
 
 import torch
 
+from serlib.analysis.deploy import weight_bytes
 from serlib.common.config import FeaturesConfig, ModelConfig, TrainConfig
 from serlib.common.io import write_json_atomic
 from serlib.common.runtime import device_choice, set_seed, training_mode
@@ -155,8 +156,7 @@ def check_memory(device: torch.device) -> dict:
     set_seed(0)
     model = build_model(ModelConfig(), 768).to(device).eval()
     x1 = torch.randn(1, 768, 400, device=device)
-    weights = sum(p.numel() * p.element_size() for p in model.parameters()) + \
-        sum(b.numel() * b.element_size() for b in model.buffers())
+    weights = weight_bytes(model)  # parameters and buffers
     activations = activation_peak_bytes(model, x1)
     out = {"weights_mb": weights / MB, "activations_peak_b1_mb": activations / MB, "input_mb": x1.numel() * 4 / MB,
            "params": count_params(model)}
