@@ -26,7 +26,6 @@ from __future__ import annotations
 import copy
 import tempfile
 import warnings
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -171,15 +170,13 @@ def _onnx_rows(fp32: nn.Module, calibration: torch.Tensor, calibration_lengths, 
                    else torch.full((len(calibration),), calibration.shape[2]))
     rows = []
     with tempfile.TemporaryDirectory(prefix="serlib-onnx-") as tmp:
-        fp32_path = onnxform.export_onnx(fp32, test_x.shape[1], frames, Path(tmp) / "head.onnx")
-        int8_path = onnxform.quantize_onnx_int8(fp32_path, Path(tmp) / "head-int8.onnx", calibration.cpu().float(),
-                                                cal_lengths)
+        fp32_path, int8_path = onnxform.export_fp32_and_int8(fp32, test_x.shape[1], frames, tmp,
+                                                             calibration.cpu().float(), cal_lengths)
         for name, path in ((f"onnxruntime fp32 (opset {onnxform.OPSET})", fp32_path),
                            ("onnxruntime int8 static (QDQ), calibrated on train", int8_path)):
             sess = onnxform.session(path, threads)
             probs = onnxform.onnx_proba(sess, test_x.cpu().float(), test_lengths)
-            feed = onnxform.feed(sess, test_x[:1].cpu().numpy(), test_lengths[:1].numpy())
-            seconds = median(time_calls(lambda s=sess, f=feed: s.run(None, f), torch.device("cpu"), 3, repeats))
+            seconds = onnxform.batch1_seconds(sess, test_x[:1].cpu().numpy(), test_lengths[:1].numpy(), 3, repeats)
             rows.append(_row(name, count_params(fp32), path.stat().st_size, seconds, probs, reference, test_y))
     return rows
 

@@ -22,6 +22,8 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
+from serlib.common.timing import median, time_calls
+
 OPSET = 17
 INPUT, LENGTHS, OUTPUT = "features", "lengths", "logits"
 
@@ -98,6 +100,21 @@ def quantize_onnx_int8(fp32: str | Path, out: str | Path, calibration: torch.Ten
                         activation_type=QuantType.QInt8)
     prepared.unlink(missing_ok=True)
     return out
+
+
+def export_fp32_and_int8(model: nn.Module, channels: int, frames: int, folder: str | Path, calibration: torch.Tensor,
+                         calibration_lengths: torch.Tensor) -> tuple[Path, Path]:
+    """``model`` exported to ``folder/head.onnx`` and its static int8 form ``folder/head-int8.onnx``
+    (calibrated on ``calibration``: training features only)."""
+    fp32 = export_onnx(model, channels, frames, Path(folder) / "head.onnx")
+    return fp32, quantize_onnx_int8(fp32, Path(folder) / "head-int8.onnx", calibration, calibration_lengths)
+
+
+def batch1_seconds(sess: ort.InferenceSession, x1: np.ndarray, lengths1: np.ndarray, warmup: int,
+                   repeats: int) -> float:
+    """Median seconds of one batch-1 call of ``sess`` on ``x1`` (1, channels, frames)."""
+    inputs = feed(sess, x1, lengths1)
+    return median(time_calls(lambda: sess.run(None, inputs), torch.device("cpu"), warmup, repeats))
 
 
 def parity(torch_probs: np.ndarray, onnx_probs: np.ndarray) -> dict:

@@ -22,7 +22,7 @@ def _read(path) -> Optional[pd.DataFrame]:
         return None
 
 
-def run_sentence(cfg: Config, folder: RunFolder) -> str:
+def run_sentence(cfg: Config) -> str:
     """What the run is, in one sentence (synthetic demo or real corpora; random or pretrained encoder)."""
     synthetic = cfg.data.demo is not None
     random_weights = cfg.features.wav2vec2.weights == "random"
@@ -65,7 +65,7 @@ def key_results_html(cfg: Config, folder: RunFolder) -> str:
                    f"(<a href='#table-s40'>Table S40</a>).</p>")
     description = cfg.systems[system].description if system in cfg.systems else ""
     return ("<section class='serlib-key' id='key-results'><h2>Key results</h2>"
-            f"<p>{html.escape(run_sentence(cfg, folder))}</p>"
+            f"<p>{html.escape(run_sentence(cfg))}</p>"
             f"<p><b>{html.escape(system)}</b> {html.escape(description)}, on {int(row.get('n_clips', 0)):,} test clips "
             f"of {int(row.get('n_speakers', 0))} unseen speakers, {seeds} seed(s) pooled ({unit_text}; "
             "<a href='#table-5'>Table 5</a>):</p>"

@@ -144,19 +144,16 @@ def bench_onnx(model: nn.Module, s: BenchSettings) -> dict:
     accuracy effect on a trained checkpoint).
     """
     gen = torch.Generator().manual_seed(3)
-    cpu = torch.device("cpu")
     x1 = torch.randn(1, *FEATURE_SHAPE, generator=gen)
     full = torch.full((1,), FEATURE_SHAPE[1])
     out = {}
     with tempfile.TemporaryDirectory(prefix="serlib-bench-onnx-") as tmp:
-        fp32 = onnxform.export_onnx(model.cpu().eval(), *FEATURE_SHAPE, Path(tmp) / "s5.onnx")
         calibration = torch.randn(4 if s.quick else 16, *FEATURE_SHAPE, generator=gen)
-        int8 = onnxform.quantize_onnx_int8(fp32, Path(tmp) / "s5-int8.onnx", calibration,
-                                           torch.full((len(calibration),), FEATURE_SHAPE[1]))
+        fp32, int8 = onnxform.export_fp32_and_int8(model.cpu().eval(), *FEATURE_SHAPE, tmp, calibration,
+                                                   torch.full((len(calibration),), FEATURE_SHAPE[1]))
         for key, path in (("infer_ms_b1_onnx", fp32), ("infer_ms_b1_onnx_int8", int8)):
-            sess = onnxform.session(path)
-            feed = onnxform.feed(sess, x1.numpy(), full.numpy())
-            out[key] = median(time_calls(lambda f=feed, ss=sess: ss.run(None, f), cpu, s.warmup, s.repeats)) * 1e3
+            out[key] = onnxform.batch1_seconds(onnxform.session(path), x1.numpy(), full.numpy(), s.warmup,
+                                               s.repeats) * 1e3
         out["infer_onnx_int8_mb"] = int8.stat().st_size / MB
     return out
 
