@@ -62,7 +62,11 @@ Probability = Annotated[float, Bound(">=", 0), Bound("<=", 1)]
 MinMax = Annotated[list[PosInt], Items(2, 2)]  # [min, max], min <= max (checked in _check_values)
 BlockList = Annotated[list[Annotated[int, Bound(">=", 0), Bound("<=", 4)]], Items(1, distinct=True)]
 Device = Literal["auto", "cpu", "cuda"]
-Input = Literal["wav2vec2", "logmel"]
+Input = Literal["wav2vec2", "logmel", "wav2vec2_layers"]
+# An SSL encoder's hidden layers (issue 12): 'last', a layer index (0 = the transformer's input), 'all', a list of
+# indices, or 'best' (one system's single layer: the per-layer probe's choice on validation, analysis.layer_probe).
+LayerList = Annotated[list[NonNegInt], Items(2, distinct=True)]
+Layers = Union[Literal["last", "best", "all"], NonNegInt, LayerList]
 Arch = Literal["resattn", "shallow"]
 
 
@@ -205,7 +209,10 @@ class TrainConfig:
 
 @dataclass
 class SystemConfig:
-    input: Input = "wav2vec2"  # wav2vec2 | logmel
+    input: Input = "wav2vec2"  # wav2vec2 | logmel | wav2vec2_layers (a learned softmax-weighted sum of layers)
+    layers: Optional[Layers] = None  # the encoder layer(s) read: wav2vec2 takes one (last, an index, or best: the
+                                     # probe's validation choice), wav2vec2_layers several (all or a list);
+                                     # null = features.wav2vec2.layer (wav2vec2) or all (wav2vec2_layers)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: bool = True  # Tri-Aug during training
     description: str = ""  # shown in Table 4 / Table 6
@@ -257,6 +264,8 @@ class AnalysisConfig:
     listening_tags: Annotated[list[str], Items(1, distinct=True)] = field(default_factory=lambda: [
         "hybrid_prosody", "ambiguous_arousal", "label_doubtful", "other"])  # the station's failure-mode tags
                                        # (paper 5.4 names the first two; the others CHOSEN); snake_case names
+    layer_probe: Optional[Union[Literal["all"], LayerList]] = None  # a linear probe on every listed encoder
+                                    # layer (mean and std over real frames; null = off); its layers are cached
     feature_baselines: bool = True  # rows beyond the paper: eGeMAPS v02 (openSMILE) and mean-pooled wav2vec2,
                                     # each with a logistic regression (C CHOSEN on val), beside S1 / S2
 
@@ -645,6 +654,8 @@ def _check_values(cfg: Config, path: Path) -> None:
     if bad_tags:
         fail("analysis.listening_tags", "snake_case tag names (a-z, 0-9, _) other than the annotation file's own "
              f"columns ({', '.join(sorted(reserved))})", bad_tags)
+    for name, system in cfg.systems.items():
+        _check_layers(name, system, n.layer_probe, fail)
     if not n.pitch_fmin < n.pitch_fmax < SAMPLE_RATE / 2:
         fail("analysis.pitch_fmax", f"above 'analysis.pitch_fmin' ({n.pitch_fmin:g}) and below "
              f"{SAMPLE_RATE / 2:g} Hz", n.pitch_fmax)
@@ -652,3 +663,20 @@ def _check_values(cfg: Config, path: Path) -> None:
     if n.pitch_frame_length < shortest:
         fail("analysis.pitch_frame_length", f"at least {shortest} samples (two periods of pitch_fmin "
              f"{n.pitch_fmin:g} Hz at {SAMPLE_RATE} Hz)", n.pitch_frame_length)
+
+
+def _check_layers(name: str, system: SystemConfig, probe: Any, fail) -> None:
+    """A system's ``layers`` against its ``input`` (which layers exist is checked when the encoder is known)."""
+    key, layers = f"systems.{name}.layers", system.layers
+    if system.input == "logmel":
+        if layers is not None:
+            fail(key, "null for input: logmel (log-Mel has no layers)", layers)
+    elif system.input == "wav2vec2":
+        if layers == "all" or isinstance(layers, list):
+            fail(key, "one layer for input: wav2vec2 (last, an index or best); input: wav2vec2_layers reads "
+                 "several", layers)
+        if layers == "best" and probe is None:
+            fail(key, "a layer other than best unless analysis.layer_probe is set (best is the probe's choice)",
+                 layers)
+    elif layers is not None and layers != "all" and not isinstance(layers, list):
+        fail(key, "all or a list of at least two layers for input: wav2vec2_layers", layers)

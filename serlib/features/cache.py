@@ -64,6 +64,7 @@ from serlib.common.io import write_json_atomic
 from serlib.common.locking import file_lock
 from serlib.common.runfolder import RunFolder, default_run_root, features_cache_dir
 from serlib.features.encoders import INPUTS, RANDOM_WEIGHTS_SEED, encoder_description, trim_span
+from serlib.features.layers import SSL_INPUTS, at_layer, cached_layers, layer_value
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,11 @@ def _added(section, named: dict, name: str) -> dict:
 
 
 def inputs_for_run(cfg: Config) -> list[str]:
-    """The inputs the run's systems read; both when no system is configured."""
-    used = {s.input for s in cfg.systems.values()}
+    """The cached inputs the run's systems (and its layer probe) read; both when no system is configured.
+    A system reading several wav2vec2 layers (``wav2vec2_layers``) reads the wav2vec2 cache."""
+    used = {"wav2vec2" if s.input in SSL_INPUTS else s.input for s in cfg.systems.values()}
+    if cfg.analysis.layer_probe is not None:
+        used.add("wav2vec2")
     return [i for i in INPUTS if i in used] if used else list(INPUTS)
 
 
@@ -127,7 +131,8 @@ def cache_key(cfg: Config, input: str) -> dict:
     if input != "wav2vec2":
         raise ConfigError(f"unknown feature input {input!r}; expected one of {', '.join(INPUTS)}")
     w = f.wav2vec2
-    named = {"model_id": w.model_id, "revision": w.revision, "weights": w.weights, "layer": w.layer,
+    named = {"model_id": w.model_id, "revision": w.revision, "weights": w.weights,
+             "layer": layer_value(w, w.layer, "features.wav2vec2.layer"),  # index N is stored as "last"
              "config_overrides": w.config_overrides}
     key |= named | _added(w, named, "wav2vec2")
     compute = encoder_compute(cfg)
@@ -352,6 +357,7 @@ class ShardWriter:
 
     def __init__(self, kdir: Path):
         self.kdir, self.clips, self.rows, self.last_flush = kdir, [], [], time.monotonic()
+        self.added = 0  # clips added so far
         kdir.mkdir(parents=True, exist_ok=True)
         probe = kdir / f".probe-{uuid.uuid4().hex[:8]}.tmp"  # a read-only cache fails here, before any work
         probe.touch()
@@ -361,6 +367,7 @@ class ShardWriter:
         """``clip``: ``(channels, frames)``; stored as float16."""
         self.clips.append(clip.astype(np.float16))
         self.rows.append(digest)
+        self.added += 1
         if len(self.clips) >= SHARD_CLIPS or time.monotonic() - self.last_flush > SHARD_SECONDS:
             self.flush()
 
@@ -605,7 +612,7 @@ def prune_cache(root: str | Path, params_files: Sequence[str | Path], delete: bo
     """Key folders that none of ``params_files`` uses, removed only when ``delete`` is True.
 
     A parameters file uses the key folder of each input its systems read (``inputs_for_run``) with
-    its feature settings, in any cache. The default is a dry run: nothing changes and the table says
+    its feature settings, one per wav2vec2 layer it caches (``cached_layers``), in any cache. The default is a dry run: nothing changes and the table says
     what would go (``serlib cache prune PARAMS... [--cache DIR] [--delete]``). A folder whose
     extraction is running (its lock held) is skipped.
 
@@ -624,7 +631,8 @@ def prune_cache(root: str | Path, params_files: Sequence[str | Path], delete: bo
     for params in params_files:
         cfg = load_config(params)
         for input in inputs_for_run(cfg):
-            used.setdefault(key_name(cfg, input), []).append(Path(params).name)
+            for layer_cfg in ([at_layer(cfg, v) for v in cached_layers(cfg)] if input == "wav2vec2" else [cfg]):
+                used.setdefault(key_name(layer_cfg, input), []).append(Path(params).name)
     table = list_cache(root)
     table["used_by"] = [", ".join(used.get(k, [])) for k in table["key"]]
     table["action"] = ["kept" if k in used else ("removed" if delete else "would remove") for k in table["key"]]

@@ -280,19 +280,25 @@ class Wav2Vec2Encoder(nn.Module):
 
     name = "wav2vec2"
 
-    def __init__(self, w: Wav2Vec2Config, device: torch.device = torch.device("cpu")):
+    def __init__(self, w: Wav2Vec2Config, device: torch.device = torch.device("cpu"),
+                 layers: Optional[list] = None):
         super().__init__()
         self.model = _build_model(w).eval().requires_grad_(False)
         config = self.model.config
-        self.layer = config.num_hidden_layers if w.layer == "last" else int(w.layer)
-        if not 0 <= self.layer <= config.num_hidden_layers:
-            raise ConfigError(f"features.wav2vec2.layer = {w.layer} but '{w.model_id}' has layers "
-                              f"0..{config.num_hidden_layers}")
-        self.use_last = w.layer == "last"
-        if not self.use_last and not config.do_stable_layer_norm:
-            # Layers after the requested one never reach the output: drop them to save compute.
-            self.model.encoder.layers = self.model.encoder.layers[:self.layer]
-            self.use_last = True
+        count = config.num_hidden_layers
+        wanted = [w.layer] if layers is None else list(layers)  # "last" or indices (serlib.features.layers)
+        self.layers = [count if layer == "last" else int(layer) for layer in wanted]
+        bad = [layer for layer in self.layers if not 0 <= layer <= count]
+        if bad or not self.layers:
+            raise ConfigError(f"features.wav2vec2.layer = {bad[0] if bad else wanted} but '{w.model_id}' has layers "
+                              f"0..{count}")
+        self.layer = self.layers[0]
+        top = max(self.layers)
+        if top < count and not config.do_stable_layer_norm:
+            # Layers after the deepest requested one never reach the outputs: drop them to save compute.
+            self.model.encoder.layers = self.model.encoder.layers[:top]
+            count = top
+        self.use_last = self.layers == [count]  # last_hidden_state is hidden_states[count]: no other state kept
         self.normalize = _normalizes(w)
         self.channels = config.hidden_size
         self.kernels, self.strides = list(config.conv_kernel), list(config.conv_stride)
@@ -314,10 +320,15 @@ class Wav2Vec2Encoder(nn.Module):
             samples = max(0, (samples - kernel) // stride + 1)
         return samples
 
-    @torch.inference_mode()
     def forward(self, wave: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
         """``(batch, samples)`` waveforms, zero-padded at the end to the longest of their ``lengths``
-        (None: all full) -> ``(batch, hidden, frames)`` float32; clip ``i`` owns ``frames_for(lengths[i])``."""
+        (None: all full) -> ``(batch, hidden, frames)`` float32 of the first requested layer; clip ``i``
+        owns ``frames_for(lengths[i])``."""
+        return self.forward_layers(wave, lengths)[0]
+
+    @torch.inference_mode()
+    def forward_layers(self, wave: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
+        """``forward`` for every requested layer (``self.layers``) from one pass: a list of ``(batch, hidden, frames)``."""
         wave = wave.float()
         if lengths is None or bool((lengths == wave.shape[1]).all()):
             mask = None
@@ -344,18 +355,20 @@ class Wav2Vec2Encoder(nn.Module):
         finally:
             if self.norm is not None:
                 self.norm.valid = None
-        hidden = out.last_hidden_state if self.use_last else out.hidden_states[self.layer]
-        return hidden.float().transpose(1, 2)  # (batch, frames, hidden) -> (batch, hidden, frames)
+        hidden = [out.last_hidden_state] if self.use_last else [out.hidden_states[k] for k in self.layers]
+        return [h.float().transpose(1, 2) for h in hidden]  # (batch, frames, hidden) -> (batch, hidden, frames)
 
 
 # --------------------------------------------------------------------------- building and naming
 
 
-def build_encoder(features: FeaturesConfig, input: str, device: Optional[torch.device] = None) -> nn.Module:
-    """The encoder for ``input`` ("wav2vec2" or "logmel") on ``device`` (default: features.device)."""
+def build_encoder(features: FeaturesConfig, input: str, device: Optional[torch.device] = None,
+                  layers: Optional[list] = None) -> nn.Module:
+    """The encoder for ``input`` ("wav2vec2" or "logmel") on ``device`` (default: features.device);
+    ``layers``: the wav2vec2 layers it returns (``forward_layers``; default ``features.wav2vec2.layer``)."""
     device = device or resolve_device(features.device)
     if input == "wav2vec2":
-        return Wav2Vec2Encoder(features.wav2vec2, device)
+        return Wav2Vec2Encoder(features.wav2vec2, device, layers)
     if input == "logmel":
         return LogMelEncoder(features.logmel, features.sample_rate).to(device)
     raise ConfigError(f"unknown feature input {input!r}; expected one of {', '.join(INPUTS)}")

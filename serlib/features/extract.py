@@ -25,9 +25,8 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 import warnings
-from contextlib import nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -48,6 +47,7 @@ from serlib.features.cache import (CacheNotWritableError, ShardWriter, cache_byt
                                    key_folder, key_lock, make_folder, read_index, read_shards, shard_index,
                                    stored_channels, touch_last_used, write_key)
 from serlib.features.encoders import build_encoder, encoder_description
+from serlib.features.layers import at_layer, cached_layers, layer_value
 
 log = logging.getLogger("serlib")
 
@@ -95,10 +95,12 @@ def plan_batches(jobs: list[tuple[str, str, int]], batch_size: int, max_samples:
     return batches + ([current] if current else [])
 
 
-def _encode_batch(encoder, batch, sample_rate: int, device, writer: ShardWriter, failures: dict,
+def _encode_batch(encoder, batch, sample_rate: int, device, writers: dict, needs: dict, failures: dict,
                   threads: Optional[int] = None, waves: Optional[dict] = None) -> int:
     """Load (unless ``waves`` were loaded ahead), encode and store one batch; returns how many clips were stored.
 
+    ``writers``: layer -> ``ShardWriter`` (one per cached layer; ``None`` for log-Mel); ``needs``: digest -> the
+    layers that clip lacks. Every layer of a clip comes from the same encoder pass and goes to its writer.
     A clip whose features hold NaN or inf once stored as float16 (as the cache stores them: a value above
     65504 becomes inf there) is not stored: it becomes a ``failures`` row. From a GPU the features come back
     in float16 (half the bytes over the bus; the cache's precision).
@@ -107,32 +109,39 @@ def _encode_batch(encoder, batch, sample_rate: int, device, writer: ShardWriter,
         with cpu_threads(1):
             waves = _load_batch(batch, sample_rate, encoder.min_samples, failures)
     paths = {digest: path for digest, path, _ in batch}
+    layers = list(writers)
     stored = 0
     groups: dict[int, list[str]] = {}
     for digest, wave in waves.items():  # the header's length is checked, not trusted
         groups.setdefault(0 if encoder.mixes_lengths else len(wave), []).append(digest)
     for digests in groups.values():
-        for digest, frames in zip(digests, encode_waves(encoder, [waves[d] for d in digests], device, threads)):
+        outputs = encode_waves(encoder, [waves[d] for d in digests], device, threads, every_layer=len(layers) > 1)
+        for digest, frames in zip(digests, outputs):  # (channels, frames), or (layers, channels, frames)
             bad = frames.size - int(np.count_nonzero(np.isfinite(frames.astype(np.float16))))
             if bad:  # never cached: a NaN feature would turn every weight of a model trained on it to NaN
                 failures[paths[digest]] = f"non-finite features: {bad} of {frames.size} values are NaN or inf"
                 continue
-            writer.add(digest, frames)
+            for position, layer in enumerate(layers):
+                if layer in needs[digest]:
+                    writers[layer].add(digest, frames[position] if len(layers) > 1 else frames)
             stored += 1
     return stored
 
 
-def encode_waves(encoder, waves: Sequence[np.ndarray], device, threads: Optional[int] = None) -> list[np.ndarray]:
+def encode_waves(encoder, waves: Sequence[np.ndarray], device, threads: Optional[int] = None,
+                 every_layer: bool = False) -> list[np.ndarray]:
     """One zero-padded, masked call of ``encoder`` over ``waves``: each clip's own frames ``(channels, frames_i)``
-    (padding sliced off), in float16 from a GPU (half the bytes over the bus; the cache's precision)."""
+    (padding sliced off), in float16 from a GPU (half the bytes over the bus; the cache's precision).
+    ``every_layer``: ``(layers, channels, frames_i)`` of each of the encoder's ``layers`` from the one pass."""
     lengths = [len(w) for w in waves]
     padded = np.zeros((len(waves), max(lengths)), dtype=np.float32)  # (batch, samples), zeros at the end
     for row, wave in zip(padded, waves):
         row[:len(wave)] = wave
     with cpu_threads(1 if encoder.name == "logmel" else threads):
-        out = encoder(torch.from_numpy(padded).to(device), torch.tensor(lengths, device=device))
-        out = (out.half() if out.device.type != "cpu" else out).cpu().numpy()  # (batch, channels, frames)
-    return [clip[:, :encoder.frames_for(n)] for clip, n in zip(out, lengths)]
+        inputs = torch.from_numpy(padded).to(device), torch.tensor(lengths, device=device)
+        out = torch.stack(encoder.forward_layers(*inputs), 1) if every_layer else encoder(*inputs)
+        out = (out.half() if out.device.type != "cpu" else out).cpu().numpy()  # (batch, [layers,] channels, frames)
+    return [clip[..., :encoder.frames_for(n)] for clip, n in zip(out, lengths)]
 
 
 def _load_batch(batch, sample_rate: int, min_samples: int, failures: dict) -> dict[str, np.ndarray]:
@@ -174,9 +183,12 @@ def gpu_batch_samples(cfg: Config, device: torch.device, upper: int, free_bytes:
                            f"sample in the first conv layer; max_batch_seconds {upper / sr:.0f} s")
 
 
-def _compute(cfg: Config, kdir: Path, input: str, jobs: dict[str, str], failures: dict,
+def _compute(cfg: Config, targets: dict, input: str, jobs: dict[str, str], needs: dict, failures: dict,
              device: torch.device, progress: Optional[Progress] = None) -> dict:
-    """Encode the ``{digest: path}`` clips missing from the cache; returns timing statistics."""
+    """Encode the ``{digest: path}`` clips some target lacks (``needs``: digest -> layers); returns timing statistics.
+
+    ``targets``: layer -> key folder (``{None: folder}`` for log-Mel).
+    """
     sr = cfg.features.sample_rate
     probed = []
     for digest, path in jobs.items():
@@ -196,8 +208,9 @@ def _compute(cfg: Config, kdir: Path, input: str, jobs: dict[str, str], failures
     if not batches:
         return stats
     start = time.perf_counter()
-    encoder = build_encoder(cfg.features, input, device)
-    writer = ShardWriter(kdir)
+    layers = [layer for layer in targets if layer is not None]
+    encoder = build_encoder(cfg.features, input, device, layers or None)
+    writers = {layer: ShardWriter(kdir) for layer, kdir in targets.items()}
     bar = tqdm(total=len(probed), unit="clip", desc=f"{input} features", mininterval=1.0)
     # On a GPU the next batch is decoded and resampled in a thread while this one encodes; on the CPU the
     # cores are the encoder's, and torch's thread count is process-wide, so batches load in turn.
@@ -209,23 +222,28 @@ def _compute(cfg: Config, kdir: Path, input: str, jobs: dict[str, str], failures
             waves = pending.result() if ahead else None
             if ahead and number + 1 < len(batches):
                 pending = ahead.submit(load, batches[number + 1])
-            stats["computed"] += _encode_batch(encoder, batch, sr, device, writer, failures, cfg.features.threads,
-                                               waves)
+            stats["computed"] += _encode_batch(encoder, batch, sr, device, writers, needs, failures,
+                                               cfg.features.threads, waves)
             bar.update(len(batch))
             if progress is not None:
                 progress(f"{input} features: {bar.n:,}/{len(probed):,} clips", force=number + 1 == len(batches))
     finally:  # keep what was computed, also on Ctrl-C or an error
         if ahead:
             ahead.shutdown(wait=True, cancel_futures=True)
-        writer.flush()
+        for writer in writers.values():
+            writer.flush()
         bar.close()
     stats["compute_seconds"] = time.perf_counter() - start
+    stats["by_layer"] = {layer: writer.added for layer, writer in writers.items()}
     return stats
 
 
 def extract(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
             device: Optional[torch.device] = None) -> dict:
     """Fill the cache for ``input`` over the manifest's clips (only what is missing).
+
+    For wav2vec2 every layer the run caches (``serlib.features.layers.cached_layers``) has its own key
+    folder; a clip that any of them lacks is encoded once and each missing layer stored from that pass.
 
     Args:
         cfg: the run configuration.
@@ -235,41 +253,68 @@ def extract(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
         device: default ``features.device``.
 
     Returns:
-        Statistics: clips, computed, cached, failed (``{utt_id: reason}``), seconds, clips_per_s, ...
+        Statistics: clips, computed, cached, failed (``{utt_id: reason}``), seconds, clips_per_s, ...;
+        for wav2vec2 also ``layers``: one row per cached layer (its folder, bytes, clips computed now).
     """
     start = time.perf_counter()
     device = device or resolve_device(cfg.features.device)
-    kdir = key_folder(cfg, folder, input)
+    layer_cfgs = {layer: at_layer(cfg, layer) for layer in cached_layers(cfg)} if input == "wav2vec2" else {None: cfg}
+    targets = {layer: key_folder(c, folder, input) for layer, c in layer_cfgs.items()}
+    root = next(iter(targets.values())).parent
     paths = manifest["path"].astype(str).tolist()
-    hashes, failures = content_hashes(paths, kdir.parent)
-    clean_cache_root(kdir.parent)
-    exists = make_folder(kdir)  # False: a read-only cache that never held this key
-    with key_lock(kdir) if exists else nullcontext():  # a second extraction waits here, then finds it all cached
-        clean_temporary(kdir)
-        index = read_index(kdir)  # damaged shards are dropped here: their clips are computed below
-        jobs = {h: p for h, p in zip(hashes, paths) if h is not None and h not in index}
+    hashes, failures = content_hashes(paths, root)
+    clean_cache_root(root)
+    exists = {layer: make_folder(kdir) for layer, kdir in targets.items()}  # False: read-only, never held this key
+    with ExitStack() as locks:  # a second extraction waits here, then finds it all cached (locks in name order)
+        for layer, kdir in sorted(targets.items(), key=lambda item: item[1].name):
+            if exists[layer]:
+                locks.enter_context(key_lock(kdir))
+                clean_temporary(kdir)
+        indexes = {layer: read_index(kdir) for layer, kdir in targets.items()}  # damaged shards dropped here
+        needs = {h: [layer for layer in targets if h not in indexes[layer]] for h in set(hashes) if h is not None}
+        needs = {h: layers for h, layers in needs.items() if layers}
+        jobs = {h: p for h, p in zip(hashes, paths) if h in needs}
         try:
-            stats = _compute(cfg, kdir, input, jobs, failures, device, Progress(folder.progress, "features", 5.0))
+            stats = _compute(cfg, targets, input, jobs, needs, failures, device,
+                             Progress(folder.progress, "features", 5.0))
         except OSError as err:
             if not is_read_only_error(err):
                 raise
+            kdirs = ", ".join(str(targets[layer]) for layer in targets if any(layer in n for n in needs.values()))
             raise CacheNotWritableError(
-                f"{input}: the feature cache {kdir} cannot be written ({err.strerror or err}) and {len(jobs)} "
+                f"{input}: the feature cache {kdirs} cannot be written ({err.strerror or err}) and {len(jobs)} "
                 f"clip(s) are not cached in it; make it writable or set features.cache_dir to a folder you "
                 f"can write") from err
-        meta = write_key(kdir, cfg, input, stats, device)
-    touch_last_used(kdir)
+        by_layer = stats.get("by_layer", {})
+        metas = {layer: write_key(targets[layer], layer_cfgs[layer], input,
+                                  {**stats, "computed": by_layer.get(layer, 0)}, device) for layer in targets}
+    for kdir in targets.values():
+        touch_last_used(kdir)
+    main = _main_layer(cfg, targets) if input == "wav2vec2" else None
+    kdir, meta = targets[main], metas[main]
     failed = {u: f"{p}: {failures[p]}" for u, p in zip(manifest["utt_id"], paths) if p in failures}
     for utt, reason in failed.items():
         warnings.warn(f"{input}: skipped {utt} ({reason})", stacklevel=2)
     seconds = time.perf_counter() - start
-    return {
-        "clips": len(paths), "computed": stats["computed"], "cached": sum(h in index for h in hashes),
+    out = {
+        "clips": len(paths), "computed": stats["computed"],
+        "cached": sum(h is not None and h not in needs for h in hashes),
         "failed": failed, "seconds": round(seconds, 3),
         "clips_per_s": round(stats["computed"] / stats["compute_seconds"], 3) if stats["computed"] else None,
         "last_compute": meta.get("last_compute"), "cache_dir": str(kdir), "cache_bytes": cache_bytes(kdir),
         "encoder": meta["encoder"], "weights": cfg.features.wav2vec2.weights if input == "wav2vec2" else "n/a",
         "device": str(device)}
+    if input == "wav2vec2":
+        out["layers"] = [{"layer": layer, "cache_dir": str(targets[layer]), "cache_bytes": cache_bytes(targets[layer]),
+                          "computed": by_layer.get(layer, 0), "clips": len(read_index(targets[layer]))}
+                         for layer in targets]
+    return out
+
+
+def _main_layer(cfg: Config, targets: dict):
+    """The layer the summary's cache_dir names: the configured one when cached, else the deepest."""
+    configured = layer_value(cfg.features.wav2vec2, cfg.features.wav2vec2.layer, "features.wav2vec2.layer")
+    return configured if configured in targets else list(targets)[-1]
 
 
 def extract_for_run(cfg: Config, folder: RunFolder, inputs: Optional[list[str]] = None) -> dict:
