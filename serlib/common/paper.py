@@ -9,7 +9,7 @@ import pandas as pd
 from serlib.common.facts import CLASSES
 
 # Section 2.3: the classifiers' inputs (channels): wav2vec 2.0-base hidden states, 64 log-Mel bands.
-PAPER_INPUT_CHANNELS = {"wav2vec2": 768, "logmel": 64}
+PAPER_INPUT_CHANNELS = {"wav2vec2": 768, "logmel": 64, "wav2vec2_layers": 768}  # the last: per layer
 PAPER_FRAMES = 400  # 8 s at the 20 ms stride
 
 # Table 1: per corpus.

@@ -359,6 +359,27 @@ def recorded_failures(folder: RunFolder, input: str) -> set[str]:
     return set(failed.loc[failed["input"] == input, "utt_id"])
 
 
+def kept_rows(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str, present: list[int],
+              kdir) -> tuple[list[int], list[str]]:
+    """The manifest rows ``present`` in the cache, and the utt_ids of the others, warned about.
+
+    Raises:
+        FeaturesMissingError: a row is absent without a recorded extraction failure (never extracted).
+    """
+    kept = set(present)
+    missing = [u for i, u in enumerate(manifest["utt_id"]) if i not in kept]
+    never = sorted(set(missing) - recorded_failures(folder, input))
+    if never:
+        raise FeaturesMissingError(
+            f"{input}: {len(never)} clip(s) of the manifest have no cached features in {kdir} (first: {never[0]}); "
+            f"fill the cache first: `serlib features {cfg.source or 'PARAMS.yaml'}` (or run notebook 02_features)")
+    if missing:
+        warnings.warn(f"{input}: {len(missing)} manifest row(s) have no features (their audio could not be "
+                      f"encoded: {folder.features_failed}) and are left out: {', '.join(missing[:5])}"
+                      f"{' ...' if len(missing) > 5 else ''}", stacklevel=3)
+    return list(present), missing
+
+
 def load_features(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
                   device: Optional[str | torch.device] = None, dtype: torch.dtype = torch.float32) -> FeatureSet:
     """The cached features of ``manifest``'s clips as one padded tensor (reads the cache only).
@@ -386,18 +407,8 @@ def load_features(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input:
     hashes, _ = content_hashes(paths, kdir.parent)
     shards, _ = read_shards(kdir)  # size and header checked; damaged shards dropped with a warning
     index = shard_index(shards)
-    keep = [i for i, h in enumerate(hashes) if h is not None and h in index]
-    kept_rows = set(keep)
-    missing = [u for i, u in enumerate(manifest["utt_id"]) if i not in kept_rows]
-    never = sorted(set(missing) - recorded_failures(folder, input))
-    if never:
-        raise FeaturesMissingError(
-            f"{input}: {len(never)} clip(s) of the manifest have no cached features in {kdir} (first: {never[0]}); "
-            f"fill the cache first: `serlib features {cfg.source or 'PARAMS.yaml'}` (or run notebook 02_features)")
-    if missing:
-        warnings.warn(f"{input}: {len(missing)} manifest row(s) have no features (their audio could not be "
-                      f"encoded: {folder.features_failed}) and are left out: {', '.join(missing[:5])}"
-                      f"{' ...' if len(missing) > 5 else ''}", stacklevel=2)
+    keep, missing = kept_rows(cfg, folder, manifest, input,
+                              [i for i, h in enumerate(hashes) if h is not None and h in index], kdir)
     channels = stored_channels(kdir, index, cfg, input, shards)
     frames = cfg.features.frames
     x = torch.empty((len(keep), channels, frames), dtype=dtype)  # (n, channels, frames), filled from the shards

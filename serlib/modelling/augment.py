@@ -3,6 +3,9 @@
 Applied on the fly to training batches of shape (batch, channels, frames), on the batch's own
 device; each operation is sampled independently per utterance, so they may co-occur. The module
 is the identity in eval mode (validation and test are never augmented).
+
+Gradients pass through it (S6 augments the learned layer sum, whose weights train through the
+crop and the masks); the noise scale, a clip's own std, is a constant to them (computed detached).
 """
 from __future__ import annotations
 
@@ -112,7 +115,7 @@ class TriAug(nn.Module):
         if rows.numel() == 0:
             return
         sub = x[rows]  # (chosen, channels, frames), a copy
-        scale = sub.std(dim=(1, 2), keepdim=True) * self.noise_std  # (chosen, 1, 1), per-utterance scale
+        scale = sub.detach().std(dim=(1, 2), keepdim=True) * self.noise_std  # (chosen, 1, 1), per-utterance scale
         x[rows] = sub.add_(torch.randn(sub.shape, device=x.device, generator=gen, dtype=x.dtype).mul_(scale))
 
     def crop_length(self, frames: int) -> int:
@@ -181,9 +184,9 @@ class TriAug(nn.Module):
         position = torch.arange(frames, device=x.device)
         # noise: per-utterance scale from the std of the whole window (or of the real frames)
         if lengths is None:
-            real, scale = None, x.std(dim=(1, 2), keepdim=True)
+            real, scale = None, x.detach().std(dim=(1, 2), keepdim=True)
         else:
-            real, scale = _real_frames_std(x, lengths)  # (batch, 1, frames), (batch, 1, 1)
+            real, scale = _real_frames_std(x.detach(), lengths)  # (batch, 1, frames), (batch, 1, 1)
         noise = torch.randn(x.shape, device=x.device, generator=gen, dtype=x.dtype).mul_(scale * self.noise_std)
         if real is not None:
             noise.mul_(real)
@@ -197,7 +200,8 @@ class TriAug(nn.Module):
             keep = self.crop_lengths(lengths)
         start = (torch.rand(batch, device=x.device, generator=gen) * (limit - keep + 1)).long()
         index = (start.unsqueeze(1) + position).clamp(max=frames - 1)  # (batch, frames)
-        cropped = torch.gather(x, 2, index.unsqueeze(1).expand(batch, channels, frames))
+        source = x.clone() if x.requires_grad else x  # autograd keeps gather's input: it must not change below
+        cropped = torch.gather(source, 2, index.unsqueeze(1).expand(batch, channels, frames))
         cropped.mul_((position < keep.unsqueeze(1)).unsqueeze(1))
         x.copy_(torch.where(applied["crop"].view(-1, 1, 1), cropped, x))
         # masks: spans over channel groups, inside the real frames when the lengths are given
@@ -213,7 +217,7 @@ class TriAug(nn.Module):
         if rows.numel() == 0:
             return
         sub = x[rows]  # (chosen, channels, frames), a copy
-        real, std = _real_frames_std(sub, lengths[rows])
+        real, std = _real_frames_std(sub.detach(), lengths[rows])
         noise = torch.randn(sub.shape, device=x.device, generator=gen, dtype=x.dtype)
         x[rows] = sub.add_(noise.mul_(std * self.noise_std).mul_(real))
 

@@ -58,7 +58,7 @@ def linear_baseline(x: dict, y: dict, test_ids, grid: tuple[float, ...] = LINEAR
 
     Returns:
         (test predictions shaped like a system's: utt_id, label, pred, prob_<class>..., correct;
-        {"C": the chosen C, "val_acc": its validation accuracy, "grid": {C: val_acc}}).
+        {"C": the chosen C, "val_acc" and "val_uar": its validation accuracy and UAR, "grid": {C: val_acc}}).
     """
     if standardise:
         mean, std = x["train"].mean(axis=0), x["train"].std(axis=0)
@@ -69,6 +69,8 @@ def linear_baseline(x: dict, y: dict, test_ids, grid: tuple[float, ...] = LINEAR
         model = LogisticRegression(C=c, max_iter=2000).fit(x["train"], y["train"])
         scores[c], models[c] = float((model.predict(x["val"]) == y["val"]).mean()), model
     best = max(sorted(grid), key=lambda c: (scores[c], -c))
+    val_pred = models[best].predict(x["val"])
+    val_uar = float(np.mean([(val_pred[y["val"] == k] == k).mean() for k in np.unique(y["val"])]))
     probs = np.zeros((len(y["test"]), len(CLASSES)))
     probs[:, models[best].classes_] = models[best].predict_proba(x["test"])
     pred = probs.argmax(1)
@@ -77,4 +79,4 @@ def linear_baseline(x: dict, y: dict, test_ids, grid: tuple[float, ...] = LINEAR
     for i, name in enumerate(CLASSES):
         out[f"prob_{name}"] = probs[:, i]
     out["correct"] = pred == y["test"]
-    return out, {"C": best, "val_acc": scores[best], "grid": scores}
+    return out, {"C": best, "val_acc": scores[best], "val_uar": val_uar, "grid": scores}

@@ -286,15 +286,60 @@ def build_model(model_cfg: ModelConfig, in_channels: int, n_classes: int = 3) ->
     raise ValueError(f"model.arch must be 'resattn' or 'shallow', got {model_cfg.arch!r}")
 
 
+class LayerSum(nn.Module):
+    """A softmax-weighted sum of encoder layers (SUPERB; Pepino et al. 2021): ``(b, L, C, T) -> (b, C, T)``.
+
+    The weights start equal (zeros before the softmax) and train with the network behind it.
+    """
+
+    def __init__(self, layers: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(layers))
+
+    def weights(self) -> torch.Tensor:
+        """The ``(layers,)`` softmax weights."""
+        return torch.softmax(self.logits, dim=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != len(self.logits):
+            raise ValueError(f"LayerSum({len(self.logits)}) expects (batch, {len(self.logits)}, channels, frames), "
+                             f"got {tuple(x.shape)}")
+        return torch.einsum("l,blct->bct", self.weights().to(x.dtype), x)
+
+
+class LayerSumClassifier(nn.Module):
+    """``input: wav2vec2_layers``: ``LayerSum`` in front of a system's network (S6 = S5 on the learned sum).
+
+    Training applies Tri-Aug between the two (``serlib.modelling.train.TrainStep``: on the sum, where S5
+    augments its single layer); ``forward`` is the whole model, as scoring and prediction run it.
+    """
+
+    def __init__(self, mix: LayerSum, net: nn.Module):
+        super().__init__()
+        self.mix, self.net = mix, net
+
+    def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        mixed = self.mix(x)
+        return self.net(mixed) if lengths is None else self.net(mixed, lengths)
+
+
+def build_classifier(model_cfg: ModelConfig, in_channels: int, layers: Optional[int] = None,
+                     n_classes: int = 3) -> nn.Module:
+    """``build_model``, behind a learned ``LayerSum`` of ``layers`` encoder layers when given (``wav2vec2_layers``)."""
+    net = build_model(model_cfg, in_channels, n_classes)
+    return net if layers is None else LayerSumClassifier(LayerSum(layers), net)
+
+
 def count_params(model: nn.Module) -> int:
     """Trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def paper_width_params(model_cfg: ModelConfig, input: str) -> int:
-    """Parameters of a system's network at the paper's widths and input channels (width_scale 1)."""
+def paper_width_params(model_cfg: ModelConfig, input: str, layers: Optional[int] = None) -> int:
+    """Parameters of a system's network at the paper's widths and input channels (width_scale 1);
+    ``layers``: the learned layer weights in front of it (``wav2vec2_layers``)."""
     full = ModelConfig(**{**model_cfg.__dict__, "width_scale": 1.0})
-    return count_params(build_model(full, PAPER_INPUT_CHANNELS[input]))
+    return count_params(build_model(full, PAPER_INPUT_CHANNELS[input])) + (layers or 0)
 
 
 def _layer_rows(model: nn.Module) -> list[tuple[str, nn.Module, str, str]]:

@@ -73,6 +73,12 @@ def plan_placement(elements: int, device: torch.device, free_bytes: Optional[int
                      "each batch copied without blocking")
 
 
+def streamed(feature_bytes: int, device: torch.device) -> Placement:
+    """The placement of several layers (``LayerStack``): never in memory, each batch read from the cache's maps."""
+    return Placement("stream", "float16", torch.device(device).type == "cuda", str(device), feature_bytes, None,
+                     "several encoder layers: each batch read from the memory-mapped cache (never all in memory)")
+
+
 def to_training_layout(x: torch.Tensor, placement: Placement) -> torch.Tensor:
     """``x`` (a CPU tensor of one split) stored as ``placement`` says."""
     out = x.to(placement.torch_dtype)
@@ -85,8 +91,15 @@ def gather(x: torch.Tensor, index: torch.Tensor, device: torch.device, frames: O
     """The batch ``x[index, :, :frames]`` on ``device`` in float32: a fresh tensor (safe to change in place).
 
     ``x`` may be float16 (cast here, after the copy: half the bytes move) and may sit on the host while
-    ``device`` is a GPU (the copy does not block when ``x`` is pinned). ``index`` may sit anywhere.
+    ``device`` is a GPU (the copy does not block when ``x`` is pinned). ``index`` may sit anywhere. ``x`` may
+    also be a ``serlib.features.stream.LayerStack`` (several layers, memory-mapped): it copies the batch out.
     """
+    if not isinstance(x, torch.Tensor):  # a LayerStack: (batch, layers, channels, frames) float16 from the maps
+        batch = x.gather(index.cpu(), frames)
+        if batch.device != torch.device(device):
+            batch = batch.pin_memory() if torch.cuda.is_available() else batch
+            batch = batch.to(device, non_blocking=True)
+        return batch.float()
     source = x if frames is None or frames >= x.shape[2] else x[:, :, :frames]
     batch = torch.index_select(source, 0, index.to(x.device))
     if batch.device != torch.device(device):

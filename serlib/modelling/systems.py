@@ -38,10 +38,13 @@ from serlib.common.progress import Progress
 from serlib.common.runtime import resolve_device, set_seed
 from serlib.data.stage import load_manifest
 from serlib.features.extract import FeatureSet, load_features
+from serlib.features.layers import at_layer, system_layers
+from serlib.features.stream import LayerStack, open_layers
+from serlib.modelling import probe
 from serlib.modelling.augment import TriAug
 from serlib.modelling.metrics import classification_metrics
-from serlib.modelling.models import build_model, count_params
-from serlib.modelling.placement import Placement, plan_placement, to_training_layout
+from serlib.modelling.models import build_classifier, count_params
+from serlib.modelling.placement import Placement, plan_placement, streamed, to_training_layout
 from serlib.modelling.train import HISTORY_COLUMNS, fit, predict_proba
 
 log = logging.getLogger("serlib")
@@ -64,6 +67,7 @@ class SplitData:
     lengths: Optional[dict] = None  # split -> (n,) long: real frames per clip (None: every clip fills the window)
     protocol: str = "split"  # the evaluation protocol the subsets come from (see ``protocol_splits``)
     placement: Optional[Placement] = None  # where ``x`` lives (``serlib.modelling.placement``)
+    layers: Optional[list] = None  # the encoder layers the features are ("last" or indices; None: log-Mel)
 
     def __post_init__(self):
         if self.lengths is None:
@@ -77,11 +81,18 @@ class SplitData:
 
     @property
     def channels(self) -> int:
-        return int(self.x["train"].shape[1])
+        x = self.x["train"]
+        return int(x.channels) if isinstance(x, LayerStack) else int(x.shape[1])
 
     @property
     def frames(self) -> int:
-        return int(self.x["train"].shape[2])
+        return int(self.x["train"].shape[-1])
+
+    @property
+    def stacked(self) -> Optional[int]:
+        """How many layers each clip holds when the features are several layers (a ``LayerStack``), else None."""
+        x = self.x["train"]
+        return len(x.layers) if isinstance(x, LayerStack) else None
 
 
 def _fingerprint(parts: Sequence[tuple[torch.Tensor, torch.Tensor]], utt_ids: Sequence[str], labels: Sequence[str],
@@ -96,6 +107,7 @@ def _fingerprint(parts: Sequence[tuple[torch.Tensor, torch.Tensor]], utt_ids: Se
     for source, index in parts:
         for i in range(0, len(index), chunk):
             block = source[index[i:i + chunk]].cpu().double()  # (chunk, channels, frames)
+            block = block.flatten(1, 2) if block.dim() == 4 else block  # several layers: (chunk, layers x channels, frames)
             sums.append(torch.stack([block.sum(dim=(1, 2)), block.abs().sum(dim=(1, 2))], 1))
     digest = hashlib.sha256()
     shapes = [[len(index), *source.shape[1:]] for source, index in parts]
@@ -148,21 +160,76 @@ def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, dev
 
 
 def load_split_data(cfg: Config, folder: RunFolder, input: str, device: torch.device,
-                    protocol: str = MAIN_PROTOCOL) -> SplitData:
+                    protocol: str = MAIN_PROTOCOL, layers: Optional[Sequence] = None) -> SplitData:
     """The run's manifest and the cached features of ``input``, split by ``protocol`` and on ``device``.
 
     Reads only. ``protocol``: "split" (the paper's), "fold<k>" (``data.folds``), "loco-<corpus>".
+    ``layers`` (wav2vec2): the encoder layers, as ``serlib.features.layers`` names them (None: the configured
+    ``features.wav2vec2.layer``); one layer is loaded as a tensor, several stream from the cache (``LayerStack``).
 
     Raises:
         FileNotFoundError: no manifest, or clips without cached features (``serlib.pipeline`` builds both).
     """
     manifest = load_manifest(folder)
     splits = None if protocol == MAIN_PROTOCOL else protocol_splits(manifest, protocol, folder)
-    # On a GPU the features are placed in float16 (the cache's precision): loading them so halves the host peak.
-    dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
-    data = split_features(load_features(cfg, folder, manifest, input, dtype=dtype), manifest, input, device, splits)
+    if layers is not None and len(layers) > 1:
+        data = split_layers(cfg, folder, manifest, list(layers), device, splits)
+    else:
+        layer_cfg = at_layer(cfg, layers[0]) if layers else cfg
+        # On a GPU the features are placed in float16 (the cache's precision): loading them so halves the host peak.
+        dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
+        data = split_features(load_features(layer_cfg, folder, manifest, input, dtype=dtype), manifest, input, device,
+                              splits)
+        data.layers = list(layers) if layers else None
     data.protocol = protocol
     return data
+
+
+def split_layers(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, layers: list, device: torch.device,
+                 splits: Optional[pd.Series] = None) -> SplitData:
+    """``split_features`` for several layers: each split a ``LayerStack`` over the memory-mapped cache."""
+    stack, utt_ids, _, _ = open_layers(cfg, folder, manifest, layers)
+    if splits is not None:
+        manifest = manifest.assign(split=splits.to_numpy())
+    position = {u: i for i, u in enumerate(utt_ids)}
+    rows = manifest[manifest["utt_id"].isin(position)]
+    index, x, y, ids, lengths, labels = {}, {}, {}, {}, {}, {}
+    for split in SUBSETS:
+        part = rows[rows["split"] == split]
+        if part.empty:
+            raise ConfigError(f"the manifest has no '{split}' utterances with wav2vec2 features; check data.split "
+                              "(and data.folds)")
+        index[split] = torch.tensor([position[u] for u in part["utt_id"]], dtype=torch.long)
+        x[split] = stack.subset(index[split])
+        lengths[split] = stack.lengths[index[split]].to(device)
+        labels[split] = [CLASSES[CLASSES.index(c)] for c in part["label"]]
+        y[split] = torch.tensor([CLASSES.index(c) for c in labels[split]], dtype=torch.long, device=device)
+        ids[split] = list(part["utt_id"])
+    order = [s for s in ("train", "val", "test")]
+    fp = _fingerprint([(stack, index[s]) for s in order], [i for s in order for i in ids[s]],
+                      [c for s in order for c in labels[s]], [s for s in order for _ in ids[s]])
+    data = SplitData("wav2vec2_layers", x, y, ids, fp, lengths, layers=layers)
+    data.placement = streamed(stack.numel() * 2, device)
+    return data
+
+
+def system_layers_for(cfg: Config, folder: RunFolder, name: str, protocol: str = MAIN_PROTOCOL) -> Optional[list]:
+    """The encoder layers system ``name`` reads under ``protocol`` (None: log-Mel); ``layers: best`` asks the
+    per-layer probe for its choice on that protocol's validation split (``serlib.modelling.probe``)."""
+    best = None
+    if cfg.systems[name].layers == "best":
+        splits = None if protocol == MAIN_PROTOCOL else protocol_splits(load_manifest(folder), protocol, folder)
+        best = probe.best_layer(cfg, folder, protocol, splits)
+    return system_layers(cfg, name, best)
+
+
+def system_data(cfg: Config, folder: RunFolder, name: str, device: torch.device,
+                protocol: str = MAIN_PROTOCOL) -> SplitData:
+    """The features system ``name`` reads (its input and layers), split by ``protocol`` and on ``device``."""
+    system = cfg.systems[name]
+    layers = system_layers_for(cfg, folder, name, protocol)
+    input = "logmel" if system.input == "logmel" else "wav2vec2"
+    return load_split_data(cfg, folder, input, device, protocol, layers)
 
 
 # --------------------------------------------------------------------------- protocols
@@ -268,10 +335,12 @@ def system_augment(cfg: Config, system: SystemConfig) -> Optional[TriAug]:
     return TriAug.from_config(section)
 
 
-def build_system_model(system: SystemConfig, in_channels: int, device: torch.device, seed: int) -> nn.Module:
-    """The system's classifier with seeded initial weights, on ``device``."""
+def build_system_model(system: SystemConfig, in_channels: int, device: torch.device, seed: int,
+                       layers: Optional[int] = None) -> nn.Module:
+    """The system's classifier with seeded initial weights, on ``device``; ``layers``: a learned sum of that
+    many encoder layers in front of it (``input: wav2vec2_layers``)."""
     set_seed(seed)
-    return build_model(system.model, in_channels).to(device)
+    return build_classifier(system.model, in_channels, layers).to(device)
 
 
 def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, data: SplitData, seed: int,
@@ -284,7 +353,7 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
     protocol = data.protocol
     out = folder.run_dir(name, seed, protocol)
     out.mkdir(parents=True, exist_ok=True)
-    model = build_system_model(system, data.channels, data.device, seed)
+    model = build_system_model(system, data.channels, data.device, seed, data.stacked)
     augment = system_augment(cfg, system)
     trim = trims_batches(cfg, system)
     live = folder.live_history(name, seed, protocol)
@@ -301,13 +370,14 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
                "placement": data.placement.as_dict() if data.placement is not None else None,
                "deterministic": cfg.train.deterministic, "amp": cfg.train.amp,
                "in_channels": data.channels, "frames": data.frames, "threads": torch.get_num_threads(),
+               "layers": data.layers,
                "n_train": len(data.y["train"]), "n_val": len(data.y["val"]), "n_test": len(data.y["test"])}
     for split in ("val", "test"):  # test is scored once, at the best-validation checkpoint
         table, metrics[split] = _predictions(model, data, split, cfg.train.eval_batch_size, trim)
         table.to_csv(folder.predictions(name, seed, split, protocol), index=False)
     folder.metrics(name, seed, protocol).write_text(json.dumps(metrics, indent=2))
     torch.save({"state_dict": result.best_state, "model": dataclasses.asdict(system.model),
-                "in_channels": data.channels, "frames": data.frames, "input": system.input,
+                "in_channels": data.channels, "frames": data.frames, "input": system.input, "layers": data.layers,
                 "best_epoch": result.best_epoch, "key": key}, folder.checkpoint(name, seed, protocol))
     config = {"key": key, "system": name, "seed": seed, "protocol": protocol, "lr": lr, "weight_decay": weight_decay,
               "features": data.fingerprint, "system_config": dataclasses.asdict(system),
@@ -403,7 +473,7 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
                           f"({', '.join(cfg.systems)}), got {system_name!r}")
     system = cfg.systems[system_name]
     device = resolve_device(cfg.train.device, key="train.device")
-    data = data or load_split_data(cfg, folder, system.input, device)
+    data = data or system_data(cfg, folder, system_name, device)
     out = _selection_dir(folder, group, data.protocol)
     key = run_key(system, cfg, -1.0, -1.0, data, sel.seed) + hashlib.sha256(
         json.dumps(non_default(sel) | {"on": system_name}, sort_keys=True).encode()).hexdigest()[:8]
@@ -413,7 +483,7 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
     rows = []
     for lr in sel.lrs:
         for wd in sel.weight_decays:
-            model = build_system_model(system, data.channels, device, sel.seed)
+            model = build_system_model(system, data.channels, device, sel.seed, data.stacked)
             augment = system_augment(cfg, system)
             result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train,
                          augment, lr=lr, weight_decay=wd, max_epochs=sel.max_epochs, seed=sel.seed,
@@ -496,18 +566,21 @@ def _hyperparameters(cfg: Config, folder: RunFolder, name: str, data_for, progre
     if not cfg.train.select.enabled:
         return cfg.train.lr, cfg.train.weight_decay
     group, searched_on = selection_group(cfg, name)
-    chosen = select_lr_wd(cfg, folder, data_for(cfg.systems[searched_on].input), progress, searched_on, group)
+    chosen = select_lr_wd(cfg, folder, data_for(searched_on), progress, searched_on, group)
     return chosen["lr"], chosen["weight_decay"]
 
 
 def _train_all(cfg: Config, folder: RunFolder, names: list[str], progress: bool, protocol: str) -> pd.DataFrame:
     device = resolve_device(cfg.train.device, key="train.device")
-    data_by_input: dict[str, SplitData] = {}
+    data_by_source: dict[tuple, SplitData] = {}  # systems reading the same features share one load
 
-    def data_for(input: str) -> SplitData:
-        if input not in data_by_input:
-            data_by_input[input] = load_split_data(cfg, folder, input, device, protocol)
-        return data_by_input[input]
+    def data_for(name: str) -> SplitData:
+        system = cfg.systems[name]
+        layers = system_layers_for(cfg, folder, name, protocol)
+        source = ("logmel" if system.input == "logmel" else "wav2vec2", tuple(layers or ()))
+        if source not in data_by_source:
+            data_by_source[source] = load_split_data(cfg, folder, source[0], device, protocol, layers)
+        return data_by_source[source]
 
     rows, done_by_key = [], {}
     jobs = [(name, seed) for name in names for seed in cfg.train.seeds]
@@ -515,7 +588,7 @@ def _train_all(cfg: Config, folder: RunFolder, names: list[str], progress: bool,
                            disable=not progress):
         system = cfg.systems[name]
         lr, weight_decay = _hyperparameters(cfg, folder, name, data_for, progress)
-        data = data_for(system.input)
+        data = data_for(name)
         key = run_key(system, cfg, lr, weight_decay, data, seed)
         path = folder.run_dir(name, seed, protocol)
         if _is_complete(folder, name, seed, key, protocol):

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from serlib.common.config import ModelConfig, TrainConfig
 from serlib.common.facts import CLASSES
 from serlib.common.runtime import set_seed, training_mode
-from serlib.modelling.models import build_model
+from serlib.modelling.models import LayerSumClassifier, build_classifier
 from serlib.modelling.placement import gather
 
 HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
@@ -122,12 +122,15 @@ class TrainStep:
             The batch's mean loss and its count of correct predictions, as device tensors (no synchronisation).
         """
         self.model.train()
+        net = self.model
+        if isinstance(self.model, LayerSumClassifier):  # Tri-Aug augments the learned sum, as S5 its one layer
+            inputs, net, inplace = self.model.mix(inputs), self.model.net, False  # (batch, channels, frames)
         if self.augment is not None:
             augment = self.augment.train()
             inputs = augment(inputs, inplace=inplace) if lengths is None else augment(inputs, inplace=inplace,
                                                                                        lengths=lengths)
         with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            logits = self.model(inputs) if lengths is None else self.model(inputs, lengths)  # (batch, classes)
+            logits = net(inputs) if lengths is None else net(inputs, lengths)  # (batch, classes)
             loss = nn.functional.cross_entropy(logits, targets)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -165,7 +168,7 @@ def _train_epoch(step: TrainStep, x: torch.Tensor, y: torch.Tensor, batch_size: 
             continue
         value = loss.item()  # the one synchronisation per step, checked at no extra cost
         if not math.isfinite(value):
-            bad = int((~torch.isfinite(inputs)).any(dim=(1, 2)).sum())  # inputs as augmented, after the step
+            bad = int((~torch.isfinite(inputs)).flatten(1).any(dim=1).sum())  # inputs as gathered, after the step
             raise NonFiniteLossError(
                 f"{where}: the training loss is {value} at epoch {epoch}, batch {number} of {len(batches)} "
                 f"({bad} of its {len(targets)} inputs hold NaN/inf); training stopped. Check the features "
@@ -232,8 +235,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 
 def _check_fit_inputs(train_x, train_y, val_x, val_y) -> None:
     for name, x, y in (("train", train_x, train_y), ("val", val_x, val_y)):
-        if x.dim() != 3 or len(x) != len(y) or len(y) == 0:
-            raise ValueError(f"{name}: expected x (n, channels, frames) and y (n,) with n > 0, "
+        if x.dim() not in (3, 4) or len(x) != len(y) or len(y) == 0:
+            raise ValueError(f"{name}: expected x (n, [layers,] channels, frames) and y (n,) with n > 0, "
                              f"got {tuple(x.shape)} and {tuple(y.shape)}")
 
 
@@ -328,6 +331,8 @@ def _fit(model, train_x, train_y, val_x, val_y, train_cfg, augment, lr, weight_d
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a trained classifier from ``checkpoint.pt`` (eval mode)."""
     state = torch.load(Path(path), map_location=device, weights_only=False)
-    model = build_model(ModelConfig(**state["model"]), state["in_channels"]).to(device)
+    layers = state.get("layers")  # the layers of a wav2vec2_layers system (a learned sum in front)
+    model = build_classifier(ModelConfig(**state["model"]), state["in_channels"],
+                             len(layers) if layers and len(layers) > 1 else None).to(device)
     model.load_state_dict(state["state_dict"])
     return model.eval()

@@ -1,0 +1,221 @@
+"""The per-layer linear probe and the layer-sum linear baseline (issue 12; SUPERB, Pepino et al. 2021).
+
+Which layer of the encoder carries the emotion? For every layer ``analysis.layer_probe`` lists, each
+clip becomes its mean and standard deviation over its real frames in the window (``pooled_stats``), and
+a logistic regression is trained on train, its C chosen on validation, and scored on test. The layer
+with the best validation UAR (ties: the better validation accuracy, then the lower layer) is the
+probe's choice: the layer a system with ``layers: best`` reads. Test never chooses anything.
+
+``layer_sum_linear`` is the SUPERB downstream with a learned layer sum: softmax weights over the
+layers' mean-pooled vectors (mean pooling is linear, so this is the mean of the weighted sum of the
+frame sequences) and a linear head, trained jointly on train, weight decay chosen on validation.
+
+Results live in ``<run>/models/_probe/<protocol>/`` (``probe.csv``, ``probe.json``, one test-prediction
+file per layer), keyed by the layers' cache folders, the window, the clips and their split: a probe
+that ran is read back, not recomputed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from serlib.common.config import Config
+from serlib.common.facts import CLASSES, SUBSETS
+from serlib.common.io import write_csv_atomic, write_json_atomic
+from serlib.common.runfolder import RunFolder, features_cache_dir
+from serlib.data.stage import load_manifest
+from serlib.features.cache import content_hashes, key_name
+from serlib.features.layers import Layer, at_layer, label, layer_index, probe_layers
+from serlib.features.stream import pooled_stats
+from serlib.modelling.baselines import LINEAR_C, linear_baseline
+
+PROBE_FORMAT = 1  # bump when what the probe computes changes
+PROBE_COLUMNS = ["layer", "index", "name", "C", "val_acc", "val_uar", "test_acc", "test_uar", "chosen"]
+SUM_WEIGHT_DECAYS = (1e-4, 1e-3, 1e-2, 1e-1)  # CHOSEN: the layer-sum baseline's grid, chosen on validation
+SUM_STEPS = 300  # CHOSEN: full-batch Adam steps of the layer-sum baseline (its validation loss is flat by then)
+
+
+def probe_dir(folder: RunFolder, protocol: str) -> Path:
+    return folder.models / "_probe" / protocol
+
+
+def _subsets(manifest: pd.DataFrame, splits: Optional[pd.Series]) -> pd.DataFrame:
+    return manifest if splits is None else manifest.assign(split=splits.to_numpy())
+
+
+def _key(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, layers: list, what: str) -> str:
+    hashes, _ = content_hashes(manifest["path"].astype(str).tolist(), features_cache_dir(cfg, folder))
+    payload = {"format": PROBE_FORMAT, "what": what, "frames": cfg.features.frames, "grid": list(LINEAR_C),
+               "layers": [key_name(at_layer(cfg, layer), "wav2vec2") for layer in layers],
+               "clips": [list(manifest["utt_id"]), list(manifest["label"]), list(manifest["split"]), hashes]}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _split_arrays(ids: list[str], x: np.ndarray, manifest: pd.DataFrame) -> tuple[dict, dict, np.ndarray]:
+    rows = manifest.set_index("utt_id").loc[ids]
+    encode = {c: i for i, c in enumerate(CLASSES)}
+    xs = {s: x[(rows["split"] == s).to_numpy()] for s in SUBSETS}
+    ys = {s: rows.loc[rows["split"] == s, "label"].map(encode).to_numpy(int) for s in SUBSETS}
+    for s in SUBSETS:
+        if not len(ys[s]):
+            raise ValueError(f"layer probe: no '{s}' clips with wav2vec2 features; check data.split")
+    return xs, ys, rows.index[(rows["split"] == "test").to_numpy()].to_numpy()
+
+
+def _uar(pred: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.mean([(pred[truth == k] == k).mean() for k in np.unique(truth)]))
+
+
+def layer_probe(cfg: Config, folder: RunFolder, protocol: str = "split", splits: Optional[pd.Series] = None,
+                progress=None) -> pd.DataFrame:
+    """Probe every layer of ``analysis.layer_probe`` (read back when it already ran on these clips).
+
+    Args:
+        cfg: the run configuration.
+        folder: the run folder (manifest, feature cache).
+        protocol: names the results' folder; ``splits`` (aligned with the manifest) replaces its split column.
+        progress: called with a line per layer (``serlib.common.progress.Progress``), or None.
+
+    Returns:
+        ``PROBE_COLUMNS``, one row per layer: its cache name and index, the chosen C, validation accuracy and
+        UAR, test accuracy and UAR, and whether it is the probe's choice.
+    """
+    layers = probe_layers(cfg)
+    if not layers:
+        raise ValueError(f"{cfg.source}: analysis.layer_probe is not set; set it (all, or a list of layers)")
+    manifest = _subsets(load_manifest(folder), splits)
+    out = probe_dir(folder, protocol)
+    key = _key(cfg, folder, manifest, layers, "probe")
+    saved = _read(out / "probe.json")
+    if saved.get("key") == key and (out / "probe.csv").is_file():
+        return pd.read_csv(out / "probe.csv", dtype={"layer": str})
+    w = cfg.features.wav2vec2
+    rows, out_files = [], {}
+    for number, layer in enumerate(layers, 1):
+        ids, x = pooled_stats(cfg, folder, manifest, layer)
+        xs, ys, test_ids = _split_arrays(ids, x, manifest)
+        preds, info = linear_baseline(xs, ys, test_ids)
+        truth = preds["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+        pred = preds["pred"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+        out_files[layer] = preds
+        rows.append({"layer": str(layer), "index": layer_index(w, layer), "name": label(w, layer), "C": info["C"],
+                     "val_acc": info["val_acc"], "val_uar": info["val_uar"], "test_acc": float((truth == pred).mean()),
+                     "test_uar": _uar(pred, truth)})
+        if progress is not None:
+            progress(f"layer probe: {number}/{len(layers)} layers", force=number == len(layers))
+    table = pd.DataFrame(rows)
+    best = table.sort_values(["val_uar", "val_acc", "index"], ascending=[False, False, True]).index[0]
+    table["chosen"] = table.index == best
+    out.mkdir(parents=True, exist_ok=True)
+    for layer, preds in out_files.items():
+        write_csv_atomic(preds, out / f"layer-{layer}_test.csv")
+    write_csv_atomic(table[PROBE_COLUMNS], out / "probe.csv")
+    write_json_atomic(out / "probe.json", {"key": key, "chosen": table.loc[best, "layer"], "protocol": protocol})
+    return table[PROBE_COLUMNS]
+
+
+def best_layer(cfg: Config, folder: RunFolder, protocol: str = "split", splits: Optional[pd.Series] = None) -> Layer:
+    """The probe's choice on ``protocol``'s validation split ("last" or an index), probing first if needed."""
+    table = layer_probe(cfg, folder, protocol, splits)
+    chosen = table.loc[table["chosen"], "layer"].iloc[0]
+    return "last" if chosen == "last" else int(chosen)
+
+
+def probe_predictions(folder: RunFolder, layer: Layer, protocol: str = "split") -> pd.DataFrame:
+    """The test predictions of one layer's probe (utt_id, label, pred, prob_<class>..., correct)."""
+    return pd.read_csv(probe_dir(folder, protocol) / f"layer-{layer}_test.csv")
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+# --------------------------------------------------------------------------- the layer-sum linear baseline
+
+
+class _SumLinear(nn.Module):
+    def __init__(self, layers: int, channels: int):
+        super().__init__()
+        self.logits = nn.Parameter(torch.zeros(layers))
+        self.head = nn.Linear(channels, len(CLASSES))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (clips, layers, channels)
+        return self.head(torch.einsum("l,nlc->nc", torch.softmax(self.logits, 0), x))
+
+
+def _fit_sum(x: torch.Tensor, y: torch.Tensor, weight_decay: float, seed: int = 0) -> _SumLinear:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _SumLinear(x.shape[1], x.shape[2])
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(SUM_STEPS):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y) + weight_decay * model.head.weight.pow(2).sum()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+def layer_sum_linear(cfg: Config, folder: RunFolder, protocol: str = "split",
+                     splits: Optional[pd.Series] = None) -> tuple[pd.DataFrame, dict]:
+    """Mean-pooled layers, a learned softmax layer sum and a linear head (SUPERB), weight decay chosen on val.
+
+    Each layer's means are standardised with the training split's statistics (per layer and channel, as
+    SUPERB's optional layer norm does) before the sum. Read back when it already ran on these clips.
+
+    Returns:
+        (test predictions shaped like a system's; {"weight_decay", "val_acc", "val_uar", "weights": {layer: w}}).
+    """
+    layers = probe_layers(cfg)
+    manifest = _subsets(load_manifest(folder), splits)
+    out = probe_dir(folder, protocol)
+    key = _key(cfg, folder, manifest, layers, f"layer-sum {SUM_STEPS} {list(SUM_WEIGHT_DECAYS)}")
+    saved = _read(out / "layer_sum.json")
+    if saved.get("key") == key and (out / "layer_sum_test.csv").is_file():
+        return pd.read_csv(out / "layer_sum_test.csv"), saved["info"]
+    stacked, ids = [], None
+    for layer in layers:
+        layer_ids, x = pooled_stats(cfg, folder, manifest, layer)
+        if ids is not None and layer_ids != ids:
+            raise ValueError(f"layer-sum baseline: layer {layer} holds other clips than layer {layers[0]}; extract "
+                             "every probed layer again (serlib features)")
+        ids = layer_ids
+        stacked.append(x[:, :x.shape[1] // 2])  # the means
+    x = np.stack(stacked, 1)  # (clips, layers, channels)
+    xs, ys, test_ids = _split_arrays(ids, x, manifest)
+    mean, std = xs["train"].mean(axis=0), xs["train"].std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    tx = {s: torch.from_numpy(((v - mean) / std).astype(np.float32)) for s, v in xs.items()}
+    ty = {s: torch.from_numpy(v) for s, v in ys.items()}
+    scores, models = {}, {}
+    for wd in SUM_WEIGHT_DECAYS:
+        models[wd] = _fit_sum(tx["train"], ty["train"], wd)
+        with torch.no_grad():
+            pred = models[wd](tx["val"]).argmax(1).numpy()
+        scores[wd] = (float((pred == ys["val"]).mean()), _uar(pred, ys["val"]))
+    best = max(SUM_WEIGHT_DECAYS, key=lambda wd: (scores[wd][0], wd))  # ties: the stronger regularisation
+    with torch.no_grad():
+        probs = torch.softmax(models[best](tx["test"]), 1).numpy()
+        weights = torch.softmax(models[best].logits, 0).numpy()
+    pred = probs.argmax(1)
+    table = pd.DataFrame({"utt_id": test_ids, "label": [CLASSES[i] for i in ys["test"]],
+                          "pred": [CLASSES[i] for i in pred]})
+    for i, name in enumerate(CLASSES):
+        table[f"prob_{name}"] = probs[:, i]
+    table["correct"] = pred == ys["test"]
+    info = {"weight_decay": best, "val_acc": scores[best][0], "val_uar": scores[best][1],
+            "weights": {str(layer): float(w) for layer, w in zip(layers, weights)}}
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv_atomic(table, out / "layer_sum_test.csv")
+    write_json_atomic(out / "layer_sum.json", {"key": key, "info": info})
+    return table, info

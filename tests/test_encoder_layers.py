@@ -1,0 +1,235 @@
+"""Tests of issue 12's encoder layers: the per-layer cache, streaming several layers, the learned layer
+sum (S6), the per-layer probe and the layer rules of the configuration."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from serlib.common.config import ConfigError, load_config
+from serlib.common.runfolder import RunFolder
+from serlib.features import cache, extract, layers
+from serlib.features.encoders import Wav2Vec2Encoder, _normalizes
+from serlib.features.stream import open_layers, pooled_stats
+from serlib.modelling import probe
+from serlib.modelling.augment import TriAug
+from serlib.modelling.models import LayerSum, build_classifier
+from serlib.modelling.placement import gather
+from serlib.modelling.train import TrainStep, make_optimizer
+
+from test_features import smoke_cfg, tone, write_manifest
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = REPO / "parameters" / "smoke.yaml"
+
+
+@pytest.fixture
+def run(tmp_path) -> RunFolder:
+    return RunFolder(tmp_path / "run").ensure()
+
+
+def clips(n: int = 6) -> dict:
+    return {f"c{i}": tone(0.6 + 0.25 * i, freq=180.0 + 40 * i, seed=i) for i in range(n)}
+
+
+def counting(monkeypatch) -> list:
+    """Count the clips every wav2vec2 forward pass encodes."""
+    seen = []
+    original = Wav2Vec2Encoder.forward_layers
+
+    def forward_layers(self, wave, lengths=None):
+        seen.append(len(wave))
+        return original(self, wave, lengths)
+
+    monkeypatch.setattr(Wav2Vec2Encoder, "forward_layers", forward_layers)
+    return seen
+
+
+# --------------------------------------------------------------------------- the cache
+
+
+def test_asking_for_all_layers_after_last_encodes_each_clip_once_more_and_never_again(run, monkeypatch):
+    cfg = smoke_cfg(run.root)
+    cfg.analysis.layer_probe = None
+    for name in ("S6", "S5-best"):  # the smoke profile's layer systems: without them the run reads the last layer
+        cfg.systems.pop(name)
+    assert layers.cached_layers(cfg) == ["last"]
+    manifest = write_manifest(run, clips())
+    seen = counting(monkeypatch)
+    extract.extract(cfg, run, manifest, "wav2vec2")
+    assert sum(seen) == len(manifest)  # the last layer: each clip once
+    before = cache.read_index(cache.key_folder(cfg, run, "wav2vec2"))
+
+    cfg.analysis.layer_probe = "all"  # layers 0, 1 and last of the smoke encoder
+    assert layers.cached_layers(cfg) == [0, 1, "last"]
+    seen.clear()
+    stats = extract.extract(cfg, run, manifest, "wav2vec2")
+    assert sum(seen) == len(manifest)  # once more: layers 0 and 1 from the same pass
+    assert {row["layer"]: row["computed"] for row in stats["layers"]} == {0: 6, 1: 6, "last": 0}
+    assert cache.read_index(cache.key_folder(cfg, run, "wav2vec2")) == before  # last was kept, not rewritten
+
+    seen.clear()
+    stats = extract.extract(cfg, run, manifest, "wav2vec2")
+    assert sum(seen) == 0 and stats["computed"] == 0  # and never again
+    assert all(row["clips"] == 6 and row["cache_bytes"] > 0 for row in stats["layers"])
+
+
+def test_cached_layer_k_equals_the_encoders_hidden_states_k(run):
+    cfg = smoke_cfg(run.root)
+    cfg.analysis.layer_probe = "all"
+    wave = tone(1.1, seed=3)
+    manifest = write_manifest(run, {"one": wave})
+    extract.extract(cfg, run, manifest, "wav2vec2")
+    encoder = Wav2Vec2Encoder(cfg.features.wav2vec2, layers=["last"])
+    x = torch.from_numpy(wave)[None]
+    if _normalizes(cfg.features.wav2vec2):
+        x = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + 1e-7)
+    with torch.inference_mode():
+        hidden = encoder.model(x, output_hidden_states=True).hidden_states  # (1, frames, channels) per layer
+    assert len(hidden) == 3
+    for layer in (0, 1, "last"):
+        k = layers.layer_index(cfg.features.wav2vec2, layer)
+        stored = extract.load_features(layers.at_layer(cfg, layer), run, manifest, "wav2vec2")
+        frames = int(stored.lengths[0])
+        expected = hidden[k][0, :frames].T.numpy()
+        np.testing.assert_allclose(stored.x[0, :, :frames].numpy(), expected.astype(np.float16).astype(np.float32),
+                                   atol=2e-3, rtol=1e-3)  # fp16 rounding
+    assert not np.allclose(hidden[0].numpy(), hidden[2].numpy())  # the layers differ: the test can tell them apart
+
+
+def test_layer_n_is_stored_as_last_and_a_missing_layer_names_the_key(run):
+    cfg = smoke_cfg(run.root)
+    w = cfg.features.wav2vec2
+    assert layers.layer_value(w, 2) == "last" and layers.layer_value(w, 1) == 1
+    assert cache.key_folder(layers.at_layer(cfg, 2), run, "wav2vec2") == cache.key_folder(cfg, run, "wav2vec2")
+    cfg.systems["S5"].layers = 7
+    with pytest.raises(ConfigError, match=r"'systems\.S5\.layers' asks for layer 7 .* layers 0\.\.2"):
+        layers.cached_layers(cfg)
+
+
+def test_a_layer_stack_streams_what_load_features_loads(run):
+    cfg = smoke_cfg(run.root)
+    cfg.analysis.layer_probe = "all"
+    cfg.features.frames = 40  # some clips trimmed, some padded
+    manifest = write_manifest(run, clips())
+    extract.extract(cfg, run, manifest, "wav2vec2")
+    stack, ids, labels, missing = open_layers(cfg, run, manifest, [0, "last"])
+    assert stack.shape == (6, 2, 32, 40) and ids == list(manifest["utt_id"]) and not missing
+    for position, layer in enumerate([0, "last"]):
+        alone = extract.load_features(layers.at_layer(cfg, layer), run, manifest, "wav2vec2")
+        index = torch.tensor([4, 0, 2])
+        batch = gather(stack, index, torch.device("cpu"))  # float32 from the float16 maps
+        assert torch.equal(batch[:, position], alone.x[index])
+        assert torch.equal(stack.lengths, alone.lengths)
+        trimmed = gather(stack, index, torch.device("cpu"), frames=17)
+        assert torch.equal(trimmed[:, position], alone.x[index, :, :17])
+    ids_pooled, pooled = pooled_stats(cfg, run, manifest, 0)
+    alone = extract.load_features(layers.at_layer(cfg, 0), run, manifest, "wav2vec2")
+    first = alone.x[1, :, :int(alone.lengths[1])]
+    np.testing.assert_allclose(pooled[1], torch.cat([first.mean(1), first.std(1, unbiased=False)]).numpy(), atol=1e-5)
+
+
+def test_a_damaged_layer_shard_is_named_when_the_stack_opens(run):
+    cfg = smoke_cfg(run.root)
+    cfg.analysis.layer_probe = "all"
+    manifest = write_manifest(run, clips(3))
+    extract.extract(cfg, run, manifest, "wav2vec2")
+    kdir = cache.key_folder(layers.at_layer(cfg, 1), run, "wav2vec2")
+    shard = sorted(kdir.glob("shard-*.npy"))[0]
+    data = bytearray(shard.read_bytes())
+    data[-10] ^= 0xFF  # one flipped byte: same size, same header
+    shard.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="damaged"), pytest.raises(extract.FeaturesMissingError):
+        open_layers(cfg, run, manifest, [0, 1])
+
+
+# --------------------------------------------------------------------------- the learned layer sum
+
+
+def test_a_one_hot_layer_sum_is_that_layer():
+    x = torch.randn(3, 4, 5, 7)
+    mix = LayerSum(4)
+    with torch.no_grad():
+        mix.logits.copy_(torch.tensor([-1e4, -1e4, 1e4, -1e4]))
+    assert torch.equal(mix(x), x[:, 2])
+    with torch.no_grad():
+        mix.logits.zero_()
+    torch.testing.assert_close(mix(x), x.mean(1))
+
+
+@pytest.mark.parametrize("sync_free", [False, True])
+def test_the_layer_weights_train_through_tri_aug(sync_free):
+    torch.manual_seed(0)
+    cfg = load_config(SMOKE)
+    model = build_classifier(cfg.systems["S5"].model, 16, layers=3)
+    step = TrainStep(model, make_optimizer(model, 1e-2, 0.0),
+                     TriAug(noise_prob=1.0, crop_prob=1.0, mask_prob=1.0, sync_free=sync_free), grad_clip=2.0)
+    x, y = torch.randn(8, 3, 16, 50), torch.arange(8) % 3
+    before, gathered = model.mix.logits.detach().clone(), x.clone()
+    loss, _ = step(x, y, inplace=True)
+    assert torch.isfinite(loss) and not torch.equal(model.mix.logits.detach(), before)
+    assert torch.equal(x, gathered)  # Tri-Aug augments the sum, never the gathered layers (even with inplace)
+
+
+# --------------------------------------------------------------------------- the probe
+
+
+def test_the_probe_picks_the_one_layer_that_carries_the_label(run):
+    """Layer 1's features hold the class; layers 0 and last are noise. Written straight into the cache."""
+    cfg = smoke_cfg(run.root)
+    cfg.analysis.layer_probe = "all"
+    rng = np.random.default_rng(0)
+    manifest = write_manifest(run, {f"c{i}": tone(0.3, seed=i) for i in range(90)})
+    manifest["label"] = [("negative", "sad_fear", "pos_neutral")[(i // 3) % 3] for i in range(90)]  # every class in every split
+    manifest.to_csv(run.manifest, index=False)
+    hashes, _ = cache.content_hashes(manifest["path"].tolist(), cache.key_folder(cfg, run, "wav2vec2").parent)
+    label_index = manifest["label"].map({"negative": 0, "sad_fear": 1, "pos_neutral": 2}).to_numpy()
+    for layer in (0, 1, "last"):
+        writer = cache.ShardWriter(cache.key_folder(layers.at_layer(cfg, layer), run, "wav2vec2"))
+        for digest, k in zip(hashes, label_index):
+            clip = rng.normal(0, 1, (32, 20)).astype(np.float32)
+            if layer == 1:
+                clip[k] += 2.0  # channel k is raised for class k
+            writer.add(digest, clip)
+        writer.flush()
+    table = probe.layer_probe(cfg, run)
+    assert list(table["layer"]) == ["0", "1", "last"]
+    assert table.loc[table["chosen"], "layer"].item() == "1"
+    assert table.set_index("layer").loc["1", "val_uar"] > 0.9 > table.set_index("layer").loc["0", "val_uar"]
+    assert probe.best_layer(cfg, run) == 1
+    assert len(probe.probe_predictions(run, 1)) == (manifest["split"] == "test").sum()
+    predictions, info = probe.layer_sum_linear(cfg, run)
+    assert max(info["weights"], key=info["weights"].get) == "1"  # the learned sum leans on the informative layer
+    assert predictions["correct"].mean() > 0.9
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize("system, message", [
+    ({"input": "logmel", "layers": 2}, "null for input: logmel"),
+    ({"input": "wav2vec2", "layers": "all"}, "one layer for input: wav2vec2"),
+    ({"input": "wav2vec2", "layers": "best"}, "unless analysis.layer_probe is set"),
+    ({"input": "wav2vec2_layers", "layers": 3}, "all or a list of at least two layers"),
+    ({"input": "wav2vec2_layers", "layers": [1, 1]}, "systems.X.layers"),
+])
+def test_layer_rules_are_checked_when_the_profile_is_read(tmp_path, system, message):
+    import yaml
+
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"systems": {"X": system}}))
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_config(path)
+
+
+def test_the_paper_profile_caches_the_last_layer_only_and_the_layer_sum_reads_all():
+    cfg = load_config(REPO / "parameters" / "paper.yaml")
+    assert layers.cached_layers(cfg) == ["last"]  # resolved without loading the encoder's configuration
+    smoke = load_config(SMOKE)
+    assert layers.system_layers(smoke, "S6") == [0, 1, "last"]
+    assert layers.system_layers(smoke, "S5-best", best=1) == [1]
+    assert dataclasses.replace(smoke.systems["S6"]).input == "wav2vec2_layers"
