@@ -24,6 +24,7 @@ from serlib.data.democorpus import generate_demo_corpus
 from serlib.data.stage import StaleManifestError, build_manifest, corpus_roots, load_manifest, manifest_changes
 from serlib.features.encoders import weights_problem
 from serlib.features.extract import extract_for_run
+from serlib.features.layers import SSL_INPUTS, cached_layers
 from serlib.data.folds import speaker_folds
 from serlib.data.mculp import speaker_table
 from serlib.common.io import write_csv_atomic
@@ -161,6 +162,12 @@ def preflight(cfg: Config, systems: Optional[Sequence[str]] = None) -> list[str]
     except ConfigError as err:
         problems.append(str(err))
     problem = weights_problem(cfg.features)
-    if problem and any(s.input == "wav2vec2" for s in cfg.systems.values()):
+    uses_ssl = any(s.input in SSL_INPUTS for s in cfg.systems.values()) or cfg.analysis.layer_probe is not None
+    if problem and uses_ssl:
         problems.append(problem)
+    elif uses_ssl:
+        try:
+            cached_layers(cfg)  # every layer a system or the probe names exists in the encoder
+        except (ConfigError, OSError) as err:
+            problems.append(f"{cfg.source or 'config'}: {err}" if str(cfg.source) not in str(err) else str(err))
     return problems

@@ -52,6 +52,9 @@ def test_bench_quick_writes_sane_json(tmp_path, capsys):
     assert any(n.startswith("training step: fast mode (train.deterministic: false") for n in names)  # both modes timed
     assert any(n.startswith("Tri-Aug drawn for every row") for n in names)
     assert "mem_workspace_b1_mb" not in result  # no allocator workspace on the CPU
+    # one wav2vec2 layer at the paper's scale: 8952 clips of ~2.7 s, 768 float16 channels at 50 frames/s
+    assert 1.7 < result["layer_cache_gb_paper"] < 2.0 and "8952 clips" in result["layer_cache_how"]
+    assert result["layer_stack_batch_ms"] > 0 and result["layer_stack_epoch_s"] > result["layer_stack_batch_ms"] / 1e3
     assert result["train_pool"].startswith("features") and "float32" in result["train_pool"]
     printed = capsys.readouterr().out
     assert "infer_ms_b1" in printed and "Fast paths" in printed and "< 15 MB" in printed

@@ -6,7 +6,6 @@ import dataclasses
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
@@ -53,10 +52,7 @@ def counting(monkeypatch) -> list:
 
 
 def test_asking_for_all_layers_after_last_encodes_each_clip_once_more_and_never_again(run, monkeypatch):
-    cfg = smoke_cfg(run.root)
-    cfg.analysis.layer_probe = None
-    for name in ("S6", "S5-best"):  # the smoke profile's layer systems: without them the run reads the last layer
-        cfg.systems.pop(name)
+    cfg = smoke_cfg(run.root)  # without the smoke profile's layer probe and layer systems: the last layer only
     assert layers.cached_layers(cfg) == ["last"]
     manifest = write_manifest(run, clips())
     seen = counting(monkeypatch)
@@ -233,3 +229,12 @@ def test_the_paper_profile_caches_the_last_layer_only_and_the_layer_sum_reads_al
     assert layers.system_layers(smoke, "S6") == [0, 1, "last"]
     assert layers.system_layers(smoke, "S5-best", best=1) == [1]
     assert dataclasses.replace(smoke.systems["S6"]).input == "wav2vec2_layers"
+
+
+def test_a_layer_the_encoder_lacks_is_found_before_the_run_starts():
+    from serlib import pipeline
+
+    cfg = load_config(SMOKE)
+    cfg.systems["S5"].layers = 9
+    problems = pipeline.preflight(cfg)
+    assert any("'systems.S5.layers' asks for layer 9 but" in p and "layers 0..2" in p for p in problems)

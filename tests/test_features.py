@@ -36,10 +36,13 @@ def tone(seconds: float, rate: int = 16000, freq: float = 220.0, seed: int = 0) 
 
 
 def smoke_cfg(tmp_path: Path, **features_overrides):
-    """The smoke profile with its cache in the test's run folder."""
+    """The smoke profile with its cache in the test's run folder, reading the encoder's last layer only
+    (without its layer probe and layer systems: tests/test_encoder_layers.py asks for more layers itself)."""
     cfg = load_config(SMOKE)
     cfg.features.cache_dir = None
     cfg.features.device = "cpu"
+    cfg.analysis.layer_probe = None
+    cfg.systems = {name: s for name, s in cfg.systems.items() if s.layers is None and s.input != "wav2vec2_layers"}
     for key, value in features_overrides.items():
         setattr(cfg.features, key, value)
     return cfg
@@ -687,10 +690,15 @@ def test_features_notebook_on_smoke(smoke_run):
     assert summary["weights"].str.contains("random").any()
     stats = pd.read_csv(run_dir / "tables" / "table_s11.csv")
     assert len(stats) >= 2
-    for name in ("fig_s10", "fig_s11", "fig_s12"):
+    for name in ("fig_s10", "fig_s11", "fig_s12", "fig_s13"):
         assert (run_dir / "figures" / f"{name}.png").stat().st_size > 5000
     text = (smoke_run.notebooks / "02_features.ipynb").read_text()
     assert "RANDOM encoder weights" in text
+    probe = pd.read_csv(run_dir / "tables" / "table_s12.csv")  # the per-layer probe: layers 0, 1, 2 (last)
+    assert list(probe["layer"]) == ["layer 0", "layer 1", "layer 2 (last)"]
+    assert (probe["chosen on val"] == "✓").sum() == 1 and (probe["cache_mb"] > 0).all()
+    assert ((probe["uar_lo"] <= probe["uar"]) & (probe["uar"] <= probe["uar_hi"])).all()
+    assert "Validation chose layer" in text and "1.84 GB" in text  # the paper-scale cost, computed
 
 
 # --------------------------------------------------------------------------- behaviour the cache must keep

@@ -11,7 +11,7 @@ from serlib.common import runtime
 from serlib.common.config import Config, FeaturesConfig, ModelConfig, TrainConfig
 from serlib.features import cache
 from serlib.features.extract import FeatureSet
-from serlib.modelling import placement, systems, train
+from serlib.modelling import models, placement, systems, train
 from serlib.modelling.augment import TriAug
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -23,7 +23,7 @@ def _task(n, seed):
 
 def _fit(tx, ty, vx, vy, **kw):
     runtime.set_seed(0)
-    model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS)
+    model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS)
     cfg = TrainConfig(batch_size=32, max_epochs=3, lr=3e-3, weight_decay=1e-2)
     return train.fit(model, tx, ty, vx, vy, cfg, TriAug(), seed=0, progress=False, **kw)
 
@@ -42,7 +42,7 @@ def test_trimmed_masked_training_on_float16_matches_float32():
     runs = []
     for dtype in (torch.float32, torch.float16):
         runtime.set_seed(0)
-        model = train.build_model(ModelConfig(width_scale=0.1, mask_padding=True), CHANNELS)
+        model = models.build_model(ModelConfig(width_scale=0.1, mask_padding=True), CHANNELS)
         cfg = TrainConfig(batch_size=16, max_epochs=2)
         runs.append(train.fit(model, tx.to(dtype), ty, vx.to(dtype), vy, cfg, TriAug(), progress=False,
                               train_lengths=tl, val_lengths=vl, trim=True))
@@ -51,10 +51,10 @@ def test_trimmed_masked_training_on_float16_matches_float32():
 
 def test_predict_proba_casts_float16_batches():
     x, _ = _task(20, 3)
-    model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS).eval()
+    model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS).eval()
     torch.testing.assert_close(train.predict_proba(model, x.half()), train.predict_proba(model, x), rtol=0, atol=0)
     lengths = torch.randint(5, FRAMES + 1, (20,))
-    masked = train.build_model(ModelConfig(width_scale=0.1, mask_padding=True), CHANNELS).eval()
+    masked = models.build_model(ModelConfig(width_scale=0.1, mask_padding=True), CHANNELS).eval()
     torch.testing.assert_close(train.predict_proba(masked, x.half(), lengths=lengths, trim=True),
                                train.predict_proba(masked, x, lengths=lengths), rtol=1e-5, atol=1e-6)
 
@@ -233,7 +233,7 @@ def test_triaug_on_the_cpu_keeps_its_draws():
 def test_mixed_devices_train_and_score_on_the_gpu():
     (tx, ty), (vx, vy) = _task(64, 0), _task(32, 1)
     runtime.set_seed(0)
-    model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS).cuda()
+    model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS).cuda()
     cfg = TrainConfig(batch_size=16, max_epochs=2)
     pinned = tx.half().pin_memory()  # host features, GPU model, CPU labels
     result = train.fit(model, pinned, ty, vx.half().cuda(), vy, cfg, TriAug(), progress=False)
@@ -272,7 +272,7 @@ def test_features_loaded_in_float16_give_the_same_fingerprint_and_values():
 def test_the_deployment_forms_take_a_gpu_model():
     from serlib.analysis.deploy import deployment_table
     x, y = _task(16, 5)
-    model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS).cuda().eval()
+    model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS).cuda().eval()
     table = deployment_table(model, x.cuda(), x.cuda(), y.cuda(), repeats=2)
     assert table["agree_with_fp32"].iloc[1] == 1.0
 

@@ -104,7 +104,7 @@ def test_an_array_scores_as_its_file(predictor, audio_folder):
         predictor.predict([data])
 
 
-@pytest.mark.parametrize("system", ["S5", "S1"])
+@pytest.mark.parametrize("system", ["S5", "S1", "S5-best", "S6"])
 def test_the_runs_own_test_clips_get_their_saved_predictions_back(smoke_run, system):
     saved = pd.read_csv(smoke_run.predictions(system, 0, "test"))
     manifest = pd.read_csv(smoke_run.manifest, dtype=str)[["utt_id", "path"]]
@@ -183,7 +183,8 @@ def test_onnx_parity_on_a_masked_head(smoke_run, tmp_path):
     import torch
 
     from serlib.common.config import ModelConfig
-    from serlib.modelling.train import build_model, predict_proba
+    from serlib.modelling.models import build_model
+    from serlib.modelling.train import predict_proba
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(width_scale=0.05, mask_padding=True), 32).eval()
@@ -194,4 +195,19 @@ def test_onnx_parity_on_a_masked_head(smoke_run, tmp_path):
     x = x * (torch.arange(80) < lengths[:, None])[:, None, :]
     reference = predict_proba(model, x, lengths=lengths).numpy()
     got = onnxform.onnx_proba(sess, x, lengths)
+    assert onnxform.parity(reference, got)["max_abs_prob_diff"] < 1e-4
+
+
+def test_onnx_parity_of_a_learned_layer_sum(smoke_run, tmp_path):
+    """S6's head takes (batch, layers, channels, frames) in the exported graph and agrees with torch."""
+    import torch
+
+    from serlib.modelling.train import load_checkpoint, predict_proba
+
+    model = load_checkpoint(smoke_run.checkpoint("S6", 0))
+    path = onnxform.export_onnx(model, 32, 100, tmp_path / "s6.onnx")
+    torch.manual_seed(0)
+    x, lengths = torch.randn(4, 3, 32, 100), torch.tensor([100, 20, 64, 99])
+    reference = predict_proba(model, x, lengths=lengths).numpy()
+    got = onnxform.onnx_proba(onnxform.session(path), x, lengths)
     assert onnxform.parity(reference, got)["max_abs_prob_diff"] < 1e-4

@@ -11,7 +11,7 @@ from torch import nn
 from serlib.common.facts import CLASSES
 from serlib.common import runtime
 from serlib.modelling import systems
-from serlib.modelling import train
+from serlib.modelling import models, train
 from serlib.modelling.augment import TriAug
 from serlib.common.config import AugmentConfig, Config, ModelConfig, SystemConfig, TrainConfig
 from serlib.modelling.metrics import classification_metrics
@@ -42,7 +42,7 @@ def _small(**kw):
 def test_fit_learns_well_above_chance():
     (tx, ty), (vx, vy) = _task(240, 0), _task(120, 1)
     runtime.set_seed(0)
-    model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS)
+    model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS)
     result = train.fit(model, tx, ty, vx, vy, _small(), augment=TriAug.from_config(AugmentConfig()), progress=False)
     assert result.best_val_acc > 0.8  # chance is 1/3
     assert list(result.history.columns)[:6] == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
@@ -65,7 +65,7 @@ def test_inplace_augment_trains_bit_identically_and_keeps_train_x():
     states = []
     for augment in (TriAug.from_config(AugmentConfig()), _CopyingTriAug.from_config(AugmentConfig())):
         runtime.set_seed(0)
-        model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS)
+        model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS)
         result = train.fit(model, tx, ty, vx, vy, _small(max_epochs=2), augment=augment, seed=3, progress=False)
         assert torch.equal(tx, before)
         states.append(result.best_state)
@@ -75,7 +75,7 @@ def test_inplace_augment_trains_bit_identically_and_keeps_train_x():
 
 def test_shallow_learns():
     (tx, ty), (vx, vy) = _task(240, 0), _task(120, 1)
-    model = train.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
+    model = models.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
     assert train.fit(model, tx, ty, vx, vy, _small(), progress=False).best_val_acc > 0.8
 
 
@@ -106,7 +106,7 @@ def test_same_seed_same_run_and_different_seed_differs():
     runs = []
     for seed in (0, 0, 1):
         runtime.set_seed(seed)
-        model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS)
+        model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS)
         runs.append(train.fit(model, tx, ty, vx, vy, _small(max_epochs=3), TriAug(), seed=seed, progress=False))
     cols = ["train_loss", "train_acc", "val_loss", "val_acc"]
     pd.testing.assert_frame_equal(runs[0].history[cols], runs[1].history[cols])
@@ -135,7 +135,7 @@ def _config(max_epochs=4):
 def synthetic_run(tmp_path, monkeypatch):
     calls = []
 
-    def fake_load(cfg, folder, input, device, protocol="split"):
+    def fake_load(cfg, folder, input, device, protocol="split", layers=None):
         calls.append(input)
         return _split_data()
 
@@ -253,10 +253,12 @@ def test_train_notebook_writes_tables_and_figures(smoke_notebooks):
     paired = pd.read_csv(folder.tables / "table_s26_paired.csv")
     assert list(paired["comparison"]) == ["S2 vs S1", "S3 vs S2", "S5 vs S3", "S5 vs S4"]
     assert paired["p_holm"].between(0, 1).all() and paired["verdict"].notna().all()
-    beyond = pd.read_csv(folder.tables / "table_s27_beyond.csv")
-    assert beyond["system"].iloc[0] == "duration only" and beyond["vs"].iloc[0] == "S1"
+    beyond = pd.read_csv(folder.tables / "table_s27_beyond.csv").set_index("system")
+    assert list(beyond.index[:2]) == ["S6", "S5-best"] and set(beyond.loc[["S6", "S5-best"], "vs"]) == {"S5"}
+    assert beyond.loc["duration only", "vs"] == "S1" and beyond.loc["wav2vec2 layer-sum mean + linear", "vs"] == "S2"
+    assert (folder.figures / "fig_s27.png").is_file()  # S6's learned layer weights
     results = systems.load_results(folder, ["split"])
-    assert set(results["system"]) == {"S1", "S2", "S3", "S4", "S5", "A1", "A2", "A3"}
+    assert set(results["system"]) == {"S1", "S2", "S3", "S4", "S5", "A1", "A2", "A3", "S6", "S5-best"}
     for copy, source in (("A1", "S4"), ("A2", "S3")):  # identical settings: trained once, copied
         saved = json.loads((folder.models / copy / "seed0" / "config.json").read_text())
         assert saved["same_as"] == source
@@ -293,7 +295,7 @@ def test_a_non_finite_loss_stops_fit_naming_system_seed_epoch_and_batch(poison):
     order = train._batches(len(ty), cfg.batch_size, torch.Generator().manual_seed(seed))
     batch = next(k for k, index in enumerate(order, 1) if row in index.tolist())  # where row 40 falls in epoch 1
     tx[row, 0, 0] = poison
-    model = train.build_model(ModelConfig(width_scale=0.1), CHANNELS)
+    model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS)
     with pytest.raises(train.NonFiniteLossError) as err:
         train.fit(model, tx, ty, vx, vy, cfg, seed=seed, progress=False, system="S5")
     assert str(err.value).startswith(f"system S5, seed 5: the training loss is nan at epoch 1, batch {batch} of 3 "
@@ -303,7 +305,7 @@ def test_a_non_finite_loss_stops_fit_naming_system_seed_epoch_and_batch(poison):
 def test_a_system_whose_features_hold_nan_stops_train_systems_and_leaves_no_result(tmp_path, monkeypatch):
     poisoned = _split_data()
     poisoned.x["train"][7, 3, 10] = float("nan")  # one NaN value in one training clip's features
-    monkeypatch.setattr(systems, "load_split_data", lambda cfg, folder, input, device, protocol="split": poisoned)
+    monkeypatch.setattr(systems, "load_split_data", lambda cfg, folder, input, device, protocol="split", layers=None: poisoned)
     folder = RunFolder(tmp_path).ensure()
     with pytest.raises(train.NonFiniteLossError, match=r"^system S4, seed 0: the training loss is nan at epoch 1, "
                                                        r"batch \d of 4 \(1 of its \d+ inputs hold NaN/inf\)"):
@@ -327,7 +329,7 @@ def _scripted_fit(monkeypatch, accuracies, losses):
 
     monkeypatch.setattr(train, "evaluate", scripted)
     (tx, ty), (vx, vy) = _task(64, 0), _task(16, 1)
-    model = train.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
+    model = models.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
     cfg = _small(max_epochs=len(accuracies), early_stop_patience=99, plateau_patience=99)
     return train.fit(model, tx, ty, vx, vy, cfg, progress=False), model, seen
 
@@ -364,7 +366,7 @@ def test_gradient_norm_is_clipped_at_every_step(monkeypatch, clip):
 
     monkeypatch.setattr(train, "make_optimizer", recording)
     (tx, ty), (vx, vy) = _task(96, 0), _task(30, 1)
-    model = train.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
+    model = models.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
     train.fit(model, tx * 30, ty, vx * 30, vy, _small(max_epochs=2, grad_clip=clip), progress=False)
     assert len(norms) == 2 * 3  # 96 clips, batches of 32, two epochs
     if clip:
@@ -387,7 +389,7 @@ def test_batch_order_differs_between_epochs_and_follows_the_seed(monkeypatch):
     runs = {}
     for seed in (0, 0, 1):
         orders.clear()
-        model = train.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
+        model = models.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
         train.fit(model, tx, ty, vx, vy, _small(max_epochs=2), seed=seed, progress=False)
         runs.setdefault(seed, []).append(list(orders))
     first, again = runs[0]
@@ -401,7 +403,7 @@ def test_the_optimizer_gets_the_configured_weight_decay(monkeypatch):
     real = train.make_optimizer
     monkeypatch.setattr(train, "make_optimizer", lambda m, lr, wd: made.append(real(m, lr, wd)) or made[-1])
     (tx, ty), (vx, vy) = _task(32, 0), _task(16, 1)
-    model = train.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
+    model = models.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
     train.fit(model, tx, ty, vx, vy, _small(max_epochs=1, weight_decay=0.037), progress=False)
     assert [g["weight_decay"] for g in made[0].param_groups] == [0.037]
     assert isinstance(made[0], torch.optim.AdamW) and made[0].param_groups[0]["betas"] == (0.9, 0.999)

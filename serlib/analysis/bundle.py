@@ -35,7 +35,7 @@ from serlib.common.runfolder import RunFolder
 from serlib.data.stage import load_manifest
 from serlib.modelling import onnxform
 from serlib.modelling.predict import BUNDLE_FILE, BUNDLE_FORMAT, Predictor, class_map
-from serlib.modelling.systems import load_split_data
+from serlib.modelling.systems import system_data
 from serlib.modelling.train import predict_proba
 
 LICENCES = {  # as the corpora's distributors state them
@@ -107,7 +107,7 @@ def bundle_meta(cfg: Config, predictor: Predictor, onnx: bool) -> dict:
             "sample_rate": predictor.features.sample_rate, "encoder": predictor.metadata["encoder"],
             "features": dataclasses.asdict(predictor.features),
             "classes": list(CLASSES), "class_map": class_map(),
-            "onnx_inputs": {onnxform.INPUT: "(batch, channels, frames) float32 features",
+            "onnx_inputs": {onnxform.INPUT: "(batch, [layers,] channels, frames) float32 features",
                             onnxform.LENGTHS: "(batch,) int64 real frames per clip (masked models only)"},
             "onnx_output": f"{onnxform.OUTPUT}: (batch, 3) logits in the order of 'classes'"}
 
@@ -124,7 +124,7 @@ def bundle_metrics(cfg: Config, folder: RunFolder, system: str, seed: int) -> di
 
 def _onnx_with_parity(cfg: Config, folder: RunFolder, predictor: Predictor, work: Path) -> dict:
     """``head.onnx`` and ``parity.json``: onnxruntime vs torch on every test clip of the run."""
-    data = load_split_data(cfg, folder, predictor.input, torch.device("cpu"))
+    data = system_data(cfg, folder, predictor.system, torch.device("cpu"))  # its input and layers
     model = predictor.model.cpu().eval()
     onnxform.export_onnx(model, data.channels, data.frames, work / "head.onnx")
     sess = onnxform.session(work / "head.onnx")

@@ -41,7 +41,7 @@ from serlib.data.stage import load_manifest
 from serlib.features.encoders import build_encoder, encoder_description
 from serlib.modelling import onnxform
 from serlib.modelling.models import count_params, paper_width_params
-from serlib.modelling.systems import load_split_data
+from serlib.modelling.systems import system_data
 from serlib.modelling.train import load_checkpoint, predict_proba
 
 CALIBRATION_CLIPS = 256  # training-split clips that set the int8 activation ranges
@@ -212,7 +212,10 @@ def deployment_for_run(cfg: Config, folder: RunFolder, system: str | None = None
     if system not in cfg.systems:
         raise KeyError(f"{cfg.source}: system '{system}' is not under 'systems'")
     input = cfg.systems[system].input
-    data = load_split_data(cfg, folder, input, torch.device("cpu"))
+    if input == "wav2vec2_layers":
+        raise ValueError(f"{cfg.source}: the deployment table times one input tensor per clip; {system} reads several "
+                         "encoder layers (input: wav2vec2_layers); set analysis.primary_system to a single-input system")
+    data = system_data(cfg, folder, system, torch.device("cpu"))  # its input and its layer
     table = deployment_table(load_checkpoint(path), data.x["train"][:CALIBRATION_CLIPS], data.x["test"],
                              data.y["test"], repeats=repeats, threads=cfg.train.threads,
                              test_lengths=data.lengths["test"], calibration_lengths=data.lengths["train"][:CALIBRATION_CLIPS])

@@ -22,6 +22,8 @@ from serlib.common.facts import CLASSES, CORPORA
 from serlib.common.runfolder import RunFolder
 from serlib.data.stage import load_manifest
 from serlib.features.egemaps import egemaps_features, feature_columns
+from serlib.features.layers import probe_layers
+from serlib.modelling import probe
 from serlib.modelling.baselines import duration_baseline, linear_baseline
 from serlib.modelling.models import frame_mask, masked_mean
 from serlib.modelling.systems import (MAIN_PROTOCOL, evaluation_protocols, load_results, load_split_data,
@@ -246,11 +248,14 @@ def duration_predictions(cfg: Config, folder: RunFolder, protocols: Optional[Seq
 
 EGEMAPS = "eGeMAPS + linear"  # the rows of the feature baselines (issue 12)
 W2V_LINEAR = "wav2vec2 mean + linear"
+LAYER_SUM = "wav2vec2 layer-sum mean + linear"  # the SUPERB downstream with a learned layer sum
 BASELINE_TEXT = {
     DURATION: "a classifier on clip length alone",
     EGEMAPS: "eGeMAPS v02 functionals (88, openSMILE), standardised, logistic regression (C chosen on val)",
     W2V_LINEAR: "wav2vec2 (the run's layer) mean over real frames, standardised, logistic regression "
                 "(C chosen on val): the SUPERB-style linear downstream",
+    LAYER_SUM: "every probed wav2vec2 layer mean-pooled, a learned softmax layer sum and a linear head trained "
+               "together (weight decay chosen on val): SUPERB's downstream with its weighted sum",
 }
 
 
@@ -286,6 +291,18 @@ def feature_baseline_predictions(cfg: Config, folder: RunFolder, which: str,
             raise ValueError(f"unknown feature baseline {which!r}; expected {EGEMAPS!r} or {W2V_LINEAR!r}")
         preds, info = linear_baseline(x, y, ids)
         parts.append(preds.assign(protocol=protocol, seed=0, C=info["C"]))
+    preds = pd.concat(parts, ignore_index=True)
+    return preds.merge(manifest[["utt_id", "speaker", "corpus", "sex", "duration_s"]], on="utt_id", how="left")
+
+
+def layer_sum_predictions(cfg: Config, folder: RunFolder) -> pd.DataFrame:
+    """The layer-sum linear baseline's test predictions under the main protocol(s), with the manifest's columns."""
+    manifest = load_manifest(folder)
+    parts = []
+    for protocol in evaluation_protocols(cfg):
+        splits = None if protocol == MAIN_PROTOCOL else protocol_splits(manifest, protocol, folder)
+        preds, info = probe.layer_sum_linear(cfg, folder, protocol, splits)
+        parts.append(preds.assign(protocol=protocol, seed=0, weight_decay=info["weight_decay"]))
     preds = pd.concat(parts, ignore_index=True)
     return preds.merge(manifest[["utt_id", "speaker", "corpus", "sex", "duration_s"]], on="utt_id", how="left")
 
@@ -372,6 +389,8 @@ def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
             pairs.append((EGEMAPS, "S1", feature_baseline_predictions(cfg, folder, EGEMAPS)))
         if "S2" in cfg.systems and cfg.systems["S2"].input == "wav2vec2":
             pairs.append((W2V_LINEAR, "S2", feature_baseline_predictions(cfg, folder, W2V_LINEAR)))
+            if len(probe_layers(cfg)) > 1:
+                pairs.append((LAYER_SUM, "S2", layer_sum_predictions(cfg, folder)))
     for name, reference, preds in pairs:
         scores = _score_row(name, score(preds, cfg).set_index("metric"))
         table, info = stats.compare_predictions(system_predictions(cfg, folder, reference), preds,

@@ -14,7 +14,7 @@ from serlib.common.config import Config
 from serlib.modelling.models import paper_width_params
 from serlib.modelling.systems import summarise
 
-INPUT_NAMES = {"wav2vec2": "wav2vec2", "logmel": "log-Mel"}
+INPUT_NAMES = {"wav2vec2": "wav2vec2", "logmel": "log-Mel", "wav2vec2_layers": "wav2vec2 layers (learned sum)"}
 
 
 def table4(cfg: Config, results: pd.DataFrame, systems: Sequence[str] = ("S1", "S2", "S3", "S4", "S5")) -> pd.DataFrame:

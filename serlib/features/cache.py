@@ -15,7 +15,9 @@ Cache layout (``features.cache_dir``, default ``<run>/data/features``; shareable
 
 An entry is keyed by the clip's content hash inside a folder keyed by everything else that
 determines it (encoder id + revision, weights mode, seed, layer, overrides, sample rate, log-Mel
-settings). Each clip's full frame sequence is stored (no padding); trimming/padding to
+settings). Each encoder layer is its own folder (``serlib.features.layers``: the last layer is
+``layer: last`` whether it is asked for as "last" or by its index), so a run can add layers without
+touching the ones it has. Each clip's full frame sequence is stored (no padding); trimming/padding to
 ``features.frames`` happens at load time, so changing ``frames`` recomputes nothing. A shard is
 written to a temporary name and renamed, then its index is renamed in: a shard counts only once
 its index exists, so an interrupted extraction keeps every flushed shard and resumes from there.

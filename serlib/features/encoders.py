@@ -268,7 +268,8 @@ def _length_aware(model: nn.Module) -> Optional[LengthAwareGroupNorm]:
 
 
 class Wav2Vec2Encoder(nn.Module):
-    """A frozen transformers speech encoder (wav2vec2, HuBERT, WavLM) returning one hidden layer.
+    """A frozen transformers speech encoder (wav2vec2, HuBERT, WavLM) returning one hidden layer, or
+    several from one pass (``layers``; ``forward_layers``): ``hidden_states[k]``, k = 0 the transformer's input.
 
     The waveform is normalised per clip (over its true samples) as the model's feature-extractor
     config says. ``batching: masked`` lets clips of different lengths share a forward pass: the

@@ -12,6 +12,10 @@ a damaged shard is dropped and its clips recomputed by the next extraction, a se
 the same key folder waits and reuses the first's work, and a read-only cache serves a run whose
 clips are all cached.
 
+For wav2vec2, every layer the run caches (``serlib.features.layers.cached_layers``: what its systems
+and its layer probe read) has its own key folder; a clip that any of them lacks is encoded once, and
+that one pass fills every layer it lacks (``Wav2Vec2Encoder.forward_layers``).
+
 A clip that cannot be read is reported with its path and reason (a warning, and
 ``<run>/data/features_failed.csv``) and the run goes on; at load time its manifest row is
 dropped with a warning (``FeatureSet.missing``), never zero-filled. Loading only reads the

@@ -20,9 +20,14 @@ import json
 from typing import Optional, Union
 
 from serlib.common.config import Config, ConfigError, SystemConfig, Wav2Vec2Config
+from serlib.common.facts import EMOTION_TO_CLASS, SAMPLE_RATE
+from serlib.data.democorpus import plan_clips
+from serlib.features.encoders import architecture
 
 Layer = Union[str, int]  # "last" or an index below num_hidden_layers
 SSL_INPUTS = ("wav2vec2", "wav2vec2_layers")  # the system inputs an SSL encoder's cache serves
+PAPER_LAYERS = 13  # wav2vec2-base's hidden states: the transformer's input and its 12 layers
+BASE_CONVS = ((10, 5), (3, 2), (3, 2), (3, 2), (3, 2), (2, 2), (2, 2))  # wav2vec2-base's conv stack: (kernel, stride)
 
 
 def layer_count(w: Wav2Vec2Config) -> int:
@@ -32,8 +37,6 @@ def layer_count(w: Wav2Vec2Config) -> int:
 
 @functools.lru_cache(maxsize=16)
 def _count(w_json: str) -> int:
-    from serlib.features.encoders import architecture  # the config only; transformers loads here (~2 s)
-
     config, _ = architecture(Wav2Vec2Config(**json.loads(w_json)))
     return int(config.num_hidden_layers)
 
@@ -108,3 +111,18 @@ def cached_layers(cfg: Config) -> list[Layer]:
     if not values:
         values.add(layer_value(cfg.features.wav2vec2, cfg.features.wav2vec2.layer, "features.wav2vec2.layer"))
     return sorted(values, key=lambda v: (v == "last", v if isinstance(v, int) else 0))
+
+
+def paper_layer_cache_bytes() -> tuple[int, int, float]:
+    """Bytes one wav2vec2-base layer's cache takes at the paper's scale, computed from the clip lengths of the
+    paper-scale plan (``serlib.data.democorpus``: the real RAVDESS and EmoDB lengths, CREMA-D's drawn; the clips
+    MCULP keeps) and the cache's layout: every clip's full frame sequence x 768 channels x 2 bytes (float16; the
+    shard headers and indexes add under 0.1 %, as the demo's folders measure). Returns (bytes, clips, mean s)."""
+    kept = [c for c in plan_clips(0, "paper") if c.emotion in EMOTION_TO_CLASS and c.frames / c.sample_rate >= 1.0]
+    samples = [round(c.frames * SAMPLE_RATE / c.sample_rate) for c in kept]
+    frames = 0
+    for n in samples:
+        for kernel, stride in BASE_CONVS:
+            n = max(0, (n - kernel) // stride + 1)
+        frames += n
+    return frames * 768 * 2, len(kept), sum(samples) / SAMPLE_RATE / len(kept)

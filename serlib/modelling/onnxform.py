@@ -23,6 +23,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
 from serlib.common.timing import median, time_calls
+from serlib.modelling.models import LayerSumClassifier
 
 OPSET = 17
 INPUT, LENGTHS, OUTPUT = "features", "lengths", "logits"
@@ -32,11 +33,13 @@ def export_onnx(model: nn.Module, channels: int, frames: int, path: str | Path) 
     """Write ``model`` (eval mode, CPU copy) as ONNX at ``path``; returns the path."""
     path = Path(path)
     model = model.cpu().eval()
-    example = (torch.zeros(2, channels, frames), torch.tensor([frames, max(1, frames // 2)]))
+    layers = (len(model.mix.logits),) if isinstance(model, LayerSumClassifier) else ()  # a learned layer sum in front
+    example = (torch.zeros(2, *layers, channels, frames), torch.tensor([frames, max(1, frames // 2)]))
     with warnings.catch_warnings():  # the exporter's deprecation notice, once per export
         warnings.simplefilter("ignore")
         torch.onnx.export(model, example, str(path), input_names=[INPUT, LENGTHS], output_names=[OUTPUT],
-                          dynamic_axes={INPUT: {0: "batch", 2: "frames"}, LENGTHS: {0: "batch"}, OUTPUT: {0: "batch"}},
+                          dynamic_axes={INPUT: {0: "batch", 2 + len(layers): "frames"}, LENGTHS: {0: "batch"},
+                                        OUTPUT: {0: "batch"}},
                           opset_version=OPSET, dynamo=False)
     onnx.checker.check_model(str(path))
     return path

@@ -23,6 +23,7 @@ How a clip is scored:
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -122,6 +123,7 @@ class Predictor:
         device: where encoder and classifier run.
         source: the run folder or bundle it came from.
         metadata: what the output's metadata records (encoder banner, weights, serlib version, ...).
+        layers: the encoder layers the checkpoint was trained on (several: a learned layer sum).
     """
 
     model: nn.Module
@@ -134,6 +136,7 @@ class Predictor:
     device: torch.device
     source: str
     metadata: dict = field(default_factory=dict)
+    layers: Optional[list] = None  # the encoder layers the model reads ("last" or indices; None: the configured one)
     _encoder: Optional[nn.Module] = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ loading
@@ -211,12 +214,17 @@ class Predictor:
         target = resolve_device(device or features.device, "--device")
         model = load_checkpoint(checkpoint, target)
         input = state["input"]
+        layers = state.get("layers") if input != "logmel" else None  # the encoder layers it was trained on
+        described = features if not layers or len(layers) > 1 else dataclasses.replace(
+            features, wav2vec2=dataclasses.replace(features.wav2vec2, layer=layers[0]))
         metadata = {"model_id": model_id, "system": system, "seed": seed, "source": source,
-                    "encoder": encoder_description(features, input), "window_frames": state["frames"],
-                    "weights": features.wav2vec2.weights if input == "wav2vec2" else "n/a (log-Mel)",
+                    "encoder": encoder_description(described, "logmel" if input == "logmel" else "wav2vec2")
+                    + (f"; a learned sum of layers {', '.join(map(str, layers))}" if layers and len(layers) > 1 else ""),
+                    "window_frames": state["frames"],
+                    "weights": features.wav2vec2.weights if input != "logmel" else "n/a (log-Mel)",
                     "serlib_version": serlib.__version__, "device": str(target), **extra}
         return cls(model=model, features=features, input=input, frames=int(state["frames"]), model_id=model_id,
-                   system=system, seed=seed, device=target, source=source, metadata=metadata)
+                   system=system, seed=seed, device=target, source=source, metadata=metadata, layers=layers)
 
     # ------------------------------------------------------------------ the encoder and its window
 
@@ -224,7 +232,8 @@ class Predictor:
     def encoder(self) -> nn.Module:
         """The run's frozen encoder (built on first use: a wav2vec2 takes seconds)."""
         if self._encoder is None:
-            self._encoder = build_encoder(self.features, self.input, self.device)
+            self._encoder = build_encoder(self.features, "logmel" if self.input == "logmel" else "wav2vec2",
+                                          self.device, self.layers)
         return self._encoder
 
     @property
@@ -365,12 +374,19 @@ class Predictor:
         out: list[Optional[np.ndarray]] = [None] * len(waves)
         jobs = [(i, "", len(w)) for i, w in enumerate(waves)]  # sorted by length: similar lengths pad little
         for batch in [[job[0] for job in b] for b in plan_batches(jobs, batch_size, sys.maxsize, encoder.mixes_lengths)]:
-            feats = encode_waves(encoder, [waves[i] for i in batch], self.device, self.features.threads)
-            x = torch.zeros((len(batch), feats[0].shape[0], self.frames))
+            stacked = bool(self.layers) and len(self.layers) > 1  # a learned layer sum reads every layer
+            feats = encode_waves(encoder, [waves[i] for i in batch], self.device, self.features.threads,
+                                 every_layer=stacked)  # per clip (channels, frames) or (layers, channels, frames)
+            x = torch.zeros((len(batch), *feats[0].shape[:-1], self.frames))
             kept = torch.zeros(len(batch), dtype=torch.long)
             for j, clip in enumerate(feats):
                 frames = clip.astype(np.float16)  # the cache stores float16
-                x[j], kept[j] = fit_frames(torch.from_numpy(frames.astype(np.float32)).T, self.frames)
+                for position, layer_frames in enumerate(frames if stacked else [frames]):
+                    fitted, kept[j] = fit_frames(torch.from_numpy(layer_frames.astype(np.float32)).T, self.frames)
+                    if stacked:
+                        x[j, position] = fitted
+                    else:
+                        x[j] = fitted
             probs = predict_proba(self.model, x.to(self.device), len(batch), kept.to(self.device)).cpu().numpy()
             for i, p in zip(batch, probs):
                 out[i] = p

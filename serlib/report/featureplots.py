@@ -103,3 +103,28 @@ def plot_clip_lengths(clips: pd.DataFrame, window: int, hop_ms: float = 20.0,
     ax.set_ylabel("clips")
     ax.legend(fontsize=9)
     return ax.figure
+
+
+def plot_layer_probe(table: pd.DataFrame, ax: Optional[plt.Axes] = None, chance: float = 1 / 3) -> plt.Figure:
+    """Fig. S13: the per-layer probe's test UAR by layer with its 95 % interval, validation UAR beside it,
+    the layer validation chose ringed (``serlib.analysis.layerstats.probe_table``)."""
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(max(4.5, 0.55 * len(table) + 2), 3.4))
+    x = table["index"].to_numpy(int)
+    uar = table["uar"].to_numpy(float)
+    errors = np.vstack([uar - table["uar_lo"].to_numpy(float), table["uar_hi"].to_numpy(float) - uar])
+    ax.errorbar(x, uar, yerr=errors, fmt="o-", color="#1f77b4", capsize=4, label="test UAR (95 % interval)")
+    ax.plot(x, table["val_uar"].to_numpy(float), "s--", color="#ff7f0e", markerfacecolor="none",
+            label="val. UAR (chooses the layer)")
+    chosen = table["chosen on val"] == "✓"
+    if chosen.any():
+        ax.plot(x[chosen.to_numpy()], uar[chosen.to_numpy()], "o", markersize=14, markerfacecolor="none",
+                markeredgecolor="black", label="chosen on val")
+    ax.axhline(chance, color="grey", linestyle=":", linewidth=0.8, label="chance")
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(i) + (" (last)" if "last" in name else "") for i, name in zip(x, table["layer"])],
+                       fontsize=9)
+    ax.set_xlabel("encoder layer (0 = the transformer's input)")
+    ax.set_ylabel("UAR")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, loc="lower right")
+    return fig

@@ -198,3 +198,24 @@ def plot_metric_intervals(table: pd.DataFrame, metric: str = "uar", ax: Optional
     ax.legend(fontsize=9)
     return fig
 
+
+
+def plot_layer_weights(weights: pd.DataFrame, ax: Optional[plt.Axes] = None) -> plt.Figure:
+    """Fig. S27: the learned softmax weight of every layer (bars: mean over seeds, dots: each seed), one colour per
+    ``wav2vec2_layers`` system, the uniform start dashed (``serlib.analysis.layerstats.layer_weights``)."""
+    systems = list(dict.fromkeys(weights["system"]))
+    indices = sorted(set(weights["index"]))
+    fig, ax = _axes(ax, (max(4.5, 0.5 * len(indices) * len(systems) + 2), 3.2))
+    width = 0.8 / len(systems)
+    for k, name in enumerate(systems):
+        part = weights[weights["system"] == name]
+        mean = part.groupby("index")["weight"].mean().reindex(indices)
+        offset = (k - (len(systems) - 1) / 2) * width
+        ax.bar(np.array(indices) + offset, mean.to_numpy(), width=width * 0.9, alpha=0.7, label=name)
+        ax.plot(part["index"].to_numpy() + offset, part["weight"].to_numpy(), "k.", markersize=4)
+    ax.axhline(1 / len(indices), color="grey", linestyle="--", linewidth=0.8, label="uniform (start)")
+    ax.set_xticks(indices)
+    ax.set_xlabel("encoder layer (0 = the transformer's input)")
+    ax.set_ylabel("softmax weight")
+    ax.legend(fontsize=8)
+    return fig

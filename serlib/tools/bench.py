@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -45,6 +46,8 @@ from serlib.common.timing import median, sync, time_calls, time_pair
 from serlib.data.lengths import draw_clip_lengths
 from serlib.features.encoders import build_encoder, fit_frames
 from serlib.features.extract import plan_batches
+from serlib.features.layers import PAPER_LAYERS, paper_layer_cache_bytes
+from serlib.features.stream import LayerStack
 from serlib.modelling import onnxform
 from serlib.modelling.augment import TriAug
 from serlib.modelling.models import count_params
@@ -382,6 +385,37 @@ def _extraction_pair(encoder: nn.Module, waves: list[torch.Tensor], device: torc
 # ---------------------------------------------------------------- the whole benchmark
 
 
+def bench_layer_stream(s: BenchSettings, seed: int = 0) -> dict:
+    """How long ``LayerStack`` takes to copy one training batch of every layer out of memory-mapped shards
+    (what S6, ``input: wav2vec2_layers``, reads per step), on files written to a temporary folder."""
+    layers = PAPER_LAYERS if not s.quick else 3
+    clips, batch = (128, PAPER_BATCH) if not s.quick else (16, 8)
+    rng = np.random.default_rng(seed)
+    frames = rng.integers(150, 500, clips)
+    with tempfile.TemporaryDirectory(prefix="serlib-bench-") as tmp:
+        arrays, rows = [], []
+        for layer in range(layers):
+            path = Path(tmp) / f"layer{layer}.npy"
+            np.save(path, rng.standard_normal((FEATURE_SHAPE[0], int(frames.sum())), dtype=np.float32).astype(
+                np.float16))
+            offsets = np.concatenate([[0], np.cumsum(frames)[:-1]])
+            arrays.append({"shard": np.load(path, mmap_mode="r")})
+            rows.append([("shard", int(o), int(f)) for o, f in zip(offsets, frames)])
+        stack = LayerStack(arrays, rows, FEATURE_SHAPE[1], FEATURE_SHAPE[0], list(range(layers)))
+        order = [torch.from_numpy(rng.permutation(clips)[:batch]) for _ in range(s.warmup + s.repeats)]
+        times = []
+        for i, index in enumerate(order):
+            start = time.perf_counter()
+            stack.gather(index)
+            if i >= s.warmup:
+                times.append(time.perf_counter() - start)
+    per_batch = median(times) * PAPER_BATCH / batch
+    return {"layer_stack_batch_ms": per_batch * 1e3 * PAPER_LAYERS / layers,
+            "layer_stack_epoch_s": per_batch * PAPER_LAYERS / layers * math.ceil(N_TRAIN / PAPER_BATCH),
+            "layer_stack_how": f"{layers} layers x {batch} clips of 768 x 150-500 frames, float16 memory maps in the "
+                               f"page cache, median of {s.repeats}; scaled to {PAPER_LAYERS} layers x {PAPER_BATCH}"}
+
+
 def _device(name: str) -> torch.device:
     if name not in ("cpu", "cuda"):
         raise ValueError(f"bench: --device must be cpu or cuda, got {name!r}")
@@ -456,6 +490,12 @@ def run_bench(device: str = "cpu", quick: bool = False, seed: int = 0, progress:
     result.update(bench_on_the_fly(wav2vec2, step, s, dev, result["train_step_s_b64"], val_s, seed,
                                    s.w2v_batch if faster else 1))
     result["cached_vs_otf_ratio"] = result["train_s_per_epoch_on_the_fly"] / result["train_s_per_epoch"]
+    layer_bytes, layer_clips, layer_mean_s = paper_layer_cache_bytes()
+    result["layer_cache_gb_paper"] = layer_bytes / 1e9
+    result["layer_cache_how"] = (f"{layer_clips} clips of {layer_mean_s:.2f} s mean (the paper-scale plan's lengths) x "
+                                 f"their wav2vec2-base frames x 768 channels x 2 bytes (float16); all "
+                                 f"{PAPER_LAYERS} layers: {PAPER_LAYERS * layer_bytes / 1e9:.0f} GB")
+    result.update(bench_layer_stream(s, seed))
     tick("on_the_fly")
     bar.update()
     paths = [_fast_modes(dev, pool, labels, s),
@@ -573,6 +613,10 @@ def _rows_how(r: dict) -> dict:
                                          f"scaled to {N_TRAIN}+{N_VAL} clips (val assumed re-embedded), + the cached epoch; "
                                          f"no audio decoding"),
         "cached_vs_otf_ratio": "on-the-fly epoch / cached epoch, same run",
+        "layer_cache_gb_paper": "one wav2vec2 layer's feature cache at the paper's scale, computed: " + r.get("layer_cache_how", ""),
+        "layer_stack_batch_ms": "every layer of one batch copied out of the memory-mapped cache (S6's read per "
+                                "step): " + r.get("layer_stack_how", ""),
+        "layer_stack_epoch_s": f"the row above x {math.ceil(N_TRAIN / PAPER_BATCH)} training batches (one thread)",
         "extract_clips_per_s_logmel": (f"{s['logmel_clips']} clips sorted by length in masked batches of <= "
                                        f"{r['extract_batch_logmel']}, median of {s['repeats']} passes "
                                        f"(one per call: {r['extract_clips_per_s_logmel_one_per_call']:.4g})"),
@@ -587,7 +631,8 @@ UNITS = {"cnn_params": "", "cnn_params_separable": "", "infer_ms_b1": "ms", "inf
          "infer_ms_b1_onnx_int8": "ms", "infer_gflop_b1": "GFLOP", "infer_utt_per_s": "utt/s",
          "infer_peak_mem_mb": "MB", "mem_params_fp32_mb": "MB",
          "mem_activation_peak_b1_fp32_mb": "MB", "mem_workspace_b1_mb": "MB", "mem_total_b1_half_mb": "MB", "train_s_per_epoch": "s",
-         "train_s_per_epoch_on_the_fly": "s", "cached_vs_otf_ratio": "x", "extract_clips_per_s_logmel": "clips/s",
+         "train_s_per_epoch_on_the_fly": "s", "cached_vs_otf_ratio": "x", "layer_cache_gb_paper": "GB",
+         "layer_stack_batch_ms": "ms", "layer_stack_epoch_s": "s", "extract_clips_per_s_logmel": "clips/s",
          "extract_clips_per_s_wav2vec2": "clips/s", "encoder_ms_per_audio_s": "ms", "clip_ms_b1_encoder_and_head": "ms"}
 
 
