@@ -123,6 +123,11 @@ def test_a_layer_stack_streams_what_load_features_loads(run):
         assert torch.equal(stack.lengths, alone.lengths)
         trimmed = gather(stack, index, torch.device("cpu"), frames=17)
         assert torch.equal(trimmed[:, position], alone.x[index, :, :17])
+    index = torch.tensor([5, 1, 3, 0])
+    one = stack.gather(index)
+    stack.threads = 3  # as on a GPU machine: the batch's clips copied by several threads
+    assert torch.equal(stack.gather(index), one) and torch.equal(stack.subset(index).gather(range(4)), one)
+    assert stack.subset(index).threads == 3
     ids_pooled, pooled = pooled_stats(cfg, run, manifest, 0)
     alone = extract.load_features(layers.at_layer(cfg, 0), run, manifest, "wav2vec2")
     first = alone.x[1, :, :int(alone.lengths[1])]
@@ -238,3 +243,31 @@ def test_a_layer_the_encoder_lacks_is_found_before_the_run_starts():
     cfg.systems["S5"].layers = 9
     problems = pipeline.preflight(cfg)
     assert any("'systems.S5.layers' asks for layer 9 but" in p and "layers 0..2" in p for p in problems)
+
+
+@pytest.mark.parametrize("family", ["hubert", "wavlm"])
+def test_every_layer_of_hubert_and_wavlm_is_cached_as_its_hidden_state(run, tmp_path, family):
+    """Another SSL encoder from a local folder (config.json only; random weights): its layers cache the same way."""
+    import transformers
+
+    config_class = {"hubert": transformers.HubertConfig, "wavlm": transformers.WavLMConfig}[family]
+    folder = tmp_path / family
+    config_class(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=[32] * 7,
+                 num_conv_pos_embeddings=16).save_pretrained(folder)
+    cfg = smoke_cfg(run.root)
+    cfg.features.wav2vec2 = dataclasses.replace(cfg.features.wav2vec2, model_id=str(folder), config_overrides={})
+    cfg.analysis.layer_probe = "all"
+    wave = tone(0.9, seed=5)
+    manifest = write_manifest(run, {"one": wave})
+    extract.extract(cfg, run, manifest, "wav2vec2")
+    encoder = Wav2Vec2Encoder(cfg.features.wav2vec2, layers=["last"])
+    assert type(encoder.model).__name__.lower().startswith(family)
+    x = torch.from_numpy(wave)[None]
+    x = (x - x.mean()) / torch.sqrt(x.var(unbiased=False) + 1e-7)  # do_normalize, as wav2vec2-base's extractor
+    with torch.inference_mode():
+        hidden = encoder.model(x, output_hidden_states=True).hidden_states
+    for layer in (0, 1, "last"):
+        stored = extract.load_features(layers.at_layer(cfg, layer), run, manifest, "wav2vec2")
+        frames = int(stored.lengths[0])
+        expected = hidden[layers.layer_index(cfg.features.wav2vec2, layer)][0, :frames].T.numpy()
+        np.testing.assert_allclose(stored.x[0, :, :frames].numpy(), expected, atol=3e-3, rtol=2e-3)  # fp16

@@ -12,6 +12,7 @@ each channel over a clip's real frames inside the window, streamed shard by shar
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -39,6 +40,7 @@ class LayerStack:
 
     dtype = torch.float16
     device = torch.device("cpu")
+    threads = 1  # threads copying a batch out of the maps (``serlib.modelling.placement.streamed`` sets it on a GPU)
 
     def __init__(self, arrays: list[dict[str, np.ndarray]], rows: list[list[tuple[str, int, int]]], frames: int,
                  channels: int, layers: Sequence[Layer]):
@@ -64,20 +66,35 @@ class LayerStack:
 
     def subset(self, index: torch.Tensor | Sequence[int]) -> "LayerStack":
         picked = [int(i) for i in (index.tolist() if isinstance(index, torch.Tensor) else index)]
-        return LayerStack(self.arrays, [[layer_rows[i] for i in picked] for layer_rows in self.rows], self.frames,
-                          self.channels, self.layers)
+        stack = LayerStack(self.arrays, [[layer_rows[i] for i in picked] for layer_rows in self.rows], self.frames,
+                           self.channels, self.layers)
+        stack.threads = self.threads
+        return stack
 
     def gather(self, index: torch.Tensor | Sequence[int], frames: Optional[int] = None) -> torch.Tensor:
-        """Clips ``index`` as a float16 ``(batch, layers, channels, frames)`` CPU tensor (cut to ``frames``)."""
+        """Clips ``index`` as a float16 ``(batch, layers, channels, frames)`` CPU tensor (cut to ``frames``).
+
+        With ``threads`` > 1 the clips are copied by that many threads (NumPy's copies release the GIL), as
+        on a GPU machine, where the host's cores have nothing else to do while the GPU trains.
+        """
         picked = index.tolist() if isinstance(index, torch.Tensor) else list(index)
         width = self.frames if frames is None else min(frames, self.frames)
         out = np.zeros((len(picked), len(self.layers), self.channels, width), dtype=np.float16)
-        for j, i in enumerate(picked):
-            for position, (arrays, layer_rows) in enumerate(zip(self.arrays, self.rows)):
-                npy, offset, count = layer_rows[i]
-                start, kept = trim_span(count, self.frames)
-                kept = min(kept, width)
-                out[j, position, :, :kept] = arrays[npy][:, offset + start:offset + start + kept]
+
+        def copy(part: range) -> None:
+            for j in part:
+                for position, (arrays, layer_rows) in enumerate(zip(self.arrays, self.rows)):
+                    npy, offset, count = layer_rows[picked[j]]
+                    start, kept = trim_span(count, self.frames)
+                    kept = min(kept, width)
+                    out[j, position, :, :kept] = arrays[npy][:, offset + start:offset + start + kept]
+
+        workers = max(1, min(self.threads, len(picked)))
+        if workers == 1:
+            copy(range(len(picked)))
+        else:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(copy, [range(k, len(picked), workers) for k in range(workers)]))
         return torch.from_numpy(out)
 
     def __getitem__(self, key) -> torch.Tensor:

@@ -12,6 +12,7 @@ training stage and recorded in each run's ``metrics.json``), and ``to_training_l
 """
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass
 from typing import Optional
 
@@ -73,10 +74,21 @@ def plan_placement(elements: int, device: torch.device, free_bytes: Optional[int
                      "each batch copied without blocking")
 
 
+STREAM_THREADS_MAX = 8  # CHOSEN (not measured on a GPU): threads copying a streamed batch out of the maps
+
+
+def stream_threads(device: torch.device) -> int:
+    """Threads that copy each streamed batch (``LayerStack``): on a GPU the host's cores (up to 8), which have
+    nothing else to do; on the CPU 1, as the cores are training's."""
+    return min(STREAM_THREADS_MAX, os.cpu_count() or 1) if torch.device(device).type == "cuda" else 1
+
+
 def streamed(feature_bytes: int, device: torch.device) -> Placement:
     """The placement of several layers (``LayerStack``): never in memory, each batch read from the cache's maps."""
+    threads = stream_threads(device)
     return Placement("stream", "float16", torch.device(device).type == "cuda", str(device), feature_bytes, None,
-                     "several encoder layers: each batch read from the memory-mapped cache (never all in memory)")
+                     "several encoder layers: each batch read from the memory-mapped cache (never all in memory) "
+                     f"by {threads} thread(s)")
 
 
 def to_training_layout(x: torch.Tensor, placement: Placement) -> torch.Tensor:

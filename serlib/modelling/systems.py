@@ -44,7 +44,7 @@ from serlib.modelling import probe
 from serlib.modelling.augment import TriAug
 from serlib.modelling.metrics import classification_metrics
 from serlib.modelling.models import build_classifier, count_params
-from serlib.modelling.placement import Placement, plan_placement, streamed, to_training_layout
+from serlib.modelling.placement import Placement, plan_placement, stream_threads, streamed, to_training_layout
 from serlib.modelling.train import HISTORY_COLUMNS, fit, predict_proba
 
 log = logging.getLogger("serlib")
@@ -189,6 +189,7 @@ def split_layers(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, layers:
                  splits: Optional[pd.Series] = None) -> SplitData:
     """``split_features`` for several layers: each split a ``LayerStack`` over the memory-mapped cache."""
     stack, utt_ids, _, _ = open_layers(cfg, folder, manifest, layers)
+    stack.threads = stream_threads(device)
     if splits is not None:
         manifest = manifest.assign(split=splits.to_numpy())
     position = {u: i for i, u in enumerate(utt_ids)}
