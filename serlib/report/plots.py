@@ -215,6 +215,8 @@ def plot_layer_weights(weights: pd.DataFrame, ax: Optional[plt.Axes] = None) -> 
         ax.plot(part["index"].to_numpy() + offset, part["weight"].to_numpy(), "k.", markersize=4)
     ax.axhline(1 / len(indices), color="grey", linestyle="--", linewidth=0.8, label="uniform (start)")
     ax.set_xticks(indices)
+    last = set(weights.loc[weights["layer"] == "last", "index"])
+    ax.set_xticklabels([f"{i} (last)" if i in last else str(i) for i in indices], fontsize=9)
     ax.set_xlabel("encoder layer (0 = the transformer's input)")
     ax.set_ylabel("softmax weight")
     ax.legend(fontsize=8)
