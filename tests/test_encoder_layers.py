@@ -113,7 +113,7 @@ def test_a_layer_stack_streams_what_load_features_loads(run):
     cfg.features.frames = 40  # some clips trimmed, some padded
     manifest = write_manifest(run, clips())
     extract.extract(cfg, run, manifest, "wav2vec2")
-    stack, ids, labels, missing = open_layers(cfg, run, manifest, [0, "last"])
+    stack, ids, missing = open_layers(cfg, run, manifest, [0, "last"])
     assert stack.shape == (6, 2, 32, 40) and ids == list(manifest["utt_id"]) and not missing
     for position, layer in enumerate([0, "last"]):
         alone = extract.load_features(layers.at_layer(cfg, layer), run, manifest, "wav2vec2")
@@ -179,7 +179,7 @@ def test_the_layer_weights_train_through_tri_aug(sync_free):
 # --------------------------------------------------------------------------- the probe
 
 
-def test_the_probe_picks_the_one_layer_that_carries_the_label(run):
+def test_the_probe_picks_the_one_layer_that_carries_the_label(run, monkeypatch):
     """Layer 1's features hold the class; layers 0 and last are noise. Written straight into the cache."""
     cfg = smoke_cfg(run.root)
     cfg.analysis.layer_probe = "all"
@@ -203,6 +203,10 @@ def test_the_probe_picks_the_one_layer_that_carries_the_label(run):
     assert table.set_index("layer").loc["1", "val_uar"] > 0.9 > table.set_index("layer").loc["0", "val_uar"]
     assert probe.best_layer(cfg, run) == 1
     assert len(probe.probe_predictions(run, 1)) == (manifest["split"] == "test").sum()
+    def read_again(*args):
+        raise AssertionError("the layer-sum baseline read a layer's cache the probe had already pooled")
+
+    monkeypatch.setattr(probe, "pooled_stats", read_again)
     predictions, info = probe.layer_sum_linear(cfg, run)
     assert max(info["weights"], key=info["weights"].get) == "1"  # the learned sum leans on the informative layer
     assert predictions["correct"].mean() > 0.9

@@ -234,6 +234,14 @@ def loco_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+MANIFEST_COLUMNS = ["utt_id", "speaker", "corpus", "sex", "duration_s"]  # what a baseline's predictions are scored by
+
+
+def with_manifest(preds: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
+    """A baseline's predictions joined with each clip's speaker, corpus, sex and duration."""
+    return preds.merge(manifest[MANIFEST_COLUMNS], on="utt_id", how="left")
+
+
 def duration_predictions(cfg: Config, folder: RunFolder, protocols: Optional[Sequence[str]] = None) -> pd.DataFrame:
     """The duration-only baseline's test predictions under the main protocol(s), with the manifest's columns."""
     manifest = load_manifest(folder)
@@ -243,7 +251,7 @@ def duration_predictions(cfg: Config, folder: RunFolder, protocols: Optional[Seq
         preds, info = duration_baseline(manifest, splits)
         parts.append(preds.assign(protocol=protocol, seed=0, C=info["C"]))
     preds = pd.concat(parts, ignore_index=True)
-    return preds.merge(manifest[["utt_id", "speaker", "corpus", "sex", "duration_s"]], on="utt_id", how="left")
+    return with_manifest(preds, manifest)
 
 
 EGEMAPS = "eGeMAPS + linear"  # the rows of the feature baselines (issue 12)
@@ -292,7 +300,7 @@ def feature_baseline_predictions(cfg: Config, folder: RunFolder, which: str,
         preds, info = linear_baseline(x, y, ids)
         parts.append(preds.assign(protocol=protocol, seed=0, C=info["C"]))
     preds = pd.concat(parts, ignore_index=True)
-    return preds.merge(manifest[["utt_id", "speaker", "corpus", "sex", "duration_s"]], on="utt_id", how="left")
+    return with_manifest(preds, manifest)
 
 
 def layer_sum_predictions(cfg: Config, folder: RunFolder) -> pd.DataFrame:
@@ -300,11 +308,10 @@ def layer_sum_predictions(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     manifest = load_manifest(folder)
     parts = []
     for protocol in evaluation_protocols(cfg):
-        splits = None if protocol == MAIN_PROTOCOL else protocol_splits(manifest, protocol, folder)
-        preds, info = probe.layer_sum_linear(cfg, folder, protocol, splits)
+        preds, info = probe.layer_sum_linear(cfg, folder, protocol, _protocol_subsets(manifest, protocol, folder))
         parts.append(preds.assign(protocol=protocol, seed=0, weight_decay=info["weight_decay"]))
     preds = pd.concat(parts, ignore_index=True)
-    return preds.merge(manifest[["utt_id", "speaker", "corpus", "sex", "duration_s"]], on="utt_id", how="left")
+    return with_manifest(preds, manifest)
 
 
 def duration_table(cfg: Config, folder: RunFolder, beside: Sequence[str] = ("S1",)) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from serlib.analysis.evaluation import _protocol_subsets, score
+from serlib.analysis.evaluation import _protocol_subsets, score, with_manifest
 from serlib.common.config import Config
 from serlib.common.runfolder import RunFolder
 from serlib.data.stage import load_manifest
@@ -20,10 +20,6 @@ from serlib.features.layers import PAPER_LAYERS, label, layer_index, paper_layer
 from serlib.features.stream import layer_bytes
 from serlib.modelling import probe
 from serlib.modelling.systems import evaluation_protocols
-
-
-def _with_manifest(preds: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
-    return preds.merge(manifest[["utt_id", "speaker", "corpus", "sex", "duration_s"]], on="utt_id", how="left")
 
 
 def probe_table(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
@@ -38,14 +34,13 @@ def probe_table(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
         return None
     manifest = load_manifest(folder)
     protocols = evaluation_protocols(cfg)
-    tables = {p: probe.layer_probe(cfg, folder, p, None if p == "split" else _protocol_subsets(manifest, p, folder))
-              for p in protocols}
+    tables = {p: probe.layer_probe(cfg, folder, p, _protocol_subsets(manifest, p, folder)) for p in protocols}
     sizes = layer_bytes(cfg, folder, layers)
     rows = []
     for layer in layers:
         preds = pd.concat([probe.probe_predictions(folder, layer, p).assign(protocol=p, seed=0) for p in protocols],
                           ignore_index=True)
-        scores = score(_with_manifest(preds, manifest), cfg).set_index("metric")
+        scores = score(with_manifest(preds, manifest), cfg).set_index("metric")
         picked = [t.set_index("layer").loc[str(layer)] for t in tables.values()]
         rows.append({"layer": label(cfg.features.wav2vec2, layer),
                      "C (CHOSEN on val)": picked[0]["C"] if len(picked) == 1 else "per fold",

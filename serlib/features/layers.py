@@ -27,7 +27,6 @@ from serlib.features.encoders import architecture
 Layer = Union[str, int]  # "last" or an index below num_hidden_layers
 SSL_INPUTS = ("wav2vec2", "wav2vec2_layers")  # the system inputs an SSL encoder's cache serves
 PAPER_LAYERS = 13  # wav2vec2-base's hidden states: the transformer's input and its 12 layers
-BASE_CONVS = ((10, 5), (3, 2), (3, 2), (3, 2), (3, 2), (2, 2), (2, 2))  # wav2vec2-base's conv stack: (kernel, stride)
 
 
 def layer_count(w: Wav2Vec2Config) -> int:
@@ -118,11 +117,12 @@ def paper_layer_cache_bytes() -> tuple[int, int, float]:
     paper-scale plan (``serlib.data.democorpus``: the real RAVDESS and EmoDB lengths, CREMA-D's drawn; the clips
     MCULP keeps) and the cache's layout: every clip's full frame sequence x 768 channels x 2 bytes (float16; the
     shard headers and indexes add under 0.1 %, as the demo's folders measure). Returns (bytes, clips, mean s)."""
+    base, _ = architecture(Wav2Vec2Config())  # wav2vec2-base: its conv stack and width
     kept = [c for c in plan_clips(0, "paper") if c.emotion in EMOTION_TO_CLASS and c.frames / c.sample_rate >= 1.0]
     samples = [round(c.frames * SAMPLE_RATE / c.sample_rate) for c in kept]
     frames = 0
     for n in samples:
-        for kernel, stride in BASE_CONVS:
+        for kernel, stride in zip(base.conv_kernel, base.conv_stride):
             n = max(0, (n - kernel) // stride + 1)
         frames += n
-    return frames * 768 * 2, len(kept), sum(samples) / SAMPLE_RATE / len(kept)
+    return frames * base.hidden_size * 2, len(kept), sum(samples) / SAMPLE_RATE / len(kept)

@@ -21,7 +21,6 @@ import pandas as pd
 import torch
 
 from serlib.common.config import Config
-from serlib.common.facts import CLASSES
 from serlib.common.runfolder import RunFolder
 from serlib.features.cache import (BadShardError, cache_bytes, content_hashes, drop_shard, key_folder, load_shard, read_shards,
                                    shard_index, touch_last_used)
@@ -104,14 +103,14 @@ class LayerStack:
 
 
 def open_layers(cfg: Config, folder: RunFolder, manifest: pd.DataFrame,
-                layers: Sequence[Layer]) -> tuple[LayerStack, list[str], Optional[torch.Tensor], list[str]]:
+                layers: Sequence[Layer]) -> tuple[LayerStack, list[str], list[str]]:
     """The manifest's clips over ``layers`` of the wav2vec2 cache, memory-mapped (reads the cache only).
 
     Rows whose extraction failed are left out with a warning, as ``load_features`` does; a clip some layer
     lacks without a recorded failure is a ``FeaturesMissingError``. Every shard's CRC-32 is checked here.
 
     Returns:
-        (the stack, utt_ids kept in manifest order, their label indices or None, utt_ids left out).
+        (the stack, utt_ids kept in manifest order, utt_ids left out).
     """
     paths = manifest["path"].astype(str).tolist()
     arrays, indexes, kdirs, channels = [], [], [], None
@@ -139,11 +138,8 @@ def open_layers(cfg: Config, folder: RunFolder, manifest: pd.DataFrame,
                          f"caches ({', '.join(map(str, kdirs))}); prune them (serlib cache prune) and extract again")
     for kdir in kdirs:
         touch_last_used(kdir)
-    kept = manifest.iloc[keep]
-    labels = (torch.tensor([CLASSES.index(lbl) for lbl in kept["label"]], dtype=torch.long)
-              if "label" in kept else None)
     stack = LayerStack(arrays, rows, cfg.features.frames, int(channels or 0), layers)
-    return stack, kept["utt_id"].tolist(), labels, missing
+    return stack, manifest.iloc[keep]["utt_id"].tolist(), missing
 
 
 def pooled_stats(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, layer: Layer) -> tuple[list[str], np.ndarray]:

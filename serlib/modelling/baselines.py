@@ -11,6 +11,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from serlib.common.facts import CLASSES
+from serlib.modelling.metrics import classification_metrics
 
 DURATION_C = (0.01, 0.1, 1.0, 10.0, 100.0)  # CHOSEN: inverse-regularisation grid, chosen on validation
 
@@ -69,8 +70,7 @@ def linear_baseline(x: dict, y: dict, test_ids, grid: tuple[float, ...] = LINEAR
         model = LogisticRegression(C=c, max_iter=2000).fit(x["train"], y["train"])
         scores[c], models[c] = float((model.predict(x["val"]) == y["val"]).mean()), model
     best = max(sorted(grid), key=lambda c: (scores[c], -c))
-    val_pred = models[best].predict(x["val"])
-    val_uar = float(np.mean([(val_pred[y["val"] == k] == k).mean() for k in np.unique(y["val"])]))
+    val_uar = classification_metrics(y["val"], models[best].predict(x["val"]))["uar"]
     probs = np.zeros((len(y["test"]), len(CLASSES)))
     probs[:, models[best].classes_] = models[best].predict_proba(x["test"])
     pred = probs.argmax(1)

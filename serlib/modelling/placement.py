@@ -106,15 +106,12 @@ def gather(x: torch.Tensor, index: torch.Tensor, device: torch.device, frames: O
     ``device`` is a GPU (the copy does not block when ``x`` is pinned). ``index`` may sit anywhere. ``x`` may
     also be a ``serlib.features.stream.LayerStack`` (several layers, memory-mapped): it copies the batch out.
     """
-    if not isinstance(x, torch.Tensor):  # a LayerStack: (batch, layers, channels, frames) float16 from the maps
-        batch = x.gather(index.cpu(), frames)
-        if batch.device != torch.device(device):
-            batch = batch.pin_memory() if torch.cuda.is_available() else batch
-            batch = batch.to(device, non_blocking=True)
-        return batch.float()
-    source = x if frames is None or frames >= x.shape[2] else x[:, :, :frames]
-    batch = torch.index_select(source, 0, index.to(x.device))
+    if isinstance(x, torch.Tensor):
+        source = x if frames is None or frames >= x.shape[2] else x[:, :, :frames]
+        batch, pin = torch.index_select(source, 0, index.to(x.device)), x.is_pinned()
+    else:  # a LayerStack: (batch, layers, channels, frames) float16 copied out of the maps
+        batch, pin = x.gather(index.cpu(), frames), torch.cuda.is_available()
     if batch.device != torch.device(device):
-        batch = batch.pin_memory() if x.is_pinned() else batch
+        batch = batch.pin_memory() if pin else batch
         batch = batch.to(device, non_blocking=True)
     return batch if batch.dtype == torch.float32 else batch.float()

@@ -11,12 +11,13 @@ layers' mean-pooled vectors (mean pooling is linear, so this is the mean of the 
 frame sequences) and a linear head, trained jointly on train, weight decay chosen on validation.
 
 Results live in ``<run>/models/_probe/<protocol>/`` (``probe.csv``, ``probe.json``, one test-prediction
-file per layer), keyed by the layers' cache folders, the window, the clips and their split: a probe
+file per layer, each layer's pooled vectors), keyed by the layers' cache folders, the window, the clips and their split: a probe
 that ran is read back, not recomputed.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Optional
@@ -28,13 +29,14 @@ from torch import nn
 
 from serlib.common.config import Config
 from serlib.common.facts import CLASSES, SUBSETS
-from serlib.common.io import write_csv_atomic, write_json_atomic
+from serlib.common.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from serlib.common.runfolder import RunFolder, features_cache_dir
 from serlib.data.stage import load_manifest
 from serlib.features.cache import content_hashes, key_name
 from serlib.features.layers import Layer, at_layer, label, layer_index, probe_layers
 from serlib.features.stream import pooled_stats
 from serlib.modelling.baselines import LINEAR_C, linear_baseline
+from serlib.modelling.metrics import classification_metrics
 
 PROBE_FORMAT = 1  # bump when what the probe computes changes
 PROBE_COLUMNS = ["layer", "index", "name", "C", "val_acc", "val_uar", "test_acc", "test_uar", "chosen"]
@@ -58,6 +60,24 @@ def _key(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, layers: list, w
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _pooled(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, layer: Layer, out: Path) -> tuple[list[str], np.ndarray]:
+    """``pooled_stats`` of one layer, kept in ``out`` (keyed like the probe): the probe and the layer-sum
+    baseline read each layer's cache once between them."""
+    key = _key(cfg, folder, manifest, [layer], "pooled")
+    path = out / f"pooled-{layer}-{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as saved:
+            return saved["ids"].tolist(), saved["x"]
+    ids, x = pooled_stats(cfg, folder, manifest, layer)
+    out.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, ids=np.asarray(ids, dtype=str), x=x)
+    for stale in out.glob(f"pooled-{layer}-*.npz"):  # another key: other clips or another cache
+        stale.unlink(missing_ok=True)
+    write_bytes_atomic(path, buffer.getvalue())
+    return ids, x
+
+
 def _split_arrays(ids: list[str], x: np.ndarray, manifest: pd.DataFrame) -> tuple[dict, dict, np.ndarray]:
     rows = manifest.set_index("utt_id").loc[ids]
     encode = {c: i for i, c in enumerate(CLASSES)}
@@ -67,10 +87,6 @@ def _split_arrays(ids: list[str], x: np.ndarray, manifest: pd.DataFrame) -> tupl
         if not len(ys[s]):
             raise ValueError(f"layer probe: no '{s}' clips with wav2vec2 features; check data.split")
     return xs, ys, rows.index[(rows["split"] == "test").to_numpy()].to_numpy()
-
-
-def _uar(pred: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([(pred[truth == k] == k).mean() for k in np.unique(truth)]))
 
 
 def layer_probe(cfg: Config, folder: RunFolder, protocol: str = "split", splits: Optional[pd.Series] = None,
@@ -99,15 +115,14 @@ def layer_probe(cfg: Config, folder: RunFolder, protocol: str = "split", splits:
     w = cfg.features.wav2vec2
     rows, out_files = [], {}
     for number, layer in enumerate(layers, 1):
-        ids, x = pooled_stats(cfg, folder, manifest, layer)
+        ids, x = _pooled(cfg, folder, manifest, layer, out)
         xs, ys, test_ids = _split_arrays(ids, x, manifest)
         preds, info = linear_baseline(xs, ys, test_ids)
-        truth = preds["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
-        pred = preds["pred"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+        test = classification_metrics(ys["test"], preds["pred"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy())
         out_files[layer] = preds
         rows.append({"layer": str(layer), "index": layer_index(w, layer), "name": label(w, layer), "C": info["C"],
-                     "val_acc": info["val_acc"], "val_uar": info["val_uar"], "test_acc": float((truth == pred).mean()),
-                     "test_uar": _uar(pred, truth)})
+                     "val_acc": info["val_acc"], "val_uar": info["val_uar"], "test_acc": test["accuracy"],
+                     "test_uar": test["uar"]})
         if progress is not None:
             progress(f"layer probe: {number}/{len(layers)} layers", force=number == len(layers))
     table = pd.DataFrame(rows)
@@ -185,7 +200,7 @@ def layer_sum_linear(cfg: Config, folder: RunFolder, protocol: str = "split",
         return pd.read_csv(out / "layer_sum_test.csv"), saved["info"]
     stacked, ids = [], None
     for layer in layers:
-        layer_ids, x = pooled_stats(cfg, folder, manifest, layer)
+        layer_ids, x = _pooled(cfg, folder, manifest, layer, out)
         if ids is not None and layer_ids != ids:
             raise ValueError(f"layer-sum baseline: layer {layer} holds other clips than layer {layers[0]}; extract "
                              "every probed layer again (serlib features)")
@@ -202,7 +217,8 @@ def layer_sum_linear(cfg: Config, folder: RunFolder, protocol: str = "split",
         models[wd] = _fit_sum(tx["train"], ty["train"], wd)
         with torch.no_grad():
             pred = models[wd](tx["val"]).argmax(1).numpy()
-        scores[wd] = (float((pred == ys["val"]).mean()), _uar(pred, ys["val"]))
+        val = classification_metrics(ys["val"], pred)
+        scores[wd] = (val["accuracy"], val["uar"])
     best = max(SUM_WEIGHT_DECAYS, key=lambda wd: (scores[wd][0], wd))  # ties: the stronger regularisation
     with torch.no_grad():
         probs = torch.softmax(models[best](tx["test"]), 1).numpy()

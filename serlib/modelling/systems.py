@@ -116,20 +116,17 @@ def _fingerprint(parts: Sequence[tuple[torch.Tensor, torch.Tensor]], utt_ids: Se
     return digest.hexdigest()[:16]
 
 
-def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, device: torch.device,
-                   splits: Optional[pd.Series] = None, free_bytes: Optional[int] = None) -> SplitData:
-    """Align a FeatureSet with the manifest and split it into train / val / test.
+def _split_rows(manifest: pd.DataFrame, utt_ids: Sequence[str], feature_lengths: torch.Tensor, source, input: str,
+                device: torch.device, splits: Optional[pd.Series]) -> tuple[dict, dict, dict, dict, str]:
+    """The manifest's train / val / test rows among the clips with features (``utt_ids``, ``source``'s rows).
 
     Manifest rows without features (a clip the feature stage skipped) are reported and left out.
-    ``splits`` (aligned with the manifest's rows) replaces its ``split`` column (another protocol).
-    Where the features live is ``serlib.modelling.placement.plan_placement``'s choice for ``device``
-    (on a GPU: float16, resident when they fit in its free memory, else pinned host memory; ``free_bytes``
-    replaces the measured free memory, for tests); labels and lengths go to ``device``. The fingerprint is
-    computed on the CPU from float32 values before anything moves, so it does not depend on the device.
+    Returns (split -> row indices into ``source``, labels on ``device``, utt_ids, lengths on ``device``,
+    the fingerprint of the features and the split).
     """
     if splits is not None:
         manifest = manifest.assign(split=splits.to_numpy())
-    position = {u: i for i, u in enumerate(features.utt_ids)}
+    position = {u: i for i, u in enumerate(utt_ids)}
     missing = [u for u in manifest["utt_id"] if u not in position]
     if missing:
         log.info(f"serlib.train: {len(missing)} manifest utterance(s) have no {input} features and are "
@@ -142,15 +139,30 @@ def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, dev
             raise ConfigError(f"the manifest has no '{split}' utterances with {input} features; check data.split "
                               "(and data.folds)")
         index[split] = torch.tensor([position[u] for u in part["utt_id"]], dtype=torch.long)
-        lengths[split] = features.lengths[index[split]].to(device)  # (n_split,)
+        lengths[split] = feature_lengths[index[split]].to(device)  # (n_split,)
         labels[split] = [CLASSES[CLASSES.index(c)] for c in part["label"]]  # a label outside CLASSES fails here
         y[split] = torch.tensor([CLASSES.index(c) for c in labels[split]], dtype=torch.long, device=device)
         ids[split] = list(part["utt_id"])
-    order = [i for s in ("train", "val", "test") for i in ids[s]]
+    order = ("train", "val", "test")
+    fp = _fingerprint([(source, index[s]) for s in order], [i for s in order for i in ids[s]],
+                      [c for s in order for c in labels[s]], [s for s in order for _ in ids[s]])
+    return index, y, ids, lengths, fp
+
+
+def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, device: torch.device,
+                   splits: Optional[pd.Series] = None, free_bytes: Optional[int] = None) -> SplitData:
+    """Align a FeatureSet with the manifest and split it into train / val / test.
+
+    Manifest rows without features (a clip the feature stage skipped) are reported and left out.
+    ``splits`` (aligned with the manifest's rows) replaces its ``split`` column (another protocol).
+    Where the features live is ``serlib.modelling.placement.plan_placement``'s choice for ``device``
+    (on a GPU: float16, resident when they fit in its free memory, else pinned host memory; ``free_bytes``
+    replaces the measured free memory, for tests); labels and lengths go to ``device``. The fingerprint is
+    computed on the CPU from float32 values before anything moves, so it does not depend on the device.
+    """
     source = features.x.cpu()  # float32, or float16 from the cache (the same values): the fingerprint agrees
-    fp = _fingerprint([(source, index[s]) for s in ("train", "val", "test")], order,
-                      [c for s in ("train", "val", "test") for c in labels[s]],
-                      [s for s in ("train", "val", "test") for _ in ids[s]])
+    index, y, ids, lengths, fp = _split_rows(manifest, features.utt_ids, features.lengths, source, input, device,
+                                             splits)
     elements = sum(len(i) for i in index.values()) * source.shape[1] * source.shape[2]
     placement = plan_placement(elements, device, free_bytes)
     x = {split: to_training_layout(source[i], placement) for split, i in index.items()}  # (n_split, channels, frames)
@@ -188,27 +200,10 @@ def load_split_data(cfg: Config, folder: RunFolder, input: str, device: torch.de
 def split_layers(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, layers: list, device: torch.device,
                  splits: Optional[pd.Series] = None) -> SplitData:
     """``split_features`` for several layers: each split a ``LayerStack`` over the memory-mapped cache."""
-    stack, utt_ids, _, _ = open_layers(cfg, folder, manifest, layers)
+    stack, utt_ids, _ = open_layers(cfg, folder, manifest, layers)
     stack.threads = stream_threads(device)
-    if splits is not None:
-        manifest = manifest.assign(split=splits.to_numpy())
-    position = {u: i for i, u in enumerate(utt_ids)}
-    rows = manifest[manifest["utt_id"].isin(position)]
-    index, x, y, ids, lengths, labels = {}, {}, {}, {}, {}, {}
-    for split in SUBSETS:
-        part = rows[rows["split"] == split]
-        if part.empty:
-            raise ConfigError(f"the manifest has no '{split}' utterances with wav2vec2 features; check data.split "
-                              "(and data.folds)")
-        index[split] = torch.tensor([position[u] for u in part["utt_id"]], dtype=torch.long)
-        x[split] = stack.subset(index[split])
-        lengths[split] = stack.lengths[index[split]].to(device)
-        labels[split] = [CLASSES[CLASSES.index(c)] for c in part["label"]]
-        y[split] = torch.tensor([CLASSES.index(c) for c in labels[split]], dtype=torch.long, device=device)
-        ids[split] = list(part["utt_id"])
-    order = [s for s in ("train", "val", "test")]
-    fp = _fingerprint([(stack, index[s]) for s in order], [i for s in order for i in ids[s]],
-                      [c for s in order for c in labels[s]], [s for s in order for _ in ids[s]])
+    index, y, ids, lengths, fp = _split_rows(manifest, utt_ids, stack.lengths, stack, "wav2vec2", device, splits)
+    x = {split: stack.subset(i) for split, i in index.items()}  # views over the maps: nothing is read here
     data = SplitData("wav2vec2_layers", x, y, ids, fp, lengths, layers=layers)
     data.placement = streamed(stack.numel() * 2, device)
     return data
