@@ -146,6 +146,15 @@ def test_a_damaged_layer_shard_is_named_when_the_stack_opens(run):
     shard.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match="damaged"), pytest.raises(extract.FeaturesMissingError):
         open_layers(cfg, run, manifest, [0, 1])
+    extract.extract(cfg, run, manifest, "wav2vec2")  # recomputes the dropped shard's clips
+    shard = sorted(kdir.glob("shard-*.npy"))[0]
+    data = bytearray(shard.read_bytes())
+    data[-10] ^= 0xFF
+    shard.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="damaged"), pytest.raises(extract.FeaturesMissingError,
+                                                                 match=r"recompute its \d+ clip\(s\): `serlib features"):
+        pooled_stats(cfg, run, manifest, 1)  # the probe's reader: the same rule
+    assert not list(kdir.glob(shard.name))
 
 
 # --------------------------------------------------------------------------- the learned layer sum

@@ -25,7 +25,7 @@ from serlib.common.runfolder import RunFolder
 from serlib.features.cache import (BadShardError, cache_bytes, content_hashes, drop_shard, key_folder, load_shard, read_shards,
                                    shard_index, touch_last_used)
 from serlib.features.encoders import trim_span
-from serlib.features.extract import kept_rows
+from serlib.features.extract import FeaturesMissingError, kept_rows
 from serlib.features.layers import Layer, at_layer
 
 
@@ -169,7 +169,13 @@ def pooled_stats(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, layer: 
         rows = [r for r in shard.rows if r[0] in wanted]
         if not rows:
             continue
-        array = load_shard(kdir, shard)  # (channels, total frames) float16, CRC-32 checked
+        try:
+            array = load_shard(kdir, shard)  # (channels, total frames) float16, CRC-32 checked
+        except (BadShardError, OSError) as err:  # as load_features: dropped, named, the fix said
+            drop_shard(kdir, npy, str(err))
+            raise FeaturesMissingError(
+                f"wav2vec2 {layer}: the damaged shard {kdir / npy} was dropped; recompute its {len(shard.rows)} "
+                f"clip(s): `serlib features {cfg.source or 'PARAMS.yaml'}` (or run notebook 02_features)") from err
         for digest, offset, count in rows:
             start, kept = trim_span(count, frames)
             clip = array[:, offset + start:offset + start + kept].astype(np.float32)
