@@ -25,7 +25,8 @@ def test_the_torch_index_switch_reaches_pips_command_line():
     line = next(line for line in cpu.splitlines() if "torch==2.11.0" in line)
     assert "pip install" in line and "--index-url https://download.pytorch.org/whl/cpu" in line
     default = _make("-n", "-B", "setup").stdout
-    assert "--index-url" not in default and "-r requirements.lock" in default  # PyPI, then the pinned set
+    assert "--index-url" not in default  # PyPI, then the pinned set (less the optional extras' packages)
+    assert "requirements.lock > .venv/requirements.base.txt" in default and "-r .venv/requirements.base.txt" in default
 
 
 def test_an_optional_extra_is_installed_only_when_named():
