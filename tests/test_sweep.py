@@ -19,6 +19,7 @@ from serlib.sweep import execute
 from serlib.sweep.execute import run_sweep
 from serlib.sweep.runs import clear_half_written, run_dirs, run_problem
 from serlib.sweep.spec import MARKER, config_digest, load_sweep, materialise
+from serlib.tools.sweepbench import expected_cost
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_SWEEP = REPO / "parameters" / "sweeps" / "smoke.yaml"
@@ -33,7 +34,7 @@ except ImportError:
 def _sweep_file(folder: Path, text: str) -> Path:
     path = folder / "sweeps" / "x.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"base: {REPO / 'parameters' / 'smoke.yaml'}\n" + text)
+    path.write_text(text if "base:" in text else f"base: {REPO / 'parameters' / 'smoke.yaml'}\n" + text)
     return path
 
 
@@ -76,6 +77,7 @@ def test_a_base_variant_is_added_first_when_none_equals_the_base_profile(tmp_pat
      ["cannot be overridden", "systems.<name>.model.<field>"]),
     ("name: a\nbaseline: w\nvariants: [{name: v, set: {}}]\n", ["'baseline' names 'w'"]),
     ("name: a\ngrid: {train.lr: 0.1}\n", ["'grid.train.lr' must be a non-empty list"]),
+    ("name: a\nbase: ../nowhere.yaml\nvariants: [{name: v, set: {}}]\n", ["'base' = ../nowhere.yaml is not a file"]),
     ("name: a\nvariants: [{name: v, set: {train.lr.x: 1}}]\n", ["'train.lr' holds a value", "set 'train.lr' itself"]),
 ])
 def test_sweep_file_errors_name_the_file_the_variant_and_the_key(tmp_path, text, words):
@@ -103,9 +105,37 @@ def test_materialised_parameters_read_back_as_the_same_configuration(tmp_path):
 
 def test_preflight_problems_stop_the_sweep_before_anything_is_written(tmp_path):
     path = _sweep_file(tmp_path, f"name: a\nvariants: [{{name: v, set: {{data.demo: null, data.emodb: {tmp_path}/none}}}}]\n")
-    with pytest.raises(ConfigError, match=r"variant v: .*'data.emodb' = .* does not exist"):
+    with pytest.raises(ConfigError, match=r"x.yaml: .data.emodb. = .* does not exist.*\(variant v\)"):
         run_sweep(load_sweep(path, tmp_path / "out"))
     assert not (tmp_path / "out").exists()
+
+
+def test_the_encoders_sweep_is_prepared_and_stops_on_the_missing_corpora_before_writing(tmp_path):
+    sweep = load_sweep(REPO / "parameters" / "sweeps" / "encoders.yaml", tmp_path / "out")
+    assert [(v.name, v.baseline, v.cfg.features.wav2vec2.model_id) for v in sweep.variants] == [
+        ("wav2vec2-base", True, "facebook/wav2vec2-base"), ("hubert-base", False, "facebook/hubert-base-ls960"),
+        ("wavlm-base-plus", False, "microsoft/wavlm-base-plus")]
+    for v in sweep.variants:
+        assert list(v.cfg.systems) == ["S2", "S5"] and v.cfg.train.seeds == [0, 1, 2]
+        assert v.cfg.features.wav2vec2.layer == "last" and v.cfg.analysis.loco_systems == []
+        assert v.cfg.features.wav2vec2.weights == "pretrained" and v.cfg.train.select.enabled  # as paper.yaml
+    with pytest.raises(ConfigError) as err:
+        run_sweep(sweep)
+    assert "'data.crema_d' = " in str(err.value) and "(variants wav2vec2-base, hubert-base, wavlm-base-plus)" in str(
+        err.value) and str(err.value).count("'data.crema_d'") == 1  # a base profile's problem, said once
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_command_line_refuses_what_does_not_fit_with_status_2(tmp_path, capsys):
+    from serlib.tools.cli import main  # the command line: imported where it is tested
+
+    assert main(["sweep", str(SMOKE_SWEEP), "--address", "head:6379", "--out", str(tmp_path / "a")]) == 2
+    assert "add --executor ray" in capsys.readouterr().err
+    assert main(["sweep", str(SMOKE_SWEEP), "--workers", "2", "--out", str(tmp_path / "b")]) == 2
+    assert "--workers (>= 1) sizes a local Ray instance" in capsys.readouterr().err
+    assert main(["sweep", str(tmp_path / "none.yaml")]) == 2
+    assert "serlib sweep: error: file not found" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_ray_missing_is_a_config_error_naming_the_extra(tmp_path, monkeypatch):
@@ -349,3 +379,13 @@ def test_a_rerun_finishes_only_what_is_missing(local_sweep):
     assert base_report.stat().st_mtime_ns == stamp  # nothing of a finished variant ran again
     assert run_problem(RunFolder(frames.root).run_dir("S5", 0)) is None and (frames.root / "report.html").is_file()
     pd.testing.assert_frame_equal(pd.read_csv(sweep.tables / "table_s61_scores.csv"), before)
+
+
+def test_the_expected_cost_counts_clips_and_epochs_from_the_configuration(tmp_path):
+    bench = {"device_name": "test", "train_s_per_epoch": 2.0, "extract_clips_per_s_wav2vec2": 100.0}
+    cost = expected_cost(load_sweep(REPO / "parameters" / "sweeps" / "encoders.yaml", tmp_path / "out"), bench)
+    # By hand, per variant: S2 and S5 x 3 seeds x 80 epochs = 480, and two lr grids (scope: system) of 3 lrs x 2
+    # weight decays x 20 epochs = 240; three variants, three encoders (each its own feature set).
+    assert cost["epochs_at_most"] == 3 * (480 + 240) and cost["training_s_at_most"] == 2.0 * 2160
+    assert cost["feature_sets"] == 3 and cost["extraction_s"] == pytest.approx(3 * cost["clips"] / 100.0)
+    assert cost["clips"] == 8952 and cost["wav2vec2_cache_gb"] == pytest.approx(3 * 1.8437, rel=1e-3)

@@ -69,9 +69,13 @@ def run_sweep(sweep: Sweep, executor: str = "local", address: Optional[str] = No
     """
     if executor not in EXECUTORS:
         raise ConfigError(f"unknown executor {executor!r}; use one of {', '.join(EXECUTORS)}")
-    problems = [f"variant {v.name}: {p}" for v in sweep.variants for p in pipeline.preflight(v.cfg)]
+    problems: dict[str, list[str]] = {}  # a problem of the base profile is every variant's: said once
+    for v in sweep.variants:
+        for problem in pipeline.preflight(v.cfg):
+            problems.setdefault(problem, []).append(v.name)
     if problems:
-        raise ConfigError("; ".join(problems))
+        raise ConfigError("; ".join(f"{p} (variant{'s' if len(n) > 1 else ''} {', '.join(n)})"
+                                    for p, n in problems.items()))
     with sweep_lock(sweep):
         materialise(sweep)
         state = _load_state(sweep)

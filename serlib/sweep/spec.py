@@ -161,6 +161,9 @@ def load_sweep(path: str | Path, out: Optional[str | Path] = None) -> Sweep:
     if not spec.base:
         raise ConfigError(f"{path}: 'base' is missing; name the profile every variant starts from (e.g. ../smoke.yaml)")
     base = (path.parent / spec.base).resolve()
+    if not base.is_file():
+        raise ConfigError(f"{path}: 'base' = {spec.base} is not a file ({base}); name the profile every variant starts "
+                          "from, relative to the sweep file")
     base_cfg = load_config(base)
     root = Path(out).expanduser().resolve() if out else project_root(base_cfg) / "reports" / spec.name
     named = _named_overrides(spec, path)
@@ -235,6 +238,7 @@ def _variant_config(base_cfg: Config, shared: dict, overrides: dict, spec: Sweep
     cfg = with_overrides(base_cfg, changes, origin, path.parent)
     if cfg.features.cache_dir is None:  # one cache for every variant: a changed training value re-extracts nothing
         cfg = with_overrides(cfg, {"features.cache_dir": str(root / "_sweep" / "features")}, origin, path.parent)
+    cfg.source = str(path)  # until materialise writes its own file: what a preflight problem names
     return cfg
 
 
