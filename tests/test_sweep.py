@@ -15,7 +15,7 @@ import pytest
 from serlib.common.config import ConfigError, load_config
 from serlib.common.runfolder import RunFolder
 from serlib.features.cache import read_shards
-from serlib.sweep import execute
+from serlib.sweep import execute, tasks
 from serlib.sweep.execute import run_sweep
 from serlib.sweep.runs import clear_half_written, run_dirs, run_problem
 from serlib.sweep.spec import MARKER, config_digest, load_sweep, materialise
@@ -104,7 +104,8 @@ def test_materialised_parameters_read_back_as_the_same_configuration(tmp_path):
 
 
 def test_preflight_problems_stop_the_sweep_before_anything_is_written(tmp_path):
-    path = _sweep_file(tmp_path, f"name: a\nvariants: [{{name: v, set: {{data.demo: null, data.emodb: {tmp_path}/none}}}}]\n")
+    missing = tmp_path / "none"
+    path = _sweep_file(tmp_path, f"name: a\nvariants: [{{name: v, set: {{data.demo: null, data.emodb: {missing}}}}}]\n")
     with pytest.raises(ConfigError, match=r"x.yaml: .data.emodb. = .* does not exist.*\(variant v\)"):
         run_sweep(load_sweep(path, tmp_path / "out"))
     assert not (tmp_path / "out").exists()
@@ -144,6 +145,19 @@ def test_ray_missing_is_a_config_error_naming_the_extra(tmp_path, monkeypatch):
         run_sweep(load_sweep(SMOKE_SWEEP, tmp_path / "out"), executor="ray")
     with pytest.raises(ConfigError, match="unknown executor"):
         run_sweep(load_sweep(SMOKE_SWEEP, tmp_path / "out"), executor="slurm")
+
+
+def test_a_variant_gets_the_per_clip_analysis_caches_another_holds_never_over_its_own(tmp_path):
+    base, other, new = (RunFolder(tmp_path / n) for n in ("base", "other", "new"))
+    for folder in (base, other, new):
+        folder.analysis.mkdir(parents=True)
+    base.egemaps_cache.write_text("path,mtime_ns,size,opensmile\nbase\n")
+    other.egemaps_cache.write_text("other\n")
+    other.prosody_cache.write_text("prosody of other\n")
+    new.prosody_cache.write_text("its own\n")
+    assert tasks.share_analysis_caches(str(new.root), [str(base.root), str(other.root)]) == ["egemaps_cache"]
+    assert new.egemaps_cache.read_text() == base.egemaps_cache.read_text()  # the first sibling holding one
+    assert new.prosody_cache.read_text() == "its own\n"
 
 
 # --------------------------------------------------------------------------- executors without running anything

@@ -722,7 +722,8 @@ def with_overrides(cfg: Config, overrides: dict[str, Any], origin: str, relative
         _set_dotted(tree, str(key), value, origin)
     systems = {name: entry for name, entry in (tree.pop("systems") or {}).items() if entry is not None}
     out = _build(Config, tree, "", Path(origin))
-    out.systems = {name: _build(SystemConfig, entry, f"systems.{name}.", Path(origin)) for name, entry in systems.items()}
+    out.systems = {name: _build(SystemConfig, entry, f"systems.{name}.", Path(origin))
+                   for name, entry in systems.items()}
     _resolve_paths(out, Path(relative_to))
     _check_values(out, Path(origin))
     return out

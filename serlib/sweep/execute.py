@@ -177,7 +177,7 @@ def _local_variant(sweep: Sweep, v: Variant) -> dict:
     clear_half_written_runs(sweep.root, folder)
     prepared = tasks.prepare_variant(str(v.params), str(v.root))
     pipeline.ensure_runs(v.cfg, folder, progress=False)
-    done = tasks.run_notebooks(str(v.params), str(v.root), str(sweep.notebooks_dir))
+    done = tasks.run_notebooks(str(v.params), str(v.root), str(sweep.notebooks_dir), _siblings(sweep, v))
     return {"report": done["report"], "features_computed": prepared["computed"]}
 
 
@@ -298,7 +298,8 @@ class _RayScheduler:
             self._notebooks(v)
 
     def _notebooks(self, v: Variant) -> None:
-        self._submit(_Job(v, "notebooks", "notebooks", (str(v.params), str(v.root), str(self.sweep.notebooks_dir)),
+        self._submit(_Job(v, "notebooks", "notebooks", (str(v.params), str(v.root), str(self.sweep.notebooks_dir),
+                                                        _siblings(self.sweep, v)),
                           _resources(v.cfg.train.device, v.cfg.train.threads, self.cluster)))
 
     # ------------------------------------------------------------------ finishing
@@ -367,6 +368,11 @@ class _RayScheduler:
         self.state["variants"][v.name] |= fields | {"seconds": round(time.time() - run.start, 1), "tasks": run.tasks,
                                                     "retried": run.retried}
         _save_state(self.sweep, self.state)
+
+
+def _siblings(sweep: Sweep, v: Variant) -> list[str]:
+    """The other variants' run folders, the baseline first (whose analysis caches a variant may share)."""
+    return [str(other.root) for other in sweep.variants if other is not v]
 
 
 def _attempts(sweep: Sweep, job: _Job) -> int:

@@ -94,9 +94,9 @@ def aligned_predictions(a: pd.DataFrame, b: pd.DataFrame) -> tuple[np.ndarray, n
 def sweep_paired(sweep: Sweep, statuses: dict) -> pd.DataFrame:
     """Each finished variant against the baseline, per system, in UAR on the test clips both scored.
 
-    Columns: variant, system, baseline_uar, uar, delta_uar_pp, delta_uar_lo_pp, delta_uar_hi_pp (paired
-    speaker bootstrap; unit "clip" below 5 test speakers), unit, mean_speaker_delta_pp (the sign-flip statistic), p (sign-flip, exact up to 16 speakers),
-    p_holm (over every row), reading, clips, speakers.
+    Columns: variant, system, baseline_uar, uar, delta_uar_pp, delta_uar_lo_pp, delta_uar_hi_pp (paired bootstrap),
+    unit (of that interval: "clip" below 5 test speakers), mean_speaker_delta_pp (the sign-flip statistic), p
+    (sign-flip over speakers, exact up to 16), p_holm (over every row), reading, clips, speakers.
     """
     base = sweep.baseline
     if statuses.get(base.name, {}).get("status") not in DONE:
@@ -267,12 +267,14 @@ def write_sweep_report(sweep: Sweep, statuses: dict) -> Path:
                                   "together; the statistic is the mean over seeds).",
                                   note=_interval_note(scores)))
         if not paired.empty:
+            alpha = base.cfg.analysis.alpha
             parts.append(_table_block(paired, "Table S62", "Each variant against the baseline, per system, on the test "
                                       "clips both scored: UAR of each, the difference in points with its paired 95 % "
-                                      "interval (speaker bootstrap; clips where the unit says so), the mean of the per-speaker differences, the "
-                                      "two-sided sign-flip permutation test over speakers (exact up to 16 speakers, "
-                                      f"{SIGNFLIP_RESAMPLES:,} seeded patterns beyond) and Holm's adjustment over "
-                                      f"every comparison of this sweep (one family, level {base.cfg.analysis.alpha:g}).",
+                                      "interval (speaker bootstrap; clips where the unit says so), the mean of the "
+                                      "per-speaker differences, the two-sided sign-flip permutation test over speakers "
+                                      f"(exact up to 16 speakers, {SIGNFLIP_RESAMPLES:,} seeded patterns beyond) and "
+                                      "Holm's adjustment over every comparison of this sweep (one family, level "
+                                      f"{alpha:g}).",
                                       note="A reading says higher or lower only where the adjusted p is below the "
                                            "level; its direction is that of the per-speaker differences."))
         fig = plot_sweep_uar(scores, base.name)

@@ -6,7 +6,8 @@ so a task can run on any machine that sees the sweep folder.
   speaker folds and the probe's layer choice; returns the protocols its runs use.
 - ``select_group``: the learning-rate / weight-decay grid of one selection group under one protocol.
 - ``train_one``: one trained run (variant x system x seed x protocol), after removing what a killed attempt left.
-- ``run_notebooks``: the variant's notebooks with papermill and its report.html (everything trained is reused).
+- ``run_notebooks``: the variant's notebooks with papermill and its report.html (everything trained is reused; the
+  per-clip analysis caches another variant holds, eGeMAPS and prosody, are shared first).
 
 ``run_task`` wraps each one: it records the attempt (``_sweep/tasks/<id>.json``: attempt number, process, host,
 start and end) and returns the task's result with its seconds.
@@ -19,13 +20,13 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 from serlib import pipeline
 from serlib.common.config import load_config, loco_systems
-from serlib.common.io import write_json_atomic
+from serlib.common.io import write_bytes_atomic, write_json_atomic
 from serlib.common.runfolder import RunFolder
 from serlib.common.runtime import resolve_device
 from serlib.data.stage import load_manifest
@@ -86,10 +87,36 @@ def train_one(params: str, root: str, system: str, seed: int, protocol: str) -> 
             "cleared": cleared}
 
 
-def run_notebooks(params: str, root: str, notebooks_dir: str) -> dict:
-    """The variant's notebooks and its report.html (``serlib.report.runner.run_report``)."""
+# The run folder's per-clip analysis caches whose rows are keyed by the clip's file and the settings that made them
+# (serlib.features.egemaps, serlib.analysis.prosody): a row another variant computed is read back only where it holds.
+ANALYSIS_CACHES = ("egemaps_cache", "prosody_cache")
+
+
+def share_analysis_caches(root: str, siblings: Sequence[str]) -> list[str]:
+    """Copy into the variant's run folder each per-clip analysis cache it lacks from the first other variant of
+    the sweep that holds one (eGeMAPS of thousands of clips is not computed again for a changed training value).
+
+    Returns:
+        The caches copied (``ANALYSIS_CACHES`` names).
+    """
+    folder, copied = RunFolder(Path(root)), []
+    for name in ANALYSIS_CACHES:
+        target = getattr(folder, name)
+        source = next((getattr(RunFolder(Path(s)), name) for s in siblings
+                       if getattr(RunFolder(Path(s)), name).is_file()), None)
+        if target.exists() or source is None:
+            continue
+        write_bytes_atomic(target, source.read_bytes())
+        copied.append(name)
+    return copied
+
+
+def run_notebooks(params: str, root: str, notebooks_dir: str, siblings: Sequence[str] = ()) -> dict:
+    """The variant's notebooks and its report.html (``serlib.report.runner.run_report``), the analysis caches of
+    the other variants (``siblings``: their run folders) shared first."""
+    shared = share_analysis_caches(root, siblings)
     report = run_report(load_config(params), out=root, notebooks_dir=notebooks_dir, verbose=False)
-    return {"report": str(report)}
+    return {"report": str(report), "shared_caches": shared}
 
 
 TASKS: dict[str, Callable[..., dict]] = {"features": prepare_variant, "select": select_group, "train": train_one,

@@ -124,7 +124,8 @@ def expected_cost(sweep: Sweep, bench: dict) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serlib.tools.sweepbench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sweep", default=str(DEFAULT_SWEEP), help="the sweep file (default: the four-variant smoke one)")
+    parser.add_argument("--sweep", default=str(DEFAULT_SWEEP),
+                        help="the sweep file (default: the four-variant smoke one)")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="CPUs of the local Ray instance")
     parser.add_argument("--order", default="local,ray", help="executors in the order they run (default local,ray)")
     parser.add_argument("--out", help="folder for the runs (default: a temporary folder)")
@@ -136,7 +137,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         cost = expected_cost(load_sweep(args.sweep, args.out), json.loads(Path(args.estimate).read_text()))
         print(f"sweepbench: {args.sweep} on {cost['device']}: extraction {cost['extraction_s'] / 3600:.2f} h "
               f"({cost['feature_sets']} feature set(s) x {cost['clips']} clips), training at most "
-              f"{cost['epochs_at_most']} epochs x {cost['train_s_per_epoch']:.2f} s = {cost['training_s_at_most'] / 3600:.2f} h, "
+              f"{cost['epochs_at_most']} epochs x {cost['train_s_per_epoch']:.2f} s = "
+              f"{cost['training_s_at_most'] / 3600:.2f} h, "
               f"wav2vec2 cache {cost['wav2vec2_cache_gb']:.2f} GB")
         if args.json:
             write_json_atomic(Path(args.json), cost)
