@@ -4,8 +4,8 @@
 reuses every variant that already finished with the same configuration, runs the others, and writes the sweep
 report. A variant that fails is recorded with its error (``_sweep/state.json``) and the others go on.
 
-- **local** (default): per variant, the tasks of ``serlib.sweep.tasks`` in this process: its features, every
-  system x seed trained (``pipeline.ensure_runs``), then its notebooks. The CPU or GPU is shared as a single
+- **local** (default): per variant, the tasks of ``serlib.sweep.tasks`` in this process: its features, then every
+  system x seed trained (``pipeline.ensure_runs``) and its notebooks. The CPU or GPU is shared as a single
   ``serlib run`` shares it.
 - **ray**: each task a Ray task that asks for its resources (``num_gpus`` 1 when the stage's device is cuda,
   or auto on a cluster with GPUs; ``num_cpus`` its ``threads``): one feature task per variant, chained after
@@ -173,10 +173,8 @@ def _run_local(sweep: Sweep, todo: list[Variant], state: dict) -> None:
 
 def _local_variant(sweep: Sweep, v: Variant) -> dict:
     """One variant in this process: what an interrupted run left removed, features, every run, notebooks."""
-    folder = RunFolder(v.root)
-    clear_half_written_runs(sweep.root, folder)
+    clear_half_written_runs(sweep.root, RunFolder(v.root))
     prepared = tasks.prepare_variant(str(v.params), str(v.root))
-    pipeline.ensure_runs(v.cfg, folder, progress=False)
     done = tasks.run_notebooks(str(v.params), str(v.root), str(sweep.notebooks_dir), _siblings(sweep, v))
     return {"report": done["report"], "features_computed": prepared["computed"]}
 

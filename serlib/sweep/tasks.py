@@ -6,8 +6,8 @@ so a task can run on any machine that sees the sweep folder.
   speaker folds and the probe's layer choice; returns the protocols its runs use.
 - ``select_group``: the learning-rate / weight-decay grid of one selection group under one protocol.
 - ``train_one``: one trained run (variant x system x seed x protocol), after removing what a killed attempt left.
-- ``run_notebooks``: the variant's notebooks with papermill and its report.html (everything trained is reused; the
-  per-clip analysis caches another variant holds, eGeMAPS and prosody, are shared first).
+- ``run_notebooks``: every run of the variant made sure of (all reused after ``train_one``), then its notebooks with
+  papermill and its report.html (the per-clip analysis caches another variant holds, eGeMAPS and prosody, shared).
 
 ``run_task`` wraps each one: it records the attempt (``_sweep/tasks/<id>.json``: attempt number, process, host,
 start and end) and returns the task's result with its seconds.
@@ -112,10 +112,16 @@ def share_analysis_caches(root: str, siblings: Sequence[str]) -> list[str]:
 
 
 def run_notebooks(params: str, root: str, notebooks_dir: str, siblings: Sequence[str] = ()) -> dict:
-    """The variant's notebooks and its report.html (``serlib.report.runner.run_report``), the analysis caches of
-    the other variants (``siblings``: their run folders) shared first."""
+    """The variant's notebooks and its report.html (``serlib.report.runner.run_report``).
+
+    First every system x seed of its main protocols is made sure of (``pipeline.ensure_runs``: in a Ray sweep each
+    is reused, and ``models/results.csv``, which concurrent runs update, is written whole), and the analysis caches
+    of the other variants (``siblings``: their run folders) are shared.
+    """
+    cfg, folder = load_config(params), RunFolder(Path(root))
+    pipeline.ensure_runs(cfg, folder, progress=False)
     shared = share_analysis_caches(root, siblings)
-    report = run_report(load_config(params), out=root, notebooks_dir=notebooks_dir, verbose=False)
+    report = run_report(cfg, out=root, notebooks_dir=notebooks_dir, verbose=False)
     return {"report": str(report), "shared_caches": shared}
 
 
