@@ -8,6 +8,14 @@ PARAMS ?= parameters/demo.yaml
 # build): make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu. Empty: the package index (PyPI).
 TORCH_INDEX ?=
 TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
+# Optional extras of pyproject.toml, e.g. make setup EXTRAS=ray (Ray, for `serlib sweep --executor ray`). Their
+# packages are pinned in requirements.lock with the rest but installed only when named here; the CI names ray.
+EXTRAS ?=
+OPTIONAL := ray
+empty :=
+space := $(empty) $(empty)
+comma := ,
+EXTRA_STAMPS := $(foreach extra,$(EXTRAS),$(VENV)/.serlib-extra-$(extra))
 
 .PHONY: setup report test lab browser clean-reports lock nbstrip
 
@@ -18,10 +26,16 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.11.0 torchaudio==2.11.0 $(TORCH_FROM)
-	$(BIN)/python -m pip install -q -r requirements.lock
+	grep -v -i -E '^($(subst $(space),|,$(OPTIONAL)))==' requirements.lock > $(VENV)/requirements.base.txt
+	$(BIN)/python -m pip install -q -r $(VENV)/requirements.base.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (serlib)" >/dev/null
 	touch $(STAMP)
+
+# An optional extra: its packages at the versions requirements.lock pins (make setup EXTRAS=ray).
+$(VENV)/.serlib-extra-%: $(STAMP) pyproject.toml requirements.lock
+	$(BIN)/python -m pip install -q -e '.[$*]' -c requirements.lock
+	touch $@
 
 # git stores the notebooks without outputs (.gitattributes): the clean filter, registered in this checkout.
 nbstrip: setup
@@ -30,11 +44,11 @@ nbstrip: setup
 
 # Regenerate requirements.lock from a venv installed from pyproject.toml (run after changing dependencies).
 lock:
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,$(subst $(space),$(comma),$(OPTIONAL))]'
 	{ sed -n '1,4p' requirements.lock; $(BIN)/python -m pip freeze --exclude-editable \
 	  | grep -v -i -E '^(nvidia-|cuda-|triton==|serlib)'; } > requirements.lock.new && mv requirements.lock.new requirements.lock
 
-setup: $(STAMP)
+setup: $(STAMP) $(EXTRA_STAMPS)
 
 # The demo report: synthetic corpus (generated if missing), every notebook, reports/demo/report.html.
 report: setup

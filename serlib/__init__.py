@@ -2,7 +2,8 @@
 
 Layers, each importing only those below it (``tests/test_layers.py`` and ``lint-imports`` hold it):
 
-    tools      the command line, ``serlib bench`` and its measuring primitives
+    tools      the command line, ``serlib bench`` and its measuring primitives, the sweep benchmark
+    sweep      ``serlib sweep``: variants of a profile run here or on a Ray cluster, one comparison report
     report     display helpers, figures, the notebook runner, the HTML export, provenance
     pipeline   make sure the manifest, the feature cache and the trained runs exist, in order
     analysis   result tables, confusion, prosody, listening, deployment forms, data tables

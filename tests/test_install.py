@@ -25,12 +25,26 @@ def test_the_torch_index_switch_reaches_pips_command_line():
     line = next(line for line in cpu.splitlines() if "torch==2.11.0" in line)
     assert "pip install" in line and "--index-url https://download.pytorch.org/whl/cpu" in line
     default = _make("-n", "-B", "setup").stdout
-    assert "--index-url" not in default and "-r requirements.lock" in default  # PyPI, then the pinned set
+    assert "--index-url" not in default  # PyPI, then the pinned set (less the optional extras' packages)
+    assert "requirements.lock > .venv/requirements.base.txt" in default and "-r .venv/requirements.base.txt" in default
+
+
+def test_an_optional_extra_is_installed_only_when_named():
+    # Ray (serlib sweep --executor ray) is pinned in the lock but a plain `make setup` leaves it out; EXTRAS=ray
+    # installs it at the lock's version, as the CI does (.ci/run).
+    plain = _make("-n", "-B", "setup").stdout
+    assert "grep -v -i -E '^(ray)==' requirements.lock" in plain and "[ray]" not in plain
+    with_ray = _make("-n", "-B", "setup", "EXTRAS=ray").stdout
+    assert "pip install -q -e '.[ray]' -c requirements.lock" in with_ray
+    assert "EXTRAS=ray" in (ROOT / ".ci" / "run").read_text()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["optional-dependencies"]["ray"] == ["ray==2.60.0"]
+    assert "ray==2.60.0" in (ROOT / "requirements.lock").read_text().splitlines()
 
 
 def test_the_lock_pins_every_dependency_of_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = project["dependencies"] + project["optional-dependencies"]["test"]
+    wanted = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
     lock = {}
     for line in (ROOT / "requirements.lock").read_text().splitlines():
         if line and not line.startswith("#"):

@@ -2,6 +2,8 @@
 independent implementations (scikit-learn, statsmodels)."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -143,3 +145,75 @@ def test_compare_predictions_aligns_on_shared_clips():
     acc = table.set_index("metric").loc["accuracy"]
     assert acc["a"] == pytest.approx(accuracy_score(y[5:], pred[5:]))
     assert acc["b"] == pytest.approx(accuracy_score(y[5:], better[5:])) and acc["mcnemar_p"] < 0.05
+
+
+# --------------------------------------------------------------------------- speaker sign-flip test
+
+
+def test_signflip_by_hand():
+    # Three speakers whose accuracy differences (b - a) are 1, 0.5 and 0: the mean is 0.5. Of the 8 sign patterns,
+    # +-(1 + 0.5 + 0) / 3 = +-0.5 twice each (the 0 takes either sign) and +-(1 - 0.5) / 3 = +-0.167 twice each:
+    # 4 patterns reach |0.5|, so p = 4 / 8.
+    y = np.array([0, 1, 0, 1, 2, 2])
+    a = np.array([1, 0, 0, 0, 2, 0])  # speaker s1: 0/2, s2: 1/2, s3: 1/2
+    b = np.array([0, 1, 0, 1, 2, 0])  # speaker s1: 2/2, s2: 2/2, s3: 1/2
+    speakers = ["s1", "s1", "s2", "s2", "s3", "s3"]
+    out = stats.speaker_signflip_test(y, a, b, speakers, metric="accuracy")
+    assert out["mean_speaker_delta"] == pytest.approx(0.5)
+    assert out["p"] == pytest.approx(0.5) and out["exact"] and out["n_patterns"] == 8 and out["n_speakers"] == 3
+
+
+def _per_speaker_uar(y, pred, speakers):
+    """UAR within each speaker by scikit-learn, over the classes that speaker's clips hold (seed mean)."""
+    pred = np.atleast_2d(pred)
+    out = []
+    for s in sorted(set(speakers)):
+        rows = np.asarray(speakers) == s
+        present = np.unique(y[rows])
+        out.append(np.mean([recall_score(y[rows], p[rows], labels=present, average="macro", zero_division=0)
+                            for p in pred]))
+    return np.array(out)
+
+
+def _brute_force_p(deltas):
+    observed = abs(deltas.mean())
+    means = [abs(np.dot(signs, deltas) / len(deltas)) for signs in itertools.product([-1, 1], repeat=len(deltas))]
+    return np.mean(np.array(means) >= observed - 1e-12)
+
+
+def test_signflip_matches_brute_force_enumeration_with_seeds():
+    rng = np.random.default_rng(3)
+    speakers = np.repeat([f"spk{i}" for i in range(7)], 9)
+    y = rng.integers(0, 3, len(speakers))
+    a = np.where(rng.random((2, len(y))) < 0.5, y, rng.integers(0, 3, (2, len(y))))  # two seeds
+    b = np.where(rng.random((2, len(y))) < 0.7, y, rng.integers(0, 3, (2, len(y))))
+    deltas = _per_speaker_uar(y, b, speakers) - _per_speaker_uar(y, a, speakers)
+    out = stats.speaker_signflip_test(y, a, b, speakers, metric="uar")
+    assert out["mean_speaker_delta"] == pytest.approx(deltas.mean())
+    assert out["p"] == pytest.approx(_brute_force_p(deltas)) and out["exact"] and out["n_patterns"] == 2 ** 7
+
+
+def test_signflip_beyond_the_exact_limit_draws_seeded_patterns_near_the_exact_p():
+    rng = np.random.default_rng(5)
+    speakers = np.repeat([f"spk{i:02d}" for i in range(18)], 4)
+    y = rng.integers(0, 3, len(speakers))
+    a = np.where(rng.random(len(y)) < 0.5, y, (y + 1) % 3)
+    b = np.where(rng.random(len(y)) < 0.6, y, (y + 1) % 3)
+    exact = stats.speaker_signflip_test(y, a, b, speakers, metric="accuracy", max_exact_speakers=18)
+    drawn = stats.speaker_signflip_test(y, a, b, speakers, metric="accuracy", n_resamples=20000, seed=1)
+    assert exact["exact"] and not drawn["exact"] and drawn["n_patterns"] == 20000
+    deltas = np.zeros(18)  # accuracy per speaker, by hand
+    for i, s in enumerate(sorted(set(speakers))):
+        rows = speakers == s
+        deltas[i] = (b[rows] == y[rows]).mean() - (a[rows] == y[rows]).mean()
+    assert exact["p"] == pytest.approx(_brute_force_p(deltas))
+    assert abs(drawn["p"] - exact["p"]) < 0.02  # 20,000 draws: standard error below 0.004
+    again = stats.speaker_signflip_test(y, a, b, speakers, metric="accuracy", n_resamples=20000, seed=1)
+    assert again["p"] == drawn["p"]
+
+
+def test_signflip_of_identical_systems_is_one():
+    y = np.array([0, 1, 2, 0, 1, 2])
+    pred = np.array([0, 2, 2, 1, 1, 2])
+    out = stats.speaker_signflip_test(y, pred, pred, ["a", "a", "b", "b", "c", "c"])
+    assert out["p"] == 1.0 and out["mean_speaker_delta"] == 0.0

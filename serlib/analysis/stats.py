@@ -1,6 +1,7 @@
 """Uncertainty and significance for the report (issue 11): speaker-level bootstrap intervals, paired
-bootstrap of differences, the exact McNemar test, Holm / Benjamini-Hochberg corrections, calibration
-(expected calibration error, reliability table) and z-scores within speaker.
+bootstrap of differences, the exact McNemar test, a speaker-level sign-flip permutation test, Holm /
+Benjamini-Hochberg corrections, calibration (expected calibration error, reliability table) and z-scores
+within speaker.
 
 The bootstrap resamples test *speakers* with replacement, so the clips of one speaker stay together:
 a speaker's clips are not independent draws (same voice, same recording), and an interval that
@@ -197,6 +198,50 @@ def benjamini_hochberg(pvalues: Sequence[float], alpha: float = 0.05) -> tuple[n
     out = np.empty(m)
     out[order] = adjusted
     return out, out <= alpha
+
+
+def speaker_signflip_test(y_true: Sequence[int], pred_a, pred_b, speakers: Sequence[str], metric: str = "uar",
+                          n_resamples: int = 10000, seed: int = 0, max_exact_speakers: int = 16,
+                          n_classes: int = len(CLASSES)) -> dict:
+    """Paired test of b against a with the speaker as the unit: a sign-flip permutation test over speakers.
+
+    Each speaker's difference d_s = metric(b) - metric(a) is computed on that speaker's clips alone (seed means);
+    under the null hypothesis that the two systems are exchangeable, each d_s is as likely to have either
+    sign. The statistic is the mean of d_s over speakers; the two-sided p-value is the share of sign patterns
+    whose mean is at least as far from 0 as the observed one. With at most ``max_exact_speakers`` speakers
+    every one of the 2^n patterns is enumerated (exact); beyond, ``n_resamples`` patterns are drawn (seeded)
+    and p = (1 + hits) / (1 + n_resamples), the observed pattern counted once.
+
+    Args:
+        y_true: ``(clips,)`` true label indices.
+        pred_a, pred_b: ``(clips,)`` or ``(seeds, clips)`` predicted indices of the two systems on these clips.
+        speakers: ``(clips,)`` speaker of each clip.
+        metric: ``accuracy``, ``uar`` or ``macro_f1`` (within a speaker, over the classes that speaker has).
+        n_resamples: random sign patterns beyond ``max_exact_speakers`` speakers.
+        seed: seed of those draws.
+        max_exact_speakers: enumerate every pattern up to this many speakers (16: 65,536 patterns).
+        n_classes: classes.
+
+    Returns:
+        {"metric", "mean_speaker_delta" (the statistic), "p", "n_speakers", "exact" (bool), "n_patterns"}.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"speaker_signflip_test: metric {metric!r} is not one of {', '.join(METRICS)}")
+    counts_a, _ = _group_counts(y_true, pred_a, speakers, n_classes)  # (speakers, seeds, n, n)
+    counts_b, _ = _group_counts(y_true, pred_b, speakers, n_classes)
+    deltas = _seed_mean(counts_b)[metric] - _seed_mean(counts_a)[metric]  # (speakers,)
+    n = len(deltas)
+    observed = float(deltas.mean())
+    if n <= max_exact_speakers:
+        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)  # (2^n, n): every pattern once
+        extreme = np.abs(signs @ deltas / n) >= abs(observed) - 1e-12  # rounding must not drop the observed one
+        p = float(extreme.mean())
+    else:
+        signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_resamples, n))
+        hits = int((np.abs(signs @ deltas / n) >= abs(observed) - 1e-12).sum())
+        p = (1 + hits) / (1 + n_resamples)
+    return {"metric": metric, "mean_speaker_delta": observed, "p": min(1.0, p), "n_speakers": n,
+            "exact": n <= max_exact_speakers, "n_patterns": 2 ** n if n <= max_exact_speakers else n_resamples}
 
 
 # --------------------------------------------------------------------------- calibration

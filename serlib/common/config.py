@@ -680,3 +680,72 @@ def _check_layers(name: str, system: SystemConfig, probe: Any, fail) -> None:
                  layers)
     elif layers is not None and layers != "all" and not isinstance(layers, list):
         fail(key, "all or a list of at least two layers for input: wav2vec2_layers", layers)
+
+
+# --------------------------------------------------------------------------- for other files and for variants
+
+
+def load_typed_yaml(path: str | Path, cls: type) -> Any:
+    """A YAML file checked against the dataclass ``cls`` as a profile is (``serlib.sweep`` reads sweep files so):
+    a key given twice, an unknown key (with the closest known one) or a wrong type is a ConfigError naming the
+    file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"file not found: {path}")
+    return _build(cls, _read_yaml(path), "", path)
+
+
+def with_overrides(cfg: Config, overrides: dict[str, Any], origin: str, relative_to: str | Path) -> Config:
+    """``cfg`` with dotted-key overrides (``train.lr``, ``features.wav2vec2.model_id``,
+    ``systems.S5.model.width_scale``), checked as a profile is.
+
+    A mapping merges into the section it names; ``systems.X: null`` removes system X; a new system name starts
+    from ``SystemConfig``'s defaults (``model_defaults`` has already been applied to ``cfg`` and cannot be
+    overridden: set ``systems.X.model.<field>`` instead). Relative paths among the overrides are relative to
+    ``relative_to`` (the paths ``cfg`` holds are absolute already).
+
+    Args:
+        cfg: the configuration to start from (a loaded profile).
+        overrides: dotted key -> value, applied in order.
+        origin: what errors name as the file (e.g. "sweeps/x.yaml (variant lr)").
+        relative_to: the folder relative override paths are relative to.
+
+    Returns:
+        A new configuration (``source`` None).
+
+    Raises:
+        ConfigError: an unknown key, a wrong type, an impossible value, or a key that sets inside a value.
+    """
+    tree = config_to_dict(cfg)
+    tree.pop("source", None)
+    for key, value in overrides.items():
+        _set_dotted(tree, str(key), value, origin)
+    systems = {name: entry for name, entry in (tree.pop("systems") or {}).items() if entry is not None}
+    out = _build(Config, tree, "", Path(origin))
+    out.systems = {name: _build(SystemConfig, entry, f"systems.{name}.", Path(origin))
+                   for name, entry in systems.items()}
+    _resolve_paths(out, Path(relative_to))
+    _check_values(out, Path(origin))
+    return out
+
+
+def _set_dotted(tree: dict, key: str, value: Any, origin: str) -> None:
+    parts = key.split(".")
+    if parts[0] == "model_defaults":
+        raise ConfigError(f"{origin}: '{key}' cannot be overridden (model_defaults is applied when the base profile "
+                          "is read); set 'systems.<name>.model.<field>' for each system instead")
+    if not all(parts):
+        raise ConfigError(f"{origin}: '{key}' is not a dotted key such as 'train.lr'")
+    node = tree
+    for depth, part in enumerate(parts[:-1]):
+        if node.get(part) is None:
+            node[part] = {}  # a new system, or a section that was null (data.demo); unknown names fail in _build
+        if not isinstance(node[part], dict):
+            raise ConfigError(f"{origin}: '{'.'.join(parts[:depth + 1])}' holds a value ({node[part]!r}), not a "
+                              f"section, so '{key}' cannot be set; set '{'.'.join(parts[:depth + 1])}' itself")
+        node = node[part]
+    leaf = parts[-1]
+    if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+        node[leaf] = _deep_merge(node[leaf], value)
+    else:
+        node[leaf] = copy.deepcopy(value)

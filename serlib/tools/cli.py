@@ -36,6 +36,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("target", help="a run folder (e.g. reports/demo) or its parameters YAML")
     e.add_argument("--out", help="run folder, with a parameters YAML (default reports/<run name>/)")
 
+    w = sub.add_parser("sweep", help="run the variants of a sweep file (a run folder each) and one comparison report")
+    w.add_argument("sweep", help="the sweep file, e.g. parameters/sweeps/smoke.yaml")
+    w.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: one variant after another here (default); ray: tasks on a Ray cluster")
+    w.add_argument("--address", help="a running Ray cluster's address (default: a local Ray instance)")
+    w.add_argument("--workers", type=int, help="CPUs of the local Ray instance (default: this machine's)")
+    w.add_argument("--out", help="the sweep folder (default reports/<sweep name>/ of the base profile's project)")
+
     k = sub.add_parser("cache", help="what the feature cache holds; remove what no profile uses")
     cache_sub = k.add_subparsers(dest="cache_command", required=True)
     kl = cache_sub.add_parser("list", help="one row per key folder: input, settings, clips, MB, last used")
@@ -153,6 +161,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return main_doctor(device=args.device, json_path=args.json)
     if args.command == "cache":
         return _cache(args)
+    if args.command == "sweep":
+        return _sweep(args)
     if args.command == "report":
         return _report(args)
     if args.command == "predict":
@@ -209,6 +219,23 @@ def _cache(args: argparse.Namespace) -> int:
     print(f"serlib cache prune: {verb} {len(gone)} key folder(s), {gone['mb'].sum() if len(gone) else 0:.1f} MB",
           file=sys.stderr)
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from serlib.sweep.execute import run_sweep
+    from serlib.sweep.spec import load_sweep
+
+    if args.address and args.executor != "ray":
+        print("serlib sweep: error: --address names a Ray cluster; add --executor ray", file=sys.stderr)
+        return 2
+    if args.workers is not None and (args.workers < 1 or args.executor != "ray" or args.address):
+        print("serlib sweep: error: --workers (>= 1) sizes a local Ray instance: use it with --executor ray and "
+              "no --address", file=sys.stderr)
+        return 2
+    state = run_sweep(load_sweep(args.sweep, args.out), args.executor, args.address, args.workers)
+    failed = [name for name, entry in state["variants"].items() if entry["status"] == "failed"]
+    print(f"serlib sweep: report {state['report']}" + (f"; failed: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 def _report(args: argparse.Namespace) -> int:
