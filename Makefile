@@ -9,7 +9,7 @@ PARAMS ?= parameters/demo.yaml
 TORCH_INDEX ?=
 TORCH_FROM := $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX),)
 # Optional extras of pyproject.toml, e.g. make setup EXTRAS=ray (Ray, for `serlib sweep --executor ray`). Their
-# packages are pinned in requirements.lock with the rest but installed only when named here; the CI names ray.
+# packages are pinned in requirements.lock with the rest but installed only when named here (or by `make test`).
 EXTRAS ?=
 OPTIONAL := ray
 empty :=
@@ -60,7 +60,8 @@ browser:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null) \
 	  || echo "chromium could not be installed: the browser test will be skipped"; }
 
-test: setup browser
+# The tests run the Ray sweep tests too, so `make test` installs the optional Ray extra (`make report` does not).
+test: setup $(VENV)/.serlib-extra-ray browser
 	$(BIN)/python -m pytest -q
 
 # JupyterLab on the notebooks; also registers a "serlib" kernel for the user's own JupyterLab.
