@@ -31,12 +31,14 @@ def test_the_torch_index_switch_reaches_pips_command_line():
 
 def test_an_optional_extra_is_installed_only_when_named():
     # Ray (serlib sweep --executor ray) is pinned in the lock but a plain `make setup` leaves it out; EXTRAS=ray
-    # installs it at the lock's version, as the CI does (.ci/run).
+    # installs it at the lock's version, and so does `make test` (the CI's command), so the Ray tests run there.
     plain = _make("-n", "-B", "setup").stdout
     assert "grep -v -i -E '^(ray)==' requirements.lock" in plain and "[ray]" not in plain
     with_ray = _make("-n", "-B", "setup", "EXTRAS=ray").stdout
     assert "pip install -q -e '.[ray]' -c requirements.lock" in with_ray
-    assert "EXTRAS=ray" in (ROOT / ".ci" / "run").read_text()
+    test = _make("-n", "-B", "test").stdout
+    assert "pip install -q -e '.[ray]' -c requirements.lock" in test and "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "[ray]" not in _make("-n", "-B", "report").stdout
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["optional-dependencies"]["ray"] == ["ray==2.60.0"]
     assert "ray==2.60.0" in (ROOT / "requirements.lock").read_text().splitlines()
