@@ -332,13 +332,11 @@ def _find_header(lines: list[str], warn: _Warner) -> tuple[int, Optional[list[st
         match = _UTT_ID.search(line)
         if match is None:
             continue
-        at = match.start()
-        for delimiter in (",", ";", "\t"):
-            columns = [column_name(c) for c in next(csv.reader([line[at:]], delimiter=delimiter), [])]
-            if set(REQUIRED_COLUMNS) <= set(columns):
-                break
-        else:
+        found = _header_columns(line) or _header_columns(line[match.start():])  # whole line (pandas' index
+        if found is None:                                                     # column), else junk before it
             continue
+        columns, delimiter = found
+        at = len(line) - len(line.lstrip()) if _header_columns(line) else match.start()
         before = [text for text in lines[:i] if not re.fullmatch(r"\s*sep=.\s*", text)]  # a spreadsheet's hint
         kept = before + ([line[:at].rstrip("\r") + "\n"] if line[:at].strip() else [])
         if before:
@@ -352,6 +350,15 @@ def _find_header(lines: list[str], warn: _Warner) -> tuple[int, Optional[list[st
     warn(None, f"no header row with the columns {', '.join(REQUIRED_COLUMNS)} (in any case, separated by , ; or "
                "tab): no annotation read, and the file is not written over")
     return 0, None, ",", []
+
+
+def _header_columns(text: str) -> Optional[tuple[list[str], str]]:
+    """(columns, separator) when ``text`` is a header with the required columns, else None."""
+    for delimiter in (",", ";", "\t"):
+        columns = [column_name(c) for c in next(csv.reader([text], delimiter=delimiter), [])]
+        if set(REQUIRED_COLUMNS) <= set(columns):
+            return columns, delimiter
+    return None
 
 
 _FLAGS = {"": 0, "0": 0, "0.0": 0, "false": 0, "no": 0, "n": 0, "1": 1, "1.0": 1, "true": 1, "yes": 1, "y": 1}

@@ -424,7 +424,7 @@ def read_yaml(path: Path) -> Any:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the parameters file: {err}") from err
+        raise ConfigError(f"{path}: cannot be read as a YAML text file ({err})") from err
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
