@@ -487,6 +487,29 @@ def test_a_damaged_shard_is_named_dropped_and_recomputed(run, two_shards, damage
     torch.testing.assert_close(extract.load_features(cfg, run, manifest, "logmel").x, before)
 
 
+@pytest.mark.parametrize("form, reason", [
+    ("row CRC kept", "does not match its CRC-32"),  # the row's own checksum no longer matches
+    ("row CRC recomputed", "puts clip .* at frame 1 where the clip before it ends at 0"),  # the rows no longer tile
+    ("format 2 (no row CRC)", "puts clip .* at frame 1 where the clip before it ends at 0"),  # an older index
+])
+def test_12_an_edited_offset_is_caught_and_the_shard_recomputed(run, two_shards, form, reason):
+    """Issue 21 (12): one digit changed in an offset would shift a clip's features silently."""
+    cfg, manifest, kdir, before = two_shards
+    npy = first_shard(kdir)
+    meta = json.loads(npy.with_suffix(".json").read_text())
+    meta["clips"][0][1] += 1  # the first clip now starts one frame late: still inside the array
+    if form == "row CRC recomputed":
+        meta["clips"][0][3] = cache.row_crc(*meta["clips"][0][:3])
+    if form.startswith("format 2"):
+        meta = meta | {"format": 2, "clips": [row[:3] for row in meta["clips"]]}
+    npy.with_suffix(".json").write_text(json.dumps(meta))
+    assert cache.list_cache(kdir.parent, verify=True).set_index("key").at[kdir.name, "bad_shards"] == 1
+    with pytest.warns(UserWarning, match=rf"shard {re.escape(str(npy))} is damaged: .*{reason}"):
+        stats = extract.extract(cfg, run, manifest, "logmel")
+    assert (stats["computed"], stats["cached"]) == (2, 2)
+    torch.testing.assert_close(extract.load_features(cfg, run, manifest, "logmel").x, before)
+
+
 def test_flipped_bits_fail_the_checksum_when_loaded(run, two_shards):
     cfg, manifest, kdir, before = two_shards
     npy = first_shard(kdir)

@@ -280,6 +280,13 @@ DAMAGE = {
 }
 
 
+def _text(line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("cp1252")
+
+
 @pytest.mark.parametrize("case", list(DAMAGE))
 def test_damaged_annotations_keep_valid_rows_and_every_other_line_verbatim(tmp_path, case):
     """Issue 21 (6): a line that cannot be read is named, kept as it is after the rows, in every save; never dropped."""
@@ -305,7 +312,7 @@ def test_damaged_annotations_keep_valid_rows_and_every_other_line_verbatim(tmp_p
     good = [lines[0], *(lines[k + 1] for k in kept), new_line]
     assert saved[:len(good)] == good
     tail = saved[len(good):]
-    original = [line.rstrip("\r\n") for line in ls._decoded_lines(damaged)]
+    original = [_text(line).rstrip("\r\n") for line in re.findall(rb"[^\n]*\n|[^\n]+$", damaged)]
     for line in original:  # nothing lost: each line is a row read, or is in the tail (a header's prefix split off)
         assert line in good or line in tail or (line.endswith(lines[0]) and line[:-len(lines[0])] in tail), line
     assert len(tail) == len([line for line in original if line not in good])
