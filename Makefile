@@ -69,11 +69,14 @@ lab: setup nbstrip
 	$(BIN)/python -m ipykernel install --user --name serlib --display-name "serlib" >/dev/null
 	$(BIN)/jupyter lab notebooks/
 
-# Removes what can be recomputed; never what a person wrote (listening annotations stay).
+# Removes what a run wrote and can make again (the names serlib.common.runfolder.RECOMPUTABLE lists; a test
+# keeps the two lists equal), and nothing else: listening annotations and any file a person put there stay.
 clean-reports:
 	for run in reports/demo reports/smoke; do \
 	  [ -d $$run ] || continue; \
-	  find $$run -mindepth 1 -maxdepth 1 ! -name listening -exec rm -rf {} +; \
-	  [ -d $$run/listening ] && find $$run/listening -mindepth 1 ! -name 'annotations*' ! -name state.json -exec rm -rf {} +; \
-	  rmdir $$run 2>/dev/null || true; \
+	  for name in report.html report.stale config.resolved.yaml timings.json progress.jsonl notebooks data models analysis tables figures; do \
+	    rm -rf "$$run/$$name"; \
+	  done; \
+	  rm -f "$$run/listening/.annotations.csv.lock"; \
+	  rmdir "$$run/listening" "$$run" 2>/dev/null || true; \
 	done

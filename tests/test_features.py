@@ -415,7 +415,7 @@ def test_cli_features_fills_the_cache(run, tmp_path):
 def test_non_finite_features_are_not_stored_and_are_a_failed_row(run, tmp_path):
     cfg = smoke_cfg(tmp_path)
     poisoned = tone(1.0, seed=3)
-    poisoned[100:110] = np.nan  # a float WAV with NaN samples: the encoder's output is NaN
+    poisoned[100:110] = 1e30  # finite float WAV samples whose power overflows float32: the encoder's output is inf/NaN
     manifest = write_manifest(run, {"good": tone(1.0), "nan": poisoned})
     sf.write(run.root / "audio" / "nan.wav", poisoned, 16000, subtype="FLOAT")  # 16-bit PCM cannot hold NaN
     with pytest.warns(UserWarning, match="non-finite features"):
@@ -424,7 +424,7 @@ def test_non_finite_features_are_not_stored_and_are_a_failed_row(run, tmp_path):
     assert stats["computed"] == 1 and list(stats["failed"]) == ["EmoDB/nan"]
     failed = pd.read_csv(run.features_failed)
     assert failed["utt_id"].tolist() == ["EmoDB/nan"]
-    # 64 bands x 49 frames: per-utterance standardisation spreads the NaN over every value
+    # 64 bands x 49 frames: per-utterance standardisation spreads the inf over every value as NaN
     assert failed["reason"].item() == (f"{run.root / 'audio' / 'nan.wav'}: non-finite features: 3136 of 3136 values "
                                        "are NaN or inf")
     with pytest.warns(UserWarning, match="left out"):
@@ -475,7 +475,7 @@ def npy_missing(npy: Path) -> None:
 
 @pytest.mark.parametrize("damage,reason", [
     (truncate, r"bytes where its index records .* \(cut short\?\)"), (bad_header, "header cannot be read"),
-    (index_not_json, "not valid JSON"), (index_beyond_array, "index reaches frame"), (npy_missing, "missing")])
+    (index_not_json, "not valid JSON"), (index_beyond_array, "does not match its CRC-32"), (npy_missing, "missing")])
 def test_a_damaged_shard_is_named_dropped_and_recomputed(run, two_shards, damage, reason):
     cfg, manifest, kdir, before = two_shards
     npy = first_shard(kdir)
@@ -484,6 +484,29 @@ def test_a_damaged_shard_is_named_dropped_and_recomputed(run, two_shards, damage
         stats = extract.extract(cfg, run, manifest, "logmel")
     assert (stats["computed"], stats["cached"]) == (2, 2)
     assert not npy.exists() and not npy.with_suffix(".json").exists()
+    torch.testing.assert_close(extract.load_features(cfg, run, manifest, "logmel").x, before)
+
+
+@pytest.mark.parametrize("form, reason", [
+    ("row CRC kept", "does not match its CRC-32"),  # the row's own checksum no longer matches
+    ("row CRC recomputed", "puts clip .* at frame 1 where the clip before it ends at 0"),  # the rows no longer tile
+    ("format 2 (no row CRC)", "puts clip .* at frame 1 where the clip before it ends at 0"),  # an older index
+])
+def test_12_an_edited_offset_is_caught_and_the_shard_recomputed(run, two_shards, form, reason):
+    """Issue 21 (12): one digit changed in an offset would shift a clip's features silently."""
+    cfg, manifest, kdir, before = two_shards
+    npy = first_shard(kdir)
+    meta = json.loads(npy.with_suffix(".json").read_text())
+    meta["clips"][0][1] += 1  # the first clip now starts one frame late: still inside the array
+    if form == "row CRC recomputed":
+        meta["clips"][0][3] = cache.row_crc(*meta["clips"][0][:3])
+    if form.startswith("format 2"):
+        meta = meta | {"format": 2, "clips": [row[:3] for row in meta["clips"]]}
+    npy.with_suffix(".json").write_text(json.dumps(meta))
+    assert cache.list_cache(kdir.parent, verify=True).set_index("key").at[kdir.name, "bad_shards"] == 1
+    with pytest.warns(UserWarning, match=rf"shard {re.escape(str(npy))} is damaged: .*{reason}"):
+        stats = extract.extract(cfg, run, manifest, "logmel")
+    assert (stats["computed"], stats["cached"]) == (2, 2)
     torch.testing.assert_close(extract.load_features(cfg, run, manifest, "logmel").x, before)
 
 
@@ -505,7 +528,7 @@ def test_shards_written_before_checksums_stay_readable(run, two_shards):
     cfg, manifest, kdir, before = two_shards
     for npy in kdir.glob("shard-*.npy"):  # the old layout: a bare list of rows, Fortran-order arrays
         meta = npy.with_suffix(".json")
-        meta.write_text(json.dumps(json.loads(meta.read_text())["clips"]))
+        meta.write_text(json.dumps([row[:3] for row in json.loads(meta.read_text())["clips"]]))
         np.save(npy, np.asfortranarray(np.load(npy)))
     assert extract.extract(cfg, run, manifest, "logmel")["computed"] == 0
     torch.testing.assert_close(extract.load_features(cfg, run, manifest, "logmel").x, before)

@@ -259,29 +259,37 @@ def extra_fields(raw, lines):
     return "\n".join(lines[:4] + [lines[4] + ",extra,fields"] + lines[5:]).encode() + b"\n"
 
 
-def tag_yes(raw, lines):
+def tag_maybe(raw, lines):
     head, rest = lines[5].split(",ana,", 1)
     label, pred, _tag, tail = rest.split(",", 3)
-    return "\n".join(lines[:5] + [f"{head},ana,{label},{pred},yes,{tail}"]).encode() + b"\n"
+    return "\n".join(lines[:5] + [f"{head},ana,{label},{pred},maybe,{tail}"]).encode() + b"\n"
 
 
 def binary_prefix(raw, lines):
     return b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfegarbage" + raw
 
 
-# (damage, lines left out of the 5 good rows (0-based row index), warning text)
+# (damage, lines not read of the 5 good rows (0-based row index), warning text)
 DAMAGE = {
     "cut_at_60": (cut_at_60, None, r"field\(s\) where the header has|expected a UTC time"),
     "stray_line": (stray_line, [], r"line 4: 1 field\(s\) where the header has 17"),
     "unterminated_quote": (unterminated_quote, [1], r"line 3: .*a quote left open"),
     "extra_fields": (extra_fields, [3], r"line 5: 19 field\(s\) where the header has 17"),
-    "tag_yes": (tag_yes, [4], r"line 6: hybrid_prosody is 'yes', expected 0 or 1"),
-    "binary_prefix": (binary_prefix, [], r"line 3: 11 character\(s\) before the header left out"),
+    "tag_maybe": (tag_maybe, [4], r"line 6: hybrid_prosody is 'maybe', expected 0 or 1"),
+    "binary_prefix": (binary_prefix, [], r"line 3: 11 character\(s\) before the header are not annotations"),
 }
 
 
+def _text(line: bytes) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError:
+        return line.decode("cp1252")
+
+
 @pytest.mark.parametrize("case", list(DAMAGE))
-def test_damaged_annotations_keep_valid_rows_and_never_write_a_damaged_one(tmp_path, case):
+def test_damaged_annotations_keep_valid_rows_and_every_other_line_verbatim(tmp_path, case):
+    """Issue 21 (6): a line that cannot be read is named, kept as it is after the rows, in every save; never dropped."""
     damage, dropped, message = DAMAGE[case]
     path = tmp_path / "annotations.csv"
     lines = good_file(path)
@@ -298,13 +306,21 @@ def test_damaged_annotations_keep_valid_rows_and_never_write_a_damaged_one(tmp_p
     assert any(re.search(f"{re.escape(str(path))}.*({message})", m) for m in said), said
     kept = [k for k in range(5) if k not in dropped]
     assert sorted(u for u, _ in store.records) == [clip_row(k)["utt_id"] for k in kept]
-    with pytest.warns(UserWarning, match="kept as annotations.damaged-"):
-        store.update(clip_row(9), {"note": "new, after the damage"})
+    store.update(clip_row(9), {"note": "new, after the damage"})
     new_line = ls.annotations_csv([store.records[(clip_row(9)["utt_id"], "ana")]]).splitlines()[1]
-    assert path.read_text().splitlines() == [lines[0], *(lines[k + 1] for k in kept), new_line]
+    saved = path.read_text().splitlines()
+    good = [lines[0], *(lines[k + 1] for k in kept), new_line]
+    assert saved[:len(good)] == good
+    tail = saved[len(good):]
+    original = [_text(line).rstrip("\r\n") for line in re.findall(rb"[^\n]*\n|[^\n]+$", damaged)]
+    for line in original:  # nothing lost: each line is a row read, or is in the tail (a header's prefix split off)
+        assert line in good or line in tail or (line.endswith(lines[0]) and line[:-len(lines[0])] in tail), line
+    assert len(tail) == len([line for line in original if line not in good])
     assert (tmp_path / "annotations.csv.bak").read_bytes() == damaged
-    copies = list(tmp_path.glob("annotations.damaged-*.csv"))
-    assert len(copies) == 1 and copies[0].read_bytes() == damaged
+    again = ls.AnnotationStore(path, annotator="ana")  # the kept lines survive the next save too
+    again.update(clip_row(8), {"other": 1})
+    assert path.read_text().splitlines()[-len(tail):] == tail if tail else True
+    assert set(again.records) == set(store.records) | {(clip_row(8)["utt_id"], "ana")}
 
 
 @pytest.mark.parametrize("content", [b"", b"\n\n"])

@@ -143,7 +143,7 @@ def test_the_bundle_travels_and_predicts_as_the_run(smoke_run, predictor, audio_
     moved = tmp_path / "elsewhere" / "my-model"
     moved.parent.mkdir()
     shutil.move(tmp_path / "bundle", moved)
-    assert sorted(p.name for p in moved.iterdir()) == ["README.md", BUNDLE_FILE, "checkpoint.pt", "head.onnx",
+    assert sorted(p.name for p in moved.iterdir()) == [".serlib-bundle", "README.md", BUNDLE_FILE, "checkpoint.pt", "head.onnx",
                                                        "metrics.json", "parity.json"]
     loaded = Predictor.from_bundle(moved, device="cpu")
     files = [audio_folder / "stereo44k.wav", audio_folder / "sub" / "long20s.flac"]

@@ -1,42 +1,47 @@
 """A trained system as one folder a user can copy elsewhere: ``serlib export`` (issue 13).
 
-The bundle holds:
+The bundle holds data only, each file named in ``bundle.json`` by a plain name inside the folder:
 
-- ``checkpoint.pt``: the classifier as trained (the run's own file);
+- ``checkpoint.pt``: the classifier's weights (tensors) and what rebuilds it (numbers, text: the network's
+  settings, the window, the input, the run key, and the ``features`` section it was trained on), loaded
+  with ``torch.load(weights_only=True)``: loading never runs code;
 - ``bundle.json``: the format version, the serlib version, the model's id, the system and seed, the
-  resolved ``features`` section that rebuilds the encoder, the window, the class map, the inputs;
+  resolved ``features`` section that rebuilds the encoder (checked on load against the checkpoint's),
+  the window, the class map, the inputs;
 - ``metrics.json``: the run's test scores of the system (accuracy, UAR, macro-F1 with their 95 %
   intervals over the run's seeds, ``serlib.analysis.evaluation``) and this seed's own figures;
 - ``README.md``: the model card, written from the run's own data;
 - with ``onnx=True``: ``head.onnx`` (the classifier head, ``serlib.modelling.onnxform``) and
-  ``parity.json``: torch vs onnxruntime on the run's test features.
+  ``parity.json``: torch vs onnxruntime on the run's test features;
+- ``.serlib-bundle``: the list of the files serlib wrote (written last). ``export`` replaces a folder only
+  when it holds that marker and nothing else than the files it lists.
 
 ``serlib.modelling.predict.Predictor.from_bundle(DIR)`` loads it without the run folder.
 """
 from __future__ import annotations
 
 import dataclasses
-import json
+import os
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 import torch
-import yaml
 
 import serlib
 from serlib.analysis.evaluation import scores_table
-from serlib.common.config import Config, config_from_dict
+from serlib.common.config import Config
 from serlib.common.facts import CLASSES, CORPORA
-from serlib.common.io import write_json_atomic, write_text_atomic
-from serlib.common.runfolder import RunFolder
+from serlib.common.io import RunFileError, read_json, write_json_atomic, write_text_atomic
+from serlib.common.runfolder import RunFolder, read_run_config
 from serlib.data.stage import load_manifest
 from serlib.modelling import onnxform
-from serlib.modelling.predict import BUNDLE_FILE, BUNDLE_FORMAT, Predictor, class_map
+from serlib.modelling.predict import BUNDLE_FILE, BUNDLE_FORMAT, BUNDLE_MARKER, Predictor, class_map
 from serlib.modelling.systems import system_data
-from serlib.modelling.train import predict_proba
+from serlib.modelling.train import predict_proba, read_checkpoint
 
 LICENCES = {  # as the corpora's distributors state them
     "CREMA-D": "Open Database License (ODbL) v1.0, contents under the Database Contents License "
@@ -48,37 +53,36 @@ LICENCES = {  # as the corpora's distributors state them
 
 
 def run_config(folder: RunFolder) -> Config:
-    """The configuration a run folder was made with (its ``config.resolved.yaml``)."""
-    if not folder.resolved_config.is_file():
-        raise FileNotFoundError(f"{folder.root} is not a run folder (no config.resolved.yaml)")
-    return config_from_dict(yaml.safe_load(folder.resolved_config.read_text())["config"], folder.resolved_config)
+    """The configuration a run folder was made with (``serlib.common.runfolder.read_run_config``)."""
+    return read_run_config(folder)
 
 
 def export_bundle(run: str | Path, out: str | Path, system: Optional[str] = None, seed: Optional[int] = None,
                   onnx: bool = False, progress: bool = False) -> dict:
     """Write the bundle of one trained system of ``run`` to ``out``.
 
-    The folder is written beside ``out`` and renamed into place when complete; an existing bundle
-    at ``out`` is replaced, any other non-empty folder is refused.
+    The bundle is built in a temporary folder beside ``out`` and swapped in by renames when complete (the
+    old bundle stays until then). ``out`` may be new, empty, or a bundle serlib wrote that holds nothing
+    else (``check_bundle_target``); nothing else is ever replaced or deleted.
 
     Returns:
         What was written: ``{"bundle": path, "files": [...], "parity": {...} or None, "metrics": {...}}``.
 
     Raises:
-        FileExistsError: ``out`` is a non-empty folder that is not a bundle.
+        FileExistsError: ``out`` is a file, or a non-empty folder that is not (only) a bundle serlib wrote.
         FileNotFoundError: not a run folder, or the system / seed was never trained there.
     """
     folder = RunFolder(Path(run).expanduser().resolve())
     out = Path(out).expanduser().resolve()
-    if out.exists() and any(out.iterdir()) and not (out / BUNDLE_FILE).is_file():
-        raise FileExistsError(f"{out} exists and is not a serlib bundle; pass an empty or new folder to --out")
+    check_bundle_target(out)
     cfg = run_config(folder)
     predictor = Predictor.from_run(folder.root, system, seed, device="cpu")
     system, seed = predictor.system, predictor.seed
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     try:
-        shutil.copy2(folder.checkpoint(system, seed), work / "checkpoint.pt")
+        state = read_checkpoint(folder.checkpoint(system, seed))
+        torch.save({**state, "features": dataclasses.asdict(predictor.features)}, work / "checkpoint.pt")
         metrics = bundle_metrics(cfg, folder, system, seed)
         write_json_atomic(work / "metrics.json", metrics)
         parity = None
@@ -87,13 +91,58 @@ def export_bundle(run: str | Path, out: str | Path, system: Optional[str] = None
         meta = bundle_meta(cfg, predictor, onnx)
         write_json_atomic(work / BUNDLE_FILE, meta)
         write_text_atomic(work / "README.md", model_card(cfg, folder, predictor, metrics, parity))
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
+        files = sorted(p.name for p in work.iterdir())
+        write_json_atomic(work / BUNDLE_MARKER, {"written_by": f"serlib {serlib.__version__}", "files": files})
+        check_bundle_target(out)  # again: a file put there while the bundle was built is not deleted
+        _swap_in(work, out)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    return {"bundle": str(out), "files": sorted(p.name for p in out.iterdir()), "parity": parity, "metrics": metrics}
+    return {"bundle": str(out), "files": files, "parity": parity, "metrics": metrics}
+
+
+def check_bundle_target(out: Path) -> None:
+    """``out`` may receive a bundle: missing, an empty folder, or a bundle serlib wrote holding only its files.
+
+    Raises:
+        FileExistsError: one line saying what is there and what to do.
+    """
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; name a folder for the bundle (new, empty, or a bundle "
+                              "serlib wrote)")
+    present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if not present:
+        return
+    marker = out / BUNDLE_MARKER
+    if not marker.is_file():
+        raise FileExistsError(f"{out} exists and is not a serlib bundle (no {BUNDLE_MARKER} marker: serlib did not "
+                              "write it); pass an empty or new folder to --out")
+    try:
+        listed = read_json(marker)
+        files = listed["files"] if isinstance(listed, dict) else None
+    except (RunFileError, KeyError):
+        files = None
+    if not isinstance(files, list):
+        raise FileExistsError(f"{marker}: damaged, so serlib cannot tell its own files from yours; pass an empty or "
+                              "new folder to --out")
+    others = [name for name in present if name not in files and name != BUNDLE_MARKER]
+    if others:
+        raise FileExistsError(f"{out} holds files serlib did not write ({', '.join(others[:5])}"
+                              f"{', ...' if len(others) > 5 else ''}); move them out or pass another folder to --out")
+
+
+def _swap_in(work: Path, out: Path) -> None:
+    """``work`` becomes ``out``: the old bundle renamed aside, the new one renamed in, then the old removed."""
+    aside = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+    if out.exists():
+        os.rename(out, aside)
+    try:
+        os.rename(work, out)
+    except BaseException:
+        if aside.exists() and not out.exists():
+            os.rename(aside, out)  # the old bundle back where it was
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def bundle_meta(cfg: Config, predictor: Predictor, onnx: bool) -> dict:
@@ -115,7 +164,7 @@ def bundle_meta(cfg: Config, predictor: Predictor, onnx: bool) -> dict:
 def bundle_metrics(cfg: Config, folder: RunFolder, system: str, seed: int) -> dict:
     """Test scores of ``system`` with intervals (over the run's seeds) and this seed's own metrics.json."""
     table = scores_table(cfg, folder, [system]).iloc[0].to_dict()
-    own = json.loads(folder.metrics(system, seed).read_text()) if folder.metrics(system, seed).is_file() else {}
+    own = read_json(folder.metrics(system, seed), "train it again") if folder.metrics(system, seed).is_file() else {}
     scores = {k: (float(v) if isinstance(v, float) else v) for k, v in table.items()}
     return {"test": scores, "seed": seed, "this_seed_test": own.get("test", {}), "n_test": own.get("n_test"),
             "best_epoch": own.get("best_epoch"), "params": own.get("params"),
@@ -252,6 +301,7 @@ def model_card(cfg: Config, folder: RunFolder, predictor: Predictor, metrics: di
             f"predicted class agreement {100 * parity['class_agreement']:.1f} % (`parity.json`).",
             "",
         ]
-    lines += ["## Files", "", "`checkpoint.pt` (torch), `bundle.json` (what rebuilds encoder and head), "
-              "`metrics.json` (the scores above)" + (", `head.onnx`, `parity.json`" if parity else "") + ".", ""]
+    lines += ["## Files", "", "`checkpoint.pt` (torch weights, loaded as data only: no code runs), `bundle.json` "
+              "(what rebuilds encoder and head), `metrics.json` (the scores above)"
+              + (", `head.onnx`, `parity.json`" if parity else "") + f", `{BUNDLE_MARKER}` (the files serlib wrote).", ""]
     return "\n".join(lines)

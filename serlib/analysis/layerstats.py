@@ -20,6 +20,7 @@ from serlib.features.layers import PAPER_LAYERS, label, layer_index, paper_layer
 from serlib.features.stream import layer_bytes
 from serlib.modelling import probe
 from serlib.modelling.systems import evaluation_protocols
+from serlib.modelling.train import read_checkpoint
 
 
 def probe_table(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
@@ -100,7 +101,7 @@ def layer_weights(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
                 path = folder.checkpoint(name, seed, protocol)
                 if not path.is_file():
                     continue
-                state = torch.load(path, map_location="cpu", weights_only=False)
+                state = read_checkpoint(path)  # data only: a checkpoint never runs code
                 weights = torch.softmax(state["state_dict"]["mix.logits"], 0).tolist()
                 for layer, weight in zip(state["layers"], weights):
                     rows.append({"system": name, "protocol": protocol, "seed": seed, "layer": str(layer),

@@ -46,6 +46,14 @@ class Bound:
 
 
 @dataclass(frozen=True)
+class Match:
+    """A text rule in an ``Annotated`` hint: the whole string matches ``pattern``; ``rule`` says it in words."""
+    pattern: str
+    rule: str
+    refused: tuple = ()  # strings the pattern allows that are still refused (".", "..")
+
+
+@dataclass(frozen=True)
 class Items:
     """Rules for a list in an ``Annotated`` hint: its length and whether its items are distinct."""
     min_len: int = 0
@@ -55,7 +63,16 @@ class Items:
 
 _COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 PosInt = Annotated[int, Bound(">=", 1)]
-NonNegInt = Annotated[int, Bound(">=", 0)]  # also every seed (NumPy refuses negative ones)
+NonNegInt = Annotated[int, Bound(">=", 0)]
+SEED_MAX = 2**32 - 1  # NumPy's seeds are 32-bit: a larger one fails only when the run reaches it
+Seed = Annotated[int, Bound(">=", 0), Bound("<=", SEED_MAX)]  # every seed (NumPy refuses negative ones)
+MAX_FRAMES = 30_000  # the longest window: 10 minutes at 20 ms (the paper: 400); more only allocates and fails later
+MAX_BATCH = 65_536  # the largest batch of any stage
+MAX_EPOCHS = 100_000
+Batch = Annotated[int, Bound(">=", 1), Bound("<=", MAX_BATCH)]
+# A run's folder name: a plain name, never a path (reports/<name>/ must stay inside reports/).
+RunName = Annotated[str, Match(r"[A-Za-z0-9._-]{1,100}", "a plain name (letters, digits, '.', '_', '-'; no "
+                                "separator, not '.' or '..'; at most 100 characters)", (".", ".."))]
 PosFloat = Annotated[float, Bound(">", 0)]
 NonNegFloat = Annotated[float, Bound(">=", 0)]
 Probability = Annotated[float, Bound(">=", 0), Bound("<=", 1)]
@@ -75,9 +92,10 @@ Arch = Literal["resattn", "shallow"]
 
 @dataclass
 class RunConfig:
-    name: str = "demo"  # run folder name: reports/<name>/ unless --out is given
+    name: Optional[RunName] = None  # run folder name: reports/<name>/ unless --out is given; null = the
+                                    # parameters file's stem (parameters/x.yaml -> x)
     title: str = "serlib experiment report"  # title of the HTML report
-    seed: NonNegInt = 0  # global seed for Python, NumPy and torch
+    seed: Seed = 0  # global seed for Python, NumPy and torch
     notebooks: list[str] = field(default_factory=lambda: [
         "01_data", "02_features", "03_train", "04_ablation", "05_confusion", "06_listening"
     ])  # ordered notebooks the runner executes (those present in notebooks/)
@@ -86,7 +104,7 @@ class RunConfig:
 @dataclass
 class DemoCorpusConfig:
     root: str = "../data/demo-corpus"  # where `serlib demo-corpus` writes the synthetic corpus
-    seed: NonNegInt = 0  # same seed, same bytes
+    seed: Seed = 0  # same seed, same bytes
     scale: Literal["default", "smoke", "paper"] = "default"  # how many speakers and clips the demo corpus has
 
 
@@ -99,7 +117,7 @@ class DataConfig:
     min_duration_s: NonNegFloat = 1.0  # MCULP drops clips shorter than this (paper 2.2)
     split: Annotated[list[NonNegFloat], Items(3, 3)] = field(
         default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test speaker fractions (paper 4.1: within each corpus)
-    split_seed: NonNegInt = 0  # seed of the speaker split
+    split_seed: Seed = 0  # seed of the speaker split
     split_file: Optional[str] = None  # speaker -> subset file to reuse a published split exactly
     folds: Optional[Annotated[int, Bound(">=", 2)]] = None  # speaker k-fold cross-validation instead of the split
                                                              # (null = the paper's single split)
@@ -113,7 +131,7 @@ class Wav2Vec2Config:
     revision: str = "main"  # hub revision, part of the cache key
     weights: Literal["pretrained", "random"] = "pretrained"  # random: same architecture, seeded (offline demo, tests)
     layer: Union[Literal["last"], NonNegInt] = "last"  # 'last' (paper 2.3: the final hidden layer) or a layer index
-    batch_size: PosInt = 8  # most clips per forward pass
+    batch_size: Batch = 8  # most clips per forward pass
     batching: Literal["masked", "equal"] = "masked"  # masked: clips of any length share a pass, padding masked out
                               # exactly (outputs = one clip alone, to float rounding); equal: only equal sample counts
     max_batch_seconds: PosFloat = 160.0  # most padded audio per pass (bounds memory; sorted lengths pad little)
@@ -133,8 +151,9 @@ class LogMelConfig:
 
 @dataclass
 class FeaturesConfig:
-    frames: PosInt = 400  # centre trim or zero-pad to this many frames (paper 2.3: 768 x 400)
-    sample_rate: PosInt = 16000  # encoders' input rate
+    frames: Annotated[int, Bound(">=", 1), Bound("<=", MAX_FRAMES)] = 400  # centre trim or zero-pad to this many
+                                                                         # frames (paper 2.3: 768 x 400)
+    sample_rate: Annotated[int, Bound(">=", 1000), Bound("<=", 192_000)] = 16000  # encoders' input rate (Hz)
     cache_dir: Optional[str] = None  # null = <run folder>/data/features; may be shared between runs
     device: Device = "auto"  # auto | cpu | cuda
     threads: Optional[PosInt] = None  # torch CPU threads for the encoder; null = torch's default (all cores)
@@ -147,7 +166,7 @@ class AugmentConfig:
     noise_prob: Probability = 0.5  # CHOSEN (paper: not stated): probability of additive Gaussian noise
     noise_std: NonNegFloat = 0.05  # CHOSEN (paper: "small relative std"): std relative to each utterance's std
     crop_prob: Probability = 0.5  # paper 2.4: random crop to crop_frames, zero-pad back, with p = 0.5
-    crop_frames: PosInt = 380  # paper: 380 of 400 frames
+    crop_frames: Annotated[int, Bound(">=", 1), Bound("<=", MAX_FRAMES)] = 380  # paper: 380 of 400 frames
     mask_prob: Probability = 0.25  # paper: temporal masking with p = 0.25
     mask_spans: MinMax = field(default_factory=lambda: [1, 2])  # paper: 1-2 contiguous spans
     mask_width: MinMax = field(default_factory=lambda: [5, 16])  # paper: 5-16 frames per span
@@ -178,8 +197,8 @@ class SelectConfig:
         default_factory=lambda: [3e-4, 1e-3, 3e-3])  # CHOSEN learning-rate grid
     weight_decays: Annotated[list[NonNegFloat], Items(1)] = field(
         default_factory=lambda: [1e-4, 1e-2])  # CHOSEN weight-decay grid
-    max_epochs: PosInt = 20  # CHOSEN: epochs per grid point (early stopping as in training)
-    seed: NonNegInt = 0  # seed of the selection runs
+    max_epochs: Annotated[int, Bound(">=", 1), Bound("<=", MAX_EPOCHS)] = 20  # CHOSEN: epochs per grid point (early stopping as in training)
+    seed: Seed = 0  # seed of the selection runs
     scope: Literal["shared", "family", "system"] = "system"  # one grid per system (equal tuning budget), per
                                                              # architecture family (input x arch), or one shared
                                                              # grid searched on 'system' and used by every system
@@ -189,17 +208,17 @@ class SelectConfig:
 class TrainConfig:
     lr: PosFloat = 1e-3  # CHOSEN on validation (paper: not stated); select.enabled overrides it
     weight_decay: NonNegFloat = 1e-2  # CHOSEN on validation (paper: not stated); select.enabled overrides it
-    batch_size: PosInt = 64  # paper: 64
-    max_epochs: PosInt = 80  # paper: at most 80
+    batch_size: Batch = 64  # paper: 64
+    max_epochs: Annotated[int, Bound(">=", 1), Bound("<=", MAX_EPOCHS)] = 80  # paper: at most 80
     early_stop_patience: NonNegInt = 30  # paper: 30 epochs without validation improvement
     plateau_patience: NonNegInt = 10  # paper: ReduceLROnPlateau patience 10 on validation accuracy
     plateau_factor: Annotated[float, Bound(">", 0), Bound("<", 1)] = 0.5  # paper: factor 0.5
     min_lr: NonNegFloat = 1e-6  # paper: "a small floor"
     grad_clip: NonNegFloat = 2.0  # paper: gradient-norm clipping at 2.0 (0 = off)
-    seeds: Annotated[list[NonNegInt], Items(1, distinct=True)] = field(
+    seeds: Annotated[list[Seed], Items(1, distinct=True)] = field(
         default_factory=lambda: [0, 1, 2])  # each system trained once per seed
     device: Device = "auto"  # auto | cpu | cuda
-    eval_batch_size: PosInt = 256  # batch for validation/test passes (no effect on results)
+    eval_batch_size: Batch = 256  # batch for validation/test passes (no effect on results)
     threads: Optional[PosInt] = None  # CPU threads for training; null = torch's default (no effect on GPU)
     trim_batches: bool = False  # masked systems: batches from length buckets, cut to their longest clip (speed)
     deterministic: bool = True  # deterministic kernels (a seed gives the same weights); false: cuDNN autotuning
@@ -249,17 +268,17 @@ def _paper_systems() -> dict[str, SystemConfig]:
 @dataclass
 class AnalysisConfig:
     primary_system: str = "S5"  # system analysed in 05_confusion/06_listening (paper 5.4: the proposed S5)
-    primary_seed: Optional[NonNegInt] = None  # its seed (one of train.seeds); null = the first of train.seeds
+    primary_seed: Optional[Seed] = None  # its seed (one of train.seeds); null = the first of train.seeds
     listening_clips: PosInt = 50  # paper 5.4: 50 misclassified test clips
-    listening_seed: NonNegInt = 0  # CHOSEN: seed of the reproducible draw of listening clips
+    listening_seed: Seed = 0  # CHOSEN: seed of the reproducible draw of listening clips
     pitch_fmin: PosFloat = 65.0  # CHOSEN: pyin lowest pitch (Hz), covers male speech
     pitch_fmax: PosFloat = 500.0  # CHOSEN: pyin highest pitch (Hz, below 8 kHz), covers raised female speech
     pitch_frame_length: PosInt = 1024  # CHOSEN: pyin window in samples at 16 kHz (64 ms; >= 2 periods of fmin)
     pitch_hop_ms: PosFloat = 20.0  # CHOSEN: pyin and RMS hop (the wav2vec2 stride)
     loco_systems: Optional[list[str]] = None  # leave-one-corpus-out (train on two corpora, test on the third):
                                               # null = S1, S2 and the analysed system, those the profile has; [] = off
-    bootstrap_resamples: PosInt = 1000  # CHOSEN: speaker-bootstrap resamples behind every interval
-    bootstrap_seed: NonNegInt = 0  # seed of the bootstrap draws
+    bootstrap_resamples: Annotated[int, Bound(">=", 1), Bound("<=", 1_000_000)] = 1000  # CHOSEN: speaker-bootstrap resamples behind every interval
+    bootstrap_seed: Seed = 0  # seed of the bootstrap draws
     alpha: Annotated[float, Bound(">", 0), Bound("<", 1)] = 0.05  # family-wise level of the paired tests (Holm)
     listening_tags: Annotated[list[str], Items(1, distinct=True)] = field(default_factory=lambda: [
         "hybrid_prosody", "ambiguous_arousal", "label_doubtful", "other"])  # the station's failure-mode tags
@@ -302,7 +321,7 @@ def load_config(path: str | Path) -> Config:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"parameters file not found: {path} (pass a YAML such as parameters/demo.yaml)")
-    raw = _read_yaml(path)
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (run, data, ...)")
     raw.pop("source", None)
@@ -310,6 +329,12 @@ def load_config(path: str | Path) -> Config:
     cfg = _build(Config, raw, "", path, also_known=("model_defaults",))
     cfg.systems = _build_systems(systems, _model_defaults(model_defaults, path), path)
     cfg.source = str(path.resolve())
+    if cfg.run.name is None:  # the file's own name, never another profile's run folder
+        try:
+            cfg.run.name = _coerce(typing.get_type_hints(RunConfig, include_extras=True)["name"], path.stem,
+                                   "run.name", path)
+        except ConfigError as err:
+            raise ConfigError(f"{err} (taken from the file's name, as 'run.name' is not set: set it)") from None
     _resolve_paths(cfg, path.resolve().parent)
     _check_values(cfg, path)
     return cfg
@@ -339,6 +364,11 @@ def config_from_dict(raw: dict, origin: str | Path) -> Config:
 def features_from_dict(raw: dict, origin: str | Path) -> FeaturesConfig:
     """A ``features`` section from plain data (a model bundle's), validated as a YAML one is."""
     return _build(FeaturesConfig, raw, "features.", Path(origin))
+
+
+def model_from_dict(raw: dict, origin: str | Path) -> ModelConfig:
+    """A system's ``model`` section from plain data (a checkpoint's), validated as a YAML one is."""
+    return _build(ModelConfig, raw, "model.", Path(origin))
 
 
 def non_default(section: Any) -> dict:
@@ -384,18 +414,27 @@ def primary_system(cfg: Config) -> tuple[str, int]:
     return cfg.analysis.primary_system, seed
 
 
-def _read_yaml(path: Path) -> Any:
-    """The file's data; a key given twice in one mapping is an error (plain YAML keeps the last)."""
+YAML_NODE_BUDGET = 100_000  # values a parameters file may expand to, aliases counted at every use
+                            # (a profile holds a few hundred; nested aliases can reach billions)
+
+
+def read_yaml(path: Path) -> Any:
+    """The file's data; a key given twice in one mapping is an error (plain YAML keeps the last), and so is
+    a file whose aliases expand past ``YAML_NODE_BUDGET`` values or refer to themselves."""
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read the parameters file: {err}") from err
+        raise ConfigError(f"{path}: cannot be read as a YAML text file ({err})") from err
     loader = yaml.SafeLoader(text)
     try:
         node = loader.get_single_node()
         if node is None:
             return {}
-        _reject_duplicate_keys(node, "", path)
+        size = _expanded_size(node, {}, set(), path)
+        if size > YAML_NODE_BUDGET:
+            raise ConfigError(f"{path}: its aliases (*name) expand to more than the {YAML_NODE_BUDGET:,} values a "
+                              "parameters file may hold; write the values out or use fewer aliases")
+        _reject_duplicate_keys(node, "", path, set())
         return loader.construct_document(node)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from err
@@ -403,7 +442,31 @@ def _read_yaml(path: Path) -> Any:
         loader.dispose()
 
 
-def _reject_duplicate_keys(node: yaml.Node, prefix: str, path: Path) -> None:
+def _expanded_size(node: yaml.Node, sizes: dict, open_nodes: set, path: Path) -> int:
+    """How many values ``node`` stands for with every alias written out (each node counted once per use,
+    computed once per node: linear in the file, whatever the aliases expand to)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    if id(node) in open_nodes:
+        raise ConfigError(f"{path}: an alias refers to a value that contains it (line {node.start_mark.line + 1}); "
+                          "a parameters file holds no recursive values")
+    open_nodes.add(id(node))
+    children = ([v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode) else
+                node.value if isinstance(node, yaml.SequenceNode) else [])
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes, open_nodes, path)
+        if total > YAML_NODE_BUDGET:
+            break  # enough to refuse; the exact size does not matter
+    open_nodes.discard(id(node))
+    sizes[id(node)] = total
+    return total
+
+
+def _reject_duplicate_keys(node: yaml.Node, prefix: str, path: Path, seen: set) -> None:
+    if id(node) in seen:  # an alias: its mapping was checked where it was defined
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.MappingNode):
         lines: dict[str, int] = {}
         for key_node, value_node in node.value:
@@ -413,10 +476,10 @@ def _reject_duplicate_keys(node: yaml.Node, prefix: str, path: Path) -> None:
             if key in lines:
                 raise ConfigError(f"{path}: duplicate key '{key}' on lines {lines[key]} and {line}; keep one")
             lines[key] = line
-            _reject_duplicate_keys(value_node, f"{key}.", path)
+            _reject_duplicate_keys(value_node, f"{key}.", path, seen)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _reject_duplicate_keys(item, f"{prefix.rstrip('.')}[{i}].", path)
+            _reject_duplicate_keys(item, f"{prefix.rstrip('.')}[{i}].", path, seen)
 
 
 def _unknown_key(key: str, prefix: str, known: typing.Iterable[str], path: Path) -> ConfigError:
@@ -504,6 +567,8 @@ def _is_kind(tp: Any, value: Any) -> bool:
 def _obeys(rule: Any, value: Any) -> bool:
     if isinstance(rule, Bound):
         return _COMPARE[rule.op](value, rule.limit)
+    if isinstance(rule, Match):
+        return re.fullmatch(rule.pattern, value) is not None and value not in rule.refused
     if isinstance(rule, Items):
         if len(value) < rule.min_len or (rule.max_len is not None and len(value) > rule.max_len):
             return False
@@ -517,6 +582,9 @@ def _describe(tp: Any) -> str:
     if origin is Annotated:
         bounds = [f"{r.op} {r.limit:g}" for r in tp.__metadata__ if isinstance(r, Bound)]
         items = [r for r in tp.__metadata__ if isinstance(r, Items)]
+        matches = [r.rule for r in tp.__metadata__ if isinstance(r, Match)]
+        if matches:
+            return " and ".join(matches)
         if items:
             return _describe_list(items[0], typing.get_args(args[0]))
         return " ".join([_describe(args[0]), " and ".join(bounds)]).strip()
@@ -567,6 +635,9 @@ def _build_systems(raw: Any, model_defaults: dict[str, dict], path: Path) -> dic
     entries = copy.deepcopy(PAPER_SYSTEMS)
     for name, entry in raw.items():
         name = str(name)
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):  # models/<name>/ is its folder
+            raise ConfigError(f"{path}: system name {name!r} must be a plain name (letters, digits, '.', '_', '-', "
+                              "starting with a letter or digit): it names the system's folder in models/")
         if entry is None:
             if name not in entries:
                 raise ConfigError(f"{path}: 'systems.{name}: null' removes a system, but {name} is not one of the "

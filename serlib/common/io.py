@@ -10,6 +10,26 @@ from typing import Any, Sequence
 import pandas as pd
 
 
+class RunFileError(ValueError):
+    """A file serlib wrote (a run's config, timings, checkpoint, a bundle's metadata) that cannot be read back."""
+
+
+def read_json(path: str | Path, fix: str = "") -> Any:
+    """The JSON in ``path``; a file that is not JSON is a ``RunFileError`` naming it (and ``fix``).
+
+    Raises:
+        FileNotFoundError: no such file (other ``OSError``s pass through).
+        RunFileError: the bytes are not UTF-8 JSON.
+    """
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        return json.loads(raw)
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        reason = " ".join(str(err).split())
+        raise RunFileError(f"{path}: damaged, not JSON ({reason})" + (f"; {fix}" if fix else "")) from None
+
+
 def _temporary(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")

@@ -18,12 +18,24 @@ Every path of a run is built here and nowhere else.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from serlib.common.config import Config, load_config
+from serlib.common.config import Config, ConfigError, read_yaml, config_from_dict, load_config
+from serlib.common.io import RunFileError, read_json
 from serlib.common.progress import log_to_stdout
+
+# What a run writes at its top level and can make again (``make clean-reports`` removes these and nothing
+# else: the annotations in listening/, and any file a person put in the folder, stay). The Makefile keeps
+# its own copy of the list; a test checks that the two agree.
+RECOMPUTABLE = ("report.html", "report.stale", "config.resolved.yaml", "timings.json", "progress.jsonl",
+                "notebooks", "data", "models", "analysis", "tables", "figures")
+# The project's own folders, which no run folder may be at, above or inside (a run folder holds a
+# ``notebooks/`` of its own: at the project's root it would overwrite the source notebooks).
+PROTECTED = ("notebooks", "parameters", "serlib")
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # the checkout (or site-packages) serlib runs from
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,25 @@ class RunFolder:
         """What the running stage is doing (``serlib.common.progress``): one JSON line per event, live."""
         return self.root / "progress.jsonl"
 
+    def run_complete(self, system: str, seed: int, protocol: str = "split", key: Optional[str] = None) -> bool:
+        """Whether ``models/<system>/seed<seed>`` holds a whole trained run (``serlib train`` reuses it then).
+
+        A run's files are written in a temporary folder renamed into place as one unit
+        (``serlib.modelling.systems.train_run``); ``config.json`` is written last. Complete: ``config.json``
+        reads as JSON and names a key (``key`` itself when given), and the checkpoint, history, metrics and
+        validation and test predictions are all present.
+        """
+        try:
+            saved = json.loads(self.run_config(system, seed, protocol).read_bytes())
+        except (OSError, ValueError):
+            return False
+        if not isinstance(saved, dict) or not saved.get("key") or (key is not None and saved["key"] != key):
+            return False
+        needed = (self.checkpoint(system, seed, protocol), self.history(system, seed, protocol),
+                  self.metrics(system, seed, protocol), self.predictions(system, seed, "val", protocol),
+                  self.predictions(system, seed, "test", protocol))
+        return all(p.is_file() for p in needed)
+
     def live_history(self, system: str, seed: int, protocol: str = "split") -> Path:
         """A training run's epochs as they finish (CSV, appended); ``history.csv`` is written whole at the end."""
         return self.run_dir(system, seed, protocol) / "history.live.csv"
@@ -197,13 +228,61 @@ def project_root(cfg: Config) -> Path:
 
 def default_run_root(cfg: Config) -> Path:
     """``<project>/reports/<run.name>``: a run's folder unless ``--out`` names another (not created)."""
+    if not cfg.run.name:
+        raise ConfigError(f"{cfg.source or 'the configuration'}: 'run.name' is empty; set it (a plain name)")
     return project_root(cfg) / "reports" / cfg.run.name
 
 
+def out_folder(out: str | Path, cfg: Optional[Config] = None) -> Path:
+    """``--out`` as an absolute folder, refused at, above or inside the project's ``notebooks/``,
+    ``parameters/`` or ``serlib/`` (those of serlib's own checkout, and of the parameters file's project).
+
+    Raises:
+        ConfigError: one line naming the folder it would overwrite.
+    """
+    root = Path(out).expanduser().resolve()
+    projects = {SOURCE_ROOT} | ({project_root(cfg)} if cfg is not None and cfg.source else set())
+    for project in sorted(projects):
+        for name in PROTECTED:
+            guarded = (project / name).resolve()
+            if not guarded.is_dir():
+                continue
+            where = ("the project's" if root == guarded else "above the project's" if guarded.is_relative_to(root)
+                     else "inside the project's" if root.is_relative_to(guarded) else None)
+            if where:
+                raise ConfigError(f"--out {out}: {root} is {where} {name}/ ({guarded}); a run writes notebooks/, "
+                                  f"data/ and models/ into its folder and would overwrite the project's files there: "
+                                  f"choose another folder (default reports/<run name>/)")
+    return root
+
+
 def run_folder(cfg: Config, out: Optional[str | Path] = None) -> RunFolder:
-    """The run folder: ``out`` if given, else ``default_run_root``; created if missing."""
-    root = Path(out).expanduser().resolve() if out else default_run_root(cfg)
+    """The run folder: ``out`` if given (``out_folder``), else ``default_run_root``; created if missing."""
+    root = out_folder(out, cfg) if out else default_run_root(cfg)
     return RunFolder(root).ensure()
+
+
+def read_run_config(folder: RunFolder) -> Config:
+    """The configuration a run folder was made with: its ``config.resolved.yaml`` (``serlib run``), else the
+    one a trained model recorded (``models/<system>/seed<N>/config.json``: a folder ``serlib train`` made).
+
+    Raises:
+        FileNotFoundError: neither is there (not a run folder).
+        RunFileError, ConfigError: the file is damaged (one line naming it).
+    """
+    path = folder.resolved_config
+    if path.is_file():
+        raw = read_yaml(path)
+        if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict):
+            raise RunFileError(f"{path}: damaged: no 'config' mapping; run `serlib run PARAMS --out {folder.root}` "
+                               "again to rewrite it")
+        return config_from_dict(raw["config"], path)
+    for trained in sorted(folder.models.glob("*/seed*/config.json")):
+        saved = read_json(trained, "train the system again (serlib train PARAMS --system NAME)")
+        if isinstance(saved, dict) and isinstance(saved.get("run_config"), dict):
+            return config_from_dict(saved["run_config"], trained)
+    raise FileNotFoundError(f"{folder.root} is not a run folder (no config.resolved.yaml and no trained model in "
+                            "models/); pass the folder `serlib run` or `serlib train` wrote")
 
 
 def features_cache_dir(cfg: Config, folder: RunFolder) -> Path:

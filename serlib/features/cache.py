@@ -5,11 +5,12 @@ trains from the cache (``serlib.features.extract`` fills it and loads from it).
 
 Cache layout (``features.cache_dir``, default ``<run>/data/features``; shareable between runs)::
 
-    <cache>/content_hashes.json          path -> (size, mtime, content hash) memo
+    <cache>/.serlib-feature-cache        the marker: serlib made this cache (prune works only where it is)
+    <cache>/content_hashes.json          path -> (size, mtime_ns, inode, ctime_ns, content hash) memo
     <cache>/<input>-<key id>/key.json    what determines the features + the encoder description
     <cache>/<input>-<key id>/shard-*.npy (channels, frames) float16, clips one after another in time
     <cache>/<input>-<key id>/shard-*.json the shard's index: its size, CRC-32 and shape, and
-                                         [[content hash, frame offset, frames], ...]
+                                         [[content hash, frame offset, frames, row CRC-32], ...]
     <cache>/<input>-<key id>/.lock       held by the extraction filling the folder
     <cache>/<input>-<key id>/.last_used  touched by every extraction and load (``serlib cache list``)
 
@@ -23,13 +24,20 @@ written to a temporary name and renamed, then its index is renamed in: a shard c
 its index exists, so an interrupted extraction keeps every flushed shard and resumes from there.
 
 What is read is checked. Listing a folder (every extraction and load) checks each shard against its
-index: the file's size, its ``.npy`` header (float16, two dimensions, the size it implies) and that
-the index's rows lie inside it; loading also checks the CRC-32 of every byte it reads. A shard that
+index: the file's size, its ``.npy`` header (float16, two dimensions, the size it implies), each row's
+own CRC-32 (of its hash, offset and frames: an edited offset is caught) and that the rows tile the
+array (in offset order, each starting where the one before ends, the last ending at its last frame);
+loading also checks the CRC-32 of every byte it reads. A shard that
 fails is named in a warning and dropped (index first, then data), so the next extraction recomputes
 its clips; a corrupt index or ``content_hashes.json`` is named and treated as missing. Shards
-written before checksums (an index that is a bare list) are checked by size and header only.
-Temporary files (dot-names ending ``.tmp``) left by an interrupted write are removed by the next
-extraction, under the lock that every writer of them holds, and never count in ``cache_bytes``.
+written before row checksums (format 2) or before any checksum (an index that is a bare list) are checked
+by what they hold, and by the tiling. Temporary files left by an interrupted write (the dot-names serlib
+gives them, ending ``.tmp``; nothing else) are removed by the next extraction, under the lock that every
+writer of them holds, and never count in ``cache_bytes``.
+
+The content-hash memo trusts a file's hash while its size, modification time, inode and status-change
+time (``ctime``: set by the system on every write and by no user tool) are unchanged; an entry written
+before inode and ctime were recorded is hashed again once.
 
 Two extractions on one key folder do not both compute: the second waits for the first's lock
 (saying so) and then finds the clips cached. A cache this process cannot write is used read-only:
@@ -71,7 +79,13 @@ from serlib.features.layers import SSL_INPUTS, at_layer, cached_layers, layer_va
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1  # bump when the stored layout or the computation changes
-SHARD_FORMAT = 2  # the shard index: 1 = a bare list of rows, 2 = an object with size and CRC-32
+SHARD_FORMAT = 3  # the shard index: 1 = a bare list of rows, 2 = an object with size and CRC-32, 3 = and a
+                  # CRC-32 per row (formats 1 and 2 are still read)
+CACHE_MARKER = ".serlib-feature-cache"  # in the cache root: serlib made it (``prune_cache`` needs it)
+# The temporary names serlib's writers use in a cache (``ShardWriter``, ``write_json_atomic``): cleaning
+# removes these and never another dot-file ending .tmp.
+SERLIB_TEMPORARY = re.compile(r"\.(shard-[0-9]{14}-[0-9a-f]{8}\.npy|probe-[0-9a-f]{8}"
+                              r"|(shard-[0-9]{14}-[0-9a-f]{8}\.json|key\.json|content_hashes\.json)\.[0-9]+\.[0-9a-f]{8})\.tmp")
 SHARD_CLIPS = 64  # clips per shard file
 SHARD_SECONDS = 30.0  # flush a partial shard at least this often (bounds work lost to a kill)
 MEMO = "content_hashes.json"
@@ -171,8 +185,18 @@ def _hash_file(path: str) -> str:
     return h.hexdigest()
 
 
+def file_stamp(st: os.stat_result) -> list[int]:
+    """What the memo compares before trusting a file's hash: size, mtime, inode and ctime (nanoseconds).
+
+    ``ctime`` changes on every write and cannot be set back by a user (``touch -d`` and ``os.utime``
+    set the mtime, and the system sets ctime to now): audio rewritten with the same size and mtime is
+    hashed again.
+    """
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
 def content_hashes(paths: list[str], cache_root: Path) -> tuple[list[Optional[str]], dict[str, str]]:
-    """Content hash of each file (memoised by path, size and mtime); unreadable files give None.
+    """Content hash of each file (memoised by path and ``file_stamp``); unreadable files give None.
 
     A corrupt memo is named in a warning and rebuilt; a memo that cannot be written (a read-only
     cache) is left as it is.
@@ -184,11 +208,11 @@ def content_hashes(paths: list[str], cache_root: Path) -> tuple[list[Optional[st
     hashes, errors, new = [], {}, {}
     for path in paths:
         try:
-            st = os.stat(path)
+            stamp = file_stamp(os.stat(path))
             entry = memo.get(path)
-            if not entry or entry[:2] != [st.st_size, st.st_mtime_ns]:
-                memo[path] = new[path] = [st.st_size, st.st_mtime_ns, _hash_file(path)]
-            hashes.append(memo[path][2])
+            if not entry or entry[:-1] != stamp:  # an entry of the older [size, mtime, hash] form: hashed again
+                memo[path] = new[path] = [*stamp, _hash_file(path)]
+            hashes.append(memo[path][-1])
         except OSError as err:
             hashes.append(None)
             errors[path] = f"{type(err).__name__}: {err.strerror or err}"
@@ -208,13 +232,14 @@ def _read_memo(path: Path) -> dict:
         warnings.warn(f"feature cache: {path} cannot be read ({err}); treated as missing: content hashes are "
                       f"recomputed and the file rewritten", UserWarning, stacklevel=3)
         return {}
-    return {p: e for p, e in memo.items() if isinstance(e, list) and len(e) == 3 and isinstance(e[2], str)}
+    return {p: e for p, e in memo.items() if isinstance(e, list) and len(e) in (3, 5) and isinstance(e[-1], str)}
 
 
 def _update_memo(cache_root: Path, new: dict) -> None:
     """Merge ``new`` entries into the memo under the cache root's lock (another extraction's stay)."""
     if not make_folder(cache_root):
         return
+    mark_cache(cache_root)
     with root_lock(cache_root):
         memo = _read_memo(cache_root / MEMO) | new
         try:
@@ -277,15 +302,39 @@ def _read_shard_index(meta: Path) -> dict:
         raise ValueError(f"its index {meta.name} is not valid JSON ({err})") from None
     described = isinstance(data, dict)
     rows = data.get("clips") if described else data
+    width = 4 if described and data.get("format", 2) >= 3 else 3  # format 3: each row with its own CRC-32
     if not isinstance(rows, list) or not all(
-            isinstance(r, list) and len(r) == 3 and isinstance(r[0], str)
-            and all(isinstance(v, int) and v >= 0 for v in r[1:]) for r in rows):
-        raise ValueError(f"its index {meta.name} does not hold [[content hash, offset, frames], ...]")
-    index = {"rows": tuple(tuple(r) for r in rows), "bytes": data.get("bytes") if described else None,
+            isinstance(r, list) and len(r) == width and isinstance(r[0], str)
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in r[1:3])
+            and (width == 3 or isinstance(r[3], str)) for r in rows):
+        shape = "[[content hash, offset, frames" + (", row CRC-32" if width == 4 else "") + "], ...]"
+        raise ValueError(f"its index {meta.name} does not hold {shape}")
+    for i, row in enumerate(rows if width == 4 else []):
+        if row[3] != row_crc(*row[:3]):
+            raise ValueError(f"its index {meta.name} row {i + 1} ({row[0][:12]}..., offset {row[1]}, {row[2]} frames) "
+                             f"does not match its CRC-32 {row[3]} (edited or damaged)")
+    index = {"rows": tuple(tuple(r[:3]) for r in rows), "bytes": data.get("bytes") if described else None,
              "crc32": data.get("crc32") if described else None}
     if described and not (isinstance(index["bytes"], int) and isinstance(index["crc32"], str)):
         raise ValueError(f"its index {meta.name} lacks the shard's size or CRC-32")
     return index
+
+
+def row_crc(digest: str, offset: int, frames: int) -> str:
+    """The CRC-32 of one index row (its content hash, frame offset and frames), as 8 hex digits."""
+    return f"{zlib.crc32(f'{digest}:{offset}:{frames}'.encode()):08x}"
+
+
+def _check_tiling(rows: tuple, total: int) -> None:
+    """The rows, in offset order, cover frames 0..total once each: clips lie one after another, as written."""
+    end = 0
+    for digest, offset, frames in sorted(rows, key=lambda r: r[1]):
+        if offset != end:
+            raise ValueError(f"its index puts clip {digest[:12]}... at frame {offset} where the clip before it ends "
+                             f"at {end} (an edited or damaged offset)")
+        end = offset + frames
+    if end != total:
+        raise ValueError(f"its index covers {end} of its {total} frames (an edited or damaged row)")
 
 
 def _read_npy_header(fh) -> tuple[tuple, bool, np.dtype, int]:
@@ -315,9 +364,7 @@ def _check_header(path: Path, index: dict) -> Shard:
     needed = header + shape[0] * shape[1] * 2
     if size != needed:
         raise ValueError(f"{size} bytes where its header needs {needed} (cut short?)")
-    end = max((offset + frames for _, offset, frames in index["rows"]), default=0)
-    if end > shape[1]:
-        raise ValueError(f"its index reaches frame {end} of {shape[1]}")
+    _check_tiling(index["rows"], shape[1])
     return Shard(path.name, index["rows"], int(shape[0]), index["bytes"], index["crc32"])
 
 
@@ -361,6 +408,7 @@ class ShardWriter:
         self.kdir, self.clips, self.rows, self.last_flush = kdir, [], [], time.monotonic()
         self.added = 0  # clips added so far
         kdir.mkdir(parents=True, exist_ok=True)
+        mark_cache(kdir.parent)
         probe = kdir / f".probe-{uuid.uuid4().hex[:8]}.tmp"  # a read-only cache fails here, before any work
         probe.touch()
         probe.unlink()
@@ -389,7 +437,8 @@ class ShardWriter:
             os.replace(tmp, self.kdir / f"{name}.npy")
         finally:
             _unlink_quietly(tmp)
-        rows = [[d, int(o), int(c.shape[1])] for d, o, c in zip(self.rows, offsets, self.clips)]
+        rows = [[d, int(o), int(c.shape[1]), row_crc(d, int(o), int(c.shape[1]))]
+                for d, o, c in zip(self.rows, offsets, self.clips)]
         write_json_atomic(self.kdir / f"{name}.json", {"format": SHARD_FORMAT, "bytes": len(data),
                                                         "crc32": f"{zlib.crc32(data):08x}", "clips": rows})
         self.clips, self.rows = [], []
@@ -413,21 +462,36 @@ def root_lock(cache_root: Path):
     return file_lock(cache_root / f".{MEMO}.lock")
 
 
+def mark_cache(cache_root: Path) -> None:
+    """Write the cache's marker (``CACHE_MARKER``) if it is missing; a cache serlib cannot write stays unmarked."""
+    marker = cache_root / CACHE_MARKER
+    if not marker.is_file():
+        try:
+            marker.write_text("serlib's feature cache: `serlib cache list|prune` work on this folder\n")
+        except OSError:
+            pass
+
+
 def clean_cache_root(cache_root: Path) -> None:
-    """Remove what interrupted writes left at the top of the cache: memo temporaries, half-pruned folders."""
+    """Mark the cache, and remove what serlib's interrupted writes left at its top: memo temporaries,
+    half-pruned key folders (only the names serlib gives them)."""
     if cache_root.is_dir():
+        mark_cache(cache_root)
         with root_lock(cache_root):
             clean_temporary(cache_root)
         _clean_deleting(cache_root)
 
 
 def clean_temporary(folder: Path) -> int:
-    """Remove the temporary files (``.*.tmp``) that interrupted writes left in ``folder``.
+    """Remove the temporary files that serlib's interrupted writes left in ``folder`` (``SERLIB_TEMPORARY``
+    names: another program's dot-files ending ``.tmp`` stay).
 
     Call it only under the lock every writer of those files holds. Returns how many were removed.
     """
     removed = 0
     for tmp in folder.glob(".*.tmp"):
+        if not SERLIB_TEMPORARY.fullmatch(tmp.name):
+            continue
         try:
             tmp.unlink()
             removed += 1
@@ -629,6 +693,9 @@ def prune_cache(root: str | Path, params_files: Sequence[str | Path], delete: bo
     """
     if not params_files:
         raise ConfigError("serlib cache prune: name the parameters files whose features must stay (at least one)")
+    if not (Path(root) / CACHE_MARKER).is_file():
+        raise ConfigError(f"{root} is not a serlib feature cache (no {CACHE_MARKER} marker), so prune changes nothing "
+                          "there; name the cache folder (`serlib features PARAMS` marks the cache it fills or reads)")
     used: dict[str, list[str]] = {}
     for params in params_files:
         cfg = load_config(params)
@@ -666,9 +733,11 @@ def _remove_key_folder(kdir: Path) -> bool:
 
 
 def _clean_deleting(root: Path) -> None:
-    """Finish removals that a crash interrupted."""
+    """Finish removals that a crash interrupted (key folders ``_remove_key_folder`` renamed aside, only)."""
     for aside in root.glob(".*.deleting"):
-        shutil.rmtree(aside, ignore_errors=True)
+        name = aside.name[1:-len(".deleting")]
+        if aside.is_dir() and not aside.is_symlink() and KEY_FOLDER.fullmatch(name[:-9]) and re.fullmatch(r"\.[0-9a-f]{8}", name[-9:]):
+            shutil.rmtree(aside, ignore_errors=True)
 
 
 def is_read_only_error(err: OSError) -> bool:

@@ -334,7 +334,10 @@ def extract_for_run(cfg: Config, folder: RunFolder, inputs: Optional[list[str]] 
     """
     manifest = load_manifest(folder)
     path = folder.features_summary
-    earlier = json.loads(path.read_text()).get("inputs", {}) if path.is_file() else {}
+    try:
+        earlier = json.loads(path.read_bytes()).get("inputs", {}) if path.is_file() else {}
+    except (ValueError, AttributeError):  # damaged: rewritten whole below (it only describes the cache)
+        earlier = {}
     summary = {"clips": len(manifest), "inputs": earlier,  # inputs not extracted now keep their entry
                "audio_seconds": round(float(manifest["duration_s"].sum()), 1) if "duration_s" in manifest else None}
     for input in inputs or inputs_for_run(cfg):

@@ -24,74 +24,181 @@ How a clip is scored:
 from __future__ import annotations
 
 import dataclasses
-import json
+import errno
 import math
+import os
 import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
 import torch
-import torchaudio
-import yaml
 from torch import nn
 from tqdm.auto import tqdm
 
 import serlib
-from serlib.common.audio import load_audio
-from serlib.common.config import FeaturesConfig, config_from_dict, features_from_dict, primary_system
+from serlib.common.audio import load_audio, resample
+from serlib.common.config import ConfigError, FeaturesConfig, config_from_dict, features_from_dict, primary_system
 from serlib.common.facts import CLASSES, EMOTION_TO_CLASS
-from serlib.common.runfolder import RunFolder
+from serlib.common.io import RunFileError, read_json
+from serlib.common.runfolder import RunFolder, read_run_config
 from serlib.common.runtime import cpu_threads, resolve_device
 from serlib.features.encoders import build_encoder, encoder_description, fit_frames
 from serlib.features.extract import encode_waves, plan_batches
 from serlib.modelling.systems import MAIN_PROTOCOL, evaluation_protocols
-from serlib.modelling.train import load_checkpoint, predict_proba
+from serlib.modelling.train import classifier_from_state, predict_proba, read_checkpoint
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")  # what a folder is searched for (soundfile reads them)
-BUNDLE_FORMAT = 1  # the layout of a model bundle (bundle.json, checkpoint.pt, ...); loading checks it
+LIST_SUFFIXES = (".txt", ".lst")  # a file listing paths, one per line
+BUNDLE_FORMAT = 2  # the layout of a model bundle (bundle.json, checkpoint.pt, ...); loading checks it
+                   # (2: the checkpoint records the features it was trained on; a marker lists serlib's files)
 BUNDLE_FILE = "bundle.json"
+BUNDLE_MARKER = ".serlib-bundle"  # the files serlib wrote into a bundle (export replaces only such a folder)
 PROB_COLUMNS = [f"prob_{c}" for c in CLASSES]
 CHUNK_FILES = 64  # files decoded, encoded and scored together (bounds memory on large folders)
+# The features fields that decide what the encoder computes: a bundle's bundle.json must agree with the
+# features its checkpoint was trained on (``model_id`` and ``revision`` may name a local copy; device,
+# threads, batching and the cache folder change nothing a model sees).
+ENCODER_FIELDS = {"features": ("sample_rate",), "wav2vec2": ("weights", "layer", "config_overrides"),
+                  "logmel": ("n_mels", "win_ms", "hop_ms", "log_floor", "standardise")}
 
 Item = Union[str, Path, np.ndarray]
 
 
 class BundleError(ValueError):
-    """A model bundle that this serlib cannot load (missing files, another format version)."""
+    """A model bundle that this serlib cannot load (missing files, another format version, edited)."""
+
+
+class _Unscorable(Exception):
+    """An input ``gather_audio`` found but cannot score (its reason is the row's error as it stands)."""
 
 
 # --------------------------------------------------------------------------- inputs
 
 
-def gather_audio(items: Iterable[Union[str, Path]]) -> list[tuple[str, Optional[str]]]:
-    """``(path, error)`` per audio file named by ``items``, in order; ``error`` None for a file to score.
+def printable(name: str) -> str:
+    """A file name as UTF-8 text: bytes that are not UTF-8 (kept by Python as surrogates) as ``\\xNN``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
-    An item is a file, a folder (searched recursively for ``AUDIO_SUFFIXES``, sorted), or a ``.txt``
-    / ``.lst`` list of paths (one per line; blank lines and ``#`` comments skipped; relative paths are
-    relative to the list's folder). A path that does not exist is a row with its error.
+
+def gather_audio(items: Iterable[Union[str, Path]]) -> list[tuple[str, Optional[str]]]:
+    """``(path, error)`` per audio file named by ``items``, each file once, in order; ``error`` None for a
+    file to score.
+
+    An item is a file, a folder (searched recursively for ``AUDIO_SUFFIXES``, sorted; linked folders are
+    followed once), or a ``.txt`` / ``.lst`` list of paths (one per line; blank lines and ``#`` comments
+    skipped; relative paths are relative to the list's folder; a listed folder is searched as a folder
+    argument is). Whatever cannot be scored is a row with its reason, never left out: a path that does
+    not exist, a name that is not UTF-8 (shown with ``\\x`` escapes), a symbolic link that loops or points
+    nowhere, a folder that cannot be read.
     """
     out: list[tuple[str, Optional[str]]] = []
+    seen: set[str] = set()
+
+    def add(path: str, error: Optional[str]) -> None:
+        shown = printable(path)
+        if shown != path and error is None:
+            error = "the file name is not UTF-8 text (shown with \\x escapes); rename the file"
+        if shown not in seen:  # a file named twice (a folder and a list) is scored once
+            seen.add(shown)
+            out.append((shown, error))
+
     for item in items:
         path = Path(item).expanduser()
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
-            if not found:
-                out.append((str(path), f"the folder holds no audio file ({', '.join(AUDIO_SUFFIXES)})"))
-            out.extend((str(p), None) for p in found)
-        elif path.is_file() and path.suffix.lower() in (".txt", ".lst"):
-            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    listed = Path(line).expanduser()
-                    listed = listed if listed.is_absolute() else path.parent / listed
-                    out.append((str(listed), None if listed.is_file() else f"not found (listed in {path})"))
+        if path.suffix.lower() in LIST_SUFFIXES and path.is_file():
+            _read_list(path, add)
         else:
-            out.append((str(path), None if path.is_file() else "not found"))
+            _gather_path(path, add, "")
     return out
+
+
+def _read_list(listing: Path, add: Callable[[str, Optional[str]], None]) -> None:
+    try:
+        text = listing.read_bytes().decode("utf-8", "surrogateescape")  # names kept byte for byte
+    except OSError as err:
+        add(str(listing), f"cannot read the list ({type(err).__name__}: {err.strerror or err})")
+        return
+    for line in text.splitlines():
+        line = line.strip().lstrip("\ufeff")
+        if line and not line.startswith("#"):
+            listed = Path(line).expanduser()
+            _gather_path(listed if listed.is_absolute() else listing.parent / listed, add, f" (listed in {listing})")
+
+
+def _gather_path(path: Path, add: Callable[[str, Optional[str]], None], where: str) -> None:
+    """One named path: a folder searched, a file a row, anything else a row with its reason."""
+    problem = _link_problem(path)
+    if problem:
+        add(str(path), problem + where)
+    elif path.is_dir():
+        found: list[tuple[tuple, str, Optional[str]]] = []
+        _walk(path, found, {_identity(path)}, [path.resolve()])
+        if not found:
+            add(str(path), f"the folder holds no audio file ({', '.join(AUDIO_SUFFIXES)}){where}")
+        for _, name, error in sorted(found):
+            add(name, error)
+    elif path.is_file():
+        add(str(path), None)
+    elif os.path.lexists(path):
+        add(str(path), f"not a regular file{where}")
+    else:
+        add(str(path), f"not found{where}")
+
+
+def _link_problem(path: Path) -> Optional[str]:
+    """Why a symbolic link cannot be followed (a loop, a missing target), None when it can or is no link."""
+    if not path.is_symlink():
+        return None
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symbolic link loop: not followed"
+        return f"a symbolic link to {os.readlink(path)}, which does not exist"
+    return None
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _walk(folder: Path, found: list, searched: set, parents: list[Path]) -> None:
+    """Collect ``(sort key, path, error)`` of the audio files under ``folder``, and of every entry that
+    cannot be looked at (a link loop, an unreadable folder); a linked folder already searched is not
+    searched again (its files are listed once), and one that contains its own link is a loop row."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError as err:
+        found.append((folder.parts, str(folder), f"cannot read the folder ({type(err).__name__}: "
+                                                 f"{err.strerror or err})"))
+        return
+    for entry in entries:
+        path = Path(entry.path)
+        problem = _link_problem(path)
+        if problem:
+            found.append((path.parts, str(path), problem))
+            continue
+        try:
+            is_dir = entry.is_dir()
+            is_file = not is_dir and entry.is_file()
+        except OSError as err:
+            found.append((path.parts, str(path), f"cannot be read ({type(err).__name__}: {err.strerror or err})"))
+            continue
+        if is_dir:
+            identity = _identity(path)
+            if identity in searched:
+                if path.resolve() in parents:
+                    found.append((path.parts, str(path), f"a symbolic link loop (to {path.resolve()}, a folder "
+                                                         "that contains it): not followed"))
+                continue
+            searched.add(identity)
+            _walk(path, found, searched, parents + [path.resolve()])
+        elif is_file and path.suffix.lower() in AUDIO_SUFFIXES:
+            found.append((path.parts, str(path), None))
 
 
 def _mono(array: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
@@ -101,9 +208,35 @@ def _mono(array: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
         wave = wave.mean(axis=1)
     if wave.ndim != 1 or wave.size == 0:
         raise ValueError(f"expected (samples,) or (samples, channels) audio, got shape {np.shape(array)}")
-    if rate != sample_rate:
-        wave = torchaudio.functional.resample(torch.from_numpy(wave), rate, sample_rate).numpy()
-    return np.ascontiguousarray(wave, dtype=np.float32)
+    if not np.isfinite(wave).all():
+        raise ValueError("the audio holds NaN or infinite samples")
+    return np.ascontiguousarray(resample(wave, rate, sample_rate), dtype=np.float32)
+
+
+def bundle_path(root: Path, name: object, what: str) -> Path:
+    """A file ``bundle.json`` names: a plain name of a file inside the bundle folder, nothing else.
+
+    Raises:
+        BundleError: a path, ``..``, or a name that leads out of the folder (a link).
+    """
+    meta = root / BUNDLE_FILE
+    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+        raise BundleError(f"{meta}: '{what}' must name a file inside the bundle folder, got {name!r}; export the "
+                          "bundle again")
+    path = root / name
+    if path.resolve().parent != root.resolve():
+        raise BundleError(f"{meta}: '{what}' ({name}) leads out of the bundle folder (to {path.resolve()}); a bundle "
+                          "holds its own files: export it again")
+    return path
+
+
+def encoder_fields(features: dict) -> dict:
+    """The part of a ``features`` section (plain data) that decides what the encoder computes (``ENCODER_FIELDS``)."""
+    out = {k: features.get(k) for k in ENCODER_FIELDS["features"]}
+    for section in ("wav2vec2", "logmel"):
+        values = features.get(section) or {}
+        out |= {f"{section}.{k}": values.get(k) for k in ENCODER_FIELDS[section]}
+    return out
 
 
 # --------------------------------------------------------------------------- the predictor
@@ -137,6 +270,7 @@ class Predictor:
     source: str
     metadata: dict = field(default_factory=dict)
     layers: Optional[list] = None  # the encoder layers the model reads ("last" or indices; None: the configured one)
+    in_channels: Optional[int] = None  # the feature channels the classifier was trained on (checked on the encoder)
     _encoder: Optional[nn.Module] = field(default=None, repr=False)
 
     # ------------------------------------------------------------------ loading
@@ -144,10 +278,10 @@ class Predictor:
     @classmethod
     def from_run(cls, run: Union[str, Path], system: Optional[str] = None, seed: Optional[int] = None,
                  device: Optional[str] = None, protocol: Optional[str] = None) -> "Predictor":
-        """The system of a run folder (``reports/demo``), as it was trained.
+        """The system of a run folder (``reports/demo``, or a folder ``serlib train`` wrote), as it was trained.
 
         Args:
-            run: the run folder (it holds ``config.resolved.yaml`` and ``models/``).
+            run: the run folder (it holds ``config.resolved.yaml`` or a trained ``models/``).
             system: default: the analysed system (``analysis.primary_system``).
             seed: default: the analysed seed (the first of ``train.seeds``).
             device: cpu | cuda | auto (default: the run's ``features.device``).
@@ -155,13 +289,13 @@ class Predictor:
 
         Raises:
             FileNotFoundError: not a run folder, or the system / seed was never trained there.
+            RunFileError: a damaged run file, or a checkpoint and a ``config.json`` from two trainings.
         """
         folder = RunFolder(Path(run).expanduser().resolve())
-        resolved = folder.resolved_config
-        if not resolved.is_file():
-            raise FileNotFoundError(f"{folder.root} is not a run folder (no config.resolved.yaml); run "
-                                    f"`serlib run PARAMS.yaml` first, or pass the folder it wrote")
-        cfg = config_from_dict(yaml.safe_load(resolved.read_text())["config"], resolved)
+        if not folder.root.is_dir():
+            raise FileNotFoundError(f"{folder.root} is not a run folder (no such folder); pass the folder "
+                                    "`serlib run` or `serlib train` wrote")
+        cfg = read_run_config(folder)
         default_system, default_seed = primary_system(cfg)
         system = system or default_system
         seed = default_seed if seed is None else seed
@@ -171,48 +305,82 @@ class Predictor:
             trained = sorted(p.parent.parent.name for p in folder.models.glob("*/seed*/checkpoint.pt"))
             raise FileNotFoundError(f"{checkpoint}: {system} seed {seed} was not trained in {folder.root} "
                                     f"(trained: {', '.join(sorted(set(trained))) or 'none'}); pass --system / --seed")
-        run_config = json.loads(folder.run_config(system, seed, protocol).read_text())
-        trained_cfg = config_from_dict(run_config["run_config"], folder.run_config(system, seed, protocol))
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        retrain = f"train it again (serlib train PARAMS --system {system})"
+        config_path = folder.run_config(system, seed, protocol)
+        if not config_path.is_file():
+            raise RunFileError(f"{config_path}: missing beside {checkpoint.name} (training stopped before it finished?); "
+                               f"{retrain}")
+        run_config = read_json(config_path, retrain)
+        if not isinstance(run_config, dict) or not isinstance(run_config.get("run_config"), dict) \
+                or not isinstance(run_config.get("key"), str):
+            raise RunFileError(f"{config_path}: damaged: no 'key' and 'run_config'; {retrain}")
+        trained_cfg = config_from_dict(run_config["run_config"], config_path)
+        state = read_checkpoint(checkpoint, retrain)
+        if state["key"] != run_config["key"]:
+            raise RunFileError(f"{checkpoint} (run key {state['key']}) and {config_path.name} (run key "
+                               f"{run_config['key']}) come from two trainings (one stopped between them?); {retrain}")
         name = cfg.run.name + ("" if protocol == MAIN_PROTOCOL else f"/{protocol}")
         return cls._make(checkpoint, trained_cfg.features, state, f"{name}:{system}:seed{seed}:{run_config['key'][:12]}",
                          system, seed, device, f"run {folder.root}", {"run_title": cfg.run.title})
 
     @classmethod
     def from_bundle(cls, bundle: Union[str, Path], device: Optional[str] = None) -> "Predictor":
-        """A folder ``serlib export`` wrote, without its run folder.
+        """A folder ``serlib export`` wrote, without its run folder. Loading reads data only (JSON and a
+        checkpoint loaded as tensors and plain values: ``read_checkpoint``), never code.
 
         Raises:
-            BundleError: not a bundle, or one of another format version (the message says what to do).
+            BundleError: not a bundle, one of another format version, a ``bundle.json`` that names files
+                outside the folder or that disagrees with the checkpoint (the message says what to do).
         """
         root = Path(bundle).expanduser().resolve()
         meta_path = root / BUNDLE_FILE
         if not meta_path.is_file():
             raise BundleError(f"{root} is not a serlib model bundle (no {BUNDLE_FILE}); make one with "
                               f"`serlib export RUN --system S5 --out DIR`")
-        meta = json.loads(meta_path.read_text())
+        try:
+            meta = read_json(meta_path, "export the bundle again from its run (serlib export)")
+        except RunFileError as err:
+            raise BundleError(str(err)) from None
+        if not isinstance(meta, dict):
+            raise BundleError(f"{meta_path}: damaged: not a JSON object; export the bundle again from its run")
         version = meta.get("format_version")
         if version != BUNDLE_FORMAT:
             raise BundleError(
                 f"{meta_path}: bundle format {version}, but this serlib ({serlib.__version__}) reads format "
                 f"{BUNDLE_FORMAT}; export the bundle again from its run with this serlib (`serlib export`), or "
                 f"install the serlib that wrote it ({meta.get('serlib_version', 'unknown')})")
+        missing = [k for k in ("checkpoint", "features", "model_id", "system", "seed") if k not in meta]
+        if missing:
+            raise BundleError(f"{meta_path}: damaged: no {', '.join(missing)}; export the bundle again from its run")
         if meta.get("serlib_version") != serlib.__version__:
             warnings.warn(f"{meta_path}: written by serlib {meta.get('serlib_version')}, loaded by "
                           f"{serlib.__version__} (same bundle format {BUNDLE_FORMAT})", stacklevel=2)
-        checkpoint = root / meta["checkpoint"]
+        checkpoint = bundle_path(root, meta["checkpoint"], "checkpoint")
         if not checkpoint.is_file():
             raise BundleError(f"{checkpoint}: the bundle's checkpoint is missing; copy the whole folder")
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        features = features_from_dict(meta["features"], meta_path)
-        return cls._make(checkpoint, features, state, meta["model_id"], meta["system"], meta["seed"], device,
+        state = read_checkpoint(checkpoint, "export the bundle again from its run (serlib export)")
+        try:
+            features = features_from_dict(meta["features"], meta_path)
+        except ConfigError as err:
+            raise BundleError(f"{err}; export the bundle again from its run") from None
+        trained = state.get("features")
+        if not isinstance(trained, dict):
+            raise BundleError(f"{checkpoint}: records no features it was trained on (not exported by `serlib export`); "
+                              "export the bundle again from its run")
+        differ = {k: (v, encoder_fields(trained)[k]) for k, v in encoder_fields(dataclasses.asdict(features)).items()
+                  if v != encoder_fields(trained)[k]}
+        if differ:
+            said = "; ".join(f"features.{k} is {a!r} where the checkpoint was trained with {b!r}" for k, (a, b) in differ.items())
+            raise BundleError(f"{meta_path}: {said}: the weights would read other features than they learned; "
+                              "export the bundle again from its run (or undo the edit)")
+        return cls._make(checkpoint, features, state, str(meta["model_id"]), str(meta["system"]), meta["seed"], device,
                          f"bundle {root}", {"run_title": meta.get("run_title", "")})
 
     @classmethod
     def _make(cls, checkpoint: Path, features: FeaturesConfig, state: dict, model_id: str, system: str, seed: int,
               device: Optional[str], source: str, extra: dict) -> "Predictor":
         target = resolve_device(device or features.device, "--device")
-        model = load_checkpoint(checkpoint, target)
+        model = classifier_from_state(state, target, checkpoint)
         input = state["input"]
         layers = state.get("layers") if input != "logmel" else None  # the encoder layers it was trained on
         described = features if not layers or len(layers) > 1 else dataclasses.replace(
@@ -224,7 +392,8 @@ class Predictor:
                     "weights": features.wav2vec2.weights if input != "logmel" else "n/a (log-Mel)",
                     "serlib_version": serlib.__version__, "device": str(target), **extra}
         return cls(model=model, features=features, input=input, frames=int(state["frames"]), model_id=model_id,
-                   system=system, seed=seed, device=target, source=source, metadata=metadata, layers=layers)
+                   system=system, seed=seed, device=target, source=source, metadata=metadata, layers=layers,
+                   in_channels=int(state["in_channels"]))
 
     # ------------------------------------------------------------------ the encoder and its window
 
@@ -232,8 +401,13 @@ class Predictor:
     def encoder(self) -> nn.Module:
         """The run's frozen encoder (built on first use: a wav2vec2 takes seconds)."""
         if self._encoder is None:
-            self._encoder = build_encoder(self.features, "logmel" if self.input == "logmel" else "wav2vec2",
-                                          self.device, self.layers)
+            encoder = build_encoder(self.features, "logmel" if self.input == "logmel" else "wav2vec2",
+                                    self.device, self.layers)
+            if self.in_channels is not None and encoder.channels != self.in_channels:
+                raise BundleError(f"{self.source}: its encoder ({encoder_description(self.features, self.input)}) gives "
+                                  f"{encoder.channels} channels, but the classifier was trained on {self.in_channels}: "
+                                  "the encoder is not the one it learned from (features.wav2vec2.model_id?)")
+            self._encoder = encoder
         return self._encoder
 
     @property
@@ -293,8 +467,7 @@ class Predictor:
     def _hop(self, hop_s: Optional[float]) -> int:
         if hop_s is None:
             return max(1, self.window_samples // 2)
-        if not hop_s > 0:
-            raise ValueError(f"hop_s must be > 0 seconds, got {hop_s}")
+        check_hop(hop_s)
         return max(1, round(hop_s * self.features.sample_rate))
 
     def _entries(self, items, sample_rate) -> list[tuple[str, str, object]]:
@@ -316,7 +489,7 @@ class Predictor:
     def _load(self, kind: str, name: str, payload) -> np.ndarray:
         rate = self.features.sample_rate
         if kind == "error":
-            raise FileNotFoundError(payload)
+            raise _Unscorable(payload)
         if kind == "array":
             return _mono(payload[0], payload[1], rate)
         return load_audio(name, rate)
@@ -336,7 +509,8 @@ class Predictor:
                     raise ValueError(f"{len(wave)} samples is shorter than one frame "
                                      f"({self.encoder.min_samples} samples, 25 ms)")
             except Exception as err:  # one bad file never stops the others
-                row["error"] = f"{type(err).__name__}: {err}".replace("\n", " ")
+                said = str(err) if isinstance(err, _Unscorable) else f"{type(err).__name__}: {err}"
+                row["error"] = printable(" ".join(said.split()))
                 continue
             if len(wave) <= window or long == "centre":
                 spans = [(0, len(wave))]
@@ -391,6 +565,12 @@ class Predictor:
             for i, p in zip(batch, probs):
                 out[i] = p
         return out  # type: ignore[return-value]
+
+
+def check_hop(hop_s: float) -> None:
+    """A hop between windows is a finite number of seconds above 0 (ValueError otherwise)."""
+    if not (math.isfinite(hop_s) and 0 < hop_s <= 3600):
+        raise ValueError(f"--hop must be a number of seconds above 0 and at most 3600, got {hop_s}")
 
 
 def class_map() -> dict[str, list[str]]:

@@ -19,7 +19,9 @@ import logging
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
@@ -32,7 +34,7 @@ from tqdm.auto import tqdm
 
 from serlib.common.config import Config, ConfigError, SystemConfig, config_to_dict, non_default
 from serlib.common.facts import CLASSES, CORPORA, SUBSETS
-from serlib.common.io import write_csv_atomic, write_json_atomic
+from serlib.common.io import read_json, write_csv_atomic, write_json_atomic
 from serlib.common.runfolder import RunFolder
 from serlib.common.progress import Progress
 from serlib.common.runtime import resolve_device, set_seed
@@ -292,14 +294,29 @@ def run_key(system: SystemConfig, cfg: Config, lr: float, weight_decay: float, d
 
 
 def _is_complete(folder: RunFolder, name: str, seed: int, key: str, protocol: str = MAIN_PROTOCOL) -> bool:
-    try:
-        saved = json.loads(folder.run_config(name, seed, protocol).read_text())
-    except (OSError, ValueError):
-        return False
-    needed = (folder.checkpoint(name, seed, protocol), folder.history(name, seed, protocol),
-              folder.metrics(name, seed, protocol), folder.predictions(name, seed, "val", protocol),
-              folder.predictions(name, seed, "test", protocol))
-    return saved.get("key") == key and all(p.is_file() for p in needed)
+    return folder.run_complete(name, seed, protocol, key)
+
+
+def _staging(out: Path) -> Path:
+    """A new, empty sibling of the run folder ``out`` to write a run into (``replace_run_dir`` puts it in place);
+    what an interrupted write left beside ``out`` is removed first."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for left in out.parent.glob(f".{out.name}.*-????????"):  # .seed0.new-<hex> / .seed0.old-<hex>: serlib's own
+        shutil.rmtree(left, ignore_errors=True)
+    work = out.with_name(f".{out.name}.new-{uuid.uuid4().hex[:8]}")
+    work.mkdir()
+    return work
+
+
+def replace_run_dir(work: Path, out: Path) -> None:
+    """Put the run written in ``work`` at ``out`` as one unit: the old run renamed aside, the new one renamed
+    in, the old one removed. A reader sees the old run whole or the new one whole; a crash between the two
+    renames leaves no run there (``RunFolder.run_complete`` is False: it is trained again)."""
+    aside = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
+    if out.exists():
+        os.rename(out, aside)
+    os.rename(work, out)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _predictions(model: nn.Module, data: SplitData, split: str, batch_size: int,
@@ -348,18 +365,36 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
     """
     protocol = data.protocol
     out = folder.run_dir(name, seed, protocol)
-    out.mkdir(parents=True, exist_ok=True)
+    work = _staging(out)  # every file of the run is written here, then renamed into place as one unit
+    try:
+        _train_into(cfg, folder, name, system, data, seed, lr, weight_decay, key, progress, out, work)
+        replace_run_dir(work, out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return result_row(folder, name, system, seed, "trained", protocol)
+
+
+def _train_into(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, data: SplitData, seed: int,
+                lr: float, weight_decay: float, key: str, progress: bool, out: Path, work: Path) -> None:
+    """``train_run``'s work: fit, then every output into ``work`` (``config.json`` last)."""
+    protocol = data.protocol
+
+    def staged(path: Path) -> Path:  # a run file's name, in the staging folder
+        return work / path.name
+
     model = build_system_model(system, data.channels, data.device, seed, data.stacked)
     augment = system_augment(cfg, system)
     trim = trims_batches(cfg, system)
+    out.mkdir(parents=True, exist_ok=True)  # the live history is where a watcher looks while it trains
     live = folder.live_history(name, seed, protocol)
     live.unlink(missing_ok=True)  # this training run's epochs, appended as they finish
     where = f"{name} seed {seed}" + ("" if protocol == MAIN_PROTOCOL else f" ({protocol})")
     result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train, augment,
-                 lr=lr, weight_decay=weight_decay, seed=seed, progress=progress, desc=f"{name} seed {seed}" + ("" if protocol == MAIN_PROTOCOL else f" ({protocol})"),
-                 system=name if protocol == MAIN_PROTOCOL else f"{name} ({protocol})", train_lengths=data.lengths["train"], val_lengths=data.lengths["val"], trim=trim,
-                 on_epoch=epoch_progress(folder, where, live))
-    result.history.to_csv(folder.history(name, seed, protocol), index=False)
+                 lr=lr, weight_decay=weight_decay, seed=seed, progress=progress, desc=where,
+                 system=name if protocol == MAIN_PROTOCOL else f"{name} ({protocol})", train_lengths=data.lengths["train"],
+                 val_lengths=data.lengths["val"], trim=trim, on_epoch=epoch_progress(folder, where, live))
+    result.history.to_csv(staged(folder.history(name, seed, protocol)), index=False)
     metrics = {"best_epoch": result.best_epoch, "stopped_epoch": result.stopped_epoch,
                "params": count_params(model), "seconds_per_epoch": result.seconds_per_epoch,
                "lr": lr, "weight_decay": weight_decay, "device": str(data.device),
@@ -370,16 +405,18 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
                "n_train": len(data.y["train"]), "n_val": len(data.y["val"]), "n_test": len(data.y["test"])}
     for split in ("val", "test"):  # test is scored once, at the best-validation checkpoint
         table, metrics[split] = _predictions(model, data, split, cfg.train.eval_batch_size, trim)
-        table.to_csv(folder.predictions(name, seed, split, protocol), index=False)
-    folder.metrics(name, seed, protocol).write_text(json.dumps(metrics, indent=2))
+        table.to_csv(staged(folder.predictions(name, seed, split, protocol)), index=False)
+    staged(folder.metrics(name, seed, protocol)).write_text(json.dumps(metrics, indent=2))
     torch.save({"state_dict": result.best_state, "model": dataclasses.asdict(system.model),
                 "in_channels": data.channels, "frames": data.frames, "input": system.input, "layers": data.layers,
-                "best_epoch": result.best_epoch, "key": key}, folder.checkpoint(name, seed, protocol))
+                "best_epoch": result.best_epoch, "key": key, "features": dataclasses.asdict(cfg.features)},
+               staged(folder.checkpoint(name, seed, protocol)))
     config = {"key": key, "system": name, "seed": seed, "protocol": protocol, "lr": lr, "weight_decay": weight_decay,
               "features": data.fingerprint, "system_config": dataclasses.asdict(system),
               "run_config": config_to_dict(cfg)}
-    folder.run_config(name, seed, protocol).write_text(json.dumps(config, indent=2, default=str))  # last: complete
-    return result_row(folder, name, system, seed, "trained", protocol)
+    if live.is_file():
+        os.replace(live, staged(live))  # the epochs go with the run they belong to
+    staged(folder.run_config(name, seed, protocol)).write_text(json.dumps(config, indent=2, default=str))  # last
 
 
 def epoch_progress(folder: RunFolder, what: str, live: Optional[Path] = None):
@@ -404,7 +441,7 @@ def result_row(folder: RunFolder, name: str, system: SystemConfig, seed: int, st
                protocol: str = MAIN_PROTOCOL) -> dict:
     """One row of the results table, read back from a run's ``metrics.json``."""
     path = folder.run_dir(name, seed, protocol)
-    metrics = json.loads(folder.metrics(name, seed, protocol).read_text())
+    metrics = read_json(folder.metrics(name, seed, protocol), f"train it again (serlib train PARAMS --system {name})")
     model = system.model
     return {"protocol": protocol, "system": name, "seed": seed, "input": system.input, "arch": model.arch,
             "se": model.se if model.arch == "resattn" else False,
@@ -473,8 +510,8 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
     out = _selection_dir(folder, group, data.protocol)
     key = run_key(system, cfg, -1.0, -1.0, data, sel.seed) + hashlib.sha256(
         json.dumps(non_default(sel) | {"on": system_name}, sort_keys=True).encode()).hexdigest()[:8]
-    if (out / "selection.json").is_file() and json.loads((out / "selection.json").read_text()).get("key") == key:
-        saved = json.loads((out / "selection.json").read_text())
+    saved = _read_selection(out / "selection.json")
+    if saved.get("key") == key:
         return {**saved, "grid": pd.read_csv(out / "selection.csv")}
     rows = []
     for lr in sel.lrs:
@@ -501,11 +538,20 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
     return {**chosen, "grid": grid}
 
 
+def _read_selection(path: Path) -> dict:
+    """A grid's saved choice, {} when there is none or it is damaged (the grid is then searched again)."""
+    try:
+        saved = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return {}
+    return saved if isinstance(saved, dict) else {}
+
+
 def load_selection(folder: RunFolder) -> Optional[pd.DataFrame]:
     """Every learning-rate / weight-decay grid of a run (columns protocol, group, system, lr, ...), or None."""
     grids = []
     for path in sorted(folder.selection.rglob("selection.json")) if folder.selection.is_dir() else []:
-        meta = json.loads(path.read_text())
+        meta = read_json(path, "delete it: the grid is searched again at the next `serlib train`")
         grid = pd.read_csv(path.with_name("selection.csv"))
         grid.insert(0, "searched_on", meta.get("system", ""))
         grid.insert(0, "group", meta.get("group", "shared"))
@@ -527,12 +573,16 @@ def system_names(cfg: Config, systems: Optional[Sequence[str]]) -> list[str]:
 
 
 def _copy_run(source: Path, target: Path, name: str, same_as: str) -> None:
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(source, target)
-    config = json.loads((target / "config.json").read_text())
-    config.update({"system": name, "same_as": same_as})
-    (target / "config.json").write_text(json.dumps(config, indent=2, default=str))
+    work = _staging(target)
+    try:
+        shutil.copytree(source, work, dirs_exist_ok=True)
+        config = json.loads((work / "config.json").read_text())
+        config.update({"system": name, "same_as": same_as})
+        (work / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        replace_run_dir(work, target)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
 
 
 def train_systems(cfg: Config, folder: RunFolder, systems: Optional[Sequence[str]] = None,

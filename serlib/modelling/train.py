@@ -26,8 +26,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from serlib.common.config import ModelConfig, TrainConfig
+from serlib.common.config import ConfigError, TrainConfig, model_from_dict
 from serlib.common.facts import CLASSES
+from serlib.common.io import RunFileError
 from serlib.common.runtime import set_seed, training_mode
 from serlib.modelling.models import LayerSumClassifier, build_classifier
 from serlib.modelling.placement import gather
@@ -37,6 +38,10 @@ HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "l
 
 class NonFiniteLossError(FloatingPointError):
     """A training batch's loss is NaN or infinite: training stops (no checkpoint, no results)."""
+
+
+class CheckpointError(RunFileError):
+    """A checkpoint that cannot be loaded: damaged, not serlib's, or holding more than data (never run)."""
 
 
 # --------------------------------------------------------------------------- the loop
@@ -328,11 +333,66 @@ def _fit(model, train_x, train_y, val_x, val_y, train_cfg, augment, lr, weight_d
 # --------------------------------------------------------------------------- checkpoints
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a trained classifier from ``checkpoint.pt`` (eval mode)."""
-    state = torch.load(Path(path), map_location=device, weights_only=False)
+# What a checkpoint holds besides its weights (``serlib.modelling.systems.train_run`` writes it), by type.
+CHECKPOINT_FIELDS = {"state_dict": dict, "model": dict, "in_channels": int, "frames": int, "input": str,
+                     "key": str}
+
+
+def read_checkpoint(path: str | Path, fix: str = "") -> dict:
+    """The contents of ``checkpoint.pt``, loaded as data only: ``torch.load(weights_only=True)`` accepts
+    tensors, numbers, text, lists and dicts and refuses anything else, so a file never runs code.
+
+    Args:
+        path: the checkpoint.
+        fix: what the error message tells the user to do.
+
+    Raises:
+        CheckpointError: damaged, not a serlib checkpoint, or holding other objects (one line naming the file).
+        OSError: the file cannot be read.
+    """
+    path = Path(path)
+    fix = fix or "train the system again (serlib train PARAMS --system NAME), or export the bundle again"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError:
+        raise
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ValueError... by cause
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        if "weights only load failed" in first.lower() or "weights_only" in str(err):
+            raise CheckpointError(f"{path}: refused: it holds Python objects other than tensors, numbers and text "
+                                  f"(serlib loads checkpoints as data only and never runs code from a file); {fix}") from None
+        raise CheckpointError(f"{path}: damaged, not a checkpoint torch can read ({type(err).__name__}: {first}); "
+                              f"{fix}") from None
+    problems = ["not a mapping"] if not isinstance(state, dict) else [
+        f"'{k}' {'missing' if k not in state else 'is not ' + t.__name__}" for k, t in CHECKPOINT_FIELDS.items()
+        if not isinstance(state.get(k), t) or isinstance(state.get(k), bool)]
+    if not problems and not all(isinstance(v, torch.Tensor) for v in state["state_dict"].values()):
+        problems.append("'state_dict' holds more than tensors")
+    if not problems and not (state.get("layers") is None or isinstance(state["layers"], list)):
+        problems.append("'layers' is not a list")
+    if problems:
+        raise CheckpointError(f"{path}: not a serlib checkpoint ({'; '.join(problems)}); {fix}")
+    return state
+
+
+def classifier_from_state(state: dict, device: str | torch.device = "cpu", origin: str | Path = "checkpoint") -> nn.Module:
+    """The trained classifier a checkpoint's contents (``read_checkpoint``) describe, in eval mode on ``device``.
+
+    Raises:
+        CheckpointError: the weights do not fit the network the checkpoint describes.
+    """
     layers = state.get("layers")  # the layers of a wav2vec2_layers system (a learned sum in front)
-    model = build_classifier(ModelConfig(**state["model"]), state["in_channels"],
-                             len(layers) if layers and len(layers) > 1 else None).to(device)
-    model.load_state_dict(state["state_dict"])
-    return model.eval()
+    try:
+        model = build_classifier(model_from_dict(state["model"], origin), state["in_channels"],
+                                 len(layers) if layers and len(layers) > 1 else None)
+        model.load_state_dict(state["state_dict"])
+    except (ConfigError, RuntimeError, ValueError, TypeError) as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise CheckpointError(f"{origin}: its weights do not fit the network it describes ({first}); train the "
+                              "system again or export the bundle again") from None
+    return model.to(device).eval()
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a trained classifier from ``checkpoint.pt`` (eval mode; loaded as data only: ``read_checkpoint``)."""
+    return classifier_from_state(read_checkpoint(path), device, path)

@@ -7,7 +7,6 @@ git revision, package versions, device) and the seconds each stage took.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import platform
 import subprocess
@@ -19,7 +18,7 @@ import torch
 import yaml
 
 from serlib.common.config import Config, config_to_dict
-from serlib.common.io import write_json_atomic, write_text_atomic
+from serlib.common.io import RunFileError, read_json, write_json_atomic, write_text_atomic
 from serlib.common.runfolder import RunFolder, project_root
 
 PACKAGES = ("torch", "torchaudio", "transformers", "librosa", "numpy", "pandas", "scikit-learn")
@@ -115,7 +114,12 @@ def write_resolved_config(cfg: Config, folder: RunFolder) -> Path:
 
 def load_timings(folder: RunFolder) -> dict:
     """Seconds and status per notebook from ``<run>/timings.json`` (empty before the first run)."""
-    return json.loads(folder.timings.read_text()) if folder.timings.is_file() else {}
+    if not folder.timings.is_file():
+        return {}
+    timings = read_json(folder.timings, f"delete it: `serlib run PARAMS --out {folder.root}` writes it again")
+    if not isinstance(timings, dict):
+        raise RunFileError(f"{folder.timings}: damaged: not a JSON object; delete it: `serlib run` writes it again")
+    return timings
 
 
 def save_timings(folder: RunFolder, timings: dict) -> None:

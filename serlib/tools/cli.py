@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+import traceback
 from pathlib import Path
 
 
@@ -120,20 +122,38 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as err:  # a clear one-line message for expected errors; traceback otherwise
         # Imported only on an error: `serlib --help` and `serlib demo-corpus` stay free of torch and nbformat.
         from serlib.common.config import ConfigError
+        from serlib.common.io import RunFileError
         from serlib.data.corpora import CorpusError
-        from serlib.features.cache import CacheNotWritableError
         from serlib.modelling.train import NonFiniteLossError
         from serlib.report.runner import NotebookError
 
         from serlib.modelling.predict import BundleError
         from serlib.tools.doctor import DoctorError
 
-        expected = (ConfigError, CorpusError, NotebookError, FileNotFoundError, NonFiniteLossError,
-                    CacheNotWritableError, BundleError, FileExistsError, DoctorError)
+        # OSError covers a full disk, a permission, a missing file, a folder where a file was named (and the
+        # cache's CacheNotWritableError); RunFileError a damaged run file (config, timings, checkpoint).
+        expected = (ConfigError, CorpusError, NotebookError, OSError, NonFiniteLossError, RunFileError, BundleError,
+                    DoctorError)
         if isinstance(err, expected):
-            print(f"serlib {args.command}: error: {err}", file=sys.stderr)
+            if args.verbose:
+                traceback.print_exc()
+            print(f"serlib {args.command}: error: {one_line(err)}", file=sys.stderr)
             return 2
         raise
+
+
+OS_HINTS = {errno.ENOSPC: "free some disk space and run it again", errno.EACCES: "check the folder's permissions",
+            errno.EPERM: "check the folder's permissions", errno.EROFS: "the file system is read-only: choose another folder",
+            errno.EISDIR: "name a file, not a folder", errno.ENOTDIR: "a part of the path is a file, not a folder"}
+
+
+def one_line(err: BaseException) -> str:
+    """An error as one line: an ``OSError`` as ``file: reason (what to do)``, others as their message."""
+    if isinstance(err, OSError) and err.strerror:
+        where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
+        hint = OS_HINTS.get(err.errno)
+        return f"{where + ': ' if where else ''}{err.strerror}" + (f" ({hint})" if hint else "")
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -171,16 +191,16 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _export(args)
     from serlib import pipeline
     from serlib.common.config import load_config
-    from serlib.common.runfolder import RunFolder, default_run_root, run_folder
+    from serlib.common.runfolder import RunFolder, default_run_root, out_folder, run_folder
     from serlib.data.stage import manifest_changes
 
     cfg = load_config(args.params)
+    root = out_folder(args.out, cfg) if args.out else default_run_root(cfg)  # refused before anything runs
     problems = pipeline.preflight(cfg, getattr(args, "system", None))
     if problems:  # before anything runs or is written: every problem at once, nothing left on disk
         for problem in problems:
             print(f"serlib {args.command}: error: {problem}", file=sys.stderr)
         return 2
-    root = Path(args.out).expanduser().resolve() if args.out else default_run_root(cfg)
     if args.no_rebuild and RunFolder(root).manifest.is_file():
         changes = manifest_changes(cfg, RunFolder(root))
         if changes:
@@ -239,19 +259,16 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    import yaml
-
     from serlib.common.config import load_config
-    from serlib.common.runfolder import RunFolder, run_folder
+    from serlib.common.runfolder import RunFolder, read_run_config, run_folder
     from serlib.report.runner import reexport_report
 
     target = Path(args.target).expanduser().resolve()
-    if target.is_dir():  # a run folder: the parameters file its resolved configuration names
-        resolved = RunFolder(target).resolved_config
-        if not resolved.is_file():
+    if target.is_dir():  # a run folder: the configuration it ran with (its own config.resolved.yaml)
+        folder = RunFolder(target)
+        if not folder.resolved_config.is_file():
             raise FileNotFoundError(f"{target} is not a run folder (no config.resolved.yaml); pass its parameters YAML")
-        params = yaml.safe_load(resolved.read_text())["identity"]["parameters_file"]
-        cfg, folder = load_config(params), RunFolder(target)
+        cfg = read_run_config(folder)
     else:
         cfg = load_config(target)
         folder = run_folder(cfg, args.out)
@@ -290,35 +307,42 @@ def _predict(args: argparse.Namespace) -> int:
     import json
 
     from serlib.common.io import write_text_atomic
-    from serlib.modelling.predict import BUNDLE_FILE, Predictor, summary_line
+    from serlib.modelling.predict import BUNDLE_FILE, Predictor, check_hop, summary_line
 
-    if args.batch_size < 1:
-        print("serlib predict: error: --batch-size must be >= 1", file=sys.stderr)
+    def usage(message: str) -> int:
+        print(f"serlib predict: error: {message}", file=sys.stderr)
         return 2
-    if args.out and Path(args.out).suffix.lower() not in (".csv", ".jsonl"):
-        print(f"serlib predict: error: --out {args.out}: name a .csv or .jsonl file", file=sys.stderr)
-        return 2
+
+    if not 1 <= args.batch_size <= 4096:
+        return usage(f"--batch-size must be between 1 and 4096, got {args.batch_size}")
+    if args.hop is not None:
+        try:
+            check_hop(args.hop)
+        except ValueError as err:
+            return usage(str(err))
+    out = Path(args.out).expanduser() if args.out else None
+    if out is not None:  # checked before any audio is scored: a bad --out never costs the work
+        if out.suffix.lower() not in (".csv", ".jsonl"):
+            return usage(f"--out {args.out}: name a .csv or .jsonl file")
+        if out.is_dir():
+            return usage(f"--out {args.out} is a folder; name a .csv or .jsonl file")
+        if out.parent.exists() and not out.parent.is_dir():
+            return usage(f"--out {args.out}: {out.parent} is a file, not a folder")
     model = Path(args.model).expanduser()
     if (model / BUNDLE_FILE).is_file():
         if args.system or args.seed is not None:
-            print("serlib predict: error: --system / --seed choose within a run folder; a bundle holds one model",
-                  file=sys.stderr)
-            return 2
+            return usage("--system / --seed choose within a run folder; a bundle holds one model")
         predictor = Predictor.from_bundle(model, device=args.device)
     else:
         predictor = Predictor.from_run(model, system=args.system, seed=args.seed, device=args.device)
-    try:
-        table = predictor.predict(args.audio, per_window=args.per_window, hop_s=args.hop, long=args.long,
-                                  batch_size=args.batch_size)
-    except ValueError as err:  # a bad --hop: the user's input
-        print(f"serlib predict: error: {err}", file=sys.stderr)
-        return 2
-    if args.out and Path(args.out).suffix.lower() == ".jsonl":
+    table = predictor.predict(args.audio, per_window=args.per_window, hop_s=args.hop, long=args.long,
+                              batch_size=args.batch_size)
+    if out is not None and out.suffix.lower() == ".jsonl":
         meta = json.dumps({"metadata": table.attrs["metadata"]}, default=str)
         body = table.to_json(orient="records", lines=True, force_ascii=False)
-        path = write_text_atomic(Path(args.out), meta + "\n" + body)
-    elif args.out:
-        path = write_text_atomic(Path(args.out), table.to_csv(index=False))
+        path = write_text_atomic(out, meta + "\n" + body)
+    elif out is not None:
+        path = write_text_atomic(out, table.to_csv(index=False))
     else:
         path = None
         sys.stdout.write(table.to_csv(index=False))
