@@ -763,7 +763,7 @@ def load_typed_yaml(path: str | Path, cls: type) -> Any:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"file not found: {path}")
-    return _build(cls, _read_yaml(path), "", path)
+    return _build(cls, read_yaml(path), "", path)
 
 
 def with_overrides(cfg: Config, overrides: dict[str, Any], origin: str, relative_to: str | Path) -> Config:
