@@ -327,7 +327,9 @@ def test_ray_gives_the_same_numbers_and_retries_a_killed_task(local_sweep, tmp_p
     assert "killed pid" in marker.read_text()  # the worker training noise-0.2's S5 was SIGKILLed mid-write
     record = json.loads((sweep.tasks_dir / "noise-0.2.train.S5.seed0.split.json").read_text())
     assert record["attempt"] == 2 and record["status"] == "done"
-    assert record["result"]["cleared"] == "checkpoint.pt is missing or empty"  # the killed attempt's files removed
+    # the killed attempt left its staging folder and no run; the retry removed it and trained the run whole
+    assert "the staging folder a killed attempt left (.seed0.new-" in record["result"]["cleared"]
+    assert not list((sweep.variant("noise-0.2").root / "models").rglob(".seed*"))
     assert state["variants"]["noise-0.2"]["retried"] == 1
     assert [state["variants"][v]["status"] for v in VARIANTS] == ["finished"] * 3
     assert state["variants"]["base"]["features_computed"]["wav2vec2"] > 0

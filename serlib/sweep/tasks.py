@@ -80,7 +80,13 @@ def select_group(params: str, root: str, system: str, group: str, protocol: str)
 def train_one(params: str, root: str, system: str, seed: int, protocol: str) -> dict:
     """One trained run; what a killed earlier attempt left of it is removed first (``clear_half_written``)."""
     cfg, folder = load_config(params), RunFolder(Path(root))
-    cleared = clear_half_written(sweep_root_of(folder.root), folder.run_dir(system, seed, protocol))
+    run_dir = folder.run_dir(system, seed, protocol)
+    # A run is written in a staging folder swapped in whole (systems.train_run): a killed attempt leaves that folder
+    # (removed when the run is trained again) and no run; a run folder that still fails the read-back is cleared.
+    staged = sorted(p.name for p in run_dir.parent.glob(f".{run_dir.name}.new-*")) if run_dir.parent.is_dir() else []
+    found = [clear_half_written(sweep_root_of(folder.root), run_dir),  # e.g. only the live history of an attempt
+             f"the staging folder a killed attempt left ({', '.join(staged)})" if staged else None]
+    cleared = "; ".join(part for part in found if part) or None
     one = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seeds=[seed]))
     row = train_systems(one, folder, systems=[system], progress=False, protocol=protocol).iloc[0]
     return {"status": str(row["status"]), "test_acc": float(row["test_acc"]), "test_uar": float(row["test_uar"]),
