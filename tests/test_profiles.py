@@ -217,9 +217,15 @@ def test_more_folds_than_a_corpus_copy_holds_is_one_line_when_the_folds_are_made
         pipeline.ensure_manifest(cfg, folder)
 
 
-def test_select_system_is_read_only_when_the_grid_runs(tmp_path):
-    cfg = load_config(_write(tmp_path, {"systems": {"S5": None}, "analysis": {"primary_system": "S4"}}))
-    assert cfg.train.select.system == "S5" and not cfg.train.select.enabled  # unused: no error
-    with pytest.raises(ConfigError, match=r"'train\.select\.system' must be one of the systems"):
-        load_config(_write(tmp_path, {"systems": {"S5": None}, "analysis": {"primary_system": "S4"},
-                                      "train": {"select": {"enabled": True}}}))
+@pytest.mark.parametrize("select, read", [({"enabled": False, "scope": "shared"}, False),
+                                          ({"enabled": True, "scope": "system"}, False),
+                                          ({"enabled": True, "scope": "family"}, False),
+                                          ({"enabled": True, "scope": "shared"}, True)])
+def test_select_system_is_checked_only_where_it_is_read(tmp_path, select, read):
+    # train.select.system names the system of the one shared grid; a profile without S5 need not set it otherwise
+    profile = {"systems": {"S5": None}, "analysis": {"primary_system": "S4"}, "train": {"select": select}}
+    if read:
+        with pytest.raises(ConfigError, match=r"'train\.select\.system' must be one of the systems"):
+            load_config(_write(tmp_path, profile))
+    else:
+        assert load_config(_write(tmp_path, profile)).train.select.system == "S5"

@@ -433,11 +433,14 @@ def table5_scores(cfg: Config, folder: RunFolder, systems: Sequence[str] = TABLE
 PAPER_SYSTEMS = ("S1", "S2", "S3", "S4", "S5", "A1", "A2", "A3")  # the paper's Tables 4-6
 
 
-def reference_of(cfg: Config, name: str) -> str:
+def reference_of(cfg: Config, name: str) -> Optional[str]:
     """The system an added row is compared with: the name before its first '-' (S5-mask -> S5), else the
-    analysed system."""
-    base = name.split("-")[0]
-    return base if base in cfg.systems and base != name else primary_system(cfg)[0]
+    analysed system, else (for the analysed system itself) the log-Mel baseline S1; None when none of them is
+    another system of the profile."""
+    for reference in (name.split("-")[0], primary_system(cfg)[0], "S1"):
+        if reference in cfg.systems and reference != name:
+            return reference
+    return None
 
 
 def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
@@ -447,6 +450,8 @@ def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     rows = []
     names = [n for n in cfg.systems if n not in PAPER_SYSTEMS]
     pairs = [(n, reference_of(cfg, n), system_predictions(cfg, folder, n)) for n in names]
+    alone = [(n, preds) for n, reference, preds in pairs if reference is None]  # nothing to compare with
+    pairs = [pair for pair in pairs if pair[1] is not None]
     if "S1" in cfg.systems:
         pairs.append((DURATION, "S1", duration_predictions(cfg, folder)))
     if cfg.analysis.feature_baselines:
@@ -470,7 +475,9 @@ def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     out = pd.DataFrame(rows)
     if len(out):
         out["p_holm"], out["significant"] = stats.holm(out["p"].to_numpy(), cfg.analysis.alpha)
-    return out
+    lone = [{**_score_row(name, score(preds, cfg).set_index("metric")), "description": cfg.systems[name].description}
+            for name, preds in alone]
+    return pd.concat([out, pd.DataFrame(lone)], ignore_index=True) if lone else out
 
 
 def epoch_cost(cfg: Config, results: pd.DataFrame) -> pd.DataFrame:

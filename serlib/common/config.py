@@ -173,7 +173,7 @@ class ModelConfig:
 @dataclass
 class SelectConfig:
     enabled: bool = False  # run serlib.modelling.systems.select_lr_wd (val split only) and train with its choice
-    system: str = "S5"  # the system the grid is searched on (a key of 'systems')
+    system: str = "S5"  # with scope shared: the system the one grid is searched on (a key of 'systems')
     lrs: Annotated[list[PosFloat], Items(1)] = field(
         default_factory=lambda: [3e-4, 1e-3, 3e-3])  # CHOSEN learning-rate grid
     weight_decays: Annotated[list[NonNegFloat], Items(1)] = field(
@@ -661,8 +661,9 @@ def _check_values(cfg: Config, path: Path) -> None:
     if not cfg.systems:
         raise ConfigError(f"{path}: 'systems' removes every system; keep at least one")
     known = f"one of the systems ({', '.join(cfg.systems)})"
-    if cfg.train.select.enabled and cfg.train.select.system not in cfg.systems:  # read only when the grid runs
-        fail("train.select.system", known, cfg.train.select.system)
+    select = cfg.train.select
+    if select.enabled and select.scope == "shared" and select.system not in cfg.systems:  # read only then
+        fail("train.select.system", known, select.system)
     n = cfg.analysis
     if n.primary_system not in cfg.systems:
         fail("analysis.primary_system", known, n.primary_system)
