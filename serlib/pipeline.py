@@ -117,7 +117,11 @@ def ensure_folds(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     """The speaker k-fold assignment of ``data.folds`` (``data/folds.csv``), rewritten when it changed.
 
     Stratified within each corpus and by sex; validation speakers come from each fold's training
-    speakers, in the proportion ``data.split`` gives validation against training.
+    speakers, in the proportion ``data.split`` gives validation against training. ``ensure_manifest``
+    calls it, so every stage below the manifest finds the folds.
+
+    Raises:
+        ConfigError: a corpus of the manifest has fewer speakers than ``data.folds`` (one line naming the fix).
     """
     speakers = speaker_table(load_manifest(folder))
     problem = folds_problem(cfg, speakers.groupby("corpus")["speaker"].nunique().to_dict(), f" in {folder.manifest}")

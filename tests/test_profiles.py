@@ -1,8 +1,9 @@
 """The profile matrix (issue 22): the smoke corpus through all six notebooks in the shapes users' profiles take.
 
-Each profile is a variation of ``parameters/smoke.yaml``: speaker folds, only log-Mel systems, one corpus, two
-corpora with leave-one-corpus-out, a YAML kept outside the project, and folds with the layer probe and S6. Each
-test asserts that the report holds the tables the profile can have and names, in one line each, those it skips.
+Each profile is a variation of ``parameters/smoke.yaml``: speaker folds, only log-Mel systems in a YAML kept
+outside the project, one corpus, two corpora with leave-one-corpus-out, and folds with the layer probe and S6.
+Each test asserts that the report holds the tables the profile can have and names, in one line each, those it
+skips.
 
 Time: every profile reads the session smoke run's feature cache (``features.cache_dir``) and starts from its
 eGeMAPS and prosody caches, trains two epochs without the selection grid, and resamples the bootstrap 200 times;
@@ -56,37 +57,37 @@ def _one_corpus(*names: str) -> dict:
 LOGMEL_RESATTN = {"input": "logmel", "model": {"arch": "resattn", "mask_padding": True},
                   "description": "ResAttn1D-CNN on log-Mel, masked"}
 
-# name -> (systems kept, profile changes, tables it must hold, lines naming what it skips)
+# name -> (systems kept, profile changes, tables it must hold, lines naming what it skips). The issue's shapes:
+# (a) folds; (b) only log-Mel systems, without S5 or A1-A3, and (e) a YAML outside the project, in one run
+# ("logmel-outside": where the YAML lives is independent of what it trains, and each run of six notebooks costs
+# about a minute); (c) one corpus; (d) two corpora with leave-one-corpus-out; (f) folds with the probe and S6.
 MATRIX = {
     "folds": (("S1", "S2", "S5", "A1"), {"data": {"folds": 3}, "analysis": {"feature_baselines": True}},
               ["table_s4_folds", "table_4", "table_5", "table_s26_paired", "table_s27_beyond", "table_s29_fold_curves",
                "table_8", "table_s25", "table_6", "table_s32_paired", "table_7", "table_s40", "table_s48_calibration",
                "table_s50"],
               ["Table S33: skipped, analysis.loco_systems is []", "analysis.layer_probe is off in this profile"]),
-    "logmel-only": (("S1",), {"systems": {"R1": LOGMEL_RESATTN}, "analysis": {"primary_system": "R1",
-                                                                            "feature_baselines": True}},
-                    ["table_4", "table_5", "table_s27_beyond", "fig_2_resattn", "table_s22", "table_8", "table_s25",
-                     "table_7", "table_s50"],
-                    ["Table S26: skipped", "Table 6, Fig. S30 and Tables S31, S32: skipped, it needs S5 and at least "
-                     "one of A1, A2, A3; this profile has S1, R1"]),
+    "logmel-outside": (("S1",), {"systems": {"R1": LOGMEL_RESATTN},
+                                 "analysis": {"primary_system": "R1", "feature_baselines": True}},
+                       ["table_4", "table_5", "table_s27_beyond", "fig_2_resattn", "table_s22", "table_8", "table_s25",
+                        "table_7", "table_s50"],
+                       ["Table S26: skipped", "Table 6, Fig. S30 and Tables S31, S32: skipped, it needs S5 and at "
+                        "least one of A1, A2, A3; this profile has S1, R1"]),
     "one-corpus": (("S1", "S5"), _one_corpus(("crema_d", "CREMA-D")),
                    ["table_4", "table_5", "table_8", "table_7", "table_s41"],
-                   ["Table S26: skipped", "Table S33: skipped, leave-one-corpus-out trains on some corpora and tests on another; this "
-                    "profile reads only CREMA-D", "Table 6, Fig. S30 and Tables S31, S32: skipped"]),
+                   ["Table S26: skipped", "Table S33: skipped, leave-one-corpus-out trains on some corpora and tests "
+                    "on another; this profile reads only CREMA-D", "Table 6, Fig. S30 and Tables S31, S32: skipped"]),
     "two-corpora-loco": (("S1", "S5"), _merge(_one_corpus(("crema_d", "CREMA-D"), ("ravdess", "RAVDESS")),
                                               {"analysis": {"loco_systems": ["S1"]}}),
                          ["table_5", "table_s33_loco", "table_7"],
                          ["Table 6, Fig. S30 and Tables S31, S32: skipped"]),
-    "outside": (("S1",), {"analysis": {"primary_system": "S1"}},
-                ["table_4", "table_5", "table_8", "table_7", "table_s50"],
-                ["Fig. 2 and Table S22: skipped, this profile trains no ResAttn1D-CNN", "Table S26: skipped",
-                 "Table 6, Fig. S30 and Tables S31, S32: skipped"]),
-    "folds-probe-s6": (("S5",), {"data": {"folds": 3}, "analysis": {"layer_probe": "all"},
+    "folds-probe-s6": (("S5",), {"data": {"folds": 2}, "analysis": {"layer_probe": "all"},
                                  "systems": {"S6": {"input": "wav2vec2_layers", "layers": "all"},
                                              "S5-best": {"layers": "best"}}},
                        ["table_s12", "table_s14_probe_folds", "fig_s13", "fig_s27", "table_5", "table_s27_beyond",
                         "table_s29_fold_curves", "table_7", "table_s50"],
-                       ["Table S26: skipped", "Table 6, Fig. S30 and Tables S31, S32: skipped"]),
+                       ["Table S26: skipped", "Table 6, Fig. S30 and Tables S31, S32: skipped",
+                        "Fig. 1 is skipped: it draws Tri-Aug on a clip's log-Mel features"]),
 }
 
 
@@ -104,7 +105,7 @@ def analysis_caches(smoke_run, tmp_path_factory) -> Path:
 def _run(smoke_run: RunFolder, caches: Path, tmp_path: Path, name: str) -> RunFolder:
     keep, extra, _, _ = MATRIX[name]
     profile = _profile(smoke_run, f"matrix-{name}", keep, extra)
-    outside = name == "outside"  # a YAML outside any project: `serlib run` with no --out, as a user would
+    outside = name == "logmel-outside"  # a YAML outside any project: `serlib run` with no --out, as a user would
     path = tmp_path / ("exp/mine.yaml" if outside else f"parameters/{name}.yaml")
     path.parent.mkdir()
     path.write_text(yaml.safe_dump(profile, sort_keys=False))
@@ -143,33 +144,44 @@ def test_every_notebook_runs_for_the_profile(smoke_run, analysis_caches, tmp_pat
 def _check_profile(name: str, folder: RunFolder) -> None:
     manifest = pd.read_csv(folder.manifest)
     if name in ("folds", "folds-probe-s6"):
+        k = MATRIX[name][1]["data"]["folds"]
         # out-of-fold: every clip is tested once (Table S40 counts the analysed system's test clips)
         assert pd.read_csv(folder.tables / "table_s40.csv")["clips"].sum() == len(manifest)
         table5 = pd.read_csv(folder.tables / "table_5.csv")
         assert {"acc_folds", "acc_folds_sd", "uar_folds"} <= set(table5.columns)
-        assert (table5["n_clips"] == len(manifest)).all() and (table5["n_folds"] == 3).all()
+        assert (table5["n_clips"] == len(manifest)).all() and (table5["n_folds"] == k).all()
         curves = pd.read_csv(folder.tables / "table_s29_fold_curves.csv")
-        assert sorted(set(curves["fold"])) == [1, 2, 3]
+        assert sorted(set(curves["fold"])) == list(range(1, k + 1))
     if name == "folds":
+        from serlib.analysis.bundle import export_bundle
+
+        bundle = export_bundle(folder.root, folder.root / "bundle", system="S5")  # a fold's model travels
+        assert bundle["metrics"]["protocol"] == "fold1" and bundle["metrics"]["test"]["n_clips"] == len(manifest)
+        assert "One fold's model" in (folder.root / "bundle" / "README.md").read_text()
         table6 = pd.read_csv(folder.tables / "table_6.csv")
         assert list(table6["variant"]) == ["Full", "A1"] and "test_acc_folds" in table6
         folds = pd.read_csv(folder.tables / "table_s4_folds.csv")
         assert folds["test speakers"].sum() == manifest["speaker"].nunique()
     if name == "folds-probe-s6":
         probe = pd.read_csv(folder.tables / "table_s14_probe_folds.csv")
-        assert list(probe["fold"]) == [1, 2, 3] and probe["test clips"].sum() == len(manifest)
-    if name == "logmel-only":
+        assert list(probe["fold"]) == [1, 2] and probe["test clips"].sum() == len(manifest)
+    if name == "logmel-outside":
         summary = yaml.safe_load(folder.features_summary.read_text())
         assert list(summary["inputs"]) == ["logmel"]  # nothing of wav2vec2 is extracted or read
         assert set(pd.read_csv(folder.tables / "table_5.csv")["system"]) == {"S1"}
+        report = folder.report.read_text()
+        assert "none: no system of this run reads wav2vec2" in report and "Random encoder weights" not in report
+        key = report[report.index('id="key-results"'):][:3000]  # the analysed system's row comes from Table S27
+        assert "<b>R1</b>" in key and "log-Mel features only" in key and 'href="#table-s27"' in key
+        # `serlib run exp/mine.yaml` wrote exp/reports/<run.name>/, beside the YAML (README, "Your own parameters file")
+        assert (folder.root.parents[1] / "mine.yaml").is_file() and folder.root.parent.name == "reports"
+        assert folder.root.name == "matrix-logmel-outside" and (folder.notebooks / "06_listening.ipynb").is_file()
     if name == "one-corpus":
         assert set(manifest["corpus"]) == {"CREMA-D"}
     if name == "two-corpora-loco":
         loco = pd.read_csv(folder.tables / "table_s33_loco.csv")
         assert sorted(loco["held_out"]) == ["CREMA-D", "RAVDESS"] and set(loco["system"]) == {"S1"}
         assert (loco["trained_on"] == loco["held_out"].map({"CREMA-D": "RAVDESS", "RAVDESS": "CREMA-D"})).all()
-    if name == "outside":
-        assert folder.root == folder.root.parent.parent / "reports" / "matrix-outside"  # beside the YAML
 
 
 # --------------------------------------------------------------------------- bad combinations, at load

@@ -102,7 +102,8 @@ class DataConfig:
     split_seed: NonNegInt = 0  # seed of the speaker split
     split_file: Optional[str] = None  # speaker -> subset file to reuse a published split exactly
     folds: Optional[Annotated[int, Bound(">=", 2)]] = None  # speaker k-fold cross-validation instead of the split
-                                                             # (null = the paper's single split)
+                                                             # (null = the paper's single split); at most the
+                                                             # speakers of the smallest corpus
     silence_floor_dbfs: Annotated[float, Bound("<=", 0.0)] = -60.0  # CHOSEN: a clip whose mono RMS is below this (dB re full scale) is near-silent
     drop_silent: bool = False  # false: near-silent clips (or stereo that cancels) are flagged in the audit and kept
 

@@ -215,8 +215,9 @@ def format_frame(df: pd.DataFrame, float_format: Optional[str] = None) -> tuple[
                     for a, b in zip(df[lo], df[hi])]
             text = [f"{t}\n[{a}, {b}]" if t and a and b else (f"{t}\n[n/a]" if t else "")
                     for t, (a, b) in zip(text, ends)]  # the interval on its own line (table_html)
-        if sd:  # a spread in the unit of its mean (a rate's in points of percent), without a sign
-            spread = [cell(abs(s), kind, float_format, scale).lstrip("+") for s in df[sd]]
+        if sd:  # a spread in the unit of its mean (a rate's in points of percent), without a sign; a count's is a number
+            spread_kind = "float" if kind == "int" else kind
+            spread = [cell(abs(s), spread_kind, float_format, scale).lstrip("+") for s in df[sd]]
             text = [f"{t} ± {s}" if t and s else t for t, s in zip(text, spread)]
         title = header(str(name))
         if kind == "rate" and not UNIT_IN_HEADER.search(title):
