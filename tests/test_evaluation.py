@@ -162,3 +162,13 @@ def test_a_skipped_table_names_what_it_needs_and_what_the_profile_has():
     assert evaluation.loco_skip(cfg).endswith("this profile reads only EmoDB.")
     cfg.data.crema_d = "/corpora/CREMA-D"
     assert evaluation.loco_skip(cfg) == ""
+
+
+def test_a_row_beyond_the_paper_is_compared_with_its_base_then_the_analysed_system_then_s1():
+    cfg = Config(systems={name: SystemConfig() for name in ("S1", "S5", "S5-mask", "R1")})
+    assert [evaluation.reference_of(cfg, n) for n in ("S5-mask", "R1")] == ["S5", "S5"]
+    cfg.analysis.primary_system = "R1"  # the analysed system is itself beyond the paper: against the log-Mel baseline
+    assert [evaluation.reference_of(cfg, n) for n in ("S5-mask", "R1")] == ["S5", "S1"]
+    alone = Config(systems={"R1": SystemConfig()})
+    alone.analysis.primary_system = "R1"
+    assert evaluation.reference_of(alone, "R1") is None  # nothing to compare with: scored without a paired test
