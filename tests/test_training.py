@@ -76,6 +76,9 @@ def test_settings_selected_on_validation_show_the_trained_values():
     table = training.settings_table(cfg, _runs(lr=3e-3, weight_decay=1e-4)).set_index("setting")
     assert table.loc["learning rate", ["value", "source"]].tolist() == ["0.003", "CHOSEN on validation"]
     assert table.loc["weight decay", ["value", "source"]].tolist() == ["0.0001", "CHOSEN on validation"]
+    per_fold = pd.concat([_runs(lr=1e-3), _runs(lr=3e-3)], ignore_index=True)  # a grid per system and fold
+    table = training.settings_table(cfg, per_fold).set_index("setting")
+    assert table.loc["learning rate", "value"] == "per system and fold: 0.001 to 0.003 (Table S21)"
 
 
 def test_schedule_note_only_off_the_papers_schedule():

@@ -238,6 +238,11 @@ def deployment_for_run(cfg: Config, folder: RunFolder, system: str | None = None
     return table
 
 
+def _ms(value: float) -> str:
+    """Milliseconds (or a ratio) to the precision a reader needs: whole from 10, two significant digits below."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
 def deployment_skip(cfg: Config) -> str:
     """Why Table S25 cannot be shown for this profile ("" when it can): it times one input tensor per clip."""
     system = primary_system(cfg)[0]
@@ -276,9 +281,9 @@ def deployment_note(table: pd.DataFrame, cfg: Config, system: str | None = None)
     if len(enc):
         e, total = enc.iloc[0], table[table["form"].str.startswith("encoder + head")].iloc[0]
         which = f" ({table.attrs['encoder']})" if table.attrs.get("encoder") else ""
-        measured += (f" The run's encoder{which} costs {e.ms_per_utt_b1:.0f} ms for the mean test clip ({e.ms_per_audio_s:.0f} ms "
-                     f"per second of audio), so a user pays {total.ms_per_utt_b1:.0f} ms per clip here, "
-                     f"{total.ms_per_utt_b1 / fp32.ms_per_utt_b1:.0f}x the head alone.")
+        measured += (f" The run's encoder{which} costs {_ms(e.ms_per_utt_b1)} ms for the mean test clip "
+                     f"({_ms(e.ms_per_audio_s)} ms per second of audio), so a user pays {_ms(total.ms_per_utt_b1)} ms "
+                     f"per clip here, {_ms(total.ms_per_utt_b1 / fp32.ms_per_utt_b1)}x the head alone.")
     return (f"{measured} The paper claims "
             f"< {d['infer_ms']:g} ms and < {d['gpu_mem_mb']:g} MB of GPU memory per utterance. At the paper's "
             f"widths this network has {full / 1e6:.2f} M parameters: {full * 4 / 1e6:.1f} MB of fp32 weights, "

@@ -60,7 +60,7 @@ def settings_table(cfg: Config, runs: pd.DataFrame) -> pd.DataFrame:
     """
     t, default, stated, words = cfg.train, TrainConfig(), paper.TRAINING, paper.TRAINING_UNSTATED
     selected = t.select.enabled
-    lr, weight_decay = float(runs["lr"].iloc[0]), float(runs["weight_decay"].iloc[0])
+    lr, weight_decay = _trained_value(runs["lr"]), _trained_value(runs["weight_decay"])
     plateau = f"{t.plateau_patience} / {t.plateau_factor}"
     rows = [
         ("learning rate", lr, _chosen_source(t.lr, default.lr, selected), words["lr"], default.lr),
@@ -88,6 +88,14 @@ def settings_table(cfg: Config, runs: pd.DataFrame) -> pd.DataFrame:
     ]
     table = pd.DataFrame(rows, columns=["setting", "value", "source", "paper", "default"])
     return table.apply(lambda column: column.map(_text))
+
+
+def _trained_value(values: pd.Series) -> Any:
+    """The one value every run trained with, or, where the grid chose per system (and fold), its range."""
+    distinct = sorted(set(values.astype(float)))
+    if len(distinct) == 1:
+        return distinct[0]
+    return f"per system and fold: {distinct[0]:g} to {distinct[-1]:g} (Table S21)"
 
 
 def _kernels(t: TrainConfig) -> str:
