@@ -297,11 +297,18 @@ def subset_counts(n_speakers: int, fractions: Sequence[float]) -> list[int]:
     return counts
 
 
-def _allocate_strata(totals: list[int], sizes: dict[str, int]) -> dict[str, list[int]]:
-    """Per stratum (sex) speakers per subset, with row sums = stratum sizes, column sums = totals."""
+def _allocate_strata(totals: list[int], sizes: dict[str, int], rotate: int = 0) -> dict[str, list[int]]:
+    """Per stratum (sex) speakers per subset, with row sums = stratum sizes, column sums = totals.
+
+    Strata are served largest first; a remainder tie goes to the stratum served first. ``rotate`` turns the
+    order (speaker folds pass the fold's number), so a lone validation speaker of two equal strata is not of
+    the same sex in every fold.
+    """
     remaining, left = list(totals), sum(sizes.values())
     allocation = {}
-    for stratum in sorted(sizes, key=lambda s: (-sizes[s], s)):
+    order = sorted(sizes, key=lambda s: (-sizes[s], s))
+    order = order[rotate % len(order):] + order[:rotate % len(order)] if order else order
+    for stratum in order:
         size = sizes[stratum]
         targets = [size * r / left if left else 0.0 for r in remaining]
         counts = [int(np.floor(t + 1e-9)) for t in targets]
