@@ -18,15 +18,16 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from serlib.common.config import Config, ConfigError, loco_systems
+from serlib.common.config import Config, ConfigError, folds_problem, loco_systems
 from serlib.common.runfolder import RunFolder
-from serlib.data.democorpus import generate_demo_corpus
+from serlib.data.democorpus import SCALES, generate_demo_corpus
 from serlib.data.stage import StaleManifestError, build_manifest, corpus_roots, load_manifest, manifest_changes
 from serlib.features.encoders import weights_problem
 from serlib.features.extract import extract_for_run
 from serlib.features.layers import SSL_INPUTS, cached_layers
 from serlib.data.folds import speaker_folds
 from serlib.data.mculp import speaker_table
+from serlib.common.facts import CORPUS_KEYS
 from serlib.common.io import write_csv_atomic
 from serlib.modelling.systems import evaluation_protocols, loco_protocols, system_names, train_systems
 
@@ -66,7 +67,7 @@ def ensure_manifest(cfg: Config, folder: RunFolder, rebuild: bool = False,
     if not rebuild and folder.manifest.is_file():
         changes = manifest_changes(cfg, folder)
         if not changes:
-            return load_manifest(folder)
+            return _with_folds(cfg, folder, load_manifest(folder))
         if not rebuild_stale:
             raise StaleManifestError(
                 f"{folder.manifest} is stale: {'; '.join(changes)}; rebuild it by running without --no-rebuild "
@@ -77,7 +78,14 @@ def ensure_manifest(cfg: Config, folder: RunFolder, rebuild: bool = False,
         log.warning("%s is stale, rebuilding it: %s", folder.manifest, "; ".join(changes))
     else:
         log.info("building %s", folder.manifest)
-    return build_manifest(cfg, folder)
+    return _with_folds(cfg, folder, build_manifest(cfg, folder))
+
+
+def _with_folds(cfg: Config, folder: RunFolder, manifest: pd.DataFrame) -> pd.DataFrame:
+    """The manifest, after its speaker folds (``data.folds``) are written: every stage below reads them."""
+    if cfg.data.folds:
+        ensure_folds(cfg, folder)
+    return manifest
 
 
 def ensure_features(cfg: Config, folder: RunFolder, inputs: Optional[list[str]] = None,
@@ -100,9 +108,7 @@ def ensure_runs(cfg: Config, folder: RunFolder, systems: Optional[Sequence[str]]
         One row per system x seed (``serlib.modelling.systems.train_systems``).
     """
     system_names(cfg, systems)  # an unknown --system fails before minutes of features
-    ensure_features(cfg, folder, rebuild_stale=rebuild_stale)
-    if cfg.data.folds:
-        ensure_folds(cfg, folder)
+    ensure_features(cfg, folder, rebuild_stale=rebuild_stale)  # the manifest (and its folds) first
     return pd.concat([train_systems(cfg, folder, systems=systems, progress=progress, protocol=protocol)
                       for protocol in evaluation_protocols(cfg)], ignore_index=True)
 
@@ -111,12 +117,18 @@ def ensure_folds(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     """The speaker k-fold assignment of ``data.folds`` (``data/folds.csv``), rewritten when it changed.
 
     Stratified within each corpus and by sex; validation speakers come from each fold's training
-    speakers, in the proportion ``data.split`` gives validation against training.
+    speakers, in the proportion ``data.split`` gives validation against training. ``ensure_manifest``
+    calls it, so every stage below the manifest finds the folds.
+
+    Raises:
+        ConfigError: a corpus of the manifest has fewer speakers than ``data.folds`` (one line naming the fix).
     """
-    manifest = load_manifest(folder)
+    speakers = speaker_table(load_manifest(folder))
+    problem = folds_problem(cfg, speakers.groupby("corpus")["speaker"].nunique().to_dict(), f" in {folder.manifest}")
+    if problem:
+        raise ConfigError(problem)
     train, val, _ = cfg.data.split
-    folds = speaker_folds(speaker_table(manifest), cfg.data.folds, seed=cfg.data.split_seed,
-                          val_fraction=val / (train + val))
+    folds = speaker_folds(speakers, cfg.data.folds, seed=cfg.data.split_seed, val_fraction=val / (train + val))
     current = pd.read_csv(folder.folds, dtype={"speaker": str, "split": str}) if folder.folds.is_file() else None
     if current is None or not current[list(folds.columns)].equals(folds):
         log.info("writing %s (%d folds)", folder.folds, cfg.data.folds)
@@ -161,6 +173,13 @@ def preflight(cfg: Config, systems: Optional[Sequence[str]] = None) -> list[str]
         system_names(cfg, systems)
     except ConfigError as err:
         problems.append(str(err))
+    if cfg.data.demo is not None:  # the demo scale's speakers (real roots: checked at load against the releases)
+        scale = SCALES[cfg.data.demo.scale]
+        speakers = {"CREMA-D": scale.crema_actors, "RAVDESS": scale.ravdess_actors, "EmoDB": len(scale.emodb_speakers)}
+        problem = folds_problem(cfg, {c: n for c, n in speakers.items() if getattr(cfg.data, CORPUS_KEYS[c]) is None},
+                                f" at data.demo.scale {cfg.data.demo.scale}")
+        if problem:
+            problems.append(problem)
     problem = weights_problem(cfg.features)
     uses_ssl = any(s.input in SSL_INPUTS for s in cfg.systems.values()) or cfg.analysis.layer_probe is not None
     if problem and uses_ssl:

@@ -145,7 +145,7 @@ KNOWN_SYSTEMS = "S1, S2, S3, S4, S5, A1, A2, A3"
     ("train: {seeds: []}", "train.seeds", "a non-empty list"),
     ("train: {seeds: [0, 0]}", "train.seeds", "distinct"),
     ("train: {seeds: [-1]}", "train.seeds[0]", "an integer >= 0"),
-    ("train: {select: {system: S9}}", "train.select.system", KNOWN_SYSTEMS),
+    ("train: {select: {system: S9, enabled: true, scope: shared}}", "train.select.system", KNOWN_SYSTEMS),
     ("train: {select: {lrs: []}}", "train.select.lrs", "a non-empty list"),
     ("train: {select: {weight_decays: []}}", "train.select.weight_decays", "a non-empty list"),
     ("train: {select: {max_epochs: 0}}", "train.select.max_epochs", "an integer >= 1"),
@@ -175,7 +175,7 @@ def test_impossible_values_fail_at_load_naming_key_and_rule(tmp_path, text, key,
 
 def test_removing_the_analysed_system_names_the_keys_to_change(tmp_path):
     # A profile without S5 must say so at load, not fail after training (issue 15).
-    with pytest.raises(ConfigError, match=r"'train\.select\.system' must be one of the systems \(S1, S2, S3, S4, "
+    with pytest.raises(ConfigError, match=r"'analysis\.primary_system' must be one of the systems \(S1, S2, S3, S4, "
                                           r"A1, A2, A3\), got 'S5'"):
         load_config(_write(tmp_path, "systems: {S5: null}\n"))
     cfg = load_config(_write(tmp_path, "systems: {S5: null}\ntrain: {select: {system: S4}}\n"

@@ -113,3 +113,62 @@ def test_compare_runs_and_its_command(tmp_path, capsys):
     assert "S5" in capsys.readouterr().out and "serlib compare" in html.read_text()
     assert cli_main(["compare", str(folder_a.root), str(folder_b.root), "--system", "S9"]) == 2
     assert "not trained in both runs" in capsys.readouterr().err
+
+
+def _folds_run(tmp_path, accuracy: dict) -> tuple[Config, RunFolder]:
+    """``_run``'s predictions spread over two speaker folds (speakers 0-3 tested in fold 1, 4-7 in fold 2)."""
+    cfg, folder = _run(tmp_path, accuracy, seeds=(0,))
+    cfg.data.folds = 2
+    manifest = pd.read_csv(folder.manifest)
+    fold_of = {u: 1 if int(s[3:]) < N_SPEAKERS // 2 else 2 for u, s in zip(manifest["utt_id"], manifest["speaker"])}
+    for system in accuracy:
+        preds = pd.read_csv(folder.predictions(system, 0))
+        for fold in (1, 2):
+            folder.run_dir(system, 0, f"fold{fold}").mkdir(parents=True)
+            preds[preds["utt_id"].map(fold_of) == fold].to_csv(folder.predictions(system, 0, "test", f"fold{fold}"),
+                                                                index=False)
+    return cfg, folder
+
+
+def test_under_folds_a_score_is_the_pooled_value_with_the_folds_mean_and_sd_beside_it(tmp_path):
+    cfg, folder = _folds_run(tmp_path, {"S1": 0.5, "S2": 0.8})
+    preds = evaluation.system_predictions(cfg, folder, "S2")
+    assert sorted(preds["utt_id"]) == sorted(pd.read_csv(folder.manifest)["utt_id"])  # every clip once
+    row = evaluation.scores_table(cfg, folder, ["S2"]).iloc[0]
+    per_fold = preds.groupby("protocol")["correct"].mean()  # by hand: each fold's accuracy
+    assert row["acc"] == pytest.approx(preds["correct"].mean())  # pooled, not the mean of the folds
+    assert row["acc_folds"] == pytest.approx(per_fold.mean())
+    assert row["acc_folds_sd"] == pytest.approx(per_fold.std(ddof=1)) and row["n_folds"] == 2
+    paired = evaluation.paired_table(cfg, folder, evaluation.TABLE5_CLAIMS[:1]).iloc[0]
+    base = evaluation.system_predictions(cfg, folder, "S1").groupby("protocol")["correct"].mean()
+    delta = 100 * (per_fold - base)
+    assert paired["delta_folds_pp"] == pytest.approx(delta.mean())
+    assert paired["delta_folds_pp_sd"] == pytest.approx(delta.std(ddof=1))
+    assert "acc_folds" not in evaluation.scores_table(*_run(tmp_path, {"S1": 0.5}, name="split"), ["S1"])  # one split
+
+
+def test_a_skipped_table_names_what_it_needs_and_what_the_profile_has():
+    from serlib.analysis import notes
+
+    cfg = Config(systems={"S1": SystemConfig(), "R1": SystemConfig()})
+    cfg.analysis.primary_system = "R1"
+    assert notes.missing_systems(cfg, "Table 6", all_of=["S5"], any_of=["A1", "A2"]) == (
+        "Table 6: skipped, it needs S5 and at least one of A1, A2; this profile has S1, R1 (analysed: R1).")
+    assert notes.missing_systems(cfg, "Table 5", any_of=["S1", "S2"]) == ""
+    assert evaluation.paired_skip(cfg, evaluation.TABLE5_CLAIMS, "Table S26").startswith(
+        "Table S26: skipped, it needs both systems of one of S2 vs S1, ")
+    cfg.data.demo = None
+    cfg.data.emodb = "/corpora/EmoDB"
+    assert evaluation.loco_skip(cfg).endswith("this profile reads only EmoDB.")
+    cfg.data.crema_d = "/corpora/CREMA-D"
+    assert evaluation.loco_skip(cfg) == ""
+
+
+def test_a_row_beyond_the_paper_is_compared_with_its_base_then_the_analysed_system_then_s1():
+    cfg = Config(systems={name: SystemConfig() for name in ("S1", "S5", "S5-mask", "R1")})
+    assert [evaluation.reference_of(cfg, n) for n in ("S5-mask", "R1")] == ["S5", "S5"]
+    cfg.analysis.primary_system = "R1"  # the analysed system is itself beyond the paper: against the log-Mel baseline
+    assert [evaluation.reference_of(cfg, n) for n in ("S5-mask", "R1")] == ["S5", "S1"]
+    alone = Config(systems={"R1": SystemConfig()})
+    alone.analysis.primary_system = "R1"
+    assert evaluation.reference_of(alone, "R1") is None  # nothing to compare with: scored without a paired test

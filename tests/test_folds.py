@@ -53,3 +53,14 @@ def test_validation_comes_from_training_speakers_of_each_corpus():
 def test_fewer_than_two_folds_is_an_error():
     with pytest.raises(ValueError, match="at least 2"):
         speaker_folds(_speakers(), 1)
+
+
+def test_a_lone_validation_speaker_is_not_of_the_same_sex_in_every_fold():
+    # EmoDB: 5 women, 5 men, 5 folds: each fold tests one of each and validates on one of the other eight
+    speakers = pd.DataFrame({"speaker": [f"EmoDB:{i:02d}" for i in range(10)], "corpus": "EmoDB",
+                             "sex": ["male", "female"] * 5})
+    folds = speaker_folds(speakers, 5, seed=0).merge(speakers, on="speaker")
+    test, val = folds[folds["split"] == "test"], folds[folds["split"] == "val"]
+    assert (test.groupby("fold")["sex"].apply(sorted) == pd.Series([["female", "male"]] * 5, index=range(1, 6))).all()
+    assert val.groupby("fold").size().eq(1).all()
+    assert sorted(val["sex"].value_counts().to_dict().items()) == [("female", 2), ("male", 3)]  # in turn, not 0 / 5

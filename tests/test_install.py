@@ -95,3 +95,36 @@ def test_licence_and_citation_are_there():
     assert "MIT License" in (ROOT / "LICENSE").read_text()
     citation = (ROOT / "CITATION.cff").read_text()
     assert "cff-version" in citation and "serlib" in citation and "references" in citation
+
+
+def test_a_built_wheel_holds_the_notebooks_and_an_installed_serlib_finds_them(tmp_path):
+    # serlib/notebooks links to notebooks/ (one copy in git); the wheel must carry them as package data so that
+    # `serlib run` of a YAML kept anywhere finds notebooks in a pip-installed serlib.
+    import os
+    import sys
+    import zipfile
+
+    assert (ROOT / "serlib" / "notebooks").resolve() == (ROOT / "notebooks").resolve()
+    source = tmp_path / "src"
+    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "data", "reports", "__pycache__", "*.egg-info", ".pytest_cache", "build", "dist"))
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
+                           str(source)], capture_output=True, text=True, timeout=300)
+    if done.returncode and any(s in done.stdout + done.stderr for s in (
+            "NewConnectionError", "Could not find a version", "No matching distribution", "Temporary failure")):
+        pytest.skip("pip could not fetch the build backend (setuptools, wheel): no package index reachable")
+    assert done.returncode == 0, done.stdout + done.stderr
+    wheel = next((tmp_path / "dist").glob("serlib-*.whl"))
+    shipped = sorted(n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("serlib/notebooks/"))
+    assert shipped == [f"serlib/notebooks/{p.name}" for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    found = subprocess.run([sys.executable, "-c", "from serlib.report.runner import PACKAGE_NOTEBOOKS as p; "
+                            "print(p); print(sorted(x.name for x in p.glob('*.ipynb')))"],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path,  # not this checkout
+                           env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    assert found.returncode == 0, found.stderr
+    where, names = found.stdout.splitlines()
+    assert Path(where) == tmp_path / "site" / "serlib" / "notebooks"  # the installed copy, not this checkout's
+    assert names == str([p.name for p in sorted((ROOT / "notebooks").glob("*.ipynb"))])
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):  # the same bytes as the repository's
+        assert (tmp_path / "site" / "serlib" / "notebooks" / path.name).read_bytes() == path.read_bytes()

@@ -217,3 +217,17 @@ def test_signflip_of_identical_systems_is_one():
     pred = np.array([0, 2, 2, 1, 1, 2])
     out = stats.speaker_signflip_test(y, pred, pred, ["a", "a", "b", "b", "c", "c"])
     assert out["p"] == 1.0 and out["mean_speaker_delta"] == 0.0
+
+def test_group_metrics_score_each_group_alone_and_average_the_seeds():
+    y, pred, speakers = _toy(n_speakers=9)
+    groups = np.where(np.isin(speakers, ["spk0", "spk1", "spk2"]), "fold1",
+                      np.where(np.isin(speakers, ["spk3", "spk4", "spk5"]), "fold2", "fold3"))
+    other = np.where(np.arange(len(y)) % 4 == 0, (pred + 1) % 3, pred)  # a second seed
+    table = stats.group_metrics(y, np.stack([pred, other]), groups).set_index("group")
+    for fold in ("fold1", "fold2", "fold3"):
+        part = groups == fold
+        for metric, score in (("accuracy", accuracy_score), ("uar", lambda a, b: recall_score(a, b, average="macro")),
+                              ("macro_f1", lambda a, b: f1_score(a, b, average="macro"))):
+            expected = np.mean([score(y[part], p[part]) for p in (pred, other)])
+            assert table.at[fold, metric] == pytest.approx(expected), (fold, metric)
+        assert table.at[fold, "n_clips"] == part.sum()

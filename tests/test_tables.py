@@ -63,3 +63,13 @@ def test_a_very_wide_table_is_turned_a_quarter():
     assert "serlib-transposed" in html and html.count("<tr>") == 1 + tables.TRANSPOSE_COLUMNS + 2
     narrow = tables.table_html(df.iloc[:, :5])
     assert "serlib-transposed" not in narrow and "serlib-wide" not in narrow
+
+
+def test_a_mean_with_its_sd_is_one_cell_in_the_unit_of_the_mean():
+    df = pd.DataFrame({"uar": [0.5], "uar_lo": [0.4], "uar_hi": [0.6], "uar_folds": [0.512], "uar_folds_sd": [0.0421],
+                       "delta_folds_pp": [-0.103], "delta_folds_pp_sd": [3.93], "epochs": [12.0], "epochs_sd": [2.5]})
+    headers, rows, _ = _frame(df)
+    assert headers == ["UAR (%), 95 % interval", "UAR per fold (%), mean ± sd", "Δ per fold (points), mean ± sd",
+                       "epochs, mean ± sd"]
+    assert rows[0] == ["50.0\n[40.0, 60.0]", "51.2 ± 4.2", "-0.1 ± 3.9", "12 ± 2.50"]
+    assert "uar_folds_sd" not in tables.table_html(df)

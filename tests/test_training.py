@@ -76,6 +76,9 @@ def test_settings_selected_on_validation_show_the_trained_values():
     table = training.settings_table(cfg, _runs(lr=3e-3, weight_decay=1e-4)).set_index("setting")
     assert table.loc["learning rate", ["value", "source"]].tolist() == ["0.003", "CHOSEN on validation"]
     assert table.loc["weight decay", ["value", "source"]].tolist() == ["0.0001", "CHOSEN on validation"]
+    per_fold = pd.concat([_runs(lr=1e-3), _runs(lr=3e-3)], ignore_index=True)  # a grid per system and fold
+    table = training.settings_table(cfg, per_fold).set_index("setting")
+    assert table.loc["learning rate", "value"] == "per system and fold: 0.001 to 0.003 (Table S21)"
 
 
 def test_schedule_note_only_off_the_papers_schedule():
@@ -140,17 +143,40 @@ def test_learning_curves_and_their_landmarks(tmp_path):
         for seed in (0, 1):
             folder.run_dir(system, seed).mkdir(parents=True)
             _history(lrs).to_csv(folder.history(system, seed), index=False)
-    runs = pd.DataFrame({"system": ["S2", "S2", "S5", "S5", "S1"], "seed": [0, 1, 0, 1, 1],
+    runs = pd.DataFrame({"protocol": "split", "system": ["S2", "S2", "S5", "S5", "S1"], "seed": [0, 1, 0, 1, 1],
                          "best_epoch": [1, 2, 2, 3, 1]})
     curves = training.learning_curves(cfg, folder, runs, shown=("S5", "S3", "S2"))  # S3 was not trained
     assert [(c.title.split(":")[0], c.best_epoch, len(c.history)) for c in curves] == [("S5", 3, 3), ("S2", 2, 2)]
     assert curves[0].title.endswith("(seed 1)")  # the first seed of train.seeds
-    assert training.curve_landmarks(cfg, folder) == {"lr_reductions": "[3]", "stopped_epoch": 3,
+    assert training.curve_landmarks(cfg, folder) == {"system": "S5", "lr_reductions": "[3]", "stopped_epoch": 3,
                                                      "max_epochs": cfg.train.max_epochs}
+    assert training.fold_curves(cfg, folder, runs) is None  # the paper's split: Fig. 3 is the whole story
     assert training.curve_landmarks(cfg, folder, "S2")["lr_reductions"] == "none"
     fig = plots.plot_learning_curve_panels(curves, max_epochs=80)
     assert [ax.get_title() for ax in fig.axes] == [c.title for c in curves]
     plt.close(fig)
+
+
+def test_under_folds_fig3_draws_the_first_fold_and_a_table_sums_up_every_fold(tmp_path):
+    cfg = load_config(SMOKE)
+    cfg.data.folds, cfg.train.seeds, cfg.analysis.primary_system = 2, [0], "S1"
+    folder = RunFolder(tmp_path)
+    rows = []
+    for fold, lrs in ((1, [1e-3, 5e-4, 5e-4]), (2, [1e-3, 1e-3])):
+        for system in ("S1", "S2"):
+            folder.run_dir(system, 0, f"fold{fold}").mkdir(parents=True)
+            _history(lrs).to_csv(folder.history(system, 0, f"fold{fold}"), index=False)
+            rows.append({"protocol": f"fold{fold}", "system": system, "seed": 0, "best_epoch": fold,
+                         "val_acc": 0.4, "test_acc": 0.3 + fold / 10})
+    runs = pd.DataFrame(rows)
+    curves = training.learning_curves(cfg, folder, runs)  # the analysed system, then S2
+    assert [(c.title.split(":")[0], c.best_epoch, len(c.history)) for c in curves] == [("S1", 1, 3), ("S2", 1, 3)]
+    assert curves[0].title.endswith("(seed 0, fold 1)")
+    assert training.curve_landmarks(cfg, folder)["lr_reductions"] == "[2]"
+    table = training.fold_curves(cfg, folder, runs)
+    assert table[["system", "fold", "best_epoch", "stopped_epoch", "lr_halvings"]].values.tolist() == [
+        ["S1", 1, 1, 3, "2"], ["S1", 2, 2, 2, "none"], ["S2", 1, 1, 3, "2"], ["S2", 2, 2, 2, "none"]]
+    assert table["test_acc"].tolist() == pytest.approx([0.4, 0.5, 0.4, 0.5])
 
 
 def test_cost_table_means_over_seeds_in_system_order():

@@ -40,7 +40,7 @@ from serlib.common.runfolder import RunFolder, read_run_config
 from serlib.data.stage import load_manifest
 from serlib.modelling import onnxform
 from serlib.modelling.predict import BUNDLE_FILE, BUNDLE_FORMAT, BUNDLE_MARKER, Predictor, class_map
-from serlib.modelling.systems import system_data
+from serlib.modelling.systems import MAIN_PROTOCOL, evaluation_protocols, system_data
 from serlib.modelling.train import predict_proba, read_checkpoint
 
 LICENCES = {  # as the corpora's distributors state them
@@ -78,12 +78,13 @@ def export_bundle(run: str | Path, out: str | Path, system: Optional[str] = None
     cfg = run_config(folder)
     predictor = Predictor.from_run(folder.root, system, seed, device="cpu")
     system, seed = predictor.system, predictor.seed
+    protocol = evaluation_protocols(cfg)[0]  # the model of the split, or of the first speaker fold
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     try:
-        state = read_checkpoint(folder.checkpoint(system, seed))
+        state = read_checkpoint(folder.checkpoint(system, seed, protocol))
         torch.save({**state, "features": dataclasses.asdict(predictor.features)}, work / "checkpoint.pt")
-        metrics = bundle_metrics(cfg, folder, system, seed)
+        metrics = bundle_metrics(cfg, folder, system, seed, protocol)
         write_json_atomic(work / "metrics.json", metrics)
         parity = None
         if onnx:
@@ -161,19 +162,22 @@ def bundle_meta(cfg: Config, predictor: Predictor, onnx: bool) -> dict:
             "onnx_output": f"{onnxform.OUTPUT}: (batch, 3) logits in the order of 'classes'"}
 
 
-def bundle_metrics(cfg: Config, folder: RunFolder, system: str, seed: int) -> dict:
-    """Test scores of ``system`` with intervals (over the run's seeds) and this seed's own metrics.json."""
+def bundle_metrics(cfg: Config, folder: RunFolder, system: str, seed: int, protocol: str = MAIN_PROTOCOL) -> dict:
+    """Test scores of ``system`` with intervals (over the run's seeds, and folds) and the bundled model's own
+    metrics.json (``protocol``: the split, or the speaker fold it was trained in)."""
     table = scores_table(cfg, folder, [system]).iloc[0].to_dict()
-    own = read_json(folder.metrics(system, seed), "train it again") if folder.metrics(system, seed).is_file() else {}
+    path = folder.metrics(system, seed, protocol)
+    own = read_json(path, "train it again") if path.is_file() else {}
     scores = {k: (float(v) if isinstance(v, float) else v) for k, v in table.items()}
-    return {"test": scores, "seed": seed, "this_seed_test": own.get("test", {}), "n_test": own.get("n_test"),
+    return {"test": scores, "seed": seed, "protocol": protocol, "this_seed_test": own.get("test", {}),
+            "n_test": own.get("n_test"),
             "best_epoch": own.get("best_epoch"), "params": own.get("params"),
             "interval_unit": scores.get("unit"), "resamples": cfg.analysis.bootstrap_resamples}
 
 
 def _onnx_with_parity(cfg: Config, folder: RunFolder, predictor: Predictor, work: Path) -> dict:
     """``head.onnx`` and ``parity.json``: onnxruntime vs torch on every test clip of the run."""
-    data = system_data(cfg, folder, predictor.system, torch.device("cpu"))  # its input and layers
+    data = system_data(cfg, folder, predictor.system, torch.device("cpu"), evaluation_protocols(cfg)[0])
     model = predictor.model.cpu().eval()
     onnxform.export_onnx(model, data.channels, data.frames, work / "head.onnx")
     sess = onnxform.session(work / "head.onnx")
@@ -210,6 +214,10 @@ def model_card(cfg: Config, folder: RunFolder, predictor: Predictor, metrics: di
          f"seed {predictor.seed})." if predictor.system in cfg.systems else ""),
         "",
     ]
+    if metrics.get("protocol", MAIN_PROTOCOL) != MAIN_PROTOCOL:
+        lines += [f"> **One fold's model.** The run evaluates {cfg.data.folds} speaker folds; this checkpoint is the "
+                  f"model of {metrics['protocol'].replace('fold', 'fold ')} (trained on that fold's training "
+                  "speakers). The test scores below pool every fold's out-of-fold predictions.", ""]
     if demo:
         lines += ["> **Demo model.** Trained on serlib's *synthetic* demo corpus (generated offline, in the real "
                   "corpora's layouts) with a wav2vec2 encoder of **random weights**. Its numbers measure the "

@@ -147,6 +147,29 @@ def split_by_corpus(manifest: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def fold_table(manifest: pd.DataFrame, folds: pd.DataFrame) -> pd.DataFrame:
+    """Table S4 (``data.folds``): per speaker fold, the speakers and utterances of each subset, and the test
+    speakers of each corpus (every speaker is tested in exactly one fold).
+
+    Args:
+        manifest: the run's manifest.
+        folds: ``data/folds.csv`` (fold, speaker, split).
+    """
+    clips = manifest.groupby("speaker").size()
+    corpus = manifest.drop_duplicates("speaker").set_index("speaker")["corpus"]
+    rows = []
+    for fold, part in folds.groupby("fold"):
+        row = {"fold": int(fold)}
+        for subset in SUBSETS:
+            speakers = part.loc[part["split"] == subset, "speaker"]
+            row[f"{subset} speakers"] = len(speakers)
+            row[f"{subset} utterances"] = int(clips.reindex(speakers).fillna(0).sum())
+        tested = part.loc[part["split"] == "test", "speaker"].map(corpus).value_counts()
+        row["test speakers per corpus"] = ", ".join(f"{c} {tested[c]}" for c in CORPORA if c in tested)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def table3(manifest: pd.DataFrame) -> pd.DataFrame:
     """Table 3: class counts per subset, each beside the paper's count."""
     counts = manifest.groupby(["label", "split"]).size().unstack(fill_value=0)

@@ -41,7 +41,7 @@ from serlib.data.stage import load_manifest
 from serlib.features.encoders import build_encoder, encoder_description
 from serlib.modelling import onnxform
 from serlib.modelling.models import count_params, paper_width_params
-from serlib.modelling.systems import system_data
+from serlib.modelling.systems import MAIN_PROTOCOL, evaluation_protocols, system_data
 from serlib.modelling.train import load_checkpoint, predict_proba
 
 CALIBRATION_CLIPS = 256  # training-split clips that set the int8 activation ranges
@@ -205,7 +205,8 @@ def deployment_for_run(cfg: Config, folder: RunFolder, system: str | None = None
     """
     default_system, default_seed = primary_system(cfg)
     system, seed = system or default_system, default_seed if seed is None else seed
-    path = folder.checkpoint(system, seed)
+    protocol = evaluation_protocols(cfg)[0]  # the paper's split, or the first speaker fold's model
+    path = folder.checkpoint(system, seed, protocol)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no trained {system} (seed {seed}) in this run folder; run the training "
                                 f"stage (notebooks/03_train.ipynb or `serlib train`) first")
@@ -215,12 +216,13 @@ def deployment_for_run(cfg: Config, folder: RunFolder, system: str | None = None
     if input == "wav2vec2_layers":
         raise ValueError(f"{cfg.source}: the deployment table times one input tensor per clip; {system} reads several "
                          "encoder layers (input: wav2vec2_layers); set analysis.primary_system to a single-input system")
-    data = system_data(cfg, folder, system, torch.device("cpu"))  # its input and its layer
+    data = system_data(cfg, folder, system, torch.device("cpu"), protocol)  # its input and its layer
     table = deployment_table(load_checkpoint(path), data.x["train"][:CALIBRATION_CLIPS], data.x["test"],
                              data.y["test"], repeats=repeats, threads=cfg.train.threads,
                              test_lengths=data.lengths["test"], calibration_lengths=data.lengths["train"][:CALIBRATION_CLIPS])
     table["ms_per_audio_s"] = float("nan")
-    mean_s = float(load_manifest(folder).query("split == 'test'")["duration_s"].astype(float).mean())
+    durations = load_manifest(folder).set_index("utt_id")["duration_s"].astype(float)
+    mean_s = float(durations.loc[data.utt_ids["test"]].mean())
     cost = encoder_cost(cfg.features, input, mean_s, threads=cfg.features.threads)
     head = table.iloc[0]
     extra = [{"form": f"encoder ({'wav2vec2' if input == 'wav2vec2' else 'log-Mel'}), one clip of "
@@ -230,10 +232,25 @@ def deployment_for_run(cfg: Config, folder: RunFolder, system: str | None = None
               "weights_mb": float("nan"), "ms_per_utt_b1": cost["ms_per_clip"] + head.ms_per_utt_b1,
               "ms_per_audio_s": (cost["ms_per_clip"] + head.ms_per_utt_b1) / cost["seconds"]}]
     table = pd.concat([table, pd.DataFrame(extra)], ignore_index=True)
-    table.insert(0, "system", f"{system} seed {seed}")
+    table.insert(0, "system", f"{system} seed {seed}" + ("" if protocol == MAIN_PROTOCOL else f", {protocol}"))
     table["input"] = f"{data.channels} x {data.frames}"
     table.attrs["encoder"] = cost["encoder"]
     return table
+
+
+def _ms(value: float) -> str:
+    """Milliseconds (or a ratio) to the precision a reader needs: whole from 10, two significant digits below."""
+    return f"{value:.0f}" if value >= 10 else f"{value:.2g}"
+
+
+def deployment_skip(cfg: Config) -> str:
+    """Why Table S25 cannot be shown for this profile ("" when it can): it times one input tensor per clip."""
+    system = primary_system(cfg)[0]
+    if cfg.systems[system].input != "wav2vec2_layers":
+        return ""
+    return (f"Table S25 is skipped: the analysed system {system} reads several encoder layers (input: wav2vec2_layers), "
+            "and the deployment table times one input tensor per clip; set analysis.primary_system to a one-input "
+            "system to time it.")
 
 
 def deployment_note(table: pd.DataFrame, cfg: Config, system: str | None = None) -> str:
@@ -264,9 +281,9 @@ def deployment_note(table: pd.DataFrame, cfg: Config, system: str | None = None)
     if len(enc):
         e, total = enc.iloc[0], table[table["form"].str.startswith("encoder + head")].iloc[0]
         which = f" ({table.attrs['encoder']})" if table.attrs.get("encoder") else ""
-        measured += (f" The run's encoder{which} costs {e.ms_per_utt_b1:.0f} ms for the mean test clip ({e.ms_per_audio_s:.0f} ms "
-                     f"per second of audio), so a user pays {total.ms_per_utt_b1:.0f} ms per clip here, "
-                     f"{total.ms_per_utt_b1 / fp32.ms_per_utt_b1:.0f}x the head alone.")
+        measured += (f" The run's encoder{which} costs {_ms(e.ms_per_utt_b1)} ms for the mean test clip "
+                     f"({_ms(e.ms_per_audio_s)} ms per second of audio), so a user pays {_ms(total.ms_per_utt_b1)} ms "
+                     f"per clip here, {_ms(total.ms_per_utt_b1 / fp32.ms_per_utt_b1)}x the head alone.")
     return (f"{measured} The paper claims "
             f"< {d['infer_ms']:g} ms and < {d['gpu_mem_mb']:g} MB of GPU memory per utterance. At the paper's "
             f"widths this network has {full / 1e6:.2f} M parameters: {full * 4 / 1e6:.1f} MB of fp32 weights, "

@@ -17,7 +17,7 @@ import torch
 
 from serlib.analysis import stats
 from serlib.common import paper
-from serlib.common.config import Config, loco_systems, primary_system
+from serlib.common.config import Config, configured_corpora, loco_systems, primary_system
 from serlib.common.facts import CLASSES, CORPORA
 from serlib.common.runfolder import RunFolder
 from serlib.data.stage import load_manifest
@@ -111,10 +111,30 @@ def _wide(preds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list
 
 
 def score(preds: pd.DataFrame, cfg: Config) -> pd.DataFrame:
-    """Accuracy, UAR and macro-F1 of one system's predictions with speaker-bootstrap intervals (seed mean)."""
-    labels, pred, speakers, _ = _wide(preds)
+    """Accuracy, UAR and macro-F1 of one system's predictions with speaker-bootstrap intervals (seed mean).
+
+    The value is the pooled one (every clip once per seed). Where ``preds`` pools speaker folds, each metric
+    also gets the mean and standard deviation of the per-fold values (``fold_mean``, ``fold_sd``, ``n_folds``).
+    """
+    labels, pred, speakers, ids = _wide(preds)
     a = cfg.analysis
-    return stats.speaker_bootstrap(labels, pred, speakers, n_resamples=a.bootstrap_resamples, seed=a.bootstrap_seed)
+    table = stats.speaker_bootstrap(labels, pred, speakers, n_resamples=a.bootstrap_resamples, seed=a.bootstrap_seed)
+    folds = fold_values(preds)
+    if folds is not None:
+        table["fold_mean"] = table["metric"].map(folds[list(stats.METRICS)].mean())
+        table["fold_sd"] = table["metric"].map(folds[list(stats.METRICS)].std(ddof=1))
+        table["n_folds"] = len(folds)
+    return table
+
+
+def fold_values(preds: pd.DataFrame) -> Optional[pd.DataFrame]:
+    """Each speaker fold's accuracy, UAR and macro-F1 (mean over seeds) of predictions pooled over folds
+    (``stats.group_metrics``, one row per fold), or None when they come from one protocol."""
+    if "protocol" not in preds or preds["protocol"].nunique() < 2:
+        return None
+    labels, pred, _, ids = _wide(preds)
+    protocol = preds.drop_duplicates("utt_id").set_index("utt_id").loc[ids, "protocol"].to_numpy(str)
+    return stats.group_metrics(labels, pred, protocol)
 
 
 def scores_table(cfg: Config, folder: RunFolder, systems: Sequence[str],
@@ -131,14 +151,30 @@ def scores_table(cfg: Config, folder: RunFolder, systems: Sequence[str],
     return pd.DataFrame(rows)
 
 
+SHORT = {"accuracy": "acc", "uar": "uar", "macro_f1": "macro_f1"}  # a metric's column stem in the score tables
+
+
 def _score_row(name: str, table: pd.DataFrame) -> dict:
+    """One row of a scores table from ``score``'s table (indexed by metric): value and interval per metric, and
+    with speaker folds the per-fold mean and sd beside the pooled value (``<stem>_folds``, ``<stem>_folds_sd``)."""
     row = {"system": name}
-    for metric, short in (("accuracy", "acc"), ("uar", "uar"), ("macro_f1", "macro_f1")):
+    for metric, short in SHORT.items():
         row |= {short: table.at[metric, "value"], f"{short}_lo": table.at[metric, "lo"],
                 f"{short}_hi": table.at[metric, "hi"]}
+        if "fold_mean" in table:
+            row |= {f"{short}_folds": table.at[metric, "fold_mean"], f"{short}_folds_sd": table.at[metric, "fold_sd"]}
     first = table.iloc[0]
     return row | {"unit": first["unit"], "n_speakers": int(first["n_speakers"]), "n_clips": int(first["n_clips"]),
-                  "n_seeds": int(first["n_seeds"])}
+                  "n_seeds": int(first["n_seeds"]), **({"n_folds": int(first["n_folds"])} if "n_folds" in first else {})}
+
+
+def fold_note(cfg: Config) -> str:
+    """What a scores table's values are under ``data.folds`` ("" with the paper's single split)."""
+    if not cfg.data.folds:
+        return ""
+    return (f"Pooled over {cfg.data.folds} speaker folds: every clip is tested once, by the fold that held its speaker "
+            "out, and the value and its interval are those of the pooled predictions; 'per fold' is the mean +- sd "
+            "of the folds' own values.")
 
 
 def interval_caption(cfg: Config, table: pd.DataFrame) -> str:
@@ -174,15 +210,34 @@ def paired_table(cfg: Config, folder: RunFolder, comparisons: Sequence[Compariso
         row = table.set_index("metric").loc[metric]
         rows.append({"comparison": f"{comp.better} vs {comp.base}", "claim": comp.claim, "metric": METRIC_NAMES[metric],
                      "base": row["a"], "better": row["b"], "delta_pp": 100 * row["delta"],
-                     "delta_lo_pp": 100 * row["lo"], "delta_hi_pp": 100 * row["hi"], "unit": row["unit"],
-                     "mcnemar_b": info["mcnemar_b"], "mcnemar_c": info["mcnemar_c"], "p": row["mcnemar_p"],
-                     "clips": info["clips"]})
+                     "delta_lo_pp": 100 * row["lo"], "delta_hi_pp": 100 * row["hi"], **fold_deltas(a, b, metric),
+                     "unit": row["unit"], "mcnemar_b": info["mcnemar_b"], "mcnemar_c": info["mcnemar_c"],
+                     "p": row["mcnemar_p"], "clips": info["clips"]})
     out = pd.DataFrame(rows)
     if out.empty:
         return out
     out["p_holm"], out["significant"] = stats.holm(out["p"].to_numpy(), cfg.analysis.alpha)
     out["verdict"] = [_verdict(r) for r in out.itertuples()]
     return out
+
+
+def fold_deltas(a: pd.DataFrame, b: pd.DataFrame, metric: str, column: str = "delta_folds_pp") -> dict:
+    """Under speaker folds, the mean and sd over folds of b - a in ``metric`` (points) on the clips both scored:
+    ``{<column>, <column>_sd}``; {} with one protocol."""
+    common = set(a["utt_id"]) & set(b["utt_id"])
+    folds_a, folds_b = (fold_values(p[p["utt_id"].isin(common)]) for p in (a, b))
+    if folds_a is None or folds_b is None:
+        return {}
+    delta = 100 * (folds_b.set_index("group")[metric] - folds_a.set_index("group")[metric])
+    return {column: float(delta.mean()), f"{column}_sd": float(delta.std(ddof=1))}
+
+
+def paired_skip(cfg: Config, comparisons: Sequence[Comparison], what: str) -> str:
+    """Why ``paired_table`` of ``comparisons`` is empty for this profile ("" when one comparison has both systems)."""
+    if any(c.base in cfg.systems and c.better in cfg.systems for c in comparisons):
+        return ""
+    pairs = ", ".join(f"{c.better} vs {c.base}" for c in comparisons)
+    return f"{what}: skipped, it needs both systems of one of {pairs}; this profile has {', '.join(cfg.systems)}."
 
 
 def _verdict(row) -> str:
@@ -360,7 +415,10 @@ def accuracy_by(preds: pd.DataFrame, column: str) -> pd.DataFrame:
     return table.dropna(axis=1, how="all")
 
 
-def table5_scores(cfg: Config, folder: RunFolder, systems: Sequence[str] = ("S1", "S2", "S3", "S4", "S5")) -> pd.DataFrame:
+TABLE5_SYSTEMS = ("S1", "S2", "S3", "S4", "S5")  # the paper's Tables 4 and 5
+
+
+def table5_scores(cfg: Config, folder: RunFolder, systems: Sequence[str] = TABLE5_SYSTEMS) -> pd.DataFrame:
     """Table 5 with intervals: validation accuracy (seed mean), test accuracy, UAR and macro-F1 with their
     intervals, beside the paper's values."""
     names = [s for s in systems if s in cfg.systems]
@@ -375,11 +433,14 @@ def table5_scores(cfg: Config, folder: RunFolder, systems: Sequence[str] = ("S1"
 PAPER_SYSTEMS = ("S1", "S2", "S3", "S4", "S5", "A1", "A2", "A3")  # the paper's Tables 4-6
 
 
-def reference_of(cfg: Config, name: str) -> str:
+def reference_of(cfg: Config, name: str) -> Optional[str]:
     """The system an added row is compared with: the name before its first '-' (S5-mask -> S5), else the
-    analysed system."""
-    base = name.split("-")[0]
-    return base if base in cfg.systems and base != name else primary_system(cfg)[0]
+    analysed system, else (for the analysed system itself) the log-Mel baseline S1; None when none of them is
+    another system of the profile."""
+    for reference in (name.split("-")[0], primary_system(cfg)[0], "S1"):
+        if reference in cfg.systems and reference != name:
+            return reference
+    return None
 
 
 def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
@@ -389,6 +450,8 @@ def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     rows = []
     names = [n for n in cfg.systems if n not in PAPER_SYSTEMS]
     pairs = [(n, reference_of(cfg, n), system_predictions(cfg, folder, n)) for n in names]
+    alone = [(n, preds) for n, reference, preds in pairs if reference is None]  # nothing to compare with
+    pairs = [pair for pair in pairs if pair[1] is not None]
     if "S1" in cfg.systems:
         pairs.append((DURATION, "S1", duration_predictions(cfg, folder)))
     if cfg.analysis.feature_baselines:
@@ -400,16 +463,21 @@ def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
                 pairs.append((LAYER_SUM, "S2", layer_sum_predictions(cfg, folder)))
     for name, reference, preds in pairs:
         scores = _score_row(name, score(preds, cfg).set_index("metric"))
-        table, info = stats.compare_predictions(system_predictions(cfg, folder, reference), preds,
-                                                cfg.analysis.bootstrap_resamples, cfg.analysis.bootstrap_seed)
+        reference_preds = system_predictions(cfg, folder, reference)
+        table, info = stats.compare_predictions(reference_preds, preds, cfg.analysis.bootstrap_resamples,
+                                                cfg.analysis.bootstrap_seed)
         uar = table.set_index("metric").loc["uar"]
         description = cfg.systems[name].description if name in cfg.systems else BASELINE_TEXT[name]
+        folds = fold_deltas(reference_preds, preds, "uar", "delta_uar_folds_pp")
         rows.append({**scores, "description": description, "vs": reference, "delta_uar_pp": 100 * uar["delta"],
-                     "delta_uar_lo_pp": 100 * uar["lo"], "delta_uar_hi_pp": 100 * uar["hi"], "p": uar["mcnemar_p"]})
+                     "delta_uar_lo_pp": 100 * uar["lo"], "delta_uar_hi_pp": 100 * uar["hi"], **folds,
+                     "p": uar["mcnemar_p"]})
     out = pd.DataFrame(rows)
     if len(out):
         out["p_holm"], out["significant"] = stats.holm(out["p"].to_numpy(), cfg.analysis.alpha)
-    return out
+    lone = [{**_score_row(name, score(preds, cfg).set_index("metric")), "description": cfg.systems[name].description}
+            for name, preds in alone]
+    return pd.concat([out, pd.DataFrame(lone)], ignore_index=True) if lone else out
 
 
 def epoch_cost(cfg: Config, results: pd.DataFrame) -> pd.DataFrame:
@@ -421,6 +489,17 @@ def epoch_cost(cfg: Config, results: pd.DataFrame) -> pd.DataFrame:
     return chosen.groupby("system", sort=False).agg(seconds_per_epoch=("seconds_per_epoch", "mean"),
                                                      epochs=("stopped_epoch", "mean"),
                                                      test_uar=("test_uar", "mean")).reset_index()
+
+
+def loco_skip(cfg: Config) -> str:
+    """Why the leave-one-corpus-out table cannot be made for this profile ("" when it can)."""
+    corpora = configured_corpora(cfg)
+    if len(corpora) < 2:
+        return (f"Table S33: skipped, leave-one-corpus-out trains on some corpora and tests on another; this profile "
+                f"reads only {', '.join(corpora)}.")
+    if not loco_systems(cfg):
+        return "Table S33: skipped, analysis.loco_systems is [] in this profile."
+    return ""
 
 
 def loco_note(table: pd.DataFrame) -> str:

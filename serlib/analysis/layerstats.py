@@ -49,9 +49,28 @@ def probe_table(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
                      **{f"{m}{s}": scores.at[metric, col] for metric, m in (("accuracy", "acc"), ("uar", "uar"),
                                                                             ("macro_f1", "macro_f1"))
                         for s, col in (("", "value"), ("_lo", "lo"), ("_hi", "hi"))},
+                     **({"uar_folds": scores.at["uar", "fold_mean"], "uar_folds_sd": scores.at["uar", "fold_sd"]}
+                        if "fold_mean" in scores else {}),
                      "chosen on val": "✓" if all(bool(p["chosen"]) for p in picked) else
                      ("in some folds" if any(bool(p["chosen"]) for p in picked) else ""),
                      "cache_mb": sizes[layer] / 1e6, "index": layer_index(cfg.features.wav2vec2, layer)})
+    return pd.DataFrame(rows)
+
+
+def probe_folds(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
+    """Table S14: under ``data.folds``, the layer each fold's probe chose on that fold's validation speakers, with
+    its C, validation UAR and the fold's test UAR (None with the paper's single split or without the probe).
+    Systems with ``layers: best`` read, in each fold, the layer chosen there."""
+    if not cfg.data.folds or not probe_layers(cfg):
+        return None
+    manifest = load_manifest(folder)
+    rows = []
+    for protocol in evaluation_protocols(cfg):
+        table = probe.layer_probe(cfg, folder, protocol, _protocol_subsets(manifest, protocol, folder))
+        chosen = table[table["chosen"]].iloc[0]
+        rows.append({"fold": int(protocol[len("fold"):]), "chosen layer": chosen["name"],
+                     "C (CHOSEN on val)": chosen["C"], "val_uar": chosen["val_uar"], "test_uar": chosen["test_uar"],
+                     "test clips": int((_protocol_subsets(manifest, protocol, folder) == "test").sum())})
     return pd.DataFrame(rows)
 
 
@@ -63,8 +82,12 @@ def probe_note(cfg: Config, table: pd.DataFrame) -> str:
     parts = []
     if len(chosen):
         row = chosen.iloc[0]
-        parts.append(f"Validation chose {row['layer']} (val. UAR {100 * row['val_uar']:.1f} %, test UAR "
-                     f"{100 * row['uar']:.1f} % [{100 * row['uar_lo']:.1f}, {100 * row['uar_hi']:.1f}])")
+        parts.append(f"Validation chose {row['layer']}{' in every fold' if cfg.data.folds else ''} (val. UAR "
+                     f"{100 * row['val_uar']:.1f} %, test UAR {100 * row['uar']:.1f} % [{100 * row['uar_lo']:.1f}, "
+                     f"{100 * row['uar_hi']:.1f}])")
+    elif cfg.data.folds:
+        some = table[table["chosen on val"] != ""]["layer"].tolist()
+        parts.append(f"The folds' validation speakers chose different layers ({', '.join(some)}; Table S14)")
     parts.append(f"the best test UAR is {best['layer']}'s {100 * best['uar']:.1f} % (named for reading only: "
                  "test chooses nothing)")
     overlap = last["uar_hi"] >= best["uar_lo"]

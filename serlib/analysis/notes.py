@@ -1,10 +1,13 @@
 """The notes ``05_confusion`` and ``06_listening`` show beside their tables, built from a run's
-predictions and the paper's values (so the notebooks only call and show).
+predictions and the paper's values (so the notebooks only call and show), and the line every notebook
+shows in place of a table whose systems the profile lacks (``missing_systems``).
 
 ``preds`` is always ``serlib.analysis.confusion.load_predictions``'s frame: one row per test clip,
 ``correct`` a bool, ``attrs`` naming the system, seed and source file.
 """
 from __future__ import annotations
+
+from typing import Sequence
 
 import pandas as pd
 
@@ -14,15 +17,35 @@ from serlib.common.config import Config
 from serlib.common.runfolder import RunFolder
 
 
+def missing_systems(cfg: Config, what: str, all_of: Sequence[str] = (), any_of: Sequence[str] = ()) -> str:
+    """The one line a notebook shows instead of ``what`` when the profile lacks the systems it needs ("" when it has
+    every system of ``all_of`` and at least one of ``any_of``): a skipped table says why, never fails."""
+    lacking = [name for name in all_of if name not in cfg.systems]
+    if not lacking and (not any_of or any(name in cfg.systems for name in any_of)):
+        return ""
+    needs = [", ".join(all_of)] if all_of else []
+    if any_of:
+        needs.append(f"at least one of {', '.join(any_of)}" if len(any_of) > 1 else any_of[0])
+    return (f"{what}: skipped, it needs {' and '.join(needs)}; this profile has {', '.join(cfg.systems)} "
+            f"(analysed: {cfg.analysis.primary_system}).")
+
+
 def paper_test_accuracy(system: str = "S5") -> float:
     """Table 5's test accuracy of ``system``."""
     return float(paper.TABLE5.set_index("system").loc[system, "test_acc"])
 
 
+def out_of_fold(preds: pd.DataFrame) -> str:
+    """" (out of fold: ...)" when ``preds`` pools speaker folds, else ""."""
+    folds = preds["protocol"].nunique() if "protocol" in preds else 1
+    return (f" (out of fold: pooled over {folds} speaker folds, each clip tested once, by the fold that held its "
+            "speaker out)") if folds > 1 else ""
+
+
 def primary_note(preds: pd.DataFrame) -> str:
     """The analysed system, seed, clip count and test accuracy, beside the paper's S5."""
-    return (f"Primary system {preds.attrs['system']}, seed {preds.attrs['seed']}: {len(preds)} test clips, accuracy "
-            f"{preds['correct'].mean():.3f} (paper, S5: {paper_test_accuracy():.3f}). "
+    return (f"Primary system {preds.attrs['system']}, seed {preds.attrs['seed']}: {len(preds)} test clips"
+            f"{out_of_fold(preds)}, accuracy {preds['correct'].mean():.3f} (paper, S5: {paper_test_accuracy():.3f}). "
             f"Predictions: {preds.attrs['source']}")
 
 
@@ -44,6 +67,6 @@ def listening_note(cfg: Config, folder: RunFolder, preds: pd.DataFrame, clips: p
     """How many test clips are misclassified, how many were drawn for listening, and where tags are kept."""
     wrong = int((~preds["correct"]).sum())
     return (f"{preds.attrs['system']} (seed {preds.attrs['seed']}): {wrong} of {len(preds)} "
-            f"test clips misclassified; {len(clips)} drawn with seed {cfg.analysis.listening_seed} "
+            f"test clips{out_of_fold(preds)} misclassified; {len(clips)} drawn with seed {cfg.analysis.listening_seed} "
             f"(paper: {paper.LISTENING_CLIPS}). The draw is one reproducible set, from the analysed seed only "
             f"(analysis.primary_seed), while Table 7 pools every seed. Annotations: {folder.annotations}")

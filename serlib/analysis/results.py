@@ -45,22 +45,39 @@ def table5(results: pd.DataFrame, systems: Sequence[str] = ("S1", "S2", "S3", "S
     return merged
 
 
-def table6(cfg: Config, results: pd.DataFrame, full: str = "S5",
-           variants: Sequence[str] = ("A1", "A2", "A3")) -> pd.DataFrame:
-    """Table 6: ablations against Full (= ``full``), deltas in points, beside the paper's values."""
-    mean = summarise(results).set_index("system")
-    base = mean.loc[full]
+ABLATIONS = ("A1", "A2", "A3")  # the paper's ablations of Full (S5), Table 6
+
+
+def ablation_systems(cfg: Config, full: str = "S5") -> list[str]:
+    """Table 6's systems in this profile: Full and the ablations it has ([] without Full or without any ablation)."""
+    variants = [name for name in ABLATIONS if name in cfg.systems]
+    return [full, *variants] if full in cfg.systems and variants else []
+
+
+def table6(cfg: Config, results: pd.DataFrame, scores: pd.DataFrame, full: str = "S5") -> pd.DataFrame:
+    """Table 6: ablations against Full (= ``full``), deltas in points, beside the paper's values.
+
+    Args:
+        cfg: the run configuration.
+        results: the runs (``train_systems`` rows): validation accuracy, the mean over seeds (and folds).
+        scores: ``serlib.analysis.evaluation.scores_table`` of Full and the ablations: the test accuracy and
+            macro-F1 from the pooled predictions (with speaker folds, the per-fold mean and sd beside them).
+    """
+    val = summarise(results).set_index("system")["val_acc"]
+    scores = scores.set_index("system")
+    base = scores.loc[full]
     paper6 = paper.TABLE6.set_index(paper.TABLE6["variant"].str.split(" ").str[0])
     rows = []
-    for name in (full, *variants):
-        system, row = cfg.systems[name], mean.loc[name]
+    for name in scores.index:
+        system, row = cfg.systems[name], scores.loc[name]
         label = "Full" if name == full else name
         blocks = len(system.model.blocks) if system.model.blocks is not None else 5
+        folds = {"test_acc_folds": row["acc_folds"], "test_acc_folds_sd": row["acc_folds_sd"]} if "acc_folds" in row else {}
         rows.append({"variant": label, "description": system.description, "tri_aug": bool(system.augment),
-                     "se": bool(system.model.se), "blocks": blocks, "val_acc": row["val_acc"],
-                     "delta_val_pp": 100 * (row["val_acc"] - base["val_acc"]), "test_acc": row["test_acc"],
-                     "delta_test_pp": 100 * (row["test_acc"] - base["test_acc"]), "macro_f1": row["test_macro_f1"],
-                     "seeds": int(row["seeds"]),
+                     "se": bool(system.model.se), "blocks": blocks, "val_acc": val[name],
+                     "delta_val_pp": 100 * (val[name] - val[full]), "test_acc": row["acc"], **folds,
+                     "delta_test_pp": 100 * (row["acc"] - base["acc"]), "macro_f1": row["macro_f1"],
+                     "seeds": int(row["n_seeds"]),
                      "paper_val_acc": paper6.loc[label, "val_acc"],
                      "paper_delta_val_pp": paper6.loc[label, "delta_val_pp"],
                      "paper_test_acc": paper6.loc[label, "test_acc"],
@@ -69,10 +86,31 @@ def table6(cfg: Config, results: pd.DataFrame, full: str = "S5",
     return pd.DataFrame(rows)
 
 
-def table8(cfg: Config, results: pd.DataFrame, system: str = "S5") -> pd.DataFrame:
-    """Table 8: the paper's literature rows and its own claim, plus this run's test accuracy."""
-    mean = summarise(results).set_index("system").loc[system]
-    row = {"study": f"this run ({cfg.run.name}, {system}, {int(mean['seeds'])} seed(s))",
-           "dataset_task": "MCULP corpora of this run, 3-class", "model_feature": "ResAttn1D-CNN, W2V2",
-           "protocol": "Speaker-independent", "reported_acc": mean["test_acc"]}
-    return pd.concat([paper.TABLE8, pd.DataFrame([row])], ignore_index=True)
+def table8(cfg: Config, scores: pd.DataFrame) -> pd.DataFrame:
+    """Table 8: the paper's literature rows and its own claim, plus this run's analysed system.
+
+    Args:
+        cfg: the run configuration.
+        scores: ``serlib.analysis.evaluation.scores_table`` of the analysed system (``analysis.primary_system``):
+            its pooled test accuracy (with speaker folds, the per-fold mean and sd beside it).
+    """
+    row = scores.iloc[0]
+    system = cfg.systems[row["system"]]
+    protocol = f"Speaker-independent, {cfg.data.folds} speaker folds" if cfg.data.folds else "Speaker-independent"
+    ours = {"study": f"this run ({cfg.run.name}, {row['system']}, {int(row['n_seeds'])} seed(s))",
+            "dataset_task": "MCULP corpora of this run, 3-class",
+            "model_feature": f"{system.description or row['system']}, {INPUT_NAMES[system.input]}",
+            "protocol": protocol, "reported_acc": row["acc"]}
+    if "acc_folds" in row:
+        ours |= {"reported_acc_folds": row["acc_folds"], "reported_acc_folds_sd": row["acc_folds_sd"]}
+    return pd.concat([paper.TABLE8, pd.DataFrame([ours])], ignore_index=True)
+
+
+def table8_note(cfg: Config) -> str:
+    """The note under Table 8: the rows are not comparable; with speaker folds, what this run's value is."""
+    text = ("Datasets, classes and protocols differ between rows: the literature rows are not comparable with each other "
+            "or with this run; they are reproduced as the paper lists them.")
+    if cfg.data.folds:
+        text += (f" This run's accuracy pools {cfg.data.folds} speaker folds (every clip tested once); 'per fold' is the "
+                 "mean +- sd of the folds' own accuracies.")
+    return text

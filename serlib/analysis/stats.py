@@ -90,6 +90,23 @@ def _unit(speakers) -> tuple[str, str]:
                     "and is too narrow for new speakers")
 
 
+def group_metrics(y_true: Sequence[int], y_pred, groups: Sequence[str], n_classes: int = len(CLASSES)) -> pd.DataFrame:
+    """Accuracy, UAR and macro-F1 of each group's clips (e.g. each speaker fold's test clips), the mean over seeds.
+
+    Args:
+        y_true: ``(clips,)`` true label indices.
+        y_pred: ``(clips,)`` or ``(seeds, clips)`` predicted indices.
+        groups: ``(clips,)`` the group of each clip.
+
+    Returns:
+        One row per group (sorted by name): group, accuracy, uar, macro_f1, n_clips.
+    """
+    counts, names = _group_counts(y_true, y_pred, groups, n_classes)  # (groups, seeds, n, n)
+    values = _seed_mean(counts)
+    clips = counts[:, 0].sum(axis=(1, 2)).astype(int)
+    return pd.DataFrame({"group": names, **{m: values[m] for m in METRICS}, "n_clips": clips})
+
+
 # --------------------------------------------------------------------------- intervals
 
 

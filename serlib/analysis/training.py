@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from serlib.common import paper
-from serlib.common.config import Config, ModelConfig, TrainConfig
+from serlib.common.config import Config, ModelConfig, TrainConfig, primary_system
 from serlib.common.runfolder import RunFolder
 from serlib.common.runtime import resolve_device
 from serlib.features.extract import load_features
@@ -60,7 +60,7 @@ def settings_table(cfg: Config, runs: pd.DataFrame) -> pd.DataFrame:
     """
     t, default, stated, words = cfg.train, TrainConfig(), paper.TRAINING, paper.TRAINING_UNSTATED
     selected = t.select.enabled
-    lr, weight_decay = float(runs["lr"].iloc[0]), float(runs["weight_decay"].iloc[0])
+    lr, weight_decay = _trained_value(runs["lr"]), _trained_value(runs["weight_decay"])
     plateau = f"{t.plateau_patience} / {t.plateau_factor}"
     rows = [
         ("learning rate", lr, _chosen_source(t.lr, default.lr, selected), words["lr"], default.lr),
@@ -88,6 +88,14 @@ def settings_table(cfg: Config, runs: pd.DataFrame) -> pd.DataFrame:
     ]
     table = pd.DataFrame(rows, columns=["setting", "value", "source", "paper", "default"])
     return table.apply(lambda column: column.map(_text))
+
+
+def _trained_value(values: pd.Series) -> Any:
+    """The one value every run trained with, or, where the grid chose per system (and fold), its range."""
+    distinct = sorted(set(values.astype(float)))
+    if len(distinct) == 1:
+        return distinct[0]
+    return f"per system and fold: {distinct[0]:g} to {distinct[-1]:g} (Table S21)"
 
 
 def _kernels(t: TrainConfig) -> str:
@@ -177,6 +185,8 @@ def table4_notes(cfg: Config, table4: pd.DataFrame) -> dict[str, str]:
     Returns:
         ``{"params": ..., "widths": ...}``.
     """
+    if table4.empty:
+        return {"params": "", "widths": ""}
     stated = paper.TABLE4.set_index("system")["params_m"]
     full = table4.loc[table4["system"] == "S5", "params_m_paper_widths"]
     params = ("Built exactly as section 3.2 describes (stem 768->384 k9, blocks 384 k9, 384 k7, 256 k5, 128 k5, 64 "
@@ -199,6 +209,14 @@ TRIAUG_PANELS = (("noise", "Gaussian noise"), ("crop", "random crop and zero-pad
                  ("mask", "temporal masking (channel groups)"), ("all", "all three together"))
 
 
+def triaug_skip(cfg: Config) -> str:
+    """Why Fig. 1 cannot be drawn for this profile ("" when it can): it shows Tri-Aug on a clip's log-Mel window."""
+    if any(system.input == "logmel" for system in cfg.systems.values()):
+        return ""
+    return ("Fig. 1 is skipped: it draws Tri-Aug on a clip's log-Mel features, and this profile extracts none (no "
+            "system reads input: logmel).")
+
+
 def triaug_variants(cfg: Config, folder: RunFolder, manifest: pd.DataFrame) -> tuple[str, dict[str, torch.Tensor]]:
     """Fig. 1's data: the log-Mel window of the first training clip, clean and under each Tri-Aug operation.
 
@@ -216,16 +234,37 @@ def triaug_variants(cfg: Config, folder: RunFolder, manifest: pd.DataFrame) -> t
     return rows["utt_id"].iloc[0], variants
 
 
-def paper_network_summary(cfg: Config, system: str = "S5") -> pd.DataFrame:
-    """Fig. 2's data: ``models.model_summary`` of ``system``'s network at the paper's widths and input channels."""
+def network_system(cfg: Config) -> Optional[str]:
+    """The ResAttn1D-CNN Fig. 2 and Table S22 show: the analysed system when it is one, else S5, else the profile's
+    first ResAttn1D-CNN; None when the profile trains none."""
+    resattn = [name for name, system in cfg.systems.items() if system.model.arch == "resattn"]
+    for name in (primary_system(cfg)[0], "S5", *resattn):
+        if name in resattn:
+            return name
+    return None
+
+
+def network_input(cfg: Config, system: str) -> str:
+    """Fig. 2's input box: the system's input at the paper's channels and this run's window."""
     chosen = cfg.systems[system]
+    what = {"logmel": f"{cfg.features.logmel.n_mels}-band log-Mel", "wav2vec2": "frozen wav2vec 2.0-base",
+            "wav2vec2_layers": "a learned sum of frozen wav2vec 2.0-base layers"}[chosen.input]
+    return f"input {paper.PAPER_INPUT_CHANNELS[chosen.input]} x {cfg.features.frames} ({what})"
+
+
+def paper_network_summary(cfg: Config, system: Optional[str] = None) -> pd.DataFrame:
+    """Fig. 2's data: ``models.model_summary`` of ``system``'s network (default ``network_system``) at the paper's
+    widths and input channels."""
+    chosen = cfg.systems[system or network_system(cfg)]
     channels = paper.PAPER_INPUT_CHANNELS[chosen.input]
     network = models.build_model(dataclasses.replace(chosen.model, width_scale=1.0), channels)
     return models.model_summary(network, (channels, cfg.features.frames))
 
 
-def trained_network_summary(cfg: Config, runs: pd.DataFrame, system: str = "S5") -> Optional[pd.DataFrame]:
-    """Table S22: ``system``'s network as this run trained it, or None when it has the paper's widths."""
+def trained_network_summary(cfg: Config, runs: pd.DataFrame, system: Optional[str] = None) -> Optional[pd.DataFrame]:
+    """Table S22: ``system``'s network (default ``network_system``) as this run trained it, or None when it has
+    the paper's widths."""
+    system = system or network_system(cfg)
     chosen = cfg.systems[system]
     if chosen.model.width_scale == 1.0:
         return None
@@ -252,28 +291,58 @@ def lr_reductions(history: pd.DataFrame) -> list[int]:
     return [int(history["epoch"].iloc[i]) for i in range(1, len(lr)) if lr[i] < lr[i - 1] * (1 - 1e-9)]
 
 
+def curve_systems(cfg: Config) -> list[str]:
+    """The systems Fig. 3 draws: the analysed one (``analysis.primary_system``) and S2 when the profile has it."""
+    return list(dict.fromkeys(name for name in (primary_system(cfg)[0], "S2") if name in cfg.systems))
+
+
 def learning_curves(cfg: Config, folder: RunFolder, runs: pd.DataFrame,
-                    shown: Sequence[str] = ("S5", "S2")) -> list[Curve]:
-    """Fig. 3's data: the first seed's history of each system of ``shown`` that this run trained."""
-    seed = cfg.train.seeds[0]
+                    shown: Optional[Sequence[str]] = None) -> list[Curve]:
+    """Fig. 3's data: the first seed's history of each system of ``shown`` (default ``curve_systems``) that this
+    run trained, under the first protocol (the paper's split, or the first speaker fold: ``fold_curves`` sums
+    up every fold)."""
+    seed, protocol = cfg.train.seeds[0], systems.evaluation_protocols(cfg)[0]
+    where = "" if protocol == systems.MAIN_PROTOCOL else f", {protocol.replace('fold', 'fold ')}"
     curves = []
-    for name in (s for s in shown if s in set(runs["system"])):
-        row = runs[(runs["system"] == name) & (runs["seed"] == seed)].iloc[0]
-        curves.append(Curve(f"{name}: {cfg.systems[name].description} (seed {seed})",
-                            systems.load_history(folder, name, seed), int(row["best_epoch"])))
+    for name in (s for s in (shown or curve_systems(cfg)) if s in set(runs["system"])):
+        row = runs[(runs["system"] == name) & (runs["seed"] == seed) & (runs["protocol"] == protocol)].iloc[0]
+        curves.append(Curve(f"{name}: {cfg.systems[name].description or name} (seed {seed}{where})",
+                            systems.load_history(folder, name, seed, protocol), int(row["best_epoch"])))
     return curves
 
 
-def curve_landmarks(cfg: Config, folder: RunFolder, system: str = "S5") -> dict[str, Any]:
-    """What Fig. 3's caption says of ``system``'s first-seed run, beside the paper's section 5.3.
+def curve_landmarks(cfg: Config, folder: RunFolder, system: Optional[str] = None,
+                    protocol: Optional[str] = None) -> dict[str, Any]:
+    """What Fig. 3's caption says of ``system``'s (default: the analysed one) first-seed run under ``protocol``
+    (default: the first), beside the paper's section 5.3.
 
     Returns:
-        ``{"lr_reductions": "[31, 42]" or "none", "stopped_epoch": last epoch run, "max_epochs": the cap}``.
+        ``{"system", "lr_reductions": "[31, 42]" or "none", "stopped_epoch": last epoch run, "max_epochs": the cap}``.
     """
-    history = systems.load_history(folder, system, cfg.train.seeds[0])
+    system = system or primary_system(cfg)[0]
+    history = systems.load_history(folder, system, cfg.train.seeds[0], protocol or systems.evaluation_protocols(cfg)[0])
     reductions = lr_reductions(history)
-    return {"lr_reductions": str(reductions) if reductions else "none",
+    return {"system": system, "lr_reductions": str(reductions) if reductions else "none",
             "stopped_epoch": int(history["epoch"].iloc[-1]), "max_epochs": cfg.train.max_epochs}
+
+
+def fold_curves(cfg: Config, folder: RunFolder, runs: pd.DataFrame,
+                shown: Optional[Sequence[str]] = None) -> Optional[pd.DataFrame]:
+    """Fig. 3's runs in every speaker fold (None with the paper's single split): per system, fold and seed, the
+    kept (best-validation) epoch, the last epoch run, the learning-rate halvings and the best validation accuracy."""
+    if not cfg.data.folds:
+        return None
+    rows = []
+    for name in (s for s in (shown or curve_systems(cfg)) if s in set(runs["system"])):
+        for protocol in systems.evaluation_protocols(cfg):
+            for seed in cfg.train.seeds:
+                run = runs[(runs["system"] == name) & (runs["seed"] == seed) & (runs["protocol"] == protocol)].iloc[0]
+                history = systems.load_history(folder, name, seed, protocol)
+                rows.append({"system": name, "fold": int(protocol[len("fold"):]), "seed": seed,
+                             "best_epoch": int(run["best_epoch"]), "stopped_epoch": int(history["epoch"].iloc[-1]),
+                             "lr_halvings": ", ".join(map(str, lr_reductions(history))) or "none",
+                             "val_acc": float(run["val_acc"]), "test_acc": float(run["test_acc"])})
+    return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- Table S23

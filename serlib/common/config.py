@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
 
-from serlib.common.facts import SAMPLE_RATE
+from serlib.common.facts import CORPORA, CORPUS_KEYS, RELEASE_SPEAKERS, SAMPLE_RATE
 
 
 class ConfigError(ValueError):
@@ -120,7 +120,8 @@ class DataConfig:
     split_seed: Seed = 0  # seed of the speaker split
     split_file: Optional[str] = None  # speaker -> subset file to reuse a published split exactly
     folds: Optional[Annotated[int, Bound(">=", 2)]] = None  # speaker k-fold cross-validation instead of the split
-                                                             # (null = the paper's single split)
+                                                             # (null = the paper's single split); at most the
+                                                             # speakers of the smallest corpus
     silence_floor_dbfs: Annotated[float, Bound("<=", 0.0)] = -60.0  # CHOSEN: a clip whose mono RMS is below this (dB re full scale) is near-silent
     drop_silent: bool = False  # false: near-silent clips (or stereo that cancels) are flagged in the audit and kept
 
@@ -192,7 +193,7 @@ class ModelConfig:
 @dataclass
 class SelectConfig:
     enabled: bool = False  # run serlib.modelling.systems.select_lr_wd (val split only) and train with its choice
-    system: str = "S5"  # the system the grid is searched on (a key of 'systems')
+    system: str = "S5"  # with scope shared: the system the one grid is searched on (a key of 'systems')
     lrs: Annotated[list[PosFloat], Items(1)] = field(
         default_factory=lambda: [3e-4, 1e-3, 3e-3])  # CHOSEN learning-rate grid
     weight_decays: Annotated[list[NonNegFloat], Items(1)] = field(
@@ -401,6 +402,30 @@ def loco_systems(cfg: Config) -> list[str]:
     if chosen is None:
         chosen = [s for s in ("S1", "S2", cfg.analysis.primary_system) if s in cfg.systems]
     return list(dict.fromkeys(chosen))
+
+
+def configured_corpora(cfg: Config) -> list[str]:
+    """The corpora a profile reads (``CORPORA`` order): all three with ``data.demo`` (the synthetic corpus holds
+    each, and a real root set beside it replaces that one), else those whose ``data.<key>`` root is set."""
+    return [c for c in CORPORA if cfg.data.demo is not None or getattr(cfg.data, CORPUS_KEYS[c]) is not None]
+
+
+def folds_problem(cfg: Config, speakers: dict[str, int], where: str = "") -> Optional[str]:
+    """Why ``data.folds`` cannot split these corpora (None when it can): a corpus with fewer speakers than folds
+    would leave folds that test none of its speakers.
+
+    Args:
+        cfg: the run configuration.
+        speakers: corpus -> its speakers (the release's, the demo scale's, or the manifest's).
+        where: what the counts come from, for the message (e.g. "in data/manifest.csv").
+    """
+    k = cfg.data.folds
+    small = {corpus: n for corpus, n in speakers.items() if k and 0 < n < k}
+    if not small:
+        return None
+    named = ", ".join(f"{corpus} has {n}" for corpus, n in small.items())
+    return (f"{cfg.source or 'config'}: 'data.folds' = {k} is more folds than speakers ({named}{where}): every fold "
+            f"must test speakers of every corpus; set data.folds to at most {min(small.values())}")
 
 
 def primary_system(cfg: Config) -> tuple[str, int]:
@@ -708,14 +733,23 @@ def _check_values(cfg: Config, path: Path) -> None:
     if not cfg.systems:
         raise ConfigError(f"{path}: 'systems' removes every system; keep at least one")
     known = f"one of the systems ({', '.join(cfg.systems)})"
-    if cfg.train.select.system not in cfg.systems:
-        fail("train.select.system", known, cfg.train.select.system)
+    select = cfg.train.select
+    if select.enabled and select.scope == "shared" and select.system not in cfg.systems:  # read only then
+        fail("train.select.system", known, select.system)
     n = cfg.analysis
     if n.primary_system not in cfg.systems:
         fail("analysis.primary_system", known, n.primary_system)
     unknown = [name for name in (n.loco_systems or []) if name not in cfg.systems]
     if unknown:
         fail("analysis.loco_systems", f"a list of the systems ({', '.join(cfg.systems)})", unknown)
+    corpora = configured_corpora(cfg)
+    if cfg.data.demo is None:  # the releases' speakers (a partial copy is checked against its manifest)
+        problem = folds_problem(cfg, {c: RELEASE_SPEAKERS[c] for c in corpora}, " in the public release")
+        if problem:
+            raise ConfigError(problem)
+    if n.loco_systems and len(corpora) < 2:
+        fail("analysis.loco_systems", "null or [] with one corpus (leave-one-corpus-out trains on the others; this "
+             f"profile reads only {', '.join(corpora) or 'no corpus'})", n.loco_systems)
     if n.primary_seed is not None and n.primary_seed not in cfg.train.seeds:
         fail("analysis.primary_seed", f"null or one of train.seeds ({', '.join(map(str, cfg.train.seeds))})",
              n.primary_seed)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 CLASSES = ("negative", "sad_fear", "pos_neutral")  # the three MCULP classes, in label-index order
 CORPORA = ("CREMA-D", "RAVDESS", "EmoDB")  # corpus names, in the order of every table and manifest
+CORPUS_KEYS = {"CREMA-D": "crema_d", "RAVDESS": "ravdess", "EmoDB": "emodb"}  # corpus -> its data.<key>
 SUBSETS = ("train", "val", "test")  # the speaker-independent subsets
 SAMPLE_RATE = 16000  # the encoders' input rate; prosody, listening and the demo synthesis use it too
 
@@ -27,6 +28,7 @@ EMODB_SEX = {"03": "male", "08": "female", "09": "female", "10": "male", "11": "
 
 # The public releases (shared/corpora.md): files, the emotions MCULP drops and what the protocol keeps.
 RELEASE_FILES = {"CREMA-D": 7442, "RAVDESS": 1440, "EmoDB": 535}  # speech files of each release
+RELEASE_SPEAKERS = {"CREMA-D": 91, "RAVDESS": 24, "EmoDB": 10}  # speakers of each release
 RELEASE_DROPPED = {"CREMA-D": {}, "RAVDESS": {"calm": 192, "surprised": 192}, "EmoDB": {"boredom": 81}}
 RELEASE_KEPT = {c: n - sum(RELEASE_DROPPED[c].values()) for c, n in RELEASE_FILES.items()}  # 7442, 1056, 454
 RELEASE_KEPT_CLASSES = {"negative": 3099, "sad_fear": 3057, "pos_neutral": 2796}  # the six emotions of all three

@@ -6,7 +6,8 @@ Layout of ``reports/<run name>/``::
     config.resolved.yaml   the configuration as run, with versions and git revision
     notebooks/             executed notebooks (papermill)
     data/                  scanned.csv, manifest.csv, manifest.meta.json, excluded.csv, mculp_audit.csv, split.csv,
-                           features_summary.json, features_failed.csv, features/ (the default cache)
+                           folds.csv (data.folds), features_summary.json, features_failed.csv, features/ (the
+                           default cache)
     models/                results.csv, _select/, <system>/seed<k>/ (checkpoint, history, metrics,
                            predictions per split, config)
     analysis/              prosody.csv (the prosody cache)

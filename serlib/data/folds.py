@@ -63,7 +63,8 @@ def speaker_folds(speakers: pd.DataFrame, k: int, seed: int = 0, val_fraction: f
             rest = group[group["speaker"].map(fold_of) != fold]
             n_val = max(1, round(val_fraction * len(rest))) if len(rest) >= 2 else 0
             strata = {sex: sorted(g["speaker"]) for sex, g in rest.groupby("sex")}
-            allocation = _allocate_strata([len(rest) - n_val, n_val], {s: len(v) for s, v in strata.items()})
+            allocation = _allocate_strata([len(rest) - n_val, n_val], {s: len(v) for s, v in strata.items()},
+                                          rotate=fold - 1)  # ties between the sexes go to each in turn
             val = set()
             for sex in sorted(strata):
                 ids = strata[sex]

@@ -32,7 +32,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from serlib.common.facts import CLASSES, CORPORA, EMOTION_CODES, EMOTION_TO_CLASS, SUBSETS
+from serlib.common.facts import CLASSES, CORPORA, CORPUS_KEYS, EMOTION_CODES, EMOTION_TO_CLASS, SUBSETS
 from serlib.common.io import write_csv_atomic, write_files_atomic
 from serlib.data.audiocheck import CHECK_COLUMNS, check_clips
 from serlib.data.corpora import (EXCLUSION_REASONS, UTTERANCE_COLUMNS, CorpusError, corpus_fingerprint, display_path,
@@ -57,7 +57,6 @@ FLAG_REASONS = {  # kept clips flagged in the audit (the "flagged" column), unle
     "channels_cancel": "stereo channels cancel in the mono downmix (below the floor, a channel alone is not): "
                        "flagged, kept (data.drop_silent is false)",
 }
-CORPUS_KEYS = {"CREMA-D": "crema_d", "RAVDESS": "ravdess", "EmoDB": "emodb"}  # corpus -> its data.<key>
 MANIFEST_FORMAT = 2  # bump when MCULP's rules change: every manifest made before is then rebuilt
 META_NAME = "manifest.meta.json"  # settings, key and table digests of the set, beside manifest.csv
 SET_NAMES = ("scanned.csv", "excluded.csv", "mculp_audit.csv", "split.csv")  # written before the meta and manifest
@@ -298,11 +297,18 @@ def subset_counts(n_speakers: int, fractions: Sequence[float]) -> list[int]:
     return counts
 
 
-def _allocate_strata(totals: list[int], sizes: dict[str, int]) -> dict[str, list[int]]:
-    """Per stratum (sex) speakers per subset, with row sums = stratum sizes, column sums = totals."""
+def _allocate_strata(totals: list[int], sizes: dict[str, int], rotate: int = 0) -> dict[str, list[int]]:
+    """Per stratum (sex) speakers per subset, with row sums = stratum sizes, column sums = totals.
+
+    Strata are served largest first; a remainder tie goes to the stratum served first. ``rotate`` turns the
+    order (speaker folds pass the fold's number), so a lone validation speaker of two equal strata is not of
+    the same sex in every fold.
+    """
     remaining, left = list(totals), sum(sizes.values())
     allocation = {}
-    for stratum in sorted(sizes, key=lambda s: (-sizes[s], s)):
+    order = sorted(sizes, key=lambda s: (-sizes[s], s))
+    order = order[rotate % len(order):] + order[:rotate % len(order)] if order else order
+    for stratum in order:
         size = sizes[stratum]
         targets = [size * r / left if left else 0.0 for r in remaining]
         counts = [int(np.floor(t + 1e-9)) for t in targets]

@@ -111,6 +111,8 @@ def _kv(mapping: dict) -> str:
 
 
 def _encoder_text(enc: dict) -> str:
+    if "wav2vec2" not in enc.get("inputs", ["wav2vec2"]):
+        return "none: no system of this run reads wav2vec2 features (log-Mel input only)"
     text = f"{enc['model_id']} (revision {enc['revision']}), weights {enc['weights'].upper()}, layer {enc['layer']}"
     if enc.get("config_overrides"):  # a reduced or altered architecture must be visible
         text += f"; architecture changed from the model's config: {_kv(enc['config_overrides'])}"

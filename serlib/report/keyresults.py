@@ -8,9 +8,10 @@ from typing import Optional
 
 import pandas as pd
 
-from serlib.common.config import Config, primary_system
+from serlib.common.config import Config, configured_corpora, primary_system
 from serlib.common.paper import TABLE5
 from serlib.common.runfolder import RunFolder
+from serlib.features.cache import inputs_for_run
 
 METRICS = (("acc", "accuracy", "test_acc"), ("uar", "UAR", None), ("macro_f1", "macro-F1", "macro_f1"))
 
@@ -23,24 +24,33 @@ def _read(path) -> Optional[pd.DataFrame]:
 
 
 def run_sentence(cfg: Config) -> str:
-    """What the run is, in one sentence (synthetic demo or real corpora; random or pretrained encoder)."""
+    """What the run is, in one sentence: the data (synthetic demo or which real corpora), the features (the
+    pretrained or a random wav2vec2, or log-Mel only) and the protocol (the split or speaker folds)."""
     synthetic = cfg.data.demo is not None
-    random_weights = cfg.features.wav2vec2.weights == "random"
+    uses_wav2vec2 = "wav2vec2" in inputs_for_run(cfg)
+    random_weights = uses_wav2vec2 and cfg.features.wav2vec2.weights == "random"
     data = ("serlib's synthetic demo corpus (in the real corpora's layouts)" if synthetic
-            else "CREMA-D, RAVDESS and EmoDB merged by MCULP")
-    encoder = "a wav2vec2 encoder with random weights" if random_weights else "the pretrained wav2vec2-base encoder"
+            else f"{' + '.join(configured_corpora(cfg))} (MCULP's three classes)")
+    encoder = ("log-Mel features only (no wav2vec2 encoder)" if not uses_wav2vec2 else
+               "a wav2vec2 encoder with random weights" if random_weights else "the pretrained wav2vec2-base encoder")
+    protocol = (f"{cfg.data.folds} speaker folds (every clip tested once)" if cfg.data.folds
+                else "speaker-independent split")
     purpose = (" It checks the pipeline; its numbers say nothing about emotion recognition."
                if synthetic or random_weights else "")
-    return f"This run trains on {data} with {encoder}, speaker-independent split.{purpose}"
+    return f"This run trains on {data} with {encoder}, {protocol}.{purpose}"
 
 
 def key_results_html(cfg: Config, folder: RunFolder) -> str:
     """The key-results box as HTML ("" when Table 5 has not been written yet)."""
-    table5 = _read(folder.tables / "table_5.csv")
     system, _ = primary_system(cfg)
-    if table5 is None or system not in set(table5["system"]):
+    table, anchor = None, "table-5"
+    for name, anchor in (("table_5", "table-5"), ("table_s27_beyond", "table-s27")):  # a system beyond the paper's
+        table = _read(folder.tables / f"{name}.csv")
+        if table is not None and system in set(table["system"]):
+            break
+    else:
         return ""
-    row = table5.set_index("system").loc[system]
+    row = table.set_index("system").loc[system]
     paper = TABLE5.set_index("system").loc[system] if system in set(TABLE5["system"]) else None
     unit = str(row.get("unit", "clip"))
     cells = []
@@ -51,8 +61,10 @@ def key_results_html(cfg: Config, folder: RunFolder) -> str:
         interval = (f"[{100 * row[key + '_lo']:.1f}, {100 * row[key + '_hi']:.1f}]"
                     if pd.notna(row.get(key + "_lo")) and pd.notna(row.get(key + "_hi")) else "n/a")
         stated = (f"{100 * paper[paper_key]:.1f} %" if paper is not None and paper_key else "not reported")
+        folds = (f"<td class='num'>{100 * row[key + '_folds']:.1f} ± {100 * row[key + '_folds_sd']:.1f}</td>"
+                 if key + "_folds" in row else "")
         cells.append(f"<tr><th>{name}</th><td class='num'><b>{value}</b></td><td class='num'>{interval}</td>"
-                     f"<td class='num'>{stated}</td></tr>")
+                     f"{folds}<td class='num'>{stated}</td></tr>")
     seeds = int(row.get("n_seeds", 1)) if pd.notna(row.get("n_seeds", 1)) else 1
     unit_text = ("95 % intervals from a bootstrap over test speakers" if unit == "speaker"
                  else "95 % intervals from a bootstrap over test clips (fewer than 5 test speakers)")
@@ -68,6 +80,7 @@ def key_results_html(cfg: Config, folder: RunFolder) -> str:
             f"<p>{html.escape(run_sentence(cfg))}</p>"
             f"<p><b>{html.escape(system)}</b> {html.escape(description)}, on {int(row.get('n_clips', 0)):,} test clips "
             f"of {int(row.get('n_speakers', 0))} unseen speakers, {seeds} seed(s) pooled ({unit_text}; "
-            "<a href='#table-5'>Table 5</a>):</p>"
-            "<table class='serlib-key-table'><tr><th></th><th>this run</th><th>95 % interval</th><th>paper</th></tr>"
+            f"<a href='#{anchor}'>Table {anchor[len('table-'):].upper()}</a>):</p>"
+            "<table class='serlib-key-table'><tr><th></th><th>this run</th><th>95 % interval</th>"
+            f"{'<th>per fold, mean ± sd</th>' if 'acc_folds' in row else ''}<th>paper</th></tr>"
             f"{''.join(cells)}</table>{classes}</section>")

@@ -20,6 +20,7 @@ import yaml
 from serlib.common.config import Config, config_to_dict
 from serlib.common.io import RunFileError, read_json, write_json_atomic, write_text_atomic
 from serlib.common.runfolder import RunFolder, project_root
+from serlib.features.cache import inputs_for_run
 
 PACKAGES = ("torch", "torchaudio", "transformers", "librosa", "numpy", "pandas", "scikit-learn")
 
@@ -32,8 +33,8 @@ def run_identity(cfg: Config, folder: Optional[RunFolder] = None) -> dict:
         folder: the run folder (for its path and the timings of executed notebooks).
 
     Returns:
-        Plain data (YAML/JSON-serialisable); ``encoder.random_weights`` is True when the
-        wav2vec 2.0 weights are random.
+        Plain data (YAML/JSON-serialisable); ``encoder.random_weights`` is True when the run reads
+        wav2vec 2.0 features and its weights are random; ``encoder.inputs`` names the inputs it reads.
     """
     w2v = cfg.features.wav2vec2
     return {
@@ -42,8 +43,8 @@ def run_identity(cfg: Config, folder: Optional[RunFolder] = None) -> dict:
         "run_folder": str(folder.root) if folder else None,
         "corpora": corpus_sources(cfg),
         "encoder": {"model_id": w2v.model_id, "revision": w2v.revision, "weights": w2v.weights,
-                    "random_weights": w2v.weights == "random", "layer": w2v.layer,
-                    "config_overrides": dict(w2v.config_overrides)},
+                    "random_weights": w2v.weights == "random" and "wav2vec2" in inputs_for_run(cfg), "layer": w2v.layer,
+                    "config_overrides": dict(w2v.config_overrides), "inputs": inputs_for_run(cfg)},
         "seeds": {"run": cfg.run.seed, "split": cfg.data.split_seed, "train": list(cfg.train.seeds),
                   "demo_corpus": cfg.data.demo.seed if cfg.data.demo else None},
         "git": git_revision(project_root(cfg)),

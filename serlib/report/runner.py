@@ -142,10 +142,16 @@ def _echo_to_stdout(verbose: bool) -> None:
         log_to_stdout(unless_configured=True)
 
 
+# The notebooks that come with serlib: ``serlib/notebooks`` is a link to the repository's ``notebooks/`` in a
+# checkout (one copy in git) and a folder of package data in an installed wheel (pyproject.toml copies them there).
+PACKAGE_NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
 def default_notebooks_dir(cfg: Config) -> Path:
-    """The project's ``notebooks/`` (next to ``parameters/``), else the one beside the package."""
+    """The project's ``notebooks/`` (beside the ``parameters/`` folder the YAML is in), else serlib's own
+    (``PACKAGE_NOTEBOOKS``): a YAML kept anywhere runs with the notebooks of the serlib that runs it."""
     candidate = project_root(cfg) / "notebooks"
-    return candidate if candidate.is_dir() else Path(__file__).resolve().parent.parent / "notebooks"
+    return candidate if candidate.is_dir() else PACKAGE_NOTEBOOKS
 
 
 def select_notebooks(cfg: Config, source_dir: Path, only: Optional[list[str]] = None) -> list[str]:

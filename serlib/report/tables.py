@@ -4,7 +4,8 @@ What a reader gets, column by column:
 - headers in words (``HEADERS``, else the snake_case name read token by token), never an underscore,
   with the unit in the header: "(%)", "(points)", "(ms)";
 - rates (accuracy, UAR, F1, recall, agreement, probabilities: every value within [0, 1]) as percent with
-  one decimal; an estimate with ``<name>_lo`` / ``<name>_hi`` columns becomes one cell "61.8 [50.0, 72.4]";
+  one decimal; an estimate with ``<name>_lo`` / ``<name>_hi`` columns becomes one cell "61.8 [50.0, 72.4]",
+  and a mean with a ``<name>_sd`` column one cell "61.8 ± 4.2" (e.g. the per-fold values of a pooled score);
 - deltas in points with a sign and one decimal; p-values to three decimals, "< 0.001" below;
 - integers (and floats that hold whole numbers, e.g. epochs) with thousands separators;
 - booleans as ✓ / –; other numbers to three significant digits (or the caller's ``float_format``);
@@ -47,6 +48,10 @@ HEADERS = {
     "audio_s": "audio (s)", "analysis_s": "analysis (s)", "s_per_clip": "s per clip", "s_per_audio_s": "s per audio s",
     "utt_id": "clip", "prob_negative": "p(negative)", "prob_sad_fear": "p(sad_fear)", "prob_pos_neutral": "p(pos_neutral)",
     "lo": "from", "hi": "to", "test_lengths": "test lengths",
+    "acc_folds": "accuracy per fold", "uar_folds": "UAR per fold", "macro_f1_folds": "macro-F1 per fold",
+    "test_acc_folds": "test accuracy per fold", "delta_folds_pp": "Δ per fold (points)",
+    "delta_uar_folds_pp": "Δ UAR per fold (points)",
+    "reported_acc_folds": "accuracy per fold", "n_folds": "folds",
 }
 TOKENS = {"acc": "accuracy", "val": "val.", "uar": "UAR", "f1": "F1", "pp": "(points)", "ms": "(ms)", "mb": "(MB)",
           "mib": "(MiB)", "hz": "(Hz)", "db": "(dB)", "s": "(s)", "n": "number of", "b1": "batch 1", "utt": "clip",
@@ -174,8 +179,9 @@ def _project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def _merged_intervals(df: pd.DataFrame) -> list[tuple[str, Optional[str], Optional[str]]]:
-    """Columns in order as ``(name, lo, hi)``; an ``X_lo`` / ``X_hi`` pair is folded into ``X``."""
+def _merged_intervals(df: pd.DataFrame) -> list[tuple[str, Optional[str], Optional[str], Optional[str]]]:
+    """Columns in order as ``(name, lo, hi, sd)``; an ``X_lo`` / ``X_hi`` pair and an ``X_sd`` column are folded
+    into ``X``."""
     used, out = set(), []
     for name in df.columns:
         if name in used:
@@ -187,14 +193,17 @@ def _merged_intervals(df: pd.DataFrame) -> list[tuple[str, Optional[str], Option
                 break
         if lo:
             used.update((lo, hi))
-        out.append((name, lo, hi))
+        sd = f"{name}_sd" if f"{name}_sd" in df.columns else None
+        if sd:
+            used.add(sd)
+        out.append((name, lo, hi, sd))
     return [c for c in out if c[0] not in used]
 
 
 def format_frame(df: pd.DataFrame, float_format: Optional[str] = None) -> tuple[list[str], list[list[str]], list[str]]:
     """``(headers, rows of cell texts, alignment per column)``: the table as a reader sees it."""
     headers, columns, align = [], [], []
-    for name, lo, hi in _merged_intervals(df):
+    for name, lo, hi, sd in _merged_intervals(df):
         series = df[name]
         kind = column_kind(str(name), series)
         scale = 1.0
@@ -206,6 +215,10 @@ def format_frame(df: pd.DataFrame, float_format: Optional[str] = None) -> tuple[
                     for a, b in zip(df[lo], df[hi])]
             text = [f"{t}\n[{a}, {b}]" if t and a and b else (f"{t}\n[n/a]" if t else "")
                     for t, (a, b) in zip(text, ends)]  # the interval on its own line (table_html)
+        if sd:  # a spread in the unit of its mean (a rate's in points of percent), without a sign; a count's is a number
+            spread_kind = "float" if kind == "int" else kind
+            spread = [cell(abs(s), spread_kind, float_format, scale).lstrip("+") for s in df[sd]]
+            text = [f"{t} ± {s}" if t and s else t for t, s in zip(text, spread)]
         title = header(str(name))
         if kind == "rate" and not UNIT_IN_HEADER.search(title):
             title += " (%)"
@@ -213,6 +226,8 @@ def format_frame(df: pd.DataFrame, float_format: Optional[str] = None) -> tuple[
             title += " (points)"
         if lo:
             title += ", 95 % interval"
+        if sd:
+            title += ", mean ± sd"
         headers.append(title.replace("_", " "))
         columns.append(text)
         align.append("text" if kind == "text" else "num")

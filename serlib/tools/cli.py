@@ -212,7 +212,10 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         run_report(cfg, out=args.out, only=args.only)
         return 0
+    from serlib.report.provenance import write_resolved_config
+
     folder = run_folder(cfg, args.out)
+    write_resolved_config(cfg, folder)  # what `serlib predict` / `export` rebuild the run's encoder and systems from
     if args.command == "features":
         pipeline.ensure_features(cfg, folder, rebuild_stale=not args.no_rebuild)
         return 0
