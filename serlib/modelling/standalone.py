@@ -120,6 +120,8 @@ def main(argv=None):
     parser.add_argument("--long", choices=["windows", "centre"], default="windows", help="a clip longer than the window")
     parser.add_argument("--hop", type=float, help="seconds between windows (default: half a window)")
     args = parser.parse_args(argv)
+    if args.hop is not None and not 0 < args.hop <= 3600:
+        parser.error(f"--hop must be a number of seconds above 0 and at most 3600, got {args.hop}")
     writer = csv.DictWriter(sys.stdout, COLUMNS, lineterminator="\n")
     writer.writeheader()
     failed = 0

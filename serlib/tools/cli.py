@@ -79,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("audio", nargs="+", help="files, folders (searched recursively) or .txt lists of paths")
     q.add_argument("--system", help="system of a run folder (default: the analysed one, e.g. S5)")
     q.add_argument("--seed", type=int, help="seed of a run folder (default: the analysed one)")
-    q.add_argument("--out", help="write the rows here: .csv or .jsonl (default: CSV on stdout)")
+    q.add_argument("--out", help="write the rows here: .csv or .jsonl, the same columns (default: CSV on stdout); "
+                                 "what made them goes to OUT.meta.json")
     q.add_argument("--per-window", action="store_true", help="one row per window (start and end time) instead of per file")
     q.add_argument("--hop", type=float, help="seconds between windows of a clip longer than the window (default: half)")
     q.add_argument("--long", choices=["windows", "centre"], default="windows",
