@@ -118,6 +118,9 @@ def test_predict_py_runs_without_torch_and_gives_serlib_predicts_rows(onnx_bundl
     expected = Predictor.from_bundle(moved, device="cpu").predict([long], long="centre", progress=False)
     np.testing.assert_allclose(centre[PROBS].to_numpy(float), expected[PROBS].to_numpy(float), atol=1e-5)
     assert int(centre.at[0, "windows"]) == 1
+    done = subprocess.run([sys.executable, str(moved / "predict.py"), "--hop", "-1", str(long)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "--hop must be" in done.stderr and not done.stdout
 
 
 @pytest.mark.parametrize("rate", [44100, 48000, 22050, 8000, 12345, 16001])
@@ -255,3 +258,5 @@ def test_bench_gives_the_bundles_latency_per_second_of_audio(onnx_bundle, smoke_
     assert main(["bench", "--bundle", str(tmp_path / "plain")]) == 2
     err = capsys.readouterr().err
     assert "--onnx" in err and len(err.strip().splitlines()) == 1
+    assert main(["export", str(smoke_run.root), "--onnx", "--parity-clips", "-1", "--out", str(tmp_path / "x")]) == 2
+    assert "--parity-clips" in capsys.readouterr().err and not (tmp_path / "x").exists()
