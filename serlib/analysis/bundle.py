@@ -27,8 +27,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import time
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Optional
