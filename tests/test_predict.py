@@ -86,13 +86,39 @@ def test_the_api_and_the_cli_give_the_same_probabilities(smoke_run, predictor, a
     code, _, _ = _run_cli(["predict", str(smoke_run.root), "--system", "S5", str(audio_folder / "stereo44k.wav"),
                            str(audio_folder / "short.wav"), "--out", str(out)], capsys)
     assert code == 0
-    lines = out.read_text().splitlines()
-    meta = json.loads(lines[0])["metadata"]
+    meta = json.loads((tmp_path / "preds.jsonl.meta.json").read_text())["metadata"]  # the sidecar
     assert meta["model_id"] == predictor.model_id and "RANDOM weights" in meta["encoder"]
-    cli = pd.DataFrame([json.loads(line) for line in lines[1:]])
+    cli = pd.read_json(out, lines=True)  # rows only: no metadata object among them
     api = predictor.predict([audio_folder / "stereo44k.wav", audio_folder / "short.wav"], progress=False)
+    assert list(cli.columns) == list(api.columns) and len(cli) == 2
     np.testing.assert_allclose(cli[PROBS].to_numpy(), api[PROBS].to_numpy(), rtol=0, atol=1e-9)  # JSON rounds the last digit
     assert api.attrs["metadata"]["system"] == "S5"
+
+
+def test_csv_and_jsonl_read_back_to_the_same_rows_with_the_weights_and_a_sidecar(smoke_run, audio_folder, tmp_path,
+                                                                                  capsys):
+    """Issue 25: pandas reads either file to the same frame (rows only; the metadata is in OUT.meta.json),
+    and every row says whether the encoder's weights were pretrained or random."""
+    frames = {}
+    for suffix in (".csv", ".jsonl"):
+        out = tmp_path / f"preds{suffix}"
+        code, _, err = _run_cli(["predict", str(smoke_run.root), "--system", "S5", str(audio_folder), "--out", str(out)],
+                                capsys)
+        assert code == 1 and f"preds{suffix}.meta.json" in err  # broken.wav failed; the others were scored
+        frames[suffix] = pd.read_csv(out) if suffix == ".csv" else pd.read_json(out, lines=True)
+        sidecar = json.loads((tmp_path / f"preds{suffix}.meta.json").read_text())
+        assert sidecar["rows_file"] == out.name and sidecar["rows"] == 4
+        assert sidecar["columns"] == list(frames[suffix].columns)
+        assert sidecar["metadata"]["weights"] == "random" and sidecar["metadata"]["system"] == "S5"
+    pd.testing.assert_frame_equal(frames[".csv"], frames[".jsonl"])
+    table = frames[".csv"]
+    assert list(table.columns) == Predictor.columns()
+    assert (table["weights"] == "random").all()  # the smoke encoder's random weights, on every row
+    assert table["path"].str.endswith("broken.wav").sum() == 1
+    assert table["error"].notna().sum() == 1 and table["pred"].notna().sum() == 3
+    code, _, _ = _run_cli(["predict", str(smoke_run.root), "--system", "S1", str(audio_folder / "short.wav"), "--out",
+                           str(tmp_path / "s1.csv")], capsys)
+    assert code == 0 and pd.read_csv(tmp_path / "s1.csv")["weights"].tolist() == ["n/a (log-Mel)"]
 
 
 def test_an_array_scores_as_its_file(predictor, audio_folder):
@@ -144,13 +170,14 @@ def test_the_bundle_travels_and_predicts_as_the_run(smoke_run, predictor, audio_
     moved.parent.mkdir()
     shutil.move(tmp_path / "bundle", moved)
     assert sorted(p.name for p in moved.iterdir()) == [".serlib-bundle", "README.md", BUNDLE_FILE, "checkpoint.pt", "head.onnx",
-                                                       "metrics.json", "parity.json"]
+                                                       "metrics.json", "model-int8.onnx", "model.onnx", "parity.json",
+                                                       "predict.py"]
     loaded = Predictor.from_bundle(moved, device="cpu")
     files = [audio_folder / "stereo44k.wav", audio_folder / "sub" / "long20s.flac"]
     np.testing.assert_array_equal(loaded.predict(files, progress=False)[PROBS].to_numpy(),
                                   predictor.predict(files, progress=False)[PROBS].to_numpy())
     assert loaded.model_id == predictor.model_id
-    parity = json.loads((moved / "parity.json").read_text())
+    parity = json.loads((moved / "parity.json").read_text())["head.onnx"]
     assert parity["max_abs_prob_diff"] < 1e-4 and parity["class_agreement"] == 1.0
     assert parity["clips"] == len(pd.read_csv(smoke_run.predictions("S5", 0, "test")))
     metrics = json.loads((moved / "metrics.json").read_text())

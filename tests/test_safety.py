@@ -649,10 +649,10 @@ def test_one_line_disk_full_and_out_problems(smoke_run, s1_bundle, tmp_path, cap
     code, _, err = run_cli(["export", str(smoke_run.root), "--system", "S1", "--out", str(tmp_path / "afile")], capsys)
     assert code == 2 and "is a file" in one_line_error(err)
 
-    def disk_full(path, text):
+    def disk_full(path, data):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(io, "write_text_atomic", disk_full)
+    monkeypatch.setattr(io, "write_bytes_atomic", disk_full)  # every atomic write goes through it
     code, _, err = run_cli(["predict", str(s1_bundle), clip, "--out", str(tmp_path / "p.csv")], capsys)
     assert code == 2 and "No space left on device" in one_line_error(err) and "p.csv" in err
     code, _, err = run_cli(["-v", "predict", str(s1_bundle), clip, "--out", str(tmp_path / "p.csv")], capsys)

@@ -11,8 +11,12 @@ The bundle holds data only, each file named in ``bundle.json`` by a plain name i
 - ``metrics.json``: the run's test scores of the system (accuracy, UAR, macro-F1 with their 95 %
   intervals over the run's seeds, ``serlib.analysis.evaluation``) and this seed's own figures;
 - ``README.md``: the model card, written from the run's own data;
-- with ``onnx=True``: ``head.onnx`` (the classifier head, ``serlib.modelling.onnxform``) and
-  ``parity.json``: torch vs onnxruntime on the run's test features;
+- with ``onnx=True``: ``model.onnx`` (raw 16 kHz audio -> class probabilities: encoder, layer selection and
+  head in one graph, ``serlib.modelling.audiograph``), ``model-int8.onnx`` (its dynamic int8 form),
+  ``predict.py`` (``serlib.modelling.standalone``: scores audio files with onnxruntime, numpy and soundfile
+  only), ``head.onnx`` (the classifier head alone, over encoder features, ``serlib.modelling.onnxform``) and
+  ``parity.json``: each ONNX form against torch, the two audio graphs on the run's own test clips as
+  ``predict.py`` scores them against ``serlib predict``, the head on the run's cached test features;
 - ``.serlib-bundle``: the list of the files serlib wrote (written last). ``export`` replaces a folder only
   when it holds that marker and nothing else than the files it lists.
 
@@ -24,22 +28,25 @@ import dataclasses
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import pandas as pd
 import torch
 
 import serlib
+from serlib.analysis.confusion import confusion_table, load_predictions, per_class_recall
 from serlib.analysis.evaluation import scores_table
 from serlib.common.config import Config
 from serlib.common.facts import CLASSES, CORPORA
 from serlib.common.io import RunFileError, read_json, write_json_atomic, write_text_atomic
 from serlib.common.runfolder import RunFolder, read_run_config
 from serlib.data.stage import load_manifest
-from serlib.modelling import onnxform
-from serlib.modelling.predict import BUNDLE_FILE, BUNDLE_FORMAT, BUNDLE_MARKER, Predictor, class_map
+from serlib.modelling import audiograph, onnxform, standalone
+from serlib.modelling.predict import BUNDLE_FILE, BUNDLE_FORMAT, BUNDLE_MARKER, PROB_COLUMNS, Predictor, class_map
 from serlib.modelling.systems import MAIN_PROTOCOL, evaluation_protocols, system_data
 from serlib.modelling.train import predict_proba, read_checkpoint
 
@@ -52,14 +59,29 @@ LICENCES = {  # as the corpora's distributors state them
 }
 
 
+PARITY_CLIPS = 200  # CHOSEN: the test clips the audio graphs' parity scores at most (minutes on a CPU at the paper's
+                   # scale; every test clip of the demo and smoke runs)
+PREDICT_SCRIPT = "predict.py"  # the torch-free scorer in a bundle (serlib.modelling.standalone)
+INSTALL_LINE = "pip install onnxruntime numpy soundfile"  # all predict.py needs
+ENCODER_LICENCES = {"facebook/wav2vec2-base": "Apache-2.0 (its model page on the Hugging Face hub); pre-trained on "
+                                              "LibriSpeech (CC BY 4.0)"}
+HEAD_FILE = "head.onnx"  # the classifier head alone (features in, logits out)
+
+
 def run_config(folder: RunFolder) -> Config:
     """The configuration a run folder was made with (``serlib.common.runfolder.read_run_config``)."""
     return read_run_config(folder)
 
 
 def export_bundle(run: str | Path, out: str | Path, system: Optional[str] = None, seed: Optional[int] = None,
-                  onnx: bool = False, progress: bool = False) -> dict:
+                  onnx: bool = False, progress: bool = False, parity_clips: Optional[int] = PARITY_CLIPS) -> dict:
     """Write the bundle of one trained system of ``run`` to ``out``.
+
+    Args:
+        run: the run folder; ``system`` / ``seed``: default the analysed ones.
+        onnx: also the ONNX forms, ``predict.py`` and their parity (see the module docstring).
+        parity_clips: the most test clips the audio graphs' parity scores (evenly spaced over the sorted
+            test clips when there are more; None: every one).
 
     The bundle is built in a temporary folder beside ``out`` and swapped in by renames when complete (the
     old bundle stays until then). ``out`` may be new, empty, or a bundle serlib wrote that holds nothing
@@ -87,10 +109,15 @@ def export_bundle(run: str | Path, out: str | Path, system: Optional[str] = None
         metrics = bundle_metrics(cfg, folder, system, seed, protocol)
         write_json_atomic(work / "metrics.json", metrics)
         parity = None
-        if onnx:
-            parity = _onnx_with_parity(cfg, folder, predictor, work)
         meta = bundle_meta(cfg, predictor, onnx)
+        if onnx:
+            parity = {HEAD_FILE: _head_parity(cfg, folder, predictor, work)}
+            audiograph.export_model(predictor, work)
+            write_text_atomic(work / PREDICT_SCRIPT, Path(standalone.__file__).read_text(encoding="utf-8"))
         write_json_atomic(work / BUNDLE_FILE, meta)
+        if onnx:  # after bundle.json: the graphs are scored as predict.py scores them, from the bundle's files
+            parity |= audio_parity(predictor, work, parity_clip_paths(cfg, folder, predictor, parity_clips))
+            write_json_atomic(work / "parity.json", parity)
         write_text_atomic(work / "README.md", model_card(cfg, folder, predictor, metrics, parity))
         files = sorted(p.name for p in work.iterdir())
         write_json_atomic(work / BUNDLE_MARKER, {"written_by": f"serlib {serlib.__version__}", "files": files})
@@ -147,19 +174,29 @@ def _swap_in(work: Path, out: Path) -> None:
 
 
 def bundle_meta(cfg: Config, predictor: Predictor, onnx: bool) -> dict:
-    """``bundle.json``: what ``Predictor.from_bundle`` needs, and what a reader wants to know first."""
-    return {"format_version": BUNDLE_FORMAT, "serlib_version": serlib.__version__, "model_id": predictor.model_id,
+    """``bundle.json``: what ``Predictor.from_bundle`` and ``predict.py`` need, and what a reader wants to know first."""
+    rate = predictor.features.sample_rate
+    meta = {"format_version": BUNDLE_FORMAT, "serlib_version": serlib.__version__, "model_id": predictor.model_id,
             "run_name": cfg.run.name, "run_title": cfg.run.title, "system": predictor.system, "seed": predictor.seed,
             "description": cfg.systems[predictor.system].description if predictor.system in cfg.systems else "",
-            "checkpoint": "checkpoint.pt", "onnx": "head.onnx" if onnx else None,
+            "checkpoint": "checkpoint.pt", "onnx": HEAD_FILE if onnx else None,
             "input": predictor.input, "window_frames": predictor.frames,
-            "window_seconds": round(predictor.window_samples / predictor.features.sample_rate, 4),
-            "sample_rate": predictor.features.sample_rate, "encoder": predictor.metadata["encoder"],
+            "window_samples": predictor.window_samples, "window_seconds": round(predictor.window_samples / rate, 4),
+            "min_samples": predictor.encoder.min_samples, "sample_rate": rate,
+            "encoder": predictor.metadata["encoder"], "weights": predictor.metadata["weights"],
             "features": dataclasses.asdict(predictor.features),
-            "classes": list(CLASSES), "class_map": class_map(),
-            "onnx_inputs": {onnxform.INPUT: "(batch, [layers,] channels, frames) float32 features",
-                            onnxform.LENGTHS: "(batch,) int64 real frames per clip (masked models only)"},
-            "onnx_output": f"{onnxform.OUTPUT}: (batch, 3) logits in the order of 'classes'"}
+            "classes": list(CLASSES), "class_map": class_map()}
+    if onnx:
+        meta |= {"model_onnx": audiograph.MODEL_FILE, "model_int8_onnx": audiograph.MODEL_INT8_FILE,
+                 "predict_script": PREDICT_SCRIPT,
+                 "model_onnx_input": f"{audiograph.AUDIO}: (batch, samples) float32, {rate} Hz mono; every row one whole "
+                                     "clip or one window, unpadded (rows of a batch have one length)",
+                 "model_onnx_output": f"{audiograph.PROBS}: (batch, {len(CLASSES)}) class probabilities in the order "
+                                      "of 'classes'",
+                 "onnx_inputs": {onnxform.INPUT: "(batch, [layers,] channels, frames) float32 features",
+                                 onnxform.LENGTHS: "(batch,) int64 real frames per clip (masked models only)"},
+                 "onnx_output": f"{onnxform.OUTPUT}: (batch, 3) logits in the order of 'classes'"}
+    return meta
 
 
 def bundle_metrics(cfg: Config, folder: RunFolder, system: str, seed: int, protocol: str = MAIN_PROTOCOL) -> dict:
@@ -175,19 +212,57 @@ def bundle_metrics(cfg: Config, folder: RunFolder, system: str, seed: int, proto
             "interval_unit": scores.get("unit"), "resamples": cfg.analysis.bootstrap_resamples}
 
 
-def _onnx_with_parity(cfg: Config, folder: RunFolder, predictor: Predictor, work: Path) -> dict:
-    """``head.onnx`` and ``parity.json``: onnxruntime vs torch on every test clip of the run."""
+def _head_parity(cfg: Config, folder: RunFolder, predictor: Predictor, work: Path) -> dict:
+    """``head.onnx``, and its parity: onnxruntime vs torch on the run's cached test features."""
     data = system_data(cfg, folder, predictor.system, torch.device("cpu"), evaluation_protocols(cfg)[0])
     model = predictor.model.cpu().eval()
-    onnxform.export_onnx(model, data.channels, data.frames, work / "head.onnx")
-    sess = onnxform.session(work / "head.onnx")
+    onnxform.export_onnx(model, data.channels, data.frames, work / HEAD_FILE)
+    sess = onnxform.session(work / HEAD_FILE)
     reference = predict_proba(model, data.x["test"], 64, data.lengths["test"]).numpy()
     parity = onnxform.parity(reference, onnxform.onnx_proba(sess, data.x["test"], data.lengths["test"]))
-    parity |= {"opset": onnxform.OPSET, "onnxruntime": onnxform.ort.__version__,
-               "features": f"the run's cached test features ({data.channels} x {data.frames})",
-               "inputs": [i.name for i in sess.get_inputs()]}
-    write_json_atomic(work / "parity.json", parity)
-    return parity
+    return parity | {"opset": onnxform.OPSET, "onnxruntime": onnxform.ort.__version__,
+                     "compared_on": f"the run's cached test features ({data.channels} x {data.frames})",
+                     "inputs": [i.name for i in sess.get_inputs()], "bytes": (work / HEAD_FILE).stat().st_size}
+
+
+def parity_clip_paths(cfg: Config, folder: RunFolder, predictor: Predictor, most: Optional[int]) -> list[str]:
+    """The audio files of the model's own test clips (its ``predictions_test.csv``), sorted by clip id; at most
+    ``most`` of them, evenly spaced (None: all)."""
+    protocol = evaluation_protocols(cfg)[0]  # the model the predictor loaded (Predictor.from_run's default)
+    path = folder.predictions(predictor.system, predictor.seed, "test", protocol)
+    clips = pd.read_csv(path, usecols=["utt_id"]).merge(load_manifest(folder)[["utt_id", "path"]], on="utt_id",
+                                                         validate="one_to_one").sort_values("utt_id")
+    paths = clips["path"].tolist()
+    if most is not None and len(paths) > most:
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, most).round().astype(int)]
+    return paths
+
+
+def audio_parity(predictor: Predictor, bundle: Path, paths: list[str]) -> dict:
+    """``model.onnx`` and ``model-int8.onnx`` of ``bundle``, run on ``paths`` as its ``predict.py`` runs them
+    (``serlib.modelling.standalone``: numpy resampling, windows averaged), against ``predictor`` in torch (what
+    ``serlib predict`` gives): the largest probability difference and the share of equal predicted classes."""
+    started = time.perf_counter()
+    reference = predictor.predict(paths, progress=False)
+    torch_s = time.perf_counter() - started
+    scored = reference["error"] == ""
+    out = {}
+    for name, int8 in ((audiograph.MODEL_FILE, False), (audiograph.MODEL_INT8_FILE, True)):
+        started = time.perf_counter()
+        meta, session = standalone.load(bundle, int8)
+        onnx = pd.DataFrame(list(standalone.rows(meta, session, paths)))
+        both = scored & (onnx["error"] == "").to_numpy()
+        got = onnx.loc[both, PROB_COLUMNS].astype(float).to_numpy()
+        out[name] = onnxform.parity(reference.loc[both, PROB_COLUMNS].to_numpy(), got) | {
+            "compared_on": f"{int(both.sum())} of the run's test clips (audio files, through predict.py's reading, "
+                           "resampling and windows) against `serlib predict` in torch",
+            "multi_window_clips": int((reference.loc[both, "windows"] > 1).sum()),
+            "failed": int((~both).sum()), "bytes": (bundle / name).stat().st_size,
+            "seconds": round(time.perf_counter() - started, 2), "torch_seconds": round(torch_s, 2),
+            "opset": audiograph.OPSET, "onnxruntime": onnxform.ort.__version__,
+            "quantisation": ("onnxruntime dynamic int8 (int8 weights of " + ", ".join(audiograph.INT8_OPS)
+                             + " per channel; activations quantised per call)") if int8 else "none (fp32)"}
+    return out
 
 
 def _pct(v) -> str:
@@ -202,7 +277,6 @@ def model_card(cfg: Config, folder: RunFolder, predictor: Predictor, metrics: di
     counts = (manifest.groupby(["corpus", "split"]).size().unstack(fill_value=0)
               .reindex(columns=["train", "val", "test"], fill_value=0) if "split" in manifest else None)
     corpora = [c for c in CORPORA if c in set(manifest["corpus"])]
-    window_s = predictor.window_samples / predictor.features.sample_rate
     interval = ("95 % intervals from a bootstrap over test speakers" if test.get("unit") == "speaker" else
                 "95 % intervals from a bootstrap over test clips: fewer than 5 test speakers, so no speaker-level "
                 "interval")
@@ -235,26 +309,8 @@ def model_card(cfg: Config, folder: RunFolder, predictor: Predictor, metrics: di
         "Calm and surprised (RAVDESS) and boredom (EmoDB) were dropped, not mapped. The classes are acted "
         "emotion categories read by actors in studio conditions, not felt emotions.",
         "",
-        "## How to use it",
-        "",
-        "```bash",
-        "serlib predict BUNDLE_DIR clip.wav folder/ list.txt --out predictions.csv",
-        "```",
-        "```python",
-        "from serlib.modelling.predict import Predictor",
-        "table = Predictor.from_bundle('BUNDLE_DIR').predict(['clip.wav'])",
-        "```",
-        "",
-        f"Input: any audio file soundfile reads (wav, flac, ogg, mp3), any rate and channel count (resampled to "
-        f"{predictor.features.sample_rate} Hz mono). The window is {predictor.frames} frames = {window_s:.2f} s. A clip "
-        f"that fits is scored as in training (padded to the window); a longer clip is cut into windows "
-        f"(half a window apart by default) whose probabilities are averaged. Clips shorter than 25 ms are refused.",
-        "",
-        f"Encoder (rebuilt from `bundle.json` on load): {predictor.metadata['encoder']}."
-        + ("" if predictor.features.wav2vec2.weights == "random" or predictor.input == "logmel" else
-           " Pretrained weights come from the local Hugging Face cache or the folder named in `bundle.json` "
-           "(`features.wav2vec2.model_id`); they are not in the bundle."),
-        "",
+        *_usage_lines(predictor, parity),
+        *_window_lines(predictor, parity),
         "## How well it did",
         "",
         f"On the run's speaker-independent test split ({test.get('n_clips')} clips, {test.get('n_speakers')} speakers "
@@ -269,6 +325,7 @@ def model_card(cfg: Config, folder: RunFolder, predictor: Predictor, metrics: di
         + ", ".join(f"{label} {_pct(metrics.get('this_seed_test', {}).get(k))} %"
                     for k, label in (("accuracy", "accuracy"), ("uar", "UAR"), ("macro_f1", "macro-F1"))) + ".",
         "",
+        *_recall_lines(cfg, folder, predictor),
         "## Trained on",
         "",
     ]
@@ -286,30 +343,146 @@ def model_card(cfg: Config, folder: RunFolder, predictor: Predictor, metrics: di
         "- Three coarse classes: happiness and neutral share a class; a clip can only be one of the three.",
         "- Not for decisions about people (hiring, health, policing, access): emotion categories from acted "
         "corpora do not measure a person's state.",
-        f"- Clips longer than {window_s:.2f} s are scored window by window; the mean may hide a change of emotion "
-        "(`--per-window` shows each window).",
+        f"- Clips longer than {_window_s(predictor):.2f} s are scored window by window; the mean may hide a change of "
+        "emotion (`serlib predict --per-window` shows each window).",
         "",
-        "## Data licences",
+        "## Licences",
         "",
         *(["The demo corpus is synthetic (serlib generates it), so no corpus licence applies to this model. A model "
            "trained on the real corpora is bound by their terms:"] if demo else
           ["The model was trained on these corpora; their terms bind its use:"]),
         "",
         *[f"- {c}: {LICENCES[c]}" for c in (CORPORA if demo else corpora)],
+        *_software_licence_lines(predictor),
+        "",
+    ]
+    if parity is not None:
+        lines += _onnx_lines(parity)
+    lines += ["## Files", "", "`checkpoint.pt` (torch weights, loaded as data only: no code runs), `bundle.json` "
+              "(what rebuilds encoder and head), `metrics.json` (the scores above)"
+              + (f", `{audiograph.MODEL_FILE}` and `{audiograph.MODEL_INT8_FILE}` (audio in, probabilities out), "
+                 f"`{PREDICT_SCRIPT}` (the torch-free scorer), `{HEAD_FILE}` (the head alone), `parity.json`"
+                 if parity else "") + f", `{BUNDLE_MARKER}` (the files serlib wrote).", ""]
+    return "\n".join(lines)
+
+
+def _window_s(predictor: Predictor) -> float:
+    return predictor.window_samples / predictor.features.sample_rate
+
+
+def _usage_lines(predictor: Predictor, parity: Optional[dict]) -> list[str]:
+    lines = ["## How to use it", ""]
+    if parity is not None:
+        lines += [
+            "Without serlib or torch (Python 3.9 or later):",
+            "",
+            "```bash",
+            INSTALL_LINE,
+            f"python {PREDICT_SCRIPT} clip.wav folder/ > predictions.csv           # {audiograph.MODEL_FILE}",
+            f"python {PREDICT_SCRIPT} --int8 clip.wav folder/ > predictions.csv    # {audiograph.MODEL_INT8_FILE}",
+            "```",
+            "",
+            f"`{PREDICT_SCRIPT}` writes one CSV row per file, with the columns of `serlib predict` (path, duration_s, "
+            "windows, pred, the three probabilities, model_id, weights, error); `--long centre` and `--hop SECONDS` "
+            "as below. With serlib:",
+            "",
+        ]
+    lines += [
+        "```bash",
+        "serlib predict BUNDLE_DIR clip.wav folder/ list.txt --out predictions.csv",
+        "```",
+        "```python",
+        "from serlib.modelling.predict import Predictor",
+        "table = Predictor.from_bundle('BUNDLE_DIR').predict(['clip.wav'])",
+        "```",
+        "",
+        f"Input: any audio file soundfile reads (wav, flac, ogg, mp3), any rate and channel count (mixed to mono and "
+        f"resampled to {predictor.features.sample_rate} Hz). Clips shorter than one frame "
+        f"({predictor.encoder.min_samples} samples, 25 ms) are refused.",
+        "",
+        f"Encoder: {predictor.metadata['encoder']}."
+        + ("" if predictor.features.wav2vec2.weights == "random" or predictor.input == "logmel" else
+           " In `serlib predict` its pretrained weights come from the local Hugging Face cache or the folder named "
+           "in `bundle.json` (`features.wav2vec2.model_id`); the ONNX graphs hold them."),
+        "",
+    ]
+    return lines
+
+
+def _window_lines(predictor: Predictor, parity: Optional[dict]) -> list[str]:
+    rate, window = predictor.features.sample_rate, predictor.window_samples
+    lines = [
+        "## The window",
+        "",
+        f"The model reads {predictor.frames} frames of 20 ms = {window:,} samples = {window / rate:.2f} s at {rate} Hz "
+        "(`window_frames`, `window_samples` in `bundle.json`).",
+        "",
+        "- A clip that fits is scored as in training: its frames zero-padded at the end to the window, its real "
+        "frame count given to the network.",
+        f"- A longer clip is cut into windows of {window / rate:.2f} s, half a window apart (`--hop SECONDS`), the last "
+        "ending at the clip's end; each window is scored alone and the clip's probabilities are their mean.",
+        "- `--long centre` scores the whole clip's frames cut to their central window instead, as training did.",
         "",
     ]
     if parity is not None:
         lines += [
-            "## ONNX",
-            "",
-            f"`head.onnx` is the classifier head (opset {parity['opset']}, inputs {', '.join(parity['inputs'])}; "
-            f"dynamic batch and frame axes; output: logits in the order {', '.join(CLASSES)}). It takes the "
-            f"encoder's features, not audio. Parity with torch on the run's {parity['clips']} test clips "
-            f"(onnxruntime {parity['onnxruntime']}): largest probability difference {parity['max_abs_prob_diff']:.2e}, "
-            f"predicted class agreement {100 * parity['class_agreement']:.1f} % (`parity.json`).",
+            f"Who does what: `{audiograph.MODEL_FILE}` takes `{audiograph.AUDIO}` (batch, samples), float32 at "
+            f"{rate} Hz, each row a whole clip or a whole window, unpadded, and returns `{audiograph.PROBS}` (batch, "
+            "3). Inside: the encoder on the row alone, its frames rounded to float16 (as the training cache stored "
+            "them), the centre window of a longer row or zero padding of a shorter one, the network, a softmax. "
+            f"`{PREDICT_SCRIPT}` reads the file, mixes it to mono, resamples it (torchaudio's windowed-sinc resampler, "
+            "written in numpy), cuts the windows, runs them as one batch and averages. `serlib predict` does the same "
+            "in torch.",
             "",
         ]
-    lines += ["## Files", "", "`checkpoint.pt` (torch weights, loaded as data only: no code runs), `bundle.json` "
-              "(what rebuilds encoder and head), `metrics.json` (the scores above)"
-              + (", `head.onnx`, `parity.json`" if parity else "") + f", `{BUNDLE_MARKER}` (the files serlib wrote).", ""]
-    return "\n".join(lines)
+    return lines
+
+
+def _recall_lines(cfg: Config, folder: RunFolder, predictor: Predictor) -> list[str]:
+    """Per-class recall and the confusion matrix of this model (its seed) on the test clips."""
+    preds = load_predictions(cfg, folder, "test", predictor.system, predictor.seed)
+    recall = per_class_recall(preds)
+    counts = confusion_table(preds, normalize=False)
+    shares = confusion_table(preds)
+    lines = [f"This model (seed {predictor.seed}) on its {len(preds)} test clips: recall per class, and the confusion "
+             "matrix (rows: the true class; each cell the clips and the share of the row).", "",
+             "| class | test clips | recall |", "|---|---|---|"]
+    lines += [f"| `{r['class']}` | {int(r['clips'])} | {_pct(r['recall'])} % |" for _, r in recall.iterrows()]
+    lines += ["", "| true \\ predicted | " + " | ".join(f"`{c}`" for c in CLASSES) + " |",
+              "|---|" + "---|" * len(CLASSES)]
+    lines += [f"| `{t}` | " + " | ".join(f"{int(counts.loc[t, p])} ({_pct(shares.loc[t, p])} %)" for p in CLASSES)
+              + " |" for t in CLASSES]
+    return lines + [""]
+
+
+def _software_licence_lines(predictor: Predictor) -> list[str]:
+    if predictor.input == "logmel":
+        return []
+    w = predictor.features.wav2vec2
+    if w.weights == "random":
+        return [f"- Encoder: `{w.model_id}`'s architecture with seeded random weights (no pretrained weights)."]
+    known = ENCODER_LICENCES.get(w.model_id, "the licence on its model page; check it before use")
+    return [f"- Encoder weights `{w.model_id}` @ {w.revision}: {known}."]
+
+
+def _onnx_lines(parity: dict) -> list[str]:
+    head = parity[HEAD_FILE]
+    lines = ["## ONNX", "",
+             f"Opset {head['opset']}, dynamic batch and length, measured with onnxruntime {head['onnxruntime']} on "
+             "this machine's CPU (`parity.json`):", "",
+             "| file | size | compared on | largest probability difference from torch | same predicted class |",
+             "|---|---|---|---|---|"]
+    for name in (audiograph.MODEL_FILE, audiograph.MODEL_INT8_FILE, HEAD_FILE):
+        p = parity.get(name)
+        if p:
+            lines.append(f"| `{name}` | {p['bytes'] / 1e6:.1f} MB | {p['clips']} test clips"
+                         f"{' (audio files, as predict.py scores them)' if name != HEAD_FILE else ' (cached features)'}"
+                         f" | {p['max_abs_prob_diff']:.2e} | {100 * p['class_agreement']:.1f} % |")
+    int8 = parity.get(audiograph.MODEL_INT8_FILE)
+    lines += ["", f"`{audiograph.MODEL_INT8_FILE}` is onnxruntime's dynamic int8 quantisation of `{audiograph.MODEL_FILE}` "
+              "(int8 weights of its MatMul and Gemm nodes, activations quantised per call): it changes the function, "
+              "and the table says by how much" + (f" ({int8['multi_window_clips']} of the clips compared span several "
+                                                   "windows)" if int8 else "") + ". "
+              f"`{HEAD_FILE}` is the network alone: it takes the encoder's features (`onnx_inputs` in `bundle.json`), "
+              "not audio.", ""]
+    return lines

@@ -330,6 +330,10 @@ class Wav2Vec2Encoder(nn.Module):
     @torch.inference_mode()
     def forward_layers(self, wave: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
         """``forward`` for every requested layer (``self.layers``) from one pass: a list of ``(batch, hidden, frames)``."""
+        return self.hidden_layers(wave, lengths)
+
+    def hidden_layers(self, wave: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
+        """``forward_layers`` outside inference mode (what the ONNX exporter traces: ``serlib.modelling.audiograph``)."""
         wave = wave.float()
         if lengths is None or bool((lengths == wave.shape[1]).all()):
             mask = None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import json
 import math
 import os
 import sys
@@ -43,7 +44,7 @@ import serlib
 from serlib.common.audio import load_audio, resample
 from serlib.common.config import ConfigError, FeaturesConfig, config_from_dict, features_from_dict, primary_system
 from serlib.common.facts import CLASSES, EMOTION_TO_CLASS
-from serlib.common.io import RunFileError, read_json
+from serlib.common.io import RunFileError, read_json, write_text_atomic
 from serlib.common.runfolder import RunFolder, read_run_config
 from serlib.common.runtime import cpu_threads, resolve_device
 from serlib.features.encoders import build_encoder, encoder_description, fit_frames
@@ -411,6 +412,11 @@ class Predictor:
         return self._encoder
 
     @property
+    def weights(self) -> str:
+        """The encoder's weights as every output row states them: pretrained, random, or n/a (log-Mel)."""
+        return str(self.metadata["weights"])
+
+    @property
     def stride(self) -> int:
         """Samples between frames (320 at 16 kHz for both encoders)."""
         enc = self.encoder
@@ -440,8 +446,8 @@ class Predictor:
 
         Returns:
             One row per file (or window): path, duration_s, windows, pred, prob_negative, prob_sad_fear,
-            prob_pos_neutral, model_id, error (empty when scored). ``DataFrame.attrs["metadata"]`` holds
-            the encoder banner and the model's identity.
+            prob_pos_neutral, model_id, weights (the encoder's: pretrained, random, or n/a for log-Mel), error
+            (empty when scored). ``DataFrame.attrs["metadata"]`` holds the encoder banner and the model's identity.
         """
         if long not in ("windows", "centre"):
             raise ValueError(f"long must be 'windows' or 'centre', got {long!r}")
@@ -462,7 +468,7 @@ class Predictor:
     @staticmethod
     def columns(per_window: bool = False) -> list[str]:
         head = ["path", "duration_s"] + (["window", "start_s", "end_s"] if per_window else ["windows"])
-        return head + ["pred", *PROB_COLUMNS, "model_id", "error"]
+        return head + ["pred", *PROB_COLUMNS, "model_id", "weights", "error"]
 
     def _hop(self, hop_s: Optional[float]) -> int:
         if hop_s is None:
@@ -499,7 +505,7 @@ class Predictor:
         segments: list[tuple[int, np.ndarray, int, int]] = []  # (file, audio, start, end)
         files: list[dict] = []
         for name, kind, payload in chunk:
-            row = {"path": name, "duration_s": np.nan, "model_id": self.model_id, "error": ""}
+            row = {"path": name, "duration_s": np.nan, "model_id": self.model_id, "weights": self.weights, "error": ""}
             files.append(row)
             try:
                 with cpu_threads(1):  # decoding and resampling: one thread is fastest (serlib.common.runtime)
@@ -565,6 +571,33 @@ class Predictor:
             for i, p in zip(batch, probs):
                 out[i] = p
         return out  # type: ignore[return-value]
+
+
+def sidecar_path(out: Union[str, Path]) -> Path:
+    """Where the metadata of a predictions file goes: ``OUT.meta.json`` beside it."""
+    out = Path(out)
+    return out.with_name(out.name + ".meta.json")
+
+
+def write_predictions(table: pd.DataFrame, out: Union[str, Path]) -> tuple[Path, Path]:
+    """``table``'s rows to ``out`` (.csv or .jsonl: the same columns in the same order, rows only) and its
+    metadata (``attrs["metadata"]``: the model's identity, the encoder and its weights) to ``OUT.meta.json``.
+
+    Both are written atomically, the metadata first, so a rows file never stands without its sidecar.
+
+    Returns:
+        ``(rows file, sidecar)``.
+    """
+    out = Path(out)
+    meta = {"metadata": table.attrs.get("metadata", {}), "rows_file": out.name, "rows": int(len(table)),
+            "columns": list(table.columns)}
+    sidecar = write_text_atomic(sidecar_path(out), json.dumps(meta, indent=1, default=str) + "\n")
+    if out.suffix.lower() == ".jsonl":  # no error: null, as CSV's empty field reads back (both NaN in pandas)
+        rows = table.assign(error=table["error"].mask(table["error"] == "", None)) if "error" in table else table
+        body = rows.to_json(orient="records", lines=True, force_ascii=False, double_precision=15)
+    else:
+        body = table.to_csv(index=False)
+    return write_text_atomic(out, body), sidecar
 
 
 def check_hop(hop_s: float) -> None:

@@ -79,7 +79,8 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("audio", nargs="+", help="files, folders (searched recursively) or .txt lists of paths")
     q.add_argument("--system", help="system of a run folder (default: the analysed one, e.g. S5)")
     q.add_argument("--seed", type=int, help="seed of a run folder (default: the analysed one)")
-    q.add_argument("--out", help="write the rows here: .csv or .jsonl (default: CSV on stdout)")
+    q.add_argument("--out", help="write the rows here: .csv or .jsonl, the same columns (default: CSV on stdout); "
+                                 "what made them goes to OUT.meta.json")
     q.add_argument("--per-window", action="store_true", help="one row per window (start and end time) instead of per file")
     q.add_argument("--hop", type=float, help="seconds between windows of a clip longer than the window (default: half)")
     q.add_argument("--long", choices=["windows", "centre"], default="windows",
@@ -92,12 +93,18 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="the bundle folder to write (replaced if it is a bundle)")
     x.add_argument("--system", help="default: the analysed system (e.g. S5)")
     x.add_argument("--seed", type=int, help="default: the analysed seed")
-    x.add_argument("--onnx", action="store_true", help="also the classifier head as ONNX, with its parity on test")
+    x.add_argument("--onnx", action="store_true",
+                   help="also model.onnx (audio in, probabilities out), its int8 form, predict.py and the head, with "
+                        "their parity against torch on the test clips")
+    x.add_argument("--parity-clips", type=int, default=200,
+                   help="the most test clips the audio graphs' parity scores (default 200; 0: all)")
 
     b = sub.add_parser("bench", help="speed and memory: inference, training epoch, extraction, fast paths")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--json", help="write the results as JSON to this file")
     b.add_argument("--quick", action="store_true", help="CI mode: fewer repetitions and smaller batches")
+    b.add_argument("--bundle", help="instead: a bundle's audio-to-label latency (serlib export --onnx), fp32 and int8 "
+                                    "onnxruntime beside torch")
 
     d = sub.add_parser("doctor", help="self-check of this machine: device, encoder, determinism, memory, speed")
     d.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -171,6 +178,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if args.command == "compare":
         return _compare(args)
+    if args.command == "bench" and args.bundle:
+        if args.device != "cpu":
+            print("serlib bench: error: --bundle times onnxruntime on the CPU; leave out --device", file=sys.stderr)
+            return 2
+        from serlib.tools.bundlebench import main_bundle_bench
+
+        return main_bundle_bench(args.bundle, json_path=args.json, quick=args.quick)
     if args.command == "bench":
         from serlib.tools.bench import main_bench
 
@@ -307,10 +321,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    import json
-
-    from serlib.common.io import write_text_atomic
-    from serlib.modelling.predict import BUNDLE_FILE, Predictor, check_hop, summary_line
+    from serlib.modelling.predict import BUNDLE_FILE, Predictor, check_hop, summary_line, write_predictions
 
     def usage(message: str) -> int:
         print(f"serlib predict: error: {message}", file=sys.stderr)
@@ -340,17 +351,13 @@ def _predict(args: argparse.Namespace) -> int:
         predictor = Predictor.from_run(model, system=args.system, seed=args.seed, device=args.device)
     table = predictor.predict(args.audio, per_window=args.per_window, hop_s=args.hop, long=args.long,
                               batch_size=args.batch_size)
-    if out is not None and out.suffix.lower() == ".jsonl":
-        meta = json.dumps({"metadata": table.attrs["metadata"]}, default=str)
-        body = table.to_json(orient="records", lines=True, force_ascii=False)
-        path = write_text_atomic(out, meta + "\n" + body)
-    elif out is not None:
-        path = write_text_atomic(out, table.to_csv(index=False))
+    if out is not None:
+        path, sidecar = write_predictions(table, out)
+        where = f"; wrote {path} (metadata: {sidecar.name})"
     else:
-        path = None
         sys.stdout.write(table.to_csv(index=False))
+        where = ""
     failed = int((table["error"] != "").sum())
-    where = f"; wrote {path}" if path else ""
     print(f"serlib predict: {predictor.model_id} ({predictor.metadata['encoder'].split(',')[0]}, "
           f"{predictor.metadata['weights']} weights): {summary_line(table)}{where}", file=sys.stderr)
     return 1 if failed else 0
@@ -359,12 +366,15 @@ def _predict(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from serlib.analysis.bundle import export_bundle
 
-    done = export_bundle(args.run, args.out, system=args.system, seed=args.seed, onnx=args.onnx)
+    if args.parity_clips < 0:
+        print(f"serlib export: error: --parity-clips must be 0 (all) or more, got {args.parity_clips}", file=sys.stderr)
+        return 2
+    done = export_bundle(args.run, args.out, system=args.system, seed=args.seed, onnx=args.onnx,
+                         parity_clips=args.parity_clips or None)
     print(f"serlib export: wrote {done['bundle']} ({', '.join(done['files'])})")
-    if done["parity"]:
-        p = done["parity"]
-        print(f"serlib export: ONNX parity on {p['clips']} test clips: max |p_onnx - p_torch| "
-              f"{p['max_abs_prob_diff']:.2e}, class agreement {100 * p['class_agreement']:.1f} %")
+    for name, p in (done["parity"] or {}).items():
+        print(f"serlib export: {name} ({p['bytes'] / 1e6:.1f} MB): ONNX parity on {p['clips']} test clips: "
+              f"max |p_onnx - p_torch| {p['max_abs_prob_diff']:.2e}, class agreement {100 * p['class_agreement']:.1f} %")
     return 0
 
 
