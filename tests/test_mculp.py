@@ -1,4 +1,4 @@
-"""serlib.mculp: labels, drops and their audit, the speaker split, split files, config and CLI."""
+"""serlib.data.mculp: labels, drops and their audit, the split it writes, split files, config and CLI."""
 from __future__ import annotations
 
 import json
@@ -21,10 +21,10 @@ from serlib.common.config import ConfigError, load_config
 from serlib import pipeline
 from serlib.common.facts import SUBSETS
 from serlib.data import democorpus
-from serlib.data.mculp import (DROP_REASONS, MANIFEST_COLUMNS, SplitFileError, _allocate_strata,
-                          normalise_emotion, read_manifest,
-                          run_mculp, settings_key, speaker_table, split_from_file, split_speakers, subset_counts,
-                          table_digest, write_split_file)
+from serlib.data.mculp import (DROP_REASONS, MANIFEST_COLUMNS, normalise_emotion, read_manifest, run_mculp,
+                               settings_key, table_digest)
+from serlib.data.speakers import (SplitFileError, speaker_table, split_from_file, split_speakers, subset_counts,
+                                  write_split_file)
 from serlib.common.runfolder import RunFolder
 from serlib.data.stage import corpus_roots, load_manifest
 
@@ -47,29 +47,6 @@ def _run(roots, out, **kwargs):
 ])
 def test_normalise_emotion(value, corpus, expected):
     assert normalise_emotion(value, corpus) == expected
-
-
-# --------------------------------------------------------------------------- split arithmetic
-
-
-@pytest.mark.parametrize("n, expected", [
-    (91, [73, 9, 9]), (24, [19, 3, 2]), (10, [8, 1, 1]), (5, [3, 1, 1]), (3, [1, 1, 1]), (2, [2, 0, 0]),
-    (1, [1, 0, 0]), (125, [100, 13, 12]),
-])
-def test_subset_counts(n, expected):
-    assert subset_counts(n, (0.8, 0.1, 0.1)) == expected
-
-
-@pytest.mark.parametrize("totals, sizes", [
-    ([73, 9, 9], {"male": 48, "female": 43}), ([19, 3, 2], {"male": 12, "female": 12}),
-    ([8, 1, 1], {"male": 5, "female": 5}), ([3, 1, 1], {"male": 2, "female": 2, "unknown": 1}),
-])
-def test_strata_allocation_keeps_both_margins(totals, sizes):
-    allocation = _allocate_strata(totals, sizes)
-    assert {s: sum(c) for s, c in allocation.items()} == sizes
-    assert [sum(c[k] for c in allocation.values()) for k in range(3)] == totals
-    for stratum, counts in allocation.items():  # each stratum within one speaker of proportional
-        assert all(abs(c - sizes[stratum] * t / sum(totals)) < 1.0 + 1e-9 for c, t in zip(counts, totals))
 
 
 # --------------------------------------------------------------------------- every real file name
@@ -509,17 +486,3 @@ def test_a_clip_of_exactly_min_duration_is_kept():
     kept, dropped = apply_mculp(utterances, min_duration_s=1.0)
     assert list(kept["utt_id"]) == ["a", "c"]  # the rule is "shorter than": exactly 1.0 s stays
     assert list(dropped["utt_id" if "utt_id" in dropped else "path"]) == ["b"]
-
-
-def test_split_speakers_gives_each_sex_exactly_its_allocation_on_a_skewed_mix():
-    # 16 male and 4 female speakers, 80/10/10: the stratified allocation is male 13/2/1, female 3/0/1
-    # (checked by hand from the largest-remainder rule). A split that ignored sex would put 0, 1 or 2
-    # women in test depending on the seed.
-    speakers = pd.DataFrame({"speaker": [f"CREMA-D:{1000 + i}" for i in range(20)], "corpus": "CREMA-D",
-                             "sex": ["male"] * 16 + ["female"] * 4})
-    assert _allocate_strata([16, 2, 2], {"male": 16, "female": 4}) == {"male": [13, 2, 1], "female": [3, 0, 1]}
-    for seed in range(12):
-        split = split_speakers(speakers, (0.8, 0.1, 0.1), seed=seed).merge(speakers, on="speaker")
-        counts = split.groupby(["sex", "split"]).size().unstack(fill_value=0).reindex(columns=list(SUBSETS),
-                                                                                      fill_value=0)
-        assert counts.loc["male"].tolist() == [13, 2, 1] and counts.loc["female"].tolist() == [3, 0, 1], seed

@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from serlib.data.mculp import _allocate_strata, _corpus_sorted
+from serlib.data.speakers import allocate_strata, corpus_sorted
 
 FOLD_COLUMNS = ("fold", "speaker", "split")
 
@@ -45,7 +45,7 @@ def speaker_folds(speakers: pd.DataFrame, k: int, seed: int = 0, val_fraction: f
     """The k-fold assignment: for each fold, every speaker's subset (train, val or test).
 
     Args:
-        speakers: ``serlib.data.mculp.speaker_table`` output (speaker, corpus, sex).
+        speakers: ``serlib.data.speakers.speaker_table`` output (speaker, corpus, sex).
         k: folds (>= 2).
         seed: same seed, same folds.
         val_fraction: share of each fold's non-test speakers, per corpus, that validate (sex-stratified;
@@ -63,7 +63,7 @@ def speaker_folds(speakers: pd.DataFrame, k: int, seed: int = 0, val_fraction: f
             rest = group[group["speaker"].map(fold_of) != fold]
             n_val = max(1, round(val_fraction * len(rest))) if len(rest) >= 2 else 0
             strata = {sex: sorted(g["speaker"]) for sex, g in rest.groupby("sex")}
-            allocation = _allocate_strata([len(rest) - n_val, n_val], {s: len(v) for s, v in strata.items()},
+            allocation = allocate_strata([len(rest) - n_val, n_val], {s: len(v) for s, v in strata.items()},
                                           rotate=fold - 1)  # ties between the sexes go to each in turn
             val = set()
             for sex in sorted(strata):
@@ -74,5 +74,5 @@ def speaker_folds(speakers: pd.DataFrame, k: int, seed: int = 0, val_fraction: f
                 split = "test" if fold_of[speaker] == fold else "val" if speaker in val else "train"
                 rows.append({"fold": fold, "speaker": speaker, "split": split})
     table = pd.DataFrame(rows, columns=list(FOLD_COLUMNS))
-    return pd.concat([_corpus_sorted(part).assign(fold=fold) for fold, part in table.groupby("fold")],
+    return pd.concat([corpus_sorted(part).assign(fold=fold) for fold, part in table.groupby("fold")],
                      ignore_index=True)[list(FOLD_COLUMNS)]
