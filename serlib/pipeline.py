@@ -25,11 +25,9 @@ from serlib.data.stage import StaleManifestError, build_manifest, corpus_roots, 
 from serlib.features.encoders import weights_problem
 from serlib.features.extract import extract_for_run
 from serlib.features.layers import SSL_INPUTS, cached_layers
-from serlib.data.folds import speaker_folds
-from serlib.data.mculp import speaker_table
+from serlib.data.protocols import ensure_folds, evaluation_protocols, loco_protocols
 from serlib.common.facts import CORPUS_KEYS
-from serlib.common.io import write_csv_atomic
-from serlib.modelling.systems import evaluation_protocols, loco_protocols, system_names, train_systems
+from serlib.modelling.systems import system_names, train_systems
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +80,8 @@ def ensure_manifest(cfg: Config, folder: RunFolder, rebuild: bool = False,
 
 
 def _with_folds(cfg: Config, folder: RunFolder, manifest: pd.DataFrame) -> pd.DataFrame:
-    """The manifest, after its speaker folds (``data.folds``) are written: every stage below reads them."""
+    """The manifest, after its speaker folds (``data.folds``) are written (``serlib.data.protocols.ensure_folds``):
+    every stage below reads them."""
     if cfg.data.folds:
         ensure_folds(cfg, folder)
     return manifest
@@ -111,29 +110,6 @@ def ensure_runs(cfg: Config, folder: RunFolder, systems: Optional[Sequence[str]]
     ensure_features(cfg, folder, rebuild_stale=rebuild_stale)  # the manifest (and its folds) first
     return pd.concat([train_systems(cfg, folder, systems=systems, progress=progress, protocol=protocol)
                       for protocol in evaluation_protocols(cfg)], ignore_index=True)
-
-
-def ensure_folds(cfg: Config, folder: RunFolder) -> pd.DataFrame:
-    """The speaker k-fold assignment of ``data.folds`` (``data/folds.csv``), rewritten when it changed.
-
-    Stratified within each corpus and by sex; validation speakers come from each fold's training
-    speakers, in the proportion ``data.split`` gives validation against training. ``ensure_manifest``
-    calls it, so every stage below the manifest finds the folds.
-
-    Raises:
-        ConfigError: a corpus of the manifest has fewer speakers than ``data.folds`` (one line naming the fix).
-    """
-    speakers = speaker_table(load_manifest(folder))
-    problem = folds_problem(cfg, speakers.groupby("corpus")["speaker"].nunique().to_dict(), f" in {folder.manifest}")
-    if problem:
-        raise ConfigError(problem)
-    train, val, _ = cfg.data.split
-    folds = speaker_folds(speakers, cfg.data.folds, seed=cfg.data.split_seed, val_fraction=val / (train + val))
-    current = pd.read_csv(folder.folds, dtype={"speaker": str, "split": str}) if folder.folds.is_file() else None
-    if current is None or not current[list(folds.columns)].equals(folds):
-        log.info("writing %s (%d folds)", folder.folds, cfg.data.folds)
-        write_csv_atomic(folds, folder.folds)
-    return folds
 
 
 def ensure_loco(cfg: Config, folder: RunFolder, progress: bool = True, rebuild_stale: bool = True) -> pd.DataFrame:

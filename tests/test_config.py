@@ -10,8 +10,10 @@ from serlib import pipeline
 from serlib.common.config import (Config, ConfigError, FeaturesConfig, LogMelConfig, ModelConfig, SystemConfig,
                                   TrainConfig, Wav2Vec2Config, config_to_dict, load_config)
 from serlib.common.runfolder import run_folder
-from serlib.features.cache import cache_key
-from serlib.modelling.systems import SplitData, run_key
+from serlib.features import keys
+from serlib.features.layers import plan_layers
+from serlib.modelling.inputs import SplitData
+from serlib.modelling.systems import run_key
 from serlib.tools.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -374,6 +376,11 @@ class _ModelPlus(ModelConfig):
 def _extended(section, cls, **changes):
     """``section`` as an instance of its subclass ``cls`` (one more field), with ``changes``."""
     return cls(**{f.name: getattr(section, f.name) for f in dataclasses.fields(section)}, **changes)
+
+
+def cache_key(cfg, input: str) -> dict:
+    """The cache key of ``input`` at the configured layer."""
+    return keys.cache_key(cfg, plan_layers(cfg).key(input))
 
 
 def test_todays_feature_cache_keys_are_unchanged():

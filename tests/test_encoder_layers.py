@@ -11,8 +11,10 @@ import torch
 
 from serlib.common.config import ConfigError, load_config
 from serlib.common.runfolder import RunFolder
-from serlib.features import cache, extract, layers
+from serlib.features import extract, keys, layers, shards
 from serlib.features.encoders import Wav2Vec2Encoder, _normalizes
+from serlib.features.layers import FeatureKey
+from serlib.features.load import FeaturesMissingError, load_features
 from serlib.features.stream import open_layers, pooled_stats
 from serlib.modelling import probe
 from serlib.modelling.augment import TriAug
@@ -29,6 +31,11 @@ SMOKE = REPO / "parameters" / "smoke.yaml"
 @pytest.fixture
 def run(tmp_path) -> RunFolder:
     return RunFolder(tmp_path / "run").ensure()
+
+
+def w2v(layer) -> FeatureKey:
+    """The cache folder of one wav2vec2 layer (as the cache names it)."""
+    return FeatureKey("wav2vec2", layer)
 
 
 def clips(n: int = 6) -> dict:
@@ -58,7 +65,7 @@ def test_asking_for_all_layers_after_last_encodes_each_clip_once_more_and_never_
     seen = counting(monkeypatch)
     extract.extract(cfg, run, manifest, "wav2vec2")
     assert sum(seen) == len(manifest)  # the last layer: each clip once
-    before = cache.read_index(cache.key_folder(cfg, run, "wav2vec2"))
+    before = shards.read_index(keys.key_folder(cfg, run, w2v("last")))
 
     cfg.analysis.layer_probe = "all"  # layers 0, 1 and last of the smoke encoder
     assert layers.cached_layers(cfg) == [0, 1, "last"]
@@ -66,7 +73,7 @@ def test_asking_for_all_layers_after_last_encodes_each_clip_once_more_and_never_
     stats = extract.extract(cfg, run, manifest, "wav2vec2")
     assert sum(seen) == len(manifest)  # once more: layers 0 and 1 from the same pass
     assert {row["layer"]: row["computed"] for row in stats["layers"]} == {0: 6, 1: 6, "last": 0}
-    assert cache.read_index(cache.key_folder(cfg, run, "wav2vec2")) == before  # last was kept, not rewritten
+    assert shards.read_index(keys.key_folder(cfg, run, w2v("last"))) == before  # last was kept, not rewritten
 
     seen.clear()
     stats = extract.extract(cfg, run, manifest, "wav2vec2")
@@ -89,7 +96,7 @@ def test_cached_layer_k_equals_the_encoders_hidden_states_k(run):
     assert len(hidden) == 3
     for layer in (0, 1, "last"):
         k = layers.layer_index(cfg.features.wav2vec2, layer)
-        stored = extract.load_features(layers.at_layer(cfg, layer), run, manifest, "wav2vec2")
+        stored = load_features(cfg, run, manifest, w2v(layer))
         frames = int(stored.lengths[0])
         expected = hidden[k][0, :frames].T.numpy()
         np.testing.assert_allclose(stored.x[0, :, :frames].numpy(), expected.astype(np.float16).astype(np.float32),
@@ -101,7 +108,8 @@ def test_layer_n_is_stored_as_last_and_a_missing_layer_names_the_key(run):
     cfg = smoke_cfg(run.root)
     w = cfg.features.wav2vec2
     assert layers.layer_value(w, 2) == "last" and layers.layer_value(w, 1) == 1
-    assert cache.key_folder(layers.at_layer(cfg, 2), run, "wav2vec2") == cache.key_folder(cfg, run, "wav2vec2")
+    plan = layers.plan_layers(cfg)
+    assert keys.key_folder(cfg, run, plan.key("wav2vec2", 2)) == keys.key_folder(cfg, run, plan.key("wav2vec2"))
     cfg.systems["S5"].layers = 7
     with pytest.raises(ConfigError, match=r"'systems\.S5\.layers' asks for layer 7 .* layers 0\.\.2"):
         layers.cached_layers(cfg)
@@ -113,10 +121,10 @@ def test_a_layer_stack_streams_what_load_features_loads(run):
     cfg.features.frames = 40  # some clips trimmed, some padded
     manifest = write_manifest(run, clips())
     extract.extract(cfg, run, manifest, "wav2vec2")
-    stack, ids, missing = open_layers(cfg, run, manifest, [0, "last"])
+    stack, ids, missing = open_layers(cfg, run, manifest, [w2v(0), w2v("last")])
     assert stack.shape == (6, 2, 32, 40) and ids == list(manifest["utt_id"]) and not missing
     for position, layer in enumerate([0, "last"]):
-        alone = extract.load_features(layers.at_layer(cfg, layer), run, manifest, "wav2vec2")
+        alone = load_features(cfg, run, manifest, w2v(layer))
         index = torch.tensor([4, 0, 2])
         batch = gather(stack, index, torch.device("cpu"))  # float32 from the float16 maps
         assert torch.equal(batch[:, position], alone.x[index])
@@ -128,8 +136,8 @@ def test_a_layer_stack_streams_what_load_features_loads(run):
     stack.threads = 3  # as on a GPU machine: the batch's clips copied by several threads
     assert torch.equal(stack.gather(index), one) and torch.equal(stack.subset(index).gather(range(4)), one)
     assert stack.subset(index).threads == 3
-    ids_pooled, pooled = pooled_stats(cfg, run, manifest, 0)
-    alone = extract.load_features(layers.at_layer(cfg, 0), run, manifest, "wav2vec2")
+    ids_pooled, pooled = pooled_stats(cfg, run, manifest, w2v(0))
+    alone = load_features(cfg, run, manifest, w2v(0))
     first = alone.x[1, :, :int(alone.lengths[1])]
     np.testing.assert_allclose(pooled[1], torch.cat([first.mean(1), first.std(1, unbiased=False)]).numpy(), atol=1e-5)
 
@@ -139,21 +147,21 @@ def test_a_damaged_layer_shard_is_named_when_the_stack_opens(run):
     cfg.analysis.layer_probe = "all"
     manifest = write_manifest(run, clips(3))
     extract.extract(cfg, run, manifest, "wav2vec2")
-    kdir = cache.key_folder(layers.at_layer(cfg, 1), run, "wav2vec2")
+    kdir = keys.key_folder(cfg, run, w2v(1))
     shard = sorted(kdir.glob("shard-*.npy"))[0]
     data = bytearray(shard.read_bytes())
     data[-10] ^= 0xFF  # one flipped byte: same size, same header
     shard.write_bytes(bytes(data))
-    with pytest.warns(UserWarning, match="damaged"), pytest.raises(extract.FeaturesMissingError):
-        open_layers(cfg, run, manifest, [0, 1])
+    with pytest.warns(UserWarning, match="damaged"), pytest.raises(FeaturesMissingError):
+        open_layers(cfg, run, manifest, [w2v(0), w2v(1)])
     extract.extract(cfg, run, manifest, "wav2vec2")  # recomputes the dropped shard's clips
     shard = sorted(kdir.glob("shard-*.npy"))[0]
     data = bytearray(shard.read_bytes())
     data[-10] ^= 0xFF
     shard.write_bytes(bytes(data))
-    with pytest.warns(UserWarning, match="damaged"), pytest.raises(extract.FeaturesMissingError,
+    with pytest.warns(UserWarning, match="damaged"), pytest.raises(FeaturesMissingError,
                                                                  match=r"recompute its \d+ clip\(s\): `serlib features"):
-        pooled_stats(cfg, run, manifest, 1)  # the probe's reader: the same rule
+        pooled_stats(cfg, run, manifest, w2v(1))  # the probe's reader: the same rule
     assert not list(kdir.glob(shard.name))
 
 
@@ -196,10 +204,10 @@ def test_the_probe_picks_the_one_layer_that_carries_the_label(run, monkeypatch):
     manifest = write_manifest(run, {f"c{i}": tone(0.3, seed=i) for i in range(90)})
     manifest["label"] = [("negative", "sad_fear", "pos_neutral")[(i // 3) % 3] for i in range(90)]  # every class in every split
     manifest.to_csv(run.manifest, index=False)
-    hashes, _ = cache.content_hashes(manifest["path"].tolist(), cache.key_folder(cfg, run, "wav2vec2").parent)
+    hashes, _ = keys.content_hashes(manifest["path"].tolist(), keys.key_folder(cfg, run, w2v("last")).parent)
     label_index = manifest["label"].map({"negative": 0, "sad_fear": 1, "pos_neutral": 2}).to_numpy()
     for layer in (0, 1, "last"):
-        writer = cache.ShardWriter(cache.key_folder(layers.at_layer(cfg, layer), run, "wav2vec2"))
+        writer = shards.ShardWriter(keys.key_folder(cfg, run, w2v(layer)))
         for digest, k in zip(hashes, label_index):
             clip = rng.normal(0, 1, (32, 20)).astype(np.float32)
             if layer == 1:
@@ -243,10 +251,10 @@ def test_layer_rules_are_checked_when_the_profile_is_read(tmp_path, system, mess
 def test_the_paper_profile_caches_the_last_layer_only_and_the_layer_sum_reads_all():
     cfg = load_config(REPO / "parameters" / "paper.yaml")
     assert layers.cached_layers(cfg) == ["last"]  # resolved without loading the encoder's configuration
-    smoke = load_config(SMOKE)
-    assert layers.system_layers(smoke, "S6") == [0, 1, "last"]
-    assert layers.system_layers(smoke, "S5-best", best=1) == [1]
-    assert dataclasses.replace(smoke.systems["S6"]).input == "wav2vec2_layers"
+    smoke = layers.plan_layers(load_config(SMOKE))
+    assert smoke.system_layers("S6") == [0, 1, "last"]
+    assert smoke.system_layers("S5-best", best=1) == [1]
+    assert dataclasses.replace(load_config(SMOKE).systems["S6"]).input == "wav2vec2_layers"
 
 
 def test_a_layer_the_encoder_lacks_is_found_before_the_run_starts():
@@ -280,7 +288,7 @@ def test_every_layer_of_hubert_and_wavlm_is_cached_as_its_hidden_state(run, tmp_
     with torch.inference_mode():
         hidden = encoder.model(x, output_hidden_states=True).hidden_states
     for layer in (0, 1, "last"):
-        stored = extract.load_features(layers.at_layer(cfg, layer), run, manifest, "wav2vec2")
+        stored = load_features(cfg, run, manifest, w2v(layer))
         frames = int(stored.lengths[0])
         expected = hidden[layers.layer_index(cfg.features.wav2vec2, layer)][0, :frames].T.numpy()
         np.testing.assert_allclose(stored.x[0, :, :frames].numpy(), expected, atol=3e-3, rtol=2e-3)  # fp16

@@ -14,7 +14,9 @@ import soundfile as sf
 import torch
 
 from serlib.features import encoders
-from serlib.features import cache, extract
+from serlib.features import cache, extract, keys, shards
+from serlib.features.layers import FeatureKey, plan_layers
+from serlib.features.load import FeaturesMissingError, load_features
 from serlib.common.config import Config, FeaturesConfig, load_config
 from serlib.common.audio import load_audio, resampled_length
 from serlib.features.encoders import LogMelEncoder, Wav2Vec2Encoder, WeightsUnavailableError, fit_frames
@@ -64,6 +66,16 @@ def write_manifest(folder: RunFolder, clips: dict[str, np.ndarray], rate: int = 
     folder.data.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(folder.manifest, index=False)
     return manifest
+
+
+def feature(cfg: Config, input: str) -> FeatureKey:
+    """The cache folder of ``input`` at the configured layer."""
+    return plan_layers(cfg).key(input)
+
+
+def load(cfg: Config, run: RunFolder, manifest: pd.DataFrame, input: str, **kwargs):
+    """``load_features`` of ``input`` at the configured layer."""
+    return load_features(cfg, run, manifest, feature(cfg, input), **kwargs)
 
 
 @pytest.fixture
@@ -139,7 +151,7 @@ def test_shapes_768_and_64_by_400(run, tmp_path):
     manifest = write_manifest(run, {"long": tone(9.0), "short": tone(1.5, seed=1)})
     for input, channels in (("wav2vec2", 768), ("logmel", 64)):
         extract.extract(cfg, run, manifest, input)
-        fs = extract.load_features(cfg, run, manifest, input)
+        fs = load(cfg, run, manifest, input)
         assert fs.x.shape == (2, channels, 400) and fs.x.dtype == torch.float32
         assert fs.lengths.tolist() == [400, 74]  # 9 s trimmed; 1.5 s = floor((24000 - 400) / 320) + 1
         assert fs.x[1, :, 74:].abs().sum() == 0 and fs.x[1, :, :74].abs().sum() > 0
@@ -252,8 +264,8 @@ def test_extraction_batch_size_does_not_change_features(run, tmp_path):
         cfg = smoke_cfg(tmp_path, cache_dir=str(tmp_path / f"cache{batch_size}{batching}"))
         cfg.features.wav2vec2.batch_size, cfg.features.wav2vec2.batching = batch_size, batching
         extract.extract(cfg, run, manifest, "wav2vec2")
-        loaded.append(extract.load_features(cfg, run, manifest, "wav2vec2"))
-        meta.append(json.loads((cache.key_folder(cfg, run, "wav2vec2") / "key.json").read_text()))
+        loaded.append(load(cfg, run, manifest, "wav2vec2"))
+        meta.append(json.loads((keys.key_folder(cfg, run, feature(cfg, "wav2vec2")) / "key.json").read_text()))
     for other in loaded[1:]:
         torch.testing.assert_close(other.x, loaded[0].x, atol=2e-3, rtol=2e-3)  # fp16 storage
     assert [m["last_compute"]["mean_batch"] for m in meta] == [1.0, 2.0, 3.0]  # equal: 4 + 1 + 1; masked: 4 + 2
@@ -312,7 +324,7 @@ def test_random_weights_key_records_the_transformers_version(tmp_path):
 
     cfg = smoke_cfg(tmp_path)
     assert cfg.features.wav2vec2.weights == "random"
-    assert cache.cache_key(cfg, "wav2vec2")["transformers"] == transformers.__version__
+    assert keys.cache_key(cfg, feature(cfg, "wav2vec2"))["transformers"] == transformers.__version__
 
 
 def test_cache_hit_miss_and_invalidation(run, tmp_path):
@@ -325,7 +337,7 @@ def test_cache_hit_miss_and_invalidation(run, tmp_path):
     second = extract.extract_for_run(cfg, run)  # hit: nothing recomputed
     assert [second["inputs"][i]["cached"] for i in ("wav2vec2", "logmel")] == [4, 4]
     assert [second["inputs"][i]["computed"] for i in ("wav2vec2", "logmel")] == [0, 0]
-    before = extract.load_features(cfg, run, pd.read_csv(run.manifest), "logmel")
+    before = load(cfg, run, pd.read_csv(run.manifest), "logmel")
     cfg.features.logmel.n_mels = 40  # a changed parameter recomputes only its input
     third = extract.extract_for_run(cfg, run)
     assert third["inputs"]["logmel"]["computed"] == 4 and third["inputs"]["wav2vec2"]["computed"] == 0
@@ -335,7 +347,7 @@ def test_cache_hit_miss_and_invalidation(run, tmp_path):
     cfg.features.logmel.n_mels, cfg.features.frames = 64, 50  # frames is applied at load time
     manifest = pd.read_csv(run.manifest)
     assert extract.extract_for_run(cfg, run)["inputs"]["logmel"]["computed"] == 1  # only the changed clip
-    after = extract.load_features(cfg, run, manifest, "logmel")
+    after = load(cfg, run, manifest, "logmel")
     assert after.x.shape == (4, 64, 50)
     torch.testing.assert_close(after.x[0], before.x[0, :, :50])  # 1.0 s = 49 frames: untouched by trimming
 
@@ -357,15 +369,15 @@ def test_resume_after_interruption(run, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         extract.extract(cfg, run, manifest, "wav2vec2")
     monkeypatch.setattr(Wav2Vec2Encoder, "forward", real_forward)
-    kdir = cache.key_folder(cfg, run, "wav2vec2")
-    assert len(cache.read_index(kdir)) == 2  # the first batch was flushed on the way out
+    kdir = keys.key_folder(cfg, run, feature(cfg, "wav2vec2"))
+    assert len(shards.read_index(kdir)) == 2  # the first batch was flushed on the way out
     assert not list(kdir.glob(".*.tmp"))
     resumed = extract.extract(cfg, run, manifest, "wav2vec2")
     assert resumed["computed"] == 4 and resumed["cached"] == 2
     fresh_cfg = smoke_cfg(tmp_path, cache_dir=str(tmp_path / "fresh"))
     extract.extract(fresh_cfg, run, manifest, "wav2vec2")
-    fresh = extract.load_features(fresh_cfg, run, manifest, "wav2vec2")
-    torch.testing.assert_close(extract.load_features(cfg, run, manifest, "wav2vec2").x, fresh.x,
+    fresh = load(fresh_cfg, run, manifest, "wav2vec2")
+    torch.testing.assert_close(load(cfg, run, manifest, "wav2vec2").x, fresh.x,
                                atol=2e-3, rtol=2e-3)  # batches of 2 vs of 6: fp16 storage may round apart
 
 
@@ -379,7 +391,7 @@ def test_bad_clips_are_reported_and_dropped(run, tmp_path):
     assert set(failed) == {"EmoDB/gone", "EmoDB/broken"}
     assert "FileNotFoundError" in failed["EmoDB/gone"] and failed["EmoDB/broken"]
     with pytest.warns(UserWarning, match="left out"):
-        fs = extract.load_features(cfg, run, manifest, "logmel")
+        fs = load(cfg, run, manifest, "logmel")
     assert fs.utt_ids == ["EmoDB/good"] and fs.missing == ["EmoDB/gone", "EmoDB/broken"]
     assert fs.x.shape[0] == 1 and fs.labels.tolist() == [0]
 
@@ -388,11 +400,11 @@ def test_loading_never_extracts_and_names_the_fix(run, tmp_path):
     # Loading reads the cache only: a clip never extracted is an error naming the command that fills it.
     cfg = smoke_cfg(tmp_path)
     manifest = write_manifest(run, {"a": tone(1.0), "b": tone(1.1, seed=1)})
-    with pytest.raises(extract.FeaturesMissingError, match=r"2 clip\(s\).*serlib features"):
-        extract.load_features(cfg, run, manifest, "logmel")
-    assert not cache.read_index(cache.key_folder(cfg, run, "logmel"))  # nothing was computed on the way
+    with pytest.raises(FeaturesMissingError, match=r"2 clip\(s\).*serlib features"):
+        load(cfg, run, manifest, "logmel")
+    assert not shards.read_index(keys.key_folder(cfg, run, feature(cfg, "logmel")))  # nothing was computed on the way
     extract.extract(cfg, run, manifest, "logmel")
-    assert extract.load_features(cfg, run, manifest, "logmel").x.shape[0] == 2
+    assert load(cfg, run, manifest, "logmel").x.shape[0] == 2
 
 
 def test_cli_features_fills_the_cache(run, tmp_path):
@@ -428,7 +440,7 @@ def test_non_finite_features_are_not_stored_and_are_a_failed_row(run, tmp_path):
     assert failed["reason"].item() == (f"{run.root / 'audio' / 'nan.wav'}: non-finite features: 3136 of 3136 values "
                                        "are NaN or inf")
     with pytest.warns(UserWarning, match="left out"):
-        fs = extract.load_features(cfg, run, manifest, "logmel")
+        fs = load(cfg, run, manifest, "logmel")
     assert fs.utt_ids == ["EmoDB/good"] and torch.isfinite(fs.x).all()
 
 
@@ -438,13 +450,13 @@ def test_non_finite_features_are_not_stored_and_are_a_failed_row(run, tmp_path):
 @pytest.fixture
 def two_shards(run, tmp_path, monkeypatch):
     """Four log-Mel clips cached in two shards of two; returns (cfg, manifest, kdir, features as loaded)."""
-    monkeypatch.setattr(cache, "SHARD_CLIPS", 2)
+    monkeypatch.setattr(shards, "SHARD_CLIPS", 2)
     cfg = smoke_cfg(tmp_path)
     manifest = write_manifest(run, {f"c{i}": tone(1.0 + 0.1 * i, seed=i) for i in range(4)})
     assert extract.extract(cfg, run, manifest, "logmel")["computed"] == 4
-    kdir = cache.key_folder(cfg, run, "logmel")
+    kdir = keys.key_folder(cfg, run, feature(cfg, "logmel"))
     assert len(list(kdir.glob("shard-*.npy"))) == 2
-    return cfg, manifest, kdir, extract.load_features(cfg, run, manifest, "logmel").x
+    return cfg, manifest, kdir, load(cfg, run, manifest, "logmel").x
 
 
 def first_shard(kdir: Path) -> Path:
@@ -484,7 +496,7 @@ def test_a_damaged_shard_is_named_dropped_and_recomputed(run, two_shards, damage
         stats = extract.extract(cfg, run, manifest, "logmel")
     assert (stats["computed"], stats["cached"]) == (2, 2)
     assert not npy.exists() and not npy.with_suffix(".json").exists()
-    torch.testing.assert_close(extract.load_features(cfg, run, manifest, "logmel").x, before)
+    torch.testing.assert_close(load(cfg, run, manifest, "logmel").x, before)
 
 
 @pytest.mark.parametrize("form, reason", [
@@ -499,7 +511,7 @@ def test_12_an_edited_offset_is_caught_and_the_shard_recomputed(run, two_shards,
     meta = json.loads(npy.with_suffix(".json").read_text())
     meta["clips"][0][1] += 1  # the first clip now starts one frame late: still inside the array
     if form == "row CRC recomputed":
-        meta["clips"][0][3] = cache.row_crc(*meta["clips"][0][:3])
+        meta["clips"][0][3] = shards.row_crc(*meta["clips"][0][:3])
     if form.startswith("format 2"):
         meta = meta | {"format": 2, "clips": [row[:3] for row in meta["clips"]]}
     npy.with_suffix(".json").write_text(json.dumps(meta))
@@ -507,7 +519,7 @@ def test_12_an_edited_offset_is_caught_and_the_shard_recomputed(run, two_shards,
     with pytest.warns(UserWarning, match=rf"shard {re.escape(str(npy))} is damaged: .*{reason}"):
         stats = extract.extract(cfg, run, manifest, "logmel")
     assert (stats["computed"], stats["cached"]) == (2, 2)
-    torch.testing.assert_close(extract.load_features(cfg, run, manifest, "logmel").x, before)
+    torch.testing.assert_close(load(cfg, run, manifest, "logmel").x, before)
 
 
 def test_flipped_bits_fail_the_checksum_when_loaded(run, two_shards):
@@ -517,11 +529,11 @@ def test_flipped_bits_fail_the_checksum_when_loaded(run, two_shards):
     data[-3] ^= 0x40  # same size, same header: only the checksum can tell
     npy.write_bytes(bytes(data))
     with pytest.warns(UserWarning, match=rf"shard {re.escape(str(npy))} is damaged: its CRC-32"):
-        with pytest.raises(extract.FeaturesMissingError, match=r"1 damaged shard.*dropped.*2 clip\(s\).*serlib features"):
-            extract.load_features(cfg, run, manifest, "logmel")
+        with pytest.raises(FeaturesMissingError, match=r"1 damaged shard.*dropped.*2 clip\(s\).*serlib features"):
+            load(cfg, run, manifest, "logmel")
     assert not npy.exists()
     assert extract.extract(cfg, run, manifest, "logmel")["computed"] == 2
-    torch.testing.assert_close(extract.load_features(cfg, run, manifest, "logmel").x, before)
+    torch.testing.assert_close(load(cfg, run, manifest, "logmel").x, before)
 
 
 def test_shards_written_before_checksums_stay_readable(run, two_shards):
@@ -531,7 +543,7 @@ def test_shards_written_before_checksums_stay_readable(run, two_shards):
         meta.write_text(json.dumps([row[:3] for row in json.loads(meta.read_text())["clips"]]))
         np.save(npy, np.asfortranarray(np.load(npy)))
     assert extract.extract(cfg, run, manifest, "logmel")["computed"] == 0
-    torch.testing.assert_close(extract.load_features(cfg, run, manifest, "logmel").x, before)
+    torch.testing.assert_close(load(cfg, run, manifest, "logmel").x, before)
 
 
 def test_a_corrupt_hash_memo_is_named_and_rebuilt(run, two_shards):
@@ -546,12 +558,12 @@ def test_a_corrupt_hash_memo_is_named_and_rebuilt(run, two_shards):
 
 def test_temporary_files_are_cleaned_and_never_counted(run, two_shards):
     cfg, manifest, kdir, _ = two_shards
-    size = cache.cache_bytes(kdir)
+    size = shards.cache_bytes(kdir)
     left = [kdir / ".shard-20240101000000-deadbeef.npy.tmp", kdir / ".key.json.123.abcd1234.tmp",
             kdir.parent / ".content_hashes.json.123.abcd1234.tmp"]
     for tmp in left:
         tmp.write_bytes(b"\0" * 100_000)  # a full disk's leftovers
-    assert cache.cache_bytes(kdir) == size
+    assert shards.cache_bytes(kdir) == size
     stats = extract.extract(cfg, run, manifest, "logmel")
     assert not any(tmp.exists() for tmp in left) and stats["cache_bytes"] == size
 
@@ -575,7 +587,7 @@ def test_two_extractions_on_one_folder_compute_once(run, tmp_path, monkeypatch):
         waiting.set()
 
     monkeypatch.setattr(LogMelEncoder, "forward", slow_forward)
-    monkeypatch.setattr(cache, "_report_wait", report_wait)
+    monkeypatch.setattr(shards, "_report_wait", report_wait)
     results = {}
 
     def run_extraction(name):
@@ -644,7 +656,7 @@ def test_a_read_only_cache_serves_a_fully_cached_run(run, tmp_path, read_only):
     cfg = smoke_cfg(tmp_path, cache_dir=str(tmp_path / "shared-cache"))
     manifest = write_manifest(run, {f"c{i}": tone(1.0, seed=i) for i in range(3)})
     extract.extract(cfg, run, manifest, "logmel")
-    before = extract.load_features(cfg, run, manifest, "logmel").x
+    before = load(cfg, run, manifest, "logmel").x
     for path in manifest["path"]:  # copied to another machine: new times, same content (the memo goes stale)
         os.utime(path, (1e9, 1e9))
     shared = tmp_path / "shared-cache"
@@ -652,7 +664,7 @@ def test_a_read_only_cache_serves_a_fully_cached_run(run, tmp_path, read_only):
     read_only(shared)
     stats = extract.extract(cfg, run, manifest, "logmel")
     assert (stats["computed"], stats["cached"]) == (0, 3)
-    torch.testing.assert_close(extract.load_features(cfg, run, manifest, "logmel").x, before)
+    torch.testing.assert_close(load(cfg, run, manifest, "logmel").x, before)
     assert tree(shared) == snapshot  # nothing written, nothing removed
     more = write_manifest(run, {**{f"c{i}": tone(1.0, seed=i) for i in range(3)}, "new": tone(1.0, seed=9)})
     with pytest.raises(cache.CacheNotWritableError, match=r"cannot be written.*1 clip\(s\) are not cached"):
@@ -678,7 +690,7 @@ def test_cache_list_and_prune(run, tmp_path):
     manifest = write_manifest(run, {f"c{i}": tone(1.0, seed=i) for i in range(3)})
     for params in (keep, old):
         extract.extract(load_config(params), run, manifest, "logmel")
-    kept, unused = (cache.key_name(load_config(p), "logmel") for p in (keep, old))
+    kept, unused = (keys.key_name(load_config(p), FeatureKey("logmel")) for p in (keep, old))
     assert cache.cache_root(keep) == shared and cache.cache_root(shared) == shared
     listing = cache.list_cache(shared).set_index("key")
     assert list(listing.index) == sorted([kept, unused]) and (listing["clips"] == 3).all()
@@ -694,12 +706,12 @@ def test_cache_list_and_prune(run, tmp_path):
     dry = cache.prune_cache(shared, [keep]).set_index("key")
     assert dry.at[unused, "action"] == "would remove" and dry.at[kept, "action"] == "kept"
     assert dry.at[kept, "used_by"] == "keep.yaml" and (shared / unused).is_dir()
-    with cache.key_lock(shared / unused):  # an extraction at work: its folder stays
+    with shards.key_lock(shared / unused):  # an extraction at work: its folder stays
         assert cache.prune_cache(shared, [keep], delete=True).set_index("key").at[unused, "action"] == "skipped: in use"
     assert (shared / unused).is_dir()
     assert cache.prune_cache(shared, [keep], delete=True).set_index("key").at[unused, "action"] == "removed"
     assert list(cache.list_cache(shared)["key"]) == [kept] and not list(shared.glob(".*.deleting"))
-    assert extract.load_features(load_config(keep), run, manifest, "logmel").x.shape[0] == 3
+    assert load(load_config(keep), run, manifest, "logmel").x.shape[0] == 3
 
 
 # --------------------------------------------------------------------------- the notebook
@@ -734,12 +746,12 @@ def test_changing_the_layer_or_the_sample_rate_changes_the_key_and_recomputes(ru
     input = "wav2vec2" if change == "layer" else "logmel"
     assert extract.extract(cfg, run, manifest, input)["computed"] == 2
     assert extract.extract(cfg, run, manifest, input)["computed"] == 0  # unchanged: from the cache
-    before = cache.key_folder(cfg, run, input)
+    before = keys.key_folder(cfg, run, feature(cfg, input))
     if change == "layer":
         cfg.features.wav2vec2.layer = 1
     else:
         cfg.features.sample_rate = 8000
-    assert cache.key_folder(cfg, run, input) != before
+    assert keys.key_folder(cfg, run, feature(cfg, input)) != before
     assert extract.extract(cfg, run, manifest, input)["computed"] == 2
 
 
@@ -766,7 +778,7 @@ def test_loading_ahead_in_a_thread_gives_the_same_features_and_failures(run, tmp
             summary = extract.extract_for_run(cfg, run, inputs=["wav2vec2"])
         failed.append(sorted(summary["inputs"]["wav2vec2"]["failed"]))
         with pytest.warns(UserWarning, match="left out"):
-            loaded.append(extract.load_features(cfg, run, manifest, "wav2vec2"))
+            loaded.append(load(cfg, run, manifest, "wav2vec2"))
     assert failed[0] == failed[1] == [next(u for u in manifest["utt_id"] if u.endswith("broken"))]
     assert torch.equal(loaded[0].x, loaded[1].x) and loaded[0].utt_ids == loaded[1].utt_ids
 

@@ -12,7 +12,7 @@ from sklearn.decomposition import PCA
 from serlib.analysis import featurestats as fstats
 from serlib.common.config import Config
 from serlib.common.runfolder import RunFolder
-from serlib.features.extract import FeatureSet
+from serlib.features.load import FeatureSet
 
 PAD = 50.0  # what a padded frame holds in these cases: padding counted as data would move every statistic
 

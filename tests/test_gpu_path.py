@@ -4,14 +4,15 @@ compute dtype, and Tri-Aug without host synchronisation. GPU-only checks are mar
 import pandas as pd
 import pytest
 import torch
-from test_train import CHANNELS, FRAMES
+from test_train import CHANNELS, FRAMES, fit_tensors
 from test_train import _task as learnable_task
 
 from serlib.common import runtime
 from serlib.common.config import Config, FeaturesConfig, ModelConfig, TrainConfig
-from serlib.features import cache
-from serlib.features.extract import FeatureSet
-from serlib.modelling import models, placement, systems, train
+from serlib.features import keys
+from serlib.features.layers import plan_layers
+from serlib.features.load import FeatureSet
+from serlib.modelling import inputs, models, placement, systems, train
 from serlib.modelling.augment import TriAug
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -25,7 +26,7 @@ def _fit(tx, ty, vx, vy, **kw):
     runtime.set_seed(0)
     model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS)
     cfg = TrainConfig(batch_size=32, max_epochs=3, lr=3e-3, weight_decay=1e-2)
-    return train.fit(model, tx, ty, vx, vy, cfg, TriAug(), seed=0, progress=False, **kw)
+    return fit_tensors(model, tx, ty, vx, vy, cfg, TriAug(), seed=0, progress=False, **kw)
 
 
 def test_float16_resident_features_train_bit_identically_to_float32():
@@ -44,7 +45,7 @@ def test_trimmed_masked_training_on_float16_matches_float32():
         runtime.set_seed(0)
         model = models.build_model(ModelConfig(width_scale=0.1, mask_padding=True), CHANNELS)
         cfg = TrainConfig(batch_size=16, max_epochs=2)
-        runs.append(train.fit(model, tx.to(dtype), ty, vx.to(dtype), vy, cfg, TriAug(), progress=False,
+        runs.append(fit_tensors(model, tx.to(dtype), ty, vx.to(dtype), vy, cfg, TriAug(), progress=False,
                               train_lengths=tl, val_lengths=vl, trim=True))
     assert all(torch.equal(runs[0].best_state[k], runs[1].best_state[k]) for k in runs[0].best_state)
 
@@ -104,8 +105,8 @@ def _manifest(n=30):
 
 def test_the_fingerprint_does_not_depend_on_the_device():
     features, manifest = _featureset(), _manifest()
-    on_cpu = systems.split_features(features, manifest, "wav2vec2", torch.device("cpu"))
-    on_meta = systems.split_features(features, manifest, "wav2vec2", torch.device("meta"))  # no values at all
+    on_cpu = inputs.split_features(features, manifest, "wav2vec2", torch.device("cpu"))
+    on_meta = inputs.split_features(features, manifest, "wav2vec2", torch.device("meta"))  # no values at all
     assert on_meta.x["train"].device.type == "meta"
     assert on_cpu.fingerprint == on_meta.fingerprint
     assert on_cpu.placement.where == "device" and on_cpu.device == torch.device("cpu")
@@ -114,10 +115,10 @@ def test_the_fingerprint_does_not_depend_on_the_device():
 
 def test_split_features_follows_the_plan(monkeypatch):
     host = placement.Placement("host", "float16", False, "cpu", 0, 1, "injected")
-    monkeypatch.setattr(systems, "plan_placement", lambda elements, device, free_bytes=None: host)
-    data = systems.split_features(_featureset(), _manifest(), "wav2vec2", torch.device("cpu"))
+    monkeypatch.setattr(inputs, "plan_placement", lambda elements, device, free_bytes=None: host)
+    data = inputs.split_features(_featureset(), _manifest(), "wav2vec2", torch.device("cpu"))
     assert data.x["train"].dtype == torch.float16 and data.placement is host
-    reference = systems.split_features(_featureset(), _manifest(), "wav2vec2", torch.device("cpu"))
+    reference = inputs.split_features(_featureset(), _manifest(), "wav2vec2", torch.device("cpu"))
     assert data.fingerprint == reference.fingerprint  # where they live is not what they are
 
 
@@ -139,7 +140,7 @@ def test_fit_runs_deterministic_by_default_and_the_switch_enters_the_run_key(mon
     (tx, ty), (vx, vy) = _task(32, 0), _task(16, 1)
     _fit(tx, ty, vx, vy)
     assert seen == [True]
-    data = systems.SplitData("wav2vec2", {"train": tx}, {"train": ty}, {"train": []}, "fp")
+    data = inputs.SplitData("wav2vec2", {"train": tx}, {"train": ty}, {"train": []}, "fp")
     base = Config()
     fast = Config(train=TrainConfig(deterministic=False))
     keys = {systems.run_key(c.systems["S5"], c, 1e-3, 1e-2, data, 0) for c in (base, fast)}
@@ -157,13 +158,13 @@ def test_device_choice_says_why():
 
 def test_the_cache_key_records_fp16_autocast_on_a_gpu(monkeypatch):
     cfg = Config(features=FeaturesConfig(device="auto"))
-    plain = cache.cache_key(cfg, "wav2vec2")
-    monkeypatch.setattr(cache, "device_choice", lambda name: ("cuda", "pretend"))
-    on_gpu = cache.cache_key(cfg, "wav2vec2")
+    plain = keys.cache_key(cfg, plan_layers(cfg).key("wav2vec2"))
+    monkeypatch.setattr(keys, "device_choice", lambda name: ("cuda", "pretend"))
+    on_gpu = keys.cache_key(cfg, plan_layers(cfg).key("wav2vec2"))
     assert on_gpu["compute"] == "float16-autocast" and "compute" not in plain
     cfg.features.wav2vec2.mixed_precision = False
-    assert "compute" not in cache.cache_key(cfg, "wav2vec2")  # fp32 on the GPU: the CPU's key
-    assert "compute" not in cache.cache_key(cfg, "logmel")
+    assert "compute" not in keys.cache_key(cfg, plan_layers(cfg).key("wav2vec2"))  # fp32 on the GPU: the CPU's key
+    assert "compute" not in keys.cache_key(cfg, plan_layers(cfg).key("logmel"))
 
 
 # ---------------------------------------------------------------- Tri-Aug without synchronisation
@@ -236,7 +237,7 @@ def test_mixed_devices_train_and_score_on_the_gpu():
     model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS).cuda()
     cfg = TrainConfig(batch_size=16, max_epochs=2)
     pinned = tx.half().pin_memory()  # host features, GPU model, CPU labels
-    result = train.fit(model, pinned, ty, vx.half().cuda(), vy, cfg, TriAug(), progress=False)
+    result = fit_tensors(model, pinned, ty, vx.half().cuda(), vy, cfg, TriAug(), progress=False)
     assert result.best_epoch >= 1
     probs = train.predict_proba(model, vx.half(), lengths=torch.full((32,), FRAMES))
     assert probs.device.type == "cpu" and torch.isfinite(probs).all()
@@ -261,8 +262,8 @@ def test_features_loaded_in_float16_give_the_same_fingerprint_and_values():
     features, manifest = _featureset(), _manifest()
     half = FeatureSet(x=features.x.half(), lengths=features.lengths, utt_ids=features.utt_ids, labels=None,
                       input="wav2vec2", description="test")
-    a = systems.split_features(features, manifest, "wav2vec2", torch.device("cpu"))
-    b = systems.split_features(half, manifest, "wav2vec2", torch.device("cpu"))
+    a = inputs.split_features(features, manifest, "wav2vec2", torch.device("cpu"))
+    b = inputs.split_features(half, manifest, "wav2vec2", torch.device("cpu"))
     assert a.fingerprint == b.fingerprint
     assert b.x["train"].dtype == torch.float32 and torch.equal(a.x["train"], b.x["train"])  # the CPU plan: float32
 

@@ -7,6 +7,7 @@ import torch
 from serlib.analysis.deploy import deployment_table, fold_batchnorm
 from serlib.common.config import AugmentConfig, ModelConfig
 from serlib.modelling import train
+from test_train import fit_tensors
 from serlib.modelling.augment import TriAug
 from serlib.modelling.models import MaskedBatchNorm1d, build_model, frame_mask, masked_mean
 
@@ -148,7 +149,7 @@ def test_fit_with_trimmed_batches_learns_a_length_independent_task():
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch="shallow", width_scale=0.25, mask_padding=True), CHANNELS)
     cfg = train.TrainConfig(batch_size=32, max_epochs=6, early_stop_patience=6, plateau_patience=3, seeds=[0])
-    result = train.fit(model, tx, ty, vx, vy, cfg, progress=False, train_lengths=tl, val_lengths=vl, trim=True)
+    result = fit_tensors(model, tx, ty, vx, vy, cfg, progress=False, train_lengths=tl, val_lengths=vl, trim=True)
     assert result.best_val_acc > 0.8
 
 

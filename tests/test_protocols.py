@@ -6,6 +6,7 @@ import pytest
 
 from serlib.common.config import Config, ModelConfig, SelectConfig, SystemConfig, TrainConfig, loco_systems
 from serlib.common.runfolder import RunFolder
+from serlib.data.protocols import protocol_subsets
 from serlib.modelling import systems
 
 
@@ -22,7 +23,7 @@ def _manifest():
 
 def test_leave_one_corpus_out_tests_the_whole_corpus_and_validates_on_the_others(tmp_path):
     manifest = _manifest()
-    splits = systems.protocol_splits(manifest, "loco-RAVDESS", RunFolder(tmp_path))
+    splits = protocol_subsets(RunFolder(tmp_path), "loco-RAVDESS", manifest)
     held = manifest["corpus"] == "RAVDESS"
     assert (splits[held] == "test").all()
     assert set(splits[~held]) == {"train", "val"}  # validation from the training corpora only
@@ -37,17 +38,17 @@ def test_fold_protocol_reads_the_fold_table(tmp_path):
     rows = [{"fold": f, "speaker": s, "split": "test" if i % 2 == f - 1 else "train"} for f in (1, 2)
             for i, s in enumerate(speakers)]
     pd.DataFrame(rows).to_csv(folder.folds, index=False)
-    one, two = (systems.protocol_splits(manifest, p, folder) for p in ("fold1", "fold2"))
+    one, two = (protocol_subsets(folder, p, manifest) for p in ("fold1", "fold2"))
     assert ((one == "test") != (two == "test")).all()  # every clip tested in exactly one fold
     pd.DataFrame(rows[:-1]).to_csv(folder.folds, index=False)
     with pytest.raises(ValueError, match="have no fold"):
-        systems.protocol_splits(manifest, "fold2", folder)
+        protocol_subsets(folder, "fold2", manifest)
 
 
 def test_unknown_protocols_are_errors(tmp_path):
     for bad in ("loco-IEMOCAP", "bootstrap"):
         with pytest.raises(ValueError, match="protocol"):
-            systems.protocol_splits(_manifest(), bad, RunFolder(tmp_path))
+            protocol_subsets(RunFolder(tmp_path), bad, _manifest())
 
 
 def test_protocol_runs_live_apart_from_the_papers(tmp_path):

@@ -22,8 +22,9 @@ from serlib.common.facts import EMODB_SEX, EMOTION_CODES, EMOTION_TO_CLASS
 from serlib.common.runfolder import RunFolder
 from serlib.data.corpora import scan_corpus
 from serlib.features.egemaps import N_FEATURES, egemaps_features, feature_columns
-from serlib.features.extract import load_features
-from serlib.modelling.systems import build_system_model
+from serlib.features.layers import FeatureKey
+from serlib.features.load import load_features
+from serlib.modelling.models import build_system_model
 from serlib.tools.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,7 +92,7 @@ def test_mculp_keeps_the_six_shared_emotions_and_drops_boredom_on_real_files(sam
 def test_log_mel_features_of_real_speech_are_finite_and_as_long_as_the_clips(real_run):
     cfg, folder, _ = real_run
     manifest = pd.read_csv(folder.manifest)
-    features = load_features(cfg, folder, manifest, "logmel")
+    features = load_features(cfg, folder, manifest, FeatureKey("logmel"))
     assert tuple(features.x.shape) == (len(manifest), cfg.features.logmel.n_mels, cfg.features.frames)
     assert torch.isfinite(features.x).all()
     hop = cfg.features.logmel.hop_ms / 1000

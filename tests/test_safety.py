@@ -322,7 +322,7 @@ def test_4_export_swaps_the_new_bundle_in_and_keeps_the_old_until_then(smoke_run
 
 
 def test_5_prune_works_only_in_a_cache_serlib_marked(tmp_path):
-    from serlib.features import cache
+    from serlib.features import cache, shards
 
     folder = tmp_path / "not-a-cache"
     (folder / "wav2vec2-0123456789abcdef").mkdir(parents=True)
@@ -334,7 +334,7 @@ def test_5_prune_works_only_in_a_cache_serlib_marked(tmp_path):
     assert (folder / "wav2vec2-0123456789abcdef").is_dir()
     marked = tmp_path / "cache"
     marked.mkdir()
-    cache.mark_cache(marked)
+    shards.mark_cache(marked)
     (marked / ".notes.tmp").write_text("mine")  # dot-files of other programs: not serlib's temporaries
     (marked / ".holiday.deleting").mkdir()
     (marked / ".content_hashes.json.123.abcd1234.tmp").write_text("left by a crash")
@@ -618,19 +618,19 @@ def test_11_report_reads_the_runs_own_configuration(smoke_copy, tmp_path, capsys
 
 
 def test_12_content_hash_memo_sees_audio_rewritten_with_the_same_size_and_mtime(tmp_path):
-    from serlib.features import cache
+    from serlib.features import keys
 
     clip = tmp_path / "clip.wav"
     clip.write_bytes(b"A" * 1000)
-    first, _ = cache.content_hashes([str(clip)], tmp_path / "cache")
+    first, _ = keys.content_hashes([str(clip)], tmp_path / "cache")
     st = clip.stat()
     clip.write_bytes(b"B" * 1000)  # same size
     os.utime(clip, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime
-    second, _ = cache.content_hashes([str(clip)], tmp_path / "cache")
-    assert first != second and second[0] == cache._hash_file(str(clip))
+    second, _ = keys.content_hashes([str(clip)], tmp_path / "cache")
+    assert first != second and second[0] == keys._hash_file(str(clip))
     memo = tmp_path / "cache" / "content_hashes.json"  # an older memo entry: [size, mtime, hash], here stale
     memo.write_text(json.dumps({str(clip): [st.st_size, clip.stat().st_mtime_ns, "0" * 32]}))
-    assert cache.content_hashes([str(clip)], tmp_path / "cache")[0] == second  # hashed again, not trusted
+    assert keys.content_hashes([str(clip)], tmp_path / "cache")[0] == second  # hashed again, not trusted
 
 
 # --------------------------------------------------------------------------- one line for every expected failure

@@ -14,7 +14,7 @@ import pytest
 
 from serlib.common.config import ConfigError, load_config
 from serlib.common.runfolder import RunFolder
-from serlib.features.cache import read_shards
+from serlib.features.shards import read_shards
 from serlib.sweep import execute, tasks
 from serlib.sweep.execute import run_sweep
 from serlib.sweep.runs import clear_half_written, run_dirs, run_problem

@@ -12,6 +12,7 @@ from serlib.common.facts import CLASSES
 from serlib.common import runtime
 from serlib.modelling import systems
 from serlib.modelling import models, train
+from serlib.modelling.inputs import SplitData
 from serlib.modelling.augment import TriAug
 from serlib.common.config import AugmentConfig, Config, ModelConfig, SystemConfig, TrainConfig
 from serlib.modelling.metrics import classification_metrics
@@ -39,11 +40,18 @@ def _small(**kw):
     return TrainConfig(**values)
 
 
+def fit_tensors(model, tx, ty, vx, vy, train_cfg, augment=None, train_lengths=None, val_lengths=None, **choices):
+    """``train.fit`` on tensors in memory: their ``SplitData`` and the ``TrainSettings`` of ``train_cfg`` with
+    ``choices`` (seed, progress, trim, name, ...)."""
+    data = SplitData.from_tensors((tx, ty, train_lengths), (vx, vy, val_lengths))
+    return train.fit(model, data, train.TrainSettings.from_config(train_cfg, **choices), augment)
+
+
 def test_fit_learns_well_above_chance():
     (tx, ty), (vx, vy) = _task(240, 0), _task(120, 1)
     runtime.set_seed(0)
     model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS)
-    result = train.fit(model, tx, ty, vx, vy, _small(), augment=TriAug.from_config(AugmentConfig()), progress=False)
+    result = fit_tensors(model, tx, ty, vx, vy, _small(), augment=TriAug.from_config(AugmentConfig()), progress=False)
     assert result.best_val_acc > 0.8  # chance is 1/3
     assert list(result.history.columns)[:6] == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"]
     _, acc = train.evaluate(model, vx, vy)
@@ -66,7 +74,7 @@ def test_inplace_augment_trains_bit_identically_and_keeps_train_x():
     for augment in (TriAug.from_config(AugmentConfig()), _CopyingTriAug.from_config(AugmentConfig())):
         runtime.set_seed(0)
         model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS)
-        result = train.fit(model, tx, ty, vx, vy, _small(max_epochs=2), augment=augment, seed=3, progress=False)
+        result = fit_tensors(model, tx, ty, vx, vy, _small(max_epochs=2), augment=augment, seed=3, progress=False)
         assert torch.equal(tx, before)
         states.append(result.best_state)
     assert states[0].keys() == states[1].keys()
@@ -76,7 +84,7 @@ def test_inplace_augment_trains_bit_identically_and_keeps_train_x():
 def test_shallow_learns():
     (tx, ty), (vx, vy) = _task(240, 0), _task(120, 1)
     model = models.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
-    assert train.fit(model, tx, ty, vx, vy, _small(), progress=False).best_val_acc > 0.8
+    assert fit_tensors(model, tx, ty, vx, vy, _small(), progress=False).best_val_acc > 0.8
 
 
 class _Constant(nn.Module):
@@ -95,7 +103,7 @@ def test_scheduler_and_early_stopping_fire():
     (tx, ty), (vx, vy) = _task(64, 0), _task(30, 1)
     cfg = TrainConfig(batch_size=32, max_epochs=50, lr=0.1, plateau_patience=2, plateau_factor=0.5,
                       early_stop_patience=8, min_lr=0.03)
-    result = train.fit(_Constant(), tx, ty, vx, vy, cfg, progress=False)
+    result = fit_tensors(_Constant(), tx, ty, vx, vy, cfg, progress=False)
     assert result.best_epoch == 1 and result.stopped_epoch == 9  # 8 epochs without improvement
     # Plateau: epochs 2-4 bad -> halve; epochs 5-7 bad -> halve again but not below the floor.
     assert result.history["lr"].tolist() == pytest.approx([0.1] * 4 + [0.05] * 3 + [0.03] * 2)
@@ -107,7 +115,7 @@ def test_same_seed_same_run_and_different_seed_differs():
     for seed in (0, 0, 1):
         runtime.set_seed(seed)
         model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS)
-        runs.append(train.fit(model, tx, ty, vx, vy, _small(max_epochs=3), TriAug(), seed=seed, progress=False))
+        runs.append(fit_tensors(model, tx, ty, vx, vy, _small(max_epochs=3), TriAug(), seed=seed, progress=False))
     cols = ["train_loss", "train_acc", "val_loss", "val_acc"]
     pd.testing.assert_frame_equal(runs[0].history[cols], runs[1].history[cols])
     assert all(torch.equal(runs[0].best_state[k], runs[1].best_state[k]) for k in runs[0].best_state)
@@ -116,7 +124,7 @@ def test_same_seed_same_run_and_different_seed_differs():
 
 def _split_data():
     parts = {"train": _task(120, 0), "val": _task(60, 1), "test": _task(60, 2)}
-    return systems.SplitData(
+    return SplitData(
         input="wav2vec2", x={s: p[0] for s, p in parts.items()}, y={s: p[1] for s, p in parts.items()},
         utt_ids={s: [f"DEMO/{s}_{i}" for i in range(len(p[1]))] for s, p in parts.items()}, fingerprint="synthetic")
 
@@ -135,8 +143,8 @@ def _config(max_epochs=4):
 def synthetic_run(tmp_path, monkeypatch):
     calls = []
 
-    def fake_load(cfg, folder, input, device, protocol="split", layers=None):
-        calls.append(input)
+    def fake_load(cfg, folder, features, device, protocol="split"):
+        calls.append(features[0].input)
         return _split_data()
 
     monkeypatch.setattr(systems, "load_split_data", fake_load)
@@ -297,7 +305,7 @@ def test_a_non_finite_loss_stops_fit_naming_system_seed_epoch_and_batch(poison):
     tx[row, 0, 0] = poison
     model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS)
     with pytest.raises(train.NonFiniteLossError) as err:
-        train.fit(model, tx, ty, vx, vy, cfg, seed=seed, progress=False, system="S5")
+        fit_tensors(model, tx, ty, vx, vy, cfg, seed=seed, progress=False, name="S5")
     assert str(err.value).startswith(f"system S5, seed 5: the training loss is nan at epoch 1, batch {batch} of 3 "
                                      "(1 of its 32 inputs hold NaN/inf); training stopped")
 
@@ -305,7 +313,7 @@ def test_a_non_finite_loss_stops_fit_naming_system_seed_epoch_and_batch(poison):
 def test_a_system_whose_features_hold_nan_stops_train_systems_and_leaves_no_result(tmp_path, monkeypatch):
     poisoned = _split_data()
     poisoned.x["train"][7, 3, 10] = float("nan")  # one NaN value in one training clip's features
-    monkeypatch.setattr(systems, "load_split_data", lambda cfg, folder, input, device, protocol="split", layers=None: poisoned)
+    monkeypatch.setattr(systems, "load_split_data", lambda cfg, folder, features, device, protocol="split": poisoned)
     folder = RunFolder(tmp_path).ensure()
     with pytest.raises(train.NonFiniteLossError, match=r"^system S4, seed 0: the training loss is nan at epoch 1, "
                                                        r"batch \d of 4 \(1 of its \d+ inputs hold NaN/inf\)"):
@@ -331,7 +339,7 @@ def _scripted_fit(monkeypatch, accuracies, losses):
     (tx, ty), (vx, vy) = _task(64, 0), _task(16, 1)
     model = models.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
     cfg = _small(max_epochs=len(accuracies), early_stop_patience=99, plateau_patience=99)
-    return train.fit(model, tx, ty, vx, vy, cfg, progress=False), model, seen
+    return fit_tensors(model, tx, ty, vx, vy, cfg, progress=False), model, seen
 
 
 def test_fit_returns_the_best_epochs_weights_when_validation_peaks_early(monkeypatch):
@@ -367,7 +375,7 @@ def test_gradient_norm_is_clipped_at_every_step(monkeypatch, clip):
     monkeypatch.setattr(train, "make_optimizer", recording)
     (tx, ty), (vx, vy) = _task(96, 0), _task(30, 1)
     model = models.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
-    train.fit(model, tx * 30, ty, vx * 30, vy, _small(max_epochs=2, grad_clip=clip), progress=False)
+    fit_tensors(model, tx * 30, ty, vx * 30, vy, _small(max_epochs=2, grad_clip=clip), progress=False)
     assert len(norms) == 2 * 3  # 96 clips, batches of 32, two epochs
     if clip:
         assert max(norms) <= clip * (1 + 1e-5)
@@ -390,7 +398,7 @@ def test_batch_order_differs_between_epochs_and_follows_the_seed(monkeypatch):
     for seed in (0, 0, 1):
         orders.clear()
         model = models.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
-        train.fit(model, tx, ty, vx, vy, _small(max_epochs=2), seed=seed, progress=False)
+        fit_tensors(model, tx, ty, vx, vy, _small(max_epochs=2), seed=seed, progress=False)
         runs.setdefault(seed, []).append(list(orders))
     first, again = runs[0]
     assert first[0] != first[1]  # epoch 2 draws another order
@@ -404,6 +412,6 @@ def test_the_optimizer_gets_the_configured_weight_decay(monkeypatch):
     monkeypatch.setattr(train, "make_optimizer", lambda m, lr, wd: made.append(real(m, lr, wd)) or made[-1])
     (tx, ty), (vx, vy) = _task(32, 0), _task(16, 1)
     model = models.build_model(ModelConfig(arch="shallow", width_scale=0.25), CHANNELS)
-    train.fit(model, tx, ty, vx, vy, _small(max_epochs=1, weight_decay=0.037), progress=False)
+    fit_tensors(model, tx, ty, vx, vy, _small(max_epochs=1, weight_decay=0.037), progress=False)
     assert [g["weight_decay"] for g in made[0].param_groups] == [0.037]
     assert isinstance(made[0], torch.optim.AdamW) and made[0].param_groups[0]["betas"] == (0.9, 0.999)

@@ -47,7 +47,8 @@ from serlib.common.runfolder import RunFolder, read_run_config
 from serlib.data.stage import load_manifest
 from serlib.modelling import audiograph, onnxform, standalone
 from serlib.modelling.predict import BUNDLE_FILE, BUNDLE_FORMAT, BUNDLE_MARKER, PROB_COLUMNS, Predictor, class_map
-from serlib.modelling.systems import MAIN_PROTOCOL, evaluation_protocols, system_data
+from serlib.data.protocols import MAIN_PROTOCOL, evaluation_protocols
+from serlib.modelling.inputs import system_data
 from serlib.modelling.train import predict_proba, read_checkpoint
 
 LICENCES = {  # as the corpora's distributors state them

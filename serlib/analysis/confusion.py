@@ -20,7 +20,7 @@ from serlib.common.config import Config, primary_system
 from serlib.common.facts import CLASSES
 from serlib.common.runfolder import RunFolder
 from serlib.data.stage import load_manifest
-from serlib.modelling.systems import evaluation_protocols
+from serlib.data.protocols import evaluation_protocols
 
 PREDICTION_COLUMNS = ("utt_id", "label", "pred", "prob_negative", "prob_sad_fear", "prob_pos_neutral", "correct")
 PROB_COLUMNS = tuple(f"prob_{c}" for c in CLASSES)

@@ -41,7 +41,8 @@ from serlib.data.stage import load_manifest
 from serlib.features.encoders import build_encoder, encoder_description
 from serlib.modelling import onnxform
 from serlib.modelling.models import count_params, paper_width_params
-from serlib.modelling.systems import MAIN_PROTOCOL, evaluation_protocols, system_data
+from serlib.data.protocols import MAIN_PROTOCOL, evaluation_protocols
+from serlib.modelling.inputs import system_data
 from serlib.modelling.train import load_checkpoint, predict_proba
 
 CALIBRATION_CLIPS = 256  # training-split clips that set the int8 activation ranges

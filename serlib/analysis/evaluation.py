@@ -20,14 +20,15 @@ from serlib.common import paper
 from serlib.common.config import Config, configured_corpora, loco_systems, primary_system
 from serlib.common.facts import CLASSES, CORPORA
 from serlib.common.runfolder import RunFolder
+from serlib.data.protocols import evaluation_protocols, protocol_subsets
 from serlib.data.stage import load_manifest
 from serlib.features.egemaps import egemaps_features, feature_columns
-from serlib.features.layers import probe_layers
+from serlib.features.layers import plan_layers, probe_layers
 from serlib.modelling import probe
 from serlib.modelling.baselines import duration_baseline, linear_baseline
+from serlib.modelling.inputs import load_split_data
 from serlib.modelling.models import frame_mask, masked_mean
-from serlib.modelling.systems import (MAIN_PROTOCOL, evaluation_protocols, load_results, load_split_data,
-                                     protocol_splits)
+from serlib.modelling.systems import load_results
 
 PROB_COLUMNS = [f"prob_{c}" for c in CLASSES]
 METRIC_NAMES = {"accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1"}
@@ -302,8 +303,7 @@ def duration_predictions(cfg: Config, folder: RunFolder, protocols: Optional[Seq
     manifest = load_manifest(folder)
     parts = []
     for protocol in list(protocols or evaluation_protocols(cfg)):
-        splits = None if protocol == MAIN_PROTOCOL else protocol_splits(manifest, protocol, folder)
-        preds, info = duration_baseline(manifest, splits)
+        preds, info = duration_baseline(manifest, protocol_subsets(folder, protocol, manifest))
         parts.append(preds.assign(protocol=protocol, seed=0, C=info["C"]))
     preds = pd.concat(parts, ignore_index=True)
     return with_manifest(preds, manifest)
@@ -322,10 +322,6 @@ BASELINE_TEXT = {
 }
 
 
-def _protocol_subsets(manifest: pd.DataFrame, protocol: str, folder: RunFolder) -> pd.Series:
-    return manifest["split"] if protocol == MAIN_PROTOCOL else protocol_splits(manifest, protocol, folder)
-
-
 def feature_baseline_predictions(cfg: Config, folder: RunFolder, which: str,
                                  protocols: Optional[Sequence[str]] = None) -> pd.DataFrame:
     """The test predictions of a feature baseline (``EGEMAPS`` or ``W2V_LINEAR``) under the main protocol(s),
@@ -338,14 +334,14 @@ def feature_baseline_predictions(cfg: Config, folder: RunFolder, which: str,
         usable = table[table["error"] == ""].set_index("utt_id")[feature_columns(table)]
     for protocol in list(protocols or evaluation_protocols(cfg)):
         if which == EGEMAPS:
-            rows = manifest.assign(split=_protocol_subsets(manifest, protocol, folder).to_numpy())
+            rows = manifest.assign(split=protocol_subsets(folder, protocol, manifest).to_numpy())
             rows = rows[rows["utt_id"].isin(usable.index)]
             subsets = {s: rows[rows["split"] == s] for s in ("train", "val", "test")}
             x = {s: usable.loc[p["utt_id"]].to_numpy(dtype=float) for s, p in subsets.items()}
             y = {s: p["label"].map(encode).to_numpy(int) for s, p in subsets.items()}
             ids = subsets["test"]["utt_id"].to_numpy()
         elif which == W2V_LINEAR:
-            data = load_split_data(cfg, folder, "wav2vec2", torch.device("cpu"), protocol)
+            data = load_split_data(cfg, folder, [plan_layers(cfg).key("wav2vec2")], torch.device("cpu"), protocol)
             x = {s: masked_mean(data.x[s].float(), frame_mask(data.lengths[s], data.frames)).numpy()
                  for s in ("train", "val", "test")}
             y = {s: data.y[s].numpy() for s in ("train", "val", "test")}
@@ -363,7 +359,7 @@ def layer_sum_predictions(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     manifest = load_manifest(folder)
     parts = []
     for protocol in evaluation_protocols(cfg):
-        preds, info = probe.layer_sum_linear(cfg, folder, protocol, _protocol_subsets(manifest, protocol, folder))
+        preds, info = probe.layer_sum_linear(cfg, folder, protocol)
         parts.append(preds.assign(protocol=protocol, seed=0, weight_decay=info["weight_decay"]))
     preds = pd.concat(parts, ignore_index=True)
     return with_manifest(preds, manifest)

@@ -4,7 +4,7 @@ the feature statistics over true frames (Table S11), the 2-D PCA of utterance-po
 the notes on the encoder and on clips that could not be read.
 
 Inputs are the feature summary ``serlib.pipeline.ensure_features`` returns and the padded
-``FeatureSet`` of each input (``serlib.features.extract.load_features``): ``x`` ``(n, channels,
+``FeatureSet`` of each input (``serlib.features.load.load_features``): ``x`` ``(n, channels,
 frames)`` with ``lengths`` ``(n,)`` true frames per clip. Every statistic counts true frames only,
 whatever the padding holds. The figures themselves are drawn by ``serlib.report.featureplots``.
 """
@@ -24,7 +24,8 @@ from serlib.common.facts import CLASSES
 from serlib.common.paper import PAPER_INPUT_CHANNELS
 from serlib.common.runfolder import RunFolder
 from serlib.features.encoders import encoder_description
-from serlib.features.extract import FeatureSet, load_features
+from serlib.features.layers import plan_layers
+from serlib.features.load import FeatureSet, load_features
 
 # --------------------------------------------------------------------------- loading and Table S10
 
@@ -45,7 +46,7 @@ def load_timed(cfg: Config, folder: RunFolder, manifest: pd.DataFrame,
     loaded, seconds = {}, {}
     for name in inputs:
         start = time.perf_counter()
-        loaded[name] = load_features(cfg, folder, manifest, name)
+        loaded[name] = load_features(cfg, folder, manifest, plan_layers(cfg).key(name))
         seconds[name] = time.perf_counter() - start
     return loaded, seconds
 

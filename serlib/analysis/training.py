@@ -19,7 +19,9 @@ from serlib.common import paper
 from serlib.common.config import Config, ModelConfig, TrainConfig, primary_system
 from serlib.common.runfolder import RunFolder
 from serlib.common.runtime import resolve_device
-from serlib.features.extract import load_features
+from serlib.data import protocols
+from serlib.features.layers import FeatureKey
+from serlib.features.load import load_features
 from serlib.modelling import augment, models, systems
 
 # --------------------------------------------------------------------------- Table S20
@@ -226,7 +228,7 @@ def triaug_variants(cfg: Config, folder: RunFolder, manifest: pd.DataFrame) -> t
         ``(utt_id, {title: (n_mels, frames) tensor})``, the clean window first.
     """
     rows = manifest[manifest["split"] == "train"].head(1)
-    clip = load_features(cfg, folder, rows, "logmel").x[0]  # (n_mels, frames)
+    clip = load_features(cfg, folder, rows, FeatureKey("logmel")).x[0]  # (n_mels, frames)
     torch.manual_seed(cfg.run.seed)
     variants = {"original": clip}
     for operation, title in TRIAUG_PANELS:
@@ -301,8 +303,8 @@ def learning_curves(cfg: Config, folder: RunFolder, runs: pd.DataFrame,
     """Fig. 3's data: the first seed's history of each system of ``shown`` (default ``curve_systems``) that this
     run trained, under the first protocol (the paper's split, or the first speaker fold: ``fold_curves`` sums
     up every fold)."""
-    seed, protocol = cfg.train.seeds[0], systems.evaluation_protocols(cfg)[0]
-    where = "" if protocol == systems.MAIN_PROTOCOL else f", {protocol.replace('fold', 'fold ')}"
+    seed, protocol = cfg.train.seeds[0], protocols.evaluation_protocols(cfg)[0]
+    where = "" if protocol == protocols.MAIN_PROTOCOL else f", {protocol.replace('fold', 'fold ')}"
     curves = []
     for name in (s for s in (shown or curve_systems(cfg)) if s in set(runs["system"])):
         row = runs[(runs["system"] == name) & (runs["seed"] == seed) & (runs["protocol"] == protocol)].iloc[0]
@@ -320,7 +322,7 @@ def curve_landmarks(cfg: Config, folder: RunFolder, system: Optional[str] = None
         ``{"system", "lr_reductions": "[31, 42]" or "none", "stopped_epoch": last epoch run, "max_epochs": the cap}``.
     """
     system = system or primary_system(cfg)[0]
-    history = systems.load_history(folder, system, cfg.train.seeds[0], protocol or systems.evaluation_protocols(cfg)[0])
+    history = systems.load_history(folder, system, cfg.train.seeds[0], protocol or protocols.evaluation_protocols(cfg)[0])
     reductions = lr_reductions(history)
     return {"system": system, "lr_reductions": str(reductions) if reductions else "none",
             "stopped_epoch": int(history["epoch"].iloc[-1]), "max_epochs": cfg.train.max_epochs}
@@ -334,7 +336,7 @@ def fold_curves(cfg: Config, folder: RunFolder, runs: pd.DataFrame,
         return None
     rows = []
     for name in (s for s in (shown or curve_systems(cfg)) if s in set(runs["system"])):
-        for protocol in systems.evaluation_protocols(cfg):
+        for protocol in protocols.evaluation_protocols(cfg):
             for seed in cfg.train.seeds:
                 run = runs[(runs["system"] == name) & (runs["seed"] == seed) & (runs["protocol"] == protocol)].iloc[0]
                 history = systems.load_history(folder, name, seed, protocol)

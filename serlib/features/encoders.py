@@ -379,12 +379,13 @@ def build_encoder(features: FeaturesConfig, input: str, device: Optional[torch.d
     raise ConfigError(f"unknown feature input {input!r}; expected one of {', '.join(INPUTS)}")
 
 
-def encoder_description(cfg: Config | FeaturesConfig, input: str = "wav2vec2") -> str:
+def encoder_description(cfg: Config | FeaturesConfig, input: str = "wav2vec2", layer=None) -> str:
     """One line saying exactly what computed the features, weights first (for tables and titles).
 
     Args:
         cfg: the run configuration (or its ``features`` section).
         input: "wav2vec2" or "logmel".
+        layer: the wav2vec2 layer described ("last" or an index; None: ``features.wav2vec2.layer``).
     """
     features = cfg.features if isinstance(cfg, Config) else cfg
     if input == "logmel":
@@ -393,8 +394,8 @@ def encoder_description(cfg: Config | FeaturesConfig, input: str = "wav2vec2") -
                 f"log(power + {m.log_floor:g}){', standardised per utterance' if m.standardise else ''}, "
                 f"torchaudio, {features.sample_rate} Hz")
     w = features.wav2vec2
-    layer = "last layer" if w.layer == "last" else f"hidden layer {w.layer}"
-    text = f"{w.model_id} @ {w.revision}, {layer}, "
+    layer = w.layer if layer is None else layer
+    text = f"{w.model_id} @ {w.revision}, {'last layer' if layer == 'last' else f'hidden layer {layer}'}, "
     if w.weights == "pretrained":
         return text + "PRETRAINED weights" + (f", overrides {w.config_overrides}" if w.config_overrides else "")
     try:

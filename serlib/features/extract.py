@@ -12,14 +12,13 @@ a damaged shard is dropped and its clips recomputed by the next extraction, a se
 the same key folder waits and reuses the first's work, and a read-only cache serves a run whose
 clips are all cached.
 
-For wav2vec2, every layer the run caches (``serlib.features.layers.cached_layers``: what its systems
+For wav2vec2, every layer the run caches (``serlib.features.layers.LayerPlan.cached``: what its systems
 and its layer probe read) has its own key folder; a clip that any of them lacks is encoded once, and
 that one pass fills every layer it lacks (``Wav2Vec2Encoder.forward_layers``).
 
 A clip that cannot be read is reported with its path and reason (a warning, and
 ``<run>/data/features_failed.csv``) and the run goes on; at load time its manifest row is
-dropped with a warning (``FeatureSet.missing``), never zero-filled. Loading only reads the
-cache: ``serlib.pipeline.ensure_features`` (or ``serlib features``) fills it first.
+dropped with a warning (``serlib.features.load``: the read side), never zero-filled.
 """
 from __future__ import annotations
 
@@ -30,7 +29,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 import warnings
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
@@ -41,42 +39,18 @@ from tqdm.auto import tqdm
 from serlib.common.audio import load_audio, probe_samples
 from serlib.common.progress import Progress
 from serlib.common.config import Config
-from serlib.common.facts import CLASSES
 from serlib.common.io import write_csv_atomic, write_json_atomic
 from serlib.common.runfolder import RunFolder
 from serlib.common.runtime import cpu_threads, resolve_device
 from serlib.data.stage import load_manifest
-from serlib.features.cache import (CacheNotWritableError, ShardWriter, cache_bytes, clean_cache_root, clean_temporary,
-                                   content_hashes, drop_shard, fill_from_cache, inputs_for_run, is_read_only_error,
-                                   key_folder, key_lock, make_folder, read_index, read_shards, shard_index,
-                                   stored_channels, touch_last_used, write_key)
-from serlib.features.encoders import build_encoder, encoder_description
-from serlib.features.layers import at_layer, cached_layers, layer_value
+from serlib.features.cache import CacheNotWritableError, clean_cache_root
+from serlib.features.encoders import build_encoder
+from serlib.features.keys import content_hashes, inputs_for_run, key_folder, write_key
+from serlib.features.layers import LayerPlan, plan_layers
+from serlib.features.shards import (ShardWriter, cache_bytes, clean_temporary, is_read_only_error, key_lock,
+                                    make_folder, read_index, touch_last_used)
 
 log = logging.getLogger("serlib")
-
-
-@dataclass
-class FeatureSet:
-    """Features of a manifest's clips, padded to one tensor.
-
-    Attributes:
-        x: ``(n, channels, frames)`` float32, centre-trimmed / zero-padded at the end.
-        lengths: ``(n,)`` long, true frames per clip (``<= frames``).
-        utt_ids: manifest order, clips that failed to load left out.
-        labels: ``(n,)`` long indices into ``serlib.CLASSES`` (None if the manifest has no labels).
-        input: "wav2vec2" or "logmel".
-        description: what computed them (``encoder_description``).
-        missing: utt_ids of manifest rows dropped because their audio could not be read.
-    """
-
-    x: torch.Tensor
-    lengths: torch.Tensor
-    utt_ids: list[str]
-    labels: Optional[torch.Tensor]
-    input: str
-    description: str
-    missing: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- extraction
@@ -243,11 +217,11 @@ def _compute(cfg: Config, targets: dict, input: str, jobs: dict[str, str], needs
 
 
 def extract(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
-            device: Optional[torch.device] = None) -> dict:
+            device: Optional[torch.device] = None, plan: Optional[LayerPlan] = None) -> dict:
     """Fill the cache for ``input`` over the manifest's clips (only what is missing).
 
-    For wav2vec2 every layer the run caches (``serlib.features.layers.cached_layers``) has its own key
-    folder; a clip that any of them lacks is encoded once and each missing layer stored from that pass.
+    For wav2vec2 every layer the run caches (``LayerPlan.cached``) has its own key folder; a clip that any
+    of them lacks is encoded once and each missing layer stored from that pass.
 
     Args:
         cfg: the run configuration.
@@ -255,6 +229,7 @@ def extract(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
         manifest: needs ``utt_id`` and ``path`` columns.
         input: "wav2vec2" or "logmel".
         device: default ``features.device``.
+        plan: the run's layers (default: ``plan_layers(cfg)``).
 
     Returns:
         Statistics: clips, computed, cached, failed (``{utt_id: reason}``), seconds, clips_per_s, ...;
@@ -262,8 +237,9 @@ def extract(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
     """
     start = time.perf_counter()
     device = device or resolve_device(cfg.features.device)
-    layer_cfgs = {layer: at_layer(cfg, layer) for layer in cached_layers(cfg)} if input == "wav2vec2" else {None: cfg}
-    targets = {layer: key_folder(c, folder, input) for layer, c in layer_cfgs.items()}
+    plan = plan or plan_layers(cfg)
+    features = {feature.layer: feature for feature in plan.keys(input)}  # layer (None: log-Mel) -> its folder's key
+    targets = {layer: key_folder(cfg, folder, feature) for layer, feature in features.items()}
     root = next(iter(targets.values())).parent
     paths = manifest["path"].astype(str).tolist()
     hashes, failures = content_hashes(paths, root)
@@ -290,11 +266,11 @@ def extract(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
                 f"clip(s) are not cached in it; make it writable or set features.cache_dir to a folder you "
                 f"can write") from err
         by_layer = stats.get("by_layer", {})
-        metas = {layer: write_key(targets[layer], layer_cfgs[layer], input,
-                                  {**stats, "computed": by_layer.get(layer, 0)}, device) for layer in targets}
+        metas = {layer: write_key(targets[layer], cfg, features[layer], {**stats, "computed": by_layer.get(layer, 0)},
+                                  device) for layer in targets}
     for kdir in targets.values():
         touch_last_used(kdir)
-    main = _main_layer(cfg, targets) if input == "wav2vec2" else None
+    main = _main_layer(plan, targets) if input == "wav2vec2" else None
     kdir, meta = targets[main], metas[main]
     failed = {u: f"{p}: {failures[p]}" for u, p in zip(manifest["utt_id"], paths) if p in failures}
     for utt, reason in failed.items():
@@ -315,10 +291,9 @@ def extract(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
     return out
 
 
-def _main_layer(cfg: Config, targets: dict):
+def _main_layer(plan: LayerPlan, targets: dict):
     """The layer the summary's cache_dir names: the configured one when cached, else the deepest."""
-    configured = layer_value(cfg.features.wav2vec2, cfg.features.wav2vec2.layer, "features.wav2vec2.layer")
-    return configured if configured in targets else list(targets)[-1]
+    return plan.configured if plan.configured in targets else list(targets)[-1]
 
 
 def extract_for_run(cfg: Config, folder: RunFolder, inputs: Optional[list[str]] = None) -> dict:
@@ -340,8 +315,9 @@ def extract_for_run(cfg: Config, folder: RunFolder, inputs: Optional[list[str]] 
         earlier = {}
     summary = {"clips": len(manifest), "inputs": earlier,  # inputs not extracted now keep their entry
                "audio_seconds": round(float(manifest["duration_s"].sum()), 1) if "duration_s" in manifest else None}
+    plan = plan_layers(cfg)
     for input in inputs or inputs_for_run(cfg):
-        stats = extract(cfg, folder, manifest, input)
+        stats = extract(cfg, folder, manifest, input, plan=plan)
         summary["inputs"][input] = stats
         rate = f", {stats['clips_per_s']:.1f} clips/s" if stats["clips_per_s"] else ""
         log.info(f"{input}: {stats['clips']} clips ({stats['computed']} computed, {stats['cached']} cached, "
@@ -352,89 +328,3 @@ def extract_for_run(cfg: Config, folder: RunFolder, inputs: Optional[list[str]] 
     write_csv_atomic(pd.DataFrame(failed, columns=["input", "utt_id", "reason"]), folder.features_failed)
     write_json_atomic(path, summary)  # the summary last: it says the step finished
     return summary
-
-
-class FeaturesMissingError(FileNotFoundError):
-    """Clips of a manifest have no cached features and no recorded extraction failure."""
-
-
-def recorded_failures(folder: RunFolder, input: str) -> set[str]:
-    """utt_ids whose ``input`` features could not be computed (``data/features_failed.csv``)."""
-    if not folder.features_failed.is_file():
-        return set()
-    failed = pd.read_csv(folder.features_failed, dtype=str, keep_default_na=False)
-    return set(failed.loc[failed["input"] == input, "utt_id"])
-
-
-def kept_rows(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str, present: list[int],
-              kdir) -> tuple[list[int], list[str]]:
-    """The manifest rows ``present`` in the cache, and the utt_ids of the others, warned about.
-
-    Raises:
-        FeaturesMissingError: a row is absent without a recorded extraction failure (never extracted).
-    """
-    kept = set(present)
-    missing = [u for i, u in enumerate(manifest["utt_id"]) if i not in kept]
-    never = sorted(set(missing) - recorded_failures(folder, input))
-    if never:
-        raise FeaturesMissingError(
-            f"{input}: {len(never)} clip(s) of the manifest have no cached features in {kdir} (first: {never[0]}); "
-            f"fill the cache first: `serlib features {cfg.source or 'PARAMS.yaml'}` (or run notebook 02_features)")
-    if missing:
-        warnings.warn(f"{input}: {len(missing)} manifest row(s) have no features (their audio could not be "
-                      f"encoded: {folder.features_failed}) and are left out: {', '.join(missing[:5])}"
-                      f"{' ...' if len(missing) > 5 else ''}", stacklevel=3)
-    return list(present), missing
-
-
-def load_features(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
-                  device: Optional[str | torch.device] = None, dtype: torch.dtype = torch.float32) -> FeatureSet:
-    """The cached features of ``manifest``'s clips as one padded tensor (reads the cache only).
-
-    Rows whose extraction failed (``data/features_failed.csv``) are dropped with a warning
-    (listed in ``FeatureSet.missing``), never zero-filled.
-
-    Args:
-        cfg: the run configuration (``features.frames`` sets the tensor length).
-        folder: the run folder.
-        manifest: rows to load (e.g. one split), ``utt_id`` and ``path`` columns; order is kept.
-        input: "wav2vec2" or "logmel".
-        device: where ``x`` and ``lengths`` go (default CPU).
-        dtype: of ``x`` (float32 per the contract; float16 halves the memory).
-
-    Returns:
-        A ``FeatureSet``: ``x`` ``(n, channels, frames)``, ``lengths`` ``(n,)``.
-
-    Raises:
-        FeaturesMissingError: clips that were never extracted (fill the cache first:
-            ``serlib features PARAMS`` or ``serlib.pipeline.ensure_features``).
-    """
-    kdir = key_folder(cfg, folder, input)
-    paths = manifest["path"].astype(str).tolist()
-    hashes, _ = content_hashes(paths, kdir.parent)
-    shards, _ = read_shards(kdir)  # size and header checked; damaged shards dropped with a warning
-    index = shard_index(shards)
-    keep, missing = kept_rows(cfg, folder, manifest, input,
-                              [i for i, h in enumerate(hashes) if h is not None and h in index], kdir)
-    channels = stored_channels(kdir, index, cfg, input, shards)
-    frames = cfg.features.frames
-    x = torch.empty((len(keep), channels, frames), dtype=dtype)  # (n, channels, frames), filled from the shards
-    lengths = torch.zeros(len(keep), dtype=torch.long)
-    with cpu_threads(1):  # thousands of small copies: thread sync would cost more than it saves
-        bad = fill_from_cache(x, lengths, [(j, index[hashes[i]]) for j, i in enumerate(keep)], kdir, frames,
-                              shards)  # every byte read is checked against the shard's CRC-32
-    if bad:
-        for npy, reason in bad.items():
-            drop_shard(kdir, npy, reason)
-        clips = sum(len(shards[npy].rows) for npy in bad)
-        raise FeaturesMissingError(
-            f"{input}: {len(bad)} damaged shard(s) in {kdir} were dropped ({', '.join(bad)}); recompute their "
-            f"{clips} clip(s): `serlib features {cfg.source or 'PARAMS.yaml'}` (or run notebook 02_features)")
-    touch_last_used(kdir)
-    kept = manifest.iloc[keep]
-    labels = (torch.tensor([CLASSES.index(lbl) for lbl in kept["label"]], dtype=torch.long)
-              if "label" in kept else None)
-    target = torch.device(device) if device is not None else torch.device("cpu")
-    return FeatureSet(x=x.to(target), lengths=lengths.to(target), utt_ids=kept["utt_id"].tolist(),
-                      labels=labels.to(target) if labels is not None else None, input=input,
-                      description=encoder_description(cfg, input), missing=missing)

@@ -11,15 +11,20 @@ A run caches the union of what its systems read (``systems.X.layers``; null: ``f
 and what ``analysis.layer_probe`` probes. The paper's profile reads the last layer only, and
 resolving it needs no encoder configuration; any other layer is checked against the encoder's
 ``num_hidden_layers`` (one line naming the key when it does not exist).
+
+A run's layers are resolved once, into a ``LayerPlan`` (``plan_layers(cfg)``): the configured layer, the
+layers its extraction caches, each system's layers and the probe's, each resolved when first asked for and
+kept. Every key, load, open and pooled-statistics function of the cache takes an explicit
+``FeatureKey(input, layer)`` (``LayerPlan.key``), so each signature says which layer it reads.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
 import json
-from typing import Optional, Union
+from typing import NamedTuple, Optional, Union
 
-from serlib.common.config import Config, ConfigError, SystemConfig, Wav2Vec2Config
+from serlib.common.config import Config, ConfigError, Wav2Vec2Config
 from serlib.common.facts import EMOTION_TO_CLASS, SAMPLE_RATE
 from serlib.data.democorpus import plan_clips
 from serlib.features.encoders import architecture
@@ -27,6 +32,19 @@ from serlib.features.encoders import architecture
 Layer = Union[str, int]  # "last" or an index below num_hidden_layers
 SSL_INPUTS = ("wav2vec2", "wav2vec2_layers")  # the system inputs an SSL encoder's cache serves
 PAPER_LAYERS = 13  # wav2vec2-base's hidden states: the transformer's input and its 12 layers
+BEST = "best"  # a system's ``layers: best``: the per-layer probe's choice on the protocol's validation split
+
+
+class FeatureKey(NamedTuple):
+    """One folder of the feature cache: an input and, for wav2vec2, one encoder layer as the cache names it.
+
+    Build wav2vec2 keys with ``LayerPlan.key`` (it stores index N as "last", as the cache does)."""
+
+    input: str  # "wav2vec2" or "logmel"
+    layer: Optional[Layer] = None  # wav2vec2: "last" or an index below N; log-Mel: None
+
+    def __str__(self) -> str:
+        return self.input if self.layer is None else f"{self.input} layer {self.layer}"
 
 
 def layer_count(w: Wav2Vec2Config) -> int:
@@ -64,7 +82,7 @@ def expand(w: Wav2Vec2Config, spec, key: str) -> list[Layer]:
         values = [layer_value(w, layer, key) for layer in spec]
     else:
         values = [layer_value(w, spec, key)]
-    return sorted(set(values), key=lambda v: (v == "last", v if isinstance(v, int) else 0))
+    return _ordered(values)
 
 
 def label(w: Wav2Vec2Config, layer: Layer) -> str:
@@ -72,44 +90,97 @@ def label(w: Wav2Vec2Config, layer: Layer) -> str:
     return f"layer {layer_index(w, layer)}{' (last)' if layer == 'last' else ''}"
 
 
-def at_layer(cfg: Config, layer: Layer) -> Config:
-    """``cfg`` reading ``layer`` (a copy; its cache key is that layer's folder)."""
-    w = dataclasses.replace(cfg.features.wav2vec2, layer=layer)
-    return dataclasses.replace(cfg, features=dataclasses.replace(cfg.features, wav2vec2=w))
+def _ordered(values) -> list[Layer]:
+    """Layers lowest first, "last" at the end."""
+    return sorted(set(values), key=lambda v: (v == "last", v if isinstance(v, int) else 0))
+
+
+class LayerPlan:
+    """A run's encoder layers, each resolved once (when first asked for) and kept.
+
+    ``configured``: ``features.wav2vec2.layer`` as the cache names it; ``probe``: the layers
+    ``analysis.layer_probe`` probes (empty when it is off); ``cached``: every layer the run's systems and probe
+    read, the folders its extraction fills; ``system_layers(name)``: the layers one system reads.
+    """
+
+    def __init__(self, cfg: Config):
+        self.encoder = cfg.features.wav2vec2
+        self.source = cfg.source
+        self._systems = dict(cfg.systems)
+        self._probe_spec = cfg.analysis.layer_probe
+        self._by_system: dict[str, Optional[list[Layer]]] = {}
+
+    @functools.cached_property
+    def configured(self) -> Layer:
+        return layer_value(self.encoder, self.encoder.layer, "features.wav2vec2.layer")
+
+    @functools.cached_property
+    def probe(self) -> tuple[Layer, ...]:
+        spec = self._probe_spec
+        return () if spec is None else tuple(expand(self.encoder, spec, "analysis.layer_probe"))
+
+    @functools.cached_property
+    def cached(self) -> tuple[Layer, ...]:
+        values: set = set(self.probe)
+        for name, system in self._systems.items():
+            if system.input in SSL_INPUTS and system.layers != BEST:
+                values.update(self.system_layers(name))
+        return tuple(_ordered(values or {self.configured}))
+
+    def system_layers(self, name: str, best: Optional[Layer] = None) -> Optional[list[Layer]]:
+        """The layers system ``name`` reads (None: log-Mel). ``layers: best`` needs ``best`` (the probe's choice)."""
+        system, key = self._systems[name], f"systems.{name}.layers"
+        if system.input not in SSL_INPUTS:
+            return None
+        if system.layers == BEST:
+            if best is None:
+                raise ValueError(f"{key}: best is the per-layer probe's choice on validation; run the probe first "
+                                 "(serlib.modelling.probe.layer_probe)")
+            return [best]
+        if name not in self._by_system:
+            if system.layers is None:
+                self._by_system[name] = ([self.configured] if system.input == "wav2vec2"
+                                         else expand(self.encoder, "all", key))
+            else:
+                self._by_system[name] = expand(self.encoder, system.layers, key)
+        return list(self._by_system[name])
+
+    def uses_best(self, name: str) -> bool:
+        """Whether system ``name`` reads the probe's choice (``layers: best``)."""
+        return self._systems[name].layers == BEST
+
+    def key(self, input: str, layer: Optional[Layer] = None) -> FeatureKey:
+        """The cache folder of ``input`` at ``layer`` (wav2vec2; None: the configured layer; index N is "last")."""
+        if input != "wav2vec2":
+            return FeatureKey(input)
+        if layer is None:
+            return FeatureKey(input, self.configured)
+        return FeatureKey(input, layer_value(self.encoder, layer))
+
+    def keys(self, input: str) -> list[FeatureKey]:
+        """The cache folders an extraction of ``input`` fills: one per cached layer for wav2vec2, one for log-Mel."""
+        return [FeatureKey(input, layer) for layer in self.cached] if input == "wav2vec2" else [FeatureKey(input)]
+
+    def input_keys(self, input: str, layers: Optional[list[Layer]]) -> list[FeatureKey]:
+        """The folders a system of ``input`` reading ``layers`` (``system_layers``) loads."""
+        cached = "logmel" if input == "logmel" else "wav2vec2"
+        return [self.key(cached, layer) for layer in layers] if layers else [self.key(cached)]
+
+
+def plan_layers(cfg: Config) -> LayerPlan:
+    """The run's ``LayerPlan`` (nothing is resolved until asked: a log-Mel-only run never reads the encoder's
+    configuration)."""
+    return LayerPlan(cfg)
 
 
 def probe_layers(cfg: Config) -> list[Layer]:
-    """The layers ``analysis.layer_probe`` probes (none when it is off)."""
-    spec = cfg.analysis.layer_probe
-    return [] if spec is None else expand(cfg.features.wav2vec2, spec, "analysis.layer_probe")
-
-
-def system_layers(cfg: Config, name: str, best: Optional[Layer] = None) -> Optional[list[Layer]]:
-    """The layers system ``name`` reads (None: log-Mel). ``layers: best`` needs ``best`` (the probe's choice)."""
-    system: SystemConfig = cfg.systems[name]
-    w, key = cfg.features.wav2vec2, f"systems.{name}.layers"
-    if system.input not in SSL_INPUTS:
-        return None
-    if system.layers is None:
-        return [layer_value(w, w.layer, "features.wav2vec2.layer")] if system.input == "wav2vec2" else expand(
-            w, "all", key)
-    if system.layers == "best":
-        if best is None:
-            raise ValueError(f"{key}: best is the per-layer probe's choice on validation; run the probe first "
-                             "(serlib.modelling.probe.layer_probe)")
-        return [best]
-    return expand(w, system.layers, key)
+    """The layers ``analysis.layer_probe`` probes (none when it is off): ``plan_layers(cfg).probe``."""
+    return list(plan_layers(cfg).probe)
 
 
 def cached_layers(cfg: Config) -> list[Layer]:
-    """Every layer the run's systems and probe read: the cache folders its extraction fills, lowest first."""
-    values: set = set(probe_layers(cfg))
-    for name, system in cfg.systems.items():
-        if system.input in SSL_INPUTS and system.layers != "best":
-            values.update(system_layers(cfg, name))
-    if not values:
-        values.add(layer_value(cfg.features.wav2vec2, cfg.features.wav2vec2.layer, "features.wav2vec2.layer"))
-    return sorted(values, key=lambda v: (v == "last", v if isinstance(v, int) else 0))
+    """Every layer the run's systems and probe read, lowest first: ``plan_layers(cfg).cached``."""
+    return list(plan_layers(cfg).cached)
 
 
 def paper_layer_cache_bytes() -> tuple[int, int, float]:

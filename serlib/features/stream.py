@@ -8,7 +8,9 @@ once when the stack is opened (a sequential read, no memory held), so a damaged 
 named, and not halfway through training.
 
 ``pooled_stats`` reduces one layer to the per-layer probe's input: the mean and standard deviation of
-each channel over a clip's real frames inside the window, streamed shard by shard.
+each channel over a clip's real frames inside the window, streamed shard by shard. Both read through the
+cache's one shard reader (``serlib.features.shards.ShardReader``) and name each layer's folder by an
+explicit ``FeatureKey`` (``serlib.features.layers.LayerPlan.key``).
 """
 from __future__ import annotations
 
@@ -22,11 +24,11 @@ import torch
 
 from serlib.common.config import Config
 from serlib.common.runfolder import RunFolder
-from serlib.features.cache import (BadShardError, cache_bytes, content_hashes, drop_shard, key_folder, load_shard, read_shards,
-                                   shard_index, touch_last_used)
 from serlib.features.encoders import trim_span
-from serlib.features.extract import FeaturesMissingError, kept_rows
-from serlib.features.layers import Layer, at_layer
+from serlib.features.keys import content_hashes, key_folder
+from serlib.features.layers import FeatureKey, Layer
+from serlib.features.load import damaged, kept_rows
+from serlib.features.shards import ShardReader, cache_bytes, touch_last_used
 
 
 class LayerStack:
@@ -103,46 +105,42 @@ class LayerStack:
 
 
 def open_layers(cfg: Config, folder: RunFolder, manifest: pd.DataFrame,
-                layers: Sequence[Layer]) -> tuple[LayerStack, list[str], list[str]]:
-    """The manifest's clips over ``layers`` of the wav2vec2 cache, memory-mapped (reads the cache only).
+                features: Sequence[FeatureKey]) -> tuple[LayerStack, list[str], list[str]]:
+    """The manifest's clips over several wav2vec2 layers' cache folders, memory-mapped (reads the cache only).
 
     Rows whose extraction failed are left out with a warning, as ``load_features`` does; a clip some layer
     lacks without a recorded failure is a ``FeaturesMissingError``. Every shard's CRC-32 is checked here.
+
+    Args:
+        features: one ``FeatureKey`` per layer, in the stack's order.
 
     Returns:
         (the stack, utt_ids kept in manifest order, utt_ids left out).
     """
     paths = manifest["path"].astype(str).tolist()
-    arrays, indexes, kdirs, channels = [], [], [], None
-    for layer in layers:
-        layer_cfg = at_layer(cfg, layer)
-        kdir = key_folder(layer_cfg, folder, "wav2vec2")
-        shards, _ = read_shards(kdir)
-        for npy, shard in list(shards.items()):
-            try:
-                load_shard(kdir, shard)  # the CRC-32 of every byte, once, before anything trains on it
-            except (BadShardError, OSError) as err:
-                drop_shard(kdir, npy, str(err))
-                del shards[npy]
-        arrays.append({npy: np.load(kdir / npy, mmap_mode="r") for npy in shards})
-        indexes.append(shard_index(shards))
-        kdirs.append(kdir)
-        channels = channels or next((s.channels for s in shards.values()), None)
+    readers = [ShardReader(key_folder(cfg, folder, feature)) for feature in features]
+    for reader in readers:
+        reader.verify()  # the CRC-32 of every byte, once, before anything trains on the maps
+    kdirs = [reader.kdir for reader in readers]
     hashes, _ = content_hashes(paths, kdirs[0].parent)
-    present = [i for i, h in enumerate(hashes) if h is not None and all(h in index for index in indexes)]
+    present = [i for i, h in enumerate(hashes) if h is not None and all(h in r.index for r in readers)]
     keep, missing = kept_rows(cfg, folder, manifest, "wav2vec2", present, kdirs[0])
-    rows = [[index[hashes[i]] for i in keep] for index in indexes]
-    counts = {tuple(index[hashes[i]][2] for index in indexes) for i in keep}
+    rows = [[reader.index[hashes[i]] for i in keep] for reader in readers]
+    counts = {tuple(reader.index[hashes[i]][2] for reader in readers) for i in keep}
+    layers = [feature.layer for feature in features]
     if any(len(set(c)) > 1 for c in counts):
-        raise ValueError(f"wav2vec2 layers {list(layers)}: a clip has different frame counts in different layers' "
+        raise ValueError(f"wav2vec2 layers {layers}: a clip has different frame counts in different layers' "
                          f"caches ({', '.join(map(str, kdirs))}); prune them (serlib cache prune) and extract again")
     for kdir in kdirs:
         touch_last_used(kdir)
-    stack = LayerStack(arrays, rows, cfg.features.frames, int(channels or 0), layers)
+    channels = next((c for c in (reader.channels() for reader in readers) if c), None)
+    stack = LayerStack([reader.memory_maps() for reader in readers], rows, cfg.features.frames, int(channels or 0),
+                       layers)
     return stack, manifest.iloc[keep]["utt_id"].tolist(), missing
 
 
-def pooled_stats(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, layer: Layer) -> tuple[list[str], np.ndarray]:
+def pooled_stats(cfg: Config, folder: RunFolder, manifest: pd.DataFrame,
+                 feature: FeatureKey) -> tuple[list[str], np.ndarray]:
     """Mean and standard deviation of every channel over each clip's real frames in the window, for one layer.
 
     Streams the layer's shards one at a time (each checked against its CRC-32). Clips without features
@@ -150,42 +148,25 @@ def pooled_stats(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, layer: 
 
     Returns:
         (utt_ids in manifest order, ``(clips, 2 x channels)`` float32: the means, then the stds).
+
+    Raises:
+        FeaturesMissingError: a damaged shard (dropped: the next extraction recomputes its clips).
     """
-    layer_cfg = at_layer(cfg, layer)
-    kdir = key_folder(layer_cfg, folder, "wav2vec2")
-    paths = manifest["path"].astype(str).tolist()
-    hashes, _ = content_hashes(paths, kdir.parent)
-    shards, _ = read_shards(kdir)
-    index = shard_index(shards)
-    present = [i for i, h in enumerate(hashes) if h is not None and h in index]
+    kdir = key_folder(cfg, folder, feature)
+    hashes, _ = content_hashes(manifest["path"].astype(str).tolist(), kdir.parent)
+    reader = ShardReader(kdir)
+    present = [i for i, h in enumerate(hashes) if h is not None and h in reader.index]
     keep, _ = kept_rows(cfg, folder, manifest, "wav2vec2", present, kdir)
-    wanted: dict[str, list[int]] = {}
-    for j, i in enumerate(keep):
-        wanted.setdefault(hashes[i], []).append(j)
-    channels = next(iter(shards.values())).channels if shards else 0
-    out = np.zeros((len(keep), 2 * channels), dtype=np.float32)
-    frames = cfg.features.frames
-    for npy, shard in shards.items():
-        rows = [r for r in shard.rows if r[0] in wanted]
-        if not rows:
-            continue
-        try:
-            array = load_shard(kdir, shard)  # (channels, total frames) float16, CRC-32 checked
-        except (BadShardError, OSError) as err:  # as load_features: dropped, named, the fix said
-            drop_shard(kdir, npy, str(err))
-            raise FeaturesMissingError(
-                f"wav2vec2 {layer}: the damaged shard {kdir / npy} was dropped; recompute its {len(shard.rows)} "
-                f"clip(s): `serlib features {cfg.source or 'PARAMS.yaml'}` (or run notebook 02_features)") from err
-        for digest, offset, count in rows:
-            start, kept = trim_span(count, frames)
-            clip = array[:, offset + start:offset + start + kept].astype(np.float32)
-            stats = np.concatenate([clip.mean(axis=1), clip.std(axis=1)])
-            for j in wanted[digest]:
-                out[j] = stats
+    out = np.zeros((len(keep), 2 * (reader.channels() or 0)), dtype=np.float32)
+    for j, clip in reader.clips([(j, hashes[i]) for j, i in enumerate(keep)], cfg.features.frames):
+        clip = clip.astype(np.float32)  # (channels, kept)
+        out[j] = np.concatenate([clip.mean(axis=1), clip.std(axis=1)])
+    if reader.failed:
+        raise damaged(cfg, feature, reader)
     touch_last_used(kdir)
     return manifest.iloc[keep]["utt_id"].tolist(), out
 
 
-def layer_bytes(cfg: Config, folder: RunFolder, layers: Sequence[Layer]) -> dict:
-    """Bytes on disk of each layer's cache folder."""
-    return {layer: cache_bytes(Path(key_folder(at_layer(cfg, layer), folder, "wav2vec2"))) for layer in layers}
+def layer_bytes(cfg: Config, folder: RunFolder, features: Sequence[FeatureKey]) -> dict:
+    """Bytes on disk of each layer's cache folder, by layer."""
+    return {feature.layer: cache_bytes(Path(key_folder(cfg, folder, feature))) for feature in features}

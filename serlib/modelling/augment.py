@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from serlib.common.config import AugmentConfig
+from serlib.common.config import AugmentConfig, SystemConfig
 from serlib.common.paper import PAPER_FRAMES  # the paper's crop of 380 frames is stated for 400-frame inputs
 
 
@@ -65,10 +65,12 @@ class TriAug(nn.Module):
         self.last_applied: dict[str, torch.Tensor] = {}
 
     @classmethod
-    def from_config(cls, cfg: AugmentConfig) -> "TriAug":
-        """The Tri-Aug an ``augment`` section of the parameters describes."""
+    def from_config(cls, cfg: AugmentConfig, within_clip: Optional[bool] = None) -> "TriAug":
+        """The Tri-Aug an ``augment`` section of the parameters describes; ``within_clip`` replaces the section's
+        (a system's own ``within_clip``)."""
         return cls(cfg.noise_prob, cfg.noise_std, cfg.crop_prob, cfg.crop_frames, cfg.mask_prob,
-                   cfg.mask_spans, cfg.mask_width, cfg.mask_channel_groups, cfg.mask_groups_max, cfg.within_clip)
+                   cfg.mask_spans, cfg.mask_width, cfg.mask_channel_groups, cfg.mask_groups_max,
+                   cfg.within_clip if within_clip is None else within_clip)
 
     def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None,
                 inplace: bool = False, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -254,6 +256,12 @@ def _real_frames_std(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tens
     mean = (x * real).sum(dim=(1, 2), keepdim=True) / count
     var = (((x - mean) * real) ** 2).sum(dim=(1, 2), keepdim=True) / (count - 1).clamp_min(1)
     return real, var.sqrt()
+
+
+def system_augment(cfg: AugmentConfig, system: SystemConfig) -> Optional[TriAug]:
+    """The Tri-Aug a system trains with (the ``augment`` section, with the system's own ``within_clip``), or None
+    for a system without augmentation."""
+    return TriAug.from_config(cfg, system.within_clip) if system.augment else None
 
 
 def single_operation(cfg: AugmentConfig, operation: str) -> TriAug:

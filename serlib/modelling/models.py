@@ -8,6 +8,10 @@
 
 Built as the paper describes it, the full ResAttn1D-CNN has about 8.7 M parameters, not the
 3.9 M the paper states; ``count_params`` measures it and the report shows both.
+
+A ``model`` section becomes a network here and nowhere else: ``build_model`` (the section's network),
+``build_classifier`` (behind a learned layer sum for ``wav2vec2_layers``), ``build_system_model`` (a
+system's, with seeded initial weights, on its device).
 """
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from serlib.common.config import ModelConfig
+from serlib.common.config import ModelConfig, SystemConfig
 from serlib.common.paper import PAPER_INPUT_CHANNELS
+from serlib.common.runtime import set_seed
 
 # The paper's residual blocks (3.2): (width, kernel), tapering from long to short patterns.
 RESATTN_BLOCKS: tuple[tuple[int, int], ...] = ((384, 9), (384, 7), (256, 5), (128, 5), (64, 3))
@@ -328,6 +333,14 @@ def build_classifier(model_cfg: ModelConfig, in_channels: int, layers: Optional[
     """``build_model``, behind a learned ``LayerSum`` of ``layers`` encoder layers when given (``wav2vec2_layers``)."""
     net = build_model(model_cfg, in_channels, n_classes)
     return net if layers is None else LayerSumClassifier(LayerSum(layers), net)
+
+
+def build_system_model(system: SystemConfig, in_channels: int, device: torch.device, seed: int,
+                       layers: Optional[int] = None) -> nn.Module:
+    """The system's classifier with seeded initial weights, on ``device``; ``layers``: a learned sum of that
+    many encoder layers in front of it (``input: wav2vec2_layers``)."""
+    set_seed(seed)
+    return build_classifier(system.model, in_channels, layers).to(device)
 
 
 def count_params(model: nn.Module) -> int:

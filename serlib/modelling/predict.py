@@ -49,7 +49,7 @@ from serlib.common.runfolder import RunFolder, read_run_config
 from serlib.common.runtime import cpu_threads, resolve_device
 from serlib.features.encoders import build_encoder, encoder_description, fit_frames
 from serlib.features.extract import encode_waves, plan_batches
-from serlib.modelling.systems import MAIN_PROTOCOL, evaluation_protocols
+from serlib.data.protocols import MAIN_PROTOCOL, evaluation_protocols
 from serlib.modelling.train import classifier_from_state, predict_proba, read_checkpoint
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")  # what a folder is searched for (soundfile reads them)
@@ -384,10 +384,9 @@ class Predictor:
         model = classifier_from_state(state, target, checkpoint)
         input = state["input"]
         layers = state.get("layers") if input != "logmel" else None  # the encoder layers it was trained on
-        described = features if not layers or len(layers) > 1 else dataclasses.replace(
-            features, wav2vec2=dataclasses.replace(features.wav2vec2, layer=layers[0]))
+        layer = layers[0] if layers and len(layers) == 1 else None  # the one layer it reads
         metadata = {"model_id": model_id, "system": system, "seed": seed, "source": source,
-                    "encoder": encoder_description(described, "logmel" if input == "logmel" else "wav2vec2")
+                    "encoder": encoder_description(features, "logmel" if input == "logmel" else "wav2vec2", layer)
                     + (f"; a learned sum of layers {', '.join(map(str, layers))}" if layers and len(layers) > 1 else ""),
                     "window_frames": state["frames"],
                     "weights": features.wav2vec2.weights if input != "logmel" else "n/a (log-Mel)",

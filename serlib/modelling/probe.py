@@ -16,11 +16,9 @@ that ran is read back, not recomputed.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -28,12 +26,14 @@ import torch
 from torch import nn
 
 from serlib.common.config import Config
+from serlib.common.digest import json_digest
 from serlib.common.facts import CLASSES, SUBSETS
 from serlib.common.io import write_bytes_atomic, write_csv_atomic, write_json_atomic
 from serlib.common.runfolder import RunFolder, features_cache_dir
+from serlib.data.protocols import MAIN_PROTOCOL, protocol_subsets
 from serlib.data.stage import load_manifest
-from serlib.features.cache import content_hashes, key_name
-from serlib.features.layers import Layer, at_layer, label, layer_index, probe_layers
+from serlib.features.keys import content_hashes, key_name
+from serlib.features.layers import Layer, LayerPlan, label, layer_index, plan_layers
 from serlib.features.stream import pooled_stats
 from serlib.modelling.baselines import LINEAR_C, linear_baseline
 from serlib.modelling.metrics import classification_metrics
@@ -48,27 +48,30 @@ def probe_dir(folder: RunFolder, protocol: str) -> Path:
     return folder.models / "_probe" / protocol
 
 
-def _subsets(manifest: pd.DataFrame, splits: Optional[pd.Series]) -> pd.DataFrame:
-    return manifest if splits is None else manifest.assign(split=splits.to_numpy())
+def _subsets(folder: RunFolder, protocol: str) -> pd.DataFrame:
+    """The manifest with its ``split`` column under ``protocol`` (``serlib.data.protocols``)."""
+    manifest = load_manifest(folder)
+    return manifest.assign(split=protocol_subsets(folder, protocol, manifest).to_numpy())
 
 
-def _key(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, layers: list, what: str) -> str:
+def _key(cfg: Config, folder: RunFolder, plan: LayerPlan, manifest: pd.DataFrame, layers: list, what: str) -> str:
     hashes, _ = content_hashes(manifest["path"].astype(str).tolist(), features_cache_dir(cfg, folder))
     payload = {"format": PROBE_FORMAT, "what": what, "frames": cfg.features.frames, "grid": list(LINEAR_C),
-               "layers": [key_name(at_layer(cfg, layer), "wav2vec2") for layer in layers],
+               "layers": [key_name(cfg, plan.key("wav2vec2", layer)) for layer in layers],
                "clips": [list(manifest["utt_id"]), list(manifest["label"]), list(manifest["split"]), hashes]}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_digest(payload)
 
 
-def _pooled(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, layer: Layer, out: Path) -> tuple[list[str], np.ndarray]:
+def _pooled(cfg: Config, folder: RunFolder, plan: LayerPlan, manifest: pd.DataFrame, layer: Layer,
+            out: Path) -> tuple[list[str], np.ndarray]:
     """``pooled_stats`` of one layer, kept in ``out`` (keyed like the probe): the probe and the layer-sum
     baseline read each layer's cache once between them."""
-    key = _key(cfg, folder, manifest, [layer], "pooled")
+    key = _key(cfg, folder, plan, manifest, [layer], "pooled")
     path = out / f"pooled-{layer}-{key}.npz"
     if path.is_file():
         with np.load(path, allow_pickle=False) as saved:
             return saved["ids"].tolist(), saved["x"]
-    ids, x = pooled_stats(cfg, folder, manifest, layer)
+    ids, x = pooled_stats(cfg, folder, manifest, plan.key("wav2vec2", layer))
     out.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, ids=np.asarray(ids, dtype=str), x=x)
@@ -89,33 +92,33 @@ def _split_arrays(ids: list[str], x: np.ndarray, manifest: pd.DataFrame) -> tupl
     return xs, ys, rows.index[(rows["split"] == "test").to_numpy()].to_numpy()
 
 
-def layer_probe(cfg: Config, folder: RunFolder, protocol: str = "split", splits: Optional[pd.Series] = None,
-                progress=None) -> pd.DataFrame:
+def layer_probe(cfg: Config, folder: RunFolder, protocol: str = MAIN_PROTOCOL, progress=None) -> pd.DataFrame:
     """Probe every layer of ``analysis.layer_probe`` (read back when it already ran on these clips).
 
     Args:
         cfg: the run configuration.
         folder: the run folder (manifest, feature cache).
-        protocol: names the results' folder; ``splits`` (aligned with the manifest) replaces its split column.
+        protocol: the clips' subsets (``serlib.data.protocols.protocol_subsets``); names the results' folder.
         progress: called with a line per layer (``serlib.common.progress.Progress``), or None.
 
     Returns:
         ``PROBE_COLUMNS``, one row per layer: its cache name and index, the chosen C, validation accuracy and
         UAR, test accuracy and UAR, and whether it is the probe's choice.
     """
-    layers = probe_layers(cfg)
+    plan = plan_layers(cfg)
+    layers = list(plan.probe)
     if not layers:
         raise ValueError(f"{cfg.source}: analysis.layer_probe is not set; set it (all, or a list of layers)")
-    manifest = _subsets(load_manifest(folder), splits)
+    manifest = _subsets(folder, protocol)
     out = probe_dir(folder, protocol)
-    key = _key(cfg, folder, manifest, layers, "probe")
+    key = _key(cfg, folder, plan, manifest, layers, "probe")
     saved = _read(out / "probe.json")
     if saved.get("key") == key and (out / "probe.csv").is_file():
         return pd.read_csv(out / "probe.csv", dtype={"layer": str})
     w = cfg.features.wav2vec2
     rows, out_files = [], {}
     for number, layer in enumerate(layers, 1):
-        ids, x = _pooled(cfg, folder, manifest, layer, out)
+        ids, x = _pooled(cfg, folder, plan, manifest, layer, out)
         xs, ys, test_ids = _split_arrays(ids, x, manifest)
         preds, info = linear_baseline(xs, ys, test_ids)
         test = classification_metrics(ys["test"], preds["pred"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy())
@@ -136,14 +139,14 @@ def layer_probe(cfg: Config, folder: RunFolder, protocol: str = "split", splits:
     return table[PROBE_COLUMNS]
 
 
-def best_layer(cfg: Config, folder: RunFolder, protocol: str = "split", splits: Optional[pd.Series] = None) -> Layer:
+def best_layer(cfg: Config, folder: RunFolder, protocol: str = MAIN_PROTOCOL) -> Layer:
     """The probe's choice on ``protocol``'s validation split ("last" or an index), probing first if needed."""
-    table = layer_probe(cfg, folder, protocol, splits)
+    table = layer_probe(cfg, folder, protocol)
     chosen = table.loc[table["chosen"], "layer"].iloc[0]
     return "last" if chosen == "last" else int(chosen)
 
 
-def probe_predictions(folder: RunFolder, layer: Layer, protocol: str = "split") -> pd.DataFrame:
+def probe_predictions(folder: RunFolder, layer: Layer, protocol: str = MAIN_PROTOCOL) -> pd.DataFrame:
     """The test predictions of one layer's probe (utt_id, label, pred, prob_<class>..., correct)."""
     return pd.read_csv(probe_dir(folder, protocol) / f"layer-{layer}_test.csv")
 
@@ -181,26 +184,27 @@ def _fit_sum(x: torch.Tensor, y: torch.Tensor, weight_decay: float, seed: int = 
     return model.eval()
 
 
-def layer_sum_linear(cfg: Config, folder: RunFolder, protocol: str = "split",
-                     splits: Optional[pd.Series] = None) -> tuple[pd.DataFrame, dict]:
+def layer_sum_linear(cfg: Config, folder: RunFolder, protocol: str = MAIN_PROTOCOL) -> tuple[pd.DataFrame, dict]:
     """Mean-pooled layers, a learned softmax layer sum and a linear head (SUPERB), weight decay chosen on val.
 
     Each layer's means are standardised with the training split's statistics (per layer and channel, as
     SUPERB's optional layer norm does) before the sum. Read back when it already ran on these clips.
+    ``protocol``: the clips' subsets (``serlib.data.protocols.protocol_subsets``); names the results' folder.
 
     Returns:
         (test predictions shaped like a system's; {"weight_decay", "val_acc", "val_uar", "weights": {layer: w}}).
     """
-    layers = probe_layers(cfg)
-    manifest = _subsets(load_manifest(folder), splits)
+    plan = plan_layers(cfg)
+    layers = list(plan.probe)
+    manifest = _subsets(folder, protocol)
     out = probe_dir(folder, protocol)
-    key = _key(cfg, folder, manifest, layers, f"layer-sum {SUM_STEPS} {list(SUM_WEIGHT_DECAYS)}")
+    key = _key(cfg, folder, plan, manifest, layers, f"layer-sum {SUM_STEPS} {list(SUM_WEIGHT_DECAYS)}")
     saved = _read(out / "layer_sum.json")
     if saved.get("key") == key and (out / "layer_sum_test.csv").is_file():
         return pd.read_csv(out / "layer_sum_test.csv"), saved["info"]
     stacked, ids = [], None
     for layer in layers:
-        layer_ids, x = _pooled(cfg, folder, manifest, layer, out)
+        layer_ids, x = _pooled(cfg, folder, plan, manifest, layer, out)
         if ids is not None and layer_ids != ids:
             raise ValueError(f"layer-sum baseline: layer {layer} holds other clips than layer {layers[0]}; extract "
                              "every probed layer again (serlib features)")

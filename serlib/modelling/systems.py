@@ -1,274 +1,50 @@
 """Running the configured systems (paper 3.3-3.4, 4.2) with the engine of ``serlib.modelling.train``.
 
 This module owns everything between a run folder and ``serlib.modelling.train.fit``:
-- ``load_split_data(cfg, folder, input, device)`` -> ``SplitData``: one input's features split by
-  the manifest, on the training device (``split_features`` for an in-memory FeatureSet).
 - ``train_run(...)``: one system x seed, with every output written to ``<run>/models/<system>/seed<k>/``
   (``run_key`` identifies a run, ``RunFolder.run_dir`` places it, ``result_row`` reads it back).
 - ``select_lr_wd(cfg, folder)``: the learning-rate / weight-decay grid, scored on validation only.
 - ``train_systems(cfg, folder, systems=None)``: all systems x seeds, reusing unchanged runs;
   ``load_results`` / ``load_history`` / ``load_selection`` / ``summarise`` read its outputs.
 
-It reads the manifest and the feature cache and builds neither (``serlib.pipeline`` makes sure
-they exist before training starts).
+The data a system trains on is ``serlib.modelling.inputs`` (its features, split by a protocol of
+``serlib.data.protocols``); the network and the augmentation come from ``serlib.modelling.models`` and
+``serlib.modelling.augment``. It reads the manifest and the feature cache and builds neither
+(``serlib.pipeline`` makes sure they exist before training starts).
 """
 from __future__ import annotations
 
 import logging
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from serlib.common.config import Config, ConfigError, SystemConfig, config_to_dict, non_default
-from serlib.common.facts import CLASSES, CORPORA, SUBSETS
+from serlib.common.digest import json_digest
+from serlib.common.facts import CLASSES
 from serlib.common.io import read_json, write_csv_atomic, write_json_atomic
 from serlib.common.runfolder import RunFolder
 from serlib.common.progress import Progress
-from serlib.common.runtime import resolve_device, set_seed
-from serlib.data.stage import load_manifest
-from serlib.features.extract import FeatureSet, load_features
-from serlib.features.layers import at_layer, system_layers
-from serlib.features.stream import LayerStack, open_layers
-from serlib.modelling import probe
-from serlib.modelling.augment import TriAug
+from serlib.common.runtime import resolve_device
+from serlib.data.protocols import MAIN_PROTOCOL
+from serlib.features.layers import plan_layers
+from serlib.modelling.augment import system_augment
+from serlib.modelling.inputs import SplitData, load_split_data, system_data, system_features
 from serlib.modelling.metrics import classification_metrics
-from serlib.modelling.models import build_classifier, count_params
-from serlib.modelling.placement import Placement, plan_placement, stream_threads, streamed, to_training_layout
-from serlib.modelling.train import HISTORY_COLUMNS, fit, predict_proba
+from serlib.modelling.models import build_system_model, count_params
+from serlib.modelling.train import HISTORY_COLUMNS, TrainSettings, fit, predict_proba
 
 log = logging.getLogger("serlib")
-
-
-MAIN_PROTOCOL = "split"  # the paper's speaker-independent split (data.split)
-
-# --------------------------------------------------------------------------- data
-
-
-@dataclass
-class SplitData:
-    """One input's features split by the manifest, on the training device."""
-
-    input: str
-    x: dict  # split -> (n, channels, frames) float32 tensor
-    y: dict  # split -> (n,) long tensor of label indices
-    utt_ids: dict  # split -> list[str]
-    fingerprint: str  # identity of the features and the split (part of every run key)
-    lengths: Optional[dict] = None  # split -> (n,) long: real frames per clip (None: every clip fills the window)
-    protocol: str = "split"  # the evaluation protocol the subsets come from (see ``protocol_splits``)
-    placement: Optional[Placement] = None  # where ``x`` lives (``serlib.modelling.placement``)
-    layers: Optional[list] = None  # the encoder layers the features are ("last" or indices; None: log-Mel)
-
-    def __post_init__(self):
-        if self.lengths is None:
-            self.lengths = {s: torch.full((len(x),), x.shape[2], dtype=torch.long, device=x.device)
-                            for s, x in self.x.items()}
-
-    @property
-    def device(self) -> torch.device:
-        """The training device (the features may sit on the host: ``placement``)."""
-        return torch.device(self.placement.device) if self.placement is not None else self.x["train"].device
-
-    @property
-    def channels(self) -> int:
-        x = self.x["train"]
-        return int(x.channels) if isinstance(x, LayerStack) else int(x.shape[1])
-
-    @property
-    def frames(self) -> int:
-        return int(self.x["train"].shape[-1])
-
-    @property
-    def stacked(self) -> Optional[int]:
-        """How many layers each clip holds when the features are several layers (a ``LayerStack``), else None."""
-        x = self.x["train"]
-        return len(x.layers) if isinstance(x, LayerStack) else None
-
-
-def _fingerprint(parts: Sequence[tuple[torch.Tensor, torch.Tensor]], utt_ids: Sequence[str], labels: Sequence[str],
-                 splits: Sequence[str], chunk: int = 256) -> str:
-    """A cheap identity of feature tensors plus their manifest rows (per-utterance sums, rounded).
-
-    ``parts``: one ``(source, index)`` per split, the split being ``source[index]`` (a CPU tensor
-    (n, channels, frames) and its rows). Works chunk by chunk on the CPU, so a paper-scale split is never
-    copied whole and the result does not depend on the training device.
-    """
-    sums = []
-    for source, index in parts:
-        for i in range(0, len(index), chunk):
-            block = source[index[i:i + chunk]].cpu().double()  # (chunk, channels, frames)
-            block = block.flatten(1, 2) if block.dim() == 4 else block  # several layers: (chunk, layers x channels, frames)
-            sums.append(torch.stack([block.sum(dim=(1, 2)), block.abs().sum(dim=(1, 2))], 1))
-    digest = hashlib.sha256()
-    shapes = [[len(index), *source.shape[1:]] for source, index in parts]
-    digest.update(json.dumps([shapes, list(utt_ids), list(labels), list(splits)]).encode())
-    digest.update(np.round(torch.cat(sums).numpy(), 3).tobytes())
-    return digest.hexdigest()[:16]
-
-
-def _split_rows(manifest: pd.DataFrame, utt_ids: Sequence[str], feature_lengths: torch.Tensor, source, input: str,
-                device: torch.device, splits: Optional[pd.Series]) -> tuple[dict, dict, dict, dict, str]:
-    """The manifest's train / val / test rows among the clips with features (``utt_ids``, ``source``'s rows).
-
-    Manifest rows without features (a clip the feature stage skipped) are reported and left out.
-    Returns (split -> row indices into ``source``, labels on ``device``, utt_ids, lengths on ``device``,
-    the fingerprint of the features and the split).
-    """
-    if splits is not None:
-        manifest = manifest.assign(split=splits.to_numpy())
-    position = {u: i for i, u in enumerate(utt_ids)}
-    missing = [u for u in manifest["utt_id"] if u not in position]
-    if missing:
-        log.info(f"serlib.train: {len(missing)} manifest utterance(s) have no {input} features and are "
-              f"left out (first: {missing[0]})")
-    rows = manifest[manifest["utt_id"].isin(position)]
-    index, y, ids, lengths, labels = {}, {}, {}, {}, {}
-    for split in SUBSETS:
-        part = rows[rows["split"] == split]
-        if part.empty:
-            raise ConfigError(f"the manifest has no '{split}' utterances with {input} features; check data.split "
-                              "(and data.folds)")
-        index[split] = torch.tensor([position[u] for u in part["utt_id"]], dtype=torch.long)
-        lengths[split] = feature_lengths[index[split]].to(device)  # (n_split,)
-        labels[split] = [CLASSES[CLASSES.index(c)] for c in part["label"]]  # a label outside CLASSES fails here
-        y[split] = torch.tensor([CLASSES.index(c) for c in labels[split]], dtype=torch.long, device=device)
-        ids[split] = list(part["utt_id"])
-    order = ("train", "val", "test")
-    fp = _fingerprint([(source, index[s]) for s in order], [i for s in order for i in ids[s]],
-                      [c for s in order for c in labels[s]], [s for s in order for _ in ids[s]])
-    return index, y, ids, lengths, fp
-
-
-def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, device: torch.device,
-                   splits: Optional[pd.Series] = None, free_bytes: Optional[int] = None) -> SplitData:
-    """Align a FeatureSet with the manifest and split it into train / val / test.
-
-    Manifest rows without features (a clip the feature stage skipped) are reported and left out.
-    ``splits`` (aligned with the manifest's rows) replaces its ``split`` column (another protocol).
-    Where the features live is ``serlib.modelling.placement.plan_placement``'s choice for ``device``
-    (on a GPU: float16, resident when they fit in its free memory, else pinned host memory; ``free_bytes``
-    replaces the measured free memory, for tests); labels and lengths go to ``device``. The fingerprint is
-    computed on the CPU from float32 values before anything moves, so it does not depend on the device.
-    """
-    source = features.x.cpu()  # float32, or float16 from the cache (the same values): the fingerprint agrees
-    index, y, ids, lengths, fp = _split_rows(manifest, features.utt_ids, features.lengths, source, input, device,
-                                             splits)
-    elements = sum(len(i) for i in index.values()) * source.shape[1] * source.shape[2]
-    placement = plan_placement(elements, device, free_bytes)
-    x = {split: to_training_layout(source[i], placement) for split, i in index.items()}  # (n_split, channels, frames)
-    data = SplitData(input, x, y, ids, fp, lengths)
-    data.placement = placement
-    return data
-
-
-def load_split_data(cfg: Config, folder: RunFolder, input: str, device: torch.device,
-                    protocol: str = MAIN_PROTOCOL, layers: Optional[Sequence] = None) -> SplitData:
-    """The run's manifest and the cached features of ``input``, split by ``protocol`` and on ``device``.
-
-    Reads only. ``protocol``: "split" (the paper's), "fold<k>" (``data.folds``), "loco-<corpus>".
-    ``layers`` (wav2vec2): the encoder layers, as ``serlib.features.layers`` names them (None: the configured
-    ``features.wav2vec2.layer``); one layer is loaded as a tensor, several stream from the cache (``LayerStack``).
-
-    Raises:
-        FileNotFoundError: no manifest, or clips without cached features (``serlib.pipeline`` builds both).
-    """
-    manifest = load_manifest(folder)
-    splits = None if protocol == MAIN_PROTOCOL else protocol_splits(manifest, protocol, folder)
-    if layers is not None and len(layers) > 1:
-        data = split_layers(cfg, folder, manifest, list(layers), device, splits)
-    else:
-        layer_cfg = at_layer(cfg, layers[0]) if layers else cfg
-        # On a GPU the features are placed in float16 (the cache's precision): loading them so halves the host peak.
-        dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
-        data = split_features(load_features(layer_cfg, folder, manifest, input, dtype=dtype), manifest, input, device,
-                              splits)
-        data.layers = list(layers) if layers else None
-    data.protocol = protocol
-    return data
-
-
-def split_layers(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, layers: list, device: torch.device,
-                 splits: Optional[pd.Series] = None) -> SplitData:
-    """``split_features`` for several layers: each split a ``LayerStack`` over the memory-mapped cache."""
-    stack, utt_ids, _ = open_layers(cfg, folder, manifest, layers)
-    stack.threads = stream_threads(device)
-    index, y, ids, lengths, fp = _split_rows(manifest, utt_ids, stack.lengths, stack, "wav2vec2", device, splits)
-    x = {split: stack.subset(i) for split, i in index.items()}  # views over the maps: nothing is read here
-    data = SplitData("wav2vec2_layers", x, y, ids, fp, lengths, layers=layers)
-    data.placement = streamed(stack.numel() * 2, device)
-    return data
-
-
-def system_layers_for(cfg: Config, folder: RunFolder, name: str, protocol: str = MAIN_PROTOCOL) -> Optional[list]:
-    """The encoder layers system ``name`` reads under ``protocol`` (None: log-Mel); ``layers: best`` asks the
-    per-layer probe for its choice on that protocol's validation split (``serlib.modelling.probe``)."""
-    best = None
-    if cfg.systems[name].layers == "best":
-        splits = None if protocol == MAIN_PROTOCOL else protocol_splits(load_manifest(folder), protocol, folder)
-        best = probe.best_layer(cfg, folder, protocol, splits)
-    return system_layers(cfg, name, best)
-
-
-def system_data(cfg: Config, folder: RunFolder, name: str, device: torch.device,
-                protocol: str = MAIN_PROTOCOL) -> SplitData:
-    """The features system ``name`` reads (its input and layers), split by ``protocol`` and on ``device``."""
-    system = cfg.systems[name]
-    layers = system_layers_for(cfg, folder, name, protocol)
-    input = "logmel" if system.input == "logmel" else "wav2vec2"
-    return load_split_data(cfg, folder, input, device, protocol, layers)
-
-
-# --------------------------------------------------------------------------- protocols
-
-
-def evaluation_protocols(cfg: Config) -> list[str]:
-    """The protocols behind the main results: the paper's single split, or the ``data.folds`` speaker folds."""
-    return [f"fold{i}" for i in range(1, cfg.data.folds + 1)] if cfg.data.folds else [MAIN_PROTOCOL]
-
-
-def loco_protocols(manifest: pd.DataFrame) -> list[str]:
-    """One leave-one-corpus-out protocol per corpus of the manifest (none with a single corpus)."""
-    present = [c for c in CORPORA if c in set(manifest["corpus"])]
-    return [f"loco-{c}" for c in present] if len(present) > 1 else []
-
-
-def protocol_splits(manifest: pd.DataFrame, protocol: str, folder: RunFolder) -> pd.Series:
-    """The subset of every manifest row under ``protocol``.
-
-    - ``fold<k>``: the speaker k-fold assignment in ``data/folds.csv`` (every speaker tested in one fold).
-    - ``loco-<corpus>``: every clip of that corpus is test; the other corpora keep their train and val
-      speakers (validation comes from the training corpora only) and their test speakers train.
-    """
-    if protocol.startswith("fold"):
-        if not folder.folds.is_file():
-            raise FileNotFoundError(f"{folder.folds}: no speaker folds; build them with serlib.pipeline.ensure_folds")
-        folds = pd.read_csv(folder.folds, dtype={"speaker": str, "split": str})
-        chosen = folds[folds["fold"] == int(protocol[4:])].set_index("speaker")["split"]
-        splits = manifest["speaker"].map(chosen)
-        if splits.isna().any():
-            missing = sorted(set(manifest.loc[splits.isna(), "speaker"]))
-            raise ValueError(f"{folder.folds}: speaker(s) {', '.join(missing[:5])} of the manifest have no fold; "
-                             "the folds are stale: rebuild them (serlib.pipeline.ensure_folds)")
-        return splits
-    if protocol.startswith("loco-"):
-        corpus = protocol[len("loco-"):]
-        if corpus not in CORPORA:
-            raise ValueError(f"unknown protocol {protocol!r}: loco-<corpus> with a corpus of {', '.join(CORPORA)}")
-        splits = manifest["split"].where(manifest["split"] != "test", "train")
-        return splits.where(manifest["corpus"] != corpus, "test")
-    raise ValueError(f"unknown protocol {protocol!r}; expected split, fold<k> or loco-<corpus>")
 
 
 # --------------------------------------------------------------------------- one run
@@ -290,7 +66,7 @@ def run_key(system: SystemConfig, cfg: Config, lr: float, weight_decay: float, d
                "features": data.fingerprint, "seed": seed}
     if trims_batches(cfg, system):  # trimming changes the batches of a masked system only
         payload["trim"] = True
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return json_digest(payload)
 
 
 def _is_complete(folder: RunFolder, name: str, seed: int, key: str, protocol: str = MAIN_PROTOCOL) -> bool:
@@ -321,7 +97,7 @@ def replace_run_dir(work: Path, out: Path) -> None:
 
 def _predictions(model: nn.Module, data: SplitData, split: str, batch_size: int,
                  trim: bool = False) -> tuple[pd.DataFrame, dict]:
-    probs = predict_proba(model, data.x[split], batch_size, data.lengths[split], trim).cpu().numpy()  # (n, 3)
+    probs = predict_proba(model, data.x[split], batch_size, data.split_lengths(split), trim).cpu().numpy()  # (n, 3)
     truth, pred = data.y[split].cpu().numpy(), probs.argmax(1)
     table = pd.DataFrame({"utt_id": data.utt_ids[split], "label": [CLASSES[i] for i in truth],
                           "pred": [CLASSES[i] for i in pred]})
@@ -337,23 +113,6 @@ def trims_batches(cfg: Config, system: SystemConfig) -> bool:
     computes (its pooling averages the whole window)."""
     wanted = cfg.train.trim_batches if system.trim_batches is None else system.trim_batches
     return bool(wanted and system.model.mask_padding)
-
-
-def system_augment(cfg: Config, system: SystemConfig) -> Optional[TriAug]:
-    """The system's Tri-Aug (the augment section, with the system's own ``within_clip``), or None."""
-    if not system.augment:
-        return None
-    section = cfg.augment if system.within_clip is None else dataclasses.replace(cfg.augment,
-                                                                                 within_clip=system.within_clip)
-    return TriAug.from_config(section)
-
-
-def build_system_model(system: SystemConfig, in_channels: int, device: torch.device, seed: int,
-                       layers: Optional[int] = None) -> nn.Module:
-    """The system's classifier with seeded initial weights, on ``device``; ``layers``: a learned sum of that
-    many encoder layers in front of it (``input: wav2vec2_layers``)."""
-    set_seed(seed)
-    return build_classifier(system.model, in_channels, layers).to(device)
 
 
 def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, data: SplitData, seed: int,
@@ -384,16 +143,14 @@ def _train_into(cfg: Config, folder: RunFolder, name: str, system: SystemConfig,
         return work / path.name
 
     model = build_system_model(system, data.channels, data.device, seed, data.stacked)
-    augment = system_augment(cfg, system)
     trim = trims_batches(cfg, system)
     out.mkdir(parents=True, exist_ok=True)  # the live history is where a watcher looks while it trains
     live = folder.live_history(name, seed, protocol)
     live.unlink(missing_ok=True)  # this training run's epochs, appended as they finish
     where = f"{name} seed {seed}" + ("" if protocol == MAIN_PROTOCOL else f" ({protocol})")
-    result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train, augment,
-                 lr=lr, weight_decay=weight_decay, seed=seed, progress=progress, desc=where,
-                 system=name if protocol == MAIN_PROTOCOL else f"{name} ({protocol})", train_lengths=data.lengths["train"],
-                 val_lengths=data.lengths["val"], trim=trim, on_epoch=epoch_progress(folder, where, live))
+    settings = TrainSettings.from_config(cfg.train, lr, weight_decay, seed=seed, trim=trim, progress=progress,
+                                         desc=where, name=name if protocol == MAIN_PROTOCOL else f"{name} ({protocol})")
+    result = fit(model, data, settings, system_augment(cfg.augment, system), epoch_progress(folder, where, live))
     result.history.to_csv(staged(folder.history(name, seed, protocol)), index=False)
     metrics = {"best_epoch": result.best_epoch, "stopped_epoch": result.stopped_epoch,
                "params": count_params(model), "seconds_per_epoch": result.seconds_per_epoch,
@@ -508,8 +265,7 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
     device = resolve_device(cfg.train.device, key="train.device")
     data = data or system_data(cfg, folder, system_name, device)
     out = _selection_dir(folder, group, data.protocol)
-    key = run_key(system, cfg, -1.0, -1.0, data, sel.seed) + hashlib.sha256(
-        json.dumps(non_default(sel) | {"on": system_name}, sort_keys=True).encode()).hexdigest()[:8]
+    key = run_key(system, cfg, -1.0, -1.0, data, sel.seed) + json_digest(non_default(sel) | {"on": system_name}, 8)
     saved = _read_selection(out / "selection.json")
     if saved.get("key") == key:
         return {**saved, "grid": pd.read_csv(out / "selection.csv")}
@@ -517,13 +273,12 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
     for lr in sel.lrs:
         for wd in sel.weight_decays:
             model = build_system_model(system, data.channels, device, sel.seed, data.stacked)
-            augment = system_augment(cfg, system)
-            result = fit(model, data.x["train"], data.y["train"], data.x["val"], data.y["val"], cfg.train,
-                         augment, lr=lr, weight_decay=wd, max_epochs=sel.max_epochs, seed=sel.seed,
-                         progress=progress, desc=f"select {system_name} lr={lr:g} wd={wd:g}",
-                         system=f"{system_name} (selection lr={lr:g} wd={wd:g})", train_lengths=data.lengths["train"],
-                         val_lengths=data.lengths["val"], trim=trims_batches(cfg, system),
-                         on_epoch=epoch_progress(folder, f"selection {system_name} lr={lr:g} wd={wd:g}"))
+            settings = TrainSettings.from_config(cfg.train, lr, wd, sel.max_epochs, seed=sel.seed,
+                                                 trim=trims_batches(cfg, system), progress=progress,
+                                                 desc=f"select {system_name} lr={lr:g} wd={wd:g}",
+                                                 name=f"{system_name} (selection lr={lr:g} wd={wd:g})")
+            result = fit(model, data, settings, system_augment(cfg.augment, system),
+                         epoch_progress(folder, f"selection {system_name} lr={lr:g} wd={wd:g}"))
             best_loss = float(result.history["val_loss"].iloc[result.best_epoch - 1])
             rows.append({"lr": lr, "weight_decay": wd, "best_val_acc": result.best_val_acc,
                          "best_val_loss": best_loss, "best_epoch": result.best_epoch})
@@ -618,14 +373,13 @@ def _hyperparameters(cfg: Config, folder: RunFolder, name: str, data_for, progre
 
 def _train_all(cfg: Config, folder: RunFolder, names: list[str], progress: bool, protocol: str) -> pd.DataFrame:
     device = resolve_device(cfg.train.device, key="train.device")
+    plan = plan_layers(cfg)  # the run's layers, resolved once for every system
     data_by_source: dict[tuple, SplitData] = {}  # systems reading the same features share one load
 
     def data_for(name: str) -> SplitData:
-        system = cfg.systems[name]
-        layers = system_layers_for(cfg, folder, name, protocol)
-        source = ("logmel" if system.input == "logmel" else "wav2vec2", tuple(layers or ()))
+        source = tuple(system_features(cfg, folder, name, protocol, plan))
         if source not in data_by_source:
-            data_by_source[source] = load_split_data(cfg, folder, source[0], device, protocol, layers)
+            data_by_source[source] = load_split_data(cfg, folder, source, device, protocol)
         return data_by_source[source]
 
     rows, done_by_key = [], {}

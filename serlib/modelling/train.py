@@ -7,11 +7,13 @@ scored at that checkpoint only. Features are loaded once and stay on the trainin
 This module owns the engine on in-memory tensors:
 - ``TrainStep``: one training step (Tri-Aug, forward, cross-entropy, backward, clipping, AdamW),
   the one the epoch loop and ``serlib bench`` both run; ``make_optimizer`` builds its AdamW.
-- ``fit(model, train_x, train_y, val_x, val_y, ...)`` -> ``FitResult``: the epoch loop.
+- ``fit(model, data, settings)`` -> ``FitResult``: the epoch loop over a ``SplitData``'s train and val
+  splits (``serlib.modelling.inputs``), with a ``TrainSettings`` (the train section and this fit's choices).
 - ``predict_proba`` / ``evaluate``: scoring; ``load_checkpoint``: rebuild a trained classifier.
 
-Running the configured systems (data splits, run folders, learning-rate selection, all systems x
-seeds, the results table) lives in ``serlib.systems``, which builds on this engine.
+Running the configured systems (run folders, learning-rate selection, all systems x seeds, the results
+table) lives in ``serlib.modelling.systems``, which builds on this engine; the split data it trains on is
+``serlib.modelling.inputs``.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from serlib.common.config import ConfigError, TrainConfig, model_from_dict
 from serlib.common.facts import CLASSES
 from serlib.common.io import RunFileError
 from serlib.common.runtime import set_seed, training_mode
+from serlib.modelling.inputs import SplitData
 from serlib.modelling.models import LayerSumClassifier, build_classifier
 from serlib.modelling.placement import gather
 
@@ -245,29 +248,41 @@ def _check_fit_inputs(train_x, train_y, val_x, val_y) -> None:
                              f"got {tuple(x.shape)} and {tuple(y.shape)}")
 
 
-def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor,
-        val_y: torch.Tensor, train_cfg: TrainConfig, augment: Optional[nn.Module] = None,
-        lr: Optional[float] = None, weight_decay: Optional[float] = None, max_epochs: Optional[int] = None,
-        seed: int = 0, progress: bool = True, desc: str = "train", system: Optional[str] = None,
-        train_lengths: Optional[torch.Tensor] = None, val_lengths: Optional[torch.Tensor] = None,
-        trim: bool = False, on_epoch: Optional[Callable[[dict, int], None]] = None) -> FitResult:
+@dataclass(frozen=True)
+class TrainSettings:
+    """How ``fit`` trains, besides the data and the model: the train section and this fit's own choices."""
+
+    train: TrainConfig  # batch size, scheduler, early stopping, clipping, determinism, amp, eval batch size
+    lr: float  # AdamW's learning rate
+    weight_decay: float  # AdamW's weight decay
+    max_epochs: int  # at most this many epochs (early stopping may end sooner)
+    seed: int = 0  # seeds the batch order and the augmentation draws
+    trim: bool = False  # batches from length buckets, each cut to its longest clip (needs lengths; masked models)
+    name: Optional[str] = None  # who is trained ("S5", "S5 (fold1)"), named with the seed in a non-finite-loss error
+    desc: str = "train"  # the progress bar's label
+    progress: bool = True  # show a tqdm bar over epochs
+
+    @classmethod
+    def from_config(cls, train: TrainConfig, lr: Optional[float] = None, weight_decay: Optional[float] = None,
+                    max_epochs: Optional[int] = None, **choices) -> "TrainSettings":
+        """The settings the ``train`` section describes; ``lr``, ``weight_decay``, ``max_epochs`` override it
+        (learning-rate selection), ``choices`` set the other fields."""
+        return cls(train, train.lr if lr is None else lr, train.weight_decay if weight_decay is None else weight_decay,
+                   train.max_epochs if max_epochs is None else max_epochs, **choices)
+
+
+def fit(model: nn.Module, data: SplitData, settings: TrainSettings, augment: Optional[nn.Module] = None,
+        on_epoch: Optional[Callable[[dict, int], None]] = None) -> FitResult:
     """Train ``model`` with the paper's protocol and leave the best-validation weights in it.
 
     Args:
         model: the classifier, on the training device (features may be float16 and on the host: their batches,
             the labels and the lengths are moved to the model's device).
-        train_x: (n_train, channels, frames) float32 features; ``train_y``: (n_train,) label indices.
-        val_x, val_y: the validation split, same layout.
-        train_cfg: batch size, scheduler, early stopping, clipping (``lr``/``weight_decay`` unless given).
+        data: the ``train`` and ``val`` splits (``SplitData``): ``x`` (n, channels, frames) features, ``y`` (n,)
+            label indices, ``lengths`` (n,) real frames per clip (masked models, within-clip Tri-Aug), or None.
+        settings: learning rate, weight decay, epochs, seed, trimming, and the train section's rest.
         augment: a ``TriAug`` applied to training batches only (in place on each freshly gathered
-            batch, so ``train_x`` is never modified), or None.
-        lr, weight_decay, max_epochs: override ``train_cfg`` (learning-rate selection).
-        seed: seeds the batch order and the augmentation draws.
-        progress: show a tqdm bar over epochs.
-        desc: label of the bar.
-        system: the system trained (named, with the seed, in a non-finite-loss error).
-        train_lengths, val_lengths: (n,) real frames per clip (masked models, within-clip Tri-Aug), or None.
-        trim: batches from length buckets, each cut to its longest clip (needs the lengths; for masked models).
+            batch, so ``data.x["train"]`` is never modified), or None.
         on_epoch: called after every epoch with its history row (``HISTORY_COLUMNS``) and ``max_epochs``
             (live progress: ``serlib.modelling.systems`` appends it to the run's ``history.live.csv``).
 
@@ -278,39 +293,37 @@ def fit(model: nn.Module, train_x: torch.Tensor, train_y: torch.Tensor, val_x: t
     Raises:
         NonFiniteLossError: a batch's loss is NaN or infinite (names the system, seed, epoch and batch).
     """
-    _check_fit_inputs(train_x, train_y, val_x, val_y)
-    if trim and (train_lengths is None or val_lengths is None):
-        raise ValueError("fit(trim=True) needs train_lengths and val_lengths")
-    lr = train_cfg.lr if lr is None else lr
-    weight_decay = train_cfg.weight_decay if weight_decay is None else weight_decay
-    max_epochs = train_cfg.max_epochs if max_epochs is None else max_epochs
-    set_seed(seed)
-    with training_mode(train_cfg.deterministic):
-        return _fit(model, train_x, train_y, val_x, val_y, train_cfg, augment, lr, weight_decay, max_epochs, seed,
-                    progress, desc, system, train_lengths, val_lengths, trim, on_epoch)
+    _check_fit_inputs(data.x["train"], data.y["train"], data.x["val"], data.y["val"])
+    if settings.trim and (data.split_lengths("train") is None or data.split_lengths("val") is None):
+        raise ValueError("fit with trim needs the train and val lengths")
+    set_seed(settings.seed)
+    with training_mode(settings.train.deterministic):
+        return _fit(model, data, settings, augment, on_epoch)
 
 
-def _fit(model, train_x, train_y, val_x, val_y, train_cfg, augment, lr, weight_decay, max_epochs, seed, progress,
-         desc, system, train_lengths, val_lengths, trim, on_epoch=None) -> FitResult:
+def _fit(model: nn.Module, data: SplitData, settings: TrainSettings, augment: Optional[nn.Module],
+         on_epoch: Optional[Callable[[dict, int], None]]) -> FitResult:
+    train_cfg, seed, max_epochs, trim = settings.train, settings.seed, settings.max_epochs, settings.trim
     device = next(model.parameters()).device  # labels, indices and lengths follow the model; features may not
     generator = torch.Generator().manual_seed(seed)
-    optimizer = make_optimizer(model, lr, weight_decay)
+    optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
     step = TrainStep(model, optimizer, augment, train_cfg.grad_clip, amp=train_cfg.amp)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="max", factor=train_cfg.plateau_factor, patience=train_cfg.plateau_patience,
         min_lr=train_cfg.min_lr)
     rows, best = [], {"acc": -1.0, "loss": math.inf, "epoch": 0, "state": None}
-    where = f"system {system}, seed {seed}" if system else f"{desc} (seed {seed})"
-    bar = tqdm(range(1, max_epochs + 1), desc=desc, disable=not progress, leave=False)
+    where = f"system {settings.name}, seed {seed}" if settings.name else f"{settings.desc} (seed {seed})"
+    bar = tqdm(range(1, max_epochs + 1), desc=settings.desc, disable=not settings.progress, leave=False)
     for epoch in bar:
         start, epoch_lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
         try:
-            train_loss, train_acc = _train_epoch(step, train_x, train_y, train_cfg.batch_size, generator, where,
-                                                 epoch, train_lengths, trim, device)
+            train_loss, train_acc = _train_epoch(step, data.x["train"], data.y["train"], train_cfg.batch_size,
+                                                 generator, where, epoch, data.split_lengths("train"), trim, device)
         except NonFiniteLossError:
             bar.close()
             raise
-        val_loss, val_acc = evaluate(model, val_x, val_y, train_cfg.eval_batch_size, val_lengths, trim)
+        val_loss, val_acc = evaluate(model, data.x["val"], data.y["val"], train_cfg.eval_batch_size,
+                                     data.split_lengths("val"), trim)
         scheduler.step(val_acc)
         rows.append([epoch, train_loss, train_acc, val_loss, val_acc, epoch_lr, time.perf_counter() - start])
         if on_epoch is not None:

@@ -11,7 +11,7 @@ import pandas as pd
 from serlib.common.config import Config, configured_corpora, primary_system
 from serlib.common.paper import TABLE5
 from serlib.common.runfolder import RunFolder
-from serlib.features.cache import inputs_for_run
+from serlib.features.keys import inputs_for_run
 
 METRICS = (("acc", "accuracy", "test_acc"), ("uar", "UAR", None), ("macro_f1", "macro-F1", "macro_f1"))
 

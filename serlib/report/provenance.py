@@ -20,7 +20,7 @@ import yaml
 from serlib.common.config import Config, config_to_dict
 from serlib.common.io import RunFileError, read_json, write_json_atomic, write_text_atomic
 from serlib.common.runfolder import RunFolder, project_root
-from serlib.features.cache import inputs_for_run
+from serlib.features.keys import inputs_for_run
 
 PACKAGES = ("torch", "torchaudio", "transformers", "librosa", "numpy", "pandas", "scikit-learn")
 

@@ -34,9 +34,10 @@ from serlib import pipeline
 from serlib.common.config import Config, ConfigError, loco_systems, non_default
 from serlib.common.io import write_json_atomic
 from serlib.common.runfolder import RunFolder
-from serlib.features.cache import inputs_for_run, key_name
-from serlib.features.layers import at_layer, cached_layers
-from serlib.modelling.systems import evaluation_protocols, selection_group
+from serlib.data.protocols import evaluation_protocols
+from serlib.features.keys import inputs_for_run, key_name
+from serlib.features.layers import plan_layers
+from serlib.modelling.systems import selection_group
 from serlib.sweep import tasks
 from serlib.sweep.report import write_sweep_report
 from serlib.sweep.runs import clear_half_written, clear_half_written_runs
@@ -397,8 +398,7 @@ def feature_identity(cfg: Config) -> str:
     variants with the same identity share one extraction (the second finds every clip cached)."""
     keys = []
     for input in inputs_for_run(cfg):
-        layers = cached_layers(cfg) if input == "wav2vec2" else [None]
-        keys += [key_name(at_layer(cfg, layer) if layer is not None else cfg, input) for layer in layers]
+        keys += [key_name(cfg, feature) for feature in plan_layers(cfg).keys(input)]
     return json.dumps([cfg.features.cache_dir, non_default(cfg.data), sorted(keys)], sort_keys=True, default=str)
 
 

@@ -30,8 +30,9 @@ from serlib.common.io import write_bytes_atomic, write_json_atomic
 from serlib.common.runfolder import RunFolder
 from serlib.common.runtime import resolve_device
 from serlib.data.stage import load_manifest
-from serlib.modelling.systems import (evaluation_protocols, loco_protocols, select_lr_wd, system_data,
-                                      system_layers_for, train_systems)
+from serlib.data.protocols import evaluation_protocols, loco_protocols
+from serlib.modelling.inputs import system_data, system_layers_for
+from serlib.modelling.systems import select_lr_wd, train_systems
 from serlib.report.runner import run_report
 from serlib.sweep.runs import clear_half_written, sweep_root_of
 

@@ -32,8 +32,9 @@ from serlib.common.runtime import device_choice, set_seed, training_mode
 from serlib.common.timing import time_calls
 from serlib.features.encoders import build_encoder
 from serlib.modelling.augment import TriAug
+from serlib.modelling.inputs import SplitData
 from serlib.modelling.models import build_model, count_params
-from serlib.modelling.train import TrainStep, fit, make_optimizer
+from serlib.modelling.train import TrainSettings, TrainStep, fit, make_optimizer
 from serlib.tools.measure import activation_peak_bytes
 
 MB = 1e6
@@ -118,7 +119,8 @@ def check_fit(device: torch.device) -> dict:
     for _ in range(2):
         set_seed(0)
         model = build_model(ModelConfig(width_scale=0.1), 16).to(device)
-        fit(model, x.to(device), y, x.to(device), y, cfg, TriAug(), seed=0, progress=False)
+        data = SplitData.from_tensors((x.to(device), y), (x.to(device), y))
+        fit(model, data, TrainSettings.from_config(cfg, seed=0, progress=False), TriAug())
         states.append({k: v.detach().cpu() for k, v in model.state_dict().items()})
     same = all(torch.equal(states[0][k], states[1][k]) for k in states[0])
     return _verdict(same, f"two seeded fits of a small CNN under train.deterministic: weights "

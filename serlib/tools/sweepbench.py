@@ -24,9 +24,10 @@ from serlib import pipeline
 from serlib.common.config import Config, loco_systems
 from serlib.common.io import write_json_atomic
 from serlib.common.progress import log_to_stdout
-from serlib.features.cache import inputs_for_run
+from serlib.features.keys import inputs_for_run
 from serlib.features.layers import paper_layer_cache_bytes
-from serlib.modelling.systems import evaluation_protocols, selection_group
+from serlib.data.protocols import evaluation_protocols
+from serlib.modelling.systems import selection_group
 from serlib.sweep.execute import EXECUTORS, distinct_systems, feature_identity, run_sweep
 from serlib.sweep.spec import Sweep, load_sweep
 from serlib.sweep.tasks import LOCO_NOTEBOOK
