@@ -322,7 +322,8 @@ def curve_landmarks(cfg: Config, folder: RunFolder, system: Optional[str] = None
         ``{"system", "lr_reductions": "[31, 42]" or "none", "stopped_epoch": last epoch run, "max_epochs": the cap}``.
     """
     system = system or primary_system(cfg)[0]
-    history = systems.load_history(folder, system, cfg.train.seeds[0], protocol or protocols.evaluation_protocols(cfg)[0])
+    protocol = protocol or protocols.evaluation_protocols(cfg)[0]
+    history = systems.load_history(folder, system, cfg.train.seeds[0], protocol)
     reductions = lr_reductions(history)
     return {"system": system, "lr_reductions": str(reductions) if reductions else "none",
             "stopped_epoch": int(history["epoch"].iloc[-1]), "max_epochs": cfg.train.max_epochs}

@@ -373,7 +373,7 @@ def _set_dotted(tree: dict, key: str, value: Any, origin: str) -> None:
     node = tree
     for depth, part in enumerate(parts[:-1]):
         if node.get(part) is None:
-            node[part] = {}  # a new system, or a section that was null (data.demo); unknown names fail in build_dataclass
+            node[part] = {}  # a new system, or a section that was null (data.demo); build_dataclass refuses unknown names
         if not isinstance(node[part], dict):
             raise ConfigError(f"{origin}: '{'.'.join(parts[:depth + 1])}' holds a value ({node[part]!r}), not a "
                               f"section, so '{key}' cannot be set; set '{'.'.join(parts[:depth + 1])}' itself")

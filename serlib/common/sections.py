@@ -73,7 +73,8 @@ class DataConfig:
     folds: Optional[Annotated[int, Bound(">=", 2)]] = None  # speaker k-fold cross-validation instead of the split
                                                              # (null = the paper's single split); at most the
                                                              # speakers of the smallest corpus
-    silence_floor_dbfs: Annotated[float, Bound("<=", 0.0)] = -60.0  # CHOSEN: a clip whose mono RMS is below this (dB re full scale) is near-silent
+    silence_floor_dbfs: Annotated[float, Bound("<=", 0.0)] = -60.0  # CHOSEN: a clip whose mono RMS is below this
+                                                                  # (dB re full scale) is near-silent
     drop_silent: bool = False  # false: near-silent clips (or stereo that cancels) are flagged in the audit and kept
 
 
@@ -149,7 +150,8 @@ class SelectConfig:
         default_factory=lambda: [3e-4, 1e-3, 3e-3])  # CHOSEN learning-rate grid
     weight_decays: Annotated[list[NonNegFloat], Items(1)] = field(
         default_factory=lambda: [1e-4, 1e-2])  # CHOSEN weight-decay grid
-    max_epochs: Annotated[int, Bound(">=", 1), Bound("<=", MAX_EPOCHS)] = 20  # CHOSEN: epochs per grid point (early stopping as in training)
+    max_epochs: Annotated[int, Bound(">=", 1), Bound("<=", MAX_EPOCHS)] = 20  # CHOSEN: epochs per grid point (early
+                                                                           # stopping as in training)
     seed: Seed = 0  # seed of the selection runs
     scope: Literal["shared", "family", "system"] = "system"  # one grid per system (equal tuning budget), per
                                                              # architecture family (input x arch), or one shared
@@ -229,7 +231,8 @@ class AnalysisConfig:
     pitch_hop_ms: PosFloat = 20.0  # CHOSEN: pyin and RMS hop (the wav2vec2 stride)
     loco_systems: Optional[list[str]] = None  # leave-one-corpus-out (train on two corpora, test on the third):
                                               # null = S1, S2 and the analysed system, those the profile has; [] = off
-    bootstrap_resamples: Annotated[int, Bound(">=", 1), Bound("<=", 1_000_000)] = 1000  # CHOSEN: speaker-bootstrap resamples behind every interval
+    bootstrap_resamples: Annotated[int, Bound(">=", 1), Bound("<=", 1_000_000)] = 1000  # CHOSEN: speaker-bootstrap
+                                                                                       # resamples behind every interval
     bootstrap_seed: Seed = 0  # seed of the bootstrap draws
     alpha: Annotated[float, Bound(">", 0), Bound("<", 1)] = 0.05  # family-wise level of the paired tests (Holm)
     listening_tags: Annotated[list[str], Items(1, distinct=True)] = field(default_factory=lambda: [

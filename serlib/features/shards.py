@@ -56,7 +56,8 @@ CACHE_MARKER = ".serlib-feature-cache"  # in the cache root: serlib made it (``p
 # The temporary names serlib's writers use in a cache (``ShardWriter``, ``write_json_atomic``): cleaning
 # removes these and never another dot-file ending .tmp.
 SERLIB_TEMPORARY = re.compile(r"\.(shard-[0-9]{14}-[0-9a-f]{8}\.npy|probe-[0-9a-f]{8}"
-                              r"|(shard-[0-9]{14}-[0-9a-f]{8}\.json|key\.json|content_hashes\.json)\.[0-9]+\.[0-9a-f]{8})\.tmp")
+                              r"|(shard-[0-9]{14}-[0-9a-f]{8}\.json|key\.json|content_hashes\.json)"
+                              r"\.[0-9]+\.[0-9a-f]{8})\.tmp")
 SHARD_CLIPS = 64  # clips per shard file
 SHARD_SECONDS = 30.0  # flush a partial shard at least this often (bounds work lost to a kill)
 MEMO = "content_hashes.json"

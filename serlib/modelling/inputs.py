@@ -104,7 +104,8 @@ def _fingerprint(parts: Sequence[tuple[torch.Tensor, torch.Tensor]], utt_ids: Se
     for source, index in parts:
         for i in range(0, len(index), chunk):
             block = source[index[i:i + chunk]].cpu().double()  # (chunk, channels, frames)
-            block = block.flatten(1, 2) if block.dim() == 4 else block  # several layers: (chunk, layers x channels, frames)
+            # several layers: (chunk, layers x channels, frames)
+            block = block.flatten(1, 2) if block.dim() == 4 else block
             sums.append(torch.stack([block.sum(dim=(1, 2)), block.abs().sum(dim=(1, 2))], 1))
     digest = hashlib.sha256()
     shapes = [[len(index), *source.shape[1:]] for source, index in parts]
