@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from serlib.modelling.augment import TriAug, single_operation
-from serlib.common.config import AugmentConfig
+from serlib.modelling.augment import TriAug, single_operation, system_augment
+from serlib.common.config import AugmentConfig, SystemConfig
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
@@ -154,3 +154,15 @@ def test_noise_scales_with_each_utterances_own_std():
     noise = aug(x) - x
     for i in range(2):
         assert (noise[i].std() / x[i].std()).item() == pytest.approx(0.05, rel=0.1)
+
+
+def test_a_systems_own_within_clip_decides_where_its_tri_aug_acts():
+    section = AugmentConfig(noise_prob=1.0, crop_prob=0.0, mask_prob=0.0, within_clip=False)
+    x = torch.zeros(2, 4, 20)
+    x[:, :, :10] = torch.randn(2, 4, 10, generator=torch.Generator().manual_seed(0))  # 10 real frames, 10 padding
+    lengths = torch.tensor([10, 10])
+    inside = system_augment(section, SystemConfig(within_clip=True)).train()(x, lengths=lengths)
+    assert (inside[:, :, 10:] == 0).all() and not torch.equal(inside[:, :, :10], x[:, :, :10])
+    everywhere = system_augment(section, SystemConfig()).train()(x, lengths=lengths)  # null: the section's
+    assert (everywhere[:, :, 10:] != 0).any()
+    assert system_augment(section, SystemConfig(augment=False)) is None

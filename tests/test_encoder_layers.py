@@ -257,6 +257,32 @@ def test_the_paper_profile_caches_the_last_layer_only_and_the_layer_sum_reads_al
     assert dataclasses.replace(load_config(SMOKE).systems["S6"]).input == "wav2vec2_layers"
 
 
+def test_the_layer_plan_resolves_each_layer_once_and_only_when_asked(monkeypatch):
+    counted = []
+    real = layers.layer_count
+    monkeypatch.setattr(layers, "layer_count", lambda w: counted.append(1) or real(w))
+    plan = layers.plan_layers(load_config(SMOKE))
+    assert not counted  # nothing resolved yet
+    first = (plan.cached, plan.probe, plan.system_layers("S6"))
+    calls = len(counted)
+    assert calls and (plan.cached, plan.probe, plan.system_layers("S6")) == first and len(counted) == calls
+    assert plan.keys("wav2vec2") == [FeatureKey("wav2vec2", layer) for layer in (0, 1, "last")]
+    assert plan.key("wav2vec2", 2) == plan.key("wav2vec2") == FeatureKey("wav2vec2", "last")  # index N is "last"
+    assert plan.keys("logmel") == [FeatureKey("logmel")] and plan.system_layers("S1") is None
+
+
+def test_a_log_mel_run_never_reads_the_encoders_configuration(tmp_path):
+    cfg = load_config(SMOKE)
+    cfg.systems = {"S1": cfg.systems["S1"]}
+    cfg.analysis.layer_probe = None
+    cfg.features.wav2vec2.model_id = str(tmp_path / "no-such-encoder")
+    cfg.features.wav2vec2.layer = 5  # only the encoder's configuration could say whether layer 5 exists
+    plan = layers.plan_layers(cfg)
+    assert plan.system_layers("S1") is None and keys.key_name(cfg, plan.key("logmel")).startswith("logmel-")
+    with pytest.raises(ValueError, match="names its layer"):  # a wav2vec2 folder is always named with its layer
+        keys.cache_key(cfg, FeatureKey("wav2vec2"))
+
+
 def test_a_layer_the_encoder_lacks_is_found_before_the_run_starts():
     from serlib import pipeline
 

@@ -83,3 +83,12 @@ def test_loco_systems_default_to_those_the_profile_has():
     assert loco_systems(cfg) == ["S1", "S5"]
     cfg.analysis.loco_systems = []
     assert loco_systems(cfg) == []
+
+
+def test_the_papers_split_is_the_manifests_and_the_manifest_is_read_when_not_given(tmp_path):
+    folder = RunFolder(tmp_path).ensure()
+    manifest = _manifest()
+    assert protocol_subsets(folder, "split", manifest).equals(manifest["split"])
+    manifest.assign(path="a.wav", sex="female", emotion_code="ANG", emotion="anger", sentence="", duration_s=2.0,
+                    sample_rate=16000, channels=1, label="negative").to_csv(folder.manifest, index=False)
+    assert list(protocol_subsets(folder, "loco-EmoDB")) == list(protocol_subsets(folder, "loco-EmoDB", manifest))
