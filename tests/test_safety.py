@@ -23,7 +23,9 @@ import torch
 import yaml
 
 from serlib.common.config import ConfigError, load_config
-from serlib.modelling.predict import BUNDLE_FILE, BundleError, Predictor, gather_audio
+from serlib.inference.audiofiles import gather_audio
+from serlib.inference.bundleformat import BUNDLE_FILE, BundleError
+from serlib.inference.predict import Predictor
 from serlib.tools.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +65,7 @@ def wav_with_rate(path: Path, rate: int, frames: int) -> Path:
 @pytest.fixture(scope="module")
 def s1_bundle(smoke_run, tmp_path_factory):
     """The smoke run's S1 exported once; tests copy it before changing it."""
-    from serlib.analysis.bundle import export_bundle
+    from serlib.inference.bundle import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "s1"
     export_bundle(smoke_run.root, out, system="S1")
@@ -277,7 +279,7 @@ def test_3_a_system_name_is_a_plain_name(tmp_path):
 
 
 def test_4_export_never_deletes_a_folder_serlib_did_not_write(smoke_run, s1_bundle, tmp_path):
-    from serlib.analysis.bundle import export_bundle
+    from serlib.inference.bundle import export_bundle
 
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -295,7 +297,7 @@ def test_4_export_never_deletes_a_folder_serlib_did_not_write(smoke_run, s1_bund
 
 
 def test_4_export_swaps_the_new_bundle_in_and_keeps_the_old_until_then(smoke_run, s1_bundle, tmp_path, monkeypatch):
-    from serlib.analysis import bundle
+    from serlib.inference import bundle
 
     out = tmp_path / "b"
     shutil.copytree(s1_bundle, out)

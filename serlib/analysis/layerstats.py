@@ -12,13 +12,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from serlib.analysis.evaluation import _protocol_subsets, score, with_manifest
+from serlib.analysis.evaluation import join_manifest, score
 from serlib.common.config import Config
 from serlib.common.runfolder import RunFolder
 from serlib.data.stage import load_manifest
 from serlib.features.layers import PAPER_LAYERS, label, layer_index, paper_layer_cache_bytes, probe_layers
 from serlib.features.stream import layer_bytes
 from serlib.modelling import probe
+from serlib.modelling.runbaselines import protocol_subsets
 from serlib.modelling.systems import evaluation_protocols
 from serlib.modelling.train import read_checkpoint
 
@@ -35,13 +36,14 @@ def probe_table(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
         return None
     manifest = load_manifest(folder)
     protocols = evaluation_protocols(cfg)
-    tables = {p: probe.layer_probe(cfg, folder, p, _protocol_subsets(manifest, p, folder)) for p in protocols}
+    tables = {p: probe.layer_probe(cfg, folder, p, protocol_subsets(manifest, p, folder)) for p in protocols}
     sizes = layer_bytes(cfg, folder, layers)
     rows = []
     for layer in layers:
         preds = pd.concat([probe.probe_predictions(folder, layer, p).assign(protocol=p, seed=0) for p in protocols],
                           ignore_index=True)
-        scores = score(with_manifest(preds, manifest), cfg).set_index("metric")
+        scores = score(join_manifest(preds, folder, f"the layer probe's {layer} predictions", "run the probe again"),
+                       cfg).set_index("metric")
         picked = [t.set_index("layer").loc[str(layer)] for t in tables.values()]
         rows.append({"layer": label(cfg.features.wav2vec2, layer),
                      "C (CHOSEN on val)": picked[0]["C"] if len(picked) == 1 else "per fold",
@@ -66,11 +68,11 @@ def probe_folds(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
     manifest = load_manifest(folder)
     rows = []
     for protocol in evaluation_protocols(cfg):
-        table = probe.layer_probe(cfg, folder, protocol, _protocol_subsets(manifest, protocol, folder))
+        table = probe.layer_probe(cfg, folder, protocol, protocol_subsets(manifest, protocol, folder))
         chosen = table[table["chosen"]].iloc[0]
         rows.append({"fold": int(protocol[len("fold"):]), "chosen layer": chosen["name"],
                      "C (CHOSEN on val)": chosen["C"], "val_uar": chosen["val_uar"], "test_uar": chosen["test_uar"],
-                     "test clips": int((_protocol_subsets(manifest, protocol, folder) == "test").sum())})
+                     "test clips": int((protocol_subsets(manifest, protocol, folder) == "test").sum())})
     return pd.DataFrame(rows)
 
 

@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         from serlib.modelling.train import NonFiniteLossError
         from serlib.report.runner import NotebookError
 
-        from serlib.modelling.predict import BundleError
+        from serlib.inference.bundleformat import BundleError
         from serlib.tools.doctor import DoctorError
 
         # OSError covers a full disk, a permission, a missing file, a folder where a file was named (and the
@@ -321,7 +321,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from serlib.modelling.predict import BUNDLE_FILE, Predictor, check_hop, summary_line, write_predictions
+    from serlib.inference.bundleformat import BUNDLE_FILE
+    from serlib.inference.predict import Predictor, check_hop, summary_line, write_predictions
 
     def usage(message: str) -> int:
         print(f"serlib predict: error: {message}", file=sys.stderr)
@@ -364,7 +365,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from serlib.analysis.bundle import export_bundle
+    from serlib.inference.bundle import export_bundle
 
     if args.parity_clips < 0:
         print(f"serlib export: error: --parity-clips must be 0 (all) or more, got {args.parity_clips}", file=sys.stderr)
