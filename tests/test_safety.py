@@ -373,7 +373,7 @@ def test_5_make_clean_reports_removes_only_what_serlib_wrote(tmp_path):
 
 
 def _annotations(path: Path) -> list[str]:
-    from serlib.analysis import listening as ls
+    from serlib.analysis import annotations as ls
 
     rows = []
     for i, note in enumerate(["", "flat, then rising", "café au lait", 'said "no"', "breathy"]):
@@ -425,7 +425,7 @@ def _spreadsheet_times(path):
 @pytest.mark.parametrize("resave", [_pandas_floats, _semicolons_bom, _utf16_tabs, _header_case, _true_yes,
                                     _latin1_note, _spreadsheet_times])
 def test_6_annotations_resaved_by_a_spreadsheet_are_read_whole(tmp_path, resave):
-    from serlib.analysis import listening as ls
+    from serlib.analysis import annotations as ls
 
     path = tmp_path / "annotations.csv"
     _annotations(path)
@@ -442,7 +442,7 @@ def test_6_annotations_resaved_by_a_spreadsheet_are_read_whole(tmp_path, resave)
 
 
 def test_6_a_file_without_a_readable_header_is_never_written_over(tmp_path):
-    from serlib.analysis import listening as ls
+    from serlib.analysis import annotations as ls
 
     path = tmp_path / "annotations.csv"
     path.write_text("clip;what I heard\nc01;angry but quiet\n")
@@ -457,22 +457,23 @@ def test_6_a_file_without_a_readable_header_is_never_written_over(tmp_path):
 def test_6_the_station_shows_a_failed_save_and_saves_the_edit_later(tmp_path, monkeypatch):
     from test_confusion import make_fabricated_run
 
-    from serlib.analysis import confusion as cf
+    from serlib.analysis import annotations, evaluation
     from serlib.analysis import listening as ls
+    from serlib.report.station import ListeningStation
 
     cfg = load_config(SMOKE)
     folder = make_fabricated_run(tmp_path / "run", per_class=4)
-    clips = ls.select_misclassified(cf.load_predictions(cfg, folder), n=3, seed=0)
-    station = ls.ListeningStation(cfg, folder, clips, plots=False)
-    real = ls.write_text_atomic
+    clips = ls.select_misclassified(evaluation.primary_predictions(cfg, folder), n=3, seed=0)
+    station = ListeningStation(cfg, folder, clips, plots=False)
+    real = annotations.write_text_atomic
 
     def disk_full(path, text):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(ls, "write_text_atomic", disk_full)
+    monkeypatch.setattr(annotations, "write_text_atomic", disk_full)
     station.set_tags(["other"])
     assert "NOT saved" in station.status.value and "No space left on device" in station.status.value
-    monkeypatch.setattr(ls, "write_text_atomic", real)
+    monkeypatch.setattr(annotations, "write_text_atomic", real)
     station.set_note("heard twice")
     row = pd.read_csv(folder.annotations, keep_default_na=False).iloc[0]
     assert (row["other"], row["note"]) == (1, "heard twice")  # the failed edit went with the next save
