@@ -64,7 +64,7 @@ def read_predictions(folder: RunFolder, files: Sequence[tuple[Path, dict]], fix:
 
     Args:
         folder: the run folder (its manifest).
-        files: ``(predictions file, {column: value} added to its rows})``, e.g. its protocol and seed.
+        files: ``(predictions file, {column: value added to its rows})``, e.g. its protocol and seed.
         fix: what to do when a file is missing (the end of the error).
 
     Returns:
