@@ -1,7 +1,8 @@
 """The thin pipeline: make sure each artefact of a run exists, in order, before a stage reads it.
 
-corpus folders -> manifest -> feature cache -> trained runs. Each stage only reads what the one
-before it wrote (``serlib.data.stage``, ``serlib.features.extract``, ``serlib.modelling.systems``);
+corpus folders -> manifest -> feature cache -> trained runs (and the baselines beside them). Each stage
+only reads what the one before it wrote (``serlib.data.stage``, ``serlib.features.extract``,
+``serlib.modelling.systems``, ``serlib.modelling.runbaselines``);
 this module is the one place that calls them in order. The CLI and the notebooks use it.
 
 A manifest made by other settings or corpus files (``serlib.data.stage.manifest_changes``) is never
@@ -27,6 +28,7 @@ from serlib.features.extract import extract_for_run
 from serlib.features.layers import SSL_INPUTS, cached_layers
 from serlib.data.protocols import ensure_folds, evaluation_protocols, loco_protocols
 from serlib.common.facts import CORPUS_KEYS
+from serlib.modelling.runbaselines import write_baselines
 from serlib.modelling.systems import system_names, train_systems
 
 log = logging.getLogger(__name__)
@@ -127,6 +129,19 @@ def ensure_loco(cfg: Config, folder: RunFolder, progress: bool = True, rebuild_s
     rows = [train_systems(one_seed, folder, systems=names, progress=progress, protocol=protocol)
             for protocol in loco_protocols(manifest)]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def ensure_baselines(cfg: Config, folder: RunFolder, rebuild_stale: bool = True) -> dict:
+    """The manifest and the features, then the baselines' test predictions (duration only, eGeMAPS + linear,
+    wav2vec2 mean + linear, the layer sum: those the profile has) under every main protocol, trained here so that
+    scoring them (``serlib.analysis.evaluation.beyond_table``) never trains; reused when made from the same inputs.
+
+    Returns:
+        ``serlib.modelling.runbaselines.write_baselines``'s record: what made them and each one's chosen C or
+        weight decay.
+    """
+    ensure_features(cfg, folder, rebuild_stale=rebuild_stale)
+    return write_baselines(cfg, folder)
 
 
 def preflight(cfg: Config, systems: Optional[Sequence[str]] = None) -> list[str]:

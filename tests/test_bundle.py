@@ -17,14 +17,15 @@ import soundfile as sf
 import torch
 from sklearn.metrics import recall_score
 
-from serlib.analysis.bundle import INSTALL_LINE, export_bundle
+from serlib.inference.bundle import export_bundle
+from serlib.inference.bundleformat import INSTALL_LINE
 from serlib.common.audio import resample
 from serlib.common.config import FeaturesConfig, ModelConfig, load_config
 from serlib.common.facts import CLASSES
 from serlib.features.encoders import LogMelEncoder, Wav2Vec2Encoder, fit_frames
-from serlib.modelling import audiograph, standalone
+from serlib.inference import audiograph, standalone
 from serlib.modelling.models import build_classifier
-from serlib.modelling.predict import Predictor
+from serlib.inference.predict import Predictor
 from serlib.tools import bundlebench
 from serlib.tools.cli import main
 

@@ -1,4 +1,5 @@
-"""Tests of serlib.confusion and notebooks/05_confusion.
+"""Tests of serlib.analysis.confusion (and the one prediction loader it reads through), serlib.analysis.prosody,
+the confusion figures, and notebooks/05_confusion.
 
 The run folder is fabricated (wav files, a manifest and predictions of S5 in the training
 contract's format), so these tests need no training; the notebook test reads the session's smoke run
@@ -16,11 +17,13 @@ import soundfile as sf
 
 from serlib.common.facts import CLASSES
 from serlib.analysis import confusion as cf
+from serlib.analysis import evaluation
 from serlib.analysis import prosody as pr
 from serlib.common.config import load_config
 from serlib.common.paper import TABLE3, TABLE5, TABLE7
 from serlib.analysis.prosody import POOL_MIN_CLIPS
 from serlib.common.runfolder import RunFolder
+from serlib.report import confusionplots
 
 PROJECT = Path(__file__).resolve().parents[1]
 SMOKE = PROJECT / "parameters" / "smoke.yaml"
@@ -107,7 +110,7 @@ def run(tmp_path):
 
 def test_predictions_join_manifest(run):
     cfg, folder = run
-    preds = cf.load_predictions(cfg, folder)
+    preds = evaluation.primary_predictions(cfg, folder)
     assert len(preds) == 18 and set(preds["label"]) == set(CLASSES)
     assert {"path", "corpus", "sex", "speaker"} <= set(preds.columns)
     assert preds.attrs["system"] == "S5" and preds.attrs["seed"] == 0
@@ -122,18 +125,18 @@ def test_confusion_rows_are_recalls(run, encoding):
         raw["label"] = raw["label"].map(CLASSES.index)
         raw["pred"] = raw["pred"].map(CLASSES.index)
         raw.to_csv(path, index=False)
-    preds = cf.load_predictions(cfg, folder)
-    conf = cf.confusion_table(preds)
+    preds = evaluation.primary_predictions(cfg, folder)
+    conf = evaluation.pooled_confusion(preds)
     np.testing.assert_allclose(conf.sum(axis=1), 1.0)
     expected = preds.groupby("label")["correct"].mean().reindex(CLASSES).to_numpy()
     np.testing.assert_allclose(np.diag(conf.to_numpy()), expected)
-    assert cf.confusion_table(preds, normalize=False).to_numpy().sum() == len(preds)
+    assert evaluation.pooled_confusion(preds, normalize=False).to_numpy().sum() == len(preds)
 
 
 def test_tables_beside_paper(run):
     cfg, folder = run
-    preds = cf.load_predictions(cfg, folder)
-    conf = cf.confusion_table(preds)
+    preds = evaluation.primary_predictions(cfg, folder)
+    conf = evaluation.pooled_confusion(preds)
     table7 = cf.table7_beside_paper(conf, TABLE7)
     assert table7.loc[0, "negative (paper)"] == pytest.approx(0.584)
     assert table7.loc[2, "sad_fear"] == pytest.approx(conf.loc["pos_neutral", "sad_fear"])
@@ -142,7 +145,7 @@ def test_tables_beside_paper(run):
     pairs = cf.confused_pairs(preds, TABLE7)
     assert len(pairs) == 6 and pairs["rate"].is_monotonic_decreasing
     assert pairs["clips"].sum() == (~preds["correct"]).sum()
-    by_corpus = cf.accuracy_by(preds, "corpus")
+    by_corpus = evaluation.accuracy_by(preds, "corpus")
     assert by_corpus.iloc[-1]["accuracy"] == pytest.approx(preds["correct"].mean())
     assert set(by_corpus["corpus"]) == set(CORPORA) | {"all"}
 
@@ -156,7 +159,7 @@ def test_paper_table7_consistent_with_table5():
 def test_missing_predictions_name_the_file(run):
     cfg, folder = run
     with pytest.raises(FileNotFoundError, match="predictions_test.csv"):
-        cf.load_predictions(cfg, folder, system="S9")
+        evaluation.primary_predictions(cfg, folder, system="S9")
 
 
 def test_bad_label_is_reported(run):
@@ -166,7 +169,7 @@ def test_bad_label_is_reported(run):
     raw.loc[0, "label"] = "angry"
     raw.to_csv(path, index=False)
     with pytest.raises(ValueError, match="'label' holds 'angry'"):
-        cf.load_predictions(cfg, folder)
+        evaluation.primary_predictions(cfg, folder)
 
 
 # --------------------------------------------------------------------------- prosody
@@ -184,7 +187,7 @@ def test_prosody_descriptors_follow_the_signal():
 
 def test_prosody_cache_and_bad_clip(run, tmp_path):
     cfg, folder = run
-    preds = cf.load_predictions(cfg, folder)
+    preds = evaluation.primary_predictions(cfg, folder)
     clips = preds[["utt_id", "path"]].head(4).copy()
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"not a wav file")
@@ -205,7 +208,7 @@ def test_prosody_cache_and_bad_clip(run, tmp_path):
 
 def test_prosody_two_processes_give_the_serial_table(run, tmp_path):
     cfg, folder = run
-    clips = cf.load_predictions(cfg, folder)[["utt_id", "path"]].head(POOL_MIN_CLIPS).copy()
+    clips = evaluation.primary_predictions(cfg, folder)[["utt_id", "path"]].head(POOL_MIN_CLIPS).copy()
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"not a wav file")
     clips.loc[len(clips)] = {"utt_id": "CREMA-D/broken", "path": str(broken)}
@@ -221,14 +224,14 @@ def test_prosody_two_processes_give_the_serial_table(run, tmp_path):
 
 def test_prosody_by_outcome_tables(run):
     cfg, folder = run
-    preds = cf.load_predictions(cfg, folder)
+    preds = evaluation.primary_predictions(cfg, folder)
     prosody = pr.compute_prosody(cfg, folder, preds, progress=False)
     table = pr.prosody_by_outcome(preds, prosody)
     assert table["clips"].sum() == len(preds)
     assert set(table["outcome"]) <= {"correct", "misclassified"}
     separation = pr.prosody_separation(preds, prosody)
     assert len(separation) == 3 * len(pr.PROSODY_COLUMNS)
-    fig = pr.plot_prosody_by_outcome(preds, prosody)
+    fig = confusionplots.plot_prosody_by_outcome(preds, prosody)
     assert len(fig.axes) >= 6
 
 
@@ -238,7 +241,7 @@ def test_prosody_by_outcome_tables(run):
 @pytest.mark.slow
 def test_notebook_05_confusion(smoke_run):
     folder, run_dir = smoke_run, smoke_run.root  # tests/conftest.py: every notebook executed once
-    preds = cf.load_predictions(load_config(SMOKE), folder)
+    preds = evaluation.primary_predictions(load_config(SMOKE), folder)
     tables = run_dir / "tables"
     table7 = pd.read_csv(tables / "table_7.csv")
     assert list(table7["true \\ predicted"]) == list(CLASSES)

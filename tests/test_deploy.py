@@ -1,13 +1,13 @@
-"""Tests of serlib.deploy: int8 quantisation, the deployment table, the run-level entry point."""
+"""Tests of serlib.inference.deploy: the deployment table (Table S25) and its run-level entry point."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from serlib.analysis import deploy
 from serlib.common.config import ModelConfig, load_config
-from serlib.modelling.models import build_model
 from serlib.common.runfolder import RunFolder
+from serlib.inference import deploy
+from serlib.modelling.models import build_model
 
 
 def _small_model(seed: int = 0) -> torch.nn.Module:
@@ -35,16 +35,6 @@ def test_int8_is_smaller_and_close_to_fp32(one_thread):
     assert int8.agree_with_fp32 >= 0.8 and 0 < int8.max_prob_diff < 0.2  # changed, but not much
     assert (table.ms_per_utt_b1 > 0).all()
     assert fp32.weights_mb == pytest.approx(fp32.params * 4 / 1e6, rel=0.05)  # + BatchNorm buffers
-
-
-def test_quantize_leaves_the_model_alone_and_checks_calibration():
-    model = _small_model()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    quantized = deploy.quantize_int8(model, torch.randn(8, 32, 40))
-    assert quantized(torch.randn(2, 32, 40)).shape == (2, 3)
-    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
-    with pytest.raises(ValueError, match="calibration"):
-        deploy.quantize_int8(model, torch.randn(32, 40))
 
 
 def test_deployment_for_run_names_the_missing_checkpoint(tmp_path):

@@ -271,7 +271,7 @@ def test_features_loaded_in_float16_give_the_same_fingerprint_and_values():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_the_deployment_forms_take_a_gpu_model():
-    from serlib.analysis.deploy import deployment_table
+    from serlib.inference.deploy import deployment_table
     x, y = _task(16, 5)
     model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS).cuda().eval()
     table = deployment_table(model, x.cuda(), x.cuda(), y.cuda(), repeats=2)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from serlib.analysis.deploy import deployment_table, fold_batchnorm
+from serlib.inference.deploy import deployment_table
+from serlib.inference.quantise import fold_batchnorm
 from serlib.common.config import AugmentConfig, ModelConfig
 from serlib.modelling import train
 from test_train import fit_tensors

@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from serlib.analysis.bundle import export_bundle
-from serlib.modelling import onnxform
-from serlib.modelling.predict import BUNDLE_FILE, BundleError, Predictor, gather_audio
+from serlib.inference import onnxform
+from serlib.inference.audiofiles import gather_audio
+from serlib.inference.bundle import export_bundle
+from serlib.inference.bundleformat import BUNDLE_FILE, BundleError
+from serlib.inference.predict import Predictor
 from serlib.tools.cli import main
 
 PROBS = ["prob_negative", "prob_sad_fear", "prob_pos_neutral"]

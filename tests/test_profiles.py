@@ -153,7 +153,7 @@ def _check_profile(name: str, folder: RunFolder) -> None:
         curves = pd.read_csv(folder.tables / "table_s29_fold_curves.csv")
         assert sorted(set(curves["fold"])) == list(range(1, k + 1))
     if name == "folds":
-        from serlib.analysis.bundle import export_bundle
+        from serlib.inference.bundle import export_bundle
 
         bundle = export_bundle(folder.root, folder.root / "bundle", system="S5")  # a fold's model travels
         assert bundle["metrics"]["protocol"] == "fold1" and bundle["metrics"]["test"]["n_clips"] == len(manifest)

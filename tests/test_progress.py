@@ -85,7 +85,7 @@ def test_quiet_and_verbose_set_the_serlib_logger():
 
 @pytest.mark.slow
 def test_serlib_report_shows_the_annotations_saved_since_the_run(smoke_copy, capsys):
-    from serlib.analysis import listening as ls
+    from serlib.analysis import annotations as ls
     from serlib.tools.cli import main
 
     clips = pd.read_csv(smoke_copy.tables / "table_s50.csv", dtype={"utt_id": str})

@@ -201,24 +201,30 @@ def test_table_and_figure_references_link_to_their_captions():
     assert _link_markdown(source, targets) == "## Table 5: results\nSee Table 5 and `Table 5`.\nThen [Fig. 3](#fig-3).\n"
 
 
-def test_the_key_results_box_reads_table_5_and_the_per_class_recall(tmp_path):
+def test_the_key_results_box_scores_the_analysed_system_through_the_evaluation_api(tmp_path):
     import pandas as pd
+    from test_confusion import make_fabricated_run
 
-    from serlib.common.config import Config
+    from serlib.analysis.evaluation import scores_table
+    from serlib.common.config import Config, TrainConfig
+    from serlib.common.facts import CLASSES
     from serlib.common.runfolder import RunFolder
     from serlib.report.keyresults import key_results_html
 
-    folder = RunFolder(tmp_path)
-    cfg = Config()
-    assert key_results_html(cfg, folder) == ""  # before Table 5 exists, no box
-    folder.tables.mkdir()
-    pd.DataFrame([{"system": "S5", "acc": 0.618, "acc_lo": 0.5, "acc_hi": 0.724, "uar": 0.614, "uar_lo": None,
-                   "uar_hi": None, "macro_f1": 0.531, "macro_f1_lo": 0.432, "macro_f1_hi": 0.621, "unit": "speaker",
-                   "n_speakers": 12, "n_clips": 870, "n_seeds": 3}]).to_csv(folder.tables / "table_5.csv", index=False)
-    pd.DataFrame({"class": ["negative", "sad_fear", "pos_neutral"], "recall": [0.8, 0.96, 0.08]}).to_csv(
-        folder.tables / "table_s40.csv", index=False)
+    cfg = Config(train=TrainConfig(seeds=[0]))  # the paper profile, one seed
+    assert key_results_html(cfg, RunFolder(tmp_path / "empty").ensure()) == ""  # nothing trained yet: no box
+    folder = make_fabricated_run(tmp_path / "run")
     box = key_results_html(cfg, folder)
-    assert "<b>61.8 %</b>" in box and "[50.0, 72.4]" in box and "62.9 %" in box  # the paper's S5 accuracy
-    assert "n/a" in box and "870 test clips of 12 unseen speakers, 3 seed(s)" in box and "over test speakers" in box
-    assert "Best class: <b>sad_fear</b> (recall 96.0 %)" in box and "worst: <b>pos_neutral</b>" in box
+    assert not list(folder.tables.glob("*.csv"))  # read from the predictions, not from a CSV named after a caption
+    row = scores_table(cfg, folder, ["S5"]).iloc[0]
+    assert f"<b>{100 * row['acc']:.1f} %</b>" in box
+    assert f"[{100 * row['acc_lo']:.1f}, {100 * row['acc_hi']:.1f}]" in box
+    assert "62.9 %" in box  # the paper's S5 accuracy
+    preds = pd.read_csv(folder.predictions("S5", 0))
+    recall = preds.groupby("label")["correct"].mean().reindex(CLASSES)  # by hand (ties: the first class wins)
+    assert f"{len(preds)} test clips of {row['n_speakers']} unseen speakers, 1 seed(s)" in box
+    assert f"Best class: <b>{recall.idxmax()}</b> (recall {100 * recall.max():.1f} %)" in box
+    assert f"worst: <b>{recall.idxmin()}</b>" in box and "over test speakers" in box and "href='#table-5'" in box
     assert "pretrained wav2vec2-base" in box  # the paper profile's sentence
+    cfg.analysis.primary_system = "A1"  # an ablation is in no table of its own: no box
+    assert key_results_html(cfg, folder) == ""

@@ -23,7 +23,9 @@ import torch
 import yaml
 
 from serlib.common.config import ConfigError, load_config
-from serlib.modelling.predict import BUNDLE_FILE, BundleError, Predictor, gather_audio
+from serlib.inference.audiofiles import gather_audio
+from serlib.inference.bundleformat import BUNDLE_FILE, BundleError
+from serlib.inference.predict import Predictor
 from serlib.tools.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +65,7 @@ def wav_with_rate(path: Path, rate: int, frames: int) -> Path:
 @pytest.fixture(scope="module")
 def s1_bundle(smoke_run, tmp_path_factory):
     """The smoke run's S1 exported once; tests copy it before changing it."""
-    from serlib.analysis.bundle import export_bundle
+    from serlib.inference.bundle import export_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "s1"
     export_bundle(smoke_run.root, out, system="S1")
@@ -277,7 +279,7 @@ def test_3_a_system_name_is_a_plain_name(tmp_path):
 
 
 def test_4_export_never_deletes_a_folder_serlib_did_not_write(smoke_run, s1_bundle, tmp_path):
-    from serlib.analysis.bundle import export_bundle
+    from serlib.inference.bundle import export_bundle
 
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -295,7 +297,7 @@ def test_4_export_never_deletes_a_folder_serlib_did_not_write(smoke_run, s1_bund
 
 
 def test_4_export_swaps_the_new_bundle_in_and_keeps_the_old_until_then(smoke_run, s1_bundle, tmp_path, monkeypatch):
-    from serlib.analysis import bundle
+    from serlib.inference import bundle
 
     out = tmp_path / "b"
     shutil.copytree(s1_bundle, out)
@@ -371,7 +373,7 @@ def test_5_make_clean_reports_removes_only_what_serlib_wrote(tmp_path):
 
 
 def _annotations(path: Path) -> list[str]:
-    from serlib.analysis import listening as ls
+    from serlib.analysis import annotations as ls
 
     rows = []
     for i, note in enumerate(["", "flat, then rising", "café au lait", 'said "no"', "breathy"]):
@@ -423,7 +425,7 @@ def _spreadsheet_times(path):
 @pytest.mark.parametrize("resave", [_pandas_floats, _semicolons_bom, _utf16_tabs, _header_case, _true_yes,
                                     _latin1_note, _spreadsheet_times])
 def test_6_annotations_resaved_by_a_spreadsheet_are_read_whole(tmp_path, resave):
-    from serlib.analysis import listening as ls
+    from serlib.analysis import annotations as ls
 
     path = tmp_path / "annotations.csv"
     _annotations(path)
@@ -440,7 +442,7 @@ def test_6_annotations_resaved_by_a_spreadsheet_are_read_whole(tmp_path, resave)
 
 
 def test_6_a_file_without_a_readable_header_is_never_written_over(tmp_path):
-    from serlib.analysis import listening as ls
+    from serlib.analysis import annotations as ls
 
     path = tmp_path / "annotations.csv"
     path.write_text("clip;what I heard\nc01;angry but quiet\n")
@@ -455,22 +457,23 @@ def test_6_a_file_without_a_readable_header_is_never_written_over(tmp_path):
 def test_6_the_station_shows_a_failed_save_and_saves_the_edit_later(tmp_path, monkeypatch):
     from test_confusion import make_fabricated_run
 
-    from serlib.analysis import confusion as cf
+    from serlib.analysis import annotations, evaluation
     from serlib.analysis import listening as ls
+    from serlib.report.station import ListeningStation
 
     cfg = load_config(SMOKE)
     folder = make_fabricated_run(tmp_path / "run", per_class=4)
-    clips = ls.select_misclassified(cf.load_predictions(cfg, folder), n=3, seed=0)
-    station = ls.ListeningStation(cfg, folder, clips, plots=False)
-    real = ls.write_text_atomic
+    clips = ls.select_misclassified(evaluation.primary_predictions(cfg, folder), n=3, seed=0)
+    station = ListeningStation(cfg, folder, clips, plots=False)
+    real = annotations.write_text_atomic
 
     def disk_full(path, text):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(ls, "write_text_atomic", disk_full)
+    monkeypatch.setattr(annotations, "write_text_atomic", disk_full)
     station.set_tags(["other"])
     assert "NOT saved" in station.status.value and "No space left on device" in station.status.value
-    monkeypatch.setattr(ls, "write_text_atomic", real)
+    monkeypatch.setattr(annotations, "write_text_atomic", real)
     station.set_note("heard twice")
     row = pd.read_csv(folder.annotations, keep_default_na=False).iloc[0]
     assert (row["other"], row["note"]) == (1, "heard twice")  # the failed edit went with the next save
@@ -575,12 +578,12 @@ def test_10_an_encoder_of_another_width_than_the_weights_is_refused(bundle_copy)
 
 def test_10_a_run_is_written_as_one_unit(smoke_copy, monkeypatch, one_thread):
     """A retrain that fails while writing its files leaves the old run whole (and complete)."""
-    from serlib.modelling import systems
+    from serlib.modelling import inputs, systems
 
     folder, cfg = smoke_copy, load_config(SMOKE)
     run_dir = folder.run_dir("S1", 0)
     before = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
-    data = systems.system_data(cfg, folder, "S1", torch.device("cpu"))
+    data = inputs.system_data(cfg, folder, "S1", torch.device("cpu"))
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

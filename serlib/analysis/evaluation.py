@@ -1,38 +1,37 @@
 """What the report's results rest on (issue 11): every system's test predictions over its seeds and
 protocols, their scores with speaker-bootstrap intervals, paired tests of the paper's comparisons
-with a Holm correction, the leave-one-corpus-out rows, the duration-only baseline and calibration.
+with a Holm correction, the leave-one-corpus-out rows, the baselines beside the systems, calibration,
+the pooled confusion matrix and the scores per group (corpus, sex).
 
-Predictions come from the run folder (``models/.../predictions_test.csv``); the manifest adds each
-clip's speaker, corpus, sex and duration. Under ``data.folds`` the test predictions of the k folds
-are pooled, so every clip (and speaker) is scored once per seed and the intervals use all folds.
+One reader (``read_predictions``) loads every prediction file the report scores: a system's
+(``models/.../predictions_test.csv``, over its seeds and protocols), the analysed system's one seed
+(``primary_predictions``), another run's (``run_predictions``) and the baselines' (``baseline_predictions``,
+trained by ``serlib.pipeline.ensure_baselines``: scoring here never trains). The manifest adds each clip's
+speaker, corpus, sex, duration and path. Under ``data.folds`` the test predictions of the k folds are pooled,
+so every clip (and speaker) is scored once per seed and the intervals use all folds.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
-import torch
 
 from serlib.analysis import stats
 from serlib.common import paper
-from serlib.common.config import Config, configured_corpora, loco_systems, primary_system
+from serlib.common.config import PAPER_SYSTEMS, Config, configured_corpora, loco_systems, primary_system
 from serlib.common.facts import CLASSES, CORPORA
 from serlib.common.runfolder import RunFolder
-from serlib.data.protocols import evaluation_protocols, protocol_subsets
 from serlib.data.stage import load_manifest
-from serlib.features.egemaps import egemaps_features, feature_columns
-from serlib.features.layers import plan_layers, probe_layers
-from serlib.modelling import probe
-from serlib.modelling.baselines import duration_baseline, linear_baseline
-from serlib.modelling.inputs import load_split_data
-from serlib.modelling.models import frame_mask, masked_mean
+from serlib.modelling.runbaselines import DESCRIPTIONS, baseline_file, baseline_references, baselines_changes
+from serlib.data.protocols import evaluation_protocols
 from serlib.modelling.systems import load_results
 
 PROB_COLUMNS = [f"prob_{c}" for c in CLASSES]
+PREDICTION_COLUMNS = ("utt_id", "label", "pred", *PROB_COLUMNS, "correct")  # what every predictions file holds
 METRIC_NAMES = {"accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1"}
-DURATION = "duration only"  # the duration baseline's row name
 
 
 @dataclass(frozen=True)
@@ -60,9 +59,74 @@ TABLE6_CLAIMS = (  # the paper's ablations (Table 6): removing each component hu
 # --------------------------------------------------------------------------- predictions
 
 
+def read_predictions(folder: RunFolder, files: Sequence[tuple[Path, dict]], fix: str) -> pd.DataFrame:
+    """The one reader of prediction files: their rows, each with the columns given beside its file, joined with
+    the manifest.
+
+    Args:
+        folder: the run folder (its manifest).
+        files: ``(predictions file, {column: value added to its rows})``, e.g. its protocol and seed.
+        fix: what to do when a file is missing (the end of the error).
+
+    Returns:
+        The files' rows (``PREDICTION_COLUMNS``, ``label`` and ``pred`` as class names, ``correct`` a bool) and the
+        added columns, then each clip's manifest columns (speaker, corpus, sex, duration_s, path, ...).
+        ``attrs["source"]`` names the last file read.
+
+    Raises:
+        FileNotFoundError: a file is missing (naming it and ``fix``).
+        ValueError: a file lacks a column or holds a label that is not a class; a clip is not in the manifest.
+    """
+    parts = []
+    for path, columns in files:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such predictions; {fix}")
+        part = pd.read_csv(path)
+        missing = [c for c in PREDICTION_COLUMNS if c not in part.columns]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; "
+                             f"expected {', '.join(PREDICTION_COLUMNS)}")
+        part["label"] = as_class_names(part["label"], path, "label")
+        part["pred"] = as_class_names(part["pred"], path, "pred")
+        parts.append(part.assign(**columns))
+    preds = pd.concat(parts, ignore_index=True)
+    preds["correct"] = preds["label"] == preds["pred"]
+    return join_manifest(preds, folder, str(files[-1][0]), fix)
+
+
+def join_manifest(preds: pd.DataFrame, folder: RunFolder, source: str, fix: str) -> pd.DataFrame:
+    """Predictions (one row per clip and seed) with each clip's manifest columns; ``attrs["source"]`` = ``source``.
+
+    Raises:
+        ValueError: a clip is not in the manifest (naming ``source`` and ``fix``).
+    """
+    manifest = load_manifest(folder).drop(columns=["label"])
+    merged = preds.merge(manifest, on="utt_id", how="left", validate="many_to_one", indicator=True)
+    unknown = merged.loc[merged["_merge"] == "left_only", "utt_id"]
+    if len(unknown):
+        raise ValueError(f"{source}: {unknown.nunique()} utt_id(s) are not in {folder.manifest} "
+                         f"(first: {unknown.iloc[0]}); {fix}")
+    merged = merged.drop(columns="_merge")
+    merged.attrs["source"] = source
+    return merged
+
+
+def as_class_names(values: pd.Series, path: Path, column: str) -> pd.Series:
+    """Class names from names or label indices (0, 1, 2 in ``serlib.CLASSES`` order)."""
+    if pd.api.types.is_numeric_dtype(values):
+        bad = ~values.isin(range(len(CLASSES)))
+        names = values.map(lambda v: CLASSES[int(v)] if v in range(len(CLASSES)) else None)
+    else:
+        names = values.astype(str)
+        bad = ~names.isin(CLASSES)
+    if bad.any():
+        raise ValueError(f"{path}: column '{column}' holds {values[bad].iloc[0]!r}, not one of {CLASSES} or 0-2")
+    return names
+
+
 def system_predictions(cfg: Config, folder: RunFolder, system: str, protocols: Optional[Sequence[str]] = None,
                        seeds: Optional[Sequence[int]] = None, split: str = "test") -> pd.DataFrame:
-    """One system's predictions over seeds and protocols, joined with the manifest.
+    """One system's predictions over seeds and protocols, joined with the manifest (``read_predictions``).
 
     Args:
         cfg: the run configuration.
@@ -73,28 +137,59 @@ def system_predictions(cfg: Config, folder: RunFolder, system: str, protocols: O
         split: ``test`` or ``val``.
 
     Returns:
-        protocol, seed, utt_id, label, pred, prob_*, correct (bool), speaker, corpus, sex, duration_s.
+        protocol, seed, utt_id, label, pred, prob_*, correct (bool), and the manifest's columns (speaker, corpus,
+        sex, duration_s, path, ...).
 
     Raises:
         FileNotFoundError: a run has no predictions (train it first), naming the file.
     """
     protocols = list(protocols or evaluation_protocols(cfg))
     seeds = list(cfg.train.seeds if seeds is None else seeds)
-    parts = []
-    for protocol in protocols:
-        for seed in seeds:
-            path = folder.predictions(system, seed, split, protocol)
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no {split} predictions of {system} (seed {seed}, {protocol}); "
-                                        f"train it first (`serlib train {cfg.source} --system {system}`)")
-            parts.append(pd.read_csv(path).assign(protocol=protocol, seed=seed))
-    preds = pd.concat(parts, ignore_index=True)
-    preds["correct"] = preds["label"] == preds["pred"]
-    manifest = load_manifest(folder)[["utt_id", "speaker", "corpus", "sex", "duration_s"]]
-    merged = preds.merge(manifest, on="utt_id", how="left", validate="many_to_one")
-    if merged["speaker"].isna().any():
-        raise ValueError(f"{system}: predictions name clips the manifest {folder.manifest} lacks; retrain")
-    return merged
+    files = [(folder.predictions(system, seed, split, protocol), {"protocol": protocol, "seed": seed})
+             for protocol in protocols for seed in seeds]
+    return read_predictions(folder, files, f"train {system} first (`serlib train {cfg.source} --system {system}`) "
+                                           "or set analysis.primary_system")
+
+
+def primary_predictions(cfg: Config, folder: RunFolder, split: str = "test", system: Optional[str] = None,
+                        seed: Optional[int] = None) -> pd.DataFrame:
+    """One seed of one system (default: the analysed ones, ``analysis.primary_system`` and ``primary_seed``) over
+    the main protocols: ``system_predictions`` of that seed, with ``attrs`` naming system, seed, split and source."""
+    default_system, default_seed = primary_system(cfg)
+    system = system or default_system
+    seed = default_seed if seed is None else seed
+    preds = system_predictions(cfg, folder, system, seeds=[seed], split=split)
+    preds.attrs.update(system=system, seed=seed, split=split)
+    return preds
+
+
+def baseline_predictions(cfg: Config, folder: RunFolder, name: str) -> pd.DataFrame:
+    """A baseline's test predictions under the main protocols (``serlib.modelling.runbaselines``), as
+    ``system_predictions`` gives a system's (one seed, 0).
+
+    Raises:
+        FileNotFoundError: they were not written, or were written from other inputs (a one-line list of what
+            differs); ``serlib.pipeline.ensure_baselines(cfg, folder)`` writes them (notebook 03 does).
+    """
+    changes = baselines_changes(cfg, folder)
+    if changes:
+        raise FileNotFoundError(f"the baselines' predictions are not this run's: {'; '.join(changes)}; write them "
+                                "with serlib.pipeline.ensure_baselines(cfg, folder)")
+    files = [(baseline_file(folder, name, protocol), {"protocol": protocol, "seed": 0})
+             for protocol in evaluation_protocols(cfg)]
+    return read_predictions(folder, files, "write them with serlib.pipeline.ensure_baselines(cfg, folder)")
+
+
+def run_predictions(folder: RunFolder, system: str) -> pd.DataFrame:
+    """A system's test predictions in a run folder, over every seed and main protocol that ``results.csv``
+    lists (no configuration needed), joined with that run's manifest."""
+    results = load_results(folder)
+    rows = results[(results["system"] == system) & ~results["protocol"].str.startswith("loco-")]
+    if rows.empty:
+        raise FileNotFoundError(f"{folder.results}: no trained {system} in {folder.root}")
+    files = [(folder.predictions(system, int(r.seed), "test", r.protocol),
+              {"seed": int(r.seed), "protocol": r.protocol}) for r in rows.itertuples()]
+    return read_predictions(folder, files, f"train {system} again in {folder.root}")
 
 
 def _wide(preds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
@@ -290,90 +385,6 @@ def loco_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-MANIFEST_COLUMNS = ["utt_id", "speaker", "corpus", "sex", "duration_s"]  # what a baseline's predictions are scored by
-
-
-def with_manifest(preds: pd.DataFrame, manifest: pd.DataFrame) -> pd.DataFrame:
-    """A baseline's predictions joined with each clip's speaker, corpus, sex and duration."""
-    return preds.merge(manifest[MANIFEST_COLUMNS], on="utt_id", how="left")
-
-
-def duration_predictions(cfg: Config, folder: RunFolder, protocols: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """The duration-only baseline's test predictions under the main protocol(s), with the manifest's columns."""
-    manifest = load_manifest(folder)
-    parts = []
-    for protocol in list(protocols or evaluation_protocols(cfg)):
-        preds, info = duration_baseline(manifest, protocol_subsets(folder, protocol, manifest))
-        parts.append(preds.assign(protocol=protocol, seed=0, C=info["C"]))
-    preds = pd.concat(parts, ignore_index=True)
-    return with_manifest(preds, manifest)
-
-
-EGEMAPS = "eGeMAPS + linear"  # the rows of the feature baselines (issue 12)
-W2V_LINEAR = "wav2vec2 mean + linear"
-LAYER_SUM = "wav2vec2 layer-sum mean + linear"  # the SUPERB downstream with a learned layer sum
-BASELINE_TEXT = {
-    DURATION: "a classifier on clip length alone",
-    EGEMAPS: "eGeMAPS v02 functionals (88, openSMILE), standardised, logistic regression (C chosen on val)",
-    W2V_LINEAR: "wav2vec2 (the run's layer) mean over real frames, standardised, logistic regression "
-                "(C chosen on val): the SUPERB-style linear downstream",
-    LAYER_SUM: "every probed wav2vec2 layer mean-pooled, a learned softmax layer sum and a linear head trained "
-               "together (weight decay chosen on val): SUPERB's downstream with its weighted sum",
-}
-
-
-def feature_baseline_predictions(cfg: Config, folder: RunFolder, which: str,
-                                 protocols: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """The test predictions of a feature baseline (``EGEMAPS`` or ``W2V_LINEAR``) under the main protocol(s),
-    with the manifest's columns: trained on train, C chosen on val, scored on test."""
-    manifest = load_manifest(folder)
-    encode = {c: i for i, c in enumerate(CLASSES)}
-    parts = []
-    if which == EGEMAPS:
-        table = egemaps_features(folder, manifest)
-        usable = table[table["error"] == ""].set_index("utt_id")[feature_columns(table)]
-    for protocol in list(protocols or evaluation_protocols(cfg)):
-        if which == EGEMAPS:
-            rows = manifest.assign(split=protocol_subsets(folder, protocol, manifest).to_numpy())
-            rows = rows[rows["utt_id"].isin(usable.index)]
-            subsets = {s: rows[rows["split"] == s] for s in ("train", "val", "test")}
-            x = {s: usable.loc[p["utt_id"]].to_numpy(dtype=float) for s, p in subsets.items()}
-            y = {s: p["label"].map(encode).to_numpy(int) for s, p in subsets.items()}
-            ids = subsets["test"]["utt_id"].to_numpy()
-        elif which == W2V_LINEAR:
-            data = load_split_data(cfg, folder, [plan_layers(cfg).key("wav2vec2")], torch.device("cpu"), protocol)
-            x = {s: masked_mean(data.x[s].float(), frame_mask(data.lengths[s], data.frames)).numpy()
-                 for s in ("train", "val", "test")}
-            y = {s: data.y[s].numpy() for s in ("train", "val", "test")}
-            ids = data.utt_ids["test"]
-        else:
-            raise ValueError(f"unknown feature baseline {which!r}; expected {EGEMAPS!r} or {W2V_LINEAR!r}")
-        preds, info = linear_baseline(x, y, ids)
-        parts.append(preds.assign(protocol=protocol, seed=0, C=info["C"]))
-    preds = pd.concat(parts, ignore_index=True)
-    return with_manifest(preds, manifest)
-
-
-def layer_sum_predictions(cfg: Config, folder: RunFolder) -> pd.DataFrame:
-    """The layer-sum linear baseline's test predictions under the main protocol(s), with the manifest's columns."""
-    manifest = load_manifest(folder)
-    parts = []
-    for protocol in evaluation_protocols(cfg):
-        preds, info = probe.layer_sum_linear(cfg, folder, protocol)
-        parts.append(preds.assign(protocol=protocol, seed=0, weight_decay=info["weight_decay"]))
-    preds = pd.concat(parts, ignore_index=True)
-    return with_manifest(preds, manifest)
-
-
-def duration_table(cfg: Config, folder: RunFolder, beside: Sequence[str] = ("S1",)) -> pd.DataFrame:
-    """The duration-only baseline's scores beside ``beside`` (same split, same intervals), with C chosen on val."""
-    preds = duration_predictions(cfg, folder)
-    row = _score_row(DURATION, score(preds, cfg).set_index("metric")) | {"C (CHOSEN on val)": preds["C"].iloc[0]}
-    rows = [row] + [_score_row(n, score(system_predictions(cfg, folder, n), cfg).set_index("metric"))
-                    for n in beside if n in cfg.systems]
-    return pd.DataFrame(rows)
-
-
 # --------------------------------------------------------------------------- the analysed system
 
 
@@ -426,9 +437,6 @@ def table5_scores(cfg: Config, folder: RunFolder, systems: Sequence[str] = TABLE
     return scores.merge(theirs, on="system", how="left")
 
 
-PAPER_SYSTEMS = ("S1", "S2", "S3", "S4", "S5", "A1", "A2", "A3")  # the paper's Tables 4-6
-
-
 def reference_of(cfg: Config, name: str) -> Optional[str]:
     """The system an added row is compared with: the name before its first '-' (S5-mask -> S5), else the
     analysed system, else (for the analysed system itself) the log-Mel baseline S1; None when none of them is
@@ -448,22 +456,15 @@ def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     pairs = [(n, reference_of(cfg, n), system_predictions(cfg, folder, n)) for n in names]
     alone = [(n, preds) for n, reference, preds in pairs if reference is None]  # nothing to compare with
     pairs = [pair for pair in pairs if pair[1] is not None]
-    if "S1" in cfg.systems:
-        pairs.append((DURATION, "S1", duration_predictions(cfg, folder)))
-    if cfg.analysis.feature_baselines:
-        if "S1" in cfg.systems:
-            pairs.append((EGEMAPS, "S1", feature_baseline_predictions(cfg, folder, EGEMAPS)))
-        if "S2" in cfg.systems and cfg.systems["S2"].input == "wav2vec2":
-            pairs.append((W2V_LINEAR, "S2", feature_baseline_predictions(cfg, folder, W2V_LINEAR)))
-            if len(probe_layers(cfg)) > 1:
-                pairs.append((LAYER_SUM, "S2", layer_sum_predictions(cfg, folder)))
+    pairs += [(name, reference, baseline_predictions(cfg, folder, name))
+              for name, reference in baseline_references(cfg).items()]
     for name, reference, preds in pairs:
         scores = _score_row(name, score(preds, cfg).set_index("metric"))
         reference_preds = system_predictions(cfg, folder, reference)
         table, info = stats.compare_predictions(reference_preds, preds, cfg.analysis.bootstrap_resamples,
                                                 cfg.analysis.bootstrap_seed)
         uar = table.set_index("metric").loc["uar"]
-        description = cfg.systems[name].description if name in cfg.systems else BASELINE_TEXT[name]
+        description = cfg.systems[name].description if name in cfg.systems else DESCRIPTIONS[name]
         folds = fold_deltas(reference_preds, preds, "uar", "delta_uar_folds_pp")
         rows.append({**scores, "description": description, "vs": reference, "delta_uar_pp": 100 * uar["delta"],
                      "delta_uar_lo_pp": 100 * uar["lo"], "delta_uar_hi_pp": 100 * uar["hi"], **folds,
@@ -513,20 +514,6 @@ def loco_note(table: pd.DataFrame) -> str:
 
 
 # --------------------------------------------------------------------------- two runs
-
-
-def run_predictions(folder: RunFolder, system: str) -> pd.DataFrame:
-    """A system's test predictions in a run folder, over every seed and main protocol that ``results.csv``
-    lists (no configuration needed), joined with that run's manifest."""
-    results = load_results(folder)
-    rows = results[(results["system"] == system) & ~results["protocol"].str.startswith("loco-")]
-    if rows.empty:
-        raise FileNotFoundError(f"{folder.results}: no trained {system} in {folder.root}")
-    parts = [pd.read_csv(folder.predictions(system, int(r.seed), "test", r.protocol)).assign(seed=int(r.seed),
-                                                                                               protocol=r.protocol)
-             for r in rows.itertuples()]
-    manifest = load_manifest(folder)[["utt_id", "speaker", "corpus", "sex"]]
-    return pd.concat(parts, ignore_index=True).merge(manifest, on="utt_id", how="left")
 
 
 def compare_runs(folder_a: RunFolder, folder_b: RunFolder, systems: Optional[Sequence[str]] = None,

@@ -12,15 +12,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from serlib.analysis.evaluation import score, with_manifest
+from serlib.analysis.evaluation import join_manifest, score
 from serlib.common.config import Config
 from serlib.common.runfolder import RunFolder
-from serlib.data.protocols import evaluation_protocols, protocol_subsets
 from serlib.data.stage import load_manifest
 from serlib.features.layers import (PAPER_LAYERS, label, layer_index, paper_layer_cache_bytes, plan_layers,
                                     probe_layers)
 from serlib.features.stream import layer_bytes
 from serlib.modelling import probe
+from serlib.data.protocols import evaluation_protocols, protocol_subsets
 from serlib.modelling.train import read_checkpoint
 
 
@@ -34,7 +34,6 @@ def probe_table(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
     layers = probe_layers(cfg)
     if not layers:
         return None
-    manifest = load_manifest(folder)
     protocols = evaluation_protocols(cfg)
     tables = {p: probe.layer_probe(cfg, folder, p) for p in protocols}
     sizes = layer_bytes(cfg, folder, [plan_layers(cfg).key("wav2vec2", layer) for layer in layers])
@@ -42,7 +41,8 @@ def probe_table(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
     for layer in layers:
         preds = pd.concat([probe.probe_predictions(folder, layer, p).assign(protocol=p, seed=0) for p in protocols],
                           ignore_index=True)
-        scores = score(with_manifest(preds, manifest), cfg).set_index("metric")
+        scores = score(join_manifest(preds, folder, f"the layer probe's {layer} predictions", "run the probe again"),
+                       cfg).set_index("metric")
         picked = [t.set_index("layer").loc[str(layer)] for t in tables.values()]
         rows.append({"layer": label(cfg.features.wav2vec2, layer),
                      "C (CHOSEN on val)": picked[0]["C"] if len(picked) == 1 else "per fold",

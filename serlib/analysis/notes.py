@@ -2,7 +2,7 @@
 predictions and the paper's values (so the notebooks only call and show), and the line every notebook
 shows in place of a table whose systems the profile lacks (``missing_systems``).
 
-``preds`` is always ``serlib.analysis.confusion.load_predictions``'s frame: one row per test clip,
+``preds`` is always ``serlib.analysis.evaluation.primary_predictions``'s frame: one row per test clip,
 ``correct`` a bool, ``attrs`` naming the system, seed and source file.
 """
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 Owns the pyin pitch contour, librosa prosody descriptors (pyin pitch, RMS energy contour, onset
 rate) of 16 kHz clips (``serlib.common.audio.load_audio``) cached in ``<run>/analysis/prosody.csv``,
-their timing, and their comparison between correct and misclassified clips (tables and box
-plots). The confusion tables themselves live in ``serlib.confusion``; display is the notebook's
-job (``notebooks/05_confusion.ipynb``).
+their timing, and their comparison between correct and misclassified clips (tables; the box plots
+are ``serlib.report.confusionplots``). The confusion tables themselves live in
+``serlib.analysis.confusion``; display is the notebook's job (``notebooks/05_confusion.ipynb``).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -27,9 +27,6 @@ from serlib.common.facts import CLASSES, SAMPLE_RATE
 from serlib.common.io import write_csv_atomic
 from serlib.common.pool import check_workers, process_map
 from serlib.common.runfolder import RunFolder
-
-if TYPE_CHECKING:
-    import matplotlib.pyplot as plt  # imported where plotted: the worker processes never plot
 
 PROSODY_COLUMNS = ("f0_mean_hz", "f0_range_st", "f0_slope_st_s", "voiced_frac", "rms_mean_db",
                    "rms_slope_db_s", "rms_std_db", "onset_rate_hz", "duration_s")
@@ -283,7 +280,7 @@ def prosody_timing(prosody: pd.DataFrame) -> pd.DataFrame:
 
 def prosody_by_outcome(preds: pd.DataFrame, prosody: pd.DataFrame) -> pd.DataFrame:
     """Mean descriptors per true class and outcome (correct / misclassified)."""
-    merged = _with_outcome(preds, prosody)
+    merged = with_outcome(preds, prosody)
     table = merged.groupby(["label", "outcome"], sort=False)[list(PROSODY_COLUMNS)].mean()
     table.insert(0, "clips", merged.groupby(["label", "outcome"], sort=False).size())
     order = [(c, o) for c in CLASSES for o in ("correct", "misclassified") if (c, o) in table.index]
@@ -309,7 +306,7 @@ def prosody_separation(preds: pd.DataFrame, prosody: pd.DataFrame, within_speake
         correction: "bh" or "holm", applied across every test of the table (``p_adjusted``).
         alpha: level of the ``significant`` flag.
     """
-    merged = _with_outcome(preds, prosody)
+    merged = with_outcome(preds, prosody)
     if within_speaker:
         merged = zscore_within(merged, "speaker", PROSODY_COLUMNS)
     rows = []
@@ -339,36 +336,10 @@ def _cohen_d(a: pd.Series, b: pd.Series) -> float:
     return float((a.mean() - b.mean()) / pooled) if pooled > 0 else np.nan
 
 
-def _with_outcome(preds: pd.DataFrame, prosody: pd.DataFrame) -> pd.DataFrame:
+def with_outcome(preds: pd.DataFrame, prosody: pd.DataFrame) -> pd.DataFrame:
+    """The clips of ``preds`` with their prosody descriptors and ``outcome`` (correct / misclassified)."""
     keep = ["utt_id", "label", "pred", "correct"] + (["speaker"] if "speaker" in preds else [])
     merged = preds[keep].merge(
         prosody[prosody["error"] == ""][["utt_id", *PROSODY_COLUMNS]], on="utt_id", how="inner")
     merged["outcome"] = np.where(merged["correct"], "correct", "misclassified")
     return merged
-
-
-def plot_prosody_by_outcome(preds: pd.DataFrame, prosody: pd.DataFrame,
-                            descriptors: tuple = ("f0_mean_hz", "f0_range_st", "f0_slope_st_s",
-                                                  "rms_mean_db", "rms_slope_db_s", "onset_rate_hz")) -> plt.Figure:
-    """Box plots of prosody descriptors per true class, correct vs misclassified side by side."""
-    # Plotting libraries load where a figure is drawn: the pool's worker processes never plot
-    import matplotlib.pyplot as plt
-    import seaborn as sns
-
-    merged = _with_outcome(preds, prosody)
-    cols = 3
-    fig, axes = plt.subplots(int(np.ceil(len(descriptors) / cols)), cols, figsize=(13, 3.4 * np.ceil(len(descriptors) / cols)),
-                             squeeze=False)
-    for ax, column in zip(axes.flat, descriptors):
-        sns.boxplot(data=merged, x="label", y=column, hue="outcome", order=list(CLASSES),
-                    hue_order=["correct", "misclassified"], palette={"correct": "#4c9be8", "misclassified": "#e8794c"},
-                    ax=ax, fliersize=2)
-        ax.set_title(PROSODY_LABELS[column], fontsize=10)
-        ax.set_xlabel("true class")
-        ax.set_ylabel("")
-        if ax is not axes.flat[0] and ax.get_legend() is not None:
-            ax.get_legend().remove()
-    for ax in list(axes.flat)[len(descriptors):]:
-        ax.set_visible(False)
-    fig.tight_layout()
-    return fig

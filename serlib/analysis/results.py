@@ -1,7 +1,8 @@
-"""Result tables of the training and ablation notebooks (Tables 4, 5, 6, 8), each beside the paper's.
+"""Result tables of the training and ablation notebooks (Tables 4, 6, 8), each beside the paper's (Table 5, with
+its intervals, is ``serlib.analysis.evaluation.table5_scores``).
 
 Inputs are the rows ``serlib.modelling.systems.train_systems`` returns (one per system x seed); the paper's
-values come from ``serlib.paper``. Accuracies are fractions; deltas are percentage points.
+values come from ``serlib.common.paper``. Accuracies are fractions; deltas are percentage points.
 """
 from __future__ import annotations
 
@@ -32,17 +33,6 @@ def table4(cfg: Config, results: pd.DataFrame, systems: Sequence[str] = ("S1", "
                      "params_m_paper_widths": paper_width_params(system.model, system.input) / 1e6,
                      "paper_params_m": stated.get(name, float("nan"))})
     return pd.DataFrame(rows)
-
-
-def table5(results: pd.DataFrame, systems: Sequence[str] = ("S1", "S2", "S3", "S4", "S5")) -> pd.DataFrame:
-    """Table 5: validation and test accuracy and test macro-F1 (mean, and std over seeds), beside the paper's."""
-    table = summarise(results[results["system"].isin(systems)])
-    ours = table.rename(columns={"test_macro_f1": "macro_f1", "test_macro_f1_std": "macro_f1_std"})
-    theirs = paper.TABLE5.rename(columns=lambda c: c if c == "system" else f"paper_{c}")
-    merged = ours.merge(theirs, on="system", how="left")
-    if (merged["seeds"] <= 1).all():
-        merged = merged.drop(columns=[c for c in merged.columns if c.endswith("_std")])
-    return merged
 
 
 ABLATIONS = ("A1", "A2", "A3")  # the paper's ablations of Full (S5), Table 6

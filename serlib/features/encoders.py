@@ -333,7 +333,7 @@ class Wav2Vec2Encoder(nn.Module):
         return self.hidden_layers(wave, lengths)
 
     def hidden_layers(self, wave: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
-        """``forward_layers`` outside inference mode (what the ONNX exporter traces: ``serlib.modelling.audiograph``)."""
+        """``forward_layers`` outside inference mode (what ONNX export traces: ``serlib.inference.audiograph``)."""
         wave = wave.float()
         if lengths is None or bool((lengths == wave.shape[1]).all()):
             mask = None

@@ -20,10 +20,12 @@ from serlib.common.runfolder import RunFolder
 from serlib.report.tables import table_html
 
 
-def _display_html(markup: str) -> None:
+def display_html(markup: str, metadata: Optional[dict] = None) -> None:
+    """Show ``markup`` as the cell's HTML output; ``metadata`` goes into the output's metadata (the report's
+    export reads it: ``serlib.report.listening.refreshed_html``)."""
     from IPython.display import HTML, display  # notebook helpers: IPython is present only in a kernel
 
-    display(HTML(markup))
+    display(HTML(markup), metadata=metadata)
 
 
 def _slug(label: str) -> str:
@@ -32,7 +34,7 @@ def _slug(label: str) -> str:
 
 def show_table(df: pd.DataFrame, label: str, caption: str, folder: Optional[RunFolder] = None,
                name: Optional[str] = None, note: Optional[str] = None, index: bool = False,
-               float_format: Optional[str] = None) -> None:
+               float_format: Optional[str] = None, metadata: Optional[dict] = None) -> None:
     """Display ``df`` under "<label>. <caption>" and save it as ``tables/<name>.csv``.
 
     Args:
@@ -44,17 +46,29 @@ def show_table(df: pd.DataFrame, label: str, caption: str, folder: Optional[RunF
         note: an optional paragraph under the table (e.g. how it differs from the paper).
         index: show the index.
         float_format: format of plain float cells (default: ``serlib.report.tables`` decides by meaning).
+        metadata: the output's metadata (``display_html``).
     Returns:
         None, so a cell that ends with the call does not show the table a second time.
     """
     if folder is not None:
         folder.tables.mkdir(parents=True, exist_ok=True)
-        df.to_csv(folder.tables / f"{name or _slug(label)}.csv", index=index)
+        df.to_csv(folder.tables / table_file(label, name), index=index)
+    display_html(table_block(df, label, caption, note, float_format, index), metadata)
+
+
+def table_file(label: str, name: Optional[str] = None) -> str:
+    """The CSV a table is saved as under ``tables/``: ``<name>.csv``, by default from the label (``table_s50.csv``)."""
+    return f"{name or _slug(label)}.csv"
+
+
+def table_block(df: pd.DataFrame, label: str, caption: str, note: Optional[str] = None,
+                float_format: Optional[str] = None, index: bool = False) -> str:
+    """The HTML ``show_table`` shows: "<label>. <caption>", the table, and the note under it."""
     body = table_html(df, float_format, index=index)
     markup = f'<div class="serlib-table"><p><b>{html.escape(label)}.</b> {html.escape(caption)}</p>{body}'
     if note:
         markup += f'<p class="serlib-note"><i>{html.escape(note)}</i></p>'
-    _display_html(markup + "</div>")
+    return markup + "</div>"
 
 
 FIGURE_DPI = 220  # 2x the 110 dpi the figures are laid out for: sharp on HiDPI screens
@@ -77,7 +91,7 @@ def show_figure(fig: plt.Figure, label: str, caption: str, folder: Optional[RunF
     data = path.read_bytes()
     width = int.from_bytes(data[16:20], "big") // 2  # the PNG header's width, shown at half
     alt = html.escape(f"{label}. {caption}", quote=True)
-    _display_html(f'<img class="serlib-figure" src="data:image/png;base64,{base64.b64encode(data).decode()}" '
+    display_html(f'<img class="serlib-figure" src="data:image/png;base64,{base64.b64encode(data).decode()}" '
                   f'width="{width}" alt="{alt}">'
                   f'<p class="serlib-caption"><b>{html.escape(label)}.</b> {html.escape(caption)}</p>')
 
@@ -85,5 +99,5 @@ def show_figure(fig: plt.Figure, label: str, caption: str, folder: Optional[RunF
 def show_note(text: str, kind: str = "note") -> None:
     """A highlighted paragraph: kind 'note', 'paper' (differs from the paper) or 'warning'."""
     colours = {"note": "#eef5ff", "paper": "#fff6e0", "warning": "#ffe8e8"}
-    _display_html(f'<div class="serlib-{kind}" style="background:{colours.get(kind, "#eee")};'
+    display_html(f'<div class="serlib-{kind}" style="background:{colours.get(kind, "#eee")};'
                   f'padding:8px 12px;border-radius:4px;margin:6px 0">{html.escape(text)}</div>')

@@ -1,6 +1,8 @@
 """The box the report opens on: the analysed system against the paper, with intervals, its best and
-worst class, and one sentence on what the run is. Read from the run folder's tables (Table 5, Table
-S40), so it says exactly what the report's tables say; absent tables leave the box out."""
+worst class, and one sentence on what the run is. Scored through ``serlib.analysis.evaluation`` (its
+``scores_table`` and the analysed seed's predictions), as Table 5 (or Table S27) and Table S40 score
+them, so it says exactly what the report's tables say; a run whose system has no predictions yet has
+no box."""
 from __future__ import annotations
 
 import html
@@ -8,7 +10,9 @@ from typing import Optional
 
 import pandas as pd
 
-from serlib.common.config import Config, configured_corpora, primary_system
+from serlib.analysis.confusion import per_class_recall
+from serlib.analysis.evaluation import TABLE5_SYSTEMS, primary_predictions, scores_table
+from serlib.common.config import PAPER_SYSTEMS, Config, configured_corpora, primary_system
 from serlib.common.paper import TABLE5
 from serlib.common.runfolder import RunFolder
 from serlib.features.keys import inputs_for_run
@@ -16,11 +20,12 @@ from serlib.features.keys import inputs_for_run
 METRICS = (("acc", "accuracy", "test_acc"), ("uar", "UAR", None), ("macro_f1", "macro-F1", "macro_f1"))
 
 
-def _read(path) -> Optional[pd.DataFrame]:
-    try:
-        return pd.read_csv(path)
-    except (OSError, ValueError):
-        return None
+def results_anchor(system: str) -> Optional[str]:
+    """The table the analysed system's scores are in: Table 5 for the paper's S1-S5, Table S27 for a system beyond
+    the paper's; None for an ablation (A1-A3: Table 6 scores it against Full only)."""
+    if system in TABLE5_SYSTEMS:
+        return "table-5"
+    return None if system in PAPER_SYSTEMS else "table-s27"
 
 
 def run_sentence(cfg: Config) -> str:
@@ -41,16 +46,16 @@ def run_sentence(cfg: Config) -> str:
 
 
 def key_results_html(cfg: Config, folder: RunFolder) -> str:
-    """The key-results box as HTML ("" when Table 5 has not been written yet)."""
-    system, _ = primary_system(cfg)
-    table, anchor = None, "table-5"
-    for name, anchor in (("table_5", "table-5"), ("table_s27_beyond", "table-s27")):  # a system beyond the paper's
-        table = _read(folder.tables / f"{name}.csv")
-        if table is not None and system in set(table["system"]):
-            break
-    else:
+    """The key-results box as HTML ("" when the analysed system has no test predictions yet)."""
+    system, seed = primary_system(cfg)
+    anchor = results_anchor(system)
+    if anchor is None:
         return ""
-    row = table.set_index("system").loc[system]
+    try:
+        row = scores_table(cfg, folder, [system]).set_index("system").loc[system]
+        per_class = per_class_recall(primary_predictions(cfg, folder, "test", system, seed))
+    except (FileNotFoundError, ValueError):  # not trained yet, or predictions of another manifest: the notebooks say
+        return ""
     paper = TABLE5.set_index("system").loc[system] if system in set(TABLE5["system"]) else None
     unit = str(row.get("unit", "clip"))
     cells = []
@@ -69,8 +74,8 @@ def key_results_html(cfg: Config, folder: RunFolder) -> str:
     unit_text = ("95 % intervals from a bootstrap over test speakers" if unit == "speaker"
                  else "95 % intervals from a bootstrap over test clips (fewer than 5 test speakers)")
     classes = ""
-    per_class = _read(folder.tables / "table_s40.csv")
-    if per_class is not None and {"class", "recall"} <= set(per_class.columns) and len(per_class):
+    per_class = per_class[per_class["recall"].notna()]
+    if len(per_class):
         best, worst = per_class.loc[per_class["recall"].idxmax()], per_class.loc[per_class["recall"].idxmin()]
         classes = (f"<p>Best class: <b>{html.escape(str(best['class']))}</b> (recall {100 * best['recall']:.1f} %); "
                    f"worst: <b>{html.escape(str(worst['class']))}</b> (recall {100 * worst['recall']:.1f} %) "

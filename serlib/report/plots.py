@@ -182,24 +182,6 @@ def plot_reliability(table: pd.DataFrame, ece: Optional[float] = None, ax: Optio
     return fig
 
 
-def plot_metric_intervals(table: pd.DataFrame, metric: str = "uar", ax: Optional[plt.Axes] = None,
-                          chance: float = 1 / 3) -> plt.Figure:
-    """One point per system with its interval whisker (``<metric>``, ``<metric>_lo``, ``<metric>_hi`` columns)."""
-    fig, ax = _axes(ax, (max(4.5, 0.7 * len(table) + 1.5), 3.4))
-    position = np.arange(len(table))
-    values = table[metric].to_numpy(float)
-    errors = np.vstack([values - table[f"{metric}_lo"].to_numpy(float), table[f"{metric}_hi"].to_numpy(float) - values])
-    ax.errorbar(position, values, yerr=errors, fmt="o", color="#1f77b4", capsize=4)
-    ax.axhline(chance, color="grey", linestyle=":", linewidth=0.8, label="chance")
-    ax.set_xticks(position)
-    ax.set_xticklabels(table["system"], rotation=30, ha="right", fontsize=9)
-    ax.set_ylabel({"uar": "UAR", "acc": "accuracy", "macro_f1": "macro-F1"}.get(metric, metric))
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=9)
-    return fig
-
-
-
 def plot_layer_weights(weights: pd.DataFrame, ax: Optional[plt.Axes] = None) -> plt.Figure:
     """Fig. S27: the learned softmax weight of every layer (bars: mean over seeds, dots: each seed), one colour per
     ``wav2vec2_layers`` system, the uniform start dashed (``serlib.analysis.layerstats.layer_weights``)."""

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 import nbformat
-import pandas as pd
 
 from serlib.common.config import Config, ConfigError
 from serlib.common.io import write_text_atomic
@@ -35,9 +34,8 @@ from serlib.common.progress import last_event, log_to_stdout
 from serlib.common.runfolder import RunFolder, project_root, run_folder
 from serlib.report.html_export import (banners_html, config_html, failure_html, identity_html, render_html, reused_html,
                                        toc_html, top_link_html)
-from serlib.analysis.listening import AnnotationStore, static_table_html, tag_summary
 from serlib.report.keyresults import key_results_html
-from serlib.report.tables import table_html
+from serlib.report.listening import refreshed_html
 from serlib.report.provenance import load_timings, now_utc, run_identity, save_timings, write_resolved_config
 
 log = logging.getLogger("serlib")
@@ -304,7 +302,8 @@ def _section_title(nb: nbformat.NotebookNode, name: str) -> str:
 def _clean_outputs(outputs: list, anchors: set, captions: list, paths: Optional[list] = None,
                    folder: Optional[RunFolder] = None) -> list:
     """Drop stderr and widget views; fold printed lines into one collapsed log; show machine paths
-    relative (``paths``: ``(absolute prefix, shown as)``); give every Table/Fig caption an id for the contents."""
+    relative (``paths``: ``(absolute prefix, shown as)``); give every Table/Fig caption an id for the contents;
+    ask ``serlib.report.listening`` for its tables (S50, S51) as the annotations in ``folder`` stand now."""
     kept, log = [], []
     paths = paths or []
     for out in outputs:
@@ -318,8 +317,8 @@ def _clean_outputs(outputs: list, anchors: set, captions: list, paths: Optional[
                 continue  # a widget (tqdm bar, listening station): its text fallback means nothing offline
             if not data or (set(data) == {"text/plain"} and "Widget" in str(data["text/plain"])):
                 continue
-            if "text/html" in data:
-                markup = _refresh_listening(_as_text(data["text/html"]), folder) if folder is not None else None
+            if "text/html" in data:  # a listening table drawn again from the annotations as they stand now
+                markup = refreshed_html(out.get("metadata"), folder) if folder is not None else None
                 data["text/html"] = _anchor_captions(_relative(markup or _as_text(data["text/html"]), paths),
                                                      anchors, captions)
             if "text/plain" in data:
@@ -332,29 +331,6 @@ def _clean_outputs(outputs: list, anchors: set, captions: list, paths: Optional[
             f'<details class="serlib-log"><summary>log ({lines} line{"s" if lines > 1 else ""})</summary>'
             f'<pre>{html.escape(text)}</pre></details>')}))
     return kept
-
-
-_LISTENING = re.compile(r'<div class="serlib-table serlib-listening"><p><b>(?P<label>Table S\d+)\.</b> (?P<caption>.*?)</p>',
-                        re.S)
-_SUMMARY = re.compile(r'<div class="serlib-table"><p><b>Table S51\.</b>')
-
-
-def _refresh_listening(markup: str, folder: RunFolder) -> Optional[str]:
-    """The listening tables as the annotations stand now (a re-export shows what listeners saved since the
-    notebook ran): Table S50's tags and notes, Table S51's counts. None: not one of them, or no clip list."""
-    found = _LISTENING.search(markup)
-    summary = _SUMMARY.search(markup)
-    if not found and not summary:
-        return None
-    try:
-        clips = pd.read_csv(folder.tables / "table_s50.csv", dtype={"utt_id": str, "speaker": str})
-    except (OSError, ValueError):
-        return None
-    annotations = AnnotationStore(folder.annotations).frame()
-    if found:
-        return static_table_html(clips, annotations, found.group("label"), html.unescape(found.group("caption")))
-    return re.sub(r'<table class="serlib-table[^"]*">.*?</table>', lambda _: table_html(tag_summary(clips, annotations)),
-                  markup, count=1, flags=re.S)
 
 
 def _relative(text: str, paths: list) -> str:

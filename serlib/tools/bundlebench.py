@@ -2,7 +2,7 @@
 
 Each figure is the time from an audio file on disk to its label: reading it (soundfile), the windows,
 the ONNX graph (encoder and head) under onnxruntime on the CPU, the mean over windows, as the bundle's
-``predict.py`` does it (``serlib.modelling.standalone``), for ``model.onnx`` (fp32) and
+``predict.py`` does it (``serlib.inference.standalone``), for ``model.onnx`` (fp32) and
 ``model-int8.onnx`` (dynamic int8); and the same clip through ``serlib predict``'s torch path
 (``Predictor.from_bundle``) as the baseline measured in the same run. Clips are seeded noise with a
 tone at 16 kHz (the cost does not depend on the content), of 1 s, the real corpora's mean clip length,
@@ -26,8 +26,9 @@ import soundfile as sf
 
 from serlib.common.timing import median
 from serlib.data.lengths import draw_clip_lengths
-from serlib.modelling import standalone
-from serlib.modelling.predict import BUNDLE_FILE, BundleError, Predictor
+from serlib.inference import standalone
+from serlib.inference.bundleformat import BUNDLE_FILE, BundleError
+from serlib.inference.predict import Predictor
 
 LONG_CLIP_S = 20.0  # a clip of several windows
 

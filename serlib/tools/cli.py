@@ -14,6 +14,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="every progress event too")
     sub = p.add_subparsers(dest="command", required=True)
 
+    # The options the commands that run a profile's stages share (run, features, train).
+    profile = argparse.ArgumentParser(add_help=False)
+    profile.add_argument("params", help="parameters YAML, e.g. parameters/demo.yaml")
+    profile.add_argument("--out", help="run folder (default reports/<run name>/)")
+    profile.add_argument("--no-rebuild", action="store_true", help="refuse a stale manifest instead of rebuilding it")
+    # The options that choose one trained model in a run folder (predict, export).
+    model = argparse.ArgumentParser(add_help=False)
+    model.add_argument("--system", help="system of a run folder (default: the analysed one, e.g. S5)")
+    model.add_argument("--seed", type=int, help="seed of a run folder (default: the analysed one)")
+
     m = sub.add_parser("mculp", help="read the corpora, apply MCULP, split by speaker; write manifest.csv")
     m.add_argument("--crema-d", help="CREMA-D root (holds AudioWAV/)")
     m.add_argument("--ravdess", help="RAVDESS root (holds Actor_01 .. Actor_24)")
@@ -22,21 +32,22 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0, help="seed of the speaker split (default 0)")
     m.add_argument("--split-file", help="speaker -> subset CSV to reuse a published split")
     m.add_argument("--min-duration", type=float, default=1.0, help="drop clips shorter than this (s)")
+    m.set_defaults(func=_mculp)
 
     d = sub.add_parser("demo-corpus", help="generate the synthetic demo corpus in the three real layouts")
     d.add_argument("out", help="folder to write CREMA-D/, RAVDESS/, EmoDB/ into")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--scale", choices=["default", "smoke", "paper"], default="default")
+    d.set_defaults(func=_demo_corpus)
 
-    r = sub.add_parser("run", help="execute the notebooks with papermill and export report.html")
-    r.add_argument("params", help="parameters YAML, e.g. parameters/demo.yaml")
-    r.add_argument("--out", help="run folder (default reports/<run name>/)")
+    r = sub.add_parser("run", parents=[profile], help="execute the notebooks with papermill and export report.html")
     r.add_argument("--only", nargs="*", help="execute only these notebooks (e.g. 01_data)")
-    r.add_argument("--no-rebuild", action="store_true", help="refuse a stale manifest instead of rebuilding it")
+    r.set_defaults(func=_run)
 
     e = sub.add_parser("report", help="export report.html again from the executed notebooks (runs nothing)")
     e.add_argument("target", help="a run folder (e.g. reports/demo) or its parameters YAML")
     e.add_argument("--out", help="run folder, with a parameters YAML (default reports/<run name>/)")
+    e.set_defaults(func=_report)
 
     w = sub.add_parser("sweep", help="run the variants of a sweep file (a run folder each) and one comparison report")
     w.add_argument("sweep", help="the sweep file, e.g. parameters/sweeps/smoke.yaml")
@@ -45,8 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--address", help="a running Ray cluster's address (default: a local Ray instance)")
     w.add_argument("--workers", type=int, help="CPUs of the local Ray instance (default: this machine's)")
     w.add_argument("--out", help="the sweep folder (default reports/<sweep name>/ of the base profile's project)")
+    w.set_defaults(func=_sweep)
 
     k = sub.add_parser("cache", help="what the feature cache holds; remove what no profile uses")
+    k.set_defaults(func=_cache)
     cache_sub = k.add_subparsers(dest="cache_command", required=True)
     kl = cache_sub.add_parser("list", help="one row per key folder: input, settings, clips, MB, last used")
     kl.add_argument("target", nargs="?", default="parameters/demo.yaml", help="a parameters YAML or a cache folder")
@@ -56,16 +69,14 @@ def _parser() -> argparse.ArgumentParser:
     kp.add_argument("--cache", help="the cache folder (default: the first profile's)")
     kp.add_argument("--delete", action="store_true", help="really remove them (default: only say what would go)")
 
-    f = sub.add_parser("features", help="fill the feature cache for the run's manifest (built first if missing)")
-    f.add_argument("params")
-    f.add_argument("--out", help="run folder (default reports/<run name>/)")
-    f.add_argument("--no-rebuild", action="store_true", help="refuse a stale manifest instead of rebuilding it")
+    f = sub.add_parser("features", parents=[profile],
+                       help="fill the feature cache for the run's manifest (built first if missing)")
+    f.set_defaults(func=_features)
 
-    t = sub.add_parser("train", help="train systems (all, or --system NAME); manifest and features first")
-    t.add_argument("params")
-    t.add_argument("--out", help="run folder (default reports/<run name>/)")
+    t = sub.add_parser("train", parents=[profile],
+                       help="train systems (all, or --system NAME); manifest and features first")
     t.add_argument("--system", action="append", help="system name, e.g. S5 (repeatable)")
-    t.add_argument("--no-rebuild", action="store_true", help="refuse a stale manifest instead of rebuilding it")
+    t.set_defaults(func=_train)
 
     c = sub.add_parser("compare", help="the same systems in two run folders: metrics, intervals, paired tests")
     c.add_argument("run_a", help="run folder A (e.g. reports/demo)")
@@ -73,31 +84,33 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--system", action="append", help="system name (repeatable; default: every system both ran)")
     c.add_argument("--html", help="also write the comparison as an HTML page here")
     c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    c.set_defaults(func=_compare)
 
-    q = sub.add_parser("predict", help="score audio files or folders with a trained system (a run folder or a bundle)")
+    q = sub.add_parser("predict", parents=[model],
+                       help="score audio files or folders with a trained system (a run folder or a bundle)")
     q.add_argument("model", help="a run folder (e.g. reports/demo) or a bundle folder from `serlib export`")
     q.add_argument("audio", nargs="+", help="files, folders (searched recursively) or .txt lists of paths")
-    q.add_argument("--system", help="system of a run folder (default: the analysed one, e.g. S5)")
-    q.add_argument("--seed", type=int, help="seed of a run folder (default: the analysed one)")
     q.add_argument("--out", help="write the rows here: .csv or .jsonl, the same columns (default: CSV on stdout); "
                                  "what made them goes to OUT.meta.json")
-    q.add_argument("--per-window", action="store_true", help="one row per window (start and end time) instead of per file")
+    q.add_argument("--per-window", action="store_true",
+                   help="one row per window (start and end time) instead of per file")
     q.add_argument("--hop", type=float, help="seconds between windows of a clip longer than the window (default: half)")
     q.add_argument("--long", choices=["windows", "centre"], default="windows",
                    help="a long clip: mean over windows (default) or its central window, as training scored it")
     q.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the run's features.device")
     q.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
+    q.set_defaults(func=_predict)
 
-    x = sub.add_parser("export", help="a trained system as a bundle folder: checkpoint, config, class map, card")
+    x = sub.add_parser("export", parents=[model],
+                       help="a trained system as a bundle folder: checkpoint, config, class map, card")
     x.add_argument("run", help="the run folder (e.g. reports/demo)")
     x.add_argument("--out", required=True, help="the bundle folder to write (replaced if it is a bundle)")
-    x.add_argument("--system", help="default: the analysed system (e.g. S5)")
-    x.add_argument("--seed", type=int, help="default: the analysed seed")
     x.add_argument("--onnx", action="store_true",
                    help="also model.onnx (audio in, probabilities out), its int8 form, predict.py and the head, with "
                         "their parity against torch on the test clips")
     x.add_argument("--parity-clips", type=int, default=200,
                    help="the most test clips the audio graphs' parity scores (default 200; 0: all)")
+    x.set_defaults(func=_export)
 
     b = sub.add_parser("bench", help="speed and memory: inference, training epoch, extraction, fast paths")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -105,10 +118,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="CI mode: fewer repetitions and smaller batches")
     b.add_argument("--bundle", help="instead: a bundle's audio-to-label latency (serlib export --onnx), fp32 and int8 "
                                     "onnxruntime beside torch")
+    b.set_defaults(func=_bench)
 
     d = sub.add_parser("doctor", help="self-check of this machine: device, encoder, determinism, memory, speed")
     d.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     d.add_argument("--json", help="write every check and its figures as JSON to this file")
+    d.set_defaults(func=_doctor)
     return p
 
 
@@ -125,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _logging(args.quiet, args.verbose)
     try:
-        return _dispatch(args)
+        return args.func(args)
     except Exception as err:  # a clear one-line message for expected errors; traceback otherwise
         # Imported only on an error: `serlib --help` and `serlib demo-corpus` stay free of torch and nbformat.
         from serlib.common.config import ConfigError
@@ -134,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         from serlib.modelling.train import NonFiniteLossError
         from serlib.report.runner import NotebookError
 
-        from serlib.modelling.predict import BundleError
+        from serlib.inference.bundleformat import BundleError
         from serlib.tools.doctor import DoctorError
 
         # OSError covers a full disk, a permission, a missing file, a folder where a file was named (and the
@@ -163,49 +178,82 @@ def one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def _dispatch(args: argparse.Namespace) -> int:
-    # Each branch imports only what it runs (`serlib --help` and `serlib demo-corpus` skip torch).
-    if args.command == "mculp":
-        from serlib.data.mculp import run_mculp
+# Each command imports only what it runs (`serlib --help` and `serlib demo-corpus` skip torch).
 
-        run_mculp(crema_d=args.crema_d, ravdess=args.ravdess, emodb=args.emodb, out=Path(args.out),
-                  seed=args.seed, split_file=args.split_file, min_duration_s=args.min_duration, verbose=True)
-        return 0
-    if args.command == "demo-corpus":
-        from serlib.data.democorpus import generate_demo_corpus
 
-        generate_demo_corpus(Path(args.out), seed=args.seed, scale=args.scale, verbose=True)
-        return 0
-    if args.command == "compare":
-        return _compare(args)
-    if args.command == "bench" and args.bundle:
+def _mculp(args: argparse.Namespace) -> int:
+    from serlib.data.mculp import run_mculp
+
+    run_mculp(crema_d=args.crema_d, ravdess=args.ravdess, emodb=args.emodb, out=Path(args.out),
+              seed=args.seed, split_file=args.split_file, min_duration_s=args.min_duration, verbose=True)
+    return 0
+
+
+def _demo_corpus(args: argparse.Namespace) -> int:
+    from serlib.data.democorpus import generate_demo_corpus
+
+    generate_demo_corpus(Path(args.out), seed=args.seed, scale=args.scale, verbose=True)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.bundle:
         if args.device != "cpu":
             print("serlib bench: error: --bundle times onnxruntime on the CPU; leave out --device", file=sys.stderr)
             return 2
         from serlib.tools.bundlebench import main_bundle_bench
 
         return main_bundle_bench(args.bundle, json_path=args.json, quick=args.quick)
-    if args.command == "bench":
-        from serlib.tools.bench import main_bench
+    from serlib.tools.bench import main_bench
 
-        return main_bench(device=args.device, json_path=args.json, quick=args.quick)
-    if args.command == "doctor":
-        from serlib.tools.doctor import main_doctor
+    return main_bench(device=args.device, json_path=args.json, quick=args.quick)
 
-        return main_doctor(device=args.device, json_path=args.json)
-    if args.command == "cache":
-        return _cache(args)
-    if args.command == "sweep":
-        return _sweep(args)
-    if args.command == "report":
-        return _report(args)
-    if args.command == "predict":
-        return _predict(args)
-    if args.command == "export":
-        return _export(args)
+
+def _doctor(args: argparse.Namespace) -> int:
+    from serlib.tools.doctor import main_doctor
+
+    return main_doctor(device=args.device, json_path=args.json)
+
+
+def _run(args: argparse.Namespace) -> int:
+    """``serlib run``: the notebooks executed and the report exported (after the profile's checks)."""
+    from serlib.report.runner import run_report
+
+    cfg, _ = _checked_profile(args)
+    if cfg is None:
+        return 2
+    run_report(cfg, out=args.out, only=args.only)
+    return 0
+
+
+def _features(args: argparse.Namespace) -> int:
+    """``serlib features``: the manifest and the feature cache."""
+    from serlib import pipeline
+
+    cfg, folder = _profile_folder(args)
+    if cfg is None:
+        return 2
+    pipeline.ensure_features(cfg, folder, rebuild_stale=not args.no_rebuild)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    """``serlib train``: the manifest, the features, then the systems trained."""
+    from serlib import pipeline
+
+    cfg, folder = _profile_folder(args)
+    if cfg is None:
+        return 2
+    pipeline.ensure_runs(cfg, folder, systems=args.system, rebuild_stale=not args.no_rebuild)
+    return 0
+
+
+def _checked_profile(args: argparse.Namespace):
+    """The profile of ``args.params`` and its run folder's root, after every check that can fail before anything
+    runs (the preflight, a stale manifest under --no-rebuild); ``(None, None)`` after printing why not."""
     from serlib import pipeline
     from serlib.common.config import load_config
-    from serlib.common.runfolder import RunFolder, default_run_root, out_folder, run_folder
+    from serlib.common.runfolder import RunFolder, default_run_root, out_folder
     from serlib.data.stage import manifest_changes
 
     cfg = load_config(args.params)
@@ -214,29 +262,27 @@ def _dispatch(args: argparse.Namespace) -> int:
     if problems:  # before anything runs or is written: every problem at once, nothing left on disk
         for problem in problems:
             print(f"serlib {args.command}: error: {problem}", file=sys.stderr)
-        return 2
+        return None, None
     if args.no_rebuild and RunFolder(root).manifest.is_file():
         changes = manifest_changes(cfg, RunFolder(root))
         if changes:
             print(f"serlib {args.command}: error: {RunFolder(root).manifest} is stale: {'; '.join(changes)}; "
                   "run without --no-rebuild to rebuild it", file=sys.stderr)
-            return 2
-    if args.command == "run":
-        from serlib.report.runner import run_report
+            return None, None
+    return cfg, root
 
-        run_report(cfg, out=args.out, only=args.only)
-        return 0
+
+def _profile_folder(args: argparse.Namespace):
+    """``_checked_profile``, then the run folder with its ``config.resolved.yaml`` written."""
+    from serlib.common.runfolder import run_folder
     from serlib.report.provenance import write_resolved_config
 
+    cfg, _ = _checked_profile(args)
+    if cfg is None:
+        return None, None
     folder = run_folder(cfg, args.out)
     write_resolved_config(cfg, folder)  # what `serlib predict` / `export` rebuild the run's encoder and systems from
-    if args.command == "features":
-        pipeline.ensure_features(cfg, folder, rebuild_stale=not args.no_rebuild)
-        return 0
-    if args.command == "train":
-        pipeline.ensure_runs(cfg, folder, systems=args.system, rebuild_stale=not args.no_rebuild)
-        return 0
-    raise AssertionError(args.command)
+    return cfg, folder
 
 
 def _cache(args: argparse.Namespace) -> int:
@@ -321,7 +367,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from serlib.modelling.predict import BUNDLE_FILE, Predictor, check_hop, summary_line, write_predictions
+    from serlib.inference.bundleformat import BUNDLE_FILE
+    from serlib.inference.predict import Predictor, check_hop, summary_line, write_predictions
 
     def usage(message: str) -> int:
         print(f"serlib predict: error: {message}", file=sys.stderr)
@@ -364,7 +411,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from serlib.analysis.bundle import export_bundle
+    from serlib.inference.bundle import export_bundle
 
     if args.parity_clips < 0:
         print(f"serlib export: error: --parity-clips must be 0 (all) or more, got {args.parity_clips}", file=sys.stderr)

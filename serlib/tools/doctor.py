@@ -25,7 +25,7 @@ from typing import Callable, Optional
 
 import torch
 
-from serlib.analysis.deploy import weight_bytes
+from serlib.inference.quantise import weight_bytes
 from serlib.common.config import FeaturesConfig, ModelConfig, TrainConfig
 from serlib.common.io import write_json_atomic
 from serlib.common.runtime import device_choice, set_seed, training_mode

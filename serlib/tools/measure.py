@@ -31,6 +31,8 @@ from serlib.modelling.train import TrainStep, make_optimizer
 
 MB = 1e6  # decimal megabytes, as the paper's "< 15 MB" and the issue's "35 MB" use them
 FEATURE_SHAPE = (paper.PAPER_INPUT_CHANNELS["wav2vec2"], paper.PAPER_FRAMES)  # 768 x 400
+N_TRAIN, N_VAL = 6096, 762  # the paper's Table 2 split sizes
+PAPER_BATCH = 64  # paper 4.2
 
 def synthetic_waves(lengths_s: np.ndarray, seed: int = 0) -> list[torch.Tensor]:
     """Noise waveforms (samples,) at 16 kHz of the given lengths (encoder cost depends on length only)."""

@@ -6,7 +6,7 @@ torch's TorchScript-based exporter (``dynamo=False``; deprecated upstream in fav
 at ``OPSET``, with dynamic batch and frame axes. A masked model (``model.mask_padding``) keeps the
 ``lengths`` input; an unmasked one does not read it, so its graph has ``features`` only.
 The int8 form is onnxruntime's static quantisation (QDQ, per-channel weights), its activation
-ranges observed on training-split features, as the torch int8 form of ``serlib.analysis.deploy``.
+ranges observed on training-split features, as the torch int8 form of ``serlib.inference.deploy``.
 """
 from __future__ import annotations
 

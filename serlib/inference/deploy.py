@@ -4,7 +4,7 @@ Three forms of the same trained network, for inference on one utterance at a tim
 
 - ``fp32``: the checkpoint as trained (eval mode).
 - ``fp32, BatchNorm folded``: each BatchNorm folded into the conv before it (same function,
-  float rounding only; ``serlib.tools.measure.fold_batchnorm``).
+  float rounding only; ``serlib.inference.quantise.fold_batchnorm``).
 - ``int8``: static post-training quantisation (weights and activations int8, PyTorch's x86
   backend), calibrated on training-split features only. It changes the function; what it
   changes is measured on the test split (accuracy, agreement with fp32, largest probability
@@ -18,19 +18,16 @@ The table ends with the encoder's cost on one clip of the mean test length, per 
 second of audio, and encoder + head: the paper's "3.2 ms" is the head alone, while a user pays
 for the encoder on every clip.
 
-``torch.ao.quantization`` is deprecated upstream in favour of torchao, but it is present and
-working in the pinned torch 2.11; CPU only (there is no int8 CUDA path here).
+The forms themselves (folding, int8, their weight bytes) are ``serlib.inference.quantise``.
 """
 from __future__ import annotations
 
 import copy
 import tempfile
-import warnings
 
 import pandas as pd
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from serlib.common import paper
 from serlib.common.config import Config, FeaturesConfig, primary_system
@@ -39,70 +36,14 @@ from serlib.common.runtime import cpu_threads, deterministic_algorithms
 from serlib.common.timing import median, time_calls
 from serlib.data.stage import load_manifest
 from serlib.features.encoders import build_encoder, encoder_description
-from serlib.modelling import onnxform
+from serlib.inference import onnxform
+from serlib.inference.quantise import fold_batchnorm, quantize_int8, weight_bytes
 from serlib.modelling.models import count_params, paper_width_params
 from serlib.data.protocols import MAIN_PROTOCOL, evaluation_protocols
 from serlib.modelling.inputs import system_data
 from serlib.modelling.train import load_checkpoint, predict_proba
 
 CALIBRATION_CLIPS = 256  # training-split clips that set the int8 activation ranges
-QUANT_BACKEND = "x86"
-
-
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """An eval copy of ``model`` with each BatchNorm1d folded into the Conv1d registered just before it."""
-    folded = copy.deepcopy(model).eval()
-    for parent in folded.modules():
-        children = list(parent.named_children())
-        for (name_a, a), (name_b, b) in zip(children, children[1:]):
-            if isinstance(a, nn.Conv1d) and isinstance(b, nn.BatchNorm1d):
-                setattr(parent, name_a, fuse_conv_bn_eval(a, b))
-                setattr(parent, name_b, nn.Identity())
-            elif (isinstance(a, nn.Sequential) and len(a) and isinstance(a[-1], nn.Conv1d)
-                  and isinstance(b, nn.BatchNorm1d)):  # a separable conv: the norm folds into its pointwise part
-                a[-1] = fuse_conv_bn_eval(a[-1], b)
-                setattr(parent, name_b, nn.Identity())
-    return folded
-
-
-def quantize_int8(model: nn.Module, calibration: torch.Tensor, batch_size: int = 32) -> nn.Module:
-    """A static int8 copy of ``model`` (CPU), its activation ranges observed on ``calibration``.
-
-    Args:
-        model: a trained classifier over ``(batch, channels, frames)``; left unchanged.
-        calibration: ``(n, channels, frames)`` features (training split only: never test).
-        batch_size: calibration batch.
-
-    Returns:
-        The quantised module (eval mode, CPU, float32 in and out).
-    """
-    # Deprecated upstream (torchao replaces it): imported only here, so that only the int8 form meets its warnings.
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
-
-    if calibration.dim() != 3 or len(calibration) == 0:
-        raise ValueError(f"quantize_int8: calibration must be (n, channels, frames) with n > 0, "
-                         f"got {tuple(calibration.shape)}")
-    float_model = copy.deepcopy(model).cpu().eval()
-    torch.backends.quantized.engine = QUANT_BACKEND
-    with warnings.catch_warnings():  # the deprecation notice and observer chatter, once per call
-        warnings.simplefilter("ignore")
-        prepared = prepare_fx(float_model, get_default_qconfig_mapping(QUANT_BACKEND), (calibration[:1].cpu(),))
-        with torch.inference_mode():
-            for i in range(0, len(calibration), batch_size):
-                prepared(calibration[i:i + batch_size].cpu().float())
-        return convert_fx(prepared)
-
-
-def weight_bytes(model: nn.Module) -> int:
-    """Bytes of the parameters and buffers, packed int8 weights included (its ``state_dict``)."""
-    total = 0
-    for value in model.state_dict().values():
-        if isinstance(value, torch.Tensor):
-            total += value.numel() * value.element_size()
-        elif isinstance(value, tuple):  # packed quantised conv/linear params: (weight, bias)
-            total += sum(t.numel() * t.element_size() for t in value if isinstance(t, torch.Tensor))
-    return total
 
 
 def deployment_table(model: nn.Module, calibration: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor,
@@ -120,7 +61,7 @@ def deployment_table(model: nn.Module, calibration: torch.Tensor, test_x: torch.
         test_lengths: ``(n,)`` real frames per test clip, for a network with ``mask_padding`` (its
             torch int8 form is not built: the static quantisation traces the unmasked graph only).
         onnx: also the head exported to ONNX under onnxruntime, fp32 and static int8 (QDQ, calibrated on
-            ``calibration``; ``serlib.modelling.onnxform``), masked networks included.
+            ``calibration``; ``serlib.inference.onnxform``), masked networks included.
         calibration_lengths: real frames of the calibration clips (masked networks; default: full).
 
     Returns:

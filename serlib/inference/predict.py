@@ -24,15 +24,13 @@ How a clip is scored:
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 import math
-import os
 import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import pandas as pd
@@ -41,203 +39,27 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import serlib
-from serlib.common.audio import load_audio, resample
+from serlib.common.audio import load_audio
 from serlib.common.config import ConfigError, FeaturesConfig, config_from_dict, features_from_dict, primary_system
-from serlib.common.facts import CLASSES, EMOTION_TO_CLASS
+from serlib.common.facts import CLASSES
 from serlib.common.io import RunFileError, read_json, write_text_atomic
 from serlib.common.runfolder import RunFolder, read_run_config
 from serlib.common.runtime import cpu_threads, resolve_device
 from serlib.features.encoders import build_encoder, encoder_description, fit_frames
 from serlib.features.extract import encode_waves, plan_batches
+from serlib.inference.audiofiles import gather_audio, mono, printable
+from serlib.inference.bundleformat import BUNDLE_FILE, BUNDLE_FORMAT, BundleError, bundle_path, encoder_fields
 from serlib.data.protocols import MAIN_PROTOCOL, evaluation_protocols
 from serlib.modelling.train import classifier_from_state, predict_proba, read_checkpoint
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")  # what a folder is searched for (soundfile reads them)
-LIST_SUFFIXES = (".txt", ".lst")  # a file listing paths, one per line
-BUNDLE_FORMAT = 2  # the layout of a model bundle (bundle.json, checkpoint.pt, ...); loading checks it
-                   # (2: the checkpoint records the features it was trained on; a marker lists serlib's files)
-BUNDLE_FILE = "bundle.json"
-BUNDLE_MARKER = ".serlib-bundle"  # the files serlib wrote into a bundle (export replaces only such a folder)
 PROB_COLUMNS = [f"prob_{c}" for c in CLASSES]
 CHUNK_FILES = 64  # files decoded, encoded and scored together (bounds memory on large folders)
-# The features fields that decide what the encoder computes: a bundle's bundle.json must agree with the
-# features its checkpoint was trained on (``model_id`` and ``revision`` may name a local copy; device,
-# threads, batching and the cache folder change nothing a model sees).
-ENCODER_FIELDS = {"features": ("sample_rate",), "wav2vec2": ("weights", "layer", "config_overrides"),
-                  "logmel": ("n_mels", "win_ms", "hop_ms", "log_floor", "standardise")}
 
 Item = Union[str, Path, np.ndarray]
 
 
-class BundleError(ValueError):
-    """A model bundle that this serlib cannot load (missing files, another format version, edited)."""
-
-
 class _Unscorable(Exception):
     """An input ``gather_audio`` found but cannot score (its reason is the row's error as it stands)."""
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def printable(name: str) -> str:
-    """A file name as UTF-8 text: bytes that are not UTF-8 (kept by Python as surrogates) as ``\\xNN``."""
-    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-
-
-def gather_audio(items: Iterable[Union[str, Path]]) -> list[tuple[str, Optional[str]]]:
-    """``(path, error)`` per audio file named by ``items``, each file once, in order; ``error`` None for a
-    file to score.
-
-    An item is a file, a folder (searched recursively for ``AUDIO_SUFFIXES``, sorted; linked folders are
-    followed once), or a ``.txt`` / ``.lst`` list of paths (one per line; blank lines and ``#`` comments
-    skipped; relative paths are relative to the list's folder; a listed folder is searched as a folder
-    argument is). Whatever cannot be scored is a row with its reason, never left out: a path that does
-    not exist, a name that is not UTF-8 (shown with ``\\x`` escapes), a symbolic link that loops or points
-    nowhere, a folder that cannot be read.
-    """
-    out: list[tuple[str, Optional[str]]] = []
-    seen: set[str] = set()
-
-    def add(path: str, error: Optional[str]) -> None:
-        shown = printable(path)
-        if shown != path and error is None:
-            error = "the file name is not UTF-8 text (shown with \\x escapes); rename the file"
-        if shown not in seen:  # a file named twice (a folder and a list) is scored once
-            seen.add(shown)
-            out.append((shown, error))
-
-    for item in items:
-        path = Path(item).expanduser()
-        if path.suffix.lower() in LIST_SUFFIXES and path.is_file():
-            _read_list(path, add)
-        else:
-            _gather_path(path, add, "")
-    return out
-
-
-def _read_list(listing: Path, add: Callable[[str, Optional[str]], None]) -> None:
-    try:
-        text = listing.read_bytes().decode("utf-8", "surrogateescape")  # names kept byte for byte
-    except OSError as err:
-        add(str(listing), f"cannot read the list ({type(err).__name__}: {err.strerror or err})")
-        return
-    for line in text.splitlines():
-        line = line.strip().lstrip("\ufeff")
-        if line and not line.startswith("#"):
-            listed = Path(line).expanduser()
-            _gather_path(listed if listed.is_absolute() else listing.parent / listed, add, f" (listed in {listing})")
-
-
-def _gather_path(path: Path, add: Callable[[str, Optional[str]], None], where: str) -> None:
-    """One named path: a folder searched, a file a row, anything else a row with its reason."""
-    problem = _link_problem(path)
-    if problem:
-        add(str(path), problem + where)
-    elif path.is_dir():
-        found: list[tuple[tuple, str, Optional[str]]] = []
-        _walk(path, found, {_identity(path)}, [path.resolve()])
-        if not found:
-            add(str(path), f"the folder holds no audio file ({', '.join(AUDIO_SUFFIXES)}){where}")
-        for _, name, error in sorted(found):
-            add(name, error)
-    elif path.is_file():
-        add(str(path), None)
-    elif os.path.lexists(path):
-        add(str(path), f"not a regular file{where}")
-    else:
-        add(str(path), f"not found{where}")
-
-
-def _link_problem(path: Path) -> Optional[str]:
-    """Why a symbolic link cannot be followed (a loop, a missing target), None when it can or is no link."""
-    if not path.is_symlink():
-        return None
-    try:
-        os.stat(path)
-    except OSError as err:
-        if err.errno == errno.ELOOP:
-            return "a symbolic link loop: not followed"
-        return f"a symbolic link to {os.readlink(path)}, which does not exist"
-    return None
-
-
-def _identity(path: Path) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
-
-
-def _walk(folder: Path, found: list, searched: set, parents: list[Path]) -> None:
-    """Collect ``(sort key, path, error)`` of the audio files under ``folder``, and of every entry that
-    cannot be looked at (a link loop, an unreadable folder); a linked folder already searched is not
-    searched again (its files are listed once), and one that contains its own link is a loop row."""
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as err:
-        found.append((folder.parts, str(folder), f"cannot read the folder ({type(err).__name__}: "
-                                                 f"{err.strerror or err})"))
-        return
-    for entry in entries:
-        path = Path(entry.path)
-        problem = _link_problem(path)
-        if problem:
-            found.append((path.parts, str(path), problem))
-            continue
-        try:
-            is_dir = entry.is_dir()
-            is_file = not is_dir and entry.is_file()
-        except OSError as err:
-            found.append((path.parts, str(path), f"cannot be read ({type(err).__name__}: {err.strerror or err})"))
-            continue
-        if is_dir:
-            identity = _identity(path)
-            if identity in searched:
-                if path.resolve() in parents:
-                    found.append((path.parts, str(path), f"a symbolic link loop (to {path.resolve()}, a folder "
-                                                         "that contains it): not followed"))
-                continue
-            searched.add(identity)
-            _walk(path, found, searched, parents + [path.resolve()])
-        elif is_file and path.suffix.lower() in AUDIO_SUFFIXES:
-            found.append((path.parts, str(path), None))
-
-
-def _mono(array: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
-    """A caller's array (``(samples,)`` or ``(samples, channels)``) as the loader's mono float32 at ``sample_rate``."""
-    wave = np.asarray(array, dtype=np.float32)
-    if wave.ndim == 2:
-        wave = wave.mean(axis=1)
-    if wave.ndim != 1 or wave.size == 0:
-        raise ValueError(f"expected (samples,) or (samples, channels) audio, got shape {np.shape(array)}")
-    if not np.isfinite(wave).all():
-        raise ValueError("the audio holds NaN or infinite samples")
-    return np.ascontiguousarray(resample(wave, rate, sample_rate), dtype=np.float32)
-
-
-def bundle_path(root: Path, name: object, what: str) -> Path:
-    """A file ``bundle.json`` names: a plain name of a file inside the bundle folder, nothing else.
-
-    Raises:
-        BundleError: a path, ``..``, or a name that leads out of the folder (a link).
-    """
-    meta = root / BUNDLE_FILE
-    if not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-        raise BundleError(f"{meta}: '{what}' must name a file inside the bundle folder, got {name!r}; export the "
-                          "bundle again")
-    path = root / name
-    if path.resolve().parent != root.resolve():
-        raise BundleError(f"{meta}: '{what}' ({name}) leads out of the bundle folder (to {path.resolve()}); a bundle "
-                          "holds its own files: export it again")
-    return path
-
-
-def encoder_fields(features: dict) -> dict:
-    """The part of a ``features`` section (plain data) that decides what the encoder computes (``ENCODER_FIELDS``)."""
-    out = {k: features.get(k) for k in ENCODER_FIELDS["features"]}
-    for section in ("wav2vec2", "logmel"):
-        values = features.get(section) or {}
-        out |= {f"{section}.{k}": values.get(k) for k in ENCODER_FIELDS[section]}
-    return out
 
 
 # --------------------------------------------------------------------------- the predictor
@@ -384,9 +206,10 @@ class Predictor:
         model = classifier_from_state(state, target, checkpoint)
         input = state["input"]
         layers = state.get("layers") if input != "logmel" else None  # the encoder layers it was trained on
-        layer = layers[0] if layers and len(layers) == 1 else None  # the one layer it reads
+        described = features if not layers or len(layers) > 1 else dataclasses.replace(
+            features, wav2vec2=dataclasses.replace(features.wav2vec2, layer=layers[0]))
         metadata = {"model_id": model_id, "system": system, "seed": seed, "source": source,
-                    "encoder": encoder_description(features, "logmel" if input == "logmel" else "wav2vec2", layer)
+                    "encoder": encoder_description(described, "logmel" if input == "logmel" else "wav2vec2")
                     + (f"; a learned sum of layers {', '.join(map(str, layers))}" if layers and len(layers) > 1 else ""),
                     "window_frames": state["frames"],
                     "weights": features.wav2vec2.weights if input != "logmel" else "n/a (log-Mel)",
@@ -496,7 +319,7 @@ class Predictor:
         if kind == "error":
             raise _Unscorable(payload)
         if kind == "array":
-            return _mono(payload[0], payload[1], rate)
+            return mono(payload[0], payload[1], rate)
         return load_audio(name, rate)
 
     def _score_chunk(self, chunk, per_window: bool, hop: int, long: str, batch_size: int) -> list[dict]:
@@ -603,11 +426,6 @@ def check_hop(hop_s: float) -> None:
     """A hop between windows is a finite number of seconds above 0 (ValueError otherwise)."""
     if not (math.isfinite(hop_s) and 0 < hop_s <= 3600):
         raise ValueError(f"--hop must be a number of seconds above 0 and at most 3600, got {hop_s}")
-
-
-def class_map() -> dict[str, list[str]]:
-    """MCULP: the source emotions each of the three classes holds (calm, surprised, boredom are dropped)."""
-    return {c: [e for e, k in EMOTION_TO_CLASS.items() if k == c] for c in CLASSES}
 
 
 def summary_line(table: pd.DataFrame) -> str:

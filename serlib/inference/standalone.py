@@ -8,7 +8,7 @@ resampler, here in numpy). A clip that fits the window is one row of model.onnx;
 windows --hop apart (default half a window; the last ends at the clip's end) and their probabilities
 are averaged; --long centre feeds the whole clip (the graph keeps its centre window, as training did).
 One CSV row per file, with the columns of `serlib predict`. (serlib ships this file as the bundle's
-predict.py: serlib.modelling.standalone.)
+predict.py: serlib.inference.standalone.)
 """
 import argparse
 import csv

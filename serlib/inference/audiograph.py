@@ -15,7 +15,7 @@ the window fit, the trained head and the softmax. What the graph does with one r
    end to ``frames``, with the real frame count passed to the head as ``lengths``;
 4. the head (a ``LayerSumClassifier`` takes the stacked layers) and a softmax.
 
-What it leaves to its caller (``serlib.modelling.standalone``, the bundle's ``predict.py``, and
+What it leaves to its caller (``serlib.inference.standalone``, the bundle's ``predict.py``, and
 ``Predictor``): reading, mixing to mono and resampling to 16 kHz; cutting a clip longer than the window
 into windows (half a window apart, the last ending at the clip's end) and averaging their
 probabilities. A caller that feeds a whole long clip gets the centre window of its frames, which is what
@@ -42,7 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from serlib.features.encoders import LogMelEncoder, Wav2Vec2Encoder
-from serlib.modelling.predict import Predictor
+from serlib.inference.predict import Predictor
 
 OPSET = 17
 AUDIO, PROBS = "audio", "probs"  # the graph's input and output names
