@@ -17,7 +17,7 @@ space := $(empty) $(empty)
 comma := ,
 EXTRA_STAMPS := $(foreach extra,$(EXTRAS),$(VENV)/.serlib-extra-$(extra))
 
-.PHONY: setup report test lab browser clean-reports lock nbstrip
+.PHONY: setup report test lint format lab browser clean-reports lock nbstrip
 
 # A fresh machine: create the venv, install torch/torchaudio (from TORCH_INDEX if given), then the tested
 # set pinned in requirements.lock, then serlib itself; register the kernel the notebooks name.
@@ -61,8 +61,19 @@ browser:
 	  || echo "chromium could not be installed: the browser test will be skipped"; }
 
 # The tests run the Ray sweep tests too, so `make test` installs the optional Ray extra (`make report` does not).
-test: setup $(VENV)/.serlib-extra-ray browser
+test: setup $(VENV)/.serlib-extra-ray browser lint
 	$(BIN)/python -m pytest -q
+
+# ruff (lint and format check, line length 120; pyproject.toml [tool.ruff]) and the import-linter layers contract.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+# Rewrites the code in the project's format and applies ruff's safe fixes (import order).
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # JupyterLab on the notebooks; also registers a "serlib" kernel for the user's own JupyterLab.
 lab: setup nbstrip

@@ -13,4 +13,5 @@ Layers, each importing only those below it (``tests/test_layers.py`` and ``lint-
     data       corpus readers, MCULP and the speaker split, the synthetic demo corpus
     common     configuration, facts, paper values, run folder, runtime, audio I/O, atomic writes
 """
+
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
 """``python -m serlib``: the same command line as ``serlib``."""
+
 import sys
 
 from serlib.tools.cli import main

@@ -9,6 +9,7 @@ A manifest made by other settings or corpus files (``serlib.data.stage.manifest_
 reused: it is rebuilt with a log line naming what changed (logger ``serlib.pipeline``), or, with
 ``rebuild_stale=False`` (the CLI's ``--no-rebuild``), refused with that list.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,14 +21,14 @@ from typing import Optional, Sequence
 import pandas as pd
 
 from serlib.common.config import Config, ConfigError, folds_problem, loco_systems
+from serlib.common.facts import CORPUS_KEYS
 from serlib.common.runfolder import RunFolder
 from serlib.data.democorpus import SCALES, generate_demo_corpus
+from serlib.data.protocols import ensure_folds, evaluation_protocols, loco_protocols
 from serlib.data.stage import StaleManifestError, build_manifest, corpus_roots, load_manifest, manifest_changes
 from serlib.features.encoders import weights_problem
 from serlib.features.extract import extract_for_run
 from serlib.features.layers import SSL_INPUTS, cached_layers
-from serlib.data.protocols import ensure_folds, evaluation_protocols, loco_protocols
-from serlib.common.facts import CORPUS_KEYS
 from serlib.modelling.runbaselines import write_baselines
 from serlib.modelling.systems import system_names, train_systems
 
@@ -49,8 +50,7 @@ def ensure_corpus(cfg: Config) -> Optional[Path]:
     return generate_demo_corpus(Path(demo.root), seed=demo.seed, scale=demo.scale, verbose=True)
 
 
-def ensure_manifest(cfg: Config, folder: RunFolder, rebuild: bool = False,
-                    rebuild_stale: bool = True) -> pd.DataFrame:
+def ensure_manifest(cfg: Config, folder: RunFolder, rebuild: bool = False, rebuild_stale: bool = True) -> pd.DataFrame:
     """The run's manifest: built (corpus first) when missing, stale or when ``rebuild``, else read back.
 
     Args:
@@ -71,7 +71,8 @@ def ensure_manifest(cfg: Config, folder: RunFolder, rebuild: bool = False,
         if not rebuild_stale:
             raise StaleManifestError(
                 f"{folder.manifest} is stale: {'; '.join(changes)}; rebuild it by running without --no-rebuild "
-                "(serlib.pipeline.ensure_manifest(cfg, folder) rebuilds a stale manifest by default)")
+                "(serlib.pipeline.ensure_manifest(cfg, folder) rebuilds a stale manifest by default)"
+            )
         if not folder.manifest_meta.is_file():  # hand-made or an older serlib's: kept, never lost
             shutil.copy2(folder.manifest, folder.manifest_backup)
             changes.append(f"the old manifest is kept as {folder.manifest_backup}")
@@ -89,8 +90,9 @@ def _with_folds(cfg: Config, folder: RunFolder, manifest: pd.DataFrame) -> pd.Da
     return manifest
 
 
-def ensure_features(cfg: Config, folder: RunFolder, inputs: Optional[list[str]] = None,
-                    rebuild_stale: bool = True) -> dict:
+def ensure_features(
+    cfg: Config, folder: RunFolder, inputs: Optional[list[str]] = None, rebuild_stale: bool = True
+) -> dict:
     """The manifest (``ensure_manifest``), then every clip's features in the cache (only what is missing
     is computed).
 
@@ -101,8 +103,13 @@ def ensure_features(cfg: Config, folder: RunFolder, inputs: Optional[list[str]] 
     return extract_for_run(cfg, folder, inputs)
 
 
-def ensure_runs(cfg: Config, folder: RunFolder, systems: Optional[Sequence[str]] = None,
-                progress: bool = True, rebuild_stale: bool = True) -> pd.DataFrame:
+def ensure_runs(
+    cfg: Config,
+    folder: RunFolder,
+    systems: Optional[Sequence[str]] = None,
+    progress: bool = True,
+    rebuild_stale: bool = True,
+) -> pd.DataFrame:
     """The manifest, the features, then every system x seed trained (unchanged runs are reused).
 
     Returns:
@@ -110,8 +117,13 @@ def ensure_runs(cfg: Config, folder: RunFolder, systems: Optional[Sequence[str]]
     """
     system_names(cfg, systems)  # an unknown --system fails before minutes of features
     ensure_features(cfg, folder, rebuild_stale=rebuild_stale)  # the manifest (and its folds) first
-    return pd.concat([train_systems(cfg, folder, systems=systems, progress=progress, protocol=protocol)
-                      for protocol in evaluation_protocols(cfg)], ignore_index=True)
+    return pd.concat(
+        [
+            train_systems(cfg, folder, systems=systems, progress=progress, protocol=protocol)
+            for protocol in evaluation_protocols(cfg)
+        ],
+        ignore_index=True,
+    )
 
 
 def ensure_loco(cfg: Config, folder: RunFolder, progress: bool = True, rebuild_stale: bool = True) -> pd.DataFrame:
@@ -126,8 +138,10 @@ def ensure_loco(cfg: Config, folder: RunFolder, progress: bool = True, rebuild_s
     manifest = ensure_manifest(cfg, folder, rebuild_stale=rebuild_stale)
     ensure_features(cfg, folder, rebuild_stale=rebuild_stale)
     one_seed = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seeds=cfg.train.seeds[:1]))
-    rows = [train_systems(one_seed, folder, systems=names, progress=progress, protocol=protocol)
-            for protocol in loco_protocols(manifest)]
+    rows = [
+        train_systems(one_seed, folder, systems=names, progress=progress, protocol=protocol)
+        for protocol in loco_protocols(manifest)
+    ]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
@@ -167,8 +181,11 @@ def preflight(cfg: Config, systems: Optional[Sequence[str]] = None) -> list[str]
     if cfg.data.demo is not None:  # the demo scale's speakers (real roots: checked at load against the releases)
         scale = SCALES[cfg.data.demo.scale]
         speakers = {"CREMA-D": scale.crema_actors, "RAVDESS": scale.ravdess_actors, "EmoDB": len(scale.emodb_speakers)}
-        problem = folds_problem(cfg, {c: n for c, n in speakers.items() if getattr(cfg.data, CORPUS_KEYS[c]) is None},
-                                f" at data.demo.scale {cfg.data.demo.scale}")
+        problem = folds_problem(
+            cfg,
+            {c: n for c, n in speakers.items() if getattr(cfg.data, CORPUS_KEYS[c]) is None},
+            f" at data.demo.scale {cfg.data.demo.scale}",
+        )
         if problem:
             problems.append(problem)
     problem = weights_problem(cfg.features)

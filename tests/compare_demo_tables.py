@@ -8,6 +8,7 @@ Columns that hold what a run measures of itself rather than what it computes are
 wall times and throughputs, absolute paths, dates); each is listed in the output when it differs, so nothing is
 skipped silently. Numbers are compared exactly unless ``--rtol`` is given.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,19 @@ import pandas as pd
 
 # Column names (regular expressions, matched whole and case-blind) whose values are times, paths or dates.
 EXCEPTED = [
-    r".*seconds.*", r".*\bs per .*", r".*per s\b.*", r".*clips/s.*", r".*wall.*", r".*\btime\b.*", r".*ms\b.*",
-    r".*\bpath\b.*", r".*folder.*", r".*cache_dir.*", r".*\bwhen\b.*", r".*\bdate\b.*", r".*last_used.*",
+    r".*seconds.*",
+    r".*\bs per .*",
+    r".*per s\b.*",
+    r".*clips/s.*",
+    r".*wall.*",
+    r".*\btime\b.*",
+    r".*ms\b.*",
+    r".*\bpath\b.*",
+    r".*folder.*",
+    r".*cache_dir.*",
+    r".*\bwhen\b.*",
+    r".*\bdate\b.*",
+    r".*last_used.*",
 ]
 
 
@@ -50,8 +62,10 @@ def compare(a: Path, b: Path, rtol: float = 0.0) -> tuple[list[str], list[str]]:
             if not rows:
                 continue
             first = rows[0]
-            line = (f"{name}: column {column!r} differs in {len(rows)} of {len(left)} rows (first: row {first + 1}, "
-                    f"{left[column].iloc[first]!r} vs {right[column].iloc[first]!r})")
+            line = (
+                f"{name}: column {column!r} differs in {len(rows)} of {len(left)} rows (first: row {first + 1}, "
+                f"{left[column].iloc[first]!r} vs {right[column].iloc[first]!r})"
+            )
             (skipped if excepted(column) else problems).append(line)
     return problems, skipped
 
@@ -78,8 +92,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"excepted (time, path or date): {line}")
     for line in problems:
         print(f"DIFFERS: {line}")
-    print(f"{count} tables in {args.a}: " + ("all equal" if not problems else f"{len(problems)} difference(s)")
-          + (f"; {len(skipped)} excepted column(s) differ" if skipped else ""))
+    print(
+        f"{count} tables in {args.a}: "
+        + ("all equal" if not problems else f"{len(problems)} difference(s)")
+        + (f"; {len(skipped)} excepted column(s) differ" if skipped else "")
+    )
     return 1 if problems else 0
 
 

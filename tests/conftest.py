@@ -1,4 +1,5 @@
 """Shared pytest fixtures. Keep this file small: helpers that one module needs stay in that module."""
+
 from __future__ import annotations
 
 import csv
@@ -14,8 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_wav(path: Path, frames: int, sample_rate: int = 16000, channels: int = 1,
-              data_bytes: int | None = None) -> Path:
+def write_wav(
+    path: Path, frames: int, sample_rate: int = 16000, channels: int = 1, data_bytes: int | None = None
+) -> Path:
     """A 16-bit PCM WAV whose header declares ``frames``; the audio is near-silence, written sparse.
 
     The first 8 samples are a faint marker drawn from the file name (at most 128 / 32768 of full
@@ -24,11 +26,25 @@ def write_wav(path: Path, frames: int, sample_rate: int = 16000, channels: int =
     ``data_bytes`` (default: all the declared audio) lets a test write a truncated file.
     """
     size = frames * channels * 2
-    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + size, b"WAVE", b"fmt ", 16, 1, channels,
-                         sample_rate, sample_rate * channels * 2, channels * 2, 16, b"data", size)
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + size,
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        channels,
+        sample_rate,
+        sample_rate * channels * 2,
+        channels * 2,
+        16,
+        b"data",
+        size,
+    )
     held = size if data_bytes is None else data_bytes
     seed = hashlib.blake2b(path.name.encode("utf-8", "surrogateescape"), digest_size=8).digest()
-    marker = struct.pack("<8h", *(b - 128 for b in seed))[:min(16, held)]
+    marker = struct.pack("<8h", *(b - 128 for b in seed))[: min(16, held)]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         f.write(header + marker)
@@ -59,8 +75,9 @@ def build_real_tree(names: Path, out: Path) -> dict[str, Path]:
     shutil.copy(names / "VideoDemographics.csv", crema / "VideoDemographics.csv")
     for corpus, listing, sub in (("RAVDESS", "ravdess_files.tsv", ""), ("EmoDB", "emodb_files.tsv", "wav")):
         for row in _tsv(names / listing):
-            write_wav(out / corpus / sub / row["file"], int(row["frames"]), int(row["sample_rate"]),
-                      int(row["channels"]))
+            write_wav(
+                out / corpus / sub / row["file"], int(row["frames"]), int(row["sample_rate"]), int(row["channels"])
+            )
     return {"CREMA-D": crema, "RAVDESS": out / "RAVDESS", "EmoDB": out / "EmoDB"}
 
 
@@ -97,8 +114,10 @@ def build_small_tree(out: Path) -> dict[str, Path]:
         for sentence in ("DFA", "IEO"):
             for emotion in ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD"):
                 write_wav(crema / "AudioWAV" / f"{actor}_{sentence}_{emotion}_XX.wav", 32000)
-    (crema / "VideoDemographics.csv").write_text('"ActorID","Age","Sex","Race","Ethnicity"\n' + "".join(
-        f'{a},30,"{"Male" if a % 2 else "Female"}","Caucasian","Not Hispanic"\n' for a in range(1001, 1007)))
+    (crema / "VideoDemographics.csv").write_text(
+        '"ActorID","Age","Sex","Race","Ethnicity"\n'
+        + "".join(f'{a},30,"{"Male" if a % 2 else "Female"}","Caucasian","Not Hispanic"\n' for a in range(1001, 1007))
+    )
     write_wav(crema / "AudioWAV/1002_ITH_SAD_X.wav", 32000)
     for actor in range(1, 5):
         for emotion in range(1, 9):
@@ -154,10 +173,14 @@ def execute_smoke_notebook(name: str, run_dir: Path, out: Path | None = None) ->
     import papermill
 
     out = out or Path(run_dir) / f"{name}.ipynb"
-    papermill.execute_notebook(str(REPO / "notebooks" / f"{name}.ipynb"), str(out),
-                               parameters={"params_path": str(REPO / "parameters" / "smoke.yaml"),
-                                           "run_dir": str(run_dir)},
-                               kernel_name="python3", cwd=str(REPO / "notebooks"), progress_bar=False)
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / f"{name}.ipynb"),
+        str(out),
+        parameters={"params_path": str(REPO / "parameters" / "smoke.yaml"), "run_dir": str(run_dir)},
+        kernel_name="python3",
+        cwd=str(REPO / "notebooks"),
+        progress_bar=False,
+    )
     return out
 
 

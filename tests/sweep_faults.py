@@ -1,7 +1,9 @@
 """Fault injection for the Ray sweep test (not a test module): Ray runs ``kill_once_at_checkpoint`` in every
 worker it starts (``runtime_env={"worker_process_setup_hook": ...}``). The worker that trains the run named by
 ``SERLIB_TEST_KILL_RUN`` kills itself with SIGKILL when that run starts writing its checkpoint into its staging folder
-(``.seed<k>.new-*``, its history, predictions and metrics already there: a half-written run), once: ``SERLIB_TEST_KILL_MARKER`` records the kill."""
+(``.seed<k>.new-*``, its history, predictions and metrics already there: a half-written run), once:
+``SERLIB_TEST_KILL_MARKER`` records the kill."""
+
 from __future__ import annotations
 
 import os

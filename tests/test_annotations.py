@@ -1,5 +1,6 @@
 """Tests of serlib.analysis.annotations: the annotations file that listening stations save through (merged on
 every save, two processes at once, damaged lines kept verbatim, files written before a column existed)."""
+
 from __future__ import annotations
 
 import re
@@ -65,7 +66,7 @@ def good_file(path):
 
 
 def cut_at_60(raw: bytes, lines):
-    return raw[:int(0.6 * len(raw))]
+    return raw[: int(0.6 * len(raw))]
 
 
 def stray_line(raw, lines):
@@ -118,7 +119,7 @@ def test_damaged_annotations_keep_valid_rows_and_every_other_line_verbatim(tmp_p
     damaged = damage(path.read_bytes(), lines)
     path.write_bytes(damaged)
     if dropped is None:  # the cut: every row that ends before it survives
-        ends = [len("\n".join(lines[:k + 1])) + 1 for k in range(len(lines))]
+        ends = [len("\n".join(lines[: k + 1])) + 1 for k in range(len(lines))]
         dropped = [k - 1 for k in range(1, len(lines)) if ends[k] > len(damaged)]
         assert 0 < len(dropped) < 5
     with warnings.catch_warnings(record=True) as caught:
@@ -132,16 +133,16 @@ def test_damaged_annotations_keep_valid_rows_and_every_other_line_verbatim(tmp_p
     new_line = an.annotations_csv([store.records[(clip_row(9)["utt_id"], "ana")]]).splitlines()[1]
     saved = path.read_text().splitlines()
     good = [lines[0], *(lines[k + 1] for k in kept), new_line]
-    assert saved[:len(good)] == good
-    tail = saved[len(good):]
+    assert saved[: len(good)] == good
+    tail = saved[len(good) :]
     original = [_text(line).rstrip("\r\n") for line in re.findall(rb"[^\n]*\n|[^\n]+$", damaged)]
     for line in original:  # nothing lost: each line is a row read, or is in the tail (a header's prefix split off)
-        assert line in good or line in tail or (line.endswith(lines[0]) and line[:-len(lines[0])] in tail), line
+        assert line in good or line in tail or (line.endswith(lines[0]) and line[: -len(lines[0])] in tail), line
     assert len(tail) == len([line for line in original if line not in good])
     assert (tmp_path / "annotations.csv.bak").read_bytes() == damaged
     again = an.AnnotationStore(path, annotator="ana")  # the kept lines survive the next save too
     again.update(clip_row(8), {"other": 1})
-    assert path.read_text().splitlines()[-len(tail):] == tail if tail else True
+    assert path.read_text().splitlines()[-len(tail) :] == tail if tail else True
     assert set(again.records) == set(store.records) | {(clip_row(8)["utt_id"], "ana")}
 
 
@@ -158,8 +159,10 @@ def test_empty_annotations_file_is_named_and_replaced(tmp_path, content):
 
 def test_annotations_before_annotators_are_read_and_upgraded(tmp_path):
     path = tmp_path / "annotations.csv"
-    path.write_text("utt_id,label,pred,hybrid_prosody,ambiguous_arousal,label_doubtful,other,note,annotated_utc\n"
-                    "EmoDB/c00,negative,sad_fear,1,0,0,0,\"two lines,\nof note\",2024-05-01T12:00:00Z\n")
+    path.write_text(
+        "utt_id,label,pred,hybrid_prosody,ambiguous_arousal,label_doubtful,other,note,annotated_utc\n"
+        'EmoDB/c00,negative,sad_fear,1,0,0,0,"two lines,\nof note",2024-05-01T12:00:00Z\n'
+    )
     store = an.AnnotationStore(path)
     assert store.get("EmoDB/c00")["note"] == "two lines,\nof note"
     store.update(clip_row(0), {"other": 1})
@@ -183,8 +186,10 @@ def test_saves_without_fcntl_still_merge(tmp_path, monkeypatch):
 
 def test_reviewed_is_read_as_unset_from_files_before_it(tmp_path):
     path = tmp_path / "annotations.csv"
-    path.write_text("utt_id,annotator,label,pred,hybrid_prosody,ambiguous_arousal,label_doubtful,other,note,"
-                    "annotated_utc\nCREMA-D/1001_DFA_ANG_XX,,negative,sad_fear,1,0,0,0,old,2024-05-01T12:00:00Z\n")
+    path.write_text(
+        "utt_id,annotator,label,pred,hybrid_prosody,ambiguous_arousal,label_doubtful,other,note,"
+        "annotated_utc\nCREMA-D/1001_DFA_ANG_XX,,negative,sad_fear,1,0,0,0,old,2024-05-01T12:00:00Z\n"
+    )
     store = an.AnnotationStore(path)
     row = store.get("CREMA-D/1001_DFA_ANG_XX")
     assert row["reviewed"] == 0 and row["hybrid_prosody"] == 1

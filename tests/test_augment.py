@@ -1,10 +1,10 @@
 """Tri-Aug: each operation's probability, span lengths, channel groups, and identity in eval mode."""
+
 import pytest
 import torch
 
-from serlib.modelling.augment import TriAug, single_operation, system_augment
 from serlib.common.config import AugmentConfig, SystemConfig
-
+from serlib.modelling.augment import TriAug, single_operation, system_augment
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -49,7 +49,7 @@ def test_crop_keeps_380_of_400_and_pads_with_zeros():
     starts = set()
     for i in range(50):
         for s in range(21):
-            if torch.equal(out[i, :, :380], x[i, :, s:s + 380]):
+            if torch.equal(out[i, :, :380], x[i, :, s : s + 380]):
                 starts.add(s)
                 break
         else:
@@ -68,7 +68,9 @@ def test_mask_spans_widths_and_groups():
     for z in zero[:500]:
         frames_hit = z.any(0)
         # Channels are masked whole groups at a time.
-        per_group = z.any(1).view(cfg.mask_channel_groups, group).all(1) | ~z.any(1).view(cfg.mask_channel_groups, group).any(1)
+        per_group = z.any(1).view(cfg.mask_channel_groups, group).all(1) | ~z.any(1).view(
+            cfg.mask_channel_groups, group
+        ).any(1)
         assert per_group.all()
         # Contiguous runs of masked frames.
         runs, run = [], 0
@@ -87,7 +89,9 @@ def test_mask_spans_widths_and_groups():
     assert 1 <= min(n_groups) and max(n_groups) <= 2 * cfg.mask_groups_max
     # Span width is uniform on 5..16: check directly on the masks of one span.
     torch.manual_seed(3)
-    m = TriAug(mask_spans=(1, 1), mask_channel_groups=4, mask_groups_max=1).span_masks(3000, 8, 100, torch.device("cpu"))
+    m = TriAug(mask_spans=(1, 1), mask_channel_groups=4, mask_groups_max=1).span_masks(
+        3000, 8, 100, torch.device("cpu")
+    )
     w = m.any(1).sum(1)
     assert int(w.min()) == 5 and int(w.max()) == 16
     assert abs(w.float().mean().item() - 10.5) < 0.3
@@ -139,8 +143,18 @@ def test_inplace_is_identity_in_eval():
 
 def test_the_default_triaug_is_the_configured_default():
     direct, configured = TriAug(), TriAug.from_config(AugmentConfig())
-    fields = ("noise_prob", "noise_std", "crop_prob", "crop_frames", "mask_prob", "mask_spans", "mask_width",
-              "mask_channel_groups", "mask_groups_max", "within_clip")
+    fields = (
+        "noise_prob",
+        "noise_std",
+        "crop_prob",
+        "crop_frames",
+        "mask_prob",
+        "mask_spans",
+        "mask_width",
+        "mask_channel_groups",
+        "mask_groups_max",
+        "within_clip",
+    )
     assert {f: getattr(direct, f) for f in fields} == {f: getattr(configured, f) for f in fields}
     assert direct.crop_length(400) == 380 == configured.crop_length(400)
 

@@ -1,4 +1,5 @@
 """The duration-only baseline learns length where length carries the label, and nothing where it does not."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -13,8 +14,14 @@ def _manifest(confounded: bool, n=600, seed=0):
     label = rng.integers(0, 3, n)
     duration = np.exp(rng.normal(0.9 + (0.35 * label if confounded else 0), 0.12, n))  # seconds
     split = np.array(["train", "val", "test"])[rng.choice(3, n, p=[0.6, 0.2, 0.2])]
-    return pd.DataFrame({"utt_id": [f"u{i}" for i in range(n)], "label": np.array(CLASSES)[label],
-                         "duration_s": duration, "split": split})
+    return pd.DataFrame(
+        {
+            "utt_id": [f"u{i}" for i in range(n)],
+            "label": np.array(CLASSES)[label],
+            "duration_s": duration,
+            "split": split,
+        }
+    )
 
 
 def test_learns_a_length_confounded_task():

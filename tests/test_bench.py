@@ -1,4 +1,5 @@
 """serlib.bench: the `serlib bench --quick` command, its measuring pieces, and the rehearsal profile."""
+
 from __future__ import annotations
 
 import json
@@ -9,17 +10,28 @@ import pytest
 import torch
 from torch import nn
 
-from serlib.data import lengths
-from serlib.tools import measure
-from serlib.data import democorpus
-from serlib.tools.cli import main
 from serlib.common.config import ModelConfig, load_config
+from serlib.data import democorpus, lengths
 from serlib.modelling.models import build_model
+from serlib.tools import measure
+from serlib.tools.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
-KEYS = ("device", "torch", "cnn_params", "infer_ms_b1", "infer_utt_per_s", "infer_peak_mem_mb",
-        "train_s_per_epoch", "train_s_per_epoch_on_the_fly", "extract_clips_per_s_logmel",
-        "extract_clips_per_s_wav2vec2", "cached_vs_otf_ratio", "mem_params_fp32_mb", "mem_total_b1_half_mb")
+KEYS = (
+    "device",
+    "torch",
+    "cnn_params",
+    "infer_ms_b1",
+    "infer_utt_per_s",
+    "infer_peak_mem_mb",
+    "train_s_per_epoch",
+    "train_s_per_epoch_on_the_fly",
+    "extract_clips_per_s_logmel",
+    "extract_clips_per_s_wav2vec2",
+    "cached_vs_otf_ratio",
+    "mem_params_fp32_mb",
+    "mem_total_b1_half_mb",
+)
 
 
 @pytest.mark.slow
@@ -45,8 +57,13 @@ def test_bench_quick_writes_sane_json(tmp_path, capsys):
         assert result[f"extract_clips_per_s_{name}_one_per_call"] > 0
         assert any(p["name"].startswith(f"{name} extraction: masked") for p in result["fast_paths"])
     assert result["paper"]["infer_ms_b1"] == 3.5 and result["paper"]["infer_peak_mem_mb"] == 15.0
-    assert {row["metric"] for row in result["table"]} >= {"infer_ms_b1", "train_s_per_epoch", "cached_vs_otf_ratio",
-                                                          "mem_params_fp32_mb", "mem_activation_peak_b1_fp32_mb"}
+    assert {row["metric"] for row in result["table"]} >= {
+        "infer_ms_b1",
+        "train_s_per_epoch",
+        "cached_vs_otf_ratio",
+        "mem_params_fp32_mb",
+        "mem_activation_peak_b1_fp32_mb",
+    }
     names = [p["name"] for p in result["fast_paths"]]
     assert any(n.startswith("training step: fast mode (train.deterministic: false") for n in names)  # both modes timed
     assert any(n.startswith("Tri-Aug drawn for every row") for n in names)

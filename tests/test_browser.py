@@ -7,6 +7,7 @@ DevTools Protocol over a websocket
 (``websocket-client``), so no driver or browser download is needed. Needs Debian's ``chromium``
 (``apt-get install -y chromium``); skipped without it.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -18,9 +19,19 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
-                  "--mute-audio", "--autoplay-policy=no-user-gesture-required", "--remote-debugging-port=0")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--mute-audio",
+    "--autoplay-policy=no-user-gesture-required",
+    "--remote-debugging-port=0",
+)
 
 # Waits for every <audio> to load its metadata (or fail), plays the first one briefly, and reports.
 PAGE_PROBE = """
@@ -51,7 +62,8 @@ PAGE_PROBE = """
     toc: Array.from(document.querySelectorAll('nav a')).map(a => a.getAttribute('href')),
     overflowing: Array.from(document.querySelectorAll('.jp-OutputArea-output'))
       .filter(e => e.querySelector('table') && e.scrollWidth > e.clientWidth + 1)
-      .map(e => { const c = e.querySelector('p > b'); return (c ? c.textContent : '?') + ' ' + e.scrollWidth + '/' + e.clientWidth; }),
+      .map(e => { const c = e.querySelector('p > b');
+                  return (c ? c.textContent : '?') + ' ' + e.scrollWidth + '/' + e.clientWidth; }),
     underscored_headers: Array.from(document.querySelectorAll('table.serlib-table th')).map(t => t.textContent)
       .filter(t => t.includes('_')),
     alts: Array.from(document.images).map(i => i.alt),
@@ -124,8 +136,11 @@ def open_in_chromium(page: Path, profile: Path) -> dict:
     """Open ``page`` in headless Chromium and return what ``PAGE_PROBE`` finds."""
     import urllib.request
 
-    proc = subprocess.Popen([chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [chromium_binary(), *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         port = devtools_port(profile, proc)
         targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
@@ -136,8 +151,9 @@ def open_in_chromium(page: Path, profile: Path) -> dict:
             tools.call("Emulation.setDeviceMetricsOverride", width=1600, height=1000, deviceScaleFactor=1, mobile=False)
             tools.call("Page.navigate", url=page.resolve().as_uri())
             tools.wait_event("Page.loadEventFired")
-            result = tools.call("Runtime.evaluate", expression=PAGE_PROBE, awaitPromise=True, returnByValue=True,
-                                timeout=60000)
+            result = tools.call(
+                "Runtime.evaluate", expression=PAGE_PROBE, awaitPromise=True, returnByValue=True, timeout=60000
+            )
         finally:
             tools.close()
     finally:
@@ -157,9 +173,10 @@ def test_report_opens_in_headless_chromium(smoke_run, tmp_path):
     pytest.importorskip("websocket", reason="websocket-client is needed to drive Chromium over DevTools")
     report = smoke_run.report  # tests/conftest.py: the session's smoke run, every notebook in its report
     clips = pd.read_csv(smoke_run.tables / "table_s50.csv").merge(
-        pd.read_csv(smoke_run.manifest)[["utt_id", "duration_s"]], on="utt_id")
+        pd.read_csv(smoke_run.manifest)[["utt_id", "duration_s"]], on="utt_id"
+    )
     html = report.read_text(encoding="utf-8")
-    assert "<script src=\"http" not in html and "https://cdn" not in html  # opens offline
+    assert '<script src="http' not in html and "https://cdn" not in html  # opens offline
     assert html.count("<audio") == len(clips) >= 1
 
     page = open_in_chromium(report, tmp_path / "chromium-profile")

@@ -1,5 +1,6 @@
 """Issue 25: a bundle that runs anywhere. model.onnx (audio in, probabilities out) for every input and layer
 selection, its int8 form, the torch-free predict.py, the model card, and `serlib bench --bundle`."""
+
 from __future__ import annotations
 
 import io
@@ -15,21 +16,20 @@ import pandas as pd
 import pytest
 import soundfile as sf
 import torch
+from conftest import SMOKE
 from sklearn.metrics import recall_score
 
-from serlib.inference.bundle import export_bundle
-from serlib.inference.bundleformat import INSTALL_LINE
 from serlib.common.audio import resample
 from serlib.common.config import FeaturesConfig, ModelConfig, load_config
 from serlib.common.facts import CLASSES
 from serlib.features.encoders import LogMelEncoder, Wav2Vec2Encoder, fit_frames
 from serlib.inference import audiograph, standalone
-from serlib.modelling.models import build_classifier
+from serlib.inference.bundle import export_bundle
+from serlib.inference.bundleformat import INSTALL_LINE
 from serlib.inference.predict import Predictor
+from serlib.modelling.models import build_classifier
 from serlib.tools import bundlebench
 from serlib.tools.cli import main
-
-from conftest import SMOKE
 
 PROBS = [f"prob_{c}" for c in CLASSES]
 
@@ -41,8 +41,11 @@ def clips(tmp_path_factory):
     root = tmp_path_factory.mktemp("bundle-clips")
     rng = np.random.default_rng(1)
     t = np.arange(int(44100 * 1.5)) / 44100
-    sf.write(root / "a-stereo44k.wav", np.stack([0.3 * np.sin(2 * np.pi * 220 * t),
-                                                 0.2 * np.sin(2 * np.pi * 330 * t)], 1).astype("float32"), 44100)
+    sf.write(
+        root / "a-stereo44k.wav",
+        np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sin(2 * np.pi * 330 * t)], 1).astype("float32"),
+        44100,
+    )
     sf.write(root / "b-48k.wav", (0.1 * rng.standard_normal(48000 * 5)).astype("float32"), 48000)
     sf.write(root / "c-long.flac", (0.1 * rng.standard_normal(16000 * 7)).astype("float32"), 16000)
     sf.write(root / "d-22k.wav", (0.1 * rng.standard_normal(22050 // 3)).astype("float32"), 22050)
@@ -82,8 +85,14 @@ def _no_torch_env(tmp_path) -> dict:
 
 
 def _predict_py(bundle, args, env, cwd) -> pd.DataFrame:
-    done = subprocess.run([sys.executable, str(bundle / "predict.py"), *map(str, args)], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(bundle / "predict.py"), *map(str, args)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode in (0, 1), done.stderr
     return pd.read_csv(io.StringIO(done.stdout))
 
@@ -91,22 +100,30 @@ def _predict_py(bundle, args, env, cwd) -> pd.DataFrame:
 def test_predict_py_runs_without_torch_and_gives_serlib_predicts_rows(onnx_bundle, clips, tmp_path):
     env = _no_torch_env(tmp_path)
     for blocked in ("torch", "serlib"):  # the shim works: neither can be imported in that process
-        done = subprocess.run([sys.executable, "-c", f"import {blocked}"], env=env, cwd=tmp_path, capture_output=True,
-                              text=True)
+        done = subprocess.run(
+            [sys.executable, "-c", f"import {blocked}"], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
         assert done.returncode != 0 and "is not installed here" in done.stderr
     moved = tmp_path / "elsewhere" / "model"
     shutil.copytree(onnx_bundle, moved)
     ours = _predict_py(moved, [clips], env, tmp_path)
     assert list(ours.columns) == Predictor.columns() == standalone.COLUMNS
-    assert [p.rsplit("/", 1)[-1] for p in ours["path"]] == ["a-stereo44k.wav", "b-48k.wav", "c-long.flac", "d-22k.wav",
-                                                            "e-tiny.wav", "f-broken.wav"]
+    assert [p.rsplit("/", 1)[-1] for p in ours["path"]] == [
+        "a-stereo44k.wav",
+        "b-48k.wav",
+        "c-long.flac",
+        "d-22k.wav",
+        "e-tiny.wav",
+        "f-broken.wav",
+    ]
     theirs = Predictor.from_bundle(moved, device="cpu").predict(ours["path"].tolist(), progress=False)
     failed = ours["error"].notna().to_numpy()
     assert failed.tolist() == [False] * 4 + [True] * 2 and (theirs["error"] != "").tolist() == failed.tolist()
     assert "shorter than one frame" in ours.at[4, "error"]
     assert list(ours["pred"][~failed]) == list(theirs["pred"][~failed])
-    np.testing.assert_allclose(ours.loc[~failed, PROBS].to_numpy(float), theirs.loc[~failed, PROBS].to_numpy(float),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        ours.loc[~failed, PROBS].to_numpy(float), theirs.loc[~failed, PROBS].to_numpy(float), atol=1e-5
+    )
     assert ours["windows"][~failed].tolist() == theirs["windows"][~failed].tolist() and ours.at[2, "windows"] > 2
     np.testing.assert_allclose(ours["duration_s"][~failed], theirs["duration_s"][~failed], atol=1e-4)
     assert (ours["model_id"] == theirs["model_id"]).all() and (ours["weights"] == "random").all()
@@ -119,8 +136,13 @@ def test_predict_py_runs_without_torch_and_gives_serlib_predicts_rows(onnx_bundl
     expected = Predictor.from_bundle(moved, device="cpu").predict([long], long="centre", progress=False)
     np.testing.assert_allclose(centre[PROBS].to_numpy(float), expected[PROBS].to_numpy(float), atol=1e-5)
     assert int(centre.at[0, "windows"]) == 1
-    done = subprocess.run([sys.executable, str(moved / "predict.py"), "--hop", "-1", str(long)], env=env, cwd=tmp_path,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, str(moved / "predict.py"), "--hop", "-1", str(long)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "--hop must be" in done.stderr and not done.stdout
 
 
@@ -153,8 +175,15 @@ def test_model_onnx_matches_torch_on_the_test_clips(smoke_run, tmp_path, system)
 def _tiny_encoder(tmp_path, model_type: str, overrides: dict, layers):
     from transformers import AutoConfig, AutoModel
 
-    small = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64, conv_dim=[16] * 7,
-                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    small = dict(
+        num_hidden_layers=2,
+        hidden_size=32,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=[16] * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+    )
     torch.manual_seed(0)
     AutoModel.from_config(AutoConfig.for_model(model_type, **small, **overrides)).save_pretrained(tmp_path / "m")
     w = load_config(SMOKE).features.wav2vec2
@@ -162,9 +191,14 @@ def _tiny_encoder(tmp_path, model_type: str, overrides: dict, layers):
     return Wav2Vec2Encoder(w, layers=layers)
 
 
-@pytest.mark.parametrize("model_type,overrides,layers", [
-    ("hubert", {}, None), ("wavlm", {}, [0, 1, 2]),
-    ("wav2vec2", {"feat_extract_norm": "layer", "do_stable_layer_norm": True}, [1])])  # the large-lv60 layout
+@pytest.mark.parametrize(
+    "model_type,overrides,layers",
+    [
+        ("hubert", {}, None),
+        ("wavlm", {}, [0, 1, 2]),
+        ("wav2vec2", {"feat_extract_norm": "layer", "do_stable_layer_norm": True}, [1]),
+    ],
+)  # the large-lv60 layout
 def test_other_encoders_export_with_their_layers(tmp_path, model_type, overrides, layers):
     encoder = _tiny_encoder(tmp_path, model_type, overrides, layers)
     head = build_classifier(ModelConfig(width_scale=0.05), 32, 3 if layers and len(layers) > 1 else None).eval()
@@ -182,8 +216,9 @@ def test_other_encoders_export_with_their_layers(tmp_path, model_type, overrides
     sensitive = audiograph.AudioToProbs(audiograph.front_for(encoder), _Sensitive(), 100, stacked)
     for samples in (3000, 60000):
         audio = torch.randn(1, samples, generator=torch.Generator().manual_seed(1)) * 0.1
-        feats = [torch.from_numpy(h.numpy().astype(np.float16).astype(np.float32))
-                 for h in encoder.forward_layers(audio)]  # (1, C, T) each, rounded as the cache stores them
+        feats = [
+            torch.from_numpy(h.numpy().astype(np.float16).astype(np.float32)) for h in encoder.forward_layers(audio)
+        ]  # (1, C, T) each, rounded as the cache stores them
         x = torch.stack(feats, 1) if stacked else feats[0]
         fitted, kept = fit_frames(x[0].flatten(0, -2).T, 100)
         with torch.no_grad():
@@ -247,7 +282,9 @@ def test_bench_gives_the_bundles_latency_per_second_of_audio(onnx_bundle, smoke_
     result = bundlebench.bundle_latency(onnx_bundle, rounds=1, torch_baseline=False)
     table = bundlebench.latency_table(result)
     assert set(table["form"]) == {"onnxruntime fp32 (model.onnx)", "onnxruntime int8 (model-int8.onnx)"}
-    assert sorted(set(table["clip_s"])) == bundlebench.clip_seconds(json.loads((onnx_bundle / "bundle.json").read_text()))
+    assert sorted(set(table["clip_s"])) == bundlebench.clip_seconds(
+        json.loads((onnx_bundle / "bundle.json").read_text())
+    )
     assert (table["ms"] > 0).all()
     np.testing.assert_allclose(table["ms_per_audio_s"], table["ms"] / table["clip_s"])
     assert (table.loc[table["clip_s"] == bundlebench.LONG_CLIP_S, "windows"] > 1).all()

@@ -1,5 +1,6 @@
 """Typed parameters: every profile loads; unknown keys, wrong types and bad values name the key at
 load time; the paper's systems are the default; fields at their default stay out of cache and run keys."""
+
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -7,8 +8,18 @@ from pathlib import Path
 import pytest
 
 from serlib import pipeline
-from serlib.common.config import (Config, ConfigError, FeaturesConfig, LogMelConfig, ModelConfig, SystemConfig,
-                                  TrainConfig, Wav2Vec2Config, config_to_dict, load_config)
+from serlib.common.config import (
+    Config,
+    ConfigError,
+    FeaturesConfig,
+    LogMelConfig,
+    ModelConfig,
+    SystemConfig,
+    TrainConfig,
+    Wav2Vec2Config,
+    config_to_dict,
+    load_config,
+)
 from serlib.common.runfolder import run_folder
 from serlib.features import keys
 from serlib.features.layers import plan_layers
@@ -33,8 +44,14 @@ def test_paper_profile_holds_the_papers_values():
     assert cfg.features.wav2vec2.weights == "pretrained" and cfg.features.wav2vec2.layer == "last"
     assert cfg.data.min_duration_s == 1.0 and cfg.data.split == [0.8, 0.1, 0.1]
     t = cfg.train
-    assert (t.batch_size, t.max_epochs, t.early_stop_patience, t.plateau_patience, t.plateau_factor,
-            t.grad_clip) == (64, 80, 30, 10, 0.5, 2.0)
+    assert (t.batch_size, t.max_epochs, t.early_stop_patience, t.plateau_patience, t.plateau_factor, t.grad_clip) == (
+        64,
+        80,
+        30,
+        10,
+        0.5,
+        2.0,
+    )
     assert len(t.seeds) == 3
     assert set(cfg.systems) == {"S1", "S2", "S3", "S4", "S5", "A1", "A2", "A3"}
 
@@ -45,33 +62,39 @@ def _write(tmp_path, text):
     return path
 
 
-@pytest.mark.parametrize("text, key", [
-    ("run: {nme: x}\n", "'run.nme'"),
-    ("colour: red\n", "'colour'"),
-    ("features: {wav2vec2: {layr: 3}}\n", "'features.wav2vec2.layr'"),
-    ("systems: {S9: {inptu: logmel}}\n", "'systems.S9.inptu'"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("run: {nme: x}\n", "'run.nme'"),
+        ("colour: red\n", "'colour'"),
+        ("features: {wav2vec2: {layr: 3}}\n", "'features.wav2vec2.layr'"),
+        ("systems: {S9: {inptu: logmel}}\n", "'systems.S9.inptu'"),
+    ],
+)
 def test_unknown_keys_are_named(tmp_path, text, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as err:
         load_config(_write(tmp_path, text))
     assert "p.yaml" in str(err.value)
 
 
-@pytest.mark.parametrize("text, key", [
-    ("run: {seed: one}\n", "run.seed"),
-    ("data: {min_duration_s: fast}\n", "data.min_duration_s"),
-    ("train: {seeds: 3}\n", "train.seeds"),
-    ("train: {max_epochs: 8.5}\n", "train.max_epochs"),
-    ("augment: {noise_prob: true}\n", "augment.noise_prob"),
-    ("features: {wav2vec2: {mixed_precision: 'yes'}}\n", "features.wav2vec2.mixed_precision"),
-    ("features: {device: tpu}\n", "features.device"),
-    ("features: {wav2vec2: {weights: finetuned}}\n", "features.wav2vec2.weights"),
-    ("features: {wav2vec2: {layer: first}}\n", "features.wav2vec2.layer"),
-    ("features: {wav2vec2: {batching: padded}}\n", "features.wav2vec2.batching"),
-    ("features: {wav2vec2: {max_batch_seconds: 0}}\n", "features.wav2vec2.max_batch_seconds"),
-    ("data: {split: [0.5, 0.1, 0.1]}\n", "data.split"),
-    ("systems: {S1: {input: mfcc}}\n", "systems.S1.input"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("run: {seed: one}\n", "run.seed"),
+        ("data: {min_duration_s: fast}\n", "data.min_duration_s"),
+        ("train: {seeds: 3}\n", "train.seeds"),
+        ("train: {max_epochs: 8.5}\n", "train.max_epochs"),
+        ("augment: {noise_prob: true}\n", "augment.noise_prob"),
+        ("features: {wav2vec2: {mixed_precision: 'yes'}}\n", "features.wav2vec2.mixed_precision"),
+        ("features: {device: tpu}\n", "features.device"),
+        ("features: {wav2vec2: {weights: finetuned}}\n", "features.wav2vec2.weights"),
+        ("features: {wav2vec2: {layer: first}}\n", "features.wav2vec2.layer"),
+        ("features: {wav2vec2: {batching: padded}}\n", "features.wav2vec2.batching"),
+        ("features: {wav2vec2: {max_batch_seconds: 0}}\n", "features.wav2vec2.max_batch_seconds"),
+        ("data: {split: [0.5, 0.1, 0.1]}\n", "data.split"),
+        ("systems: {S1: {input: mfcc}}\n", "systems.S1.input"),
+    ],
+)
 def test_wrong_types_and_values_are_named(tmp_path, text, key):
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         load_config(_write(tmp_path, text))
@@ -116,57 +139,60 @@ def test_cli_reports_config_errors_in_one_line(tmp_path, capsys):
 KNOWN_SYSTEMS = "S1, S2, S3, S4, S5, A1, A2, A3"
 
 
-@pytest.mark.parametrize("text, key, rule", [
-    ("features: {frames: -5}", "features.frames", "an integer >= 1"),
-    ("features: {frames: 0}", "features.frames", "an integer >= 1"),
-    ("features: {sample_rate: 0}", "features.sample_rate", "an integer >= 1"),
-    ("features: {threads: 0}", "features.threads", "an integer >= 1 or null"),
-    ("features: {logmel: {n_mels: 0}}", "features.logmel.n_mels", "an integer >= 1"),
-    ("features: {logmel: {hop_ms: 0}}", "features.logmel.hop_ms", "> 0"),
-    ("features: {wav2vec2: {batch_size: 0}}", "features.wav2vec2.batch_size", "an integer >= 1"),
-    ("features: {wav2vec2: {layer: -1}}", "features.wav2vec2.layer", "'last' or an integer >= 0"),
-    ("data: {min_duration_s: -1}", "data.min_duration_s", ">= 0"),
-    ("data: {split: [0.5, 0.5]}", "data.split", "a list of 3"),
-    ("data: {demo: {scale: huge}}", "data.demo.scale", "one of default, smoke, paper"),
-    ("augment: {noise_prob: 1.5}", "augment.noise_prob", ">= 0 and <= 1"),
-    ("augment: {noise_std: -0.1}", "augment.noise_std", ">= 0"),
-    ("augment: {crop_frames: 0}", "augment.crop_frames", "an integer >= 1"),
-    ("augment: {mask_width: [16, 5]}", "augment.mask_width", "1 <= min <= max"),
-    ("augment: {mask_spans: [0, 2]}", "augment.mask_spans[0]", "an integer >= 1"),
-    ("augment: {mask_groups_max: 5}", "augment.mask_groups_max", "at most 'augment.mask_channel_groups' (4)"),
-    ("train: {batch_size: 0}", "train.batch_size", "an integer >= 1"),
-    ("train: {eval_batch_size: 0}", "train.eval_batch_size", "an integer >= 1"),
-    ("train: {lr: -1}", "train.lr", "> 0"),
-    ("train: {lr: .nan}", "train.lr", "a finite number"),
-    ("train: {weight_decay: -1.0e-2}", "train.weight_decay", ">= 0"),
-    ("train: {max_epochs: 0}", "train.max_epochs", "an integer >= 1"),
-    ("train: {early_stop_patience: -1}", "train.early_stop_patience", "an integer >= 0"),
-    ("train: {plateau_factor: 1.0}", "train.plateau_factor", "> 0 and < 1"),
-    ("train: {grad_clip: -2.0}", "train.grad_clip", ">= 0"),
-    ("train: {threads: 0}", "train.threads", "an integer >= 1 or null"),
-    ("train: {seeds: []}", "train.seeds", "a non-empty list"),
-    ("train: {seeds: [0, 0]}", "train.seeds", "distinct"),
-    ("train: {seeds: [-1]}", "train.seeds[0]", "an integer >= 0"),
-    ("train: {select: {system: S9, enabled: true, scope: shared}}", "train.select.system", KNOWN_SYSTEMS),
-    ("train: {select: {lrs: []}}", "train.select.lrs", "a non-empty list"),
-    ("train: {select: {weight_decays: []}}", "train.select.weight_decays", "a non-empty list"),
-    ("train: {select: {max_epochs: 0}}", "train.select.max_epochs", "an integer >= 1"),
-    ("systems: {S5: {input: mfcc}}", "systems.S5.input", "one of wav2vec2, logmel"),
-    ("systems: {S5: {model: {arch: resnet}}}", "systems.S5.model.arch", "one of resattn, shallow"),
-    ("systems: {S5: {model: {se_reduction: 0}}}", "systems.S5.model.se_reduction", "an integer >= 1"),
-    ("systems: {S5: {model: {width_scale: 0}}}", "systems.S5.model.width_scale", "> 0"),
-    ("systems: {A3: {model: {blocks: [0, 0]}}}", "systems.A3.model.blocks", "distinct"),
-    ("systems: {A3: {model: {blocks: []}}}", "systems.A3.model.blocks", "a non-empty list"),
-    ("systems: {A3: {model: {blocks: [0, 5]}}}", "systems.A3.model.blocks[1]", ">= 0 and <= 4"),
-    ("model_defaults: {resattn: {width_scale: -1}}", "model_defaults.resattn.width_scale", "> 0"),
-    ("analysis: {primary_system: S9}", "analysis.primary_system", KNOWN_SYSTEMS),
-    ("analysis: {primary_seed: 7}", "analysis.primary_seed", "one of train.seeds (0, 1, 2)"),
-    ("analysis: {listening_clips: 0}", "analysis.listening_clips", "an integer >= 1"),
-    ("analysis: {pitch_fmin: 600}", "analysis.pitch_fmax", "above 'analysis.pitch_fmin' (600) and below 8000 Hz"),
-    ("analysis: {pitch_fmax: 9000}", "analysis.pitch_fmax", "below 8000 Hz"),
-    ("analysis: {pitch_frame_length: 256}", "analysis.pitch_frame_length", "at least 493 samples"),
-    ("analysis: {pitch_hop_ms: 0}", "analysis.pitch_hop_ms", "> 0"),
-])
+@pytest.mark.parametrize(
+    "text, key, rule",
+    [
+        ("features: {frames: -5}", "features.frames", "an integer >= 1"),
+        ("features: {frames: 0}", "features.frames", "an integer >= 1"),
+        ("features: {sample_rate: 0}", "features.sample_rate", "an integer >= 1"),
+        ("features: {threads: 0}", "features.threads", "an integer >= 1 or null"),
+        ("features: {logmel: {n_mels: 0}}", "features.logmel.n_mels", "an integer >= 1"),
+        ("features: {logmel: {hop_ms: 0}}", "features.logmel.hop_ms", "> 0"),
+        ("features: {wav2vec2: {batch_size: 0}}", "features.wav2vec2.batch_size", "an integer >= 1"),
+        ("features: {wav2vec2: {layer: -1}}", "features.wav2vec2.layer", "'last' or an integer >= 0"),
+        ("data: {min_duration_s: -1}", "data.min_duration_s", ">= 0"),
+        ("data: {split: [0.5, 0.5]}", "data.split", "a list of 3"),
+        ("data: {demo: {scale: huge}}", "data.demo.scale", "one of default, smoke, paper"),
+        ("augment: {noise_prob: 1.5}", "augment.noise_prob", ">= 0 and <= 1"),
+        ("augment: {noise_std: -0.1}", "augment.noise_std", ">= 0"),
+        ("augment: {crop_frames: 0}", "augment.crop_frames", "an integer >= 1"),
+        ("augment: {mask_width: [16, 5]}", "augment.mask_width", "1 <= min <= max"),
+        ("augment: {mask_spans: [0, 2]}", "augment.mask_spans[0]", "an integer >= 1"),
+        ("augment: {mask_groups_max: 5}", "augment.mask_groups_max", "at most 'augment.mask_channel_groups' (4)"),
+        ("train: {batch_size: 0}", "train.batch_size", "an integer >= 1"),
+        ("train: {eval_batch_size: 0}", "train.eval_batch_size", "an integer >= 1"),
+        ("train: {lr: -1}", "train.lr", "> 0"),
+        ("train: {lr: .nan}", "train.lr", "a finite number"),
+        ("train: {weight_decay: -1.0e-2}", "train.weight_decay", ">= 0"),
+        ("train: {max_epochs: 0}", "train.max_epochs", "an integer >= 1"),
+        ("train: {early_stop_patience: -1}", "train.early_stop_patience", "an integer >= 0"),
+        ("train: {plateau_factor: 1.0}", "train.plateau_factor", "> 0 and < 1"),
+        ("train: {grad_clip: -2.0}", "train.grad_clip", ">= 0"),
+        ("train: {threads: 0}", "train.threads", "an integer >= 1 or null"),
+        ("train: {seeds: []}", "train.seeds", "a non-empty list"),
+        ("train: {seeds: [0, 0]}", "train.seeds", "distinct"),
+        ("train: {seeds: [-1]}", "train.seeds[0]", "an integer >= 0"),
+        ("train: {select: {system: S9, enabled: true, scope: shared}}", "train.select.system", KNOWN_SYSTEMS),
+        ("train: {select: {lrs: []}}", "train.select.lrs", "a non-empty list"),
+        ("train: {select: {weight_decays: []}}", "train.select.weight_decays", "a non-empty list"),
+        ("train: {select: {max_epochs: 0}}", "train.select.max_epochs", "an integer >= 1"),
+        ("systems: {S5: {input: mfcc}}", "systems.S5.input", "one of wav2vec2, logmel"),
+        ("systems: {S5: {model: {arch: resnet}}}", "systems.S5.model.arch", "one of resattn, shallow"),
+        ("systems: {S5: {model: {se_reduction: 0}}}", "systems.S5.model.se_reduction", "an integer >= 1"),
+        ("systems: {S5: {model: {width_scale: 0}}}", "systems.S5.model.width_scale", "> 0"),
+        ("systems: {A3: {model: {blocks: [0, 0]}}}", "systems.A3.model.blocks", "distinct"),
+        ("systems: {A3: {model: {blocks: []}}}", "systems.A3.model.blocks", "a non-empty list"),
+        ("systems: {A3: {model: {blocks: [0, 5]}}}", "systems.A3.model.blocks[1]", ">= 0 and <= 4"),
+        ("model_defaults: {resattn: {width_scale: -1}}", "model_defaults.resattn.width_scale", "> 0"),
+        ("analysis: {primary_system: S9}", "analysis.primary_system", KNOWN_SYSTEMS),
+        ("analysis: {primary_seed: 7}", "analysis.primary_seed", "one of train.seeds (0, 1, 2)"),
+        ("analysis: {listening_clips: 0}", "analysis.listening_clips", "an integer >= 1"),
+        ("analysis: {pitch_fmin: 600}", "analysis.pitch_fmax", "above 'analysis.pitch_fmin' (600) and below 8000 Hz"),
+        ("analysis: {pitch_fmax: 9000}", "analysis.pitch_fmax", "below 8000 Hz"),
+        ("analysis: {pitch_frame_length: 256}", "analysis.pitch_frame_length", "at least 493 samples"),
+        ("analysis: {pitch_hop_ms: 0}", "analysis.pitch_hop_ms", "> 0"),
+    ],
+)
 def test_impossible_values_fail_at_load_naming_key_and_rule(tmp_path, text, key, rule):
     with pytest.raises(ConfigError) as err:
         load_config(_write(tmp_path, text + "\n"))
@@ -177,19 +203,26 @@ def test_impossible_values_fail_at_load_naming_key_and_rule(tmp_path, text, key,
 
 def test_removing_the_analysed_system_names_the_keys_to_change(tmp_path):
     # A profile without S5 must say so at load, not fail after training (issue 15).
-    with pytest.raises(ConfigError, match=r"'analysis\.primary_system' must be one of the systems \(S1, S2, S3, S4, "
-                                          r"A1, A2, A3\), got 'S5'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'analysis\.primary_system' must be one of the systems \(S1, S2, S3, S4, "
+        r"A1, A2, A3\), got 'S5'",
+    ):
         load_config(_write(tmp_path, "systems: {S5: null}\n"))
-    cfg = load_config(_write(tmp_path, "systems: {S5: null}\ntrain: {select: {system: S4}}\n"
-                                       "analysis: {primary_system: S4}\n"))
+    cfg = load_config(
+        _write(tmp_path, "systems: {S5: null}\ntrain: {select: {system: S4}}\nanalysis: {primary_system: S4}\n")
+    )
     assert "S5" not in cfg.systems and cfg.analysis.primary_system == "S4"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("train:\n  lr: 1.0e-3\n  seeds: [0]\n  lr: 3.0e-3\n", "duplicate key 'train.lr' on lines 2 and 4"),
-    ("train: {lr: 1.0e-3}\ntrain: {seeds: [0]}\n", "duplicate key 'train' on lines 1 and 2"),
-    ("systems:\n  S5: {augment: false}\n  S5: {augment: true}\n", "duplicate key 'systems.S5' on lines 2 and 3"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train:\n  lr: 1.0e-3\n  seeds: [0]\n  lr: 3.0e-3\n", "duplicate key 'train.lr' on lines 2 and 4"),
+        ("train: {lr: 1.0e-3}\ntrain: {seeds: [0]}\n", "duplicate key 'train' on lines 1 and 2"),
+        ("systems:\n  S5: {augment: false}\n  S5: {augment: true}\n", "duplicate key 'systems.S5' on lines 2 and 3"),
+    ],
+)
 def test_a_duplicate_key_is_an_error_naming_key_and_lines(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         load_config(_write(tmp_path, text))
@@ -200,12 +233,15 @@ def test_the_same_name_in_two_sections_is_not_a_duplicate(tmp_path):
     assert (cfg.train.max_epochs, cfg.train.select.max_epochs) == (3, 1)
 
 
-@pytest.mark.parametrize("text, suggestion", [
-    ("train: {lrr: 0.1}\n", "(did you mean 'train.lr'?)"),
-    ("system: {S5: {augment: false}}\n", "(did you mean 'systems'?)"),
-    ("systems: {S5: {model: {widht_scale: 0.5}}}\n", "(did you mean 'systems.S5.model.width_scale'?)"),
-    ("model_defaults: {resatn: {width_scale: 0.5}}\n", "(did you mean 'model_defaults.resattn'?)"),
-])
+@pytest.mark.parametrize(
+    "text, suggestion",
+    [
+        ("train: {lrr: 0.1}\n", "(did you mean 'train.lr'?)"),
+        ("system: {S5: {augment: false}}\n", "(did you mean 'systems'?)"),
+        ("systems: {S5: {model: {widht_scale: 0.5}}}\n", "(did you mean 'systems.S5.model.width_scale'?)"),
+        ("model_defaults: {resatn: {width_scale: 0.5}}\n", "(did you mean 'model_defaults.resattn'?)"),
+    ],
+)
 def test_unknown_keys_suggest_the_closest_known_one(tmp_path, text, suggestion):
     with pytest.raises(ConfigError) as err:
         load_config(_write(tmp_path, text))
@@ -219,17 +255,20 @@ def test_an_unknown_key_without_a_close_match_lists_the_known_ones(tmp_path):
     assert str(err.value).endswith("unknown key 'run.colour'; known keys here: name, notebooks, seed, title")
 
 
-@pytest.mark.parametrize("text, key, rule", [
-    ("features: {frames: 1.5}", "features.frames", "an integer >= 1"),
-    ("features: {threads: two}", "features.threads", "an integer >= 1 or null"),
-    ("train: {lr: fast}", "train.lr", "a finite number > 0"),
-    ("train: {seeds: 3}", "train.seeds", "a non-empty list"),
-    ("train: 3", "train", "a mapping"),
-    ("data: {demo: 3}", "data.demo", "a mapping or null"),
-    ("run: {seed: true}", "run.seed", "an integer"),
-    ("augment: {noise_prob: true}", "augment.noise_prob", "a finite number"),
-    ("systems: {A3: {model: {blocks: 3}}}", "systems.A3.model.blocks", "a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "text, key, rule",
+    [
+        ("features: {frames: 1.5}", "features.frames", "an integer >= 1"),
+        ("features: {threads: two}", "features.threads", "an integer >= 1 or null"),
+        ("train: {lr: fast}", "train.lr", "a finite number > 0"),
+        ("train: {seeds: 3}", "train.seeds", "a non-empty list"),
+        ("train: 3", "train", "a mapping"),
+        ("data: {demo: 3}", "data.demo", "a mapping or null"),
+        ("run: {seed: true}", "run.seed", "an integer"),
+        ("augment: {noise_prob: true}", "augment.noise_prob", "a finite number"),
+        ("systems: {A3: {model: {blocks: 3}}}", "systems.A3.model.blocks", "a non-empty list"),
+    ],
+)
 def test_wrong_types_name_the_key_and_the_type(tmp_path, text, key, rule):
     with pytest.raises(ConfigError) as err:
         load_config(_write(tmp_path, text + "\n"))
@@ -256,10 +295,14 @@ def test_cli_names_an_unknown_system_before_any_work(tmp_path, capsys):
 
 # What Tables 4 and 6 compare: (input, arch, SE, Tri-Aug, blocks).
 PAPER_SETTINGS = {
-    "S1": ("logmel", "shallow", True, False, None), "S2": ("wav2vec2", "shallow", True, False, None),
-    "S3": ("wav2vec2", "resattn", False, True, None), "S4": ("wav2vec2", "resattn", True, False, None),
-    "S5": ("wav2vec2", "resattn", True, True, None), "A1": ("wav2vec2", "resattn", True, False, None),
-    "A2": ("wav2vec2", "resattn", False, True, None), "A3": ("wav2vec2", "resattn", True, True, [0, 2, 4]),
+    "S1": ("logmel", "shallow", True, False, None),
+    "S2": ("wav2vec2", "shallow", True, False, None),
+    "S3": ("wav2vec2", "resattn", False, True, None),
+    "S4": ("wav2vec2", "resattn", True, False, None),
+    "S5": ("wav2vec2", "resattn", True, True, None),
+    "A1": ("wav2vec2", "resattn", True, False, None),
+    "A2": ("wav2vec2", "resattn", False, True, None),
+    "A3": ("wav2vec2", "resattn", True, True, [0, 2, 4]),
 }
 
 
@@ -277,15 +320,20 @@ def test_a_profile_without_systems_gets_the_papers_eight(tmp_path):
 
 
 def test_a_profile_entry_merges_into_the_default_and_null_removes(tmp_path):
-    cfg = load_config(_write(tmp_path, "systems:\n  S3: {model: {se_reduction: 8}}\n"
-                                       "  S6: {input: logmel, description: new}\n  S1: null\n"))
+    cfg = load_config(
+        _write(
+            tmp_path,
+            "systems:\n  S3: {model: {se_reduction: 8}}\n  S6: {input: logmel, description: new}\n  S1: null\n",
+        )
+    )
     assert list(cfg.systems) == ["S2", "S3", "S4", "S5", "A1", "A2", "A3", "S6"]  # defaults first, then new names
     s3 = cfg.systems["S3"]
     assert s3.model.se_reduction == 8 and _settings(s3) == PAPER_SETTINGS["S3"]  # the rest of S3 kept
     assert s3.description == "ResAttn1D-CNN (-SE)"
     assert cfg.systems["S6"] == SystemConfig(input="logmel", description="new")  # a new name: SystemConfig's defaults
     assert {n: _settings(s) for n, s in cfg.systems.items() if n not in ("S3", "S6")} == {
-        n: v for n, v in PAPER_SETTINGS.items() if n not in ("S1", "S3")}
+        n: v for n, v in PAPER_SETTINGS.items() if n not in ("S1", "S3")
+    }
 
 
 def test_a_null_for_a_system_that_is_not_a_default_is_an_error(tmp_path):
@@ -294,13 +342,27 @@ def test_a_null_for_a_system_that_is_not_a_default_is_an_error(tmp_path):
 
 
 def test_model_defaults_fill_what_a_systems_entry_does_not_set(tmp_path):
-    cfg = load_config(_write(tmp_path, "model_defaults:\n  resattn: {width_scale: 0.125, se: true}\n"
-                                       "  shallow: {width_scale: 0.5}\n"
-                                       "systems:\n  S5: {model: {width_scale: 0.25}}\n  S6: {}\n"
-                                       "  A1: {model: {arch: shallow}}\n"))
+    cfg = load_config(
+        _write(
+            tmp_path,
+            "model_defaults:\n  resattn: {width_scale: 0.125, se: true}\n"
+            "  shallow: {width_scale: 0.5}\n"
+            "systems:\n  S5: {model: {width_scale: 0.25}}\n  S6: {}\n"
+            "  A1: {model: {arch: shallow}}\n",
+        )
+    )
     widths = {name: s.model.width_scale for name, s in cfg.systems.items()}
-    assert widths == {"S1": 0.5, "S2": 0.5, "S3": 0.125, "S4": 0.125, "S5": 0.25,  # the profile's own entry wins
-                      "A1": 0.5, "A2": 0.125, "A3": 0.125, "S6": 0.125}  # A1 now shallow; S6 resattn by default
+    assert widths == {
+        "S1": 0.5,
+        "S2": 0.5,
+        "S3": 0.125,
+        "S4": 0.125,
+        "S5": 0.25,  # the profile's own entry wins
+        "A1": 0.5,
+        "A2": 0.125,
+        "A3": 0.125,
+        "S6": 0.125,
+    }  # A1 now shallow; S6 resattn by default
     # The default entries of S3 and A2 set se: false (what they ablate): model_defaults does not override it.
     assert not cfg.systems["S3"].model.se and not cfg.systems["A2"].model.se and cfg.systems["S5"].model.se
 
@@ -315,18 +377,23 @@ OLD_SYSTEMS_BLOCK = """systems:
   S1: {{input: logmel, model: {{arch: shallow}}, augment: false, description: "3-Conv CNN (baseline), log-Mel"}}
   S2: {{input: wav2vec2, model: {{arch: shallow}}, augment: false, description: "3-Conv CNN, wav2vec2"}}
   S3: {{input: wav2vec2, model: {{arch: resattn, se: false{w}}}, augment: true, description: "ResAttn1D-CNN (-SE)"}}
-  S4: {{input: wav2vec2, model: {{arch: resattn, se: true{w}}}, augment: false, description: "ResAttn1D-CNN (-Tri-Aug)"}}
+  S4: {{input: wav2vec2, model: {{arch: resattn, se: true{w}}}, augment: false,
+       description: "ResAttn1D-CNN (-Tri-Aug)"}}
   S5: {{input: wav2vec2, model: {{arch: resattn, se: true{w}}}, augment: true, description: "ResAttn1D-CNN (proposed)"}}
   A1: {{input: wav2vec2, model: {{arch: resattn, se: true{w}}}, augment: false, description: "-Aug"}}
   A2: {{input: wav2vec2, model: {{arch: resattn, se: false{w}}}, augment: true, description: "-SE"}}
-  A3: {{input: wav2vec2, model: {{arch: resattn, se: true, blocks: [0, 2, 4]{w}}}, augment: true, description: "-Depth (blocks 1, 3, 5)"}}
+  A3: {{input: wav2vec2, model: {{arch: resattn, se: true, blocks: [0, 2, 4]{w}}}, augment: true,
+       description: "-Depth (blocks 1, 3, 5)"}}
 """
 
 
-@pytest.mark.parametrize("old_width, trimmed", [
-    ("", ""),  # the paper and rehearsal profiles: no systems section at all
-    (", width_scale: 0.125", "model_defaults: {resattn: {width_scale: 0.125}}\n"),  # the demo profile
-])
+@pytest.mark.parametrize(
+    "old_width, trimmed",
+    [
+        ("", ""),  # the paper and rehearsal profiles: no systems section at all
+        (", width_scale: 0.125", "model_defaults: {resattn: {width_scale: 0.125}}\n"),  # the demo profile
+    ],
+)
 def test_an_old_full_systems_block_loads_as_its_trimmed_form(tmp_path, old_width, trimmed):
     head = "run: {name: t}\ntrain: {seeds: [0]}\n"
     (tmp_path / "old.yaml").write_text(head + OLD_SYSTEMS_BLOCK.format(w=old_width))
@@ -340,7 +407,15 @@ def test_the_demo_narrows_only_the_resattn_systems():
     cfg = load_config(ROOT / "parameters" / "demo.yaml")
     paper = {n: s for n, s in cfg.systems.items() if n in PAPER_SETTINGS}  # the demo adds S5-... padding rows
     assert {n: s.model.width_scale for n, s in paper.items()} == {
-        "S1": 1.0, "S2": 1.0, "S3": 0.125, "S4": 0.125, "S5": 0.125, "A1": 0.125, "A2": 0.125, "A3": 0.125}
+        "S1": 1.0,
+        "S2": 1.0,
+        "S3": 0.125,
+        "S4": 0.125,
+        "S5": 0.125,
+        "A1": 0.125,
+        "A2": 0.125,
+        "A3": 0.125,
+    }
     assert {name: _settings(s) for name, s in paper.items()} == PAPER_SETTINGS
     assert all(s.model.width_scale == 0.125 for n, s in cfg.systems.items() if n.startswith("S5-"))
 
@@ -386,19 +461,37 @@ def cache_key(cfg, input: str) -> dict:
 def test_todays_feature_cache_keys_are_unchanged():
     # The keys the existing caches were written under: a change here orphans every cache.
     cfg = load_config(ROOT / "parameters" / "paper.yaml")
-    assert cache_key(cfg, "logmel") == {"format": 1, "input": "logmel", "sample_rate": 16000, "n_mels": 64,
-                                        "win_ms": 25.0, "hop_ms": 20.0, "log_floor": 1e-6, "standardise": True}
-    assert cache_key(cfg, "wav2vec2") == {"format": 1, "input": "wav2vec2", "sample_rate": 16000,
-                                          "model_id": "facebook/wav2vec2-base", "revision": "main",
-                                          "weights": "pretrained", "layer": "last", "config_overrides": {}}
+    assert cache_key(cfg, "logmel") == {
+        "format": 1,
+        "input": "logmel",
+        "sample_rate": 16000,
+        "n_mels": 64,
+        "win_ms": 25.0,
+        "hop_ms": 20.0,
+        "log_floor": 1e-6,
+        "standardise": True,
+    }
+    assert cache_key(cfg, "wav2vec2") == {
+        "format": 1,
+        "input": "wav2vec2",
+        "sample_rate": 16000,
+        "model_id": "facebook/wav2vec2-base",
+        "revision": "main",
+        "weights": "pretrained",
+        "layer": "last",
+        "config_overrides": {},
+    }
 
 
-@pytest.mark.parametrize("input, where, cls, field, value", [
-    ("logmel", ("logmel",), _LogMelPlus, "pre_emphasis", 0.97),
-    ("wav2vec2", ("wav2vec2",), _Wav2Vec2Plus, "dither", 1e-4),
-    ("logmel", (), _FeaturesPlus, "resample_quality", "best"),
-    ("wav2vec2", (), _FeaturesPlus, "resample_quality", "best"),
-])
+@pytest.mark.parametrize(
+    "input, where, cls, field, value",
+    [
+        ("logmel", ("logmel",), _LogMelPlus, "pre_emphasis", 0.97),
+        ("wav2vec2", ("wav2vec2",), _Wav2Vec2Plus, "dither", 1e-4),
+        ("logmel", (), _FeaturesPlus, "resample_quality", "best"),
+        ("wav2vec2", (), _FeaturesPlus, "resample_quality", "best"),
+    ],
+)
 def test_a_new_feature_field_keeps_the_cache_key_until_it_is_changed(input, where, cls, field, value):
     cfg = load_config(ROOT / "parameters" / "smoke.yaml")
     before = cache_key(cfg, input)
@@ -416,10 +509,17 @@ def test_a_new_feature_field_keeps_the_cache_key_until_it_is_changed(input, wher
     assert cache_key(cfg, input) == before | {field: value}  # changed: a new key, recomputed
 
 
-@pytest.mark.parametrize("section, field, value", [
-    ("frames", None, 100), ("threads", None, 1), ("device", None, "cpu"),
-    ("wav2vec2", "batch_size", 2), ("wav2vec2", "batching", "equal"), ("wav2vec2", "max_batch_seconds", 10.0),
-])
+@pytest.mark.parametrize(
+    "section, field, value",
+    [
+        ("frames", None, 100),
+        ("threads", None, 1),
+        ("device", None, "cpu"),
+        ("wav2vec2", "batch_size", 2),
+        ("wav2vec2", "batching", "equal"),
+        ("wav2vec2", "max_batch_seconds", 10.0),
+    ],
+)
 def test_settings_that_do_not_determine_features_stay_out_of_the_cache_key(section, field, value):
     cfg = load_config(ROOT / "parameters" / "paper.yaml")
     before = {input: cache_key(cfg, input) for input in ("logmel", "wav2vec2")}
@@ -438,8 +538,15 @@ def _run_keys(cfg):
 def test_todays_run_keys_are_unchanged():
     # The keys trained runs carry (computed before the systems became the default): a change retrains all.
     assert _run_keys(load_config(ROOT / "parameters" / "paper.yaml")) == {
-        "S1": "239a0db712d4736d", "S2": "d168b6337f77cef1", "S3": "4ec0fcb523ceffee", "S4": "e5f10616f2d6aaa1",
-        "S5": "ee84f45bb9c305e4", "A1": "e5f10616f2d6aaa1", "A2": "4ec0fcb523ceffee", "A3": "a94da518badf2c92"}
+        "S1": "239a0db712d4736d",
+        "S2": "d168b6337f77cef1",
+        "S3": "4ec0fcb523ceffee",
+        "S4": "e5f10616f2d6aaa1",
+        "S5": "ee84f45bb9c305e4",
+        "A1": "e5f10616f2d6aaa1",
+        "A2": "4ec0fcb523ceffee",
+        "A3": "a94da518badf2c92",
+    }
 
 
 def test_a_new_train_or_model_field_keeps_run_keys_until_it_is_changed():
@@ -452,6 +559,7 @@ def test_a_new_train_or_model_field_keeps_run_keys_until_it_is_changed():
     cfg.systems["S5"].model.head_dropout = 0.1
     changed = _run_keys(cfg)
     assert changed["S5"] != before["S5"] and {n: k for n, k in changed.items() if n != "S5"} == {
-        n: k for n, k in before.items() if n != "S5"}
+        n: k for n, k in before.items() if n != "S5"
+    }
     cfg.train.label_smoothing = 0.1
     assert all(_run_keys(cfg)[n] not in (before[n], changed[n]) for n in before)

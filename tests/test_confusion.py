@@ -6,6 +6,7 @@ contract's format), so these tests need no training; the notebook test reads the
 (tests/conftest.py). ``make_fabricated_run`` is shared with
 tests/test_listening.py and tests/test_browser.py.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -15,13 +16,13 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from serlib.common.facts import CLASSES
 from serlib.analysis import confusion as cf
 from serlib.analysis import evaluation
 from serlib.analysis import prosody as pr
-from serlib.common.config import load_config
-from serlib.common.paper import TABLE3, TABLE5, TABLE7
 from serlib.analysis.prosody import POOL_MIN_CLIPS
+from serlib.common.config import load_config
+from serlib.common.facts import CLASSES
+from serlib.common.paper import TABLE3, TABLE5, TABLE7
 from serlib.common.runfolder import RunFolder
 from serlib.report import confusionplots
 
@@ -42,8 +43,9 @@ def synthetic_voice(f0: float, seconds: float, rng: np.random.Generator, rate: i
     return audio.astype(np.float32)
 
 
-def make_fabricated_run(run_dir: Path, per_class: int = 6, seconds: float = 1.2, seed: int = 0,
-                        system: str = "S5", train_seed: int = 0) -> RunFolder:
+def make_fabricated_run(
+    run_dir: Path, per_class: int = 6, seconds: float = 1.2, seed: int = 0, system: str = "S5", train_seed: int = 0
+) -> RunFolder:
     """Write wavs, ``data/manifest.csv`` and ``models/<system>/seed<k>/predictions_test.csv``.
 
     Predictions are drawn at random around the true class (about 60 % correct), so every
@@ -61,28 +63,46 @@ def make_fabricated_run(run_dir: Path, per_class: int = 6, seconds: float = 1.2,
     manifest = pd.DataFrame(rows)
     manifest.to_csv(folder.manifest, index=False)
     _fabricated_predictions(manifest[manifest["split"] == "test"], rng).to_csv(
-        _prediction_file(folder, system, train_seed), index=False)
+        _prediction_file(folder, system, train_seed), index=False
+    )
     return folder
 
 
-def _fabricated_clip(audio_dir: Path, split: str, label: str, k: int, index: int, seconds: float,
-                     rng: np.random.Generator) -> dict:
+def _fabricated_clip(
+    audio_dir: Path, split: str, label: str, k: int, index: int, seconds: float, rng: np.random.Generator
+) -> dict:
     corpus = CORPORA[index % 3]
     speaker = f"{corpus}:{index % 4:02d}"
     path = audio_dir / f"{split}_{label}_{k:02d}.wav"
     sf.write(path, synthetic_voice(CLASS_PITCH[label] * rng.uniform(0.85, 1.15), seconds, rng), 22050)
-    return {"utt_id": f"{corpus}/{split}_{label}_{k:02d}", "path": str(path), "corpus": corpus,
-            "speaker": speaker, "sex": ("male", "female")[index % 2], "emotion_code": "XX",
-            "emotion": "neutral", "sentence": "s1", "duration_s": seconds, "sample_rate": 22050,
-            "channels": 1, "label": label, "split": split}
+    return {
+        "utt_id": f"{corpus}/{split}_{label}_{k:02d}",
+        "path": str(path),
+        "corpus": corpus,
+        "speaker": speaker,
+        "sex": ("male", "female")[index % 2],
+        "emotion_code": "XX",
+        "emotion": "neutral",
+        "sentence": "s1",
+        "duration_s": seconds,
+        "sample_rate": 22050,
+        "channels": 1,
+        "label": label,
+        "split": split,
+    }
 
 
 def _fabricated_predictions(test: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     logits = rng.normal(0, 1, (len(test), 3))  # (clips, classes)
     logits[np.arange(len(test)), test["label"].map(CLASSES.index).to_numpy()] += 1.2
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    preds = pd.DataFrame({"utt_id": test["utt_id"].to_numpy(), "label": test["label"].to_numpy(),
-                          "pred": [CLASSES[i] for i in probs.argmax(axis=1)]})
+    preds = pd.DataFrame(
+        {
+            "utt_id": test["utt_id"].to_numpy(),
+            "label": test["label"].to_numpy(),
+            "pred": [CLASSES[i] for i in probs.argmax(axis=1)],
+        }
+    )
     for i, name in enumerate(CLASSES):
         preds[f"prob_{name}"] = probs[:, i]
     preds["correct"] = preds["label"] == preds["pred"]

@@ -1,4 +1,5 @@
 """serlib.corpora: file-name parsers, header reading, exclusions and folder errors."""
+
 from __future__ import annotations
 
 import os
@@ -8,11 +9,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-
 from conftest import SMALL_TREE_BAD, write_wav
-from serlib.data.corpora import (EXCLUSION_REASONS, UTTERANCE_COLUMNS, CorpusError, CorpusWarning, FileExcluded,
-                            audio_header, corpus_fingerprint, parse_crema_d_name, parse_emodb_name, parse_ravdess_name, scan_corpora,
-                            scan_corpus)
+
+from serlib.data.corpora import (
+    EXCLUSION_REASONS,
+    UTTERANCE_COLUMNS,
+    CorpusError,
+    CorpusWarning,
+    FileExcluded,
+    audio_header,
+    corpus_fingerprint,
+    parse_crema_d_name,
+    parse_emodb_name,
+    parse_ravdess_name,
+    scan_corpora,
+    scan_corpus,
+)
 
 SCAN_REASONS = {path: reason for path, reason in SMALL_TREE_BAD.items() if reason in EXCLUSION_REASONS}
 
@@ -20,54 +32,73 @@ SCAN_REASONS = {path: reason for path, reason in SMALL_TREE_BAD.items() if reaso
 # --------------------------------------------------------------------------- names
 
 
-@pytest.mark.parametrize("stem, speaker, code, sentence, note", [
-    ("1001_DFA_ANG_XX", "1001", "ANG", "DFA", ""),
-    ("1091_WSI_NEU_LO", "1091", "NEU", "WSI", ""),
-    ("1040_ITH_SAD_X", "1040", "SAD", "ITH", "level X read as XX (older release)"),
-])
+@pytest.mark.parametrize(
+    "stem, speaker, code, sentence, note",
+    [
+        ("1001_DFA_ANG_XX", "1001", "ANG", "DFA", ""),
+        ("1091_WSI_NEU_LO", "1091", "NEU", "WSI", ""),
+        ("1040_ITH_SAD_X", "1040", "SAD", "ITH", "level X read as XX (older release)"),
+    ],
+)
 def test_crema_d_names(stem, speaker, code, sentence, note):
     fields = parse_crema_d_name(stem)
     assert (fields["speaker_id"], fields["emotion_code"], fields["sentence"], fields["note"]) == (
-        speaker, code, sentence, note)
+        speaker,
+        code,
+        sentence,
+        note,
+    )
 
 
-@pytest.mark.parametrize("stem", ["1001_DFA_ANG", "1001_DFA_SUR_XX", "1001_DFA_ANG_ZZ", "01_DFA_ANG_XX",
-                                  "1001-DFA-ANG-XX", "._1001_DFA_ANG_XX"])
+@pytest.mark.parametrize(
+    "stem",
+    ["1001_DFA_ANG", "1001_DFA_SUR_XX", "1001_DFA_ANG_ZZ", "01_DFA_ANG_XX", "1001-DFA-ANG-XX", "._1001_DFA_ANG_XX"],
+)
 def test_crema_d_misnamed(stem):
     with pytest.raises(FileExcluded) as err:
         parse_crema_d_name(stem)
     assert err.value.reason == "misnamed"
 
 
-@pytest.mark.parametrize("stem, suffix, sex, code", [
-    ("03-01-05-01-01-01-01", ".wav", "male", "05"),
-    ("03-01-01-01-02-02-24", ".wav", "female", "01"),
-])
+@pytest.mark.parametrize(
+    "stem, suffix, sex, code",
+    [
+        ("03-01-05-01-01-01-01", ".wav", "male", "05"),
+        ("03-01-01-01-02-02-24", ".wav", "female", "01"),
+    ],
+)
 def test_ravdess_names(stem, suffix, sex, code):
     fields = parse_ravdess_name(stem, suffix)
     assert (fields["sex"], fields["emotion_code"], fields["speaker_id"]) == (sex, code, stem[-2:])
 
 
-@pytest.mark.parametrize("stem, suffix, reason", [
-    ("03-02-05-01-01-01-01", ".wav", "song"),
-    ("02-01-05-01-01-01-01", ".mp4", "video_only"),
-    ("01-01-05-01-01-01-01", ".mp4", "audio_video"),
-    ("01-01-05-01-01-01-01", ".wav", "audio_video"),
-    ("03-01-09-01-01-01-01", ".wav", "misnamed"),
-    ("03-01-05-03-01-01-01", ".wav", "misnamed"),
-    ("03-01-05-01-01-01", ".wav", "misnamed"),
-    ("03-01-05-01-01-01-00", ".wav", "misnamed"),
-])
+@pytest.mark.parametrize(
+    "stem, suffix, reason",
+    [
+        ("03-02-05-01-01-01-01", ".wav", "song"),
+        ("02-01-05-01-01-01-01", ".mp4", "video_only"),
+        ("01-01-05-01-01-01-01", ".mp4", "audio_video"),
+        ("01-01-05-01-01-01-01", ".wav", "audio_video"),
+        ("03-01-09-01-01-01-01", ".wav", "misnamed"),
+        ("03-01-05-03-01-01-01", ".wav", "misnamed"),
+        ("03-01-05-01-01-01", ".wav", "misnamed"),
+        ("03-01-05-01-01-01-00", ".wav", "misnamed"),
+    ],
+)
 def test_ravdess_exclusions(stem, suffix, reason):
     with pytest.raises(FileExcluded) as err:
         parse_ravdess_name(stem, suffix)
     assert err.value.reason == reason
 
 
-@pytest.mark.parametrize("stem, sex, code, note", [
-    ("03a01Wa", "male", "W", ""), ("16b10Lb", "female", "L", ""),
-    ("17a01Wa", "unknown", "W", "speaker 17 is not one of EmoDB's ten: sex unknown"),
-])
+@pytest.mark.parametrize(
+    "stem, sex, code, note",
+    [
+        ("03a01Wa", "male", "W", ""),
+        ("16b10Lb", "female", "L", ""),
+        ("17a01Wa", "unknown", "W", "speaker 17 is not one of EmoDB's ten: sex unknown"),
+    ],
+)
 def test_emodb_names(stem, sex, code, note):
     fields = parse_emodb_name(stem)
     assert (fields["sex"], fields["emotion_code"], fields["note"]) == (sex, code, note)
@@ -89,14 +120,17 @@ def test_header_of_a_real_soundfile_wav(tmp_path):
     assert audio_header(str(path)) == (48000, 2, 24000)
 
 
-@pytest.mark.parametrize("make, reason", [
-    (lambda p: p.write_bytes(b""), "empty"),
-    (lambda p: write_wav(p, 0), "empty"),  # a header and no audio frame
-    (lambda p: write_wav(p, 16000, data_bytes=100), "truncated"),
-    (lambda p: p.write_bytes(b"RIFF\x10\x00"), "truncated"),
-    (lambda p: p.write_bytes(b"RIFF" + bytes(4) + b"WAVEfmt "), "truncated"),
-    (lambda p: p.write_bytes(b"not audio at all" * 20), "unreadable"),
-])
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: write_wav(p, 0), "empty"),  # a header and no audio frame
+        (lambda p: write_wav(p, 16000, data_bytes=100), "truncated"),
+        (lambda p: p.write_bytes(b"RIFF\x10\x00"), "truncated"),
+        (lambda p: p.write_bytes(b"RIFF" + bytes(4) + b"WAVEfmt "), "truncated"),
+        (lambda p: p.write_bytes(b"not audio at all" * 20), "unreadable"),
+    ],
+)
 def test_header_exclusions(tmp_path, make, reason):
     path = tmp_path / "bad.wav"
     make(path)
@@ -179,11 +213,14 @@ def test_missing_folder_is_an_error_naming_it(tmp_path, corpus):
         scan_corpora({corpus: missing}, progress=False)
 
 
-@pytest.mark.parametrize("corpus, expected", [
-    ("CREMA-D", "expected AudioWAV/ under"),
-    ("RAVDESS", "expected Actor_01 .. Actor_24 under"),
-    ("EmoDB", "no .wav file under"),
-])
+@pytest.mark.parametrize(
+    "corpus, expected",
+    [
+        ("CREMA-D", "expected AudioWAV/ under"),
+        ("RAVDESS", "expected Actor_01 .. Actor_24 under"),
+        ("EmoDB", "no .wav file under"),
+    ],
+)
 def test_empty_folder_is_an_error_naming_it(tmp_path, corpus, expected):
     (tmp_path / "notes.txt").write_text("not a corpus")
     with pytest.raises(CorpusError, match=expected) as err:
@@ -192,11 +229,14 @@ def test_empty_folder_is_an_error_naming_it(tmp_path, corpus, expected):
 
 
 @pytest.mark.filterwarnings("ignore::serlib.data.corpora.CorpusWarning")
-@pytest.mark.parametrize("corpus, rel", [
-    ("CREMA-D", "AudioWAV/hello.wav"),
-    ("RAVDESS", "Actor_01/03-02-01-01-01-01-01.wav"),  # song only: nothing usable
-    ("EmoDB", "wav/readme.wav"),
-])
+@pytest.mark.parametrize(
+    "corpus, rel",
+    [
+        ("CREMA-D", "AudioWAV/hello.wav"),
+        ("RAVDESS", "Actor_01/03-02-01-01-01-01-01.wav"),  # song only: nothing usable
+        ("EmoDB", "wav/readme.wav"),
+    ],
+)
 def test_folder_without_usable_file_is_an_error(tmp_path, corpus, rel):
     write_wav(tmp_path / rel, 32000)
     with pytest.raises(CorpusError, match="no usable file under") as err:
@@ -216,18 +256,33 @@ def test_real_names_are_all_read(real_tree):
     utterances, excluded = scan_corpora(real_tree, progress=False)  # its speed is serlib bench's business
     assert excluded.empty
     per_corpus = utterances.groupby("corpus").agg(files=("utt_id", "size"), speakers=("speaker", "nunique"))
-    assert per_corpus.to_dict("index") == {"CREMA-D": {"files": 7442, "speakers": 91},
-                                           "RAVDESS": {"files": 1440, "speakers": 24},
-                                           "EmoDB": {"files": 535, "speakers": 10}}
+    assert per_corpus.to_dict("index") == {
+        "CREMA-D": {"files": 7442, "speakers": 91},
+        "RAVDESS": {"files": 1440, "speakers": 24},
+        "EmoDB": {"files": 535, "speakers": 10},
+    }
     sexes = utterances.drop_duplicates("speaker").groupby(["corpus", "sex"]).size().to_dict()
-    assert sexes == {("CREMA-D", "male"): 48, ("CREMA-D", "female"): 43, ("RAVDESS", "male"): 12,
-                     ("RAVDESS", "female"): 12, ("EmoDB", "male"): 5, ("EmoDB", "female"): 5}
+    assert sexes == {
+        ("CREMA-D", "male"): 48,
+        ("CREMA-D", "female"): 43,
+        ("RAVDESS", "male"): 12,
+        ("RAVDESS", "female"): 12,
+        ("EmoDB", "male"): 5,
+        ("EmoDB", "female"): 5,
+    }
     ravdess = utterances[utterances["corpus"] == "RAVDESS"]
     assert set(ravdess["sample_rate"]) == {48000} and (ravdess["channels"] == 2).sum() == 5
     assert ravdess["duration_s"].between(2.9, 5.4).all()
     emodb = utterances[utterances["corpus"] == "EmoDB"]
-    assert emodb["emotion_code"].value_counts().to_dict() == {"W": 127, "L": 81, "N": 79, "F": 71, "A": 69,
-                                                              "T": 62, "E": 46}
+    assert emodb["emotion_code"].value_counts().to_dict() == {
+        "W": 127,
+        "L": 81,
+        "N": 79,
+        "F": 71,
+        "A": 69,
+        "T": 62,
+        "E": 46,
+    }
 
 
 # --------------------------------------------------------------------------- every bad file is a row (issue 15)
@@ -247,10 +302,12 @@ def test_symlinks_are_followed_and_loops_are_rows(small_tree):
     (audio / "1001_TIE_HAP_XX.wav").symlink_to("nowhere.wav")  # points nowhere
     (audio / "1001_TIE_NEU_XX.wav").symlink_to(audio / "1001_DFA_NEU_XX.wav")  # a good link: followed
     rows, excluded = scan_corpus("CREMA-D", small_tree["CREMA-D"], progress=False)
-    for name, reason, detail in (("1001_TIE_ANG_XX.wav", "symlink_loop", "symbolic link loop"),
-                                 ("1001_TIE_DIS_XX.wav", "symlink_loop", "-> 1001_TIE_FEA_XX.wav"),
-                                 ("1001_TIE_FEA_XX.wav", "symlink_loop", "not followed"),
-                                 ("1001_TIE_HAP_XX.wav", "broken_link", "-> nowhere.wav")):
+    for name, reason, detail in (
+        ("1001_TIE_ANG_XX.wav", "symlink_loop", "symbolic link loop"),
+        ("1001_TIE_DIS_XX.wav", "symlink_loop", "-> 1001_TIE_FEA_XX.wav"),
+        ("1001_TIE_FEA_XX.wav", "symlink_loop", "not followed"),
+        ("1001_TIE_HAP_XX.wav", "broken_link", "-> nowhere.wav"),
+    ):
         row = _row(excluded, audio / name)
         assert row["reason"] == reason and detail in row["detail"], row
     linked = [r for r in rows if r["utt_id"] == "CREMA-D/1001_TIE_NEU_XX"]
@@ -351,8 +408,9 @@ def test_a_root_that_loops_says_so(tmp_path):
         scan_corpus("RAVDESS", tmp_path / "RAVDESS", progress=False)
 
 
-DEMOGRAPHICS = ('"ActorID","Age","Sex","Race","Ethnicity"\n' + "".join(
-    f'{a},30,"{"Male" if a % 2 else "Female"}","Caucasian","Not Hispanic – «n/a» café"\n' for a in range(1001, 1007)))
+DEMOGRAPHICS = '"ActorID","Age","Sex","Race","Ethnicity"\n' + "".join(
+    f'{a},30,"{"Male" if a % 2 else "Female"}","Caucasian","Not Hispanic – «n/a» café"\n' for a in range(1001, 1007)
+)
 
 
 @pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252", "utf-16"])
@@ -367,8 +425,11 @@ def test_demographics_in_any_common_encoding(small_tree, encoding):
 def test_demographics_in_no_known_encoding_names_the_file(small_tree):
     path = small_tree["CREMA-D"] / "VideoDemographics.csv"
     path.write_bytes(DEMOGRAPHICS.encode("utf-8")[:60] + b"\x81\x8d\x90")  # invalid in UTF-8 and in cp1252
-    with pytest.raises(CorpusError, match=f"CREMA-D: {path} is not text in any encoding tried "
-                                          r"\(utf-8-sig, cp1252\).*re-save it as CSV UTF-8"):
+    with pytest.raises(
+        CorpusError,
+        match=f"CREMA-D: {path} is not text in any encoding tried "
+        r"\(utf-8-sig, cp1252\).*re-save it as CSV UTF-8",
+    ):
         scan_corpus("CREMA-D", small_tree["CREMA-D"], progress=False)
 
 
@@ -383,8 +444,19 @@ def test_corpus_fingerprint_sees_an_added_or_changed_file(small_tree):
     assert corpus_fingerprint(root)["digest"] != added["digest"]
 
 
-@pytest.mark.parametrize("code,emotion", [("01", "neutral"), ("02", "calm"), ("03", "happiness"), ("04", "sadness"),
-                                          ("05", "anger"), ("06", "fear"), ("07", "disgust"), ("08", "surprised")])
+@pytest.mark.parametrize(
+    "code,emotion",
+    [
+        ("01", "neutral"),
+        ("02", "calm"),
+        ("03", "happiness"),
+        ("04", "sadness"),
+        ("05", "anger"),
+        ("06", "fear"),
+        ("07", "disgust"),
+        ("08", "surprised"),
+    ],
+)
 def test_every_ravdess_emotion_code_reads_as_its_emotion(tmp_path, code, emotion):
     # The reader's own mapping, through a scan of a real-layout file (documented codes of RAVDESS).
     write_wav(tmp_path / "RAVDESS" / "Actor_03" / f"03-01-{code}-01-01-01-03.wav", 48000, 48000)

@@ -1,5 +1,6 @@
 """Notebook 01_data executed by papermill through the runner on the smoke profile, and the data
 tables it shows (serlib.datatables) checked against the run's manifest and audit."""
+
 from __future__ import annotations
 
 import re
@@ -8,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from serlib.common.facts import CLASSES
 from serlib.analysis import datatables
 from serlib.common import paper
+from serlib.common.facts import CLASSES
 from serlib.data.stage import load_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,10 +75,14 @@ def test_notes_are_computed_from_the_data(data_run):
 
 
 def test_table3_and_overlap_on_a_hand_made_manifest():
-    manifest = pd.DataFrame({
-        "speaker": ["a", "a", "b", "c", "c", "d"], "corpus": ["EmoDB"] * 6,
-        "label": ["negative", "sad_fear", "pos_neutral", "negative", "negative", "sad_fear"],
-        "split": ["train", "train", "val", "test", "test", "val"]})
+    manifest = pd.DataFrame(
+        {
+            "speaker": ["a", "a", "b", "c", "c", "d"],
+            "corpus": ["EmoDB"] * 6,
+            "label": ["negative", "sad_fear", "pos_neutral", "negative", "negative", "sad_fear"],
+            "split": ["train", "train", "val", "test", "test", "val"],
+        }
+    )
     t3 = datatables.table3(manifest).set_index("class")
     assert t3.loc["negative", "test"] == 2 and t3.loc["sad_fear", "val"] == 1 and t3.loc["pos_neutral", "train"] == 0
     assert datatables.speaker_overlap(manifest) == 0

@@ -1,5 +1,6 @@
 """serlib.democorpus: determinism, the real layouts and names, audio formats, the bad files that
 MCULP must catch, redo of interrupted generations, and a learnable but not trivial task."""
+
 from __future__ import annotations
 
 import csv
@@ -15,31 +16,41 @@ import pytest
 import scipy.fft
 import soundfile as sf
 
-from serlib.common.facts import CLASSES
-from serlib.data import democorpus
 from serlib.common import pool
-from serlib.tools.cli import main as cli_main
-from serlib.data.corpora import parse_crema_d_name, parse_emodb_name, parse_ravdess_name
 from serlib.common.audio import wav_bytes
-from serlib.common.facts import EMOTION_TO_CLASS
-from serlib.data.democorpus import (PARTIAL, SCALES, _summary, _write_clip, crema_d_names, generate_demo_corpus,
-                                    plan_clips, read_marker)
+from serlib.common.facts import CLASSES, EMOTION_TO_CLASS
+from serlib.data import democorpus
+from serlib.data.corpora import parse_crema_d_name, parse_emodb_name, parse_ravdess_name
+from serlib.data.democorpus import (
+    PARTIAL,
+    SCALES,
+    _summary,
+    _write_clip,
+    crema_d_names,
+    generate_demo_corpus,
+    plan_clips,
+    read_marker,
+)
 from serlib.data.mculp import normalise_emotion, run_mculp
 from serlib.data.synth import VOICE_PAD, _sentence_plan, _timeline
+from serlib.tools.cli import main as cli_main
 
 NAME_RULES = {  # corpus -> regex of a well-formed relative path (the real conventions)
     "CREMA-D": r"CREMA-D/AudioWAV/(10\d\d)_(IEO|TIE|IOM|IWW|TAI|MTI|IWL|ITH|DFA|ITS|TSI|WSI)_"
-               r"(ANG|DIS|FEA|HAP|NEU|SAD)_(LO|MD|HI|XX|X)\.wav",
+    r"(ANG|DIS|FEA|HAP|NEU|SAD)_(LO|MD|HI|XX|X)\.wav",
     "RAVDESS": r"RAVDESS/Actor_(\d\d)/03-0([12])-0([1-8])-0([12])-0([12])-0([12])-(\d\d)\.wav",
     "EmoDB": r"EmoDB/wav/(03|08|09|10|11|12|13|14|15|16)(a01|a02|a04|a05|a07|b01|b02|b03|b09|b10)"
-             r"([WLEAFTN])([a-z])\.wav",
+    r"([WLEAFTN])([a-z])\.wav",
 }
 DESIGNED_BAD = {"empty", "truncated", "misnamed", "too_short", "song"}  # each appears in every scale
 
 
 def _hashes(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _mculp(root: Path, out: Path):
@@ -51,8 +62,12 @@ def smoke(tmp_path_factory) -> dict:
     """The smoke corpus (seed 0, written by two processes), its generation wall time, and MCULP run over it."""
     root = tmp_path_factory.mktemp("demo") / "smoke"
     generate_demo_corpus(root, seed=0, scale="smoke", workers=2)
-    return {"root": root, "hashes": _hashes(root), "marker": read_marker(root),
-            "mculp": _mculp(root, tmp_path_factory.mktemp("mculp"))}
+    return {
+        "root": root,
+        "hashes": _hashes(root),
+        "marker": read_marker(root),
+        "mculp": _mculp(root, tmp_path_factory.mktemp("mculp")),
+    }
 
 
 # --------------------------------------------------------------------------- determinism and redo
@@ -72,8 +87,9 @@ def test_pool_that_cannot_start_falls_back_to_serial(smoke, tmp_path, monkeypatc
     clips = plan_clips(0, "smoke")[:5]
     with pytest.warns(UserWarning, match="no processes here"):
         democorpus._write_clips(tmp_path, clips, 0, workers=2, verbose=False)
-    assert {c.relpath: _hashes(tmp_path)[c.relpath] for c in clips} == \
-           {c.relpath: smoke["hashes"][c.relpath] for c in clips}
+    assert {c.relpath: _hashes(tmp_path)[c.relpath] for c in clips} == {
+        c.relpath: smoke["hashes"][c.relpath] for c in clips
+    }
 
 
 def test_interrupted_generation_is_redone_to_the_same_bytes(smoke, tmp_path):
@@ -184,8 +200,9 @@ def test_kept_counts_are_as_designed(smoke):
     manifest = smoke["mculp"].manifest
     counts = manifest.groupby(["corpus", "label"]).size()
     designed = smoke["marker"]["kept"]
-    assert {(c, k): int(counts.get((c, k), 0)) for c in designed for k in CLASSES} == \
-           {(c, k): n for c, per_class in designed.items() for k, n in per_class.items()}
+    assert {(c, k): int(counts.get((c, k), 0)) for c in designed for k in CLASSES} == {
+        (c, k): n for c, per_class in designed.items() for k, n in per_class.items()
+    }
     assert manifest.groupby("corpus").speaker.nunique().to_dict() == {"CREMA-D": 5, "RAVDESS": 5, "EmoDB": 5}
     per_class = manifest.label.value_counts()
     assert per_class.min() >= 0.8 * per_class.max()  # near-balanced, as MCULP intends
@@ -196,8 +213,14 @@ def test_planned_sizes(scale, low, high):
     clips = plan_clips(0, scale)
     speakers = {(c.speaker.corpus, c.speaker.speaker_id) for c in clips}
     per_corpus = {corpus: sum(1 for s in speakers if s[0] == corpus) for corpus in ("CREMA-D", "RAVDESS", "EmoDB")}
-    kept = [c for c in clips if not c.damage and c.timing != "short" and "/03-02-" not in c.relpath
-            and c.emotion not in ("calm", "surprised", "boredom")]
+    kept = [
+        c
+        for c in clips
+        if not c.damage
+        and c.timing != "short"
+        and "/03-02-" not in c.relpath
+        and c.emotion not in ("calm", "surprised", "boredom")
+    ]
     assert low <= len(kept) <= high
     assert min(per_corpus.values()) >= (10 if scale == "default" else 5)
 
@@ -275,8 +298,10 @@ def test_paper_plan_names_are_the_real_ones(paper_plan):
     assert crema_d_names() == crema  # the rule (grid less 20 missing) gives every real name
     for corpus, name in (("RAVDESS", "ravdess_files.tsv"), ("EmoDB", "emodb_files.tsv")):
         rows = [line.split("\t") for line in _real_list(name)[1:]]
-        planned = [(c.relpath.split("/", 1)[1].removeprefix("wav/"), c.sample_rate, c.channels, c.frames)
-                   for c in paper_plan[corpus]]
+        planned = [
+            (c.relpath.split("/", 1)[1].removeprefix("wav/"), c.sample_rate, c.channels, c.frames)
+            for c in paper_plan[corpus]
+        ]
         assert planned == [(f, int(rate), int(ch), int(fr)) for f, rate, ch, fr in rows], corpus
     demographics = list(csv.DictReader(io.StringIO("\n".join(_real_list("VideoDemographics.csv")))))
     sexes = {c.speaker.speaker_id: c.speaker.sex for c in paper_plan["CREMA-D"]}
@@ -319,8 +344,7 @@ def test_paper_plan_lengths_follow_the_real_corpora(paper_plan):
 
 
 @pytest.mark.parametrize("target_s", [1.23, 2.5, 3.2, 5.27, 8.98])
-@pytest.mark.parametrize("timing, text, syllables", [("crema", "ITH", 10), ("emodb", "b03", 14),
-                                                       ("ravdess", "01", 7)])
+@pytest.mark.parametrize("timing, text, syllables", [("crema", "ITH", 10), ("emodb", "b03", 14), ("ravdess", "01", 7)])
 def test_fitted_timeline_fills_the_target_length(target_s, timing, text, syllables):
     plan = _sentence_plan(text, syllables)
     p = {"rate": 4.6}
@@ -334,8 +358,11 @@ def test_fitted_timeline_fills_the_target_length(target_s, timing, text, syllabl
 
 
 def test_paper_clips_are_written_at_their_exact_real_length(paper_plan, tmp_path):
-    clips = [paper_plan["CREMA-D"][0], min(paper_plan["EmoDB"], key=lambda c: c.frames),
-             next(c for c in paper_plan["RAVDESS"] if c.channels == 2)]
+    clips = [
+        paper_plan["CREMA-D"][0],
+        min(paper_plan["EmoDB"], key=lambda c: c.frames),
+        next(c for c in paper_plan["RAVDESS"] if c.channels == 2),
+    ]
     for clip in clips:
         _write_clip(clip, tmp_path, 0)
         audio, rate = sf.read(tmp_path / clip.relpath, always_2d=True)

@@ -1,4 +1,5 @@
 """Tests of serlib.inference.deploy: the deployment table (Table S25) and its run-level entry point."""
+
 from __future__ import annotations
 
 import pytest
@@ -26,8 +27,14 @@ def test_int8_is_smaller_and_close_to_fp32(one_thread):
     calibration = torch.randn(48, 32, 60)
     test_x, test_y = torch.randn(40, 32, 60), torch.randint(0, 3, (40,))
     table = deploy.deployment_table(model, calibration, test_x, test_y, repeats=2, onnx=False).set_index("form")
-    assert list(table.columns) == ["params", "weights_mb", "ms_per_utt_b1", "test_acc", "agree_with_fp32",
-                                   "max_prob_diff"]
+    assert list(table.columns) == [
+        "params",
+        "weights_mb",
+        "ms_per_utt_b1",
+        "test_acc",
+        "agree_with_fp32",
+        "max_prob_diff",
+    ]
     fp32, folded, int8 = table.iloc[0], table.iloc[1], table.iloc[2]
     assert fp32.agree_with_fp32 == 1.0 and fp32.max_prob_diff == 0.0
     assert folded.agree_with_fp32 == 1.0 and folded.max_prob_diff < 1e-4  # the same function

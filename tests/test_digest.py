@@ -2,6 +2,7 @@
 
 The expected values below were computed by the code before the helper existed (each module hashed its own
 ``json.dumps``); a change here renames every cache folder and retrains every run."""
+
 from __future__ import annotations
 
 import hashlib
@@ -13,8 +14,8 @@ import pytest
 from serlib.common.config import load_config
 from serlib.common.digest import bytes_digest, json_digest
 from serlib.data.mculp import settings_key
-from serlib.features.keys import key_name
 from serlib.features import layers
+from serlib.features.keys import key_name
 from serlib.features.layers import plan_layers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,5 +46,8 @@ def test_the_cache_folders_and_the_manifest_key_keep_their_names(monkeypatch):
     cfg.analysis.layer_probe = [0, 5, 12]  # 12 of wav2vec2-base's 12 is the last layer: the same folder
     plan = plan_layers(cfg)
     assert [key_name(cfg, feature) for feature in plan.keys("wav2vec2")] == [
-        "wav2vec2-ad8b93c9bc4f5feb", "wav2vec2-306dc52cfb3cdaec", "wav2vec2-576db2280592c146"]
+        "wav2vec2-ad8b93c9bc4f5feb",
+        "wav2vec2-306dc52cfb3cdaec",
+        "wav2vec2-576db2280592c146",
+    ]
     assert settings_key({"format": 2, "a": [1, 2.5, None], "p": "x"}) == "21f7a572ef011cb0"

@@ -1,4 +1,5 @@
 """serlib doctor on the CPU: every check passes or is skipped with a reason, and the JSON holds the figures."""
+
 import json
 
 import pytest
@@ -15,9 +16,16 @@ def test_doctor_on_the_cpu_passes_and_writes_its_json(tmp_path, capsys):
     assert main(["doctor", "--device", "cpu", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     verdicts = {r["check"]: r["verdict"] for r in result["checks"]}
-    assert verdicts == {"device": "pass", "encoder_finite": "pass", "encoder_autocast": "skip",
-                        "encoder_masked": "pass", "fit_deterministic": "pass", "syncs_per_step": "skip",
-                        "memory": "pass", "throughput": "pass"}
+    assert verdicts == {
+        "device": "pass",
+        "encoder_finite": "pass",
+        "encoder_autocast": "skip",
+        "encoder_masked": "pass",
+        "fit_deterministic": "pass",
+        "syncs_per_step": "skip",
+        "memory": "pass",
+        "throughput": "pass",
+    }
     figures = {r["check"]: r["figures"] for r in result["checks"]}
     assert figures["encoder_masked"]["max_relative_diff"] < 1e-4
     assert figures["memory"]["weights_mb"] == pytest.approx(figures["memory"]["params"] * 4 / 1e6, rel=0.01)
@@ -33,8 +41,12 @@ def test_a_failing_check_is_a_row_and_the_exit_status_says_so(monkeypatch, tmp_p
     monkeypatch.setattr(doctor, "CHECKS", [doctor.check_device, broken])
     assert doctor.main_doctor("cpu", str(tmp_path / "d.json")) == 1
     rows = json.loads((tmp_path / "d.json").read_text())["checks"]
-    assert rows[1] == {"check": "broken", "verdict": "FAIL", "figures": {},
-                       "detail": "RuntimeError: no kernel image is available for execution on the device"}
+    assert rows[1] == {
+        "check": "broken",
+        "verdict": "FAIL",
+        "figures": {},
+        "detail": "RuntimeError: no kernel image is available for execution on the device",
+    }
     assert "FAILED: broken" in capsys.readouterr().out
 
 

@@ -1,5 +1,6 @@
 """The feature baselines beyond the paper: eGeMAPS v02 from openSMILE, and a logistic regression with C
 chosen on validation (also on mean-pooled wav2vec2)."""
+
 import warnings
 
 import numpy as np
@@ -26,8 +27,9 @@ def test_a_clip_has_the_88_documented_functionals_and_a_bad_clip_is_a_row(tmp_pa
     folder.root.mkdir()
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"not audio" * 50)
-    clips = pd.DataFrame({"utt_id": ["a", "bad", "gone"],
-                          "path": [_tone(tmp_path / "a.wav"), str(broken), str(tmp_path / "gone.wav")]})
+    clips = pd.DataFrame(
+        {"utt_id": ["a", "bad", "gone"], "path": [_tone(tmp_path / "a.wav"), str(broken), str(tmp_path / "gone.wav")]}
+    )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         table = egemaps.egemaps_features(folder, clips)
@@ -39,8 +41,9 @@ def test_a_clip_has_the_88_documented_functionals_and_a_bad_clip_is_a_row(tmp_pa
     assert any("eGeMAPS: skipped bad" in str(w.message) for w in caught)
     again = egemaps.egemaps_features(folder, clips)  # read back from <run>/analysis/egemaps.csv
     assert again.attrs["computed"] == 0
-    np.testing.assert_allclose(again.set_index("utt_id").loc["a", egemaps.feature_columns(again)].to_numpy(dtype=float),
-                               good, rtol=1e-6)
+    np.testing.assert_allclose(
+        again.set_index("utt_id").loc["a", egemaps.feature_columns(again)].to_numpy(dtype=float), good, rtol=1e-6
+    )
 
 
 def test_the_linear_baseline_learns_and_chooses_c_on_validation_only():
@@ -53,8 +56,9 @@ def test_the_linear_baseline_learns_and_chooses_c_on_validation_only():
         return x, y
 
     (xt, yt), (xv, yv), (xs, ys) = part(300), part(90), part(90)
-    preds, info = linear_baseline({"train": xt, "val": xv, "test": xs}, {"train": yt, "val": yv, "test": ys},
-                                  [f"c{i}" for i in range(90)])
+    preds, info = linear_baseline(
+        {"train": xt, "val": xv, "test": xs}, {"train": yt, "val": yv, "test": ys}, [f"c{i}" for i in range(90)]
+    )
     assert preds["correct"].mean() > 0.8 and set(info["grid"]) == {0.001, 0.01, 0.1, 1.0, 10.0}
     assert info["val_acc"] == max(info["grid"].values())
     flipped = {"train": yt, "val": (yv + 1) % 3, "test": ys}  # validation labels decide C, test never does

@@ -1,5 +1,6 @@
 """Tests of issue 12's encoder layers: the per-layer cache, streaming several layers, the learned layer
 sum (S6), the per-layer probe and the layer rules of the configuration."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -8,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_features import smoke_cfg, tone, write_manifest
 
 from serlib.common.config import ConfigError, load_config
 from serlib.common.runfolder import RunFolder
@@ -21,8 +23,6 @@ from serlib.modelling.augment import TriAug
 from serlib.modelling.models import LayerSum, build_classifier
 from serlib.modelling.placement import gather
 from serlib.modelling.train import TrainStep, make_optimizer
-
-from test_features import smoke_cfg, tone, write_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "parameters" / "smoke.yaml"
@@ -99,8 +99,9 @@ def test_cached_layer_k_equals_the_encoders_hidden_states_k(run):
         stored = load_features(cfg, run, manifest, w2v(layer))
         frames = int(stored.lengths[0])
         expected = hidden[k][0, :frames].T.numpy()
-        np.testing.assert_allclose(stored.x[0, :, :frames].numpy(), expected.astype(np.float16).astype(np.float32),
-                                   atol=2e-3, rtol=1e-3)  # fp16 rounding
+        np.testing.assert_allclose(
+            stored.x[0, :, :frames].numpy(), expected.astype(np.float16).astype(np.float32), atol=2e-3, rtol=1e-3
+        )  # fp16 rounding
     assert not np.allclose(hidden[0].numpy(), hidden[2].numpy())  # the layers differ: the test can tell them apart
 
 
@@ -138,7 +139,7 @@ def test_a_layer_stack_streams_what_load_features_loads(run):
     assert stack.subset(index).threads == 3
     ids_pooled, pooled = pooled_stats(cfg, run, manifest, w2v(0))
     alone = load_features(cfg, run, manifest, w2v(0))
-    first = alone.x[1, :, :int(alone.lengths[1])]
+    first = alone.x[1, :, : int(alone.lengths[1])]
     np.testing.assert_allclose(pooled[1], torch.cat([first.mean(1), first.std(1, unbiased=False)]).numpy(), atol=1e-5)
 
 
@@ -159,8 +160,10 @@ def test_a_damaged_layer_shard_is_named_when_the_stack_opens(run):
     data = bytearray(shard.read_bytes())
     data[-10] ^= 0xFF
     shard.write_bytes(bytes(data))
-    with pytest.warns(UserWarning, match="damaged"), pytest.raises(FeaturesMissingError,
-                                                                 match=r"recompute its \d+ clip\(s\): `serlib features"):
+    with (
+        pytest.warns(UserWarning, match="damaged"),
+        pytest.raises(FeaturesMissingError, match=r"recompute its \d+ clip\(s\): `serlib features"),
+    ):
         pooled_stats(cfg, run, manifest, w2v(1))  # the probe's reader: the same rule
     assert not list(kdir.glob(shard.name))
 
@@ -184,8 +187,12 @@ def test_the_layer_weights_train_through_tri_aug(sync_free):
     torch.manual_seed(0)
     cfg = load_config(SMOKE)
     model = build_classifier(cfg.systems["S5"].model, 16, layers=3)
-    step = TrainStep(model, make_optimizer(model, 1e-2, 0.0),
-                     TriAug(noise_prob=1.0, crop_prob=1.0, mask_prob=1.0, sync_free=sync_free), grad_clip=2.0)
+    step = TrainStep(
+        model,
+        make_optimizer(model, 1e-2, 0.0),
+        TriAug(noise_prob=1.0, crop_prob=1.0, mask_prob=1.0, sync_free=sync_free),
+        grad_clip=2.0,
+    )
     x, y = torch.randn(8, 3, 16, 50), torch.arange(8) % 3
     before, gathered = model.mix.logits.detach().clone(), x.clone()
     loss, _ = step(x, y, inplace=True)
@@ -202,7 +209,9 @@ def test_the_probe_picks_the_one_layer_that_carries_the_label(run, monkeypatch):
     cfg.analysis.layer_probe = "all"
     rng = np.random.default_rng(0)
     manifest = write_manifest(run, {f"c{i}": tone(0.3, seed=i) for i in range(90)})
-    manifest["label"] = [("negative", "sad_fear", "pos_neutral")[(i // 3) % 3] for i in range(90)]  # every class in every split
+    manifest["label"] = [
+        ("negative", "sad_fear", "pos_neutral")[(i // 3) % 3] for i in range(90)
+    ]  # every class in every split
     manifest.to_csv(run.manifest, index=False)
     hashes, _ = keys.content_hashes(manifest["path"].tolist(), keys.key_folder(cfg, run, w2v("last")).parent)
     label_index = manifest["label"].map({"negative": 0, "sad_fear": 1, "pos_neutral": 2}).to_numpy()
@@ -220,6 +229,7 @@ def test_the_probe_picks_the_one_layer_that_carries_the_label(run, monkeypatch):
     assert table.set_index("layer").loc["1", "val_uar"] > 0.9 > table.set_index("layer").loc["0", "val_uar"]
     assert probe.best_layer(cfg, run) == 1
     assert len(probe.probe_predictions(run, 1)) == (manifest["split"] == "test").sum()
+
     def read_again(*args):
         raise AssertionError("the layer-sum baseline read a layer's cache the probe had already pooled")
 
@@ -232,13 +242,16 @@ def test_the_probe_picks_the_one_layer_that_carries_the_label(run, monkeypatch):
 # --------------------------------------------------------------------------- configuration
 
 
-@pytest.mark.parametrize("system, message", [
-    ({"input": "logmel", "layers": 2}, "null for input: logmel"),
-    ({"input": "wav2vec2", "layers": "all"}, "one layer for input: wav2vec2"),
-    ({"input": "wav2vec2", "layers": "best"}, "unless analysis.layer_probe is set"),
-    ({"input": "wav2vec2_layers", "layers": 3}, "all or a list of at least two layers"),
-    ({"input": "wav2vec2_layers", "layers": [1, 1]}, "systems.X.layers"),
-])
+@pytest.mark.parametrize(
+    "system, message",
+    [
+        ({"input": "logmel", "layers": 2}, "null for input: logmel"),
+        ({"input": "wav2vec2", "layers": "all"}, "one layer for input: wav2vec2"),
+        ({"input": "wav2vec2", "layers": "best"}, "unless analysis.layer_probe is set"),
+        ({"input": "wav2vec2_layers", "layers": 3}, "all or a list of at least two layers"),
+        ({"input": "wav2vec2_layers", "layers": [1, 1]}, "systems.X.layers"),
+    ],
+)
 def test_layer_rules_are_checked_when_the_profile_is_read(tmp_path, system, message):
     import yaml
 
@@ -299,8 +312,14 @@ def test_every_layer_of_hubert_and_wavlm_is_cached_as_its_hidden_state(run, tmp_
 
     config_class = {"hubert": transformers.HubertConfig, "wavlm": transformers.WavLMConfig}[family]
     folder = tmp_path / family
-    config_class(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=[32] * 7,
-                 num_conv_pos_embeddings=16).save_pretrained(folder)
+    config_class(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=[32] * 7,
+        num_conv_pos_embeddings=16,
+    ).save_pretrained(folder)
     cfg = smoke_cfg(run.root)
     cfg.features.wav2vec2 = dataclasses.replace(cfg.features.wav2vec2, model_id=str(folder), config_overrides={})
     cfg.analysis.layer_probe = "all"

@@ -1,4 +1,5 @@
 """What the report's results rest on: pooled predictions, intervals, paired tests, verdicts, run comparison."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,12 +19,21 @@ N_SPEAKERS, CLIPS = 8, 12
 def _manifest() -> pd.DataFrame:
     rng = np.random.default_rng(0)
     n = N_SPEAKERS * CLIPS
-    rows = {"utt_id": [f"u{i}" for i in range(n)], "path": [f"/x/u{i}.wav" for i in range(n)],
-            "corpus": np.where(np.arange(n) < n // 2, "CREMA-D", "RAVDESS"),
-            "speaker": np.repeat([f"spk{i}" for i in range(N_SPEAKERS)], CLIPS),
-            "sex": np.repeat(["male", "female"] * (N_SPEAKERS // 2), CLIPS), "emotion_code": "X",
-            "emotion": "anger", "sentence": "s", "duration_s": rng.uniform(1, 4, n), "sample_rate": 16000,
-            "channels": 1, "label": np.array(CLASSES)[rng.integers(0, 3, n)], "split": "test"}
+    rows = {
+        "utt_id": [f"u{i}" for i in range(n)],
+        "path": [f"/x/u{i}.wav" for i in range(n)],
+        "corpus": np.where(np.arange(n) < n // 2, "CREMA-D", "RAVDESS"),
+        "speaker": np.repeat([f"spk{i}" for i in range(N_SPEAKERS)], CLIPS),
+        "sex": np.repeat(["male", "female"] * (N_SPEAKERS // 2), CLIPS),
+        "emotion_code": "X",
+        "emotion": "anger",
+        "sentence": "s",
+        "duration_s": rng.uniform(1, 4, n),
+        "sample_rate": 16000,
+        "channels": 1,
+        "label": np.array(CLASSES)[rng.integers(0, 3, n)],
+        "split": "test",
+    }
     return pd.DataFrame(rows)[list(MANIFEST_COLUMNS)]
 
 
@@ -40,16 +50,26 @@ def _run(tmp_path, accuracy: dict, name="run", seeds=(0, 1)) -> tuple[Config, Ru
             pred = np.where(rng.random(len(y)) < acc, y, (y + 1) % 3)
             probs = np.full((len(y), 3), 0.1)
             probs[np.arange(len(y)), pred] = 0.8
-            table = pd.DataFrame({"utt_id": manifest["utt_id"], "label": manifest["label"],
-                                  "pred": np.array(CLASSES)[pred]})
+            table = pd.DataFrame(
+                {"utt_id": manifest["utt_id"], "label": manifest["label"], "pred": np.array(CLASSES)[pred]}
+            )
             for i, c in enumerate(CLASSES):
                 table[f"prob_{c}"] = probs[:, i]
             table["correct"] = table["label"] == table["pred"]
             folder.run_dir(system, seed).mkdir(parents=True, exist_ok=True)
             table.to_csv(folder.predictions(system, seed), index=False)
-            rows.append({"protocol": "split", "system": system, "seed": seed, "val_acc": acc,
-                         "test_acc": table["correct"].mean(), "seconds_per_epoch": 1.0, "stopped_epoch": 3,
-                         "test_uar": 0.5})
+            rows.append(
+                {
+                    "protocol": "split",
+                    "system": system,
+                    "seed": seed,
+                    "val_acc": acc,
+                    "test_acc": table["correct"].mean(),
+                    "seconds_per_epoch": 1.0,
+                    "stopped_epoch": 3,
+                    "test_uar": 0.5,
+                }
+            )
     pd.DataFrame(rows).to_csv(folder.results, index=False)
     cfg = Config(train=TrainConfig(seeds=list(seeds)), systems={s: SystemConfig() for s in accuracy})
     cfg.analysis.bootstrap_resamples = 300
@@ -108,8 +128,7 @@ def test_compare_runs_and_its_command(tmp_path, capsys):
     acc = table[table["metric"] == "accuracy"].iloc[0]
     assert acc["delta_pp"] > 0 and acc["delta_lo_pp"] > 0 and acc["clips"] == N_SPEAKERS * CLIPS
     html = tmp_path / "compare.html"
-    assert cli_main(["compare", str(folder_a.root), str(folder_b.root), "--html", str(html),
-                     "--resamples", "100"]) == 0
+    assert cli_main(["compare", str(folder_a.root), str(folder_b.root), "--html", str(html), "--resamples", "100"]) == 0
     assert "S5" in capsys.readouterr().out and "serlib compare" in html.read_text()
     assert cli_main(["compare", str(folder_a.root), str(folder_b.root), "--system", "S9"]) == 2
     assert "not trained in both runs" in capsys.readouterr().err
@@ -125,8 +144,9 @@ def _folds_run(tmp_path, accuracy: dict) -> tuple[Config, RunFolder]:
         preds = pd.read_csv(folder.predictions(system, 0))
         for fold in (1, 2):
             folder.run_dir(system, 0, f"fold{fold}").mkdir(parents=True)
-            preds[preds["utt_id"].map(fold_of) == fold].to_csv(folder.predictions(system, 0, "test", f"fold{fold}"),
-                                                                index=False)
+            preds[preds["utt_id"].map(fold_of) == fold].to_csv(
+                folder.predictions(system, 0, "test", f"fold{fold}"), index=False
+            )
     return cfg, folder
 
 
@@ -153,10 +173,12 @@ def test_a_skipped_table_names_what_it_needs_and_what_the_profile_has():
     cfg = Config(systems={"S1": SystemConfig(), "R1": SystemConfig()})
     cfg.analysis.primary_system = "R1"
     assert notes.missing_systems(cfg, "Table 6", all_of=["S5"], any_of=["A1", "A2"]) == (
-        "Table 6: skipped, it needs S5 and at least one of A1, A2; this profile has S1, R1 (analysed: R1).")
+        "Table 6: skipped, it needs S5 and at least one of A1, A2; this profile has S1, R1 (analysed: R1)."
+    )
     assert notes.missing_systems(cfg, "Table 5", any_of=["S1", "S2"]) == ""
     assert evaluation.paired_skip(cfg, evaluation.TABLE5_CLAIMS, "Table S26").startswith(
-        "Table S26: skipped, it needs both systems of one of S2 vs S1, ")
+        "Table S26: skipped, it needs both systems of one of S2 vs S1, "
+    )
     cfg.data.demo = None
     cfg.data.emodb = "/corpora/EmoDB"
     assert evaluation.loco_skip(cfg).endswith("this profile reads only EmoDB.")

@@ -1,4 +1,5 @@
 """serlib.report.featureplots: Figs. S10-S12 draw what featurestats computed, into given or new axes."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -10,16 +11,26 @@ from serlib.report import featureplots
 
 
 def test_pca_figure_has_a_row_per_input_coloured_by_class_and_corpus():
-    projection = Projection(points=np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]]), explained=np.array([0.5, 0.25]),
-                            labels=np.array(["negative", "negative", "sad_fear"]),
-                            corpora=np.array(["EmoDB", "RAVDESS", "EmoDB"]))
+    projection = Projection(
+        points=np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 2.0]]),
+        explained=np.array([0.5, 0.25]),
+        labels=np.array(["negative", "negative", "sad_fear"]),
+        corpora=np.array(["EmoDB", "RAVDESS", "EmoDB"]),
+    )
     fig = featureplots.plot_feature_pca({"wav2vec2": projection, "logmel": projection})
     axes = fig.axes
-    assert [ax.get_title() for ax in axes] == ["wav2vec2: coloured by label", "wav2vec2: coloured by corpus",
-                                              "logmel: coloured by label", "logmel: coloured by corpus"]
+    assert [ax.get_title() for ax in axes] == [
+        "wav2vec2: coloured by label",
+        "wav2vec2: coloured by corpus",
+        "logmel: coloured by label",
+        "logmel: coloured by corpus",
+    ]
     assert axes[0].get_xlabel() == "PC1 (50.0%)" and axes[0].get_ylabel() == "PC2 (25.0%)"
     assert [t.get_text() for t in axes[0].get_legend().get_texts()] == ["negative (2)", "sad_fear (1)"]
-    assert [t.get_text() for t in axes[1].get_legend().get_texts()] == ["RAVDESS (1)", "EmoDB (2)"]  # corpus order of facts.CORPORA
+    assert [t.get_text() for t in axes[1].get_legend().get_texts()] == [
+        "RAVDESS (1)",
+        "EmoDB (2)",
+    ]  # corpus order of facts.CORPORA
     plt.close(fig)
 
 

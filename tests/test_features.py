@@ -1,4 +1,5 @@
 """Tests of serlib.encoders and serlib.features: audio in, encoders, frames, the cache, the notebook."""
+
 from __future__ import annotations
 
 import copy
@@ -13,14 +14,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from serlib.features import encoders
-from serlib.features import cache, extract, keys, shards
+from serlib.common.audio import load_audio, resampled_length
+from serlib.common.config import Config, FeaturesConfig, load_config
+from serlib.common.runfolder import RunFolder
+from serlib.features import cache, encoders, extract, keys, shards
+from serlib.features.encoders import LogMelEncoder, Wav2Vec2Encoder, WeightsUnavailableError, fit_frames
 from serlib.features.layers import FeatureKey, plan_layers
 from serlib.features.load import FeaturesMissingError, load_features
-from serlib.common.config import Config, FeaturesConfig, load_config
-from serlib.common.audio import load_audio, resampled_length
-from serlib.features.encoders import LogMelEncoder, Wav2Vec2Encoder, WeightsUnavailableError, fit_frames
-from serlib.common.runfolder import RunFolder
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = REPO / "parameters" / "smoke.yaml"
@@ -58,10 +58,23 @@ def write_manifest(folder: RunFolder, clips: dict[str, np.ndarray], rate: int = 
         path.parent.mkdir(parents=True, exist_ok=True)
         if wave is not None:
             sf.write(path, wave, rate)
-        rows.append({"utt_id": f"EmoDB/{stem}", "path": str(path), "corpus": "EmoDB", "speaker": f"EmoDB:{i % 3}",
-                     "sex": "female", "emotion_code": "W", "emotion": "anger", "sentence": "a01",
-                     "duration_s": 0.0 if wave is None else len(wave) / rate, "sample_rate": rate, "channels": 1,
-                     "label": CLASSES[i % 3], "split": ("train", "val", "test")[i % 3]})
+        rows.append(
+            {
+                "utt_id": f"EmoDB/{stem}",
+                "path": str(path),
+                "corpus": "EmoDB",
+                "speaker": f"EmoDB:{i % 3}",
+                "sex": "female",
+                "emotion_code": "W",
+                "emotion": "anger",
+                "sentence": "a01",
+                "duration_s": 0.0 if wave is None else len(wave) / rate,
+                "sample_rate": rate,
+                "channels": 1,
+                "label": CLASSES[i % 3],
+                "split": ("train", "val", "test")[i % 3],
+            }
+        )
     manifest = pd.DataFrame(rows)
     folder.data.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(folder.manifest, index=False)
@@ -163,11 +176,23 @@ def test_default_config_is_the_wav2vec2_base_architecture():
     from transformers import Wav2Vec2Config
 
     c = Wav2Vec2Config()
-    base = {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
-            "conv_dim": (512,) * 7, "conv_stride": (5, 2, 2, 2, 2, 2, 2), "conv_kernel": (10, 3, 3, 3, 3, 2, 2),
-            "conv_bias": False, "feat_extract_norm": "group", "do_stable_layer_norm": False,
-            "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16, "hidden_act": "gelu",
-            "feat_extract_activation": "gelu", "layer_norm_eps": 1e-5}
+    base = {
+        "hidden_size": 768,
+        "num_hidden_layers": 12,
+        "num_attention_heads": 12,
+        "intermediate_size": 3072,
+        "conv_dim": (512,) * 7,
+        "conv_stride": (5, 2, 2, 2, 2, 2, 2),
+        "conv_kernel": (10, 3, 3, 3, 3, 2, 2),
+        "conv_bias": False,
+        "feat_extract_norm": "group",
+        "do_stable_layer_norm": False,
+        "num_conv_pos_embeddings": 128,
+        "num_conv_pos_embedding_groups": 16,
+        "hidden_act": "gelu",
+        "feat_extract_activation": "gelu",
+        "layer_norm_eps": 1e-5,
+    }
     assert {k: tuple(v) if isinstance(v, list) else v for k, v in ((k, getattr(c, k)) for k in base)} == base
     w = load_config(SMOKE).features.wav2vec2
     w.config_overrides = {}
@@ -191,10 +216,12 @@ def _alone_and_batched(encoder, waves: list[torch.Tensor]) -> tuple[list[torch.T
     lengths = torch.tensor([len(w) for w in waves])
     padded = torch.zeros(len(waves), int(lengths.max()))
     for row, wave in zip(padded, waves):
-        row[:len(wave)] = wave
+        row[: len(wave)] = wave
     out = encoder(padded, lengths)
-    return ([encoder(w[None])[0] for w in waves],
-            [out[i, :, :encoder.frames_for(len(w))] for i, w in enumerate(waves)])
+    return (
+        [encoder(w[None])[0] for w in waves],
+        [out[i, :, : encoder.frames_for(len(w))] for i, w in enumerate(waves)],
+    )
 
 
 def test_batched_equals_one_at_a_time(tiny_w2v):
@@ -215,18 +242,30 @@ def test_mixed_lengths_share_a_batch_exactly(tiny_w2v, encoder_name):
         torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4)
     # The mask is what makes it exact: the same padded clip without lengths differs.
     short = waves[2]
-    naive = encoder(torch.cat([short, torch.zeros(16000)])[None])[..., :encoder.frames_for(len(short))]
+    naive = encoder(torch.cat([short, torch.zeros(16000)])[None])[..., : encoder.frames_for(len(short))]
     assert (naive - alone[2]).abs().max() > 1e-3
 
 
-@pytest.mark.parametrize("model_type,overrides", [
-    ("wav2vec2", {"feat_extract_norm": "layer", "do_stable_layer_norm": True}),  # the large-lv60 layout
-    ("hubert", {}), ("wavlm", {})])
+@pytest.mark.parametrize(
+    "model_type,overrides",
+    [
+        ("wav2vec2", {"feat_extract_norm": "layer", "do_stable_layer_norm": True}),  # the large-lv60 layout
+        ("hubert", {}),
+        ("wavlm", {}),
+    ],
+)
 def test_other_encoders_mix_lengths_exactly(tmp_path, model_type, overrides):
     from transformers import AutoConfig, AutoModel
 
-    small = dict(num_hidden_layers=2, hidden_size=32, num_attention_heads=2, intermediate_size=64, conv_dim=[16] * 7,
-                 num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    small = dict(
+        num_hidden_layers=2,
+        hidden_size=32,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=[16] * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+    )
     torch.manual_seed(0)
     AutoModel.from_config(AutoConfig.for_model(model_type, **small, **overrides)).save_pretrained(tmp_path / "m")
     w = load_config(SMOKE).features.wav2vec2
@@ -292,8 +331,14 @@ def test_missing_pretrained_weights_error_names_the_ways(monkeypatch, tmp_path):
     with pytest.raises(WeightsUnavailableError) as err:
         Wav2Vec2Encoder(w)
     message = str(err.value)
-    for needed in ("facebook/wav2vec2-base", "connected machine", "HF_HOME", "HF_HUB_CACHE", "local folder",
-                   "weights: random"):
+    for needed in (
+        "facebook/wav2vec2-base",
+        "connected machine",
+        "HF_HOME",
+        "HF_HUB_CACHE",
+        "local folder",
+        "weights: random",
+    ):
         assert needed in message
 
 
@@ -377,8 +422,9 @@ def test_resume_after_interruption(run, tmp_path, monkeypatch):
     fresh_cfg = smoke_cfg(tmp_path, cache_dir=str(tmp_path / "fresh"))
     extract.extract(fresh_cfg, run, manifest, "wav2vec2")
     fresh = load(fresh_cfg, run, manifest, "wav2vec2")
-    torch.testing.assert_close(load(cfg, run, manifest, "wav2vec2").x, fresh.x,
-                               atol=2e-3, rtol=2e-3)  # batches of 2 vs of 6: fp16 storage may round apart
+    torch.testing.assert_close(
+        load(cfg, run, manifest, "wav2vec2").x, fresh.x, atol=2e-3, rtol=2e-3
+    )  # batches of 2 vs of 6: fp16 storage may round apart
 
 
 def test_bad_clips_are_reported_and_dropped(run, tmp_path):
@@ -437,8 +483,9 @@ def test_non_finite_features_are_not_stored_and_are_a_failed_row(run, tmp_path):
     failed = pd.read_csv(run.features_failed)
     assert failed["utt_id"].tolist() == ["EmoDB/nan"]
     # 64 bands x 49 frames: per-utterance standardisation spreads the inf over every value as NaN
-    assert failed["reason"].item() == (f"{run.root / 'audio' / 'nan.wav'}: non-finite features: 3136 of 3136 values "
-                                       "are NaN or inf")
+    assert failed["reason"].item() == (
+        f"{run.root / 'audio' / 'nan.wav'}: non-finite features: 3136 of 3136 values are NaN or inf"
+    )
     with pytest.warns(UserWarning, match="left out"):
         fs = load(cfg, run, manifest, "logmel")
     assert fs.utt_ids == ["EmoDB/good"] and torch.isfinite(fs.x).all()
@@ -485,9 +532,16 @@ def npy_missing(npy: Path) -> None:
     npy.unlink()
 
 
-@pytest.mark.parametrize("damage,reason", [
-    (truncate, r"bytes where its index records .* \(cut short\?\)"), (bad_header, "header cannot be read"),
-    (index_not_json, "not valid JSON"), (index_beyond_array, "does not match its CRC-32"), (npy_missing, "missing")])
+@pytest.mark.parametrize(
+    "damage,reason",
+    [
+        (truncate, r"bytes where its index records .* \(cut short\?\)"),
+        (bad_header, "header cannot be read"),
+        (index_not_json, "not valid JSON"),
+        (index_beyond_array, "does not match its CRC-32"),
+        (npy_missing, "missing"),
+    ],
+)
 def test_a_damaged_shard_is_named_dropped_and_recomputed(run, two_shards, damage, reason):
     cfg, manifest, kdir, before = two_shards
     npy = first_shard(kdir)
@@ -499,11 +553,14 @@ def test_a_damaged_shard_is_named_dropped_and_recomputed(run, two_shards, damage
     torch.testing.assert_close(load(cfg, run, manifest, "logmel").x, before)
 
 
-@pytest.mark.parametrize("form, reason", [
-    ("row CRC kept", "does not match its CRC-32"),  # the row's own checksum no longer matches
-    ("row CRC recomputed", "puts clip .* at frame 1 where the clip before it ends at 0"),  # the rows no longer tile
-    ("format 2 (no row CRC)", "puts clip .* at frame 1 where the clip before it ends at 0"),  # an older index
-])
+@pytest.mark.parametrize(
+    "form, reason",
+    [
+        ("row CRC kept", "does not match its CRC-32"),  # the row's own checksum no longer matches
+        ("row CRC recomputed", "puts clip .* at frame 1 where the clip before it ends at 0"),  # the rows no longer tile
+        ("format 2 (no row CRC)", "puts clip .* at frame 1 where the clip before it ends at 0"),  # an older index
+    ],
+)
 def test_12_an_edited_offset_is_caught_and_the_shard_recomputed(run, two_shards, form, reason):
     """Issue 21 (12): one digit changed in an offset would shift a clip's features silently."""
     cfg, manifest, kdir, before = two_shards
@@ -559,8 +616,11 @@ def test_a_corrupt_hash_memo_is_named_and_rebuilt(run, two_shards):
 def test_temporary_files_are_cleaned_and_never_counted(run, two_shards):
     cfg, manifest, kdir, _ = two_shards
     size = shards.cache_bytes(kdir)
-    left = [kdir / ".shard-20240101000000-deadbeef.npy.tmp", kdir / ".key.json.123.abcd1234.tmp",
-            kdir.parent / ".content_hashes.json.123.abcd1234.tmp"]
+    left = [
+        kdir / ".shard-20240101000000-deadbeef.npy.tmp",
+        kdir / ".key.json.123.abcd1234.tmp",
+        kdir.parent / ".content_hashes.json.123.abcd1234.tmp",
+    ]
     for tmp in left:
         tmp.write_bytes(b"\0" * 100_000)  # a full disk's leftovers
     assert shards.cache_bytes(kdir) == size
@@ -616,7 +676,8 @@ def read_only(monkeypatch):
 
     def guarded(path) -> bool:
         return isinstance(path, (str, os.PathLike)) and any(
-            os.path.abspath(os.fspath(path)).startswith(r) for r in roots)
+            os.path.abspath(os.fspath(path)).startswith(r) for r in roots
+        )
 
     def deny(path):
         raise PermissionError(errno.EACCES, "Permission denied", os.fspath(path))
@@ -638,6 +699,7 @@ def read_only(monkeypatch):
             if guarded(path):
                 deny(path)
             return real(path, *args, **kwargs)
+
         return call
 
     monkeypatch.setattr(builtins, "open", fake_open)

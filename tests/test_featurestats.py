@@ -1,4 +1,5 @@
 """serlib.analysis.featurestats: the tables and figure data of 02_features, against hand-computed cases."""
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,14 @@ PAD = 50.0  # what a padded frame holds in these cases: padding counted as data 
 
 def feature_set(x, lengths, utt_ids=None, input="logmel") -> FeatureSet:
     x = torch.tensor(x, dtype=torch.float32)
-    return FeatureSet(x=x, lengths=torch.tensor(lengths), utt_ids=utt_ids or [f"u{i}" for i in range(len(x))],
-                      labels=None, input=input, description="test")
+    return FeatureSet(
+        x=x,
+        lengths=torch.tensor(lengths),
+        utt_ids=utt_ids or [f"u{i}" for i in range(len(x))],
+        labels=None,
+        input=input,
+        description="test",
+    )
 
 
 # Clip A: 2 true frames of 4 (then padding); clip B fills the window. x: (clips 2, channels 2, frames 4).
@@ -56,9 +63,20 @@ def test_true_frame_sums_and_an_empty_clip():
 
 def test_table_s11_columns_and_values():
     table = fstats.feature_statistics({"logmel": feature_set([A, B], [2, 4])})
-    assert list(table.columns) == ["input", "clips", "channels", "frames", "true frames mean", "true frames min",
-                                   "true frames max", "full window %", "padding %", "value mean", "value std",
-                                   "channel-mean spread"]
+    assert list(table.columns) == [
+        "input",
+        "clips",
+        "channels",
+        "frames",
+        "true frames mean",
+        "true frames min",
+        "true frames max",
+        "full window %",
+        "padding %",
+        "value mean",
+        "value std",
+        "channel-mean spread",
+    ]
     row = table.iloc[0]
     assert (row["clips"], row["channels"], row["frames"]) == (2, 2, 4)
     assert (row["true frames mean"], row["true frames min"], row["true frames max"]) == (3.0, 2, 4)
@@ -68,14 +86,39 @@ def test_table_s11_columns_and_values():
 
 
 def test_table_s10_columns_and_the_last_computation():
-    stats = {"clips": 2, "failed": {"u9": "bad"}, "computed": 0, "cached": 2, "seconds": 0.5, "clips_per_s": None,
-             "last_compute": {"clips_per_s": 40.0, "device": "cuda", "torch_threads": 4, "mean_batch": 2.0},
-             "cache_bytes": 3 * 2**20, "weights": "random", "encoder": "enc", "device": "cpu"}
-    table = fstats.extraction_table({"inputs": {"logmel": stats}}, {"logmel": feature_set([A, B], [2, 4])},
-                                    {"logmel": 0.25})
-    assert list(table.columns) == ["input", "clips", "failed", "computed now", "cached", "step s", "clips/s", "device",
-                                   "threads", "mean batch", "cache MiB", "load s (all clips)", "tensor", "weights",
-                                   "encoder"]
+    stats = {
+        "clips": 2,
+        "failed": {"u9": "bad"},
+        "computed": 0,
+        "cached": 2,
+        "seconds": 0.5,
+        "clips_per_s": None,
+        "last_compute": {"clips_per_s": 40.0, "device": "cuda", "torch_threads": 4, "mean_batch": 2.0},
+        "cache_bytes": 3 * 2**20,
+        "weights": "random",
+        "encoder": "enc",
+        "device": "cpu",
+    }
+    table = fstats.extraction_table(
+        {"inputs": {"logmel": stats}}, {"logmel": feature_set([A, B], [2, 4])}, {"logmel": 0.25}
+    )
+    assert list(table.columns) == [
+        "input",
+        "clips",
+        "failed",
+        "computed now",
+        "cached",
+        "step s",
+        "clips/s",
+        "device",
+        "threads",
+        "mean batch",
+        "cache MiB",
+        "load s (all clips)",
+        "tensor",
+        "weights",
+        "encoder",
+    ]
     row = table.iloc[0]
     assert (row["failed"], row["computed now"], row["cached"]) == (1, 0, 2)
     assert (row["clips/s"], row["device"], row["threads"]) == (40.0, "cuda", 4)  # all cached: the last computation
@@ -102,8 +145,13 @@ def test_feature_pca_pools_true_frames_and_matches_sklearn():
     padded = x.copy()
     for clip, n in zip(padded, lengths):
         clip[:, n:] = PAD
-    manifest = pd.DataFrame({"utt_id": [f"u{i}" for i in range(6)], "label": ["negative", "sad_fear"] * 3,
-                             "corpus": ["EmoDB"] * 3 + ["RAVDESS"] * 3})
+    manifest = pd.DataFrame(
+        {
+            "utt_id": [f"u{i}" for i in range(6)],
+            "label": ["negative", "sad_fear"] * 3,
+            "corpus": ["EmoDB"] * 3 + ["RAVDESS"] * 3,
+        }
+    )
     projection = fstats.feature_pca({"logmel": feature_set(padded.tolist(), lengths)}, manifest)["logmel"]
     # The same by hand: mean over true frames, columns standardised (population std), sklearn's PCA.
     pooled = np.stack([clip[:, :n].mean(1) for clip, n in zip(x, lengths)])  # (6, 4)
@@ -119,15 +167,19 @@ def test_class_examples_take_the_first_loaded_clip_of_each_class():
     manifest = pd.DataFrame({"utt_id": ["z", "c", "a", "b"], "label": ["negative", "negative", "sad_fear", "negative"]})
     examples = fstats.class_examples(manifest, features)  # "z" has no features; "c" comes first in the manifest
     assert [(e.label, e.utt_id, e.true_frames) for e in examples] == [
-        ("negative", "c", 4), ("sad_fear", "a", 2), ("pos_neutral", None, 0)]
+        ("negative", "c", 4),
+        ("sad_fear", "a", 2),
+        ("pos_neutral", None, 0),
+    ]
     window = examples[1].values  # clip A: frames 2 and 3 are padding
     assert window.shape == (2, 4) and window.mask.tolist() == [[False, False, True, True]] * 2
     assert window.compressed().tolist() == [1, 3, 0, 2]
 
 
 def test_clip_frames_from_durations():
-    manifest = pd.DataFrame({"utt_id": ["a", "b", "c"], "corpus": ["EmoDB", "RAVDESS", "EmoDB"],
-                             "duration_s": [1.0, 1.234, 9.0]})
+    manifest = pd.DataFrame(
+        {"utt_id": ["a", "b", "c"], "corpus": ["EmoDB", "RAVDESS", "EmoDB"], "duration_s": [1.0, 1.234, 9.0]}
+    )
     loaded = {"wav2vec2": feature_set([A, B], [2, 4], utt_ids=["c", "a"])}  # the first input's clips, its order
     frames = fstats.clip_frames(manifest, loaded, hop_ms=20.0)
     assert frames.to_dict("list") == {"utt_id": ["c", "a"], "corpus": ["EmoDB", "EmoDB"], "frames": [450.0, 50.0]}

@@ -1,4 +1,5 @@
 """Speaker k-fold cross-validation: every speaker tested once, strata balanced, subsets disjoint."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -8,10 +9,13 @@ from serlib.data.folds import speaker_folds
 
 
 def _speakers():
-    rows = [{"speaker": f"CREMA-D:{1000 + i}", "corpus": "CREMA-D", "sex": "male" if i < 14 else "female"}
-            for i in range(23)]
-    rows += [{"speaker": f"RAVDESS:{i:02d}", "corpus": "RAVDESS", "sex": "male" if i % 2 else "female"}
-             for i in range(1, 11)]
+    rows = [
+        {"speaker": f"CREMA-D:{1000 + i}", "corpus": "CREMA-D", "sex": "male" if i < 14 else "female"}
+        for i in range(23)
+    ]
+    rows += [
+        {"speaker": f"RAVDESS:{i:02d}", "corpus": "RAVDESS", "sex": "male" if i % 2 else "female"} for i in range(1, 11)
+    ]
     rows += [{"speaker": f"EmoDB:{i:02d}", "corpus": "EmoDB", "sex": "male"} for i in range(3)]  # fewer than k
     return pd.DataFrame(rows)
 
@@ -29,8 +33,12 @@ def test_test_folds_are_balanced_per_corpus_and_sex():
     folds = speaker_folds(speakers, 5, seed=1).merge(speakers, on="speaker")
     test = folds[folds["split"] == "test"]
     for (corpus, sex), group in speakers.groupby(["corpus", "sex"]):
-        counts = test[(test["corpus"] == corpus) & (test["sex"] == sex)].groupby("fold").size().reindex(
-            range(1, 6), fill_value=0)
+        counts = (
+            test[(test["corpus"] == corpus) & (test["sex"] == sex)]
+            .groupby("fold")
+            .size()
+            .reindex(range(1, 6), fill_value=0)
+        )
         assert counts.max() - counts.min() <= 1, (corpus, sex, counts.tolist())
     per_corpus = test.groupby(["corpus", "fold"]).size().unstack(fill_value=0)
     assert (per_corpus.max(axis=1) - per_corpus.min(axis=1)).le(1).all()
@@ -57,8 +65,9 @@ def test_fewer_than_two_folds_is_an_error():
 
 def test_a_lone_validation_speaker_is_not_of_the_same_sex_in_every_fold():
     # EmoDB: 5 women, 5 men, 5 folds: each fold tests one of each and validates on one of the other eight
-    speakers = pd.DataFrame({"speaker": [f"EmoDB:{i:02d}" for i in range(10)], "corpus": "EmoDB",
-                             "sex": ["male", "female"] * 5})
+    speakers = pd.DataFrame(
+        {"speaker": [f"EmoDB:{i:02d}" for i in range(10)], "corpus": "EmoDB", "sex": ["male", "female"] * 5}
+    )
     folds = speaker_folds(speakers, 5, seed=0).merge(speakers, on="speaker")
     test, val = folds[folds["split"] == "test"], folds[folds["split"] == "val"]
     assert (test.groupby("fold")["sex"].apply(sorted) == pd.Series([["female", "male"]] * 5, index=range(1, 6))).all()

@@ -1,6 +1,7 @@
 """The GPU path, tested on the CPU: memory-aware placement, float16 features cast per batch, tensors that
 follow the model's device, a fingerprint independent of the device, scoped determinism, the cache key's
 compute dtype, and Tri-Aug without host synchronisation. GPU-only checks are marked ``gpu``."""
+
 import pandas as pd
 import pytest
 import torch
@@ -16,6 +17,7 @@ from serlib.modelling import inputs, models, placement, systems, train
 from serlib.modelling.augment import TriAug
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
+
 
 def _task(n, seed):
     x, y = learnable_task(n, seed)  # tests/test_train.py's 3-class task
@@ -45,8 +47,21 @@ def test_trimmed_masked_training_on_float16_matches_float32():
         runtime.set_seed(0)
         model = models.build_model(ModelConfig(width_scale=0.1, mask_padding=True), CHANNELS)
         cfg = TrainConfig(batch_size=16, max_epochs=2)
-        runs.append(fit_tensors(model, tx.to(dtype), ty, vx.to(dtype), vy, cfg, TriAug(), progress=False,
-                              train_lengths=tl, val_lengths=vl, trim=True))
+        runs.append(
+            fit_tensors(
+                model,
+                tx.to(dtype),
+                ty,
+                vx.to(dtype),
+                vy,
+                cfg,
+                TriAug(),
+                progress=False,
+                train_lengths=tl,
+                val_lengths=vl,
+                trim=True,
+            )
+        )
     assert all(torch.equal(runs[0].best_state[k], runs[1].best_state[k]) for k in runs[0].best_state)
 
 
@@ -56,8 +71,12 @@ def test_predict_proba_casts_float16_batches():
     torch.testing.assert_close(train.predict_proba(model, x.half()), train.predict_proba(model, x), rtol=0, atol=0)
     lengths = torch.randint(5, FRAMES + 1, (20,))
     masked = models.build_model(ModelConfig(width_scale=0.1, mask_padding=True), CHANNELS).eval()
-    torch.testing.assert_close(train.predict_proba(masked, x.half(), lengths=lengths, trim=True),
-                               train.predict_proba(masked, x, lengths=lengths), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        train.predict_proba(masked, x.half(), lengths=lengths, trim=True),
+        train.predict_proba(masked, x, lengths=lengths),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_gather_returns_a_fresh_float32_batch_and_takes_indices_from_anywhere():
@@ -92,15 +111,23 @@ def test_host_placement_keeps_a_cpu_copy_in_float16():
 
 def _featureset(n=30):
     x, y = _task(n, 4)
-    return FeatureSet(x=x, lengths=torch.full((n,), FRAMES), utt_ids=[f"C/{i}" for i in range(n)], labels=None,
-                      input="wav2vec2", description="test")
+    return FeatureSet(
+        x=x,
+        lengths=torch.full((n,), FRAMES),
+        utt_ids=[f"C/{i}" for i in range(n)],
+        labels=None,
+        input="wav2vec2",
+        description="test",
+    )
 
 
 def _manifest(n=30):
     from serlib.common.facts import CLASSES
+
     split = ["train"] * (n // 2) + ["val"] * (n // 4) + ["test"] * (n - n // 2 - n // 4)
-    return pd.DataFrame({"utt_id": [f"C/{i}" for i in range(n)], "label": [CLASSES[i % 3] for i in range(n)],
-                         "split": split})
+    return pd.DataFrame(
+        {"utt_id": [f"C/{i}" for i in range(n)], "label": [CLASSES[i % 3] for i in range(n)], "split": split}
+    )
 
 
 def test_the_fingerprint_does_not_depend_on_the_device():
@@ -202,8 +229,16 @@ def test_sync_free_triaug_draws_the_same_distribution_as_the_gathering_path():
         noised = torch.stack([a["noise"] for _, a in runs]).float().mean().item()
         masked_rows = [(out == 0).all(dim=1).sum(dim=1) for out, a in runs]  # zeroed frames over all channels
         zero_share = torch.stack([(out == 0).float().mean() for out, _ in runs]).mean().item()
-        noise_size = torch.stack([((out - x).std(dim=(1, 2)) / x.std(dim=(1, 2)))[a["noise"] & ~a["crop"] & ~a["mask"]].mean()
-                                  for out, a in runs]).nanmean().item()
+        noise_size = (
+            torch.stack(
+                [
+                    ((out - x).std(dim=(1, 2)) / x.std(dim=(1, 2)))[a["noise"] & ~a["crop"] & ~a["mask"]].mean()
+                    for out, a in runs
+                ]
+            )
+            .nanmean()
+            .item()
+        )
         stats[free] = (noised, zero_share, noise_size, masked_rows)
     assert stats[True][0] == pytest.approx(0.5, abs=0.03) and stats[False][0] == pytest.approx(0.5, abs=0.03)
     assert stats[True][1] == pytest.approx(stats[False][1], rel=0.15)  # crop tails and masks: same zeroed share
@@ -225,8 +260,12 @@ def test_triaug_on_the_cpu_keeps_its_draws():
     x = torch.randn(8, 4, 30)
     a = TriAug().train()
     b = TriAug(sync_free=False).train()
-    torch.testing.assert_close(a(x, generator=torch.Generator().manual_seed(5)),
-                               b(x, generator=torch.Generator().manual_seed(5)), rtol=0, atol=0)
+    torch.testing.assert_close(
+        a(x, generator=torch.Generator().manual_seed(5)),
+        b(x, generator=torch.Generator().manual_seed(5)),
+        rtol=0,
+        atol=0,
+    )
 
 
 @pytest.mark.gpu
@@ -250,8 +289,9 @@ def test_metrics_summed_on_the_device_give_the_same_epoch(monkeypatch):
     per_step = _fit(tx, ty, vx, vy)
     monkeypatch.setattr(train, "SYNC_FREE_DEVICES", ("cpu",))  # the GPU's once-per-epoch read, on the CPU
     once = _fit(tx, ty, vx, vy)
-    pd.testing.assert_frame_equal(per_step.history.drop(columns="seconds"), once.history.drop(columns="seconds"),
-                                  check_exact=False, rtol=1e-12)
+    pd.testing.assert_frame_equal(
+        per_step.history.drop(columns="seconds"), once.history.drop(columns="seconds"), check_exact=False, rtol=1e-12
+    )
     bad = tx.clone()
     bad[3, 0, 0] = float("nan")
     with pytest.raises(train.NonFiniteLossError, match="summed over epoch 1 .* read once per epoch"):
@@ -260,8 +300,14 @@ def test_metrics_summed_on_the_device_give_the_same_epoch(monkeypatch):
 
 def test_features_loaded_in_float16_give_the_same_fingerprint_and_values():
     features, manifest = _featureset(), _manifest()
-    half = FeatureSet(x=features.x.half(), lengths=features.lengths, utt_ids=features.utt_ids, labels=None,
-                      input="wav2vec2", description="test")
+    half = FeatureSet(
+        x=features.x.half(),
+        lengths=features.lengths,
+        utt_ids=features.utt_ids,
+        labels=None,
+        input="wav2vec2",
+        description="test",
+    )
     a = inputs.split_features(features, manifest, "wav2vec2", torch.device("cpu"))
     b = inputs.split_features(half, manifest, "wav2vec2", torch.device("cpu"))
     assert a.fingerprint == b.fingerprint
@@ -272,6 +318,7 @@ def test_features_loaded_in_float16_give_the_same_fingerprint_and_values():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_the_deployment_forms_take_a_gpu_model():
     from serlib.inference.deploy import deployment_table
+
     x, y = _task(16, 5)
     model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS).cuda().eval()
     table = deployment_table(model, x.cuda(), x.cuda(), y.cuda(), repeats=2)

@@ -1,5 +1,6 @@
 """The install path and the repository's hygiene: the CPU wheel index switch reaches pip, the lock file
 pins the tested set, tracked notebooks hold no outputs, and clean-reports keeps what people wrote."""
+
 import re
 import shutil
 import subprocess
@@ -37,7 +38,9 @@ def test_an_optional_extra_is_installed_only_when_named():
     with_ray = _make("-n", "-B", "setup", "EXTRAS=ray").stdout
     assert "pip install -q -e '.[ray]' -c requirements.lock" in with_ray
     test = _make("-n", "-B", "test").stdout
-    assert "pip install -q -e '.[ray]' -c requirements.lock" in test and "make test" in (ROOT / ".ci" / "run").read_text()
+    assert (
+        "pip install -q -e '.[ray]' -c requirements.lock" in test and "make test" in (ROOT / ".ci" / "run").read_text()
+    )
     assert "[ray]" not in _make("-n", "-B", "report").stdout
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["optional-dependencies"]["ray"] == ["ray==2.60.0"]
@@ -63,8 +66,14 @@ def test_the_lock_pins_every_dependency_of_pyproject():
 def test_tracked_notebooks_hold_no_outputs_and_the_filter_keeps_them_so():
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"), path
-        assert nb.metadata["kernelspec"] == {"display_name": "Python 3 (serlib)", "language": "python", "name": "python3"}
+        assert all(
+            not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code"
+        ), path
+        assert nb.metadata["kernelspec"] == {
+            "display_name": "Python 3 (serlib)",
+            "language": "python",
+            "name": "python3",
+        }
         text = path.read_text()
         assert nbformat.writes(nbstrip.strip(nbformat.reads(text, as_version=4))) + "\n" == text, path  # idempotent
     run = nbformat.read(ROOT / "notebooks" / "06_listening.ipynb", as_version=4)
@@ -88,7 +97,12 @@ def test_clean_reports_keeps_the_annotations(tmp_path):
     (run / "report.html").write_text("<html>")
     done = _make("clean-reports", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert sorted(p.name for p in run.rglob("*")) == ["annotations.csv", "annotations.csv.bak", "listening", "state.json"]
+    assert sorted(p.name for p in run.rglob("*")) == [
+        "annotations.csv",
+        "annotations.csv.bak",
+        "listening",
+        "state.json",
+    ]
 
 
 def test_licence_and_citation_are_there():
@@ -106,22 +120,43 @@ def test_a_built_wheel_holds_the_notebooks_and_an_installed_serlib_finds_them(tm
 
     assert (ROOT / "serlib" / "notebooks").resolve() == (ROOT / "notebooks").resolve()
     source = tmp_path / "src"
-    shutil.copytree(ROOT, source, symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "data", "reports", "__pycache__", "*.egg-info", ".pytest_cache", "build", "dist"))
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"),
-                           str(source)], capture_output=True, text=True, timeout=300)
-    if done.returncode and any(s in done.stdout + done.stderr for s in (
-            "NewConnectionError", "Could not find a version", "No matching distribution", "Temporary failure")):
+    shutil.copytree(
+        ROOT,
+        source,
+        symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "data", "reports", "__pycache__", "*.egg-info", ".pytest_cache", "build", "dist"
+        ),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(source)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode and any(
+        s in done.stdout + done.stderr
+        for s in ("NewConnectionError", "Could not find a version", "No matching distribution", "Temporary failure")
+    ):
         pytest.skip("pip could not fetch the build backend (setuptools, wheel): no package index reachable")
     assert done.returncode == 0, done.stdout + done.stderr
     wheel = next((tmp_path / "dist").glob("serlib-*.whl"))
     shipped = sorted(n for n in zipfile.ZipFile(wheel).namelist() if n.startswith("serlib/notebooks/"))
     assert shipped == [f"serlib/notebooks/{p.name}" for p in sorted((ROOT / "notebooks").glob("*.ipynb"))]
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
-    found = subprocess.run([sys.executable, "-c", "from serlib.report.runner import PACKAGE_NOTEBOOKS as p; "
-                            "print(p); print(sorted(x.name for x in p.glob('*.ipynb')))"],
-                           capture_output=True, text=True, timeout=120, cwd=tmp_path,  # not this checkout
-                           env={**os.environ, "PYTHONPATH": str(tmp_path / "site")})
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from serlib.report.runner import PACKAGE_NOTEBOOKS as p; "
+            "print(p); print(sorted(x.name for x in p.glob('*.ipynb')))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,  # not this checkout
+        env={**os.environ, "PYTHONPATH": str(tmp_path / "site")},
+    )
     assert found.returncode == 0, found.stderr
     where, names = found.stdout.splitlines()
     assert Path(where) == tmp_path / "site" / "serlib" / "notebooks"  # the installed copy, not this checkout's

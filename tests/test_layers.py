@@ -1,4 +1,5 @@
 """The layout of serlib: layered subpackages imported only downward, no cycle, no hidden upward import."""
+
 from __future__ import annotations
 
 import ast
@@ -34,17 +35,32 @@ def _is_serlib(node: ast.AST) -> bool:
 
 def test_the_layers_contract_holds():
     lint = Path(sys.executable).with_name("lint-imports")
-    done = subprocess.run([str(lint), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [str(lint), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "3 kept, 0 broken" in done.stdout
 
 
-@pytest.mark.parametrize("layer, imported, contract", [
-    ("data", "serlib.modelling import train", "layers"),  # an upward import between the lower layers
-    ("analysis", "serlib.inference import predict", "inference-and-report-above-analysis"),
-    ("modelling", "serlib.report import plots", "inference-and-report-above-analysis"),
-    ("pipeline_helpers", "serlib.inference import bundle", "layers")])  # pipeline and inference side by side
+@pytest.mark.parametrize("command", [["check", "."], ["format", "--check", "."]])
+def test_ruff_lint_and_format_pass(command):
+    # pyproject.toml [tool.ruff]: line length 120, pycodestyle, pyflakes and import order; the code in ruff's format.
+    ruff = Path(sys.executable).with_name("ruff")
+    if not ruff.is_file():
+        pytest.skip("ruff is not installed in this environment (pip install -e '.[test]')")
+    done = subprocess.run([str(ruff), *command], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "layer, imported, contract",
+    [
+        ("data", "serlib.modelling import train", "layers"),  # an upward import between the lower layers
+        ("analysis", "serlib.inference import predict", "inference-and-report-above-analysis"),
+        ("modelling", "serlib.report import plots", "inference-and-report-above-analysis"),
+        ("pipeline_helpers", "serlib.inference import bundle", "layers"),
+    ],
+)  # pipeline and inference side by side
 def test_an_upward_import_breaks_the_contract(tmp_path, layer, imported, contract):
     # The contracts can fail: a copy of the package with one import that reaches up (or across).
     copy = tmp_path / "serlib"
@@ -57,9 +73,14 @@ def test_an_upward_import_breaks_the_contract(tmp_path, layer, imported, contrac
         module = f"serlib.{layer}.upward"
         (copy / layer / "upward.py").write_text(f"from {imported}  # noqa: F401\n")
     lint = Path(sys.executable).with_name("lint-imports")
-    done = subprocess.run([str(lint), "--config", str(ROOT / "pyproject.toml"), "--contract", contract],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [str(lint), "--config", str(ROOT / "pyproject.toml"), "--contract", contract],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode != 0 and module in done.stdout
 
 
@@ -69,8 +90,10 @@ def test_no_function_local_import_of_serlib_outside_the_cli(path):
         return
     tree = ast.parse(path.read_text())
     local = [f"line {node.lineno} in {func.name}()" for node, func in _local_imports(tree) if _is_serlib(node)]
-    assert not local, f"{path.relative_to(ROOT)}: serlib imported inside a function ({', '.join(local)}); " \
-                      "import it at the top, or move the shared piece down a layer"
+    assert not local, (
+        f"{path.relative_to(ROOT)}: serlib imported inside a function ({', '.join(local)}); "
+        "import it at the top, or move the shared piece down a layer"
+    )
 
 
 def _reason_for(lines: list[str], lineno: int) -> bool:
@@ -91,8 +114,11 @@ def test_every_function_local_import_says_why(path):
     # dispatch imports each sub-command's stage where it runs it; its comment says so once.)
     lines = path.read_text().splitlines()
     tree = ast.parse("\n".join(lines))
-    silent = [f"line {node.lineno} in {func.name}()" for node, func in _local_imports(tree)
-              if not _reason_for(lines, node.lineno)]
+    silent = [
+        f"line {node.lineno} in {func.name}()"
+        for node, func in _local_imports(tree)
+        if not _reason_for(lines, node.lineno)
+    ]
     assert not silent, f"{path.relative_to(ROOT)}: function-local import without a reason: {', '.join(silent)}"
 
 

@@ -1,6 +1,7 @@
 """Tests of serlib.analysis.listening (the clips drawn, the pitch contour) and serlib.report.listening (the static
 table, Tables S50 and S51 drawn again at export, the live front end), and notebooks/06_listening. The run folder is
 fabricated (see tests/test_confusion.py)."""
+
 from __future__ import annotations
 
 import base64
@@ -117,8 +118,9 @@ def test_the_export_asks_for_tables_s50_and_s51_again_by_their_mark_not_their_ca
     monkeypatch.setattr(lr, "display_html", lambda markup, metadata=None: shown.append((markup, metadata)))
     monkeypatch.setattr(display, "display_html", lambda markup, metadata=None: shown.append((markup, metadata)))
     lr.show_listening_table(clips, folder, "Table S70", "the clips, under a label of their own")
-    lr.show_tag_summary(clips, folder, cfg.analysis.listening_tags, "Table S71", "the tags", note="a note",
-                        clips_label="Table S70")
+    lr.show_tag_summary(
+        clips, folder, cfg.analysis.listening_tags, "Table S71", "the tags", note="a note", clips_label="Table S70"
+    )
     (clips_markup, clips_meta), (summary_markup, summary_meta) = shown
     assert "<b>Table S70.</b>" in clips_markup and "<b>Table S71.</b>" in summary_markup
     assert lr.refreshed_html(clips_meta, folder) == clips_markup  # nothing saved since: the same tables
@@ -126,8 +128,10 @@ def test_the_export_asks_for_tables_s50_and_s51_again_by_their_mark_not_their_ca
     an.AnnotationStore(folder.annotations, "ana").update(clips.iloc[0], {"other": 1, "note": "heard it twice"})
     again = lr.refreshed_html(clips_meta, folder)
     assert "ana: heard it twice" in again and again.count("<audio") == 3
-    rows = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row)
-            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", lr.refreshed_html(summary_meta, folder), re.S)]
+    rows = [
+        re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row)
+        for row in re.findall(r"<tr[^>]*>(.*?)</tr>", lr.refreshed_html(summary_meta, folder), re.S)
+    ]
     total = dict(zip(rows[0], next(row for row in rows if row[0] == "total")))
     assert (total["clips"], total["annotated"], total["other"]) == ("3", "1", "1")
     assert lr.refreshed_html({}, folder) is None and lr.refreshed_html(None, folder) is None  # any other output

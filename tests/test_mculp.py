@@ -1,4 +1,5 @@
 """serlib.data.mculp: labels, drops and their audit, the split it writes, split files, config and CLI."""
+
 from __future__ import annotations
 
 import json
@@ -12,21 +13,33 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile as sf
-
 from conftest import SMALL_TREE_BAD, build_small_tree, write_wav
-from serlib.analysis.datatables import mculp_audit
-from serlib.common.facts import CLASSES
-from serlib.tools.cli import main as cli_main
-from serlib.common.config import ConfigError, load_config
+
 from serlib import pipeline
-from serlib.common.facts import SUBSETS
-from serlib.data import democorpus
-from serlib.data.mculp import (DROP_REASONS, MANIFEST_COLUMNS, normalise_emotion, read_manifest, run_mculp,
-                               settings_key, table_digest)
-from serlib.data.speakers import (SplitFileError, speaker_table, split_from_file, split_speakers, subset_counts,
-                                  write_split_file)
+from serlib.analysis.datatables import mculp_audit
+from serlib.common.config import ConfigError, load_config
+from serlib.common.facts import CLASSES, SUBSETS
 from serlib.common.runfolder import RunFolder
+from serlib.data import democorpus
+from serlib.data.mculp import (
+    DROP_REASONS,
+    MANIFEST_COLUMNS,
+    normalise_emotion,
+    read_manifest,
+    run_mculp,
+    settings_key,
+    table_digest,
+)
+from serlib.data.speakers import (
+    SplitFileError,
+    speaker_table,
+    split_from_file,
+    split_speakers,
+    subset_counts,
+    write_split_file,
+)
 from serlib.data.stage import corpus_roots, load_manifest
+from serlib.tools.cli import main as cli_main
 
 MCULP_REASONS = {path: reason for path, reason in SMALL_TREE_BAD.items() if reason in DROP_REASONS}
 
@@ -38,13 +51,29 @@ def _run(roots, out, **kwargs):
 # --------------------------------------------------------------------------- labels
 
 
-@pytest.mark.parametrize("value, corpus, expected", [
-    ("ANG", "CREMA-D", "anger"), ("HAP", "CREMA-D", "happiness"), ("05", "RAVDESS", "anger"),
-    ("06", "RAVDESS", "fear"), ("02", "RAVDESS", "calm"), ("08", "RAVDESS", "surprised"), ("W", "EmoDB", "anger"),
-    ("A", "EmoDB", "fear"), ("L", "EmoDB", "boredom"), ("T", "EmoDB", "sadness"), ("Angry", None, "anger"),
-    ("Ärger", None, "anger"), ("fearful", None, "fear"), (" Happy ", None, "happiness"), ("Trauer", None, "sadness"),
-    ("disgusted", None, "disgust"), ("Langeweile", None, "boredom"), ("contempt", None, None),
-])
+@pytest.mark.parametrize(
+    "value, corpus, expected",
+    [
+        ("ANG", "CREMA-D", "anger"),
+        ("HAP", "CREMA-D", "happiness"),
+        ("05", "RAVDESS", "anger"),
+        ("06", "RAVDESS", "fear"),
+        ("02", "RAVDESS", "calm"),
+        ("08", "RAVDESS", "surprised"),
+        ("W", "EmoDB", "anger"),
+        ("A", "EmoDB", "fear"),
+        ("L", "EmoDB", "boredom"),
+        ("T", "EmoDB", "sadness"),
+        ("Angry", None, "anger"),
+        ("Ärger", None, "anger"),
+        ("fearful", None, "fear"),
+        (" Happy ", None, "happiness"),
+        ("Trauer", None, "sadness"),
+        ("disgusted", None, "disgust"),
+        ("Langeweile", None, "boredom"),
+        ("contempt", None, None),
+    ],
+)
 def test_normalise_emotion(value, corpus, expected):
     assert normalise_emotion(value, corpus) == expected
 
@@ -62,8 +91,7 @@ def test_real_names_give_the_protocols_counts(real_result):
     assert len(m) == 8952 and m["speaker"].nunique() == 125
     assert m["label"].value_counts().to_dict() == {"negative": 3099, "sad_fear": 3057, "pos_neutral": 2796}
     assert m["corpus"].value_counts().to_dict() == {"CREMA-D": 7442, "RAVDESS": 1056, "EmoDB": 454}
-    assert real_result.excluded["reason"].value_counts().to_dict() == {"calm": 192, "surprised": 192,
-                                                                       "boredom": 81}
+    assert real_result.excluded["reason"].value_counts().to_dict() == {"calm": 192, "surprised": 192, "boredom": 81}
 
 
 def test_real_split_is_speaker_disjoint_and_proportional(real_result):
@@ -168,7 +196,8 @@ def test_split_file_is_reused_exactly(small_tree, small_result, tmp_path):
     result = _run(small_tree, tmp_path / "again", seed=123, split_file=path)
     pd.testing.assert_frame_equal(result.split, published)
     assert dict(zip(result.manifest["speaker"], result.manifest["split"])) == dict(
-        zip(published["speaker"], published["split"]))
+        zip(published["speaker"], published["split"])
+    )
 
 
 def test_split_file_missing_a_speaker_is_an_error(small_tree, small_result, tmp_path):
@@ -177,11 +206,14 @@ def test_split_file_missing_a_speaker_is_an_error(small_tree, small_result, tmp_
         _run(small_tree, tmp_path / "again", split_file=path)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("who,subset\nEmoDB:03,train\n", "needs columns speaker,split"),
-    ("speaker,split\nEmoDB:03,training\n", "split must be train, val or test"),
-    ("speaker,split\nEmoDB:03,train\nEmoDB:03,test\n", "listed with different subsets"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("who,subset\nEmoDB:03,train\n", "needs columns speaker,split"),
+        ("speaker,split\nEmoDB:03,training\n", "split must be train, val or test"),
+        ("speaker,split\nEmoDB:03,train\nEmoDB:03,test\n", "listed with different subsets"),
+    ],
+)
 def test_bad_split_files(small_tree, tmp_path, text, message):
     path = tmp_path / "split.csv"
     path.write_text(text)
@@ -199,8 +231,19 @@ def test_missing_split_file(small_tree, tmp_path):
 
 def test_cli_mculp(small_tree, tmp_path):
     out = tmp_path / "cli"
-    code = cli_main(["mculp", "--crema-d", str(small_tree["CREMA-D"]), "--ravdess", str(small_tree["RAVDESS"]),
-                     "--out", str(out), "--seed", "3"])
+    code = cli_main(
+        [
+            "mculp",
+            "--crema-d",
+            str(small_tree["CREMA-D"]),
+            "--ravdess",
+            str(small_tree["RAVDESS"]),
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+        ]
+    )
     assert code == 0
     manifest = read_manifest(out / "manifest.csv")
     assert set(manifest["corpus"]) == {"CREMA-D", "RAVDESS"} and (out / "split.csv").is_file()
@@ -239,8 +282,11 @@ def test_no_corpus_configured(tmp_path):
 def test_demo_roots_default_and_explicit_roots_win(tmp_path):
     (tmp_path / "mine").mkdir()
     cfg = _config(tmp_path, "  emodb: mine\n  demo: {root: corpora, scale: smoke}\n")
-    assert corpus_roots(cfg) == {"CREMA-D": tmp_path / "corpora/CREMA-D", "RAVDESS": tmp_path / "corpora/RAVDESS",
-                                 "EmoDB": tmp_path / "mine"}
+    assert corpus_roots(cfg) == {
+        "CREMA-D": tmp_path / "corpora/CREMA-D",
+        "RAVDESS": tmp_path / "corpora/RAVDESS",
+        "EmoDB": tmp_path / "mine",
+    }
 
 
 def test_ensure_manifest_asks_the_generator_for_the_configured_demo_corpus(tmp_path, monkeypatch):
@@ -304,7 +350,7 @@ def test_audio_that_cannot_be_decoded_is_excluded(small_tree, tmp_path):
     flac = tmp_path / "take.flac"
     wave, rate = sf.read(tone_wav(tmp_path / "take.wav"))
     sf.write(flac, wave, rate, format="FLAC")
-    broken.write_bytes(flac.read_bytes()[:flac.stat().st_size * 6 // 10])
+    broken.write_bytes(flac.read_bytes()[: flac.stat().st_size * 6 // 10])
     result = _run(small_tree, tmp_path / "out")
     row = _excluded_row(result, broken)
     assert (row["reason"], row["detail"]) == ("undecodable", "LibsndfileError: Error : flac decoder lost sync.")
@@ -331,11 +377,14 @@ def test_near_silent_and_cancelling_clips_are_flagged_and_kept_by_default(tmp_pa
     assert scanned.loc[str(root / "03a02Wa.wav"), "rms_dbfs"] == -np.inf
     assert scanned.loc[str(root / "08a02Wa.wav"), "audio_flag"] == "channels_cancel"
     assert scanned.loc[str(root / "08a02Wa.wav"), "channel_rms_dbfs"] == pytest.approx(-13.5, abs=0.1)
-    assert (scanned.loc[str(root / "09a01Wa.wav"), ["audio_flag", "rms_dbfs"]] == ["", pytest.approx(-13.5, abs=0.1)]
-            ).all()
+    assert (
+        scanned.loc[str(root / "09a01Wa.wav"), ["audio_flag", "rms_dbfs"]] == ["", pytest.approx(-13.5, abs=0.1)]
+    ).all()
     audit = pd.read_csv(result.out / "mculp_audit.csv").set_index("reason")
     assert audit.loc["near_silent", ["kept", "dropped", "flagged"]].tolist() == [0, 0, 1]
-    assert audit.loc["channels_cancel", "flagged"] == 1 and audit.loc["near_silent", "detail"].endswith("(floor -60 dBFS)")
+    assert audit.loc["channels_cancel", "flagged"] == 1 and audit.loc["near_silent", "detail"].endswith(
+        "(floor -60 dBFS)"
+    )
     assert audit.loc["kept", "kept"] == 14 and audit["dropped"].sum() == len(result.excluded) == 0
 
 
@@ -354,12 +403,16 @@ def test_near_silent_clips_are_dropped_when_configured(tmp_path):
     assert len(result.manifest) == 12
     silent = _excluded_row(result, root / "03a02Wa.wav")
     assert silent["reason"] == "near_silent" and silent["detail"] == (
-        "mono RMS -inf dBFS (digital silence) < floor -60 dBFS")
+        "mono RMS -inf dBFS (digital silence) < floor -60 dBFS"
+    )
     cancel = _excluded_row(result, root / "08a02Wa.wav")
     assert cancel["reason"] == "channels_cancel" and "the channels cancel" in cancel["detail"]
     # 16-bit rounding leaves a residue of the cancelled channels far below the floor
-    assert re.fullmatch(r"loudest channel -13.5 dBFS, mono downmix -9\d\.\d dBFS < floor -60 dBFS: the channels "
-                        "cancel", cancel["detail"]), cancel["detail"]
+    assert re.fullmatch(
+        r"loudest channel -13.5 dBFS, mono downmix -9\d\.\d dBFS < floor -60 dBFS: the channels "
+        "cancel",
+        cancel["detail"],
+    ), cancel["detail"]
 
 
 def test_the_silence_floor_is_configurable_and_checked(tmp_path):
@@ -383,15 +436,20 @@ def test_identical_audio_is_found_by_content(small_tree, tmp_path):
         row = _excluded_row(result, wav / name)
         assert row["reason"] == "duplicate_audio"
         assert row["detail"] == f"identical audio to {wav / '03a01Wa.wav'} (same emotion and speaker), which is kept"
-    for name, other in (("08a01Fa.wav", "08a01Tb.wav"), ("08a01Tb.wav", "08a01Fa.wav"),
-                        ("09a01Wa.wav", "10a01Wb.wav"), ("10a01Wb.wav", "09a01Wa.wav")):
+    for name, other in (
+        ("08a01Fa.wav", "08a01Tb.wav"),
+        ("08a01Tb.wav", "08a01Fa.wav"),
+        ("09a01Wa.wav", "10a01Wb.wav"),
+        ("10a01Wb.wav", "09a01Wa.wav"),
+    ):
         row = _excluded_row(result, wav / name)
         assert row["reason"] == "duplicate_conflict" and f"identical audio to {wav / other}" in row["detail"], row
         assert str(wav / name) not in kept
     assert "(sadness, EmoDB:08)" in _excluded_row(result, wav / "08a01Fa.wav")["detail"]
     scanned = result.scanned.set_index("path")
-    assert scanned.loc[str(wav / "03a01Wc.wav"), "content_hash"] == scanned.loc[str(wav / "03a01Wa.wav"),
-                                                                                "content_hash"]
+    assert (
+        scanned.loc[str(wav / "03a01Wc.wav"), "content_hash"] == scanned.loc[str(wav / "03a01Wa.wav"), "content_hash"]
+    )
     audit = pd.read_csv(result.out / "mculp_audit.csv").set_index(["corpus", "reason"])
     conflict = audit.loc[("EmoDB", "duplicate_conflict")]
     assert conflict["dropped"] == 4 and "08a01Fa.wav, 08a01Tb.wav, 09a01Wa.wav, 10a01Wb.wav" in conflict["detail"]
@@ -471,8 +529,14 @@ def test_the_manifest_is_the_last_file_renamed(small_tree, tmp_path, monkeypatch
     real_replace, renamed = os.replace, []
     monkeypatch.setattr(os, "replace", lambda src, dst: (renamed.append(Path(dst).name), real_replace(src, dst)))
     _run(small_tree, tmp_path / "out")
-    assert renamed == ["scanned.csv", "excluded.csv", "mculp_audit.csv", "split.csv", "manifest.meta.json",
-                       "manifest.csv"]
+    assert renamed == [
+        "scanned.csv",
+        "excluded.csv",
+        "mculp_audit.csv",
+        "split.csv",
+        "manifest.meta.json",
+        "manifest.csv",
+    ]
 
 
 # --------------------------------------------------------------------------- behaviour the protocol must keep
@@ -481,8 +545,15 @@ from serlib.data.mculp import apply_mculp  # noqa: E402
 
 
 def test_a_clip_of_exactly_min_duration_is_kept():
-    utterances = pd.DataFrame({"utt_id": ["a", "b", "c"], "path": ["a", "b", "c"], "corpus": "CREMA-D",
-                               "emotion_code": "ANG", "duration_s": [1.0, 0.999, 1.001]})
+    utterances = pd.DataFrame(
+        {
+            "utt_id": ["a", "b", "c"],
+            "path": ["a", "b", "c"],
+            "corpus": "CREMA-D",
+            "emotion_code": "ANG",
+            "duration_s": [1.0, 0.999, 1.001],
+        }
+    )
     kept, dropped = apply_mculp(utterances, min_duration_s=1.0)
     assert list(kept["utt_id"]) == ["a", "c"]  # the rule is "shorter than": exactly 1.0 s stays
     assert list(dropped["utt_id" if "utt_id" in dropped else "path"]) == ["b"]

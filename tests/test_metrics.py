@@ -1,4 +1,5 @@
 """Classification metrics against scikit-learn on a case where macro and micro averages differ."""
+
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 

@@ -1,4 +1,5 @@
 """Shapes, parameter counts and the SE / depth switches of the paper's two classifiers."""
+
 import pytest
 import torch
 
@@ -13,15 +14,19 @@ from serlib.modelling.models import (
     model_summary,
 )
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
-@pytest.mark.parametrize("cfg, channels", [
-    (ModelConfig(arch="shallow"), 64), (ModelConfig(arch="shallow"), 768),
-    (ModelConfig(width_scale=0.1), 768), (ModelConfig(se=False, width_scale=0.1), 768),
-    (ModelConfig(blocks=list(THREE_BLOCKS), width_scale=0.1), 768),
-])
+@pytest.mark.parametrize(
+    "cfg, channels",
+    [
+        (ModelConfig(arch="shallow"), 64),
+        (ModelConfig(arch="shallow"), 768),
+        (ModelConfig(width_scale=0.1), 768),
+        (ModelConfig(se=False, width_scale=0.1), 768),
+        (ModelConfig(blocks=list(THREE_BLOCKS), width_scale=0.1), 768),
+    ],
+)
 def test_output_shape(cfg, channels):
     model = build_model(cfg, channels).eval()
     assert model(torch.randn(2, channels, 40)).shape == (2, 3)

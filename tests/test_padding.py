@@ -1,21 +1,24 @@
 """Padding made optional: masked pooling (model.mask_padding), within-clip Tri-Aug, trimmed batches."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from test_train import fit_tensors
 
+from serlib.common.config import AugmentConfig, ModelConfig
 from serlib.inference.deploy import deployment_table
 from serlib.inference.quantise import fold_batchnorm
-from serlib.common.config import AugmentConfig, ModelConfig
 from serlib.modelling import train
-from test_train import fit_tensors
 from serlib.modelling.augment import TriAug
 from serlib.modelling.models import MaskedBatchNorm1d, build_model, frame_mask, masked_mean
 
 CHANNELS = 16
-ARCHS = [ModelConfig(arch="resattn", width_scale=0.05, mask_padding=True),
-         ModelConfig(arch="resattn", se=False, blocks=[0, 2, 4], width_scale=0.05, mask_padding=True),
-         ModelConfig(arch="shallow", width_scale=0.25, mask_padding=True)]
+ARCHS = [
+    ModelConfig(arch="resattn", width_scale=0.05, mask_padding=True),
+    ModelConfig(arch="resattn", se=False, blocks=[0, 2, 4], width_scale=0.05, mask_padding=True),
+    ModelConfig(arch="shallow", width_scale=0.25, mask_padding=True),
+]
 
 
 def _trained_like(cfg: ModelConfig) -> torch.nn.Module:
@@ -68,8 +71,9 @@ def test_masked_model_without_lengths_is_the_window_average():
 
 def test_masked_batchnorm_statistics_count_real_frames_only():
     norm = MaskedBatchNorm1d(2, momentum=1.0).train()  # momentum 1: the running stats are this batch's
-    x = torch.tensor([[[1.0, 3.0, 100.0], [2.0, 2.0, -50.0]],
-                      [[5.0, 100.0, 100.0], [4.0, -50.0, -50.0]]])  # (batch 2, channels 2, frames 3)
+    x = torch.tensor(
+        [[[1.0, 3.0, 100.0], [2.0, 2.0, -50.0]], [[5.0, 100.0, 100.0], [4.0, -50.0, -50.0]]]
+    )  # (batch 2, channels 2, frames 3)
     lengths = torch.tensor([2, 1])  # padded frames hold 100 / -50: they must not count
     out = norm(x, frame_mask(lengths, 3))
     real = {0: torch.tensor([1.0, 3.0, 5.0]), 1: torch.tensor([2.0, 2.0, 4.0])}
@@ -146,6 +150,7 @@ def test_fit_with_trimmed_batches_learns_a_length_independent_task():
         x = torch.randn(n, CHANNELS, 64, generator=gen) * 0.5
         x[:, 0, :] += (y.float() - 1.0)[:, None] * 2.0
         return x * frame_mask(lengths, 64), y, lengths
+
     (tx, ty, tl), (vx, vy, vl) = task(240, 0), task(90, 1)
     torch.manual_seed(0)
     model = build_model(ModelConfig(arch="shallow", width_scale=0.25, mask_padding=True), CHANNELS)

@@ -1,4 +1,5 @@
 """serlib.pipeline: a manifest is rebuilt when what made it changed (logged), refused on request, never reused stale."""
+
 from __future__ import annotations
 
 import logging
@@ -6,8 +7,8 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import write_wav
+
 from serlib import pipeline
 from serlib.common.config import load_config
 from serlib.common.runfolder import RunFolder
@@ -66,8 +67,11 @@ def test_a_stale_manifest_is_refused_with_rebuild_stale_false(built, builds, tmp
     _, folder, roots, _ = built
     before = folder.manifest.read_bytes()
     cfg = _config(tmp_path, roots, "  split: [0.5, 0.25, 0.25]\n")
-    with pytest.raises(StaleManifestError, match=r"is stale: data\.split: \[0\.8, 0\.1, 0\.1\] -> \[0\.5, 0\.25, "
-                                                 r"0\.25\]; rebuild it by running without --no-rebuild"):
+    with pytest.raises(
+        StaleManifestError,
+        match=r"is stale: data\.split: \[0\.8, 0\.1, 0\.1\] -> \[0\.5, 0\.25, "
+        r"0\.25\]; rebuild it by running without --no-rebuild",
+    ):
         pipeline.ensure_manifest(cfg, folder, rebuild_stale=False)
     assert builds == [] and folder.manifest.read_bytes() == before
 
@@ -96,8 +100,9 @@ def test_a_manifest_without_its_meta_is_rebuilt_and_kept(built, builds, caplog):
 def test_changed_corpus_files_make_the_manifest_stale(built, builds, caplog):
     cfg, folder, _, tree = built
     write_wav(tree["EmoDB"] / "wav" / "16a01Wa.wav", 24000)  # a new clip
-    assert manifest_changes(cfg, folder) == ["the files under data.emodb changed (50 -> 51 entries, or a file's "
-                                             "size or time)"]
+    assert manifest_changes(cfg, folder) == [
+        "the files under data.emodb changed (50 -> 51 entries, or a file's size or time)"
+    ]
     manifest = pipeline.ensure_manifest(cfg, folder)
     assert builds == [1] and "EmoDB/16a01Wa" in set(manifest["utt_id"])
 
@@ -129,8 +134,8 @@ def test_a_set_cut_between_renames_is_rebuilt(built, builds, tmp_path, monkeypat
         patch.setattr(os, "replace", failing_replace)
         stage.build_manifest(changed, folder)
     assert manifest_changes(cfg, folder) == [  # the new split beside the old manifest: seen, not trusted
-        "data/split.csv does not match its record in manifest.meta.json (a write was cut short, or the file was "
-        "edited)"]
+        "data/split.csv does not match its record in manifest.meta.json (a write was cut short, or the file was edited)"
+    ]
     with caplog.at_level(logging.WARNING, logger="serlib"):
         pipeline.ensure_manifest(cfg, folder)
     assert builds == [1] and manifest_changes(cfg, folder) == []

@@ -1,5 +1,6 @@
 """serlib predict / export (issue 13) on the session's smoke run: files, folders, lists and arrays,
 windows of long clips, bad files as rows, the run's own test clips, the bundle round trip, ONNX parity."""
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,11 @@ def audio_folder(tmp_path_factory):
     root = tmp_path_factory.mktemp("user-audio")
     rng = np.random.default_rng(0)
     t = np.arange(int(44100 * 1.5)) / 44100
-    sf.write(root / "stereo44k.wav", np.stack([0.3 * np.sin(2 * np.pi * 220 * t),
-                                               0.2 * np.sin(2 * np.pi * 310 * t)], 1).astype("float32"), 44100)
+    sf.write(
+        root / "stereo44k.wav",
+        np.stack([0.3 * np.sin(2 * np.pi * 220 * t), 0.2 * np.sin(2 * np.pi * 310 * t)], 1).astype("float32"),
+        44100,
+    )
     (root / "sub").mkdir()
     sf.write(root / "sub" / "long20s.flac", (0.1 * rng.standard_normal(16000 * 20)).astype("float32"), 16000)
     sf.write(root / "short.wav", (0.1 * rng.standard_normal(8000)).astype("float32"), 16000)
@@ -49,8 +53,9 @@ def _run_cli(args, capsys):
 
 def test_a_folder_is_scored_file_by_file_and_a_broken_file_is_a_row(smoke_run, audio_folder, tmp_path, capsys):
     out = tmp_path / "preds.csv"
-    code, _, err = _run_cli(["predict", str(smoke_run.root), "--system", "S5", str(audio_folder), "--out", str(out)],
-                            capsys)
+    code, _, err = _run_cli(
+        ["predict", str(smoke_run.root), "--system", "S5", str(audio_folder), "--out", str(out)], capsys
+    )
     assert code == 1  # one file failed, the others were scored
     table = pd.read_csv(out, keep_default_na=False)
     assert [p.split("/")[-1] for p in table["path"]] == ["broken.wav", "short.wav", "stereo44k.wav", "long20s.flac"]
@@ -85,27 +90,42 @@ def test_a_long_clip_is_scored_in_windows_whose_times_cover_it(predictor, audio_
 
 def test_the_api_and_the_cli_give_the_same_probabilities(smoke_run, predictor, audio_folder, tmp_path, capsys):
     out = tmp_path / "preds.jsonl"
-    code, _, _ = _run_cli(["predict", str(smoke_run.root), "--system", "S5", str(audio_folder / "stereo44k.wav"),
-                           str(audio_folder / "short.wav"), "--out", str(out)], capsys)
+    code, _, _ = _run_cli(
+        [
+            "predict",
+            str(smoke_run.root),
+            "--system",
+            "S5",
+            str(audio_folder / "stereo44k.wav"),
+            str(audio_folder / "short.wav"),
+            "--out",
+            str(out),
+        ],
+        capsys,
+    )
     assert code == 0
     meta = json.loads((tmp_path / "preds.jsonl.meta.json").read_text())["metadata"]  # the sidecar
     assert meta["model_id"] == predictor.model_id and "RANDOM weights" in meta["encoder"]
     cli = pd.read_json(out, lines=True)  # rows only: no metadata object among them
     api = predictor.predict([audio_folder / "stereo44k.wav", audio_folder / "short.wav"], progress=False)
     assert list(cli.columns) == list(api.columns) and len(cli) == 2
-    np.testing.assert_allclose(cli[PROBS].to_numpy(), api[PROBS].to_numpy(), rtol=0, atol=1e-9)  # JSON rounds the last digit
+    np.testing.assert_allclose(
+        cli[PROBS].to_numpy(), api[PROBS].to_numpy(), rtol=0, atol=1e-9
+    )  # JSON rounds the last digit
     assert api.attrs["metadata"]["system"] == "S5"
 
 
-def test_csv_and_jsonl_read_back_to_the_same_rows_with_the_weights_and_a_sidecar(smoke_run, audio_folder, tmp_path,
-                                                                                  capsys):
+def test_csv_and_jsonl_read_back_to_the_same_rows_with_the_weights_and_a_sidecar(
+    smoke_run, audio_folder, tmp_path, capsys
+):
     """Issue 25: pandas reads either file to the same frame (rows only; the metadata is in OUT.meta.json),
     and every row says whether the encoder's weights were pretrained or random."""
     frames = {}
     for suffix in (".csv", ".jsonl"):
         out = tmp_path / f"preds{suffix}"
-        code, _, err = _run_cli(["predict", str(smoke_run.root), "--system", "S5", str(audio_folder), "--out", str(out)],
-                                capsys)
+        code, _, err = _run_cli(
+            ["predict", str(smoke_run.root), "--system", "S5", str(audio_folder), "--out", str(out)], capsys
+        )
         assert code == 1 and f"preds{suffix}.meta.json" in err  # broken.wav failed; the others were scored
         frames[suffix] = pd.read_csv(out) if suffix == ".csv" else pd.read_json(out, lines=True)
         sidecar = json.loads((tmp_path / f"preds{suffix}.meta.json").read_text())
@@ -118,8 +138,18 @@ def test_csv_and_jsonl_read_back_to_the_same_rows_with_the_weights_and_a_sidecar
     assert (table["weights"] == "random").all()  # the smoke encoder's random weights, on every row
     assert table["path"].str.endswith("broken.wav").sum() == 1
     assert table["error"].notna().sum() == 1 and table["pred"].notna().sum() == 3
-    code, _, _ = _run_cli(["predict", str(smoke_run.root), "--system", "S1", str(audio_folder / "short.wav"), "--out",
-                           str(tmp_path / "s1.csv")], capsys)
+    code, _, _ = _run_cli(
+        [
+            "predict",
+            str(smoke_run.root),
+            "--system",
+            "S1",
+            str(audio_folder / "short.wav"),
+            "--out",
+            str(tmp_path / "s1.csv"),
+        ],
+        capsys,
+    )
     assert code == 0 and pd.read_csv(tmp_path / "s1.csv")["weights"].tolist() == ["n/a (log-Mel)"]
 
 
@@ -138,7 +168,8 @@ def test_the_runs_own_test_clips_get_their_saved_predictions_back(smoke_run, sys
     manifest = pd.read_csv(smoke_run.manifest, dtype=str)[["utt_id", "path"]]
     clips = saved.merge(manifest, on="utt_id", validate="one_to_one")
     again = Predictor.from_run(smoke_run.root, system=system, device="cpu").predict(
-        clips["path"].tolist(), long="centre", progress=False)
+        clips["path"].tolist(), long="centre", progress=False
+    )
     np.testing.assert_allclose(again[PROBS].to_numpy(), clips[PROBS].to_numpy(), atol=1e-4)
     assert list(again["pred"]) == list(clips["pred"])
 
@@ -155,8 +186,9 @@ def test_gather_audio_reads_folders_lists_and_names_what_is_missing(audio_folder
 
 
 def test_usage_errors_exit_2_with_one_line(smoke_run, audio_folder, tmp_path, capsys):
-    code, _, err = _run_cli(["predict", str(smoke_run.root), str(audio_folder), "--out", str(tmp_path / "x.xlsx")],
-                            capsys)
+    code, _, err = _run_cli(
+        ["predict", str(smoke_run.root), str(audio_folder), "--out", str(tmp_path / "x.xlsx")], capsys
+    )
     assert code == 2 and "x.xlsx" in err and len(err.strip().splitlines()) == 1
     code, _, err = _run_cli(["predict", str(tmp_path / "no-run"), str(audio_folder)], capsys)
     assert code == 2 and "not a run folder" in err
@@ -165,19 +197,31 @@ def test_usage_errors_exit_2_with_one_line(smoke_run, audio_folder, tmp_path, ca
 
 
 def test_the_bundle_travels_and_predicts_as_the_run(smoke_run, predictor, audio_folder, tmp_path, capsys):
-    code, out, _ = _run_cli(["export", str(smoke_run.root), "--system", "S5", "--onnx", "--out",
-                             str(tmp_path / "bundle")], capsys)
+    code, out, _ = _run_cli(
+        ["export", str(smoke_run.root), "--system", "S5", "--onnx", "--out", str(tmp_path / "bundle")], capsys
+    )
     assert code == 0 and "ONNX parity" in out
     moved = tmp_path / "elsewhere" / "my-model"
     moved.parent.mkdir()
     shutil.move(tmp_path / "bundle", moved)
-    assert sorted(p.name for p in moved.iterdir()) == [".serlib-bundle", "README.md", BUNDLE_FILE, "checkpoint.pt", "head.onnx",
-                                                       "metrics.json", "model-int8.onnx", "model.onnx", "parity.json",
-                                                       "predict.py"]
+    assert sorted(p.name for p in moved.iterdir()) == [
+        ".serlib-bundle",
+        "README.md",
+        BUNDLE_FILE,
+        "checkpoint.pt",
+        "head.onnx",
+        "metrics.json",
+        "model-int8.onnx",
+        "model.onnx",
+        "parity.json",
+        "predict.py",
+    ]
     loaded = Predictor.from_bundle(moved, device="cpu")
     files = [audio_folder / "stereo44k.wav", audio_folder / "sub" / "long20s.flac"]
-    np.testing.assert_array_equal(loaded.predict(files, progress=False)[PROBS].to_numpy(),
-                                  predictor.predict(files, progress=False)[PROBS].to_numpy())
+    np.testing.assert_array_equal(
+        loaded.predict(files, progress=False)[PROBS].to_numpy(),
+        predictor.predict(files, progress=False)[PROBS].to_numpy(),
+    )
     assert loaded.model_id == predictor.model_id
     parity = json.loads((moved / "parity.json").read_text())["head.onnx"]
     assert parity["max_abs_prob_diff"] < 1e-4 and parity["class_agreement"] == 1.0
@@ -185,8 +229,16 @@ def test_the_bundle_travels_and_predicts_as_the_run(smoke_run, predictor, audio_
     metrics = json.loads((moved / "metrics.json").read_text())
     assert 0 <= metrics["test"]["uar_lo"] <= metrics["test"]["uar"] <= metrics["test"]["uar_hi"] <= 1
     card = (moved / "README.md").read_text()
-    for needed in ("Demo model", "random weights", "sad_fear", "sadness, fear", "CC BY-NC-SA 4.0",
-                   "Open Database License", "UAR", "head.onnx"):
+    for needed in (
+        "Demo model",
+        "random weights",
+        "sad_fear",
+        "sadness, fear",
+        "CC BY-NC-SA 4.0",
+        "Open Database License",
+        "UAR",
+        "head.onnx",
+    ):
         assert needed in card, needed
     code, _, err = _run_cli(["predict", str(moved), str(audio_folder / "short.wav")], capsys)
     assert code == 0 and "1 file(s) scored" in err

@@ -9,6 +9,7 @@ Time: every profile reads the session smoke run's feature cache (``features.cach
 eGeMAPS and prosody caches, trains two epochs without the selection grid, and resamples the bootstrap 200 times;
 the notebooks' own start-up is most of what a profile costs.
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,9 +28,16 @@ from serlib.tools.cli import main
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_CORPUS = REPO / "data" / "smoke-corpus"  # parameters/smoke.yaml's corpus (the session smoke run makes it)
 PAPER = ("S1", "S2", "S3", "S4", "S5", "A1", "A2", "A3")
-TINY = {"train": {"max_epochs": 2, "early_stop_patience": 2, "plateau_patience": 1, "select": {"enabled": False}},
-        "analysis": {"bootstrap_resamples": 200, "listening_clips": 4, "layer_probe": None, "loco_systems": [],
-                     "feature_baselines": False}}
+TINY = {
+    "train": {"max_epochs": 2, "early_stop_patience": 2, "plateau_patience": 1, "select": {"enabled": False}},
+    "analysis": {
+        "bootstrap_resamples": 200,
+        "listening_clips": 4,
+        "layer_probe": None,
+        "loco_systems": [],
+        "feature_baselines": False,
+    },
+}
 
 
 def _merge(base: dict, extra: dict) -> dict:
@@ -54,40 +62,99 @@ def _one_corpus(*names: str) -> dict:
     return {"data": {"demo": None, **{key: str(SMOKE_CORPUS / folder) for key, folder in names}}}
 
 
-LOGMEL_RESATTN = {"input": "logmel", "model": {"arch": "resattn", "mask_padding": True},
-                  "description": "ResAttn1D-CNN on log-Mel, masked"}
+LOGMEL_RESATTN = {
+    "input": "logmel",
+    "model": {"arch": "resattn", "mask_padding": True},
+    "description": "ResAttn1D-CNN on log-Mel, masked",
+}
 
 # name -> (systems kept, profile changes, tables it must hold, lines naming what it skips). The issue's shapes:
 # (a) folds; (b) only log-Mel systems, without S5 or A1-A3, and (e) a YAML outside the project, in one run
 # ("logmel-outside": where the YAML lives is independent of what it trains, and each run of six notebooks costs
 # about a minute); (c) one corpus; (d) two corpora with leave-one-corpus-out; (f) folds with the probe and S6.
 MATRIX = {
-    "folds": (("S1", "S2", "S5", "A1"), {"data": {"folds": 3}, "analysis": {"feature_baselines": True}},
-              ["table_s4_folds", "table_4", "table_5", "table_s26_paired", "table_s27_beyond", "table_s29_fold_curves",
-               "table_8", "table_s25", "table_6", "table_s32_paired", "table_7", "table_s40", "table_s48_calibration",
-               "table_s50"],
-              ["Table S33: skipped, analysis.loco_systems is []", "analysis.layer_probe is off in this profile"]),
-    "logmel-outside": (("S1",), {"systems": {"R1": LOGMEL_RESATTN},
-                                 "analysis": {"primary_system": "R1", "feature_baselines": True}},
-                       ["table_4", "table_5", "table_s27_beyond", "fig_2_resattn", "table_s22", "table_8", "table_s25",
-                        "table_7", "table_s50"],
-                       ["Table S26: skipped", "Table 6, Fig. S30 and Tables S31, S32: skipped, it needs S5 and at "
-                        "least one of A1, A2, A3; this profile has S1, R1"]),
-    "one-corpus": (("S1", "S5"), _one_corpus(("crema_d", "CREMA-D")),
-                   ["table_4", "table_5", "table_8", "table_7", "table_s41"],
-                   ["Table S26: skipped", "Table S33: skipped, leave-one-corpus-out trains on some corpora and tests "
-                    "on another; this profile reads only CREMA-D", "Table 6, Fig. S30 and Tables S31, S32: skipped"]),
-    "two-corpora-loco": (("S1", "S5"), _merge(_one_corpus(("crema_d", "CREMA-D"), ("ravdess", "RAVDESS")),
-                                              {"analysis": {"loco_systems": ["S1"]}}),
-                         ["table_5", "table_s33_loco", "table_7"],
-                         ["Table 6, Fig. S30 and Tables S31, S32: skipped"]),
-    "folds-probe-s6": (("S5",), {"data": {"folds": 2}, "analysis": {"layer_probe": "all"},
-                                 "systems": {"S6": {"input": "wav2vec2_layers", "layers": "all"},
-                                             "S5-best": {"layers": "best"}}},
-                       ["table_s12", "table_s14_probe_folds", "fig_s13", "fig_s27", "table_5", "table_s27_beyond",
-                        "table_s29_fold_curves", "table_7", "table_s50"],
-                       ["Table S26: skipped", "Table 6, Fig. S30 and Tables S31, S32: skipped",
-                        "Fig. 1 is skipped: it draws Tri-Aug on a clip's log-Mel features"]),
+    "folds": (
+        ("S1", "S2", "S5", "A1"),
+        {"data": {"folds": 3}, "analysis": {"feature_baselines": True}},
+        [
+            "table_s4_folds",
+            "table_4",
+            "table_5",
+            "table_s26_paired",
+            "table_s27_beyond",
+            "table_s29_fold_curves",
+            "table_8",
+            "table_s25",
+            "table_6",
+            "table_s32_paired",
+            "table_7",
+            "table_s40",
+            "table_s48_calibration",
+            "table_s50",
+        ],
+        ["Table S33: skipped, analysis.loco_systems is []", "analysis.layer_probe is off in this profile"],
+    ),
+    "logmel-outside": (
+        ("S1",),
+        {"systems": {"R1": LOGMEL_RESATTN}, "analysis": {"primary_system": "R1", "feature_baselines": True}},
+        [
+            "table_4",
+            "table_5",
+            "table_s27_beyond",
+            "fig_2_resattn",
+            "table_s22",
+            "table_8",
+            "table_s25",
+            "table_7",
+            "table_s50",
+        ],
+        [
+            "Table S26: skipped",
+            "Table 6, Fig. S30 and Tables S31, S32: skipped, it needs S5 and at "
+            "least one of A1, A2, A3; this profile has S1, R1",
+        ],
+    ),
+    "one-corpus": (
+        ("S1", "S5"),
+        _one_corpus(("crema_d", "CREMA-D")),
+        ["table_4", "table_5", "table_8", "table_7", "table_s41"],
+        [
+            "Table S26: skipped",
+            "Table S33: skipped, leave-one-corpus-out trains on some corpora and tests "
+            "on another; this profile reads only CREMA-D",
+            "Table 6, Fig. S30 and Tables S31, S32: skipped",
+        ],
+    ),
+    "two-corpora-loco": (
+        ("S1", "S5"),
+        _merge(_one_corpus(("crema_d", "CREMA-D"), ("ravdess", "RAVDESS")), {"analysis": {"loco_systems": ["S1"]}}),
+        ["table_5", "table_s33_loco", "table_7"],
+        ["Table 6, Fig. S30 and Tables S31, S32: skipped"],
+    ),
+    "folds-probe-s6": (
+        ("S5",),
+        {
+            "data": {"folds": 2},
+            "analysis": {"layer_probe": "all"},
+            "systems": {"S6": {"input": "wav2vec2_layers", "layers": "all"}, "S5-best": {"layers": "best"}},
+        },
+        [
+            "table_s12",
+            "table_s14_probe_folds",
+            "fig_s13",
+            "fig_s27",
+            "table_5",
+            "table_s27_beyond",
+            "table_s29_fold_curves",
+            "table_7",
+            "table_s50",
+        ],
+        [
+            "Table S26: skipped",
+            "Table 6, Fig. S30 and Tables S31, S32: skipped",
+            "Fig. 1 is skipped: it draws Tri-Aug on a clip's log-Mel features",
+        ],
+    ),
 }
 
 
@@ -171,7 +238,7 @@ def _check_profile(name: str, folder: RunFolder) -> None:
         assert set(pd.read_csv(folder.tables / "table_5.csv")["system"]) == {"S1"}
         report = folder.report.read_text()
         assert "none: no system of this run reads wav2vec2" in report and "Random encoder weights" not in report
-        key = report[report.index('id="key-results"'):][:3000]  # the analysed system's row comes from Table S27
+        key = report[report.index('id="key-results"') :][:3000]  # the analysed system's row comes from Table S27
         assert "<b>R1</b>" in key and "log-Mel features only" in key and 'href="#table-s27"' in key
         # `serlib run exp/mine.yaml` wrote exp/reports/<run.name>/, beside the YAML (README, "Your own parameters file")
         assert (folder.root.parents[1] / "mine.yaml").is_file() and folder.root.parent.name == "reports"
@@ -193,12 +260,19 @@ def _write(tmp_path: Path, profile: dict) -> Path:
     return path
 
 
-@pytest.mark.parametrize("profile, message", [
-    ({"data": {"emodb": "."}, "analysis": {"loco_systems": ["S1"]}},
-     "'analysis.loco_systems' must be null or [] with one corpus"),
-    ({"data": {"emodb": ".", "folds": 11}}, "'data.folds' = 11 is more folds than speakers (EmoDB has 10 in the "
-                                           "public release)"),
-])
+@pytest.mark.parametrize(
+    "profile, message",
+    [
+        (
+            {"data": {"emodb": "."}, "analysis": {"loco_systems": ["S1"]}},
+            "'analysis.loco_systems' must be null or [] with one corpus",
+        ),
+        (
+            {"data": {"emodb": ".", "folds": 11}},
+            "'data.folds' = 11 is more folds than speakers (EmoDB has 10 in the public release)",
+        ),
+    ],
+)
 def test_a_bad_combination_is_one_line_at_load(tmp_path, profile, message):
     with pytest.raises(ConfigError) as err:
         load_config(_write(tmp_path, profile))
@@ -206,9 +280,15 @@ def test_a_bad_combination_is_one_line_at_load(tmp_path, profile, message):
 
 
 def test_more_folds_than_the_demo_corpus_has_speakers_stops_serlib_run_before_anything(tmp_path, capsys):
-    path = _write(tmp_path, {"run": {"name": "bad"}, "data": {"demo": {"root": str(tmp_path / "corpus"),
-                                                                        "scale": "smoke"}, "folds": 6},
-                             "systems": {s: None for s in PAPER[1:]}, "analysis": {"primary_system": "S1"}})
+    path = _write(
+        tmp_path,
+        {
+            "run": {"name": "bad"},
+            "data": {"demo": {"root": str(tmp_path / "corpus"), "scale": "smoke"}, "folds": 6},
+            "systems": {s: None for s in PAPER[1:]},
+            "analysis": {"primary_system": "S1"},
+        },
+    )
     assert main(["run", str(path)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'data.folds' = 6 is more folds than speakers" in err
@@ -224,15 +304,23 @@ def test_more_folds_than_a_corpus_copy_holds_is_one_line_when_the_folds_are_made
     folder = RunFolder(tmp_path / "run").ensure()
     if not SMOKE_CORPUS.is_dir():
         pipeline.ensure_corpus(load_config(REPO / "parameters" / "smoke.yaml"))
-    with pytest.raises(ConfigError, match=r"'data\.folds' = 6 is more folds than speakers \(EmoDB has 5 in .*"
-                                          r"manifest\.csv\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'data\.folds' = 6 is more folds than speakers \(EmoDB has 5 in .*"
+        r"manifest\.csv\)",
+    ):
         pipeline.ensure_manifest(cfg, folder)
 
 
-@pytest.mark.parametrize("select, read", [({"enabled": False, "scope": "shared"}, False),
-                                          ({"enabled": True, "scope": "system"}, False),
-                                          ({"enabled": True, "scope": "family"}, False),
-                                          ({"enabled": True, "scope": "shared"}, True)])
+@pytest.mark.parametrize(
+    "select, read",
+    [
+        ({"enabled": False, "scope": "shared"}, False),
+        ({"enabled": True, "scope": "system"}, False),
+        ({"enabled": True, "scope": "family"}, False),
+        ({"enabled": True, "scope": "shared"}, True),
+    ],
+)
 def test_select_system_is_checked_only_where_it_is_read(tmp_path, select, read):
     # train.select.system names the system of the one shared grid; a profile without S5 need not set it otherwise
     profile = {"systems": {"S5": None}, "analysis": {"primary_system": "S4"}, "train": {"select": select}}

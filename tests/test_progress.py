@@ -1,5 +1,6 @@
 """Live progress: the runner's heartbeat reads the stages' events, training appends each epoch as it
 finishes, extraction reports clips k/N, and the CLI's -q / -v set what is printed."""
+
 import json
 
 import nbformat
@@ -54,10 +55,12 @@ def _notebook(path, source):
 def test_the_runner_prints_a_heartbeat_with_the_latest_event(tmp_path, monkeypatch, capsys):
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
-    _notebook(notebooks / "01_data.ipynb",
-              "import time\nfrom pathlib import Path\nfrom serlib.common.progress import Progress\n"
-              "Progress(Path(run_dir) / 'progress.jsonl', 'train')('S5 seed 0: epoch 3/8, val acc 0.612')\n"
-              "time.sleep(3)")
+    _notebook(
+        notebooks / "01_data.ipynb",
+        "import time\nfrom pathlib import Path\nfrom serlib.common.progress import Progress\n"
+        "Progress(Path(run_dir) / 'progress.jsonl', 'train')('S5 seed 0: epoch 3/8, val acc 0.612')\n"
+        "time.sleep(3)",
+    )
     monkeypatch.setattr(runner, "HEARTBEAT_S", 0.5)
     cfg = load_config(ROOT / "parameters" / "smoke.yaml")
     runner.run_report(cfg, out=tmp_path / "run", only=["01_data"], notebooks_dir=notebooks)
@@ -96,6 +99,6 @@ def test_serlib_report_shows_the_annotations_saved_since_the_run(smoke_copy, cap
     assert main(["report", str(smoke_copy.root)]) == 0
     after = smoke_copy.report.read_text(encoding="utf-8")
     assert "ana: flat contour on the stressed word" in after or "flat contour on the stressed word" in after
-    summary = after[after.index("<b>Table S51.</b>"):]
-    summary = summary[:summary.index("</table>")]
+    summary = after[after.index("<b>Table S51.</b>") :]
+    summary = summary[: summary.index("</table>")]
     assert ">1<" in summary  # one clip annotated now, counted in Table S51

@@ -1,4 +1,5 @@
 """Evaluation protocols beside the paper's split: speaker folds and leave-one-corpus-out; per-system tuning."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -12,12 +13,17 @@ from serlib.modelling import systems
 
 def _manifest():
     rows = []
-    for corpus, speakers in (("CREMA-D", ["c1", "c2", "c3", "c4"]), ("RAVDESS", ["r1", "r2", "r3"]),
-                             ("EmoDB", ["e1", "e2"])):
+    for corpus, speakers in (
+        ("CREMA-D", ["c1", "c2", "c3", "c4"]),
+        ("RAVDESS", ["r1", "r2", "r3"]),
+        ("EmoDB", ["e1", "e2"]),
+    ):
         for i, spk in enumerate(speakers):
             split = ["train", "val", "test", "train"][i]
-            rows += [{"utt_id": f"{spk}-{k}", "corpus": corpus, "speaker": f"{corpus}:{spk}", "split": split}
-                     for k in range(3)]
+            rows += [
+                {"utt_id": f"{spk}-{k}", "corpus": corpus, "speaker": f"{corpus}:{spk}", "split": split}
+                for k in range(3)
+            ]
     return pd.DataFrame(rows)
 
 
@@ -35,8 +41,11 @@ def test_fold_protocol_reads_the_fold_table(tmp_path):
     folder = RunFolder(tmp_path).ensure()
     manifest = _manifest()
     speakers = sorted(set(manifest["speaker"]))
-    rows = [{"fold": f, "speaker": s, "split": "test" if i % 2 == f - 1 else "train"} for f in (1, 2)
-            for i, s in enumerate(speakers)]
+    rows = [
+        {"fold": f, "speaker": s, "split": "test" if i % 2 == f - 1 else "train"}
+        for f in (1, 2)
+        for i, s in enumerate(speakers)
+    ]
     pd.DataFrame(rows).to_csv(folder.folds, index=False)
     one, two = (protocol_subsets(folder, p, manifest) for p in ("fold1", "fold2"))
     assert ((one == "test") != (two == "test")).all()  # every clip tested in exactly one fold
@@ -59,17 +68,31 @@ def test_protocol_runs_live_apart_from_the_papers(tmp_path):
 
 
 def _cfg(scope: str) -> Config:
-    s = {"S1": SystemConfig(input="logmel", model=ModelConfig(arch="shallow")),
-         "S2": SystemConfig(model=ModelConfig(arch="shallow")),
-         "S3": SystemConfig(model=ModelConfig(se=False)), "S5": SystemConfig()}
+    s = {
+        "S1": SystemConfig(input="logmel", model=ModelConfig(arch="shallow")),
+        "S2": SystemConfig(model=ModelConfig(arch="shallow")),
+        "S3": SystemConfig(model=ModelConfig(se=False)),
+        "S5": SystemConfig(),
+    }
     return Config(train=TrainConfig(select=SelectConfig(enabled=True, scope=scope)), systems=s)
 
 
-@pytest.mark.parametrize("scope,expected", [
-    ("system", {"S1": ("S1", "S1"), "S3": ("S3", "S3"), "S5": ("S5", "S5")}),
-    ("family", {"S1": ("logmel-shallow", "S1"), "S2": ("wav2vec2-shallow", "S2"), "S3": ("wav2vec2-resattn", "S5"),
-                "S5": ("wav2vec2-resattn", "S5")}),
-    ("shared", {"S1": ("shared", "S5"), "S3": ("shared", "S5")})])
+@pytest.mark.parametrize(
+    "scope,expected",
+    [
+        ("system", {"S1": ("S1", "S1"), "S3": ("S3", "S3"), "S5": ("S5", "S5")}),
+        (
+            "family",
+            {
+                "S1": ("logmel-shallow", "S1"),
+                "S2": ("wav2vec2-shallow", "S2"),
+                "S3": ("wav2vec2-resattn", "S5"),
+                "S5": ("wav2vec2-resattn", "S5"),
+            },
+        ),
+        ("shared", {"S1": ("shared", "S5"), "S3": ("shared", "S5")}),
+    ],
+)
 def test_selection_groups(scope, expected):
     cfg = _cfg(scope)
     for name, group in expected.items():
@@ -89,6 +112,15 @@ def test_the_papers_split_is_the_manifests_and_the_manifest_is_read_when_not_giv
     folder = RunFolder(tmp_path).ensure()
     manifest = _manifest()
     assert protocol_subsets(folder, "split", manifest).equals(manifest["split"])
-    manifest.assign(path="a.wav", sex="female", emotion_code="ANG", emotion="anger", sentence="", duration_s=2.0,
-                    sample_rate=16000, channels=1, label="negative").to_csv(folder.manifest, index=False)
+    manifest.assign(
+        path="a.wav",
+        sex="female",
+        emotion_code="ANG",
+        emotion="anger",
+        sentence="",
+        duration_s=2.0,
+        sample_rate=16000,
+        channels=1,
+        label="negative",
+    ).to_csv(folder.manifest, index=False)
     assert list(protocol_subsets(folder, "loco-EmoDB")) == list(protocol_subsets(folder, "loco-EmoDB", manifest))

@@ -1,14 +1,15 @@
 """Tests of serlib.inference.quantise: BatchNorm folding keeps the function, int8 leaves the model alone."""
+
 from __future__ import annotations
 
 import pytest
 import torch
+from test_deploy import _small_model
 from torch import nn
 
 from serlib.common.config import ModelConfig
 from serlib.inference import quantise
 from serlib.modelling.models import build_model
-from test_deploy import _small_model
 
 
 def test_fold_batchnorm_keeps_the_outputs():

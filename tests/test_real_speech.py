@@ -5,6 +5,7 @@ absent, as the real-names tests are.
 What synthetic audio cannot show: the reader and MCULP on real files, finite log-Mel and eGeMAPS features of real
 recordings, a fit on them, ``serlib predict`` on real clips and the listening station's pitch track on real voices.
 """
+
 from __future__ import annotations
 
 import os
@@ -48,10 +49,13 @@ def sample() -> Path:
 def real_run(sample, tmp_path_factory):
     """A run on the sample: manifest, log-Mel features and the log-Mel baseline S1 fitted for one epoch."""
     tmp = tmp_path_factory.mktemp("real-speech")
-    profile = {"run": {"name": "real-speech"}, "data": {"emodb": str(sample)},
-               "train": {"max_epochs": 1, "seeds": [0], "threads": 1},
-               "systems": {s: None for s in ("S2", "S3", "S4", "S5", "A1", "A2", "A3")},
-               "analysis": {"primary_system": "S1", "feature_baselines": False}}
+    profile = {
+        "run": {"name": "real-speech"},
+        "data": {"emodb": str(sample)},
+        "train": {"max_epochs": 1, "seeds": [0], "threads": 1},
+        "systems": {s: None for s in ("S2", "S3", "S4", "S5", "A1", "A2", "A3")},
+        "analysis": {"primary_system": "S1", "feature_baselines": False},
+    }
     path = tmp / "real.yaml"
     path.write_text(yaml.safe_dump(profile))
     assert main(["-q", "train", str(path), "--out", str(tmp / "run")]) == 0  # as a user trains without the notebooks
@@ -128,8 +132,9 @@ def test_a_one_epoch_s1_fit_on_real_speech(real_run):
     np.testing.assert_allclose(preds[PROBS].sum(axis=1), 1.0, atol=1e-5)
 
 
-def test_serlib_predict_scores_real_clips_and_gives_the_runs_test_clips_their_predictions(sample, real_run, tmp_path,
-                                                                                          capsys):
+def test_serlib_predict_scores_real_clips_and_gives_the_runs_test_clips_their_predictions(
+    sample, real_run, tmp_path, capsys
+):
     _, folder, _ = real_run
     out = tmp_path / "preds.csv"
     assert main(["predict", str(folder.root), str(sample), "--system", "S1", "--out", str(out)]) == 0
@@ -144,8 +149,9 @@ def test_serlib_predict_scores_real_clips_and_gives_the_runs_test_clips_their_pr
     both = saved.merge(table, on="name", suffixes=("_saved", ""))
     both = both[both["duration_s"].astype(float) <= 8.0]  # clips that fit the window are scored as in training
     assert len(both) >= 3
-    np.testing.assert_allclose(both[PROBS].astype(float).to_numpy(),
-                               both[[f"{p}_saved" for p in PROBS]].to_numpy(), atol=1e-4)
+    np.testing.assert_allclose(
+        both[PROBS].astype(float).to_numpy(), both[[f"{p}_saved" for p in PROBS]].to_numpy(), atol=1e-4
+    )
 
 
 def test_the_listening_stations_pitch_track_finds_real_voices(sample):

@@ -1,4 +1,5 @@
 """The runner (serlib.report): papermill execution, failure path, identity block, offline HTML."""
+
 from __future__ import annotations
 
 import re
@@ -21,10 +22,16 @@ def _notebook(path: Path, heading: str, cells: list[str]) -> None:
     """A notebook in the project's shape: heading, parameters cell, open_run, then ``cells``."""
     params = nbformat.v4.new_code_cell('params_path = "../parameters/demo.yaml"\nrun_dir = ""')
     params.metadata["tags"] = ["parameters"]
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_markdown_cell(heading), params,
-        nbformat.v4.new_code_cell("from serlib.common.runfolder import open_run\ncfg, folder = open_run(params_path, run_dir)"),
-        *[nbformat.v4.new_code_cell(c) for c in cells]])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell(heading),
+            params,
+            nbformat.v4.new_code_cell(
+                "from serlib.common.runfolder import open_run\ncfg, folder = open_run(params_path, run_dir)"
+            ),
+            *[nbformat.v4.new_code_cell(c) for c in cells],
+        ]
+    )
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
 
@@ -45,9 +52,14 @@ def failed_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("runner")
     (tmp / "parameters").mkdir()
     params = tmp / "parameters" / "t.yaml"
-    params.write_text(yaml.safe_dump({"run": {"name": "t", "title": "Runner test report",
-                                              "notebooks": ["10_ok", "20_bad", "30_later"]},
-                                      "features": {"wav2vec2": {"weights": "random"}}}))
+    params.write_text(
+        yaml.safe_dump(
+            {
+                "run": {"name": "t", "title": "Runner test report", "notebooks": ["10_ok", "20_bad", "30_later"]},
+                "features": {"wav2vec2": {"weights": "random"}},
+            }
+        )
+    )
     notebooks = tmp / "nb"
     notebooks.mkdir()
     _notebook(notebooks / "10_ok.ipynb", "# 1. The good one", OK_CELLS)
@@ -102,7 +114,7 @@ def test_report_is_offline_and_code_hidden(failed_run):
     assert not REMOTE_SCRIPT.search(text)
     assert "<script" not in text  # nothing we show needs JavaScript
     assert "data:image/png;base64," in text  # figures embedded
-    assert re.search(r'<audio[^>]*controls', text) and "data:audio/wav;base64," in text
+    assert re.search(r"<audio[^>]*controls", text) and "data:audio/wav;base64," in text
     assert "show_table(pd.DataFrame" not in text  # inputs hidden
     assert "params_path =" not in text  # parameters cells left out
 
@@ -168,8 +180,11 @@ def test_run_report_needs_a_parameters_file():
 
 def test_render_html_strips_remote_scripts():
     cell = nbformat.v4.new_code_cell("")
-    cell.outputs = [nbformat.v4.new_output("display_data", data={
-        "text/html": '<script src="https://cdn.example.org/x.js"></script><p>kept</p>'})]
+    cell.outputs = [
+        nbformat.v4.new_output(
+            "display_data", data={"text/html": '<script src="https://cdn.example.org/x.js"></script><p>kept</p>'}
+        )
+    ]
     text = render_html(nbformat.v4.new_notebook(cells=[cell]))
     assert "<p>kept</p>" in text and not REMOTE_SCRIPT.search(text)
 
@@ -180,8 +195,9 @@ def test_only_reruns_one_notebook_and_shows_earlier_ones(failed_run, tmp_path):
     cfg, run, _ = failed_run
     copy = tmp_path / "run"
     shutil.copytree(run, copy)
-    report = run_report(cfg, out=copy, only=["30_later"], notebooks_dir=Path(cfg.source).parent.parent / "nb",
-                        verbose=False)
+    report = run_report(
+        cfg, out=copy, only=["30_later"], notebooks_dir=Path(cfg.source).parent.parent / "nb", verbose=False
+    )
     text = report.read_text()
     assert (copy / "notebooks" / "30_later.ipynb").is_file()
     assert 'id="nb-10_ok"' in text and 'id="nb-20_bad"' in text and 'id="nb-30_later"' in text
@@ -194,11 +210,14 @@ def test_table_and_figure_references_link_to_their_captions():
     from serlib.report.runner import _link_markdown, link_references
 
     targets = {"Table 5": "table-5", "Fig. 3": "fig-3"}
-    markup = '<p><b>Table 5.</b> As Fig. 3 shows, and Table 9 does not exist.</p><code>Table 5</code>'
-    assert link_references(markup, targets) == ('<p><b>Table 5.</b> As <a href="#fig-3">Fig. 3</a> shows, and '
-                                                 'Table 9 does not exist.</p><code>Table 5</code>')
+    markup = "<p><b>Table 5.</b> As Fig. 3 shows, and Table 9 does not exist.</p><code>Table 5</code>"
+    assert link_references(markup, targets) == (
+        '<p><b>Table 5.</b> As <a href="#fig-3">Fig. 3</a> shows, and Table 9 does not exist.</p><code>Table 5</code>'
+    )
     source = "## Table 5: results\nSee Table 5 and `Table 5`.\nThen Fig. 3.\n"
-    assert _link_markdown(source, targets) == "## Table 5: results\nSee Table 5 and `Table 5`.\nThen [Fig. 3](#fig-3).\n"
+    assert (
+        _link_markdown(source, targets) == "## Table 5: results\nSee Table 5 and `Table 5`.\nThen [Fig. 3](#fig-3).\n"
+    )
 
 
 def test_the_key_results_box_scores_the_analysed_system_through_the_evaluation_api(tmp_path):

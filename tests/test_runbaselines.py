@@ -1,5 +1,6 @@
 """A run's baselines are trained by a pipeline stage (serlib.modelling.runbaselines), written beside the runs, reused
 while their inputs stand, and only read by the scoring (serlib.analysis.evaluation): scoring never trains."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -17,8 +18,9 @@ def run(tmp_path):
     cfg, folder = _run(tmp_path, {"S1": 0.6, "S5": 0.8})
     manifest = pd.read_csv(folder.manifest)
     number = manifest["speaker"].str[3:].astype(int)
-    manifest["split"] = ["train" if n < N_SPEAKERS // 2 else "val" if n < 3 * N_SPEAKERS // 4 else "test"
-                         for n in number]
+    manifest["split"] = [
+        "train" if n < N_SPEAKERS // 2 else "val" if n < 3 * N_SPEAKERS // 4 else "test" for n in number
+    ]
     manifest.to_csv(folder.manifest, index=False)
     cfg.analysis.feature_baselines = False  # the duration baseline only: no audio, no features here
     return cfg, folder, manifest

@@ -5,6 +5,7 @@ Each test names its case (1-13, and "one line" for the tracebacks list). They us
 written here and the session's smoke run; none trains a new run except the interrupted-retrain test (one
 smoke system, two epochs). Symbols that main lacks are imported inside the tests that need them.
 """
+
 from __future__ import annotations
 
 import errno
@@ -55,8 +56,9 @@ def tone(path: Path, seconds: float = 0.5, rate: int = 16000) -> Path:
 def wav_with_rate(path: Path, rate: int, frames: int) -> Path:
     """A 16-bit PCM WAV whose header states ``rate`` (soundfile refuses to write odd rates itself)."""
     size = frames * 2
-    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + size, b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16,
-                         b"data", size)
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + size, b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16, b"data", size
+    )
     samples = (1000 * np.sin(np.arange(frames) / 7)).astype("<i2").tobytes()
     path.write_bytes(header + samples)
     return path
@@ -92,8 +94,18 @@ class _Evil:
 
 
 def evil_checkpoint(path: Path, marker: Path) -> Path:
-    torch.save({"state_dict": {}, "model": {}, "in_channels": 32, "frames": 100, "input": "wav2vec2",
-                "key": "0" * 16, "payload": _Evil(marker)}, path)
+    torch.save(
+        {
+            "state_dict": {},
+            "model": {},
+            "in_channels": 32,
+            "frames": 100,
+            "input": "wav2vec2",
+            "key": "0" * 16,
+            "payload": _Evil(marker),
+        },
+        path,
+    )
     return path
 
 
@@ -238,8 +250,11 @@ def test_3_resampling_memory_does_not_grow_with_an_odd_rate(tmp_path):
     assert len(wave) == audio.probe_samples(tmp_path / "odd.wav")
     for rate in (8000, 22050, 44100, 48000):  # common rates: exactly torchaudio's own result, as before
         sf.write(tmp_path / f"r{rate}.wav", np.sin(np.arange(rate // 10) / 5).astype("float32"), rate)
-        direct = __import__("torchaudio").functional.resample(
-            torch.from_numpy(sf.read(tmp_path / f"r{rate}.wav", dtype="float32")[0]), rate, 16000).numpy()
+        direct = (
+            __import__("torchaudio")
+            .functional.resample(torch.from_numpy(sf.read(tmp_path / f"r{rate}.wav", dtype="float32")[0]), rate, 16000)
+            .numpy()
+        )
         np.testing.assert_array_equal(audio.load_audio(tmp_path / f"r{rate}.wav"), direct)
 
 
@@ -250,17 +265,20 @@ def test_3_an_absurd_header_rate_is_an_error_row(smoke_run, tmp_path, rate):
     assert "sample rate" in table.at[0, "error"] and str(rate) in table.at[0, "error"]
 
 
-@pytest.mark.parametrize("text, key", [
-    ("features: {frames: 99999999999}\n", "features.frames"),
-    ("train: {seeds: [0, 4294967296]}\n", r"train.seeds\[1\]"),
-    ("run: {seed: 4294967296}\n", "run.seed"),
-    ("data: {split_seed: 99999999999}\n", "data.split_seed"),
-    ("train: {batch_size: 100000000}\n", "train.batch_size"),
-    ("train: {eval_batch_size: 100000000}\n", "train.eval_batch_size"),
-    ("features: {wav2vec2: {batch_size: 100000000}}\n", "features.wav2vec2.batch_size"),
-    ("train: {max_epochs: 1000000000}\n", "train.max_epochs"),
-    ("analysis: {bootstrap_resamples: 1000000000}\n", "analysis.bootstrap_resamples"),
-])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("features: {frames: 99999999999}\n", "features.frames"),
+        ("train: {seeds: [0, 4294967296]}\n", r"train.seeds\[1\]"),
+        ("run: {seed: 4294967296}\n", "run.seed"),
+        ("data: {split_seed: 99999999999}\n", "data.split_seed"),
+        ("train: {batch_size: 100000000}\n", "train.batch_size"),
+        ("train: {eval_batch_size: 100000000}\n", "train.eval_batch_size"),
+        ("features: {wav2vec2: {batch_size: 100000000}}\n", "features.wav2vec2.batch_size"),
+        ("train: {max_epochs: 1000000000}\n", "train.max_epochs"),
+        ("analysis: {bootstrap_resamples: 1000000000}\n", "analysis.bootstrap_resamples"),
+    ],
+)
 def test_3_config_upper_bounds_are_checked_at_load(tmp_path, text, key):
     path = tmp_path / "p.yaml"
     path.write_text(text)
@@ -346,8 +364,19 @@ def test_5_prune_works_only_in_a_cache_serlib_marked(tmp_path):
 
 
 def test_5_make_clean_reports_removes_only_what_serlib_wrote(tmp_path):
-    written = ("report.html", "report.stale", "config.resolved.yaml", "timings.json", "progress.jsonl", "notebooks",
-               "data", "models", "analysis", "tables", "figures")  # what a run writes at its top level
+    written = (
+        "report.html",
+        "report.stale",
+        "config.resolved.yaml",
+        "timings.json",
+        "progress.jsonl",
+        "notebooks",
+        "data",
+        "models",
+        "analysis",
+        "tables",
+        "figures",
+    )  # what a run writes at its top level
     shutil.copy(REPO / "Makefile", tmp_path / "Makefile")
     run = tmp_path / "reports" / "demo"
     run.mkdir(parents=True)
@@ -361,7 +390,11 @@ def test_5_make_clean_reports_removes_only_what_serlib_wrote(tmp_path):
     done = subprocess.run(["make", "-s", "clean-reports"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == [
-        "listening", "listening/annotations.csv", "listening/my-summary.docx", "my-notes.txt"]
+        "listening",
+        "listening/annotations.csv",
+        "listening/my-summary.docx",
+        "my-notes.txt",
+    ]
     from serlib.common.runfolder import RECOMPUTABLE
 
     make = (REPO / "Makefile").read_text()
@@ -422,8 +455,9 @@ def _spreadsheet_times(path):
     path.write_text(path.read_text().replace("T12:00:0", " 12:00:0").replace(".000000Z", ""))
 
 
-@pytest.mark.parametrize("resave", [_pandas_floats, _semicolons_bom, _utf16_tabs, _header_case, _true_yes,
-                                    _latin1_note, _spreadsheet_times])
+@pytest.mark.parametrize(
+    "resave", [_pandas_floats, _semicolons_bom, _utf16_tabs, _header_case, _true_yes, _latin1_note, _spreadsheet_times]
+)
 def test_6_annotations_resaved_by_a_spreadsheet_are_read_whole(tmp_path, resave):
     from serlib.analysis import annotations as ls
 
@@ -503,8 +537,9 @@ def hostile_folder(tmp_path):
 
 def test_7_9_13_every_input_is_one_row_with_the_truth(smoke_run, hostile_folder, tmp_path, capsys):
     out = tmp_path / "preds.csv"
-    code, _, err = run_cli(["predict", str(smoke_run.root), "--system", "S1", str(hostile_folder), "--out", str(out)],
-                           capsys)
+    code, _, err = run_cli(
+        ["predict", str(smoke_run.root), "--system", "S1", str(hostile_folder), "--out", str(out)], capsys
+    )
     assert code == 1 and out.is_file()  # some rows failed; the others were written
     table = pd.read_csv(out, keep_default_na=False).set_index("path")
     root = str(hostile_folder)
@@ -539,8 +574,11 @@ def test_a_folder_in_a_list_is_expanded_like_a_folder_argument(tmp_path):
     listing = tmp_path / "inputs.txt"
     listing.write_text(f"{tmp_path / 'clips' / 'a'}\nclips/three.wav\nclips/nowhere\n")
     found = gather_audio([listing])
-    assert found[:3] == [(str(tmp_path / "clips" / "a" / "b" / "two.flac"), None),
-                         (str(tmp_path / "clips" / "a" / "one.wav"), None), (str(tmp_path / "clips" / "three.wav"), None)]
+    assert found[:3] == [
+        (str(tmp_path / "clips" / "a" / "b" / "two.flac"), None),
+        (str(tmp_path / "clips" / "a" / "one.wav"), None),
+        (str(tmp_path / "clips" / "three.wav"), None),
+    ]
     assert found[3][0] == str(tmp_path / "clips" / "nowhere") and found[3][1] == f"not found (listed in {listing})"
 
 
@@ -570,8 +608,9 @@ def test_10_an_encoder_of_another_width_than_the_weights_is_refused(bundle_copy)
 
     predictor = Predictor.from_bundle(bundle_copy, device="cpu")  # S1: log-Mel, 64 bands
     assert predictor.input == "logmel" and predictor.in_channels == 64
-    predictor.features = dataclasses.replace(predictor.features, logmel=dataclasses.replace(
-        predictor.features.logmel, n_mels=48))  # an encoder that is not the one the weights learned from
+    predictor.features = dataclasses.replace(
+        predictor.features, logmel=dataclasses.replace(predictor.features.logmel, n_mels=48)
+    )  # an encoder that is not the one the weights learned from
     with pytest.raises(BundleError, match="gives 48 channels, but the classifier was trained on 64"):
         predictor.encoder
 
@@ -666,8 +705,9 @@ def _garbage(path: Path) -> None:
     path.write_bytes(b"\x00\xffnot what it should be{[")
 
 
-@pytest.mark.parametrize("damaged", ["models/S5/seed0/checkpoint.pt", "config.resolved.yaml",
-                                     "models/S5/seed0/config.json"])
+@pytest.mark.parametrize(
+    "damaged", ["models/S5/seed0/checkpoint.pt", "config.resolved.yaml", "models/S5/seed0/config.json"]
+)
 def test_one_line_for_a_corrupt_run_file(smoke_copy, tmp_path, capsys, damaged):
     _garbage(smoke_copy.root / damaged)
     code, _, err = run_cli(["predict", str(smoke_copy.root), "--system", "S5", str(tone(tmp_path / "x.wav"))], capsys)
@@ -685,6 +725,7 @@ def test_one_line_for_a_corrupt_bundle_json_and_timings(bundle_copy, smoke_copy,
 
 def test_predict_takes_a_folder_serlib_train_made(smoke_copy, tmp_path):
     smoke_copy.resolved_config.unlink()  # what `serlib train` leaves: models/ without config.resolved.yaml
-    table = Predictor.from_run(smoke_copy.root, system="S1", device="cpu").predict([tone(tmp_path / "x.wav")],
-                                                                                    progress=False)
+    table = Predictor.from_run(smoke_copy.root, system="S1", device="cpu").predict(
+        [tone(tmp_path / "x.wav")], progress=False
+    )
     assert table.at[0, "error"] == "" and table.at[0, "model_id"].startswith("smoke:S1:seed0:")

@@ -1,5 +1,6 @@
 """Tests of serlib.report.station: the listening station driven programmatically (its widgets, saves, filters,
 keys, resuming, several listeners). The run folder is fabricated (see tests/test_confusion.py)."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -103,9 +104,12 @@ def test_two_stations_interleaving_saves_keep_both_listeners_work(run):
     assert tab2.note.value == "whispered"  # the merged row is shown after the save
     tab1.set_tags(["ambiguous_arousal", "other"])
     assert rows_of(folder.annotations) == {
-        (u[0], "ana"): (1, 0, 0, 0, ""), (u[0], "ben"): (0, 0, 0, 1, "sounds calm to me"),
-        (u[1], "ana"): (0, 0, 0, 0, "laughs at the end"), (u[1], "ben"): (0, 0, 1, 0, ""),
-        (u[2], ""): (0, 1, 0, 1, "whispered")}
+        (u[0], "ana"): (1, 0, 0, 0, ""),
+        (u[0], "ben"): (0, 0, 0, 1, "sounds calm to me"),
+        (u[1], "ana"): (0, 0, 0, 0, "laughs at the end"),
+        (u[1], "ben"): (0, 0, 1, 0, ""),
+        (u[2], ""): (0, 1, 0, 1, "whispered"),
+    }
     reopened = ListeningStation(cfg, folder, clips, plots=False, annotator="ben")
     assert reopened.index == 1 and reopened.annotation(u[0])["note"] == "sounds calm to me"  # ben last viewed clip 1
     total = reopened.summary().iloc[-1]

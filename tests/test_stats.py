@@ -1,5 +1,6 @@
 """The statistics behind every interval and test of the report, against hand-computed cases and
 independent implementations (scikit-learn, statsmodels)."""
+
 from __future__ import annotations
 
 import itertools
@@ -96,9 +97,14 @@ def test_paired_bootstrap_sees_a_consistent_improvement():
     assert row["lo"] > 0 and row["share_le_0"] == 0
 
 
-@pytest.mark.parametrize("a,b", [([1, 1, 0, 0, 1, 0, 1, 1], [1, 0, 0, 1, 1, 1, 1, 1]),
-                                 ([1] * 30 + [0] * 10, [1] * 20 + [0] * 10 + [1] * 10),
-                                 ([1, 0, 1], [1, 0, 1])])
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        ([1, 1, 0, 0, 1, 0, 1, 1], [1, 0, 0, 1, 1, 1, 1, 1]),
+        ([1] * 30 + [0] * 10, [1] * 20 + [0] * 10 + [1] * 10),
+        ([1, 0, 1], [1, 0, 1]),
+    ],
+)
 def test_mcnemar_matches_statsmodels(a, b):
     a, b = np.array(a, bool), np.array(b, bool)
     got = stats.mcnemar_exact(a, b)
@@ -135,8 +141,9 @@ def test_zscore_within_speaker():
 def test_compare_predictions_aligns_on_shared_clips():
     y, pred, speakers = _toy()
     names = np.array(["negative", "sad_fear", "pos_neutral"])
-    a = pd.DataFrame({"utt_id": [f"u{i}" for i in range(len(y))], "label": names[y], "pred": names[pred],
-                      "speaker": speakers})
+    a = pd.DataFrame(
+        {"utt_id": [f"u{i}" for i in range(len(y))], "label": names[y], "pred": names[pred], "speaker": speakers}
+    )
     better = pred.copy()
     better[::2] = y[::2]
     b = a.assign(pred=names[better]).iloc[5:]  # b lacks the first five clips
@@ -170,8 +177,9 @@ def _per_speaker_uar(y, pred, speakers):
     for s in sorted(set(speakers)):
         rows = np.asarray(speakers) == s
         present = np.unique(y[rows])
-        out.append(np.mean([recall_score(y[rows], p[rows], labels=present, average="macro", zero_division=0)
-                            for p in pred]))
+        out.append(
+            np.mean([recall_score(y[rows], p[rows], labels=present, average="macro", zero_division=0) for p in pred])
+        )
     return np.array(out)
 
 
@@ -190,7 +198,7 @@ def test_signflip_matches_brute_force_enumeration_with_seeds():
     deltas = _per_speaker_uar(y, b, speakers) - _per_speaker_uar(y, a, speakers)
     out = stats.speaker_signflip_test(y, a, b, speakers, metric="uar")
     assert out["mean_speaker_delta"] == pytest.approx(deltas.mean())
-    assert out["p"] == pytest.approx(_brute_force_p(deltas)) and out["exact"] and out["n_patterns"] == 2 ** 7
+    assert out["p"] == pytest.approx(_brute_force_p(deltas)) and out["exact"] and out["n_patterns"] == 2**7
 
 
 def test_signflip_beyond_the_exact_limit_draws_seeded_patterns_near_the_exact_p():
@@ -218,16 +226,23 @@ def test_signflip_of_identical_systems_is_one():
     out = stats.speaker_signflip_test(y, pred, pred, ["a", "a", "b", "b", "c", "c"])
     assert out["p"] == 1.0 and out["mean_speaker_delta"] == 0.0
 
+
 def test_group_metrics_score_each_group_alone_and_average_the_seeds():
     y, pred, speakers = _toy(n_speakers=9)
-    groups = np.where(np.isin(speakers, ["spk0", "spk1", "spk2"]), "fold1",
-                      np.where(np.isin(speakers, ["spk3", "spk4", "spk5"]), "fold2", "fold3"))
+    groups = np.where(
+        np.isin(speakers, ["spk0", "spk1", "spk2"]),
+        "fold1",
+        np.where(np.isin(speakers, ["spk3", "spk4", "spk5"]), "fold2", "fold3"),
+    )
     other = np.where(np.arange(len(y)) % 4 == 0, (pred + 1) % 3, pred)  # a second seed
     table = stats.group_metrics(y, np.stack([pred, other]), groups).set_index("group")
     for fold in ("fold1", "fold2", "fold3"):
         part = groups == fold
-        for metric, score in (("accuracy", accuracy_score), ("uar", lambda a, b: recall_score(a, b, average="macro")),
-                              ("macro_f1", lambda a, b: f1_score(a, b, average="macro"))):
+        for metric, score in (
+            ("accuracy", accuracy_score),
+            ("uar", lambda a, b: recall_score(a, b, average="macro")),
+            ("macro_f1", lambda a, b: f1_score(a, b, average="macro")),
+        ):
             expected = np.mean([score(y[part], p[part]) for p in (pred, other)])
             assert table.at[fold, metric] == pytest.approx(expected), (fold, metric)
         assert table.at[fold, "n_clips"] == part.sum()

@@ -1,6 +1,7 @@
 """serlib sweep: sweep files and their variants, whole and half-written runs, the local and Ray executors (the
 same numbers either way, the feature cache filled once, a killed task retried, a failed variant isolated, a re-run
 finishing only what is missing) and the sweep report."""
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ SMOKE_SWEEP = REPO / "parameters" / "sweeps" / "smoke.yaml"
 VARIANTS = ["base", "noise-0.2", "frames-60"]
 try:
     import ray  # noqa: F401  (the optional extra: the Ray tests run where it is installed, as in the CI)
+
     NO_RAY = ""
 except ImportError:
     NO_RAY = "Ray is not installed (the optional extra: pip install 'serlib[ray]' or make setup EXTRAS=ray)"
@@ -42,8 +44,11 @@ def _sweep_file(folder: Path, text: str) -> Path:
 
 
 def test_a_grid_names_its_variants_and_the_unchanged_one_is_the_baseline(tmp_path):
-    path = _sweep_file(tmp_path, "name: lr\nsystems: [S1, S5]\nseeds: [3]\ngrid:\n  train.lr: [3.0e-3, 1.0e-3]\n"
-                                 "  features.wav2vec2.model_id: [facebook/wav2vec2-base]\n")
+    path = _sweep_file(
+        tmp_path,
+        "name: lr\nsystems: [S1, S5]\nseeds: [3]\ngrid:\n  train.lr: [3.0e-3, 1.0e-3]\n"
+        "  features.wav2vec2.model_id: [facebook/wav2vec2-base]\n",
+    )
     sweep = load_sweep(path, tmp_path / "out")
     assert [v.name for v in sweep.variants] == ["lr-0.001_model_id-wav2vec2-base", "lr-0.003_model_id-wav2vec2-base"]
     base, other = sweep.variants
@@ -65,21 +70,32 @@ def test_a_base_variant_is_added_first_when_none_equals_the_base_profile(tmp_pat
     assert set(sweep.baseline.cfg.systems) == set(load_config(REPO / "parameters" / "smoke.yaml").systems)
 
 
-@pytest.mark.parametrize("text, words", [
-    ("name: a\nvariantz: []\n", ["unknown key 'variantz'", "did you mean 'variants'"]),
-    ("name: a\nvariants: [{name: v, set: {train.lrr: 1.0}}]\n", ["(variant v)", "unknown key 'train.lrr'"]),
-    ("name: a\nvariants: [{name: ../v, set: {}}]\n", ["variant name '../v'", "plain folder name"]),
-    ("name: ../a\nvariants: [{name: v, set: {}}]\n", ["'name' must be a plain folder name"]),
-    ("name: a\nvariants: [{name: v, set: {}}, {name: v, set: {train.lr: 1.0}}]\n", ["v given twice"]),
-    ("name: a\nsystems: [S9]\nvariants: [{name: v, set: {}}]\n", ["'systems' names S9"]),
-    ("name: a\n", ["the sweep has no variant"]),
-    ("name: a\nvariants: [{name: v, set: {model_defaults.resattn.width_scale: 0.1}}]\n",
-     ["cannot be overridden", "systems.<name>.model.<field>"]),
-    ("name: a\nbaseline: w\nvariants: [{name: v, set: {}}]\n", ["'baseline' names 'w'"]),
-    ("name: a\ngrid: {train.lr: 0.1}\n", ["'grid.train.lr' must be a non-empty list"]),
-    ("name: a\nbase: ../nowhere.yaml\nvariants: [{name: v, set: {}}]\n", ["'base' = ../nowhere.yaml is not a file"]),
-    ("name: a\nvariants: [{name: v, set: {train.lr.x: 1}}]\n", ["'train.lr' holds a value", "set 'train.lr' itself"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("name: a\nvariantz: []\n", ["unknown key 'variantz'", "did you mean 'variants'"]),
+        ("name: a\nvariants: [{name: v, set: {train.lrr: 1.0}}]\n", ["(variant v)", "unknown key 'train.lrr'"]),
+        ("name: a\nvariants: [{name: ../v, set: {}}]\n", ["variant name '../v'", "plain folder name"]),
+        ("name: ../a\nvariants: [{name: v, set: {}}]\n", ["'name' must be a plain folder name"]),
+        ("name: a\nvariants: [{name: v, set: {}}, {name: v, set: {train.lr: 1.0}}]\n", ["v given twice"]),
+        ("name: a\nsystems: [S9]\nvariants: [{name: v, set: {}}]\n", ["'systems' names S9"]),
+        ("name: a\n", ["the sweep has no variant"]),
+        (
+            "name: a\nvariants: [{name: v, set: {model_defaults.resattn.width_scale: 0.1}}]\n",
+            ["cannot be overridden", "systems.<name>.model.<field>"],
+        ),
+        ("name: a\nbaseline: w\nvariants: [{name: v, set: {}}]\n", ["'baseline' names 'w'"]),
+        ("name: a\ngrid: {train.lr: 0.1}\n", ["'grid.train.lr' must be a non-empty list"]),
+        (
+            "name: a\nbase: ../nowhere.yaml\nvariants: [{name: v, set: {}}]\n",
+            ["'base' = ../nowhere.yaml is not a file"],
+        ),
+        (
+            "name: a\nvariants: [{name: v, set: {train.lr.x: 1}}]\n",
+            ["'train.lr' holds a value", "set 'train.lr' itself"],
+        ),
+    ],
+)
 def test_sweep_file_errors_name_the_file_the_variant_and_the_key(tmp_path, text, words):
     path = _sweep_file(tmp_path, text)
     with pytest.raises(ConfigError) as err:
@@ -114,16 +130,21 @@ def test_preflight_problems_stop_the_sweep_before_anything_is_written(tmp_path):
 def test_the_encoders_sweep_is_prepared_and_stops_on_the_missing_corpora_before_writing(tmp_path):
     sweep = load_sweep(REPO / "parameters" / "sweeps" / "encoders.yaml", tmp_path / "out")
     assert [(v.name, v.baseline, v.cfg.features.wav2vec2.model_id) for v in sweep.variants] == [
-        ("wav2vec2-base", True, "facebook/wav2vec2-base"), ("hubert-base", False, "facebook/hubert-base-ls960"),
-        ("wavlm-base-plus", False, "microsoft/wavlm-base-plus")]
+        ("wav2vec2-base", True, "facebook/wav2vec2-base"),
+        ("hubert-base", False, "facebook/hubert-base-ls960"),
+        ("wavlm-base-plus", False, "microsoft/wavlm-base-plus"),
+    ]
     for v in sweep.variants:
         assert list(v.cfg.systems) == ["S2", "S5"] and v.cfg.train.seeds == [0, 1, 2]
         assert v.cfg.features.wav2vec2.layer == "last" and v.cfg.analysis.loco_systems == []
         assert v.cfg.features.wav2vec2.weights == "pretrained" and v.cfg.train.select.enabled  # as paper.yaml
     with pytest.raises(ConfigError) as err:
         run_sweep(sweep)
-    assert "'data.crema_d' = " in str(err.value) and "(variants wav2vec2-base, hubert-base, wavlm-base-plus)" in str(
-        err.value) and str(err.value).count("'data.crema_d'") == 1  # a base profile's problem, said once
+    assert (
+        "'data.crema_d' = " in str(err.value)
+        and "(variants wav2vec2-base, hubert-base, wavlm-base-plus)" in str(err.value)
+        and str(err.value).count("'data.crema_d'") == 1
+    )  # a base profile's problem, said once
     assert not (tmp_path / "out").exists()
 
 
@@ -196,9 +217,12 @@ class _Ref:
 class _FakeRay:
     """What the scheduler uses of Ray, run in order: each task "finishes" when waited for, first submitted first."""
 
-    RESULTS = {"features": {"protocols": ["split"], "loco": [], "computed": {"wav2vec2": 0, "logmel": 0}},
-               "select": {"lr": 1e-3, "weight_decay": 1e-2}, "train": {"status": "trained"},
-               "notebooks": {"report": "report.html"}}
+    RESULTS = {
+        "features": {"protocols": ["split"], "loco": [], "computed": {"wav2vec2": 0, "logmel": 0}},
+        "select": {"lr": 1e-3, "weight_decay": 1e-2},
+        "train": {"status": "trained"},
+        "notebooks": {"report": "report.html"},
+    }
 
     def __init__(self, fail=None):
         self.submitted, self.fail = [], fail or (lambda task_id: None)
@@ -251,7 +275,12 @@ def test_the_ray_scheduler_runs_each_task_after_what_it_reads(tmp_path):
             assert at[f"{v}.notebooks"] > at[f"{v}.train.{system}.seed0.split"]
     assert len(order) == 3 * (1 + 2 + 2 + 1)  # features, two lr grids, two runs, notebooks
     assert options["base.train.S5.seed0.split"] | {"name": None} == {
-        "num_cpus": 1, "num_gpus": 0, "max_retries": 1, "retry_exceptions": False, "name": None}
+        "num_cpus": 1,
+        "num_gpus": 0,
+        "max_retries": 1,
+        "retry_exceptions": False,
+        "name": None,
+    }
 
 
 def test_the_ray_scheduler_isolates_a_variant_whose_run_fails(tmp_path, monkeypatch):
@@ -297,13 +326,22 @@ def test_the_local_sweep_finishes_and_fills_the_feature_cache_once(local_sweep):
 def test_the_sweep_report_holds_the_table_the_figure_and_the_links(local_sweep):
     sweep, _ = local_sweep
     page = sweep.report.read_text()
-    for text in ("Table S61", "Table S62", "Fig. S61", "data:image/png;base64", "Table S63",
-                 'href="noise-0.2/report.html"', 'href="frames-60/report.html"',
-                 "features.frames = 60 (baseline: 100)", "augment.noise_std = 0.2 (baseline: 0.05)"):
+    for text in (
+        "Table S61",
+        "Table S62",
+        "Fig. S61",
+        "data:image/png;base64",
+        "Table S63",
+        'href="noise-0.2/report.html"',
+        'href="frames-60/report.html"',
+        "features.frames = 60 (baseline: 100)",
+        "augment.noise_std = 0.2 (baseline: 0.05)",
+    ):
         assert text in page, text
     scores = pd.read_csv(sweep.tables / "table_s61_scores.csv")
     assert [tuple(r) for r in scores[["variant", "system"]].itertuples(index=False)] == [
-        (v, s) for v in VARIANTS for s in ("S1", "S5")]
+        (v, s) for v in VARIANTS for s in ("S1", "S5")
+    ]
     assert ((scores["uar_lo"] <= scores["uar"]) & (scores["uar"] <= scores["uar_hi"])).all()
     paired = pd.read_csv(sweep.tables / "table_s62_paired.csv")
     assert len(paired) == 4 and set(paired["variant"]) == {"noise-0.2", "frames-60"}
@@ -319,11 +357,20 @@ def test_the_sweep_report_holds_the_table_the_figure_and_the_links(local_sweep):
 def test_ray_gives_the_same_numbers_and_retries_a_killed_task(local_sweep, tmp_path):
     local, _ = local_sweep
     marker = tmp_path / "killed.txt"
-    env = {"PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
-           "SERLIB_TEST_KILL_MARKER": str(marker), "SERLIB_TEST_KILL_RUN": "noise-0.2/models/S5/seed0"}
+    env = {
+        "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")]),
+        "SERLIB_TEST_KILL_MARKER": str(marker),
+        "SERLIB_TEST_KILL_RUN": "noise-0.2/models/S5/seed0",
+    }
     sweep = load_sweep(SMOKE_SWEEP, tmp_path / "ray")
-    state = run_sweep(sweep, executor="ray", workers=2, ray_init={"runtime_env": {
-        "env_vars": env, "worker_process_setup_hook": "sweep_faults.kill_once_at_checkpoint"}})
+    state = run_sweep(
+        sweep,
+        executor="ray",
+        workers=2,
+        ray_init={
+            "runtime_env": {"env_vars": env, "worker_process_setup_hook": "sweep_faults.kill_once_at_checkpoint"}
+        },
+    )
     assert "killed pid" in marker.read_text()  # the worker training noise-0.2's S5 was SIGKILLed mid-write
     record = json.loads((sweep.tasks_dir / "noise-0.2.train.S5.seed0.split.json").read_text())
     assert record["attempt"] == 2 and record["status"] == "done"
@@ -334,10 +381,12 @@ def test_ray_gives_the_same_numbers_and_retries_a_killed_task(local_sweep, tmp_p
     assert [state["variants"][v]["status"] for v in VARIANTS] == ["finished"] * 3
     assert state["variants"]["base"]["features_computed"]["wav2vec2"] > 0
     assert state["variants"]["noise-0.2"]["features_computed"] == {"wav2vec2": 0, "logmel": 0}
-    pd.testing.assert_frame_equal(pd.read_csv(sweep.tables / "table_s61_scores.csv"),
-                                  pd.read_csv(local.tables / "table_s61_scores.csv"))
-    pd.testing.assert_frame_equal(pd.read_csv(sweep.tables / "table_s62_paired.csv"),
-                                  pd.read_csv(local.tables / "table_s62_paired.csv"))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(sweep.tables / "table_s61_scores.csv"), pd.read_csv(local.tables / "table_s61_scores.csv")
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_csv(sweep.tables / "table_s62_paired.csv"), pd.read_csv(local.tables / "table_s62_paired.csv")
+    )
     for v in VARIANTS:
         folder = RunFolder(sweep.variant(v).root)
         assert [d.name for d in folder.models.rglob(".*half-written*")] == []
@@ -391,7 +440,10 @@ def test_a_rerun_finishes_only_what_is_missing(local_sweep):
     stamp = base_report.stat().st_mtime_ns
     state = run_sweep(load_sweep(SMOKE_SWEEP, sweep.root))
     assert {n: e["status"] for n, e in state["variants"].items()} == {
-        "base": "reused", "noise-0.2": "reused", "frames-60": "finished"}
+        "base": "reused",
+        "noise-0.2": "reused",
+        "frames-60": "finished",
+    }
     assert base_report.stat().st_mtime_ns == stamp  # nothing of a finished variant ran again
     assert run_problem(RunFolder(frames.root).run_dir("S5", 0)) is None and (frames.root / "report.html").is_file()
     pd.testing.assert_frame_equal(pd.read_csv(sweep.tables / "table_s61_scores.csv"), before)

@@ -1,4 +1,5 @@
 """The report's table formatter, one kind of column at a time."""
+
 import numpy as np
 import pandas as pd
 
@@ -11,8 +12,15 @@ def _frame(df):
 
 
 def test_rates_become_percent_and_intervals_one_cell():
-    df = pd.DataFrame({"system": ["S1", "S5"], "acc": [0.6184, 0.5], "acc_lo": [0.5, 0.4], "acc_hi": [0.7237, 0.61],
-                       "uar": [0.61, np.nan]})
+    df = pd.DataFrame(
+        {
+            "system": ["S1", "S5"],
+            "acc": [0.6184, 0.5],
+            "acc_lo": [0.5, 0.4],
+            "acc_hi": [0.7237, 0.61],
+            "uar": [0.61, np.nan],
+        }
+    )
     headers, rows, align = _frame(df)
     assert headers == ["system", "accuracy (%), 95 % interval", "UAR (%)"]
     assert rows[0] == ["S1", "61.8\n[50.0, 72.4]", "61.0"] and rows[1][2] == ""
@@ -22,8 +30,16 @@ def test_rates_become_percent_and_intervals_one_cell():
 
 
 def test_deltas_are_signed_points_and_p_values_have_a_floor():
-    df = pd.DataFrame({"delta_pp": [2.94, -0.5], "delta_lo_pp": [-1.0, -3.0], "delta_hi_pp": [6.0, 2.0],
-                       "delta_acc": [0.021, -0.004], "p": [0.0004, 0.0312], "p_holm": [0.002, 1.0]})
+    df = pd.DataFrame(
+        {
+            "delta_pp": [2.94, -0.5],
+            "delta_lo_pp": [-1.0, -3.0],
+            "delta_hi_pp": [6.0, 2.0],
+            "delta_acc": [0.021, -0.004],
+            "p": [0.0004, 0.0312],
+            "p_holm": [0.002, 1.0],
+        }
+    )
     headers, rows, _ = _frame(df)
     assert headers == ["Δ (points), 95 % interval", "delta accuracy (points)", "p", "p (Holm)"]
     assert rows[0] == ["+2.9\n[-1.0, +6.0]", "+2.1", "< 0.001", "0.002"]
@@ -31,8 +47,15 @@ def test_deltas_are_signed_points_and_p_values_have_a_floor():
 
 
 def test_integers_booleans_and_plain_numbers():
-    df = pd.DataFrame({"params": [8_670_000, 426_653], "epochs": [7.0, 12.0], "tri_aug": [True, False],
-                       "seconds_per_epoch": [0.6941, 123.456], "max_prob_diff": [3.58e-7, 0.078]})
+    df = pd.DataFrame(
+        {
+            "params": [8_670_000, 426_653],
+            "epochs": [7.0, 12.0],
+            "tri_aug": [True, False],
+            "seconds_per_epoch": [0.6941, 123.456],
+            "max_prob_diff": [3.58e-7, 0.078],
+        }
+    )
     headers, rows, align = _frame(df)
     assert headers == ["params", "epochs", "Tri-Aug", "seconds per epoch", "largest probability change"]
     assert rows[0] == ["8,670,000", "7", "✓", "0.694", "3.6e-07"]
@@ -49,8 +72,15 @@ def test_headers_never_hold_an_underscore_and_class_names_read_as_words():
 
 def test_paths_are_shown_relative_to_the_project_or_shortened(tmp_path):
     root = tables._project_root()
-    df = pd.DataFrame({"path": [f"{root}/data/demo-corpus/CREMA-D/AudioWAV/1001_DFA_ANG_XX.wav",
-                                "/home/someone/corpora/emodb/wav/03a01Fa.wav", "relative/a.wav"]})
+    df = pd.DataFrame(
+        {
+            "path": [
+                f"{root}/data/demo-corpus/CREMA-D/AudioWAV/1001_DFA_ANG_XX.wav",
+                "/home/someone/corpora/emodb/wav/03a01Fa.wav",
+                "relative/a.wav",
+            ]
+        }
+    )
     _, rows, align = _frame(df)
     assert rows[0] == ["data/demo-corpus/CREMA-D/AudioWAV/1001_DFA_ANG_XX.wav"]
     assert rows[1] == ["…/wav/03a01Fa.wav"] and rows[2] == ["relative/a.wav"] and align == ["text"]
@@ -66,10 +96,25 @@ def test_a_very_wide_table_is_turned_a_quarter():
 
 
 def test_a_mean_with_its_sd_is_one_cell_in_the_unit_of_the_mean():
-    df = pd.DataFrame({"uar": [0.5], "uar_lo": [0.4], "uar_hi": [0.6], "uar_folds": [0.512], "uar_folds_sd": [0.0421],
-                       "delta_folds_pp": [-0.103], "delta_folds_pp_sd": [3.93], "epochs": [12.0], "epochs_sd": [2.5]})
+    df = pd.DataFrame(
+        {
+            "uar": [0.5],
+            "uar_lo": [0.4],
+            "uar_hi": [0.6],
+            "uar_folds": [0.512],
+            "uar_folds_sd": [0.0421],
+            "delta_folds_pp": [-0.103],
+            "delta_folds_pp_sd": [3.93],
+            "epochs": [12.0],
+            "epochs_sd": [2.5],
+        }
+    )
     headers, rows, _ = _frame(df)
-    assert headers == ["UAR (%), 95 % interval", "UAR per fold (%), mean ± sd", "Δ per fold (points), mean ± sd",
-                       "epochs, mean ± sd"]
+    assert headers == [
+        "UAR (%), 95 % interval",
+        "UAR per fold (%), mean ± sd",
+        "Δ per fold (points), mean ± sd",
+        "epochs, mean ± sd",
+    ]
     assert rows[0] == ["50.0\n[40.0, 60.0]", "51.2 ± 4.2", "-0.1 ± 3.9", "12 ± 2.50"]
     assert "uar_folds_sd" not in tables.table_html(df)

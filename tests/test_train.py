@@ -1,5 +1,6 @@
 """The training engine on synthetic tensors (no feature stage needed): it learns, the scheduler and
 early stopping act when they should, checkpoints reload, seeds reproduce, unchanged runs are reused."""
+
 import json
 
 import numpy as np
@@ -8,16 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from serlib.common.facts import CLASSES
 from serlib.common import runtime
-from serlib.modelling import systems
-from serlib.modelling import models, train
-from serlib.modelling.inputs import SplitData
-from serlib.modelling.augment import TriAug
 from serlib.common.config import AugmentConfig, Config, ModelConfig, SystemConfig, TrainConfig
-from serlib.modelling.metrics import classification_metrics
+from serlib.common.facts import CLASSES
 from serlib.common.runfolder import RunFolder
-
+from serlib.modelling import models, systems, train
+from serlib.modelling.augment import TriAug
+from serlib.modelling.inputs import SplitData
+from serlib.modelling.metrics import classification_metrics
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
@@ -31,7 +30,7 @@ def _task(n, seed):
     y = torch.arange(n) % 3
     x = torch.randn(n, CHANNELS, FRAMES, generator=g)
     for c in range(3):
-        x[y == c, 4 * c:4 * c + 4] += 0.8
+        x[y == c, 4 * c : 4 * c + 4] += 0.8
     return x, y
 
 
@@ -101,8 +100,9 @@ class _Constant(nn.Module):
 
 def test_scheduler_and_early_stopping_fire():
     (tx, ty), (vx, vy) = _task(64, 0), _task(30, 1)
-    cfg = TrainConfig(batch_size=32, max_epochs=50, lr=0.1, plateau_patience=2, plateau_factor=0.5,
-                      early_stop_patience=8, min_lr=0.03)
+    cfg = TrainConfig(
+        batch_size=32, max_epochs=50, lr=0.1, plateau_patience=2, plateau_factor=0.5, early_stop_patience=8, min_lr=0.03
+    )
     result = fit_tensors(_Constant(), tx, ty, vx, vy, cfg, progress=False)
     assert result.best_epoch == 1 and result.stopped_epoch == 9  # 8 epochs without improvement
     # Plateau: epochs 2-4 bad -> halve; epochs 5-7 bad -> halve again but not below the floor.
@@ -125,8 +125,12 @@ def test_same_seed_same_run_and_different_seed_differs():
 def _split_data():
     parts = {"train": _task(120, 0), "val": _task(60, 1), "test": _task(60, 2)}
     return SplitData(
-        input="wav2vec2", x={s: p[0] for s, p in parts.items()}, y={s: p[1] for s, p in parts.items()},
-        utt_ids={s: [f"DEMO/{s}_{i}" for i in range(len(p[1]))] for s, p in parts.items()}, fingerprint="synthetic")
+        input="wav2vec2",
+        x={s: p[0] for s, p in parts.items()},
+        y={s: p[1] for s, p in parts.items()},
+        utt_ids={s: [f"DEMO/{s}_{i}" for i in range(len(p[1]))] for s, p in parts.items()},
+        fingerprint="synthetic",
+    )
 
 
 def _config(max_epochs=4):
@@ -160,19 +164,33 @@ def test_train_systems_outputs_reuse_and_dedup(synthetic_run):
     assert list(results["status"]) == ["trained", "trained", "same as S4"]
     assert results.loc[1, "test_acc"] == results.loc[2, "test_acc"]
     out = folder.models / "S4" / "seed0"
-    for name in ("checkpoint.pt", "history.csv", "config.json", "metrics.json",
-                 "predictions_val.csv", "predictions_test.csv"):
+    for name in (
+        "checkpoint.pt",
+        "history.csv",
+        "config.json",
+        "metrics.json",
+        "predictions_val.csv",
+        "predictions_test.csv",
+    ):
         assert (out / name).is_file()
     metrics = json.loads((out / "metrics.json").read_text())
     assert {"val", "test", "best_epoch", "stopped_epoch", "params", "seconds_per_epoch"} <= set(metrics)
     preds = pd.read_csv(out / "predictions_test.csv")
-    assert list(preds.columns) == ["utt_id", "label", "pred", "prob_negative", "prob_sad_fear",
-                                   "prob_pos_neutral", "correct"]
+    assert list(preds.columns) == [
+        "utt_id",
+        "label",
+        "pred",
+        "prob_negative",
+        "prob_sad_fear",
+        "prob_pos_neutral",
+        "correct",
+    ]
     assert np.allclose(preds.filter(like="prob_").sum(1), 1.0, atol=1e-5)
     # Test metrics are those of the saved predictions (the best-validation checkpoint).
     truth = preds["label"].map(CLASSES.index)
     assert metrics["test"]["accuracy"] == pytest.approx(
-        classification_metrics(truth, preds["pred"].map(CLASSES.index))["accuracy"])
+        classification_metrics(truth, preds["pred"].map(CLASSES.index))["accuracy"]
+    )
     assert (folder.models / "results.csv").is_file()
     # Second call: nothing changed, nothing retrained.
     again = systems.train_systems(cfg, folder, progress=False)
@@ -208,8 +226,15 @@ def test_select_lr_wd_uses_validation_and_caches(synthetic_run):
 
 
 def test_summarise_mean_and_std():
-    rows = pd.DataFrame({"system": ["S5", "S5", "S1"], "seed": [0, 1, 0], "val_acc": [0.6, 0.7, 0.4],
-                         "test_acc": [0.5, 0.7, 0.3], "test_macro_f1": [0.5, 0.6, 0.3]})
+    rows = pd.DataFrame(
+        {
+            "system": ["S5", "S5", "S1"],
+            "seed": [0, 1, 0],
+            "val_acc": [0.6, 0.7, 0.4],
+            "test_acc": [0.5, 0.7, 0.3],
+            "test_macro_f1": [0.5, 0.6, 0.3],
+        }
+    )
     table = systems.summarise(rows).set_index("system")
     assert table.loc["S5", "test_acc"] == pytest.approx(0.6)
     assert table.loc["S5", "test_acc_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
@@ -306,8 +331,10 @@ def test_a_non_finite_loss_stops_fit_naming_system_seed_epoch_and_batch(poison):
     model = models.build_model(ModelConfig(width_scale=0.1), CHANNELS)
     with pytest.raises(train.NonFiniteLossError) as err:
         fit_tensors(model, tx, ty, vx, vy, cfg, seed=seed, progress=False, name="S5")
-    assert str(err.value).startswith(f"system S5, seed 5: the training loss is nan at epoch 1, batch {batch} of 3 "
-                                     "(1 of its 32 inputs hold NaN/inf); training stopped")
+    assert str(err.value).startswith(
+        f"system S5, seed 5: the training loss is nan at epoch 1, batch {batch} of 3 "
+        "(1 of its 32 inputs hold NaN/inf); training stopped"
+    )
 
 
 def test_a_system_whose_features_hold_nan_stops_train_systems_and_leaves_no_result(tmp_path, monkeypatch):
@@ -315,8 +342,11 @@ def test_a_system_whose_features_hold_nan_stops_train_systems_and_leaves_no_resu
     poisoned.x["train"][7, 3, 10] = float("nan")  # one NaN value in one training clip's features
     monkeypatch.setattr(systems, "load_split_data", lambda cfg, folder, features, device, protocol="split": poisoned)
     folder = RunFolder(tmp_path).ensure()
-    with pytest.raises(train.NonFiniteLossError, match=r"^system S4, seed 0: the training loss is nan at epoch 1, "
-                                                       r"batch \d of 4 \(1 of its \d+ inputs hold NaN/inf\)"):
+    with pytest.raises(
+        train.NonFiniteLossError,
+        match=r"^system S4, seed 0: the training loss is nan at epoch 1, "
+        r"batch \d of 4 \(1 of its \d+ inputs hold NaN/inf\)",
+    ):
         systems.train_systems(_config(), folder, systems=["S4"], progress=False)
     assert not folder.run_config("S4", 0).is_file() and not folder.metrics("S4", 0).is_file()
     assert not folder.results.is_file()

@@ -5,6 +5,7 @@ One row per clip and annotator; each field a listener sets (a failure-mode tag, 
 the time it was set. ``AnnotationStore`` merges on every save: lock, re-read, merge field by field by those
 times, ``.bak``, atomic replace, so two stations (or a station and a spreadsheet) never lose each other's work.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -25,8 +26,12 @@ from serlib.common.io import write_bytes_atomic, write_text_atomic
 from serlib.common.locking import file_lock
 
 TAGS = ("hybrid_prosody", "ambiguous_arousal", "label_doubtful", "other")
-TAG_LABELS = {"hybrid_prosody": "hybrid prosody", "ambiguous_arousal": "ambiguous arousal",
-              "label_doubtful": "label doubtful", "other": "other"}
+TAG_LABELS = {
+    "hybrid_prosody": "hybrid prosody",
+    "ambiguous_arousal": "ambiguous arousal",
+    "label_doubtful": "label doubtful",
+    "other": "other",
+}
 
 
 # --------------------------------------------------------------------------- annotations on disk
@@ -69,6 +74,8 @@ def columns_for(tags: Sequence[str]) -> tuple[str, ...]:
 
 def tag_label(tag: str) -> str:
     return TAG_LABELS.get(tag, tag.replace("_", " "))
+
+
 NEVER = dt.datetime.min.replace(tzinfo=dt.timezone.utc)  # the time of a field nobody has set
 # A UTC time as serlib writes it (2024-05-01T12:00:00.000000Z) or as a spreadsheet writes it back
 # (a space for the T, no Z, seconds or their fraction dropped, +00:00).
@@ -138,11 +145,16 @@ class Annotation:
     def row(self, tags: Sequence[str] = TAGS, extra: Sequence[str] = ()) -> dict:
         """The CSV row: ``columns_for(tags)`` (a tag never set is 0), then the ``extra`` columns as read."""
         fields = fields_for(tags)
-        return {"utt_id": self.utt_id, "annotator": self.annotator, "label": self.label, "pred": self.pred,
-                **{f: self.values.get(f, "" if f == "note" else 0) for f in fields},
-                "annotated_utc": _format_time(self.when),
-                **{f"{f}_utc": _format_time(self.times.get(f, NEVER)) for f in fields},
-                **{c: self.extra.get(c, "") for c in extra}}
+        return {
+            "utt_id": self.utt_id,
+            "annotator": self.annotator,
+            "label": self.label,
+            "pred": self.pred,
+            **{f: self.values.get(f, "" if f == "note" else 0) for f in fields},
+            "annotated_utc": _format_time(self.when),
+            **{f"{f}_utc": _format_time(self.times.get(f, NEVER)) for f in fields},
+            **{c: self.extra.get(c, "") for c in extra},
+        }
 
 
 @dataclass
@@ -182,8 +194,11 @@ def read_annotations(path: Path, warned: Optional[set] = None) -> AnnotationFile
     warn = _Warner(path, warned)
     lines = _decoded_lines(raw)
     if not "".join(lines).strip():
-        warn(None, "the file is empty: no annotation read"
-             + (f" (the previous version is {path.name}.bak)" if _backup(path).is_file() else ""))
+        warn(
+            None,
+            "the file is empty: no annotation read"
+            + (f" (the previous version is {path.name}.bak)" if _backup(path).is_file() else ""),
+        )
         return AnnotationFile([], raw, False)  # nothing in it to rescue
     start, columns, delimiter, kept = _find_header(lines, warn)
     if columns is None:
@@ -199,8 +214,10 @@ def read_annotations(path: Path, warned: Optional[set] = None) -> AnnotationFile
         annotation, error, used = _row_at(lines, i, columns, tags, delimiter)
         swallowed = next((j for j in range(i + 1, i + used) if _row_at(lines, j, columns, tags, delimiter)[0]), None)
         if error is None and swallowed is not None:
-            error = (f"a quoted field runs over {used} lines and takes in line {swallowed + 1}, a row of its own "
-                     f"(a quote left open?)")
+            error = (
+                f"a quoted field runs over {used} lines and takes in line {swallowed + 1}, a row of its own "
+                f"(a quote left open?)"
+            )
         elif error is not None and used > 1:
             error += f" (a quoted field runs over {used} lines: a quote left open?)"
         if error is not None:
@@ -220,7 +237,7 @@ def _decoded_lines(raw: bytes) -> list[str]:
         text = raw.decode("utf-16", errors="replace")
         return re.findall(r"[^\n]*\n|[^\n]+$", text)
     if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8):]
+        raw = raw[len(codecs.BOM_UTF8) :]
     return [_decode_line(line) for line in re.findall(rb"[^\n]*\n|[^\n]+$", raw)]  # split at \n only
 
 
@@ -242,12 +259,16 @@ def column_name(header: str) -> str:
 def file_tags(columns: Sequence[str]) -> tuple[str, ...]:
     """The tag columns of a header: the default tags it has, and any ``<name>`` with a ``<name>_utc``."""
     present = set(columns)
-    return tuple(c for c in columns if c and c not in BASE_COLUMNS and not c.endswith("_utc")
-                 and (c in TAGS or f"{c}_utc" in present))
+    return tuple(
+        c
+        for c in columns
+        if c and c not in BASE_COLUMNS and not c.endswith("_utc") and (c in TAGS or f"{c}_utc" in present)
+    )
 
 
-def _row_at(lines: list[str], i: int, columns: list[str], tags: Sequence[str] = TAGS,
-            delimiter: str = ",") -> tuple[Optional[Annotation], Optional[str], int]:
+def _row_at(
+    lines: list[str], i: int, columns: list[str], tags: Sequence[str] = TAGS, delimiter: str = ","
+) -> tuple[Optional[Annotation], Optional[str], int]:
     """The record starting at line ``i``: (annotation or None, what is wrong or None, lines it takes)."""
     reader = csv.reader(iter(lines[i:]), delimiter=delimiter)
     try:
@@ -281,8 +302,8 @@ def _find_header(lines: list[str], warn: _Warner) -> tuple[int, Optional[list[st
         match = _UTT_ID.search(line)
         if match is None:
             continue
-        found = _header_columns(line) or _header_columns(line[match.start():])  # whole line (pandas' index
-        if found is None:                                                     # column), else junk before it
+        found = _header_columns(line) or _header_columns(line[match.start() :])  # whole line (pandas' index
+        if found is None:  # column), else junk before it
             continue
         columns, delimiter = found
         at = len(line) - len(line.lstrip()) if _header_columns(line) else match.start()
@@ -296,8 +317,11 @@ def _find_header(lines: list[str], warn: _Warner) -> tuple[int, Optional[list[st
             warn(i + 1, "a column name appears twice in the header: no annotation read")
             return 0, None, ",", []
         return i, columns, delimiter, kept
-    warn(None, f"no header row with the columns {', '.join(REQUIRED_COLUMNS)} (in any case, separated by , ; or "
-               "tab): no annotation read, and the file is not written over")
+    warn(
+        None,
+        f"no header row with the columns {', '.join(REQUIRED_COLUMNS)} (in any case, separated by , ; or "
+        "tab): no annotation read, and the file is not written over",
+    )
     return 0, None, ",", []
 
 
@@ -335,8 +359,10 @@ def _parse_row(fields: list[str], columns: list[str], tags: Sequence[str] = TAGS
     flags = {tag: _flag(row.get(tag, ""), tag) for tag in (*tags, "reviewed")}
     annotated = _parse_time(row["annotated_utc"], "annotated_utc")
     fields_ = fields_for(tags)
-    times = {f: _parse_time(row[f"{f}_utc"], f"{f}_utc") if f"{f}_utc" in row else (annotated if f in row else NEVER)
-             for f in fields_}
+    times = {
+        f: _parse_time(row[f"{f}_utc"], f"{f}_utc") if f"{f}_utc" in row else (annotated if f in row else NEVER)
+        for f in fields_
+    }
     values = {**flags, "note": row["note"]}
     known = set(columns_for(tags))
     extra = {c: v for c, v in row.items() if c not in known}
@@ -360,8 +386,9 @@ def merge_annotations(*groups: Sequence[Annotation]) -> dict[tuple[str, str], An
     return merged
 
 
-def annotations_csv(annotations: Sequence[Annotation], tags: Sequence[str] = TAGS, extra: Sequence[str] = (),
-                    kept: Sequence[str] = ()) -> str:
+def annotations_csv(
+    annotations: Sequence[Annotation], tags: Sequence[str] = TAGS, extra: Sequence[str] = (), kept: Sequence[str] = ()
+) -> str:
     """The CSV text of ``annotations`` (UTF-8, ``columns_for(tags)`` then the ``extra`` columns), sorted by clip
     and annotator, then the ``kept`` lines that could not be read, verbatim."""
     out = io.StringIO()
@@ -451,18 +478,21 @@ class AnnotationStore:
             if not on_disk.readable:
                 raise AnnotationsUnreadableError(
                     f"{self.path}: no header row with the columns {', '.join(REQUIRED_COLUMNS)}, so saving would lose "
-                    "what it holds; nothing was saved: fix its header, or move the file away to start a new one")
+                    "what it holds; nothing was saved: fix its header, or move the file away to start a new one"
+                )
             merged = merge_annotations(on_disk.annotations, self._edits.values())
             self.file_tags = on_disk.tags if on_disk.raw else ()
             self.extra_columns = on_disk.extra_columns
             if on_disk.raw:
                 write_bytes_atomic(_backup(self.path), on_disk.raw)
-            write_text_atomic(self.path, annotations_csv(list(merged.values()), self.all_tags, self.extra_columns,
-                                                         on_disk.kept))
+            write_text_atomic(
+                self.path, annotations_csv(list(merged.values()), self.all_tags, self.extra_columns, on_disk.kept)
+            )
         self.records, self._edits = merged, {}
 
     def frame(self) -> pd.DataFrame:
         """Every annotator's rows (``columns_for(all_tags)``)."""
         tags = self.all_tags
-        return pd.DataFrame([a.row(tags) for a in sorted(self.records.values(), key=lambda a: a.key)],
-                            columns=list(columns_for(tags)))
+        return pd.DataFrame(
+            [a.row(tags) for a in sorted(self.records.values(), key=lambda a: a.key)], columns=list(columns_for(tags))
+        )

@@ -5,6 +5,7 @@ matrix) and computes Table 7 beside the paper's values, per-class recall and the
 pairs. The prosody descriptors live in ``serlib.analysis.prosody``; the figures (Fig. 4) in
 ``serlib.report.confusionplots``. Display is the notebook's job (``notebooks/05_confusion.ipynb``).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -38,8 +39,7 @@ def per_class_recall(preds: pd.DataFrame, paper_conf: Optional[pd.DataFrame] = N
     """Recall per true class with its clip count, beside the paper's (Table 7 diagonal)."""
     conf = pooled_confusion(preds)
     counts = pooled_confusion(preds, normalize=False).sum(axis=1)
-    table = pd.DataFrame({"class": CLASSES, "clips": counts.to_numpy(),
-                          "recall": np.diag(conf.to_numpy())})
+    table = pd.DataFrame({"class": CLASSES, "clips": counts.to_numpy(), "recall": np.diag(conf.to_numpy())})
     if paper_conf is not None:
         table["recall (paper)"] = np.diag(paper_conf.loc[CLASSES, CLASSES].to_numpy())
     return table
@@ -49,9 +49,18 @@ def confused_pairs(preds: pd.DataFrame, paper_conf: Optional[pd.DataFrame] = Non
     """Off-diagonal (true, predicted) pairs, most frequent first, as counts and row rates."""
     counts = pooled_confusion(preds, normalize=False)
     rates = pooled_confusion(preds)
-    rows = [{"true": t, "predicted": p, "clips": int(counts.loc[t, p]), "rate": rates.loc[t, p],
-             **({"rate (paper)": paper_conf.loc[t, p]} if paper_conf is not None else {})}
-            for t in CLASSES for p in CLASSES if t != p]
+    rows = [
+        {
+            "true": t,
+            "predicted": p,
+            "clips": int(counts.loc[t, p]),
+            "rate": rates.loc[t, p],
+            **({"rate (paper)": paper_conf.loc[t, p]} if paper_conf is not None else {}),
+        }
+        for t in CLASSES
+        for p in CLASSES
+        if t != p
+    ]
     table = pd.DataFrame(rows).sort_values(["rate", "clips"], ascending=False, na_position="last")
     table.insert(0, "rank", range(1, len(table) + 1))
     return table.reset_index(drop=True)

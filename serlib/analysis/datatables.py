@@ -6,6 +6,7 @@ its own protocol gives.
 Inputs are the scan of the corpora (``serlib.data.corpora.scan_corpora``: every readable, well-named
 file, before MCULP), the manifest (kept utterances with their split) and ``excluded.csv``.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -51,14 +52,22 @@ def table1(scanned: pd.DataFrame) -> pd.DataFrame:
         group = scanned[scanned["corpus"] == corpus]
         ref = _paper_row(corpus)
         rates = ", ".join(str(int(r)) for r in sorted(group["sample_rate"].unique()))
-        rows.append({
-            "corpus": corpus, "utterances": len(group),
-            "utterances (paper)": int(ref["utterances"]) if ref is not None else None,
-            "speakers (M / F)": _speakers_text(group),
-            "speakers (M / F) (paper)": f"{ref['speakers']} ({ref['male']} / {ref['female']})" if ref is not None else "",
-            "language": LANGUAGE[corpus], "sample rate (Hz)": rates,
-            "duration min (s)": group["duration_s"].min(), "duration mean (s)": group["duration_s"].mean(),
-            "duration max (s)": group["duration_s"].max()})
+        rows.append(
+            {
+                "corpus": corpus,
+                "utterances": len(group),
+                "utterances (paper)": int(ref["utterances"]) if ref is not None else None,
+                "speakers (M / F)": _speakers_text(group),
+                "speakers (M / F) (paper)": f"{ref['speakers']} ({ref['male']} / {ref['female']})"
+                if ref is not None
+                else "",
+                "language": LANGUAGE[corpus],
+                "sample rate (Hz)": rates,
+                "duration min (s)": group["duration_s"].min(),
+                "duration mean (s)": group["duration_s"].mean(),
+                "duration max (s)": group["duration_s"].max(),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -77,21 +86,36 @@ def mculp_audit(audit: pd.DataFrame) -> pd.DataFrame:
     """
     flagged = audit["flagged"] if "flagged" in audit else pd.Series(0, index=audit.index)
     is_flag = flagged > 0  # kept clips flagged (near-silent): shown, counted inside "kept", not in "all files"
-    audit = audit.assign(files=audit["kept"] + audit["dropped"] + flagged,
-                         reason=audit["reason"].where(~is_flag, audit["reason"] + _FLAGGED))
+    audit = audit.assign(
+        files=audit["kept"] + audit["dropped"] + flagged,
+        reason=audit["reason"].where(~is_flag, audit["reason"] + _FLAGGED),
+    )
     table = audit.pivot_table(index="reason", columns="corpus", values="files", aggfunc="sum", fill_value=0)
     flags = [f + _FLAGGED for f in FLAG_REASONS if f + _FLAGGED in table.index]
-    reasons = ["kept"] + [r for r in REASONS if r in table.index] + sorted(
-        set(table.index) - set(REASONS) - set(flags) - {"kept"}) + flags
+    reasons = (
+        ["kept"]
+        + [r for r in REASONS if r in table.index]
+        + sorted(set(table.index) - set(REASONS) - set(flags) - {"kept"})
+        + flags
+    )
     table = table.reindex(index=reasons, columns=[c for c in CORPORA if c in table.columns], fill_value=0)
     table["total"] = table.sum(axis=1)
     table.loc["all files"] = table.drop(index=flags).sum(axis=0)
     table = table.astype(int).rename_axis(None, axis=1).reset_index()
-    table.insert(1, "stage", ["MCULP" if r == "kept" else "scan" if r in EXCLUSION_REASONS else
-                              "" if r == "all files" else "MCULP" for r in table["reason"]])
-    table["meaning"] = [FLAG_REASONS[r[:-len(_FLAGGED)]] if r in flags else
-                        REASONS.get(r, "mapped to the six shared emotions, long enough" if r == "kept" else "")
-                        for r in table["reason"]]
+    table.insert(
+        1,
+        "stage",
+        [
+            "MCULP" if r == "kept" else "scan" if r in EXCLUSION_REASONS else "" if r == "all files" else "MCULP"
+            for r in table["reason"]
+        ],
+    )
+    table["meaning"] = [
+        FLAG_REASONS[r[: -len(_FLAGGED)]]
+        if r in flags
+        else REASONS.get(r, "mapped to the six shared emotions, long enough" if r == "kept" else "")
+        for r in table["reason"]
+    ]
     return table
 
 
@@ -106,8 +130,9 @@ def kept_classes(manifest: pd.DataFrame) -> pd.DataFrame:
     table.loc["total"] = table.sum(axis=0)
     paper_counts = {**paper.MCULP_CLASS_COUNTS, "total": paper.MCULP_TOTAL}
     table["total (paper)"] = [paper_counts[k] for k in table.index]
-    table["protocol on the full release"] = [{**RELEASE_KEPT_CLASSES, "total": sum(RELEASE_KEPT_CLASSES.values())}[k]
-                                             for k in table.index]
+    table["protocol on the full release"] = [
+        {**RELEASE_KEPT_CLASSES, "total": sum(RELEASE_KEPT_CLASSES.values())}[k] for k in table.index
+    ]
     return table.rename_axis("class").reset_index()
 
 
@@ -121,14 +146,28 @@ def table2(manifest: pd.DataFrame) -> pd.DataFrame:
     for subset in SUBSETS:
         part = manifest[manifest["split"] == subset]
         ref = paper.TABLE2[paper.TABLE2["subset"] == subset].iloc[0]
-        rows.append({"subset": subset, "speakers": part["speaker"].nunique(), "speakers (paper)": int(ref["speakers"]),
-                     "utterances": len(part), "utterances (paper)": int(ref["utterances"]),
-                     "% utterances": 100.0 * len(part) / total if total else 0.0,
-                     "% (paper)": float(ref["percent"])})
-    rows.append({"subset": "total", "speakers": manifest["speaker"].nunique(),
-                 "speakers (paper)": int(paper.TABLE2["speakers"].sum()), "utterances": total,
-                 "utterances (paper)": int(paper.TABLE2["utterances"].sum()), "% utterances": 100.0,
-                 "% (paper)": float(paper.TABLE2["percent"].sum())})
+        rows.append(
+            {
+                "subset": subset,
+                "speakers": part["speaker"].nunique(),
+                "speakers (paper)": int(ref["speakers"]),
+                "utterances": len(part),
+                "utterances (paper)": int(ref["utterances"]),
+                "% utterances": 100.0 * len(part) / total if total else 0.0,
+                "% (paper)": float(ref["percent"]),
+            }
+        )
+    rows.append(
+        {
+            "subset": "total",
+            "speakers": manifest["speaker"].nunique(),
+            "speakers (paper)": int(paper.TABLE2["speakers"].sum()),
+            "utterances": total,
+            "utterances (paper)": int(paper.TABLE2["utterances"].sum()),
+            "% utterances": 100.0,
+            "% (paper)": float(paper.TABLE2["percent"].sum()),
+        }
+    )
     return pd.DataFrame(rows)
 
 
@@ -190,8 +229,9 @@ def speaker_overlap(manifest: pd.DataFrame) -> int:
 # --------------------------------------------------------------------------- where the paper differs
 
 
-def paper_vs_protocol_notes(manifest: pd.DataFrame, scanned: pd.DataFrame,
-                            min_duration_s: float = 1.0) -> dict[str, str]:
+def paper_vs_protocol_notes(
+    manifest: pd.DataFrame, scanned: pd.DataFrame, min_duration_s: float = 1.0
+) -> dict[str, str]:
     """Notes, computed from the data and the paper's tables, on where the paper's figures differ.
 
     Args:
@@ -202,8 +242,11 @@ def paper_vs_protocol_notes(manifest: pd.DataFrame, scanned: pd.DataFrame,
     Returns:
         key ("mculp", "split", "table3") -> one paragraph.
     """
-    return {"mculp": _mculp_note(manifest, scanned, min_duration_s), "split": _split_note(manifest),
-            "table3": _table3_note(manifest)}
+    return {
+        "mculp": _mculp_note(manifest, scanned, min_duration_s),
+        "split": _split_note(manifest),
+        "table3": _table3_note(manifest),
+    }
 
 
 def _protocol_total_from_table1() -> tuple[int, str]:
@@ -222,12 +265,14 @@ def _mculp_note(manifest: pd.DataFrame, scanned: pd.DataFrame, min_duration_s: f
     measured = " / ".join(str(int(counts.get(c, 0))) for c in CLASSES)
     ref = " / ".join(str(paper.MCULP_CLASS_COUNTS[c]) for c in CLASSES)
     short = int((scanned["duration_s"] < min_duration_s).sum())
-    return (f"The paper states {paper.MCULP_TOTAL:,} utterances after MCULP ({ref} for "
-            f"{' / '.join(CLASSES)}). Its protocol (keep the six shared emotions, drop clips under 1 s) "
-            f"applied to the corpora of its own Table 1 keeps {expected:,}: {parts}; no clip of the "
-            f"released corpora is under 1 s, so the paper's count is {expected - paper.MCULP_TOTAL:,} short "
-            f"of what its protocol yields. This run keeps {len(manifest):,} of {len(scanned):,} scanned files "
-            f"({measured}); clips under {min_duration_s:g} s among them: {short}.")
+    return (
+        f"The paper states {paper.MCULP_TOTAL:,} utterances after MCULP ({ref} for "
+        f"{' / '.join(CLASSES)}). Its protocol (keep the six shared emotions, drop clips under 1 s) "
+        f"applied to the corpora of its own Table 1 keeps {expected:,}: {parts}; no clip of the "
+        f"released corpora is under 1 s, so the paper's count is {expected - paper.MCULP_TOTAL:,} short "
+        f"of what its protocol yields. This run keeps {len(manifest):,} of {len(scanned):,} scanned files "
+        f"({measured}); clips under {min_duration_s:g} s among them: {short}."
+    )
 
 
 def _split_note(manifest: pd.DataFrame) -> str:
@@ -235,31 +280,41 @@ def _split_note(manifest: pd.DataFrame) -> str:
     paper_sum = int(ref["utterances"].sum())
     sizes = manifest["split"].value_counts()
     speakers = manifest.groupby("split")["speaker"].nunique()
-    return (f"The paper's Table 2 splits {int(ref['speakers'].sum())} speakers {int(ref.loc['train', 'speakers'])}/"
-            f"{int(ref.loc['val', 'speakers'])}/{int(ref.loc['test', 'speakers'])} and gives exactly "
-            f"{ref.loc['train', 'utterances']}/{ref.loc['val', 'utterances']}/{ref.loc['test', 'utterances']} "
-            f"utterances: their sum is {paper_sum:,}, not the {paper.MCULP_TOTAL:,} it states, and val and test "
-            f"hold the same count although they hold {int(ref.loc['val', 'speakers'])} and "
-            f"{int(ref.loc['test', 'speakers'])} different speakers. Assigning whole speakers cannot hit exact "
-            f"utterance shares: this run's speaker split gives {int(speakers.get('train', 0))}/"
-            f"{int(speakers.get('val', 0))}/{int(speakers.get('test', 0))} speakers and "
-            f"{int(sizes.get('train', 0))}/{int(sizes.get('val', 0))}/{int(sizes.get('test', 0))} utterances, "
-            f"with {speaker_overlap(manifest)} speakers in more than one subset.")
+    return (
+        f"The paper's Table 2 splits {int(ref['speakers'].sum())} speakers {int(ref.loc['train', 'speakers'])}/"
+        f"{int(ref.loc['val', 'speakers'])}/{int(ref.loc['test', 'speakers'])} and gives exactly "
+        f"{ref.loc['train', 'utterances']}/{ref.loc['val', 'utterances']}/{ref.loc['test', 'utterances']} "
+        f"utterances: their sum is {paper_sum:,}, not the {paper.MCULP_TOTAL:,} it states, and val and test "
+        f"hold the same count although they hold {int(ref.loc['val', 'speakers'])} and "
+        f"{int(ref.loc['test', 'speakers'])} different speakers. Assigning whole speakers cannot hit exact "
+        f"utterance shares: this run's speaker split gives {int(speakers.get('train', 0))}/"
+        f"{int(speakers.get('val', 0))}/{int(speakers.get('test', 0))} speakers and "
+        f"{int(sizes.get('train', 0))}/{int(sizes.get('val', 0))}/{int(sizes.get('test', 0))} utterances, "
+        f"with {speaker_overlap(manifest)} speakers in more than one subset."
+    )
 
 
 def _table3_note(manifest: pd.DataFrame) -> str:
     ref = paper.TABLE3.set_index("class")
     totals = {c: int(ref.loc[c, ["train", "val", "test"]].sum()) for c in CLASSES}
-    mismatch = [f"{c} {totals[c]} vs {paper.MCULP_CLASS_COUNTS[c]}" for c in CLASSES
-                if totals[c] != paper.MCULP_CLASS_COUNTS[c]]
-    counts = manifest.groupby(["split", "label"]).size().unstack(fill_value=0).reindex(columns=list(CLASSES), fill_value=0)
+    mismatch = [
+        f"{c} {totals[c]} vs {paper.MCULP_CLASS_COUNTS[c]}" for c in CLASSES if totals[c] != paper.MCULP_CLASS_COUNTS[c]
+    ]
+    counts = (
+        manifest.groupby(["split", "label"]).size().unstack(fill_value=0).reindex(columns=list(CLASSES), fill_value=0)
+    )
     same = "val" in counts.index and "test" in counts.index and (counts.loc["val"] == counts.loc["test"]).all()
-    text = ("The paper's Table 3 gives identical class counts for val and test "
-            f"({' / '.join(str(ref.loc[c, 'val']) for c in CLASSES)}), which two disjoint sets of speakers, "
-            "each with its own number of clips per emotion, do not produce; ")
+    text = (
+        "The paper's Table 3 gives identical class counts for val and test "
+        f"({' / '.join(str(ref.loc[c, 'val']) for c in CLASSES)}), which two disjoint sets of speakers, "
+        "each with its own number of clips per emotion, do not produce; "
+    )
     text += ("its rows sum to " + "; ".join(mismatch) + " stated in section 2.2. ") if mismatch else ""
-    text += (f"In this run val and test {'are' if same else 'are not'} identical: val "
-             + " / ".join(str(int(counts.loc['val', c])) if 'val' in counts.index else "0" for c in CLASSES)
-             + ", test " + " / ".join(str(int(counts.loc['test', c])) if 'test' in counts.index else "0" for c in CLASSES)
-             + ".")
+    text += (
+        f"In this run val and test {'are' if same else 'are not'} identical: val "
+        + " / ".join(str(int(counts.loc["val", c])) if "val" in counts.index else "0" for c in CLASSES)
+        + ", test "
+        + " / ".join(str(int(counts.loc["test", c])) if "test" in counts.index else "0" for c in CLASSES)
+        + "."
+    )
     return text

@@ -10,6 +10,7 @@ trained by ``serlib.pipeline.ensure_baselines``: scoring here never trains). The
 speaker, corpus, sex, duration and path. Under ``data.folds`` the test predictions of the k folds are pooled,
 so every clip (and speaker) is scored once per seed and the intervals use all folds.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,9 +25,9 @@ from serlib.common import paper
 from serlib.common.config import PAPER_SYSTEMS, Config, configured_corpora, loco_systems, primary_system
 from serlib.common.facts import CLASSES, CORPORA
 from serlib.common.runfolder import RunFolder
+from serlib.data.protocols import evaluation_protocols
 from serlib.data.stage import load_manifest
 from serlib.modelling.runbaselines import DESCRIPTIONS, baseline_file, baseline_references, baselines_changes
-from serlib.data.protocols import evaluation_protocols
 from serlib.modelling.systems import load_results
 
 PROB_COLUMNS = [f"prob_{c}" for c in CLASSES]
@@ -84,8 +85,9 @@ def read_predictions(folder: RunFolder, files: Sequence[tuple[Path, dict]], fix:
         part = pd.read_csv(path)
         missing = [c for c in PREDICTION_COLUMNS if c not in part.columns]
         if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; "
-                             f"expected {', '.join(PREDICTION_COLUMNS)}")
+            raise ValueError(
+                f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(PREDICTION_COLUMNS)}"
+            )
         part["label"] = as_class_names(part["label"], path, "label")
         part["pred"] = as_class_names(part["pred"], path, "pred")
         parts.append(part.assign(**columns))
@@ -104,8 +106,9 @@ def join_manifest(preds: pd.DataFrame, folder: RunFolder, source: str, fix: str)
     merged = preds.merge(manifest, on="utt_id", how="left", validate="many_to_one", indicator=True)
     unknown = merged.loc[merged["_merge"] == "left_only", "utt_id"]
     if len(unknown):
-        raise ValueError(f"{source}: {unknown.nunique()} utt_id(s) are not in {folder.manifest} "
-                         f"(first: {unknown.iloc[0]}); {fix}")
+        raise ValueError(
+            f"{source}: {unknown.nunique()} utt_id(s) are not in {folder.manifest} (first: {unknown.iloc[0]}); {fix}"
+        )
     merged = merged.drop(columns="_merge")
     merged.attrs["source"] = source
     return merged
@@ -124,8 +127,14 @@ def as_class_names(values: pd.Series, path: Path, column: str) -> pd.Series:
     return names
 
 
-def system_predictions(cfg: Config, folder: RunFolder, system: str, protocols: Optional[Sequence[str]] = None,
-                       seeds: Optional[Sequence[int]] = None, split: str = "test") -> pd.DataFrame:
+def system_predictions(
+    cfg: Config,
+    folder: RunFolder,
+    system: str,
+    protocols: Optional[Sequence[str]] = None,
+    seeds: Optional[Sequence[int]] = None,
+    split: str = "test",
+) -> pd.DataFrame:
     """One system's predictions over seeds and protocols, joined with the manifest (``read_predictions``).
 
     Args:
@@ -145,14 +154,21 @@ def system_predictions(cfg: Config, folder: RunFolder, system: str, protocols: O
     """
     protocols = list(protocols or evaluation_protocols(cfg))
     seeds = list(cfg.train.seeds if seeds is None else seeds)
-    files = [(folder.predictions(system, seed, split, protocol), {"protocol": protocol, "seed": seed})
-             for protocol in protocols for seed in seeds]
-    return read_predictions(folder, files, f"train {system} first (`serlib train {cfg.source} --system {system}`) "
-                                           "or set analysis.primary_system")
+    files = [
+        (folder.predictions(system, seed, split, protocol), {"protocol": protocol, "seed": seed})
+        for protocol in protocols
+        for seed in seeds
+    ]
+    return read_predictions(
+        folder,
+        files,
+        f"train {system} first (`serlib train {cfg.source} --system {system}`) or set analysis.primary_system",
+    )
 
 
-def primary_predictions(cfg: Config, folder: RunFolder, split: str = "test", system: Optional[str] = None,
-                        seed: Optional[int] = None) -> pd.DataFrame:
+def primary_predictions(
+    cfg: Config, folder: RunFolder, split: str = "test", system: Optional[str] = None, seed: Optional[int] = None
+) -> pd.DataFrame:
     """One seed of one system (default: the analysed ones, ``analysis.primary_system`` and ``primary_seed``) over
     the main protocols: ``system_predictions`` of that seed, with ``attrs`` naming system, seed, split and source."""
     default_system, default_seed = primary_system(cfg)
@@ -173,10 +189,14 @@ def baseline_predictions(cfg: Config, folder: RunFolder, name: str) -> pd.DataFr
     """
     changes = baselines_changes(cfg, folder)
     if changes:
-        raise FileNotFoundError(f"the baselines' predictions are not this run's: {'; '.join(changes)}; write them "
-                                "with serlib.pipeline.ensure_baselines(cfg, folder)")
-    files = [(baseline_file(folder, name, protocol), {"protocol": protocol, "seed": 0})
-             for protocol in evaluation_protocols(cfg)]
+        raise FileNotFoundError(
+            f"the baselines' predictions are not this run's: {'; '.join(changes)}; write them "
+            "with serlib.pipeline.ensure_baselines(cfg, folder)"
+        )
+    files = [
+        (baseline_file(folder, name, protocol), {"protocol": protocol, "seed": 0})
+        for protocol in evaluation_protocols(cfg)
+    ]
     return read_predictions(folder, files, "write them with serlib.pipeline.ensure_baselines(cfg, folder)")
 
 
@@ -187,8 +207,10 @@ def run_predictions(folder: RunFolder, system: str) -> pd.DataFrame:
     rows = results[(results["system"] == system) & ~results["protocol"].str.startswith("loco-")]
     if rows.empty:
         raise FileNotFoundError(f"{folder.results}: no trained {system} in {folder.root}")
-    files = [(folder.predictions(system, int(r.seed), "test", r.protocol),
-              {"seed": int(r.seed), "protocol": r.protocol}) for r in rows.itertuples()]
+    files = [
+        (folder.predictions(system, int(r.seed), "test", r.protocol), {"seed": int(r.seed), "protocol": r.protocol})
+        for r in rows.itertuples()
+    ]
     return read_predictions(folder, files, f"train {system} again in {folder.root}")
 
 
@@ -200,7 +222,12 @@ def _wide(preds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list
     meta = preds.drop_duplicates("utt_id").set_index("utt_id").loc[pred.index]
     encode = {c: i for i, c in enumerate(CLASSES)}
     labels = meta["label"].map(encode).to_numpy(int)
-    return labels, pred.apply(lambda col: col.map(encode)).to_numpy(int).T, meta["speaker"].to_numpy(str), list(pred.index)
+    return (
+        labels,
+        pred.apply(lambda col: col.map(encode)).to_numpy(int).T,
+        meta["speaker"].to_numpy(str),
+        list(pred.index),
+    )
 
 
 # --------------------------------------------------------------------------- scores
@@ -233,8 +260,9 @@ def fold_values(preds: pd.DataFrame) -> Optional[pd.DataFrame]:
     return stats.group_metrics(labels, pred, protocol)
 
 
-def scores_table(cfg: Config, folder: RunFolder, systems: Sequence[str],
-                 protocols: Optional[Sequence[str]] = None) -> pd.DataFrame:
+def scores_table(
+    cfg: Config, folder: RunFolder, systems: Sequence[str], protocols: Optional[Sequence[str]] = None
+) -> pd.DataFrame:
     """One row per system: test accuracy, UAR and macro-F1 with their 95 % intervals, and what they rest on.
 
     Columns: system, acc, acc_lo, acc_hi, uar, uar_lo, uar_hi, macro_f1, macro_f1_lo, macro_f1_hi, unit,
@@ -255,22 +283,32 @@ def _score_row(name: str, table: pd.DataFrame) -> dict:
     with speaker folds the per-fold mean and sd beside the pooled value (``<stem>_folds``, ``<stem>_folds_sd``)."""
     row = {"system": name}
     for metric, short in SHORT.items():
-        row |= {short: table.at[metric, "value"], f"{short}_lo": table.at[metric, "lo"],
-                f"{short}_hi": table.at[metric, "hi"]}
+        row |= {
+            short: table.at[metric, "value"],
+            f"{short}_lo": table.at[metric, "lo"],
+            f"{short}_hi": table.at[metric, "hi"],
+        }
         if "fold_mean" in table:
             row |= {f"{short}_folds": table.at[metric, "fold_mean"], f"{short}_folds_sd": table.at[metric, "fold_sd"]}
     first = table.iloc[0]
-    return row | {"unit": first["unit"], "n_speakers": int(first["n_speakers"]), "n_clips": int(first["n_clips"]),
-                  "n_seeds": int(first["n_seeds"]), **({"n_folds": int(first["n_folds"])} if "n_folds" in first else {})}
+    return row | {
+        "unit": first["unit"],
+        "n_speakers": int(first["n_speakers"]),
+        "n_clips": int(first["n_clips"]),
+        "n_seeds": int(first["n_seeds"]),
+        **({"n_folds": int(first["n_folds"])} if "n_folds" in first else {}),
+    }
 
 
 def fold_note(cfg: Config) -> str:
     """What a scores table's values are under ``data.folds`` ("" with the paper's single split)."""
     if not cfg.data.folds:
         return ""
-    return (f"Pooled over {cfg.data.folds} speaker folds: every clip is tested once, by the fold that held its speaker "
-            "out, and the value and its interval are those of the pooled predictions; 'per fold' is the mean +- sd "
-            "of the folds' own values.")
+    return (
+        f"Pooled over {cfg.data.folds} speaker folds: every clip is tested once, by the fold that held its speaker "
+        "out, and the value and its interval are those of the pooled predictions; 'per fold' is the mean +- sd "
+        "of the folds' own values."
+    )
 
 
 def interval_caption(cfg: Config, table: pd.DataFrame) -> str:
@@ -278,18 +316,27 @@ def interval_caption(cfg: Config, table: pd.DataFrame) -> str:
     units = set(table["unit"])
     n = cfg.analysis.bootstrap_resamples
     if units == {"speaker"}:
-        return (f"95 % intervals: percentile bootstrap over test speakers ({n} resamples; a speaker's clips stay "
-                "together; the statistic is the mean over seeds)")
-    return (f"95 % intervals: percentile bootstrap over test CLIPS ({n} resamples): with fewer than "
-            f"{stats.MIN_SPEAKERS} test speakers a speaker interval is n/a, and a clip interval is too narrow for new "
-            "speakers")
+        return (
+            f"95 % intervals: percentile bootstrap over test speakers ({n} resamples; a speaker's clips stay "
+            "together; the statistic is the mean over seeds)"
+        )
+    return (
+        f"95 % intervals: percentile bootstrap over test CLIPS ({n} resamples): with fewer than "
+        f"{stats.MIN_SPEAKERS} test speakers a speaker interval is n/a, and a clip interval is too narrow for new "
+        "speakers"
+    )
 
 
 # --------------------------------------------------------------------------- paired comparisons
 
 
-def paired_table(cfg: Config, folder: RunFolder, comparisons: Sequence[Comparison],
-                 metric: str = "accuracy", protocols: Optional[Sequence[str]] = None) -> pd.DataFrame:
+def paired_table(
+    cfg: Config,
+    folder: RunFolder,
+    comparisons: Sequence[Comparison],
+    metric: str = "accuracy",
+    protocols: Optional[Sequence[str]] = None,
+) -> pd.DataFrame:
     """The paired tests of a family of comparisons on the same test clips.
 
     Per comparison: both systems' value, the difference with its paired speaker-bootstrap interval (seed
@@ -304,11 +351,24 @@ def paired_table(cfg: Config, folder: RunFolder, comparisons: Sequence[Compariso
         b = system_predictions(cfg, folder, comp.better, protocols)
         table, info = stats.compare_predictions(a, b, cfg.analysis.bootstrap_resamples, cfg.analysis.bootstrap_seed)
         row = table.set_index("metric").loc[metric]
-        rows.append({"comparison": f"{comp.better} vs {comp.base}", "claim": comp.claim, "metric": METRIC_NAMES[metric],
-                     "base": row["a"], "better": row["b"], "delta_pp": 100 * row["delta"],
-                     "delta_lo_pp": 100 * row["lo"], "delta_hi_pp": 100 * row["hi"], **fold_deltas(a, b, metric),
-                     "unit": row["unit"], "mcnemar_b": info["mcnemar_b"], "mcnemar_c": info["mcnemar_c"],
-                     "p": row["mcnemar_p"], "clips": info["clips"]})
+        rows.append(
+            {
+                "comparison": f"{comp.better} vs {comp.base}",
+                "claim": comp.claim,
+                "metric": METRIC_NAMES[metric],
+                "base": row["a"],
+                "better": row["b"],
+                "delta_pp": 100 * row["delta"],
+                "delta_lo_pp": 100 * row["lo"],
+                "delta_hi_pp": 100 * row["hi"],
+                **fold_deltas(a, b, metric),
+                "unit": row["unit"],
+                "mcnemar_b": info["mcnemar_b"],
+                "mcnemar_c": info["mcnemar_c"],
+                "p": row["mcnemar_p"],
+                "clips": info["clips"],
+            }
+        )
     out = pd.DataFrame(rows)
     if out.empty:
         return out
@@ -351,12 +411,20 @@ def verdict_text(table: pd.DataFrame, alpha: float) -> str:
     supported = table[table["verdict"] == "supported"]["claim"].tolist()
     others = table[table["verdict"] != "supported"]
     parts = [f"At a family-wise level of {alpha:g} (Holm, exact McNemar on the same test clips), "]
-    parts.append(("the data support: " + "; ".join(supported) + ". ") if supported else "the data support none of "
-                 "the paper's claims here. ")
+    parts.append(
+        ("the data support: " + "; ".join(supported) + ". ")
+        if supported
+        else "the data support none of the paper's claims here. "
+    )
     if len(others):
-        parts.append("Not supported: " + "; ".join(f"{r.claim} ({r.verdict}, {r.delta_pp:+.1f} pp, "
-                                                    f"95 % CI {r.delta_lo_pp:+.1f} to {r.delta_hi_pp:+.1f})"
-                                                    for r in others.itertuples()) + ".")
+        parts.append(
+            "Not supported: "
+            + "; ".join(
+                f"{r.claim} ({r.verdict}, {r.delta_pp:+.1f} pp, 95 % CI {r.delta_lo_pp:+.1f} to {r.delta_hi_pp:+.1f})"
+                for r in others.itertuples()
+            )
+            + "."
+        )
     return "".join(parts)
 
 
@@ -379,16 +447,24 @@ def loco_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
             within = system_predictions(cfg, folder, name, None, seed)
             within = within[within["corpus"] == corpus]
             row_within = _score_row(name, score(within, cfg).set_index("metric")) if len(within) else {}
-            rows.append({"held_out": corpus, "trained_on": " + ".join(c for c in CORPORA if c in set(manifest["corpus"])
-                                                                     and c != corpus), **row,
-                         "within_uar": row_within.get("uar", np.nan), "within_n_clips": row_within.get("n_clips", 0)})
+            rows.append(
+                {
+                    "held_out": corpus,
+                    "trained_on": " + ".join(c for c in CORPORA if c in set(manifest["corpus"]) and c != corpus),
+                    **row,
+                    "within_uar": row_within.get("uar", np.nan),
+                    "within_n_clips": row_within.get("n_clips", 0),
+                }
+            )
     return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- the analysed system
 
 
-def calibration(cfg: Config, folder: RunFolder, system: Optional[str] = None, n_bins: int = 10) -> tuple[float, pd.DataFrame]:
+def calibration(
+    cfg: Config, folder: RunFolder, system: Optional[str] = None, n_bins: int = 10
+) -> tuple[float, pd.DataFrame]:
     """Expected calibration error and the reliability table of a system's test predictions (all seeds pooled)."""
     preds = system_predictions(cfg, folder, system or primary_system(cfg)[0])
     labels = preds["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy(int)
@@ -398,8 +474,9 @@ def calibration(cfg: Config, folder: RunFolder, system: Optional[str] = None, n_
 
 def pooled_confusion(preds: pd.DataFrame, normalize: bool = True) -> pd.DataFrame:
     """The confusion matrix summed over every seed (and fold) of ``preds``; rows true, columns predicted."""
-    counts = pd.crosstab(preds["label"], preds["pred"]).reindex(index=list(CLASSES), columns=list(CLASSES),
-                                                                fill_value=0)
+    counts = pd.crosstab(preds["label"], preds["pred"]).reindex(
+        index=list(CLASSES), columns=list(CLASSES), fill_value=0
+    )
     counts.index.name, counts.columns.name = "true", "predicted"
     return counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0) if normalize else counts
 
@@ -414,10 +491,18 @@ def accuracy_by(preds: pd.DataFrame, column: str) -> pd.DataFrame:
             recall = part.groupby("label")["correct"].mean()
             per_seed.append((part["correct"].mean(), recall.mean()))
         acc, uar = np.array(per_seed).T
-        rows.append({column: value, "clips": int(group["utt_id"].nunique()), "seeds": len(per_seed),
-                     "accuracy": acc.mean(), "accuracy_std": acc.std(ddof=1) if len(acc) > 1 else np.nan,
-                     "uar": uar.mean(), "uar_std": uar.std(ddof=1) if len(uar) > 1 else np.nan,
-                     "classes_present": int(group["label"].nunique())})
+        rows.append(
+            {
+                column: value,
+                "clips": int(group["utt_id"].nunique()),
+                "seeds": len(per_seed),
+                "accuracy": acc.mean(),
+                "accuracy_std": acc.std(ddof=1) if len(acc) > 1 else np.nan,
+                "uar": uar.mean(),
+                "uar_std": uar.std(ddof=1) if len(uar) > 1 else np.nan,
+                "classes_present": int(group["label"].nunique()),
+            }
+        )
     table = pd.DataFrame(rows)
     return table.dropna(axis=1, how="all")
 
@@ -456,24 +541,38 @@ def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     pairs = [(n, reference_of(cfg, n), system_predictions(cfg, folder, n)) for n in names]
     alone = [(n, preds) for n, reference, preds in pairs if reference is None]  # nothing to compare with
     pairs = [pair for pair in pairs if pair[1] is not None]
-    pairs += [(name, reference, baseline_predictions(cfg, folder, name))
-              for name, reference in baseline_references(cfg).items()]
+    pairs += [
+        (name, reference, baseline_predictions(cfg, folder, name))
+        for name, reference in baseline_references(cfg).items()
+    ]
     for name, reference, preds in pairs:
         scores = _score_row(name, score(preds, cfg).set_index("metric"))
         reference_preds = system_predictions(cfg, folder, reference)
-        table, info = stats.compare_predictions(reference_preds, preds, cfg.analysis.bootstrap_resamples,
-                                                cfg.analysis.bootstrap_seed)
+        table, info = stats.compare_predictions(
+            reference_preds, preds, cfg.analysis.bootstrap_resamples, cfg.analysis.bootstrap_seed
+        )
         uar = table.set_index("metric").loc["uar"]
         description = cfg.systems[name].description if name in cfg.systems else DESCRIPTIONS[name]
         folds = fold_deltas(reference_preds, preds, "uar", "delta_uar_folds_pp")
-        rows.append({**scores, "description": description, "vs": reference, "delta_uar_pp": 100 * uar["delta"],
-                     "delta_uar_lo_pp": 100 * uar["lo"], "delta_uar_hi_pp": 100 * uar["hi"], **folds,
-                     "p": uar["mcnemar_p"]})
+        rows.append(
+            {
+                **scores,
+                "description": description,
+                "vs": reference,
+                "delta_uar_pp": 100 * uar["delta"],
+                "delta_uar_lo_pp": 100 * uar["lo"],
+                "delta_uar_hi_pp": 100 * uar["hi"],
+                **folds,
+                "p": uar["mcnemar_p"],
+            }
+        )
     out = pd.DataFrame(rows)
     if len(out):
         out["p_holm"], out["significant"] = stats.holm(out["p"].to_numpy(), cfg.analysis.alpha)
-    lone = [{**_score_row(name, score(preds, cfg).set_index("metric")), "description": cfg.systems[name].description}
-            for name, preds in alone]
+    lone = [
+        {**_score_row(name, score(preds, cfg).set_index("metric")), "description": cfg.systems[name].description}
+        for name, preds in alone
+    ]
     return pd.concat([out, pd.DataFrame(lone)], ignore_index=True) if lone else out
 
 
@@ -483,17 +582,25 @@ def epoch_cost(cfg: Config, results: pd.DataFrame) -> pd.DataFrame:
     base = primary_system(cfg)[0]
     systems = [base, *[n for n in cfg.systems if n.startswith(f"{base}-")]]
     chosen = results[results["system"].isin(systems)]
-    return chosen.groupby("system", sort=False).agg(seconds_per_epoch=("seconds_per_epoch", "mean"),
-                                                     epochs=("stopped_epoch", "mean"),
-                                                     test_uar=("test_uar", "mean")).reset_index()
+    return (
+        chosen.groupby("system", sort=False)
+        .agg(
+            seconds_per_epoch=("seconds_per_epoch", "mean"),
+            epochs=("stopped_epoch", "mean"),
+            test_uar=("test_uar", "mean"),
+        )
+        .reset_index()
+    )
 
 
 def loco_skip(cfg: Config) -> str:
     """Why the leave-one-corpus-out table cannot be made for this profile ("" when it can)."""
     corpora = configured_corpora(cfg)
     if len(corpora) < 2:
-        return (f"Table S33: skipped, leave-one-corpus-out trains on some corpora and tests on another; this profile "
-                f"reads only {', '.join(corpora)}.")
+        return (
+            f"Table S33: skipped, leave-one-corpus-out trains on some corpora and tests on another; this profile "
+            f"reads only {', '.join(corpora)}."
+        )
     if not loco_systems(cfg):
         return "Table S33: skipped, analysis.loco_systems is [] in this profile."
     return ""
@@ -508,16 +615,23 @@ def loco_note(table: pd.DataFrame) -> str:
         drops = [f"{r.system} {100 * r.uar:.1f} % (within {100 * r.within_uar:.1f} %)" for r in group.itertuples()]
         parts.append(f"{corpus} held out: UAR " + ", ".join(drops))
     worst = table.loc[(table["within_uar"] - table["uar"]).idxmax()]
-    return ("; ".join(parts) + f". The largest fall is {worst['system']} on {worst['held_out']} "
-            f"({100 * (worst['within_uar'] - worst['uar']):.1f} points): what the systems learn from two corpora "
-            "transfers to a third only as far as these rows show; chance is 33.3 %.")
+    return (
+        "; ".join(parts) + f". The largest fall is {worst['system']} on {worst['held_out']} "
+        f"({100 * (worst['within_uar'] - worst['uar']):.1f} points): what the systems learn from two corpora "
+        "transfers to a third only as far as these rows show; chance is 33.3 %."
+    )
 
 
 # --------------------------------------------------------------------------- two runs
 
 
-def compare_runs(folder_a: RunFolder, folder_b: RunFolder, systems: Optional[Sequence[str]] = None,
-                 n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+def compare_runs(
+    folder_a: RunFolder,
+    folder_b: RunFolder,
+    systems: Optional[Sequence[str]] = None,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """The same systems in two runs (e.g. another encoder or parameter), scored on the clips both runs scored.
 
     One row per system and metric: run A's and run B's value, the difference B - A with its paired
@@ -532,17 +646,32 @@ def compare_runs(folder_a: RunFolder, folder_b: RunFolder, systems: Optional[Seq
     names = list(systems) if systems else [s for s in load_results(folder_a)["system"].drop_duplicates() if s in in_b]
     missing = [s for s in names if s not in in_a or s not in in_b]
     if missing or not names:
-        raise ValueError(f"system(s) {', '.join(missing) or '(none)'} not trained in both runs "
-                         f"({folder_a.root}: {', '.join(sorted(in_a))}; {folder_b.root}: {', '.join(sorted(in_b))})")
+        raise ValueError(
+            f"system(s) {', '.join(missing) or '(none)'} not trained in both runs "
+            f"({folder_a.root}: {', '.join(sorted(in_a))}; {folder_b.root}: {', '.join(sorted(in_b))})"
+        )
     rows = []
     for name in names:
-        table, info = stats.compare_predictions(run_predictions(folder_a, name), run_predictions(folder_b, name),
-                                                n_resamples, seed)
+        table, info = stats.compare_predictions(
+            run_predictions(folder_a, name), run_predictions(folder_b, name), n_resamples, seed
+        )
         for r in table.itertuples():
-            rows.append({"system": name, "metric": METRIC_NAMES[r.metric], "run_a": r.a, "run_b": r.b,
-                         "delta_pp": 100 * r.delta, "delta_lo_pp": 100 * r.lo, "delta_hi_pp": 100 * r.hi,
-                         "unit": r.unit, "mcnemar_p": r.mcnemar_p, "clips": info["clips"],
-                         "only_a": info["only_a"], "only_b": info["only_b"]})
+            rows.append(
+                {
+                    "system": name,
+                    "metric": METRIC_NAMES[r.metric],
+                    "run_a": r.a,
+                    "run_b": r.b,
+                    "delta_pp": 100 * r.delta,
+                    "delta_lo_pp": 100 * r.lo,
+                    "delta_hi_pp": 100 * r.hi,
+                    "unit": r.unit,
+                    "mcnemar_p": r.mcnemar_p,
+                    "clips": info["clips"],
+                    "only_a": info["only_a"],
+                    "only_b": info["only_b"],
+                }
+            )
     out = pd.DataFrame(rows)
     first = out.drop_duplicates("system")
     adjusted, _ = stats.holm(first["mcnemar_p"].to_numpy())

@@ -8,6 +8,7 @@ Inputs are the feature summary ``serlib.pipeline.ensure_features`` returns and t
 frames)`` with ``lengths`` ``(n,)`` true frames per clip. Every statistic counts true frames only,
 whatever the padding holds. The figures themselves are drawn by ``serlib.report.featureplots``.
 """
+
 from __future__ import annotations
 
 import time
@@ -30,8 +31,9 @@ from serlib.features.load import FeatureSet, load_features
 # --------------------------------------------------------------------------- loading and Table S10
 
 
-def load_timed(cfg: Config, folder: RunFolder, manifest: pd.DataFrame,
-               inputs: Sequence[str]) -> tuple[dict[str, FeatureSet], dict[str, float]]:
+def load_timed(
+    cfg: Config, folder: RunFolder, manifest: pd.DataFrame, inputs: Sequence[str]
+) -> tuple[dict[str, FeatureSet], dict[str, float]]:
     """Load every input of the run as one padded tensor, the way training reads them, and time it.
 
     Args:
@@ -51,7 +53,9 @@ def load_timed(cfg: Config, folder: RunFolder, manifest: pd.DataFrame,
     return loaded, seconds
 
 
-def extraction_table(summary: dict, loaded: Mapping[str, FeatureSet], load_seconds: Mapping[str, float]) -> pd.DataFrame:
+def extraction_table(
+    summary: dict, loaded: Mapping[str, FeatureSet], load_seconds: Mapping[str, float]
+) -> pd.DataFrame:
     """Table S10: per input, what the extraction step did now, its throughput, the cache and the load.
 
     Args:
@@ -67,13 +71,25 @@ def extraction_table(summary: dict, loaded: Mapping[str, FeatureSet], load_secon
     for name, features in loaded.items():
         s = summary["inputs"][name]
         last = s["last_compute"] or {}
-        rows.append({"input": name, "clips": s["clips"], "failed": len(s["failed"]), "computed now": s["computed"],
-                     "cached": s["cached"], "step s": s["seconds"],
-                     "clips/s": s["clips_per_s"] or last.get("clips_per_s"), "device": last.get("device", s["device"]),
-                     "threads": last.get("torch_threads"), "mean batch": last.get("mean_batch"),
-                     "cache MiB": s["cache_bytes"] / 2**20, "load s (all clips)": load_seconds[name],
-                     "tensor": "x".join(map(str, features.x.shape)),
-                     "weights": s["weights"], "encoder": s["encoder"]})
+        rows.append(
+            {
+                "input": name,
+                "clips": s["clips"],
+                "failed": len(s["failed"]),
+                "computed now": s["computed"],
+                "cached": s["cached"],
+                "step s": s["seconds"],
+                "clips/s": s["clips_per_s"] or last.get("clips_per_s"),
+                "device": last.get("device", s["device"]),
+                "threads": last.get("torch_threads"),
+                "mean batch": last.get("mean_batch"),
+                "cache MiB": s["cache_bytes"] / 2**20,
+                "load s (all clips)": load_seconds[name],
+                "tensor": "x".join(map(str, features.x.shape)),
+                "weights": s["weights"],
+                "encoder": s["encoder"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -103,7 +119,7 @@ def true_frame_sums(x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tenso
     for clip, length in zip(x, lengths):
         kept = torch.where(frame < length, clip.double(), 0.0)  # (channels, frames), padding -> 0
         sums.append(kept.sum(-1))
-        squares.append((kept ** 2).sum(-1))
+        squares.append((kept**2).sum(-1))
     return torch.stack(sums), torch.stack(squares)
 
 
@@ -128,10 +144,13 @@ def value_statistics(x: torch.Tensor, lengths: torch.Tensor) -> dict:
     sums, squares = true_frame_sums(x, lengths)  # (n, channels) each
     values = lengths.double().sum() * x.shape[1]  # true-frame values of all clips and channels
     mean = sums.sum() / values
-    std = torch.sqrt(squares.sum() / values - mean ** 2)
+    std = torch.sqrt(squares.sum() / values - mean**2)
     channel_means = sums / lengths[:, None].clamp(min=1)  # (n, channels)
-    return {"value mean": mean.item(), "value std": std.item(),
-            "channel-mean spread": channel_means.mean(0).std().item()}
+    return {
+        "value mean": mean.item(),
+        "value std": std.item(),
+        "channel-mean spread": channel_means.mean(0).std().item(),
+    }
 
 
 def feature_statistics(loaded: Mapping[str, FeatureSet]) -> pd.DataFrame:
@@ -149,12 +168,20 @@ def feature_statistics(loaded: Mapping[str, FeatureSet]) -> pd.DataFrame:
     for name, features in loaded.items():
         clips, channels, frames = features.x.shape
         true = features.lengths.double()  # (n,)
-        rows.append({"input": name, "clips": clips, "channels": channels, "frames": frames,
-                     "true frames mean": true.mean().item(), "true frames min": int(true.min()),
-                     "true frames max": int(true.max()),
-                     "full window %": 100 * (features.lengths == frames).double().mean().item(),
-                     "padding %": 100 * (1 - true.sum().item() / (clips * frames)),
-                     **value_statistics(features.x, features.lengths)})
+        rows.append(
+            {
+                "input": name,
+                "clips": clips,
+                "channels": channels,
+                "frames": frames,
+                "true frames mean": true.mean().item(),
+                "true frames min": int(true.min()),
+                "true frames max": int(true.max()),
+                "full window %": 100 * (features.lengths == frames).double().mean().item(),
+                "padding %": 100 * (1 - true.sum().item() / (clips * frames)),
+                **value_statistics(features.x, features.lengths),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -259,8 +286,9 @@ def class_examples(manifest: pd.DataFrame, features: FeatureSet) -> list[WindowE
             examples.append(WindowExample(label, None, None))
             continue
         i = position[chosen.iloc[0]]
-        examples.append(WindowExample(label, chosen.iloc[0], masked_window(features, i),
-                                      int(features.lengths[i].item())))
+        examples.append(
+            WindowExample(label, chosen.iloc[0], masked_window(features, i), int(features.lengths[i].item()))
+        )
     return examples
 
 
@@ -291,16 +319,22 @@ def encoder_notes(cfg: Config, inputs: Sequence[str]) -> dict[str, str]:
         ``{"random": warning or "", "reduced": paper note or "", "encoders": one line per input}``.
     """
     w2v = cfg.features.wav2vec2
-    random = ("RANDOM encoder weights. The wav2vec2 features of this run come from a randomly initialised "
-              "encoder (fixed seed), not from pretrained wav2vec 2.0: they exercise the pipeline but carry none "
-              "of its learned speech knowledge, so no number built on them speaks to the paper's claims. "
-              "Set features.wav2vec2.weights: pretrained on a machine that has the weights.")
-    reduced = (f"Reduced encoder (CHOSEN for this profile's time budget): features.wav2vec2.config_overrides = "
-               f"{w2v.config_overrides}. The paper uses the full wav2vec 2.0-base (12 layers, "
-               f"{PAPER_INPUT_CHANNELS['wav2vec2']} wide, 7 conv layers of 512).")
-    return {"random": random if w2v.weights == "random" else "",
-            "reduced": reduced if w2v.config_overrides else "",
-            "encoders": " | ".join(f"{name}: {encoder_description(cfg, name)}" for name in inputs)}
+    random = (
+        "RANDOM encoder weights. The wav2vec2 features of this run come from a randomly initialised "
+        "encoder (fixed seed), not from pretrained wav2vec 2.0: they exercise the pipeline but carry none "
+        "of its learned speech knowledge, so no number built on them speaks to the paper's claims. "
+        "Set features.wav2vec2.weights: pretrained on a machine that has the weights."
+    )
+    reduced = (
+        f"Reduced encoder (CHOSEN for this profile's time budget): features.wav2vec2.config_overrides = "
+        f"{w2v.config_overrides}. The paper uses the full wav2vec 2.0-base (12 layers, "
+        f"{PAPER_INPUT_CHANNELS['wav2vec2']} wide, 7 conv layers of 512)."
+    )
+    return {
+        "random": random if w2v.weights == "random" else "",
+        "reduced": reduced if w2v.config_overrides else "",
+        "encoders": " | ".join(f"{name}: {encoder_description(cfg, name)}" for name in inputs),
+    }
 
 
 def failed_clips_note(folder: RunFolder, shown: int = 5) -> str:
@@ -308,5 +342,7 @@ def failed_clips_note(folder: RunFolder, shown: int = 5) -> str:
     failed = pd.read_csv(folder.features_failed)
     if not len(failed):
         return ""
-    return (f"{len(failed)} clip(s) could not be read and are left out of the features (rows dropped, never "
-            f"zero-filled): " + "; ".join(f"{r.utt_id}: {r.reason}" for r in failed.head(shown).itertuples()))
+    return (
+        f"{len(failed)} clip(s) could not be read and are left out of the features (rows dropped, never "
+        f"zero-filled): " + "; ".join(f"{r.utt_id}: {r.reason}" for r in failed.head(shown).itertuples())
+    )

@@ -5,6 +5,7 @@ each clip's audio and pyin pitch contour, computed once per process.
 The annotations themselves are ``serlib.analysis.annotations``; the listening station (an ipywidgets UI), the
 static table with playable audio and the clip figure are presentation, in ``serlib.report.listening``.
 """
+
 from __future__ import annotations
 
 import threading
@@ -19,7 +20,6 @@ from serlib.analysis.prosody import hop_length, pitch_contour
 from serlib.common.audio import load_audio
 from serlib.common.config import AnalysisConfig
 from serlib.common.facts import CLASSES, SAMPLE_RATE
-
 
 # --------------------------------------------------------------------------- clips
 
@@ -43,15 +43,20 @@ def select_misclassified(preds: pd.DataFrame, n: int = 50, seed: int = 0) -> pd.
     rng = np.random.default_rng(seed)
     chosen = wrong.iloc[np.sort(rng.permutation(len(wrong))[: min(n, len(wrong))])]
     order = {c: i for i, c in enumerate(CLASSES)}
-    return (chosen.assign(_t=chosen["label"].map(order), _p=chosen["pred"].map(order))
-            .sort_values(["_t", "_p", "utt_id"]).drop(columns=["_t", "_p"]).reset_index(drop=True))
+    return (
+        chosen.assign(_t=chosen["label"].map(order), _p=chosen["pred"].map(order))
+        .sort_values(["_t", "_p", "utt_id"])
+        .drop(columns=["_t", "_p"])
+        .reset_index(drop=True)
+    )
 
 
 def with_scores(clips: pd.DataFrame) -> pd.DataFrame:
     """``confidence`` (the top class probability) and ``margin`` (top minus second) of each clip."""
     probs = np.sort(clips[list(PROB_COLUMNS)].to_numpy(dtype=float), axis=1) if len(clips) else np.zeros((0, 3))
-    return clips.assign(confidence=probs[:, -1] if len(clips) else [],
-                        margin=(probs[:, -1] - probs[:, -2]) if len(clips) else [])
+    return clips.assign(
+        confidence=probs[:, -1] if len(clips) else [], margin=(probs[:, -1] - probs[:, -2]) if len(clips) else []
+    )
 
 
 # --------------------------------------------------------------------------- what listeners said
@@ -79,8 +84,14 @@ def tag_summary(clips: pd.DataFrame, annotations: pd.DataFrame) -> pd.DataFrame:
     table = merged.groupby(["label", "pred"], sort=False)[columns].sum().reset_index()
     total = {"label": "total", "pred": "", **merged[columns].sum().to_dict()}
     table = pd.concat([table, pd.DataFrame([total])], ignore_index=True)
-    return table.rename(columns={"label": "true", "pred": "predicted", "reviewed": "reviewed: no failure",
-                                 **{t: tag_label(t) for t in tags}})
+    return table.rename(
+        columns={
+            "label": "true",
+            "pred": "predicted",
+            "reviewed": "reviewed: no failure",
+            **{t: tag_label(t) for t in tags},
+        }
+    )
 
 
 def agreement_table(annotations: pd.DataFrame) -> pd.DataFrame:
@@ -92,9 +103,10 @@ def agreement_table(annotations: pd.DataFrame) -> pd.DataFrame:
     people = sorted(named["annotator"].unique())
     rows = []
     for i, a in enumerate(people):
-        for b in people[i + 1:]:
-            both = named[named["annotator"] == a].merge(named[named["annotator"] == b], on="utt_id",
-                                                        suffixes=("_a", "_b"))
+        for b in people[i + 1 :]:
+            both = named[named["annotator"] == a].merge(
+                named[named["annotator"] == b], on="utt_id", suffixes=("_a", "_b")
+            )
             if both.empty:
                 continue
             for tag in (*file_tags(list(annotations.columns)), "reviewed"):
@@ -102,8 +114,15 @@ def agreement_table(annotations: pd.DataFrame) -> pd.DataFrame:
                 observed = float((x == y).mean())
                 expected = float(x.mean() * y.mean() + (1 - x.mean()) * (1 - y.mean()))
                 kappa = (observed - expected) / (1 - expected) if expected < 1 else float("nan")
-                rows.append({"annotators": f"{a} / {b}", "tag": tag_label(tag), "clips": len(both),
-                             "agreement": observed, "cohen_kappa": kappa})
+                rows.append(
+                    {
+                        "annotators": f"{a} / {b}",
+                        "tag": tag_label(tag),
+                        "clips": len(both),
+                        "agreement": observed,
+                        "cohen_kappa": kappa,
+                    }
+                )
     return pd.DataFrame(rows)
 
 

@@ -6,6 +6,7 @@ their timing, and their comparison between correct and misclassified clips (tabl
 are ``serlib.report.confusionplots``). The confusion tables themselves live in
 ``serlib.analysis.confusion``; display is the notebook's job (``notebooks/05_confusion.ipynb``).
 """
+
 from __future__ import annotations
 
 import os
@@ -20,21 +21,34 @@ from scipy.stats import mannwhitneyu
 from tqdm.auto import tqdm
 
 from serlib.analysis.stats import benjamini_hochberg, holm, zscore_within
-from serlib.common.progress import Progress
 from serlib.common.audio import load_audio
 from serlib.common.config import AnalysisConfig, Config
 from serlib.common.facts import CLASSES, SAMPLE_RATE
 from serlib.common.io import write_csv_atomic
 from serlib.common.pool import check_workers, process_map
+from serlib.common.progress import Progress
 from serlib.common.runfolder import RunFolder
 
-PROSODY_COLUMNS = ("f0_mean_hz", "f0_range_st", "f0_slope_st_s", "voiced_frac", "rms_mean_db",
-                   "rms_slope_db_s", "rms_std_db", "onset_rate_hz", "duration_s")
+PROSODY_COLUMNS = (
+    "f0_mean_hz",
+    "f0_range_st",
+    "f0_slope_st_s",
+    "voiced_frac",
+    "rms_mean_db",
+    "rms_slope_db_s",
+    "rms_std_db",
+    "onset_rate_hz",
+    "duration_s",
+)
 PROSODY_LABELS = {
-    "f0_mean_hz": "pitch mean (Hz)", "f0_range_st": "pitch range p5-p95 (semitones)",
-    "f0_slope_st_s": "pitch slope (semitones/s)", "voiced_frac": "voiced fraction",
-    "rms_mean_db": "energy mean (dB)", "rms_slope_db_s": "energy slope (dB/s)",
-    "rms_std_db": "energy std (dB)", "onset_rate_hz": "onset rate (1/s, speaking-rate proxy)",
+    "f0_mean_hz": "pitch mean (Hz)",
+    "f0_range_st": "pitch range p5-p95 (semitones)",
+    "f0_slope_st_s": "pitch slope (semitones/s)",
+    "voiced_frac": "voiced fraction",
+    "rms_mean_db": "energy mean (dB)",
+    "rms_slope_db_s": "energy slope (dB/s)",
+    "rms_std_db": "energy std (dB)",
+    "onset_rate_hz": "onset rate (1/s, speaking-rate proxy)",
     "duration_s": "duration (s)",
 }
 _CACHE_KEY = ("path", "mtime_ns", "size", "settings")
@@ -47,8 +61,10 @@ CHUNKSIZE = 1  # clips per task sent to a worker process (a clip takes ~0.4 s: b
 
 def pitch_settings(analysis: AnalysisConfig) -> str:
     """The pyin/RMS settings as one string: part of the prosody cache key."""
-    return (f"fmin={analysis.pitch_fmin:g};fmax={analysis.pitch_fmax:g};frame={analysis.pitch_frame_length};"
-            f"hop_ms={analysis.pitch_hop_ms:g};sr={SAMPLE_RATE}")
+    return (
+        f"fmin={analysis.pitch_fmin:g};fmax={analysis.pitch_fmax:g};frame={analysis.pitch_frame_length};"
+        f"hop_ms={analysis.pitch_hop_ms:g};sr={SAMPLE_RATE}"
+    )
 
 
 def hop_length(analysis: AnalysisConfig) -> int:
@@ -69,8 +85,14 @@ def pitch_contour(audio: np.ndarray, analysis: AnalysisConfig) -> tuple[np.ndarr
     import librosa  # numba-compiled; seconds to import, and a pool worker imports it only when it analyses
 
     hop = hop_length(analysis)
-    f0, _, _ = librosa.pyin(audio, fmin=analysis.pitch_fmin, fmax=analysis.pitch_fmax, sr=SAMPLE_RATE,
-                            frame_length=analysis.pitch_frame_length, hop_length=hop)
+    f0, _, _ = librosa.pyin(
+        audio,
+        fmin=analysis.pitch_fmin,
+        fmax=analysis.pitch_fmax,
+        sr=SAMPLE_RATE,
+        frame_length=analysis.pitch_frame_length,
+        hop_length=hop,
+    )
     times = librosa.times_like(f0, sr=SAMPLE_RATE, hop_length=hop)
     return times, f0
 
@@ -100,8 +122,12 @@ def prosody_descriptors(audio: np.ndarray, analysis: AnalysisConfig) -> dict:
     rms_db = librosa.amplitude_to_db(rms, ref=np.max, top_db=None)
     duration = audio.size / SAMPLE_RATE
     onsets = librosa.onset.onset_detect(y=audio, sr=SAMPLE_RATE, hop_length=hop, units="time")
-    return {**_pitch_stats(times, f0), **_energy_stats(times[: rms_db.size], rms_db, rms),
-            "onset_rate_hz": len(onsets) / duration, "duration_s": duration}
+    return {
+        **_pitch_stats(times, f0),
+        **_energy_stats(times[: rms_db.size], rms_db, rms),
+        "onset_rate_hz": len(onsets) / duration,
+        "duration_s": duration,
+    }
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> float:
@@ -114,8 +140,12 @@ def _pitch_stats(times: np.ndarray, f0: np.ndarray) -> dict:
         return {"f0_mean_hz": np.nan, "f0_range_st": np.nan, "f0_slope_st_s": np.nan, "voiced_frac": 0.0}
     semitones = 12 * np.log2(f0[voiced] / 100.0)  # relative to 100 Hz
     low, high = np.percentile(semitones, [5, 95])
-    return {"f0_mean_hz": float(np.mean(f0[voiced])), "f0_range_st": float(high - low),
-            "f0_slope_st_s": _slope(times[voiced], semitones), "voiced_frac": float(voiced.mean())}
+    return {
+        "f0_mean_hz": float(np.mean(f0[voiced])),
+        "f0_range_st": float(high - low),
+        "f0_slope_st_s": _slope(times[voiced], semitones),
+        "voiced_frac": float(voiced.mean()),
+    }
 
 
 def _energy_stats(times: np.ndarray, rms_db: np.ndarray, rms: np.ndarray) -> dict:
@@ -123,12 +153,16 @@ def _energy_stats(times: np.ndarray, rms_db: np.ndarray, rms: np.ndarray) -> dic
     if rms.max() <= 0 or active.sum() == 0:
         return {"rms_mean_db": np.nan, "rms_slope_db_s": np.nan, "rms_std_db": np.nan}
     absolute_db = 20 * np.log10(np.maximum(rms[active], 1e-10))  # dBFS, comparable across clips
-    return {"rms_mean_db": float(absolute_db.mean()), "rms_slope_db_s": _slope(times[active], absolute_db),
-            "rms_std_db": float(absolute_db.std())}
+    return {
+        "rms_mean_db": float(absolute_db.mean()),
+        "rms_slope_db_s": _slope(times[active], absolute_db),
+        "rms_std_db": float(absolute_db.std()),
+    }
 
 
-def compute_prosody(cfg: Config, folder: RunFolder, clips: pd.DataFrame, progress: bool = True,
-                    workers: Optional[int] = None) -> pd.DataFrame:
+def compute_prosody(
+    cfg: Config, folder: RunFolder, clips: pd.DataFrame, progress: bool = True, workers: Optional[int] = None
+) -> pd.DataFrame:
     """Prosody descriptors for ``clips`` (columns ``utt_id``, ``path``), cached in the run folder.
 
     The cache ``<run>/analysis/prosody.csv`` is keyed by clip path, mtime, size and the pyin/RMS
@@ -169,8 +203,9 @@ def compute_prosody(cfg: Config, folder: RunFolder, clips: pd.DataFrame, progres
     fresh = []
     with tqdm(total=len(clips), desc="prosody (pyin)", disable=not progress) as bar:
         bar.update(len(clips) - len(todo))
-        results = _analyse_paths([path for _, _, path, _ in todo], cfg.analysis, workers, bar,
-                                 Progress(folder.progress, "prosody", 5.0))
+        results = _analyse_paths(
+            [path for _, _, path, _ in todo], cfg.analysis, workers, bar, Progress(folder.progress, "prosody", 5.0)
+        )
         for (index, utt_id, path, key), result in zip(todo, results):
             if result["error"]:  # one bad clip never stops the analysis
                 warnings.warn(f"prosody: skipped {utt_id} ({path}): {result['error']}", stacklevel=2)
@@ -182,16 +217,26 @@ def compute_prosody(cfg: Config, folder: RunFolder, clips: pd.DataFrame, progres
     return _prosody_frame(rows)
 
 
-def _analyse_paths(paths: list[str], analysis: AnalysisConfig, workers: int, bar,
-                   events: Optional[Progress] = None) -> list[dict]:
+def _analyse_paths(
+    paths: list[str], analysis: AnalysisConfig, workers: int, bar, events: Optional[Progress] = None
+) -> list[dict]:
     """``_analyse_path`` of every path, in order: through ``workers`` processes (``serlib.pool``)
     when there are at least ``POOL_MIN_CLIPS``, else in this process."""
     results = []
     if workers > 1 and len(paths) >= POOL_MIN_CLIPS:
         warm_up_pitch(analysis)  # compile and cache pyin here, once: workers then only read numba's cache
-    for result in process_map(_analyse_path, paths, extra=(analysis,), workers=workers, chunksize=CHUNKSIZE,
-                              min_items=POOL_MIN_CLIPS, initializer=_start_worker, initargs=(analysis, 1),
-                              serial_initializer=lambda: _start_worker(analysis), what="prosody"):
+    for result in process_map(
+        _analyse_path,
+        paths,
+        extra=(analysis,),
+        workers=workers,
+        chunksize=CHUNKSIZE,
+        min_items=POOL_MIN_CLIPS,
+        initializer=_start_worker,
+        initargs=(analysis, 1),
+        serial_initializer=lambda: _start_worker(analysis),
+        what="prosody",
+    ):
         results.append(result)
         bar.update()
         if events is not None:
@@ -269,13 +314,20 @@ def prosody_timing(prosody: pd.DataFrame) -> pd.DataFrame:
     """Analysis time of the prosody step: per clip and per second of audio (from the cache's times)."""
     ok = prosody[prosody["error"] == ""]
     audio_s = ok["duration_s"].sum()
-    return pd.DataFrame([{
-        "clips": len(prosody), "computed_now": int((~prosody["cached"]).sum()),
-        "from_cache": int(prosody["cached"].sum()), "failed": int((prosody["error"] != "").sum()),
-        "audio_s": float(audio_s), "analysis_s": float(ok["seconds"].sum()),
-        "s_per_clip": float(ok["seconds"].mean()) if len(ok) else np.nan,
-        "s_per_audio_s": float(ok["seconds"].sum() / audio_s) if audio_s > 0 else np.nan,
-    }])
+    return pd.DataFrame(
+        [
+            {
+                "clips": len(prosody),
+                "computed_now": int((~prosody["cached"]).sum()),
+                "from_cache": int(prosody["cached"].sum()),
+                "failed": int((prosody["error"] != "").sum()),
+                "audio_s": float(audio_s),
+                "analysis_s": float(ok["seconds"].sum()),
+                "s_per_clip": float(ok["seconds"].mean()) if len(ok) else np.nan,
+                "s_per_audio_s": float(ok["seconds"].sum() / audio_s) if audio_s > 0 else np.nan,
+            }
+        ]
+    )
 
 
 def prosody_by_outcome(preds: pd.DataFrame, prosody: pd.DataFrame) -> pd.DataFrame:
@@ -291,8 +343,9 @@ CORRECTIONS = {"holm": holm, "bh": benjamini_hochberg}  # multiple-test correcti
 CORRECTION_NAMES = {"holm": "Holm", "bh": "Benjamini-Hochberg (false discovery rate)"}
 
 
-def prosody_separation(preds: pd.DataFrame, prosody: pd.DataFrame, within_speaker: bool = True,
-                       correction: str = "bh", alpha: float = 0.05) -> pd.DataFrame:
+def prosody_separation(
+    preds: pd.DataFrame, prosody: pd.DataFrame, within_speaker: bool = True, correction: str = "bh", alpha: float = 0.05
+) -> pd.DataFrame:
     """Per class and descriptor: misclassified minus correct, as Cohen's d and a Mann-Whitney p.
 
     A positive d means the misclassified clips of that class have the larger value.
@@ -316,10 +369,18 @@ def prosody_separation(preds: pd.DataFrame, prosody: pd.DataFrame, within_speake
             right = group.loc[group["outcome"] == "correct", column].dropna()
             wrong = group.loc[group["outcome"] == "misclassified", column].dropna()
             enough = len(right) >= 2 and len(wrong) >= 2
-            rows.append({"true class": label, "descriptor": column, "n_correct": len(right),
-                         "n_misclassified": len(wrong), "mean_correct": right.mean(), "mean_misclassified": wrong.mean(),
-                         "cohen_d": _cohen_d(wrong, right) if enough else np.nan,
-                         "mannwhitney_p": mannwhitneyu(wrong, right).pvalue if enough else np.nan})
+            rows.append(
+                {
+                    "true class": label,
+                    "descriptor": column,
+                    "n_correct": len(right),
+                    "n_misclassified": len(wrong),
+                    "mean_correct": right.mean(),
+                    "mean_misclassified": wrong.mean(),
+                    "cohen_d": _cohen_d(wrong, right) if enough else np.nan,
+                    "mannwhitney_p": mannwhitneyu(wrong, right).pvalue if enough else np.nan,
+                }
+            )
     table = pd.DataFrame(rows)
     tested = table["mannwhitney_p"].notna()
     table["p_adjusted"], table["significant"] = np.nan, False
@@ -339,7 +400,6 @@ def _cohen_d(a: pd.Series, b: pd.Series) -> float:
 def with_outcome(preds: pd.DataFrame, prosody: pd.DataFrame) -> pd.DataFrame:
     """The clips of ``preds`` with their prosody descriptors and ``outcome`` (correct / misclassified)."""
     keep = ["utt_id", "label", "pred", "correct"] + (["speaker"] if "speaker" in preds else [])
-    merged = preds[keep].merge(
-        prosody[prosody["error"] == ""][["utt_id", *PROSODY_COLUMNS]], on="utt_id", how="inner")
+    merged = preds[keep].merge(prosody[prosody["error"] == ""][["utt_id", *PROSODY_COLUMNS]], on="utt_id", how="inner")
     merged["outcome"] = np.where(merged["correct"], "correct", "misclassified")
     return merged

@@ -4,6 +4,7 @@ its intervals, is ``serlib.analysis.evaluation.table5_scores``).
 Inputs are the rows ``serlib.modelling.systems.train_systems`` returns (one per system x seed); the paper's
 values come from ``serlib.common.paper``. Accuracies are fractions; deltas are percentage points.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -27,11 +28,17 @@ def table4(cfg: Config, results: pd.DataFrame, systems: Sequence[str] = ("S1", "
         if name not in first.index:
             continue
         system, row = cfg.systems[name], first.loc[name]
-        rows.append({"system": name, "architecture": system.description,
-                     "input": f"{row['in_channels']} x {row['frames']} {INPUT_NAMES[system.input]}",
-                     "tri_aug": bool(system.augment), "params_m_trained": row["params"] / 1e6,
-                     "params_m_paper_widths": paper_width_params(system.model, system.input) / 1e6,
-                     "paper_params_m": stated.get(name, float("nan"))})
+        rows.append(
+            {
+                "system": name,
+                "architecture": system.description,
+                "input": f"{row['in_channels']} x {row['frames']} {INPUT_NAMES[system.input]}",
+                "tri_aug": bool(system.augment),
+                "params_m_trained": row["params"] / 1e6,
+                "params_m_paper_widths": paper_width_params(system.model, system.input) / 1e6,
+                "paper_params_m": stated.get(name, float("nan")),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -62,17 +69,30 @@ def table6(cfg: Config, results: pd.DataFrame, scores: pd.DataFrame, full: str =
         system, row = cfg.systems[name], scores.loc[name]
         label = "Full" if name == full else name
         blocks = len(system.model.blocks) if system.model.blocks is not None else 5
-        folds = {"test_acc_folds": row["acc_folds"], "test_acc_folds_sd": row["acc_folds_sd"]} if "acc_folds" in row else {}
-        rows.append({"variant": label, "description": system.description, "tri_aug": bool(system.augment),
-                     "se": bool(system.model.se), "blocks": blocks, "val_acc": val[name],
-                     "delta_val_pp": 100 * (val[name] - val[full]), "test_acc": row["acc"], **folds,
-                     "delta_test_pp": 100 * (row["acc"] - base["acc"]), "macro_f1": row["macro_f1"],
-                     "seeds": int(row["n_seeds"]),
-                     "paper_val_acc": paper6.loc[label, "val_acc"],
-                     "paper_delta_val_pp": paper6.loc[label, "delta_val_pp"],
-                     "paper_test_acc": paper6.loc[label, "test_acc"],
-                     "paper_delta_test_pp": paper6.loc[label, "delta_test_pp"],
-                     "paper_macro_f1": paper6.loc[label, "macro_f1"]})
+        folds = (
+            {"test_acc_folds": row["acc_folds"], "test_acc_folds_sd": row["acc_folds_sd"]} if "acc_folds" in row else {}
+        )
+        rows.append(
+            {
+                "variant": label,
+                "description": system.description,
+                "tri_aug": bool(system.augment),
+                "se": bool(system.model.se),
+                "blocks": blocks,
+                "val_acc": val[name],
+                "delta_val_pp": 100 * (val[name] - val[full]),
+                "test_acc": row["acc"],
+                **folds,
+                "delta_test_pp": 100 * (row["acc"] - base["acc"]),
+                "macro_f1": row["macro_f1"],
+                "seeds": int(row["n_seeds"]),
+                "paper_val_acc": paper6.loc[label, "val_acc"],
+                "paper_delta_val_pp": paper6.loc[label, "delta_val_pp"],
+                "paper_test_acc": paper6.loc[label, "test_acc"],
+                "paper_delta_test_pp": paper6.loc[label, "delta_test_pp"],
+                "paper_macro_f1": paper6.loc[label, "macro_f1"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -87,10 +107,13 @@ def table8(cfg: Config, scores: pd.DataFrame) -> pd.DataFrame:
     row = scores.iloc[0]
     system = cfg.systems[row["system"]]
     protocol = f"Speaker-independent, {cfg.data.folds} speaker folds" if cfg.data.folds else "Speaker-independent"
-    ours = {"study": f"this run ({cfg.run.name}, {row['system']}, {int(row['n_seeds'])} seed(s))",
-            "dataset_task": "MCULP corpora of this run, 3-class",
-            "model_feature": f"{system.description or row['system']}, {INPUT_NAMES[system.input]}",
-            "protocol": protocol, "reported_acc": row["acc"]}
+    ours = {
+        "study": f"this run ({cfg.run.name}, {row['system']}, {int(row['n_seeds'])} seed(s))",
+        "dataset_task": "MCULP corpora of this run, 3-class",
+        "model_feature": f"{system.description or row['system']}, {INPUT_NAMES[system.input]}",
+        "protocol": protocol,
+        "reported_acc": row["acc"],
+    }
     if "acc_folds" in row:
         ours |= {"reported_acc_folds": row["acc_folds"], "reported_acc_folds_sd": row["acc_folds_sd"]}
     return pd.concat([paper.TABLE8, pd.DataFrame([ours])], ignore_index=True)
@@ -98,9 +121,13 @@ def table8(cfg: Config, scores: pd.DataFrame) -> pd.DataFrame:
 
 def table8_note(cfg: Config) -> str:
     """The note under Table 8: the rows are not comparable; with speaker folds, what this run's value is."""
-    text = ("Datasets, classes and protocols differ between rows: the literature rows are not comparable with each other "
-            "or with this run; they are reproduced as the paper lists them.")
+    text = (
+        "Datasets, classes and protocols differ between rows: the literature rows are not comparable with each other "
+        "or with this run; they are reproduced as the paper lists them."
+    )
     if cfg.data.folds:
-        text += (f" This run's accuracy pools {cfg.data.folds} speaker folds (every clip tested once); 'per fold' is the "
-                 "mean +- sd of the folds' own accuracies.")
+        text += (
+            f" This run's accuracy pools {cfg.data.folds} speaker folds (every clip tested once); 'per fold' is the "
+            "mean +- sd of the folds' own accuracies."
+        )
     return text

@@ -12,6 +12,7 @@ Everything works on confusion counts: each speaker's (seeds x true x predicted) 
 with the multiplicities a resample draws, so 1000 resamples of a few thousand clips take milliseconds.
 Several seeds of one system are scored together: the statistic of a resample is the mean over seeds.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -86,8 +87,10 @@ def _unit(speakers) -> tuple[str, str]:
     n = len(set(map(str, speakers)))
     if n >= MIN_SPEAKERS:
         return "speaker", ""
-    return "clip", (f"speaker interval n/a: {n} test speaker(s) (< {MIN_SPEAKERS}); the interval resamples clips "
-                    "and is too narrow for new speakers")
+    return "clip", (
+        f"speaker interval n/a: {n} test speaker(s) (< {MIN_SPEAKERS}); the interval resamples clips "
+        "and is too narrow for new speakers"
+    )
 
 
 def group_metrics(y_true: Sequence[int], y_pred, groups: Sequence[str], n_classes: int = len(CLASSES)) -> pd.DataFrame:
@@ -110,8 +113,15 @@ def group_metrics(y_true: Sequence[int], y_pred, groups: Sequence[str], n_classe
 # --------------------------------------------------------------------------- intervals
 
 
-def speaker_bootstrap(y_true: Sequence[int], y_pred, speakers: Sequence[str], n_resamples: int = 1000,
-                      seed: int = 0, level: float = 0.95, n_classes: int = len(CLASSES)) -> pd.DataFrame:
+def speaker_bootstrap(
+    y_true: Sequence[int],
+    y_pred,
+    speakers: Sequence[str],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    n_classes: int = len(CLASSES),
+) -> pd.DataFrame:
     """Point estimates and percentile intervals of accuracy, UAR and macro-F1.
 
     Args:
@@ -138,14 +148,34 @@ def speaker_bootstrap(y_true: Sequence[int], y_pred, speakers: Sequence[str], n_
     rows = []
     for metric in METRICS:
         lo, hi = np.nanpercentile(resampled[metric], [tail, 100 - tail])
-        rows.append({"metric": metric, "value": float(point[metric]), "lo": float(lo), "hi": float(hi),
-                     "unit": unit, "n_speakers": len(set(map(str, speakers))), "n_clips": len(y_true),
-                     "n_seeds": _as_seeds(y_pred).shape[0], "n_resamples": n_resamples, "level": level, "note": note})
+        rows.append(
+            {
+                "metric": metric,
+                "value": float(point[metric]),
+                "lo": float(lo),
+                "hi": float(hi),
+                "unit": unit,
+                "n_speakers": len(set(map(str, speakers))),
+                "n_clips": len(y_true),
+                "n_seeds": _as_seeds(y_pred).shape[0],
+                "n_resamples": n_resamples,
+                "level": level,
+                "note": note,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def paired_bootstrap(y_true: Sequence[int], pred_a, pred_b, speakers: Sequence[str], n_resamples: int = 1000,
-                     seed: int = 0, level: float = 0.95, n_classes: int = len(CLASSES)) -> pd.DataFrame:
+def paired_bootstrap(
+    y_true: Sequence[int],
+    pred_a,
+    pred_b,
+    speakers: Sequence[str],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    n_classes: int = len(CLASSES),
+) -> pd.DataFrame:
     """The difference b - a of each metric on the same clips, with a paired speaker-bootstrap interval.
 
     Both systems are scored on the same resampled speakers, so what the two share (hard speakers,
@@ -168,11 +198,23 @@ def paired_bootstrap(y_true: Sequence[int], pred_a, pred_b, speakers: Sequence[s
     for metric in METRICS:
         delta = res_b[metric] - res_a[metric]
         lo, hi = np.nanpercentile(delta, [tail, 100 - tail])
-        rows.append({"metric": metric, "a": float(point_a[metric]), "b": float(point_b[metric]),
-                     "delta": float(point_b[metric] - point_a[metric]), "lo": float(lo), "hi": float(hi),
-                     "share_le_0": float(np.mean(delta[~np.isnan(delta)] <= 0)), "unit": unit,
-                     "n_speakers": len(set(map(str, speakers))), "n_clips": len(y_true), "n_resamples": n_resamples,
-                     "level": level, "note": note})
+        rows.append(
+            {
+                "metric": metric,
+                "a": float(point_a[metric]),
+                "b": float(point_b[metric]),
+                "delta": float(point_b[metric] - point_a[metric]),
+                "lo": float(lo),
+                "hi": float(hi),
+                "share_le_0": float(np.mean(delta[~np.isnan(delta)] <= 0)),
+                "unit": unit,
+                "n_speakers": len(set(map(str, speakers))),
+                "n_clips": len(y_true),
+                "n_resamples": n_resamples,
+                "level": level,
+                "note": note,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -217,9 +259,17 @@ def benjamini_hochberg(pvalues: Sequence[float], alpha: float = 0.05) -> tuple[n
     return out, out <= alpha
 
 
-def speaker_signflip_test(y_true: Sequence[int], pred_a, pred_b, speakers: Sequence[str], metric: str = "uar",
-                          n_resamples: int = 10000, seed: int = 0, max_exact_speakers: int = 16,
-                          n_classes: int = len(CLASSES)) -> dict:
+def speaker_signflip_test(
+    y_true: Sequence[int],
+    pred_a,
+    pred_b,
+    speakers: Sequence[str],
+    metric: str = "uar",
+    n_resamples: int = 10000,
+    seed: int = 0,
+    max_exact_speakers: int = 16,
+    n_classes: int = len(CLASSES),
+) -> dict:
     """Paired test of b against a with the speaker as the unit: a sign-flip permutation test over speakers.
 
     Each speaker's difference d_s = metric(b) - metric(a) is computed on that speaker's clips alone (seed means);
@@ -250,15 +300,21 @@ def speaker_signflip_test(y_true: Sequence[int], pred_a, pred_b, speakers: Seque
     n = len(deltas)
     observed = float(deltas.mean())
     if n <= max_exact_speakers:
-        signs = 1 - 2 * ((np.arange(2 ** n)[:, None] >> np.arange(n)) & 1)  # (2^n, n): every pattern once
+        signs = 1 - 2 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)  # (2^n, n): every pattern once
         extreme = np.abs(signs @ deltas / n) >= abs(observed) - 1e-12  # rounding must not drop the observed one
         p = float(extreme.mean())
     else:
         signs = np.random.default_rng(seed).choice([-1.0, 1.0], size=(n_resamples, n))
         hits = int((np.abs(signs @ deltas / n) >= abs(observed) - 1e-12).sum())
         p = (1 + hits) / (1 + n_resamples)
-    return {"metric": metric, "mean_speaker_delta": observed, "p": min(1.0, p), "n_speakers": n,
-            "exact": n <= max_exact_speakers, "n_patterns": 2 ** n if n <= max_exact_speakers else n_resamples}
+    return {
+        "metric": metric,
+        "mean_speaker_delta": observed,
+        "p": min(1.0, p),
+        "n_speakers": n,
+        "exact": n <= max_exact_speakers,
+        "n_patterns": 2**n if n <= max_exact_speakers else n_resamples,
+    }
 
 
 # --------------------------------------------------------------------------- calibration
@@ -279,9 +335,16 @@ def reliability_table(probs: np.ndarray, y_true: Sequence[int], n_bins: int = 15
     rows = []
     for b in range(n_bins):
         chosen = index == b
-        rows.append({"bin": b, "lo": edges[b], "hi": edges[b + 1], "clips": int(chosen.sum()),
-                     "confidence": float(confidence[chosen].mean()) if chosen.any() else np.nan,
-                     "accuracy": float(correct[chosen].mean()) if chosen.any() else np.nan})
+        rows.append(
+            {
+                "bin": b,
+                "lo": edges[b],
+                "hi": edges[b + 1],
+                "clips": int(chosen.sum()),
+                "confidence": float(confidence[chosen].mean()) if chosen.any() else np.nan,
+                "accuracy": float(correct[chosen].mean()) if chosen.any() else np.nan,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -311,8 +374,9 @@ def zscore_within(df: pd.DataFrame, group_column: str, columns: Sequence[str]) -
 # --------------------------------------------------------------------------- two systems
 
 
-def compare_predictions(preds_a: pd.DataFrame, preds_b: pd.DataFrame, n_resamples: int = 1000, seed: int = 0,
-                        level: float = 0.95) -> tuple[pd.DataFrame, dict]:
+def compare_predictions(
+    preds_a: pd.DataFrame, preds_b: pd.DataFrame, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[pd.DataFrame, dict]:
     """Two systems' test predictions (columns utt_id, label, pred, speaker; several seeds allowed with a
     ``seed`` column) scored on the clips both have: per metric a, b, delta and its paired interval,
     and the exact McNemar test (on the majority vote over seeds when there are several).
@@ -320,10 +384,10 @@ def compare_predictions(preds_a: pd.DataFrame, preds_b: pd.DataFrame, n_resample
     Returns:
         (the paired table with a ``mcnemar_p`` column, {"clips": clips both scored, "only_a", "only_b"}).
     """
+
     def arrays(preds: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         preds = preds.assign(seed=preds["seed"] if "seed" in preds else 0)
-        wide = preds.pivot_table(index="utt_id", columns="seed", values="pred",
-                                 aggfunc="first").dropna()
+        wide = preds.pivot_table(index="utt_id", columns="seed", values="pred", aggfunc="first").dropna()
         return preds.drop_duplicates("utt_id").set_index("utt_id"), wide
 
     meta_a, wide_a = arrays(_as_indices(preds_a))
@@ -340,8 +404,13 @@ def compare_predictions(preds_a: pd.DataFrame, preds_b: pd.DataFrame, n_resample
     vote = lambda p: np.array([np.bincount(col, minlength=len(CLASSES)).argmax() for col in p.T])  # noqa: E731
     test = mcnemar_exact(vote(a) == labels, vote(b) == labels)
     table["mcnemar_p"] = test["p"]
-    return table, {"clips": len(common), "only_a": len(wide_a.index.difference(common)),
-                   "only_b": len(wide_b.index.difference(common)), "mcnemar_b": test["b"], "mcnemar_c": test["c"]}
+    return table, {
+        "clips": len(common),
+        "only_a": len(wide_a.index.difference(common)),
+        "only_b": len(wide_b.index.difference(common)),
+        "mcnemar_b": test["b"],
+        "mcnemar_c": test["c"],
+    }
 
 
 def _as_indices(preds: pd.DataFrame) -> pd.DataFrame:

@@ -6,6 +6,7 @@ network as trained (Table S22) and the training cost (Table S23).
 The paper's values come from ``serlib.common.paper`` (``TRAINING``, ``TABLE4``, ``PAPER_FRAMES``), the
 defaults from the configuration dataclasses; nothing of the paper is written here a second time.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -66,27 +67,66 @@ def settings_table(cfg: Config, runs: pd.DataFrame) -> pd.DataFrame:
     plateau = f"{t.plateau_patience} / {t.plateau_factor}"
     rows = [
         ("learning rate", lr, _chosen_source(t.lr, default.lr, selected), words["lr"], default.lr),
-        ("weight decay", weight_decay, _chosen_source(t.weight_decay, default.weight_decay, selected),
-         words["weight_decay"], default.weight_decay),
-        ("batch size", t.batch_size, _stated_source(t.batch_size, stated["batch_size"]), stated["batch_size"],
-         default.batch_size),
-        ("max epochs", t.max_epochs, _stated_source(t.max_epochs, stated["max_epochs"]), stated["max_epochs"],
-         default.max_epochs),
-        ("early-stop patience", t.early_stop_patience,
-         _stated_source(t.early_stop_patience, stated["early_stop_patience"]), stated["early_stop_patience"],
-         default.early_stop_patience),
-        ("plateau patience / factor", plateau,
-         _stated_source((t.plateau_patience, t.plateau_factor), (stated["plateau_patience"], stated["plateau_factor"])),
-         f"{stated['plateau_patience']} / {stated['plateau_factor']}",
-         f"{default.plateau_patience} / {default.plateau_factor}"),
+        (
+            "weight decay",
+            weight_decay,
+            _chosen_source(t.weight_decay, default.weight_decay, selected),
+            words["weight_decay"],
+            default.weight_decay,
+        ),
+        (
+            "batch size",
+            t.batch_size,
+            _stated_source(t.batch_size, stated["batch_size"]),
+            stated["batch_size"],
+            default.batch_size,
+        ),
+        (
+            "max epochs",
+            t.max_epochs,
+            _stated_source(t.max_epochs, stated["max_epochs"]),
+            stated["max_epochs"],
+            default.max_epochs,
+        ),
+        (
+            "early-stop patience",
+            t.early_stop_patience,
+            _stated_source(t.early_stop_patience, stated["early_stop_patience"]),
+            stated["early_stop_patience"],
+            default.early_stop_patience,
+        ),
+        (
+            "plateau patience / factor",
+            plateau,
+            _stated_source(
+                (t.plateau_patience, t.plateau_factor), (stated["plateau_patience"], stated["plateau_factor"])
+            ),
+            f"{stated['plateau_patience']} / {stated['plateau_factor']}",
+            f"{default.plateau_patience} / {default.plateau_factor}",
+        ),
         ("LR floor", t.min_lr, _chosen_source(t.min_lr, default.min_lr), words["min_lr"], default.min_lr),
-        ("gradient clip", t.grad_clip, _stated_source(t.grad_clip, stated["grad_clip"]), stated["grad_clip"],
-         default.grad_clip),
+        (
+            "gradient clip",
+            t.grad_clip,
+            _stated_source(t.grad_clip, stated["grad_clip"]),
+            stated["grad_clip"],
+            default.grad_clip,
+        ),
         ("seeds", t.seeds, _chosen_source(t.seeds, default.seeds), words["seeds"], default.seeds),
-        ("device", resolve_device(t.device, key="train.device").type, f"this machine (train.device: {t.device})",
-         words["device"], default.device),
-        ("kernels", _kernels(t), _chosen_source((t.deterministic, t.amp), (default.deterministic, default.amp)),
-         "not stated", _kernels(default)),
+        (
+            "device",
+            resolve_device(t.device, key="train.device").type,
+            f"this machine (train.device: {t.device})",
+            words["device"],
+            default.device,
+        ),
+        (
+            "kernels",
+            _kernels(t),
+            _chosen_source((t.deterministic, t.amp), (default.deterministic, default.amp)),
+            "not stated",
+            _kernels(default),
+        ),
     ]
     table = pd.DataFrame(rows, columns=["setting", "value", "source", "paper", "default"])
     return table.apply(lambda column: column.map(_text))
@@ -109,7 +149,10 @@ def paper_schedule(cfg: Config) -> bool:
     """Whether the run trains on the paper's schedule (max epochs, early stop, plateau patience)."""
     t, stated = cfg.train, paper.TRAINING
     return (t.max_epochs, t.early_stop_patience, t.plateau_patience) == (
-        stated["max_epochs"], stated["early_stop_patience"], stated["plateau_patience"])
+        stated["max_epochs"],
+        stated["early_stop_patience"],
+        stated["plateau_patience"],
+    )
 
 
 def schedule_note(cfg: Config) -> str:
@@ -117,9 +160,11 @@ def schedule_note(cfg: Config) -> str:
     if paper_schedule(cfg):
         return ""
     t, stated = cfg.train, paper.TRAINING
-    return (f"This profile shortens the paper's schedule (max epochs {t.max_epochs}, early stop "
-            f"{t.early_stop_patience}, plateau {t.plateau_patience} instead of {stated['max_epochs']} / "
-            f"{stated['early_stop_patience']} / {stated['plateau_patience']}) to fit its time budget.")
+    return (
+        f"This profile shortens the paper's schedule (max epochs {t.max_epochs}, early stop "
+        f"{t.early_stop_patience}, plateau {t.plateau_patience} instead of {stated['max_epochs']} / "
+        f"{stated['early_stop_patience']} / {stated['plateau_patience']}) to fit its time budget."
+    )
 
 
 def selection_grid(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
@@ -130,26 +175,36 @@ def selection_grid(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
 def selection_caption(cfg: Config) -> str:
     """Table S21's caption: which grids ran, on which systems, for how long."""
     sel = cfg.train.select
-    scope = {"system": "one grid per system (an equal tuning budget)",
-             "family": "one grid per input x architecture family, searched on one member of each",
-             "shared": f"one shared grid searched on {sel.system} and used by every system"}[sel.scope]
-    return (f"Learning-rate / weight-decay grids on the validation split ({scope}; at most {sel.max_epochs} epochs "
-            "per point); 'chosen' marks the point each group trained with.")
+    scope = {
+        "system": "one grid per system (an equal tuning budget)",
+        "family": "one grid per input x architecture family, searched on one member of each",
+        "shared": f"one shared grid searched on {sel.system} and used by every system",
+    }[sel.scope]
+    return (
+        f"Learning-rate / weight-decay grids on the validation split ({scope}; at most {sel.max_epochs} epochs "
+        "per point); 'chosen' marks the point each group trained with."
+    )
 
 
 def tuning_note(cfg: Config) -> str:
     """What the tuning budget means for the comparisons, or "" when every system had its own grid."""
     sel = cfg.train.select
     if not sel.enabled:
-        return (f"No grid ran in this run: every system trains with lr {cfg.train.lr:g} and weight decay "
-                f"{cfg.train.weight_decay:g} from the parameters file (CHOSEN). Where those values were chosen on one "
-                "system (the parameters file says which), that system is favoured in every comparison.")
+        return (
+            f"No grid ran in this run: every system trains with lr {cfg.train.lr:g} and weight decay "
+            f"{cfg.train.weight_decay:g} from the parameters file (CHOSEN). Where those values were chosen on one "
+            "system (the parameters file says which), that system is favoured in every comparison."
+        )
     if sel.scope == "shared":
-        return (f"One grid, searched on {sel.system}, sets every system's learning rate and weight decay: the "
-                f"comparisons favour {sel.system}, whose values were tuned for it.")
+        return (
+            f"One grid, searched on {sel.system}, sets every system's learning rate and weight decay: the "
+            f"comparisons favour {sel.system}, whose values were tuned for it."
+        )
     if sel.scope == "family":
-        return ("Each input x architecture family shares one grid, searched on one of its members: systems of a "
-                "family are compared on equal terms, but within a family the searched member is favoured.")
+        return (
+            "Each input x architecture family shares one grid, searched on one of its members: systems of a "
+            "family are compared on equal terms, but within a family the searched member is favoured."
+        )
     return ""
 
 
@@ -168,13 +223,21 @@ def separable_reading(stated: pd.Series, cfg: Optional[Config] = None) -> str:
     """Which reading of section 3.2 lands near the paper's counts: depthwise-separable convs in the blocks,
     measured by building it (``model.conv: separable``; the k=9 stem standard)."""
     trained = [n for n, sys in (cfg.systems.items() if cfg else []) if sys.model.conv == "separable"]
-    counts = {name: models.count_params(models.build_model(ModelConfig(se=se, conv="separable"), 768)) / 1e6
-              for name, se in (("S5", True), ("S3", False))}
-    return (f"The reading closest to the paper's counts keeps every number the text states and makes the "
-            f"convolutions inside the residual blocks depthwise-separable: {counts['S5']:.2f} M for S5 and "
-            f"{counts['S3']:.2f} M for S3 (paper: {stated['S5']:g} and {stated['S3']:g} M)"
-            + (f"; the beyond-the-paper row{'s' if len(trained) > 1 else ''} {', '.join(trained)} train"
-               f"{'' if len(trained) > 1 else 's'} it (Table S27)." if trained else "."))
+    counts = {
+        name: models.count_params(models.build_model(ModelConfig(se=se, conv="separable"), 768)) / 1e6
+        for name, se in (("S5", True), ("S3", False))
+    }
+    return (
+        f"The reading closest to the paper's counts keeps every number the text states and makes the "
+        f"convolutions inside the residual blocks depthwise-separable: {counts['S5']:.2f} M for S5 and "
+        f"{counts['S3']:.2f} M for S3 (paper: {stated['S5']:g} and {stated['S3']:g} M)"
+        + (
+            f"; the beyond-the-paper row{'s' if len(trained) > 1 else ''} {', '.join(trained)} train"
+            f"{'' if len(trained) > 1 else 's'} it (Table S27)."
+            if trained
+            else "."
+        )
+    )
 
 
 def table4_notes(cfg: Config, table4: pd.DataFrame) -> dict[str, str]:
@@ -191,32 +254,54 @@ def table4_notes(cfg: Config, table4: pd.DataFrame) -> dict[str, str]:
         return {"params": "", "widths": ""}
     stated = paper.TABLE4.set_index("system")["params_m"]
     full = table4.loc[table4["system"] == "S5", "params_m_paper_widths"]
-    params = ("Built exactly as section 3.2 describes (stem 768->384 k9, blocks 384 k9, 384 k7, 256 k5, 128 k5, 64 "
-              "k3, two convolutions each, SE r=16), the ResAttn1D-CNN has "
-              f"{full.iloc[0]:.2f} M parameters, not the {stated['S5']:g} M the paper states; the shallow CNN likewise "
-              f"differs from {stated['S1']:g} / {stated['S2']:g} M. "
-              "The architecture is kept as described, not bent to match the stated counts. "
-              + separable_reading(stated, cfg)) if len(full) else ""
-    narrowed = {name: cfg.systems[name].model.width_scale for name in table4["system"]
-                if cfg.systems[name].model.width_scale != 1.0}
-    widths = ("This profile narrows the networks (model.width_scale " +
-              ", ".join(f"{k} {v:g}" for k, v in narrowed.items()) + ") to fit its time budget; "
-              "'params_m_paper_widths' is the network the paper describes.") if narrowed else ""
+    params = (
+        (
+            "Built exactly as section 3.2 describes (stem 768->384 k9, blocks 384 k9, 384 k7, 256 k5, 128 k5, 64 "
+            "k3, two convolutions each, SE r=16), the ResAttn1D-CNN has "
+            f"{full.iloc[0]:.2f} M parameters, not the {stated['S5']:g} M the paper states; the shallow CNN likewise "
+            f"differs from {stated['S1']:g} / {stated['S2']:g} M. "
+            "The architecture is kept as described, not bent to match the stated counts. "
+            + separable_reading(stated, cfg)
+        )
+        if len(full)
+        else ""
+    )
+    narrowed = {
+        name: cfg.systems[name].model.width_scale
+        for name in table4["system"]
+        if cfg.systems[name].model.width_scale != 1.0
+    }
+    widths = (
+        (
+            "This profile narrows the networks (model.width_scale "
+            + ", ".join(f"{k} {v:g}" for k, v in narrowed.items())
+            + ") to fit its time budget; "
+            "'params_m_paper_widths' is the network the paper describes."
+        )
+        if narrowed
+        else ""
+    )
     return {"params": params, "widths": widths}
 
 
 # --------------------------------------------------------------------------- Figs. 1 and 2, Table S22
 
-TRIAUG_PANELS = (("noise", "Gaussian noise"), ("crop", "random crop and zero-pad"),
-                 ("mask", "temporal masking (channel groups)"), ("all", "all three together"))
+TRIAUG_PANELS = (
+    ("noise", "Gaussian noise"),
+    ("crop", "random crop and zero-pad"),
+    ("mask", "temporal masking (channel groups)"),
+    ("all", "all three together"),
+)
 
 
 def triaug_skip(cfg: Config) -> str:
     """Why Fig. 1 cannot be drawn for this profile ("" when it can): it shows Tri-Aug on a clip's log-Mel window."""
     if any(system.input == "logmel" for system in cfg.systems.values()):
         return ""
-    return ("Fig. 1 is skipped: it draws Tri-Aug on a clip's log-Mel features, and this profile extracts none (no "
-            "system reads input: logmel).")
+    return (
+        "Fig. 1 is skipped: it draws Tri-Aug on a clip's log-Mel features, and this profile extracts none (no "
+        "system reads input: logmel)."
+    )
 
 
 def triaug_variants(cfg: Config, folder: RunFolder, manifest: pd.DataFrame) -> tuple[str, dict[str, torch.Tensor]]:
@@ -249,8 +334,11 @@ def network_system(cfg: Config) -> Optional[str]:
 def network_input(cfg: Config, system: str) -> str:
     """Fig. 2's input box: the system's input at the paper's channels and this run's window."""
     chosen = cfg.systems[system]
-    what = {"logmel": f"{cfg.features.logmel.n_mels}-band log-Mel", "wav2vec2": "frozen wav2vec 2.0-base",
-            "wav2vec2_layers": "a learned sum of frozen wav2vec 2.0-base layers"}[chosen.input]
+    what = {
+        "logmel": f"{cfg.features.logmel.n_mels}-band log-Mel",
+        "wav2vec2": "frozen wav2vec 2.0-base",
+        "wav2vec2_layers": "a learned sum of frozen wav2vec 2.0-base layers",
+    }[chosen.input]
     return f"input {paper.PAPER_INPUT_CHANNELS[chosen.input]} x {cfg.features.frames} ({what})"
 
 
@@ -298,8 +386,9 @@ def curve_systems(cfg: Config) -> list[str]:
     return list(dict.fromkeys(name for name in (primary_system(cfg)[0], "S2") if name in cfg.systems))
 
 
-def learning_curves(cfg: Config, folder: RunFolder, runs: pd.DataFrame,
-                    shown: Optional[Sequence[str]] = None) -> list[Curve]:
+def learning_curves(
+    cfg: Config, folder: RunFolder, runs: pd.DataFrame, shown: Optional[Sequence[str]] = None
+) -> list[Curve]:
     """Fig. 3's data: the first seed's history of each system of ``shown`` (default ``curve_systems``) that this
     run trained, under the first protocol (the paper's split, or the first speaker fold: ``fold_curves`` sums
     up every fold)."""
@@ -308,13 +397,19 @@ def learning_curves(cfg: Config, folder: RunFolder, runs: pd.DataFrame,
     curves = []
     for name in (s for s in (shown or curve_systems(cfg)) if s in set(runs["system"])):
         row = runs[(runs["system"] == name) & (runs["seed"] == seed) & (runs["protocol"] == protocol)].iloc[0]
-        curves.append(Curve(f"{name}: {cfg.systems[name].description or name} (seed {seed}{where})",
-                            systems.load_history(folder, name, seed, protocol), int(row["best_epoch"])))
+        curves.append(
+            Curve(
+                f"{name}: {cfg.systems[name].description or name} (seed {seed}{where})",
+                systems.load_history(folder, name, seed, protocol),
+                int(row["best_epoch"]),
+            )
+        )
     return curves
 
 
-def curve_landmarks(cfg: Config, folder: RunFolder, system: Optional[str] = None,
-                    protocol: Optional[str] = None) -> dict[str, Any]:
+def curve_landmarks(
+    cfg: Config, folder: RunFolder, system: Optional[str] = None, protocol: Optional[str] = None
+) -> dict[str, Any]:
     """What Fig. 3's caption says of ``system``'s (default: the analysed one) first-seed run under ``protocol``
     (default: the first), beside the paper's section 5.3.
 
@@ -325,12 +420,17 @@ def curve_landmarks(cfg: Config, folder: RunFolder, system: Optional[str] = None
     protocol = protocol or protocols.evaluation_protocols(cfg)[0]
     history = systems.load_history(folder, system, cfg.train.seeds[0], protocol)
     reductions = lr_reductions(history)
-    return {"system": system, "lr_reductions": str(reductions) if reductions else "none",
-            "stopped_epoch": int(history["epoch"].iloc[-1]), "max_epochs": cfg.train.max_epochs}
+    return {
+        "system": system,
+        "lr_reductions": str(reductions) if reductions else "none",
+        "stopped_epoch": int(history["epoch"].iloc[-1]),
+        "max_epochs": cfg.train.max_epochs,
+    }
 
 
-def fold_curves(cfg: Config, folder: RunFolder, runs: pd.DataFrame,
-                shown: Optional[Sequence[str]] = None) -> Optional[pd.DataFrame]:
+def fold_curves(
+    cfg: Config, folder: RunFolder, runs: pd.DataFrame, shown: Optional[Sequence[str]] = None
+) -> Optional[pd.DataFrame]:
     """Fig. 3's runs in every speaker fold (None with the paper's single split): per system, fold and seed, the
     kept (best-validation) epoch, the last epoch run, the learning-rate halvings and the best validation accuracy."""
     if not cfg.data.folds:
@@ -341,10 +441,18 @@ def fold_curves(cfg: Config, folder: RunFolder, runs: pd.DataFrame,
             for seed in cfg.train.seeds:
                 run = runs[(runs["system"] == name) & (runs["seed"] == seed) & (runs["protocol"] == protocol)].iloc[0]
                 history = systems.load_history(folder, name, seed, protocol)
-                rows.append({"system": name, "fold": int(protocol[len("fold"):]), "seed": seed,
-                             "best_epoch": int(run["best_epoch"]), "stopped_epoch": int(history["epoch"].iloc[-1]),
-                             "lr_halvings": ", ".join(map(str, lr_reductions(history))) or "none",
-                             "val_acc": float(run["val_acc"]), "test_acc": float(run["test_acc"])})
+                rows.append(
+                    {
+                        "system": name,
+                        "fold": int(protocol[len("fold") :]),
+                        "seed": seed,
+                        "best_epoch": int(run["best_epoch"]),
+                        "stopped_epoch": int(history["epoch"].iloc[-1]),
+                        "lr_halvings": ", ".join(map(str, lr_reductions(history))) or "none",
+                        "val_acc": float(run["val_acc"]),
+                        "test_acc": float(run["test_acc"]),
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -353,7 +461,15 @@ def fold_curves(cfg: Config, folder: RunFolder, runs: pd.DataFrame,
 
 def cost_table(runs: pd.DataFrame) -> pd.DataFrame:
     """Table S23: per system, parameters, mean wall seconds per epoch and epochs run over its seeds, and where."""
-    return runs.groupby("system", sort=False).agg(
-        params=("params", "first"), seconds_per_epoch=("seconds_per_epoch", "mean"),
-        epochs=("stopped_epoch", "mean"), device=("device", "first"), threads=("threads", "first"),
-        status=("status", "first")).reset_index()
+    return (
+        runs.groupby("system", sort=False)
+        .agg(
+            params=("params", "first"),
+            seconds_per_epoch=("seconds_per_epoch", "mean"),
+            epochs=("stopped_epoch", "mean"),
+            device=("device", "first"),
+            threads=("threads", "first"),
+            status=("status", "first"),
+        )
+        .reset_index()
+    )

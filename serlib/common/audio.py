@@ -1,5 +1,6 @@
 """Audio in and out: the project's one loader (any rate and channel count -> mono float32) and
 its one WAV writer (canonical 16-bit PCM, identical bytes for identical input)."""
+
 from __future__ import annotations
 
 import struct
@@ -44,8 +45,10 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 def check_rate(rate: int, path: str | Path = "audio") -> None:
     """A header's sample rate is one audio has (``MIN_RATE``-``MAX_RATE`` Hz), else ValueError naming it."""
     if not MIN_RATE <= rate <= MAX_RATE:
-        raise ValueError(f"{path}: its header states a sample rate of {rate} Hz, outside the {MIN_RATE}-{MAX_RATE} Hz "
-                         "that audio is recorded at (a damaged header?)")
+        raise ValueError(
+            f"{path}: its header states a sample rate of {rate} Hz, outside the {MIN_RATE}-{MAX_RATE} Hz "
+            "that audio is recorded at (a damaged header?)"
+        )
 
 
 def resample_ratio(rate: int, sample_rate: int) -> tuple[int, int]:
@@ -107,6 +110,20 @@ def wav_bytes(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> bytes:
     pcm = np.round(np.clip(frames, -1, 1) * 32767).astype("<i2")  # (samples, channels)
     channels = pcm.shape[1]
     body = pcm.tobytes()
-    header = struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(body), b"WAVE", b"fmt ", 16, 1, channels,
-                         sample_rate, sample_rate * 2 * channels, 2 * channels, 16, b"data", len(body))
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF",
+        36 + len(body),
+        b"WAVE",
+        b"fmt ",
+        16,
+        1,
+        channels,
+        sample_rate,
+        sample_rate * 2 * channels,
+        2 * channels,
+        16,
+        b"data",
+        len(body),
+    )
     return header + body

@@ -13,6 +13,7 @@ merges into the default entry of X (a new name starts from ``SystemConfig``'s de
 sets model fields for every system of that architecture whose own entry (its default entry
 merged with the profile's) does not set them (the demo's ``width_scale``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,22 +25,105 @@ from pathlib import Path
 from typing import Any, Optional
 
 from serlib.common.facts import CORPORA, CORPUS_KEYS, RELEASE_SPEAKERS, SAMPLE_RATE
-from serlib.common.sections import (MAX_BATCH, MAX_EPOCHS, MAX_FRAMES, PAPER_SYSTEMS, SEED_MAX, AnalysisConfig, Arch,
-                                    AugmentConfig, Batch, BlockList, Config, DataConfig, DemoCorpusConfig, Device,
-                                    FeaturesConfig, Input, LayerList, Layers, LogMelConfig, MinMax, ModelConfig,
-                                    NonNegFloat, NonNegInt, PosFloat, PosInt, Probability, RunConfig, RunName, Seed,
-                                    SelectConfig, SystemConfig, TrainConfig, Wav2Vec2Config)
-from serlib.common.typedyaml import (Bound, ConfigError, Items, Match, build_dataclass, coerce_value, deep_merge,
-                                     load_typed_yaml, read_yaml, unknown_key_error)
+from serlib.common.sections import (
+    MAX_BATCH,
+    MAX_EPOCHS,
+    MAX_FRAMES,
+    PAPER_SYSTEMS,
+    SEED_MAX,
+    AnalysisConfig,
+    Arch,
+    AugmentConfig,
+    Batch,
+    BlockList,
+    Config,
+    DataConfig,
+    DemoCorpusConfig,
+    Device,
+    FeaturesConfig,
+    Input,
+    LayerList,
+    Layers,
+    LogMelConfig,
+    MinMax,
+    ModelConfig,
+    NonNegFloat,
+    NonNegInt,
+    PosFloat,
+    PosInt,
+    Probability,
+    RunConfig,
+    RunName,
+    Seed,
+    SelectConfig,
+    SystemConfig,
+    TrainConfig,
+    Wav2Vec2Config,
+)
+from serlib.common.typedyaml import (
+    Bound,
+    ConfigError,
+    Items,
+    Match,
+    build_dataclass,
+    coerce_value,
+    deep_merge,
+    load_typed_yaml,
+    read_yaml,
+    unknown_key_error,
+)
 
 __all__ = [
-    "MAX_BATCH", "MAX_EPOCHS", "MAX_FRAMES", "PAPER_SYSTEMS", "SEED_MAX", "AnalysisConfig", "Arch", "AugmentConfig",
-    "Batch", "BlockList", "Bound", "Config", "ConfigError", "DataConfig", "DemoCorpusConfig", "Device",
-    "FeaturesConfig", "Input", "Items", "LayerList", "Layers", "LogMelConfig", "Match", "MinMax", "ModelConfig",
-    "NonNegFloat", "NonNegInt", "PosFloat", "PosInt", "Probability", "RunConfig", "RunName", "Seed", "SelectConfig",
-    "SystemConfig", "TrainConfig", "Wav2Vec2Config", "config_from_dict", "config_to_dict", "configured_corpora",
-    "features_from_dict", "folds_problem", "load_config", "load_typed_yaml", "loco_systems", "model_from_dict",
-    "non_default", "primary_system", "read_yaml", "with_overrides",
+    "MAX_BATCH",
+    "MAX_EPOCHS",
+    "MAX_FRAMES",
+    "PAPER_SYSTEMS",
+    "SEED_MAX",
+    "AnalysisConfig",
+    "Arch",
+    "AugmentConfig",
+    "Batch",
+    "BlockList",
+    "Bound",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "DemoCorpusConfig",
+    "Device",
+    "FeaturesConfig",
+    "Input",
+    "Items",
+    "LayerList",
+    "Layers",
+    "LogMelConfig",
+    "Match",
+    "MinMax",
+    "ModelConfig",
+    "NonNegFloat",
+    "NonNegInt",
+    "PosFloat",
+    "PosInt",
+    "Probability",
+    "RunConfig",
+    "RunName",
+    "Seed",
+    "SelectConfig",
+    "SystemConfig",
+    "TrainConfig",
+    "Wav2Vec2Config",
+    "config_from_dict",
+    "config_to_dict",
+    "configured_corpora",
+    "features_from_dict",
+    "folds_problem",
+    "load_config",
+    "load_typed_yaml",
+    "loco_systems",
+    "model_from_dict",
+    "non_default",
+    "primary_system",
+    "read_yaml",
+    "with_overrides",
 ]
 
 
@@ -73,8 +157,9 @@ def load_config(path: str | Path) -> Config:
     cfg.source = str(path.resolve())
     if cfg.run.name is None:  # the file's own name, never another profile's run folder
         try:
-            cfg.run.name = coerce_value(typing.get_type_hints(RunConfig, include_extras=True)["name"], path.stem,
-                                   "run.name", path)
+            cfg.run.name = coerce_value(
+                typing.get_type_hints(RunConfig, include_extras=True)["name"], path.stem, "run.name", path
+            )
         except ConfigError as err:
             raise ConfigError(f"{err} (taken from the file's name, as 'run.name' is not set: set it)") from None
     _resolve_paths(cfg, path.resolve().parent)
@@ -97,8 +182,10 @@ def config_from_dict(raw: dict, origin: str | Path) -> Config:
     raw = copy.deepcopy(raw)
     source, systems = raw.pop("source", None), raw.pop("systems", None) or {}
     cfg = build_dataclass(Config, raw, "", Path(origin))
-    cfg.systems = {str(name): build_dataclass(SystemConfig, entry, f"systems.{name}.", Path(origin))
-                   for name, entry in systems.items()}
+    cfg.systems = {
+        str(name): build_dataclass(SystemConfig, entry, f"systems.{name}.", Path(origin))
+        for name, entry in systems.items()
+    }
     cfg.source = source
     return cfg
 
@@ -165,8 +252,10 @@ def folds_problem(cfg: Config, speakers: dict[str, int], where: str = "") -> Opt
     if not small:
         return None
     named = ", ".join(f"{corpus} has {n}" for corpus, n in small.items())
-    return (f"{cfg.source or 'config'}: 'data.folds' = {k} is more folds than speakers ({named}{where}): every fold "
-            f"must test speakers of every corpus; set data.folds to at most {min(small.values())}")
+    return (
+        f"{cfg.source or 'config'}: 'data.folds' = {k} is more folds than speakers ({named}{where}): every fold "
+        f"must test speakers of every corpus; set data.folds to at most {min(small.values())}"
+    )
 
 
 def primary_system(cfg: Config) -> tuple[str, int]:
@@ -194,8 +283,10 @@ def _model_defaults(raw: Any, path: Path) -> dict[str, dict]:
         if arch not in archs:
             raise unknown_key_error(str(arch), "model_defaults.", archs, path)
         if isinstance(fields, dict) and "arch" in fields:
-            raise ConfigError(f"{path}: 'model_defaults.{arch}.arch' cannot be set: the section names the "
-                              f"architecture; set 'arch' in a system's model")
+            raise ConfigError(
+                f"{path}: 'model_defaults.{arch}.arch' cannot be set: the section names the "
+                f"architecture; set 'arch' in a system's model"
+            )
         build_dataclass(ModelConfig, fields, f"model_defaults.{arch}.", path)
     return {arch: dict(fields or {}) for arch, fields in raw.items()}
 
@@ -210,16 +301,22 @@ def _build_systems(raw: Any, model_defaults: dict[str, dict], path: Path) -> dic
     for name, entry in raw.items():
         name = str(name)
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", name):  # models/<name>/ is its folder
-            raise ConfigError(f"{path}: system name {name!r} must be a plain name (letters, digits, '.', '_', '-', "
-                              "starting with a letter or digit): it names the system's folder in models/")
+            raise ConfigError(
+                f"{path}: system name {name!r} must be a plain name (letters, digits, '.', '_', '-', "
+                "starting with a letter or digit): it names the system's folder in models/"
+            )
         if entry is None:
             if name not in entries:
-                raise ConfigError(f"{path}: 'systems.{name}: null' removes a system, but {name} is not one of the "
-                                  f"default systems ({', '.join(PAPER_SYSTEMS)}); delete the line")
+                raise ConfigError(
+                    f"{path}: 'systems.{name}: null' removes a system, but {name} is not one of the "
+                    f"default systems ({', '.join(PAPER_SYSTEMS)}); delete the line"
+                )
             del entries[name]
         elif not isinstance(entry, dict):
-            raise ConfigError(f"{path}: 'systems.{name}' must be a mapping (input, model, augment, description) or "
-                              f"null to remove it, got {entry!r}")
+            raise ConfigError(
+                f"{path}: 'systems.{name}' must be a mapping (input, model, augment, description) or "
+                f"null to remove it, got {entry!r}"
+            )
         else:
             entries[name] = deep_merge(entries.get(name, {}), entry)
     systems = {}
@@ -256,6 +353,7 @@ def _resolve_paths(cfg: Config, base: Path) -> None:
 
 def _check_values(cfg: Config, path: Path) -> None:
     """The checks that relate two values (each value's own range is in its type hint)."""
+
     def fail(key: str, rule: str, value: Any) -> None:
         raise ConfigError(f"{path}: '{key}' must be {rule}, got {value!r}")
 
@@ -267,8 +365,11 @@ def _check_values(cfg: Config, path: Path) -> None:
         if low > high:
             fail(f"augment.{name}", "[min, max] with 1 <= min <= max", [low, high])
     if a.mask_groups_max > a.mask_channel_groups:
-        fail("augment.mask_groups_max", f"at most 'augment.mask_channel_groups' ({a.mask_channel_groups})",
-             a.mask_groups_max)
+        fail(
+            "augment.mask_groups_max",
+            f"at most 'augment.mask_channel_groups' ({a.mask_channel_groups})",
+            a.mask_groups_max,
+        )
     if not cfg.systems:
         raise ConfigError(f"{path}: 'systems' removes every system; keep at least one")
     known = f"one of the systems ({', '.join(cfg.systems)})"
@@ -287,26 +388,44 @@ def _check_values(cfg: Config, path: Path) -> None:
         if problem:
             raise ConfigError(problem)
     if n.loco_systems and len(corpora) < 2:
-        fail("analysis.loco_systems", "null or [] with one corpus (leave-one-corpus-out trains on the others; this "
-             f"profile reads only {', '.join(corpora) or 'no corpus'})", n.loco_systems)
+        fail(
+            "analysis.loco_systems",
+            "null or [] with one corpus (leave-one-corpus-out trains on the others; this "
+            f"profile reads only {', '.join(corpora) or 'no corpus'})",
+            n.loco_systems,
+        )
     if n.primary_seed is not None and n.primary_seed not in cfg.train.seeds:
-        fail("analysis.primary_seed", f"null or one of train.seeds ({', '.join(map(str, cfg.train.seeds))})",
-             n.primary_seed)
+        fail(
+            "analysis.primary_seed",
+            f"null or one of train.seeds ({', '.join(map(str, cfg.train.seeds))})",
+            n.primary_seed,
+        )
     reserved = {"utt_id", "annotator", "label", "pred", "reviewed", "note", "annotated_utc"}
-    bad_tags = [t for t in n.listening_tags if not re.fullmatch(r"[a-z][a-z0-9_]*", t) or t in reserved
-                or t.endswith("_utc")]
+    bad_tags = [
+        t for t in n.listening_tags if not re.fullmatch(r"[a-z][a-z0-9_]*", t) or t in reserved or t.endswith("_utc")
+    ]
     if bad_tags:
-        fail("analysis.listening_tags", "snake_case tag names (a-z, 0-9, _) other than the annotation file's own "
-             f"columns ({', '.join(sorted(reserved))})", bad_tags)
+        fail(
+            "analysis.listening_tags",
+            "snake_case tag names (a-z, 0-9, _) other than the annotation file's own "
+            f"columns ({', '.join(sorted(reserved))})",
+            bad_tags,
+        )
     for name, system in cfg.systems.items():
         _check_layers(name, system, n.layer_probe, fail)
     if not n.pitch_fmin < n.pitch_fmax < SAMPLE_RATE / 2:
-        fail("analysis.pitch_fmax", f"above 'analysis.pitch_fmin' ({n.pitch_fmin:g}) and below "
-             f"{SAMPLE_RATE / 2:g} Hz", n.pitch_fmax)
+        fail(
+            "analysis.pitch_fmax",
+            f"above 'analysis.pitch_fmin' ({n.pitch_fmin:g}) and below {SAMPLE_RATE / 2:g} Hz",
+            n.pitch_fmax,
+        )
     shortest = math.ceil(2 * SAMPLE_RATE / n.pitch_fmin)
     if n.pitch_frame_length < shortest:
-        fail("analysis.pitch_frame_length", f"at least {shortest} samples (two periods of pitch_fmin "
-             f"{n.pitch_fmin:g} Hz at {SAMPLE_RATE} Hz)", n.pitch_frame_length)
+        fail(
+            "analysis.pitch_frame_length",
+            f"at least {shortest} samples (two periods of pitch_fmin {n.pitch_fmin:g} Hz at {SAMPLE_RATE} Hz)",
+            n.pitch_frame_length,
+        )
 
 
 def _check_layers(name: str, system: SystemConfig, probe: Any, fail) -> None:
@@ -317,11 +436,13 @@ def _check_layers(name: str, system: SystemConfig, probe: Any, fail) -> None:
             fail(key, "null for input: logmel (log-Mel has no layers)", layers)
     elif system.input == "wav2vec2":
         if layers == "all" or isinstance(layers, list):
-            fail(key, "one layer for input: wav2vec2 (last, an index or best); input: wav2vec2_layers reads "
-                 "several", layers)
+            fail(
+                key,
+                "one layer for input: wav2vec2 (last, an index or best); input: wav2vec2_layers reads several",
+                layers,
+            )
         if layers == "best" and probe is None:
-            fail(key, "a layer other than best unless analysis.layer_probe is set (best is the probe's choice)",
-                 layers)
+            fail(key, "a layer other than best unless analysis.layer_probe is set (best is the probe's choice)", layers)
     elif layers is not None and layers != "all" and not isinstance(layers, list):
         fail(key, "all or a list of at least two layers for input: wav2vec2_layers", layers)
 
@@ -356,8 +477,9 @@ def with_overrides(cfg: Config, overrides: dict[str, Any], origin: str, relative
         _set_dotted(tree, str(key), value, origin)
     systems = {name: entry for name, entry in (tree.pop("systems") or {}).items() if entry is not None}
     out = build_dataclass(Config, tree, "", Path(origin))
-    out.systems = {name: build_dataclass(SystemConfig, entry, f"systems.{name}.", Path(origin))
-                   for name, entry in systems.items()}
+    out.systems = {
+        name: build_dataclass(SystemConfig, entry, f"systems.{name}.", Path(origin)) for name, entry in systems.items()
+    }
     _resolve_paths(out, Path(relative_to))
     _check_values(out, Path(origin))
     return out
@@ -366,17 +488,23 @@ def with_overrides(cfg: Config, overrides: dict[str, Any], origin: str, relative
 def _set_dotted(tree: dict, key: str, value: Any, origin: str) -> None:
     parts = key.split(".")
     if parts[0] == "model_defaults":
-        raise ConfigError(f"{origin}: '{key}' cannot be overridden (model_defaults is applied when the base profile "
-                          "is read); set 'systems.<name>.model.<field>' for each system instead")
+        raise ConfigError(
+            f"{origin}: '{key}' cannot be overridden (model_defaults is applied when the base profile "
+            "is read); set 'systems.<name>.model.<field>' for each system instead"
+        )
     if not all(parts):
         raise ConfigError(f"{origin}: '{key}' is not a dotted key such as 'train.lr'")
     node = tree
     for depth, part in enumerate(parts[:-1]):
         if node.get(part) is None:
-            node[part] = {}  # a new system, or a section that was null (data.demo); build_dataclass refuses unknown names
+            node[
+                part
+            ] = {}  # a new system, or a section that was null (data.demo); build_dataclass refuses unknown names
         if not isinstance(node[part], dict):
-            raise ConfigError(f"{origin}: '{'.'.join(parts[:depth + 1])}' holds a value ({node[part]!r}), not a "
-                              f"section, so '{key}' cannot be set; set '{'.'.join(parts[:depth + 1])}' itself")
+            raise ConfigError(
+                f"{origin}: '{'.'.join(parts[: depth + 1])}' holds a value ({node[part]!r}), not a "
+                f"section, so '{key}' cannot be set; set '{'.'.join(parts[: depth + 1])}' itself"
+            )
         node = node[part]
     leaf = parts[-1]
     if isinstance(value, dict) and isinstance(node.get(leaf), dict):

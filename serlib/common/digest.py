@@ -5,6 +5,7 @@ Run keys, learning-rate grid keys, probe keys, feature-cache folder names and th
 so existing caches, manifests and trained runs keep their keys: sha256 for the run, grid and probe keys, sha1
 for the feature cache's folders and the manifest's key (folders and files already carry those names).
 """
+
 from __future__ import annotations
 
 import hashlib

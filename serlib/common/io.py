@@ -1,4 +1,5 @@
 """Atomic writes: a reader never sees half a file (temporary name in the same folder + ``os.replace``)."""
+
 from __future__ import annotations
 
 import json

@@ -14,6 +14,7 @@ another station's save can be lost; the feature cache: both extractions compute,
 A folder the process cannot write (a read-only, shared cache) gets no lock either: nobody
 without write access can change what the lock protects, so readers go ahead without it.
 """
+
 from __future__ import annotations
 
 import errno
@@ -100,6 +101,8 @@ def _warn_no_fcntl() -> None:
     global _warned_no_fcntl
     if not _warned_no_fcntl:
         _warned_no_fcntl = True
-        warnings.warn("this platform has no fcntl: files shared between processes (annotations, the feature "
-                      "cache) are not locked; run one listening station or extraction per folder at a time",
-                      stacklevel=3)
+        warnings.warn(
+            "this platform has no fcntl: files shared between processes (annotations, the feature "
+            "cache) are not locked; run one listening station or extraction per folder at a time",
+            stacklevel=3,
+        )

@@ -3,6 +3,7 @@
 ``spawn`` workers, not ``fork``: a fork pool was seen to hang after all demo files were written
 (threads of the parent's libraries holding locks in the child).
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -26,9 +27,19 @@ def check_workers(workers: Optional[int], what: str) -> int:
     return workers
 
 
-def process_map(fn: Callable, items: Sequence, *, extra: tuple = (), workers: int = 1, chunksize: int = 1,
-                min_items: int = 2, initializer: Optional[Callable] = None, initargs: tuple = (),
-                serial_initializer: Optional[Callable] = None, what: str = "work") -> Iterator:
+def process_map(
+    fn: Callable,
+    items: Sequence,
+    *,
+    extra: tuple = (),
+    workers: int = 1,
+    chunksize: int = 1,
+    min_items: int = 2,
+    initializer: Optional[Callable] = None,
+    initargs: tuple = (),
+    serial_initializer: Optional[Callable] = None,
+    what: str = "work",
+) -> Iterator:
     """``fn(item, *extra)`` for every item, yielded in order.
 
     Through a ``spawn`` pool of ``workers`` processes (``initializer(*initargs)`` in each) when
@@ -41,15 +52,19 @@ def process_map(fn: Callable, items: Sequence, *, extra: tuple = (), workers: in
     if workers > 1 and len(items) >= max(2, min_items):
         try:
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(min(workers, len(items)), mp_context=context, initializer=initializer,
-                                     initargs=initargs) as pool:
+            with ProcessPoolExecutor(
+                min(workers, len(items)), mp_context=context, initializer=initializer, initargs=initargs
+            ) as pool:
                 columns = [[value] * len(items) for value in extra]
                 for result in pool.map(fn, items, *columns, chunksize=chunksize):
                     done += 1
                     yield result
         except (OSError, BrokenProcessPool) as err:
-            warnings.warn(f"{what}: the pool of {workers} processes failed ({type(err).__name__}: {err}); "
-                          f"doing the remaining {len(items) - done} in this process", stacklevel=3)
+            warnings.warn(
+                f"{what}: the pool of {workers} processes failed ({type(err).__name__}: {err}); "
+                f"doing the remaining {len(items) - done} in this process",
+                stacklevel=3,
+            )
     if done < len(items) and serial_initializer is not None:
         serial_initializer()
     for item in items[done:]:

@@ -5,6 +5,7 @@ appends a JSON line to ``<run>/progress.jsonl`` (at most one line per ``min_inte
 forced) and logs it at DEBUG level. ``serlib run`` reads the last line for its heartbeat
 (``serlib.report.runner``). Appending never raises: progress is a courtesy, not a result.
 """
+
 from __future__ import annotations
 
 import json

@@ -17,6 +17,7 @@ Layout of ``reports/<run name>/``::
 
 Every path of a run is built here and nowhere else.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,15 +25,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from serlib.common.config import Config, ConfigError, read_yaml, config_from_dict, load_config
+from serlib.common.config import Config, ConfigError, config_from_dict, load_config, read_yaml
 from serlib.common.io import RunFileError, read_json
 from serlib.common.progress import log_to_stdout
 
 # What a run writes at its top level and can make again (``make clean-reports`` removes these and nothing
 # else: the annotations in listening/, and any file a person put in the folder, stay). The Makefile keeps
 # its own copy of the list; a test checks that the two agree.
-RECOMPUTABLE = ("report.html", "report.stale", "config.resolved.yaml", "timings.json", "progress.jsonl",
-                "notebooks", "data", "models", "analysis", "tables", "figures")
+RECOMPUTABLE = (
+    "report.html",
+    "report.stale",
+    "config.resolved.yaml",
+    "timings.json",
+    "progress.jsonl",
+    "notebooks",
+    "data",
+    "models",
+    "analysis",
+    "tables",
+    "figures",
+)
 # The project's own folders, which no run folder may be at, above or inside (a run folder holds a
 # ``notebooks/`` of its own: at the project's root it would overwrite the source notebooks).
 PROTECTED = ("notebooks", "parameters", "serlib")
@@ -199,9 +211,13 @@ class RunFolder:
             return False
         if not isinstance(saved, dict) or not saved.get("key") or (key is not None and saved["key"] != key):
             return False
-        needed = (self.checkpoint(system, seed, protocol), self.history(system, seed, protocol),
-                  self.metrics(system, seed, protocol), self.predictions(system, seed, "val", protocol),
-                  self.predictions(system, seed, "test", protocol))
+        needed = (
+            self.checkpoint(system, seed, protocol),
+            self.history(system, seed, protocol),
+            self.metrics(system, seed, protocol),
+            self.predictions(system, seed, "val", protocol),
+            self.predictions(system, seed, "test", protocol),
+        )
         return all(p.is_file() for p in needed)
 
     def live_history(self, system: str, seed: int, protocol: str = "split") -> Path:
@@ -248,12 +264,21 @@ def out_folder(out: str | Path, cfg: Optional[Config] = None) -> Path:
             guarded = (project / name).resolve()
             if not guarded.is_dir():
                 continue
-            where = ("the project's" if root == guarded else "above the project's" if guarded.is_relative_to(root)
-                     else "inside the project's" if root.is_relative_to(guarded) else None)
+            where = (
+                "the project's"
+                if root == guarded
+                else "above the project's"
+                if guarded.is_relative_to(root)
+                else "inside the project's"
+                if root.is_relative_to(guarded)
+                else None
+            )
             if where:
-                raise ConfigError(f"--out {out}: {root} is {where} {name}/ ({guarded}); a run writes notebooks/, "
-                                  f"data/ and models/ into its folder and would overwrite the project's files there: "
-                                  f"choose another folder (default reports/<run name>/)")
+                raise ConfigError(
+                    f"--out {out}: {root} is {where} {name}/ ({guarded}); a run writes notebooks/, "
+                    f"data/ and models/ into its folder and would overwrite the project's files there: "
+                    f"choose another folder (default reports/<run name>/)"
+                )
     return root
 
 
@@ -275,15 +300,18 @@ def read_run_config(folder: RunFolder) -> Config:
     if path.is_file():
         raw = read_yaml(path)
         if not isinstance(raw, dict) or not isinstance(raw.get("config"), dict):
-            raise RunFileError(f"{path}: damaged: no 'config' mapping; run `serlib run PARAMS --out {folder.root}` "
-                               "again to rewrite it")
+            raise RunFileError(
+                f"{path}: damaged: no 'config' mapping; run `serlib run PARAMS --out {folder.root}` again to rewrite it"
+            )
         return config_from_dict(raw["config"], path)
     for trained in sorted(folder.models.glob("*/seed*/config.json")):
         saved = read_json(trained, "train the system again (serlib train PARAMS --system NAME)")
         if isinstance(saved, dict) and isinstance(saved.get("run_config"), dict):
             return config_from_dict(saved["run_config"], trained)
-    raise FileNotFoundError(f"{folder.root} is not a run folder (no config.resolved.yaml and no trained model in "
-                            "models/); pass the folder `serlib run` or `serlib train` wrote")
+    raise FileNotFoundError(
+        f"{folder.root} is not a run folder (no config.resolved.yaml and no trained model in "
+        "models/); pass the folder `serlib run` or `serlib train` wrote"
+    )
 
 
 def features_cache_dir(cfg: Config, folder: RunFolder) -> Path:
@@ -303,8 +331,10 @@ def open_run(params_path: str | Path, run_dir: Optional[str | Path] = None) -> t
     folder = run_folder(cfg, run_dir or None)
     if not run_dir:  # opened by hand (papermill always passes run_dir): what runs here changes the run's files
         if mark_stale(folder, "a notebook was run by hand"):
-            print(f"Opened by hand: this notebook writes into {folder.root}; its report.html no longer shows "
-                  f"everything there. `serlib run {params_path} --only <notebook>` executes it into the report.")
+            print(
+                f"Opened by hand: this notebook writes into {folder.root}; its report.html no longer shows "
+                f"everything there. `serlib run {params_path} --only <notebook>` executes it into the report."
+            )
     return cfg, folder
 
 

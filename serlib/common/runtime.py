@@ -1,4 +1,5 @@
 """Runtime settings of a process: seeds, the device and CPU threads."""
+
 from __future__ import annotations
 
 import logging
@@ -11,7 +12,6 @@ import numpy as np
 import torch
 
 from serlib.common.config import ConfigError
-
 
 # Deterministic cuBLAS needs this before cuBLAS starts; set when serlib's runtime is first imported,
 # which is before any CUDA call serlib makes (a caller that used CUDA earlier must set it itself).
@@ -35,8 +35,12 @@ def training_mode(deterministic: bool = True):
     Off: ``cudnn.benchmark`` picks the fastest kernels (results then vary within float noise).
     Scoped to the block, so extraction and the bench's inference timing keep the process defaults.
     """
-    before = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark,
-              torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    before = (
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = deterministic, not deterministic
     torch.use_deterministic_algorithms(deterministic, warn_only=True)
     try:
@@ -52,12 +56,13 @@ def device_choice(name: str = "auto") -> tuple[str, str]:
     if torch.cuda.is_available():
         index = torch.cuda.current_device()
         major, minor = torch.cuda.get_device_capability(index)
-        why = (f"{torch.cuda.get_device_name(index)}, compute capability {major}.{minor}, torch built for "
-               f"CUDA {built}")
+        why = f"{torch.cuda.get_device_name(index)}, compute capability {major}.{minor}, torch built for CUDA {built}"
         return ("cuda" if name in ("auto", "cuda") else name), why
     if built:
-        why = (f"torch is built for CUDA {built} but sees no usable GPU (no device, or a driver too old "
-               "for this build: check nvidia-smi)")
+        why = (
+            f"torch is built for CUDA {built} but sees no usable GPU (no device, or a driver too old "
+            "for this build: check nvidia-smi)"
+        )
     else:
         why = "this torch build has no CUDA (CPU wheel)"
     return ("cpu" if name == "auto" else name), why
@@ -102,10 +107,12 @@ def deterministic_algorithms(enabled: bool):
     implementation: under training's determinism flags every call printed the same C++ warning
     (209 lines in one demo log). CPU inference gives the same result either way.
     """
-    before, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+    before, warn_only = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(before, warn_only=warn_only)
-

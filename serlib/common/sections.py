@@ -5,6 +5,7 @@ A field's type hint holds its allowed values (``Literal`` choices, ``Bound`` ran
 S1-S5 and A1-A3 are the default ``systems`` (``PAPER_SYSTEMS``). Reading, merging and checking a profile is
 ``serlib.common.config``'s (which also names these classes: import them from there).
 """
+
 from __future__ import annotations
 
 import copy
@@ -22,8 +23,14 @@ MAX_BATCH = 65_536  # the largest batch of any stage
 MAX_EPOCHS = 100_000
 Batch = Annotated[int, Bound(">=", 1), Bound("<=", MAX_BATCH)]
 # A run's folder name: a plain name, never a path (reports/<name>/ must stay inside reports/).
-RunName = Annotated[str, Match(r"[A-Za-z0-9._-]{1,100}", "a plain name (letters, digits, '.', '_', '-'; no "
-                                "separator, not '.' or '..'; at most 100 characters)", (".", ".."))]
+RunName = Annotated[
+    str,
+    Match(
+        r"[A-Za-z0-9._-]{1,100}",
+        "a plain name (letters, digits, '.', '_', '-'; no separator, not '.' or '..'; at most 100 characters)",
+        (".", ".."),
+    ),
+]
 PosFloat = Annotated[float, Bound(">", 0)]
 NonNegFloat = Annotated[float, Bound(">=", 0)]
 Probability = Annotated[float, Bound(">=", 0), Bound("<=", 1)]
@@ -44,12 +51,12 @@ Arch = Literal["resattn", "shallow"]
 @dataclass
 class RunConfig:
     name: Optional[RunName] = None  # run folder name: reports/<name>/ unless --out is given; null = the
-                                    # parameters file's stem (parameters/x.yaml -> x)
+    # parameters file's stem (parameters/x.yaml -> x)
     title: str = "serlib experiment report"  # title of the HTML report
     seed: Seed = 0  # global seed for Python, NumPy and torch
-    notebooks: list[str] = field(default_factory=lambda: [
-        "01_data", "02_features", "03_train", "04_ablation", "05_confusion", "06_listening"
-    ])  # ordered notebooks the runner executes (those present in notebooks/)
+    notebooks: list[str] = field(
+        default_factory=lambda: ["01_data", "02_features", "03_train", "04_ablation", "05_confusion", "06_listening"]
+    )  # ordered notebooks the runner executes (those present in notebooks/)
 
 
 @dataclass
@@ -67,14 +74,15 @@ class DataConfig:
     demo: Optional[DemoCorpusConfig] = None  # set for a synthetic run: corpus generated if missing
     min_duration_s: NonNegFloat = 1.0  # MCULP drops clips shorter than this (paper 2.2)
     split: Annotated[list[NonNegFloat], Items(3, 3)] = field(
-        default_factory=lambda: [0.8, 0.1, 0.1])  # train/val/test speaker fractions (paper 4.1: within each corpus)
+        default_factory=lambda: [0.8, 0.1, 0.1]
+    )  # train/val/test speaker fractions (paper 4.1: within each corpus)
     split_seed: Seed = 0  # seed of the speaker split
     split_file: Optional[str] = None  # speaker -> subset file to reuse a published split exactly
     folds: Optional[Annotated[int, Bound(">=", 2)]] = None  # speaker k-fold cross-validation instead of the split
-                                                             # (null = the paper's single split); at most the
-                                                             # speakers of the smallest corpus
+    # (null = the paper's single split); at most the
+    # speakers of the smallest corpus
     silence_floor_dbfs: Annotated[float, Bound("<=", 0.0)] = -60.0  # CHOSEN: a clip whose mono RMS is below this
-                                                                  # (dB re full scale) is near-silent
+    # (dB re full scale) is near-silent
     drop_silent: bool = False  # false: near-silent clips (or stereo that cancels) are flagged in the audit and kept
 
 
@@ -86,7 +94,7 @@ class Wav2Vec2Config:
     layer: Union[Literal["last"], NonNegInt] = "last"  # 'last' (paper 2.3: the final hidden layer) or a layer index
     batch_size: Batch = 8  # most clips per forward pass
     batching: Literal["masked", "equal"] = "masked"  # masked: clips of any length share a pass, padding masked out
-                              # exactly (outputs = one clip alone, to float rounding); equal: only equal sample counts
+    # exactly (outputs = one clip alone, to float rounding); equal: only equal sample counts
     max_batch_seconds: PosFloat = 160.0  # most padded audio per pass (bounds memory; sorted lengths pad little)
     mixed_precision: bool = True  # autocast on GPU (paper 3.4); CPU runs fp32
     config_overrides: dict = field(default_factory=dict)  # architecture overrides for random weights (tests)
@@ -99,13 +107,13 @@ class LogMelConfig:
     hop_ms: PosFloat = 20.0  # hop = the wav2vec2 stride, so 400 frames = 8 s
     log_floor: PosFloat = 1e-6  # floor inside the log
     standardise: bool = True  # CHOSEN (paper: not stated): zero mean, unit variance per utterance, so the
-                              # zero padding, crop and masks of the paper sit at the clip's mean level, not at 'loud'
+    # zero padding, crop and masks of the paper sit at the clip's mean level, not at 'loud'
 
 
 @dataclass
 class FeaturesConfig:
     frames: Annotated[int, Bound(">=", 1), Bound("<=", MAX_FRAMES)] = 400  # centre trim or zero-pad to this many
-                                                                         # frames (paper 2.3: 768 x 400)
+    # frames (paper 2.3: 768 x 400)
     sample_rate: Annotated[int, Bound(">=", 1000), Bound("<=", 192_000)] = 16000  # encoders' input rate (Hz)
     cache_dir: Optional[str] = None  # null = <run folder>/data/features; may be shared between runs
     device: Device = "auto"  # auto | cpu | cuda
@@ -137,9 +145,9 @@ class ModelConfig:
     width_scale: PosFloat = 1.0  # 1.0 = the paper's widths; demo may narrow the network
     mask_padding: bool = False  # pool, SE-squeeze and normalise over each clip's real frames (paper: the whole window)
     pooling: Literal["mean", "attentive"] = "mean"  # mean: the paper's global average pooling; attentive:
-                                                     # attentive statistics pooling (weighted mean and std)
+    # attentive statistics pooling (weighted mean and std)
     conv: Literal["standard", "separable"] = "standard"  # separable: depthwise + pointwise convs inside the
-                                                          # residual blocks (the k=9 stem stays standard)
+    # residual blocks (the k=9 stem stays standard)
 
 
 @dataclass
@@ -147,15 +155,17 @@ class SelectConfig:
     enabled: bool = False  # run serlib.modelling.systems.select_lr_wd (val split only) and train with its choice
     system: str = "S5"  # with scope shared: the system the one grid is searched on (a key of 'systems')
     lrs: Annotated[list[PosFloat], Items(1)] = field(
-        default_factory=lambda: [3e-4, 1e-3, 3e-3])  # CHOSEN learning-rate grid
+        default_factory=lambda: [3e-4, 1e-3, 3e-3]
+    )  # CHOSEN learning-rate grid
     weight_decays: Annotated[list[NonNegFloat], Items(1)] = field(
-        default_factory=lambda: [1e-4, 1e-2])  # CHOSEN weight-decay grid
+        default_factory=lambda: [1e-4, 1e-2]
+    )  # CHOSEN weight-decay grid
     max_epochs: Annotated[int, Bound(">=", 1), Bound("<=", MAX_EPOCHS)] = 20  # CHOSEN: epochs per grid point (early
-                                                                           # stopping as in training)
+    # stopping as in training)
     seed: Seed = 0  # seed of the selection runs
     scope: Literal["shared", "family", "system"] = "system"  # one grid per system (equal tuning budget), per
-                                                             # architecture family (input x arch), or one shared
-                                                             # grid searched on 'system' and used by every system
+    # architecture family (input x arch), or one shared
+    # grid searched on 'system' and used by every system
 
 
 @dataclass
@@ -170,7 +180,8 @@ class TrainConfig:
     min_lr: NonNegFloat = 1e-6  # paper: "a small floor"
     grad_clip: NonNegFloat = 2.0  # paper: gradient-norm clipping at 2.0 (0 = off)
     seeds: Annotated[list[Seed], Items(1, distinct=True)] = field(
-        default_factory=lambda: [0, 1, 2])  # each system trained once per seed
+        default_factory=lambda: [0, 1, 2]
+    )  # each system trained once per seed
     device: Device = "auto"  # auto | cpu | cuda
     eval_batch_size: Batch = 256  # batch for validation/test passes (no effect on results)
     threads: Optional[PosInt] = None  # CPU threads for training; null = torch's default (no effect on GPU)
@@ -184,8 +195,8 @@ class TrainConfig:
 class SystemConfig:
     input: Input = "wav2vec2"  # wav2vec2 | logmel | wav2vec2_layers (a learned softmax-weighted sum of layers)
     layers: Optional[Layers] = None  # the encoder layer(s) read: wav2vec2 takes one (last, an index, or best: the
-                                     # probe's validation choice), wav2vec2_layers several (all or a list);
-                                     # null = features.wav2vec2.layer (wav2vec2) or all (wav2vec2_layers)
+    # probe's validation choice), wav2vec2_layers several (all or a list);
+    # null = features.wav2vec2.layer (wav2vec2) or all (wav2vec2_layers)
     model: ModelConfig = field(default_factory=ModelConfig)
     augment: bool = True  # Tri-Aug during training
     description: str = ""  # shown in Table 4 / Table 6
@@ -198,25 +209,47 @@ class SystemConfig:
 # trained once, reused. A3's blocks 1, 3, 5 (0-based 0, 2, 4) are CHOSEN (paper: "three blocks"):
 # they keep the 384 -> 256 -> 64 taper.
 PAPER_SYSTEMS: dict[str, dict] = {
-    "S1": {"input": "logmel", "model": {"arch": "shallow"}, "augment": False,
-           "description": "3-Conv CNN (baseline), log-Mel"},
+    "S1": {
+        "input": "logmel",
+        "model": {"arch": "shallow"},
+        "augment": False,
+        "description": "3-Conv CNN (baseline), log-Mel",
+    },
     "S2": {"input": "wav2vec2", "model": {"arch": "shallow"}, "augment": False, "description": "3-Conv CNN, wav2vec2"},
-    "S3": {"input": "wav2vec2", "model": {"arch": "resattn", "se": False}, "augment": True,
-           "description": "ResAttn1D-CNN (-SE)"},
-    "S4": {"input": "wav2vec2", "model": {"arch": "resattn", "se": True}, "augment": False,
-           "description": "ResAttn1D-CNN (-Tri-Aug)"},
-    "S5": {"input": "wav2vec2", "model": {"arch": "resattn", "se": True}, "augment": True,
-           "description": "ResAttn1D-CNN (proposed)"},
+    "S3": {
+        "input": "wav2vec2",
+        "model": {"arch": "resattn", "se": False},
+        "augment": True,
+        "description": "ResAttn1D-CNN (-SE)",
+    },
+    "S4": {
+        "input": "wav2vec2",
+        "model": {"arch": "resattn", "se": True},
+        "augment": False,
+        "description": "ResAttn1D-CNN (-Tri-Aug)",
+    },
+    "S5": {
+        "input": "wav2vec2",
+        "model": {"arch": "resattn", "se": True},
+        "augment": True,
+        "description": "ResAttn1D-CNN (proposed)",
+    },
     "A1": {"input": "wav2vec2", "model": {"arch": "resattn", "se": True}, "augment": False, "description": "-Aug"},
     "A2": {"input": "wav2vec2", "model": {"arch": "resattn", "se": False}, "augment": True, "description": "-SE"},
-    "A3": {"input": "wav2vec2", "model": {"arch": "resattn", "se": True, "blocks": [0, 2, 4]}, "augment": True,
-           "description": "-Depth (blocks 1, 3, 5)"},
+    "A3": {
+        "input": "wav2vec2",
+        "model": {"arch": "resattn", "se": True, "blocks": [0, 2, 4]},
+        "augment": True,
+        "description": "-Depth (blocks 1, 3, 5)",
+    },
 }
 
 
 def _paper_systems() -> dict[str, SystemConfig]:
-    return {name: SystemConfig(**{**entry, "model": ModelConfig(**copy.deepcopy(entry["model"]))})
-            for name, entry in PAPER_SYSTEMS.items()}
+    return {
+        name: SystemConfig(**{**entry, "model": ModelConfig(**copy.deepcopy(entry["model"]))})
+        for name, entry in PAPER_SYSTEMS.items()
+    }
 
 
 @dataclass
@@ -230,18 +263,19 @@ class AnalysisConfig:
     pitch_frame_length: PosInt = 1024  # CHOSEN: pyin window in samples at 16 kHz (64 ms; >= 2 periods of fmin)
     pitch_hop_ms: PosFloat = 20.0  # CHOSEN: pyin and RMS hop (the wav2vec2 stride)
     loco_systems: Optional[list[str]] = None  # leave-one-corpus-out (train on two corpora, test on the third):
-                                              # null = S1, S2 and the analysed system, those the profile has; [] = off
+    # null = S1, S2 and the analysed system, those the profile has; [] = off
     bootstrap_resamples: Annotated[int, Bound(">=", 1), Bound("<=", 1_000_000)] = 1000  # CHOSEN: speaker-bootstrap
-                                                                                       # resamples behind every interval
+    # resamples behind every interval
     bootstrap_seed: Seed = 0  # seed of the bootstrap draws
     alpha: Annotated[float, Bound(">", 0), Bound("<", 1)] = 0.05  # family-wise level of the paired tests (Holm)
-    listening_tags: Annotated[list[str], Items(1, distinct=True)] = field(default_factory=lambda: [
-        "hybrid_prosody", "ambiguous_arousal", "label_doubtful", "other"])  # the station's failure-mode tags
-                                       # (paper 5.4 names the first two; the others CHOSEN); snake_case names
+    listening_tags: Annotated[list[str], Items(1, distinct=True)] = field(
+        default_factory=lambda: ["hybrid_prosody", "ambiguous_arousal", "label_doubtful", "other"]
+    )  # the station's failure-mode tags
+    # (paper 5.4 names the first two; the others CHOSEN); snake_case names
     layer_probe: Optional[Union[Literal["all"], LayerList]] = None  # a linear probe on every listed encoder
-                                    # layer (mean and std over real frames; null = off); its layers are cached
+    # layer (mean and std over real frames; null = off); its layers are cached
     feature_baselines: bool = True  # rows beyond the paper: eGeMAPS v02 (openSMILE) and mean-pooled wav2vec2,
-                                    # each with a logistic regression (C CHOSEN on val), beside S1 / S2
+    # each with a logistic regression (C CHOSEN on val), beside S1 / S2
 
 
 @dataclass

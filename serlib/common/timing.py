@@ -1,4 +1,5 @@
 """Synchronised wall-clock timing (``serlib bench`` and the deployment table)."""
+
 from __future__ import annotations
 
 import statistics
@@ -28,8 +29,9 @@ def time_calls(fn: Callable[[], object], device: torch.device, warmup: int, repe
     return times
 
 
-def time_pair(baseline: Callable[[], object], fast: Callable[[], object], device: torch.device,
-              warmup: int, repeats: int) -> tuple[float, float]:
+def time_pair(
+    baseline: Callable[[], object], fast: Callable[[], object], device: torch.device, warmup: int, repeats: int
+) -> tuple[float, float]:
     """Median seconds of two variants timed in alternation (so drifting machine load hits both alike)."""
     for _ in range(warmup):
         baseline(), fast()

@@ -7,6 +7,7 @@ pattern), ``Items`` (a list's length and distinctness); ``Literal`` lists the ch
 a key given twice and aliases that expand past ``YAML_NODE_BUDGET`` values. ``serlib.common.config`` holds
 the parameters file's sections and reads profiles with it; ``serlib.sweep`` reads sweep files with it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,6 +35,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Bound:
     """A numeric bound in an ``Annotated`` hint: ``Annotated[int, Bound(">=", 1)]``."""
+
     op: str  # >=, >, <=, <
     limit: float
 
@@ -41,6 +43,7 @@ class Bound:
 @dataclass(frozen=True)
 class Match:
     """A text rule in an ``Annotated`` hint: the whole string matches ``pattern``; ``rule`` says it in words."""
+
     pattern: str
     rule: str
     refused: tuple = ()  # strings the pattern allows that are still refused (".", "..")
@@ -49,6 +52,7 @@ class Match:
 @dataclass(frozen=True)
 class Items:
     """Rules for a list in an ``Annotated`` hint: its length and whether its items are distinct."""
+
     min_len: int = 0
     max_len: Optional[int] = None
     distinct: bool = False
@@ -58,7 +62,7 @@ _COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operato
 
 
 YAML_NODE_BUDGET = 100_000  # values a parameters file may expand to, aliases counted at every use
-                            # (a profile holds a few hundred; nested aliases can reach billions)
+# (a profile holds a few hundred; nested aliases can reach billions)
 
 
 def read_yaml(path: Path) -> Any:
@@ -75,8 +79,10 @@ def read_yaml(path: Path) -> Any:
             return {}
         size = _expanded_size(node, {}, set(), path)
         if size > YAML_NODE_BUDGET:
-            raise ConfigError(f"{path}: its aliases (*name) expand to more than the {YAML_NODE_BUDGET:,} values a "
-                              "parameters file may hold; write the values out or use fewer aliases")
+            raise ConfigError(
+                f"{path}: its aliases (*name) expand to more than the {YAML_NODE_BUDGET:,} values a "
+                "parameters file may hold; write the values out or use fewer aliases"
+            )
         _reject_duplicate_keys(node, "", path, set())
         return loader.construct_document(node)
     except yaml.YAMLError as err:
@@ -91,11 +97,18 @@ def _expanded_size(node: yaml.Node, sizes: dict, open_nodes: set, path: Path) ->
     if id(node) in sizes:
         return sizes[id(node)]
     if id(node) in open_nodes:
-        raise ConfigError(f"{path}: an alias refers to a value that contains it (line {node.start_mark.line + 1}); "
-                          "a parameters file holds no recursive values")
+        raise ConfigError(
+            f"{path}: an alias refers to a value that contains it (line {node.start_mark.line + 1}); "
+            "a parameters file holds no recursive values"
+        )
     open_nodes.add(id(node))
-    children = ([v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode) else
-                node.value if isinstance(node, yaml.SequenceNode) else [])
+    children = (
+        [v for pair in node.value for v in pair]
+        if isinstance(node, yaml.MappingNode)
+        else node.value
+        if isinstance(node, yaml.SequenceNode)
+        else []
+    )
     total = 1
     for child in children:
         total += _expanded_size(child, sizes, open_nodes, path)
@@ -235,8 +248,15 @@ def _describe(tp: Any) -> str:
         return " or ".join(_describe(a) for a in args)
     if origin is Literal:
         return f"'{args[0]}'" if len(args) == 1 else f"one of {', '.join(map(str, args))}"
-    names = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string",
-             list: "a list", dict: "a mapping", type(None): "null"}
+    names = {
+        int: "an integer",
+        float: "a finite number",
+        bool: "true or false",
+        str: "a string",
+        list: "a list",
+        dict: "a mapping",
+        type(None): "null",
+    }
     return names.get(origin or tp, "a mapping" if dataclasses.is_dataclass(tp) else str(tp))
 
 

@@ -11,6 +11,7 @@ folder without the cache's marker, and cleaning removes only the temporary names
 The layout of a cache is described in ``serlib.features.keys`` (folders) and ``serlib.features.shards``
 (the files of a folder).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,19 @@ from serlib.common.locking import file_lock
 from serlib.common.runfolder import RunFolder, default_run_root, features_cache_dir
 from serlib.features.keys import KEY_FOLDER, inputs_for_run, key_name
 from serlib.features.layers import plan_layers
-from serlib.features.shards import (CACHE_MARKER, LAST_USED, LOCK, BadShardError, cache_bytes, clean_temporary,
-                                    load_shard, mark_cache, read_shards, root_lock)
+from serlib.features.shards import (
+    CACHE_MARKER,
+    LAST_USED,
+    LOCK,
+    BadShardError,
+    cache_bytes,
+    clean_temporary,
+    load_shard,
+    mark_cache,
+    read_shards,
+    root_lock,
+)
+
 
 class CacheNotWritableError(PermissionError):
     """Clips need computing but the cache folder cannot be written."""
@@ -96,11 +108,15 @@ def _describe(kdir: Path, verify: bool) -> dict:
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         settings = "(key.json missing or unreadable)"
     stamps = [p.stat().st_mtime for p in (kdir / LAST_USED, kdir / "key.json") if p.is_file()]
-    return {"key": kdir.name, "input": kdir.name.split("-")[0], "settings": settings,
-            "clips": len({d for npy, s in shards.items() if npy not in bad for d, _, _ in s.rows}),
-            "mb": round(cache_bytes(kdir) / 2**20, 2),
-            "last_used": time.strftime("%Y-%m-%d %H:%M", time.localtime(max(stamps))) if stamps else "",
-            "bad_shards": len(bad)}
+    return {
+        "key": kdir.name,
+        "input": kdir.name.split("-")[0],
+        "settings": settings,
+        "clips": len({d for npy, s in shards.items() if npy not in bad for d, _, _ in s.rows}),
+        "mb": round(cache_bytes(kdir) / 2**20, 2),
+        "last_used": time.strftime("%Y-%m-%d %H:%M", time.localtime(max(stamps))) if stamps else "",
+        "bad_shards": len(bad),
+    }
 
 
 def prune_cache(root: str | Path, params_files: Sequence[str | Path], delete: bool = False) -> pd.DataFrame:
@@ -123,8 +139,10 @@ def prune_cache(root: str | Path, params_files: Sequence[str | Path], delete: bo
     if not params_files:
         raise ConfigError("serlib cache prune: name the parameters files whose features must stay (at least one)")
     if not (Path(root) / CACHE_MARKER).is_file():
-        raise ConfigError(f"{root} is not a serlib feature cache (no {CACHE_MARKER} marker), so prune changes nothing "
-                          "there; name the cache folder (`serlib features PARAMS` marks the cache it fills or reads)")
+        raise ConfigError(
+            f"{root} is not a serlib feature cache (no {CACHE_MARKER} marker), so prune changes nothing "
+            "there; name the cache folder (`serlib features PARAMS` marks the cache it fills or reads)"
+        )
     used: dict[str, list[str]] = {}
     for params in params_files:
         cfg = load_config(params)
@@ -149,6 +167,7 @@ class _Busy(Exception):
 
 def _remove_key_folder(kdir: Path) -> bool:
     """Rename the folder aside and delete it, unless an extraction holds its lock."""
+
     def busy(_holder: str) -> None:
         raise _Busy
 
@@ -165,6 +184,11 @@ def _remove_key_folder(kdir: Path) -> bool:
 def _clean_deleting(root: Path) -> None:
     """Finish removals that a crash interrupted (key folders ``_remove_key_folder`` renamed aside, only)."""
     for aside in root.glob(".*.deleting"):
-        name = aside.name[1:-len(".deleting")]
-        if aside.is_dir() and not aside.is_symlink() and KEY_FOLDER.fullmatch(name[:-9]) and re.fullmatch(r"\.[0-9a-f]{8}", name[-9:]):
+        name = aside.name[1 : -len(".deleting")]
+        if (
+            aside.is_dir()
+            and not aside.is_symlink()
+            and KEY_FOLDER.fullmatch(name[:-9])
+            and re.fullmatch(r"\.[0-9a-f]{8}", name[-9:])
+        ):
             shutil.rmtree(aside, ignore_errors=True)

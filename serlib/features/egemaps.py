@@ -8,6 +8,7 @@ openSMILE version: a second call reads them back, a changed file is recomputed. 
 read or gives non-finite values is reported (``error`` column, a warning) and left out of the baseline;
 it never stops the run.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,9 @@ def _smile():
     # opensmile loads its binary and a config set: only the baseline needs it
     import opensmile
 
-    return opensmile.Smile(feature_set=opensmile.FeatureSet.eGeMAPSv02,
-                           feature_level=opensmile.FeatureLevel.Functionals)
+    return opensmile.Smile(
+        feature_set=opensmile.FeatureSet.eGeMAPSv02, feature_level=opensmile.FeatureLevel.Functionals
+    )
 
 
 def clip_functionals(smile, path: str) -> np.ndarray:
@@ -91,4 +93,3 @@ def egemaps_features(folder: RunFolder, clips: pd.DataFrame) -> pd.DataFrame:
 def feature_columns(frame: pd.DataFrame) -> list[str]:
     """The functional columns of an ``egemaps_features`` frame."""
     return [c for c in frame.columns if c not in ("utt_id", "error")]
-

@@ -8,6 +8,7 @@ gives alone (``mixes_lengths``; tests/test_features.py checks it): padding never
 statistic. ``serlib.features.extract`` caches what they compute; nothing here touches the disk
 except the weights (audio comes in through ``serlib.common.audio.load_audio``).
 """
+
 from __future__ import annotations
 
 import os
@@ -46,7 +47,7 @@ def fit_frames(frames_tc: torch.Tensor, frames: int) -> tuple[torch.Tensor, int]
     """
     start, kept = trim_span(frames_tc.shape[0], frames)
     out = frames_tc.new_zeros((frames, frames_tc.shape[1]))
-    out[:kept] = frames_tc[start:start + kept]
+    out[:kept] = frames_tc[start : start + kept]
     return out.T, kept
 
 
@@ -76,8 +77,14 @@ class LogMelEncoder(nn.Module):
         self.channels = cfg.n_mels
         self.min_samples = self.win
         self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate=sample_rate, n_fft=self.win, win_length=self.win, hop_length=self.hop,
-            n_mels=cfg.n_mels, center=False, power=2.0)
+            sample_rate=sample_rate,
+            n_fft=self.win,
+            win_length=self.win,
+            hop_length=self.hop,
+            n_mels=cfg.n_mels,
+            center=False,
+            power=2.0,
+        )
 
     def frames_for(self, samples: int) -> int:
         return max(0, (samples - self.win) // self.hop + 1)
@@ -129,8 +136,10 @@ def _fetch(loader, model_id: str, revision: str, **kwargs):
 def _check_overrides(config, overrides: dict) -> None:
     unknown = sorted(k for k in overrides if not hasattr(config, k))
     if unknown:
-        raise ConfigError(f"features.wav2vec2.config_overrides: unknown key(s) {', '.join(unknown)} for "
-                          f"{type(config).__name__} (see transformers' docs for its fields)")
+        raise ConfigError(
+            f"features.wav2vec2.config_overrides: unknown key(s) {', '.join(unknown)} for "
+            f"{type(config).__name__} (see transformers' docs for its fields)"
+        )
 
 
 def architecture(w: Wav2Vec2Config) -> tuple[object, str]:
@@ -172,8 +181,10 @@ def weights_problem(features: FeaturesConfig) -> Optional[str]:
         return None
     if Path(w.model_id).is_absolute() or w.model_id.startswith((".", "~")):
         if not (Path(w.model_id).expanduser() / "config.json").is_file():
-            return (f"features.wav2vec2.model_id = {w.model_id} holds no config.json: point it at a folder that "
-                    "save_pretrained wrote (config.json and the weights)")
+            return (
+                f"features.wav2vec2.model_id = {w.model_id} holds no config.json: point it at a folder that "
+                "save_pretrained wrote (config.json and the weights)"
+            )
         return None
     from huggingface_hub import try_to_load_from_cache  # transformers' hub client: only pretrained runs need it
 
@@ -194,7 +205,8 @@ def _unavailable(w: Wav2Vec2Config, cause: Exception) -> WeightsUnavailableError
         f"(2) point HF_HOME or HF_HUB_CACHE at a cache that holds '{w.model_id}'; "
         f"(3) set features.wav2vec2.model_id to a local folder holding config.json and the weights "
         f"(what save_pretrained writes). For an offline demo, features.wav2vec2.weights: random builds "
-        f"the same architecture with seeded random weights. Cause: {type(cause).__name__}: {cause}")
+        f"the same architecture with seeded random weights. Cause: {type(cause).__name__}: {cause}"
+    )
 
 
 def _normalizes(w: Wav2Vec2Config) -> bool:
@@ -237,7 +249,7 @@ class LengthAwareGroupNorm(nn.GroupNorm):
             return super().forward(x)
         out = None  # one preallocated output; each clip's normalised frames are written into it as computed
         for i, frames in enumerate(self.valid.tolist()):
-            clip = super().forward(x[i:i + 1, :, :frames])  # the very op each runs alone
+            clip = super().forward(x[i : i + 1, :, :frames])  # the very op each runs alone
             if out is None:  # fp32 under autocast, as GroupNorm's own output; padded frames stay 0
                 out = x.new_zeros(x.shape, dtype=clip.dtype)
             out[i, :, :frames] = clip[0]
@@ -281,8 +293,7 @@ class Wav2Vec2Encoder(nn.Module):
 
     name = "wav2vec2"
 
-    def __init__(self, w: Wav2Vec2Config, device: torch.device = torch.device("cpu"),
-                 layers: Optional[list] = None):
+    def __init__(self, w: Wav2Vec2Config, device: torch.device = torch.device("cpu"), layers: Optional[list] = None):
         super().__init__()
         self.model = _build_model(w).eval().requires_grad_(False)
         config = self.model.config
@@ -291,8 +302,9 @@ class Wav2Vec2Encoder(nn.Module):
         self.layers = [count if layer == "last" else int(layer) for layer in wanted]
         bad = [layer for layer in self.layers if not 0 <= layer <= count]
         if bad or not self.layers:
-            raise ConfigError(f"features.wav2vec2.layer = {bad[0] if bad else wanted} but '{w.model_id}' has layers "
-                              f"0..{count}")
+            raise ConfigError(
+                f"features.wav2vec2.layer = {bad[0] if bad else wanted} but '{w.model_id}' has layers 0..{count}"
+            )
         self.layer = self.layers[0]
         top = max(self.layers)
         if top < count and not config.do_stable_layer_norm:
@@ -307,7 +319,8 @@ class Wav2Vec2Encoder(nn.Module):
         self.autocast = w.mixed_precision and device.type == "cuda"
         self.norm = _length_aware(self.model) if w.batching == "masked" else None
         self.mixes_lengths = w.batching == "masked" and (
-            self.norm is not None or getattr(config, "feat_extract_norm", None) == "layer")
+            self.norm is not None or getattr(config, "feat_extract_norm", None) == "layer"
+        )
         self.to(device)
 
     def _receptive_field(self) -> int:
@@ -329,7 +342,9 @@ class Wav2Vec2Encoder(nn.Module):
 
     @torch.inference_mode()
     def forward_layers(self, wave: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
-        """``forward`` for every requested layer (``self.layers``) from one pass: a list of ``(batch, hidden, frames)``."""
+        """``forward`` for every requested layer (``self.layers``) from one pass.
+
+        Returns a list of ``(batch, hidden, frames)``."""
         return self.hidden_layers(wave, lengths)
 
     def hidden_layers(self, wave: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
@@ -338,11 +353,15 @@ class Wav2Vec2Encoder(nn.Module):
         if lengths is None or bool((lengths == wave.shape[1]).all()):
             mask = None
             if self.normalize:  # as Wav2Vec2FeatureExtractor.zero_mean_unit_var_norm
-                wave = (wave - wave.mean(-1, keepdim=True)) / torch.sqrt(wave.var(-1, keepdim=True, unbiased=False) + 1e-7)
+                wave = (wave - wave.mean(-1, keepdim=True)) / torch.sqrt(
+                    wave.var(-1, keepdim=True, unbiased=False) + 1e-7
+                )
         else:
             if not self.mixes_lengths:
-                raise ValueError("this encoder runs equal-length batches only (features.wav2vec2.batching: equal, "
-                                 "or an architecture whose padding serlib cannot make exact)")
+                raise ValueError(
+                    "this encoder runs equal-length batches only (features.wav2vec2.batching: equal, "
+                    "or an architecture whose padding serlib cannot make exact)"
+                )
             mask = torch.arange(wave.shape[1], device=wave.device) < lengths[:, None]  # (batch, samples)
             if self.normalize:  # the same statistics over each clip's own samples; padding stays 0
                 count = lengths[:, None].to(wave.dtype)
@@ -355,8 +374,9 @@ class Wav2Vec2Encoder(nn.Module):
             self.norm.valid = torch.div(lengths - first[0], first[1], rounding_mode="floor") + 1
         try:
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.autocast):
-                out = self.model(wave, attention_mask=None if mask is None else mask.long(),
-                                 output_hidden_states=not self.use_last)
+                out = self.model(
+                    wave, attention_mask=None if mask is None else mask.long(), output_hidden_states=not self.use_last
+                )
         finally:
             if self.norm is not None:
                 self.norm.valid = None
@@ -367,8 +387,9 @@ class Wav2Vec2Encoder(nn.Module):
 # --------------------------------------------------------------------------- building and naming
 
 
-def build_encoder(features: FeaturesConfig, input: str, device: Optional[torch.device] = None,
-                  layers: Optional[list] = None) -> nn.Module:
+def build_encoder(
+    features: FeaturesConfig, input: str, device: Optional[torch.device] = None, layers: Optional[list] = None
+) -> nn.Module:
     """The encoder for ``input`` ("wav2vec2" or "logmel") on ``device`` (default: features.device);
     ``layers``: the wav2vec2 layers it returns (``forward_layers``; default ``features.wav2vec2.layer``)."""
     device = device or resolve_device(features.device)
@@ -390,9 +411,11 @@ def encoder_description(cfg: Config | FeaturesConfig, input: str = "wav2vec2", l
     features = cfg.features if isinstance(cfg, Config) else cfg
     if input == "logmel":
         m = features.logmel
-        return (f"log-Mel: {m.n_mels} bands, {m.win_ms:g} ms window, {m.hop_ms:g} ms hop, "
-                f"log(power + {m.log_floor:g}){', standardised per utterance' if m.standardise else ''}, "
-                f"torchaudio, {features.sample_rate} Hz")
+        return (
+            f"log-Mel: {m.n_mels} bands, {m.win_ms:g} ms window, {m.hop_ms:g} ms hop, "
+            f"log(power + {m.log_floor:g}){', standardised per utterance' if m.standardise else ''}, "
+            f"torchaudio, {features.sample_rate} Hz"
+        )
     w = features.wav2vec2
     layer = w.layer if layer is None else layer
     text = f"{w.model_id} @ {w.revision}, {'last layer' if layer == 'last' else f'hidden layer {layer}'}, "

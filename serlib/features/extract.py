@@ -20,14 +20,14 @@ A clip that cannot be read is reported with its path and reason (a warning, and
 ``<run>/data/features_failed.csv``) and the run goes on; at load time its manifest row is
 dropped with a warning (``serlib.features.load``: the read side), never zero-filled.
 """
+
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Optional, Sequence
 
@@ -37,9 +37,9 @@ import torch
 from tqdm.auto import tqdm
 
 from serlib.common.audio import load_audio, probe_samples
-from serlib.common.progress import Progress
 from serlib.common.config import Config
 from serlib.common.io import write_csv_atomic, write_json_atomic
+from serlib.common.progress import Progress
 from serlib.common.runfolder import RunFolder
 from serlib.common.runtime import cpu_threads, resolve_device
 from serlib.data.stage import load_manifest
@@ -47,8 +47,16 @@ from serlib.features.cache import CacheNotWritableError, clean_cache_root
 from serlib.features.encoders import build_encoder
 from serlib.features.keys import content_hashes, inputs_for_run, key_folder, write_key
 from serlib.features.layers import LayerPlan, plan_layers
-from serlib.features.shards import (ShardWriter, cache_bytes, clean_temporary, is_read_only_error, key_lock,
-                                    make_folder, read_index, touch_last_used)
+from serlib.features.shards import (
+    ShardWriter,
+    cache_bytes,
+    clean_temporary,
+    is_read_only_error,
+    key_lock,
+    make_folder,
+    read_index,
+    touch_last_used,
+)
 
 log = logging.getLogger("serlib")
 
@@ -56,8 +64,9 @@ log = logging.getLogger("serlib")
 # --------------------------------------------------------------------------- extraction
 
 
-def plan_batches(jobs: list[tuple[str, str, int]], batch_size: int, max_samples: int,
-                 mix: bool) -> list[list[tuple[str, str, int]]]:
+def plan_batches(
+    jobs: list[tuple[str, str, int]], batch_size: int, max_samples: int, mix: bool
+) -> list[list[tuple[str, str, int]]]:
     """Cut ``(digest, path, samples)`` jobs, sorted by length, into batches.
 
     A batch holds at most ``batch_size`` clips and, padded to its longest clip, at most
@@ -73,8 +82,17 @@ def plan_batches(jobs: list[tuple[str, str, int]], batch_size: int, max_samples:
     return batches + ([current] if current else [])
 
 
-def _encode_batch(encoder, batch, sample_rate: int, device, writers: dict, needs: dict, failures: dict,
-                  threads: Optional[int] = None, waves: Optional[dict] = None) -> int:
+def _encode_batch(
+    encoder,
+    batch,
+    sample_rate: int,
+    device,
+    writers: dict,
+    needs: dict,
+    failures: dict,
+    threads: Optional[int] = None,
+    waves: Optional[dict] = None,
+) -> int:
     """Load (unless ``waves`` were loaded ahead), encode and store one batch; returns how many clips were stored.
 
     ``writers``: layer -> ``ShardWriter`` (one per cached layer; ``None`` for log-Mel); ``needs``: digest -> the
@@ -106,20 +124,21 @@ def _encode_batch(encoder, batch, sample_rate: int, device, writers: dict, needs
     return stored
 
 
-def encode_waves(encoder, waves: Sequence[np.ndarray], device, threads: Optional[int] = None,
-                 every_layer: bool = False) -> list[np.ndarray]:
+def encode_waves(
+    encoder, waves: Sequence[np.ndarray], device, threads: Optional[int] = None, every_layer: bool = False
+) -> list[np.ndarray]:
     """One zero-padded, masked call of ``encoder`` over ``waves``: each clip's own frames ``(channels, frames_i)``
     (padding sliced off), in float16 from a GPU (half the bytes over the bus; the cache's precision).
     ``every_layer``: ``(layers, channels, frames_i)`` of each of the encoder's ``layers`` from the one pass."""
     lengths = [len(w) for w in waves]
     padded = np.zeros((len(waves), max(lengths)), dtype=np.float32)  # (batch, samples), zeros at the end
     for row, wave in zip(padded, waves):
-        row[:len(wave)] = wave
+        row[: len(wave)] = wave
     with cpu_threads(1 if encoder.name == "logmel" else threads):
         inputs = torch.from_numpy(padded).to(device), torch.tensor(lengths, device=device)
         out = torch.stack(encoder.forward_layers(*inputs), 1) if every_layer else encoder(*inputs)
         out = (out.half() if out.device.type != "cpu" else out).cpu().numpy()  # (batch, [layers,] channels, frames)
-    return [clip[..., :encoder.frames_for(n)] for clip, n in zip(out, lengths)]
+    return [clip[..., : encoder.frames_for(n)] for clip, n in zip(out, lengths)]
 
 
 def _load_batch(batch, sample_rate: int, min_samples: int, failures: dict) -> dict[str, np.ndarray]:
@@ -144,7 +163,9 @@ PREFETCH_DEVICES = ("cuda",)  # where the next batch is loaded in a thread while
 GPU_BATCH_FRACTION = 0.5  # share of free GPU memory one extraction batch may take (CHOSEN, not measured)
 
 
-def gpu_batch_samples(cfg: Config, device: torch.device, upper: int, free_bytes: Optional[int] = None) -> tuple[int, str]:
+def gpu_batch_samples(
+    cfg: Config, device: torch.device, upper: int, free_bytes: Optional[int] = None
+) -> tuple[int, str]:
     """Most padded samples per wav2vec2 batch that fit ``GPU_BATCH_FRACTION`` of free memory, at most ``upper``."""
     w = cfg.features.wav2vec2
     from_config = dict(w.config_overrides or {})
@@ -157,12 +178,22 @@ def gpu_batch_samples(cfg: Config, device: torch.device, upper: int, free_bytes:
     sr = cfg.features.sample_rate
     if fits >= upper:
         return upper, f"max_batch_seconds; {free_bytes / 1e9:.1f} GB free would allow {fits / sr:.0f} s"
-    return max(fits, sr), (f"{free_bytes / 1e9:.1f} GB free allows {fits / sr:.0f} s at ~{per_sample:.0f} bytes per "
-                           f"sample in the first conv layer; max_batch_seconds {upper / sr:.0f} s")
+    return max(fits, sr), (
+        f"{free_bytes / 1e9:.1f} GB free allows {fits / sr:.0f} s at ~{per_sample:.0f} bytes per "
+        f"sample in the first conv layer; max_batch_seconds {upper / sr:.0f} s"
+    )
 
 
-def _compute(cfg: Config, targets: dict, input: str, jobs: dict[str, str], needs: dict, failures: dict,
-             device: torch.device, progress: Optional[Progress] = None) -> dict:
+def _compute(
+    cfg: Config,
+    targets: dict,
+    input: str,
+    jobs: dict[str, str],
+    needs: dict,
+    failures: dict,
+    device: torch.device,
+    progress: Optional[Progress] = None,
+) -> dict:
     """Encode the ``{digest: path}`` clips some target lacks (``needs``: digest -> layers); returns timing statistics.
 
     ``targets``: layer -> key folder (``{None: folder}`` for log-Mel).
@@ -200,8 +231,9 @@ def _compute(cfg: Config, targets: dict, input: str, jobs: dict[str, str], needs
             waves = pending.result() if ahead else None
             if ahead and number + 1 < len(batches):
                 pending = ahead.submit(load, batches[number + 1])
-            stats["computed"] += _encode_batch(encoder, batch, sr, device, writers, needs, failures,
-                                               cfg.features.threads, waves)
+            stats["computed"] += _encode_batch(
+                encoder, batch, sr, device, writers, needs, failures, cfg.features.threads, waves
+            )
             bar.update(len(batch))
             if progress is not None:
                 progress(f"{input} features: {bar.n:,}/{len(probed):,} clips", force=number + 1 == len(batches))
@@ -216,8 +248,14 @@ def _compute(cfg: Config, targets: dict, input: str, jobs: dict[str, str], needs
     return stats
 
 
-def extract(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
-            device: Optional[torch.device] = None, plan: Optional[LayerPlan] = None) -> dict:
+def extract(
+    cfg: Config,
+    folder: RunFolder,
+    manifest: pd.DataFrame,
+    input: str,
+    device: Optional[torch.device] = None,
+    plan: Optional[LayerPlan] = None,
+) -> dict:
     """Fill the cache for ``input`` over the manifest's clips (only what is missing).
 
     For wav2vec2 every layer the run caches (``LayerPlan.cached``) has its own key folder; a clip that any
@@ -255,8 +293,9 @@ def extract(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
         needs = {h: layers for h, layers in needs.items() if layers}
         jobs = {h: p for h, p in zip(hashes, paths) if h in needs}
         try:
-            stats = _compute(cfg, targets, input, jobs, needs, failures, device,
-                             Progress(folder.progress, "features", 5.0))
+            stats = _compute(
+                cfg, targets, input, jobs, needs, failures, device, Progress(folder.progress, "features", 5.0)
+            )
         except OSError as err:
             if not is_read_only_error(err):
                 raise
@@ -264,10 +303,15 @@ def extract(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
             raise CacheNotWritableError(
                 f"{input}: the feature cache {kdirs} cannot be written ({err.strerror or err}) and {len(jobs)} "
                 f"clip(s) are not cached in it; make it writable or set features.cache_dir to a folder you "
-                f"can write") from err
+                f"can write"
+            ) from err
         by_layer = stats.get("by_layer", {})
-        metas = {layer: write_key(targets[layer], cfg, features[layer], {**stats, "computed": by_layer.get(layer, 0)},
-                                  device) for layer in targets}
+        metas = {
+            layer: write_key(
+                targets[layer], cfg, features[layer], {**stats, "computed": by_layer.get(layer, 0)}, device
+            )
+            for layer in targets
+        }
     for kdir in targets.values():
         touch_last_used(kdir)
     main = _main_layer(plan, targets) if input == "wav2vec2" else None
@@ -277,17 +321,30 @@ def extract(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str,
         warnings.warn(f"{input}: skipped {utt} ({reason})", stacklevel=2)
     seconds = time.perf_counter() - start
     out = {
-        "clips": len(paths), "computed": stats["computed"],
+        "clips": len(paths),
+        "computed": stats["computed"],
         "cached": sum(h is not None and h not in needs for h in hashes),
-        "failed": failed, "seconds": round(seconds, 3),
+        "failed": failed,
+        "seconds": round(seconds, 3),
         "clips_per_s": round(stats["computed"] / stats["compute_seconds"], 3) if stats["computed"] else None,
-        "last_compute": meta.get("last_compute"), "cache_dir": str(kdir), "cache_bytes": cache_bytes(kdir),
-        "encoder": meta["encoder"], "weights": cfg.features.wav2vec2.weights if input == "wav2vec2" else "n/a",
-        "device": str(device)}
+        "last_compute": meta.get("last_compute"),
+        "cache_dir": str(kdir),
+        "cache_bytes": cache_bytes(kdir),
+        "encoder": meta["encoder"],
+        "weights": cfg.features.wav2vec2.weights if input == "wav2vec2" else "n/a",
+        "device": str(device),
+    }
     if input == "wav2vec2":
-        out["layers"] = [{"layer": layer, "cache_dir": str(targets[layer]), "cache_bytes": cache_bytes(targets[layer]),
-                          "computed": by_layer.get(layer, 0), "clips": len(read_index(targets[layer]))}
-                         for layer in targets]
+        out["layers"] = [
+            {
+                "layer": layer,
+                "cache_dir": str(targets[layer]),
+                "cache_bytes": cache_bytes(targets[layer]),
+                "computed": by_layer.get(layer, 0),
+                "clips": len(read_index(targets[layer])),
+            }
+            for layer in targets
+        ]
     return out
 
 
@@ -313,18 +370,26 @@ def extract_for_run(cfg: Config, folder: RunFolder, inputs: Optional[list[str]] 
         earlier = json.loads(path.read_bytes()).get("inputs", {}) if path.is_file() else {}
     except (ValueError, AttributeError):  # damaged: rewritten whole below (it only describes the cache)
         earlier = {}
-    summary = {"clips": len(manifest), "inputs": earlier,  # inputs not extracted now keep their entry
-               "audio_seconds": round(float(manifest["duration_s"].sum()), 1) if "duration_s" in manifest else None}
+    summary = {
+        "clips": len(manifest),
+        "inputs": earlier,  # inputs not extracted now keep their entry
+        "audio_seconds": round(float(manifest["duration_s"].sum()), 1) if "duration_s" in manifest else None,
+    }
     plan = plan_layers(cfg)
     for input in inputs or inputs_for_run(cfg):
         stats = extract(cfg, folder, manifest, input, plan=plan)
         summary["inputs"][input] = stats
         rate = f", {stats['clips_per_s']:.1f} clips/s" if stats["clips_per_s"] else ""
-        log.info(f"{input}: {stats['clips']} clips ({stats['computed']} computed, {stats['cached']} cached, "
-              f"{len(stats['failed'])} failed) in {stats['seconds']:.1f} s{rate}; "
-              f"cache {stats['cache_bytes'] / 2**20:.1f} MiB in {stats['cache_dir']}")
-    failed = [{"input": i, "utt_id": u, "reason": r}
-              for i, stats in summary["inputs"].items() for u, r in stats["failed"].items()]
+        log.info(
+            f"{input}: {stats['clips']} clips ({stats['computed']} computed, {stats['cached']} cached, "
+            f"{len(stats['failed'])} failed) in {stats['seconds']:.1f} s{rate}; "
+            f"cache {stats['cache_bytes'] / 2**20:.1f} MiB in {stats['cache_dir']}"
+        )
+    failed = [
+        {"input": i, "utt_id": u, "reason": r}
+        for i, stats in summary["inputs"].items()
+        for u, r in stats["failed"].items()
+    ]
     write_csv_atomic(pd.DataFrame(failed, columns=["input", "utt_id", "reason"]), folder.features_failed)
     write_json_atomic(path, summary)  # the summary last: it says the step finished
     return summary

@@ -18,6 +18,7 @@ The content-hash memo trusts a file's hash while its size, modification time, in
 (``ctime``: set by the system on every write and by no user tool) are unchanged; an entry written before
 inode and ctime were recorded is hashed again once. A corrupt ``content_hashes.json`` is named and rebuilt.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -52,8 +53,11 @@ KEY_FOLDER = re.compile(rf"({'|'.join(INPUTS)})-[0-9a-f]{{16}}")
 # Fields of the features sections that do not determine a clip's stored features. The others enter
 # the key: today's by name (existing caches stay valid), a field added later only when set off its
 # default (``non_default``), so adding one invalidates nothing and changing it recomputes.
-NOT_IN_KEY = {"features": ("frames", "cache_dir", "device", "threads", "wav2vec2", "logmel"),
-              "wav2vec2": ("batch_size", "batching", "max_batch_seconds", "mixed_precision"), "logmel": ()}
+NOT_IN_KEY = {
+    "features": ("frames", "cache_dir", "device", "threads", "wav2vec2", "logmel"),
+    "wav2vec2": ("batch_size", "batching", "max_batch_seconds", "mixed_precision"),
+    "logmel": (),
+}
 
 
 def _added(section, named: dict, name: str) -> dict:
@@ -90,30 +94,43 @@ def cache_key(cfg: Config, feature: FeatureKey) -> dict:
     key |= _added(f, key, "features")
     if input == "logmel":
         m = f.logmel
-        named = {"n_mels": m.n_mels, "win_ms": m.win_ms, "hop_ms": m.hop_ms, "log_floor": m.log_floor,
-                 "standardise": m.standardise}
+        named = {
+            "n_mels": m.n_mels,
+            "win_ms": m.win_ms,
+            "hop_ms": m.hop_ms,
+            "log_floor": m.log_floor,
+            "standardise": m.standardise,
+        }
         return key | named | _added(m, named, "logmel")
     if input != "wav2vec2":
         raise ConfigError(f"unknown feature input {input!r}; expected one of {', '.join(INPUTS)}")
     if feature.layer is None:
         raise ValueError("a wav2vec2 cache key names its layer: build it with serlib.features.layers.LayerPlan.key")
     w = f.wav2vec2
-    named = {"model_id": w.model_id, "revision": w.revision, "weights": w.weights,
-             "layer": feature.layer,  # as the cache names it: index N is stored as "last"
-             "config_overrides": w.config_overrides}
+    named = {
+        "model_id": w.model_id,
+        "revision": w.revision,
+        "weights": w.weights,
+        "layer": feature.layer,  # as the cache names it: index N is stored as "last"
+        "config_overrides": w.config_overrides,
+    }
     key |= named | _added(w, named, "wav2vec2")
     compute = encoder_compute(cfg)
     if compute != "float32":  # fp16 autocast on a GPU stores other values than fp32: another key (fp32 keys unchanged)
         key["compute"] = compute
     if Path(w.model_id).is_dir():  # a local folder: its files' sizes and times stand for its content
-        files = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns)
-                       for p in Path(w.model_id).iterdir() if p.is_file())
+        files = sorted(
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in Path(w.model_id).iterdir() if p.is_file()
+        )
         key["model_files"] = json_digest(files, algorithm="sha1")
     if w.weights == "random":  # random initialisation can change with the library versions
         from importlib.metadata import version  # the installed version without importing transformers (~2 s)
 
-        key |= {"seed": RANDOM_WEIGHTS_SEED, "torch": torch.__version__.split("+")[0],
-                "transformers": version("transformers")}
+        key |= {
+            "seed": RANDOM_WEIGHTS_SEED,
+            "torch": torch.__version__.split("+")[0],
+            "transformers": version("transformers"),
+        }
     return key
 
 
@@ -141,20 +158,24 @@ def write_key(kdir: Path, cfg: Config, feature: FeatureKey, stats: dict, device:
         warnings.warn(f"feature cache: {path} is not valid JSON; rewritten", UserWarning, stacklevel=2)
         meta = {}
     input = feature.input
-    described = {"key": json.loads(json.dumps(cache_key(cfg, feature), default=str)),
-                 "encoder": encoder_description(cfg, input, feature.layer)}
+    described = {
+        "key": json.loads(json.dumps(cache_key(cfg, feature), default=str)),
+        "encoder": encoder_description(cfg, input, feature.layer),
+    }
     if not stats.get("computed") and all(meta.get(k) == v for k, v in described.items()):
         return meta
     meta |= described
     if stats.get("computed"):
         meta["last_compute"] = {
-            "clips": stats["computed"], "seconds": round(stats["compute_seconds"], 3),
+            "clips": stats["computed"],
+            "seconds": round(stats["compute_seconds"], 3),
             "clips_per_s": round(stats["computed"] / max(stats["compute_seconds"], 1e-9), 3),
             "device": str(device),
             "torch_threads": 1 if input == "logmel" else cfg.features.threads or torch.get_num_threads(),
             "mean_batch": round(stats["computed"] / max(stats["batches"], 1), 2),
             "batching": cfg.features.wav2vec2.batching if input == "wav2vec2" else "masked",
-            "when": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            "when": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
     try:
         write_json_atomic(path, meta)
     except OSError as err:
@@ -219,8 +240,12 @@ def _read_memo(path: Path) -> dict:
         if not isinstance(memo, dict):
             raise ValueError("not a JSON object")
     except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        warnings.warn(f"feature cache: {path} cannot be read ({err}); treated as missing: content hashes are "
-                      f"recomputed and the file rewritten", UserWarning, stacklevel=3)
+        warnings.warn(
+            f"feature cache: {path} cannot be read ({err}); treated as missing: content hashes are "
+            f"recomputed and the file rewritten",
+            UserWarning,
+            stacklevel=3,
+        )
         return {}
     return {p: e for p, e in memo.items() if isinstance(e, list) and len(e) in (3, 5) and isinstance(e[-1], str)}
 

@@ -17,6 +17,7 @@ layers its extraction caches, each system's layers and the probe's, each resolve
 kept. Every key, load, open and pooled-statistics function of the cache takes an explicit
 ``FeatureKey(input, layer)`` (``LayerPlan.key``), so each signature says which layer it reads.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -64,8 +65,10 @@ def layer_value(w: Wav2Vec2Config, layer: Layer, key: str = "layers") -> Layer:
         return "last"
     count = layer_count(w)
     if not isinstance(layer, int) or isinstance(layer, bool) or not 0 <= layer <= count:
-        raise ConfigError(f"'{key}' asks for layer {layer!r} but '{w.model_id}' has layers 0..{count} "
-                          f"({count} = last); pick from those")
+        raise ConfigError(
+            f"'{key}' asks for layer {layer!r} but '{w.model_id}' has layers 0..{count} "
+            f"({count} = last); pick from those"
+        )
     return "last" if layer == count else layer
 
 
@@ -134,13 +137,16 @@ class LayerPlan:
             return None
         if system.layers == BEST:
             if best is None:
-                raise ValueError(f"{key}: best is the per-layer probe's choice on validation; run the probe first "
-                                 "(serlib.modelling.probe.layer_probe)")
+                raise ValueError(
+                    f"{key}: best is the per-layer probe's choice on validation; run the probe first "
+                    "(serlib.modelling.probe.layer_probe)"
+                )
             return [best]
         if name not in self._by_system:
             if system.layers is None:
-                self._by_system[name] = ([self.configured] if system.input == "wav2vec2"
-                                         else expand(self.encoder, "all", key))
+                self._by_system[name] = (
+                    [self.configured] if system.input == "wav2vec2" else expand(self.encoder, "all", key)
+                )
             else:
                 self._by_system[name] = expand(self.encoder, system.layers, key)
         return list(self._by_system[name])

@@ -10,6 +10,7 @@ A clip whose extraction failed (``<run>/data/features_failed.csv``) is dropped w
 (``FeatureSet.missing``), never zero-filled; a clip never extracted is a ``FeaturesMissingError``, and so
 is a damaged shard (dropped, so the next extraction recomputes its clips).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -64,8 +65,9 @@ def recorded_failures(folder: RunFolder, input: str) -> set[str]:
     return set(failed.loc[failed["input"] == input, "utt_id"])
 
 
-def kept_rows(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str, present: list[int],
-              kdir) -> tuple[list[int], list[str]]:
+def kept_rows(
+    cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str, present: list[int], kdir
+) -> tuple[list[int], list[str]]:
     """The manifest rows ``present`` in the cache, and the utt_ids of the others, warned about.
 
     Raises:
@@ -77,11 +79,15 @@ def kept_rows(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, input: str
     if never:
         raise FeaturesMissingError(
             f"{input}: {len(never)} clip(s) of the manifest have no cached features in {kdir} (first: {never[0]}); "
-            f"fill the cache first: `serlib features {cfg.source or 'PARAMS.yaml'}` (or run notebook 02_features)")
+            f"fill the cache first: `serlib features {cfg.source or 'PARAMS.yaml'}` (or run notebook 02_features)"
+        )
     if missing:
-        warnings.warn(f"{input}: {len(missing)} manifest row(s) have no features (their audio could not be "
-                      f"encoded: {folder.features_failed}) and are left out: {', '.join(missing[:5])}"
-                      f"{' ...' if len(missing) > 5 else ''}", stacklevel=3)
+        warnings.warn(
+            f"{input}: {len(missing)} manifest row(s) have no features (their audio could not be "
+            f"encoded: {folder.features_failed}) and are left out: {', '.join(missing[:5])}"
+            f"{' ...' if len(missing) > 5 else ''}",
+            stacklevel=3,
+        )
     return list(present), missing
 
 
@@ -90,11 +96,13 @@ def damaged(cfg: Config, feature: FeatureKey, reader: ShardReader) -> FeaturesMi
     return FeaturesMissingError(
         f"{feature}: {len(reader.failed)} damaged shard(s) in {reader.kdir} were dropped ({', '.join(reader.failed)}); "
         f"recompute its {reader.failed_clips} clip(s): `serlib features {cfg.source or 'PARAMS.yaml'}` (or run "
-        "notebook 02_features)")
+        "notebook 02_features)"
+    )
 
 
-def fill_from_cache(x: torch.Tensor, lengths: torch.Tensor, reader: ShardReader, wanted: list[tuple[int, str]],
-                    frames: int) -> None:
+def fill_from_cache(
+    x: torch.Tensor, lengths: torch.Tensor, reader: ShardReader, wanted: list[tuple[int, str]], frames: int
+) -> None:
     """Fill rows of ``x`` ``(n, channels, frames)`` and ``lengths`` ``(n,)`` from the cache.
 
     ``wanted``: ``(row of x, content hash)``. Same result as ``fit_frames`` per clip (centre trim, padding at
@@ -117,8 +125,14 @@ def stored_channels(reader: ShardReader, cfg: Config, input: str) -> int:
     return int(cfg.features.wav2vec2.config_overrides.get("hidden_size", 768))
 
 
-def load_features(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, feature: FeatureKey,
-                  device: Optional[str | torch.device] = None, dtype: torch.dtype = torch.float32) -> FeatureSet:
+def load_features(
+    cfg: Config,
+    folder: RunFolder,
+    manifest: pd.DataFrame,
+    feature: FeatureKey,
+    device: Optional[str | torch.device] = None,
+    dtype: torch.dtype = torch.float32,
+) -> FeatureSet:
     """The cached features of ``manifest``'s clips as one padded tensor (reads the cache only).
 
     Rows whose extraction failed (``data/features_failed.csv``) are dropped with a warning
@@ -142,8 +156,9 @@ def load_features(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, featur
     input, kdir = feature.input, key_folder(cfg, folder, feature)
     hashes, _ = content_hashes(manifest["path"].astype(str).tolist(), kdir.parent)
     reader = ShardReader(kdir)  # size and header checked; damaged shards dropped with a warning
-    keep, missing = kept_rows(cfg, folder, manifest, input,
-                              [i for i, h in enumerate(hashes) if h is not None and h in reader.index], kdir)
+    keep, missing = kept_rows(
+        cfg, folder, manifest, input, [i for i, h in enumerate(hashes) if h is not None and h in reader.index], kdir
+    )
     frames = cfg.features.frames
     x = torch.empty((len(keep), stored_channels(reader, cfg, input), frames), dtype=dtype)  # (n, channels, frames)
     lengths = torch.zeros(len(keep), dtype=torch.long)
@@ -153,9 +168,14 @@ def load_features(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, featur
         raise damaged(cfg, feature, reader)
     touch_last_used(kdir)
     kept = manifest.iloc[keep]
-    labels = (torch.tensor([CLASSES.index(lbl) for lbl in kept["label"]], dtype=torch.long)
-              if "label" in kept else None)
+    labels = torch.tensor([CLASSES.index(lbl) for lbl in kept["label"]], dtype=torch.long) if "label" in kept else None
     target = torch.device(device) if device is not None else torch.device("cpu")
-    return FeatureSet(x=x.to(target), lengths=lengths.to(target), utt_ids=kept["utt_id"].tolist(),
-                      labels=labels.to(target) if labels is not None else None, input=input,
-                      description=encoder_description(cfg, input, feature.layer), missing=missing)
+    return FeatureSet(
+        x=x.to(target),
+        lengths=lengths.to(target),
+        utt_ids=kept["utt_id"].tolist(),
+        labels=labels.to(target) if labels is not None else None,
+        input=input,
+        description=encoder_description(cfg, input, feature.layer),
+        missing=missing,
+    )

@@ -26,6 +26,7 @@ lock that every writer of them holds, and never count in ``cache_bytes``.
 The folder housekeeping every side shares lives here too: the key folder's and the cache root's locks, the
 cache's marker, ``.last_used``, and telling a read-only cache from another error.
 """
+
 from __future__ import annotations
 
 import errno
@@ -51,13 +52,15 @@ from serlib.features.encoders import trim_span
 log = logging.getLogger(__name__)
 
 SHARD_FORMAT = 3  # the shard index: 1 = a bare list of rows, 2 = an object with size and CRC-32, 3 = and a
-                  # CRC-32 per row (formats 1 and 2 are still read)
+# CRC-32 per row (formats 1 and 2 are still read)
 CACHE_MARKER = ".serlib-feature-cache"  # in the cache root: serlib made it (``prune_cache`` needs it)
 # The temporary names serlib's writers use in a cache (``ShardWriter``, ``write_json_atomic``): cleaning
 # removes these and never another dot-file ending .tmp.
-SERLIB_TEMPORARY = re.compile(r"\.(shard-[0-9]{14}-[0-9a-f]{8}\.npy|probe-[0-9a-f]{8}"
-                              r"|(shard-[0-9]{14}-[0-9a-f]{8}\.json|key\.json|content_hashes\.json)"
-                              r"\.[0-9]+\.[0-9a-f]{8})\.tmp")
+SERLIB_TEMPORARY = re.compile(
+    r"\.(shard-[0-9]{14}-[0-9a-f]{8}\.npy|probe-[0-9a-f]{8}"
+    r"|(shard-[0-9]{14}-[0-9a-f]{8}\.json|key\.json|content_hashes\.json)"
+    r"\.[0-9]+\.[0-9a-f]{8})\.tmp"
+)
 SHARD_CLIPS = 64  # clips per shard file
 SHARD_SECONDS = 30.0  # flush a partial shard at least this often (bounds work lost to a kill)
 MEMO = "content_hashes.json"
@@ -125,17 +128,26 @@ def _read_shard_index(meta: Path) -> dict:
     rows = data.get("clips") if described else data
     width = 4 if described and data.get("format", 2) >= 3 else 3  # format 3: each row with its own CRC-32
     if not isinstance(rows, list) or not all(
-            isinstance(r, list) and len(r) == width and isinstance(r[0], str)
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in r[1:3])
-            and (width == 3 or isinstance(r[3], str)) for r in rows):
+        isinstance(r, list)
+        and len(r) == width
+        and isinstance(r[0], str)
+        and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in r[1:3])
+        and (width == 3 or isinstance(r[3], str))
+        for r in rows
+    ):
         shape = "[[content hash, offset, frames" + (", row CRC-32" if width == 4 else "") + "], ...]"
         raise ValueError(f"its index {meta.name} does not hold {shape}")
     for i, row in enumerate(rows if width == 4 else []):
         if row[3] != row_crc(*row[:3]):
-            raise ValueError(f"its index {meta.name} row {i + 1} ({row[0][:12]}..., offset {row[1]}, {row[2]} frames) "
-                             f"does not match its CRC-32 {row[3]} (edited or damaged)")
-    index = {"rows": tuple(tuple(r[:3]) for r in rows), "bytes": data.get("bytes") if described else None,
-             "crc32": data.get("crc32") if described else None}
+            raise ValueError(
+                f"its index {meta.name} row {i + 1} ({row[0][:12]}..., offset {row[1]}, {row[2]} frames) "
+                f"does not match its CRC-32 {row[3]} (edited or damaged)"
+            )
+    index = {
+        "rows": tuple(tuple(r[:3]) for r in rows),
+        "bytes": data.get("bytes") if described else None,
+        "crc32": data.get("crc32") if described else None,
+    }
     if described and not (isinstance(index["bytes"], int) and isinstance(index["crc32"], str)):
         raise ValueError(f"its index {meta.name} lacks the shard's size or CRC-32")
     return index
@@ -151,8 +163,10 @@ def _check_tiling(rows: tuple, total: int) -> None:
     end = 0
     for digest, offset, frames in sorted(rows, key=lambda r: r[1]):
         if offset != end:
-            raise ValueError(f"its index puts clip {digest[:12]}... at frame {offset} where the clip before it ends "
-                             f"at {end} (an edited or damaged offset)")
+            raise ValueError(
+                f"its index puts clip {digest[:12]}... at frame {offset} where the clip before it ends "
+                f"at {end} (an edited or damaged offset)"
+            )
         end = offset + frames
     if end != total:
         raise ValueError(f"its index covers {end} of its {total} frames (an edited or damaged row)")
@@ -198,13 +212,13 @@ def load_shard(kdir: Path, shard: Shard) -> np.ndarray:
     path = kdir / shard.npy
     with open(path, "rb") as fh:
         data = bytearray(os.fstat(fh.fileno()).st_size)  # writable: torch.from_numpy warns on read-only buffers
-        del data[fh.readinto(data):]
+        del data[fh.readinto(data) :]
     if shard.nbytes is not None and len(data) != shard.nbytes:
         raise BadShardError(f"{len(data)} bytes where its index records {shard.nbytes}")
     if shard.crc32 is not None and f"{zlib.crc32(data):08x}" != shard.crc32:
         raise BadShardError(f"its CRC-32 is {zlib.crc32(data):08x} where its index records {shard.crc32}")
     try:
-        shape, fortran, dtype, header = _read_npy_header(io.BytesIO(memoryview(data)[:1 << 16]))
+        shape, fortran, dtype, header = _read_npy_header(io.BytesIO(memoryview(data)[: 1 << 16]))
         flat = np.frombuffer(data, dtype=dtype, offset=header)
         return flat.reshape(shape[::-1]).T if fortran else flat.reshape(shape)  # older shards may be Fortran
     except ValueError as err:
@@ -267,7 +281,7 @@ class ShardReader:
                 continue
             for tag, offset, count in rows:
                 start, kept = trim_span(count, frames)
-                yield tag, array[:, offset + start:offset + start + kept]
+                yield tag, array[:, offset + start : offset + start + kept]
 
     def verify(self) -> None:
         """Check the CRC-32 of every shard now (a sequential read, nothing kept); drop those that fail."""
@@ -325,10 +339,14 @@ class ShardWriter:
             os.replace(tmp, self.kdir / f"{name}.npy")
         finally:
             _unlink_quietly(tmp)
-        rows = [[d, int(o), int(c.shape[1]), row_crc(d, int(o), int(c.shape[1]))]
-                for d, o, c in zip(self.rows, offsets, self.clips)]
-        write_json_atomic(self.kdir / f"{name}.json", {"format": SHARD_FORMAT, "bytes": len(data),
-                                                        "crc32": f"{zlib.crc32(data):08x}", "clips": rows})
+        rows = [
+            [d, int(o), int(c.shape[1]), row_crc(d, int(o), int(c.shape[1]))]
+            for d, o, c in zip(self.rows, offsets, self.clips)
+        ]
+        write_json_atomic(
+            self.kdir / f"{name}.json",
+            {"format": SHARD_FORMAT, "bytes": len(data), "crc32": f"{zlib.crc32(data):08x}", "clips": rows},
+        )
         self.clips, self.rows = [], []
 
 
@@ -341,8 +359,12 @@ def key_lock(kdir: Path):
 
 
 def _report_wait(kdir: Path, holder: str) -> None:
-    log.warning("feature cache %s is being filled by %s; waiting for it to finish (what it computes is "
-                "reused, not computed again)", kdir, holder)
+    log.warning(
+        "feature cache %s is being filled by %s; waiting for it to finish (what it computes is "
+        "reused, not computed again)",
+        kdir,
+        holder,
+    )
 
 
 def root_lock(cache_root: Path):

@@ -12,6 +12,7 @@ each channel over a clip's real frames inside the window, streamed shard by shar
 cache's one shard reader (``serlib.features.shards.ShardReader``) and name each layer's folder by an
 explicit ``FeatureKey`` (``serlib.features.layers.LayerPlan.key``).
 """
+
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
@@ -43,8 +44,14 @@ class LayerStack:
     device = torch.device("cpu")
     threads = 1  # threads copying a batch out of the maps (``serlib.modelling.placement.streamed`` sets it on a GPU)
 
-    def __init__(self, arrays: list[dict[str, np.ndarray]], rows: list[list[tuple[str, int, int]]], frames: int,
-                 channels: int, layers: Sequence[Layer]):
+    def __init__(
+        self,
+        arrays: list[dict[str, np.ndarray]],
+        rows: list[list[tuple[str, int, int]]],
+        frames: int,
+        channels: int,
+        layers: Sequence[Layer],
+    ):
         self.arrays, self.rows, self.frames, self.channels = arrays, rows, frames, channels
         self.layers = list(layers)
         self.lengths = torch.tensor([min(count, frames) for _, _, count in rows[0]], dtype=torch.long)
@@ -67,8 +74,13 @@ class LayerStack:
 
     def subset(self, index: torch.Tensor | Sequence[int]) -> "LayerStack":
         picked = [int(i) for i in (index.tolist() if isinstance(index, torch.Tensor) else index)]
-        stack = LayerStack(self.arrays, [[layer_rows[i] for i in picked] for layer_rows in self.rows], self.frames,
-                           self.channels, self.layers)
+        stack = LayerStack(
+            self.arrays,
+            [[layer_rows[i] for i in picked] for layer_rows in self.rows],
+            self.frames,
+            self.channels,
+            self.layers,
+        )
         stack.threads = self.threads
         return stack
 
@@ -88,7 +100,7 @@ class LayerStack:
                     npy, offset, count = layer_rows[picked[j]]
                     start, kept = trim_span(count, self.frames)
                     kept = min(kept, width)
-                    out[j, position, :, :kept] = arrays[npy][:, offset + start:offset + start + kept]
+                    out[j, position, :, :kept] = arrays[npy][:, offset + start : offset + start + kept]
 
         workers = max(1, min(self.threads, len(picked)))
         if workers == 1:
@@ -104,8 +116,9 @@ class LayerStack:
         return self.gather(key)
 
 
-def open_layers(cfg: Config, folder: RunFolder, manifest: pd.DataFrame,
-                features: Sequence[FeatureKey]) -> tuple[LayerStack, list[str], list[str]]:
+def open_layers(
+    cfg: Config, folder: RunFolder, manifest: pd.DataFrame, features: Sequence[FeatureKey]
+) -> tuple[LayerStack, list[str], list[str]]:
     """The manifest's clips over several wav2vec2 layers' cache folders, memory-mapped (reads the cache only).
 
     Rows whose extraction failed are left out with a warning, as ``load_features`` does; a clip some layer
@@ -129,18 +142,22 @@ def open_layers(cfg: Config, folder: RunFolder, manifest: pd.DataFrame,
     counts = {tuple(reader.index[hashes[i]][2] for reader in readers) for i in keep}
     layers = [feature.layer for feature in features]
     if any(len(set(c)) > 1 for c in counts):
-        raise ValueError(f"wav2vec2 layers {layers}: a clip has different frame counts in different layers' "
-                         f"caches ({', '.join(map(str, kdirs))}); prune them (serlib cache prune) and extract again")
+        raise ValueError(
+            f"wav2vec2 layers {layers}: a clip has different frame counts in different layers' "
+            f"caches ({', '.join(map(str, kdirs))}); prune them (serlib cache prune) and extract again"
+        )
     for kdir in kdirs:
         touch_last_used(kdir)
     channels = next((c for c in (reader.channels() for reader in readers) if c), None)
-    stack = LayerStack([reader.memory_maps() for reader in readers], rows, cfg.features.frames, int(channels or 0),
-                       layers)
+    stack = LayerStack(
+        [reader.memory_maps() for reader in readers], rows, cfg.features.frames, int(channels or 0), layers
+    )
     return stack, manifest.iloc[keep]["utt_id"].tolist(), missing
 
 
-def pooled_stats(cfg: Config, folder: RunFolder, manifest: pd.DataFrame,
-                 feature: FeatureKey) -> tuple[list[str], np.ndarray]:
+def pooled_stats(
+    cfg: Config, folder: RunFolder, manifest: pd.DataFrame, feature: FeatureKey
+) -> tuple[list[str], np.ndarray]:
     """Mean and standard deviation of every channel over each clip's real frames in the window, for one layer.
 
     Streams the layer's shards one at a time (each checked against its CRC-32). Clips without features

@@ -4,6 +4,7 @@ arrays a caller passes (``serlib.inference.predict.Predictor.predict`` and ``ser
 Whatever cannot be scored (a missing path, a name that is not UTF-8, a link loop, an unreadable folder) is a row
 with its reason, never left out.
 """
+
 from __future__ import annotations
 
 import errno
@@ -113,8 +114,9 @@ def _walk(folder: Path, found: list, searched: set, parents: list[Path]) -> None
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as err:
-        found.append((folder.parts, str(folder), f"cannot read the folder ({type(err).__name__}: "
-                                                 f"{err.strerror or err})"))
+        found.append(
+            (folder.parts, str(folder), f"cannot read the folder ({type(err).__name__}: {err.strerror or err})")
+        )
         return
     for entry in entries:
         path = Path(entry.path)
@@ -132,8 +134,13 @@ def _walk(folder: Path, found: list, searched: set, parents: list[Path]) -> None
             identity = _identity(path)
             if identity in searched:
                 if path.resolve() in parents:
-                    found.append((path.parts, str(path), f"a symbolic link loop (to {path.resolve()}, a folder "
-                                                         "that contains it): not followed"))
+                    found.append(
+                        (
+                            path.parts,
+                            str(path),
+                            f"a symbolic link loop (to {path.resolve()}, a folder that contains it): not followed",
+                        )
+                    )
                 continue
             searched.add(identity)
             _walk(path, found, searched, parents + [path.resolve()])

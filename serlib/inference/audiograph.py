@@ -28,6 +28,7 @@ output, which torch's TorchScript-based ONNX exporter cannot write; the matmul i
 The int8 form is onnxruntime's dynamic quantisation (int8 weights of MatMul / Gemm, activations
 quantised per call from their own range: no calibration data), measured, never assumed.
 """
+
 from __future__ import annotations
 
 import logging
@@ -61,11 +62,16 @@ class LogMelFront(nn.Module):
         super().__init__()
         spec = encoder.mel.spectrogram
         if spec.center or spec.normalized or spec.pad or spec.power != 2.0 or spec.win_length != spec.n_fft:
-            raise ValueError("LogMelFront reproduces center=False, no padding or normalisation, power 2 and "
-                             "win_length = n_fft only")
+            raise ValueError(
+                "LogMelFront reproduces center=False, no padding or normalisation, power 2 and win_length = n_fft only"
+            )
         n_fft, bins = spec.n_fft, spec.n_fft // 2 + 1
-        angle = 2 * math.pi * torch.outer(torch.arange(bins, dtype=torch.float64),
-                                          torch.arange(n_fft, dtype=torch.float64)) / n_fft  # (bins, n_fft)
+        angle = (
+            2
+            * math.pi
+            * torch.outer(torch.arange(bins, dtype=torch.float64), torch.arange(n_fft, dtype=torch.float64))
+            / n_fft
+        )  # (bins, n_fft)
         window = spec.window.to(torch.float64)
         basis = torch.cat([torch.cos(angle) * window, -torch.sin(angle) * window])  # (2 bins, n_fft)
         self.register_buffer("basis", basis.float()[:, None, :])  # (2 bins, 1, n_fft)
@@ -74,7 +80,7 @@ class LogMelFront(nn.Module):
 
     def forward(self, audio: torch.Tensor) -> list[torch.Tensor]:
         parts = F.conv1d(audio[:, None, :], self.basis, stride=self.hop)  # (batch, 2 bins, frames)
-        real, imag = parts[:, :self.bins], parts[:, self.bins:]
+        real, imag = parts[:, : self.bins], parts[:, self.bins :]
         logmel = torch.log(torch.matmul(self.fb, real * real + imag * imag) + self.floor)  # (batch, n_mels, frames)
         if self.standardise:  # as LogMelEncoder on a clip alone: unbiased std over (bands, frames)
             mean = logmel.mean(dim=(1, 2), keepdim=True)
@@ -84,7 +90,9 @@ class LogMelFront(nn.Module):
 
 
 class Wav2Vec2Front(nn.Module):
-    """``Wav2Vec2Encoder.hidden_layers`` on whole rows: ``(batch, samples)`` -> its layers, each ``(batch, C, frames)``."""
+    """``Wav2Vec2Encoder.hidden_layers`` on whole rows.
+
+    ``(batch, samples)`` -> its layers, each ``(batch, C, frames)``."""
 
     def __init__(self, encoder: Wav2Vec2Encoder):
         super().__init__()
@@ -172,9 +180,16 @@ def export_audio_onnx(graph: AudioToProbs, path: str | Path, example_samples: in
     example[1] = example[0].flip(0)
     with warnings.catch_warnings(), torch.no_grad():  # the exporter's deprecation and tracer notices
         warnings.simplefilter("ignore")
-        torch.onnx.export(graph.cpu().eval(), (example,), str(path), input_names=[AUDIO], output_names=[PROBS],
-                          dynamic_axes={AUDIO: {0: "batch", 1: "samples"}, PROBS: {0: "batch"}},
-                          opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            graph.cpu().eval(),
+            (example,),
+            str(path),
+            input_names=[AUDIO],
+            output_names=[PROBS],
+            dynamic_axes={AUDIO: {0: "batch", 1: "samples"}, PROBS: {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
     onnx.checker.check_model(str(path))
     return path
 
@@ -185,8 +200,9 @@ def quantize_int8_dynamic(fp32: str | Path, out: str | Path) -> Path:
         warnings.simplefilter("ignore")
         logging.disable(logging.WARNING)  # its advice to pre-process, on the root logger, is not the user's concern
         try:
-            quantize_dynamic(str(fp32), str(out), op_types_to_quantize=INT8_OPS, per_channel=True,
-                             weight_type=QuantType.QInt8)
+            quantize_dynamic(
+                str(fp32), str(out), op_types_to_quantize=INT8_OPS, per_channel=True, weight_type=QuantType.QInt8
+            )
         finally:
             logging.disable(logging.NOTSET)
     return Path(out)

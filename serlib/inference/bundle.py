@@ -22,6 +22,7 @@ The bundle holds data only, each file named in ``bundle.json`` by a plain name i
 
 ``serlib.inference.predict.Predictor.from_bundle(DIR)`` loads it without the run folder.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -43,18 +44,24 @@ from serlib.common.config import Config
 from serlib.common.facts import CLASSES
 from serlib.common.io import RunFileError, read_json, write_json_atomic, write_text_atomic
 from serlib.common.runfolder import RunFolder, read_run_config
+from serlib.data.protocols import MAIN_PROTOCOL, evaluation_protocols
 from serlib.data.stage import load_manifest
 from serlib.inference import audiograph, onnxform, standalone
-from serlib.inference.bundleformat import (BUNDLE_FILE, BUNDLE_FORMAT, BUNDLE_MARKER, HEAD_FILE, PREDICT_SCRIPT,
-                                           class_map)
+from serlib.inference.bundleformat import (
+    BUNDLE_FILE,
+    BUNDLE_FORMAT,
+    BUNDLE_MARKER,
+    HEAD_FILE,
+    PREDICT_SCRIPT,
+    class_map,
+)
 from serlib.inference.modelcard import model_card
 from serlib.inference.predict import PROB_COLUMNS, Predictor
-from serlib.data.protocols import MAIN_PROTOCOL, evaluation_protocols
 from serlib.modelling.inputs import system_data
 from serlib.modelling.train import predict_proba, read_checkpoint
 
 PARITY_CLIPS = 200  # CHOSEN: the test clips the audio graphs' parity scores at most (minutes on a CPU at the paper's
-                   # scale; every test clip of the demo and smoke runs)
+# scale; every test clip of the demo and smoke runs)
 
 
 def run_config(folder: RunFolder) -> Config:
@@ -62,8 +69,15 @@ def run_config(folder: RunFolder) -> Config:
     return read_run_config(folder)
 
 
-def export_bundle(run: str | Path, out: str | Path, system: Optional[str] = None, seed: Optional[int] = None,
-                  onnx: bool = False, progress: bool = False, parity_clips: Optional[int] = PARITY_CLIPS) -> dict:
+def export_bundle(
+    run: str | Path,
+    out: str | Path,
+    system: Optional[str] = None,
+    seed: Optional[int] = None,
+    onnx: bool = False,
+    progress: bool = False,
+    parity_clips: Optional[int] = PARITY_CLIPS,
+) -> dict:
     """Write the bundle of one trained system of ``run`` to ``out``.
 
     Args:
@@ -125,27 +139,33 @@ def check_bundle_target(out: Path) -> None:
         FileExistsError: one line saying what is there and what to do.
     """
     if out.exists() and not out.is_dir():
-        raise FileExistsError(f"--out {out} is a file; name a folder for the bundle (new, empty, or a bundle "
-                              "serlib wrote)")
+        raise FileExistsError(
+            f"--out {out} is a file; name a folder for the bundle (new, empty, or a bundle serlib wrote)"
+        )
     present = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     if not present:
         return
     marker = out / BUNDLE_MARKER
     if not marker.is_file():
-        raise FileExistsError(f"{out} exists and is not a serlib bundle (no {BUNDLE_MARKER} marker: serlib did not "
-                              "write it); pass an empty or new folder to --out")
+        raise FileExistsError(
+            f"{out} exists and is not a serlib bundle (no {BUNDLE_MARKER} marker: serlib did not "
+            "write it); pass an empty or new folder to --out"
+        )
     try:
         listed = read_json(marker)
         files = listed["files"] if isinstance(listed, dict) else None
     except (RunFileError, KeyError):
         files = None
     if not isinstance(files, list):
-        raise FileExistsError(f"{marker}: damaged, so serlib cannot tell its own files from yours; pass an empty or "
-                              "new folder to --out")
+        raise FileExistsError(
+            f"{marker}: damaged, so serlib cannot tell its own files from yours; pass an empty or new folder to --out"
+        )
     others = [name for name in present if name not in files and name != BUNDLE_MARKER]
     if others:
-        raise FileExistsError(f"{out} holds files serlib did not write ({', '.join(others[:5])}"
-                              f"{', ...' if len(others) > 5 else ''}); move them out or pass another folder to --out")
+        raise FileExistsError(
+            f"{out} holds files serlib did not write ({', '.join(others[:5])}"
+            f"{', ...' if len(others) > 5 else ''}); move them out or pass another folder to --out"
+        )
 
 
 def _swap_in(work: Path, out: Path) -> None:
@@ -163,28 +183,46 @@ def _swap_in(work: Path, out: Path) -> None:
 
 
 def bundle_meta(cfg: Config, predictor: Predictor, onnx: bool) -> dict:
-    """``bundle.json``: what ``Predictor.from_bundle`` and ``predict.py`` need, and what a reader wants to know first."""
+    """``bundle.json``: what ``Predictor.from_bundle`` and ``predict.py`` need, and what a reader wants first."""
     rate = predictor.features.sample_rate
-    meta = {"format_version": BUNDLE_FORMAT, "serlib_version": serlib.__version__, "model_id": predictor.model_id,
-            "run_name": cfg.run.name, "run_title": cfg.run.title, "system": predictor.system, "seed": predictor.seed,
-            "description": cfg.systems[predictor.system].description if predictor.system in cfg.systems else "",
-            "checkpoint": "checkpoint.pt", "onnx": HEAD_FILE if onnx else None,
-            "input": predictor.input, "window_frames": predictor.frames,
-            "window_samples": predictor.window_samples, "window_seconds": round(predictor.window_samples / rate, 4),
-            "min_samples": predictor.encoder.min_samples, "sample_rate": rate,
-            "encoder": predictor.metadata["encoder"], "weights": predictor.metadata["weights"],
-            "features": dataclasses.asdict(predictor.features),
-            "classes": list(CLASSES), "class_map": class_map()}
+    meta = {
+        "format_version": BUNDLE_FORMAT,
+        "serlib_version": serlib.__version__,
+        "model_id": predictor.model_id,
+        "run_name": cfg.run.name,
+        "run_title": cfg.run.title,
+        "system": predictor.system,
+        "seed": predictor.seed,
+        "description": cfg.systems[predictor.system].description if predictor.system in cfg.systems else "",
+        "checkpoint": "checkpoint.pt",
+        "onnx": HEAD_FILE if onnx else None,
+        "input": predictor.input,
+        "window_frames": predictor.frames,
+        "window_samples": predictor.window_samples,
+        "window_seconds": round(predictor.window_samples / rate, 4),
+        "min_samples": predictor.encoder.min_samples,
+        "sample_rate": rate,
+        "encoder": predictor.metadata["encoder"],
+        "weights": predictor.metadata["weights"],
+        "features": dataclasses.asdict(predictor.features),
+        "classes": list(CLASSES),
+        "class_map": class_map(),
+    }
     if onnx:
-        meta |= {"model_onnx": audiograph.MODEL_FILE, "model_int8_onnx": audiograph.MODEL_INT8_FILE,
-                 "predict_script": PREDICT_SCRIPT,
-                 "model_onnx_input": f"{audiograph.AUDIO}: (batch, samples) float32, {rate} Hz mono; every row one whole "
-                                     "clip or one window, unpadded (rows of a batch have one length)",
-                 "model_onnx_output": f"{audiograph.PROBS}: (batch, {len(CLASSES)}) class probabilities in the order "
-                                      "of 'classes'",
-                 "onnx_inputs": {onnxform.INPUT: "(batch, [layers,] channels, frames) float32 features",
-                                 onnxform.LENGTHS: "(batch,) int64 real frames per clip (masked models only)"},
-                 "onnx_output": f"{onnxform.OUTPUT}: (batch, 3) logits in the order of 'classes'"}
+        meta |= {
+            "model_onnx": audiograph.MODEL_FILE,
+            "model_int8_onnx": audiograph.MODEL_INT8_FILE,
+            "predict_script": PREDICT_SCRIPT,
+            "model_onnx_input": f"{audiograph.AUDIO}: (batch, samples) float32, {rate} Hz mono; every row one whole "
+            "clip or one window, unpadded (rows of a batch have one length)",
+            "model_onnx_output": f"{audiograph.PROBS}: (batch, {len(CLASSES)}) class probabilities in the order "
+            "of 'classes'",
+            "onnx_inputs": {
+                onnxform.INPUT: "(batch, [layers,] channels, frames) float32 features",
+                onnxform.LENGTHS: "(batch,) int64 real frames per clip (masked models only)",
+            },
+            "onnx_output": f"{onnxform.OUTPUT}: (batch, 3) logits in the order of 'classes'",
+        }
     return meta
 
 
@@ -195,10 +233,17 @@ def bundle_metrics(cfg: Config, folder: RunFolder, system: str, seed: int, proto
     path = folder.metrics(system, seed, protocol)
     own = read_json(path, "train it again") if path.is_file() else {}
     scores = {k: (float(v) if isinstance(v, float) else v) for k, v in table.items()}
-    return {"test": scores, "seed": seed, "protocol": protocol, "this_seed_test": own.get("test", {}),
-            "n_test": own.get("n_test"),
-            "best_epoch": own.get("best_epoch"), "params": own.get("params"),
-            "interval_unit": scores.get("unit"), "resamples": cfg.analysis.bootstrap_resamples}
+    return {
+        "test": scores,
+        "seed": seed,
+        "protocol": protocol,
+        "this_seed_test": own.get("test", {}),
+        "n_test": own.get("n_test"),
+        "best_epoch": own.get("best_epoch"),
+        "params": own.get("params"),
+        "interval_unit": scores.get("unit"),
+        "resamples": cfg.analysis.bootstrap_resamples,
+    }
 
 
 def _head_parity(cfg: Config, folder: RunFolder, predictor: Predictor, work: Path) -> dict:
@@ -209,9 +254,13 @@ def _head_parity(cfg: Config, folder: RunFolder, predictor: Predictor, work: Pat
     sess = onnxform.session(work / HEAD_FILE)
     reference = predict_proba(model, data.x["test"], 64, data.lengths["test"]).numpy()
     parity = onnxform.parity(reference, onnxform.onnx_proba(sess, data.x["test"], data.lengths["test"]))
-    return parity | {"opset": onnxform.OPSET, "onnxruntime": onnxform.ort.__version__,
-                     "compared_on": f"the run's cached test features ({data.channels} x {data.frames})",
-                     "inputs": [i.name for i in sess.get_inputs()], "bytes": (work / HEAD_FILE).stat().st_size}
+    return parity | {
+        "opset": onnxform.OPSET,
+        "onnxruntime": onnxform.ort.__version__,
+        "compared_on": f"the run's cached test features ({data.channels} x {data.frames})",
+        "inputs": [i.name for i in sess.get_inputs()],
+        "bytes": (work / HEAD_FILE).stat().st_size,
+    }
 
 
 def parity_clip_paths(cfg: Config, folder: RunFolder, predictor: Predictor, most: Optional[int]) -> list[str]:
@@ -219,8 +268,11 @@ def parity_clip_paths(cfg: Config, folder: RunFolder, predictor: Predictor, most
     ``most`` of them, evenly spaced (None: all)."""
     protocol = evaluation_protocols(cfg)[0]  # the model the predictor loaded (Predictor.from_run's default)
     path = folder.predictions(predictor.system, predictor.seed, "test", protocol)
-    clips = pd.read_csv(path, usecols=["utt_id"]).merge(load_manifest(folder)[["utt_id", "path"]], on="utt_id",
-                                                         validate="one_to_one").sort_values("utt_id")
+    clips = (
+        pd.read_csv(path, usecols=["utt_id"])
+        .merge(load_manifest(folder)[["utt_id", "path"]], on="utt_id", validate="one_to_one")
+        .sort_values("utt_id")
+    )
     paths = clips["path"].tolist()
     if most is not None and len(paths) > most:
         paths = [paths[i] for i in np.linspace(0, len(paths) - 1, most).round().astype(int)]
@@ -244,11 +296,20 @@ def audio_parity(predictor: Predictor, bundle: Path, paths: list[str]) -> dict:
         got = onnx.loc[both, PROB_COLUMNS].astype(float).to_numpy()
         out[name] = onnxform.parity(reference.loc[both, PROB_COLUMNS].to_numpy(), got) | {
             "compared_on": f"{int(both.sum())} of the run's test clips (audio files, through predict.py's reading, "
-                           "resampling and windows) against `serlib predict` in torch",
+            "resampling and windows) against `serlib predict` in torch",
             "multi_window_clips": int((reference.loc[both, "windows"] > 1).sum()),
-            "failed": int((~both).sum()), "bytes": (bundle / name).stat().st_size,
-            "seconds": round(time.perf_counter() - started, 2), "torch_seconds": round(torch_s, 2),
-            "opset": audiograph.OPSET, "onnxruntime": onnxform.ort.__version__,
-            "quantisation": ("onnxruntime dynamic int8 (int8 weights of " + ", ".join(audiograph.INT8_OPS)
-                             + " per channel; activations quantised per call)") if int8 else "none (fp32)"}
+            "failed": int((~both).sum()),
+            "bytes": (bundle / name).stat().st_size,
+            "seconds": round(time.perf_counter() - started, 2),
+            "torch_seconds": round(torch_s, 2),
+            "opset": audiograph.OPSET,
+            "onnxruntime": onnxform.ort.__version__,
+            "quantisation": (
+                "onnxruntime dynamic int8 (int8 weights of "
+                + ", ".join(audiograph.INT8_OPS)
+                + " per channel; activations quantised per call)"
+            )
+            if int8
+            else "none (fp32)",
+        }
     return out

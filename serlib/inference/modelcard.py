@@ -5,6 +5,7 @@ it, the test metrics with their intervals, this model's recall per class and its
 trained on, its limits, the corpora's and the encoder's licences, and (with ``--onnx``) the ONNX files' sizes
 and parity.
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -17,22 +18,31 @@ from serlib.analysis.evaluation import pooled_confusion, primary_predictions
 from serlib.common.config import Config
 from serlib.common.facts import CLASSES, CORPORA
 from serlib.common.runfolder import RunFolder
+from serlib.data.protocols import MAIN_PROTOCOL
 from serlib.data.stage import load_manifest
 from serlib.inference import audiograph
-from serlib.inference.bundleformat import (BUNDLE_FORMAT, BUNDLE_MARKER, HEAD_FILE, INSTALL_LINE, PREDICT_SCRIPT,
-                                           class_map)
+from serlib.inference.bundleformat import (
+    BUNDLE_FORMAT,
+    BUNDLE_MARKER,
+    HEAD_FILE,
+    INSTALL_LINE,
+    PREDICT_SCRIPT,
+    class_map,
+)
 from serlib.inference.predict import Predictor
-from serlib.data.protocols import MAIN_PROTOCOL
 
 LICENCES = {  # as the corpora's distributors state them
     "CREMA-D": "Open Database License (ODbL) v1.0, contents under the Database Contents License "
-               "(github.com/CheyneyComputerScience/CREMA-D)",
-    "RAVDESS": "Creative Commons Attribution-NonCommercial-ShareAlike 4.0 (CC BY-NC-SA 4.0) (zenodo.org/record/1188976)",
+    "(github.com/CheyneyComputerScience/CREMA-D)",
+    "RAVDESS": "Creative Commons Attribution-NonCommercial-ShareAlike 4.0 (CC BY-NC-SA 4.0) "
+    "(zenodo.org/record/1188976)",
     "EmoDB": "no licence is named on its distribution page (emodb.bilderbar.info); its authors ask that users "
-             "cite Burkhardt et al., Interspeech 2005. Check the page before any use beyond research.",
+    "cite Burkhardt et al., Interspeech 2005. Check the page before any use beyond research.",
 }
-ENCODER_LICENCES = {"facebook/wav2vec2-base": "Apache-2.0 (its model page on the Hugging Face hub); pre-trained on "
-                                              "LibriSpeech (CC BY 4.0)"}
+ENCODER_LICENCES = {
+    "facebook/wav2vec2-base": "Apache-2.0 (its model page on the Hugging Face hub); pre-trained on "
+    "LibriSpeech (CC BY 4.0)"
+}
 
 
 def _pct(v) -> str:
@@ -44,28 +54,46 @@ def model_card(cfg: Config, folder: RunFolder, predictor: Predictor, metrics: di
     manifest = load_manifest(folder)
     demo = cfg.data.demo is not None
     test = metrics["test"]
-    counts = (manifest.groupby(["corpus", "split"]).size().unstack(fill_value=0)
-              .reindex(columns=["train", "val", "test"], fill_value=0) if "split" in manifest else None)
+    counts = (
+        manifest.groupby(["corpus", "split"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(columns=["train", "val", "test"], fill_value=0)
+        if "split" in manifest
+        else None
+    )
     corpora = [c for c in CORPORA if c in set(manifest["corpus"])]
-    interval = ("95 % intervals from a bootstrap over test speakers" if test.get("unit") == "speaker" else
-                "95 % intervals from a bootstrap over test clips: fewer than 5 test speakers, so no speaker-level "
-                "interval")
+    interval = (
+        "95 % intervals from a bootstrap over test speakers"
+        if test.get("unit") == "speaker"
+        else "95 % intervals from a bootstrap over test clips: fewer than 5 test speakers, so no speaker-level interval"
+    )
     lines = [
         f"# {predictor.system}: three-class speech-emotion recogniser ({cfg.run.name} run)",
         "",
         f"Model id `{predictor.model_id}`, written by serlib {serlib.__version__} (bundle format {BUNDLE_FORMAT}).",
-        (f"System: {cfg.systems[predictor.system].description} (input: {cfg.systems[predictor.system].input}, "
-         f"seed {predictor.seed})." if predictor.system in cfg.systems else ""),
+        (
+            f"System: {cfg.systems[predictor.system].description} (input: {cfg.systems[predictor.system].input}, "
+            f"seed {predictor.seed})."
+            if predictor.system in cfg.systems
+            else ""
+        ),
         "",
     ]
     if metrics.get("protocol", MAIN_PROTOCOL) != MAIN_PROTOCOL:
-        lines += [f"> **One fold's model.** The run evaluates {cfg.data.folds} speaker folds; this checkpoint is the "
-                  f"model of {metrics['protocol'].replace('fold', 'fold ')} (trained on that fold's training "
-                  "speakers). The test scores below pool every fold's out-of-fold predictions.", ""]
+        lines += [
+            f"> **One fold's model.** The run evaluates {cfg.data.folds} speaker folds; this checkpoint is the "
+            f"model of {metrics['protocol'].replace('fold', 'fold ')} (trained on that fold's training "
+            "speakers). The test scores below pool every fold's out-of-fold predictions.",
+            "",
+        ]
     if demo:
-        lines += ["> **Demo model.** Trained on serlib's *synthetic* demo corpus (generated offline, in the real "
-                  "corpora's layouts) with a wav2vec2 encoder of **random weights**. Its numbers measure the "
-                  "pipeline, not anything about real emotion: do not use it on real speech for any decision.", ""]
+        lines += [
+            "> **Demo model.** Trained on serlib's *synthetic* demo corpus (generated offline, in the real "
+            "corpora's layouts) with a wav2vec2 encoder of **random weights**. Its numbers measure the "
+            "pipeline, not anything about real emotion: do not use it on real speech for any decision.",
+            "",
+        ]
     lines += [
         "## What it does",
         "",
@@ -88,12 +116,17 @@ def model_card(cfg: Config, folder: RunFolder, predictor: Predictor, metrics: di
         "",
         "| metric | value | 95 % interval |",
         "|---|---|---|",
-        *[f"| {label} | {_pct(test.get(k))} % | {_pct(test.get(k + '_lo'))} - {_pct(test.get(k + '_hi'))} |"
-          for k, label in (("acc", "accuracy"), ("uar", "UAR (unweighted average recall)"), ("macro_f1", "macro-F1"))],
+        *[
+            f"| {label} | {_pct(test.get(k))} % | {_pct(test.get(k + '_lo'))} - {_pct(test.get(k + '_hi'))} |"
+            for k, label in (("acc", "accuracy"), ("uar", "UAR (unweighted average recall)"), ("macro_f1", "macro-F1"))
+        ],
         "",
         f"Chance is 33.3 % UAR. This seed alone (seed {metrics['seed']}): "
-        + ", ".join(f"{label} {_pct(metrics.get('this_seed_test', {}).get(k))} %"
-                    for k, label in (("accuracy", "accuracy"), ("uar", "UAR"), ("macro_f1", "macro-F1"))) + ".",
+        + ", ".join(
+            f"{label} {_pct(metrics.get('this_seed_test', {}).get(k))} %"
+            for k, label in (("accuracy", "accuracy"), ("uar", "UAR"), ("macro_f1", "macro-F1"))
+        )
+        + ".",
         "",
         *_recall_lines(cfg, folder, predictor),
         "## Trained on",
@@ -118,9 +151,15 @@ def model_card(cfg: Config, folder: RunFolder, predictor: Predictor, metrics: di
         "",
         "## Licences",
         "",
-        *(["The demo corpus is synthetic (serlib generates it), so no corpus licence applies to this model. A model "
-           "trained on the real corpora is bound by their terms:"] if demo else
-          ["The model was trained on these corpora; their terms bind its use:"]),
+        *(
+            [
+                "The demo corpus is synthetic (serlib generates it), so no corpus licence applies to this model. "
+                "A model "
+                "trained on the real corpora is bound by their terms:"
+            ]
+            if demo
+            else ["The model was trained on these corpora; their terms bind its use:"]
+        ),
         "",
         *[f"- {c}: {LICENCES[c]}" for c in (CORPORA if demo else corpora)],
         *_software_licence_lines(predictor),
@@ -128,11 +167,20 @@ def model_card(cfg: Config, folder: RunFolder, predictor: Predictor, metrics: di
     ]
     if parity is not None:
         lines += _onnx_lines(parity)
-    lines += ["## Files", "", "`checkpoint.pt` (torch weights, loaded as data only: no code runs), `bundle.json` "
-              "(what rebuilds encoder and head), `metrics.json` (the scores above)"
-              + (f", `{audiograph.MODEL_FILE}` and `{audiograph.MODEL_INT8_FILE}` (audio in, probabilities out), "
-                 f"`{PREDICT_SCRIPT}` (the torch-free scorer), `{HEAD_FILE}` (the head alone), `parity.json`"
-                 if parity else "") + f", `{BUNDLE_MARKER}` (the files serlib wrote).", ""]
+    lines += [
+        "## Files",
+        "",
+        "`checkpoint.pt` (torch weights, loaded as data only: no code runs), `bundle.json` "
+        "(what rebuilds encoder and head), `metrics.json` (the scores above)"
+        + (
+            f", `{audiograph.MODEL_FILE}` and `{audiograph.MODEL_INT8_FILE}` (audio in, probabilities out), "
+            f"`{PREDICT_SCRIPT}` (the torch-free scorer), `{HEAD_FILE}` (the head alone), `parity.json`"
+            if parity
+            else ""
+        )
+        + f", `{BUNDLE_MARKER}` (the files serlib wrote).",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -171,9 +219,13 @@ def _usage_lines(predictor: Predictor, parity: Optional[dict]) -> list[str]:
         f"({predictor.encoder.min_samples} samples, 25 ms) are refused.",
         "",
         f"Encoder: {predictor.metadata['encoder']}."
-        + ("" if predictor.features.wav2vec2.weights == "random" or predictor.input == "logmel" else
-           " In `serlib predict` its pretrained weights come from the local Hugging Face cache or the folder named "
-           "in `bundle.json` (`features.wav2vec2.model_id`); the ONNX graphs hold them."),
+        + (
+            ""
+            if predictor.features.wav2vec2.weights == "random" or predictor.input == "logmel"
+            else " In `serlib predict` its pretrained weights come from the local Hugging Face cache or the folder "
+            "named "
+            "in `bundle.json` (`features.wav2vec2.model_id`); the ONNX graphs hold them."
+        ),
         "",
     ]
     return lines
@@ -189,7 +241,8 @@ def _window_lines(predictor: Predictor, parity: Optional[dict]) -> list[str]:
         "",
         "- A clip that fits is scored as in training: its frames zero-padded at the end to the window, its real "
         "frame count given to the network.",
-        f"- A longer clip is cut into windows of {window / rate:.2f} s, half a window apart (`--hop SECONDS`), the last "
+        f"- A longer clip is cut into windows of {window / rate:.2f} s, half a window apart (`--hop SECONDS`), "
+        "the last "
         "ending at the clip's end; each window is scored alone and the clip's probabilities are their mean.",
         "- `--long centre` scores the whole clip's frames cut to their central window instead, as training did.",
         "",
@@ -214,14 +267,23 @@ def _recall_lines(cfg: Config, folder: RunFolder, predictor: Predictor) -> list[
     recall = per_class_recall(preds)
     counts = pooled_confusion(preds, normalize=False)
     shares = pooled_confusion(preds)
-    lines = [f"This model (seed {predictor.seed}) on its {len(preds)} test clips: recall per class, and the confusion "
-             "matrix (rows: the true class; each cell the clips and the share of the row).", "",
-             "| class | test clips | recall |", "|---|---|---|"]
+    lines = [
+        f"This model (seed {predictor.seed}) on its {len(preds)} test clips: recall per class, and the confusion "
+        "matrix (rows: the true class; each cell the clips and the share of the row).",
+        "",
+        "| class | test clips | recall |",
+        "|---|---|---|",
+    ]
     lines += [f"| `{r['class']}` | {int(r['clips'])} | {_pct(r['recall'])} % |" for _, r in recall.iterrows()]
-    lines += ["", "| true \\ predicted | " + " | ".join(f"`{c}`" for c in CLASSES) + " |",
-              "|---|" + "---|" * len(CLASSES)]
-    lines += [f"| `{t}` | " + " | ".join(f"{int(counts.loc[t, p])} ({_pct(shares.loc[t, p])} %)" for p in CLASSES)
-              + " |" for t in CLASSES]
+    lines += [
+        "",
+        "| true \\ predicted | " + " | ".join(f"`{c}`" for c in CLASSES) + " |",
+        "|---|" + "---|" * len(CLASSES),
+    ]
+    lines += [
+        f"| `{t}` | " + " | ".join(f"{int(counts.loc[t, p])} ({_pct(shares.loc[t, p])} %)" for p in CLASSES) + " |"
+        for t in CLASSES
+    ]
     return lines + [""]
 
 
@@ -237,22 +299,33 @@ def _software_licence_lines(predictor: Predictor) -> list[str]:
 
 def _onnx_lines(parity: dict) -> list[str]:
     head = parity[HEAD_FILE]
-    lines = ["## ONNX", "",
-             f"Opset {head['opset']}, dynamic batch and length, measured with onnxruntime {head['onnxruntime']} on "
-             "this machine's CPU (`parity.json`):", "",
-             "| file | size | compared on | largest probability difference from torch | same predicted class |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "## ONNX",
+        "",
+        f"Opset {head['opset']}, dynamic batch and length, measured with onnxruntime {head['onnxruntime']} on "
+        "this machine's CPU (`parity.json`):",
+        "",
+        "| file | size | compared on | largest probability difference from torch | same predicted class |",
+        "|---|---|---|---|---|",
+    ]
     for name in (audiograph.MODEL_FILE, audiograph.MODEL_INT8_FILE, HEAD_FILE):
         p = parity.get(name)
         if p:
-            lines.append(f"| `{name}` | {p['bytes'] / 1e6:.1f} MB | {p['clips']} test clips"
-                         f"{' (audio files, as predict.py scores them)' if name != HEAD_FILE else ' (cached features)'}"
-                         f" | {p['max_abs_prob_diff']:.2e} | {100 * p['class_agreement']:.1f} % |")
+            lines.append(
+                f"| `{name}` | {p['bytes'] / 1e6:.1f} MB | {p['clips']} test clips"
+                f"{' (audio files, as predict.py scores them)' if name != HEAD_FILE else ' (cached features)'}"
+                f" | {p['max_abs_prob_diff']:.2e} | {100 * p['class_agreement']:.1f} % |"
+            )
     int8 = parity.get(audiograph.MODEL_INT8_FILE)
-    lines += ["", f"`{audiograph.MODEL_INT8_FILE}` is onnxruntime's dynamic int8 quantisation of `{audiograph.MODEL_FILE}` "
-              "(int8 weights of its MatMul and Gemm nodes, activations quantised per call): it changes the function, "
-              "and the table says by how much" + (f" ({int8['multi_window_clips']} of the clips compared span several "
-                                                   "windows)" if int8 else "") + ". "
-              f"`{HEAD_FILE}` is the network alone: it takes the encoder's features (`onnx_inputs` in `bundle.json`), "
-              "not audio.", ""]
+    lines += [
+        "",
+        f"`{audiograph.MODEL_INT8_FILE}` is onnxruntime's dynamic int8 quantisation of `{audiograph.MODEL_FILE}` "
+        "(int8 weights of its MatMul and Gemm nodes, activations quantised per call): it changes the function, "
+        "and the table says by how much"
+        + (f" ({int8['multi_window_clips']} of the clips compared span several windows)" if int8 else "")
+        + ". "
+        f"`{HEAD_FILE}` is the network alone: it takes the encoder's features (`onnx_inputs` in `bundle.json`), "
+        "not audio.",
+        "",
+    ]
     return lines

@@ -8,6 +8,7 @@ at ``OPSET``, with dynamic batch and frame axes. A masked model (``model.mask_pa
 The int8 form is onnxruntime's static quantisation (QDQ, per-channel weights), its activation
 ranges observed on training-split features, as the torch int8 form of ``serlib.inference.deploy``.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -37,10 +38,16 @@ def export_onnx(model: nn.Module, channels: int, frames: int, path: str | Path) 
     example = (torch.zeros(2, *layers, channels, frames), torch.tensor([frames, max(1, frames // 2)]))
     with warnings.catch_warnings():  # the exporter's deprecation notice, once per export
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, example, str(path), input_names=[INPUT, LENGTHS], output_names=[OUTPUT],
-                          dynamic_axes={INPUT: {0: "batch", 2 + len(layers): "frames"}, LENGTHS: {0: "batch"},
-                                        OUTPUT: {0: "batch"}},
-                          opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            model,
+            example,
+            str(path),
+            input_names=[INPUT, LENGTHS],
+            output_names=[OUTPUT],
+            dynamic_axes={INPUT: {0: "batch", 2 + len(layers): "frames"}, LENGTHS: {0: "batch"}, OUTPUT: {0: "batch"}},
+            opset_version=OPSET,
+            dynamo=False,
+        )
     onnx.checker.check_model(str(path))
     return path
 
@@ -66,7 +73,9 @@ def onnx_proba(sess: ort.InferenceSession, x: torch.Tensor, lengths: torch.Tenso
     """Class probabilities ``(n, 3)`` from an onnxruntime session, as ``predict_proba`` gives them."""
     out = []
     for i in range(0, len(x), batch_size):
-        logits = sess.run([OUTPUT], feed(sess, x[i:i + batch_size].cpu().numpy(), lengths[i:i + batch_size].cpu().numpy()))[0]
+        logits = sess.run(
+            [OUTPUT], feed(sess, x[i : i + batch_size].cpu().numpy(), lengths[i : i + batch_size].cpu().numpy())
+        )[0]
         out.append(torch.softmax(torch.from_numpy(logits), dim=1).numpy())
     return np.concatenate(out) if out else np.zeros((0, 3), dtype=np.float32)
 
@@ -75,9 +84,9 @@ class _Calibration(CalibrationDataReader):
     def __init__(self, sess_inputs: set, x: torch.Tensor, lengths: torch.Tensor, batch_size: int):
         self.batches = []
         for i in range(0, len(x), batch_size):
-            feed = {INPUT: x[i:i + batch_size].cpu().numpy().astype(np.float32)}
+            feed = {INPUT: x[i : i + batch_size].cpu().numpy().astype(np.float32)}
             if LENGTHS in sess_inputs:
-                feed[LENGTHS] = lengths[i:i + batch_size].cpu().numpy().astype(np.int64)
+                feed[LENGTHS] = lengths[i : i + batch_size].cpu().numpy().astype(np.int64)
             self.batches.append(feed)
         self.position = 0
 
@@ -88,8 +97,9 @@ class _Calibration(CalibrationDataReader):
         return self.batches[self.position - 1]
 
 
-def quantize_onnx_int8(fp32: str | Path, out: str | Path, calibration: torch.Tensor, lengths: torch.Tensor,
-                       batch_size: int = 32) -> Path:
+def quantize_onnx_int8(
+    fp32: str | Path, out: str | Path, calibration: torch.Tensor, lengths: torch.Tensor, batch_size: int = 32
+) -> Path:
     """Static int8 (QDQ, per-channel weights) copy of an exported head, calibrated on ``calibration``
     (training-split features only, never test)."""
     fp32, out = Path(fp32), Path(out)
@@ -98,23 +108,36 @@ def quantize_onnx_int8(fp32: str | Path, out: str | Path, calibration: torch.Ten
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         quant_pre_process(str(fp32), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(out), _Calibration(inputs, calibration, lengths, batch_size),
-                        quant_format=QuantFormat.QDQ, per_channel=True, weight_type=QuantType.QInt8,
-                        activation_type=QuantType.QInt8)
+        quantize_static(
+            str(prepared),
+            str(out),
+            _Calibration(inputs, calibration, lengths, batch_size),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QInt8,
+        )
     prepared.unlink(missing_ok=True)
     return out
 
 
-def export_fp32_and_int8(model: nn.Module, channels: int, frames: int, folder: str | Path, calibration: torch.Tensor,
-                         calibration_lengths: torch.Tensor) -> tuple[Path, Path]:
+def export_fp32_and_int8(
+    model: nn.Module,
+    channels: int,
+    frames: int,
+    folder: str | Path,
+    calibration: torch.Tensor,
+    calibration_lengths: torch.Tensor,
+) -> tuple[Path, Path]:
     """``model`` exported to ``folder/head.onnx`` and its static int8 form ``folder/head-int8.onnx``
     (calibrated on ``calibration``: training features only)."""
     fp32 = export_onnx(model, channels, frames, Path(folder) / "head.onnx")
     return fp32, quantize_onnx_int8(fp32, Path(folder) / "head-int8.onnx", calibration, calibration_lengths)
 
 
-def batch1_seconds(sess: ort.InferenceSession, x1: np.ndarray, lengths1: np.ndarray, warmup: int,
-                   repeats: int) -> float:
+def batch1_seconds(
+    sess: ort.InferenceSession, x1: np.ndarray, lengths1: np.ndarray, warmup: int, repeats: int
+) -> float:
     """Median seconds of one batch-1 call of ``sess`` on ``x1`` (1, channels, frames)."""
     inputs = feed(sess, x1, lengths1)
     return median(time_calls(lambda: sess.run(None, inputs), torch.device("cpu"), warmup, repeats))
@@ -123,6 +146,8 @@ def batch1_seconds(sess: ort.InferenceSession, x1: np.ndarray, lengths1: np.ndar
 def parity(torch_probs: np.ndarray, onnx_probs: np.ndarray) -> dict:
     """How far the ONNX form is from torch on the same features: max |p_onnx - p_torch|, class agreement."""
     torch_probs, onnx_probs = np.asarray(torch_probs), np.asarray(onnx_probs)
-    return {"clips": int(len(torch_probs)),
-            "max_abs_prob_diff": float(np.abs(torch_probs - onnx_probs).max()) if len(torch_probs) else 0.0,
-            "class_agreement": float((torch_probs.argmax(1) == onnx_probs.argmax(1)).mean()) if len(torch_probs) else 1.0}
+    return {
+        "clips": int(len(torch_probs)),
+        "max_abs_prob_diff": float(np.abs(torch_probs - onnx_probs).max()) if len(torch_probs) else 0.0,
+        "class_agreement": float((torch_probs.argmax(1) == onnx_probs.argmax(1)).mean()) if len(torch_probs) else 1.0,
+    }

@@ -21,6 +21,7 @@ How a clip is scored:
 - A file that cannot be read, or is shorter than one frame (25 ms), is a row with its ``error``;
   the others are scored.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,11 +46,11 @@ from serlib.common.facts import CLASSES
 from serlib.common.io import RunFileError, read_json, write_text_atomic
 from serlib.common.runfolder import RunFolder, read_run_config
 from serlib.common.runtime import cpu_threads, resolve_device
+from serlib.data.protocols import MAIN_PROTOCOL, evaluation_protocols
 from serlib.features.encoders import build_encoder, encoder_description, fit_frames
 from serlib.features.extract import encode_waves, plan_batches
 from serlib.inference.audiofiles import gather_audio, mono, printable
 from serlib.inference.bundleformat import BUNDLE_FILE, BUNDLE_FORMAT, BundleError, bundle_path, encoder_fields
-from serlib.data.protocols import MAIN_PROTOCOL, evaluation_protocols
 from serlib.modelling.train import classifier_from_state, predict_proba, read_checkpoint
 
 PROB_COLUMNS = [f"prob_{c}" for c in CLASSES]
@@ -99,8 +100,14 @@ class Predictor:
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def from_run(cls, run: Union[str, Path], system: Optional[str] = None, seed: Optional[int] = None,
-                 device: Optional[str] = None, protocol: Optional[str] = None) -> "Predictor":
+    def from_run(
+        cls,
+        run: Union[str, Path],
+        system: Optional[str] = None,
+        seed: Optional[int] = None,
+        device: Optional[str] = None,
+        protocol: Optional[str] = None,
+    ) -> "Predictor":
         """The system of a run folder (``reports/demo``, or a folder ``serlib train`` wrote), as it was trained.
 
         Args:
@@ -116,8 +123,10 @@ class Predictor:
         """
         folder = RunFolder(Path(run).expanduser().resolve())
         if not folder.root.is_dir():
-            raise FileNotFoundError(f"{folder.root} is not a run folder (no such folder); pass the folder "
-                                    "`serlib run` or `serlib train` wrote")
+            raise FileNotFoundError(
+                f"{folder.root} is not a run folder (no such folder); pass the folder "
+                "`serlib run` or `serlib train` wrote"
+            )
         cfg = read_run_config(folder)
         default_system, default_seed = primary_system(cfg)
         system = system or default_system
@@ -126,25 +135,42 @@ class Predictor:
         checkpoint = folder.checkpoint(system, seed, protocol)
         if not checkpoint.is_file():
             trained = sorted(p.parent.parent.name for p in folder.models.glob("*/seed*/checkpoint.pt"))
-            raise FileNotFoundError(f"{checkpoint}: {system} seed {seed} was not trained in {folder.root} "
-                                    f"(trained: {', '.join(sorted(set(trained))) or 'none'}); pass --system / --seed")
+            raise FileNotFoundError(
+                f"{checkpoint}: {system} seed {seed} was not trained in {folder.root} "
+                f"(trained: {', '.join(sorted(set(trained))) or 'none'}); pass --system / --seed"
+            )
         retrain = f"train it again (serlib train PARAMS --system {system})"
         config_path = folder.run_config(system, seed, protocol)
         if not config_path.is_file():
-            raise RunFileError(f"{config_path}: missing beside {checkpoint.name} (training stopped before it finished?); "
-                               f"{retrain}")
+            raise RunFileError(
+                f"{config_path}: missing beside {checkpoint.name} (training stopped before it finished?); {retrain}"
+            )
         run_config = read_json(config_path, retrain)
-        if not isinstance(run_config, dict) or not isinstance(run_config.get("run_config"), dict) \
-                or not isinstance(run_config.get("key"), str):
+        if (
+            not isinstance(run_config, dict)
+            or not isinstance(run_config.get("run_config"), dict)
+            or not isinstance(run_config.get("key"), str)
+        ):
             raise RunFileError(f"{config_path}: damaged: no 'key' and 'run_config'; {retrain}")
         trained_cfg = config_from_dict(run_config["run_config"], config_path)
         state = read_checkpoint(checkpoint, retrain)
         if state["key"] != run_config["key"]:
-            raise RunFileError(f"{checkpoint} (run key {state['key']}) and {config_path.name} (run key "
-                               f"{run_config['key']}) come from two trainings (one stopped between them?); {retrain}")
+            raise RunFileError(
+                f"{checkpoint} (run key {state['key']}) and {config_path.name} (run key "
+                f"{run_config['key']}) come from two trainings (one stopped between them?); {retrain}"
+            )
         name = cfg.run.name + ("" if protocol == MAIN_PROTOCOL else f"/{protocol}")
-        return cls._make(checkpoint, trained_cfg.features, state, f"{name}:{system}:seed{seed}:{run_config['key'][:12]}",
-                         system, seed, device, f"run {folder.root}", {"run_title": cfg.run.title})
+        return cls._make(
+            checkpoint,
+            trained_cfg.features,
+            state,
+            f"{name}:{system}:seed{seed}:{run_config['key'][:12]}",
+            system,
+            seed,
+            device,
+            f"run {folder.root}",
+            {"run_title": cfg.run.title},
+        )
 
     @classmethod
     def from_bundle(cls, bundle: Union[str, Path], device: Optional[str] = None) -> "Predictor":
@@ -158,8 +184,10 @@ class Predictor:
         root = Path(bundle).expanduser().resolve()
         meta_path = root / BUNDLE_FILE
         if not meta_path.is_file():
-            raise BundleError(f"{root} is not a serlib model bundle (no {BUNDLE_FILE}); make one with "
-                              f"`serlib export RUN --system S5 --out DIR`")
+            raise BundleError(
+                f"{root} is not a serlib model bundle (no {BUNDLE_FILE}); make one with "
+                f"`serlib export RUN --system S5 --out DIR`"
+            )
         try:
             meta = read_json(meta_path, "export the bundle again from its run (serlib export)")
         except RunFileError as err:
@@ -171,13 +199,17 @@ class Predictor:
             raise BundleError(
                 f"{meta_path}: bundle format {version}, but this serlib ({serlib.__version__}) reads format "
                 f"{BUNDLE_FORMAT}; export the bundle again from its run with this serlib (`serlib export`), or "
-                f"install the serlib that wrote it ({meta.get('serlib_version', 'unknown')})")
+                f"install the serlib that wrote it ({meta.get('serlib_version', 'unknown')})"
+            )
         missing = [k for k in ("checkpoint", "features", "model_id", "system", "seed") if k not in meta]
         if missing:
             raise BundleError(f"{meta_path}: damaged: no {', '.join(missing)}; export the bundle again from its run")
         if meta.get("serlib_version") != serlib.__version__:
-            warnings.warn(f"{meta_path}: written by serlib {meta.get('serlib_version')}, loaded by "
-                          f"{serlib.__version__} (same bundle format {BUNDLE_FORMAT})", stacklevel=2)
+            warnings.warn(
+                f"{meta_path}: written by serlib {meta.get('serlib_version')}, loaded by "
+                f"{serlib.__version__} (same bundle format {BUNDLE_FORMAT})",
+                stacklevel=2,
+            )
         checkpoint = bundle_path(root, meta["checkpoint"], "checkpoint")
         if not checkpoint.is_file():
             raise BundleError(f"{checkpoint}: the bundle's checkpoint is missing; copy the whole folder")
@@ -188,35 +220,84 @@ class Predictor:
             raise BundleError(f"{err}; export the bundle again from its run") from None
         trained = state.get("features")
         if not isinstance(trained, dict):
-            raise BundleError(f"{checkpoint}: records no features it was trained on (not exported by `serlib export`); "
-                              "export the bundle again from its run")
-        differ = {k: (v, encoder_fields(trained)[k]) for k, v in encoder_fields(dataclasses.asdict(features)).items()
-                  if v != encoder_fields(trained)[k]}
+            raise BundleError(
+                f"{checkpoint}: records no features it was trained on (not exported by `serlib export`); "
+                "export the bundle again from its run"
+            )
+        differ = {
+            k: (v, encoder_fields(trained)[k])
+            for k, v in encoder_fields(dataclasses.asdict(features)).items()
+            if v != encoder_fields(trained)[k]
+        }
         if differ:
-            said = "; ".join(f"features.{k} is {a!r} where the checkpoint was trained with {b!r}" for k, (a, b) in differ.items())
-            raise BundleError(f"{meta_path}: {said}: the weights would read other features than they learned; "
-                              "export the bundle again from its run (or undo the edit)")
-        return cls._make(checkpoint, features, state, str(meta["model_id"]), str(meta["system"]), meta["seed"], device,
-                         f"bundle {root}", {"run_title": meta.get("run_title", "")})
+            said = "; ".join(
+                f"features.{k} is {a!r} where the checkpoint was trained with {b!r}" for k, (a, b) in differ.items()
+            )
+            raise BundleError(
+                f"{meta_path}: {said}: the weights would read other features than they learned; "
+                "export the bundle again from its run (or undo the edit)"
+            )
+        return cls._make(
+            checkpoint,
+            features,
+            state,
+            str(meta["model_id"]),
+            str(meta["system"]),
+            meta["seed"],
+            device,
+            f"bundle {root}",
+            {"run_title": meta.get("run_title", "")},
+        )
 
     @classmethod
-    def _make(cls, checkpoint: Path, features: FeaturesConfig, state: dict, model_id: str, system: str, seed: int,
-              device: Optional[str], source: str, extra: dict) -> "Predictor":
+    def _make(
+        cls,
+        checkpoint: Path,
+        features: FeaturesConfig,
+        state: dict,
+        model_id: str,
+        system: str,
+        seed: int,
+        device: Optional[str],
+        source: str,
+        extra: dict,
+    ) -> "Predictor":
         target = resolve_device(device or features.device, "--device")
         model = classifier_from_state(state, target, checkpoint)
         input = state["input"]
         layers = state.get("layers") if input != "logmel" else None  # the encoder layers it was trained on
-        described = features if not layers or len(layers) > 1 else dataclasses.replace(
-            features, wav2vec2=dataclasses.replace(features.wav2vec2, layer=layers[0]))
-        metadata = {"model_id": model_id, "system": system, "seed": seed, "source": source,
-                    "encoder": encoder_description(described, "logmel" if input == "logmel" else "wav2vec2")
-                    + (f"; a learned sum of layers {', '.join(map(str, layers))}" if layers and len(layers) > 1 else ""),
-                    "window_frames": state["frames"],
-                    "weights": features.wav2vec2.weights if input != "logmel" else "n/a (log-Mel)",
-                    "serlib_version": serlib.__version__, "device": str(target), **extra}
-        return cls(model=model, features=features, input=input, frames=int(state["frames"]), model_id=model_id,
-                   system=system, seed=seed, device=target, source=source, metadata=metadata, layers=layers,
-                   in_channels=int(state["in_channels"]))
+        described = (
+            features
+            if not layers or len(layers) > 1
+            else dataclasses.replace(features, wav2vec2=dataclasses.replace(features.wav2vec2, layer=layers[0]))
+        )
+        metadata = {
+            "model_id": model_id,
+            "system": system,
+            "seed": seed,
+            "source": source,
+            "encoder": encoder_description(described, "logmel" if input == "logmel" else "wav2vec2")
+            + (f"; a learned sum of layers {', '.join(map(str, layers))}" if layers and len(layers) > 1 else ""),
+            "window_frames": state["frames"],
+            "weights": features.wav2vec2.weights if input != "logmel" else "n/a (log-Mel)",
+            "serlib_version": serlib.__version__,
+            "device": str(target),
+            **extra,
+        }
+        return cls(
+            model=model,
+            features=features,
+            input=input,
+            frames=int(state["frames"]),
+            model_id=model_id,
+            system=system,
+            seed=seed,
+            device=target,
+            source=source,
+            metadata=metadata,
+            layers=layers,
+            in_channels=int(state["in_channels"]),
+        )
 
     # ------------------------------------------------------------------ the encoder and its window
 
@@ -224,12 +305,15 @@ class Predictor:
     def encoder(self) -> nn.Module:
         """The run's frozen encoder (built on first use: a wav2vec2 takes seconds)."""
         if self._encoder is None:
-            encoder = build_encoder(self.features, "logmel" if self.input == "logmel" else "wav2vec2",
-                                    self.device, self.layers)
+            encoder = build_encoder(
+                self.features, "logmel" if self.input == "logmel" else "wav2vec2", self.device, self.layers
+            )
             if self.in_channels is not None and encoder.channels != self.in_channels:
-                raise BundleError(f"{self.source}: its encoder ({encoder_description(self.features, self.input)}) gives "
-                                  f"{encoder.channels} channels, but the classifier was trained on {self.in_channels}: "
-                                  "the encoder is not the one it learned from (features.wav2vec2.model_id?)")
+                raise BundleError(
+                    f"{self.source}: its encoder ({encoder_description(self.features, self.input)}) gives "
+                    f"{encoder.channels} channels, but the classifier was trained on {self.in_channels}: "
+                    "the encoder is not the one it learned from (features.wav2vec2.model_id?)"
+                )
             self._encoder = encoder
         return self._encoder
 
@@ -251,9 +335,16 @@ class Predictor:
 
     # ------------------------------------------------------------------ scoring
 
-    def predict(self, items: Union[Item, Sequence[Item]], sample_rate: Optional[int] = None,
-                per_window: bool = False, hop_s: Optional[float] = None, long: str = "windows",
-                batch_size: int = 16, progress: Optional[bool] = None) -> pd.DataFrame:
+    def predict(
+        self,
+        items: Union[Item, Sequence[Item]],
+        sample_rate: Optional[int] = None,
+        per_window: bool = False,
+        hop_s: Optional[float] = None,
+        long: str = "windows",
+        batch_size: int = 16,
+        progress: Optional[bool] = None,
+    ) -> pd.DataFrame:
         """Score audio files, folders, path lists or arrays.
 
         Args:
@@ -277,10 +368,11 @@ class Predictor:
         hop = self._hop(hop_s)
         show = progress if progress is not None else len(entries) > 5
         rows: list[dict] = []
-        with tqdm(total=len(entries), unit="file", desc=f"predict {self.system}", disable=not show,
-                  mininterval=1.0) as bar:
+        with tqdm(
+            total=len(entries), unit="file", desc=f"predict {self.system}", disable=not show, mininterval=1.0
+        ) as bar:
             for start in range(0, len(entries), CHUNK_FILES):
-                chunk = entries[start:start + CHUNK_FILES]
+                chunk = entries[start : start + CHUNK_FILES]
                 rows.extend(self._score_chunk(chunk, per_window, hop, long, batch_size))
                 bar.update(len(chunk))
         table = pd.DataFrame(rows, columns=self.columns(per_window))
@@ -310,8 +402,9 @@ class Predictor:
                     raise ValueError("predict: arrays need sample_rate (files carry their own)")
                 entries.append((f"<array {i}>", "array", (item, sample_rate)))
             else:
-                entries.extend((path, "error", error) if error else (path, "file", None)
-                               for path, error in gather_audio([item]))
+                entries.extend(
+                    (path, "error", error) if error else (path, "file", None) for path, error in gather_audio([item])
+                )
         return entries
 
     def _load(self, kind: str, name: str, payload) -> np.ndarray:
@@ -334,8 +427,9 @@ class Predictor:
                     wave = self._load(kind, name, payload)
                 row["duration_s"] = round(len(wave) / rate, 4)
                 if len(wave) < self.encoder.min_samples:
-                    raise ValueError(f"{len(wave)} samples is shorter than one frame "
-                                     f"({self.encoder.min_samples} samples, 25 ms)")
+                    raise ValueError(
+                        f"{len(wave)} samples is shorter than one frame ({self.encoder.min_samples} samples, 25 ms)"
+                    )
             except Exception as err:  # one bad file never stops the others
                 said = str(err) if isinstance(err, _Unscorable) else f"{type(err).__name__}: {err}"
                 row["error"] = printable(" ".join(said.split()))
@@ -356,12 +450,19 @@ class Predictor:
         for f, row in enumerate(files):
             found = windows.get(f, [])
             if per_window:
-                out.extend([row | {"window": k, "start_s": w["start_s"], "end_s": w["end_s"]} | self._prob_fields(w["p"])
-                            for k, w in enumerate(found)] or [row | {"window": np.nan, "start_s": np.nan,
-                                                                     "end_s": np.nan}])
+                out.extend(
+                    [
+                        row | {"window": k, "start_s": w["start_s"], "end_s": w["end_s"]} | self._prob_fields(w["p"])
+                        for k, w in enumerate(found)
+                    ]
+                    or [row | {"window": np.nan, "start_s": np.nan, "end_s": np.nan}]
+                )
             else:
-                out.append(row | {"windows": len(found)}
-                           | (self._prob_fields(np.mean([w["p"] for w in found], axis=0)) if found else {}))
+                out.append(
+                    row
+                    | {"windows": len(found)}
+                    | (self._prob_fields(np.mean([w["p"] for w in found], axis=0)) if found else {})
+                )
         return out
 
     @staticmethod
@@ -375,10 +476,13 @@ class Predictor:
         encoder = self.encoder
         out: list[Optional[np.ndarray]] = [None] * len(waves)
         jobs = [(i, "", len(w)) for i, w in enumerate(waves)]  # sorted by length: similar lengths pad little
-        for batch in [[job[0] for job in b] for b in plan_batches(jobs, batch_size, sys.maxsize, encoder.mixes_lengths)]:
+        for batch in [
+            [job[0] for job in b] for b in plan_batches(jobs, batch_size, sys.maxsize, encoder.mixes_lengths)
+        ]:
             stacked = bool(self.layers) and len(self.layers) > 1  # a learned layer sum reads every layer
-            feats = encode_waves(encoder, [waves[i] for i in batch], self.device, self.features.threads,
-                                 every_layer=stacked)  # per clip (channels, frames) or (layers, channels, frames)
+            feats = encode_waves(
+                encoder, [waves[i] for i in batch], self.device, self.features.threads, every_layer=stacked
+            )  # per clip (channels, frames) or (layers, channels, frames)
             x = torch.zeros((len(batch), *feats[0].shape[:-1], self.frames))
             kept = torch.zeros(len(batch), dtype=torch.long)
             for j, clip in enumerate(feats):
@@ -411,8 +515,12 @@ def write_predictions(table: pd.DataFrame, out: Union[str, Path]) -> tuple[Path,
         ``(rows file, sidecar)``.
     """
     out = Path(out)
-    meta = {"metadata": table.attrs.get("metadata", {}), "rows_file": out.name, "rows": int(len(table)),
-            "columns": list(table.columns)}
+    meta = {
+        "metadata": table.attrs.get("metadata", {}),
+        "rows_file": out.name,
+        "rows": int(len(table)),
+        "columns": list(table.columns),
+    }
     sidecar = write_text_atomic(sidecar_path(out), json.dumps(meta, indent=1, default=str) + "\n")
     if out.suffix.lower() == ".jsonl":  # no error: null, as CSV's empty field reads back (both NaN in pandas)
         rows = table.assign(error=table["error"].mask(table["error"] == "", None)) if "error" in table else table
@@ -433,11 +541,16 @@ def summary_line(table: pd.DataFrame) -> str:
     if "window" in table.columns and len(table):  # per-window rows: count files, each by its mean
         means = table[table["error"] == ""].groupby("path")[PROB_COLUMNS].mean()
         failed = int(table.loc[table["error"] != "", "path"].nunique())
-        scored = pd.DataFrame({"pred": [CLASSES[i] for i in means.to_numpy().argmax(1)]}) if len(means) else \
-            pd.DataFrame({"pred": []})
+        scored = (
+            pd.DataFrame({"pred": [CLASSES[i] for i in means.to_numpy().argmax(1)]})
+            if len(means)
+            else pd.DataFrame({"pred": []})
+        )
         counts = scored["pred"].value_counts()
         classes = ", ".join(f"{c} {int(counts.get(c, 0))}" for c in CLASSES)
-        return f"{len(means)} file(s) scored in {int((table['error'] == '').sum())} windows, {failed} failed ({classes})"
+        return (
+            f"{len(means)} file(s) scored in {int((table['error'] == '').sum())} windows, {failed} failed ({classes})"
+        )
     failed = int((table["error"] != "").sum()) if len(table) else 0
     scored = table[table["error"] == ""] if len(table) else table
     counts = scored["pred"].value_counts() if len(scored) else pd.Series(dtype=int)

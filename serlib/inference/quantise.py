@@ -6,6 +6,7 @@ cost and change (Table S25); ``serlib bench`` and ``serlib doctor`` time them.
 ``torch.ao.quantization`` is deprecated upstream in favour of torchao, but it is present and
 working in the pinned torch 2.11; CPU only (there is no int8 CUDA path here).
 """
+
 from __future__ import annotations
 
 import copy
@@ -27,8 +28,12 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             if isinstance(a, nn.Conv1d) and isinstance(b, nn.BatchNorm1d):
                 setattr(parent, name_a, fuse_conv_bn_eval(a, b))
                 setattr(parent, name_b, nn.Identity())
-            elif (isinstance(a, nn.Sequential) and len(a) and isinstance(a[-1], nn.Conv1d)
-                  and isinstance(b, nn.BatchNorm1d)):  # a separable conv: the norm folds into its pointwise part
+            elif (
+                isinstance(a, nn.Sequential)
+                and len(a)
+                and isinstance(a[-1], nn.Conv1d)
+                and isinstance(b, nn.BatchNorm1d)
+            ):  # a separable conv: the norm folds into its pointwise part
                 a[-1] = fuse_conv_bn_eval(a[-1], b)
                 setattr(parent, name_b, nn.Identity())
     return folded
@@ -50,8 +55,9 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor, batch_size: int =
     from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
 
     if calibration.dim() != 3 or len(calibration) == 0:
-        raise ValueError(f"quantize_int8: calibration must be (n, channels, frames) with n > 0, "
-                         f"got {tuple(calibration.shape)}")
+        raise ValueError(
+            f"quantize_int8: calibration must be (n, channels, frames) with n > 0, got {tuple(calibration.shape)}"
+        )
     float_model = copy.deepcopy(model).cpu().eval()
     torch.backends.quantized.engine = QUANT_BACKEND
     with warnings.catch_warnings():  # the deprecation notice and observer chatter, once per call
@@ -59,7 +65,7 @@ def quantize_int8(model: nn.Module, calibration: torch.Tensor, batch_size: int =
         prepared = prepare_fx(float_model, get_default_qconfig_mapping(QUANT_BACKEND), (calibration[:1].cpu(),))
         with torch.inference_mode():
             for i in range(0, len(calibration), batch_size):
-                prepared(calibration[i:i + batch_size].cpu().float())
+                prepared(calibration[i : i + batch_size].cpu().float())
         return convert_fx(prepared)
 
 

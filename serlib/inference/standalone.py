@@ -10,6 +10,7 @@ are averaged; --long centre feeds the whole clip (the graph keeps its centre win
 One CSV row per file, with the columns of `serlib predict`. (serlib ships this file as the bundle's
 predict.py: serlib.inference.standalone.)
 """
+
 import argparse
 import csv
 import json
@@ -23,8 +24,18 @@ import onnxruntime as ort
 import soundfile as sf
 
 SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")
-COLUMNS = ["path", "duration_s", "windows", "pred", "prob_negative", "prob_sad_fear", "prob_pos_neutral",
-           "model_id", "weights", "error"]
+COLUMNS = [
+    "path",
+    "duration_s",
+    "windows",
+    "pred",
+    "prob_negative",
+    "prob_sad_fear",
+    "prob_pos_neutral",
+    "model_id",
+    "weights",
+    "error",
+]
 
 
 def ratio(rate, target, most=1000):
@@ -47,14 +58,14 @@ def resample(wave, rate, target, zeros=6, rolloff=0.99):
     base = min(orig, new) * rolloff
     width = math.ceil(zeros * orig / base)
     f32 = np.float32  # in float32, step by step as torchaudio computes its kernel
-    t = (np.arange(0, -new, -1, dtype=f32)[:, None] / f32(new) + np.arange(-width, width + orig, dtype=f32) / f32(orig))
+    t = np.arange(0, -new, -1, dtype=f32)[:, None] / f32(new) + np.arange(-width, width + orig, dtype=f32) / f32(orig)
     t = np.clip(t * f32(base), -zeros, zeros).astype(f32)  # (new, 2 width + orig)
     hann = np.cos(t * f32(math.pi / zeros / 2)) ** 2
     t = t * f32(math.pi)
     kernel = np.where(t == 0, f32(1), np.sin(t) / np.where(t == 0, f32(1), t)) * (hann * f32(base / orig))
     padded = np.pad(wave, (width, width + orig))
     frames = np.lib.stride_tricks.sliding_window_view(padded, kernel.shape[1])[::orig]  # (steps, taps)
-    return (frames @ kernel.T).reshape(-1)[:math.ceil(new * len(wave) / orig)]
+    return (frames @ kernel.T).reshape(-1)[: math.ceil(new * len(wave) / orig)]
 
 
 def read(path, target):
@@ -80,9 +91,10 @@ def score(session, wave, meta, hop=None, centre=False, batch=16):
         starts = list(range(0, len(wave) - window + 1, step))
         if starts[-1] != len(wave) - window:
             starts.append(len(wave) - window)  # the last window ends at the clip's end
-        parts = [wave[a:a + window] for a in starts]
-    probs = np.concatenate([session.run(None, {"audio": np.stack(parts[i:i + batch])})[0]
-                            for i in range(0, len(parts), batch)])
+        parts = [wave[a : a + window] for a in starts]
+    probs = np.concatenate(
+        [session.run(None, {"audio": np.stack(parts[i : i + batch])})[0] for i in range(0, len(parts), batch)]
+    )
     return probs.mean(axis=0), len(parts)
 
 
@@ -117,7 +129,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("audio", nargs="+", help="audio files or folders (searched for wav, flac, mp3, ogg)")
     parser.add_argument("--int8", action="store_true", help="the int8 model (smaller, faster, slightly different)")
-    parser.add_argument("--long", choices=["windows", "centre"], default="windows", help="a clip longer than the window")
+    parser.add_argument(
+        "--long", choices=["windows", "centre"], default="windows", help="a clip longer than the window"
+    )
     parser.add_argument("--hop", type=float, help="seconds between windows (default: half a window)")
     args = parser.parse_args(argv)
     if args.hop is not None and not 0 < args.hop <= 3600:

@@ -7,6 +7,7 @@ is the identity in eval mode (validation and test are never augmented).
 Gradients pass through it (S6 augments the learned layer sum, whose weights train through the
 crop and the masks); the noise scale, a clip's own std, is a constant to them (computed detached).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -43,10 +44,20 @@ class TriAug(nn.Module):
     tensor (batch,) saying which utterances got that operation (for tests and figures).
     """
 
-    def __init__(self, noise_prob: float = 0.5, noise_std: float = 0.05, crop_prob: float = 0.5,
-                 crop_frames: int = 380, mask_prob: float = 0.25, mask_spans: Sequence[int] = (1, 2),
-                 mask_width: Sequence[int] = (5, 16), mask_channel_groups: int = 4, mask_groups_max: int = 2,
-                 within_clip: bool = False, sync_free: Optional[bool] = None):
+    def __init__(
+        self,
+        noise_prob: float = 0.5,
+        noise_std: float = 0.05,
+        crop_prob: float = 0.5,
+        crop_frames: int = 380,
+        mask_prob: float = 0.25,
+        mask_spans: Sequence[int] = (1, 2),
+        mask_width: Sequence[int] = (5, 16),
+        mask_channel_groups: int = 4,
+        mask_groups_max: int = 2,
+        within_clip: bool = False,
+        sync_free: Optional[bool] = None,
+    ):
         super().__init__()
         for name, p in (("noise_prob", noise_prob), ("crop_prob", crop_prob), ("mask_prob", mask_prob)):
             if not 0.0 <= p <= 1.0:
@@ -68,12 +79,26 @@ class TriAug(nn.Module):
     def from_config(cls, cfg: AugmentConfig, within_clip: Optional[bool] = None) -> "TriAug":
         """The Tri-Aug an ``augment`` section of the parameters describes; ``within_clip`` replaces the section's
         (a system's own ``within_clip``)."""
-        return cls(cfg.noise_prob, cfg.noise_std, cfg.crop_prob, cfg.crop_frames, cfg.mask_prob,
-                   cfg.mask_spans, cfg.mask_width, cfg.mask_channel_groups, cfg.mask_groups_max,
-                   cfg.within_clip if within_clip is None else within_clip)
+        return cls(
+            cfg.noise_prob,
+            cfg.noise_std,
+            cfg.crop_prob,
+            cfg.crop_frames,
+            cfg.mask_prob,
+            cfg.mask_spans,
+            cfg.mask_width,
+            cfg.mask_channel_groups,
+            cfg.mask_groups_max,
+            cfg.within_clip if within_clip is None else within_clip,
+        )
 
-    def forward(self, x: torch.Tensor, generator: Optional[torch.Generator] = None,
-                inplace: bool = False, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        generator: Optional[torch.Generator] = None,
+        inplace: bool = False,
+        lengths: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
         """Augment a batch (training mode) or return it unchanged (eval mode).
 
         Args:
@@ -92,7 +117,10 @@ class TriAug(nn.Module):
         if x.dim() != 3:
             raise ValueError(f"TriAug expects (batch, channels, frames), got shape {tuple(x.shape)}")
         batch = x.shape[0]
-        draw = lambda p: torch.rand(batch, device=x.device, generator=generator) < p
+
+        def draw(p: float) -> torch.Tensor:
+            return torch.rand(batch, device=x.device, generator=generator) < p
+
         applied = {"noise": draw(self.noise_prob), "crop": draw(self.crop_prob), "mask": draw(self.mask_prob)}
         out = x if inplace else x.clone()  # each operation then rewrites only its chosen rows in place
         dense = self.sync_free if self.sync_free is not None else x.device.type == "cuda"
@@ -142,13 +170,23 @@ class TriAug(nn.Module):
         x[rows, :, :keep] = window
         x[rows, :, keep:] = 0.0
 
-    def span_masks(self, batch: int, channels: int, frames: int, device: torch.device,
-                   gen: Optional[torch.Generator] = None, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def span_masks(
+        self,
+        batch: int,
+        channels: int,
+        frames: int,
+        device: torch.device,
+        gen: Optional[torch.Generator] = None,
+        lengths: Optional[torch.Tensor] = None,
+    ) -> torch.Tensor:
         """Boolean (batch, channels, frames) masks: 1-2 spans of 5-16 frames over chosen channel groups.
 
         ``lengths`` (batch,): spans start and end inside each clip's first ``lengths[i]`` frames.
         """
-        rand = lambda *shape: torch.rand(*shape, device=device, generator=gen)
+
+        def rand(*shape: int) -> torch.Tensor:
+            return torch.rand(*shape, device=device, generator=gen)
+
         lo_s, hi_s = self.mask_spans
         lo_w, hi_w = self.mask_width
         n_spans = lo_s + (rand(batch) * (hi_s - lo_s + 1)).long()  # (batch,)
@@ -176,11 +214,11 @@ class TriAug(nn.Module):
         mask = self.span_masks(len(rows), *x.shape[1:], device=x.device, gen=gen)  # (chosen, channels, frames)
         x[rows] = x[rows].masked_fill_(mask, 0.0)
 
-
     # ---------------------------------------------------------------- without a host synchronisation
 
-    def _dense(self, x: torch.Tensor, applied: dict, gen: Optional[torch.Generator],
-               lengths: Optional[torch.Tensor]) -> None:
+    def _dense(
+        self, x: torch.Tensor, applied: dict, gen: Optional[torch.Generator], lengths: Optional[torch.Tensor]
+    ) -> None:
         """All three operations drawn for every row, kept where chosen (``torch.where``), in place on ``x``."""
         batch, channels, frames = x.shape
         position = torch.arange(frames, device=x.device)
@@ -212,8 +250,9 @@ class TriAug(nn.Module):
 
     # ---------------------------------------------------------------- within each clip's real frames
 
-    def _noise_within(self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator],
-                      lengths: torch.Tensor) -> None:
+    def _noise_within(
+        self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator], lengths: torch.Tensor
+    ) -> None:
         """Noise on the real frames only, scaled by the std of those frames."""
         rows = chosen.nonzero().squeeze(1)
         if rows.numel() == 0:
@@ -223,8 +262,9 @@ class TriAug(nn.Module):
         noise = torch.randn(sub.shape, device=x.device, generator=gen, dtype=x.dtype)
         x[rows] = sub.add_(noise.mul_(std * self.noise_std).mul_(real))
 
-    def _crop_within(self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator],
-                     lengths: torch.Tensor) -> None:
+    def _crop_within(
+        self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator], lengths: torch.Tensor
+    ) -> None:
         """Keep ``crop_frames / 400`` of each chosen clip's real frames, moved to frame 0, zeros after them."""
         rows = chosen.nonzero().squeeze(1)
         if rows.numel() == 0:
@@ -238,8 +278,9 @@ class TriAug(nn.Module):
         window = torch.gather(x[rows], 2, index.unsqueeze(1).expand(len(rows), channels, frames))
         x[rows] = window * (position < keep.unsqueeze(1)).unsqueeze(1)
 
-    def _mask_within(self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator],
-                     lengths: torch.Tensor) -> None:
+    def _mask_within(
+        self, x: torch.Tensor, chosen: torch.Tensor, gen: Optional[torch.Generator], lengths: torch.Tensor
+    ) -> None:
         """Span masks placed inside each chosen clip's real frames."""
         rows = chosen.nonzero().squeeze(1)
         if rows.numel() == 0:

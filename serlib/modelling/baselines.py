@@ -4,6 +4,7 @@ Every clip is centre-trimmed or zero-padded to a fixed window, and the paper's n
 over the whole window, padding included, so a model can read a clip's length from its features.
 If length alone predicts the class, part of any system's accuracy may be length, not emotion.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,9 @@ def _duration_features(durations: pd.Series) -> np.ndarray:
     return np.log(durations.to_numpy(dtype=float))[:, None]  # (clips, 1): log seconds
 
 
-def duration_baseline(manifest: pd.DataFrame, splits: pd.Series | None = None,
-                      grid: tuple[float, ...] = DURATION_C) -> tuple[pd.DataFrame, dict]:
+def duration_baseline(
+    manifest: pd.DataFrame, splits: pd.Series | None = None, grid: tuple[float, ...] = DURATION_C
+) -> tuple[pd.DataFrame, dict]:
     """A multinomial logistic regression on log clip duration: trained on train, C chosen on val, scored on test.
 
     Args:
@@ -47,8 +49,9 @@ def duration_baseline(manifest: pd.DataFrame, splits: pd.Series | None = None,
 LINEAR_C = (0.001, 0.01, 0.1, 1.0, 10.0)  # CHOSEN: the grid of the feature baselines, chosen on validation
 
 
-def linear_baseline(x: dict, y: dict, test_ids, grid: tuple[float, ...] = LINEAR_C,
-                    standardise: bool = True) -> tuple[pd.DataFrame, dict]:
+def linear_baseline(
+    x: dict, y: dict, test_ids, grid: tuple[float, ...] = LINEAR_C, standardise: bool = True
+) -> tuple[pd.DataFrame, dict]:
     """A multinomial logistic regression: trained on train, C chosen on val, scored on test (never tuned there).
 
     Args:
@@ -74,8 +77,9 @@ def linear_baseline(x: dict, y: dict, test_ids, grid: tuple[float, ...] = LINEAR
     probs = np.zeros((len(y["test"]), len(CLASSES)))
     probs[:, models[best].classes_] = models[best].predict_proba(x["test"])
     pred = probs.argmax(1)
-    out = pd.DataFrame({"utt_id": np.asarray(test_ids), "label": [CLASSES[i] for i in y["test"]],
-                        "pred": [CLASSES[i] for i in pred]})
+    out = pd.DataFrame(
+        {"utt_id": np.asarray(test_ids), "label": [CLASSES[i] for i in y["test"]], "pred": [CLASSES[i] for i in pred]}
+    )
     for i, name in enumerate(CLASSES):
         out[f"prob_{name}"] = probs[:, i]
     out["correct"] = pred == y["test"]

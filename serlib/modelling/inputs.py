@@ -11,6 +11,7 @@
 It reads the manifest and the feature cache and builds neither (``serlib.pipeline`` makes sure they
 exist before training starts). The fingerprint of the features and their split enters every run key.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,14 +48,15 @@ class SplitData:
     utt_ids: dict  # split -> list[str]
     fingerprint: str  # identity of the features and the split (part of every run key)
     lengths: Optional[dict] = None  # split -> (n,) long: real frames per clip (None: every clip fills the
-                                    # window; models then run unmasked and Tri-Aug spans the whole window)
+    # window; models then run unmasked and Tri-Aug spans the whole window)
     protocol: str = MAIN_PROTOCOL  # the evaluation protocol the subsets come from (``serlib.data.protocols``)
     placement: Optional[Placement] = None  # where ``x`` lives (``serlib.modelling.placement``)
     layers: Optional[list] = None  # the encoder layers the features are ("last" or indices; None: log-Mel)
 
     @classmethod
-    def from_tensors(cls, train: tuple, val: tuple, test: Optional[tuple] = None,
-                     input: str = "tensors") -> "SplitData":
+    def from_tensors(
+        cls, train: tuple, val: tuple, test: Optional[tuple] = None, input: str = "tensors"
+    ) -> "SplitData":
         """Split data from tensors already in memory (tests, ``serlib doctor``).
 
         Args:
@@ -64,8 +66,14 @@ class SplitData:
         """
         splits = {"train": train, "val": val} | ({"test": test} if test is not None else {})
         lengths = {s: part[2] for s, part in splits.items() if len(part) > 2 and part[2] is not None}
-        return cls(input, {s: part[0] for s, part in splits.items()}, {s: part[1] for s, part in splits.items()},
-                   {s: [] for s in splits}, "", lengths or None)
+        return cls(
+            input,
+            {s: part[0] for s, part in splits.items()},
+            {s: part[1] for s, part in splits.items()},
+            {s: [] for s in splits},
+            "",
+            lengths or None,
+        )
 
     def split_lengths(self, split: str) -> Optional[torch.Tensor]:
         """``(n,)`` real frames of ``split``'s clips, or None when every clip fills the window."""
@@ -92,8 +100,13 @@ class SplitData:
         return len(x.layers) if isinstance(x, LayerStack) else None
 
 
-def _fingerprint(parts: Sequence[tuple[torch.Tensor, torch.Tensor]], utt_ids: Sequence[str], labels: Sequence[str],
-                 splits: Sequence[str], chunk: int = 256) -> str:
+def _fingerprint(
+    parts: Sequence[tuple[torch.Tensor, torch.Tensor]],
+    utt_ids: Sequence[str],
+    labels: Sequence[str],
+    splits: Sequence[str],
+    chunk: int = 256,
+) -> str:
     """A cheap identity of feature tensors plus their manifest rows (per-utterance sums, rounded).
 
     ``parts``: one ``(source, index)`` per split, the split being ``source[index]`` (a CPU tensor
@@ -103,7 +116,7 @@ def _fingerprint(parts: Sequence[tuple[torch.Tensor, torch.Tensor]], utt_ids: Se
     sums = []
     for source, index in parts:
         for i in range(0, len(index), chunk):
-            block = source[index[i:i + chunk]].cpu().double()  # (chunk, channels, frames)
+            block = source[index[i : i + chunk]].cpu().double()  # (chunk, channels, frames)
             # several layers: (chunk, layers x channels, frames)
             block = block.flatten(1, 2) if block.dim() == 4 else block
             sums.append(torch.stack([block.sum(dim=(1, 2)), block.abs().sum(dim=(1, 2))], 1))
@@ -114,8 +127,14 @@ def _fingerprint(parts: Sequence[tuple[torch.Tensor, torch.Tensor]], utt_ids: Se
     return digest.hexdigest()[:16]
 
 
-def _split_rows(manifest: pd.DataFrame, utt_ids: Sequence[str], feature_lengths: torch.Tensor, source, input: str,
-                device: torch.device) -> tuple[dict, dict, dict, dict, str]:
+def _split_rows(
+    manifest: pd.DataFrame,
+    utt_ids: Sequence[str],
+    feature_lengths: torch.Tensor,
+    source,
+    input: str,
+    device: torch.device,
+) -> tuple[dict, dict, dict, dict, str]:
     """The manifest's train / val / test rows among the clips with features (``utt_ids``, ``source``'s rows).
 
     Manifest rows without features (a clip the feature stage skipped) are reported and left out.
@@ -125,28 +144,36 @@ def _split_rows(manifest: pd.DataFrame, utt_ids: Sequence[str], feature_lengths:
     position = {u: i for i, u in enumerate(utt_ids)}
     missing = [u for u in manifest["utt_id"] if u not in position]
     if missing:
-        log.info(f"serlib.train: {len(missing)} manifest utterance(s) have no {input} features and are "
-              f"left out (first: {missing[0]})")
+        log.info(
+            f"serlib.train: {len(missing)} manifest utterance(s) have no {input} features and are "
+            f"left out (first: {missing[0]})"
+        )
     rows = manifest[manifest["utt_id"].isin(position)]
     index, y, ids, lengths, labels = {}, {}, {}, {}, {}
     for split in SUBSETS:
         part = rows[rows["split"] == split]
         if part.empty:
-            raise ConfigError(f"the manifest has no '{split}' utterances with {input} features; check data.split "
-                              "(and data.folds)")
+            raise ConfigError(
+                f"the manifest has no '{split}' utterances with {input} features; check data.split (and data.folds)"
+            )
         index[split] = torch.tensor([position[u] for u in part["utt_id"]], dtype=torch.long)
         lengths[split] = feature_lengths[index[split]].to(device)  # (n_split,)
         labels[split] = [CLASSES[CLASSES.index(c)] for c in part["label"]]  # a label outside CLASSES fails here
         y[split] = torch.tensor([CLASSES.index(c) for c in labels[split]], dtype=torch.long, device=device)
         ids[split] = list(part["utt_id"])
     order = ("train", "val", "test")
-    fp = _fingerprint([(source, index[s]) for s in order], [i for s in order for i in ids[s]],
-                      [c for s in order for c in labels[s]], [s for s in order for _ in ids[s]])
+    fp = _fingerprint(
+        [(source, index[s]) for s in order],
+        [i for s in order for i in ids[s]],
+        [c for s in order for c in labels[s]],
+        [s for s in order for _ in ids[s]],
+    )
     return index, y, ids, lengths, fp
 
 
-def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, device: torch.device,
-                   free_bytes: Optional[int] = None) -> SplitData:
+def split_features(
+    features: FeatureSet, manifest: pd.DataFrame, input: str, device: torch.device, free_bytes: Optional[int] = None
+) -> SplitData:
     """Align a FeatureSet with the manifest and split it into train / val / test (the manifest's ``split``).
 
     Manifest rows without features (a clip the feature stage skipped) are reported and left out.
@@ -165,8 +192,9 @@ def split_features(features: FeatureSet, manifest: pd.DataFrame, input: str, dev
     return data
 
 
-def load_split_data(cfg: Config, folder: RunFolder, features: Sequence[FeatureKey], device: torch.device,
-                    protocol: str = MAIN_PROTOCOL) -> SplitData:
+def load_split_data(
+    cfg: Config, folder: RunFolder, features: Sequence[FeatureKey], device: torch.device, protocol: str = MAIN_PROTOCOL
+) -> SplitData:
     """The run's manifest and the cached features of ``features``, split by ``protocol`` and on ``device``.
 
     Reads only. ``features``: the cache folders (``LayerPlan.key``): one is loaded as a tensor, several
@@ -184,15 +212,17 @@ def load_split_data(cfg: Config, folder: RunFolder, features: Sequence[FeatureKe
         feature = features[0]
         # On a GPU the features are placed in float16 (the cache's precision): loading them so halves the host peak.
         dtype = torch.float16 if torch.device(device).type == "cuda" else torch.float32
-        data = split_features(load_features(cfg, folder, manifest, feature, dtype=dtype), manifest, feature.input,
-                              device)
+        data = split_features(
+            load_features(cfg, folder, manifest, feature, dtype=dtype), manifest, feature.input, device
+        )
         data.layers = None if feature.layer is None else [feature.layer]
     data.protocol = protocol
     return data
 
 
-def split_layers(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, features: list[FeatureKey],
-                 device: torch.device) -> SplitData:
+def split_layers(
+    cfg: Config, folder: RunFolder, manifest: pd.DataFrame, features: list[FeatureKey], device: torch.device
+) -> SplitData:
     """``split_features`` for several layers: each split a ``LayerStack`` over the memory-mapped cache."""
     stack, utt_ids, _ = open_layers(cfg, folder, manifest, features)
     stack.threads = stream_threads(device)
@@ -203,8 +233,9 @@ def split_layers(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, feature
     return data
 
 
-def system_layers_for(cfg: Config, folder: RunFolder, name: str, protocol: str = MAIN_PROTOCOL,
-                      plan: Optional[LayerPlan] = None) -> Optional[list[Layer]]:
+def system_layers_for(
+    cfg: Config, folder: RunFolder, name: str, protocol: str = MAIN_PROTOCOL, plan: Optional[LayerPlan] = None
+) -> Optional[list[Layer]]:
     """The encoder layers system ``name`` reads under ``protocol`` (None: log-Mel); ``layers: best`` asks the
     per-layer probe for its choice on that protocol's validation split (``serlib.modelling.probe``).
     ``plan``: the run's layers (default: ``plan_layers(cfg)``)."""
@@ -213,14 +244,16 @@ def system_layers_for(cfg: Config, folder: RunFolder, name: str, protocol: str =
     return plan.system_layers(name, best)
 
 
-def system_features(cfg: Config, folder: RunFolder, name: str, protocol: str = MAIN_PROTOCOL,
-                    plan: Optional[LayerPlan] = None) -> list[FeatureKey]:
+def system_features(
+    cfg: Config, folder: RunFolder, name: str, protocol: str = MAIN_PROTOCOL, plan: Optional[LayerPlan] = None
+) -> list[FeatureKey]:
     """The cache folders system ``name`` reads under ``protocol``: log-Mel's, or one per encoder layer."""
     plan = plan or plan_layers(cfg)
     return plan.input_keys(cfg.systems[name].input, system_layers_for(cfg, folder, name, protocol, plan))
 
 
-def system_data(cfg: Config, folder: RunFolder, name: str, device: torch.device,
-                protocol: str = MAIN_PROTOCOL) -> SplitData:
+def system_data(
+    cfg: Config, folder: RunFolder, name: str, device: torch.device, protocol: str = MAIN_PROTOCOL
+) -> SplitData:
     """The features system ``name`` reads (its input and layers), split by ``protocol`` and on ``device``."""
     return load_split_data(cfg, folder, system_features(cfg, folder, name, protocol), device, protocol)

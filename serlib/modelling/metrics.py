@@ -1,4 +1,5 @@
 """Classification metrics (paper 4.2) with scikit-learn: accuracy, macro P/R/F1, row-normalised confusion."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -32,7 +33,8 @@ def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int], n_class
         raise ValueError("no utterances to score (empty split?)")
     labels = list(range(n_classes))
     precision, recall, f1, _ = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, average="macro", zero_division=0)
+        y_true, y_pred, labels=labels, average="macro", zero_division=0
+    )
     counts = confusion_matrix(y_true, y_pred, labels=labels).astype(float)
     rows = counts.sum(axis=1, keepdims=True)
     confusion = np.divide(counts, rows, out=np.zeros_like(counts), where=rows > 0)

@@ -13,6 +13,7 @@ A ``model`` section becomes a network here and nowhere else: ``build_model`` (th
 ``build_classifier`` (behind a learned layer sum for ``wav2vec2_layers``), ``build_system_model`` (a
 system's, with seeded initial weights, on its device).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -98,7 +99,8 @@ class SqueezeExcite1d(nn.Module):
         super().__init__()
         hidden = max(1, channels // reduction)
         self.gate = nn.Sequential(
-            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid())
+            nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels), nn.Sigmoid()
+        )
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:  # (batch, C, frames)
         """``mask`` ``(batch, 1, frames)``: the squeeze averages each clip's real frames only."""
@@ -115,8 +117,17 @@ class ResidualBlock1d(nn.Module):
     output does not depend on how much padding follows it.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, se: bool = True,
-                 se_reduction: int = 16, dropout: float = 0.25, masked: bool = False, separable: bool = False):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        se: bool = True,
+        se_reduction: int = 16,
+        dropout: float = 0.25,
+        masked: bool = False,
+        separable: bool = False,
+    ):
         super().__init__()
         self.kernel = kernel
         self.conv1 = temporal_conv(in_channels, out_channels, kernel, separable)
@@ -125,8 +136,11 @@ class ResidualBlock1d(nn.Module):
         self.bn2 = _norm(out_channels, masked)
         self.se = SqueezeExcite1d(out_channels, se_reduction) if se else nn.Identity()
         self.dropout = nn.Dropout(dropout)
-        self.shortcut = nn.Identity() if in_channels == out_channels else nn.Sequential(
-            nn.Conv1d(in_channels, out_channels, 1, bias=False), _norm(out_channels, masked))
+        self.shortcut = (
+            nn.Identity()
+            if in_channels == out_channels
+            else nn.Sequential(nn.Conv1d(in_channels, out_channels, 1, bias=False), _norm(out_channels, masked))
+        )
         self.act = nn.ReLU(inplace=True)
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -148,9 +162,10 @@ def temporal_conv(in_channels: int, out_channels: int, kernel: int, separable: b
     (1x1, in -> out) when ``separable`` (``model.conv: separable``; no norm between the two)."""
     if not separable:
         return nn.Conv1d(in_channels, out_channels, kernel, padding=kernel // 2, bias=False)
-    return nn.Sequential(nn.Conv1d(in_channels, in_channels, kernel, padding=kernel // 2, groups=in_channels,
-                                   bias=False),
-                         nn.Conv1d(in_channels, out_channels, 1, bias=False))
+    return nn.Sequential(
+        nn.Conv1d(in_channels, in_channels, kernel, padding=kernel // 2, groups=in_channels, bias=False),
+        nn.Conv1d(in_channels, out_channels, 1, bias=False),
+    )
 
 
 class AttentiveStatsPool(nn.Module):
@@ -197,10 +212,20 @@ class ResAttn1DCNN(nn.Module):
             False is the paper's network, which averages over the whole window, padding included.
     """
 
-    def __init__(self, in_channels: int = 768, n_classes: int = 3, se: bool = True, se_reduction: int = 16,
-                 blocks: Optional[Sequence[int]] = None, width_scale: float = 1.0,
-                 stem_dropout: float = 0.35, block_dropout: float = 0.25, mask_padding: bool = False,
-                 pooling: str = "mean", separable: bool = False):
+    def __init__(
+        self,
+        in_channels: int = 768,
+        n_classes: int = 3,
+        se: bool = True,
+        se_reduction: int = 16,
+        blocks: Optional[Sequence[int]] = None,
+        width_scale: float = 1.0,
+        stem_dropout: float = 0.35,
+        block_dropout: float = 0.25,
+        mask_padding: bool = False,
+        pooling: str = "mean",
+        separable: bool = False,
+    ):
         super().__init__()
         self.mask_padding = mask_padding
         kept = list(range(len(RESATTN_BLOCKS))) if blocks is None else list(blocks)
@@ -209,12 +234,16 @@ class ResAttn1DCNN(nn.Module):
         stem_width = _scaled(RESATTN_STEM[0], width_scale)
         self.stem = nn.Sequential(
             nn.Conv1d(in_channels, stem_width, RESATTN_STEM[1], padding=RESATTN_STEM[1] // 2, bias=False),
-            _norm(stem_width, mask_padding), nn.ReLU(inplace=True), nn.Dropout(stem_dropout))
+            _norm(stem_width, mask_padding),
+            nn.ReLU(inplace=True),
+            nn.Dropout(stem_dropout),
+        )
         layers, width = [], stem_width
         for index in kept:
             out_width, kernel = _scaled(RESATTN_BLOCKS[index][0], width_scale), RESATTN_BLOCKS[index][1]
-            layers.append(ResidualBlock1d(width, out_width, kernel, se, se_reduction, block_dropout, mask_padding,
-                                          separable))
+            layers.append(
+                ResidualBlock1d(width, out_width, kernel, se, se_reduction, block_dropout, mask_padding, separable)
+            )
             width = out_width
         self.blocks = nn.Sequential(*layers)
         if pooling not in ("mean", "attentive"):
@@ -244,28 +273,38 @@ class ShallowCNN(nn.Module):
     ``mask_padding``: as in ``ResAttn1DCNN`` (BN statistics and the pooling over real frames only).
     """
 
-    def __init__(self, in_channels: int = 64, n_classes: int = 3, width_scale: float = 1.0, dropout: float = 0.2,
-                 mask_padding: bool = False):
+    def __init__(
+        self,
+        in_channels: int = 64,
+        n_classes: int = 3,
+        width_scale: float = 1.0,
+        dropout: float = 0.2,
+        mask_padding: bool = False,
+    ):
         super().__init__()
         self.mask_padding = mask_padding
         layers, width = [], in_channels
         for out_width, kernel in SHALLOW_BLOCKS:
             out_width = _scaled(out_width, width_scale)
-            layers += [nn.Conv1d(width, out_width, kernel, padding=kernel // 2), _norm(out_width, mask_padding),
-                       nn.ReLU(inplace=True), nn.Dropout(dropout)]
+            layers += [
+                nn.Conv1d(width, out_width, kernel, padding=kernel // 2),
+                _norm(out_width, mask_padding),
+                nn.ReLU(inplace=True),
+                nn.Dropout(dropout),
+            ]
             width = out_width
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool1d(1)
         self.head = nn.Linear(width, n_classes)
 
     def forward(self, x: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``(batch, in, frames)`` (+ ``lengths`` ``(batch,)``, used with ``mask_padding``) -> ``(batch, n_classes)``."""
+        """``(batch, in, frames)`` (+ ``lengths`` ``(batch,)``, used with ``mask_padding``) -> ``(batch, classes)``."""
         if lengths is None or not self.mask_padding:
             return self.head(self.pool(self.features(x)).squeeze(2))
         mask = frame_mask(lengths, x.shape[2])  # (batch, 1, frames)
         y = x * mask
         for i in range(0, len(self.features), 4):  # conv, BN, ReLU, dropout; the next conv sees zeros past the clip
-            y = _masked_layers(self.features[i:i + 4], y, mask)
+            y = _masked_layers(self.features[i : i + 4], y, mask)
         return self.head(masked_mean(y, mask))
 
 
@@ -279,15 +318,25 @@ def build_model(model_cfg: ModelConfig, in_channels: int, n_classes: int = 3) ->
     """
     if model_cfg.arch == "shallow":
         if model_cfg.pooling != "mean" or model_cfg.conv != "standard":
-            raise ValueError("model.pooling: attentive and model.conv: separable apply to arch: resattn only; "
-                             "the shallow baseline keeps the paper's mean pooling and standard convs")
-        return ShallowCNN(in_channels, n_classes, width_scale=model_cfg.width_scale,
-                          mask_padding=model_cfg.mask_padding)
+            raise ValueError(
+                "model.pooling: attentive and model.conv: separable apply to arch: resattn only; "
+                "the shallow baseline keeps the paper's mean pooling and standard convs"
+            )
+        return ShallowCNN(
+            in_channels, n_classes, width_scale=model_cfg.width_scale, mask_padding=model_cfg.mask_padding
+        )
     if model_cfg.arch == "resattn":
-        return ResAttn1DCNN(in_channels, n_classes, se=model_cfg.se, se_reduction=model_cfg.se_reduction,
-                            blocks=model_cfg.blocks, width_scale=model_cfg.width_scale,
-                            mask_padding=model_cfg.mask_padding, pooling=model_cfg.pooling,
-                            separable=model_cfg.conv == "separable")
+        return ResAttn1DCNN(
+            in_channels,
+            n_classes,
+            se=model_cfg.se,
+            se_reduction=model_cfg.se_reduction,
+            blocks=model_cfg.blocks,
+            width_scale=model_cfg.width_scale,
+            mask_padding=model_cfg.mask_padding,
+            pooling=model_cfg.pooling,
+            separable=model_cfg.conv == "separable",
+        )
     raise ValueError(f"model.arch must be 'resattn' or 'shallow', got {model_cfg.arch!r}")
 
 
@@ -307,8 +356,10 @@ class LayerSum(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != len(self.logits):
-            raise ValueError(f"LayerSum({len(self.logits)}) expects (batch, {len(self.logits)}, channels, frames), "
-                             f"got {tuple(x.shape)}")
+            raise ValueError(
+                f"LayerSum({len(self.logits)}) expects (batch, {len(self.logits)}, channels, frames), "
+                f"got {tuple(x.shape)}"
+            )
         return torch.einsum("l,blct->bct", self.weights().to(x.dtype), x)
 
 
@@ -328,15 +379,17 @@ class LayerSumClassifier(nn.Module):
         return self.net(mixed) if lengths is None else self.net(mixed, lengths)
 
 
-def build_classifier(model_cfg: ModelConfig, in_channels: int, layers: Optional[int] = None,
-                     n_classes: int = 3) -> nn.Module:
+def build_classifier(
+    model_cfg: ModelConfig, in_channels: int, layers: Optional[int] = None, n_classes: int = 3
+) -> nn.Module:
     """``build_model``, behind a learned ``LayerSum`` of ``layers`` encoder layers when given (``wav2vec2_layers``)."""
     net = build_model(model_cfg, in_channels, n_classes)
     return net if layers is None else LayerSumClassifier(LayerSum(layers), net)
 
 
-def build_system_model(system: SystemConfig, in_channels: int, device: torch.device, seed: int,
-                       layers: Optional[int] = None) -> nn.Module:
+def build_system_model(
+    system: SystemConfig, in_channels: int, device: torch.device, seed: int, layers: Optional[int] = None
+) -> nn.Module:
     """The system's classifier with seeded initial weights, on ``device``; ``layers``: a learned sum of that
     many encoder layers in front of it (``input: wav2vec2_layers``)."""
     set_seed(seed)
@@ -359,21 +412,42 @@ def _layer_rows(model: nn.Module) -> list[tuple[str, nn.Module, str, str]]:
     """(name, module, kind, detail) of the layers a structure diagram shows, in forward order."""
     if isinstance(model, ResAttn1DCNN):
         conv = model.stem[0]
-        rows = [("stem", model.stem, "Conv1d+BN+ReLU+Dropout",
-                 f"{conv.in_channels}->{conv.out_channels}, k={conv.kernel_size[0]}, p=0.35")]
+        rows = [
+            (
+                "stem",
+                model.stem,
+                "Conv1d+BN+ReLU+Dropout",
+                f"{conv.in_channels}->{conv.out_channels}, k={conv.kernel_size[0]}, p=0.35",
+            )
+        ]
         for i, block in enumerate(model.blocks):
-            se = "SE r=%d" % (block.se.gate[0].in_features // block.se.gate[0].out_features) \
-                if isinstance(block.se, SqueezeExcite1d) else "no SE"
+            se = (
+                "SE r=%d" % (block.se.gate[0].in_features // block.se.gate[0].out_features)
+                if isinstance(block.se, SqueezeExcite1d)
+                else "no SE"
+            )
             proj = ", proj 1x1" if not isinstance(block.shortcut, nn.Identity) else ""
-            rows.append((f"block{i + 1}", block, "ResBlock",
-                         f"{block.conv1.in_channels}->{block.conv1.out_channels}, k={block.kernel}, "
-                         f"2 convs, {se}, p=0.25{proj}"))
+            rows.append(
+                (
+                    f"block{i + 1}",
+                    block,
+                    "ResBlock",
+                    f"{block.conv1.in_channels}->{block.conv1.out_channels}, k={block.kernel}, "
+                    f"2 convs, {se}, p=0.25{proj}",
+                )
+            )
     else:
         rows = []
         convs = [m for m in model.features if isinstance(m, nn.Conv1d)]
         for i, conv in enumerate(convs):
-            rows.append((f"conv{i + 1}", conv, "Conv1d+BN+ReLU+Dropout",
-                         f"{conv.in_channels}->{conv.out_channels}, k={conv.kernel_size[0]}, p=0.2"))
+            rows.append(
+                (
+                    f"conv{i + 1}",
+                    conv,
+                    "Conv1d+BN+ReLU+Dropout",
+                    f"{conv.in_channels}->{conv.out_channels}, k={conv.kernel_size[0]}, p=0.2",
+                )
+            )
     rows.append(("pool", model.pool, "GlobalAvgPool", "mean over frames"))
     rows.append(("head", model.head, "Linear", f"{model.head.in_features}->{model.head.out_features}"))
     return rows
@@ -394,8 +468,10 @@ def model_summary(model: nn.Module, input_shape: tuple[int, int]) -> pd.DataFram
     """
     rows = _layer_rows(model)
     shapes: dict[str, tuple] = {}
-    hooks = [module.register_forward_hook(lambda m, i, o, n=name: shapes.__setitem__(n, tuple(o.shape[1:])))
-             for name, module, _, _ in rows]
+    hooks = [
+        module.register_forward_hook(lambda m, i, o, n=name: shapes.__setitem__(n, tuple(o.shape[1:])))
+        for name, module, _, _ in rows
+    ]
     was_training = model.training
     model.eval()
     try:
@@ -406,9 +482,18 @@ def model_summary(model: nn.Module, input_shape: tuple[int, int]) -> pd.DataFram
         for hook in hooks:
             hook.remove()
         model.train(was_training)
-    table = pd.DataFrame([{"layer": name, "kind": kind, "detail": detail,
-                           "output_shape": " x ".join(map(str, shapes.get(name, ()))),
-                           "params": count_params(module)} for name, module, kind, detail in rows])
+    table = pd.DataFrame(
+        [
+            {
+                "layer": name,
+                "kind": kind,
+                "detail": detail,
+                "output_shape": " x ".join(map(str, shapes.get(name, ()))),
+                "params": count_params(module),
+            }
+            for name, module, kind, detail in rows
+        ]
+    )
     if isinstance(model, ShallowCNN):  # BN of each conv block is counted with its conv
         bns = [m for m in model.features if isinstance(m, nn.BatchNorm1d)]
         for i, bn in enumerate(bns):

@@ -10,6 +10,7 @@ float32 host tensors, as always.
 ``plan_placement`` decides, ``Placement.describe`` says what was decided and why (logged by the
 training stage and recorded in each run's ``metrics.json``), and ``to_training_layout`` applies it.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,8 +48,9 @@ class Placement:
         return asdict(self)
 
 
-def plan_placement(elements: int, device: torch.device, free_bytes: Optional[int] = None,
-                   fraction: float = RESIDENT_FRACTION) -> Placement:
+def plan_placement(
+    elements: int, device: torch.device, free_bytes: Optional[int] = None, fraction: float = RESIDENT_FRACTION
+) -> Placement:
     """Decide where ``elements`` feature values (every split together) live for training on ``device``.
 
     Args:
@@ -60,18 +62,39 @@ def plan_placement(elements: int, device: torch.device, free_bytes: Optional[int
     """
     device = torch.device(device)
     if device.type != "cuda":
-        return Placement("device", "float32", False, str(device), elements * 4, None,
-                         "CPU training: float32 in host memory (nothing to copy)")
+        return Placement(
+            "device",
+            "float32",
+            False,
+            str(device),
+            elements * 4,
+            None,
+            "CPU training: float32 in host memory (nothing to copy)",
+        )
     if free_bytes is None:
         free_bytes = int(torch.cuda.mem_get_info(device)[0])
     need = elements * 2  # float16, as the cache stores them
     budget = int(free_bytes * fraction)
     if need <= budget:
-        return Placement("device", "float16", False, str(device), need, free_bytes,
-                         f"fit in {fraction:.0%} of {free_bytes / 1e9:.1f} GB free; cast to float32 per batch")
-    return Placement("host", "float16", True, str(device), need, free_bytes,
-                     f"more than {fraction:.0%} of {free_bytes / 1e9:.1f} GB free: pinned host memory, "
-                     "each batch copied without blocking")
+        return Placement(
+            "device",
+            "float16",
+            False,
+            str(device),
+            need,
+            free_bytes,
+            f"fit in {fraction:.0%} of {free_bytes / 1e9:.1f} GB free; cast to float32 per batch",
+        )
+    return Placement(
+        "host",
+        "float16",
+        True,
+        str(device),
+        need,
+        free_bytes,
+        f"more than {fraction:.0%} of {free_bytes / 1e9:.1f} GB free: pinned host memory, "
+        "each batch copied without blocking",
+    )
 
 
 STREAM_THREADS_MAX = 8  # CHOSEN (not measured on a GPU): threads copying a streamed batch out of the maps
@@ -86,9 +109,16 @@ def stream_threads(device: torch.device) -> int:
 def streamed(feature_bytes: int, device: torch.device) -> Placement:
     """The placement of several layers (``LayerStack``): never in memory, each batch read from the cache's maps."""
     threads = stream_threads(device)
-    return Placement("stream", "float16", torch.device(device).type == "cuda", str(device), feature_bytes, None,
-                     "several encoder layers: each batch read from the memory-mapped cache (never all in memory) "
-                     f"by {threads} thread(s)")
+    return Placement(
+        "stream",
+        "float16",
+        torch.device(device).type == "cuda",
+        str(device),
+        feature_bytes,
+        None,
+        "several encoder layers: each batch read from the memory-mapped cache (never all in memory) "
+        f"by {threads} thread(s)",
+    )
 
 
 def to_training_layout(x: torch.Tensor, placement: Placement) -> torch.Tensor:

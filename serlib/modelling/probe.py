@@ -11,9 +11,10 @@ layers' mean-pooled vectors (mean pooling is linear, so this is the mean of the 
 frame sequences) and a linear head, trained jointly on train, weight decay chosen on validation.
 
 Results live in ``<run>/models/_probe/<protocol>/`` (``probe.csv``, ``probe.json``, one test-prediction
-file per layer, each layer's pooled vectors), keyed by the layers' cache folders, the window, the clips and their split: a probe
-that ran is read back, not recomputed.
+file per layer, each layer's pooled vectors), keyed by the layers' cache folders, the window, the clips and their
+split: a probe that ran is read back, not recomputed.
 """
+
 from __future__ import annotations
 
 import io
@@ -56,14 +57,20 @@ def _subsets(folder: RunFolder, protocol: str) -> pd.DataFrame:
 
 def _key(cfg: Config, folder: RunFolder, plan: LayerPlan, manifest: pd.DataFrame, layers: list, what: str) -> str:
     hashes, _ = content_hashes(manifest["path"].astype(str).tolist(), features_cache_dir(cfg, folder))
-    payload = {"format": PROBE_FORMAT, "what": what, "frames": cfg.features.frames, "grid": list(LINEAR_C),
-               "layers": [key_name(cfg, plan.key("wav2vec2", layer)) for layer in layers],
-               "clips": [list(manifest["utt_id"]), list(manifest["label"]), list(manifest["split"]), hashes]}
+    payload = {
+        "format": PROBE_FORMAT,
+        "what": what,
+        "frames": cfg.features.frames,
+        "grid": list(LINEAR_C),
+        "layers": [key_name(cfg, plan.key("wav2vec2", layer)) for layer in layers],
+        "clips": [list(manifest["utt_id"]), list(manifest["label"]), list(manifest["split"]), hashes],
+    }
     return json_digest(payload)
 
 
-def _pooled(cfg: Config, folder: RunFolder, plan: LayerPlan, manifest: pd.DataFrame, layer: Layer,
-            out: Path) -> tuple[list[str], np.ndarray]:
+def _pooled(
+    cfg: Config, folder: RunFolder, plan: LayerPlan, manifest: pd.DataFrame, layer: Layer, out: Path
+) -> tuple[list[str], np.ndarray]:
     """``pooled_stats`` of one layer, kept in ``out`` (keyed like the probe): the probe and the layer-sum
     baseline read each layer's cache once between them."""
     key = _key(cfg, folder, plan, manifest, [layer], "pooled")
@@ -123,9 +130,18 @@ def layer_probe(cfg: Config, folder: RunFolder, protocol: str = MAIN_PROTOCOL, p
         preds, info = linear_baseline(xs, ys, test_ids)
         test = classification_metrics(ys["test"], preds["pred"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy())
         out_files[layer] = preds
-        rows.append({"layer": str(layer), "index": layer_index(w, layer), "name": label(w, layer), "C": info["C"],
-                     "val_acc": info["val_acc"], "val_uar": info["val_uar"], "test_acc": test["accuracy"],
-                     "test_uar": test["uar"]})
+        rows.append(
+            {
+                "layer": str(layer),
+                "index": layer_index(w, layer),
+                "name": label(w, layer),
+                "C": info["C"],
+                "val_acc": info["val_acc"],
+                "val_uar": info["val_uar"],
+                "test_acc": test["accuracy"],
+                "test_uar": test["uar"],
+            }
+        )
         if progress is not None:
             progress(f"layer probe: {number}/{len(layers)} layers", force=number == len(layers))
     table = pd.DataFrame(rows)
@@ -206,10 +222,12 @@ def layer_sum_linear(cfg: Config, folder: RunFolder, protocol: str = MAIN_PROTOC
     for layer in layers:
         layer_ids, x = _pooled(cfg, folder, plan, manifest, layer, out)
         if ids is not None and layer_ids != ids:
-            raise ValueError(f"layer-sum baseline: layer {layer} holds other clips than layer {layers[0]}; extract "
-                             "every probed layer again (serlib features)")
+            raise ValueError(
+                f"layer-sum baseline: layer {layer} holds other clips than layer {layers[0]}; extract "
+                "every probed layer again (serlib features)"
+            )
         ids = layer_ids
-        stacked.append(x[:, :x.shape[1] // 2])  # the means
+        stacked.append(x[:, : x.shape[1] // 2])  # the means
     x = np.stack(stacked, 1)  # (clips, layers, channels)
     xs, ys, test_ids = _split_arrays(ids, x, manifest)
     mean, std = xs["train"].mean(axis=0), xs["train"].std(axis=0)
@@ -228,13 +246,18 @@ def layer_sum_linear(cfg: Config, folder: RunFolder, protocol: str = MAIN_PROTOC
         probs = torch.softmax(models[best](tx["test"]), 1).numpy()
         weights = torch.softmax(models[best].logits, 0).numpy()
     pred = probs.argmax(1)
-    table = pd.DataFrame({"utt_id": test_ids, "label": [CLASSES[i] for i in ys["test"]],
-                          "pred": [CLASSES[i] for i in pred]})
+    table = pd.DataFrame(
+        {"utt_id": test_ids, "label": [CLASSES[i] for i in ys["test"]], "pred": [CLASSES[i] for i in pred]}
+    )
     for i, name in enumerate(CLASSES):
         table[f"prob_{name}"] = probs[:, i]
     table["correct"] = pred == ys["test"]
-    info = {"weight_decay": best, "val_acc": scores[best][0], "val_uar": scores[best][1],
-            "weights": {str(layer): float(w) for layer, w in zip(layers, weights)}}
+    info = {
+        "weight_decay": best,
+        "val_acc": scores[best][0],
+        "val_uar": scores[best][1],
+        "weights": {str(layer): float(w) for layer, w in zip(layers, weights)},
+    }
     out.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(table, out / "layer_sum_test.csv")
     write_json_atomic(out / "layer_sum.json", {"key": key, "info": info})

@@ -8,6 +8,7 @@ in the format of a system's, to ``<run>/models/_baselines/<protocol>/<name>_test
 chosen hyper-parameter. A second call with the same inputs reuses them; ``baselines_changes`` says what differs
 (``serlib.analysis.evaluation`` refuses predictions made by other settings).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,15 +24,14 @@ from serlib.common.config import Config
 from serlib.common.facts import CLASSES
 from serlib.common.io import read_json, write_csv_atomic, write_json_atomic
 from serlib.common.runfolder import RunFolder
+from serlib.data.protocols import MAIN_PROTOCOL, evaluation_protocols, protocol_subsets
 from serlib.data.stage import load_manifest
 from serlib.features.egemaps import egemaps_features, feature_columns
-from serlib.features.layers import probe_layers
+from serlib.features.layers import plan_layers, probe_layers
 from serlib.modelling import probe
 from serlib.modelling.baselines import duration_baseline, linear_baseline
-from serlib.modelling.models import frame_mask, masked_mean
-from serlib.data.protocols import MAIN_PROTOCOL, evaluation_protocols, protocol_subsets
-from serlib.features.layers import plan_layers
 from serlib.modelling.inputs import load_split_data
+from serlib.modelling.models import frame_mask, masked_mean
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,9 @@ DESCRIPTIONS = {
     DURATION: "a classifier on clip length alone",
     EGEMAPS: "eGeMAPS v02 functionals (88, openSMILE), standardised, logistic regression (C chosen on val)",
     W2V_LINEAR: "wav2vec2 (the run's layer) mean over real frames, standardised, logistic regression "
-                "(C chosen on val): the SUPERB-style linear downstream",
+    "(C chosen on val): the SUPERB-style linear downstream",
     LAYER_SUM: "every probed wav2vec2 layer mean-pooled, a learned softmax layer sum and a linear head trained "
-               "together (weight decay chosen on val): SUPERB's downstream with its weighted sum",
+    "together (weight decay chosen on val): SUPERB's downstream with its weighted sum",
 }
 FILE_STEMS = {DURATION: "duration", EGEMAPS: "egemaps", W2V_LINEAR: "wav2vec2-linear", LAYER_SUM: "layer-sum"}
 BASELINES_FORMAT = 1  # bump when what a baseline computes changes: the written predictions are then remade
@@ -87,10 +87,15 @@ def _file_digest(path: Path) -> Optional[str]:
 
 def made_by(cfg: Config, folder: RunFolder) -> dict:
     """What the baselines' predictions depend on, as plain data (compared key by key with ``baselines.json``)."""
-    return {"format": BASELINES_FORMAT, "baselines": list(baseline_references(cfg)),
-            "protocols": evaluation_protocols(cfg), "manifest": _file_digest(folder.manifest),
-            "folds": _file_digest(folder.folds) if cfg.data.folds else None,
-            "features": dataclasses.asdict(cfg.features), "probed_layers": [str(layer) for layer in probe_layers(cfg)]}
+    return {
+        "format": BASELINES_FORMAT,
+        "baselines": list(baseline_references(cfg)),
+        "protocols": evaluation_protocols(cfg),
+        "manifest": _file_digest(folder.manifest),
+        "folds": _file_digest(folder.folds) if cfg.data.folds else None,
+        "features": dataclasses.asdict(cfg.features),
+        "probed_layers": [str(layer) for layer in probe_layers(cfg)],
+    }
 
 
 def baselines_changes(cfg: Config, folder: RunFolder) -> list[str]:
@@ -102,10 +107,15 @@ def baselines_changes(cfg: Config, folder: RunFolder) -> list[str]:
     saved = saved.get("made_by", {}) if isinstance(saved, dict) else {}
     current = made_by(cfg, folder)
     changed = [key for key in current if saved.get(key) != current[key]]
-    missing = [str(baseline_file(folder, n, p)) for n in current["baselines"] for p in current["protocols"]
-               if not baseline_file(folder, n, p).is_file()]
-    return ([f"{', '.join(changed)} changed since {record} was written"] if changed else []) + \
-        [f"{path} is missing" for path in missing]
+    missing = [
+        str(baseline_file(folder, n, p))
+        for n in current["baselines"]
+        for p in current["protocols"]
+        if not baseline_file(folder, n, p).is_file()
+    ]
+    return ([f"{', '.join(changed)} changed since {record} was written"] if changed else []) + [
+        f"{path} is missing" for path in missing
+    ]
 
 
 def write_baselines(cfg: Config, folder: RunFolder) -> dict:
@@ -132,8 +142,9 @@ def write_baselines(cfg: Config, folder: RunFolder) -> dict:
     return record
 
 
-def _train(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, name: str, protocol: str) -> tuple[pd.DataFrame,
-                                                                                                         dict]:
+def _train(
+    cfg: Config, folder: RunFolder, manifest: pd.DataFrame, name: str, protocol: str
+) -> tuple[pd.DataFrame, dict]:
     """One baseline under one protocol: (test predictions, {its chosen hyper-parameter})."""
     subsets = protocol_subsets(folder, protocol, manifest)
     if name == DURATION:
@@ -142,8 +153,9 @@ def _train(cfg: Config, folder: RunFolder, manifest: pd.DataFrame, name: str, pr
     if name == LAYER_SUM:
         preds, info = probe.layer_sum_linear(cfg, folder, protocol)
         return preds, {"weight_decay": info["weight_decay"]}
-    x, y, ids = _egemaps_arrays(folder, manifest, subsets) if name == EGEMAPS else _wav2vec2_arrays(cfg, folder,
-                                                                                                    protocol)
+    x, y, ids = (
+        _egemaps_arrays(folder, manifest, subsets) if name == EGEMAPS else _wav2vec2_arrays(cfg, folder, protocol)
+    )
     preds, info = linear_baseline(x, y, ids)
     return preds, {"C": info["C"]}
 

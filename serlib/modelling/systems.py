@@ -12,12 +12,12 @@ The data a system trains on is ``serlib.modelling.inputs`` (its features, split 
 ``serlib.modelling.augment``. It reads the manifest and the feature cache and builds neither
 (``serlib.pipeline`` makes sure they exist before training starts).
 """
-from __future__ import annotations
 
-import logging
+from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import uuid
@@ -33,8 +33,8 @@ from serlib.common.config import Config, ConfigError, SystemConfig, config_to_di
 from serlib.common.digest import json_digest
 from serlib.common.facts import CLASSES
 from serlib.common.io import read_json, write_csv_atomic, write_json_atomic
-from serlib.common.runfolder import RunFolder
 from serlib.common.progress import Progress
+from serlib.common.runfolder import RunFolder
 from serlib.common.runtime import resolve_device
 from serlib.data.protocols import MAIN_PROTOCOL
 from serlib.features.layers import plan_layers
@@ -61,9 +61,15 @@ def run_key(system: SystemConfig, cfg: Config, lr: float, weight_decay: float, d
     train_dict = non_default(cfg.train)
     for key in ("seeds", "device", "eval_batch_size", "threads", "select", "lr", "weight_decay", "trim_batches"):
         train_dict.pop(key, None)
-    payload = {"system": system_dict, "train": train_dict, "lr": lr, "weight_decay": weight_decay,
-               "augment": non_default(cfg.augment) if system.augment else None,
-               "features": data.fingerprint, "seed": seed}
+    payload = {
+        "system": system_dict,
+        "train": train_dict,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "augment": non_default(cfg.augment) if system.augment else None,
+        "features": data.fingerprint,
+        "seed": seed,
+    }
     if trims_batches(cfg, system):  # trimming changes the batches of a masked system only
         payload["trim"] = True
     return json_digest(payload)
@@ -95,12 +101,14 @@ def replace_run_dir(work: Path, out: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def _predictions(model: nn.Module, data: SplitData, split: str, batch_size: int,
-                 trim: bool = False) -> tuple[pd.DataFrame, dict]:
+def _predictions(
+    model: nn.Module, data: SplitData, split: str, batch_size: int, trim: bool = False
+) -> tuple[pd.DataFrame, dict]:
     probs = predict_proba(model, data.x[split], batch_size, data.split_lengths(split), trim).cpu().numpy()  # (n, 3)
     truth, pred = data.y[split].cpu().numpy(), probs.argmax(1)
-    table = pd.DataFrame({"utt_id": data.utt_ids[split], "label": [CLASSES[i] for i in truth],
-                          "pred": [CLASSES[i] for i in pred]})
+    table = pd.DataFrame(
+        {"utt_id": data.utt_ids[split], "label": [CLASSES[i] for i in truth], "pred": [CLASSES[i] for i in pred]}
+    )
     for i, name in enumerate(CLASSES):
         table[f"prob_{name}"] = probs[:, i]
     table["correct"] = truth == pred
@@ -115,8 +123,18 @@ def trims_batches(cfg: Config, system: SystemConfig) -> bool:
     return bool(wanted and system.model.mask_padding)
 
 
-def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, data: SplitData, seed: int,
-              lr: float, weight_decay: float, key: str, progress: bool = True) -> dict:
+def train_run(
+    cfg: Config,
+    folder: RunFolder,
+    name: str,
+    system: SystemConfig,
+    data: SplitData,
+    seed: int,
+    lr: float,
+    weight_decay: float,
+    key: str,
+    progress: bool = True,
+) -> dict:
     """Train one system with one seed and write every output of the training contract.
 
     Returns:
@@ -134,8 +152,20 @@ def train_run(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, d
     return result_row(folder, name, system, seed, "trained", protocol)
 
 
-def _train_into(cfg: Config, folder: RunFolder, name: str, system: SystemConfig, data: SplitData, seed: int,
-                lr: float, weight_decay: float, key: str, progress: bool, out: Path, work: Path) -> None:
+def _train_into(
+    cfg: Config,
+    folder: RunFolder,
+    name: str,
+    system: SystemConfig,
+    data: SplitData,
+    seed: int,
+    lr: float,
+    weight_decay: float,
+    key: str,
+    progress: bool,
+    out: Path,
+    work: Path,
+) -> None:
     """``train_run``'s work: fit, then every output into ``work`` (``config.json`` last)."""
     protocol = data.protocol
 
@@ -148,29 +178,66 @@ def _train_into(cfg: Config, folder: RunFolder, name: str, system: SystemConfig,
     live = folder.live_history(name, seed, protocol)
     live.unlink(missing_ok=True)  # this training run's epochs, appended as they finish
     where = f"{name} seed {seed}" + ("" if protocol == MAIN_PROTOCOL else f" ({protocol})")
-    settings = TrainSettings.from_config(cfg.train, lr, weight_decay, seed=seed, trim=trim, progress=progress,
-                                         desc=where, name=name if protocol == MAIN_PROTOCOL else f"{name} ({protocol})")
+    settings = TrainSettings.from_config(
+        cfg.train,
+        lr,
+        weight_decay,
+        seed=seed,
+        trim=trim,
+        progress=progress,
+        desc=where,
+        name=name if protocol == MAIN_PROTOCOL else f"{name} ({protocol})",
+    )
     result = fit(model, data, settings, system_augment(cfg.augment, system), epoch_progress(folder, where, live))
     result.history.to_csv(staged(folder.history(name, seed, protocol)), index=False)
-    metrics = {"best_epoch": result.best_epoch, "stopped_epoch": result.stopped_epoch,
-               "params": count_params(model), "seconds_per_epoch": result.seconds_per_epoch,
-               "lr": lr, "weight_decay": weight_decay, "device": str(data.device),
-               "placement": data.placement.as_dict() if data.placement is not None else None,
-               "deterministic": cfg.train.deterministic, "amp": cfg.train.amp,
-               "in_channels": data.channels, "frames": data.frames, "threads": torch.get_num_threads(),
-               "layers": data.layers,
-               "n_train": len(data.y["train"]), "n_val": len(data.y["val"]), "n_test": len(data.y["test"])}
+    metrics = {
+        "best_epoch": result.best_epoch,
+        "stopped_epoch": result.stopped_epoch,
+        "params": count_params(model),
+        "seconds_per_epoch": result.seconds_per_epoch,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "device": str(data.device),
+        "placement": data.placement.as_dict() if data.placement is not None else None,
+        "deterministic": cfg.train.deterministic,
+        "amp": cfg.train.amp,
+        "in_channels": data.channels,
+        "frames": data.frames,
+        "threads": torch.get_num_threads(),
+        "layers": data.layers,
+        "n_train": len(data.y["train"]),
+        "n_val": len(data.y["val"]),
+        "n_test": len(data.y["test"]),
+    }
     for split in ("val", "test"):  # test is scored once, at the best-validation checkpoint
         table, metrics[split] = _predictions(model, data, split, cfg.train.eval_batch_size, trim)
         table.to_csv(staged(folder.predictions(name, seed, split, protocol)), index=False)
     staged(folder.metrics(name, seed, protocol)).write_text(json.dumps(metrics, indent=2))
-    torch.save({"state_dict": result.best_state, "model": dataclasses.asdict(system.model),
-                "in_channels": data.channels, "frames": data.frames, "input": system.input, "layers": data.layers,
-                "best_epoch": result.best_epoch, "key": key, "features": dataclasses.asdict(cfg.features)},
-               staged(folder.checkpoint(name, seed, protocol)))
-    config = {"key": key, "system": name, "seed": seed, "protocol": protocol, "lr": lr, "weight_decay": weight_decay,
-              "features": data.fingerprint, "system_config": dataclasses.asdict(system),
-              "run_config": config_to_dict(cfg)}
+    torch.save(
+        {
+            "state_dict": result.best_state,
+            "model": dataclasses.asdict(system.model),
+            "in_channels": data.channels,
+            "frames": data.frames,
+            "input": system.input,
+            "layers": data.layers,
+            "best_epoch": result.best_epoch,
+            "key": key,
+            "features": dataclasses.asdict(cfg.features),
+        },
+        staged(folder.checkpoint(name, seed, protocol)),
+    )
+    config = {
+        "key": key,
+        "system": name,
+        "seed": seed,
+        "protocol": protocol,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "features": data.fingerprint,
+        "system_config": dataclasses.asdict(system),
+        "run_config": config_to_dict(cfg),
+    }
     if live.is_file():
         os.replace(live, staged(live))  # the epochs go with the run they belong to
     staged(folder.run_config(name, seed, protocol)).write_text(json.dumps(config, indent=2, default=str))  # last
@@ -181,39 +248,60 @@ def epoch_progress(folder: RunFolder, what: str, live: Optional[Path] = None):
     events = Progress(folder.progress, "train", min_interval=0.0)
 
     def on_epoch(row: dict, max_epochs: int) -> None:
-        events(f"{what}: epoch {row['epoch']}/{max_epochs}, val acc {row['val_acc']:.3f}, "
-               f"{row['seconds']:.1f} s per epoch")
+        events(
+            f"{what}: epoch {row['epoch']}/{max_epochs}, val acc {row['val_acc']:.3f}, {row['seconds']:.1f} s per epoch"
+        )
         if live is not None:
             new = not live.is_file()
             with open(live, "a", encoding="utf-8") as fh:  # one line per epoch, as it finishes
                 if new:
                     fh.write(",".join(HISTORY_COLUMNS) + "\n")
-                fh.write(",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c])
-                                  for c in HISTORY_COLUMNS) + "\n")
+                fh.write(
+                    ",".join(f"{row[c]:.6g}" if isinstance(row[c], float) else str(row[c]) for c in HISTORY_COLUMNS)
+                    + "\n"
+                )
 
     return on_epoch
 
 
-def result_row(folder: RunFolder, name: str, system: SystemConfig, seed: int, status: str,
-               protocol: str = MAIN_PROTOCOL) -> dict:
+def result_row(
+    folder: RunFolder, name: str, system: SystemConfig, seed: int, status: str, protocol: str = MAIN_PROTOCOL
+) -> dict:
     """One row of the results table, read back from a run's ``metrics.json``."""
     path = folder.run_dir(name, seed, protocol)
     metrics = read_json(folder.metrics(name, seed, protocol), f"train it again (serlib train PARAMS --system {name})")
     model = system.model
-    return {"protocol": protocol, "system": name, "seed": seed, "input": system.input, "arch": model.arch,
-            "se": model.se if model.arch == "resattn" else False,
-            "blocks": (len(model.blocks) if model.blocks is not None else 5) if model.arch == "resattn" else 3,
-            "augment": system.augment, "width_scale": model.width_scale, "in_channels": metrics["in_channels"],
-            "frames": metrics["frames"], "params": metrics["params"],
-            "val_acc": metrics["val"]["accuracy"], "val_uar": metrics["val"]["macro_recall"],
-            "val_macro_f1": metrics["val"]["macro_f1"],
-            "test_acc": metrics["test"]["accuracy"], "test_uar": metrics["test"]["macro_recall"],
-            "test_macro_precision": metrics["test"]["macro_precision"],
-            "test_macro_recall": metrics["test"]["macro_recall"], "test_macro_f1": metrics["test"]["macro_f1"],
-            "best_epoch": metrics["best_epoch"], "stopped_epoch": metrics["stopped_epoch"],
-            "seconds_per_epoch": metrics["seconds_per_epoch"], "lr": metrics["lr"],
-            "weight_decay": metrics["weight_decay"], "threads": metrics.get("threads"),
-            "device": metrics.get("device"), "status": status, "path": str(path)}
+    return {
+        "protocol": protocol,
+        "system": name,
+        "seed": seed,
+        "input": system.input,
+        "arch": model.arch,
+        "se": model.se if model.arch == "resattn" else False,
+        "blocks": (len(model.blocks) if model.blocks is not None else 5) if model.arch == "resattn" else 3,
+        "augment": system.augment,
+        "width_scale": model.width_scale,
+        "in_channels": metrics["in_channels"],
+        "frames": metrics["frames"],
+        "params": metrics["params"],
+        "val_acc": metrics["val"]["accuracy"],
+        "val_uar": metrics["val"]["macro_recall"],
+        "val_macro_f1": metrics["val"]["macro_f1"],
+        "test_acc": metrics["test"]["accuracy"],
+        "test_uar": metrics["test"]["macro_recall"],
+        "test_macro_precision": metrics["test"]["macro_precision"],
+        "test_macro_recall": metrics["test"]["macro_recall"],
+        "test_macro_f1": metrics["test"]["macro_f1"],
+        "best_epoch": metrics["best_epoch"],
+        "stopped_epoch": metrics["stopped_epoch"],
+        "seconds_per_epoch": metrics["seconds_per_epoch"],
+        "lr": metrics["lr"],
+        "weight_decay": metrics["weight_decay"],
+        "threads": metrics.get("threads"),
+        "device": metrics.get("device"),
+        "status": status,
+        "path": str(path),
+    }
 
 
 # --------------------------------------------------------------------------- learning-rate selection
@@ -243,8 +331,14 @@ def _selection_dir(folder: RunFolder, group: str, protocol: str) -> Path:
     return folder.selection / protocol / group
 
 
-def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = None, progress: bool = True,
-                 system_name: Optional[str] = None, group: str = "shared") -> dict:
+def select_lr_wd(
+    cfg: Config,
+    folder: RunFolder,
+    data: Optional[SplitData] = None,
+    progress: bool = True,
+    system_name: Optional[str] = None,
+    group: str = "shared",
+) -> dict:
     """Choose the learning rate and weight decay on the validation split (never test).
 
     Trains ``system_name`` (default ``train.select.system``) once per grid point of ``select.lrs`` x
@@ -259,8 +353,10 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
     sel = cfg.train.select
     system_name = system_name or sel.system
     if system_name not in cfg.systems:  # load_config checks this; a Config built in code may not hold it
-        raise ConfigError(f"{cfg.source}: 'train.select.system' must be one of the systems "
-                          f"({', '.join(cfg.systems)}), got {system_name!r}")
+        raise ConfigError(
+            f"{cfg.source}: 'train.select.system' must be one of the systems "
+            f"({', '.join(cfg.systems)}), got {system_name!r}"
+        )
     system = cfg.systems[system_name]
     device = resolve_device(cfg.train.device, key="train.device")
     data = data or system_data(cfg, folder, system_name, device)
@@ -273,22 +369,47 @@ def select_lr_wd(cfg: Config, folder: RunFolder, data: Optional[SplitData] = Non
     for lr in sel.lrs:
         for wd in sel.weight_decays:
             model = build_system_model(system, data.channels, device, sel.seed, data.stacked)
-            settings = TrainSettings.from_config(cfg.train, lr, wd, sel.max_epochs, seed=sel.seed,
-                                                 trim=trims_batches(cfg, system), progress=progress,
-                                                 desc=f"select {system_name} lr={lr:g} wd={wd:g}",
-                                                 name=f"{system_name} (selection lr={lr:g} wd={wd:g})")
-            result = fit(model, data, settings, system_augment(cfg.augment, system),
-                         epoch_progress(folder, f"selection {system_name} lr={lr:g} wd={wd:g}"))
+            settings = TrainSettings.from_config(
+                cfg.train,
+                lr,
+                wd,
+                sel.max_epochs,
+                seed=sel.seed,
+                trim=trims_batches(cfg, system),
+                progress=progress,
+                desc=f"select {system_name} lr={lr:g} wd={wd:g}",
+                name=f"{system_name} (selection lr={lr:g} wd={wd:g})",
+            )
+            result = fit(
+                model,
+                data,
+                settings,
+                system_augment(cfg.augment, system),
+                epoch_progress(folder, f"selection {system_name} lr={lr:g} wd={wd:g}"),
+            )
             best_loss = float(result.history["val_loss"].iloc[result.best_epoch - 1])
-            rows.append({"lr": lr, "weight_decay": wd, "best_val_acc": result.best_val_acc,
-                         "best_val_loss": best_loss, "best_epoch": result.best_epoch})
+            rows.append(
+                {
+                    "lr": lr,
+                    "weight_decay": wd,
+                    "best_val_acc": result.best_val_acc,
+                    "best_val_loss": best_loss,
+                    "best_epoch": result.best_epoch,
+                }
+            )
     grid = pd.DataFrame(rows)
     best = grid.sort_values(["best_val_acc", "best_val_loss"], ascending=[False, True]).index[0]
     grid["chosen"] = grid.index == best
     out.mkdir(parents=True, exist_ok=True)
     write_csv_atomic(grid, out / "selection.csv")
-    chosen = {"lr": float(grid.loc[best, "lr"]), "weight_decay": float(grid.loc[best, "weight_decay"]),
-              "system": system_name, "group": group, "protocol": data.protocol, "key": key}
+    chosen = {
+        "lr": float(grid.loc[best, "lr"]),
+        "weight_decay": float(grid.loc[best, "weight_decay"]),
+        "system": system_name,
+        "group": group,
+        "protocol": data.protocol,
+        "key": key,
+    }
     write_json_atomic(out / "selection.json", chosen)
     return {**chosen, "grid": grid}
 
@@ -340,8 +461,13 @@ def _copy_run(source: Path, target: Path, name: str, same_as: str) -> None:
         raise
 
 
-def train_systems(cfg: Config, folder: RunFolder, systems: Optional[Sequence[str]] = None,
-                  progress: bool = True, protocol: str = MAIN_PROTOCOL) -> pd.DataFrame:
+def train_systems(
+    cfg: Config,
+    folder: RunFolder,
+    systems: Optional[Sequence[str]] = None,
+    progress: bool = True,
+    protocol: str = MAIN_PROTOCOL,
+) -> pd.DataFrame:
     """Train every system (or those named) over ``cfg.train.seeds`` under ``protocol``; reuse unchanged runs.
 
     A run is reused when its folder holds a complete run with the same key (``run_key``); two
@@ -384,8 +510,9 @@ def _train_all(cfg: Config, folder: RunFolder, names: list[str], progress: bool,
 
     rows, done_by_key = [], {}
     jobs = [(name, seed) for name in names for seed in cfg.train.seeds]
-    for name, seed in tqdm(jobs, desc="systems" if protocol == MAIN_PROTOCOL else f"systems ({protocol})",
-                           disable=not progress):
+    for name, seed in tqdm(
+        jobs, desc="systems" if protocol == MAIN_PROTOCOL else f"systems ({protocol})", disable=not progress
+    ):
         system = cfg.systems[name]
         lr, weight_decay = _hyperparameters(cfg, folder, name, data_for, progress)
         data = data_for(name)

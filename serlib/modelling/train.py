@@ -15,6 +15,7 @@ Running the configured systems (run folders, learning-rate selection, all system
 table) lives in ``serlib.modelling.systems``, which builds on this engine; the split data it trains on is
 ``serlib.modelling.inputs``.
 """
+
 from __future__ import annotations
 
 import math
@@ -96,8 +97,9 @@ def length_buckets(lengths: torch.Tensor, batch_size: int, generator: torch.Gene
 def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
     """AdamW with the paper's betas (0.9, 0.999); the fused kernel when the model is on a GPU."""
     device = next(model.parameters()).device
-    return torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay,
-                             fused=device.type == "cuda")
+    return torch.optim.AdamW(
+        model.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay, fused=device.type == "cuda"
+    )
 
 
 class TrainStep:
@@ -111,13 +113,20 @@ class TrainStep:
         amp: bf16 autocast for forward and loss (a GPU fast path; weights stay fp32).
     """
 
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer, augment: Optional[nn.Module] = None,
-                 grad_clip: float = 0.0, amp: bool = False):
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        augment: Optional[nn.Module] = None,
+        grad_clip: float = 0.0,
+        amp: bool = False,
+    ):
         self.model, self.optimizer, self.augment = model, optimizer, augment
         self.grad_clip, self.amp = grad_clip, amp
 
-    def __call__(self, inputs: torch.Tensor, targets: torch.Tensor, inplace: bool = False,
-                 lengths: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, inputs: torch.Tensor, targets: torch.Tensor, inplace: bool = False, lengths: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Train on one batch.
 
         Args:
@@ -135,8 +144,11 @@ class TrainStep:
             inputs, net, inplace = self.model.mix(inputs), self.model.net, False  # (batch, channels, frames)
         if self.augment is not None:
             augment = self.augment.train()
-            inputs = augment(inputs, inplace=inplace) if lengths is None else augment(inputs, inplace=inplace,
-                                                                                       lengths=lengths)
+            inputs = (
+                augment(inputs, inplace=inplace)
+                if lengths is None
+                else augment(inputs, inplace=inplace, lengths=lengths)
+            )
         with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logits = net(inputs) if lengths is None else net(inputs, lengths)  # (batch, classes)
             loss = nn.functional.cross_entropy(logits, targets)
@@ -148,10 +160,18 @@ class TrainStep:
         return loss.detach(), (logits.argmax(1) == targets).sum()
 
 
-def _train_epoch(step: TrainStep, x: torch.Tensor, y: torch.Tensor, batch_size: int,
-                 generator: torch.Generator, where: str = "training", epoch: int = 1,
-                 lengths: Optional[torch.Tensor] = None, trim: bool = False,
-                 device: Optional[torch.device] = None) -> tuple[float, float]:
+def _train_epoch(
+    step: TrainStep,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+    where: str = "training",
+    epoch: int = 1,
+    lengths: Optional[torch.Tensor] = None,
+    trim: bool = False,
+    device: Optional[torch.device] = None,
+) -> tuple[float, float]:
     """One epoch. ``x`` may be float16 and may sit on the host (``serlib.modelling.placement``); the
     batches, labels and lengths go to ``device`` (default: ``x``'s), where the model is."""
     device = x.device if device is None else torch.device(device)
@@ -161,8 +181,7 @@ def _train_epoch(step: TrainStep, x: torch.Tensor, y: torch.Tensor, batch_size: 
     total_loss, correct = 0.0, 0
     on_device = device.type in SYNC_FREE_DEVICES
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, correct count (read once when on_device)
-    batches = (length_buckets(host_lengths, batch_size, generator) if trim
-               else _batches(len(y), batch_size, generator))
+    batches = length_buckets(host_lengths, batch_size, generator) if trim else _batches(len(y), batch_size, generator)
     on_device_batches = _to_device(batches, device)  # the epoch's order, copied once
     for number, (index, moved) in enumerate(zip(batches, on_device_batches), 1):
         frames = int(host_lengths[index].max()) if trim else None  # trim: only up to the batch's longest clip
@@ -180,7 +199,8 @@ def _train_epoch(step: TrainStep, x: torch.Tensor, y: torch.Tensor, batch_size: 
             raise NonFiniteLossError(
                 f"{where}: the training loss is {value} at epoch {epoch}, batch {number} of {len(batches)} "
                 f"({bad} of its {len(targets)} inputs hold NaN/inf); training stopped. Check the features "
-                "(data/features_failed.csv, the audio check in data/excluded.csv) and try a lower train.lr")
+                "(data/features_failed.csv, the audio check in data/excluded.csv) and try a lower train.lr"
+            )
         total_loss += value * len(targets)
         correct += hits.item()
     if on_device:
@@ -189,7 +209,8 @@ def _train_epoch(step: TrainStep, x: torch.Tensor, y: torch.Tensor, batch_size: 
             raise NonFiniteLossError(
                 f"{where}: the training loss summed over epoch {epoch} is {total_loss} (on {device.type} the losses "
                 "are read once per epoch, so the batch is not named); training stopped. Check the features "
-                "(data/features_failed.csv, the audio check in data/excluded.csv) and try a lower train.lr")
+                "(data/features_failed.csv, the audio check in data/excluded.csv) and try a lower train.lr"
+            )
     return total_loss / len(y), correct / len(y)
 
 
@@ -204,8 +225,9 @@ def _to_device(batches: list[torch.Tensor], device: torch.device) -> list[torch.
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 256, lengths: Optional[torch.Tensor] = None,
-                  trim: bool = False) -> torch.Tensor:
+def predict_proba(
+    model: nn.Module, x: torch.Tensor, batch_size: int = 256, lengths: Optional[torch.Tensor] = None, trim: bool = False
+) -> torch.Tensor:
     """Class probabilities (n, 3) of ``x`` (n, channels, frames) in eval mode, on ``x``'s device.
 
     Args:
@@ -218,8 +240,10 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 256, leng
     model.eval()
     device = next(model.parameters(), x).device  # a module without parameters (int8) runs where x is
     if lengths is None:
-        probs = [torch.softmax(model(x[i:i + batch_size].to(device).float()), dim=1).to(x.device)
-                 for i in range(0, len(x), batch_size)]
+        probs = [
+            torch.softmax(model(x[i : i + batch_size].to(device).float()), dim=1).to(x.device)
+            for i in range(0, len(x), batch_size)
+        ]
         return torch.cat(probs) if probs else torch.zeros(0, len(CLASSES))
     host_lengths = lengths.cpu()
     order = torch.argsort(host_lengths, stable=True) if trim else torch.arange(len(x))
@@ -233,8 +257,14 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 256, leng
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256,
-             lengths: Optional[torch.Tensor] = None, trim: bool = False) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    batch_size: int = 256,
+    lengths: Optional[torch.Tensor] = None,
+    trim: bool = False,
+) -> tuple[float, float]:
     """(cross-entropy loss, accuracy) of ``model`` on ``x`` (n, channels, frames), ``y`` (n,)."""
     probs = predict_proba(model, x, batch_size, lengths, trim)
     loss = nn.functional.nll_loss(torch.log(probs.clamp_min(1e-12)), y.to(probs.device)).item()
@@ -244,8 +274,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
 def _check_fit_inputs(train_x, train_y, val_x, val_y) -> None:
     for name, x, y in (("train", train_x, train_y), ("val", val_x, val_y)):
         if x.dim() not in (3, 4) or len(x) != len(y) or len(y) == 0:
-            raise ValueError(f"{name}: expected x (n, [layers,] channels, frames) and y (n,) with n > 0, "
-                             f"got {tuple(x.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"{name}: expected x (n, [layers,] channels, frames) and y (n,) with n > 0, "
+                f"got {tuple(x.shape)} and {tuple(y.shape)}"
+            )
 
 
 @dataclass(frozen=True)
@@ -263,16 +295,32 @@ class TrainSettings:
     progress: bool = True  # show a tqdm bar over epochs
 
     @classmethod
-    def from_config(cls, train: TrainConfig, lr: Optional[float] = None, weight_decay: Optional[float] = None,
-                    max_epochs: Optional[int] = None, **choices) -> "TrainSettings":
+    def from_config(
+        cls,
+        train: TrainConfig,
+        lr: Optional[float] = None,
+        weight_decay: Optional[float] = None,
+        max_epochs: Optional[int] = None,
+        **choices,
+    ) -> "TrainSettings":
         """The settings the ``train`` section describes; ``lr``, ``weight_decay``, ``max_epochs`` override it
         (learning-rate selection), ``choices`` set the other fields."""
-        return cls(train, train.lr if lr is None else lr, train.weight_decay if weight_decay is None else weight_decay,
-                   train.max_epochs if max_epochs is None else max_epochs, **choices)
+        return cls(
+            train,
+            train.lr if lr is None else lr,
+            train.weight_decay if weight_decay is None else weight_decay,
+            train.max_epochs if max_epochs is None else max_epochs,
+            **choices,
+        )
 
 
-def fit(model: nn.Module, data: SplitData, settings: TrainSettings, augment: Optional[nn.Module] = None,
-        on_epoch: Optional[Callable[[dict, int], None]] = None) -> FitResult:
+def fit(
+    model: nn.Module,
+    data: SplitData,
+    settings: TrainSettings,
+    augment: Optional[nn.Module] = None,
+    on_epoch: Optional[Callable[[dict, int], None]] = None,
+) -> FitResult:
     """Train ``model`` with the paper's protocol and leave the best-validation weights in it.
 
     Args:
@@ -301,36 +349,60 @@ def fit(model: nn.Module, data: SplitData, settings: TrainSettings, augment: Opt
         return _fit(model, data, settings, augment, on_epoch)
 
 
-def _fit(model: nn.Module, data: SplitData, settings: TrainSettings, augment: Optional[nn.Module],
-         on_epoch: Optional[Callable[[dict, int], None]]) -> FitResult:
+def _fit(
+    model: nn.Module,
+    data: SplitData,
+    settings: TrainSettings,
+    augment: Optional[nn.Module],
+    on_epoch: Optional[Callable[[dict, int], None]],
+) -> FitResult:
     train_cfg, seed, max_epochs, trim = settings.train, settings.seed, settings.max_epochs, settings.trim
     device = next(model.parameters()).device  # labels, indices and lengths follow the model; features may not
     generator = torch.Generator().manual_seed(seed)
     optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
     step = TrainStep(model, optimizer, augment, train_cfg.grad_clip, amp=train_cfg.amp)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode="max", factor=train_cfg.plateau_factor, patience=train_cfg.plateau_patience,
-        min_lr=train_cfg.min_lr)
+        optimizer,
+        mode="max",
+        factor=train_cfg.plateau_factor,
+        patience=train_cfg.plateau_patience,
+        min_lr=train_cfg.min_lr,
+    )
     rows, best = [], {"acc": -1.0, "loss": math.inf, "epoch": 0, "state": None}
     where = f"system {settings.name}, seed {seed}" if settings.name else f"{settings.desc} (seed {seed})"
     bar = tqdm(range(1, max_epochs + 1), desc=settings.desc, disable=not settings.progress, leave=False)
     for epoch in bar:
         start, epoch_lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
         try:
-            train_loss, train_acc = _train_epoch(step, data.x["train"], data.y["train"], train_cfg.batch_size,
-                                                 generator, where, epoch, data.split_lengths("train"), trim, device)
+            train_loss, train_acc = _train_epoch(
+                step,
+                data.x["train"],
+                data.y["train"],
+                train_cfg.batch_size,
+                generator,
+                where,
+                epoch,
+                data.split_lengths("train"),
+                trim,
+                device,
+            )
         except NonFiniteLossError:
             bar.close()
             raise
-        val_loss, val_acc = evaluate(model, data.x["val"], data.y["val"], train_cfg.eval_batch_size,
-                                     data.split_lengths("val"), trim)
+        val_loss, val_acc = evaluate(
+            model, data.x["val"], data.y["val"], train_cfg.eval_batch_size, data.split_lengths("val"), trim
+        )
         scheduler.step(val_acc)
         rows.append([epoch, train_loss, train_acc, val_loss, val_acc, epoch_lr, time.perf_counter() - start])
         if on_epoch is not None:
             on_epoch(dict(zip(HISTORY_COLUMNS, rows[-1])), max_epochs)
         if val_acc > best["acc"] or (val_acc == best["acc"] and val_loss < best["loss"]):
-            best = {"acc": val_acc, "loss": val_loss, "epoch": epoch,
-                    "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+            best = {
+                "acc": val_acc,
+                "loss": val_loss,
+                "epoch": epoch,
+                "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+            }
         bar.set_postfix(val_acc=f"{val_acc:.3f}", best=f"{best['acc']:.3f}")
         if epoch - best["epoch"] >= train_cfg.early_stop_patience:
             break
@@ -339,16 +411,21 @@ def _fit(model: nn.Module, data: SplitData, settings: TrainSettings, augment: Op
         raise ValueError(f"max_epochs must be at least 1, got {max_epochs}")
     model.load_state_dict(best["state"])
     history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
-    return FitResult(history, best["epoch"], int(history["epoch"].iloc[-1]), best["acc"],
-                     float(history["seconds"].mean()), best["state"])
+    return FitResult(
+        history,
+        best["epoch"],
+        int(history["epoch"].iloc[-1]),
+        best["acc"],
+        float(history["seconds"].mean()),
+        best["state"],
+    )
 
 
 # --------------------------------------------------------------------------- checkpoints
 
 
 # What a checkpoint holds besides its weights (``serlib.modelling.systems.train_run`` writes it), by type.
-CHECKPOINT_FIELDS = {"state_dict": dict, "model": dict, "in_channels": int, "frames": int, "input": str,
-                     "key": str}
+CHECKPOINT_FIELDS = {"state_dict": dict, "model": dict, "in_channels": int, "frames": int, "input": str, "key": str}
 
 
 def read_checkpoint(path: str | Path, fix: str = "") -> dict:
@@ -372,13 +449,22 @@ def read_checkpoint(path: str | Path, fix: str = "") -> dict:
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ValueError... by cause
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
         if "weights only load failed" in first.lower() or "weights_only" in str(err):
-            raise CheckpointError(f"{path}: refused: it holds Python objects other than tensors, numbers and text "
-                                  f"(serlib loads checkpoints as data only and never runs code from a file); {fix}") from None
-        raise CheckpointError(f"{path}: damaged, not a checkpoint torch can read ({type(err).__name__}: {first}); "
-                              f"{fix}") from None
-    problems = ["not a mapping"] if not isinstance(state, dict) else [
-        f"'{k}' {'missing' if k not in state else 'is not ' + t.__name__}" for k, t in CHECKPOINT_FIELDS.items()
-        if not isinstance(state.get(k), t) or isinstance(state.get(k), bool)]
+            raise CheckpointError(
+                f"{path}: refused: it holds Python objects other than tensors, numbers and text "
+                f"(serlib loads checkpoints as data only and never runs code from a file); {fix}"
+            ) from None
+        raise CheckpointError(
+            f"{path}: damaged, not a checkpoint torch can read ({type(err).__name__}: {first}); {fix}"
+        ) from None
+    problems = (
+        ["not a mapping"]
+        if not isinstance(state, dict)
+        else [
+            f"'{k}' {'missing' if k not in state else 'is not ' + t.__name__}"
+            for k, t in CHECKPOINT_FIELDS.items()
+            if not isinstance(state.get(k), t) or isinstance(state.get(k), bool)
+        ]
+    )
     if not problems and not all(isinstance(v, torch.Tensor) for v in state["state_dict"].values()):
         problems.append("'state_dict' holds more than tensors")
     if not problems and not (state.get("layers") is None or isinstance(state["layers"], list)):
@@ -388,7 +474,9 @@ def read_checkpoint(path: str | Path, fix: str = "") -> dict:
     return state
 
 
-def classifier_from_state(state: dict, device: str | torch.device = "cpu", origin: str | Path = "checkpoint") -> nn.Module:
+def classifier_from_state(
+    state: dict, device: str | torch.device = "cpu", origin: str | Path = "checkpoint"
+) -> nn.Module:
     """The trained classifier a checkpoint's contents (``read_checkpoint``) describe, in eval mode on ``device``.
 
     Raises:
@@ -396,13 +484,18 @@ def classifier_from_state(state: dict, device: str | torch.device = "cpu", origi
     """
     layers = state.get("layers")  # the layers of a wav2vec2_layers system (a learned sum in front)
     try:
-        model = build_classifier(model_from_dict(state["model"], origin), state["in_channels"],
-                                 len(layers) if layers and len(layers) > 1 else None)
+        model = build_classifier(
+            model_from_dict(state["model"], origin),
+            state["in_channels"],
+            len(layers) if layers and len(layers) > 1 else None,
+        )
         model.load_state_dict(state["state_dict"])
     except (ConfigError, RuntimeError, ValueError, TypeError) as err:
         first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise CheckpointError(f"{origin}: its weights do not fit the network it describes ({first}); train the "
-                              "system again or export the bundle again") from None
+        raise CheckpointError(
+            f"{origin}: its weights do not fit the network it describes ({first}); train the "
+            "system again or export the bundle again"
+        ) from None
     return model.to(device).eval()
 
 

@@ -3,6 +3,7 @@
 Each function takes ``ax=None`` (a new figure when None), draws, and returns the figure; it never
 saves or shows (``serlib.report.display.show_figure`` does both).
 """
+
 from __future__ import annotations
 
 from typing import Optional
@@ -23,8 +24,9 @@ def _axes(ax: Optional[plt.Axes], size: tuple = (6.0, 3.6)) -> tuple[plt.Figure,
     return ax.figure, ax
 
 
-def plot_class_balance(manifest: pd.DataFrame, by: str = "corpus", normalise: bool = False,
-                       ax: Optional[plt.Axes] = None) -> plt.Figure:
+def plot_class_balance(
+    manifest: pd.DataFrame, by: str = "corpus", normalise: bool = False, ax: Optional[plt.Axes] = None
+) -> plt.Figure:
     """Grouped bars of class counts (or shares) per corpus or per subset.
 
     Args:
@@ -39,8 +41,12 @@ def plot_class_balance(manifest: pd.DataFrame, by: str = "corpus", normalise: bo
     if by not in ("corpus", "split"):
         raise ValueError(f"plot_class_balance: by must be 'corpus' or 'split', got {by!r}")
     order = [g for g in (CORPORA if by == "corpus" else SUBSETS) if g in set(manifest[by])]
-    counts = manifest.groupby([by, "label"]).size().unstack(fill_value=0).reindex(
-        index=order, columns=list(CLASSES), fill_value=0)
+    counts = (
+        manifest.groupby([by, "label"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(index=order, columns=list(CLASSES), fill_value=0)
+    )
     if normalise:
         counts = counts.div(counts.sum(axis=1).replace(0, 1), axis=0)
     fig, ax = _axes(ax)
@@ -53,8 +59,7 @@ def plot_class_balance(manifest: pd.DataFrame, by: str = "corpus", normalise: bo
     return fig
 
 
-def plot_durations(scanned: pd.DataFrame, min_duration_s: float = 1.0,
-                   ax: Optional[plt.Axes] = None) -> plt.Figure:
+def plot_durations(scanned: pd.DataFrame, min_duration_s: float = 1.0, ax: Optional[plt.Axes] = None) -> plt.Figure:
     """Distributions of clip duration per corpus (every scanned file), with the MCULP cut-off.
 
     Args:
@@ -67,11 +72,27 @@ def plot_durations(scanned: pd.DataFrame, min_duration_s: float = 1.0,
     """
     fig, ax = _axes(ax, (7.0, 3.6))
     order = [c for c in CORPORA if c in set(scanned["corpus"])]
-    sns.histplot(data=scanned, x="duration_s", hue="corpus", hue_order=order, stat="density",
-                 common_norm=False, element="step", fill=False, bins=40, ax=ax)
+    sns.histplot(
+        data=scanned,
+        x="duration_s",
+        hue="corpus",
+        hue_order=order,
+        stat="density",
+        common_norm=False,
+        element="step",
+        fill=False,
+        bins=40,
+        ax=ax,
+    )
     ax.axvline(min_duration_s, color="firebrick", lw=1.0, ls="--")
-    ax.text(min_duration_s, ax.get_ylim()[1] * 0.95, f" {min_duration_s:g} s cut-off", color="firebrick",
-            fontsize=9, va="top")
+    ax.text(
+        min_duration_s,
+        ax.get_ylim()[1] * 0.95,
+        f" {min_duration_s:g} s cut-off",
+        color="firebrick",
+        fontsize=9,
+        va="top",
+    )
     ax.set_xlabel("duration (s)")
     ax.set_ylabel("density (per corpus)")
     return fig

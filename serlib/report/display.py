@@ -5,6 +5,7 @@ numbered apart ("Table S1", "Fig. S1"). Ranges of S-numbers per notebook, so not
 grow independently: 01_data S1-S9, 02_features S10-S19, 03_train S20-S29, 04_ablation S30-S39,
 05_confusion S40-S49, 06_listening S50-S59, bench/report S60-S69.
 """
+
 from __future__ import annotations
 
 import base64
@@ -32,9 +33,17 @@ def _slug(label: str) -> str:
     return label.lower().replace(".", "").replace(" ", "_")
 
 
-def show_table(df: pd.DataFrame, label: str, caption: str, folder: Optional[RunFolder] = None,
-               name: Optional[str] = None, note: Optional[str] = None, index: bool = False,
-               float_format: Optional[str] = None, metadata: Optional[dict] = None) -> None:
+def show_table(
+    df: pd.DataFrame,
+    label: str,
+    caption: str,
+    folder: Optional[RunFolder] = None,
+    name: Optional[str] = None,
+    note: Optional[str] = None,
+    index: bool = False,
+    float_format: Optional[str] = None,
+    metadata: Optional[dict] = None,
+) -> None:
     """Display ``df`` under "<label>. <caption>" and save it as ``tables/<name>.csv``.
 
     Args:
@@ -61,8 +70,14 @@ def table_file(label: str, name: Optional[str] = None) -> str:
     return f"{name or _slug(label)}.csv"
 
 
-def table_block(df: pd.DataFrame, label: str, caption: str, note: Optional[str] = None,
-                float_format: Optional[str] = None, index: bool = False) -> str:
+def table_block(
+    df: pd.DataFrame,
+    label: str,
+    caption: str,
+    note: Optional[str] = None,
+    float_format: Optional[str] = None,
+    index: bool = False,
+) -> str:
     """The HTML ``show_table`` shows: "<label>. <caption>", the table, and the note under it."""
     body = table_html(df, float_format, index=index)
     markup = f'<div class="serlib-table"><p><b>{html.escape(label)}.</b> {html.escape(caption)}</p>{body}'
@@ -74,8 +89,9 @@ def table_block(df: pd.DataFrame, label: str, caption: str, note: Optional[str] 
 FIGURE_DPI = 220  # 2x the 110 dpi the figures are laid out for: sharp on HiDPI screens
 
 
-def show_figure(fig: plt.Figure, label: str, caption: str, folder: Optional[RunFolder] = None,
-                name: Optional[str] = None) -> None:
+def show_figure(
+    fig: plt.Figure, label: str, caption: str, folder: Optional[RunFolder] = None, name: Optional[str] = None
+) -> None:
     """Display ``fig`` with "<label>. <caption>" and save it as ``figures/<name>.png``; closes it.
 
     Saved at ``FIGURE_DPI`` and shown at half its pixel size (sharp on HiDPI screens), with the caption as
@@ -91,13 +107,17 @@ def show_figure(fig: plt.Figure, label: str, caption: str, folder: Optional[RunF
     data = path.read_bytes()
     width = int.from_bytes(data[16:20], "big") // 2  # the PNG header's width, shown at half
     alt = html.escape(f"{label}. {caption}", quote=True)
-    display_html(f'<img class="serlib-figure" src="data:image/png;base64,{base64.b64encode(data).decode()}" '
-                  f'width="{width}" alt="{alt}">'
-                  f'<p class="serlib-caption"><b>{html.escape(label)}.</b> {html.escape(caption)}</p>')
+    display_html(
+        f'<img class="serlib-figure" src="data:image/png;base64,{base64.b64encode(data).decode()}" '
+        f'width="{width}" alt="{alt}">'
+        f'<p class="serlib-caption"><b>{html.escape(label)}.</b> {html.escape(caption)}</p>'
+    )
 
 
 def show_note(text: str, kind: str = "note") -> None:
     """A highlighted paragraph: kind 'note', 'paper' (differs from the paper) or 'warning'."""
     colours = {"note": "#eef5ff", "paper": "#fff6e0", "warning": "#ffe8e8"}
-    display_html(f'<div class="serlib-{kind}" style="background:{colours.get(kind, "#eee")};'
-                  f'padding:8px 12px;border-radius:4px;margin:6px 0">{html.escape(text)}</div>')
+    display_html(
+        f'<div class="serlib-{kind}" style="background:{colours.get(kind, "#eee")};'
+        f'padding:8px 12px;border-radius:4px;margin:6px 0">{html.escape(text)}</div>'
+    )

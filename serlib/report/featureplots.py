@@ -4,6 +4,7 @@ masked log-Mel windows (Fig. S11) and clip lengths against the window (Fig. S12)
 Each function draws what ``serlib.analysis.featurestats`` computed into given axes (or new ones),
 returns the figure, and never saves or shows it (``serlib.report.display.show_figure`` does both).
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
@@ -30,13 +31,20 @@ def plot_feature_pca(projections: Mapping[str, Projection], axes: Optional[np.nd
         _, axes = plt.subplots(len(projections), 2, figsize=(11, 4.6 * len(projections)), squeeze=False)
     fig = axes[0][0].figure
     for row, (name, projection) in zip(axes, projections.items()):
-        for ax, column, values, groups in ((row[0], "label", projection.labels, CLASSES),
-                                           (row[1], "corpus", projection.corpora, CORPORA)):
+        for ax, column, values, groups in (
+            (row[0], "label", projection.labels, CLASSES),
+            (row[1], "corpus", projection.corpora, CORPORA),
+        ):
             for group in groups:
                 chosen = values == group  # (n,)
                 if chosen.any():
-                    ax.scatter(projection.points[chosen, 0], projection.points[chosen, 1], s=9, alpha=0.6,
-                               label=f"{group} ({chosen.sum()})")
+                    ax.scatter(
+                        projection.points[chosen, 0],
+                        projection.points[chosen, 1],
+                        s=9,
+                        alpha=0.6,
+                        label=f"{group} ({chosen.sum()})",
+                    )
             ax.set_title(f"{name}: coloured by {column}")
             ax.set_xlabel(f"PC1 ({100 * projection.explained[0]:.1f}%)")
             ax.set_ylabel(f"PC2 ({100 * projection.explained[1]:.1f}%)")
@@ -45,8 +53,9 @@ def plot_feature_pca(projections: Mapping[str, Projection], axes: Optional[np.nd
     return fig
 
 
-def plot_window_examples(examples: Sequence[WindowExample], hop_ms: float = 20.0,
-                         axes: Optional[Sequence[plt.Axes]] = None) -> plt.Figure:
+def plot_window_examples(
+    examples: Sequence[WindowExample], hop_ms: float = 20.0, axes: Optional[Sequence[plt.Axes]] = None
+) -> plt.Figure:
     """Fig. S11: one fixed window per class as the model sees it; padding grey, right of a dashed line.
 
     Args:
@@ -67,8 +76,9 @@ def plot_window_examples(examples: Sequence[WindowExample], hop_ms: float = 20.0
             ax.set_title(f"{example.label}: no clip")
             continue
         channels, frames = example.values.shape
-        image = ax.imshow(example.values, origin="lower", aspect="auto", cmap=cmap,
-                          extent=(0, frames * hop_s, 0, channels))
+        image = ax.imshow(
+            example.values, origin="lower", aspect="auto", cmap=cmap, extent=(0, frames * hop_s, 0, channels)
+        )
         ax.axvline(example.true_frames * hop_s, color="cyan", ls="--", lw=1)
         ax.set_title(f"{example.label}: {example.utt_id}", fontsize=9)
         ax.set_xlabel("time in the window (s)")
@@ -78,8 +88,9 @@ def plot_window_examples(examples: Sequence[WindowExample], hop_ms: float = 20.0
     return fig
 
 
-def plot_clip_lengths(clips: pd.DataFrame, window: int, hop_ms: float = 20.0,
-                      ax: Optional[plt.Axes] = None) -> plt.Figure:
+def plot_clip_lengths(
+    clips: pd.DataFrame, window: int, hop_ms: float = 20.0, ax: Optional[plt.Axes] = None
+) -> plt.Figure:
     """Fig. S12: histograms of clip length in frames per corpus, with the fixed window as a dashed line.
 
     Args:
@@ -113,16 +124,30 @@ def plot_layer_probe(table: pd.DataFrame, ax: Optional[plt.Axes] = None, chance:
     uar = table["uar"].to_numpy(float)
     errors = np.vstack([uar - table["uar_lo"].to_numpy(float), table["uar_hi"].to_numpy(float) - uar])
     ax.errorbar(x, uar, yerr=errors, fmt="o-", color="#1f77b4", capsize=4, label="test UAR (95 % interval)")
-    ax.plot(x, table["val_uar"].to_numpy(float), "s--", color="#ff7f0e", markerfacecolor="none",
-            label="val. UAR (chooses the layer)")
+    ax.plot(
+        x,
+        table["val_uar"].to_numpy(float),
+        "s--",
+        color="#ff7f0e",
+        markerfacecolor="none",
+        label="val. UAR (chooses the layer)",
+    )
     chosen = table["chosen on val"] == "✓"
     if chosen.any():
-        ax.plot(x[chosen.to_numpy()], uar[chosen.to_numpy()], "o", markersize=14, markerfacecolor="none",
-                markeredgecolor="black", label="chosen on val")
+        ax.plot(
+            x[chosen.to_numpy()],
+            uar[chosen.to_numpy()],
+            "o",
+            markersize=14,
+            markerfacecolor="none",
+            markeredgecolor="black",
+            label="chosen on val",
+        )
     ax.axhline(chance, color="grey", linestyle=":", linewidth=0.8, label="chance")
     ax.set_xticks(x)
-    ax.set_xticklabels([str(i) + (" (last)" if "last" in name else "") for i, name in zip(x, table["layer"])],
-                       fontsize=9)
+    ax.set_xticklabels(
+        [str(i) + (" (last)" if "last" in name else "") for i, name in zip(x, table["layer"])], fontsize=9
+    )
     ax.set_xlabel("encoder layer (0 = the transformer's input)")
     ax.set_ylabel("UAR")
     ax.set_ylim(0, 1)

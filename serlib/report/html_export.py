@@ -2,6 +2,7 @@
 the contents, failure banners, and the nbconvert export (lab template, inputs hidden, no remote
 scripts: the report opens offline).
 """
+
 from __future__ import annotations
 
 import html
@@ -13,8 +14,8 @@ import nbformat
 import yaml
 
 from serlib.common.config import Config, config_to_dict
-from serlib.report.provenance import run_identity
 from serlib.common.runfolder import RunFolder
+from serlib.report.provenance import run_identity
 
 _REMOTE_SCRIPT = re.compile(r'<script\b[^>]*\bsrc\s*=\s*["\']?(?:https?:)?//[^>]*>\s*</script>', re.I)
 
@@ -23,11 +24,17 @@ def identity_html(identity: dict, banners: bool = True, folder: Optional[RunFold
     """The identity block as HTML (banners for random weights and the synthetic corpus first, unless
     ``banners`` is false: the report shows them above its key results)."""
     parts = [_banners(identity)] if banners else []
-    rows = [("Parameters file", identity["parameters_file"]), ("Run folder", identity["run_folder"]),
-            ("Corpora", _kv(identity["corpora"])), ("Encoder", _encoder_text(identity["encoder"])),
-            ("Seeds", _kv({k: v for k, v in identity["seeds"].items() if v is not None})),
-            ("Git revision", _git_text(identity["git"])), ("Packages", _kv(identity["packages"])),
-            ("Device", identity["device"]), ("Report written", identity["created"])]
+    rows = [
+        ("Parameters file", identity["parameters_file"]),
+        ("Run folder", identity["run_folder"]),
+        ("Corpora", _kv(identity["corpora"])),
+        ("Encoder", _encoder_text(identity["encoder"])),
+        ("Seeds", _kv({k: v for k, v in identity["seeds"].items() if v is not None})),
+        ("Git revision", _git_text(identity["git"])),
+        ("Packages", _kv(identity["packages"])),
+        ("Device", identity["device"]),
+        ("Report written", identity["created"]),
+    ]
     body = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in rows)
     parts.append(f'<table class="serlib-identity">{body}</table>')
     parts.append(_timings_html(identity.get("timings", {})))
@@ -55,8 +62,14 @@ def costs_html(folder: RunFolder) -> str:
         for name, stats in inputs.items():
             last = stats.get("last_compute") or {}
             if last.get("seconds") is not None:
-                rows.append((f"features: {name}", f"{last.get('clips', 0):,} clips", last["seconds"],
-                             str(last.get("when", ""))[:16].replace("T", " ")))
+                rows.append(
+                    (
+                        f"features: {name}",
+                        f"{last.get('clips', 0):,} clips",
+                        last["seconds"],
+                        str(last.get("when", ""))[:16].replace("T", " "),
+                    )
+                )
     per_system: dict[str, list] = {}
     for path in sorted(folder.models.glob("**/metrics.json")) if folder.models.is_dir() else []:
         try:
@@ -73,13 +86,18 @@ def costs_html(folder: RunFolder) -> str:
     if not rows:
         return ""
     total = sum(r[2] for r in rows)
-    body = "".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td class='num'>{c:,.1f}</td>"
-                   f"<td>{html.escape(d)}</td></tr>" for a, b, c, d in rows)
-    return ('<details class="serlib-costs"><summary>What the results cost when they were computed: '
-            f'{total:,.0f} s of extraction and training</summary><table class="serlib-timings">'
-            '<tr><th>Stage</th><th>Work</th><th>Seconds</th><th>Computed</th></tr>'
-            f'{body}</table><p>From the run folder\'s records; the table above is this execution, in which '
-            'cached features and trained runs are reused.</p></details>')
+    body = "".join(
+        f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td class='num'>{c:,.1f}</td>"
+        f"<td>{html.escape(d)}</td></tr>"
+        for a, b, c, d in rows
+    )
+    return (
+        '<details class="serlib-costs"><summary>What the results cost when they were computed: '
+        f'{total:,.0f} s of extraction and training</summary><table class="serlib-timings">'
+        "<tr><th>Stage</th><th>Work</th><th>Seconds</th><th>Computed</th></tr>"
+        f"{body}</table><p>From the run folder's records; the table above is this execution, in which "
+        "cached features and trained runs are reused.</p></details>"
+    )
 
 
 def show_identity(cfg: Config, folder: Optional[RunFolder] = None) -> dict:
@@ -95,14 +113,18 @@ def _banners(identity: dict) -> str:
     out = ""
     enc = identity["encoder"]
     if enc["random_weights"]:
-        out += ('<div class="serlib-banner serlib-banner-warning"><b>Random encoder weights.</b> The wav2vec 2.0 '
-                f'encoder ({html.escape(str(enc["model_id"]))} architecture) runs with seeded RANDOM weights, '
-                'not the pretrained ones: its features carry no pretrained speech knowledge, so results '
-                'measure the pipeline, not the paper\'s system.</div>')
+        out += (
+            '<div class="serlib-banner serlib-banner-warning"><b>Random encoder weights.</b> The wav2vec 2.0 '
+            f"encoder ({html.escape(str(enc['model_id']))} architecture) runs with seeded RANDOM weights, "
+            "not the pretrained ones: its features carry no pretrained speech knowledge, so results "
+            "measure the pipeline, not the paper's system.</div>"
+        )
     if identity["corpora"].get("kind") == "synthetic demo corpus":
-        out += ('<div class="serlib-banner serlib-banner-note"><b>Synthetic corpus.</b> The utterances are '
-                'generated by serlib in the real corpora\'s layouts; numbers in this report measure nothing '
-                'about real emotional speech.</div>')
+        out += (
+            '<div class="serlib-banner serlib-banner-note"><b>Synthetic corpus.</b> The utterances are '
+            "generated by serlib in the real corpora's layouts; numbers in this report measure nothing "
+            "about real emotional speech.</div>"
+        )
     return out
 
 
@@ -130,47 +152,63 @@ def _git_text(git: dict) -> str:
 def _timings_html(timings: dict) -> str:
     if not timings:
         return ""
-    rows = "".join(f"<tr><td>{html.escape(n)}</td><td>{t['seconds']:.1f}</td><td>{html.escape(t['status'])}</td>"
-                   f"<td>{html.escape(t.get('finished', ''))}</td></tr>" for n, t in timings.items())
+    rows = "".join(
+        f"<tr><td>{html.escape(n)}</td><td>{t['seconds']:.1f}</td><td>{html.escape(t['status'])}</td>"
+        f"<td>{html.escape(t.get('finished', ''))}</td></tr>"
+        for n, t in timings.items()
+    )
     total = sum(t["seconds"] for t in timings.values())
-    return ('<table class="serlib-timings"><caption>Timings per stage: this execution of the notebooks</caption>'
-            '<tr><th>Notebook</th><th>Seconds</th><th>Status</th><th>Finished</th></tr>'
-            f'{rows}<tr><th>Total</th><th>{total:.1f}</th><th></th><th></th></tr></table>')
+    return (
+        '<table class="serlib-timings"><caption>Timings per stage: this execution of the notebooks</caption>'
+        "<tr><th>Notebook</th><th>Seconds</th><th>Status</th><th>Finished</th></tr>"
+        f"{rows}<tr><th>Total</th><th>{total:.1f}</th><th></th><th></th></tr></table>"
+    )
 
 
 def config_html(cfg: Config) -> str:
     text = yaml.safe_dump(config_to_dict(cfg), sort_keys=False)
-    return ('<details class="serlib-config"><summary id="run-configuration">Run configuration '
-            f'(resolved; also in config.resolved.yaml)</summary><pre>{html.escape(text)}</pre></details>')
+    return (
+        '<details class="serlib-config"><summary id="run-configuration">Run configuration '
+        f"(resolved; also in config.resolved.yaml)</summary><pre>{html.escape(text)}</pre></details>"
+    )
 
 
 def failure_html(failure: Any, not_run: list[str]) -> str:
     where = f"cell {failure.cell_index}" if failure.cell_index is not None else "an unknown cell"
     later = f" Not run: {', '.join(not_run)}." if not_run else ""
-    return ('<div class="serlib-banner serlib-banner-error"><b>This run FAILED.</b> Notebook '
-            f'<a href="#nb-{failure.notebook}">{html.escape(failure.notebook)}</a> stopped at {where} '
-            f'(<code>{html.escape(failure.first_line)}</code>): {html.escape(failure.detail)}. '
-            f'<a href="#failure">Go to the failing cell</a>. The report shows what ran up to there.{later}</div>')
+    return (
+        '<div class="serlib-banner serlib-banner-error"><b>This run FAILED.</b> Notebook '
+        f'<a href="#nb-{failure.notebook}">{html.escape(failure.notebook)}</a> stopped at {where} '
+        f"(<code>{html.escape(failure.first_line)}</code>): {html.escape(failure.detail)}. "
+        f'<a href="#failure">Go to the failing cell</a>. The report shows what ran up to there.{later}</div>'
+    )
 
 
 def reused_html(timing: dict) -> str:
     when = f" ({html.escape(timing['finished'])})" if timing.get("finished") else ""
     if timing.get("status") == "failed":
-        return ('<div class="serlib-banner serlib-banner-error">This notebook FAILED in an earlier invocation of '
-                f'this run{when} and was not re-executed now: what follows is its partial output.</div>')
-    return ('<div class="serlib-banner serlib-banner-note">Executed by an earlier invocation of this run'
-            f'{when}; not re-executed now.</div>')
+        return (
+            '<div class="serlib-banner serlib-banner-error">This notebook FAILED in an earlier invocation of '
+            f"this run{when} and was not re-executed now: what follows is its partial output.</div>"
+        )
+    return (
+        '<div class="serlib-banner serlib-banner-note">Executed by an earlier invocation of this run'
+        f"{when}; not re-executed now.</div>"
+    )
 
 
 def toc_html(sections: list[tuple[str, str, list[tuple[str, str]]]], key_results: bool = False) -> str:
     items = (['<li><a href="#key-results">Key results</a></li>'] if key_results else []) + [
-        '<li><a href="#run-identity">Run identity</a></li>', '<li><a href="#run-configuration">Run configuration</a></li>']
+        '<li><a href="#run-identity">Run identity</a></li>',
+        '<li><a href="#run-configuration">Run configuration</a></li>',
+    ]
     for anchor, title, captions in sections:
-        sub = "".join(f'<li><a href="#{a}" title="{html.escape(c, quote=True)}">{html.escape(_short(c))}</a></li>'
-                      for a, c in captions)
+        sub = "".join(
+            f'<li><a href="#{a}" title="{html.escape(c, quote=True)}">{html.escape(_short(c))}</a></li>'
+            for a, c in captions
+        )
         items.append(f'<li><a href="#{anchor}">{html.escape(title)}</a>' + (f"<ul>{sub}</ul>" if sub else "") + "</li>")
-    return (f'<nav class="serlib-toc"><h2 id="contents"><a href="#top">Contents</a></h2><ul>{"".join(items)}</ul>'
-            '</nav>')
+    return f'<nav class="serlib-toc"><h2 id="contents"><a href="#top">Contents</a></h2><ul>{"".join(items)}</ul></nav>'
 
 
 def _short(caption: str, limit: int = 64) -> str:
@@ -212,7 +250,8 @@ table.serlib-timings caption { text-align: left; font-weight: bold; padding: 4px
 details.serlib-config { margin: 8px 0 14px; }
 details.serlib-config summary { cursor: pointer; font-weight: bold; font-size: 1.1em; }
 details.serlib-config pre { background: #f6f8fa; padding: 10px; max-height: 480px; overflow: auto; font-size: 0.85em; }
-nav.serlib-toc { background: #fafafa; border: 1px solid #e3e3e3; border-radius: 5px; padding: 6px 18px; margin: 12px 0 24px; }
+nav.serlib-toc { background: #fafafa; border: 1px solid #e3e3e3; border-radius: 5px;
+                 padding: 6px 18px; margin: 12px 0 24px; }
 nav.serlib-toc ul { margin: 2px 0; }
 nav.serlib-toc ul ul { font-size: 0.92em; }
 .serlib-section-anchor { border-top: 2px solid #bbb; margin-top: 28px; }
@@ -264,10 +303,13 @@ def render_html(nb: nbformat.NotebookNode) -> str:
     import jinja2
     from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
-                            exclude_output_prompt=True,
-                            extra_loaders=[jinja2.DictLoader({"serlib_report.html.j2": _TEMPLATE.replace(
-                                "SERLIB_CSS", REPORT_CSS)})],
-                            template_file="serlib_report.html.j2")
+    exporter = HTMLExporter(
+        template_name="lab",
+        exclude_input=True,
+        exclude_input_prompt=True,
+        exclude_output_prompt=True,
+        extra_loaders=[jinja2.DictLoader({"serlib_report.html.j2": _TEMPLATE.replace("SERLIB_CSS", REPORT_CSS)})],
+        template_file="serlib_report.html.j2",
+    )
     body, _ = exporter.from_notebook_node(nb)
     return _REMOTE_SCRIPT.sub("", body)

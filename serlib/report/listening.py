@@ -13,6 +13,7 @@ store are ``serlib.analysis.annotations``. ``show_listening_table`` and ``show_t
 (``LISTENING``), and the report's export asks ``refreshed_html`` for those outputs as the annotations stand
 then (``serlib.report.runner``).
 """
+
 from __future__ import annotations
 
 import base64
@@ -35,12 +36,16 @@ from serlib.common.facts import CLASSES, SAMPLE_RATE
 from serlib.common.runfolder import RunFolder
 from serlib.report.display import display_html, show_table, table_block, table_file
 
-
 # --------------------------------------------------------------------------- the clip figure
 
 
-def plot_clip(audio: np.ndarray, analysis: AnalysisConfig, title: str = "", ax=None,
-              pitch: Optional[tuple[np.ndarray, np.ndarray]] = None) -> plt.Figure:
+def plot_clip(
+    audio: np.ndarray,
+    analysis: AnalysisConfig,
+    title: str = "",
+    ax=None,
+    pitch: Optional[tuple[np.ndarray, np.ndarray]] = None,
+) -> plt.Figure:
     """Log-Mel spectrogram of a 16 kHz clip (time in seconds) with its pyin pitch contour in Hz on an axis of
     its own (right), so the contour is not squeezed into the mel scale.
 
@@ -59,8 +64,16 @@ def plot_clip(audio: np.ndarray, analysis: AnalysisConfig, title: str = "", ax=N
         _, ax = plt.subplots(figsize=(8, 3.2))
     hop = hop_length(analysis)
     mel = librosa.feature.melspectrogram(y=audio, sr=SAMPLE_RATE, n_fft=1024, hop_length=hop, n_mels=64)
-    librosa.display.specshow(librosa.power_to_db(mel, ref=np.max), sr=SAMPLE_RATE, hop_length=hop,
-                             x_axis="s", y_axis="mel", fmax=SAMPLE_RATE // 2, ax=ax, cmap="magma")
+    librosa.display.specshow(
+        librosa.power_to_db(mel, ref=np.max),
+        sr=SAMPLE_RATE,
+        hop_length=hop,
+        x_axis="s",
+        y_axis="mel",
+        fmax=SAMPLE_RATE // 2,
+        ax=ax,
+        cmap="magma",
+    )
     ax.set_xlabel("time (s)")
     times, f0 = pitch if pitch is not None else pitch_contour(audio, analysis)  # (frames,), (frames,)
     hz = ax.twinx()
@@ -70,7 +83,6 @@ def plot_clip(audio: np.ndarray, analysis: AnalysisConfig, title: str = "", ax=N
     hz.legend(loc="upper right", fontsize=9)
     ax.set_title(title, fontsize=9)
     return ax.figure
-
 
 
 def is_live_frontend() -> bool:
@@ -94,8 +106,9 @@ def clip_data_uri(path: str | Path) -> str:
     return "data:audio/wav;base64," + base64.b64encode(wav_bytes(clip_audio(str(path)))).decode("ascii")
 
 
-def static_table_html(clips: pd.DataFrame, annotations: Optional[pd.DataFrame] = None,
-                      label: str = "Table S50", caption: str = "") -> str:
+def static_table_html(
+    clips: pd.DataFrame, annotations: Optional[pd.DataFrame] = None, label: str = "Table S50", caption: str = ""
+) -> str:
     """The listening clips as an HTML table with embedded, playable audio (16 kHz mono 16-bit WAV).
 
     A clip that cannot be read gets a note in its audio cell instead of a player.
@@ -109,11 +122,15 @@ def static_table_html(clips: pd.DataFrame, annotations: Optional[pd.DataFrame] =
     """
     notes = {} if annotations is None else _notes_by_clip(annotations)
     left = "<th style='text-align:left'>"
-    head = (f"<tr><th>#</th>{left}clip</th>{left}true &rarr; predicted</th><th>probabilities</th>"
-            f"<th>audio</th>{left}tags</th>{left}note</th></tr>")
+    head = (
+        f"<tr><th>#</th>{left}clip</th>{left}true &rarr; predicted</th><th>probabilities</th>"
+        f"<th>audio</th>{left}tags</th>{left}note</th></tr>"
+    )
     rows = [_static_row(i, clip, notes.get(clip["utt_id"])) for i, clip in clips.iterrows()]
-    return (f'<div class="serlib-table serlib-listening"><p><b>{html.escape(label)}.</b> {html.escape(caption)}</p>'
-            f'<table class="serlib-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>')
+    return (
+        f'<div class="serlib-table serlib-listening"><p><b>{html.escape(label)}.</b> {html.escape(caption)}</p>'
+        f'<table class="serlib-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
+    )
 
 
 def _notes_by_clip(annotations: pd.DataFrame) -> dict[str, tuple[str, str]]:
@@ -129,25 +146,28 @@ def _notes_by_clip(annotations: pd.DataFrame) -> dict[str, tuple[str, str]]:
 
 def _static_row(i: int, clip: pd.Series, note: Optional[tuple[str, str]]) -> str:
     try:
-        audio = (f'<audio controls preload="metadata" style="width:230px" '
-                 f'src="{clip_data_uri(clip["path"])}"></audio>')
+        audio = f'<audio controls preload="metadata" style="width:230px" src="{clip_data_uri(clip["path"])}"></audio>'
     except Exception as err:  # one unreadable clip leaves a note, not a broken report
         audio = f"<i>unreadable: {html.escape(f'{type(err).__name__}: {err}')}</i>"
     tags, text = note or ("", "")
     probs = "<br>".join(f"{c}&nbsp;{clip[p]:.2f}" for c, p in zip(CLASSES, PROB_COLUMNS))
     who = f"{clip.get('speaker', '')}, {clip.get('sex', '')}"
     left = "text-align:left"
-    return (f"<tr><td>{i + 1}</td><td style='{left}'>{html.escape(clip['utt_id'])}<br><small>{html.escape(who)}</small></td>"
-            f"<td style='{left}'>{clip['label']} &rarr;<br><b>{clip['pred']}</b></td><td><small>{probs}</small></td>"
-            f"<td>{audio}</td><td style='{left}'>{html.escape(tags)}</td>"
-            f"<td style='{left}'>{html.escape(text)}</td></tr>")
+    return (
+        f"<tr><td>{i + 1}</td><td style='{left}'>{html.escape(clip['utt_id'])}"
+        f"<br><small>{html.escape(who)}</small></td>"
+        f"<td style='{left}'>{clip['label']} &rarr;<br><b>{clip['pred']}</b></td><td><small>{probs}</small></td>"
+        f"<td>{audio}</td><td style='{left}'>{html.escape(tags)}</td>"
+        f"<td style='{left}'>{html.escape(text)}</td></tr>"
+    )
 
 
 LISTENING = "serlib-listening"  # the output metadata that marks Tables S50 and S51 for ``refreshed_html``
 
 
-def show_listening_table(clips: pd.DataFrame, folder: RunFolder, label: str = "Table S50",
-                         caption: str = "", collapsed: bool = False) -> pd.DataFrame:
+def show_listening_table(
+    clips: pd.DataFrame, folder: RunFolder, label: str = "Table S50", caption: str = "", collapsed: bool = False
+) -> pd.DataFrame:
     """Display the static listening table and save its rows (no audio) as ``tables/<label>.csv``.
 
     ``collapsed``: folded under a one-line summary (in JupyterLab, so the station above stays in view;
@@ -157,10 +177,13 @@ def show_listening_table(clips: pd.DataFrame, folder: RunFolder, label: str = "T
     annotations = AnnotationStore(folder.annotations).frame()
     markup = static_table_html(clips, annotations, label, caption)
     if collapsed:
-        markup = (f"<details><summary>{html.escape(label)}: the {len(clips)} clips as a static table with audio "
-                  f"(open)</summary>{markup}</details>")
-    display_html(markup, {LISTENING: {"table": "clips", "label": label, "caption": caption,
-                                      "clips": table_file(label)}})
+        markup = (
+            f"<details><summary>{html.escape(label)}: the {len(clips)} clips as a static table with audio "
+            f"(open)</summary>{markup}</details>"
+        )
+    display_html(
+        markup, {LISTENING: {"table": "clips", "label": label, "caption": caption, "clips": table_file(label)}}
+    )
     columns = ["utt_id", "corpus", "speaker", "sex", "label", "pred", *PROB_COLUMNS, "path"]
     folder.tables.mkdir(parents=True, exist_ok=True)
     table = clips[[c for c in columns if c in clips.columns]]
@@ -168,14 +191,27 @@ def show_listening_table(clips: pd.DataFrame, folder: RunFolder, label: str = "T
     return table
 
 
-def show_tag_summary(clips: pd.DataFrame, folder: RunFolder, tags: Sequence[str] = TAGS, label: str = "Table S51",
-                     caption: str = "", note: Optional[str] = None, clips_label: str = "Table S50") -> None:
+def show_tag_summary(
+    clips: pd.DataFrame,
+    folder: RunFolder,
+    tags: Sequence[str] = TAGS,
+    label: str = "Table S51",
+    caption: str = "",
+    note: Optional[str] = None,
+    clips_label: str = "Table S50",
+) -> None:
     """Display the failure-mode tags by confusion pair of ``clips`` (``tag_summary`` of the run's annotations,
     the profile's ``tags`` first) and save it as ``tables/<label>.csv``; marked (``LISTENING``) so that the
     report's export counts the annotations saved since, from the clips ``show_listening_table`` saved under
     ``clips_label``."""
-    spec = {"table": "summary", "label": label, "caption": caption, "note": note, "tags": list(tags),
-            "clips": table_file(clips_label)}
+    spec = {
+        "table": "summary",
+        "label": label,
+        "caption": caption,
+        "note": note,
+        "tags": list(tags),
+        "clips": table_file(clips_label),
+    }
     show_table(_summary(clips, folder, tags), label, caption, folder, note=note, metadata={LISTENING: spec})
 
 
@@ -195,7 +231,8 @@ def refreshed_html(metadata: Optional[dict], folder: RunFolder) -> Optional[str]
     except (OSError, ValueError, KeyError):
         return None
     if spec["table"] == "clips":
-        return static_table_html(clips, AnnotationStore(folder.annotations).frame(), spec.get("label", ""),
-                                 spec.get("caption", ""))
+        return static_table_html(
+            clips, AnnotationStore(folder.annotations).frame(), spec.get("label", ""), spec.get("caption", "")
+        )
     summary = _summary(clips, folder, spec.get("tags") or TAGS)
     return table_block(summary, spec.get("label", ""), spec.get("caption", ""), spec.get("note"))

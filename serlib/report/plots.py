@@ -2,6 +2,7 @@
 learning curves (Fig. 3) and ablation deltas (Fig. S30). Each function draws into given axes (or new ones),
 returns the figure, and never saves or shows it (``serlib.report.display.show_figure`` does that).
 """
+
 from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
@@ -23,8 +24,9 @@ def _axes(ax: Optional[plt.Axes], figsize: tuple[float, float]) -> tuple[plt.Fig
     return ax.figure, ax
 
 
-def plot_triaug(variants: Mapping[str, torch.Tensor], axes: Optional[Sequence[plt.Axes]] = None,
-                frame_ms: float = 20.0) -> plt.Figure:
+def plot_triaug(
+    variants: Mapping[str, torch.Tensor], axes: Optional[Sequence[plt.Axes]] = None, frame_ms: float = 20.0
+) -> plt.Figure:
     """Fig. 1: one clip's features, clean and under each Tri-Aug operation.
 
     Args:
@@ -41,8 +43,9 @@ def plot_triaug(variants: Mapping[str, torch.Tensor], axes: Optional[Sequence[pl
     for ax, (title, x) in zip(axes, variants.items()):
         x = x.detach().cpu().float().numpy()  # (channels, frames)
         extent = (0, x.shape[1] * frame_ms / 1000, 0, x.shape[0])
-        ax.imshow(x, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi, extent=extent,
-                  interpolation="nearest")
+        ax.imshow(
+            x, origin="lower", aspect="auto", cmap="magma", vmin=lo, vmax=hi, extent=extent, interpolation="nearest"
+        )
         ax.set_ylabel("channel")
         ax.set_title(title, fontsize=9, loc="left")
     axes[-1].set_xlabel("time (s)")
@@ -51,13 +54,23 @@ def plot_triaug(variants: Mapping[str, torch.Tensor], axes: Optional[Sequence[pl
 
 
 def _box(ax: plt.Axes, y: float, text: str, colour: str, height: float = 0.8) -> None:
-    ax.add_patch(FancyBboxPatch((0.05, y - height / 2), 0.9, height, boxstyle="round,pad=0.02,rounding_size=0.08",
-                                facecolor=colour, edgecolor="#333333", linewidth=0.8))
+    ax.add_patch(
+        FancyBboxPatch(
+            (0.05, y - height / 2),
+            0.9,
+            height,
+            boxstyle="round,pad=0.02,rounding_size=0.08",
+            facecolor=colour,
+            edgecolor="#333333",
+            linewidth=0.8,
+        )
+    )
     ax.text(0.5, y, text, ha="center", va="center", fontsize=9)
 
 
-def plot_model_structure(summary: pd.DataFrame, input_label: str, ax: Optional[plt.Axes] = None,
-                         title: str = "") -> plt.Figure:
+def plot_model_structure(
+    summary: pd.DataFrame, input_label: str, ax: Optional[plt.Axes] = None, title: str = ""
+) -> plt.Figure:
     """Fig. 2: the network as a top-down chart, one box per layer of ``model_summary``.
 
     Args:
@@ -84,8 +97,14 @@ def plot_model_structure(summary: pd.DataFrame, input_label: str, ax: Optional[p
     return fig
 
 
-def plot_learning_curves(history: pd.DataFrame, best_epoch: int, max_epochs: int, ax: Optional[plt.Axes] = None,
-                         title: str = "", chance: float = 1 / 3) -> plt.Figure:
+def plot_learning_curves(
+    history: pd.DataFrame,
+    best_epoch: int,
+    max_epochs: int,
+    ax: Optional[plt.Axes] = None,
+    title: str = "",
+    chance: float = 1 / 3,
+) -> plt.Figure:
     """Fig. 3: train and validation accuracy per epoch, LR reductions, the kept checkpoint and the stop.
 
     Args:
@@ -103,8 +122,15 @@ def plot_learning_curves(history: pd.DataFrame, best_epoch: int, max_epochs: int
     for i, epoch in enumerate(lr_reductions(history)):
         ax.axvline(epoch, color="#2ca02c", linestyle="--", linewidth=0.9, label="LR halved" if i == 0 else None)
     best_acc = float(history.loc[history["epoch"] == best_epoch, "val_acc"].iloc[0])
-    ax.plot([best_epoch], [best_acc], marker="*", markersize=12, color="#d62728", linestyle="none",
-            label=f"kept checkpoint (epoch {best_epoch})")
+    ax.plot(
+        [best_epoch],
+        [best_acc],
+        marker="*",
+        markersize=12,
+        color="#d62728",
+        linestyle="none",
+        label=f"kept checkpoint (epoch {best_epoch})",
+    )
     last = int(history["epoch"].iloc[-1])
     if last < max_epochs:
         ax.axvline(last, color="black", linestyle="-.", linewidth=0.9, label=f"early stop (epoch {last})")
@@ -118,8 +144,9 @@ def plot_learning_curves(history: pd.DataFrame, best_epoch: int, max_epochs: int
     return fig
 
 
-def plot_learning_curve_panels(curves: Sequence[Curve], max_epochs: int,
-                               axes: Optional[Sequence[plt.Axes]] = None) -> plt.Figure:
+def plot_learning_curve_panels(
+    curves: Sequence[Curve], max_epochs: int, axes: Optional[Sequence[plt.Axes]] = None
+) -> plt.Figure:
     """Fig. 3: ``plot_learning_curves`` of several runs side by side.
 
     Args:
@@ -167,8 +194,15 @@ def plot_reliability(table: pd.DataFrame, ece: Optional[float] = None, ax: Optio
     fig, ax = _axes(ax, (4.6, 4.2))
     used = table[table["clips"] > 0]
     width = float((table["hi"] - table["lo"]).iloc[0])
-    ax.bar(used["lo"], used["accuracy"], width=width, align="edge", color="#4c9be8", edgecolor="white",
-           label="accuracy in bin")
+    ax.bar(
+        used["lo"],
+        used["accuracy"],
+        width=width,
+        align="edge",
+        color="#4c9be8",
+        edgecolor="white",
+        label="accuracy in bin",
+    )
     ax.plot([0, 1], [0, 1], color="black", linestyle="--", linewidth=0.9, label="perfect calibration")
     ax.plot(used["confidence"], used["accuracy"], "o", color="#d62728", markersize=4, label="mean confidence")
     for row in used.itertuples():

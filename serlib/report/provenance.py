@@ -4,6 +4,7 @@ git revision, package versions, device) and the seconds each stage took.
 ``run_identity`` is what the report opens with; notebooks can show it too
 (``serlib.report.html_export.show_identity``).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -42,11 +43,21 @@ def run_identity(cfg: Config, folder: Optional[RunFolder] = None) -> dict:
         "parameters_file": cfg.source,
         "run_folder": str(folder.root) if folder else None,
         "corpora": corpus_sources(cfg),
-        "encoder": {"model_id": w2v.model_id, "revision": w2v.revision, "weights": w2v.weights,
-                    "random_weights": w2v.weights == "random" and "wav2vec2" in inputs_for_run(cfg), "layer": w2v.layer,
-                    "config_overrides": dict(w2v.config_overrides), "inputs": inputs_for_run(cfg)},
-        "seeds": {"run": cfg.run.seed, "split": cfg.data.split_seed, "train": list(cfg.train.seeds),
-                  "demo_corpus": cfg.data.demo.seed if cfg.data.demo else None},
+        "encoder": {
+            "model_id": w2v.model_id,
+            "revision": w2v.revision,
+            "weights": w2v.weights,
+            "random_weights": w2v.weights == "random" and "wav2vec2" in inputs_for_run(cfg),
+            "layer": w2v.layer,
+            "config_overrides": dict(w2v.config_overrides),
+            "inputs": inputs_for_run(cfg),
+        },
+        "seeds": {
+            "run": cfg.run.seed,
+            "split": cfg.data.split_seed,
+            "train": list(cfg.train.seeds),
+            "demo_corpus": cfg.data.demo.seed if cfg.data.demo else None,
+        },
         "git": git_revision(project_root(cfg)),
         "packages": package_versions(),
         "device": device_description(cfg),
@@ -59,14 +70,14 @@ def corpus_sources(cfg: Config) -> dict:
     """Where the utterances come from: the synthetic demo corpus or the three real roots."""
     d = cfg.data
     if d.demo is not None:
-        return {"kind": "synthetic demo corpus", "root": d.demo.root, "seed": d.demo.seed,
-                "scale": d.demo.scale}
+        return {"kind": "synthetic demo corpus", "root": d.demo.root, "seed": d.demo.seed, "scale": d.demo.scale}
     roots = {"CREMA-D": d.crema_d, "RAVDESS": d.ravdess, "EmoDB": d.emodb}
     return {"kind": "real corpora", **{k: v or "not used" for k, v in roots.items()}}
 
 
 def git_revision(root: Path) -> dict:
     """The commit of ``root`` and whether its tree has uncommitted changes (None outside git)."""
+
     def git(*args: str) -> Optional[str]:
         try:
             done = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=20)
@@ -109,8 +120,9 @@ def write_resolved_config(cfg: Config, folder: RunFolder) -> Path:
     identity = run_identity(cfg, None)
     identity.pop("timings")
     identity["run_folder"] = str(folder.root)
-    return write_text_atomic(folder.resolved_config,
-                             yaml.safe_dump({"config": config_to_dict(cfg), "identity": identity}, sort_keys=False))
+    return write_text_atomic(
+        folder.resolved_config, yaml.safe_dump({"config": config_to_dict(cfg), "identity": identity}, sort_keys=False)
+    )
 
 
 def load_timings(folder: RunFolder) -> dict:
@@ -129,5 +141,3 @@ def save_timings(folder: RunFolder, timings: dict) -> None:
 
 def now_utc() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-

@@ -11,6 +11,7 @@ A failing notebook stops the run: the partial executed notebook stays, the repor
 exported with what ran and a failure banner, then :class:`NotebookError` names the notebook and
 the failing cell.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,8 +33,16 @@ from serlib.common.config import Config, ConfigError
 from serlib.common.io import write_text_atomic
 from serlib.common.progress import last_event, log_to_stdout
 from serlib.common.runfolder import RunFolder, project_root, run_folder
-from serlib.report.html_export import (banners_html, config_html, failure_html, identity_html, render_html, reused_html,
-                                       toc_html, top_link_html)
+from serlib.report.html_export import (
+    banners_html,
+    config_html,
+    failure_html,
+    identity_html,
+    render_html,
+    reused_html,
+    toc_html,
+    top_link_html,
+)
 from serlib.report.keyresults import key_results_html
 from serlib.report.listening import refreshed_html
 from serlib.report.provenance import load_timings, now_utc, run_identity, save_timings, write_resolved_config
@@ -42,8 +51,11 @@ log = logging.getLogger("serlib")
 
 KERNEL = "python3"
 SKIP_TAGS = {"parameters", "injected-parameters", "papermill-error-cell-tag"}
-_CAPTION = re.compile(r'<p(?P<attrs>[^>]*)>\s*<b>(?P<label>(?:Table|Fig\.|Figure) S?\d+[a-z]?)\.</b>'
-                      r'(?P<caption>.*?)</p>', re.S)
+_CAPTION = re.compile(
+    r"<p(?P<attrs>[^>]*)>\s*<b>(?P<label>(?:Table|Fig\.|Figure) S?\d+[a-z]?)\.</b>"
+    r"(?P<caption>.*?)</p>",
+    re.S,
+)
 
 
 class NotebookError(RuntimeError):
@@ -57,15 +69,26 @@ class NotebookError(RuntimeError):
         report: the exported report (with a failure banner).
     """
 
-    def __init__(self, notebook: str, cell_index: Optional[int], first_line: str, detail: str,
-                 partial: Path, report: Optional[Path] = None):
+    def __init__(
+        self,
+        notebook: str,
+        cell_index: Optional[int],
+        first_line: str,
+        detail: str,
+        partial: Path,
+        report: Optional[Path] = None,
+    ):
         self.notebook, self.cell_index, self.first_line = notebook, cell_index, first_line
         self.detail, self.partial, self.report = detail, partial, report
-        where = (f"cell {cell_index} (0-based, of notebooks/{notebook}.ipynb)" if cell_index is not None
-                 else "an unknown cell")
-        super().__init__(f"notebook {notebook} failed at {where} (`{first_line}`): {detail}; "
-                         f"partial executed notebook: {partial}"
-                         + (f"; report with what ran: {report}" if report else ""))
+        where = (
+            f"cell {cell_index} (0-based, of notebooks/{notebook}.ipynb)"
+            if cell_index is not None
+            else "an unknown cell"
+        )
+        super().__init__(
+            f"notebook {notebook} failed at {where} (`{first_line}`): {detail}; "
+            f"partial executed notebook: {partial}" + (f"; report with what ran: {report}" if report else "")
+        )
 
 
 @dataclass
@@ -80,8 +103,13 @@ class _Failure:
 # --------------------------------------------------------------------------- the runner
 
 
-def run_report(cfg: Config, out: Optional[str | Path] = None, only: Optional[list[str]] = None,
-               notebooks_dir: Optional[str | Path] = None, verbose: bool = True) -> Path:
+def run_report(
+    cfg: Config,
+    out: Optional[str | Path] = None,
+    only: Optional[list[str]] = None,
+    notebooks_dir: Optional[str | Path] = None,
+    verbose: bool = True,
+) -> Path:
     """Execute the run's notebooks with papermill and export ``<run>/report.html``.
 
     Args:
@@ -100,8 +128,10 @@ def run_report(cfg: Config, out: Optional[str | Path] = None, only: Optional[lis
         NotebookError: a notebook failed (after the partial report was exported).
     """
     if not cfg.source:
-        raise ConfigError("run_report needs a config loaded from a YAML file (load_config): "
-                          "the notebooks read the same parameters file")
+        raise ConfigError(
+            "run_report needs a config loaded from a YAML file (load_config): "
+            "the notebooks read the same parameters file"
+        )
     folder = run_folder(cfg, out)
     source_dir = Path(notebooks_dir) if notebooks_dir else default_notebooks_dir(cfg)
     names = select_notebooks(cfg, source_dir, only)
@@ -116,20 +146,31 @@ def run_report(cfg: Config, out: Optional[str | Path] = None, only: Optional[lis
         start = time.perf_counter()
         failure = _execute(cfg, folder, source_dir, name)
         seconds = time.perf_counter() - start
-        timings[name] = {"seconds": round(seconds, 2), "status": "failed" if failure else "ok",
-                         "finished": now_utc()}
+        timings[name] = {"seconds": round(seconds, 2), "status": "failed" if failure else "ok", "finished": now_utc()}
         executed.append(name)
         log.info("[%d/%d] %s %s in %.1f s", i, len(names), name, "FAILED" if failure else "done", seconds)
         if failure:
             break
     save_timings(folder, timings)
     shown = _notebooks_to_show(cfg, folder, source_dir, executed, failure, only=bool(only))
-    report = export_report(cfg, folder, shown, failure=failure, not_run=names[len(executed):],
-                           reused=[n for n in shown if n not in executed])
+    report = export_report(
+        cfg,
+        folder,
+        shown,
+        failure=failure,
+        not_run=names[len(executed) :],
+        reused=[n for n in shown if n not in executed],
+    )
     log.info("report: %s", report)
     if failure:
-        raise NotebookError(failure.notebook, failure.cell_index, failure.first_line, failure.detail,
-                            folder.notebooks / f"{failure.notebook}.ipynb", report)
+        raise NotebookError(
+            failure.notebook,
+            failure.cell_index,
+            failure.first_line,
+            failure.detail,
+            folder.notebooks / f"{failure.notebook}.ipynb",
+            report,
+        )
     return report
 
 
@@ -166,8 +207,10 @@ def select_notebooks(cfg: Config, source_dir: Path, only: Optional[list[str]] = 
     wanted = [Path(n).stem for n in only]
     missing = [n for n in wanted if n not in present]
     if missing:
-        raise ConfigError(f"--only {' '.join(missing)}: not among the notebooks present in {source_dir} "
-                          f"and listed in run.notebooks ({', '.join(present) or 'none'})")
+        raise ConfigError(
+            f"--only {' '.join(missing)}: not among the notebooks present in {source_dir} "
+            f"and listed in run.notebooks ({', '.join(present) or 'none'})"
+        )
     return [n for n in present if n in wanted]
 
 
@@ -232,9 +275,16 @@ def _execute(cfg: Config, folder: RunFolder, source_dir: Path, name: str) -> Opt
     params = {"params_path": str(Path(cfg.source).resolve()), "run_dir": str(folder.root)}
     try:
         with tempfile.TemporaryDirectory(prefix="serlib-kernel-") as sockets, _Heartbeat(folder, name):
-            pm.execute_notebook(str(source), str(target), parameters=params, kernel_name=KERNEL,
-                                cwd=str(source_dir), progress_bar=False, log_output=False,
-                                kernel_manager_class=_kernel_manager_class(sockets))
+            pm.execute_notebook(
+                str(source),
+                str(target),
+                parameters=params,
+                kernel_name=KERNEL,
+                cwd=str(source_dir),
+                progress_bar=False,
+                log_output=False,
+                kernel_manager_class=_kernel_manager_class(sockets),
+            )
     except Exception as err:  # papermill's execution error, a dead kernel, a timeout: all stop the run
         return _locate_failure(name, source, target, err)
     return None
@@ -267,8 +317,14 @@ def _first_line(source: str) -> str:
     return next((line.strip() for line in source.splitlines() if line.strip()), "")
 
 
-def _notebooks_to_show(cfg: Config, folder: RunFolder, source_dir: Path, executed: list[str],
-                       failure: Optional[_Failure], only: bool = False) -> list[str]:
+def _notebooks_to_show(
+    cfg: Config,
+    folder: RunFolder,
+    source_dir: Path,
+    executed: list[str],
+    failure: Optional[_Failure],
+    only: bool = False,
+) -> list[str]:
     """Executed now, plus earlier executed notebooks of this run folder.
 
     A full run that fails shows what it executed (later sections of an earlier run would not match
@@ -299,8 +355,9 @@ def _section_title(nb: nbformat.NotebookNode, name: str) -> str:
     return name
 
 
-def _clean_outputs(outputs: list, anchors: set, captions: list, paths: Optional[list] = None,
-                   folder: Optional[RunFolder] = None) -> list:
+def _clean_outputs(
+    outputs: list, anchors: set, captions: list, paths: Optional[list] = None, folder: Optional[RunFolder] = None
+) -> list:
     """Drop stderr and widget views; fold printed lines into one collapsed log; show machine paths
     relative (``paths``: ``(absolute prefix, shown as)``); give every Table/Fig caption an id for the contents;
     ask ``serlib.report.listening`` for its tables (S50, S51) as the annotations in ``folder`` stand now."""
@@ -319,17 +376,27 @@ def _clean_outputs(outputs: list, anchors: set, captions: list, paths: Optional[
                 continue
             if "text/html" in data:  # a listening table drawn again from the annotations as they stand now
                 markup = refreshed_html(out.get("metadata"), folder) if folder is not None else None
-                data["text/html"] = _anchor_captions(_relative(markup or _as_text(data["text/html"]), paths),
-                                                     anchors, captions)
+                data["text/html"] = _anchor_captions(
+                    _relative(markup or _as_text(data["text/html"]), paths), anchors, captions
+                )
             if "text/plain" in data:
                 data["text/plain"] = _relative(_as_text(data["text/plain"]), paths)
         kept.append(out)
     text = "".join(log).strip("\n")
     if text:  # printed progress and notes: there for the curious, not in the reader's way
         lines = text.count("\n") + 1
-        kept.insert(0, nbformat.v4.new_output("display_data", data={"text/html": (
-            f'<details class="serlib-log"><summary>log ({lines} line{"s" if lines > 1 else ""})</summary>'
-            f'<pre>{html.escape(text)}</pre></details>')}))
+        kept.insert(
+            0,
+            nbformat.v4.new_output(
+                "display_data",
+                data={
+                    "text/html": (
+                        f'<details class="serlib-log"><summary>log ({lines} line{"s" if lines > 1 else ""})</summary>'
+                        f"<pre>{html.escape(text)}</pre></details>"
+                    )
+                },
+            ),
+        )
     return kept
 
 
@@ -361,7 +428,7 @@ def _label_key(kind: str, number: str) -> str:
 
 
 def link_references(markup: str, targets: dict) -> str:
-    """"Table 5" / "Fig. 3" in the text of ``markup`` linked to their captions (``targets``: label -> anchor);
+    """ "Table 5" / "Fig. 3" in the text of ``markup`` linked to their captions (``targets``: label -> anchor);
     not inside links, bold caption labels, code, headings or table headers."""
     out, skip = [], []
     for part in re.split(r"(<[^>]+>)", markup):
@@ -386,6 +453,7 @@ def link_references(markup: str, targets: dict) -> str:
 def _link(text: str, targets: dict, form: str) -> str:
     """Every "Table N" / "Fig. N" of ``text`` with a caption in ``targets``, written as ``form``
     (``{anchor}``, ``{text}``): an HTML link or a markdown one."""
+
     def one(match: re.Match) -> str:
         anchor = targets.get(_label_key(*match.groups()))
         return form.format(anchor=anchor, text=match.group(0)) if anchor else match.group(0)
@@ -394,8 +462,10 @@ def _link(text: str, targets: dict, form: str) -> str:
 
 
 def _link_markdown(source: str, targets: dict) -> str:
-    return "".join(line if line.lstrip().startswith("#") or "`" in line else _link(line, targets, "[{text}](#{anchor})")
-                   for line in source.splitlines(keepends=True))
+    return "".join(
+        line if line.lstrip().startswith("#") or "`" in line else _link(line, targets, "[{text}](#{anchor})")
+        for line in source.splitlines(keepends=True)
+    )
 
 
 def _link_cells(cells: list, targets: dict) -> None:
@@ -429,8 +499,9 @@ def _anchor_captions(markup: str, anchors: set, captions: list) -> str:
     return _CAPTION.sub(add_id, markup)
 
 
-def _section_cells(folder: RunFolder, name: str, failure: Optional[_Failure], reused: bool,
-                   anchors: set, paths: Optional[list] = None) -> tuple[list, tuple[str, str, list]]:
+def _section_cells(
+    folder: RunFolder, name: str, failure: Optional[_Failure], reused: bool, anchors: set, paths: Optional[list] = None
+) -> tuple[list, tuple[str, str, list]]:
     nb = nbformat.read(folder.notebooks / f"{name}.ipynb", as_version=4)
     captions: list = []
     anchor = f"nb-{name}"
@@ -442,8 +513,11 @@ def _section_cells(folder: RunFolder, name: str, failure: Optional[_Failure], re
             continue
         cell = copy.deepcopy(cell)
         if failure and failure.notebook == name and failure.cell_id and cell.get("id") == failure.cell_id:
-            cells.append(_html_cell('<div id="failure" class="serlib-banner serlib-banner-error">'
-                                    'The run failed in the next cell.</div>'))
+            cells.append(
+                _html_cell(
+                    '<div id="failure" class="serlib-banner serlib-banner-error">The run failed in the next cell.</div>'
+                )
+            )
         if cell.cell_type == "code":
             cell.outputs = _clean_outputs(cell.get("outputs", []), anchors, captions, paths, folder)
         elif cell.cell_type == "markdown":
@@ -453,8 +527,14 @@ def _section_cells(folder: RunFolder, name: str, failure: Optional[_Failure], re
     return cells, (anchor, _section_title(nb, name), captions)
 
 
-def export_report(cfg: Config, folder: RunFolder, notebooks: list[str], failure: Optional[_Failure] = None,
-                  not_run: Optional[list[str]] = None, reused: Optional[list[str]] = None) -> Path:
+def export_report(
+    cfg: Config,
+    folder: RunFolder,
+    notebooks: list[str],
+    failure: Optional[_Failure] = None,
+    not_run: Optional[list[str]] = None,
+    reused: Optional[list[str]] = None,
+) -> Path:
     """Merge the executed notebooks into one and export ``<run>/report.html`` (code hidden, offline).
 
     Args:
@@ -497,14 +577,14 @@ def export_report(cfg: Config, folder: RunFolder, notebooks: list[str], failure:
     return folder.report
 
 
-
-
 def _stale_html(folder: RunFolder) -> str:
     if not folder.stale_marker.is_file():
         return ""
-    return ('<div class="serlib-banner serlib-banner-warning"><b>Notebooks were run by hand</b> in this run folder '
-            'after its last <code>serlib run</code>: its tables and figures may be newer than the sections below. '
-            '<code>serlib run PARAMS --only NOTEBOOK</code> executes them into the report.</div>')
+    return (
+        '<div class="serlib-banner serlib-banner-warning"><b>Notebooks were run by hand</b> in this run folder '
+        "after its last <code>serlib run</code>: its tables and figures may be newer than the sections below. "
+        "<code>serlib run PARAMS --only NOTEBOOK</code> executes them into the report.</div>"
+    )
 
 
 def reexport_report(cfg: Config, folder: RunFolder) -> Path:
@@ -515,6 +595,7 @@ def reexport_report(cfg: Config, folder: RunFolder) -> Path:
     """
     present = [n for n in cfg.run.notebooks if (folder.notebooks / f"{n}.ipynb").is_file()]
     if not present:
-        raise FileNotFoundError(f"{folder.notebooks}: no executed notebook to export; run `serlib run "
-                                f"{cfg.source or 'PARAMS.yaml'}` first")
+        raise FileNotFoundError(
+            f"{folder.notebooks}: no executed notebook to export; run `serlib run {cfg.source or 'PARAMS.yaml'}` first"
+        )
     return export_report(cfg, folder, present)

@@ -11,6 +11,7 @@ same run folder resumes from that file. Its methods (``select``, ``next``, ``pre
 The widget needs a live front end (``serlib.report.listening.is_live_frontend``); the static table and the tag
 summary, always shown, are ``serlib.report.listening``.
 """
+
 from __future__ import annotations
 
 import html
@@ -26,8 +27,7 @@ import pandas as pd
 
 from serlib.analysis.annotations import AnnotationStore, AnnotationsUnreadableError, tag_label
 from serlib.analysis.evaluation import PROB_COLUMNS
-from serlib.analysis.listening import (agreement_table, clip_audio, clip_pitch, pitch_warm, tag_summary,
-                                       with_scores)
+from serlib.analysis.listening import agreement_table, clip_audio, clip_pitch, pitch_warm, tag_summary, with_scores
 from serlib.common.audio import wav_bytes
 from serlib.common.config import Config
 from serlib.common.facts import CLASSES
@@ -41,8 +41,14 @@ ALL = "all"  # the filters' "any class"
 # --------------------------------------------------------------------------- the station
 
 ORDERS = {"draw": "as drawn", "confidence": "most confident first", "margin": "smallest margin first"}
-KEYS = {"ArrowRight": "next", "n": "next", "ArrowLeft": "previous", "p": "previous", "r": "reviewed",
-        **{str(i + 1): i for i in range(9)}}  # a digit toggles that tag (the profile's order)
+KEYS = {
+    "ArrowRight": "next",
+    "n": "next",
+    "ArrowLeft": "previous",
+    "p": "previous",
+    "r": "reviewed",
+    **{str(i + 1): i for i in range(9)},
+}  # a digit toggles that tag (the profile's order)
 NOTE_DEBOUNCE_S = 1.0  # a note is saved this long after the last keystroke (and on leaving the clip)
 
 
@@ -62,8 +68,7 @@ class ListeningStation:
             different ids annotate the same clips side by side (the annotator box changes it).
     """
 
-    def __init__(self, cfg: Config, folder: RunFolder, clips: pd.DataFrame, plots: bool = True,
-                 annotator: str = ""):
+    def __init__(self, cfg: Config, folder: RunFolder, clips: pd.DataFrame, plots: bool = True, annotator: str = ""):
         import ipywidgets as w  # the widget front end: only a station needs it
 
         self.cfg, self.folder, self.plots = cfg, folder, plots
@@ -136,8 +141,13 @@ class ListeningStation:
         """Annotate as ``name`` from now on (the boxes then show that listener's annotation)."""
         self.annotator_box.value = name
 
-    def set_filter(self, true: Optional[str] = None, pred: Optional[str] = None,
-                   unannotated: Optional[bool] = None, order: Optional[str] = None) -> None:
+    def set_filter(
+        self,
+        true: Optional[str] = None,
+        pred: Optional[str] = None,
+        unannotated: Optional[bool] = None,
+        order: Optional[str] = None,
+    ) -> None:
         """Keep only clips of this true and/or predicted class (None = any), only those this listener has
         not annotated yet, in this order (``ORDERS``: draw, confidence, margin)."""
         if order is not None and order not in ORDERS:
@@ -213,30 +223,47 @@ class ListeningStation:
         self.pred_filter = w.Dropdown(options=options, value=ALL, description="predicted")
         self.unannotated_box = w.Checkbox(value=False, description="unannotated only", indent=False)
         self.order_menu = w.Dropdown(options=[(v, k) for k, v in ORDERS.items()], value="draw", description="order")
-        self.annotator_box = w.Text(value=self.store.annotator, description="annotator", placeholder="your name",
-                                    continuous_update=False)
+        self.annotator_box = w.Text(
+            value=self.store.annotator, description="annotator", placeholder="your name", continuous_update=False
+        )
         self.loading = w.HTML()
         self.header = w.HTML()
         self.audio = w.Audio(format="wav", autoplay=False, loop=False)
         self.figure = w.Image(format="png", layout=w.Layout(max_width="820px"))  # log-Mel + pitch, PNG bytes
-        self.tag_boxes = {t: w.Checkbox(value=False, description=f"{i + 1} {tag_label(t)}" if i < 9 else tag_label(t),
-                                        indent=False) for i, t in enumerate(self.tags)}
+        self.tag_boxes = {
+            t: w.Checkbox(value=False, description=f"{i + 1} {tag_label(t)}" if i < 9 else tag_label(t), indent=False)
+            for i, t in enumerate(self.tags)
+        }
         self.reviewed_box = w.Checkbox(value=False, description="r reviewed: no failure", indent=False)
-        self.note = w.Textarea(placeholder="notes on this clip (saved as you type)", continuous_update=True,
-                               layout=w.Layout(width="100%", height="70px"))
+        self.note = w.Textarea(
+            placeholder="notes on this clip (saved as you type)",
+            continuous_update=True,
+            layout=w.Layout(width="100%", height="70px"),
+        )
         self.prev_button = w.Button(description="Previous", icon="arrow-left", tooltip="← or p")
         self.next_button = w.Button(description="Next", icon="arrow-right", tooltip="→ or n")
         self.status = w.HTML()
         self.summary_html = w.HTML()
         self.agreement_html = w.HTML()
         self._wire(w)
-        self.widget = w.VBox([
-            w.HBox([self.annotator_box, self.true_filter, self.pred_filter]),
-            w.HBox([self.order_menu, self.unannotated_box]), self.loading, self.header, self.audio, self.figure,
-            w.HBox([*self.tag_boxes.values(), self.reviewed_box]), self.note,
-            w.HBox([self.prev_button, self.next_button, self.status]),
-            w.HTML("<small>keys (pointer over the station): → / n next, ← / p previous, 1-9 tags, r reviewed</small>"),
-            self.summary_html, self.agreement_html])
+        self.widget = w.VBox(
+            [
+                w.HBox([self.annotator_box, self.true_filter, self.pred_filter]),
+                w.HBox([self.order_menu, self.unannotated_box]),
+                self.loading,
+                self.header,
+                self.audio,
+                self.figure,
+                w.HBox([*self.tag_boxes.values(), self.reviewed_box]),
+                self.note,
+                w.HBox([self.prev_button, self.next_button, self.status]),
+                w.HTML(
+                    "<small>keys (pointer over the station): → / n next, ← / p previous, 1-9 tags, r reviewed</small>"
+                ),
+                self.summary_html,
+                self.agreement_html,
+            ]
+        )
         self._keyboard()
 
     def _keyboard(self) -> None:
@@ -247,8 +274,13 @@ class ListeningStation:
             self.keys = None
             return
         self.keys = Event(source=self.widget, watched_events=["keydown"], prevent_default_action=False)
-        self.keys.on_dom_event(lambda event: self.handle_key(event.get("key", ""))
-                               if event.get("target", {}).get("tagName") not in ("TEXTAREA", "INPUT") else None)
+        self.keys.on_dom_event(
+            lambda event: (
+                self.handle_key(event.get("key", ""))
+                if event.get("target", {}).get("tagName") not in ("TEXTAREA", "INPUT")
+                else None
+            )
+        )
 
     def _wire(self, w) -> None:
         for tag, box in self.tag_boxes.items():
@@ -304,15 +336,22 @@ class ListeningStation:
         try:
             self.store.update(clip, {field_name: value})
         except OSError as err:  # a full disk, a read-only folder, a file it cannot read: say so, keep the edit
-            reason = str(err) if isinstance(err, AnnotationsUnreadableError) else \
-                f"{type(err).__name__}: {err.strerror or err}"
-            self.status.value = (f"<b style='color:#c62828'>NOT saved: {html.escape(reason)}</b> <small>(the change "
-                                 "is kept here and saved with the next one)</small>")
+            reason = (
+                str(err)
+                if isinstance(err, AnnotationsUnreadableError)
+                else f"{type(err).__name__}: {err.strerror or err}"
+            )
+            self.status.value = (
+                f"<b style='color:#c62828'>NOT saved: {html.escape(reason)}</b> <small>(the change "
+                "is kept here and saved with the next one)</small>"
+            )
             return
         if field_name != "note":  # re-showing the record while typing would move the cursor
             self._show_record(clip)  # the merged row may carry another station's changes
-        self.status.value = (f"<small>saved {html.escape(clip['utt_id'])} to "
-                             f"{html.escape(self.store.path.parent.name + '/' + self.store.path.name)}</small>")
+        self.status.value = (
+            f"<small>saved {html.escape(clip['utt_id'])} to "
+            f"{html.escape(self.store.path.parent.name + '/' + self.store.path.name)}</small>"
+        )
         self._render_summary()
 
     def _show_record(self, clip: Optional[pd.Series]) -> None:
@@ -331,8 +370,11 @@ class ListeningStation:
         """Show the current clip: header, audio and picture switch together, after the picture is drawn."""
         clip = self.current
         first = not pitch_warm()
-        self.loading.value = ("<i>loading the clip… (the first pitch analysis compiles pyin: about 10 s)</i>"
-                              if first and self.plots and clip is not None else "<i>loading…</i>")
+        self.loading.value = (
+            "<i>loading the clip… (the first pitch analysis compiles pyin: about 10 s)</i>"
+            if first and self.plots and clip is not None
+            else "<i>loading…</i>"
+        )
         picture = self._figure_png(clip)
         audio = wav_bytes(clip_audio(str(clip["path"]))) if clip is not None else b""
         with self.widget.hold_sync() if hasattr(self.widget, "hold_sync") else _nothing():
@@ -355,31 +397,38 @@ class ListeningStation:
     def _header_html(self, clip: Optional[pd.Series]) -> str:
         if clip is None:
             return "<b>No clip matches this filter.</b>"
-        probs = " ".join(f"<span style='margin-right:1em'>{c}: <b>{clip[p]:.2f}</b></span>"
-                         for c, p in zip(CLASSES, PROB_COLUMNS))
-        return (f"<div><b>Clip {self.index + 1} / {len(self.clips)}</b> &middot; {html.escape(clip['utt_id'])} "
-                f"&middot; {html.escape(str(clip.get('speaker', '')))} ({html.escape(str(clip.get('sex', '')))})</div>"
-                f"<div>true: <b>{clip['label']}</b> &rarr; predicted: <b style='color:#c62828'>{clip['pred']}</b> "
-                f"&middot; confidence {clip['confidence']:.2f}, margin {clip['margin']:.2f}</div>"
-                f"<div>probabilities: {probs}</div>")
+        probs = " ".join(
+            f"<span style='margin-right:1em'>{c}: <b>{clip[p]:.2f}</b></span>" for c, p in zip(CLASSES, PROB_COLUMNS)
+        )
+        return (
+            f"<div><b>Clip {self.index + 1} / {len(self.clips)}</b> &middot; {html.escape(clip['utt_id'])} "
+            f"&middot; {html.escape(str(clip.get('speaker', '')))} ({html.escape(str(clip.get('sex', '')))})</div>"
+            f"<div>true: <b>{clip['label']}</b> &rarr; predicted: <b style='color:#c62828'>{clip['pred']}</b> "
+            f"&middot; confidence {clip['confidence']:.2f}, margin {clip['margin']:.2f}</div>"
+            f"<div>probabilities: {probs}</div>"
+        )
 
     def _figure_png(self, clip: Optional[pd.Series]) -> bytes:
         if clip is None or not self.plots:
             return b""
         path = str(clip["path"])
-        fig = plot_clip(clip_audio(path), self.cfg.analysis, title=clip["utt_id"],
-                        pitch=clip_pitch(path, self.cfg.analysis))
+        fig = plot_clip(
+            clip_audio(path), self.cfg.analysis, title=clip["utt_id"], pitch=clip_pitch(path, self.cfg.analysis)
+        )
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
         plt.close(fig)
         return buffer.getvalue()
 
     def _render_summary(self) -> None:
-        self.summary_html.value = ("<b>Tags by confusion pair</b>"
-                                   + self.summary().to_html(index=False, border=0))
+        self.summary_html.value = "<b>Tags by confusion pair</b>" + self.summary().to_html(index=False, border=0)
         agreement = agreement_table(self.store.frame())
-        self.agreement_html.value = ("" if agreement.empty else "<b>Agreement between annotators</b>"
-                                     + agreement.to_html(index=False, border=0, float_format=lambda v: f"{v:.2f}"))
+        self.agreement_html.value = (
+            ""
+            if agreement.empty
+            else "<b>Agreement between annotators</b>"
+            + agreement.to_html(index=False, border=0, float_format=lambda v: f"{v:.2f}")
+        )
 
     def show(self) -> bool:
         """Display the widget in a live front end; returns whether it was displayed."""

@@ -11,6 +11,7 @@ What a reader gets, column by column:
 - booleans as ✓ / –; other numbers to three significant digits (or the caller's ``float_format``);
 - text left-aligned, numbers right-aligned; absolute paths shown relative to the project (or shortened).
 """
+
 from __future__ import annotations
 
 import html
@@ -24,41 +25,128 @@ import pandas as pd
 
 # Exact names (the tables' CSV columns) and how a reader should see them.
 HEADERS = {
-    "val_acc": "val. accuracy", "acc": "accuracy", "test_acc": "test accuracy", "uar": "UAR",
-    "test_uar": "test UAR", "val_uar": "val. UAR", "macro_f1": "macro-F1", "test_macro_f1": "test macro-F1",
-    "val_macro_f1": "val. macro-F1", "n_speakers": "test speakers", "n_clips": "test clips", "n_seeds": "seeds",
-    "paper_val_acc": "paper val. accuracy", "paper_test_acc": "paper test accuracy", "paper_macro_f1": "paper macro-F1",
-    "tri_aug": "Tri-Aug", "se": "SE", "params_m_trained": "parameters trained (M)",
-    "params_m_paper_widths": "parameters at the paper's widths (M)", "paper_params_m": "paper parameters (M)",
-    "delta_val_pp": "Δ val. (points)", "delta_test_pp": "Δ test (points)", "paper_delta_val_pp": "paper Δ val. (points)",
-    "paper_delta_test_pp": "paper Δ test (points)", "delta_pp": "Δ (points)", "delta_uar_pp": "Δ UAR (points)",
-    "mcnemar_b": "McNemar b", "mcnemar_c": "McNemar c", "p": "p", "p_holm": "p (Holm)", "p_adjusted": "p (BH)",
-    "mannwhitney_p": "Mann-Whitney p", "cohen_d": "Cohen's d", "ms_per_utt_b1": "batch-1 latency (ms)",
-    "ms_per_audio_s": "ms per audio second", "weights_mb": "weights (MB)", "agree_with_fp32": "agrees with fp32",
-    "max_prob_diff": "largest probability change", "seconds_per_epoch": "seconds per epoch",
-    "best_epoch": "best epoch", "stopped_epoch": "stopped at epoch", "dataset_task": "dataset / task",
-    "model_feature": "model / feature", "reported_acc": "reported accuracy", "output_shape": "output shape",
-    "held_out": "held-out corpus", "trained_on": "trained on", "within_uar": "within-corpus UAR",
-    "within_n_clips": "within-corpus clips", "classes_present": "classes present", "f0_mean_hz": "F0 mean (Hz)",
-    "f0_range_st": "F0 range (st)", "f0_slope_st_s": "F0 slope (st/s)", "voiced_frac": "voiced share",
-    "rms_mean_db": "RMS mean (dB)", "rms_slope_db_s": "RMS slope (dB/s)", "rms_std_db": "RMS std (dB)",
-    "onset_rate_hz": "onset rate (Hz)", "duration_s": "duration (s)", "n_correct": "correct clips",
-    "n_misclassified": "misclassified clips", "mean_z_correct": "mean z, correct",
-    "mean_z_misclassified": "mean z, misclassified", "computed_now": "computed now", "from_cache": "from cache",
-    "audio_s": "audio (s)", "analysis_s": "analysis (s)", "s_per_clip": "s per clip", "s_per_audio_s": "s per audio s",
-    "utt_id": "clip", "prob_negative": "p(negative)", "prob_sad_fear": "p(sad_fear)", "prob_pos_neutral": "p(pos_neutral)",
-    "lo": "from", "hi": "to", "test_lengths": "test lengths",
-    "acc_folds": "accuracy per fold", "uar_folds": "UAR per fold", "macro_f1_folds": "macro-F1 per fold",
-    "test_acc_folds": "test accuracy per fold", "delta_folds_pp": "Δ per fold (points)",
+    "val_acc": "val. accuracy",
+    "acc": "accuracy",
+    "test_acc": "test accuracy",
+    "uar": "UAR",
+    "test_uar": "test UAR",
+    "val_uar": "val. UAR",
+    "macro_f1": "macro-F1",
+    "test_macro_f1": "test macro-F1",
+    "val_macro_f1": "val. macro-F1",
+    "n_speakers": "test speakers",
+    "n_clips": "test clips",
+    "n_seeds": "seeds",
+    "paper_val_acc": "paper val. accuracy",
+    "paper_test_acc": "paper test accuracy",
+    "paper_macro_f1": "paper macro-F1",
+    "tri_aug": "Tri-Aug",
+    "se": "SE",
+    "params_m_trained": "parameters trained (M)",
+    "params_m_paper_widths": "parameters at the paper's widths (M)",
+    "paper_params_m": "paper parameters (M)",
+    "delta_val_pp": "Δ val. (points)",
+    "delta_test_pp": "Δ test (points)",
+    "paper_delta_val_pp": "paper Δ val. (points)",
+    "paper_delta_test_pp": "paper Δ test (points)",
+    "delta_pp": "Δ (points)",
+    "delta_uar_pp": "Δ UAR (points)",
+    "mcnemar_b": "McNemar b",
+    "mcnemar_c": "McNemar c",
+    "p": "p",
+    "p_holm": "p (Holm)",
+    "p_adjusted": "p (BH)",
+    "mannwhitney_p": "Mann-Whitney p",
+    "cohen_d": "Cohen's d",
+    "ms_per_utt_b1": "batch-1 latency (ms)",
+    "ms_per_audio_s": "ms per audio second",
+    "weights_mb": "weights (MB)",
+    "agree_with_fp32": "agrees with fp32",
+    "max_prob_diff": "largest probability change",
+    "seconds_per_epoch": "seconds per epoch",
+    "best_epoch": "best epoch",
+    "stopped_epoch": "stopped at epoch",
+    "dataset_task": "dataset / task",
+    "model_feature": "model / feature",
+    "reported_acc": "reported accuracy",
+    "output_shape": "output shape",
+    "held_out": "held-out corpus",
+    "trained_on": "trained on",
+    "within_uar": "within-corpus UAR",
+    "within_n_clips": "within-corpus clips",
+    "classes_present": "classes present",
+    "f0_mean_hz": "F0 mean (Hz)",
+    "f0_range_st": "F0 range (st)",
+    "f0_slope_st_s": "F0 slope (st/s)",
+    "voiced_frac": "voiced share",
+    "rms_mean_db": "RMS mean (dB)",
+    "rms_slope_db_s": "RMS slope (dB/s)",
+    "rms_std_db": "RMS std (dB)",
+    "onset_rate_hz": "onset rate (Hz)",
+    "duration_s": "duration (s)",
+    "n_correct": "correct clips",
+    "n_misclassified": "misclassified clips",
+    "mean_z_correct": "mean z, correct",
+    "mean_z_misclassified": "mean z, misclassified",
+    "computed_now": "computed now",
+    "from_cache": "from cache",
+    "audio_s": "audio (s)",
+    "analysis_s": "analysis (s)",
+    "s_per_clip": "s per clip",
+    "s_per_audio_s": "s per audio s",
+    "utt_id": "clip",
+    "prob_negative": "p(negative)",
+    "prob_sad_fear": "p(sad_fear)",
+    "prob_pos_neutral": "p(pos_neutral)",
+    "lo": "from",
+    "hi": "to",
+    "test_lengths": "test lengths",
+    "acc_folds": "accuracy per fold",
+    "uar_folds": "UAR per fold",
+    "macro_f1_folds": "macro-F1 per fold",
+    "test_acc_folds": "test accuracy per fold",
+    "delta_folds_pp": "Δ per fold (points)",
     "delta_uar_folds_pp": "Δ UAR per fold (points)",
-    "reported_acc_folds": "accuracy per fold", "n_folds": "folds",
+    "reported_acc_folds": "accuracy per fold",
+    "n_folds": "folds",
 }
-TOKENS = {"acc": "accuracy", "val": "val.", "uar": "UAR", "f1": "F1", "pp": "(points)", "ms": "(ms)", "mb": "(MB)",
-          "mib": "(MiB)", "hz": "(Hz)", "db": "(dB)", "s": "(s)", "n": "number of", "b1": "batch 1", "utt": "clip",
-          "params": "parameters", "fp32": "fp32", "pct": "(%)", "se": "SE"}
+TOKENS = {
+    "acc": "accuracy",
+    "val": "val.",
+    "uar": "UAR",
+    "f1": "F1",
+    "pp": "(points)",
+    "ms": "(ms)",
+    "mb": "(MB)",
+    "mib": "(MiB)",
+    "hz": "(Hz)",
+    "db": "(dB)",
+    "s": "(s)",
+    "n": "number of",
+    "b1": "batch 1",
+    "utt": "clip",
+    "params": "parameters",
+    "fp32": "fp32",
+    "pct": "(%)",
+    "se": "SE",
+}
 P_VALUE = re.compile(r"^(p|p_.+|.+_p)$")
-RATE_WORDS = ("acc", "accuracy", "uar", "f1", "recall", "precision", "agree", "rate", "share", "confidence", "prob",
-              "negative", "sad", "pos")  # the class columns of a confusion matrix hold recall
+RATE_WORDS = (
+    "acc",
+    "accuracy",
+    "uar",
+    "f1",
+    "recall",
+    "precision",
+    "agree",
+    "rate",
+    "share",
+    "confidence",
+    "prob",
+    "negative",
+    "sad",
+    "pos",
+)  # the class columns of a confusion matrix hold recall
 UNIT_IN_HEADER = re.compile(r"\((%|points|ms|MB|MiB|s|Hz|dB|M)\)|%")
 
 
@@ -95,7 +183,7 @@ def _is_bool(series: pd.Series) -> bool:
 
 
 def column_kind(name: str, series: pd.Series) -> str:
-    """"bool", "int", "rate", "delta", "p", "float" or "text" for one column."""
+    """ "bool", "int", "rate", "delta", "p", "float" or "text" for one column."""
     if _is_bool(series):
         return "bool"
     if not pd.api.types.is_numeric_dtype(series):
@@ -211,11 +299,15 @@ def format_frame(df: pd.DataFrame, float_format: Optional[str] = None) -> tuple[
             scale = 100.0  # a difference of rates, as points
         text = [cell(v, kind, float_format, scale) for v in series]
         if lo:
-            ends = [(cell(a, kind, float_format, scale), cell(b, kind, float_format, scale))
-                    for a, b in zip(df[lo], df[hi])]
-            text = [f"{t}\n[{a}, {b}]" if t and a and b else (f"{t}\n[n/a]" if t else "")
-                    for t, (a, b) in zip(text, ends)]  # the interval on its own line (table_html)
-        if sd:  # a spread in the unit of its mean (a rate's in points of percent), without a sign; a count's is a number
+            ends = [
+                (cell(a, kind, float_format, scale), cell(b, kind, float_format, scale)) for a, b in zip(df[lo], df[hi])
+            ]
+            text = [
+                f"{t}\n[{a}, {b}]" if t and a and b else (f"{t}\n[n/a]" if t else "") for t, (a, b) in zip(text, ends)
+            ]  # the interval on its own line (table_html)
+        if (
+            sd
+        ):  # a spread in the unit of its mean (a rate's in points of percent), without a sign; a count's is a number
             spread_kind = "float" if kind == "int" else kind
             spread = [cell(abs(s), spread_kind, float_format, scale).lstrip("+") for s in df[sd]]
             text = [f"{t} ± {s}" if t and s else t for t, s in zip(text, spread)]
@@ -243,10 +335,11 @@ def table_html(df: pd.DataFrame, float_format: Optional[str] = None, index: bool
     if len(headers) > TRANSPOSE_COLUMNS and len(rows) < len(headers):  # too wide for the column: one row per field
         return _transposed_html(headers, rows)
     head = "".join(f'<th class="{a}">{html.escape(h)}</th>' for h, a in zip(headers, align))
-    body = "".join("<tr>" + "".join(f'<td class="{a}">{_cell_html(v)}</td>' for v, a in zip(row, align)) + "</tr>"
-                   for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="{a}">{_cell_html(v)}</td>' for v, a in zip(row, align)) + "</tr>" for row in rows
+    )
     wide = " serlib-wide" if len(headers) > 9 else ""
-    return (f'<table class="serlib-table{wide}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>')
+    return f'<table class="serlib-table{wide}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 TRANSPOSE_COLUMNS = 18  # more columns than this (and fewer rows than columns): shown transposed
@@ -260,8 +353,11 @@ def _cell_html(text: str) -> str:
 def _transposed_html(headers: list[str], rows: list[list[str]]) -> str:
     """The table turned a quarter: the first column's values head the columns, each field is a row."""
     head = '<th class="text"></th>' + "".join(f'<th class="num">{html.escape(r[0])}</th>' for r in rows)
-    body = "".join(f'<tr><th class="text">{html.escape(h)}</th>'
-                   + "".join(f'<td class="num">{_cell_html(r[i])}</td>' for r in rows) + "</tr>"
-                   for i, h in enumerate(headers) if i > 0)
-    return (f'<table class="serlib-table serlib-transposed"><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
-            '</table>')
+    body = "".join(
+        f'<tr><th class="text">{html.escape(h)}</th>'
+        + "".join(f'<td class="num">{_cell_html(r[i])}</td>' for r in rows)
+        + "</tr>"
+        for i, h in enumerate(headers)
+        if i > 0
+    )
+    return f'<table class="serlib-table serlib-transposed"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

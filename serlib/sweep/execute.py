@@ -18,6 +18,7 @@ report. A variant that fails is recorded with its error (``_sweep/state.json``) 
 Progress: one line per finished task (the variant, what finished, its seconds, and an estimate of the time
 left: the mean task time so far x the tasks left / the tasks that run at once).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,8 +50,13 @@ LOCAL_OBJECT_STORE_BYTES = 200 * 2**20  # a local Ray instance: tasks pass paths
 DONE = ("finished", "reused")
 
 
-def run_sweep(sweep: Sweep, executor: str = "local", address: Optional[str] = None, workers: Optional[int] = None,
-              ray_init: Optional[dict] = None) -> dict:
+def run_sweep(
+    sweep: Sweep,
+    executor: str = "local",
+    address: Optional[str] = None,
+    workers: Optional[int] = None,
+    ray_init: Optional[dict] = None,
+) -> dict:
     """Run every variant not already finished, then write ``reports/<sweep>/report.html``.
 
     Args:
@@ -74,8 +80,9 @@ def run_sweep(sweep: Sweep, executor: str = "local", address: Optional[str] = No
         for problem in pipeline.preflight(v.cfg):
             problems.setdefault(problem, []).append(v.name)
     if problems:
-        raise ConfigError("; ".join(f"{p} (variant{'s' if len(n) > 1 else ''} {', '.join(n)})"
-                                    for p, n in problems.items()))
+        raise ConfigError(
+            "; ".join(f"{p} (variant{'s' if len(n) > 1 else ''} {', '.join(n)})" for p, n in problems.items())
+        )
     with sweep_lock(sweep):
         materialise(sweep)
         state = _load_state(sweep)
@@ -88,8 +95,14 @@ def run_sweep(sweep: Sweep, executor: str = "local", address: Optional[str] = No
         state["report"] = str(write_sweep_report(sweep, state["variants"]))
         _save_state(sweep, state)
     failed = [n for n, s in state["variants"].items() if s["status"] == "failed"]
-    log.info("sweep %s: %d variant(s) done, %d failed%s; report: %s", sweep.name, len(sweep.variants) - len(failed),
-             len(failed), f" ({', '.join(failed)})" if failed else "", state["report"])
+    log.info(
+        "sweep %s: %d variant(s) done, %d failed%s; report: %s",
+        sweep.name,
+        len(sweep.variants) - len(failed),
+        len(failed),
+        f" ({', '.join(failed)})" if failed else "",
+        state["report"],
+    )
     return state
 
 
@@ -101,8 +114,11 @@ def _load_state(sweep: Sweep) -> dict:
         state = json.loads(sweep.state_file.read_text())
     except (OSError, ValueError):
         state = {}
-    return {"sweep": sweep.name, "source": str(sweep.source),
-            "variants": {v.name: state.get("variants", {}).get(v.name, {}) for v in sweep.variants}}
+    return {
+        "sweep": sweep.name,
+        "source": str(sweep.source),
+        "variants": {v.name: state.get("variants", {}).get(v.name, {}) for v in sweep.variants},
+    }
 
 
 def _save_state(sweep: Sweep, state: dict) -> None:
@@ -141,8 +157,16 @@ class _Progress:
         self.seconds.append(seconds)
         left = max(self.total - self.done, 0)
         eta = sum(self.seconds) / len(self.seconds) * left / min(self.slots, max(left, 1))
-        log.info("[%d/%d] %s: %s in %s%s; %s", self.done, max(self.total, self.done), variant, what,
-                 _duration(seconds), note, f"about {_duration(eta)} left" if left else "nothing left")
+        log.info(
+            "[%d/%d] %s: %s in %s%s; %s",
+            self.done,
+            max(self.total, self.done),
+            variant,
+            what,
+            _duration(seconds),
+            note,
+            f"about {_duration(eta)} left" if left else "nothing left",
+        )
 
 
 def _duration(seconds: float) -> str:
@@ -182,8 +206,14 @@ def _local_variant(sweep: Sweep, v: Variant) -> dict:
 # --------------------------------------------------------------------------- Ray
 
 
-def _run_ray(sweep: Sweep, todo: list[Variant], state: dict, address: Optional[str], workers: Optional[int],
-             ray_init: Optional[dict]) -> None:
+def _run_ray(
+    sweep: Sweep,
+    todo: list[Variant],
+    state: dict,
+    address: Optional[str],
+    workers: Optional[int],
+    ray_init: Optional[dict],
+) -> None:
     try:
         import ray  # the optional extra: pip install 'serlib[ray]'
     except ImportError:
@@ -192,8 +222,13 @@ def _run_ray(sweep: Sweep, todo: list[Variant], state: dict, address: Optional[s
     if started and address:
         ray.init(address=address, log_to_driver=False, **(ray_init or {}))
     elif started:
-        ray.init(num_cpus=workers or os.cpu_count(), object_store_memory=LOCAL_OBJECT_STORE_BYTES,
-                 include_dashboard=False, log_to_driver=False, **(ray_init or {}))
+        ray.init(
+            num_cpus=workers or os.cpu_count(),
+            object_store_memory=LOCAL_OBJECT_STORE_BYTES,
+            include_dashboard=False,
+            log_to_driver=False,
+            **(ray_init or {}),
+        )
     try:
         _RayScheduler(sweep, todo, state, ray).run()
     finally:
@@ -245,8 +280,10 @@ class _RayScheduler:
         for v in todo:
             self.chains.setdefault(feature_identity(v.cfg), []).append(v)
         train = _resources(todo[0].cfg.train.device, todo[0].cfg.train.threads, self.cluster)
-        slots = min(self.cluster.get("CPU", 1) // train["num_cpus"],
-                    self.cluster.get("GPU", 0) // train["num_gpus"] if train["num_gpus"] else float("inf"))
+        slots = min(
+            self.cluster.get("CPU", 1) // train["num_cpus"],
+            self.cluster.get("GPU", 0) // train["num_gpus"] if train["num_gpus"] else float("inf"),
+        )
         self.progress = _Progress(sum(_planned(v.cfg) for v in todo), int(slots))
 
     def run(self) -> None:
@@ -264,22 +301,38 @@ class _RayScheduler:
     # ------------------------------------------------------------------ submitting
 
     def _submit(self, job: _Job) -> None:
-        ref = self.remote.options(**job.resources, max_retries=1, retry_exceptions=False,
-                                  name=job.task_id).remote(job.kind, job.task_id, str(self.sweep.tasks_dir), *job.args)
+        ref = self.remote.options(**job.resources, max_retries=1, retry_exceptions=False, name=job.task_id).remote(
+            job.kind, job.task_id, str(self.sweep.tasks_dir), *job.args
+        )
         self.pending[ref] = job
 
     def _features(self, v: Variant) -> None:
         self.runs[v.name] = _VariantRun(time.time())
-        self._submit(_Job(v, "features", "features", (str(v.params), str(v.root)),
-                          _resources(v.cfg.features.device, v.cfg.features.threads, self.cluster)))
+        self._submit(
+            _Job(
+                v,
+                "features",
+                "features",
+                (str(v.params), str(v.root)),
+                _resources(v.cfg.features.device, v.cfg.features.threads, self.cluster),
+            )
+        )
 
     def _plan_runs(self, v: Variant, prepared: dict) -> None:
         """After the variant's features: its learning-rate grids, then its trained runs (or its notebooks)."""
         cfg, run = v.cfg, self.runs[v.name]
         resources = _resources(cfg.train.device, cfg.train.threads, self.cluster)
-        jobs = [_Job(v, "train", f"{system} seed {seed} ({protocol})", (str(v.params), str(v.root), system, seed,
-                                                                         protocol), resources, (system, seed, protocol))
-                for system, seed, protocol in run_jobs(cfg, prepared["protocols"], prepared["loco"])]
+        jobs = [
+            _Job(
+                v,
+                "train",
+                f"{system} seed {seed} ({protocol})",
+                (str(v.params), str(v.root), system, seed, protocol),
+                resources,
+                (system, seed, protocol),
+            )
+            for system, seed, protocol in run_jobs(cfg, prepared["protocols"], prepared["loco"])
+        ]
         grids = _all_grids(cfg, prepared) if cfg.train.select.enabled else {}
         for job in jobs if grids else []:
             job.group = (job.run[2], selection_group(cfg, job.run[0])[0])
@@ -287,18 +340,31 @@ class _RayScheduler:
         run.open = len(jobs) + len(grids)
         for (protocol, group), searched_on in grids.items():
             run.waiting[(protocol, group)] = [j for j in jobs if j.group == (protocol, group)]
-            self._submit(_Job(v, "select", f"lr grid {group} ({protocol})",
-                              (str(v.params), str(v.root), searched_on, group, protocol), resources,
-                              group=(protocol, group)))
+            self._submit(
+                _Job(
+                    v,
+                    "select",
+                    f"lr grid {group} ({protocol})",
+                    (str(v.params), str(v.root), searched_on, group, protocol),
+                    resources,
+                    group=(protocol, group),
+                )
+            )
         for job in jobs if not grids else []:
             self._submit(job)
         if run.open == 0:
             self._notebooks(v)
 
     def _notebooks(self, v: Variant) -> None:
-        self._submit(_Job(v, "notebooks", "notebooks", (str(v.params), str(v.root), str(self.sweep.notebooks_dir),
-                                                        _siblings(self.sweep, v)),
-                          _resources(v.cfg.train.device, v.cfg.train.threads, self.cluster)))
+        self._submit(
+            _Job(
+                v,
+                "notebooks",
+                "notebooks",
+                (str(v.params), str(v.root), str(self.sweep.notebooks_dir), _siblings(self.sweep, v)),
+                _resources(v.cfg.train.device, v.cfg.train.threads, self.cluster),
+            )
+        )
 
     # ------------------------------------------------------------------ finishing
 
@@ -363,8 +429,11 @@ class _RayScheduler:
 
     def _record(self, v: Variant, fields: dict) -> None:
         run = self.runs[v.name]
-        self.state["variants"][v.name] |= fields | {"seconds": round(time.time() - run.start, 1), "tasks": run.tasks,
-                                                    "retried": run.retried}
+        self.state["variants"][v.name] |= fields | {
+            "seconds": round(time.time() - run.start, 1),
+            "tasks": run.tasks,
+            "retried": run.retried,
+        }
         _save_state(self.sweep, self.state)
 
 
@@ -386,10 +455,13 @@ def _resources(device: str, threads: Optional[int], cluster: dict) -> dict:
     threads as CPUs (at most the cluster's)."""
     gpus = cluster.get("GPU", 0)
     if device == "cuda" and not gpus:
-        raise ConfigError("a stage's device is 'cuda' but the Ray cluster has no GPU; use 'auto' or 'cpu', or add "
-                          "GPU nodes")
-    return {"num_cpus": max(1, min(threads or 1, int(cluster.get("CPU", 1)))),
-            "num_gpus": 1 if device == "cuda" or (device == "auto" and gpus) else 0}
+        raise ConfigError(
+            "a stage's device is 'cuda' but the Ray cluster has no GPU; use 'auto' or 'cpu', or add GPU nodes"
+        )
+    return {
+        "num_cpus": max(1, min(threads or 1, int(cluster.get("CPU", 1)))),
+        "num_gpus": 1 if device == "cuda" or (device == "auto" and gpus) else 0,
+    }
 
 
 def feature_identity(cfg: Config) -> str:
@@ -418,8 +490,9 @@ def distinct_systems(cfg: Config) -> list[str]:
 def run_jobs(cfg: Config, protocols: list[str], loco: list[str]) -> list[tuple[str, int, str]]:
     """(system, seed, protocol) of every trained run of a variant: its distinct systems x seeds x main protocols,
     and the leave-one-corpus-out systems with the first seed (as ``pipeline.ensure_loco`` trains them)."""
-    jobs = [(name, seed, protocol) for protocol in protocols for name in distinct_systems(cfg)
-            for seed in cfg.train.seeds]
+    jobs = [
+        (name, seed, protocol) for protocol in protocols for name in distinct_systems(cfg) for seed in cfg.train.seeds
+    ]
     return jobs + [(name, cfg.train.seeds[0], protocol) for protocol in loco for name in loco_systems(cfg)]
 
 

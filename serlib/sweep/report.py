@@ -11,6 +11,7 @@
 
 Tables are saved as CSV and the figure as PNG under ``_sweep/``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -108,23 +109,62 @@ def sweep_paired(sweep: Sweep, statuses: dict) -> pd.DataFrame:
             a = evaluation.system_predictions(base.cfg, RunFolder(base.root), system)
             b = evaluation.system_predictions(v.cfg, RunFolder(v.root), system)
             labels, pred_a, pred_b, speakers = aligned_predictions(a, b)
-            boot = stats.paired_bootstrap(labels, pred_a, pred_b, speakers, analysis.bootstrap_resamples,
-                                          analysis.bootstrap_seed).set_index("metric").loc["uar"]
-            test = stats.speaker_signflip_test(labels, pred_a, pred_b, speakers, metric="uar",
-                                               n_resamples=SIGNFLIP_RESAMPLES, seed=analysis.bootstrap_seed)
-            rows.append({"variant": v.name, "system": system, "baseline_uar": boot["a"], "uar": boot["b"],
-                         "delta_uar_pp": 100 * boot["delta"], "delta_uar_lo_pp": 100 * boot["lo"],
-                         "delta_uar_hi_pp": 100 * boot["hi"], "unit": boot["unit"],
-                         "mean_speaker_delta_pp": 100 * test["mean_speaker_delta"], "p": test["p"],
-                         "clips": len(labels), "speakers": test["n_speakers"]})
+            boot = (
+                stats.paired_bootstrap(
+                    labels, pred_a, pred_b, speakers, analysis.bootstrap_resamples, analysis.bootstrap_seed
+                )
+                .set_index("metric")
+                .loc["uar"]
+            )
+            test = stats.speaker_signflip_test(
+                labels,
+                pred_a,
+                pred_b,
+                speakers,
+                metric="uar",
+                n_resamples=SIGNFLIP_RESAMPLES,
+                seed=analysis.bootstrap_seed,
+            )
+            rows.append(
+                {
+                    "variant": v.name,
+                    "system": system,
+                    "baseline_uar": boot["a"],
+                    "uar": boot["b"],
+                    "delta_uar_pp": 100 * boot["delta"],
+                    "delta_uar_lo_pp": 100 * boot["lo"],
+                    "delta_uar_hi_pp": 100 * boot["hi"],
+                    "unit": boot["unit"],
+                    "mean_speaker_delta_pp": 100 * test["mean_speaker_delta"],
+                    "p": test["p"],
+                    "clips": len(labels),
+                    "speakers": test["n_speakers"],
+                }
+            )
     table = pd.DataFrame(rows)
     if table.empty:
         return table
     table["p_holm"], significant = stats.holm(table["p"].to_numpy(), analysis.alpha)
-    table["reading"] = [("higher than the baseline" if d > 0 else "lower than the baseline") if s
-                        else "no difference shown" for d, s in zip(table["mean_speaker_delta_pp"], significant)]
-    order = ["variant", "system", "baseline_uar", "uar", "delta_uar_pp", "delta_uar_lo_pp", "delta_uar_hi_pp", "unit",
-             "mean_speaker_delta_pp", "p", "p_holm", "reading", "clips", "speakers"]
+    table["reading"] = [
+        ("higher than the baseline" if d > 0 else "lower than the baseline") if s else "no difference shown"
+        for d, s in zip(table["mean_speaker_delta_pp"], significant)
+    ]
+    order = [
+        "variant",
+        "system",
+        "baseline_uar",
+        "uar",
+        "delta_uar_pp",
+        "delta_uar_lo_pp",
+        "delta_uar_hi_pp",
+        "unit",
+        "mean_speaker_delta_pp",
+        "p",
+        "p_holm",
+        "reading",
+        "clips",
+        "speakers",
+    ]
     return table[order]
 
 
@@ -132,8 +172,9 @@ def overrides_in_words(sweep: Sweep, v: Variant) -> str:
     """A variant's overrides as the reader should see them: key = value (the baseline's value)."""
     if v.baseline:
         shared = "; ".join(f"{k} = {_value(x)}" for k, x in sweep.shared.items())
-        return "the baseline: the base profile" + (f" with the sweep's settings for every variant ({shared})"
-                                                   if shared else "")
+        return "the baseline: the base profile" + (
+            f" with the sweep's settings for every variant ({shared})" if shared else ""
+        )
     base = config_to_dict(sweep.baseline.cfg)
     parts = []
     for key, value in v.overrides.items():
@@ -189,9 +230,11 @@ def _figure_html(fig: plt.Figure, label: str, caption: str, path: Path) -> str:
     data = path.read_bytes()
     width = int.from_bytes(data[16:20], "big") // 2  # the PNG header's width, shown at half (sharp on HiDPI)
     alt = html.escape(f"{label}. {caption}", quote=True)
-    return (f'<img class="serlib-figure" src="data:image/png;base64,{base64.b64encode(data).decode()}" width="{width}"'
-            f' alt="{alt}"><p class="serlib-caption" id="{label.lower().replace(".", "").replace(" ", "-")}">'
-            f'<b>{html.escape(label)}.</b> {html.escape(caption)}</p>')
+    return (
+        f'<img class="serlib-figure" src="data:image/png;base64,{base64.b64encode(data).decode()}" width="{width}"'
+        f' alt="{alt}"><p class="serlib-caption" id="{label.lower().replace(".", "").replace(" ", "-")}">'
+        f"<b>{html.escape(label)}.</b> {html.escape(caption)}</p>"
+    )
 
 
 # --------------------------------------------------------------------------- the page
@@ -199,8 +242,10 @@ def _figure_html(fig: plt.Figure, label: str, caption: str, path: Path) -> str:
 
 def _table_block(df: pd.DataFrame, label: str, caption: str, note: str = "") -> str:
     anchor = label.lower().replace(" ", "-")
-    markup = (f'<div class="serlib-table"><p id="{anchor}"><b>{html.escape(label)}.</b> {html.escape(caption)}</p>'
-              f'{table_html(df)}')
+    markup = (
+        f'<div class="serlib-table"><p id="{anchor}"><b>{html.escape(label)}.</b> {html.escape(caption)}</p>'
+        f"{table_html(df)}"
+    )
     return markup + (f'<p class="serlib-note"><i>{html.escape(note)}</i></p>' if note else "") + "</div>"
 
 
@@ -209,21 +254,29 @@ def _variants_block(sweep: Sweep, statuses: dict) -> str:
     for v in sweep.variants:
         entry = statuses.get(v.name, {})
         status = entry.get("status", "not run")
-        link = (f'<a href="{html.escape(v.name)}/report.html">{html.escape(v.name)}/report.html</a>'
-                if (v.root / "report.html").is_file() else "")
+        link = (
+            f'<a href="{html.escape(v.name)}/report.html">{html.escape(v.name)}/report.html</a>'
+            if (v.root / "report.html").is_file()
+            else ""
+        )
         detail = html.escape(entry.get("error", "")) if status == "failed" else ""
         retried = f", {entry['retried']} task(s) retried" if entry.get("retried") else ""
         seconds = f"{entry['seconds']:,.0f} s" if entry.get("seconds") is not None else ""
-        rows.append(f'<tr><td class="text">{html.escape(v.name)}{" (baseline)" if v.baseline else ""}</td>'
-                    f'<td class="text">{html.escape(overrides_in_words(sweep, v))}</td>'
-                    f'<td class="text">{html.escape(status)}{html.escape(retried)}{"<br>" + detail if detail else ""}'
-                    f'</td><td class="num">{seconds}</td><td class="text">{link}</td></tr>')
-    return ('<div class="serlib-table"><p id="table-s63"><b>Table S63.</b> The variants: what each changes from the '
-            'baseline (the dotted keys of the profiles), whether it finished in this invocation, was reused from an '
-            'earlier one or failed, its wall time, and its own report.</p><table class="serlib-table"><thead><tr>'
-            '<th class="text">variant</th><th class="text">overrides</th><th class="text">status</th>'
-            '<th class="num">time</th><th class="text">report</th></tr></thead><tbody>'
-            + "".join(rows) + "</tbody></table></div>")
+        rows.append(
+            f'<tr><td class="text">{html.escape(v.name)}{" (baseline)" if v.baseline else ""}</td>'
+            f'<td class="text">{html.escape(overrides_in_words(sweep, v))}</td>'
+            f'<td class="text">{html.escape(status)}{html.escape(retried)}{"<br>" + detail if detail else ""}'
+            f'</td><td class="num">{seconds}</td><td class="text">{link}</td></tr>'
+        )
+    return (
+        '<div class="serlib-table"><p id="table-s63"><b>Table S63.</b> The variants: what each changes from the '
+        "baseline (the dotted keys of the profiles), whether it finished in this invocation, was reused from an "
+        'earlier one or failed, its wall time, and its own report.</p><table class="serlib-table"><thead><tr>'
+        '<th class="text">variant</th><th class="text">overrides</th><th class="text">status</th>'
+        '<th class="num">time</th><th class="text">report</th></tr></thead><tbody>'
+        + "".join(rows)
+        + "</tbody></table></div>"
+    )
 
 
 def _cell(markup: str) -> nbformat.NotebookNode:
@@ -249,41 +302,66 @@ def write_sweep_report(sweep: Sweep, statuses: dict) -> Path:
     parts.append(banners_html(identity))
     failed = [v for v in sweep.variants if statuses.get(v.name, {}).get("status") == "failed"]
     for v in failed:
-        parts.append(f'<div class="serlib-banner serlib-banner-error"><b>Variant {html.escape(v.name)} FAILED</b>: '
-                     f'{html.escape(statuses[v.name].get("error", ""))}. The other variants went on; '
-                     '<code>serlib sweep</code> again runs only what is missing.</div>')
+        parts.append(
+            f'<div class="serlib-banner serlib-banner-error"><b>Variant {html.escape(v.name)} FAILED</b>: '
+            f"{html.escape(statuses[v.name].get('error', ''))}. The other variants went on; "
+            "<code>serlib sweep</code> again runs only what is missing.</div>"
+        )
     systems = ", ".join(sweep.systems) if sweep.systems else "each variant's own"
-    parts.append(f'<p>{len(sweep.variants)} variants of <code>{html.escape(sweep.base.name)}</code> (sweep file '
-                 f'<code>{html.escape(sweep.source.name)}</code>), systems {html.escape(systems)}, seeds '
-                 f'{html.escape(", ".join(map(str, base.cfg.train.seeds)))}. Each variant is a full run with its own '
-                 f'report (Table S63); the baseline is <b>{html.escape(base.name)}</b>.</p>')
+    parts.append(
+        f"<p>{len(sweep.variants)} variants of <code>{html.escape(sweep.base.name)}</code> (sweep file "
+        f"<code>{html.escape(sweep.source.name)}</code>), systems {html.escape(systems)}, seeds "
+        f"{html.escape(', '.join(map(str, base.cfg.train.seeds)))}. Each variant is a full run with its own "
+        f"report (Table S63); the baseline is <b>{html.escape(base.name)}</b>.</p>"
+    )
     if scores.empty:
-        parts.append('<div class="serlib-banner serlib-banner-warning">No variant has finished: nothing to compare '
-                     'yet.</div>')
+        parts.append(
+            '<div class="serlib-banner serlib-banner-warning">No variant has finished: nothing to compare yet.</div>'
+        )
     else:
-        parts.append(_table_block(scores, "Table S61", "Test accuracy and UAR of every variant and system, pooled over "
-                                  "seeds (and folds), with 95 % intervals from a bootstrap over test speakers ("
-                                  f"{base.cfg.analysis.bootstrap_resamples} resamples; a speaker's clips stay "
-                                  "together; the statistic is the mean over seeds).",
-                                  note=_interval_note(scores)))
+        parts.append(
+            _table_block(
+                scores,
+                "Table S61",
+                "Test accuracy and UAR of every variant and system, pooled over "
+                "seeds (and folds), with 95 % intervals from a bootstrap over test speakers ("
+                f"{base.cfg.analysis.bootstrap_resamples} resamples; a speaker's clips stay "
+                "together; the statistic is the mean over seeds).",
+                note=_interval_note(scores),
+            )
+        )
         if not paired.empty:
             alpha = base.cfg.analysis.alpha
-            parts.append(_table_block(paired, "Table S62", "Each variant against the baseline, per system, on the test "
-                                      "clips both scored: UAR of each, the difference in points with its paired 95 % "
-                                      "interval (speaker bootstrap; clips where the unit says so), the mean of the "
-                                      "per-speaker differences, the two-sided sign-flip permutation test over speakers "
-                                      f"(exact up to 16 speakers, {SIGNFLIP_RESAMPLES:,} seeded patterns beyond) and "
-                                      "Holm's adjustment over every comparison of this sweep (one family, level "
-                                      f"{alpha:g}).",
-                                      note="A reading says higher or lower only where the adjusted p is below the "
-                                           "level; its direction is that of the per-speaker differences."))
+            parts.append(
+                _table_block(
+                    paired,
+                    "Table S62",
+                    "Each variant against the baseline, per system, on the test "
+                    "clips both scored: UAR of each, the difference in points with its paired 95 % "
+                    "interval (speaker bootstrap; clips where the unit says so), the mean of the "
+                    "per-speaker differences, the two-sided sign-flip permutation test over speakers "
+                    f"(exact up to 16 speakers, {SIGNFLIP_RESAMPLES:,} seeded patterns beyond) and "
+                    "Holm's adjustment over every comparison of this sweep (one family, level "
+                    f"{alpha:g}).",
+                    note="A reading says higher or lower only where the adjusted p is below the "
+                    "level; its direction is that of the per-speaker differences.",
+                )
+            )
         fig = plot_sweep_uar(scores, base.name)
-        parts.append(_figure_html(fig, "Fig. S61", "Test UAR by variant with its 95 % speaker-bootstrap interval, one "
-                                  "marker per system; dashed: the baseline's value of each system; dotted: chance.",
-                                  sweep.figures / "fig_s61_uar.png"))
+        parts.append(
+            _figure_html(
+                fig,
+                "Fig. S61",
+                "Test UAR by variant with its 95 % speaker-bootstrap interval, one "
+                "marker per system; dashed: the baseline's value of each system; dotted: chance.",
+                sweep.figures / "fig_s61_uar.png",
+            )
+        )
     parts.append(_variants_block(sweep, statuses))
-    parts.append('<details class="serlib-config"><summary id="sweep-file">Sweep file</summary>'
-                 f'<pre>{html.escape(sweep.text)}</pre></details>')
+    parts.append(
+        '<details class="serlib-config"><summary id="sweep-file">Sweep file</summary>'
+        f"<pre>{html.escape(sweep.text)}</pre></details>"
+    )
     merged = nbformat.v4.new_notebook(cells=[_cell("".join(parts))])
     merged.metadata["title"] = f"serlib sweep {sweep.name}"
     merged.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -294,6 +372,7 @@ def write_sweep_report(sweep: Sweep, statuses: dict) -> Path:
 def _interval_note(scores: pd.DataFrame) -> str:
     if set(scores["unit"]) <= {"speaker"}:
         return ""
-    return (f"Rows with fewer than {stats.MIN_SPEAKERS} test speakers have a clip-level interval (labelled 'clip' in "
-            "the unit column): too narrow for new speakers.")
-
+    return (
+        f"Rows with fewer than {stats.MIN_SPEAKERS} test speakers have a clip-level interval (labelled 'clip' in "
+        "the unit column): too narrow for new speakers."
+    )

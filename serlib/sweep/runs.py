@@ -9,6 +9,7 @@ re-run sweep starts that run from nothing instead of trusting a part of it.
 ``clear_half_written`` removes such a folder, and only below a sweep folder that carries serlib's marker
 (``serlib.sweep.spec.MARKER``): the folder is renamed aside in one step, then deleted.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,14 @@ from serlib.sweep.spec import MARKER
 log = logging.getLogger("serlib")
 
 # What a trained run folder holds today (systems.train_run): config.json, written last, says it finished.
-RUN_FILES = ("history.csv", "predictions_val.csv", "predictions_test.csv", "metrics.json", "checkpoint.pt",
-             "config.json")
+RUN_FILES = (
+    "history.csv",
+    "predictions_val.csv",
+    "predictions_test.csv",
+    "metrics.json",
+    "checkpoint.pt",
+    "config.json",
+)
 
 
 def run_problem(run_dir: Path) -> Optional[str]:
@@ -63,8 +70,11 @@ def run_dirs(folder: RunFolder) -> list[Path]:
     """Every trained-run folder (``seed<k>``) under ``models/``, of every protocol (the lr grids left out)."""
     if not folder.models.is_dir():
         return []
-    return sorted(p for p in folder.models.rglob("seed*")
-                  if p.is_dir() and p.name[4:].isdigit() and folder.selection not in p.parents)
+    return sorted(
+        p
+        for p in folder.models.rglob("seed*")
+        if p.is_dir() and p.name[4:].isdigit() and folder.selection not in p.parents
+    )
 
 
 def sweep_root_of(run_root: Path) -> Path:
@@ -83,8 +93,10 @@ def clear_half_written(sweep_root: Path, run_dir: Path) -> Optional[str]:
         return None
     sweep_root = Path(sweep_root).resolve()
     if not (sweep_root / "_sweep" / MARKER).is_file() or sweep_root not in run_dir.resolve().parents:
-        raise RuntimeError(f"{run_dir} holds a half-written run ({problem}) outside a serlib sweep folder; "
-                           "remove it yourself (serlib deletes only what its marker shows it wrote)")
+        raise RuntimeError(
+            f"{run_dir} holds a half-written run ({problem}) outside a serlib sweep folder; "
+            "remove it yourself (serlib deletes only what its marker shows it wrote)"
+        )
     aside = run_dir.with_name(f".{run_dir.name}.half-written.{uuid.uuid4().hex[:8]}")
     os.rename(run_dir, aside)  # one step: the run is whole or out of sight
     shutil.rmtree(aside, ignore_errors=True)

@@ -33,6 +33,7 @@ The layout of ``reports/<sweep>/``::
 
 Nothing is written until ``materialise``: ``load_sweep`` checks every variant first.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -45,8 +46,17 @@ from typing import Annotated, Any, Optional
 
 import yaml
 
-from serlib.common.config import (PAPER_SYSTEMS, Config, ConfigError, Items, NonNegInt, config_to_dict,
-                                  load_config, load_typed_yaml, with_overrides)
+from serlib.common.config import (
+    PAPER_SYSTEMS,
+    Config,
+    ConfigError,
+    Items,
+    NonNegInt,
+    config_to_dict,
+    load_config,
+    load_typed_yaml,
+    with_overrides,
+)
 from serlib.common.io import write_text_atomic
 from serlib.common.locking import file_lock
 from serlib.common.runfolder import project_root
@@ -156,14 +166,17 @@ def load_sweep(path: str | Path, out: Optional[str | Path] = None) -> Sweep:
     path = Path(path).resolve()
     spec = load_typed_yaml(path, SweepFile)
     if not PLAIN_NAME.fullmatch(spec.name):
-        raise ConfigError(f"{path}: 'name' must be a plain folder name (letters, digits, '.', '_', '-'), got "
-                          f"{spec.name!r}")
+        raise ConfigError(
+            f"{path}: 'name' must be a plain folder name (letters, digits, '.', '_', '-'), got {spec.name!r}"
+        )
     if not spec.base:
         raise ConfigError(f"{path}: 'base' is missing; name the profile every variant starts from (e.g. ../smoke.yaml)")
     base = (path.parent / spec.base).resolve()
     if not base.is_file():
-        raise ConfigError(f"{path}: 'base' = {spec.base} is not a file ({base}); name the profile every variant starts "
-                          "from, relative to the sweep file")
+        raise ConfigError(
+            f"{path}: 'base' = {spec.base} is not a file ({base}); name the profile every variant starts "
+            "from, relative to the sweep file"
+        )
     base_cfg = load_config(base)
     root = Path(out).expanduser().resolve() if out else project_root(base_cfg) / "reports" / spec.name
     named = _named_overrides(spec, path)
@@ -174,8 +187,9 @@ def load_sweep(path: str | Path, out: Optional[str | Path] = None) -> Sweep:
         cfg = _variant_config(base_cfg, shared, overrides, spec, path, name, root)
         variants.append(Variant(name, overrides, cfg, root / name, root / "_sweep" / "variants" / f"{name}.yaml"))
     _choose_baseline(variants, reference, spec, path, root)
-    return Sweep(spec.name, path, base, root, variants, spec.systems, default_notebooks_dir(base_cfg), shared,
-                 path.read_text())
+    return Sweep(
+        spec.name, path, base, root, variants, spec.systems, default_notebooks_dir(base_cfg), shared, path.read_text()
+    )
 
 
 def _named_overrides(spec: SweepFile, path: Path) -> list[tuple[str, dict]]:
@@ -190,19 +204,24 @@ def _named_overrides(spec: SweepFile, path: Path) -> list[tuple[str, dict]]:
         out.append(("_".join(f"{k.split('.')[-1]}-{_slug(v)}" for k, v in overrides.items()), overrides))
     for i, entry in enumerate(spec.variants):
         if not isinstance(entry, dict) or set(entry) - {"name", "set"} or "name" not in entry:
-            raise ConfigError(f"{path}: 'variants[{i}]' must be a mapping with 'name' and 'set' (dotted key -> value), "
-                              f"got {entry!r}")
+            raise ConfigError(
+                f"{path}: 'variants[{i}]' must be a mapping with 'name' and 'set' (dotted key -> value), got {entry!r}"
+            )
         if not isinstance(entry.get("set") or {}, dict):
             raise ConfigError(f"{path}: 'variants[{i}].set' must be a mapping of dotted key -> value")
         out.append((str(entry["name"]), dict(entry.get("set") or {})))
     if not out:
-        raise ConfigError(f"{path}: the sweep has no variant; add 'grid' (key: [values]) or 'variants' "
-                          "([{name: ..., set: {key: value}}])")
+        raise ConfigError(
+            f"{path}: the sweep has no variant; add 'grid' (key: [values]) or 'variants' "
+            "([{name: ..., set: {key: value}}])"
+        )
     names = [name for name, _ in out]
     for name in names:
         if not PLAIN_NAME.fullmatch(name) or name.lower() == "report.html":
-            raise ConfigError(f"{path}: variant name {name!r} is not a plain folder name (letters, digits, '.', '_', "
-                              "'-', not starting with '.' or '_'); name it in 'variants'")
+            raise ConfigError(
+                f"{path}: variant name {name!r} is not a plain folder name (letters, digits, '.', '_', "
+                "'-', not starting with '.' or '_'); name it in 'variants'"
+            )
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise ConfigError(f"{path}: variant name(s) {', '.join(repeated)} given twice; name the variants apart")
@@ -222,8 +241,9 @@ def _slug(value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "x"
 
 
-def _variant_config(base_cfg: Config, shared: dict, overrides: dict, spec: SweepFile, path: Path, name: str,
-                    root: Path) -> Config:
+def _variant_config(
+    base_cfg: Config, shared: dict, overrides: dict, spec: SweepFile, path: Path, name: str, root: Path
+) -> Config:
     """The base profile with the sweep's ``set``, the variant's overrides, its systems, its name and the cache."""
     origin = f"{path} (variant {name})"
     changes = shared | overrides
@@ -232,8 +252,10 @@ def _variant_config(base_cfg: Config, shared: dict, overrides: dict, spec: Sweep
         defined = list(base_cfg.systems) + [str(k).split(".")[1] for k in changes if str(k).startswith("systems.")]
         unknown = [s for s in spec.systems if s not in defined]
         if unknown:
-            raise ConfigError(f"{origin}: 'systems' names {', '.join(unknown)}, which the variant does not define "
-                              f"({', '.join(dict.fromkeys(defined))})")
+            raise ConfigError(
+                f"{origin}: 'systems' names {', '.join(unknown)}, which the variant does not define "
+                f"({', '.join(dict.fromkeys(defined))})"
+            )
         changes |= {f"systems.{s}": None for s in dict.fromkeys(defined) if s not in spec.systems}
     cfg = with_overrides(base_cfg, changes, origin, path.parent)
     if cfg.features.cache_dir is None:  # one cache for every variant: a changed training value re-extracts nothing
@@ -253,8 +275,10 @@ def _choose_baseline(variants: list[Variant], reference: Config, spec: SweepFile
     if spec.baseline is not None:
         chosen = [v for v in variants if v.name == spec.baseline]
         if not chosen:
-            raise ConfigError(f"{path}: 'baseline' names {spec.baseline!r}, which is not one of the variants "
-                              f"({', '.join(v.name for v in variants)})")
+            raise ConfigError(
+                f"{path}: 'baseline' names {spec.baseline!r}, which is not one of the variants "
+                f"({', '.join(v.name for v in variants)})"
+            )
         chosen[0].baseline = True
     else:
         same = [v for v in variants if _comparable(v.cfg) == _comparable(reference)]
@@ -262,10 +286,21 @@ def _choose_baseline(variants: list[Variant], reference: Config, spec: SweepFile
             same[0].baseline = True
         else:
             if any(v.name == BASE_NAME for v in variants):
-                raise ConfigError(f"{path}: a variant is named {BASE_NAME!r} but changes the base profile; name the "
-                                  "baseline with 'baseline: <variant>' or rename that variant")
-            variants.insert(0, Variant(BASE_NAME, {}, reference, root / BASE_NAME,
-                                       root / "_sweep" / "variants" / f"{BASE_NAME}.yaml", baseline=True))
+                raise ConfigError(
+                    f"{path}: a variant is named {BASE_NAME!r} but changes the base profile; name the "
+                    "baseline with 'baseline: <variant>' or rename that variant"
+                )
+            variants.insert(
+                0,
+                Variant(
+                    BASE_NAME,
+                    {},
+                    reference,
+                    root / BASE_NAME,
+                    root / "_sweep" / "variants" / f"{BASE_NAME}.yaml",
+                    baseline=True,
+                ),
+            )
     variants.sort(key=lambda v: not v.baseline)  # the baseline first (a stable sort keeps the others' order)
 
 
@@ -285,8 +320,10 @@ def materialise(sweep: Sweep) -> None:
         tree = config_to_dict(v.cfg)
         tree.pop("source", None)
         tree["systems"] |= {name: None for name in PAPER_SYSTEMS if name not in tree["systems"]}  # removed ones
-        header = (f"# Written by `serlib sweep` from {sweep.source} (variant {v.name}): the base profile {sweep.base}\n"
-                  "# with the sweep's overrides, every value resolved. Edit the sweep file, not this file.\n")
+        header = (
+            f"# Written by `serlib sweep` from {sweep.source} (variant {v.name}): the base profile {sweep.base}\n"
+            "# with the sweep's overrides, every value resolved. Edit the sweep file, not this file.\n"
+        )
         write_text_atomic(v.params, header + yaml.safe_dump(tree, sort_keys=False))
         digest = v.digest
         v.cfg = load_config(v.params)
@@ -300,9 +337,12 @@ class SweepBusyError(ConfigError):
 
 def sweep_lock(sweep: Sweep):
     """The sweep folder's lock (a context manager): one ``serlib sweep`` at a time writes into it."""
+
     def busy(holder: str) -> None:
-        raise SweepBusyError(f"{sweep.root}: another serlib sweep is running here ({holder}); wait for it to "
-                             "finish or give this one another folder (--out)")
+        raise SweepBusyError(
+            f"{sweep.root}: another serlib sweep is running here ({holder}); wait for it to "
+            "finish or give this one another folder (--out)"
+        )
 
     sweep.state_dir.mkdir(parents=True, exist_ok=True)
     return file_lock(sweep.state_dir / ".lock", on_wait=busy)

@@ -12,6 +12,7 @@ so a task can run on any machine that sees the sweep folder.
 ``run_task`` wraps each one: it records the attempt (``_sweep/tasks/<id>.json``: attempt number, process, host,
 start and end) and returns the task's result with its seconds.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -29,8 +30,8 @@ from serlib.common.config import load_config, loco_systems
 from serlib.common.io import write_bytes_atomic, write_json_atomic
 from serlib.common.runfolder import RunFolder
 from serlib.common.runtime import resolve_device
-from serlib.data.stage import load_manifest
 from serlib.data.protocols import evaluation_protocols, loco_protocols
+from serlib.data.stage import load_manifest
 from serlib.modelling.inputs import system_data, system_layers_for
 from serlib.modelling.systems import select_lr_wd, train_systems
 from serlib.report.runner import run_report
@@ -59,8 +60,11 @@ def prepare_variant(params: str, root: str) -> dict:
         names = cfg.systems if protocol in protocols else loco_systems(cfg)
         for name in [n for n in names if cfg.systems[n].layers == "best"]:
             system_layers_for(cfg, folder, name, protocol)
-    return {"protocols": protocols, "loco": loco,
-            "computed": {i: int(s.get("computed", 0)) for i, s in summary["inputs"].items()}}
+    return {
+        "protocols": protocols,
+        "loco": loco,
+        "computed": {i: int(s.get("computed", 0)) for i, s in summary["inputs"].items()},
+    }
 
 
 def select_group(params: str, root: str, system: str, group: str, protocol: str) -> dict:
@@ -85,13 +89,19 @@ def train_one(params: str, root: str, system: str, seed: int, protocol: str) -> 
     # A run is written in a staging folder swapped in whole (systems.train_run): a killed attempt leaves that folder
     # (removed when the run is trained again) and no run; a run folder that still fails the read-back is cleared.
     staged = sorted(p.name for p in run_dir.parent.glob(f".{run_dir.name}.new-*")) if run_dir.parent.is_dir() else []
-    found = [clear_half_written(sweep_root_of(folder.root), run_dir),  # e.g. only the live history of an attempt
-             f"the staging folder a killed attempt left ({', '.join(staged)})" if staged else None]
+    found = [
+        clear_half_written(sweep_root_of(folder.root), run_dir),  # e.g. only the live history of an attempt
+        f"the staging folder a killed attempt left ({', '.join(staged)})" if staged else None,
+    ]
     cleared = "; ".join(part for part in found if part) or None
     one = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seeds=[seed]))
     row = train_systems(one, folder, systems=[system], progress=False, protocol=protocol).iloc[0]
-    return {"status": str(row["status"]), "test_acc": float(row["test_acc"]), "test_uar": float(row["test_uar"]),
-            "cleared": cleared}
+    return {
+        "status": str(row["status"]),
+        "test_acc": float(row["test_acc"]),
+        "test_uar": float(row["test_uar"]),
+        "cleared": cleared,
+    }
 
 
 # The run folder's per-clip analysis caches whose rows are keyed by the clip's file and the settings that made them
@@ -109,8 +119,9 @@ def share_analysis_caches(root: str, siblings: Sequence[str]) -> list[str]:
     folder, copied = RunFolder(Path(root)), []
     for name in ANALYSIS_CACHES:
         target = getattr(folder, name)
-        source = next((getattr(RunFolder(Path(s)), name) for s in siblings
-                       if getattr(RunFolder(Path(s)), name).is_file()), None)
+        source = next(
+            (getattr(RunFolder(Path(s)), name) for s in siblings if getattr(RunFolder(Path(s)), name).is_file()), None
+        )
         if target.exists() or source is None:
             continue
         write_bytes_atomic(target, source.read_bytes())
@@ -132,8 +143,12 @@ def run_notebooks(params: str, root: str, notebooks_dir: str, siblings: Sequence
     return {"report": str(report), "shared_caches": shared}
 
 
-TASKS: dict[str, Callable[..., dict]] = {"features": prepare_variant, "select": select_group, "train": train_one,
-                                         "notebooks": run_notebooks}
+TASKS: dict[str, Callable[..., dict]] = {
+    "features": prepare_variant,
+    "select": select_group,
+    "train": train_one,
+    "notebooks": run_notebooks,
+}
 
 
 def run_task(kind: str, task_id: str, tasks_dir: str, *args) -> dict:
@@ -150,8 +165,14 @@ def run_task(kind: str, task_id: str, tasks_dir: str, *args) -> dict:
     except (OSError, ValueError, KeyError, TypeError):
         attempt = 1
     start = time.time()
-    where = {"task": task_id, "kind": kind, "attempt": attempt, "pid": os.getpid(), "host": socket.gethostname(),
-             "started": start}
+    where = {
+        "task": task_id,
+        "kind": kind,
+        "attempt": attempt,
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": start,
+    }
     write_json_atomic(record, where | {"status": "running"})
     try:
         result = TASKS[kind](*args)

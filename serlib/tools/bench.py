@@ -19,6 +19,7 @@ paper's sizes live in ``serlib.tools.measure``, timing in ``serlib.common.timing
 ``serlib.data.lengths``, the tables and the printed report in ``serlib.tools.benchtable``; this module
 owns the command: the measurement sizes, the timing benchmarks, the fast paths and ``run_bench``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -36,7 +37,6 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from serlib.inference.quantise import fold_batchnorm, quantize_int8, weight_bytes
 from serlib.common.config import AugmentConfig, ConfigError, FeaturesConfig
 from serlib.common.facts import SAMPLE_RATE
 from serlib.common.runtime import deterministic_algorithms, set_seed, training_mode
@@ -47,14 +47,28 @@ from serlib.features.extract import plan_batches
 from serlib.features.layers import PAPER_LAYERS, paper_layer_cache_bytes
 from serlib.features.stream import LayerStack
 from serlib.inference import onnxform
+from serlib.inference.quantise import fold_batchnorm, quantize_int8, weight_bytes
 from serlib.modelling.augment import TriAug
 from serlib.modelling.models import count_params
 from serlib.modelling.placement import Placement, gather, plan_placement, stream_threads
 from serlib.tools.benchtable import bench_table, format_report, paper_claims
-from serlib.tools.measure import (FEATURE_SHAPE, MB, N_TRAIN, N_VAL, PAPER_BATCH, BenchStep, activation_peak_bytes,
-                                  encode_clip, encode_padded, forward_gflop, memory_analysis, memory_note,
-                                  rss_peak_delta, s5_model, synthetic_waves)
-
+from serlib.tools.measure import (
+    FEATURE_SHAPE,
+    MB,
+    N_TRAIN,
+    N_VAL,
+    PAPER_BATCH,
+    BenchStep,
+    activation_peak_bytes,
+    encode_clip,
+    encode_padded,
+    forward_gflop,
+    memory_analysis,
+    memory_note,
+    rss_peak_delta,
+    s5_model,
+    synthetic_waves,
+)
 
 # ---------------------------------------------------------------- settings
 
@@ -101,21 +115,33 @@ def bench_inference(model: nn.Module, device: torch.device, s: BenchSettings) ->
             torch.cuda.reset_peak_memory_stats(device)
             t1 = time_calls(lambda: model(x1), device, s.warmup, s.repeats)
             peak_mb = torch.cuda.max_memory_allocated(device) / MB
-            how = ("torch.cuda.max_memory_allocated over batch-1 calls: weights + input + activations + cuBLAS/cuDNN "
-                   "workspace (split in the mem_* rows)")
+            how = (
+                "torch.cuda.max_memory_allocated over batch-1 calls: weights + input + activations + cuBLAS/cuDNN "
+                "workspace (split in the mem_* rows)"
+            )
         else:
             held: dict = {}
-            peak_mb = rss_peak_delta(lambda: held.setdefault("t", time_calls(
-                lambda: model(x1), device, s.warmup, s.repeats))) / MB
+            peak_mb = (
+                rss_peak_delta(lambda: held.setdefault("t", time_calls(lambda: model(x1), device, s.warmup, s.repeats)))
+                / MB
+            )
             t1 = held["t"]
-            how = ("resident-set increase over batch-1 calls (warm-up included), /proc/self/statm sampled "
-                   "every 1 ms; weights and input were resident before; may under-count reused heap")
+            how = (
+                "resident-set increase over batch-1 calls (warm-up included), /proc/self/statm sampled "
+                "every 1 ms; weights and input were resident before; may under-count reused heap"
+            )
         xb = torch.randn(s.infer_batch, *FEATURE_SHAPE, device=device)  # (batch, 768, 400), after the memory figure
         tb = time_calls(lambda: model(xb), device, 1, max(2, s.repeats // 3))
-    return {"infer_ms_b1": median(t1) * 1e3, "infer_ms_b1_min": min(t1) * 1e3,
-            "infer_utt_per_s": s.infer_batch / median(tb),
-            "infer_batch": s.infer_batch, "infer_peak_mem_mb": peak_mb, "infer_peak_mem_how": how,
-            "infer_b1_repeats": len(t1), "infer_batched_repeats": len(tb)}
+    return {
+        "infer_ms_b1": median(t1) * 1e3,
+        "infer_ms_b1_min": min(t1) * 1e3,
+        "infer_utt_per_s": s.infer_batch / median(tb),
+        "infer_batch": s.infer_batch,
+        "infer_peak_mem_mb": peak_mb,
+        "infer_peak_mem_how": how,
+        "infer_b1_repeats": len(t1),
+        "infer_batched_repeats": len(tb),
+    }
 
 
 def bench_int8(model: nn.Module, s: BenchSettings) -> dict:
@@ -132,8 +158,11 @@ def bench_int8(model: nn.Module, s: BenchSettings) -> dict:
         times = time_calls(lambda: quantized(x1), cpu, s.warmup, s.repeats)
         xs = torch.randn(8, *FEATURE_SHAPE, generator=gen)
         diff = (torch.softmax(quantized(xs), 1) - torch.softmax(model.eval()(xs), 1)).abs().max().item()
-    return {"infer_ms_b1_int8": median(times) * 1e3, "infer_int8_weights_mb": weight_bytes(quantized) / MB,
-            "infer_int8_max_prob_diff": diff}
+    return {
+        "infer_ms_b1_int8": median(times) * 1e3,
+        "infer_int8_weights_mb": weight_bytes(quantized) / MB,
+        "infer_int8_max_prob_diff": diff,
+    }
 
 
 def bench_onnx(model: nn.Module, s: BenchSettings) -> dict:
@@ -148,11 +177,13 @@ def bench_onnx(model: nn.Module, s: BenchSettings) -> dict:
     out = {}
     with tempfile.TemporaryDirectory(prefix="serlib-bench-onnx-") as tmp:
         calibration = torch.randn(4 if s.quick else 16, *FEATURE_SHAPE, generator=gen)
-        fp32, int8 = onnxform.export_fp32_and_int8(model.cpu().eval(), *FEATURE_SHAPE, tmp, calibration,
-                                                   torch.full((len(calibration),), FEATURE_SHAPE[1]))
+        fp32, int8 = onnxform.export_fp32_and_int8(
+            model.cpu().eval(), *FEATURE_SHAPE, tmp, calibration, torch.full((len(calibration),), FEATURE_SHAPE[1])
+        )
         for key, path in (("infer_ms_b1_onnx", fp32), ("infer_ms_b1_onnx_int8", int8)):
-            out[key] = onnxform.batch1_seconds(onnxform.session(path), x1.numpy(), full.numpy(), s.warmup,
-                                               s.repeats) * 1e3
+            out[key] = (
+                onnxform.batch1_seconds(onnxform.session(path), x1.numpy(), full.numpy(), s.warmup, s.repeats) * 1e3
+            )
         out["infer_onnx_int8_mb"] = int8.stat().st_size / MB
     return out
 
@@ -172,8 +203,9 @@ def _resident_pool(s: BenchSettings, device: torch.device) -> tuple[torch.Tensor
     return pool, torch.randint(0, 3, (s.resident_pool,), generator=gen, device=where).to(device), plan
 
 
-def bench_training(s: BenchSettings, device: torch.device, pool: torch.Tensor, labels: torch.Tensor,
-                   val_s: float) -> tuple[dict, BenchStep]:
+def bench_training(
+    s: BenchSettings, device: torch.device, pool: torch.Tensor, labels: torch.Tensor, val_s: float
+) -> tuple[dict, BenchStep]:
     """Seconds per S5 epoch on cached, resident features (6096 utterances, batch 64, Tri-Aug on)."""
     step = BenchStep(s5_model(device), device)
 
@@ -185,9 +217,14 @@ def bench_training(s: BenchSettings, device: torch.device, pool: torch.Tensor, l
         times = time_calls(one, device, s.warmup, s.train_steps)
     step64 = median(times) * PAPER_BATCH / s.train_batch
     train_only = N_TRAIN / PAPER_BATCH * step64
-    return {"train_step_s_b64": step64, "train_s_per_epoch_train_only": train_only, "val_pass_s": val_s,
-            "train_s_per_epoch": train_only + val_s, "train_timed_batch": s.train_batch,
-            "train_timed_steps": len(times)}, step
+    return {
+        "train_step_s_b64": step64,
+        "train_s_per_epoch_train_only": train_only,
+        "val_pass_s": val_s,
+        "train_s_per_epoch": train_only + val_s,
+        "train_timed_batch": s.train_batch,
+        "train_timed_steps": len(times),
+    }, step
 
 
 # ---------------------------------------------------------------- extraction and on-the-fly embedding
@@ -199,8 +236,9 @@ def _features_config(device: torch.device) -> FeaturesConfig:
     return features
 
 
-def bench_extraction(encoder: nn.Module, waves: list[torch.Tensor], device: torch.device, repeats: int,
-                     batch: int = 1) -> float:
+def bench_extraction(
+    encoder: nn.Module, waves: list[torch.Tensor], device: torch.device, repeats: int, batch: int = 1
+) -> float:
     """Clips per second of ``encoder`` over ``waves`` as ``serlib.features.extract`` runs it.
 
     ``batch`` 1: one clip per call. Otherwise the clips are sorted by length and cut into masked,
@@ -208,8 +246,10 @@ def bench_extraction(encoder: nn.Module, waves: list[torch.Tensor], device: torc
     (``serlib.features.extract.plan_batches``); each clip's frames go to the host, as into the cache.
     """
     limit = int(FeaturesConfig().wav2vec2.max_batch_seconds * SAMPLE_RATE)
-    groups = [[waves[i] for i, _, _ in b] for b in plan_batches([(i, "", len(w)) for i, w in enumerate(waves)],
-                                                               batch, limit, mix=True)]
+    groups = [
+        [waves[i] for i, _, _ in b]
+        for b in plan_batches([(i, "", len(w)) for i, w in enumerate(waves)], batch, limit, mix=True)
+    ]
 
     def run_all() -> None:
         for group in groups:
@@ -220,8 +260,16 @@ def bench_extraction(encoder: nn.Module, waves: list[torch.Tensor], device: torc
     return len(waves) / median(time_calls(run_all, device, 0, repeats))
 
 
-def bench_on_the_fly(encoder: nn.Module, step: BenchStep, s: BenchSettings, device: torch.device,
-                     train_step64: float, val_s: float, seed: int, encode_batch: int = 1) -> dict:
+def bench_on_the_fly(
+    encoder: nn.Module,
+    step: BenchStep,
+    s: BenchSettings,
+    device: torch.device,
+    train_step64: float,
+    val_s: float,
+    seed: int,
+    encode_batch: int = 1,
+) -> dict:
     """The paper's epoch: every batch's embeddings recomputed from audio before the training step.
 
     Each timed batch draws ``otf_batch`` clips with the real length distribution, encodes them in
@@ -239,16 +287,24 @@ def bench_on_the_fly(encoder: nn.Module, step: BenchStep, s: BenchSettings, devi
     for _ in range(1 if device.type == "cpu" else 3):
         sync(device)
         start = time.perf_counter()
-        clips = [c for i in range(0, len(waves), encode_batch) for c in encode_padded(encoder, waves[i:i + encode_batch],
-                                                                                       device)]
+        clips = [
+            c
+            for i in range(0, len(waves), encode_batch)
+            for c in encode_padded(encoder, waves[i : i + encode_batch], device)
+        ]
         batch = torch.stack([fit_frames(c.T, 400)[0] for c in clips])  # (batch, 768, 400)
         sync(device)
         enc_times.append(time.perf_counter() - start)
         step(batch, targets)
     per_clip = median(enc_times) / s.otf_batch
     otf_epoch = N_TRAIN / PAPER_BATCH * (per_clip * PAPER_BATCH + train_step64) + N_VAL * per_clip + val_s
-    return {"train_s_per_epoch_on_the_fly": otf_epoch, "otf_encode_s_per_clip": per_clip,
-            "otf_timed_batch": s.otf_batch, "otf_timed_batches": len(enc_times), "otf_encode_batch": encode_batch}
+    return {
+        "train_s_per_epoch_on_the_fly": otf_epoch,
+        "otf_encode_s_per_clip": per_clip,
+        "otf_timed_batch": s.otf_batch,
+        "otf_timed_batches": len(enc_times),
+        "otf_encode_batch": encode_batch,
+    }
 
 
 # ---------------------------------------------------------------- fast paths
@@ -271,10 +327,15 @@ class FastPath:
 def _fast_triaug(device: torch.device, pool: torch.Tensor, batch: int, s: BenchSettings) -> FastPath:
     aug = TriAug.from_config(AugmentConfig()).train()
     x = gather(pool, torch.arange(batch) % len(pool), device)  # (batch, 768, 400)
-    loop, vec = time_pair(lambda: torch.cat([aug(x[i:i + 1]) for i in range(batch)]), lambda: aug(x), device, 1,
-                          s.repeats)
-    return FastPath("Tri-Aug vectorised over the batch vs a per-utterance loop", loop, vec,
-                    f"TriAug on {batch} x 768 x 400 on {device.type}, alternated, median of {s.repeats}")
+    loop, vec = time_pair(
+        lambda: torch.cat([aug(x[i : i + 1]) for i in range(batch)]), lambda: aug(x), device, 1, s.repeats
+    )
+    return FastPath(
+        "Tri-Aug vectorised over the batch vs a per-utterance loop",
+        loop,
+        vec,
+        f"TriAug on {batch} x 768 x 400 on {device.type}, alternated, median of {s.repeats}",
+    )
 
 
 def _fast_triaug_sync_free(device: torch.device, pool: torch.Tensor, batch: int, s: BenchSettings) -> FastPath:
@@ -284,19 +345,32 @@ def _fast_triaug_sync_free(device: torch.device, pool: torch.Tensor, batch: int,
     dense.sync_free = True
     x = gather(pool, torch.arange(batch) % len(pool), device)
     slow, fast = time_pair(lambda: gathering(x), lambda: dense(x), device, 1, s.repeats)
-    return FastPath("Tri-Aug drawn for every row and kept with torch.where (no host sync; the GPU default) vs "
-                    "gathering the chosen rows with nonzero (the CPU default)", slow, fast,
-                    f"{batch} x 768 x 400, alternated, median of {s.repeats}; on a CPU the gathering path does less work")
+    return FastPath(
+        "Tri-Aug drawn for every row and kept with torch.where (no host sync; the GPU default) vs "
+        "gathering the chosen rows with nonzero (the CPU default)",
+        slow,
+        fast,
+        f"{batch} x 768 x 400, alternated, median of {s.repeats}; on a CPU the gathering path does less work",
+    )
 
 
 def _fast_gather(device: torch.device, pool: torch.Tensor, batch: int, s: BenchSettings) -> FastPath:
     host = [u for u in pool[: min(len(pool), 256)].cpu()]  # per-utterance host tensors (a Dataset's items)
     index = torch.randint(0, len(host), (batch,))
     on_device = index.to(device)
-    stacked, gathered = time_pair(lambda: torch.stack([host[i] for i in index.tolist()]).to(device).float(),
-                                  lambda: gather(pool, on_device, device), device, 1, s.repeats)
-    return FastPath("batch from the placed features (index, cast per batch) vs per-utterance stack + host-to-device "
-                    "copy", stacked, gathered, f"{batch} x 768 x 400, alternated, median of {s.repeats}")
+    stacked, gathered = time_pair(
+        lambda: torch.stack([host[i] for i in index.tolist()]).to(device).float(),
+        lambda: gather(pool, on_device, device),
+        device,
+        1,
+        s.repeats,
+    )
+    return FastPath(
+        "batch from the placed features (index, cast per batch) vs per-utterance stack + host-to-device copy",
+        stacked,
+        gathered,
+        f"{batch} x 768 x 400, alternated, median of {s.repeats}",
+    )
 
 
 def _fast_modes(device: torch.device, pool: torch.Tensor, labels: torch.Tensor, s: BenchSettings) -> FastPath:
@@ -309,9 +383,13 @@ def _fast_modes(device: torch.device, pool: torch.Tensor, labels: torch.Tensor, 
             step(gather(pool, index, device), labels[index])
 
     det, fast = time_pair(lambda: run(True), lambda: run(False), device, s.warmup, max(2, s.train_steps))
-    return FastPath("training step: fast mode (train.deterministic: false, cuDNN autotuning) vs deterministic",
-                    det, fast, f"batch {s.train_batch}, alternated, median of {max(2, s.train_steps)}; "
-                               "results differ within float noise between fast-mode runs")
+    return FastPath(
+        "training step: fast mode (train.deterministic: false, cuDNN autotuning) vs deterministic",
+        det,
+        fast,
+        f"batch {s.train_batch}, alternated, median of {max(2, s.train_steps)}; "
+        "results differ within float noise between fast-mode runs",
+    )
 
 
 def _fast_fold(model: nn.Module, device: torch.device, s: BenchSettings) -> FastPath:
@@ -320,8 +398,12 @@ def _fast_fold(model: nn.Module, device: torch.device, s: BenchSettings) -> Fast
     with torch.inference_mode():
         diff = (folded(x1) - model.eval()(x1)).abs().max().item()
         plain, fast = time_pair(lambda: model(x1), lambda: folded(x1), device, s.warmup, s.repeats)
-    return FastPath("inference: BatchNorm folded into the convs vs as trained", plain, fast,
-                    f"batch 1, alternated, median of {s.repeats}; max |logit difference| {diff:.1e}")
+    return FastPath(
+        "inference: BatchNorm folded into the convs vs as trained",
+        plain,
+        fast,
+        f"batch 1, alternated, median of {s.repeats}; max |logit difference| {diff:.1e}",
+    )
 
 
 def _fast_half_cpu(model: nn.Module, s: BenchSettings) -> FastPath:
@@ -331,51 +413,88 @@ def _fast_half_cpu(model: nn.Module, s: BenchSettings) -> FastPath:
     with torch.inference_mode():
         plain = median(time_calls(lambda: model.eval()(x1), cpu, 1, 3))
         fast = median(time_calls(lambda: half(x1.bfloat16()), cpu, 1, 1))
-    return FastPath("inference: bf16 weights vs fp32 on this CPU (ratio < 1 = slower)", plain, fast,
-                    "batch 1; bf16 median of 1 after 1 warm-up (no native bf16 kernels on most CPUs)")
+    return FastPath(
+        "inference: bf16 weights vs fp32 on this CPU (ratio < 1 = slower)",
+        plain,
+        fast,
+        "batch 1; bf16 median of 1 after 1 warm-up (no native bf16 kernels on most CPUs)",
+    )
 
 
 def _fast_train_gpu(device: torch.device, pool: torch.Tensor, labels: torch.Tensor, s: BenchSettings) -> list:
     rows = []
     index = torch.randint(0, len(pool), (PAPER_BATCH,), device=device)
-    variants = {"base": BenchStep(s5_model(device), device),
-                "amp": BenchStep(s5_model(device), device, amp=True),
-                "nosync": BenchStep(s5_model(device), device, sync_metrics=False)}
+    variants = {
+        "base": BenchStep(s5_model(device), device),
+        "amp": BenchStep(s5_model(device), device, amp=True),
+        "nosync": BenchStep(s5_model(device), device, sync_metrics=False),
+    }
     batch = lambda: gather(pool, index, device)  # noqa: E731
     run = 10  # steps per timed call: a synchronisation only at the end, so reading metrics per step shows its cost
     with training_mode(True):
-        times = {k: median(time_calls(lambda st=st: [st(batch(), labels[index]) for _ in range(run)], device,
-                                      s.warmup, s.repeats)) / run
-                 for k, st in variants.items()}
+        times = {
+            k: median(
+                time_calls(lambda st=st: [st(batch(), labels[index]) for _ in range(run)], device, s.warmup, s.repeats)
+            )
+            / run
+            for k, st in variants.items()
+        }
     with training_mode(False):
-        times["fast_amp"] = median(time_calls(lambda: [variants["amp"](batch(), labels[index]) for _ in range(run)],
-                                              device, s.warmup, s.repeats)) / run
-    rows.append(FastPath("training step: bf16 autocast + fast mode (train.amp, train.deterministic: false) vs "
-                         "the deterministic fp32 default", times["base"], times["fast_amp"],
-                         f"batch 64, {run} steps per timed call, median of {s.repeats}; the paper-run target needs this mode"))
-    rows.append(FastPath("training step: bf16 autocast vs fp32", times["base"], times["amp"],
-                         f"batch 64, median of {s.repeats}; check accuracy before adopting"))
-    rows.append(FastPath("training step: metrics kept on device vs .item() every step", times["base"],
-                         times["nosync"], f"batch 64, {run} steps per timed call (one synchronisation at its end), "
-                                          f"median of {s.repeats}"))
+        times["fast_amp"] = (
+            median(
+                time_calls(
+                    lambda: [variants["amp"](batch(), labels[index]) for _ in range(run)], device, s.warmup, s.repeats
+                )
+            )
+            / run
+        )
+    rows.append(
+        FastPath(
+            "training step: bf16 autocast + fast mode (train.amp, train.deterministic: false) vs "
+            "the deterministic fp32 default",
+            times["base"],
+            times["fast_amp"],
+            f"batch 64, {run} steps per timed call, median of {s.repeats}; the paper-run target needs this mode",
+        )
+    )
+    rows.append(
+        FastPath(
+            "training step: bf16 autocast vs fp32",
+            times["base"],
+            times["amp"],
+            f"batch 64, median of {s.repeats}; check accuracy before adopting",
+        )
+    )
+    rows.append(
+        FastPath(
+            "training step: metrics kept on device vs .item() every step",
+            times["base"],
+            times["nosync"],
+            f"batch 64, {run} steps per timed call (one synchronisation at its end), median of {s.repeats}",
+        )
+    )
     return rows
 
 
 LOGMEL_BATCH = 64  # serlib.features.extract's log-Mel batch
 
 
-def _extraction_pair(encoder: nn.Module, waves: list[torch.Tensor], device: torch.device, repeats: int,
-                     batch: int, result: dict) -> FastPath:
+def _extraction_pair(
+    encoder: nn.Module, waves: list[torch.Tensor], device: torch.device, repeats: int, batch: int, result: dict
+) -> FastPath:
     """``extract_clips_per_s_<name>`` (masked batches, serlib's path) and the one-clip-per-call rate."""
     one = bench_extraction(encoder, waves, device, repeats)
     batched = bench_extraction(encoder, waves, device, repeats, batch=batch)
     result[f"extract_clips_per_s_{encoder.name}"] = batched
     result[f"extract_clips_per_s_{encoder.name}_one_per_call"] = one
     result[f"extract_batch_{encoder.name}"] = batch
-    return FastPath(f"{encoder.name} extraction: masked mixed-length batches of <= {batch} vs one clip per call",
-                    len(waves) / one, len(waves) / batched,
-                    f"{len(waves)} clips with the real length distribution, sorted by length, one after the "
-                    f"other in one run; outputs equal to one-clip-alone to float rounding (tested)")
+    return FastPath(
+        f"{encoder.name} extraction: masked mixed-length batches of <= {batch} vs one clip per call",
+        len(waves) / one,
+        len(waves) / batched,
+        f"{len(waves)} clips with the real length distribution, sorted by length, one after the "
+        f"other in one run; outputs equal to one-clip-alone to float rounding (tested)",
+    )
 
 
 # ---------------------------------------------------------------- the whole benchmark
@@ -392,8 +511,9 @@ def bench_layer_stream(s: BenchSettings, seed: int = 0) -> dict:
         arrays, rows = [], []
         for layer in range(layers):
             path = Path(tmp) / f"layer{layer}.npy"
-            np.save(path, rng.standard_normal((FEATURE_SHAPE[0], int(frames.sum())), dtype=np.float32).astype(
-                np.float16))
+            np.save(
+                path, rng.standard_normal((FEATURE_SHAPE[0], int(frames.sum())), dtype=np.float32).astype(np.float16)
+            )
             offsets = np.concatenate([[0], np.cumsum(frames)[:-1]])
             arrays.append({"shard": np.load(path, mmap_mode="r")})
             rows.append([("shard", int(o), int(f)) for o, f in zip(offsets, frames)])
@@ -409,12 +529,14 @@ def bench_layer_stream(s: BenchSettings, seed: int = 0) -> dict:
                     times.append(time.perf_counter() - start)
             seconds[threads] = median(times) * PAPER_BATCH / batch * PAPER_LAYERS / layers
     used = max(seconds)
-    return {"layer_stack_batch_ms": seconds[used] * 1e3,
-            "layer_stack_epoch_s": seconds[used] * math.ceil(N_TRAIN / PAPER_BATCH),
-            "layer_stack_how": f"{layers} layers x {batch} clips of 768 x 150-500 frames, float16 memory maps in the "
-                               f"page cache, {used} copying thread(s) (as training on {s.device} uses; 1 thread: "
-                               f"{seconds[1] * 1e3:.0f} ms), median of {s.repeats}; scaled to {PAPER_LAYERS} layers x "
-                               f"{PAPER_BATCH}"}
+    return {
+        "layer_stack_batch_ms": seconds[used] * 1e3,
+        "layer_stack_epoch_s": seconds[used] * math.ceil(N_TRAIN / PAPER_BATCH),
+        "layer_stack_how": f"{layers} layers x {batch} clips of 768 x 150-500 frames, float16 memory maps in the "
+        f"page cache, {used} copying thread(s) (as training on {s.device} uses; 1 thread: "
+        f"{seconds[1] * 1e3:.0f} ms), median of {s.repeats}; scaled to {PAPER_LAYERS} layers x "
+        f"{PAPER_BATCH}",
+    }
 
 
 def _device(name: str) -> torch.device:
@@ -440,8 +562,14 @@ def run_bench(device: str = "cpu", quick: bool = False, seed: int = 0, progress:
     bar = tqdm(total=6, desc="bench", disable=not progress)
     stages: dict[str, float] = {}
     tick = lambda name: stages.__setitem__(name, time.perf_counter() - started - sum(stages.values()))  # noqa: E731
-    result = {"device": device, "device_name": _device_name(dev), "torch": torch.__version__,
-              "threads": torch.get_num_threads(), "quick": quick, "settings": asdict(s)}
+    result = {
+        "device": device,
+        "device_name": _device_name(dev),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "quick": quick,
+        "settings": asdict(s),
+    }
     model = s5_model(dev)
     result["cnn_params"] = count_params(model)
     result.update(bench_inference(model, dev, s))
@@ -449,8 +577,13 @@ def run_bench(device: str = "cpu", quick: bool = False, seed: int = 0, progress:
     mem = memory_analysis(result["cnn_params"], activation_peak_bytes(model, x1), x1.numel() * 4)
     result.update(mem, memory_note=memory_note(mem, result["cnn_params"]))
     if dev.type == "cuda":  # what the allocator peak holds beyond weights, input and activations
-        result["mem_workspace_b1_mb"] = max(0.0, result["infer_peak_mem_mb"] - mem["mem_params_fp32_mb"]
-                                            - mem["mem_input_b1_fp32_mb"] - mem["mem_activation_peak_b1_fp32_mb"])
+        result["mem_workspace_b1_mb"] = max(
+            0.0,
+            result["infer_peak_mem_mb"]
+            - mem["mem_params_fp32_mb"]
+            - mem["mem_input_b1_fp32_mb"]
+            - mem["mem_activation_peak_b1_fp32_mb"],
+        )
     result["infer_gflop_b1"] = forward_gflop(model, x1)
     result["infer_gflop_per_s_b1"] = result["infer_gflop_b1"] / (result["infer_ms_b1"] / 1e3)
     separable = s5_model(dev, conv="separable").eval()  # the reading that lands near the paper's 3.9 M
@@ -480,38 +613,52 @@ def run_bench(device: str = "cpu", quick: bool = False, seed: int = 0, progress:
     tick("logmel")
     bar.update()
     wav2vec2 = build_encoder(features, "wav2vec2", dev)
-    extraction.append(_extraction_pair(wav2vec2, waves[: s.w2v_clips], dev, 1 if dev.type == "cpu" else 3,
-                                       s.w2v_batch, result))
+    extraction.append(
+        _extraction_pair(wav2vec2, waves[: s.w2v_clips], dev, 1 if dev.type == "cpu" else 3, s.w2v_batch, result)
+    )
     tick("wav2vec2_build_and_extraction")
     bar.update()
     one = result["extract_clips_per_s_wav2vec2_one_per_call"]  # batch 1: what one user clip costs
     result["encoder_ms_per_audio_s"] = 1e3 / (one * result["clip_lengths_mean_s"])
     result["clip_ms_b1_encoder_and_head"] = 1e3 / one + result["infer_ms_b1"]
     faster = result["extract_clips_per_s_wav2vec2"] > result["extract_clips_per_s_wav2vec2_one_per_call"]
-    result.update(bench_on_the_fly(wav2vec2, step, s, dev, result["train_step_s_b64"], val_s, seed,
-                                   s.w2v_batch if faster else 1))
+    result.update(
+        bench_on_the_fly(wav2vec2, step, s, dev, result["train_step_s_b64"], val_s, seed, s.w2v_batch if faster else 1)
+    )
     result["cached_vs_otf_ratio"] = result["train_s_per_epoch_on_the_fly"] / result["train_s_per_epoch"]
     layer_bytes, layer_clips, layer_mean_s = paper_layer_cache_bytes()
     result["layer_cache_gb_paper"] = layer_bytes / 1e9
-    result["layer_cache_how"] = (f"{layer_clips} clips of {layer_mean_s:.2f} s mean (the paper-scale plan's lengths) x "
-                                 f"their wav2vec2-base frames x 768 channels x 2 bytes (float16); all "
-                                 f"{PAPER_LAYERS} layers: {PAPER_LAYERS * layer_bytes / 1e9:.0f} GB")
+    result["layer_cache_how"] = (
+        f"{layer_clips} clips of {layer_mean_s:.2f} s mean (the paper-scale plan's lengths) x "
+        f"their wav2vec2-base frames x 768 channels x 2 bytes (float16); all "
+        f"{PAPER_LAYERS} layers: {PAPER_LAYERS * layer_bytes / 1e9:.0f} GB"
+    )
     result.update(bench_layer_stream(s, seed))
     tick("on_the_fly")
     bar.update()
-    paths = [_fast_modes(dev, pool, labels, s),
-             _fast_triaug(dev, pool, PAPER_BATCH if dev.type == "cuda" else (8 if quick else 32), s),
-             _fast_triaug_sync_free(dev, pool, PAPER_BATCH if dev.type == "cuda" else (8 if quick else 32), s),
-             _fast_gather(dev, pool, PAPER_BATCH, s), _fast_fold(model, dev, s), *extraction]
+    paths = [
+        _fast_modes(dev, pool, labels, s),
+        _fast_triaug(dev, pool, PAPER_BATCH if dev.type == "cuda" else (8 if quick else 32), s),
+        _fast_triaug_sync_free(dev, pool, PAPER_BATCH if dev.type == "cuda" else (8 if quick else 32), s),
+        _fast_gather(dev, pool, PAPER_BATCH, s),
+        _fast_fold(model, dev, s),
+        *extraction,
+    ]
     if dev.type == "cuda":
         paths += _fast_train_gpu(dev, pool, labels, s)
     elif s.half_precision_cpu:
         paths.append(_fast_half_cpu(model, s))
-    paths.append(FastPath("epoch: cached features vs wav2vec2 recomputed per batch (target >= 20x)",
-                          result["train_s_per_epoch_on_the_fly"], result["train_s_per_epoch"],
-                          "the two epoch rows above, same run"))
-    result["fast_paths"] = [{"name": p.name, "baseline_s": p.baseline_s, "fast_s": p.fast_s, "ratio": p.ratio,
-                             "how": p.how} for p in paths]
+    paths.append(
+        FastPath(
+            "epoch: cached features vs wav2vec2 recomputed per batch (target >= 20x)",
+            result["train_s_per_epoch_on_the_fly"],
+            result["train_s_per_epoch"],
+            "the two epoch rows above, same run",
+        )
+    )
+    result["fast_paths"] = [
+        {"name": p.name, "baseline_s": p.baseline_s, "fast_s": p.fast_s, "ratio": p.ratio, "how": p.how} for p in paths
+    ]
     result["not_measured"] = NOT_MEASURED
     result["paper"] = paper_claims()
     tick("fast_paths")

@@ -10,6 +10,7 @@ one window, and 20 s (several windows). The forms are timed in alternation, one 
 drifting load on a shared machine hits them alike; each figure is the median over the rounds after one
 warm-up round.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,14 +65,20 @@ def bundle_latency(bundle: str | Path, rounds: int = 5, torch_baseline: bool = T
     """
     root = Path(bundle).expanduser().resolve()
     if not (root / BUNDLE_FILE).is_file():
-        raise BundleError(f"{root} is not a serlib model bundle (no {BUNDLE_FILE}); make one with "
-                          "`serlib export RUN --onnx --out DIR`")
+        raise BundleError(
+            f"{root} is not a serlib model bundle (no {BUNDLE_FILE}); make one with "
+            "`serlib export RUN --onnx --out DIR`"
+        )
     meta = json.loads((root / BUNDLE_FILE).read_text())
     if not meta.get("model_onnx"):
-        raise BundleError(f"{root / BUNDLE_FILE}: no model.onnx in this bundle; export it with --onnx "
-                          "(`serlib export RUN --onnx --out DIR`)")
-    forms = {"onnxruntime fp32 (model.onnx)": _onnx_scorer(root, False),
-             "onnxruntime int8 (model-int8.onnx)": _onnx_scorer(root, True)}
+        raise BundleError(
+            f"{root / BUNDLE_FILE}: no model.onnx in this bundle; export it with --onnx "
+            "(`serlib export RUN --onnx --out DIR`)"
+        )
+    forms = {
+        "onnxruntime fp32 (model.onnx)": _onnx_scorer(root, False),
+        "onnxruntime int8 (model-int8.onnx)": _onnx_scorer(root, True),
+    }
     if torch_baseline:
         forms["torch (serlib predict)"] = _torch_scorer(root)
     with tempfile.TemporaryDirectory(prefix="serlib-bundle-bench-") as tmp:
@@ -85,11 +92,26 @@ def bundle_latency(bundle: str | Path, rounds: int = 5, torch_baseline: bool = T
                     windows[seconds] = scorer(path)
                     if round_:
                         times.setdefault((form, seconds), []).append(time.perf_counter() - started)
-    rows = [{"form": form, "clip_s": seconds, "windows": windows[seconds], "ms": median(t) * 1e3,
-             "ms_per_audio_s": median(t) * 1e3 / seconds} for (form, seconds), t in times.items()]
-    return {"bundle": str(root), "model_id": meta["model_id"], "encoder": meta.get("encoder", ""),
-            "window_seconds": meta["window_seconds"], "rounds": rounds, "threads": _threads(),
-            "onnxruntime": ort.__version__, "rows": rows}
+    rows = [
+        {
+            "form": form,
+            "clip_s": seconds,
+            "windows": windows[seconds],
+            "ms": median(t) * 1e3,
+            "ms_per_audio_s": median(t) * 1e3 / seconds,
+        }
+        for (form, seconds), t in times.items()
+    ]
+    return {
+        "bundle": str(root),
+        "model_id": meta["model_id"],
+        "encoder": meta.get("encoder", ""),
+        "window_seconds": meta["window_seconds"],
+        "rounds": rounds,
+        "threads": _threads(),
+        "onnxruntime": ort.__version__,
+        "rows": rows,
+    }
 
 
 def _onnx_scorer(root: Path, int8: bool):
@@ -129,11 +151,19 @@ def latency_table(result: dict) -> pd.DataFrame:
 def format_latency(result: dict) -> str:
     """The printed figures."""
     table = latency_table(result)
-    shown = table.rename(columns={"clip_s": "clip (s)", "ms": "ms per clip", "ms_per_audio_s": "ms per audio second",
-                                  "x_fp32": "time / fp32"})
-    head = (f"serlib bench --bundle {result['bundle']}: {result['model_id']}, window {result['window_seconds']:g} s, "
-            f"onnxruntime {result['onnxruntime']} ({result['threads']}); audio file to label, median of "
-            f"{result['rounds']} rounds")
+    shown = table.rename(
+        columns={
+            "clip_s": "clip (s)",
+            "ms": "ms per clip",
+            "ms_per_audio_s": "ms per audio second",
+            "x_fp32": "time / fp32",
+        }
+    )
+    head = (
+        f"serlib bench --bundle {result['bundle']}: {result['model_id']}, window {result['window_seconds']:g} s, "
+        f"onnxruntime {result['onnxruntime']} ({result['threads']}); audio file to label, median of "
+        f"{result['rounds']} rounds"
+    )
     return "\n".join([head, shown.to_string(index=False, float_format=lambda v: f"{v:.3g}")])
 
 
@@ -144,6 +174,8 @@ def main_bundle_bench(bundle: str, json_path: Optional[str] = None, quick: bool 
     if json_path:
         path = Path(json_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result | {"table": latency_table(result).to_dict(orient="records")}, indent=2) + "\n")
+        path.write_text(
+            json.dumps(result | {"table": latency_table(result).to_dict(orient="records")}, indent=2) + "\n"
+        )
         print(f"serlib bench: wrote {path}")
     return 0

@@ -1,4 +1,5 @@
 """The ``serlib`` command line. Each sub-command calls one stage of the library or the pipeline."""
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,12 @@ def _parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("sweep", help="run the variants of a sweep file (a run folder each) and one comparison report")
     w.add_argument("sweep", help="the sweep file, e.g. parameters/sweeps/smoke.yaml")
-    w.add_argument("--executor", choices=["local", "ray"], default="local",
-                   help="local: one variant after another here (default); ray: tasks on a Ray cluster")
+    w.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default="local",
+        help="local: one variant after another here (default); ray: tasks on a Ray cluster",
+    )
     w.add_argument("--address", help="a running Ray cluster's address (default: a local Ray instance)")
     w.add_argument("--workers", type=int, help="CPUs of the local Ray instance (default: this machine's)")
     w.add_argument("--out", help="the sweep folder (default reports/<sweep name>/ of the base profile's project)")
@@ -69,12 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     kp.add_argument("--cache", help="the cache folder (default: the first profile's)")
     kp.add_argument("--delete", action="store_true", help="really remove them (default: only say what would go)")
 
-    f = sub.add_parser("features", parents=[profile],
-                       help="fill the feature cache for the run's manifest (built first if missing)")
+    f = sub.add_parser(
+        "features", parents=[profile], help="fill the feature cache for the run's manifest (built first if missing)"
+    )
     f.set_defaults(func=_features)
 
-    t = sub.add_parser("train", parents=[profile],
-                       help="train systems (all, or --system NAME); manifest and features first")
+    t = sub.add_parser(
+        "train", parents=[profile], help="train systems (all, or --system NAME); manifest and features first"
+    )
     t.add_argument("--system", action="append", help="system name, e.g. S5 (repeatable)")
     t.set_defaults(func=_train)
 
@@ -86,38 +93,58 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     c.set_defaults(func=_compare)
 
-    q = sub.add_parser("predict", parents=[model],
-                       help="score audio files or folders with a trained system (a run folder or a bundle)")
+    q = sub.add_parser(
+        "predict", parents=[model], help="score audio files or folders with a trained system (a run folder or a bundle)"
+    )
     q.add_argument("model", help="a run folder (e.g. reports/demo) or a bundle folder from `serlib export`")
     q.add_argument("audio", nargs="+", help="files, folders (searched recursively) or .txt lists of paths")
-    q.add_argument("--out", help="write the rows here: .csv or .jsonl, the same columns (default: CSV on stdout); "
-                                 "what made them goes to OUT.meta.json")
-    q.add_argument("--per-window", action="store_true",
-                   help="one row per window (start and end time) instead of per file")
+    q.add_argument(
+        "--out",
+        help="write the rows here: .csv or .jsonl, the same columns (default: CSV on stdout); "
+        "what made them goes to OUT.meta.json",
+    )
+    q.add_argument(
+        "--per-window", action="store_true", help="one row per window (start and end time) instead of per file"
+    )
     q.add_argument("--hop", type=float, help="seconds between windows of a clip longer than the window (default: half)")
-    q.add_argument("--long", choices=["windows", "centre"], default="windows",
-                   help="a long clip: mean over windows (default) or its central window, as training scored it")
+    q.add_argument(
+        "--long",
+        choices=["windows", "centre"],
+        default="windows",
+        help="a long clip: mean over windows (default) or its central window, as training scored it",
+    )
     q.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the run's features.device")
     q.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
     q.set_defaults(func=_predict)
 
-    x = sub.add_parser("export", parents=[model],
-                       help="a trained system as a bundle folder: checkpoint, config, class map, card")
+    x = sub.add_parser(
+        "export", parents=[model], help="a trained system as a bundle folder: checkpoint, config, class map, card"
+    )
     x.add_argument("run", help="the run folder (e.g. reports/demo)")
     x.add_argument("--out", required=True, help="the bundle folder to write (replaced if it is a bundle)")
-    x.add_argument("--onnx", action="store_true",
-                   help="also model.onnx (audio in, probabilities out), its int8 form, predict.py and the head, with "
-                        "their parity against torch on the test clips")
-    x.add_argument("--parity-clips", type=int, default=200,
-                   help="the most test clips the audio graphs' parity scores (default 200; 0: all)")
+    x.add_argument(
+        "--onnx",
+        action="store_true",
+        help="also model.onnx (audio in, probabilities out), its int8 form, predict.py and the head, with "
+        "their parity against torch on the test clips",
+    )
+    x.add_argument(
+        "--parity-clips",
+        type=int,
+        default=200,
+        help="the most test clips the audio graphs' parity scores (default 200; 0: all)",
+    )
     x.set_defaults(func=_export)
 
     b = sub.add_parser("bench", help="speed and memory: inference, training epoch, extraction, fast paths")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--json", help="write the results as JSON to this file")
     b.add_argument("--quick", action="store_true", help="CI mode: fewer repetitions and smaller batches")
-    b.add_argument("--bundle", help="instead: a bundle's audio-to-label latency (serlib export --onnx), fp32 and int8 "
-                                    "onnxruntime beside torch")
+    b.add_argument(
+        "--bundle",
+        help="instead: a bundle's audio-to-label latency (serlib export --onnx), fp32 and int8 "
+        "onnxruntime beside torch",
+    )
     b.set_defaults(func=_bench)
 
     d = sub.add_parser("doctor", help="self-check of this machine: device, encoder, determinism, memory, speed")
@@ -146,16 +173,23 @@ def main(argv: list[str] | None = None) -> int:
         from serlib.common.config import ConfigError
         from serlib.common.io import RunFileError
         from serlib.data.corpora import CorpusError
+        from serlib.inference.bundleformat import BundleError
         from serlib.modelling.train import NonFiniteLossError
         from serlib.report.runner import NotebookError
-
-        from serlib.inference.bundleformat import BundleError
         from serlib.tools.doctor import DoctorError
 
         # OSError covers a full disk, a permission, a missing file, a folder where a file was named (and the
         # cache's CacheNotWritableError); RunFileError a damaged run file (config, timings, checkpoint).
-        expected = (ConfigError, CorpusError, NotebookError, OSError, NonFiniteLossError, RunFileError, BundleError,
-                    DoctorError)
+        expected = (
+            ConfigError,
+            CorpusError,
+            NotebookError,
+            OSError,
+            NonFiniteLossError,
+            RunFileError,
+            BundleError,
+            DoctorError,
+        )
         if isinstance(err, expected):
             if args.verbose:
                 traceback.print_exc()
@@ -164,9 +198,14 @@ def main(argv: list[str] | None = None) -> int:
         raise
 
 
-OS_HINTS = {errno.ENOSPC: "free some disk space and run it again", errno.EACCES: "check the folder's permissions",
-            errno.EPERM: "check the folder's permissions", errno.EROFS: "the file system is read-only: choose another folder",
-            errno.EISDIR: "name a file, not a folder", errno.ENOTDIR: "a part of the path is a file, not a folder"}
+OS_HINTS = {
+    errno.ENOSPC: "free some disk space and run it again",
+    errno.EACCES: "check the folder's permissions",
+    errno.EPERM: "check the folder's permissions",
+    errno.EROFS: "the file system is read-only: choose another folder",
+    errno.EISDIR: "name a file, not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+}
 
 
 def one_line(err: BaseException) -> str:
@@ -184,8 +223,16 @@ def one_line(err: BaseException) -> str:
 def _mculp(args: argparse.Namespace) -> int:
     from serlib.data.mculp import run_mculp
 
-    run_mculp(crema_d=args.crema_d, ravdess=args.ravdess, emodb=args.emodb, out=Path(args.out),
-              seed=args.seed, split_file=args.split_file, min_duration_s=args.min_duration, verbose=True)
+    run_mculp(
+        crema_d=args.crema_d,
+        ravdess=args.ravdess,
+        emodb=args.emodb,
+        out=Path(args.out),
+        seed=args.seed,
+        split_file=args.split_file,
+        min_duration_s=args.min_duration,
+        verbose=True,
+    )
     return 0
 
 
@@ -266,8 +313,11 @@ def _checked_profile(args: argparse.Namespace):
     if args.no_rebuild and RunFolder(root).manifest.is_file():
         changes = manifest_changes(cfg, RunFolder(root))
         if changes:
-            print(f"serlib {args.command}: error: {RunFolder(root).manifest} is stale: {'; '.join(changes)}; "
-                  "run without --no-rebuild to rebuild it", file=sys.stderr)
+            print(
+                f"serlib {args.command}: error: {RunFolder(root).manifest} is stale: {'; '.join(changes)}; "
+                "run without --no-rebuild to rebuild it",
+                file=sys.stderr,
+            )
             return None, None
     return cfg, root
 
@@ -299,8 +349,10 @@ def _cache(args: argparse.Namespace) -> int:
         print(table.to_string(index=False) if len(table) else "the cache holds no features")
     gone = table[table["action"].isin(["would remove", "removed"])] if len(table) else table
     verb = "removed" if args.delete else "would remove (add --delete to remove them)"
-    print(f"serlib cache prune: {verb} {len(gone)} key folder(s), {gone['mb'].sum() if len(gone) else 0:.1f} MB",
-          file=sys.stderr)
+    print(
+        f"serlib cache prune: {verb} {len(gone)} key folder(s), {gone['mb'].sum() if len(gone) else 0:.1f} MB",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -312,8 +364,11 @@ def _sweep(args: argparse.Namespace) -> int:
         print("serlib sweep: error: --address names a Ray cluster; add --executor ray", file=sys.stderr)
         return 2
     if args.workers is not None and (args.workers < 1 or args.executor != "ray" or args.address):
-        print("serlib sweep: error: --workers (>= 1) sizes a local Ray instance: use it with --executor ray and "
-              "no --address", file=sys.stderr)
+        print(
+            "serlib sweep: error: --workers (>= 1) sizes a local Ray instance: use it with --executor ray and "
+            "no --address",
+            file=sys.stderr,
+        )
         return 2
     state = run_sweep(load_sweep(args.sweep, args.out), args.executor, args.address, args.workers)
     failed = [name for name, entry in state["variants"].items() if entry["status"] == "failed"]
@@ -396,8 +451,9 @@ def _predict(args: argparse.Namespace) -> int:
         predictor = Predictor.from_bundle(model, device=args.device)
     else:
         predictor = Predictor.from_run(model, system=args.system, seed=args.seed, device=args.device)
-    table = predictor.predict(args.audio, per_window=args.per_window, hop_s=args.hop, long=args.long,
-                              batch_size=args.batch_size)
+    table = predictor.predict(
+        args.audio, per_window=args.per_window, hop_s=args.hop, long=args.long, batch_size=args.batch_size
+    )
     if out is not None:
         path, sidecar = write_predictions(table, out)
         where = f"; wrote {path} (metadata: {sidecar.name})"
@@ -405,8 +461,11 @@ def _predict(args: argparse.Namespace) -> int:
         sys.stdout.write(table.to_csv(index=False))
         where = ""
     failed = int((table["error"] != "").sum())
-    print(f"serlib predict: {predictor.model_id} ({predictor.metadata['encoder'].split(',')[0]}, "
-          f"{predictor.metadata['weights']} weights): {summary_line(table)}{where}", file=sys.stderr)
+    print(
+        f"serlib predict: {predictor.model_id} ({predictor.metadata['encoder'].split(',')[0]}, "
+        f"{predictor.metadata['weights']} weights): {summary_line(table)}{where}",
+        file=sys.stderr,
+    )
     return 1 if failed else 0
 
 
@@ -416,12 +475,15 @@ def _export(args: argparse.Namespace) -> int:
     if args.parity_clips < 0:
         print(f"serlib export: error: --parity-clips must be 0 (all) or more, got {args.parity_clips}", file=sys.stderr)
         return 2
-    done = export_bundle(args.run, args.out, system=args.system, seed=args.seed, onnx=args.onnx,
-                         parity_clips=args.parity_clips or None)
+    done = export_bundle(
+        args.run, args.out, system=args.system, seed=args.seed, onnx=args.onnx, parity_clips=args.parity_clips or None
+    )
     print(f"serlib export: wrote {done['bundle']} ({', '.join(done['files'])})")
     for name, p in (done["parity"] or {}).items():
-        print(f"serlib export: {name} ({p['bytes'] / 1e6:.1f} MB): ONNX parity on {p['clips']} test clips: "
-              f"max |p_onnx - p_torch| {p['max_abs_prob_diff']:.2e}, class agreement {100 * p['class_agreement']:.1f} %")
+        print(
+            f"serlib export: {name} ({p['bytes'] / 1e6:.1f} MB): ONNX parity on {p['clips']} test clips: "
+            f"max |p_onnx - p_torch| {p['max_abs_prob_diff']:.2e}, class agreement {100 * p['class_agreement']:.1f} %"
+        )
     return 0
 
 

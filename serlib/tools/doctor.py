@@ -15,6 +15,7 @@ Each check prints one verdict line (pass / FAIL / skip, with its figures) and al
 
 The CPU form runs in CI (``tests/test_doctor.py``).
 """
+
 from __future__ import annotations
 
 import platform
@@ -25,12 +26,12 @@ from typing import Callable, Optional
 
 import torch
 
-from serlib.inference.quantise import weight_bytes
 from serlib.common.config import FeaturesConfig, ModelConfig, TrainConfig
 from serlib.common.io import write_json_atomic
 from serlib.common.runtime import device_choice, set_seed, training_mode
 from serlib.common.timing import time_calls
 from serlib.features.encoders import build_encoder
+from serlib.inference.quantise import weight_bytes
 from serlib.modelling.augment import TriAug
 from serlib.modelling.inputs import SplitData
 from serlib.modelling.models import build_model, count_params
@@ -42,6 +43,8 @@ MB = 1e6
 
 class DoctorError(ValueError):
     """The doctor cannot run as asked (e.g. ``--device cuda`` without a usable GPU)."""
+
+
 SMALL_ENCODER = {"num_hidden_layers": 1, "conv_dim": [128] * 7, "num_conv_pos_embeddings": 32}  # the demo's
 
 
@@ -64,16 +67,30 @@ def _waves(count: int, seconds: float, seed: int = 0) -> list[torch.Tensor]:
 
 def check_device(device: torch.device) -> dict:
     chosen, why = device_choice("auto")
-    out = {"auto_picks": chosen, "why": why, "torch": torch.__version__, "torch_cuda_build": torch.version.cuda,
-           "python": platform.python_version(), "cpu_threads": torch.get_num_threads()}
+    out = {
+        "auto_picks": chosen,
+        "why": why,
+        "torch": torch.__version__,
+        "torch_cuda_build": torch.version.cuda,
+        "python": platform.python_version(),
+        "cpu_threads": torch.get_num_threads(),
+    }
     if device.type == "cuda":
         major, minor = torch.cuda.get_device_capability(device)
         arch = f"sm_{major}{minor}"
-        out |= {"gpu": torch.cuda.get_device_name(device), "compute_capability": f"{major}.{minor}",
-                "build_arches": torch.cuda.get_arch_list(), "free_gb": torch.cuda.mem_get_info(device)[0] / 1e9}
+        out |= {
+            "gpu": torch.cuda.get_device_name(device),
+            "compute_capability": f"{major}.{minor}",
+            "build_arches": torch.cuda.get_arch_list(),
+            "free_gb": torch.cuda.mem_get_info(device)[0] / 1e9,
+        }
         ok = arch in out["build_arches"] or any(a.startswith("compute_") for a in out["build_arches"])
-        return _verdict(ok, f"{out['gpu']}, capability {major}.{minor}, "
-                            f"{'kernels in this build' if ok else 'NO kernels for it in this build'}", out)
+        return _verdict(
+            ok,
+            f"{out['gpu']}, capability {major}.{minor}, "
+            f"{'kernels in this build' if ok else 'NO kernels for it in this build'}",
+            out,
+        )
     return _verdict(True, f"{device}: {why}", out)
 
 
@@ -85,29 +102,52 @@ def check_encoder(device: torch.device) -> list[dict]:
     with torch.inference_mode():
         alone = [encoder(w.unsqueeze(0).to(device))[0] for w in waves]  # each (channels, frames)
         finite = all(torch.isfinite(a).all().item() for a in alone)
-        rows.append(_verdict(finite, f"{what}: outputs {'finite' if finite else 'hold NaN/inf'}"
-                                     f"{' under fp16 autocast' if autocast and encoder.autocast else ''}",
-                             {"encoder": what, "autocast": bool(getattr(encoder, 'autocast', False))}, "encoder_finite"))
+        rows.append(
+            _verdict(
+                finite,
+                f"{what}: outputs {'finite' if finite else 'hold NaN/inf'}"
+                f"{' under fp16 autocast' if autocast and encoder.autocast else ''}",
+                {"encoder": what, "autocast": bool(getattr(encoder, "autocast", False))},
+                "encoder_finite",
+            )
+        )
         if autocast:
             encoder.autocast = False
             exact = [encoder(w.unsqueeze(0).to(device))[0] for w in waves]
             encoder.autocast = True
             err = max(((a.float() - e).norm() / e.norm()).item() for a, e in zip(alone, exact))
-            rows.append(_verdict(err < 1e-2, f"fp16 autocast vs fp32: relative error {err:.1e} (limit 1e-2)",
-                                 {"relative_error": err}, "encoder_autocast"))
+            rows.append(
+                _verdict(
+                    err < 1e-2,
+                    f"fp16 autocast vs fp32: relative error {err:.1e} (limit 1e-2)",
+                    {"relative_error": err},
+                    "encoder_autocast",
+                )
+            )
         else:
             rows.append(_skip("encoder_autocast", "the CPU encodes in fp32 (autocast is the GPU path)"))
         lengths = torch.tensor([len(w) for w in waves], device=device)
         padded = torch.zeros(len(waves), int(lengths.max()), device=device)
         for row, w in zip(padded, waves):
-            row[:len(w)] = w.to(device)
+            row[: len(w)] = w.to(device)
         batch = encoder(padded, lengths)
-        diff = max(((batch[i, :, :encoder.frames_for(len(w))].float() - alone[i].float()).abs().max()
-                    / alone[i].float().abs().max()).item() for i, w in enumerate(waves))
+        diff = max(
+            (
+                (batch[i, :, : encoder.frames_for(len(w))].float() - alone[i].float()).abs().max()
+                / alone[i].float().abs().max()
+            ).item()
+            for i, w in enumerate(waves)
+        )
         limit = 1e-2 if autocast else 1e-4
-        rows.append(_verdict(diff < limit, f"masked batch of {len(waves)} vs each clip alone: max relative "
-                                           f"difference {diff:.1e} (limit {limit:g})",
-                             {"max_relative_diff": diff}, "encoder_masked"))
+        rows.append(
+            _verdict(
+                diff < limit,
+                f"masked batch of {len(waves)} vs each clip alone: max relative "
+                f"difference {diff:.1e} (limit {limit:g})",
+                {"max_relative_diff": diff},
+                "encoder_masked",
+            )
+        )
     return rows
 
 
@@ -123,8 +163,12 @@ def check_fit(device: torch.device) -> dict:
         fit(model, data, TrainSettings.from_config(cfg, seed=0, progress=False), TriAug())
         states.append({k: v.detach().cpu() for k, v in model.state_dict().items()})
     same = all(torch.equal(states[0][k], states[1][k]) for k in states[0])
-    return _verdict(same, f"two seeded fits of a small CNN under train.deterministic: weights "
-                          f"{'identical' if same else 'DIFFER'}", {"identical": same}, "fit_deterministic")
+    return _verdict(
+        same,
+        f"two seeded fits of a small CNN under train.deterministic: weights {'identical' if same else 'DIFFER'}",
+        {"identical": same},
+        "fit_deterministic",
+    )
 
 
 def _s5_step(device: torch.device, batch: int, frames: int, amp: bool = False):
@@ -150,8 +194,12 @@ def check_syncs(device: torch.device) -> dict:
         finally:
             torch.cuda.set_sync_debug_mode("default")
     count = sum("synchroniz" in str(w.message).lower() for w in caught)
-    return _verdict(count <= 1, f"{count} host synchronisation(s) in one Tri-Aug + S5 step (the engine adds one "
-                                "loss read per step)", {"syncs": count}, "syncs_per_step")
+    return _verdict(
+        count <= 1,
+        f"{count} host synchronisation(s) in one Tri-Aug + S5 step (the engine adds one loss read per step)",
+        {"syncs": count},
+        "syncs_per_step",
+    )
 
 
 def check_memory(device: torch.device) -> dict:
@@ -160,8 +208,12 @@ def check_memory(device: torch.device) -> dict:
     x1 = torch.randn(1, 768, 400, device=device)
     weights = weight_bytes(model)  # parameters and buffers
     activations = activation_peak_bytes(model, x1)
-    out = {"weights_mb": weights / MB, "activations_peak_b1_mb": activations / MB, "input_mb": x1.numel() * 4 / MB,
-           "params": count_params(model)}
+    out = {
+        "weights_mb": weights / MB,
+        "activations_peak_b1_mb": activations / MB,
+        "input_mb": x1.numel() * 4 / MB,
+        "params": count_params(model),
+    }
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -171,13 +223,16 @@ def check_memory(device: torch.device) -> dict:
                 model(x1)
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device) - base
-        out |= {"allocator_peak_b1_mb": peak / MB,
-                "workspace_mb": max(0.0, (peak - activations) / MB)}
-        detail = (f"weights {out['weights_mb']:.1f} MB, activations {out['activations_peak_b1_mb']:.1f} MB, "
-                  f"workspace {out['workspace_mb']:.1f} MB (allocator peak over the resident weights and input)")
+        out |= {"allocator_peak_b1_mb": peak / MB, "workspace_mb": max(0.0, (peak - activations) / MB)}
+        detail = (
+            f"weights {out['weights_mb']:.1f} MB, activations {out['activations_peak_b1_mb']:.1f} MB, "
+            f"workspace {out['workspace_mb']:.1f} MB (allocator peak over the resident weights and input)"
+        )
     else:
-        detail = (f"weights {out['weights_mb']:.1f} MB, activations {out['activations_peak_b1_mb']:.1f} MB at batch 1 "
-                  "(no allocator workspace on the CPU)")
+        detail = (
+            f"weights {out['weights_mb']:.1f} MB, activations {out['activations_peak_b1_mb']:.1f} MB at batch 1 "
+            "(no allocator workspace on the CPU)"
+        )
     return _verdict(True, detail, out, "memory")
 
 
@@ -188,7 +243,7 @@ def check_throughput(device: torch.device) -> dict:
     lengths = torch.tensor([len(w) for w in waves], device=device)
     padded = torch.zeros(count, int(lengths.max()), device=device)
     for row, w in zip(padded, waves):
-        row[:len(w)] = w.to(device)
+        row[: len(w)] = w.to(device)
     with torch.inference_mode():
         seconds = min(time_calls(lambda: encoder(padded, lengths), device, 1, 3))
     batch, frames = (64, 400) if device.type == "cuda" else (4, 100)
@@ -197,17 +252,28 @@ def check_throughput(device: torch.device) -> dict:
         deterministic = min(time_calls(lambda: step(x.clone(), y), device, 1, 3))
     with training_mode(False):
         fast = min(time_calls(lambda: step(x.clone(), y), device, 1, 3))
-    out = {"encoder": what, "extract_clips_per_s": count / seconds, "extract_batch": count,
-           "train_batch": batch, "train_frames": frames, "train_step_s_deterministic": deterministic,
-           "train_step_s_fast": fast}
+    out = {
+        "encoder": what,
+        "extract_clips_per_s": count / seconds,
+        "extract_batch": count,
+        "train_batch": batch,
+        "train_frames": frames,
+        "train_step_s_deterministic": deterministic,
+        "train_step_s_fast": fast,
+    }
     if device.type == "cuda":
         _, step_amp, x, y = _s5_step(device, batch, frames, amp=True)
         with training_mode(False):
             out["train_step_s_fast_bf16"] = min(time_calls(lambda: step_amp(x.clone(), y), device, 1, 3))
         out["epoch_s_6096_clips_fast_bf16"] = out["train_step_s_fast_bf16"] * 6096 / 64
-    return _verdict(True, f"extraction {out['extract_clips_per_s']:.1f} clips/s ({count} clips of ~2.7 s); S5 step "
-                          f"(batch {batch} x 768 x {frames}) {deterministic * 1e3:.0f} ms deterministic, "
-                          f"{fast * 1e3:.0f} ms fast", out, "throughput")
+    return _verdict(
+        True,
+        f"extraction {out['extract_clips_per_s']:.1f} clips/s ({count} clips of ~2.7 s); S5 step "
+        f"(batch {batch} x 768 x {frames}) {deterministic * 1e3:.0f} ms deterministic, "
+        f"{fast * 1e3:.0f} ms fast",
+        out,
+        "throughput",
+    )
 
 
 def _verdict(ok: bool, detail: str, figures: dict, name: str = "device") -> dict:
@@ -218,11 +284,19 @@ def _skip(name: str, why: str) -> dict:
     return {"check": name, "verdict": "skip", "detail": why, "figures": {}}
 
 
-CHECKS: list[Callable[[torch.device], object]] = [check_device, check_encoder, check_fit, check_syncs,
-                                                  check_memory, check_throughput]
+CHECKS: list[Callable[[torch.device], object]] = [
+    check_device,
+    check_encoder,
+    check_fit,
+    check_syncs,
+    check_memory,
+    check_throughput,
+]
 
 
-def run_doctor(device: str = "auto", json_path: Optional[str | Path] = None, echo: Callable[[str], None] = print) -> dict:
+def run_doctor(
+    device: str = "auto", json_path: Optional[str | Path] = None, echo: Callable[[str], None] = print
+) -> dict:
     """Run every check on ``device`` and return ``{"device", "checks": [...], "ok", "seconds"}``.
 
     A check that raises is a FAIL row naming the error (the others still run).
@@ -237,13 +311,21 @@ def run_doctor(device: str = "auto", json_path: Optional[str | Path] = None, ech
         try:
             found = check(dev)
         except Exception as err:  # noqa: BLE001 -- a broken check is a finding, not a crash
-            found = {"check": check.__name__.removeprefix("check_"), "verdict": "FAIL",
-                     "detail": f"{type(err).__name__}: {err}", "figures": {}}
+            found = {
+                "check": check.__name__.removeprefix("check_"),
+                "verdict": "FAIL",
+                "detail": f"{type(err).__name__}: {err}",
+                "figures": {},
+            }
         for row in found if isinstance(found, list) else [found]:
             rows.append(row)
             echo(f"  {row['verdict']:<4}  {row['check']:<18} {row['detail']}")
-    result = {"device": str(dev), "checks": rows, "ok": all(r["verdict"] != "FAIL" for r in rows),
-              "seconds": time.perf_counter() - started}
+    result = {
+        "device": str(dev),
+        "checks": rows,
+        "ok": all(r["verdict"] != "FAIL" for r in rows),
+        "seconds": time.perf_counter() - started,
+    }
     if json_path is not None:
         write_json_atomic(Path(json_path), result)
     return result
@@ -252,8 +334,10 @@ def run_doctor(device: str = "auto", json_path: Optional[str | Path] = None, ech
 def main_doctor(device: str = "auto", json_path: Optional[str] = None) -> int:
     result = run_doctor(device, json_path)
     fails = [r["check"] for r in result["checks"] if r["verdict"] == "FAIL"]
-    print(f"serlib doctor: {'all checks passed' if not fails else 'FAILED: ' + ', '.join(fails)} "
-          f"in {result['seconds']:.0f} s" + (f"; figures in {json_path}" if json_path else ""))
+    print(
+        f"serlib doctor: {'all checks passed' if not fails else 'FAILED: ' + ', '.join(fails)} "
+        f"in {result['seconds']:.0f} s" + (f"; figures in {json_path}" if json_path else "")
+    )
     return 0 if not fails else 1
 
 

@@ -6,6 +6,7 @@ engine's training step, one clip's encoding) and the noise waves drawn at the re
 clip lengths (``serlib.data.lengths``). Timing is ``serlib.common.timing``. ``serlib.tools.bench``
 runs them and reports; nothing here imports it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,6 +34,7 @@ MB = 1e6  # decimal megabytes, as the paper's "< 15 MB" and the issue's "35 MB" 
 FEATURE_SHAPE = (paper.PAPER_INPUT_CHANNELS["wav2vec2"], paper.PAPER_FRAMES)  # 768 x 400
 N_TRAIN, N_VAL = 6096, 762  # the paper's Table 2 split sizes
 PAPER_BATCH = 64  # paper 4.2
+
 
 def synthetic_waves(lengths_s: np.ndarray, seed: int = 0) -> list[torch.Tensor]:
     """Noise waveforms (samples,) at 16 kHz of the given lengths (encoder cost depends on length only)."""
@@ -121,11 +123,16 @@ def memory_analysis(params: int, activation_fp32_bytes: int, input_fp32_bytes: i
     fp32 measurement); int8 is weights only (activation formats of int8 deployment vary).
     """
     paper_params = paper.DEPLOYMENT["cnn_params_m"] * 1e6
-    out = {"mem_params_fp32_mb": params * 4 / MB, "mem_params_half_mb": params * 2 / MB,
-           "mem_params_int8_mb": params / MB, "mem_activation_peak_b1_fp32_mb": activation_fp32_bytes / MB,
-           "mem_activation_peak_b1_half_mb": activation_fp32_bytes / 2 / MB,
-           "mem_input_b1_fp32_mb": input_fp32_bytes / MB,
-           "paper_3p9m_params_fp32_mb": paper_params * 4 / MB, "paper_3p9m_params_half_mb": paper_params * 2 / MB}
+    out = {
+        "mem_params_fp32_mb": params * 4 / MB,
+        "mem_params_half_mb": params * 2 / MB,
+        "mem_params_int8_mb": params / MB,
+        "mem_activation_peak_b1_fp32_mb": activation_fp32_bytes / MB,
+        "mem_activation_peak_b1_half_mb": activation_fp32_bytes / 2 / MB,
+        "mem_input_b1_fp32_mb": input_fp32_bytes / MB,
+        "paper_3p9m_params_fp32_mb": paper_params * 4 / MB,
+        "paper_3p9m_params_half_mb": paper_params * 2 / MB,
+    }
     out["mem_total_b1_fp32_mb"] = out["mem_params_fp32_mb"] + (activation_fp32_bytes + input_fp32_bytes) / MB
     out["mem_total_b1_half_mb"] = out["mem_params_half_mb"] + (activation_fp32_bytes + input_fp32_bytes) / 2 / MB
     return out
@@ -146,7 +153,8 @@ def memory_note(mem: dict, params: int) -> str:
         f"batch 1: activations peak at {mem['mem_activation_peak_b1_fp32_mb']:.2f} MB fp32 / "
         f"{mem['mem_activation_peak_b1_half_mb']:.2f} MB half (+ input {mem['mem_input_b1_fp32_mb']:.2f} MB fp32); "
         f"weights + input + activations = {mem['mem_total_b1_fp32_mb']:.1f} MB fp32, "
-        f"{mem['mem_total_b1_half_mb']:.1f} MB fp16/bf16.")
+        f"{mem['mem_total_b1_half_mb']:.1f} MB fp16/bf16."
+    )
 
 
 # ---------------------------------------------------------------- workloads, GFLOP and folding
@@ -194,8 +202,13 @@ class BenchStep:
     def __init__(self, model: nn.Module, device: torch.device, sync_metrics: bool = True, amp: bool = False):
         train = TrainConfig()
         self.model, self.device, self.sync_metrics = model, device, sync_metrics
-        self.step = TrainStep(model, make_optimizer(model, train.lr, train.weight_decay),
-                              TriAug.from_config(AugmentConfig()), train.grad_clip, amp)
+        self.step = TrainStep(
+            model,
+            make_optimizer(model, train.lr, train.weight_decay),
+            TriAug.from_config(AugmentConfig()),
+            train.grad_clip,
+            amp,
+        )
         self.total = torch.zeros(2, device=device)  # loss sum, correct count (device-side accumulation)
 
     def __call__(self, inputs: torch.Tensor, targets: torch.Tensor) -> None:
@@ -222,6 +235,6 @@ def encode_padded(encoder: nn.Module, waves: list[torch.Tensor], device: torch.d
     lengths = torch.tensor([len(w) for w in waves], device=device)
     padded = torch.zeros(len(waves), int(lengths.max()), device=device)  # (clips, samples)
     for row, wave in zip(padded, waves):
-        row[:len(wave)] = wave.to(device)
+        row[: len(wave)] = wave.to(device)
     out = encoder(padded, lengths)  # (clips, channels, time)
-    return [out[i, :, :encoder.frames_for(n)] for i, n in enumerate(lengths.tolist())]
+    return [out[i, :, : encoder.frames_for(n)] for i, n in enumerate(lengths.tolist())]

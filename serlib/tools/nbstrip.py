@@ -4,6 +4,7 @@
 JupyterLab (the listening notebook embeds megabytes of audio) never takes its outputs into git: outputs,
 execution counts and widget state are dropped from what git stores; the working copy keeps them.
 """
+
 from __future__ import annotations
 
 import sys

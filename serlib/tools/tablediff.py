@@ -7,6 +7,7 @@ columns that hold times measured while the run ran, and whether a run was traine
 (a cell that starts with ``/``) are compared by their file name, since the two runs may read their corpus from
 different folders. It prints one line per table and exits 1 when any table differs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,8 +38,11 @@ KEYS = ("system", "input", "layer", "class", "corpus", "subset", "reason", "metr
 def excepted(stem: str, column: str) -> Optional[str]:
     """Why ``column`` of table ``stem`` is not compared (None: it is)."""
     for (table, pattern), why in EXCEPTED.items():
-        if fnmatch.fnmatch(stem, table) and fnmatch.fnmatch(column, pattern) and not (
-                pattern == "*" and column in KEYS):
+        if (
+            fnmatch.fnmatch(stem, table)
+            and fnmatch.fnmatch(column, pattern)
+            and not (pattern == "*" and column in KEYS)
+        ):
             return why
     return None
 
@@ -103,12 +107,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"no tables in {args.run_a} or {args.run_b}", file=sys.stderr)
         return 1
     for name, problems in result.items():
-        print(f"{name}: {'same' if not problems else 'DIFFERS: ' + '; '.join(problems[:5])}"
-              + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else ""))
+        print(
+            f"{name}: {'same' if not problems else 'DIFFERS: ' + '; '.join(problems[:5])}"
+            + (f" (+{len(problems) - 5} more)" if len(problems) > 5 else "")
+        )
     differ = [name for name, problems in result.items() if problems]
-    print(f"{len(result) - len(differ)} of {len(result)} tables the same"
-          + (f"; differ: {', '.join(differ)}" if differ else "") + "; not compared: "
-          + "; ".join(f"{t} {c!r} ({why})" for (t, c), why in EXCEPTED.items()))
+    print(
+        f"{len(result) - len(differ)} of {len(result)} tables the same"
+        + (f"; differ: {', '.join(differ)}" if differ else "")
+        + "; not compared: "
+        + "; ".join(f"{t} {c!r} ({why})" for (t, c), why in EXCEPTED.items())
+    )
     return 1 if differ else 0
 
 
