@@ -27,10 +27,13 @@ EXCEPTED = {  # (table file stem, pattern; column): why it may differ between tw
     ("table_s24*", "seconds_per_epoch"): "measured seconds per epoch",
     ("table_s25", "ms_per_utt_b1"): "measured latency",
     ("table_s25", "ms per *"): "measured latency",
+    ("table_s25", "ms_per_audio_s"): "measured latency per second of audio",
     ("table_s28*", "seconds_per_epoch"): "measured seconds per epoch",
     ("table_s46", "seconds"): "seconds the prosody analysis took",
     ("table_s46", "s_per_clip"): "seconds per clip of the prosody analysis",
     ("table_s46", "clips_per_s"): "prosody throughput (a time)",
+    ("table_s46", "analysis_s"): "seconds the whole prosody analysis took",
+    ("table_s46", "s_per_audio_s"): "prosody seconds per second of audio (a time)",
 }
 KEYS = ("system", "input", "layer", "class", "corpus", "subset", "reason", "metric", "form", "variant")
 
