@@ -36,7 +36,6 @@ Nothing is written until ``materialise``: ``load_sweep`` checks every variant fi
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import re
@@ -57,6 +56,7 @@ from serlib.common.config import (
     load_typed_yaml,
     with_overrides,
 )
+from serlib.common.digest import json_digest
 from serlib.common.io import write_text_atomic
 from serlib.common.locking import file_lock
 from serlib.common.runfolder import project_root
@@ -146,7 +146,7 @@ def config_digest(cfg: Config) -> str:
     """Digest of a configuration without its source file."""
     tree = config_to_dict(cfg)
     tree.pop("source", None)
-    return hashlib.sha256(json.dumps(tree, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_digest(tree)
 
 
 # --------------------------------------------------------------------------- reading
