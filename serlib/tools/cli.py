@@ -41,8 +41,9 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
-        if match:
-            message += _suggestion(match.group(1), re.findall(r"'([^']*)'", match.group(2)))
+        hint = _suggestion(match.group(1), re.findall(r"'([^']*)'", match.group(2))) if match else ""
+        if hint:  # the suggestion first, before a long list of choices
+            message = message.replace("(choose from ", f"({hint.strip()[1:-1]} choose from ", 1)
         super().error(message)
 
     def parse_args(self, args=None, namespace=None):
