@@ -382,9 +382,8 @@ def _check_profile(args: argparse.Namespace) -> Optional[str]:
 
 def _check_run_folder(path: str, system: Optional[str]) -> Optional[str]:
     """A folder ``serlib run`` / ``train`` wrote, in which ``system`` (None: the analysed one) was trained."""
-    problem = _missing(path, "a run folder", "folder")
-    if problem:
-        return problem
+    if not Path(path).expanduser().is_dir():
+        return f"{path} is not a run folder (no such folder)" + _near(Path(path).expanduser())
     from serlib.common.runfolder import RunFolder  # torch-free, but pandas (~1 s): only once the folder exists
 
     folder = RunFolder(Path(path).expanduser().resolve())

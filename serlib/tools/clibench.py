@@ -79,7 +79,7 @@ def usage_error_cases(paths: dict[str, Path]) -> list[Case]:
         Case("unknown system (predict)", ("predict", run, str(clips), "--system", "S55"), "S55 was not trained"),
         Case("unknown notebook (run --only)", ("run", "--only", "01_dta", profile), "did you mean '01_data'"),
         Case("missing run folder (compare)", ("compare", mistyped_run, run), "did you mean"),
-        Case("missing run folder (predict)", ("predict", mistyped_run, str(clips)), "no such folder"),
+        Case("missing run folder (predict)", ("predict", mistyped_run, str(clips)), "did you mean"),
         Case("missing parameters file", ("run", str(paths["profile"].with_name("dmeo.yaml"))), "no such file"),
         Case("damaged parameters file", ("features", str(paths["broken"])), "broken.yaml"),
         Case(
