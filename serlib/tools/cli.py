@@ -384,7 +384,7 @@ def _check_run_folder(path: str, system: Optional[str]) -> Optional[str]:
     """A folder ``serlib run`` / ``train`` wrote, in which ``system`` (None: the analysed one) was trained."""
     if not Path(path).expanduser().is_dir():
         return f"{path} is not a run folder (no such folder)" + _near(Path(path).expanduser())
-    from serlib.common.runfolder import RunFolder  # torch-free, but pandas (~1 s): only once the folder exists
+    from serlib.common.runfolder import RunFolder  # torch-free
 
     folder = RunFolder(Path(path).expanduser().resolve())
     if not folder.resolved_config.is_file():
@@ -459,7 +459,7 @@ def _check_compare(args: argparse.Namespace) -> Optional[str]:
         problem = _missing(name, "a run folder", "folder")
         if problem:
             return problem
-    from serlib.common.runfolder import RunFolder  # torch-free, but pandas (~1 s): only once the folders exist
+    from serlib.common.runfolder import RunFolder  # torch-free
 
     folders = [RunFolder(Path(name).expanduser().resolve()) for name in (args.run_a, args.run_b)]
     for folder in folders:
