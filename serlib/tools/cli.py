@@ -149,7 +149,7 @@ def _parser() -> Parser:
     w.add_argument("--address", help="a running Ray cluster's address (default: a local Ray instance)")
     w.add_argument("--workers", type=int, help="CPUs of the local Ray instance (default: this machine's)")
     w.add_argument("--out", help="the sweep folder (default reports/<sweep name>/ of the base profile's project)")
-    w.set_defaults(func=_sweep, check=lambda args: _missing(args.sweep, "the sweep file"))
+    w.set_defaults(func=_sweep, check=lambda args: _missing(args.sweep, "the sweep file", "file"))
 
     k = command("cache", help="what the feature cache holds; remove what no profile uses")
     k.set_defaults(func=_cache, check=_check_cache)
