@@ -160,7 +160,7 @@ def test_usage_errors_are_answered_before_torch_is_imported(tmp_path):
 def test_the_cli_benchmark_times_a_case_in_a_fresh_process(tmp_path):
     case = clibench.usage_error_cases(clibench.make_fixtures(tmp_path))[0]
     timed = clibench.time_case(case, repeats=1, cwd=tmp_path)
-    assert timed.ok and timed.code == 2 and not timed.torch and len(timed.seconds) == 1
+    assert timed.ok and timed.code == 2 and not timed.torch and len(timed.seconds) == 1, timed
     table = clibench.cli_table([timed])
     assert case.name in table and "did you mean 'train'" in table
     args = cli._parser().parse_args(["bench", "--cli", "--quick"])

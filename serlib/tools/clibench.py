@@ -112,9 +112,9 @@ def time_case(case: Case, repeats: int, cwd: Path) -> Timed:
             [sys.executable, "-c", DRIVER, *case.argv], capture_output=True, text=True, cwd=cwd, timeout=300
         )
         seconds.append(time.perf_counter() - start)
-    lines = done.stderr.strip().splitlines()
-    torch = bool(lines) and lines[-1] == "@torch=1"
-    message = next((line for line in reversed(lines[:-1]) if "error:" in line), lines[0] if lines else "")
+    lines = [line for line in done.stderr.strip().splitlines() if not line.startswith("@torch=")]
+    torch = "\n@torch=1" in done.stderr  # the driver's last word (anything printed at exit may follow it)
+    message = next((line for line in reversed(lines) if "error:" in line), lines[0] if lines else "")
     return Timed(case, seconds, done.returncode, torch, message)
 
 
