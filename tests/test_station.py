@@ -225,3 +225,54 @@ def test_tags_come_from_the_profile_and_other_tags_in_the_file_are_kept(run):
     assert rows.loc["ana", "laughter"] == 0
     summary = second.summary().iloc[-1]
     assert (summary["laughter"], summary["hybrid prosody"]) == (1, 1)
+
+
+def _key_listeners() -> set:
+    """The ipyevents key listeners open in this process (a closed widget leaves the registry)."""
+    from ipyevents import Event
+    from ipywidgets.widgets.widget import _instances
+
+    return {widget for widget in list(_instances.values()) if isinstance(widget, Event)}
+
+
+def _front_end_key(key: str, before: set) -> None:
+    """Send a keydown to every key listener opened since ``before`` and still open, as the front end's ipyevents
+    does: a comm message, method "custom", to each Event model."""
+    for listener in _key_listeners() - before:
+        message = {"event": "keydown", "key": key, "target": {"tagName": "DIV"}}
+        listener._handle_msg({"content": {"data": {"method": "custom", "content": message}}, "buffers": []})
+
+
+def test_showing_the_station_again_leaves_one_key_listener(run, monkeypatch):
+    pytest.importorskip("ipyevents")
+    import IPython.display
+
+    cfg, folder, preds = run
+    clips = ls.select_misclassified(preds, n=6, seed=0)
+    monkeypatch.setattr(st, "is_live_frontend", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: None)
+    monkeypatch.setitem(st._SHOWN, "station", None)
+    saves = []
+    update = st.AnnotationStore.update
+    monkeypatch.setattr(st.AnnotationStore, "update", lambda self, *a: (saves.append(a[1]), update(self, *a))[1])
+
+    before = _key_listeners()  # other tests' stations: never displayed, so the front end sends them nothing
+    first = ListeningStation(cfg, folder, clips, plots=False)
+    assert first.show()
+    first.select(2)
+    second = ListeningStation(cfg, folder, clips, plots=False)  # the cell run again in the same kernel
+    assert second.show() and second.index == 2  # resumes where the first left off
+
+    _front_end_key("ArrowRight", before)
+    assert (second.index, first.index) == (3, 2)  # one key press, one clip
+    _front_end_key("1", before)
+    tag = second.tags[0]
+    assert saves == [{tag: True}] and second.annotation()[tag] == 1  # toggled once, saved once
+    _front_end_key("1", before)
+    assert saves == [{tag: True}, {tag: False}] and second.annotation()[tag] == 0
+    assert first.closed and first.keys.comm is None and first.widget.comm is None
+    assert all(box.comm is None for box in first.tag_boxes.values())
+    assert second.show() and not second.closed  # showing the same station again keeps it
+    second.close()
+    _front_end_key("ArrowRight", before)
+    assert second.index == 3 and st._SHOWN["station"] is None

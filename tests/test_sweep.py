@@ -156,7 +156,10 @@ def test_the_command_line_refuses_what_does_not_fit_with_status_2(tmp_path, caps
     assert main(["sweep", str(SMOKE_SWEEP), "--workers", "2", "--out", str(tmp_path / "b")]) == 2
     assert "--workers (>= 1) sizes a local Ray instance" in capsys.readouterr().err
     assert main(["sweep", str(tmp_path / "none.yaml")]) == 2
-    assert "serlib sweep: error: file not found" in capsys.readouterr().err
+    assert (
+        "serlib sweep: error: " in (err := capsys.readouterr().err)
+        and "none.yaml: no such file (the sweep file)" in err
+    )
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 

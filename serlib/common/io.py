@@ -6,9 +6,10 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-import pandas as pd
+if TYPE_CHECKING:  # a type only: the run folder's paths, read by the command line's checks, stay free of pandas
+    import pandas as pd
 
 
 class RunFileError(ValueError):

@@ -79,7 +79,9 @@ def resolve_device(name: str = "auto", key: str = "features.device") -> torch.de
         raise ConfigError(f"{key} is 'cuda' but {why}; use 'auto' or 'cpu'")
     if name == "auto" and (key, chosen) not in _ANNOUNCED:
         _ANNOUNCED.add((key, chosen))
-        logging.getLogger("serlib").info("serlib: %s: auto -> %s (%s)", key, chosen, why)
+        # The GPU found is news; its absence on a CPU machine is not (shown with -v: `serlib doctor` explains it).
+        level = logging.INFO if chosen == "cuda" else logging.DEBUG
+        logging.getLogger("serlib").log(level, "serlib: %s: auto -> %s (%s)", key, chosen, why)
     return torch.device(chosen)
 
 

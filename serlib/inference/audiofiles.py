@@ -1,5 +1,7 @@
-"""Which audio a prediction scores: files, folders searched recursively, ``.txt`` / ``.lst`` lists of paths, and
-arrays a caller passes (``serlib.inference.predict.Predictor.predict`` and ``serlib predict``).
+"""Which audio a prediction scores: files, folders searched recursively, ``.txt`` / ``.lst`` lists of paths
+(``serlib.inference.predict.Predictor.predict`` and ``serlib predict``), and the hop between its windows.
+
+Free of torch, so that ``serlib predict`` answers a mistyped path or hop before a model loads.
 
 Whatever cannot be scored (a missing path, a name that is not UTF-8, a link loop, an unreadable folder) is a row
 with its reason, never left out.
@@ -8,13 +10,10 @@ with its reason, never left out.
 from __future__ import annotations
 
 import errno
+import math
 import os
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
-
-import numpy as np
-
-from serlib.common.audio import resample
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg")  # what a folder is searched for (soundfile reads them)
 LIST_SUFFIXES = (".txt", ".lst")  # a file listing paths, one per line
@@ -148,13 +147,7 @@ def _walk(folder: Path, found: list, searched: set, parents: list[Path]) -> None
             found.append((path.parts, str(path), None))
 
 
-def mono(array: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
-    """A caller's array (``(samples,)`` or ``(samples, channels)``) as the loader's mono float32 at ``sample_rate``."""
-    wave = np.asarray(array, dtype=np.float32)
-    if wave.ndim == 2:
-        wave = wave.mean(axis=1)
-    if wave.ndim != 1 or wave.size == 0:
-        raise ValueError(f"expected (samples,) or (samples, channels) audio, got shape {np.shape(array)}")
-    if not np.isfinite(wave).all():
-        raise ValueError("the audio holds NaN or infinite samples")
-    return np.ascontiguousarray(resample(wave, rate, sample_rate), dtype=np.float32)
+def check_hop(hop_s: float) -> None:
+    """A hop between windows is a finite number of seconds above 0 (ValueError otherwise)."""
+    if not (math.isfinite(hop_s) and 0 < hop_s <= 3600):
+        raise ValueError(f"--hop must be a number of seconds above 0 and at most 3600, got {hop_s}")

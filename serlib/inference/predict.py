@@ -40,7 +40,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 import serlib
-from serlib.common.audio import load_audio
+from serlib.common.audio import load_audio, resample
 from serlib.common.config import ConfigError, FeaturesConfig, config_from_dict, features_from_dict, primary_system
 from serlib.common.facts import CLASSES
 from serlib.common.io import RunFileError, read_json, write_text_atomic
@@ -49,7 +49,7 @@ from serlib.common.runtime import cpu_threads, resolve_device
 from serlib.data.protocols import MAIN_PROTOCOL, evaluation_protocols
 from serlib.features.encoders import build_encoder, encoder_description, fit_frames
 from serlib.features.extract import encode_waves, plan_batches
-from serlib.inference.audiofiles import gather_audio, mono, printable
+from serlib.inference.audiofiles import check_hop, gather_audio, printable
 from serlib.inference.bundleformat import BUNDLE_FILE, BUNDLE_FORMAT, BundleError, bundle_path, encoder_fields
 from serlib.modelling.train import classifier_from_state, predict_proba, read_checkpoint
 
@@ -530,10 +530,16 @@ def write_predictions(table: pd.DataFrame, out: Union[str, Path]) -> tuple[Path,
     return write_text_atomic(out, body), sidecar
 
 
-def check_hop(hop_s: float) -> None:
-    """A hop between windows is a finite number of seconds above 0 (ValueError otherwise)."""
-    if not (math.isfinite(hop_s) and 0 < hop_s <= 3600):
-        raise ValueError(f"--hop must be a number of seconds above 0 and at most 3600, got {hop_s}")
+def mono(array: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    """A caller's array (``(samples,)`` or ``(samples, channels)``) as the loader's mono float32 at ``sample_rate``."""
+    wave = np.asarray(array, dtype=np.float32)
+    if wave.ndim == 2:
+        wave = wave.mean(axis=1)
+    if wave.ndim != 1 or wave.size == 0:
+        raise ValueError(f"expected (samples,) or (samples, channels) audio, got shape {np.shape(array)}")
+    if not np.isfinite(wave).all():
+        raise ValueError("the audio holds NaN or infinite samples")
+    return np.ascontiguousarray(resample(wave, rate, sample_rate), dtype=np.float32)
 
 
 def summary_line(table: pd.DataFrame) -> str:

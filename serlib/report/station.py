@@ -50,6 +50,10 @@ KEYS = {
     **{str(i + 1): i for i in range(9)},
 }  # a digit toggles that tag (the profile's order)
 NOTE_DEBOUNCE_S = 1.0  # a note is saved this long after the last keystroke (and on leaving the clip)
+# The station this kernel shows. Re-running the station's cell makes a new station while the old one lives on in
+# the kernel, its key listener still attached: every key then acted twice. Showing a station closes the one shown
+# before, so a notebook has one key listener.
+_SHOWN: dict = {"station": None}
 
 
 class ListeningStation:
@@ -77,6 +81,7 @@ class ListeningStation:
         self.store = AnnotationStore(folder.annotations, annotator, self.tags)
         self.clips = self.all_clips
         self.index = 0
+        self.closed = False  # close(): the widgets and the key listener are gone
         self._loading = False
         self._pending_note: Optional[str] = None
         self._timer: Optional[threading.Timer] = None
@@ -274,13 +279,13 @@ class ListeningStation:
             self.keys = None
             return
         self.keys = Event(source=self.widget, watched_events=["keydown"], prevent_default_action=False)
-        self.keys.on_dom_event(
-            lambda event: (
-                self.handle_key(event.get("key", ""))
-                if event.get("target", {}).get("tagName") not in ("TEXTAREA", "INPUT")
-                else None
-            )
-        )
+        self.keys.on_dom_event(self._on_key_event)
+
+    def _on_key_event(self, event: dict) -> None:
+        """A key event from the front end (ipyevents): typing in the note or annotator box is not a shortcut."""
+        if self.closed or event.get("target", {}).get("tagName") in ("TEXTAREA", "INPUT"):
+            return
+        self.handle_key(event.get("key", ""))
 
     def _wire(self, w) -> None:
         for tag, box in self.tag_boxes.items():
@@ -431,13 +436,34 @@ class ListeningStation:
         )
 
     def show(self) -> bool:
-        """Display the widget in a live front end; returns whether it was displayed."""
+        """Display the widget in a live front end; returns whether it was displayed.
+
+        The station shown before in this kernel (the cell run again) is closed first: its widget and its key
+        listener, so that a key acts once.
+        """
         from IPython.display import display  # IPython is present only in a kernel
 
         if not is_live_frontend():
             return False
+        previous = _SHOWN["station"]
+        if previous is not None and previous is not self:
+            previous.close()
+        _SHOWN["station"] = self
         display(self.widget)
         return True
+
+    def close(self) -> None:
+        """Close the widget and its key listener (a note being typed is saved first); closing twice does nothing."""
+        if self.closed:
+            return
+        self.flush_note()
+        self.closed = True
+        if self.keys is not None:
+            self.keys.reset_callbacks()
+            self.keys.close()
+        _close_tree(self.widget)
+        if _SHOWN["station"] is self:
+            _SHOWN["station"] = None
 
 
 class _nothing:
@@ -446,6 +472,13 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def _close_tree(widget) -> None:
+    """Close a widget and every widget inside it (closing a box leaves its children's models open)."""
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    widget.close()
 
 
 def _quietly(fn, *args) -> None:

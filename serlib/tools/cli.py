@@ -1,20 +1,99 @@
-"""The ``serlib`` command line. Each sub-command calls one stage of the library or the pipeline."""
+"""The ``serlib`` command line. Each sub-command calls one stage of the library or the pipeline.
+
+Usage errors (an unknown command, option, system or notebook; a missing file or folder) are answered before
+torch is imported: the parser and the ``check`` of each command (``set_defaults(check=...)``) import only
+torch-free modules, and each handler imports what it runs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import errno
+import itertools
+import os
+import re
 import sys
 import traceback
 from pathlib import Path
+from typing import Optional, Sequence
+
+from serlib import __version__
+
+DESCRIPTION = """\
+serlib: lightweight speech-emotion recognition as a reproducible experiment report.
+Each command runs one stage of the library, or the whole pipeline."""
+EPILOG = """\
+The options -q/--quiet and -v/--verbose may come before or after the command.
+'serlib COMMAND --help' lists a command's options.
+
+examples:
+  serlib demo-corpus data/demo --scale smoke
+  serlib run parameters/demo.yaml
+  serlib run --only 01_data parameters/demo.yaml
+  serlib predict reports/demo clips/ --out predictions.csv
+  serlib compare reports/demo reports/demo-large --html compare.html
+"""
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="serlib", description=__doc__)
+class Parser(argparse.ArgumentParser):
+    """argparse with "did you mean" on a mistyped command, choice or option."""
+
+    def error(self, message: str):
+        match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        hint = _suggestion(match.group(1), re.findall(r"'([^']*)'", match.group(2))) if match else ""
+        if hint:  # the suggestion first, before a long list of choices
+            message = message.replace("(choose from ", f"({hint.strip()[1:-1]} choose from ", 1)
+        super().error(message)
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, with an unrecognised argument reported by the command's own parser (its usage line and
+        its options to suggest from)."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = self._command_parser(parsed)
+            command.error(f"unrecognized arguments: {' '.join(extras)}" + _extras_hint(command, extras, parsed))
+        return parsed
+
+    def _command_parser(self, parsed: argparse.Namespace) -> "Parser":
+        parser = self
+        while getattr(parser, "commands", None) is not None and getattr(parsed, parser.commands.dest, None):
+            parser = parser.commands.choices[getattr(parsed, parser.commands.dest)]
+        return parser
+
+
+def _suggestion(word: str, known: Sequence[str]) -> str:
+    """`` (did you mean 'X'?)`` for the closest of ``known`` to ``word``, '' when none is close."""
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _extras_hint(parser: argparse.ArgumentParser, extras: list[str], parsed: argparse.Namespace) -> str:
+    """What an unrecognised argument probably meant: a close option, or --only given several notebooks."""
+    options = [o for o in parser._option_string_actions if o.startswith("--")]
+    for extra in extras:
+        if extra.startswith("-"):
+            hint = _suggestion(extra.split("=")[0], options)
+            if hint:
+                return hint
+    if getattr(parsed, "only", None):
+        return " (--only takes one value: name several as --only 01_data,02_features)"
+    return ""
+
+
+def _parser() -> Parser:
+    p = Parser(
+        prog="serlib", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
-    p.add_argument("-v", "--verbose", action="store_true", help="every progress event too")
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("-v", "--verbose", action="store_true", help="every progress event too (and the device chosen)")
+    p.add_argument("--version", action="version", version=f"serlib {__version__}")
+    sub = p.commands = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    # The global options again, accepted after the command too (SUPPRESS: absent there, the top level's value stays).
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="only warnings and errors")
+    after.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="every progress event")
     # The options the commands that run a profile's stages share (run, features, train).
     profile = argparse.ArgumentParser(add_help=False)
     profile.add_argument("params", help="parameters YAML, e.g. parameters/demo.yaml")
@@ -25,7 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--system", help="system of a run folder (default: the analysed one, e.g. S5)")
     model.add_argument("--seed", type=int, help="seed of a run folder (default: the analysed one)")
 
-    m = sub.add_parser("mculp", help="read the corpora, apply MCULP, split by speaker; write manifest.csv")
+    def command(name: str, parents=(), **kwargs) -> Parser:
+        return sub.add_parser(name, parents=[after, *parents], **kwargs)
+
+    m = command("mculp", help="read the corpora, apply MCULP, split by speaker; write manifest.csv")
     m.add_argument("--crema-d", help="CREMA-D root (holds AudioWAV/)")
     m.add_argument("--ravdess", help="RAVDESS root (holds Actor_01 .. Actor_24)")
     m.add_argument("--emodb", help="EmoDB root (holds wav/ or the files flat)")
@@ -35,22 +117,28 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--min-duration", type=float, default=1.0, help="drop clips shorter than this (s)")
     m.set_defaults(func=_mculp)
 
-    d = sub.add_parser("demo-corpus", help="generate the synthetic demo corpus in the three real layouts")
+    d = command("demo-corpus", help="generate the synthetic demo corpus in the three real layouts")
     d.add_argument("out", help="folder to write CREMA-D/, RAVDESS/, EmoDB/ into")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--scale", choices=["default", "smoke", "paper"], default="default")
     d.set_defaults(func=_demo_corpus)
 
-    r = sub.add_parser("run", parents=[profile], help="execute the notebooks with papermill and export report.html")
-    r.add_argument("--only", nargs="*", help="execute only these notebooks (e.g. 01_data)")
-    r.set_defaults(func=_run)
+    r = command("run", parents=[profile], help="execute the notebooks with papermill and export report.html")
+    r.add_argument(
+        "--only",
+        action="extend",
+        type=_names,
+        metavar="NOTEBOOK[,NOTEBOOK]",
+        help="execute only these notebooks: --only 01_data or --only 01_data,02_features (repeatable)",
+    )
+    r.set_defaults(func=_run, check=_check_profile)
 
-    e = sub.add_parser("report", help="export report.html again from the executed notebooks (runs nothing)")
+    e = command("report", help="export report.html again from the executed notebooks (runs nothing)")
     e.add_argument("target", help="a run folder (e.g. reports/demo) or its parameters YAML")
     e.add_argument("--out", help="run folder, with a parameters YAML (default reports/<run name>/)")
-    e.set_defaults(func=_report)
+    e.set_defaults(func=_report, check=_check_report)
 
-    w = sub.add_parser("sweep", help="run the variants of a sweep file (a run folder each) and one comparison report")
+    w = command("sweep", help="run the variants of a sweep file (a run folder each) and one comparison report")
     w.add_argument("sweep", help="the sweep file, e.g. parameters/sweeps/smoke.yaml")
     w.add_argument(
         "--executor",
@@ -61,42 +149,44 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--address", help="a running Ray cluster's address (default: a local Ray instance)")
     w.add_argument("--workers", type=int, help="CPUs of the local Ray instance (default: this machine's)")
     w.add_argument("--out", help="the sweep folder (default reports/<sweep name>/ of the base profile's project)")
-    w.set_defaults(func=_sweep)
+    w.set_defaults(func=_sweep, check=lambda args: _missing(args.sweep, "the sweep file", "file"))
 
-    k = sub.add_parser("cache", help="what the feature cache holds; remove what no profile uses")
-    k.set_defaults(func=_cache)
-    cache_sub = k.add_subparsers(dest="cache_command", required=True)
-    kl = cache_sub.add_parser("list", help="one row per key folder: input, settings, clips, MB, last used")
+    k = command("cache", help="what the feature cache holds; remove what no profile uses")
+    k.set_defaults(func=_cache, check=_check_cache)
+    cache_sub = k.commands = k.add_subparsers(dest="cache_command", required=True, metavar="{list,prune}")
+    kl = cache_sub.add_parser(
+        "list", parents=[after], help="one row per key folder: input, settings, clips, MB, last used"
+    )
     kl.add_argument("target", nargs="?", default="parameters/demo.yaml", help="a parameters YAML or a cache folder")
     kl.add_argument("--verify", action="store_true", help="check every shard's checksum too")
-    kp = cache_sub.add_parser("prune", help="remove key folders none of the given profiles uses (dry run by default)")
+    kp = cache_sub.add_parser(
+        "prune", parents=[after], help="remove key folders none of the given profiles uses (dry run by default)"
+    )
     kp.add_argument("params", nargs="+", help="the parameters YAMLs whose features to keep")
     kp.add_argument("--cache", help="the cache folder (default: the first profile's)")
     kp.add_argument("--delete", action="store_true", help="really remove them (default: only say what would go)")
 
-    f = sub.add_parser(
+    f = command(
         "features", parents=[profile], help="fill the feature cache for the run's manifest (built first if missing)"
     )
-    f.set_defaults(func=_features)
+    f.set_defaults(func=_features, check=_check_profile)
 
-    t = sub.add_parser(
-        "train", parents=[profile], help="train systems (all, or --system NAME); manifest and features first"
-    )
+    t = command("train", parents=[profile], help="train systems (all, or --system NAME); manifest and features first")
     t.add_argument("--system", action="append", help="system name, e.g. S5 (repeatable)")
-    t.set_defaults(func=_train)
+    t.set_defaults(func=_train, check=_check_profile)
 
-    c = sub.add_parser("compare", help="the same systems in two run folders: metrics, intervals, paired tests")
+    c = command("compare", help="the same systems in two run folders: metrics, intervals, paired tests")
     c.add_argument("run_a", help="run folder A (e.g. reports/demo)")
     c.add_argument("run_b", help="run folder B (e.g. a copy of the demo with another encoder)")
     c.add_argument("--system", action="append", help="system name (repeatable; default: every system both ran)")
     c.add_argument("--html", help="also write the comparison as an HTML page here")
     c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    c.set_defaults(func=_compare)
+    c.set_defaults(func=_compare, check=_check_compare)
 
-    q = sub.add_parser(
+    q = command(
         "predict", parents=[model], help="score audio files or folders with a trained system (a run folder or a bundle)"
     )
-    q.add_argument("model", help="a run folder (e.g. reports/demo) or a bundle folder from `serlib export`")
+    q.add_argument("model", help="a run folder (e.g. reports/demo) or a bundle folder from 'serlib export'")
     q.add_argument("audio", nargs="+", help="files, folders (searched recursively) or .txt lists of paths")
     q.add_argument(
         "--out",
@@ -115,9 +205,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the run's features.device")
     q.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
-    q.set_defaults(func=_predict)
+    q.set_defaults(func=_predict, check=_check_predict)
 
-    x = sub.add_parser(
+    x = command(
         "export", parents=[model], help="a trained system as a bundle folder: checkpoint, config, class map, card"
     )
     x.add_argument("run", help="the run folder (e.g. reports/demo)")
@@ -134,20 +224,26 @@ def _parser() -> argparse.ArgumentParser:
         default=200,
         help="the most test clips the audio graphs' parity scores (default 200; 0: all)",
     )
-    x.set_defaults(func=_export)
+    x.set_defaults(func=_export, check=_check_export)
 
-    b = sub.add_parser("bench", help="speed and memory: inference, training epoch, extraction, fast paths")
+    b = command("bench", help="speed and memory: inference, training epoch, extraction, fast paths")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     b.add_argument("--json", help="write the results as JSON to this file")
     b.add_argument("--quick", action="store_true", help="CI mode: fewer repetitions and smaller batches")
     b.add_argument(
         "--bundle",
-        help="instead: a bundle's audio-to-label latency (serlib export --onnx), fp32 and int8 "
+        help="instead: a bundle's audio-to-label latency ('serlib export --onnx'), fp32 and int8 "
         "onnxruntime beside torch",
     )
-    b.set_defaults(func=_bench)
+    b.add_argument(
+        "--cli",
+        action="store_true",
+        help="instead: how long the command line takes to answer usage errors (target under 2 s), each in a "
+        "fresh process, and whether it imported torch",
+    )
+    b.set_defaults(func=_bench, check=_check_bench)
 
-    d = sub.add_parser("doctor", help="self-check of this machine: device, encoder, determinism, memory, speed")
+    d = command("doctor", help="self-check of this machine: device, encoder, determinism, memory, speed")
     d.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     d.add_argument("--json", help="write every check and its figures as JSON to this file")
     d.set_defaults(func=_doctor)
@@ -167,35 +263,40 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     _logging(args.quiet, args.verbose)
     try:
+        problem = args.check(args) if hasattr(args, "check") else None  # torch-free: before any work
+        if problem:
+            print(f"serlib {args.command}: error: {problem}", file=sys.stderr)
+            return 2
         return args.func(args)
     except Exception as err:  # a clear one-line message for expected errors; traceback otherwise
-        # Imported only on an error: `serlib --help` and `serlib demo-corpus` stay free of torch and nbformat.
-        from serlib.common.config import ConfigError
-        from serlib.common.io import RunFileError
-        from serlib.data.corpora import CorpusError
-        from serlib.inference.bundleformat import BundleError
-        from serlib.modelling.train import NonFiniteLossError
-        from serlib.report.runner import NotebookError
-        from serlib.tools.doctor import DoctorError
-
-        # OSError covers a full disk, a permission, a missing file, a folder where a file was named (and the
-        # cache's CacheNotWritableError); RunFileError a damaged run file (config, timings, checkpoint).
-        expected = (
-            ConfigError,
-            CorpusError,
-            NotebookError,
-            OSError,
-            NonFiniteLossError,
-            RunFileError,
-            BundleError,
-            DoctorError,
-        )
-        if isinstance(err, expected):
+        if _expected(err):
             if args.verbose:
                 traceback.print_exc()
             print(f"serlib {args.command}: error: {one_line(err)}", file=sys.stderr)
             return 2
         raise
+
+
+# The errors a user can act on, each by its module and class. An error of a module that was never imported cannot
+# have been raised, so only the modules already loaded are looked at: a usage error stays free of torch.
+# OSError covers a full disk, a permission, a missing file, a folder where a file was named (and the cache's
+# CacheNotWritableError); RunFileError a damaged run file (config, timings, checkpoint).
+EXPECTED_ERRORS = (
+    ("serlib.common.config", "ConfigError"),
+    ("serlib.data.corpora", "CorpusError"),
+    ("serlib.report.runner", "NotebookError"),
+    ("serlib.modelling.train", "NonFiniteLossError"),
+    ("serlib.common.io", "RunFileError"),
+    ("serlib.inference.bundleformat", "BundleError"),
+    ("serlib.tools.doctor", "DoctorError"),
+)
+
+
+def _expected(err: BaseException) -> bool:
+    if isinstance(err, OSError):
+        return True
+    loaded = (getattr(sys.modules.get(module), name, None) for module, name in EXPECTED_ERRORS)
+    return any(cls is not None and isinstance(err, cls) for cls in loaded)
 
 
 OS_HINTS = {
@@ -215,6 +316,194 @@ def one_line(err: BaseException) -> str:
         hint = OS_HINTS.get(err.errno)
         return f"{where + ': ' if where else ''}{err.strerror}" + (f" ({hint})" if hint else "")
     return " ".join(str(err).split()) or type(err).__name__
+
+
+# --------------------------------------------------------------------------- checks before any work
+# Each returns the problem as one line (None: none) and imports only torch-free modules, so that a usage error
+# is answered in a second, not after torch has loaded.
+
+
+def _names(text: str) -> list[str]:
+    """``--only 01_data,02_features``: the comma-separated names."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("name a notebook, e.g. --only 01_data")
+    return names
+
+
+def _missing(path: str, what: str, kind: str = "any") -> Optional[str]:
+    """Why ``path`` cannot serve as ``what`` (``kind``: file, folder or any), with the closest name beside it."""
+    target = Path(path).expanduser()
+    if (kind == "file" and target.is_file()) or (kind == "folder" and target.is_dir()) or kind == "any":
+        if target.exists():
+            return None
+    if target.exists():
+        return f"{path}: {what} must be a {kind}, not a {'folder' if target.is_dir() else 'file'}"
+    return f"{path}: no such {'file or folder' if kind == 'any' else kind} ({what})" + _near(target)
+
+
+def _near(target: Path) -> str:
+    """`` (did you mean 'reports/demo'?)``: the entry beside a missing ``target`` closest to its name."""
+    try:
+        with os.scandir(target.parent) as entries:
+            names = [entry.name for entry in itertools.islice(entries, 5000)]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(target.name, names, n=1, cutoff=0.6)
+    return f" (did you mean '{target.parent / close[0]}'?)" if close else ""
+
+
+def _trained_systems(root: Path) -> list[str]:
+    """The systems with a checkpoint in a run folder, under any protocol (``RunFolder.run_dir``)."""
+    checkpoints = [*root.glob("models/*/seed*/checkpoint.pt"), *root.glob("models/_*/*/seed*/checkpoint.pt")]
+    return sorted({path.parent.parent.name for path in checkpoints} - {""})
+
+
+def _check_profile(args: argparse.Namespace) -> Optional[str]:
+    """run, features, train: the YAML loads (ConfigError otherwise); the systems and notebooks named exist."""
+    from serlib.common.config import load_config  # torch-free
+
+    problem = _missing(args.params, "the parameters YAML", "file")
+    if problem:
+        return problem
+    cfg = load_config(args.params)
+    unknown = [name for name in getattr(args, "system", None) or [] if name not in cfg.systems]
+    if unknown:
+        return f"unknown system(s) {', '.join(unknown)}; {cfg.source} defines {', '.join(cfg.systems)}" + _suggestion(
+            unknown[0], list(cfg.systems)
+        )
+    unknown = [name for name in getattr(args, "only", None) or [] if Path(name).stem not in cfg.run.notebooks]
+    if unknown:
+        return f"--only {','.join(unknown)}: not among run.notebooks ({', '.join(cfg.run.notebooks)})" + _suggestion(
+            Path(unknown[0]).stem, cfg.run.notebooks
+        )
+    return None
+
+
+def _check_run_folder(path: str, system: Optional[str]) -> Optional[str]:
+    """A folder ``serlib run`` / ``train`` wrote, in which ``system`` (None: the analysed one) was trained."""
+    if not Path(path).expanduser().is_dir():
+        return f"{path} is not a run folder (no such folder)" + _near(Path(path).expanduser())
+    from serlib.common.runfolder import RunFolder  # torch-free
+
+    folder = RunFolder(Path(path).expanduser().resolve())
+    if not folder.resolved_config.is_file():
+        return (
+            f"{folder.root} is not a run folder (no {folder.resolved_config.name}); pass the folder "
+            "'serlib run' or 'serlib train' wrote"
+        )
+    trained = _trained_systems(folder.root)
+    if system and trained and system not in trained:
+        return f"{system} was not trained in {folder.root} (trained: {', '.join(trained)})" + _suggestion(
+            system, trained
+        )
+    return None
+
+
+def _check_predict(args: argparse.Namespace) -> Optional[str]:
+    """The options, the model (a run folder or a bundle) and that some input can be scored, before a model loads."""
+    from serlib.inference.audiofiles import check_hop, gather_audio  # torch-free
+    from serlib.inference.bundleformat import BUNDLE_FILE
+
+    if not 1 <= args.batch_size <= 4096:
+        return f"--batch-size must be between 1 and 4096, got {args.batch_size}"
+    if args.hop is not None:
+        try:
+            check_hop(args.hop)
+        except ValueError as err:
+            return str(err)
+    out = Path(args.out).expanduser() if args.out else None
+    if out is not None:  # checked before any audio is scored: a bad --out never costs the work
+        if out.suffix.lower() not in (".csv", ".jsonl"):
+            return f"--out {args.out}: name a .csv or .jsonl file"
+        if out.is_dir():
+            return f"--out {args.out} is a folder; name a .csv or .jsonl file"
+        if out.parent.exists() and not out.parent.is_dir():
+            return f"--out {args.out}: {out.parent} is a file, not a folder"
+    if (Path(args.model).expanduser() / BUNDLE_FILE).is_file():
+        if args.system or args.seed is not None:
+            return "--system / --seed choose within a run folder; a bundle holds one model"
+    else:
+        problem = _check_run_folder(args.model, args.system)
+        if problem:
+            return problem
+    return _nothing_to_score(gather_audio(args.audio))
+
+
+def _nothing_to_score(entries: list[tuple[str, Optional[str]]]) -> Optional[str]:
+    """When no input can be scored (each missing or unreadable by soundfile, the loader's reader), why: a usage
+    error before a model loads. One readable file is enough to go on (the others become rows with their reason)."""
+    import soundfile  # the loader's reader (no torch): its header check is what scoring would hit first
+
+    reasons = []
+    for path, error in entries:
+        if error is None:
+            try:
+                soundfile.info(path)
+                return None
+            except Exception as err:  # noqa: BLE001 -- soundfile raises several types for a file it cannot read
+                error = f"unreadable audio ({' '.join(str(err).split()) or type(err).__name__})"
+        reasons.append(f"{path}: {error}")
+    if not reasons:
+        return "no audio file named: pass files, folders or .txt lists of paths"
+    shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
+    return f"nothing to score: {shown}" + (_near(Path(entries[0][0])) if len(entries) == 1 else "")
+
+
+def _check_export(args: argparse.Namespace) -> Optional[str]:
+    return _check_run_folder(args.run, args.system)
+
+
+def _check_compare(args: argparse.Namespace) -> Optional[str]:
+    for name in (args.run_a, args.run_b):
+        problem = _missing(name, "a run folder", "folder")
+        if problem:
+            return problem
+    from serlib.common.runfolder import RunFolder  # torch-free
+
+    folders = [RunFolder(Path(name).expanduser().resolve()) for name in (args.run_a, args.run_b)]
+    for folder in folders:
+        if not folder.results.is_file():
+            return f"{folder.root} is not a trained run folder (no models/results.csv)"
+    both = sorted(set(_trained_systems(folders[0].root)) & set(_trained_systems(folders[1].root)))
+    unknown = [name for name in args.system or [] if both and name not in both]
+    if unknown:
+        return f"unknown system(s) {', '.join(unknown)}: both runs trained {', '.join(both)}" + _suggestion(
+            unknown[0], both
+        )
+    return None
+
+
+def _check_report(args: argparse.Namespace) -> Optional[str]:
+    from serlib.common.runfolder import RunFolder  # torch-free
+
+    problem = _missing(args.target, "a run folder or its parameters YAML")
+    if problem:
+        return problem
+    target = Path(args.target).expanduser().resolve()
+    if target.is_dir() and not RunFolder(target).resolved_config.is_file():
+        return f"{target} is not a run folder (no config.resolved.yaml); pass its parameters YAML"
+    return None
+
+
+def _check_cache(args: argparse.Namespace) -> Optional[str]:
+    if args.cache_command == "list":
+        return _missing(args.target, "a parameters YAML or a cache folder")
+    for params in args.params:
+        problem = _missing(params, "a parameters YAML", "file")
+        if problem:
+            return problem
+    return _missing(args.cache, "the cache folder", "folder") if args.cache else None
+
+
+def _check_bench(args: argparse.Namespace) -> Optional[str]:
+    if args.bundle:
+        if args.device != "cpu":
+            return "--bundle times onnxruntime on the CPU; leave out --device"
+        return _missing(args.bundle, "a bundle folder", "folder")
+    if args.cli and args.device != "cpu":
+        return "--cli times the command line's usage errors; leave out --device"
+    return None
 
 
 # Each command imports only what it runs (`serlib --help` and `serlib demo-corpus` skip torch).
@@ -244,10 +533,11 @@ def _demo_corpus(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
+    if args.cli:
+        from serlib.tools.clibench import main_cli_bench
+
+        return main_cli_bench(json_path=args.json, quick=args.quick)
     if args.bundle:
-        if args.device != "cpu":
-            print("serlib bench: error: --bundle times onnxruntime on the CPU; leave out --device", file=sys.stderr)
-            return 2
         from serlib.tools.bundlebench import main_bundle_bench
 
         return main_bundle_bench(args.bundle, json_path=args.json, quick=args.quick)
@@ -382,10 +672,8 @@ def _report(args: argparse.Namespace) -> int:
     from serlib.report.runner import reexport_report
 
     target = Path(args.target).expanduser().resolve()
-    if target.is_dir():  # a run folder: the configuration it ran with (its own config.resolved.yaml)
+    if target.is_dir():  # a run folder (_check_report): the configuration it ran with (its config.resolved.yaml)
         folder = RunFolder(target)
-        if not folder.resolved_config.is_file():
-            raise FileNotFoundError(f"{target} is not a run folder (no config.resolved.yaml); pass its parameters YAML")
         cfg = read_run_config(folder)
     else:
         cfg = load_config(target)
@@ -422,32 +710,13 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    """``serlib predict`` (its options, model and inputs checked by ``_check_predict``)."""
     from serlib.inference.bundleformat import BUNDLE_FILE
-    from serlib.inference.predict import Predictor, check_hop, summary_line, write_predictions
+    from serlib.inference.predict import Predictor, summary_line, write_predictions
 
-    def usage(message: str) -> int:
-        print(f"serlib predict: error: {message}", file=sys.stderr)
-        return 2
-
-    if not 1 <= args.batch_size <= 4096:
-        return usage(f"--batch-size must be between 1 and 4096, got {args.batch_size}")
-    if args.hop is not None:
-        try:
-            check_hop(args.hop)
-        except ValueError as err:
-            return usage(str(err))
     out = Path(args.out).expanduser() if args.out else None
-    if out is not None:  # checked before any audio is scored: a bad --out never costs the work
-        if out.suffix.lower() not in (".csv", ".jsonl"):
-            return usage(f"--out {args.out}: name a .csv or .jsonl file")
-        if out.is_dir():
-            return usage(f"--out {args.out} is a folder; name a .csv or .jsonl file")
-        if out.parent.exists() and not out.parent.is_dir():
-            return usage(f"--out {args.out}: {out.parent} is a file, not a folder")
     model = Path(args.model).expanduser()
     if (model / BUNDLE_FILE).is_file():
-        if args.system or args.seed is not None:
-            return usage("--system / --seed choose within a run folder; a bundle holds one model")
         predictor = Predictor.from_bundle(model, device=args.device)
     else:
         predictor = Predictor.from_run(model, system=args.system, seed=args.seed, device=args.device)
