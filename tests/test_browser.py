@@ -132,8 +132,8 @@ def devtools_port(profile: Path, proc: subprocess.Popen, timeout: float = 30.0) 
     raise TimeoutError(f"chromium wrote no {marker} within {timeout} s")
 
 
-def open_in_chromium(page: Path, profile: Path) -> dict:
-    """Open ``page`` in headless Chromium and return what ``PAGE_PROBE`` finds."""
+def open_in_chromium(page: Path, profile: Path, width: int = 1600, probe: str = PAGE_PROBE) -> dict:
+    """Open ``page`` in headless Chromium ``width`` pixels wide and return what ``probe`` finds."""
     import urllib.request
 
     proc = subprocess.Popen(
@@ -148,11 +148,13 @@ def open_in_chromium(page: Path, profile: Path) -> dict:
         tools = DevTools(target["webSocketDebuggerUrl"])
         try:
             tools.call("Page.enable")
-            tools.call("Emulation.setDeviceMetricsOverride", width=1600, height=1000, deviceScaleFactor=1, mobile=False)
+            tools.call(
+                "Emulation.setDeviceMetricsOverride", width=width, height=1000, deviceScaleFactor=1, mobile=False
+            )
             tools.call("Page.navigate", url=page.resolve().as_uri())
             tools.wait_event("Page.loadEventFired")
             result = tools.call(
-                "Runtime.evaluate", expression=PAGE_PROBE, awaitPromise=True, returnByValue=True, timeout=60000
+                "Runtime.evaluate", expression=probe, awaitPromise=True, returnByValue=True, timeout=60000
             )
         finally:
             tools.close()

@@ -241,7 +241,7 @@ def test_the_key_results_box_scores_the_analysed_system_through_the_evaluation_a
     assert "62.9 %" in box  # the paper's S5 accuracy
     preds = pd.read_csv(folder.predictions("S5", 0))
     recall = preds.groupby("label")["correct"].mean().reindex(CLASSES)  # by hand (ties: the first class wins)
-    assert f"{len(preds)} test clips of {row['n_speakers']} unseen speakers, 1 seed(s)" in box
+    assert f"{len(preds)} test clips of {row['n_speakers']} unseen speakers, 1 seed" in box
     assert f"Best class: <b>{recall.idxmax()}</b> (recall {100 * recall.max():.1f} %)" in box
     assert f"worst: <b>{recall.idxmin()}</b>" in box and "over test speakers" in box and "href='#table-5'" in box
     assert "pretrained wav2vec2-base" in box  # the paper profile's sentence
