@@ -46,16 +46,21 @@ from serlib.report.html_export import (
 from serlib.report.keyresults import key_results_html
 from serlib.report.listening import refreshed_html
 from serlib.report.provenance import load_timings, now_utc, run_identity, save_timings, write_resolved_config
+from serlib.report.supplement import CAPTION as _CAPTION
+from serlib.report.supplement import (
+    SCHEME,
+    link_csv,
+    reading_order,
+    renumber,
+    renumber_cells,
+    split_section,
+    supplement_cell,
+)
 
 log = logging.getLogger("serlib")
 
 KERNEL = "python3"
 SKIP_TAGS = {"parameters", "injected-parameters", "papermill-error-cell-tag"}
-_CAPTION = re.compile(
-    r"<p(?P<attrs>[^>]*)>\s*<b>(?P<label>(?:Table|Fig\.|Figure) S?\d+[a-z]?)\.</b>"
-    r"(?P<caption>.*?)</p>",
-    re.S,
-)
 
 
 class NotebookError(RuntimeError):
@@ -523,8 +528,16 @@ def _section_cells(
         elif cell.cell_type == "markdown":
             cell.source = _relative(cell.source, paths or [])
         cells.append(cell)
-    cells.append(_html_cell(top_link_html()))
-    return cells, (anchor, _section_title(nb, name), captions)
+    title = _section_title(nb, name)
+    number = re.match(r"\s*(\d+)[.)]?\s", title)
+    body, parts = split_section(cells)
+    supplement = supplement_cell(parts, number.group(1) if number else title, f"supplement-{name}")
+    cells = body + ([supplement] if supplement is not None else []) + [_html_cell(top_link_html())]
+    for cell in cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if "text/html" in (out.get("data") or {}):
+                out["data"]["text/html"] = link_csv(_as_text(out["data"]["text/html"]), folder.tables)
+    return cells, (anchor, title, captions)
 
 
 def export_report(
@@ -555,6 +568,9 @@ def export_report(
         cells, section = _section_cells(folder, name, failure, name in (reused or []), anchors, paths)
         body += cells
         sections.append(section)
+    order = reading_order(body)  # this run's own tables and figures numbered as they are read: S1, S2, ...
+    renumber_cells(body, order)
+    sections = [(a, t, [(anchor, renumber(c, order)) for anchor, c in caps]) for a, t, caps in sections]
     targets: dict = {}
     for _, _, captions in sections:
         for anchor, text in captions:
@@ -563,11 +579,12 @@ def export_report(
                 targets.setdefault(_label_key(*label.groups()), anchor)  # "Table 5" -> the first "table-5"
     _link_cells(body, targets)
     identity = run_identity(cfg, folder)
-    key = key_results_html(cfg, folder)
+    key = renumber(key_results_html(cfg, folder), order)
     head = f'<h1 class="serlib-title" id="top">{html.escape(cfg.run.title)}</h1>'
     if failure:
         head += failure_html(failure, not_run or [])
     head += banners_html(identity) + _stale_html(folder) + key + toc_html(sections, key_results=bool(key))
+    head += f'<p class="serlib-scheme">{SCHEME}</p>'
     head += _relative(identity_html(identity, banners=False, folder=folder) + config_html(cfg), paths)
     merged = nbformat.v4.new_notebook(cells=[_html_cell(head)] + body)
     merged.metadata["title"] = cfg.run.title
