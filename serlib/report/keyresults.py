@@ -34,6 +34,7 @@ from serlib.common.paper import TABLE5
 from serlib.common.runfolder import RunFolder
 from serlib.features.keys import inputs_for_run
 from serlib.modelling.runbaselines import baseline_references
+from serlib.report.tables import class_words
 
 METRICS = (("acc", "accuracy", "test_acc"), ("uar", "UAR", None), ("macro_f1", "macro-F1", "macro_f1"))
 COLLAPSE_RECALL = 0.5 / len(CLASSES)  # CHOSEN: a class recalled at under half of chance (16.7 % of 3 classes)
@@ -91,9 +92,9 @@ def collapse_warning(preds: pd.DataFrame) -> str:
     recall = per_class_recall(preds).dropna(subset=["recall"])
     low = recall[recall["recall"] < COLLAPSE_RECALL]
     share = preds["pred"].value_counts(normalize=True)
-    parts = [f"{c} is recalled at {100 * r:.1f} %" for c, r in zip(low["class"], low["recall"])]
+    parts = [f"{class_words(c)} is recalled at {100 * r:.1f} %" for c, r in zip(low["class"], low["recall"])]
     if len(share) and share.iloc[0] > COLLAPSE_SHARE:
-        parts.append(f"{share.index[0]} takes {100 * share.iloc[0]:.1f} % of the predictions")
+        parts.append(f"{class_words(share.index[0])} takes {100 * share.iloc[0]:.1f} % of the predictions")
     if not parts:
         return ""
     return (
@@ -268,7 +269,7 @@ def _classes_html(per_class: pd.DataFrame) -> str:
         return ""
     best, worst = per_class.loc[per_class["recall"].idxmax()], per_class.loc[per_class["recall"].idxmin()]
     return (
-        f"<p>Best class: <b>{html.escape(str(best['class']))}</b> (recall {100 * best['recall']:.1f} %); "
-        f"worst: <b>{html.escape(str(worst['class']))}</b> (recall {100 * worst['recall']:.1f} %) "
+        f"<p>Best class: <b>{html.escape(class_words(str(best['class'])))}</b> (recall {100 * best['recall']:.1f} %); "
+        f"worst: <b>{html.escape(class_words(str(worst['class'])))}</b> (recall {100 * worst['recall']:.1f} %) "
         f"(<a href='#table-s40'>Table S40</a>).</p>"
     )

@@ -155,6 +155,18 @@ FLOAT_COLUMNS = {"max_prob_diff"}  # probabilities' differences down to 1e-7 (ON
 RATE_COLUMNS = {"base", "better", "within_uar"}  # a metric's value (accuracy or UAR) in [0, 1]
 
 
+def class_words(text: str) -> str:
+    """Class names as a reader reads them: "sad_fear" -> "sad/fear" (the CSVs keep the names)."""
+    for cls, words in CLASS_WORDS.items():
+        text = text.replace(cls, words)
+    return text
+
+
+def count_phrase(n: int, noun: str) -> str:
+    """ "1 seed", "3 seeds", "1,200 clips": a count with its noun in the right number."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def header(name: str) -> str:
     """A column name in words (no underscore)."""
     if name in HEADERS:
@@ -232,7 +244,7 @@ def cell(value, kind: str, float_format: Optional[str] = None, delta_scale: floa
     if kind == "bool":
         return "✓" if value in (True, "True") or value is np.True_ else "–"
     if kind == "text":
-        return display_path(str(value))
+        return class_words(display_path(str(value)))
     value = float(value)
     if kind == "rate":
         return f"{100 * value:.1f}"
