@@ -34,7 +34,7 @@ CHROMIUM_FLAGS = (
 )
 
 # Waits for every <audio> to load its metadata (or fail), plays the first one briefly, and reports.
-PAGE_PROBE = """
+PAGE_PROBE = r"""
 (async () => {
   const audios = Array.from(document.querySelectorAll('audio'));
   const loaded = a => new Promise(done => {

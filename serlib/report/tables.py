@@ -52,6 +52,7 @@ HEADERS = {
     "delta_pp": "Δ (points)",
     "delta_uar_pp": "Δ UAR (points)",
     "mcnemar_b": "McNemar b",
+    "mcnemar_p": "McNemar p",
     "mcnemar_c": "McNemar c",
     "p": "p",
     "p_holm": "p (Holm)",
@@ -152,7 +153,7 @@ UNIT_IN_HEADER = re.compile(r"\((%|points|ms|MB|MiB|s|Hz|dB|M)\)|%")
 
 CLASS_WORDS = {"sad_fear": "sad/fear", "pos_neutral": "pos/neutral"}  # class names read as words in headers
 FLOAT_COLUMNS = {"max_prob_diff"}  # probabilities' differences down to 1e-7 (ONNX parity): digits, not percent
-RATE_COLUMNS = {"base", "better", "within_uar"}  # a metric's value (accuracy or UAR) in [0, 1]
+RATE_COLUMNS = {"base", "better", "within_uar", "run A", "run B"}  # a metric's value (accuracy or UAR) in [0, 1]
 
 
 def class_words(text: str) -> str:
