@@ -36,7 +36,7 @@ def test_compare_shows_the_config_difference_first_then_percent_and_points(tmp_p
     page = compare.compare_html(table, folder_a, folder_b)
     assert REPORT_CSS in page and "<body class='jp-Notebook'><div class='jp-RenderedHTMLCommon'>" in page
     assert page.index("features.wav2vec2.layer") < page.index("<h2>Systems</h2>")
-    assert f"<td class=\"num\">{100 * acc['run_b']:.1f}</td>" in page and "Δ (points), 95 % interval" in page
+    assert f'<td class="num">{100 * acc["run_b"]:.1f}</td>' in page and "Δ (points), 95 % interval" in page
 
 
 def test_compare_warns_when_a_and_b_are_the_same_folder(tmp_path, capsys):

@@ -79,3 +79,16 @@ def test_a_collapse_is_named_by_recall_and_by_share_of_predictions():
     # a class at 20 % recall (above the threshold, 16.7 %) and no class above 60 % of the predictions: no warning
     mild = _preds(labels, labels[:10] + [CLASSES[1]] * 2 + [CLASSES[0]] * 8 + labels[20:])
     assert keyresults.collapse_warning(mild) == ""
+
+
+def test_the_opened_by_hand_hint_names_the_parameters_file_from_the_project_folder(tmp_path):
+    from serlib.common.config import load_config
+    from serlib.common.runfolder import RunFolder, rerun_hint
+
+    (tmp_path / "parameters").mkdir()
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "parameters" / "mine.yaml").write_text("run: {name: mine}\n")
+    cfg = load_config(tmp_path / "notebooks" / ".." / "parameters" / "mine.yaml")  # as a notebook opens it
+    hint = rerun_hint(cfg, RunFolder(tmp_path / "reports" / "mine"))
+    assert f"`serlib run parameters/mine.yaml --only <notebook>`, run in {tmp_path.resolve()}," in hint
+    assert "../parameters" not in hint

@@ -331,11 +331,20 @@ def open_run(params_path: str | Path, run_dir: Optional[str | Path] = None) -> t
     folder = run_folder(cfg, run_dir or None)
     if not run_dir:  # opened by hand (papermill always passes run_dir): what runs here changes the run's files
         if mark_stale(folder, "a notebook was run by hand"):
-            print(
-                f"Opened by hand: this notebook writes into {folder.root}; its report.html no longer shows "
-                f"everything there. `serlib run {params_path} --only <notebook>` executes it into the report."
-            )
+            print(rerun_hint(cfg, folder))
     return cfg, folder
+
+
+def rerun_hint(cfg: Config, folder: RunFolder) -> str:
+    """What a notebook opened by hand says: where it writes, and the command, run from the project's folder (the
+    parameters file's path relative to it, not to ``notebooks/``), that executes it into the report."""
+    root = project_root(cfg)
+    source = Path(cfg.source).resolve() if cfg.source else None
+    shown = source.relative_to(root) if source and root in source.parents else source
+    return (
+        f"Opened by hand: this notebook writes into {folder.root}; its report.html no longer shows everything "
+        f"there. `serlib run {shown} --only <notebook>`, run in {root}, executes it into the report."
+    )
 
 
 def mark_stale(folder: RunFolder, why: str) -> bool:
