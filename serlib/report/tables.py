@@ -14,6 +14,7 @@ What a reader gets, column by column:
 
 from __future__ import annotations
 
+import ast
 import html
 import math
 import re
@@ -156,6 +157,34 @@ FLOAT_COLUMNS = {"max_prob_diff"}  # probabilities' differences down to 1e-7 (ON
 RATE_COLUMNS = {"base", "better", "within_uar", "run A", "run B"}  # a metric's value (accuracy or UAR) in [0, 1]
 
 
+_DICT = re.compile(r"\{'[^{}]*\}")
+
+
+def _plain_value(value) -> str:
+    if isinstance(value, list) and value and all(v == value[0] for v in value):
+        return f"{len(value)} × {value[0]}"
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _plain_dict(match: re.Match) -> str:
+    """A Python dict's repr in a text cell as words: "{'hidden_size': 32}" -> "hidden size 32"."""
+    try:
+        mapping = ast.literal_eval(match.group(0))
+    except (ValueError, SyntaxError):
+        return match.group(0)
+    if not isinstance(mapping, dict):
+        return match.group(0)
+    return ", ".join(f"{str(k).replace('_', ' ')} {_plain_value(v)}" for k, v in mapping.items())
+
+
+def text_cell(text: str) -> str:
+    """A text cell as a reader reads it: paths relative, a column name in the cell (a descriptor's, in a table
+    about descriptors) in words, no Python dict, class names in words."""
+    if "_" in text and text in HEADERS:
+        return HEADERS[text]
+    return class_words(_DICT.sub(_plain_dict, display_path(text)))
+
+
 def class_words(text: str) -> str:
     """Class names as a reader reads them: "sad_fear" -> "sad/fear" (the CSVs keep the names)."""
     for cls, words in CLASS_WORDS.items():
@@ -245,7 +274,7 @@ def cell(value, kind: str, float_format: Optional[str] = None, delta_scale: floa
     if kind == "bool":
         return "✓" if value in (True, "True") or value is np.True_ else "–"
     if kind == "text":
-        return class_words(display_path(str(value)))
+        return text_cell(str(value))
     value = float(value)
     if kind == "rate":
         return f"{100 * value:.1f}"
