@@ -334,6 +334,11 @@ details.serlib-costs { margin: 6px 0 12px; }
 details.serlib-costs summary { cursor: pointer; }
 .jp-RenderedImage img, img.serlib-figure { max-width: 100%; height: auto; }
 nav.serlib-toc details > summary { cursor: pointer; }
+nav.serlib-toc ul ul a { display: inline-block; max-width: 100%; white-space: nowrap; overflow: hidden;
+  text-overflow: ellipsis; vertical-align: top; }
+.jp-RenderedHTMLCommon table.serlib-key-table th { text-align: left; }
+.jp-RenderedHTMLCommon table.serlib-key-table td.num { text-align: right; }
+p.serlib-footnote { font-size: 0.85em; color: #555; margin: 0 0 8px; }
 nav.serlib-toc details > summary::marker { color: #999; }
 nav.serlib-toc li.serlib-current > a, nav.serlib-toc li.serlib-current > details > summary > a
   { font-weight: bold; color: #000; }
