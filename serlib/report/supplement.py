@@ -89,7 +89,8 @@ def _shows_something(cell) -> bool:
 def _markdown_html(source: str) -> str:
     from nbconvert.filters.markdown_mistune import markdown2html_mistune  # nbconvert: only the export needs it
 
-    return re.sub(r"<(/?)h[1-3]\b", r"<\1h4", markdown2html_mistune(source))
+    markup = re.sub(r'<a class="anchor-link"[^>]*>.*?</a>', "", markdown2html_mistune(source))
+    return re.sub(r"<(/?)h[1-3]\b", r"<\1h4", markup)
 
 
 def split_section(cells: list) -> tuple[list, list[str]]:
