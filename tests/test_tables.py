@@ -25,7 +25,7 @@ def test_rates_become_percent_and_intervals_one_cell():
     )
     headers, rows, align = _frame(df)
     assert headers == ["system", "accuracy (%), 95 % interval", "UAR (%)"]
-    assert rows[0] == ["S1", "61.8\n[50.0, 72.4]", "61.0"] and rows[1][2] == ""
+    assert rows[0] == ["S1", "61.8\n[50.0, 72.4]", "61.0"] and rows[1][2] == "n/a"  # not a blank
     assert align == ["text", "num", "num"]
     html = tables.table_html(df)
     assert '<span class="ci">[50.0, 72.4]</span>' in html and "acc_lo" not in html

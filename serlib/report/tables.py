@@ -369,6 +369,8 @@ def _format_columns(df: pd.DataFrame, float_format: Optional[str] = None) -> tup
             title += ", 95 % interval"
         if sd:
             title += ", mean ± sd"
+        if kind not in ("text", "bool"):  # a number that could not be computed says so, not a blank
+            text = [t or MISSING for t in text]
         names.append(str(name))
         headers.append(title.replace("_", " "))
         columns.append(text)
@@ -376,6 +378,7 @@ def _format_columns(df: pd.DataFrame, float_format: Optional[str] = None) -> tup
     return names, headers, columns, align
 
 
+MISSING = "n/a"  # a numeric cell without a value (e.g. a mean over no clip)
 MAX_COLUMNS = 9  # a wider table is narrowed (``narrow``): the paper's values, constants, descriptions
 
 
@@ -413,7 +416,7 @@ def narrow(
     if len(names) > limit:
         for name in [n for n in names if _paper_partner(n, names)]:
             i, j = names.index(name), names.index(_paper_partner(name, names))
-            columns[j] = [f"{t}\npaper {p}" if p else t for t, p in zip(columns[j], columns[i])]
+            columns[j] = [f"{t}\npaper {p}" if p not in ("", MISSING) else t for t, p in zip(columns[j], columns[i])]
             headers[j] += "; the paper's below"
             drop(i)
     if len(names) > limit and len(columns[0]) > 1:
