@@ -92,3 +92,11 @@ def test_the_opened_by_hand_hint_names_the_parameters_file_from_the_project_fold
     hint = rerun_hint(cfg, RunFolder(tmp_path / "reports" / "mine"))
     assert f"`serlib run parameters/mine.yaml --only <notebook>`, run in {tmp_path.resolve()}," in hint
     assert "../parameters" not in hint
+    from serlib.report.runner import _stale_html
+
+    folder = RunFolder(tmp_path / "reports" / "mine").ensure()
+    assert _stale_html(folder, cfg) == ""
+    folder.stale_marker.write_text("a notebook was run by hand\n")
+    assert "<code>serlib run parameters/mine.yaml --only NOTEBOOK</code>, run in the project" in _stale_html(
+        folder, cfg
+    )

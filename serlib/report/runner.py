@@ -32,7 +32,7 @@ import nbformat
 from serlib.common.config import Config, ConfigError
 from serlib.common.io import write_text_atomic
 from serlib.common.progress import last_event, log_to_stdout
-from serlib.common.runfolder import RunFolder, project_root, run_folder
+from serlib.common.runfolder import RunFolder, params_from_project, project_root, run_folder
 from serlib.report.html_export import (
     banners_html,
     config_html,
@@ -583,7 +583,7 @@ def export_report(
     head = f'<h1 class="serlib-title" id="top">{html.escape(cfg.run.title)}</h1>'
     if failure:
         head += failure_html(failure, not_run or [])
-    head += banners_html(identity) + _stale_html(folder) + key + toc_html(sections, key_results=bool(key))
+    head += banners_html(identity) + _stale_html(folder, cfg) + key + toc_html(sections, key_results=bool(key))
     head += f'<p class="serlib-scheme">{SCHEME}</p>'
     head += _relative(identity_html(identity, banners=False, folder=folder) + config_html(cfg), paths)
     merged = nbformat.v4.new_notebook(cells=[_html_cell(head)] + body)
@@ -594,13 +594,14 @@ def export_report(
     return folder.report
 
 
-def _stale_html(folder: RunFolder) -> str:
+def _stale_html(folder: RunFolder, cfg: Config) -> str:
     if not folder.stale_marker.is_file():
         return ""
+    command = f"serlib run {params_from_project(cfg)} --only NOTEBOOK"
     return (
         '<div class="serlib-banner serlib-banner-warning"><b>Notebooks were run by hand</b> in this run folder '
         "after its last <code>serlib run</code>: its tables and figures may be newer than the sections below. "
-        "<code>serlib run PARAMS --only NOTEBOOK</code> executes them into the report.</div>"
+        f"<code>{html.escape(command)}</code>, run in the project's folder, executes them into the report.</div>"
     )
 
 
