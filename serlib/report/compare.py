@@ -19,6 +19,8 @@ from serlib.report.tables import format_frame, table_html
 
 # compare_runs' columns as the report names them (the values of run_a / run_b are rates: accuracy, UAR, macro-F1)
 SHOWN = {"run_a": "run A", "run_b": "run B", "only_a": "clips only in A", "only_b": "clips only in B"}
+# The report's page is the nbconvert lab template's; this one has no contents at the left and no lab stylesheet.
+PAGE_CSS = "body.jp-Notebook { margin: 0 auto !important; font-family: system-ui, -apple-system, sans-serif; }"
 READING = (
     "Each system scored on the test clips both runs scored; values in %, Δ = B - A in percentage points with its "
     "paired 95 % bootstrap interval over test speakers (clips when a run has fewer than 5 test speakers), the exact "
@@ -116,7 +118,7 @@ def compare_html(table: pd.DataFrame, folder_a: RunFolder, folder_b: RunFolder) 
     )
     return (
         "<!DOCTYPE html><html><head><meta charset='utf-8'><title>serlib compare</title>"
-        f"<style>{REPORT_CSS}</style></head><body class='jp-Notebook'><div class='jp-RenderedHTMLCommon'>"
+        f"<style>{REPORT_CSS}{PAGE_CSS}</style></head><body class='jp-Notebook'><div class='jp-RenderedHTMLCommon'>"
         f"<h1 class='serlib-title'>serlib compare</h1>{banner if warning else ''}"
         f"<p><b>Run A:</b> {html.escape(str(folder_a.root))}<br><b>Run B:</b> {html.escape(str(folder_b.root))}</p>"
         f"<h2>Configuration</h2>{config}<h2>Systems</h2><p>{html.escape(READING)}</p>"
