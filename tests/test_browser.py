@@ -76,7 +76,7 @@ PAGE_PROBE = r"""
     body_table_columns: Array.from(document.querySelectorAll('table')).filter(t => !t.closest('details'))
       .map(t => Math.max(0, ...Array.from(t.rows).map(r => Array.from(r.cells).reduce((n, c) => n + c.colSpan, 0)))),
     own_labels: Array.from(document.querySelectorAll('p > b:first-child')).map(b => b.textContent.trim())
-      .filter(t => / S\d+\.$/.test(t)),
+      .filter(t => / S\d+\.\d+\.$/.test(t)),
     csv_links: Array.from(document.querySelectorAll('a.serlib-csv')).map(a => a.getAttribute('href')),
   };
 })()
@@ -219,9 +219,13 @@ def test_report_opens_in_headless_chromium(smoke_run, tmp_path):
     assert isinstance(page["played"], (int, float)) and page["played"] > 0, page["played"]
     for label in ("Table 1", "Table 5", "Table 7", "Fig. 3", "Fig. 4"):  # the paper's own, under its numbers
         assert f"{label}." in page["captions"], (label, page["captions"])
-    for kind in ("Table", "Fig."):  # this run's own numbered in reading order: S1, S2, ... with none skipped
-        own = [t for t in page["own_labels"] if t.startswith(kind)]
-        assert own == [f"{kind} S{k}." for k in range(1, len(own) + 1)], own
+    for kind in ("Table", "Fig."):  # this run's own numbered per section in reading order: S3.1, S3.2, ...
+        own = [t[len(kind) + 2 : -1].split(".") for t in page["own_labels"] if t.startswith(kind)]
+        sections = [int(section) for section, _ in own]
+        assert sections == sorted(sections), own  # the sections in order
+        for section in set(sections):
+            numbers = [int(n) for s, n in own if int(s) == section]
+            assert numbers == list(range(1, len(numbers) + 1)), own  # none skipped, none out of order
     assert len(page["own_labels"]) >= 20
     # a paper body and a collapsed supplement per section; every table of the body at most 9 columns wide
     assert len(page["supplements_open"]) >= 5 and not any(page["supplements_open"])

@@ -51,12 +51,14 @@ def test_own_tables_move_with_their_notes_and_empty_headings_while_the_paper_and
 
 def test_own_labels_are_numbered_in_reading_order_everywhere_they_are_named():
     cells = [_code(_table("Table 1"), _table("Table S24")), _code(_table("Table S20"), _table("Fig. S40"))]
-    order = supplement.reading_order(cells)
-    assert order == {"Table S24": "Table S1", "Table S20": "Table S2", "Fig. S40": "Fig. S1"}
+    order = supplement.reading_order(cells, "3")
+    assert order == {"Table S24": "Table S3.1", "Table S20": "Table S3.2", "Fig. S40": "Fig. S3.1"}
     text = "See Table S20, Tables S24, S20 and Fig. S40; Table 5 and Table S99 stay."
-    assert supplement.renumber(text, order) == "See Table S2, Tables S1, S2 and Fig. S1; Table 5 and Table S99 stay."
+    assert supplement.renumber(text, order) == (
+        "See Table S3.2, Tables S3.1, S3.2 and Fig. S3.1; Table 5 and Table S99 stay."
+    )
     supplement.renumber_cells(cells, order)
-    assert "<b>Table S2.</b>" in cells[1].outputs[0]["data"]["text/html"]
+    assert "<b>Table S3.2.</b>" in cells[1].outputs[0]["data"]["text/html"]
 
 
 def test_a_caption_links_to_its_csv_when_the_file_is_there(tmp_path):
@@ -64,3 +66,12 @@ def test_a_caption_links_to_its_csv_when_the_file_is_there(tmp_path):
     linked = supplement.link_csv(_table("Table S26", "table_s26_paired.csv"), tmp_path)
     assert '<b>Table S26.</b> A caption. <a class="serlib-csv" href="tables/table_s26_paired.csv">CSV</a></p>' in linked
     assert supplement.link_csv(_table("Table S9", "table_s9.csv"), tmp_path) == _table("Table S9", "table_s9.csv")
+
+
+def test_a_section_numbered_label_links_whole_and_an_old_one_is_not_taken_for_it():
+    from serlib.report.runner import link_references
+
+    markup = "<p>See Table S3.2; Table S26: skipped.</p>"
+    assert link_references(markup, {"Table S3.2": "table-s26"}) == (
+        '<p>See <a href="#table-s26">Table S3.2</a>; Table S26: skipped.</p>'
+    )

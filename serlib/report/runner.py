@@ -351,6 +351,12 @@ def _html_cell(markup: str) -> nbformat.NotebookNode:
     return cell
 
 
+def section_number(title: str, name: str) -> str:
+    """A section's number: the one its title starts with ("3. Training ..."), else the notebook's ("03_train")."""
+    number = re.match(r"\s*(\d+)[.)]?\s", title) or re.match(r"0*(\d+)", name)
+    return number.group(1) if number else name
+
+
 def _section_title(nb: nbformat.NotebookNode, name: str) -> str:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -424,7 +430,7 @@ def machine_paths(cfg: Config, folder: RunFolder) -> list[tuple[str, str]]:
     return pairs
 
 
-_REF = re.compile(r"(?<![\w\[#-])(Table|Fig\.|Figure) (S?\d+[a-z]?)\b")
+_REF = re.compile(r"(?<![\w\[#-])(Table|Fig\.|Figure) (S?\d+(?:\.\d+)?[a-z]?)\b")
 _SKIP_TAGS = {"a", "b", "code", "pre", "script", "style", "h1", "h2", "h3", "h4", "summary", "th", "textarea"}
 
 
@@ -529,10 +535,11 @@ def _section_cells(
             cell.source = _relative(cell.source, paths or [])
         cells.append(cell)
     title = _section_title(nb, name)
-    number = re.match(r"\s*(\d+)[.)]?\s", title)
     body, parts = split_section(cells)
-    supplement = supplement_cell(parts, number.group(1) if number else title, f"supplement-{name}")
+    supplement = supplement_cell(parts, section_number(title, name), f"supplement-{name}")
     cells = body + ([supplement] if supplement is not None else []) + [_html_cell(top_link_html())]
+    for cell in cells:
+        cell.setdefault("metadata", {})["serlib_section"] = name  # the section its S-labels are numbered in
     for cell in cells:
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if "text/html" in (out.get("data") or {}):
@@ -568,13 +575,17 @@ def export_report(
         cells, section = _section_cells(folder, name, failure, name in (reused or []), anchors, paths)
         body += cells
         sections.append(section)
-    order = reading_order(body)  # this run's own tables and figures numbered as they are read: S1, S2, ...
+    order: dict = {}  # this run's own tables and figures numbered as they are read: S3.1, S3.2, ... in section 3
+    for (_, title, _), name in zip(sections, notebooks):
+        order |= reading_order(
+            [c for c in body if c.get("metadata", {}).get("serlib_section") == name], section_number(title, name)
+        )
     renumber_cells(body, order)
     sections = [(a, t, [(anchor, renumber(c, order)) for anchor, c in caps]) for a, t, caps in sections]
     targets: dict = {}
     for _, _, captions in sections:
         for anchor, text in captions:
-            label = re.match(r"(Table|Fig\.|Figure) (S?\d+[a-z]?)", text)
+            label = re.match(r"(Table|Fig\.|Figure) (S?\d+(?:\.\d+)?[a-z]?)", text)
             if label:
                 targets.setdefault(_label_key(*label.groups()), anchor)  # "Table 5" -> the first "table-5"
     _link_cells(body, targets)

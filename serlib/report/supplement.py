@@ -3,9 +3,9 @@
 Each section (one executed notebook) shows the paper's tables and figures, its notes and the verdicts; this
 run's own tables and figures ("Table S..", "Fig. S..") move into a collapsed "Supplement to section N" at the
 end of the section, together with the notes that follow them and the headings left with nothing else to head.
-The S-numbers are then given again in reading order (S1, S2, ... for tables and for figures), in captions and in
-every reference to them; a caption's anchor keeps the notebook's number, as its CSV does (``tables/<name>.csv``,
-linked from the caption).
+The S-numbers are then given again in reading order per section (S3.1, S3.2, ... for tables and for figures),
+in captions and in every reference to them; a caption's anchor keeps the notebook's number, as its CSV does
+(``tables/<name>.csv``, linked from the caption).
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ _KEEP = ("serlib-log", "serlib-verdict", "serlib-banner")  # stay in the body wh
 
 SCHEME = (
     "How the tables and figures are numbered: Table 1-8 and Fig. 1-4 are the paper's, under its numbers. This "
-    "run's own tables and figures are numbered S1, S2, ... in reading order and sit in the collapsed "
+    "run's own tables and figures are numbered by section in reading order (Table S3.2: the second table of section "
+    "3's supplement; Fig. S3.1: its first figure) and sit in the collapsed "
     "“Supplement to section N” at the end of each section (open it to read them; a link from the contents "
     "opens it). Each table's caption links to its CSV in <code>tables/</code>."
 )
@@ -141,8 +142,10 @@ def supplement_cell(parts: list[str], number: str, anchor: str) -> Optional[nbfo
     return cell
 
 
-def reading_order(cells: list) -> dict[str, str]:
-    """Old S-label -> new S-label ("Table S24" -> "Table S1") in the order the captions appear in ``cells``."""
+def reading_order(cells: list, section: str) -> dict[str, str]:
+    """Old S-label -> new S-label of one section's ``cells`` ("Table S24" -> "Table S3.1" in section 3), in the
+    order the captions appear (tables and figures counted apart). The section's number in the label keeps the new
+    labels apart from the notebooks' ("Table S26" in a note on a skipped table still means that one)."""
     mapping: dict[str, str] = {}
     counters = {"Table": 0, "Fig.": 0}
     for cell in cells:
@@ -153,7 +156,7 @@ def reading_order(cells: list) -> dict[str, str]:
                     continue
                 kind = "Fig." if found.group(1).startswith("Fig") else "Table"
                 counters[kind] += 1
-                mapping[match.group("label")] = f"{found.group(1)} S{counters[kind]}"
+                mapping[match.group("label")] = f"{found.group(1)} S{section}.{counters[kind]}"
     return mapping
 
 
