@@ -1,5 +1,7 @@
 """The report's table formatter, one kind of column at a time."""
 
+import re
+
 import numpy as np
 import pandas as pd
 
@@ -23,7 +25,7 @@ def test_rates_become_percent_and_intervals_one_cell():
     )
     headers, rows, align = _frame(df)
     assert headers == ["system", "accuracy (%), 95 % interval", "UAR (%)"]
-    assert rows[0] == ["S1", "61.8\n[50.0, 72.4]", "61.0"] and rows[1][2] == ""
+    assert rows[0] == ["S1", "61.8\n[50.0, 72.4]", "61.0"] and rows[1][2] == "n/a"  # not a blank
     assert align == ["text", "num", "num"]
     html = tables.table_html(df)
     assert '<span class="ci">[50.0, 72.4]</span>' in html and "acc_lo" not in html
@@ -118,3 +120,39 @@ def test_a_mean_with_its_sd_is_one_cell_in_the_unit_of_the_mean():
     ]
     assert rows[0] == ["50.0\n[40.0, 60.0]", "51.2 ± 4.2", "-0.1 ± 3.9", "12 ± 2.50"]
     assert "uar_folds_sd" not in tables.table_html(df)
+
+
+def test_text_cells_hold_words_not_code():
+    assert tables.text_cell("rms_slope_db_s") == "RMS slope (dB/s)"  # a descriptor named in a cell
+    assert tables.text_cell("overrides {'hidden_size': 32, 'conv_dim': [32, 32, 32]}") == (
+        "overrides hidden size 32, conv dim 3 × 32"
+    )
+    assert tables.text_cell("negative → sad_fear") == "negative → sad/fear"
+    assert tables.count_phrase(1, "seed") == "1 seed" and tables.count_phrase(1200, "clip") == "1,200 clips"
+
+
+def test_a_wide_table_is_narrowed_to_nine_columns_and_a_narrow_one_is_left_alone():
+    df = pd.DataFrame(
+        {
+            "system": ["S1", "S2"],
+            "description": ["log-Mel CNN", "wav2vec2 CNN"],
+            "acc": [0.5, 0.6],
+            "uar": [0.4, 0.55],
+            "macro_f1": [0.45, 0.5],
+            "unit": ["speaker", "speaker"],
+            "n_speakers": [8, 8],
+            "n_clips": [30, 30],
+            "n_seeds": [3, 3],
+            "val_acc": [0.52, 0.61],
+            "extra": [1.5, 2.5],
+            "paper_test_acc": [0.36, 0.42],
+            "paper_macro_f1": [0.35, 0.41],
+        }
+    )
+    html_text = tables.table_html(df)
+    headers = re.findall(r"<th[^>]*>(.*?)</th>", html_text)
+    assert len(headers) <= tables.MAX_COLUMNS, headers
+    assert '50.0<br><span class="ci">paper 36.0</span>' in html_text  # the paper's value under this run's
+    assert "In every row: test clips: 30; seeds: 3." in html_text and "paper test accuracy" not in html_text
+    narrow = tables.table_html(df[["system", "acc", "paper_test_acc"]])
+    assert "paper test accuracy" in narrow and "paper 36.0" not in narrow  # at most 9 columns: as it was

@@ -141,6 +141,10 @@ def _history(lrs: list[float]) -> pd.DataFrame:
     return pd.DataFrame({"epoch": list(epochs), "train_acc": [0.5] * len(lrs), "val_acc": [0.4] * len(lrs), "lr": lrs})
 
 
+def test_the_halvings_read_as_words():
+    assert training._halvings_phrase([31, 42, 50]) == "LR halved at epochs 31, 42 and 50"
+
+
 def test_lr_reductions_are_the_first_epochs_at_a_lower_rate():
     assert training.lr_reductions(_history([1e-3, 1e-3, 5e-4, 5e-4, 2.5e-4])) == [3, 5]
     assert training.lr_reductions(_history([1e-3, 1e-3, 2e-3])) == []
@@ -168,11 +172,13 @@ def test_learning_curves_and_their_landmarks(tmp_path):
     assert training.curve_landmarks(cfg, folder) == {
         "system": "S5",
         "lr_reductions": "[3]",
+        "lr_halvings": "LR halved at epoch 3",
         "stopped_epoch": 3,
         "max_epochs": cfg.train.max_epochs,
     }
     assert training.fold_curves(cfg, folder, runs) is None  # the paper's split: Fig. 3 is the whole story
     assert training.curve_landmarks(cfg, folder, "S2")["lr_reductions"] == "none"
+    assert training.curve_landmarks(cfg, folder, "S2")["lr_halvings"] == "LR never halved"  # not "at epochs none"
     fig = plots.plot_learning_curve_panels(curves, max_epochs=80)
     assert [ax.get_title() for ax in fig.axes] == [c.title for c in curves]
     plt.close(fig)

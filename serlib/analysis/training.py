@@ -414,7 +414,8 @@ def curve_landmarks(
     (default: the first), beside the paper's section 5.3.
 
     Returns:
-        ``{"system", "lr_reductions": "[31, 42]" or "none", "stopped_epoch": last epoch run, "max_epochs": the cap}``.
+        ``{"system", "lr_reductions": "[31, 42]" or "none", "lr_halvings": the same in words ("LR halved at epochs
+        31 and 42", "LR never halved"), "stopped_epoch": last epoch run, "max_epochs": the cap}``.
     """
     system = system or primary_system(cfg)[0]
     protocol = protocol or protocols.evaluation_protocols(cfg)[0]
@@ -423,9 +424,17 @@ def curve_landmarks(
     return {
         "system": system,
         "lr_reductions": str(reductions) if reductions else "none",
+        "lr_halvings": _halvings_phrase(list(reductions)),
         "stopped_epoch": int(history["epoch"].iloc[-1]),
         "max_epochs": cfg.train.max_epochs,
     }
+
+
+def _halvings_phrase(epochs: list) -> str:
+    if not epochs:
+        return "LR never halved"
+    listed = ", ".join(str(e) for e in epochs[:-1]) + (" and " if len(epochs) > 1 else "") + str(epochs[-1])
+    return f"LR halved at epoch{'s' if len(epochs) > 1 else ''} {listed}"
 
 
 def fold_curves(

@@ -331,11 +331,28 @@ def open_run(params_path: str | Path, run_dir: Optional[str | Path] = None) -> t
     folder = run_folder(cfg, run_dir or None)
     if not run_dir:  # opened by hand (papermill always passes run_dir): what runs here changes the run's files
         if mark_stale(folder, "a notebook was run by hand"):
-            print(
-                f"Opened by hand: this notebook writes into {folder.root}; its report.html no longer shows "
-                f"everything there. `serlib run {params_path} --only <notebook>` executes it into the report."
-            )
+            print(rerun_hint(cfg, folder))
     return cfg, folder
+
+
+def params_from_project(cfg: Config) -> str:
+    """The parameters file as ``serlib run`` takes it in the project's folder (``project_root``): relative to it
+    (``parameters/demo.yaml``, not the notebooks' ``../parameters/demo.yaml``), else absolute."""
+    if not cfg.source:
+        return "PARAMS.yaml"
+    source, root = Path(cfg.source).resolve(), project_root(cfg)
+    return str(source.relative_to(root) if root in source.parents else source)
+
+
+def rerun_hint(cfg: Config, folder: RunFolder) -> str:
+    """What a notebook opened by hand says: where it writes, and the command, run from the project's folder (the
+    parameters file's path relative to it, not to ``notebooks/``), that executes it into the report."""
+    root = project_root(cfg)
+    shown = params_from_project(cfg)
+    return (
+        f"Opened by hand: this notebook writes into {folder.root}; its report.html no longer shows everything "
+        f"there. `serlib run {shown} --only <notebook>`, run in {root}, executes it into the report."
+    )
 
 
 def mark_stale(folder: RunFolder, why: str) -> bool:

@@ -1,9 +1,10 @@
 """Show a table or figure in a notebook and save it in the run folder, in one call.
 
 Captions keep the paper's numbering ("Table 2", "Fig. 4"); this project's own additions are
-numbered apart ("Table S1", "Fig. S1"). Ranges of S-numbers per notebook, so notebooks can
+numbered apart ("Table S1", "Fig. S1"). In the notebooks, ranges of S-numbers per notebook, so notebooks can
 grow independently: 01_data S1-S9, 02_features S10-S19, 03_train S20-S29, 04_ablation S30-S39,
-05_confusion S40-S49, 06_listening S50-S59, bench/report S60-S69.
+05_confusion S40-S49, 06_listening S50-S59, bench/report S60-S69; these names stay the CSVs' and the anchors'.
+The report numbers them again in reading order (``serlib.report.supplement``).
 """
 
 from __future__ import annotations
@@ -62,7 +63,8 @@ def show_table(
     if folder is not None:
         folder.tables.mkdir(parents=True, exist_ok=True)
         df.to_csv(folder.tables / table_file(label, name), index=index)
-    display_html(table_block(df, label, caption, note, float_format, index), metadata)
+    csv = table_file(label, name) if folder is not None else None
+    display_html(table_block(df, label, caption, note, float_format, index, csv=csv), metadata)
 
 
 def table_file(label: str, name: Optional[str] = None) -> str:
@@ -77,10 +79,13 @@ def table_block(
     note: Optional[str] = None,
     float_format: Optional[str] = None,
     index: bool = False,
+    csv: Optional[str] = None,
 ) -> str:
-    """The HTML ``show_table`` shows: "<label>. <caption>", the table, and the note under it."""
+    """The HTML ``show_table`` shows: "<label>. <caption>", the table, and the note under it; ``csv`` (the file
+    under ``tables/``) is named in a ``data-csv`` attribute, which the report's export turns into a link."""
     body = table_html(df, float_format, index=index)
-    markup = f'<div class="serlib-table"><p><b>{html.escape(label)}.</b> {html.escape(caption)}</p>{body}'
+    named = f' data-csv="{html.escape(csv, quote=True)}"' if csv else ""
+    markup = f'<div class="serlib-table"{named}><p><b>{html.escape(label)}.</b> {html.escape(caption)}</p>{body}'
     if note:
         markup += f'<p class="serlib-note"><i>{html.escape(note)}</i></p>'
     return markup + "</div>"
@@ -115,8 +120,9 @@ def show_figure(
 
 
 def show_note(text: str, kind: str = "note") -> None:
-    """A highlighted paragraph: kind 'note', 'paper' (differs from the paper) or 'warning'."""
-    colours = {"note": "#eef5ff", "paper": "#fff6e0", "warning": "#ffe8e8"}
+    """A highlighted paragraph: kind 'note', 'paper' (differs from the paper), 'warning' or 'verdict' (what the
+    data say of the paper's claims: the report keeps it in the section's body)."""
+    colours = {"note": "#eef5ff", "paper": "#fff6e0", "warning": "#ffe8e8", "verdict": "#eef8ea"}
     display_html(
         f'<div class="serlib-{kind}" style="background:{colours.get(kind, "#eee")};'
         f'padding:8px 12px;border-radius:4px;margin:6px 0">{html.escape(text)}</div>'

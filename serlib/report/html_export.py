@@ -198,17 +198,62 @@ def reused_html(timing: dict) -> str:
 
 
 def toc_html(sections: list[tuple[str, str, list[tuple[str, str]]]], key_results: bool = False) -> str:
+    """The contents: one collapsible entry per section (``(anchor, title, captions)``, the anchor ``nb-<name>``)
+    listing the paper's tables and figures, then its supplement (``#supplement-<name>``) with this run's own."""
     items = (['<li><a href="#key-results">Key results</a></li>'] if key_results else []) + [
         '<li><a href="#run-identity">Run identity</a></li>',
         '<li><a href="#run-configuration">Run configuration</a></li>',
     ]
     for anchor, title, captions in sections:
-        sub = "".join(
-            f'<li><a href="#{a}" title="{html.escape(c, quote=True)}">{html.escape(_short(c))}</a></li>'
-            for a, c in captions
+        own = [(a, c) for a, c in captions if re.match(r"(Table|Fig\.|Figure) S", c)]
+        paper = [(a, c) for a, c in captions if (a, c) not in own]
+        sub = "".join(_toc_entry(a, c) for a, c in paper)
+        if own:
+            sub += (
+                f'<li class="serlib-toc-supplement"><a href="#supplement-{anchor[len("nb-") :]}">Supplement '
+                f"({len(own)})</a><ul>{''.join(_toc_entry(a, c) for a, c in own)}</ul></li>"
+            )
+        link = f'<a href="#{anchor}">{html.escape(title)}</a>'
+        items.append(
+            f'<li class="serlib-toc-section" data-section="{anchor}"><details><summary>{link}</summary><ul>{sub}</ul>'
+            "</details></li>"
+            if sub
+            else f'<li class="serlib-toc-section" data-section="{anchor}">{link}</li>'
         )
-        items.append(f'<li><a href="#{anchor}">{html.escape(title)}</a>' + (f"<ul>{sub}</ul>" if sub else "") + "</li>")
-    return f'<nav class="serlib-toc"><h2 id="contents"><a href="#top">Contents</a></h2><ul>{"".join(items)}</ul></nav>'
+    return (
+        f'<nav class="serlib-toc"><h2 id="contents"><a href="#top">Contents</a></h2><ul>{"".join(items)}</ul></nav>'
+        + TOC_SCRIPT
+    )
+
+
+def _toc_entry(anchor: str, caption: str) -> str:
+    return f'<li><a href="#{anchor}" title="{html.escape(caption, quote=True)}">{html.escape(_short(caption))}</a></li>'
+
+
+# The contents follow the reader: the section in view is highlighted and its entry opened; a link into a
+# collapsed supplement opens it. Inline, so the report still opens offline.
+TOC_SCRIPT = """<script>
+(function () {
+  function openTarget() {
+    var id = decodeURIComponent(location.hash.slice(1)), el = id && document.getElementById(id);
+    for (var d = el; d; d = d.parentElement) { if (d.tagName === 'DETAILS') d.open = true; }
+    if (el) el.scrollIntoView();
+  }
+  function current() {
+    var anchors = document.querySelectorAll('.serlib-section-anchor'), now = null;
+    anchors.forEach(function (a) { if (a.getBoundingClientRect().top < 120) now = a.id; });
+    document.querySelectorAll('nav.serlib-toc li.serlib-toc-section').forEach(function (li) {
+      var on = li.getAttribute('data-section') === now;
+      li.classList.toggle('serlib-current', on);
+      var d = li.querySelector('details');
+      if (d && on && !d.dataset.seen) { d.open = true; d.dataset.seen = '1'; }
+    });
+  }
+  window.addEventListener('hashchange', openTarget);
+  window.addEventListener('scroll', current, {passive: true});
+  window.addEventListener('load', function () { if (location.hash) openTarget(); current(); });
+})();
+</script>"""
 
 
 def _short(caption: str, limit: int = 64) -> str:
@@ -288,11 +333,40 @@ details.serlib-log pre { white-space: pre-wrap; overflow-wrap: anywhere; backgro
 details.serlib-costs { margin: 6px 0 12px; }
 details.serlib-costs summary { cursor: pointer; }
 .jp-RenderedImage img, img.serlib-figure { max-width: 100%; height: auto; }
-/* The contents stay in view beside the report on a wide screen (pure CSS: the report has no script). */
+nav.serlib-toc details > summary { cursor: pointer; }
+nav.serlib-toc ul ul a { display: inline-block; max-width: 100%; white-space: nowrap; overflow: hidden;
+  text-overflow: ellipsis; vertical-align: top; }
+.jp-RenderedHTMLCommon table.serlib-key-table th { text-align: left; }
+.jp-RenderedHTMLCommon table.serlib-key-table td.num { text-align: right; }
+p.serlib-footnote { font-size: 0.85em; color: #555; margin: 0 0 8px; }
+nav.serlib-toc details > summary::marker { color: #999; }
+nav.serlib-toc li.serlib-current > a, nav.serlib-toc li.serlib-current > details > summary > a
+  { font-weight: bold; color: #000; }
+nav.serlib-toc li.serlib-current { background: #e8f0fb; border-radius: 3px; }
+nav.serlib-toc li.serlib-toc-supplement > a { font-style: italic; }
+p.serlib-scheme { font-size: 0.88em; color: #444; border-left: 3px solid #ccc; padding-left: 10px; }
+details.serlib-supplement { margin: 18px 0 8px; border: 1px solid #d8d8d8; border-radius: 5px; padding: 4px 12px;
+  background: #fcfcfc; }
+details.serlib-supplement > summary { cursor: pointer; font-weight: bold; font-size: 1.05em; padding: 4px 0; }
+a.serlib-csv { font-size: 0.8em; margin-left: 6px; padding: 0 4px; border: 1px solid #bbb; border-radius: 3px;
+  text-decoration: none; }
+.serlib-verdict { border-left: 4px solid #5b9a45; }
+section.serlib-key h3 { font-size: 1.05em; margin: 12px 0 4px; }
+ul.serlib-verdicts { margin: 4px 0 8px; padding-left: 1.2em; }
+ul.serlib-verdicts li.serlib-yes b { color: #2e7d32; }
+ul.serlib-verdicts li.serlib-no b { color: #8a4b00; }
+.serlib-greyed { color: #999; }
+/* The contents stay in view beside the report, on a laptop's width as on a wide screen. */
+@media (min-width: 900px) {
+  body.jp-Notebook { margin-left: 250px; }
+  nav.serlib-toc { position: fixed; top: 0; left: 0; width: 232px; height: 100vh; overflow-y: auto; margin: 0;
+    border-radius: 0; border-width: 0 1px 0 0; font-size: 0.82em; box-sizing: border-box; z-index: 10;
+    padding: 6px 10px; }
+  nav.serlib-toc ul { padding-left: 1.1em; }
+}
 @media (min-width: 1500px) {
   body.jp-Notebook { margin-left: max(300px, calc(50vw - 550px)); }
-  nav.serlib-toc { position: fixed; top: 0; left: 0; width: 270px; height: 100vh; overflow-y: auto; margin: 0;
-    border-radius: 0; border-width: 0 1px 0 0; font-size: 0.85em; box-sizing: border-box; z-index: 10; }
+  nav.serlib-toc { width: 270px; font-size: 0.85em; padding: 6px 18px; }
 }
 """
 

@@ -1,8 +1,13 @@
-"""The box the report opens on: the analysed system against the paper, with intervals, its best and
-worst class, and one sentence on what the run is. Scored through ``serlib.analysis.evaluation`` (its
-``scores_table`` and the analysed seed's predictions), as Table 5 (or Table S27) and Table S40 score
-them, so it says exactly what the report's tables say; a run whose system has no predictions yet has
-no box."""
+"""The box the report opens on: what the run concluded, then the analysed system against the paper.
+
+In order: one sentence on what the run is; a collapse warning when the analysed system's classifier collapsed
+(a class's recall below ``COLLAPSE_RECALL`` or one class taking more than ``COLLAPSE_SHARE`` of the predictions,
+both CHOSEN); the verdicts on the paper's claims ("k of n supported", each with its interval), read from
+``serlib.analysis.evaluation.paired_table`` by column name; a short leaderboard (the analysed system, the best
+system and the baselines, UAR with its interval); the analysed system's scores beside the paper's (greyed, with a
+note, on a demo run), and its best and worst class. Everything is scored through ``serlib.analysis.evaluation``
+as the report's tables score it, so the box says what the tables say; a run whose system has no predictions yet
+has no box."""
 
 from __future__ import annotations
 
@@ -12,13 +17,30 @@ from typing import Optional
 import pandas as pd
 
 from serlib.analysis.confusion import per_class_recall
-from serlib.analysis.evaluation import TABLE5_SYSTEMS, primary_predictions, scores_table
+from serlib.analysis.evaluation import (
+    TABLE5_CLAIMS,
+    TABLE5_SYSTEMS,
+    TABLE6_CLAIMS,
+    baseline_predictions,
+    paired_skip,
+    paired_table,
+    primary_predictions,
+    score,
+    scores_table,
+)
 from serlib.common.config import PAPER_SYSTEMS, Config, configured_corpora, primary_system
+from serlib.common.facts import CLASSES
 from serlib.common.paper import TABLE5
 from serlib.common.runfolder import RunFolder
 from serlib.features.keys import inputs_for_run
+from serlib.modelling.runbaselines import baseline_references
+from serlib.report.tables import class_words
 
 METRICS = (("acc", "accuracy", "test_acc"), ("uar", "UAR", None), ("macro_f1", "macro-F1", "macro_f1"))
+COLLAPSE_RECALL = 0.5 / len(CLASSES)  # CHOSEN: a class recalled at under half of chance (16.7 % of 3 classes)
+COLLAPSE_SHARE = 0.6  # CHOSEN: one class taking more than 60 % of the predictions (the test set is near-balanced)
+# The verdict tables of the report, in reading order: (claims, the table that holds them, its anchor).
+CLAIM_TABLES = ((TABLE5_CLAIMS, "Table S26", "table-s26"), (TABLE6_CLAIMS, "Table S32", "table-s32"))
 
 
 def results_anchor(system: str) -> Optional[str]:
@@ -58,6 +80,113 @@ def run_sentence(cfg: Config) -> str:
     return f"This run trains on {data} with {encoder}, {protocol}.{purpose}"
 
 
+def seeds_text(n: int) -> str:
+    """ "1 seed" / "3 seeds pooled"."""
+    return "1 seed" if n == 1 else f"{n} seeds pooled"
+
+
+def collapse_warning(preds: pd.DataFrame) -> str:
+    """One sentence when a classifier collapsed ("" otherwise): the classes recalled below ``COLLAPSE_RECALL``
+    and a class taking more than ``COLLAPSE_SHARE`` of the predictions (``preds``: one row per clip and seed with
+    ``label`` and ``pred``)."""
+    recall = per_class_recall(preds).dropna(subset=["recall"])
+    low = recall[recall["recall"] < COLLAPSE_RECALL]
+    share = preds["pred"].value_counts(normalize=True)
+    parts = [f"{class_words(c)} is recalled at {100 * r:.1f} %" for c, r in zip(low["class"], low["recall"])]
+    if len(share) and share.iloc[0] > COLLAPSE_SHARE:
+        parts.append(f"{class_words(share.index[0])} takes {100 * share.iloc[0]:.1f} % of the predictions")
+    if not parts:
+        return ""
+    return (
+        f"The classifier collapsed: {'; '.join(parts)} (CHOSEN thresholds: a recall below "
+        f"{100 * COLLAPSE_RECALL:.1f} %, half of chance, or one class above {100 * COLLAPSE_SHARE:.0f} % of the "
+        "predictions). Its accuracy says more about the class balance than about what it recognises."
+    )
+
+
+def verdicts(cfg: Config, folder: RunFolder) -> pd.DataFrame:
+    """The verdict tables of the report (``CLAIM_TABLES``) through ``evaluation.paired_table``, one row per claim
+    this profile can test, with the table it is in (``table``, ``anchor``); empty when it can test none."""
+    parts = []
+    for claims, label, anchor in CLAIM_TABLES:
+        if paired_skip(cfg, claims, label):
+            continue
+        table = paired_table(cfg, folder, claims)
+        if len(table):
+            parts.append(table.assign(table=label, anchor=anchor))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def verdicts_html(table: pd.DataFrame) -> str:
+    """ "k of n of the paper's claims supported", then one line per claim: verdict, difference and interval."""
+    if table.empty:
+        return "<p>None of the paper's claims can be tested: this profile lacks the systems they compare.</p>"
+    supported = table["verdict"].astype(str).str.startswith("supported")
+    lines = []
+    for row, ok in zip(table.to_dict("records"), supported):
+        metric = str(row.get("metric", "accuracy"))
+        lines.append(
+            f"<li class='{'serlib-yes' if ok else 'serlib-no'}'><b>{html.escape(str(row['verdict']))}</b>: "
+            f"{html.escape(str(row['claim']))}; {metric} {row['delta_pp']:+.1f} points "
+            f"[{row['delta_lo_pp']:+.1f}, {row['delta_hi_pp']:+.1f}] "
+            f"(<a href='#{row['anchor']}'>{html.escape(row['table'])}</a>)</li>"
+        )
+    k, n = int(supported.sum()), len(table)
+    return (
+        f"<h3>The paper's claims: {k} of {n} supported by this run</h3>"
+        f"<ul class='serlib-verdicts'>{''.join(lines)}</ul>"
+    )
+
+
+def leaderboard(cfg: Config, folder: RunFolder, analysed: str) -> pd.DataFrame:
+    """Test UAR with its 95 % interval of the analysed system, the best trained system and the baselines.
+
+    Columns: system, role (analysed, best, baseline), uar, uar_lo, uar_hi; the best is the highest UAR among the
+    configured systems that have test predictions."""
+    rows = []
+    for name in cfg.systems:
+        try:
+            rows.append(scores_table(cfg, folder, [name]).iloc[0][["system", "uar", "uar_lo", "uar_hi"]].to_dict())
+        except (FileNotFoundError, ValueError):  # not trained in this run folder
+            continue
+    systems = pd.DataFrame(rows)
+    if systems.empty:
+        return systems
+    best = systems.loc[systems["uar"].idxmax(), "system"]
+    board = systems[systems["system"] == analysed].assign(role="analysed")
+    if best != analysed:
+        board = pd.concat([board, systems[systems["system"] == best].assign(role="best")])
+    for name in baseline_references(cfg):
+        try:
+            uar = score(baseline_predictions(cfg, folder, name), cfg).set_index("metric").loc["uar"]
+        except (FileNotFoundError, ValueError):
+            continue
+        row = {"system": name, "uar": uar["value"], "uar_lo": uar["lo"], "uar_hi": uar["hi"], "role": "baseline"}
+        board = pd.concat([board, pd.DataFrame([row])])
+    return board.reset_index(drop=True)
+
+
+def _interval(lo, hi) -> str:
+    return f"[{100 * lo:.1f}, {100 * hi:.1f}]" if pd.notna(lo) and pd.notna(hi) else "n/a"
+
+
+def leaderboard_html(board: pd.DataFrame) -> str:
+    """The leaderboard as a small table ("" when empty)."""
+    if board.empty:
+        return ""
+    roles = {"analysed": "analysed system", "best": "best system of this run", "baseline": "baseline"}
+    rows = "".join(
+        f"<tr><th>{html.escape(str(r['system']))}</th><td>{roles[r['role']]}</td>"
+        f"<td class='num'><b>{100 * r['uar']:.1f} %</b></td><td class='num'>{_interval(r['uar_lo'], r['uar_hi'])}</td>"
+        "</tr>"
+        for r in board.to_dict("records")
+    )
+    return (
+        "<h3>Leaderboard: test UAR</h3><table class='serlib-key-table serlib-leaderboard'>"
+        f"<tr><th>system</th><th>role</th><th>UAR</th><th>95 % interval</th></tr>{rows}</table>"
+    )
+
+
 def key_results_html(cfg: Config, folder: RunFolder) -> str:
     """The key-results box as HTML ("" when the analysed system has no test predictions yet)."""
     system, seed = primary_system(cfg)
@@ -66,21 +195,39 @@ def key_results_html(cfg: Config, folder: RunFolder) -> str:
         return ""
     try:
         row = scores_table(cfg, folder, [system]).set_index("system").loc[system]
-        per_class = per_class_recall(primary_predictions(cfg, folder, "test", system, seed))
+        preds = primary_predictions(cfg, folder, "test", system, seed)
+        per_class = per_class_recall(preds)
     except (FileNotFoundError, ValueError):  # not trained yet, or predictions of another manifest: the notebooks say
         return ""
+    try:
+        claims = verdicts(cfg, folder)
+    except (FileNotFoundError, ValueError):  # a compared system not trained yet: no verdict to state
+        claims = pd.DataFrame()
+    demo = cfg.data.demo is not None
+    collapse = collapse_warning(preds)
+    return (
+        "<section class='serlib-key' id='key-results'><h2>Key results</h2>"
+        f"<p>{html.escape(run_sentence(cfg))}</p>"
+        + (
+            f"<div class='serlib-banner serlib-banner-warning'><b>Collapse.</b> {html.escape(collapse)}</div>"
+            if collapse
+            else ""
+        )
+        + verdicts_html(claims)
+        + leaderboard_html(leaderboard(cfg, folder, system))
+        + _system_html(cfg, system, row, anchor, demo)
+        + _classes_html(per_class)
+        + "</section>"
+    )
+
+
+def _system_html(cfg: Config, system: str, row: pd.Series, anchor: str, demo: bool) -> str:
+    """The analysed system's accuracy, UAR and macro-F1 with intervals beside the paper's (greyed on a demo run)."""
     paper = TABLE5.set_index("system").loc[system] if system in set(TABLE5["system"]) else None
-    unit = str(row.get("unit", "clip"))
     cells = []
     for key, name, paper_key in METRICS:
         if key not in row:
             continue
-        value = f"{100 * row[key]:.1f} %"
-        interval = (
-            f"[{100 * row[key + '_lo']:.1f}, {100 * row[key + '_hi']:.1f}]"
-            if pd.notna(row.get(key + "_lo")) and pd.notna(row.get(key + "_hi"))
-            else "n/a"
-        )
         stated = f"{100 * paper[paper_key]:.1f} %" if paper is not None and paper_key else "not reported"
         folds = (
             f"<td class='num'>{100 * row[key + '_folds']:.1f} ± {100 * row[key + '_folds_sd']:.1f}</td>"
@@ -88,32 +235,41 @@ def key_results_html(cfg: Config, folder: RunFolder) -> str:
             else ""
         )
         cells.append(
-            f"<tr><th>{name}</th><td class='num'><b>{value}</b></td><td class='num'>{interval}</td>"
-            f"{folds}<td class='num'>{stated}</td></tr>"
+            f"<tr><th>{name}</th><td class='num'><b>{100 * row[key]:.1f} %</b></td>"
+            f"<td class='num'>{_interval(row.get(key + '_lo'), row.get(key + '_hi'))}</td>"
+            f"{folds}<td class='num serlib-paper{' serlib-greyed' if demo else ''}'>{stated}</td></tr>"
         )
     seeds = int(row.get("n_seeds", 1)) if pd.notna(row.get("n_seeds", 1)) else 1
     unit_text = (
         "95 % intervals from a bootstrap over test speakers"
-        if unit == "speaker"
+        if str(row.get("unit", "clip")) == "speaker"
         else "95 % intervals from a bootstrap over test clips (fewer than 5 test speakers)"
     )
-    classes = ""
-    per_class = per_class[per_class["recall"].notna()]
-    if len(per_class):
-        best, worst = per_class.loc[per_class["recall"].idxmax()], per_class.loc[per_class["recall"].idxmin()]
-        classes = (
-            f"<p>Best class: <b>{html.escape(str(best['class']))}</b> (recall {100 * best['recall']:.1f} %); "
-            f"worst: <b>{html.escape(str(worst['class']))}</b> (recall {100 * worst['recall']:.1f} %) "
-            f"(<a href='#table-s40'>Table S40</a>).</p>"
-        )
     description = cfg.systems[system].description if system in cfg.systems else ""
+    note = (
+        "<p class='serlib-note'>The paper column is greyed: this demo run's numbers measure the pipeline on "
+        "synthetic speech and cannot be compared with the paper's.</p>"
+        if demo
+        else ""
+    )
     return (
-        "<section class='serlib-key' id='key-results'><h2>Key results</h2>"
-        f"<p>{html.escape(run_sentence(cfg))}</p>"
-        f"<p><b>{html.escape(system)}</b> {html.escape(description)}, on {int(row.get('n_clips', 0)):,} test clips "
-        f"of {int(row.get('n_speakers', 0))} unseen speakers, {seeds} seed(s) pooled ({unit_text}; "
-        f"<a href='#{anchor}'>Table {anchor[len('table-') :].upper()}</a>):</p>"
+        f"<h3>The analysed system</h3><p><b>{html.escape(system)}</b> {html.escape(description)}, on "
+        f"{int(row.get('n_clips', 0)):,} test clips of {int(row.get('n_speakers', 0))} unseen speakers, "
+        f"{seeds_text(seeds)} ({unit_text}; <a href='#{anchor}'>Table {anchor[len('table-') :].upper()}</a>):</p>"
         "<table class='serlib-key-table'><tr><th></th><th>this run</th><th>95 % interval</th>"
-        f"{'<th>per fold, mean ± sd</th>' if 'acc_folds' in row else ''}<th>paper</th></tr>"
-        f"{''.join(cells)}</table>{classes}</section>"
+        f"{'<th>per fold, mean ± sd</th>' if 'acc_folds' in row else ''}"
+        f"<th class='serlib-paper{' serlib-greyed' if demo else ''}'>paper</th></tr>"
+        f"{''.join(cells)}</table>{note}"
+    )
+
+
+def _classes_html(per_class: pd.DataFrame) -> str:
+    per_class = per_class[per_class["recall"].notna()]
+    if not len(per_class):
+        return ""
+    best, worst = per_class.loc[per_class["recall"].idxmax()], per_class.loc[per_class["recall"].idxmin()]
+    return (
+        f"<p>Best class: <b>{html.escape(class_words(str(best['class'])))}</b> (recall {100 * best['recall']:.1f} %); "
+        f"worst: <b>{html.escape(class_words(str(worst['class'])))}</b> (recall {100 * worst['recall']:.1f} %) "
+        f"(<a href='#table-s40'>Table S40</a>).</p>"
     )

@@ -128,7 +128,8 @@ def static_table_html(
     )
     rows = [_static_row(i, clip, notes.get(clip["utt_id"])) for i, clip in clips.iterrows()]
     return (
-        f'<div class="serlib-table serlib-listening"><p><b>{html.escape(label)}.</b> {html.escape(caption)}</p>'
+        f'<div class="serlib-table serlib-listening" data-csv="{html.escape(table_file(label), quote=True)}">'
+        f"<p><b>{html.escape(label)}.</b> {html.escape(caption)}</p>"
         f'<table class="serlib-table"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table></div>'
     )
 
@@ -235,4 +236,5 @@ def refreshed_html(metadata: Optional[dict], folder: RunFolder) -> Optional[str]
             clips, AnnotationStore(folder.annotations).frame(), spec.get("label", ""), spec.get("caption", "")
         )
     summary = _summary(clips, folder, spec.get("tags") or TAGS)
-    return table_block(summary, spec.get("label", ""), spec.get("caption", ""), spec.get("note"))
+    label = spec.get("label", "")
+    return table_block(summary, label, spec.get("caption", ""), spec.get("note"), csv=table_file(label))

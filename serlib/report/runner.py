@@ -32,7 +32,7 @@ import nbformat
 from serlib.common.config import Config, ConfigError
 from serlib.common.io import write_text_atomic
 from serlib.common.progress import last_event, log_to_stdout
-from serlib.common.runfolder import RunFolder, project_root, run_folder
+from serlib.common.runfolder import RunFolder, params_from_project, project_root, run_folder
 from serlib.report.html_export import (
     banners_html,
     config_html,
@@ -46,16 +46,21 @@ from serlib.report.html_export import (
 from serlib.report.keyresults import key_results_html
 from serlib.report.listening import refreshed_html
 from serlib.report.provenance import load_timings, now_utc, run_identity, save_timings, write_resolved_config
+from serlib.report.supplement import CAPTION as _CAPTION
+from serlib.report.supplement import (
+    SCHEME,
+    link_csv,
+    reading_order,
+    renumber,
+    renumber_cells,
+    split_section,
+    supplement_cell,
+)
 
 log = logging.getLogger("serlib")
 
 KERNEL = "python3"
 SKIP_TAGS = {"parameters", "injected-parameters", "papermill-error-cell-tag"}
-_CAPTION = re.compile(
-    r"<p(?P<attrs>[^>]*)>\s*<b>(?P<label>(?:Table|Fig\.|Figure) S?\d+[a-z]?)\.</b>"
-    r"(?P<caption>.*?)</p>",
-    re.S,
-)
 
 
 class NotebookError(RuntimeError):
@@ -346,6 +351,12 @@ def _html_cell(markup: str) -> nbformat.NotebookNode:
     return cell
 
 
+def section_number(title: str, name: str) -> str:
+    """A section's number: the one its title starts with ("3. Training ..."), else the notebook's ("03_train")."""
+    number = re.match(r"\s*(\d+)[.)]?\s", title) or re.match(r"0*(\d+)", name)
+    return number.group(1) if number else name
+
+
 def _section_title(nb: nbformat.NotebookNode, name: str) -> str:
     for cell in nb.cells:
         if cell.cell_type == "markdown":
@@ -419,7 +430,7 @@ def machine_paths(cfg: Config, folder: RunFolder) -> list[tuple[str, str]]:
     return pairs
 
 
-_REF = re.compile(r"(?<![\w\[#-])(Table|Fig\.|Figure) (S?\d+[a-z]?)\b")
+_REF = re.compile(r"(?<![\w\[#-])(Table|Fig\.|Figure) (S?\d+(?:\.\d+)?[a-z]?)\b")
 _SKIP_TAGS = {"a", "b", "code", "pre", "script", "style", "h1", "h2", "h3", "h4", "summary", "th", "textarea"}
 
 
@@ -523,8 +534,17 @@ def _section_cells(
         elif cell.cell_type == "markdown":
             cell.source = _relative(cell.source, paths or [])
         cells.append(cell)
-    cells.append(_html_cell(top_link_html()))
-    return cells, (anchor, _section_title(nb, name), captions)
+    title = _section_title(nb, name)
+    body, parts = split_section(cells)
+    supplement = supplement_cell(parts, section_number(title, name), f"supplement-{name}")
+    cells = body + ([supplement] if supplement is not None else []) + [_html_cell(top_link_html())]
+    for cell in cells:
+        cell.setdefault("metadata", {})["serlib_section"] = name  # the section its S-labels are numbered in
+    for cell in cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            if "text/html" in (out.get("data") or {}):
+                out["data"]["text/html"] = link_csv(_as_text(out["data"]["text/html"]), folder.tables)
+    return cells, (anchor, title, captions)
 
 
 def export_report(
@@ -555,19 +575,27 @@ def export_report(
         cells, section = _section_cells(folder, name, failure, name in (reused or []), anchors, paths)
         body += cells
         sections.append(section)
+    order: dict = {}  # this run's own tables and figures numbered as they are read: S3.1, S3.2, ... in section 3
+    for (_, title, _), name in zip(sections, notebooks):
+        order |= reading_order(
+            [c for c in body if c.get("metadata", {}).get("serlib_section") == name], section_number(title, name)
+        )
+    renumber_cells(body, order)
+    sections = [(a, t, [(anchor, renumber(c, order)) for anchor, c in caps]) for a, t, caps in sections]
     targets: dict = {}
     for _, _, captions in sections:
         for anchor, text in captions:
-            label = re.match(r"(Table|Fig\.|Figure) (S?\d+[a-z]?)", text)
+            label = re.match(r"(Table|Fig\.|Figure) (S?\d+(?:\.\d+)?[a-z]?)", text)
             if label:
                 targets.setdefault(_label_key(*label.groups()), anchor)  # "Table 5" -> the first "table-5"
     _link_cells(body, targets)
     identity = run_identity(cfg, folder)
-    key = key_results_html(cfg, folder)
+    key = renumber(key_results_html(cfg, folder), order)
     head = f'<h1 class="serlib-title" id="top">{html.escape(cfg.run.title)}</h1>'
     if failure:
         head += failure_html(failure, not_run or [])
-    head += banners_html(identity) + _stale_html(folder) + key + toc_html(sections, key_results=bool(key))
+    head += banners_html(identity) + _stale_html(folder, cfg) + key + toc_html(sections, key_results=bool(key))
+    head += f'<p class="serlib-scheme">{SCHEME}</p>'
     head += _relative(identity_html(identity, banners=False, folder=folder) + config_html(cfg), paths)
     merged = nbformat.v4.new_notebook(cells=[_html_cell(head)] + body)
     merged.metadata["title"] = cfg.run.title
@@ -577,13 +605,14 @@ def export_report(
     return folder.report
 
 
-def _stale_html(folder: RunFolder) -> str:
+def _stale_html(folder: RunFolder, cfg: Config) -> str:
     if not folder.stale_marker.is_file():
         return ""
+    command = f"serlib run {params_from_project(cfg)} --only NOTEBOOK"
     return (
         '<div class="serlib-banner serlib-banner-warning"><b>Notebooks were run by hand</b> in this run folder '
         "after its last <code>serlib run</code>: its tables and figures may be newer than the sections below. "
-        "<code>serlib run PARAMS --only NOTEBOOK</code> executes them into the report.</div>"
+        f"<code>{html.escape(command)}</code>, run in the project's folder, executes them into the report.</div>"
     )
 
 

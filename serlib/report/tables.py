@@ -14,6 +14,7 @@ What a reader gets, column by column:
 
 from __future__ import annotations
 
+import ast
 import html
 import math
 import re
@@ -52,6 +53,7 @@ HEADERS = {
     "delta_pp": "Δ (points)",
     "delta_uar_pp": "Δ UAR (points)",
     "mcnemar_b": "McNemar b",
+    "mcnemar_p": "McNemar p",
     "mcnemar_c": "McNemar c",
     "p": "p",
     "p_holm": "p (Holm)",
@@ -152,7 +154,47 @@ UNIT_IN_HEADER = re.compile(r"\((%|points|ms|MB|MiB|s|Hz|dB|M)\)|%")
 
 CLASS_WORDS = {"sad_fear": "sad/fear", "pos_neutral": "pos/neutral"}  # class names read as words in headers
 FLOAT_COLUMNS = {"max_prob_diff"}  # probabilities' differences down to 1e-7 (ONNX parity): digits, not percent
-RATE_COLUMNS = {"base", "better", "within_uar"}  # a metric's value (accuracy or UAR) in [0, 1]
+RATE_COLUMNS = {"base", "better", "within_uar", "run A", "run B"}  # a metric's value (accuracy or UAR) in [0, 1]
+
+
+_DICT = re.compile(r"\{'[^{}]*\}")
+
+
+def _plain_value(value) -> str:
+    if isinstance(value, list) and value and all(v == value[0] for v in value):
+        return f"{len(value)} × {value[0]}"
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _plain_dict(match: re.Match) -> str:
+    """A Python dict's repr in a text cell as words: "{'hidden_size': 32}" -> "hidden size 32"."""
+    try:
+        mapping = ast.literal_eval(match.group(0))
+    except (ValueError, SyntaxError):
+        return match.group(0)
+    if not isinstance(mapping, dict):
+        return match.group(0)
+    return ", ".join(f"{str(k).replace('_', ' ')} {_plain_value(v)}" for k, v in mapping.items())
+
+
+def text_cell(text: str) -> str:
+    """A text cell as a reader reads it: paths relative, a column name in the cell (a descriptor's, in a table
+    about descriptors) in words, no Python dict, class names in words."""
+    if "_" in text and text in HEADERS:
+        return HEADERS[text]
+    return class_words(_DICT.sub(_plain_dict, display_path(text)))
+
+
+def class_words(text: str) -> str:
+    """Class names as a reader reads them: "sad_fear" -> "sad/fear" (the CSVs keep the names)."""
+    for cls, words in CLASS_WORDS.items():
+        text = text.replace(cls, words)
+    return text
+
+
+def count_phrase(n: int, noun: str) -> str:
+    """ "1 seed", "3 seeds", "1,200 clips": a count with its noun in the right number."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def header(name: str) -> str:
@@ -232,7 +274,7 @@ def cell(value, kind: str, float_format: Optional[str] = None, delta_scale: floa
     if kind == "bool":
         return "✓" if value in (True, "True") or value is np.True_ else "–"
     if kind == "text":
-        return display_path(str(value))
+        return text_cell(str(value))
     value = float(value)
     if kind == "rate":
         return f"{100 * value:.1f}"
@@ -290,7 +332,14 @@ def _merged_intervals(df: pd.DataFrame) -> list[tuple[str, Optional[str], Option
 
 def format_frame(df: pd.DataFrame, float_format: Optional[str] = None) -> tuple[list[str], list[list[str]], list[str]]:
     """``(headers, rows of cell texts, alignment per column)``: the table as a reader sees it."""
-    headers, columns, align = [], [], []
+    names, headers, columns, align = _format_columns(df, float_format)
+    rows = [list(r) for r in zip(*columns)] if columns else []
+    return headers, rows, align
+
+
+def _format_columns(df: pd.DataFrame, float_format: Optional[str] = None) -> tuple[list, list, list, list]:
+    """``(raw names, headers, cell texts per column, alignment per column)`` of ``format_frame``."""
+    names, headers, columns, align = [], [], [], []
     for name, lo, hi, sd in _merged_intervals(df):
         series = df[name]
         kind = column_kind(str(name), series)
@@ -320,34 +369,94 @@ def format_frame(df: pd.DataFrame, float_format: Optional[str] = None) -> tuple[
             title += ", 95 % interval"
         if sd:
             title += ", mean ± sd"
+        if kind not in ("text", "bool"):  # a number that could not be computed says so, not a blank
+            text = [t or MISSING for t in text]
+        names.append(str(name))
         headers.append(title.replace("_", " "))
         columns.append(text)
         align.append("text" if kind == "text" else "num")
-    rows = [list(r) for r in zip(*columns)] if columns else []
-    return headers, rows, align
+    return names, headers, columns, align
+
+
+MISSING = "n/a"  # a numeric cell without a value (e.g. a mean over no clip)
+MAX_COLUMNS = 9  # a wider table is narrowed (``narrow``): the paper's values, constants, descriptions
+
+
+def _paper_partner(name: str, names: list[str]) -> Optional[str]:
+    """The column a paper column stands beside: ``paper_X`` or ``X (paper)`` -> ``X`` (``test_acc`` -> ``acc``)."""
+    if name.startswith("paper_"):
+        subject = name[len("paper_") :]
+    elif name.endswith(" (paper)"):
+        subject = name[: -len(" (paper)")]
+    else:
+        return None
+    for candidate in (subject, subject.removeprefix("test_")):
+        if candidate in names and candidate != name:
+            return candidate
+    return None
+
+
+def narrow(
+    names: list[str], headers: list[str], columns: list[list[str]], align: list[str], limit: int = MAX_COLUMNS
+) -> tuple[list[str], list[list[str]], list[str], list[str]]:
+    """A table wider than ``limit`` columns made narrower, step by step while it is too wide: the paper's value
+    as a second line under this run's (``paper_X`` under ``X``); columns with one value in every row as a
+    footnote; a ``description`` as a second line under the first column.
+
+    Returns:
+        ``(headers, columns, align, footnotes)``.
+    """
+    names, headers, columns, align = list(names), list(headers), [list(c) for c in columns], list(align)
+    notes: list[str] = []
+
+    def drop(i: int) -> None:
+        for seq in (names, headers, columns, align):
+            del seq[i]
+
+    if len(names) > limit:
+        for name in [n for n in names if _paper_partner(n, names)]:
+            i, j = names.index(name), names.index(_paper_partner(name, names))
+            columns[j] = [f"{t}\npaper {p}" if p not in ("", MISSING) else t for t, p in zip(columns[j], columns[i])]
+            headers[j] += "; the paper's below"
+            drop(i)
+    if len(names) > limit and len(columns[0]) > 1:
+        for i in [k for k in range(len(names) - 1, 0, -1) if len(set(columns[k])) == 1]:
+            if len(names) <= limit:
+                break
+            if columns[i][0]:
+                notes.insert(0, f"{headers[i]}: {columns[i][0]}")
+            drop(i)
+    if len(names) > limit and "description" in names[1:]:
+        i = names.index("description")
+        columns[0] = [f"{a}\n{d}" if d else a for a, d in zip(columns[0], columns[i])]
+        drop(i)
+    return headers, columns, align, (["In every row: " + "; ".join(notes) + "."] if notes else [])
 
 
 def table_html(df: pd.DataFrame, float_format: Optional[str] = None, index: bool = False) -> str:
-    """``df`` as the report's HTML table (``format_frame``), with a class for wide tables."""
+    """``df`` as the report's HTML table (``format_frame``, ``narrow``ed), with a class for wide tables."""
     if index:
         df = df.reset_index()
-    headers, rows, align = format_frame(df, float_format)
+    headers, columns, align, notes = narrow(*_format_columns(df, float_format))
+    rows = [list(r) for r in zip(*columns)] if columns else []
     if len(headers) > TRANSPOSE_COLUMNS and len(rows) < len(headers):  # too wide for the column: one row per field
         return _transposed_html(headers, rows)
     head = "".join(f'<th class="{a}">{html.escape(h)}</th>' for h, a in zip(headers, align))
     body = "".join(
         "<tr>" + "".join(f'<td class="{a}">{_cell_html(v)}</td>' for v, a in zip(row, align)) + "</tr>" for row in rows
     )
-    wide = " serlib-wide" if len(headers) > 9 else ""
-    return f'<table class="serlib-table{wide}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+    wide = " serlib-wide" if len(headers) > MAX_COLUMNS else ""
+    foot = "".join(f'<p class="serlib-footnote">{html.escape(n)}</p>' for n in notes)
+    return f'<table class="serlib-table{wide}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}'
 
 
 TRANSPOSE_COLUMNS = 18  # more columns than this (and fewer rows than columns): shown transposed
 
 
 def _cell_html(text: str) -> str:
-    value, _, interval = text.partition("\n")
-    return html.escape(value) + (f'<br><span class="ci">{html.escape(interval)}</span>' if interval else "")
+    """The first line as the value, each further line (an interval, the paper's value, a description) small."""
+    value, *more = text.split("\n")
+    return html.escape(value) + "".join(f'<br><span class="ci">{html.escape(line)}</span>' for line in more)
 
 
 def _transposed_html(headers: list[str], rows: list[list[str]]) -> str:

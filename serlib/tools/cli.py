@@ -683,12 +683,11 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    import pandas as pd
 
     from serlib.analysis.evaluation import compare_runs
     from serlib.common.io import write_text_atomic
     from serlib.common.runfolder import RunFolder
-    from serlib.report.compare import compare_html
+    from serlib.report.compare import compare_html, compare_text, same_folder_warning
 
     folders = []
     for name in (args.run_a, args.run_b):
@@ -696,15 +695,16 @@ def _compare(args: argparse.Namespace) -> int:
         if not folder.results.is_file():
             raise FileNotFoundError(f"{folder.root} is not a trained run folder (no models/results.csv)")
         folders.append(folder)
+    if same_folder_warning(*folders):
+        print(f"serlib compare: warning: {same_folder_warning(*folders)}", file=sys.stderr)
     try:
         table = compare_runs(*folders, systems=args.system, n_resamples=args.resamples)
     except ValueError as err:  # runs that cannot be compared (no shared system or clip): the user's input
         print(f"serlib compare: error: {err}", file=sys.stderr)
         return 2
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
-        print(table.to_string(index=False))
+    print(compare_text(table, *folders))
     if args.html:
-        path = write_text_atomic(Path(args.html), compare_html(table, str(folders[0].root), str(folders[1].root)))
+        path = write_text_atomic(Path(args.html), compare_html(table, *folders))
         print(f"serlib compare: wrote {path}", file=sys.stderr)
     return 0
 
