@@ -208,7 +208,7 @@ def test_only_reruns_one_notebook_and_shows_earlier_ones(failed_run, tmp_path):
 
 
 def test_table_and_figure_references_link_to_their_captions():
-    from serlib.report.runner import _link_markdown, link_references
+    from serlib.report.references import link_markdown, link_references
 
     targets = {"Table 5": "table-5", "Fig. 3": "fig-3"}
     markup = "<p><b>Table 5.</b> As Fig. 3 shows, and Table 9 does not exist.</p><code>Table 5</code>"
@@ -216,9 +216,7 @@ def test_table_and_figure_references_link_to_their_captions():
         '<p><b>Table 5.</b> As <a href="#fig-3">Fig. 3</a> shows, and Table 9 does not exist.</p><code>Table 5</code>'
     )
     source = "## Table 5: results\nSee Table 5 and `Table 5`.\nThen Fig. 3.\n"
-    assert (
-        _link_markdown(source, targets) == "## Table 5: results\nSee Table 5 and `Table 5`.\nThen [Fig. 3](#fig-3).\n"
-    )
+    assert link_markdown(source, targets) == "## Table 5: results\nSee Table 5 and `Table 5`.\nThen [Fig. 3](#fig-3).\n"
 
 
 def test_the_key_results_box_scores_the_analysed_system_through_the_evaluation_api(tmp_path):

@@ -69,7 +69,7 @@ def test_a_caption_links_to_its_csv_when_the_file_is_there(tmp_path):
 
 
 def test_a_section_numbered_label_links_whole_and_an_old_one_is_not_taken_for_it():
-    from serlib.report.runner import link_references
+    from serlib.report.references import link_references
 
     markup = "<p>See Table S3.2; Table S26: skipped.</p>"
     assert link_references(markup, {"Table S3.2": "table-s26"}) == (

@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import nbformat
 
@@ -46,7 +46,7 @@ from serlib.report.html_export import (
 from serlib.report.keyresults import key_results_html
 from serlib.report.listening import refreshed_html
 from serlib.report.provenance import load_timings, now_utc, run_identity, save_timings, write_resolved_config
-from serlib.report.supplement import CAPTION as _CAPTION
+from serlib.report.references import anchor_captions, as_text, label_key, link_cells
 from serlib.report.supplement import (
     SCHEME,
     link_csv,
@@ -377,7 +377,7 @@ def _clean_outputs(
     for out in outputs:
         if out.get("output_type") == "stream":
             if out.get("name") == "stdout":
-                log.append(_relative(_as_text(out.get("text", "")), paths))
+                log.append(_relative(as_text(out.get("text", "")), paths))
             continue
         data = out.get("data")
         if data is not None:
@@ -387,11 +387,11 @@ def _clean_outputs(
                 continue
             if "text/html" in data:  # a listening table drawn again from the annotations as they stand now
                 markup = refreshed_html(out.get("metadata"), folder) if folder is not None else None
-                data["text/html"] = _anchor_captions(
-                    _relative(markup or _as_text(data["text/html"]), paths), anchors, captions
+                data["text/html"] = anchor_captions(
+                    _relative(markup or as_text(data["text/html"]), paths), anchors, captions
                 )
             if "text/plain" in data:
-                data["text/plain"] = _relative(_as_text(data["text/plain"]), paths)
+                data["text/plain"] = _relative(as_text(data["text/plain"]), paths)
         kept.append(out)
     text = "".join(log).strip("\n")
     if text:  # printed progress and notes: there for the curious, not in the reader's way
@@ -430,86 +430,6 @@ def machine_paths(cfg: Config, folder: RunFolder) -> list[tuple[str, str]]:
     return pairs
 
 
-_REF = re.compile(r"(?<![\w\[#-])(Table|Fig\.|Figure) (S?\d+(?:\.\d+)?[a-z]?)\b")
-_SKIP_TAGS = {"a", "b", "code", "pre", "script", "style", "h1", "h2", "h3", "h4", "summary", "th", "textarea"}
-
-
-def _label_key(kind: str, number: str) -> str:
-    return f"{'Fig.' if kind.startswith('Fig') else 'Table'} {number}"
-
-
-def link_references(markup: str, targets: dict) -> str:
-    """ "Table 5" / "Fig. 3" in the text of ``markup`` linked to their captions (``targets``: label -> anchor);
-    not inside links, bold caption labels, code, headings or table headers."""
-    out, skip = [], []
-    for part in re.split(r"(<[^>]+>)", markup):
-        if part.startswith("<"):
-            tag = re.match(r"</?\s*([a-zA-Z0-9]+)", part)
-            name = tag.group(1).lower() if tag else ""
-            if name in _SKIP_TAGS and not part.endswith("/>"):
-                if part.startswith("</"):
-                    if name in skip:
-                        skip.remove(name)
-                else:
-                    skip.append(name)
-            out.append(part)
-            continue
-        if skip or not part.strip():
-            out.append(part)
-            continue
-        out.append(_link(part, targets, '<a href="#{anchor}">{text}</a>'))
-    return "".join(out)
-
-
-def _link(text: str, targets: dict, form: str) -> str:
-    """Every "Table N" / "Fig. N" of ``text`` with a caption in ``targets``, written as ``form``
-    (``{anchor}``, ``{text}``): an HTML link or a markdown one."""
-
-    def one(match: re.Match) -> str:
-        anchor = targets.get(_label_key(*match.groups()))
-        return form.format(anchor=anchor, text=match.group(0)) if anchor else match.group(0)
-
-    return _REF.sub(one, text)
-
-
-def _link_markdown(source: str, targets: dict) -> str:
-    return "".join(
-        line if line.lstrip().startswith("#") or "`" in line else _link(line, targets, "[{text}](#{anchor})")
-        for line in source.splitlines(keepends=True)
-    )
-
-
-def _link_cells(cells: list, targets: dict) -> None:
-    for cell in cells:
-        if cell.cell_type == "markdown":
-            cell.source = _link_markdown(cell.source, targets)
-            continue
-        for out in cell.get("outputs", []):
-            data = out.get("data") or {}
-            if "text/html" in data:
-                data["text/html"] = link_references(_as_text(data["text/html"]), targets)
-
-
-def _as_text(value: Any) -> str:
-    return "".join(value) if isinstance(value, list) else str(value)
-
-
-def _anchor_captions(markup: str, anchors: set, captions: list) -> str:
-    def add_id(match: re.Match) -> str:
-        if "id=" in match.group("attrs"):
-            return match.group(0)
-        base = re.sub(r"[^a-z0-9]+", "-", match.group("label").lower()).strip("-")
-        anchor, k = base, 2
-        while anchor in anchors:
-            anchor, k = f"{base}-{k}", k + 1
-        anchors.add(anchor)
-        caption = re.sub(r"<[^>]+>", "", match.group("caption")).strip()
-        captions.append((anchor, html.unescape(f"{match.group('label')}. {caption}")))
-        return f'<p id="{anchor}"{match.group("attrs")}><b>{match.group("label")}.</b>{match.group("caption")}</p>'
-
-    return _CAPTION.sub(add_id, markup)
-
-
 def _section_cells(
     folder: RunFolder, name: str, failure: Optional[_Failure], reused: bool, anchors: set, paths: Optional[list] = None
 ) -> tuple[list, tuple[str, str, list]]:
@@ -543,7 +463,7 @@ def _section_cells(
     for cell in cells:
         for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if "text/html" in (out.get("data") or {}):
-                out["data"]["text/html"] = link_csv(_as_text(out["data"]["text/html"]), folder.tables)
+                out["data"]["text/html"] = link_csv(as_text(out["data"]["text/html"]), folder.tables)
     return cells, (anchor, title, captions)
 
 
@@ -587,8 +507,8 @@ def export_report(
         for anchor, text in captions:
             label = re.match(r"(Table|Fig\.|Figure) (S?\d+(?:\.\d+)?[a-z]?)", text)
             if label:
-                targets.setdefault(_label_key(*label.groups()), anchor)  # "Table 5" -> the first "table-5"
-    _link_cells(body, targets)
+                targets.setdefault(label_key(*label.groups()), anchor)  # "Table 5" -> the first "table-5"
+    link_cells(body, targets)
     identity = run_identity(cfg, folder)
     key = renumber(key_results_html(cfg, folder), order)
     head = f'<h1 class="serlib-title" id="top">{html.escape(cfg.run.title)}</h1>'

@@ -8,17 +8,26 @@ torch-free modules, and each handler imports what it runs.
 from __future__ import annotations
 
 import argparse
-import difflib
-import errno
-import itertools
-import os
 import re
 import sys
 import traceback
 from pathlib import Path
-from typing import Optional, Sequence
 
 from serlib import __version__
+from serlib.tools.usage import (
+    check_bench,
+    check_cache,
+    check_compare,
+    check_export,
+    check_predict,
+    check_profile,
+    check_report,
+    expected,
+    missing_path,
+    one_line,
+    split_names,
+    suggestion,
+)
 
 DESCRIPTION = """\
 serlib: lightweight speech-emotion recognition as a reproducible experiment report.
@@ -41,7 +50,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         match = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
-        hint = _suggestion(match.group(1), re.findall(r"'([^']*)'", match.group(2))) if match else ""
+        hint = suggestion(match.group(1), re.findall(r"'([^']*)'", match.group(2))) if match else ""
         if hint:  # the suggestion first, before a long list of choices
             message = message.replace("(choose from ", f"({hint.strip()[1:-1]} choose from ", 1)
         super().error(message)
@@ -62,18 +71,12 @@ class Parser(argparse.ArgumentParser):
         return parser
 
 
-def _suggestion(word: str, known: Sequence[str]) -> str:
-    """`` (did you mean 'X'?)`` for the closest of ``known`` to ``word``, '' when none is close."""
-    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
-
-
 def _extras_hint(parser: argparse.ArgumentParser, extras: list[str], parsed: argparse.Namespace) -> str:
     """What an unrecognised argument probably meant: a close option, or --only given several notebooks."""
     options = [o for o in parser._option_string_actions if o.startswith("--")]
     for extra in extras:
         if extra.startswith("-"):
-            hint = _suggestion(extra.split("=")[0], options)
+            hint = suggestion(extra.split("=")[0], options)
             if hint:
                 return hint
     if getattr(parsed, "only", None):
@@ -127,16 +130,16 @@ def _parser() -> Parser:
     r.add_argument(
         "--only",
         action="extend",
-        type=_names,
+        type=split_names,
         metavar="NOTEBOOK[,NOTEBOOK]",
         help="execute only these notebooks: --only 01_data or --only 01_data,02_features (repeatable)",
     )
-    r.set_defaults(func=_run, check=_check_profile)
+    r.set_defaults(func=_run, check=check_profile)
 
     e = command("report", help="export report.html again from the executed notebooks (runs nothing)")
     e.add_argument("target", help="a run folder (e.g. reports/demo) or its parameters YAML")
     e.add_argument("--out", help="run folder, with a parameters YAML (default reports/<run name>/)")
-    e.set_defaults(func=_report, check=_check_report)
+    e.set_defaults(func=_report, check=check_report)
 
     w = command("sweep", help="run the variants of a sweep file (a run folder each) and one comparison report")
     w.add_argument("sweep", help="the sweep file, e.g. parameters/sweeps/smoke.yaml")
@@ -149,10 +152,10 @@ def _parser() -> Parser:
     w.add_argument("--address", help="a running Ray cluster's address (default: a local Ray instance)")
     w.add_argument("--workers", type=int, help="CPUs of the local Ray instance (default: this machine's)")
     w.add_argument("--out", help="the sweep folder (default reports/<sweep name>/ of the base profile's project)")
-    w.set_defaults(func=_sweep, check=lambda args: _missing(args.sweep, "the sweep file", "file"))
+    w.set_defaults(func=_sweep, check=lambda args: missing_path(args.sweep, "the sweep file", "file"))
 
     k = command("cache", help="what the feature cache holds; remove what no profile uses")
-    k.set_defaults(func=_cache, check=_check_cache)
+    k.set_defaults(func=_cache, check=check_cache)
     cache_sub = k.commands = k.add_subparsers(dest="cache_command", required=True, metavar="{list,prune}")
     kl = cache_sub.add_parser(
         "list", parents=[after], help="one row per key folder: input, settings, clips, MB, last used"
@@ -169,11 +172,11 @@ def _parser() -> Parser:
     f = command(
         "features", parents=[profile], help="fill the feature cache for the run's manifest (built first if missing)"
     )
-    f.set_defaults(func=_features, check=_check_profile)
+    f.set_defaults(func=_features, check=check_profile)
 
     t = command("train", parents=[profile], help="train systems (all, or --system NAME); manifest and features first")
     t.add_argument("--system", action="append", help="system name, e.g. S5 (repeatable)")
-    t.set_defaults(func=_train, check=_check_profile)
+    t.set_defaults(func=_train, check=check_profile)
 
     c = command("compare", help="the same systems in two run folders: metrics, intervals, paired tests")
     c.add_argument("run_a", help="run folder A (e.g. reports/demo)")
@@ -181,7 +184,7 @@ def _parser() -> Parser:
     c.add_argument("--system", action="append", help="system name (repeatable; default: every system both ran)")
     c.add_argument("--html", help="also write the comparison as an HTML page here")
     c.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
-    c.set_defaults(func=_compare, check=_check_compare)
+    c.set_defaults(func=_compare, check=check_compare)
 
     q = command(
         "predict", parents=[model], help="score audio files or folders with a trained system (a run folder or a bundle)"
@@ -205,7 +208,7 @@ def _parser() -> Parser:
     )
     q.add_argument("--device", choices=["auto", "cpu", "cuda"], help="default: the run's features.device")
     q.add_argument("--batch-size", type=int, default=16, help="windows per forward pass (default 16)")
-    q.set_defaults(func=_predict, check=_check_predict)
+    q.set_defaults(func=_predict, check=check_predict)
 
     x = command(
         "export", parents=[model], help="a trained system as a bundle folder: checkpoint, config, class map, card"
@@ -224,7 +227,7 @@ def _parser() -> Parser:
         default=200,
         help="the most test clips the audio graphs' parity scores (default 200; 0: all)",
     )
-    x.set_defaults(func=_export, check=_check_export)
+    x.set_defaults(func=_export, check=check_export)
 
     b = command("bench", help="speed and memory: inference, training epoch, extraction, fast paths")
     b.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -241,7 +244,7 @@ def _parser() -> Parser:
         help="instead: how long the command line takes to answer usage errors (target under 2 s), each in a "
         "fresh process, and whether it imported torch",
     )
-    b.set_defaults(func=_bench, check=_check_bench)
+    b.set_defaults(func=_bench, check=check_bench)
 
     d = command("doctor", help="self-check of this machine: device, encoder, determinism, memory, speed")
     d.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -269,244 +272,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return args.func(args)
     except Exception as err:  # a clear one-line message for expected errors; traceback otherwise
-        if _expected(err):
+        if expected(err):
             if args.verbose:
                 traceback.print_exc()
             print(f"serlib {args.command}: error: {one_line(err)}", file=sys.stderr)
             return 2
         raise
-
-
-# The errors a user can act on, each by its module and class. An error of a module that was never imported cannot
-# have been raised, so only the modules already loaded are looked at: a usage error stays free of torch.
-# OSError covers a full disk, a permission, a missing file, a folder where a file was named (and the cache's
-# CacheNotWritableError); RunFileError a damaged run file (config, timings, checkpoint).
-EXPECTED_ERRORS = (
-    ("serlib.common.config", "ConfigError"),
-    ("serlib.data.corpora", "CorpusError"),
-    ("serlib.report.runner", "NotebookError"),
-    ("serlib.modelling.train", "NonFiniteLossError"),
-    ("serlib.common.io", "RunFileError"),
-    ("serlib.inference.bundleformat", "BundleError"),
-    ("serlib.tools.doctor", "DoctorError"),
-)
-
-
-def _expected(err: BaseException) -> bool:
-    if isinstance(err, OSError):
-        return True
-    loaded = (getattr(sys.modules.get(module), name, None) for module, name in EXPECTED_ERRORS)
-    return any(cls is not None and isinstance(err, cls) for cls in loaded)
-
-
-OS_HINTS = {
-    errno.ENOSPC: "free some disk space and run it again",
-    errno.EACCES: "check the folder's permissions",
-    errno.EPERM: "check the folder's permissions",
-    errno.EROFS: "the file system is read-only: choose another folder",
-    errno.EISDIR: "name a file, not a folder",
-    errno.ENOTDIR: "a part of the path is a file, not a folder",
-}
-
-
-def one_line(err: BaseException) -> str:
-    """An error as one line: an ``OSError`` as ``file: reason (what to do)``, others as their message."""
-    if isinstance(err, OSError) and err.strerror:
-        where = " -> ".join(str(f) for f in (err.filename, err.filename2) if f is not None)
-        hint = OS_HINTS.get(err.errno)
-        return f"{where + ': ' if where else ''}{err.strerror}" + (f" ({hint})" if hint else "")
-    return " ".join(str(err).split()) or type(err).__name__
-
-
-# --------------------------------------------------------------------------- checks before any work
-# Each returns the problem as one line (None: none) and imports only torch-free modules, so that a usage error
-# is answered in a second, not after torch has loaded.
-
-
-def _names(text: str) -> list[str]:
-    """``--only 01_data,02_features``: the comma-separated names."""
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError("name a notebook, e.g. --only 01_data")
-    return names
-
-
-def _missing(path: str, what: str, kind: str = "any") -> Optional[str]:
-    """Why ``path`` cannot serve as ``what`` (``kind``: file, folder or any), with the closest name beside it."""
-    target = Path(path).expanduser()
-    if (kind == "file" and target.is_file()) or (kind == "folder" and target.is_dir()) or kind == "any":
-        if target.exists():
-            return None
-    if target.exists():
-        return f"{path}: {what} must be a {kind}, not a {'folder' if target.is_dir() else 'file'}"
-    return f"{path}: no such {'file or folder' if kind == 'any' else kind} ({what})" + _near(target)
-
-
-def _near(target: Path) -> str:
-    """`` (did you mean 'reports/demo'?)``: the entry beside a missing ``target`` closest to its name."""
-    try:
-        with os.scandir(target.parent) as entries:
-            names = [entry.name for entry in itertools.islice(entries, 5000)]
-    except OSError:
-        return ""
-    close = difflib.get_close_matches(target.name, names, n=1, cutoff=0.6)
-    return f" (did you mean '{target.parent / close[0]}'?)" if close else ""
-
-
-def _trained_systems(root: Path) -> list[str]:
-    """The systems with a checkpoint in a run folder, under any protocol (``RunFolder.run_dir``)."""
-    checkpoints = [*root.glob("models/*/seed*/checkpoint.pt"), *root.glob("models/_*/*/seed*/checkpoint.pt")]
-    return sorted({path.parent.parent.name for path in checkpoints} - {""})
-
-
-def _check_profile(args: argparse.Namespace) -> Optional[str]:
-    """run, features, train: the YAML loads (ConfigError otherwise); the systems and notebooks named exist."""
-    from serlib.common.config import load_config  # torch-free
-
-    problem = _missing(args.params, "the parameters YAML", "file")
-    if problem:
-        return problem
-    cfg = load_config(args.params)
-    unknown = [name for name in getattr(args, "system", None) or [] if name not in cfg.systems]
-    if unknown:
-        return f"unknown system(s) {', '.join(unknown)}; {cfg.source} defines {', '.join(cfg.systems)}" + _suggestion(
-            unknown[0], list(cfg.systems)
-        )
-    unknown = [name for name in getattr(args, "only", None) or [] if Path(name).stem not in cfg.run.notebooks]
-    if unknown:
-        return f"--only {','.join(unknown)}: not among run.notebooks ({', '.join(cfg.run.notebooks)})" + _suggestion(
-            Path(unknown[0]).stem, cfg.run.notebooks
-        )
-    return None
-
-
-def _check_run_folder(path: str, system: Optional[str]) -> Optional[str]:
-    """A folder ``serlib run`` / ``train`` wrote, in which ``system`` (None: the analysed one) was trained."""
-    if not Path(path).expanduser().is_dir():
-        return f"{path} is not a run folder (no such folder)" + _near(Path(path).expanduser())
-    from serlib.common.runfolder import RunFolder  # torch-free
-
-    folder = RunFolder(Path(path).expanduser().resolve())
-    if not folder.resolved_config.is_file():
-        return (
-            f"{folder.root} is not a run folder (no {folder.resolved_config.name}); pass the folder "
-            "'serlib run' or 'serlib train' wrote"
-        )
-    trained = _trained_systems(folder.root)
-    if system and trained and system not in trained:
-        return f"{system} was not trained in {folder.root} (trained: {', '.join(trained)})" + _suggestion(
-            system, trained
-        )
-    return None
-
-
-def _check_predict(args: argparse.Namespace) -> Optional[str]:
-    """The options, the model (a run folder or a bundle) and that some input can be scored, before a model loads."""
-    from serlib.inference.audiofiles import check_hop, gather_audio  # torch-free
-    from serlib.inference.bundleformat import BUNDLE_FILE
-
-    if not 1 <= args.batch_size <= 4096:
-        return f"--batch-size must be between 1 and 4096, got {args.batch_size}"
-    if args.hop is not None:
-        try:
-            check_hop(args.hop)
-        except ValueError as err:
-            return str(err)
-    out = Path(args.out).expanduser() if args.out else None
-    if out is not None:  # checked before any audio is scored: a bad --out never costs the work
-        if out.suffix.lower() not in (".csv", ".jsonl"):
-            return f"--out {args.out}: name a .csv or .jsonl file"
-        if out.is_dir():
-            return f"--out {args.out} is a folder; name a .csv or .jsonl file"
-        if out.parent.exists() and not out.parent.is_dir():
-            return f"--out {args.out}: {out.parent} is a file, not a folder"
-    if (Path(args.model).expanduser() / BUNDLE_FILE).is_file():
-        if args.system or args.seed is not None:
-            return "--system / --seed choose within a run folder; a bundle holds one model"
-    else:
-        problem = _check_run_folder(args.model, args.system)
-        if problem:
-            return problem
-    return _nothing_to_score(gather_audio(args.audio))
-
-
-def _nothing_to_score(entries: list[tuple[str, Optional[str]]]) -> Optional[str]:
-    """When no input can be scored (each missing or unreadable by soundfile, the loader's reader), why: a usage
-    error before a model loads. One readable file is enough to go on (the others become rows with their reason)."""
-    import soundfile  # the loader's reader (no torch): its header check is what scoring would hit first
-
-    reasons = []
-    for path, error in entries:
-        if error is None:
-            try:
-                soundfile.info(path)
-                return None
-            except Exception as err:  # noqa: BLE001 -- soundfile raises several types for a file it cannot read
-                error = f"unreadable audio ({' '.join(str(err).split()) or type(err).__name__})"
-        reasons.append(f"{path}: {error}")
-    if not reasons:
-        return "no audio file named: pass files, folders or .txt lists of paths"
-    shown = "; ".join(reasons[:3]) + (f"; and {len(reasons) - 3} more" if len(reasons) > 3 else "")
-    return f"nothing to score: {shown}" + (_near(Path(entries[0][0])) if len(entries) == 1 else "")
-
-
-def _check_export(args: argparse.Namespace) -> Optional[str]:
-    return _check_run_folder(args.run, args.system)
-
-
-def _check_compare(args: argparse.Namespace) -> Optional[str]:
-    for name in (args.run_a, args.run_b):
-        problem = _missing(name, "a run folder", "folder")
-        if problem:
-            return problem
-    from serlib.common.runfolder import RunFolder  # torch-free
-
-    folders = [RunFolder(Path(name).expanduser().resolve()) for name in (args.run_a, args.run_b)]
-    for folder in folders:
-        if not folder.results.is_file():
-            return f"{folder.root} is not a trained run folder (no models/results.csv)"
-    both = sorted(set(_trained_systems(folders[0].root)) & set(_trained_systems(folders[1].root)))
-    unknown = [name for name in args.system or [] if both and name not in both]
-    if unknown:
-        return f"unknown system(s) {', '.join(unknown)}: both runs trained {', '.join(both)}" + _suggestion(
-            unknown[0], both
-        )
-    return None
-
-
-def _check_report(args: argparse.Namespace) -> Optional[str]:
-    from serlib.common.runfolder import RunFolder  # torch-free
-
-    problem = _missing(args.target, "a run folder or its parameters YAML")
-    if problem:
-        return problem
-    target = Path(args.target).expanduser().resolve()
-    if target.is_dir() and not RunFolder(target).resolved_config.is_file():
-        return f"{target} is not a run folder (no config.resolved.yaml); pass its parameters YAML"
-    return None
-
-
-def _check_cache(args: argparse.Namespace) -> Optional[str]:
-    if args.cache_command == "list":
-        return _missing(args.target, "a parameters YAML or a cache folder")
-    for params in args.params:
-        problem = _missing(params, "a parameters YAML", "file")
-        if problem:
-            return problem
-    return _missing(args.cache, "the cache folder", "folder") if args.cache else None
-
-
-def _check_bench(args: argparse.Namespace) -> Optional[str]:
-    if args.bundle:
-        if args.device != "cpu":
-            return "--bundle times onnxruntime on the CPU; leave out --device"
-        return _missing(args.bundle, "a bundle folder", "folder")
-    if args.cli and args.device != "cpu":
-        return "--cli times the command line's usage errors; leave out --device"
-    return None
-
-
-# Each command imports only what it runs (`serlib --help` and `serlib demo-corpus` skip torch).
 
 
 def _mculp(args: argparse.Namespace) -> int:
@@ -672,7 +443,7 @@ def _report(args: argparse.Namespace) -> int:
     from serlib.report.runner import reexport_report
 
     target = Path(args.target).expanduser().resolve()
-    if target.is_dir():  # a run folder (_check_report): the configuration it ran with (its config.resolved.yaml)
+    if target.is_dir():  # a run folder (check_report): the configuration it ran with (its config.resolved.yaml)
         folder = RunFolder(target)
         cfg = read_run_config(folder)
     else:
@@ -710,7 +481,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    """``serlib predict`` (its options, model and inputs checked by ``_check_predict``)."""
+    """``serlib predict`` (its options, model and inputs checked by ``check_predict``)."""
     from serlib.inference.bundleformat import BUNDLE_FILE
     from serlib.inference.predict import Predictor, summary_line, write_predictions
 
