@@ -194,3 +194,50 @@ def test_a_row_beyond_the_paper_is_compared_with_its_base_then_the_analysed_syst
     alone = Config(systems={"R1": SystemConfig()})
     alone.analysis.primary_system = "R1"
     assert evaluation.reference_of(alone, "R1") is None  # nothing to compare with: scored without a paired test
+
+
+def _same_runs(folder: RunFolder, copy: str, of: str, seeds=(0, 1)) -> None:
+    """``copy``'s runs become ``of``'s (same predictions, same saved run key), as training copies S4 to A1."""
+    import json
+    import shutil
+
+    for seed in seeds:
+        shutil.copy(folder.predictions(of, seed), folder.predictions(copy, seed))
+        for name in (copy, of):
+            folder.run_config(name, seed).write_text(json.dumps({"key": f"key-{of}-{seed}"}))
+
+
+def test_one_family_of_distinct_claims_with_speaker_level_verdicts(tmp_path):
+    from statsmodels.stats.multitest import multipletests
+
+    accuracy = {"S1": 0.4, "S2": 0.9, "S3": 0.85, "S4": 0.3, "S5": 0.9, "A1": 0.3, "A2": 0.85}
+    cfg, folder = _run(tmp_path, accuracy)
+    _same_runs(folder, "A1", "S4")
+    _same_runs(folder, "A2", "S3")
+    family = evaluation.claims_table(cfg, folder).set_index("comparison")
+    # S5 vs A1 is S5 vs S4, S5 vs A2 is S5 vs S3: 4 distinct claims (S2-S1, S3-S2, S5-S3, S5-S4), not 6
+    assert list(family.index) == ["S2 vs S1", "S3 vs S2", "S5 vs S3", "S5 vs S4"]
+    assert family.at["S5 vs S4", "same_as"] == "S5 vs A1" and (family["family_size"] == 4).all()
+    preds = {s: evaluation.system_predictions(cfg, folder, s) for s in ("S1", "S2")}
+    labels, pred_a, speakers, _ = evaluation.wide(preds["S1"])
+    _, pred_b, _, _ = evaluation.wide(preds["S2"])
+    by_hand = evaluation.stats.speaker_signflip_test(labels, pred_a, pred_b, speakers, "accuracy")
+    assert family.at["S2 vs S1", "p"] == pytest.approx(by_hand["p"])  # the verdict's p is the speaker test's
+    assert family.at["S2 vs S1", "speaker_delta_pp"] == pytest.approx(100 * by_hand["mean_speaker_delta"])
+    np.testing.assert_allclose(family["p_holm"], multipletests(family["p"], method="holm")[1])
+    assert family.at["S2 vs S1", "verdict"] == "supported"
+    assert family.at["S5 vs S4", "verdict"] == "supported"
+    assert family.at["S3 vs S2", "verdict"].startswith("not supported")  # 0.85 vs 0.9: a loss, not a gain
+    # Tables S26 and S32 show their rows of the one family: a copy has the same test, adjusted p and verdict
+    s26 = evaluation.paired_table(cfg, folder, evaluation.TABLE5_CLAIMS).set_index("comparison")
+    s32 = evaluation.paired_table(cfg, folder, evaluation.TABLE6_CLAIMS).set_index("comparison")
+    assert s32.at["S5 vs A1", "p_holm"] == s26.at["S5 vs S4", "p_holm"] == family.at["S5 vs S4", "p_holm"]
+    assert s32.at["S5 vs A1", "claim"].startswith("Tri-Aug helps (Full vs A1")
+    assert "one family of 4 distinct claim(s)" in evaluation.family_note(s32.reset_index())
+
+
+def test_a_significant_loss_contradicts_the_claim(tmp_path):
+    cfg, folder = _run(tmp_path, {"S1": 0.95, "S2": 0.2})
+    row = evaluation.claims_table(cfg, folder).iloc[0]
+    assert row["comparison"] == "S2 vs S1" and row["speaker_delta_pp"] < 0 and row["p_holm"] < 0.05
+    assert row["verdict"] == "contradicted: significantly worse"

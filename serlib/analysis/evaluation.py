@@ -13,25 +13,35 @@ so every clip (and speaker) is scored once per seed and the intervals use all fo
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from serlib.analysis import stats
+from serlib.analysis.predictions import (  # noqa: F401  (re-exported: callers read predictions through evaluation)
+    PREDICTION_COLUMNS,
+    PROB_COLUMNS,
+    as_class_names,
+    baseline_predictions,
+    join_manifest,
+    primary_predictions,
+    read_predictions,
+    run_predictions,
+    system_predictions,
+    wide,
+)
 from serlib.common import paper
 from serlib.common.config import PAPER_SYSTEMS, Config, configured_corpora, loco_systems, primary_system
 from serlib.common.facts import CLASSES, CORPORA
 from serlib.common.runfolder import RunFolder
 from serlib.data.protocols import evaluation_protocols
 from serlib.data.stage import load_manifest
-from serlib.modelling.runbaselines import DESCRIPTIONS, baseline_file, baseline_references, baselines_changes
+from serlib.modelling.runbaselines import DESCRIPTIONS, baseline_references
 from serlib.modelling.systems import load_results
 
-PROB_COLUMNS = [f"prob_{c}" for c in CLASSES]
-PREDICTION_COLUMNS = ("utt_id", "label", "pred", *PROB_COLUMNS, "correct")  # what every predictions file holds
 METRIC_NAMES = {"accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1"}
 
 
@@ -57,179 +67,6 @@ TABLE6_CLAIMS = (  # the paper's ablations (Table 6): removing each component hu
 )
 
 
-# --------------------------------------------------------------------------- predictions
-
-
-def read_predictions(folder: RunFolder, files: Sequence[tuple[Path, dict]], fix: str) -> pd.DataFrame:
-    """The one reader of prediction files: their rows, each with the columns given beside its file, joined with
-    the manifest.
-
-    Args:
-        folder: the run folder (its manifest).
-        files: ``(predictions file, {column: value added to its rows})``, e.g. its protocol and seed.
-        fix: what to do when a file is missing (the end of the error).
-
-    Returns:
-        The files' rows (``PREDICTION_COLUMNS``, ``label`` and ``pred`` as class names, ``correct`` a bool) and the
-        added columns, then each clip's manifest columns (speaker, corpus, sex, duration_s, path, ...).
-        ``attrs["source"]`` names the last file read.
-
-    Raises:
-        FileNotFoundError: a file is missing (naming it and ``fix``).
-        ValueError: a file lacks a column or holds a label that is not a class; a clip is not in the manifest.
-    """
-    parts = []
-    for path, columns in files:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such predictions; {fix}")
-        part = pd.read_csv(path)
-        missing = [c for c in PREDICTION_COLUMNS if c not in part.columns]
-        if missing:
-            raise ValueError(
-                f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(PREDICTION_COLUMNS)}"
-            )
-        part["label"] = as_class_names(part["label"], path, "label")
-        part["pred"] = as_class_names(part["pred"], path, "pred")
-        parts.append(part.assign(**columns))
-    preds = pd.concat(parts, ignore_index=True)
-    preds["correct"] = preds["label"] == preds["pred"]
-    return join_manifest(preds, folder, str(files[-1][0]), fix)
-
-
-def join_manifest(preds: pd.DataFrame, folder: RunFolder, source: str, fix: str) -> pd.DataFrame:
-    """Predictions (one row per clip and seed) with each clip's manifest columns; ``attrs["source"]`` = ``source``.
-
-    Raises:
-        ValueError: a clip is not in the manifest (naming ``source`` and ``fix``).
-    """
-    manifest = load_manifest(folder).drop(columns=["label"])
-    merged = preds.merge(manifest, on="utt_id", how="left", validate="many_to_one", indicator=True)
-    unknown = merged.loc[merged["_merge"] == "left_only", "utt_id"]
-    if len(unknown):
-        raise ValueError(
-            f"{source}: {unknown.nunique()} utt_id(s) are not in {folder.manifest} (first: {unknown.iloc[0]}); {fix}"
-        )
-    merged = merged.drop(columns="_merge")
-    merged.attrs["source"] = source
-    return merged
-
-
-def as_class_names(values: pd.Series, path: Path, column: str) -> pd.Series:
-    """Class names from names or label indices (0, 1, 2 in ``serlib.CLASSES`` order)."""
-    if pd.api.types.is_numeric_dtype(values):
-        bad = ~values.isin(range(len(CLASSES)))
-        names = values.map(lambda v: CLASSES[int(v)] if v in range(len(CLASSES)) else None)
-    else:
-        names = values.astype(str)
-        bad = ~names.isin(CLASSES)
-    if bad.any():
-        raise ValueError(f"{path}: column '{column}' holds {values[bad].iloc[0]!r}, not one of {CLASSES} or 0-2")
-    return names
-
-
-def system_predictions(
-    cfg: Config,
-    folder: RunFolder,
-    system: str,
-    protocols: Optional[Sequence[str]] = None,
-    seeds: Optional[Sequence[int]] = None,
-    split: str = "test",
-) -> pd.DataFrame:
-    """One system's predictions over seeds and protocols, joined with the manifest (``read_predictions``).
-
-    Args:
-        cfg: the run configuration.
-        folder: the run folder.
-        system: the system's name.
-        protocols: default: the protocols behind the main results (the split, or every fold).
-        seeds: default: ``train.seeds``.
-        split: ``test`` or ``val``.
-
-    Returns:
-        protocol, seed, utt_id, label, pred, prob_*, correct (bool), and the manifest's columns (speaker, corpus,
-        sex, duration_s, path, ...).
-
-    Raises:
-        FileNotFoundError: a run has no predictions (train it first), naming the file.
-    """
-    protocols = list(protocols or evaluation_protocols(cfg))
-    seeds = list(cfg.train.seeds if seeds is None else seeds)
-    files = [
-        (folder.predictions(system, seed, split, protocol), {"protocol": protocol, "seed": seed})
-        for protocol in protocols
-        for seed in seeds
-    ]
-    return read_predictions(
-        folder,
-        files,
-        f"train {system} first (`serlib train {cfg.source} --system {system}`) or set analysis.primary_system",
-    )
-
-
-def primary_predictions(
-    cfg: Config, folder: RunFolder, split: str = "test", system: Optional[str] = None, seed: Optional[int] = None
-) -> pd.DataFrame:
-    """One seed of one system (default: the analysed ones, ``analysis.primary_system`` and ``primary_seed``) over
-    the main protocols: ``system_predictions`` of that seed, with ``attrs`` naming system, seed, split and source."""
-    default_system, default_seed = primary_system(cfg)
-    system = system or default_system
-    seed = default_seed if seed is None else seed
-    preds = system_predictions(cfg, folder, system, seeds=[seed], split=split)
-    preds.attrs.update(system=system, seed=seed, split=split)
-    return preds
-
-
-def baseline_predictions(cfg: Config, folder: RunFolder, name: str) -> pd.DataFrame:
-    """A baseline's test predictions under the main protocols (``serlib.modelling.runbaselines``), as
-    ``system_predictions`` gives a system's (one seed, 0).
-
-    Raises:
-        FileNotFoundError: they were not written, or were written from other inputs (a one-line list of what
-            differs); ``serlib.pipeline.ensure_baselines(cfg, folder)`` writes them (notebook 03 does).
-    """
-    changes = baselines_changes(cfg, folder)
-    if changes:
-        raise FileNotFoundError(
-            f"the baselines' predictions are not this run's: {'; '.join(changes)}; write them "
-            "with serlib.pipeline.ensure_baselines(cfg, folder)"
-        )
-    files = [
-        (baseline_file(folder, name, protocol), {"protocol": protocol, "seed": 0})
-        for protocol in evaluation_protocols(cfg)
-    ]
-    return read_predictions(folder, files, "write them with serlib.pipeline.ensure_baselines(cfg, folder)")
-
-
-def run_predictions(folder: RunFolder, system: str) -> pd.DataFrame:
-    """A system's test predictions in a run folder, over every seed and main protocol that ``results.csv``
-    lists (no configuration needed), joined with that run's manifest."""
-    results = load_results(folder)
-    rows = results[(results["system"] == system) & ~results["protocol"].str.startswith("loco-")]
-    if rows.empty:
-        raise FileNotFoundError(f"{folder.results}: no trained {system} in {folder.root}")
-    files = [
-        (folder.predictions(system, int(r.seed), "test", r.protocol), {"seed": int(r.seed), "protocol": r.protocol})
-        for r in rows.itertuples()
-    ]
-    return read_predictions(folder, files, f"train {system} again in {folder.root}")
-
-
-def _wide(preds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
-    """(labels (clips,), predictions (seeds, clips), speakers (clips,), utt_ids) of one system's predictions."""
-    pred = preds.pivot_table(index="utt_id", columns="seed", values="pred", aggfunc="first")
-    if pred.isna().any().any():
-        raise ValueError("the seeds of a system scored different clips; retrain")
-    meta = preds.drop_duplicates("utt_id").set_index("utt_id").loc[pred.index]
-    encode = {c: i for i, c in enumerate(CLASSES)}
-    labels = meta["label"].map(encode).to_numpy(int)
-    return (
-        labels,
-        pred.apply(lambda col: col.map(encode)).to_numpy(int).T,
-        meta["speaker"].to_numpy(str),
-        list(pred.index),
-    )
-
-
 # --------------------------------------------------------------------------- scores
 
 
@@ -239,7 +76,7 @@ def score(preds: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     The value is the pooled one (every clip once per seed). Where ``preds`` pools speaker folds, each metric
     also gets the mean and standard deviation of the per-fold values (``fold_mean``, ``fold_sd``, ``n_folds``).
     """
-    labels, pred, speakers, ids = _wide(preds)
+    labels, pred, speakers, ids = wide(preds)
     a = cfg.analysis
     table = stats.speaker_bootstrap(labels, pred, speakers, n_resamples=a.bootstrap_resamples, seed=a.bootstrap_seed)
     folds = fold_values(preds)
@@ -255,7 +92,7 @@ def fold_values(preds: pd.DataFrame) -> Optional[pd.DataFrame]:
     (``stats.group_metrics``, one row per fold), or None when they come from one protocol."""
     if "protocol" not in preds or preds["protocol"].nunique() < 2:
         return None
-    labels, pred, _, ids = _wide(preds)
+    labels, pred, _, ids = wide(preds)
     protocol = preds.drop_duplicates("utt_id").set_index("utt_id").loc[ids, "protocol"].to_numpy(str)
     return stats.group_metrics(labels, pred, protocol)
 
@@ -330,30 +167,71 @@ def interval_caption(cfg: Config, table: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------- paired comparisons
 
 
-def paired_table(
-    cfg: Config,
-    folder: RunFolder,
-    comparisons: Sequence[Comparison],
-    metric: str = "accuracy",
-    protocols: Optional[Sequence[str]] = None,
-) -> pd.DataFrame:
-    """The paired tests of a family of comparisons on the same test clips.
+PAPER_CLAIMS = TABLE5_CLAIMS + TABLE6_CLAIMS  # every comparison the paper makes; copies among them are one claim
 
-    Per comparison: both systems' value, the difference with its paired speaker-bootstrap interval (seed
-    means), the exact McNemar test on the majority vote over seeds, and Holm's adjustment across the
-    family; ``verdict`` says in words whether the data support the claim.
+
+def system_identity(cfg: Config, folder: RunFolder, system: str, protocols: Optional[Sequence[str]] = None) -> tuple:
+    """What makes two systems the same trained runs: the run keys (``config.json``) of its seeds and protocols, as
+    the training step compares them (S4 = A1 and S3 = A2 in the paper: trained once); ``(system,)`` where a run has
+    no saved key."""
+    keys = []
+    for protocol in protocols or evaluation_protocols(cfg):
+        for seed in cfg.train.seeds:
+            try:
+                saved = json.loads(folder.run_config(system, seed, protocol).read_bytes())
+            except (OSError, ValueError):
+                return (system,)
+            keys.append(saved.get("key") if isinstance(saved, dict) else None)
+    return tuple(keys) if keys and all(keys) else (system,)
+
+
+def claim_family(
+    cfg: Config, folder: RunFolder, protocols: Optional[Sequence[str]] = None
+) -> list[tuple[Comparison, ...]]:
+    """The ONE family of the paper's distinct claims this profile can test: the comparisons of Tables 5 and 6
+    whose systems it has, those that compare the same two trained systems (S5 vs S4 and Full vs A1) joined as one
+    claim (the first named first)."""
+    groups: dict[tuple, list[Comparison]] = {}
+    for comp in PAPER_CLAIMS:
+        if comp.base in cfg.systems and comp.better in cfg.systems:
+            key = (
+                system_identity(cfg, folder, comp.base, protocols),
+                system_identity(cfg, folder, comp.better, protocols),
+            )
+            groups.setdefault(key, []).append(comp)
+    return [tuple(group) for group in groups.values()]
+
+
+def claims_table(
+    cfg: Config, folder: RunFolder, metric: str = "accuracy", protocols: Optional[Sequence[str]] = None
+) -> pd.DataFrame:
+    """The family of the paper's distinct claims, each tested once, with Holm's adjustment over the family.
+
+    The verdict test is speaker-level: per test speaker, the seed-mean difference (better - base) in ``metric``
+    on that speaker's clips; a sign-flip permutation test over speakers (``stats.speaker_signflip_test``: exact up
+    to 16 speakers, seeded Monte Carlo beyond) gives the two-sided p; Holm adjusts over the distinct claims; a
+    claim is supported only with the adjusted p < ``analysis.alpha`` AND a positive mean speaker difference. The
+    exact McNemar test on the soft vote (mean of the seeds' probabilities) is a secondary, clip-level figure.
+
+    Returns:
+        One row per distinct claim: comparison, same_as (the other names of the same test), claim, metric, base,
+        better (pooled values), delta_pp with its paired hierarchical speaker-bootstrap interval (delta_lo_pp,
+        delta_hi_pp), per-fold deltas under folds, unit, speaker_delta_pp (the test's statistic), p (the speaker
+        test's), test, p_holm, significant, verdict, delta_uar_pp and p_uar (the same speaker test in UAR,
+        unadjusted, secondary), mcnemar_b, mcnemar_c, mcnemar_p (soft vote, clip-level, secondary), clips,
+        family_size.
     """
     rows = []
-    for comp in comparisons:
-        if comp.base not in cfg.systems or comp.better not in cfg.systems:
-            continue
+    for group in claim_family(cfg, folder, protocols):
+        comp = group[0]
         a = system_predictions(cfg, folder, comp.base, protocols)
         b = system_predictions(cfg, folder, comp.better, protocols)
         table, info = stats.compare_predictions(a, b, cfg.analysis.bootstrap_resamples, cfg.analysis.bootstrap_seed)
-        row = table.set_index("metric").loc[metric]
+        row, uar = table.set_index("metric").loc[metric], table.set_index("metric").loc["uar"]
         rows.append(
             {
                 "comparison": f"{comp.better} vs {comp.base}",
+                "same_as": ", ".join(f"{c.better} vs {c.base}" for c in group[1:]),
                 "claim": comp.claim,
                 "metric": METRIC_NAMES[metric],
                 "base": row["a"],
@@ -363,18 +241,67 @@ def paired_table(
                 "delta_hi_pp": 100 * row["hi"],
                 **fold_deltas(a, b, metric),
                 "unit": row["unit"],
+                "speaker_delta_pp": 100 * row["speaker_delta"],
+                "p": row["speaker_p"],
+                "test": "speaker sign-flip (exact)" if row["speaker_exact"] else "speaker sign-flip (Monte Carlo)",
+                "delta_uar_pp": 100 * uar["delta"],
+                "p_uar": uar["speaker_p"],
                 "mcnemar_b": info["mcnemar_b"],
                 "mcnemar_c": info["mcnemar_c"],
-                "p": row["mcnemar_p"],
+                "mcnemar_p": row["mcnemar_p"],
                 "clips": info["clips"],
             }
         )
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    out["p_holm"], out["significant"] = stats.holm(out["p"].to_numpy(), cfg.analysis.alpha)
-    out["verdict"] = [_verdict(r) for r in out.itertuples()]
+    adjusted, _ = stats.holm(out["p"].to_numpy(), cfg.analysis.alpha)
+    at = out.columns.get_loc("test") + 1
+    out.insert(at, "p_holm", adjusted)
+    out.insert(at + 1, "significant", adjusted < cfg.analysis.alpha)
+    out.insert(
+        at + 2,
+        "verdict",
+        [stats.claim_verdict(p, d, cfg.analysis.alpha) for p, d in zip(adjusted, out["speaker_delta_pp"])],
+    )
+    out["family_size"] = len(out)
     return out
+
+
+def paired_table(
+    cfg: Config,
+    folder: RunFolder,
+    comparisons: Sequence[Comparison],
+    metric: str = "accuracy",
+    protocols: Optional[Sequence[str]] = None,
+) -> pd.DataFrame:
+    """The rows of ``claims_table`` for some of the paper's comparisons (Table 5's steps, Table 6's ablations).
+
+    Their p-values are adjusted over the ONE family of distinct claims (``claim_family``), not over these rows
+    alone, so a comparison that is another's copy (Full vs A1 = S5 vs S4) shows the same test, adjusted p and
+    verdict. Columns as ``claims_table``'s; ``comparison`` and ``claim`` are this table's own names.
+    """
+    family = claims_table(cfg, folder, metric, protocols)
+    rows = []
+    for comp in comparisons:
+        name = f"{comp.better} vs {comp.base}"
+        if family.empty:
+            break
+        found = family[(family["comparison"] == name) | family["same_as"].str.split(", ").apply(lambda n: name in n)]
+        if len(found):
+            rows.append(found.iloc[0].to_dict() | {"comparison": name, "claim": comp.claim})
+    return pd.DataFrame(rows, columns=family.columns if rows else None)
+
+
+def family_note(table: pd.DataFrame) -> str:
+    """The family a paired table's p-values are adjusted over, in words ("" when it is empty)."""
+    if table.empty:
+        return ""
+    size = int(table["family_size"].iloc[0])
+    return (
+        f"Holm over one family of {size} distinct claim(s) of the paper (Tables S26 and S32 together; a comparison "
+        "of the same two trained systems, such as Full vs A1 = S5 vs S4, is one claim; Table S34 lists the family)."
+    )
 
 
 def fold_deltas(a: pd.DataFrame, b: pd.DataFrame, metric: str, column: str = "delta_folds_pp") -> dict:
@@ -396,21 +323,17 @@ def paired_skip(cfg: Config, comparisons: Sequence[Comparison], what: str) -> st
     return f"{what}: skipped, it needs both systems of one of {pairs}; this profile has {', '.join(cfg.systems)}."
 
 
-def _verdict(row) -> str:
-    if row.significant and row.delta_pp > 0:
-        return "supported"
-    if row.significant:
-        return "contradicted: significantly worse"
-    return "not supported: within noise" if row.delta_pp > 0 else "not supported: no gain"
-
-
 def verdict_text(table: pd.DataFrame, alpha: float) -> str:
     """One paragraph naming the paper's claims the data support and those they do not."""
     if table.empty:
         return "No comparison could be made (the systems are not in this run)."
     supported = table[table["verdict"] == "supported"]["claim"].tolist()
     others = table[table["verdict"] != "supported"]
-    parts = [f"At a family-wise level of {alpha:g} (Holm, exact McNemar on the same test clips), "]
+    metric = table["metric"].iloc[0] if "metric" in table else "accuracy"
+    parts = [
+        f"At a family-wise level of {alpha:g} (Holm over the paper's distinct claims; a speaker-level sign-flip test "
+        f"of the per-speaker difference in {metric}, seeds averaged; a claim needs adjusted p < {alpha:g} and a gain), "
+    ]
     parts.append(
         ("the data support: " + "; ".join(supported) + ". ")
         if supported
@@ -563,7 +486,9 @@ def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
                 "delta_uar_lo_pp": 100 * uar["lo"],
                 "delta_uar_hi_pp": 100 * uar["hi"],
                 **folds,
-                "p": uar["mcnemar_p"],
+                "speaker_delta_uar_pp": 100 * uar["speaker_delta"],
+                "p": uar["speaker_p"],
+                "mcnemar_p": uar["mcnemar_p"],
             }
         )
     out = pd.DataFrame(rows)
@@ -635,8 +560,9 @@ def compare_runs(
     """The same systems in two runs (e.g. another encoder or parameter), scored on the clips both runs scored.
 
     One row per system and metric: run A's and run B's value, the difference B - A with its paired
-    speaker-bootstrap interval (seed means), the exact McNemar p on the majority vote over seeds, the
-    clips compared, and Holm's adjustment over the rows' McNemar tests (one per system).
+    speaker-bootstrap interval (seed means), the speaker-level sign-flip p (``speaker_p``), the exact McNemar p on
+    the soft vote over seeds (clip-level, secondary), the clips compared, and Holm's adjustment of the speaker
+    test in accuracy over the systems (``p_holm``, one per system).
 
     Raises:
         ValueError: no system is trained in both runs, or they share no test clip.
@@ -666,6 +592,7 @@ def compare_runs(
                     "delta_lo_pp": 100 * r.lo,
                     "delta_hi_pp": 100 * r.hi,
                     "unit": r.unit,
+                    "speaker_p": r.speaker_p,
                     "mcnemar_p": r.mcnemar_p,
                     "clips": info["clips"],
                     "only_a": info["only_a"],
@@ -674,6 +601,6 @@ def compare_runs(
             )
     out = pd.DataFrame(rows)
     first = out.drop_duplicates("system")
-    adjusted, _ = stats.holm(first["mcnemar_p"].to_numpy())
+    adjusted, _ = stats.holm(first["speaker_p"].to_numpy())
     out["p_holm"] = out["system"].map(dict(zip(first["system"], adjusted)))
     return out
