@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serlib.analysis import evaluation
+from serlib.analysis import crosscorpus, evaluation, runcompare
 from serlib.common.config import Config, SystemConfig, TrainConfig
 from serlib.common.facts import CLASSES
 from serlib.common.runfolder import RunFolder
@@ -68,6 +68,7 @@ def _run(tmp_path, accuracy: dict, name="run", seeds=(0, 1)) -> tuple[Config, Ru
                     "seconds_per_epoch": 1.0,
                     "stopped_epoch": 3,
                     "test_uar": 0.5,
+                    "test_macro_f1": 0.5,
                 }
             )
     pd.DataFrame(rows).to_csv(folder.results, index=False)
@@ -118,13 +119,13 @@ def test_calibration_of_overconfident_predictions(tmp_path):
     ece, table = evaluation.calibration(cfg, folder, "S5")
     acc = evaluation.system_predictions(cfg, folder, "S5")["correct"].mean()
     assert ece == pytest.approx(abs(0.8 - acc))  # every clip at confidence 0.8: one bin
-    assert table["clips"].sum() == 2 * N_SPEAKERS * CLIPS
+    assert table["clips"].sum() == N_SPEAKERS * CLIPS  # clips, not clips x seeds (two seeds here)
 
 
 def test_compare_runs_and_its_command(tmp_path, capsys):
     _, folder_a = _run(tmp_path, {"S5": 0.5}, "a")
     _, folder_b = _run(tmp_path, {"S5": 0.95}, "b")
-    table = evaluation.compare_runs(folder_a, folder_b, n_resamples=200)
+    table = runcompare.compare_runs(folder_a, folder_b, n_resamples=200)
     acc = table[table["metric"] == "accuracy"].iloc[0]
     assert acc["delta_pp"] > 0 and acc["delta_lo_pp"] > 0 and acc["clips"] == N_SPEAKERS * CLIPS
     html = tmp_path / "compare.html"
@@ -181,9 +182,9 @@ def test_a_skipped_table_names_what_it_needs_and_what_the_profile_has():
     )
     cfg.data.demo = None
     cfg.data.emodb = "/corpora/EmoDB"
-    assert evaluation.loco_skip(cfg).endswith("this profile reads only EmoDB.")
+    assert crosscorpus.loco_skip(cfg).endswith("this profile reads only EmoDB.")
     cfg.data.crema_d = "/corpora/CREMA-D"
-    assert evaluation.loco_skip(cfg) == ""
+    assert crosscorpus.loco_skip(cfg) == ""
 
 
 def test_a_row_beyond_the_paper_is_compared_with_its_base_then_the_analysed_system_then_s1():
@@ -241,3 +242,49 @@ def test_a_significant_loss_contradicts_the_claim(tmp_path):
     row = evaluation.claims_table(cfg, folder).iloc[0]
     assert row["comparison"] == "S2 vs S1" and row["speaker_delta_pp"] < 0 and row["p_holm"] < 0.05
     assert row["verdict"] == "contradicted: significantly worse"
+
+
+def test_the_same_system_shows_the_same_numbers_in_every_table(tmp_path):
+    from serlib.analysis import results as result_tables
+
+    cfg, folder = _run(tmp_path, {"S4": 0.6, "S5": 0.8, "A1": 0.6})
+    cfg.analysis.primary_system = "S5"
+    reference = evaluation.scores_table(cfg, folder, ["S5"]).iloc[0]
+    table5 = evaluation.table5_scores(cfg, folder).set_index("system").loc["S5"]
+    runs = pd.read_csv(folder.results)
+    table6 = result_tables.table6(cfg, runs, evaluation.scores_table(cfg, folder, ["S5", "A1"])).iloc[0]
+    table8 = result_tables.table8(cfg, evaluation.scores_table(cfg, folder, ["S5"])).iloc[-1]
+    by_corpus = evaluation.accuracy_by(evaluation.system_predictions(cfg, folder, "S5"), "corpus", cfg)
+    overall = by_corpus.set_index("corpus").loc["all"]
+    claim = evaluation.claims_table(cfg, folder).set_index("comparison").loc["S5 vs S4"]
+    for stem, name in (("acc", "accuracy"), ("uar", "uar"), ("macro_f1", "macro_f1")):
+        for suffix in ("", "_lo", "_hi"):
+            assert table5[stem + suffix] == reference[stem + suffix]
+            assert overall[name + suffix] == reference[stem + suffix]
+            assert table8[("reported_acc" if stem == "acc" else stem) + suffix] == reference[stem + suffix]
+            assert table6[("test_acc" if stem == "acc" else stem) + suffix] == reference[stem + suffix]
+    assert claim["better"] == reference["acc"]
+    # a per-corpus row scores that corpus's clips with the same definitions
+    crema = evaluation.system_predictions(cfg, folder, "S5").query("corpus == 'CREMA-D'")
+    assert by_corpus.set_index("corpus").at["CREMA-D", "accuracy"] == pytest.approx(crema["correct"].mean())
+
+
+def test_temperature_is_fitted_on_validation_and_keeps_the_accuracy(tmp_path):
+    from serlib.analysis import calibrate
+
+    cfg, folder = _run(tmp_path, {"S5": 0.5})
+    for seed in (0, 1):
+        val = pd.read_csv(folder.predictions("S5", seed))
+        val.to_csv(folder.predictions("S5", seed, "val"), index=False)  # as overconfident on validation as on test
+    table = evaluation.temperature_table(cfg, folder, "S5").set_index("probabilities")
+    val = evaluation.system_predictions(cfg, folder, "S5", split="val").query("seed == 0")
+    fitted = calibrate.fit_temperature(val[evaluation.PROB_COLUMNS].to_numpy(), val["label"].map(CLASSES.index))
+    assert fitted > 1  # confidence 0.8 at ~50 % accuracy: the temperature softens
+    assert (
+        table.at["temperature-scaled", "temperature_min"] <= fitted <= table.at["temperature-scaled", "temperature_max"]
+    )
+    assert table.at["temperature-scaled", "ece"] < table.at["as trained", "ece"]
+    assert table.at["temperature-scaled", "accuracy"] == table.at["as trained", "accuracy"]
+    assert table.at["as trained", "ece"] == pytest.approx(evaluation.calibration(cfg, folder, "S5")[0])
+    assert (table["clips"] == N_SPEAKERS * CLIPS).all() and (table["seeds"] == 2).all()
+    assert (table["ece_lo"] <= table["ece"]).all() and (table["ece"] <= table["ece_hi"]).all()

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from serlib.analysis import stats
+from serlib.analysis.calibrate import temperature_table  # noqa: F401  (re-exported beside calibration)
 from serlib.analysis.predictions import (  # noqa: F401  (re-exported: callers read predictions through evaluation)
     PREDICTION_COLUMNS,
     PROB_COLUMNS,
@@ -34,11 +35,10 @@ from serlib.analysis.predictions import (  # noqa: F401  (re-exported: callers r
     wide,
 )
 from serlib.common import paper
-from serlib.common.config import PAPER_SYSTEMS, Config, configured_corpora, loco_systems, primary_system
-from serlib.common.facts import CLASSES, CORPORA
+from serlib.common.config import PAPER_SYSTEMS, Config, primary_system
+from serlib.common.facts import CLASSES
 from serlib.common.runfolder import RunFolder
 from serlib.data.protocols import evaluation_protocols
-from serlib.data.stage import load_manifest
 from serlib.modelling.runbaselines import DESCRIPTIONS, baseline_references
 from serlib.modelling.systems import load_results
 
@@ -108,14 +108,14 @@ def scores_table(
     rows = []
     for name in systems:
         table = score(system_predictions(cfg, folder, name, protocols), cfg).set_index("metric")
-        rows.append(_score_row(name, table))
+        rows.append(score_row(name, table))
     return pd.DataFrame(rows)
 
 
 SHORT = {"accuracy": "acc", "uar": "uar", "macro_f1": "macro_f1"}  # a metric's column stem in the score tables
 
 
-def _score_row(name: str, table: pd.DataFrame) -> dict:
+def score_row(name: str, table: pd.DataFrame) -> dict:
     """One row of a scores table from ``score``'s table (indexed by metric): value and interval per metric, and
     with speaker folds the per-fold mean and sd beside the pooled value (``<stem>_folds``, ``<stem>_folds_sd``)."""
     row = {"system": name}
@@ -354,45 +354,22 @@ def verdict_text(table: pd.DataFrame, alpha: float) -> str:
 # --------------------------------------------------------------------------- beyond the paper's protocol
 
 
-def loco_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
-    """Leave-one-corpus-out: per held-out corpus and system, accuracy, UAR and macro-F1 with intervals,
-    beside the same system's score on that corpus's clips within the paper's protocol."""
-    manifest = load_manifest(folder)
-    rows = []
-    seed = cfg.train.seeds[:1]
-    for corpus in [c for c in CORPORA if c in set(manifest["corpus"])]:
-        protocol = f"loco-{corpus}"
-        if not (manifest["corpus"] != corpus).any():
-            continue
-        for name in loco_systems(cfg):
-            preds = system_predictions(cfg, folder, name, [protocol], seed)
-            row = _score_row(name, score(preds, cfg).set_index("metric"))
-            within = system_predictions(cfg, folder, name, None, seed)
-            within = within[within["corpus"] == corpus]
-            row_within = _score_row(name, score(within, cfg).set_index("metric")) if len(within) else {}
-            rows.append(
-                {
-                    "held_out": corpus,
-                    "trained_on": " + ".join(c for c in CORPORA if c in set(manifest["corpus"]) and c != corpus),
-                    **row,
-                    "within_uar": row_within.get("uar", np.nan),
-                    "within_n_clips": row_within.get("n_clips", 0),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
 # --------------------------------------------------------------------------- the analysed system
 
 
 def calibration(
     cfg: Config, folder: RunFolder, system: Optional[str] = None, n_bins: int = 10
 ) -> tuple[float, pd.DataFrame]:
-    """Expected calibration error and the reliability table of a system's test predictions (all seeds pooled)."""
+    """Expected calibration error and the reliability table of a system's test predictions, every seed's rows
+    pooled with equal weight. The table's ``clips`` are clips, not clips x seeds: each bin's rows divided by the
+    seeds (the mean over seeds of the clips a seed puts in the bin; they sum to the test clips)."""
     preds = system_predictions(cfg, folder, system or primary_system(cfg)[0])
     labels = preds["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy(int)
     probs = preds[PROB_COLUMNS].to_numpy()
-    return stats.expected_calibration_error(probs, labels, n_bins), stats.reliability_table(probs, labels, n_bins)
+    table = stats.reliability_table(probs, labels, n_bins)
+    seeds = preds["seed"].nunique()
+    table["clips"] = table["clips"] / seeds if seeds > 1 else table["clips"]
+    return stats.expected_calibration_error(probs, labels, n_bins), table
 
 
 def pooled_confusion(preds: pd.DataFrame, normalize: bool = True) -> pd.DataFrame:
@@ -404,30 +381,45 @@ def pooled_confusion(preds: pd.DataFrame, normalize: bool = True) -> pd.DataFram
     return counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0) if normalize else counts
 
 
-def accuracy_by(preds: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Accuracy and UAR per value of ``column`` (corpus, sex) and overall: mean and spread over seeds."""
+def accuracy_by(preds: pd.DataFrame, column: str, cfg: Optional[Config] = None) -> pd.DataFrame:
+    """Accuracy, UAR and macro-F1 per value of ``column`` (corpus, sex) and overall ("all"), each scored as every
+    table scores (``score``: the pooled predictions of every seed, seed means, speaker-bootstrap intervals), with
+    the spread over seeds beside them.
+
+    Columns: ``column``, clips, speakers, seeds, accuracy (+ _lo, _hi, _std over seeds), uar (likewise), macro_f1
+    (+ _lo, _hi), unit (of the intervals), classes_present. The "all" row is the system's Table 5 row.
+    """
+    cfg = cfg or Config()
     rows = []
     groups = [(v, g) for v, g in preds.groupby(column, sort=True)] + [("all", preds)]
     for value, group in groups:
-        per_seed = []
-        for _, part in group.groupby("seed"):
-            recall = part.groupby("label")["correct"].mean()
-            per_seed.append((part["correct"].mean(), recall.mean()))
-        acc, uar = np.array(per_seed).T
+        table = score(group, cfg).set_index("metric")
+        per_seed = group.groupby("seed").apply(_seed_scores, include_groups=False)
         rows.append(
             {
                 column: value,
                 "clips": int(group["utt_id"].nunique()),
+                "speakers": int(group["speaker"].nunique()),
                 "seeds": len(per_seed),
-                "accuracy": acc.mean(),
-                "accuracy_std": acc.std(ddof=1) if len(acc) > 1 else np.nan,
-                "uar": uar.mean(),
-                "uar_std": uar.std(ddof=1) if len(uar) > 1 else np.nan,
+                **{
+                    f"{name}{suffix}": table.at[metric, key]
+                    for metric, name in (("accuracy", "accuracy"), ("uar", "uar"), ("macro_f1", "macro_f1"))
+                    for suffix, key in (("", "value"), ("_lo", "lo"), ("_hi", "hi"))
+                },
+                "accuracy_std": per_seed["accuracy"].std(ddof=1) if len(per_seed) > 1 else np.nan,
+                "uar_std": per_seed["uar"].std(ddof=1) if len(per_seed) > 1 else np.nan,
+                "unit": table.at["accuracy", "unit"],
                 "classes_present": int(group["label"].nunique()),
             }
         )
-    table = pd.DataFrame(rows)
-    return table.dropna(axis=1, how="all")
+    return pd.DataFrame(rows).dropna(axis=1, how="all")
+
+
+def _seed_scores(part: pd.DataFrame) -> pd.Series:
+    """One seed's accuracy and UAR (the one definition, ``stats.metrics_from_counts``)."""
+    counts = pd.crosstab(part["label"], part["pred"]).reindex(index=list(CLASSES), columns=list(CLASSES), fill_value=0)
+    values = stats.metrics_from_counts(counts.to_numpy())
+    return pd.Series({"accuracy": float(values["accuracy"]), "uar": float(values["uar"])})
 
 
 TABLE5_SYSTEMS = ("S1", "S2", "S3", "S4", "S5")  # the paper's Tables 4 and 5
@@ -469,7 +461,7 @@ def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
         for name, reference in baseline_references(cfg).items()
     ]
     for name, reference, preds in pairs:
-        scores = _score_row(name, score(preds, cfg).set_index("metric"))
+        scores = score_row(name, score(preds, cfg).set_index("metric"))
         reference_preds = system_predictions(cfg, folder, reference)
         table, info = stats.compare_predictions(
             reference_preds, preds, cfg.analysis.bootstrap_resamples, cfg.analysis.bootstrap_seed
@@ -495,7 +487,7 @@ def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     if len(out):
         out["p_holm"], out["significant"] = stats.holm(out["p"].to_numpy(), cfg.analysis.alpha)
     lone = [
-        {**_score_row(name, score(preds, cfg).set_index("metric")), "description": cfg.systems[name].description}
+        {**score_row(name, score(preds, cfg).set_index("metric")), "description": cfg.systems[name].description}
         for name, preds in alone
     ]
     return pd.concat([out, pd.DataFrame(lone)], ignore_index=True) if lone else out
@@ -516,91 +508,3 @@ def epoch_cost(cfg: Config, results: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )
-
-
-def loco_skip(cfg: Config) -> str:
-    """Why the leave-one-corpus-out table cannot be made for this profile ("" when it can)."""
-    corpora = configured_corpora(cfg)
-    if len(corpora) < 2:
-        return (
-            f"Table S33: skipped, leave-one-corpus-out trains on some corpora and tests on another; this profile "
-            f"reads only {', '.join(corpora)}."
-        )
-    if not loco_systems(cfg):
-        return "Table S33: skipped, analysis.loco_systems is [] in this profile."
-    return ""
-
-
-def loco_note(table: pd.DataFrame) -> str:
-    """A short reading of the leave-one-corpus-out table: how far each held-out corpus falls below within-corpus."""
-    if table.empty:
-        return "Leave-one-corpus-out needs at least two corpora and analysis.loco_systems; none ran."
-    parts = []
-    for corpus, group in table.groupby("held_out", sort=False):
-        drops = [f"{r.system} {100 * r.uar:.1f} % (within {100 * r.within_uar:.1f} %)" for r in group.itertuples()]
-        parts.append(f"{corpus} held out: UAR " + ", ".join(drops))
-    worst = table.loc[(table["within_uar"] - table["uar"]).idxmax()]
-    return (
-        "; ".join(parts) + f". The largest fall is {worst['system']} on {worst['held_out']} "
-        f"({100 * (worst['within_uar'] - worst['uar']):.1f} points): what the systems learn from two corpora "
-        "transfers to a third only as far as these rows show; chance is 33.3 %."
-    )
-
-
-# --------------------------------------------------------------------------- two runs
-
-
-def compare_runs(
-    folder_a: RunFolder,
-    folder_b: RunFolder,
-    systems: Optional[Sequence[str]] = None,
-    n_resamples: int = 1000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """The same systems in two runs (e.g. another encoder or parameter), scored on the clips both runs scored.
-
-    One row per system and metric: run A's and run B's value, the difference B - A with its paired
-    speaker-bootstrap interval (seed means), the speaker-level sign-flip p (``speaker_p``), the exact McNemar p on
-    the soft vote over seeds (clip-level, secondary), the clips compared, and Holm's adjustment of the speaker
-    test in accuracy over the systems (``p_holm``, one per system).
-
-    Raises:
-        ValueError: no system is trained in both runs, or they share no test clip.
-    """
-    in_a = set(load_results(folder_a)["system"])
-    in_b = set(load_results(folder_b)["system"])
-    names = list(systems) if systems else [s for s in load_results(folder_a)["system"].drop_duplicates() if s in in_b]
-    missing = [s for s in names if s not in in_a or s not in in_b]
-    if missing or not names:
-        raise ValueError(
-            f"system(s) {', '.join(missing) or '(none)'} not trained in both runs "
-            f"({folder_a.root}: {', '.join(sorted(in_a))}; {folder_b.root}: {', '.join(sorted(in_b))})"
-        )
-    rows = []
-    for name in names:
-        table, info = stats.compare_predictions(
-            run_predictions(folder_a, name), run_predictions(folder_b, name), n_resamples, seed
-        )
-        for r in table.itertuples():
-            rows.append(
-                {
-                    "system": name,
-                    "metric": METRIC_NAMES[r.metric],
-                    "run_a": r.a,
-                    "run_b": r.b,
-                    "delta_pp": 100 * r.delta,
-                    "delta_lo_pp": 100 * r.lo,
-                    "delta_hi_pp": 100 * r.hi,
-                    "unit": r.unit,
-                    "speaker_p": r.speaker_p,
-                    "mcnemar_p": r.mcnemar_p,
-                    "clips": info["clips"],
-                    "only_a": info["only_a"],
-                    "only_b": info["only_b"],
-                }
-            )
-    out = pd.DataFrame(rows)
-    first = out.drop_duplicates("system")
-    adjusted, _ = stats.holm(first["speaker_p"].to_numpy())
-    out["p_holm"] = out["system"].map(dict(zip(first["system"], adjusted)))
-    return out

@@ -22,33 +22,12 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from serlib.common.facts import CLASSES
+from serlib.modelling.metrics import METRICS, metrics_from_counts  # noqa: F401  (the one definition, re-exported)
 
-METRICS = ("accuracy", "uar", "macro_f1")  # UAR: unweighted average recall (the mean of the per-class recalls)
 MIN_SPEAKERS = 5  # fewer test speakers than this: the speaker interval is n/a, a clip-level one is given
 
 
 # --------------------------------------------------------------------------- metrics from confusion counts
-
-
-def metrics_from_counts(counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Accuracy, UAR and macro-F1 of confusion counts ``(..., true, predicted)``.
-
-    Recall and F1 are averaged over the classes present among the true labels (a class a resample
-    happens to lack does not count as a recall of 0).
-    """
-    counts = np.asarray(counts, dtype=float)
-    tp = np.diagonal(counts, axis1=-2, axis2=-1)  # (..., classes)
-    true = counts.sum(axis=-1)
-    pred = counts.sum(axis=-2)
-    total = true.sum(axis=-1)
-    present = true > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = tp.sum(axis=-1) / total
-        recall = np.where(present, tp / np.where(present, true, 1), np.nan)
-        f1 = np.where(present, 2 * tp / np.maximum(true + pred, 1), np.nan)
-        uar = np.nanmean(recall, axis=-1)
-        macro_f1 = np.nanmean(f1, axis=-1)
-    return {"accuracy": accuracy, "uar": uar, "macro_f1": macro_f1}
 
 
 def _as_seeds(y_pred) -> np.ndarray:
@@ -69,7 +48,7 @@ def _group_counts(y_true, y_pred, groups, n_classes: int) -> tuple[np.ndarray, n
     return counts, names
 
 
-def _resample_weights(n_groups: int, n_resamples: int, seed: int) -> np.ndarray:
+def resample_weights(n_groups: int, n_resamples: int, seed: int) -> np.ndarray:
     """``(resamples, groups)`` multiplicities of groups drawn with replacement."""
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_groups, size=(n_resamples, n_groups))
@@ -167,7 +146,7 @@ def speaker_bootstrap(
     groups = speakers if unit == "speaker" else np.arange(len(y_true)).astype(str)
     counts, names = _group_counts(y_true, y_pred, groups, n_classes)  # (groups, seeds, n, n)
     point = _seed_mean(counts.sum(axis=0))
-    weights = _resample_weights(len(names), n_resamples, seed)
+    weights = resample_weights(len(names), n_resamples, seed)
     resampled = _resampled(counts, weights, seed, 1)
     tail = 100 * (1 - level) / 2
     rows = []
@@ -217,7 +196,7 @@ def paired_bootstrap(
     counts_a, names = _group_counts(y_true, pred_a, groups, n_classes)
     counts_b, _ = _group_counts(y_true, pred_b, groups, n_classes)
     point_a, point_b = _seed_mean(counts_a.sum(axis=0)), _seed_mean(counts_b.sum(axis=0))
-    weights = _resample_weights(len(names), n_resamples, seed)
+    weights = resample_weights(len(names), n_resamples, seed)
     res_a = _resampled(counts_a, weights, seed, 1)
     res_b = _resampled(counts_b, weights, seed, 2)
     tail = 100 * (1 - level) / 2
