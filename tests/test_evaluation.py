@@ -288,3 +288,22 @@ def test_temperature_is_fitted_on_validation_and_keeps_the_accuracy(tmp_path):
     assert table.at["as trained", "ece"] == pytest.approx(evaluation.calibration(cfg, folder, "S5")[0])
     assert (table["clips"] == N_SPEAKERS * CLIPS).all() and (table["seeds"] == 2).all()
     assert (table["ece_lo"] <= table["ece"]).all() and (table["ece"] <= table["ece_hi"]).all()
+
+
+def test_scores_carry_the_corpus_balanced_uar(tmp_path):
+    from serlib.modelling.metrics import classification_metrics
+
+    cfg, folder = _run(tmp_path, {"S5": 0.7})
+    row = evaluation.scores_table(cfg, folder, ["S5"]).iloc[0]
+    preds = evaluation.system_predictions(cfg, folder, "S5")
+    per_corpus = [
+        np.mean(
+            [
+                classification_metrics(p["label"].map(CLASSES.index), p["pred"].map(CLASSES.index))["uar"]
+                for _, p in part.groupby("seed")
+            ]
+        )
+        for _, part in preds.groupby("corpus")
+    ]
+    assert row["uar_balanced"] == pytest.approx(np.mean(per_corpus))
+    assert row["uar_balanced_lo"] <= row["uar_balanced"] <= row["uar_balanced_hi"]

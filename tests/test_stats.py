@@ -338,3 +338,18 @@ def test_compare_predictions_decides_by_speakers_and_votes_softly():
     by_speaker = pd.Series(pred == y).groupby(speakers).mean()
     assert acc["speaker_delta"] == pytest.approx((1 - by_speaker).mean())
     assert acc["speaker_p"] == pytest.approx(2 / 2**6)  # every speaker gains: only the all-+ and all-- patterns
+
+
+def test_corpus_balanced_uar_is_the_mean_of_the_corpora_uars():
+    y, pred, speakers = _toy(n_speakers=10, clips=12)
+    corpora = np.where(np.arange(len(y)) < 100, "big", "small")  # 100 clips against 20
+    out = stats.balanced_uar(y, pred, speakers, corpora, n_resamples=300, seed=1)
+    big, small = corpora == "big", corpora == "small"
+    by_hand = {
+        "big": recall_score(y[big], pred[big], average="macro"),
+        "small": recall_score(y[small], pred[small], labels=sorted(set(y[small])), average="macro"),
+    }
+    assert out["per_corpus"] == pytest.approx(by_hand)
+    assert out["value"] == pytest.approx((by_hand["big"] + by_hand["small"]) / 2)
+    assert out["value"] != pytest.approx(recall_score(y, pred, average="macro"))  # not the pooled UAR
+    assert out["lo"] < out["value"] < out["hi"] and out["n_corpora"] == 2

@@ -73,12 +73,18 @@ TABLE6_CLAIMS = (  # the paper's ablations (Table 6): removing each component hu
 def score(preds: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """Accuracy, UAR and macro-F1 of one system's predictions with speaker-bootstrap intervals (seed mean).
 
+    With two or more corpora, ``attrs["uar_balanced"]`` holds the corpus-balanced UAR (``stats.balanced_uar``).
+
     The value is the pooled one (every clip once per seed). Where ``preds`` pools speaker folds, each metric
     also gets the mean and standard deviation of the per-fold values (``fold_mean``, ``fold_sd``, ``n_folds``).
     """
     labels, pred, speakers, ids = wide(preds)
     a = cfg.analysis
     table = stats.speaker_bootstrap(labels, pred, speakers, n_resamples=a.bootstrap_resamples, seed=a.bootstrap_seed)
+    corpora = preds.drop_duplicates("utt_id").set_index("utt_id").loc[ids, "corpus"].to_numpy(str)
+    if len(set(corpora)) > 1:
+        balanced = stats.balanced_uar(labels, pred, speakers, corpora, a.bootstrap_resamples, a.bootstrap_seed)
+        table.attrs["uar_balanced"] = balanced
     folds = fold_values(preds)
     if folds is not None:
         table["fold_mean"] = table["metric"].map(folds[list(stats.METRICS)].mean())
@@ -127,6 +133,9 @@ def score_row(name: str, table: pd.DataFrame) -> dict:
         }
         if "fold_mean" in table:
             row |= {f"{short}_folds": table.at[metric, "fold_mean"], f"{short}_folds_sd": table.at[metric, "fold_sd"]}
+    balanced = table.attrs.get("uar_balanced")
+    if balanced:
+        row |= {"uar_balanced": balanced["value"], "uar_balanced_lo": balanced["lo"], "uar_balanced_hi": balanced["hi"]}
     first = table.iloc[0]
     return row | {
         "unit": first["unit"],

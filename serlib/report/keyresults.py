@@ -18,7 +18,12 @@ from serlib.common.paper import TABLE5
 from serlib.common.runfolder import RunFolder
 from serlib.features.keys import inputs_for_run
 
-METRICS = (("acc", "accuracy", "test_acc"), ("uar", "UAR", None), ("macro_f1", "macro-F1", "macro_f1"))
+METRICS = (
+    ("acc", "accuracy", "test_acc"),
+    ("uar", "UAR", None),
+    ("macro_f1", "macro-F1", "macro_f1"),
+    ("uar_balanced", "corpus-balanced UAR", None),  # the mean of the per-corpus UARs (two or more corpora)
+)
 
 
 def results_anchor(system: str) -> Optional[str]:
@@ -85,6 +90,8 @@ def key_results_html(cfg: Config, folder: RunFolder) -> str:
         folds = (
             f"<td class='num'>{100 * row[key + '_folds']:.1f} ± {100 * row[key + '_folds_sd']:.1f}</td>"
             if key + "_folds" in row
+            else "<td class='num'>n/a</td>"
+            if "acc_folds" in row
             else ""
         )
         cells.append(
