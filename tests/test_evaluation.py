@@ -307,3 +307,32 @@ def test_scores_carry_the_corpus_balanced_uar(tmp_path):
     ]
     assert row["uar_balanced"] == pytest.approx(np.mean(per_corpus))
     assert row["uar_balanced_lo"] <= row["uar_balanced"] <= row["uar_balanced_hi"]
+
+
+def test_leave_one_corpus_out_is_compared_on_the_same_clips(tmp_path):
+    cfg, folder = _run(tmp_path, {"S1": 0.8}, seeds=(0,))
+    cfg.analysis.loco_systems = ["S1"]
+    main = pd.read_csv(folder.predictions("S1", 0))
+    manifest = pd.read_csv(folder.manifest)
+    rng = np.random.default_rng(5)
+    for corpus in ("CREMA-D", "RAVDESS"):  # LOCO tests every clip of the held-out corpus, worse than within
+        held = main[main["utt_id"].isin(manifest.loc[manifest["corpus"] == corpus, "utt_id"])].copy()
+        wrong = rng.random(len(held)) < 0.5
+        held.loc[wrong, "pred"] = held.loc[wrong, "label"].map(lambda c: CLASSES[(CLASSES.index(c) + 1) % 3])
+        held["correct"] = held["label"] == held["pred"]
+        folder.run_dir("S1", 0, f"loco-{corpus}").mkdir(parents=True)
+        held.to_csv(folder.predictions("S1", 0, "test", f"loco-{corpus}"), index=False)
+    main.iloc[: len(main) // 4 * 3].to_csv(folder.predictions("S1", 0), index=False)  # the split tested 3/4 clips
+    table = crosscorpus.loco_table(cfg, folder).set_index("held_out")
+    loco = evaluation.system_predictions(cfg, folder, "S1", ["loco-CREMA-D"], [0])
+    within = evaluation.system_predictions(cfg, folder, "S1").query("corpus == 'CREMA-D'")
+    assert table.at["CREMA-D", "n_clips"] == len(loco) == N_SPEAKERS * CLIPS // 2  # all of the corpus
+    assert table.at["CREMA-D", "same_clips"] == len(within) == len(loco) and table.at["CREMA-D", "all_clips"]
+    assert table.at["RAVDESS", "same_clips"] == N_SPEAKERS * CLIPS // 4 and not table.at["RAVDESS", "all_clips"]
+    ravdess = evaluation.system_predictions(cfg, folder, "S1").query("corpus == 'RAVDESS'")
+    same = evaluation.system_predictions(cfg, folder, "S1", ["loco-RAVDESS"], [0]).query("utt_id in @ravdess.utt_id")
+    uar = lambda p: p.groupby("label")["correct"].mean().mean()  # noqa: E731
+    assert table.at["RAVDESS", "within_uar"] == pytest.approx(uar(ravdess))
+    assert table.at["RAVDESS", "loco_uar_same"] == pytest.approx(uar(same))
+    assert table.at["RAVDESS", "delta_uar_pp"] == pytest.approx(100 * (uar(same) - uar(ravdess)))
+    assert "on the same clips" in crosscorpus.loco_note(table.reset_index())
