@@ -13,7 +13,7 @@ import pandas as pd
 from serlib.common.config import Config, primary_system
 from serlib.common.facts import CLASSES
 from serlib.common.runfolder import RunFolder
-from serlib.data.protocols import evaluation_protocols
+from serlib.data.protocols import SENTENCE_PROTOCOL, evaluation_protocols
 from serlib.data.stage import load_manifest
 from serlib.modelling.runbaselines import baseline_file, baselines_changes
 from serlib.modelling.systems import load_results
@@ -166,7 +166,8 @@ def run_predictions(folder: RunFolder, system: str) -> pd.DataFrame:
     """A system's test predictions in a run folder, over every seed and main protocol that ``results.csv``
     lists (no configuration needed), joined with that run's manifest."""
     results = load_results(folder)
-    rows = results[(results["system"] == system) & ~results["protocol"].str.startswith("loco-")]
+    main = ~results["protocol"].str.startswith("loco-") & (results["protocol"] != SENTENCE_PROTOCOL)
+    rows = results[(results["system"] == system) & main]
     if rows.empty:
         raise FileNotFoundError(f"{folder.results}: no trained {system} in {folder.root}")
     files = [
