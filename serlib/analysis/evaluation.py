@@ -1,14 +1,14 @@
-"""What the report's results rest on (issue 11): every system's test predictions over its seeds and
-protocols, their scores with speaker-bootstrap intervals, paired tests of the paper's comparisons
-with a Holm correction, the leave-one-corpus-out rows, the baselines beside the systems, calibration,
-the pooled confusion matrix and the scores per group (corpus, sex).
+"""What the report's results rest on (issues 11, 24): every system's test predictions over its seeds and
+protocols, their scores with speaker-bootstrap intervals, the paper's claims tested at the speaker level with
+one Holm family, the baselines beside the systems, calibration, the pooled confusion matrix and the scores per
+group (corpus, sex).
 
-One reader (``read_predictions``) loads every prediction file the report scores: a system's
-(``models/.../predictions_test.csv``, over its seeds and protocols), the analysed system's one seed
-(``primary_predictions``), another run's (``run_predictions``) and the baselines' (``baseline_predictions``,
-trained by ``serlib.pipeline.ensure_baselines``: scoring here never trains). The manifest adds each clip's
-speaker, corpus, sex, duration and path. Under ``data.folds`` the test predictions of the k folds are pooled,
-so every clip (and speaker) is scored once per seed and the intervals use all folds.
+The predictions are read by ``serlib.analysis.predictions`` (re-exported here). Every table scores them with
+``score`` (one metric definition, ``serlib.modelling.metrics.metrics_from_counts``), so one system shows the same
+numbers in every table. Under ``data.folds`` the test predictions of the k folds are pooled, so every clip (and
+speaker) is scored once per seed and the intervals use all folds. Leave-one-corpus-out is in
+``serlib.analysis.crosscorpus``, two runs in ``serlib.analysis.runcompare``, the confounds in
+``serlib.analysis.confounds``, temperature scaling in ``serlib.analysis.calibrate``.
 """
 
 from __future__ import annotations
