@@ -353,3 +353,13 @@ def test_corpus_balanced_uar_is_the_mean_of_the_corpora_uars():
     assert out["value"] == pytest.approx((by_hand["big"] + by_hand["small"]) / 2)
     assert out["value"] != pytest.approx(recall_score(y, pred, average="macro"))  # not the pooled UAR
     assert out["lo"] < out["value"] < out["hi"] and out["n_corpora"] == 2
+
+
+def test_the_paired_bootstrap_draws_each_systems_seeds_apart():
+    y, pred, speakers = _toy()
+    seeds = np.stack([pred, np.where(np.arange(len(y)) % 2 == 0, y, (y + 1) % 3)])  # two seeds that differ
+    row = stats.paired_bootstrap(y, seeds, seeds, speakers, n_resamples=500, seed=3).set_index("metric")
+    assert row.at["accuracy", "delta"] == 0  # the same system twice
+    assert row.at["accuracy", "lo"] < 0 < row.at["accuracy", "hi"]  # but its seeds are drawn apart for each side
+    single = stats.paired_bootstrap(y, seeds[:1], seeds[:1], speakers, n_resamples=500, seed=3).set_index("metric")
+    assert single.at["accuracy", "lo"] == single.at["accuracy", "hi"] == 0  # one seed: speakers only, they cancel
