@@ -30,3 +30,10 @@ def test_the_table_sits_beside_the_permutation_verdicts(tmp_path):
     row = mixed.mixed_effects_table(cfg, folder).iloc[0]
     assert row["comparison"] == "S2 vs S1" and row["odds_ratio"] > 1 and row["p_gee"] < 0.05
     assert row["verdict"] == "supported" and row["rows"] == 2 * 2 * 96 and row["speakers"] == 8
+
+
+def test_too_few_speakers_give_no_error_at_all():
+    rng = np.random.default_rng(1)
+    speakers = np.repeat(["a", "b", "c"], 30)
+    out = mixed.gee_system_effect(rng.random(90) < 0.4, rng.random(90) < 0.6, speakers, speakers)
+    assert np.isfinite(out["log_odds"]) and np.isnan(out["se"]) and np.isnan(out["p"]) and np.isnan(out["lo"])

@@ -19,6 +19,7 @@ from scipy.stats import norm
 
 from serlib.analysis.evaluation import TABLE5_CLAIMS, claims_table
 from serlib.analysis.predictions import system_predictions
+from serlib.analysis.stats import MIN_SPEAKERS
 from serlib.common.config import Config
 from serlib.common.runfolder import RunFolder
 
@@ -32,7 +33,8 @@ def gee_system_effect(correct_a: Sequence[bool], correct_b: Sequence[bool], spea
 
     Returns:
         {"log_odds", "se" (robust, speaker clusters), "lo", "hi" (95 %), "odds_ratio", "p" (two-sided Wald),
-        "n_clusters", "n_rows"}.
+        "n_clusters", "n_rows"}; se, lo, hi and p are NaN with fewer than ``MIN_SPEAKERS`` speakers (a robust error
+        from so few clusters means nothing).
     """
     import statsmodels.api as sm  # heavy import, used by this check only
 
@@ -49,7 +51,12 @@ def gee_system_effect(correct_a: Sequence[bool], correct_b: Sequence[bool], spea
     with np.errstate(invalid="ignore"):  # two identical systems: a zero (or rounding-negative) robust variance
         fit = model.fit()
         coef, se = float(fit.params[1]), float(fit.bse[1])
-    p = float(2 * norm.sf(abs(coef / se))) if se > 0 else 1.0
+    clusters = int(len(set(groups)))
+    if not np.isfinite(se):  # the robust variance is 0 up to rounding (identical systems)
+        se = 0.0
+    if clusters < MIN_SPEAKERS:  # a sandwich over a handful of clusters is far too small: no error at all
+        se = float("nan")
+    p = float(2 * norm.sf(abs(coef / se))) if se > 0 else 1.0 if se == 0 else float("nan")
     return {
         "log_odds": coef,
         "se": se,
@@ -57,7 +64,7 @@ def gee_system_effect(correct_a: Sequence[bool], correct_b: Sequence[bool], spea
         "hi": coef + 1.959964 * se,
         "odds_ratio": float(np.exp(coef)),
         "p": p,
-        "n_clusters": int(len(set(groups))),
+        "n_clusters": clusters,
         "n_rows": len(y),
     }
 
