@@ -20,11 +20,11 @@ from typing import Optional, Sequence
 
 import pandas as pd
 
-from serlib.common.config import Config, ConfigError, folds_problem, loco_systems
+from serlib.common.config import Config, ConfigError, folds_problem, loco_systems, sentence_systems
 from serlib.common.facts import CORPUS_KEYS
 from serlib.common.runfolder import RunFolder
 from serlib.data.democorpus import SCALES, generate_demo_corpus
-from serlib.data.protocols import ensure_folds, evaluation_protocols, loco_protocols
+from serlib.data.protocols import SENTENCE_PROTOCOL, ensure_folds, evaluation_protocols, loco_protocols
 from serlib.data.stage import StaleManifestError, build_manifest, corpus_roots, load_manifest, manifest_changes
 from serlib.features.encoders import weights_problem
 from serlib.features.extract import extract_for_run
@@ -143,6 +143,19 @@ def ensure_loco(cfg: Config, folder: RunFolder, progress: bool = True, rebuild_s
         for protocol in loco_protocols(manifest)
     ]
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def ensure_sentence_runs(cfg: Config, folder: RunFolder, progress: bool = True) -> pd.DataFrame:
+    """The runs of ``analysis.sentence_systems`` under ``unseen-sentences`` (sentences held out as well as speakers),
+    first seed only, as the leave-one-corpus-out runs; empty when the list is [].
+    """
+    names = sentence_systems(cfg)
+    if not names:
+        return pd.DataFrame()
+    ensure_manifest(cfg, folder)
+    ensure_features(cfg, folder)
+    one_seed = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seeds=cfg.train.seeds[:1]))
+    return train_systems(one_seed, folder, systems=names, progress=progress, protocol=SENTENCE_PROTOCOL)
 
 
 def ensure_baselines(cfg: Config, folder: RunFolder, rebuild_stale: bool = True) -> dict:

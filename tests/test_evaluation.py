@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from serlib.analysis import evaluation
+from serlib.analysis import crosscorpus, evaluation, runcompare
 from serlib.common.config import Config, SystemConfig, TrainConfig
 from serlib.common.facts import CLASSES
 from serlib.common.runfolder import RunFolder
@@ -68,6 +68,7 @@ def _run(tmp_path, accuracy: dict, name="run", seeds=(0, 1)) -> tuple[Config, Ru
                     "seconds_per_epoch": 1.0,
                     "stopped_epoch": 3,
                     "test_uar": 0.5,
+                    "test_macro_f1": 0.5,
                 }
             )
     pd.DataFrame(rows).to_csv(folder.results, index=False)
@@ -118,13 +119,13 @@ def test_calibration_of_overconfident_predictions(tmp_path):
     ece, table = evaluation.calibration(cfg, folder, "S5")
     acc = evaluation.system_predictions(cfg, folder, "S5")["correct"].mean()
     assert ece == pytest.approx(abs(0.8 - acc))  # every clip at confidence 0.8: one bin
-    assert table["clips"].sum() == 2 * N_SPEAKERS * CLIPS
+    assert table["clips"].sum() == N_SPEAKERS * CLIPS  # clips, not clips x seeds (two seeds here)
 
 
 def test_compare_runs_and_its_command(tmp_path, capsys):
     _, folder_a = _run(tmp_path, {"S5": 0.5}, "a")
     _, folder_b = _run(tmp_path, {"S5": 0.95}, "b")
-    table = evaluation.compare_runs(folder_a, folder_b, n_resamples=200)
+    table = runcompare.compare_runs(folder_a, folder_b, n_resamples=200)
     acc = table[table["metric"] == "accuracy"].iloc[0]
     assert acc["delta_pp"] > 0 and acc["delta_lo_pp"] > 0 and acc["clips"] == N_SPEAKERS * CLIPS
     html = tmp_path / "compare.html"
@@ -181,9 +182,9 @@ def test_a_skipped_table_names_what_it_needs_and_what_the_profile_has():
     )
     cfg.data.demo = None
     cfg.data.emodb = "/corpora/EmoDB"
-    assert evaluation.loco_skip(cfg).endswith("this profile reads only EmoDB.")
+    assert crosscorpus.loco_skip(cfg).endswith("this profile reads only EmoDB.")
     cfg.data.crema_d = "/corpora/CREMA-D"
-    assert evaluation.loco_skip(cfg) == ""
+    assert crosscorpus.loco_skip(cfg) == ""
 
 
 def test_a_row_beyond_the_paper_is_compared_with_its_base_then_the_analysed_system_then_s1():
@@ -194,3 +195,144 @@ def test_a_row_beyond_the_paper_is_compared_with_its_base_then_the_analysed_syst
     alone = Config(systems={"R1": SystemConfig()})
     alone.analysis.primary_system = "R1"
     assert evaluation.reference_of(alone, "R1") is None  # nothing to compare with: scored without a paired test
+
+
+def _same_runs(folder: RunFolder, copy: str, of: str, seeds=(0, 1)) -> None:
+    """``copy``'s runs become ``of``'s (same predictions, same saved run key), as training copies S4 to A1."""
+    import json
+    import shutil
+
+    for seed in seeds:
+        shutil.copy(folder.predictions(of, seed), folder.predictions(copy, seed))
+        for name in (copy, of):
+            folder.run_config(name, seed).write_text(json.dumps({"key": f"key-{of}-{seed}"}))
+
+
+def test_one_family_of_distinct_claims_with_speaker_level_verdicts(tmp_path):
+    from statsmodels.stats.multitest import multipletests
+
+    accuracy = {"S1": 0.4, "S2": 0.9, "S3": 0.85, "S4": 0.3, "S5": 0.9, "A1": 0.3, "A2": 0.85}
+    cfg, folder = _run(tmp_path, accuracy)
+    _same_runs(folder, "A1", "S4")
+    _same_runs(folder, "A2", "S3")
+    family = evaluation.claims_table(cfg, folder).set_index("comparison")
+    # S5 vs A1 is S5 vs S4, S5 vs A2 is S5 vs S3: 4 distinct claims (S2-S1, S3-S2, S5-S3, S5-S4), not 6
+    assert list(family.index) == ["S2 vs S1", "S3 vs S2", "S5 vs S3", "S5 vs S4"]
+    assert family.at["S5 vs S4", "same_as"] == "S5 vs A1" and (family["family_size"] == 4).all()
+    preds = {s: evaluation.system_predictions(cfg, folder, s) for s in ("S1", "S2")}
+    labels, pred_a, speakers, _ = evaluation.wide(preds["S1"])
+    _, pred_b, _, _ = evaluation.wide(preds["S2"])
+    by_hand = evaluation.stats.speaker_signflip_test(labels, pred_a, pred_b, speakers, "accuracy")
+    assert family.at["S2 vs S1", "p"] == pytest.approx(by_hand["p"])  # the verdict's p is the speaker test's
+    assert family.at["S2 vs S1", "speaker_delta_pp"] == pytest.approx(100 * by_hand["mean_speaker_delta"])
+    np.testing.assert_allclose(family["p_holm"], multipletests(family["p"], method="holm")[1])
+    assert family.at["S2 vs S1", "verdict"] == "supported"
+    assert family.at["S5 vs S4", "verdict"] == "supported"
+    assert family.at["S3 vs S2", "verdict"].startswith("not supported")  # 0.85 vs 0.9: a loss, not a gain
+    # Tables S26 and S32 show their rows of the one family: a copy has the same test, adjusted p and verdict
+    s26 = evaluation.paired_table(cfg, folder, evaluation.TABLE5_CLAIMS).set_index("comparison")
+    s32 = evaluation.paired_table(cfg, folder, evaluation.TABLE6_CLAIMS).set_index("comparison")
+    assert s32.at["S5 vs A1", "p_holm"] == s26.at["S5 vs S4", "p_holm"] == family.at["S5 vs S4", "p_holm"]
+    assert s32.at["S5 vs A1", "claim"].startswith("Tri-Aug helps (Full vs A1")
+    assert "one family of 4 distinct claim(s)" in evaluation.family_note(s32.reset_index())
+
+
+def test_a_significant_loss_contradicts_the_claim(tmp_path):
+    cfg, folder = _run(tmp_path, {"S1": 0.95, "S2": 0.2})
+    row = evaluation.claims_table(cfg, folder).iloc[0]
+    assert row["comparison"] == "S2 vs S1" and row["speaker_delta_pp"] < 0 and row["p_holm"] < 0.05
+    assert row["verdict"] == "contradicted: significantly worse"
+
+
+def test_the_same_system_shows_the_same_numbers_in_every_table(tmp_path):
+    from serlib.analysis import results as result_tables
+
+    cfg, folder = _run(tmp_path, {"S4": 0.6, "S5": 0.8, "A1": 0.6})
+    cfg.analysis.primary_system = "S5"
+    reference = evaluation.scores_table(cfg, folder, ["S5"]).iloc[0]
+    table5 = evaluation.table5_scores(cfg, folder).set_index("system").loc["S5"]
+    runs = pd.read_csv(folder.results)
+    table6 = result_tables.table6(cfg, runs, evaluation.scores_table(cfg, folder, ["S5", "A1"])).iloc[0]
+    table8 = result_tables.table8(cfg, evaluation.scores_table(cfg, folder, ["S5"])).iloc[-1]
+    by_corpus = evaluation.accuracy_by(evaluation.system_predictions(cfg, folder, "S5"), "corpus", cfg)
+    overall = by_corpus.set_index("corpus").loc["all"]
+    claim = evaluation.claims_table(cfg, folder).set_index("comparison").loc["S5 vs S4"]
+    for stem, name in (("acc", "accuracy"), ("uar", "uar"), ("macro_f1", "macro_f1")):
+        for suffix in ("", "_lo", "_hi"):
+            assert table5[stem + suffix] == reference[stem + suffix]
+            assert overall[name + suffix] == reference[stem + suffix]
+            assert table8[("reported_acc" if stem == "acc" else stem) + suffix] == reference[stem + suffix]
+            assert table6[("test_acc" if stem == "acc" else stem) + suffix] == reference[stem + suffix]
+    assert claim["better"] == reference["acc"]
+    # a per-corpus row scores that corpus's clips with the same definitions
+    crema = evaluation.system_predictions(cfg, folder, "S5").query("corpus == 'CREMA-D'")
+    assert by_corpus.set_index("corpus").at["CREMA-D", "accuracy"] == pytest.approx(crema["correct"].mean())
+
+
+def test_temperature_is_fitted_on_validation_and_keeps_the_accuracy(tmp_path):
+    from serlib.analysis import calibrate
+
+    cfg, folder = _run(tmp_path, {"S5": 0.5})
+    for seed in (0, 1):
+        val = pd.read_csv(folder.predictions("S5", seed))
+        val.to_csv(folder.predictions("S5", seed, "val"), index=False)  # as overconfident on validation as on test
+    table = evaluation.temperature_table(cfg, folder, "S5").set_index("probabilities")
+    val = evaluation.system_predictions(cfg, folder, "S5", split="val").query("seed == 0")
+    fitted = calibrate.fit_temperature(val[evaluation.PROB_COLUMNS].to_numpy(), val["label"].map(CLASSES.index))
+    assert fitted > 1  # confidence 0.8 at ~50 % accuracy: the temperature softens
+    assert (
+        table.at["temperature-scaled", "temperature_min"] <= fitted <= table.at["temperature-scaled", "temperature_max"]
+    )
+    assert table.at["temperature-scaled", "ece"] < table.at["as trained", "ece"]
+    assert table.at["temperature-scaled", "accuracy"] == table.at["as trained", "accuracy"]
+    assert table.at["as trained", "ece"] == pytest.approx(evaluation.calibration(cfg, folder, "S5")[0])
+    assert (table["clips"] == N_SPEAKERS * CLIPS).all() and (table["seeds"] == 2).all()
+    assert (table["ece_lo"] <= table["ece"]).all() and (table["ece"] <= table["ece_hi"]).all()
+
+
+def test_scores_carry_the_corpus_balanced_uar(tmp_path):
+    from serlib.modelling.metrics import classification_metrics
+
+    cfg, folder = _run(tmp_path, {"S5": 0.7})
+    row = evaluation.scores_table(cfg, folder, ["S5"]).iloc[0]
+    preds = evaluation.system_predictions(cfg, folder, "S5")
+    per_corpus = [
+        np.mean(
+            [
+                classification_metrics(p["label"].map(CLASSES.index), p["pred"].map(CLASSES.index))["uar"]
+                for _, p in part.groupby("seed")
+            ]
+        )
+        for _, part in preds.groupby("corpus")
+    ]
+    assert row["uar_balanced"] == pytest.approx(np.mean(per_corpus))
+    assert row["uar_balanced_lo"] <= row["uar_balanced"] <= row["uar_balanced_hi"]
+
+
+def test_leave_one_corpus_out_is_compared_on_the_same_clips(tmp_path):
+    cfg, folder = _run(tmp_path, {"S1": 0.8}, seeds=(0,))
+    cfg.analysis.loco_systems = ["S1"]
+    main = pd.read_csv(folder.predictions("S1", 0))
+    manifest = pd.read_csv(folder.manifest)
+    rng = np.random.default_rng(5)
+    for corpus in ("CREMA-D", "RAVDESS"):  # LOCO tests every clip of the held-out corpus, worse than within
+        held = main[main["utt_id"].isin(manifest.loc[manifest["corpus"] == corpus, "utt_id"])].copy()
+        wrong = rng.random(len(held)) < 0.5
+        held.loc[wrong, "pred"] = held.loc[wrong, "label"].map(lambda c: CLASSES[(CLASSES.index(c) + 1) % 3])
+        held["correct"] = held["label"] == held["pred"]
+        folder.run_dir("S1", 0, f"loco-{corpus}").mkdir(parents=True)
+        held.to_csv(folder.predictions("S1", 0, "test", f"loco-{corpus}"), index=False)
+    main.iloc[: len(main) // 4 * 3].to_csv(folder.predictions("S1", 0), index=False)  # the split tested 3/4 clips
+    table = crosscorpus.loco_table(cfg, folder).set_index("held_out")
+    loco = evaluation.system_predictions(cfg, folder, "S1", ["loco-CREMA-D"], [0])
+    within = evaluation.system_predictions(cfg, folder, "S1").query("corpus == 'CREMA-D'")
+    assert table.at["CREMA-D", "n_clips"] == len(loco) == N_SPEAKERS * CLIPS // 2  # all of the corpus
+    assert table.at["CREMA-D", "same_clips"] == len(within) == len(loco) and table.at["CREMA-D", "all_clips"]
+    assert table.at["RAVDESS", "same_clips"] == N_SPEAKERS * CLIPS // 4 and not table.at["RAVDESS", "all_clips"]
+    ravdess = evaluation.system_predictions(cfg, folder, "S1").query("corpus == 'RAVDESS'")
+    same = evaluation.system_predictions(cfg, folder, "S1", ["loco-RAVDESS"], [0]).query("utt_id in @ravdess.utt_id")
+    uar = lambda p: p.groupby("label")["correct"].mean().mean()  # noqa: E731
+    assert table.at["RAVDESS", "within_uar"] == pytest.approx(uar(ravdess))
+    assert table.at["RAVDESS", "loco_uar_same"] == pytest.approx(uar(same))
+    assert table.at["RAVDESS", "delta_uar_pp"] == pytest.approx(100 * (uar(same) - uar(ravdess)))
+    assert "on the same clips" in crosscorpus.loco_note(table.reset_index())

@@ -111,6 +111,16 @@ def test_licence_and_citation_are_there():
     assert "cff-version" in citation and "serlib" in citation and "references" in citation
 
 
+_ANYWHERE = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info", ".pytest_cache")
+
+
+def _ignored(directory: str, names: list[str]) -> set[str]:
+    """What the wheel's source copy leaves out: the checkout's run outputs (data/, reports/, build/, dist/ at its top
+    level only: serlib/data is a package) and caches anywhere."""
+    top = {"data", "reports", "build", "dist"} if Path(directory).resolve() == ROOT.resolve() else set()
+    return set(_ANYWHERE(directory, names)) | (top & set(names))
+
+
 def test_a_built_wheel_holds_the_notebooks_and_an_installed_serlib_finds_them(tmp_path):
     # serlib/notebooks links to notebooks/ (one copy in git); the wheel must carry them as package data so that
     # `serlib run` of a YAML kept anywhere finds notebooks in a pip-installed serlib.
@@ -124,9 +134,7 @@ def test_a_built_wheel_holds_the_notebooks_and_an_installed_serlib_finds_them(tm
         ROOT,
         source,
         symlinks=True,
-        ignore=shutil.ignore_patterns(
-            ".git", ".venv", "data", "reports", "__pycache__", "*.egg-info", ".pytest_cache", "build", "dist"
-        ),
+        ignore=_ignored,
     )
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path / "dist"), str(source)],

@@ -124,3 +124,35 @@ def test_the_papers_split_is_the_manifests_and_the_manifest_is_read_when_not_giv
         label="negative",
     ).to_csv(folder.manifest, index=False)
     assert list(protocol_subsets(folder, "loco-EmoDB")) == list(protocol_subsets(folder, "loco-EmoDB", manifest))
+
+
+def test_unseen_sentences_holds_out_sentences_as_well_as_speakers(tmp_path):
+    from serlib.data.protocols import UNUSED, held_out_sentences
+
+    rows = [
+        {"corpus": corpus, "speaker": f"{corpus}-{spk}", "sentence": sentence, "split": split}
+        for corpus, sentences in (
+            ("CREMA-D", ["IEO", "DFA", "TIE", "ITS"]),
+            ("RAVDESS", ["01", "02"]),
+            ("EmoDB", ["a01"]),
+        )
+        for spk, split in (("a", "train"), ("b", "val"), ("c", "test"))
+        for sentence in sentences
+    ]
+    manifest = pd.DataFrame(rows)
+    # every third sentence in sorted order: CREMA-D DFA, IEO, ITS, TIE -> DFA and TIE; RAVDESS 01; one sentence: none
+    assert held_out_sentences(manifest) == {"CREMA-D": ["DFA", "TIE"], "EmoDB": [], "RAVDESS": ["01"]}
+    subsets = protocol_subsets(RunFolder(tmp_path), "unseen-sentences", manifest)
+    got = manifest.assign(subset=subsets.to_numpy())
+    test = got[got["subset"] == "test"]
+    assert sorted(zip(test["speaker"], test["sentence"])) == [
+        ("CREMA-D-c", "DFA"),
+        ("CREMA-D-c", "TIE"),
+        ("RAVDESS-c", "01"),
+    ]
+    trained = got[got["subset"].isin(["train", "val"])]
+    assert not set(trained["sentence"]) & {"DFA", "TIE", "01"}  # no held-out sentence is heard in training
+    assert set(trained["speaker"]).isdisjoint(test["speaker"])  # nor a test speaker
+    assert (got.loc[got["speaker"] == "CREMA-D-c", "subset"].isin(["test", UNUSED])).all()
+    assert (got.loc[got["speaker"] == "EmoDB-c", "subset"] == UNUSED).all()
+    assert len(got[got["subset"] == "train"]) == 2 + 1 + 1  # CREMA-D IEO, ITS; RAVDESS 02; EmoDB a01

@@ -9,7 +9,7 @@ from test_evaluation import N_SPEAKERS, _run
 
 from serlib.analysis import evaluation
 from serlib.modelling import runbaselines as rb
-from serlib.modelling.baselines import duration_baseline
+from serlib.modelling.baselines import duration_baseline, duration_nonlinear_baseline
 
 
 @pytest.fixture()
@@ -28,12 +28,17 @@ def run(tmp_path):
 
 def test_scoring_refuses_baselines_nobody_trained_and_reads_those_the_stage_wrote(run):
     cfg, folder, manifest = run
-    assert rb.baseline_references(cfg) == {rb.DURATION: "S1"}
+    assert rb.baseline_references(cfg) == {rb.DURATION: "S1", rb.DURATION_NL: "S1"}
     with pytest.raises(FileNotFoundError, match="ensure_baselines"):
         evaluation.baseline_predictions(cfg, folder, rb.DURATION)  # scoring does not train it
     record = rb.write_baselines(cfg, folder)
     direct, info = duration_baseline(manifest)  # trained here, independently of the stage
-    assert record["chosen"] == {rb.DURATION: {"split": {"C": info["C"]}}}
+    window_s = cfg.features.frames * cfg.features.logmel.hop_ms / 1000
+    _, trees = duration_nonlinear_baseline(manifest, window_s)
+    assert record["chosen"] == {
+        rb.DURATION: {"split": {"C": info["C"]}},
+        rb.DURATION_NL: {"split": {"depth": trees["depth"]}},
+    }
     preds = evaluation.baseline_predictions(cfg, folder, rb.DURATION)
     assert preds["utt_id"].tolist() == direct["utt_id"].tolist() and preds["pred"].tolist() == direct["pred"].tolist()
     assert set(preds["speaker"]) == set(manifest.loc[manifest["split"] == "test", "speaker"])  # the manifest joined

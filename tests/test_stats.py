@@ -246,3 +246,120 @@ def test_group_metrics_score_each_group_alone_and_average_the_seeds():
             expected = np.mean([score(y[part], p[part]) for p in (pred, other)])
             assert table.at[fold, metric] == pytest.approx(expected), (fold, metric)
         assert table.at[fold, "n_clips"] == part.sum()
+
+
+# --------------------------------------------------------------------------- the verdict test
+
+
+def _simulated_pair(rng, gains, n_speakers=12, clips=64):
+    """Two systems on ``n_speakers`` x ``clips`` clips: per speaker a base accuracy, and b gaining ``gains[s]``
+    (points / 100) over a on that speaker (a and b err independently given the speaker)."""
+    base = rng.uniform(0.45, 0.75, n_speakers)
+    y = rng.integers(0, 3, n_speakers * clips)
+    p_a = np.repeat(np.clip(base - gains / 2, 0, 1), clips)
+    p_b = np.repeat(np.clip(base + gains / 2, 0, 1), clips)
+    pred_a = np.where(rng.random(len(y)) < p_a, y, (y + 1) % 3)
+    pred_b = np.where(rng.random(len(y)) < p_b, y, (y + 1) % 3)
+    return y, pred_a, pred_b, np.repeat([f"s{i}" for i in range(n_speakers)], clips)
+
+
+def _rejection_rates(gain_mean, gain_sd, runs=300, seed=11):
+    rng = np.random.default_rng(seed)
+    speaker_hits = clip_hits = 0
+    for _ in range(runs):
+        y, a, b, speakers = _simulated_pair(rng, rng.normal(gain_mean, gain_sd, 12))
+        speaker_hits += stats.speaker_signflip_test(y, a, b, speakers, metric="accuracy")["p"] < 0.05
+        clip_hits += stats.mcnemar_exact(a == y, b == y)["p"] < 0.05
+    return speaker_hits / runs, clip_hits / runs
+
+
+def test_the_verdict_test_holds_its_level_where_mcnemar_does_not():
+    # no mean gain, but a gain that varies by speaker (sd 12 points): the clips of a speaker move together
+    speaker_rate, clip_rate = _rejection_rates(0.0, 0.12)
+    assert speaker_rate <= 0.07
+    assert clip_rate > 0.12  # the clip-level test treats ~768 dependent clips as independent
+
+
+def test_the_verdict_test_detects_a_consistent_gain():
+    speaker_rate, _ = _rejection_rates(0.08, 0.0)
+    assert speaker_rate >= 0.6
+
+
+@pytest.mark.parametrize(
+    "p,delta,verdict",
+    [
+        (0.01, 0.03, "supported"),
+        (0.01, -0.03, "contradicted: significantly worse"),
+        (0.05, 0.03, "not supported: within noise"),  # adjusted p must be below alpha, not equal
+        (0.20, -0.01, "not supported: no gain"),
+        (0.20, 0.0, "not supported: no gain"),
+    ],
+)
+def test_a_verdict_needs_the_adjusted_p_and_the_claimed_direction(p, delta, verdict):
+    assert stats.claim_verdict(p, delta, 0.05) == verdict
+
+
+def test_the_bootstrap_over_seeds_widens_the_interval_by_the_seed_spread():
+    # every speaker alike; seed 0 right on every clip, seed 1 wrong on every clip: only the seeds vary
+    y = np.zeros(60, int)
+    preds = np.stack([np.zeros(60, int), np.ones(60, int)])
+    speakers = np.repeat([f"s{i}" for i in range(6)], 10)
+    row = stats.speaker_bootstrap(y, preds, speakers, n_resamples=400, seed=2).set_index("metric").loc["accuracy"]
+    assert row["value"] == pytest.approx(0.5)
+    assert row["lo"] == 0.0 and row["hi"] == 1.0  # draws of (0, 0) and (1, 1) seeds: a quarter each
+    one = stats.speaker_bootstrap(y, preds[:1], speakers, n_resamples=400, seed=2).set_index("metric")
+    assert one.at["accuracy", "lo"] == one.at["accuracy", "hi"] == 1.0  # one seed: nothing to draw
+
+
+def test_compare_predictions_decides_by_speakers_and_votes_softly():
+    y, pred, speakers = _toy(n_speakers=6, clips=6)
+    names = np.array(["negative", "sad_fear", "pos_neutral"])
+    ids = [f"u{i}" for i in range(len(y))]
+    rows = []
+    for s, p in enumerate([pred, (pred + 1) % 3]):  # seed 1 always wrong where seed 0 is right
+        probs = np.full((len(y), 3), 0.2)
+        probs[np.arange(len(y)), p] = 0.6 if s == 0 else 0.45  # seed 0 is the more confident
+        rows.append(
+            pd.DataFrame({"utt_id": ids, "label": names[y], "pred": names[p], "speaker": speakers, "seed": s}).assign(
+                **{f"prob_{c}": probs[:, i] for i, c in enumerate(names)}
+            )
+        )
+    a = pd.concat(rows, ignore_index=True)
+    np.testing.assert_array_equal(stats.soft_vote(a, ids), pred)  # the mean probability follows seed 0
+    table, _ = stats.compare_predictions(a, a.assign(seed=a["seed"] + 5), n_resamples=100)
+    assert (table["speaker_p"] == 1.0).all() and (table["speaker_delta"] == 0).all()
+    assert (table["mcnemar_p"] == 1).all()
+    with pytest.raises(ValueError, match="soft vote needs the probabilities"):
+        stats.soft_vote(a.drop(columns=[f"prob_{c}" for c in names]), ids)
+    better = pd.DataFrame({"utt_id": ids, "label": names[y], "pred": names[y], "speaker": speakers})
+    single = a[a["seed"] == 0].drop(columns=[f"prob_{c}" for c in names])
+    table, _ = stats.compare_predictions(single, better, n_resamples=100)
+    acc = table.set_index("metric").loc["accuracy"]
+    by_speaker = pd.Series(pred == y).groupby(speakers).mean()
+    assert acc["speaker_delta"] == pytest.approx((1 - by_speaker).mean())
+    assert acc["speaker_p"] == pytest.approx(2 / 2**6)  # every speaker gains: only the all-+ and all-- patterns
+
+
+def test_corpus_balanced_uar_is_the_mean_of_the_corpora_uars():
+    y, pred, speakers = _toy(n_speakers=10, clips=12)
+    corpora = np.where(np.arange(len(y)) < 100, "big", "small")  # 100 clips against 20
+    out = stats.balanced_uar(y, pred, speakers, corpora, n_resamples=300, seed=1)
+    big, small = corpora == "big", corpora == "small"
+    by_hand = {
+        "big": recall_score(y[big], pred[big], average="macro"),
+        "small": recall_score(y[small], pred[small], labels=sorted(set(y[small])), average="macro"),
+    }
+    assert out["per_corpus"] == pytest.approx(by_hand)
+    assert out["value"] == pytest.approx((by_hand["big"] + by_hand["small"]) / 2)
+    assert out["value"] != pytest.approx(recall_score(y, pred, average="macro"))  # not the pooled UAR
+    assert out["lo"] < out["value"] < out["hi"] and out["n_corpora"] == 2
+
+
+def test_the_paired_bootstrap_draws_each_systems_seeds_apart():
+    y, pred, speakers = _toy()
+    seeds = np.stack([pred, np.where(np.arange(len(y)) % 2 == 0, y, (y + 1) % 3)])  # two seeds that differ
+    row = stats.paired_bootstrap(y, seeds, seeds, speakers, n_resamples=500, seed=3).set_index("metric")
+    assert row.at["accuracy", "delta"] == 0  # the same system twice
+    assert row.at["accuracy", "lo"] < 0 < row.at["accuracy", "hi"]  # but its seeds are drawn apart for each side
+    single = stats.paired_bootstrap(y, seeds[:1], seeds[:1], speakers, n_resamples=500, seed=3).set_index("metric")
+    assert single.at["accuracy", "lo"] == single.at["accuracy", "hi"] == 0  # one seed: speakers only, they cancel

@@ -1,37 +1,47 @@
-"""What the report's results rest on (issue 11): every system's test predictions over its seeds and
-protocols, their scores with speaker-bootstrap intervals, paired tests of the paper's comparisons
-with a Holm correction, the leave-one-corpus-out rows, the baselines beside the systems, calibration,
-the pooled confusion matrix and the scores per group (corpus, sex).
+"""What the report's results rest on (issues 11, 24): every system's test predictions over its seeds and
+protocols, their scores with speaker-bootstrap intervals, the paper's claims tested at the speaker level with
+one Holm family, the baselines beside the systems, calibration, the pooled confusion matrix and the scores per
+group (corpus, sex).
 
-One reader (``read_predictions``) loads every prediction file the report scores: a system's
-(``models/.../predictions_test.csv``, over its seeds and protocols), the analysed system's one seed
-(``primary_predictions``), another run's (``run_predictions``) and the baselines' (``baseline_predictions``,
-trained by ``serlib.pipeline.ensure_baselines``: scoring here never trains). The manifest adds each clip's
-speaker, corpus, sex, duration and path. Under ``data.folds`` the test predictions of the k folds are pooled,
-so every clip (and speaker) is scored once per seed and the intervals use all folds.
+The predictions are read by ``serlib.analysis.predictions`` (re-exported here). Every table scores them with
+``score`` (one metric definition, ``serlib.modelling.metrics.metrics_from_counts``), so one system shows the same
+numbers in every table. Under ``data.folds`` the test predictions of the k folds are pooled, so every clip (and
+speaker) is scored once per seed and the intervals use all folds. Leave-one-corpus-out is in
+``serlib.analysis.crosscorpus``, two runs in ``serlib.analysis.runcompare``, the confounds in
+``serlib.analysis.confounds``, temperature scaling in ``serlib.analysis.calibrate``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 
 from serlib.analysis import stats
+from serlib.analysis.calibrate import temperature_table  # noqa: F401  (re-exported beside calibration)
+from serlib.analysis.predictions import (  # noqa: F401  (re-exported: callers read predictions through evaluation)
+    PREDICTION_COLUMNS,
+    PROB_COLUMNS,
+    as_class_names,
+    baseline_predictions,
+    join_manifest,
+    primary_predictions,
+    read_predictions,
+    run_predictions,
+    system_predictions,
+    wide,
+)
 from serlib.common import paper
-from serlib.common.config import PAPER_SYSTEMS, Config, configured_corpora, loco_systems, primary_system
-from serlib.common.facts import CLASSES, CORPORA
+from serlib.common.config import PAPER_SYSTEMS, Config, primary_system
+from serlib.common.facts import CLASSES
 from serlib.common.runfolder import RunFolder
 from serlib.data.protocols import evaluation_protocols
-from serlib.data.stage import load_manifest
-from serlib.modelling.runbaselines import DESCRIPTIONS, baseline_file, baseline_references, baselines_changes
+from serlib.modelling.runbaselines import DESCRIPTIONS, baseline_references
 from serlib.modelling.systems import load_results
 
-PROB_COLUMNS = [f"prob_{c}" for c in CLASSES]
-PREDICTION_COLUMNS = ("utt_id", "label", "pred", *PROB_COLUMNS, "correct")  # what every predictions file holds
 METRIC_NAMES = {"accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1"}
 
 
@@ -57,191 +67,24 @@ TABLE6_CLAIMS = (  # the paper's ablations (Table 6): removing each component hu
 )
 
 
-# --------------------------------------------------------------------------- predictions
-
-
-def read_predictions(folder: RunFolder, files: Sequence[tuple[Path, dict]], fix: str) -> pd.DataFrame:
-    """The one reader of prediction files: their rows, each with the columns given beside its file, joined with
-    the manifest.
-
-    Args:
-        folder: the run folder (its manifest).
-        files: ``(predictions file, {column: value added to its rows})``, e.g. its protocol and seed.
-        fix: what to do when a file is missing (the end of the error).
-
-    Returns:
-        The files' rows (``PREDICTION_COLUMNS``, ``label`` and ``pred`` as class names, ``correct`` a bool) and the
-        added columns, then each clip's manifest columns (speaker, corpus, sex, duration_s, path, ...).
-        ``attrs["source"]`` names the last file read.
-
-    Raises:
-        FileNotFoundError: a file is missing (naming it and ``fix``).
-        ValueError: a file lacks a column or holds a label that is not a class; a clip is not in the manifest.
-    """
-    parts = []
-    for path, columns in files:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such predictions; {fix}")
-        part = pd.read_csv(path)
-        missing = [c for c in PREDICTION_COLUMNS if c not in part.columns]
-        if missing:
-            raise ValueError(
-                f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(PREDICTION_COLUMNS)}"
-            )
-        part["label"] = as_class_names(part["label"], path, "label")
-        part["pred"] = as_class_names(part["pred"], path, "pred")
-        parts.append(part.assign(**columns))
-    preds = pd.concat(parts, ignore_index=True)
-    preds["correct"] = preds["label"] == preds["pred"]
-    return join_manifest(preds, folder, str(files[-1][0]), fix)
-
-
-def join_manifest(preds: pd.DataFrame, folder: RunFolder, source: str, fix: str) -> pd.DataFrame:
-    """Predictions (one row per clip and seed) with each clip's manifest columns; ``attrs["source"]`` = ``source``.
-
-    Raises:
-        ValueError: a clip is not in the manifest (naming ``source`` and ``fix``).
-    """
-    manifest = load_manifest(folder).drop(columns=["label"])
-    merged = preds.merge(manifest, on="utt_id", how="left", validate="many_to_one", indicator=True)
-    unknown = merged.loc[merged["_merge"] == "left_only", "utt_id"]
-    if len(unknown):
-        raise ValueError(
-            f"{source}: {unknown.nunique()} utt_id(s) are not in {folder.manifest} (first: {unknown.iloc[0]}); {fix}"
-        )
-    merged = merged.drop(columns="_merge")
-    merged.attrs["source"] = source
-    return merged
-
-
-def as_class_names(values: pd.Series, path: Path, column: str) -> pd.Series:
-    """Class names from names or label indices (0, 1, 2 in ``serlib.CLASSES`` order)."""
-    if pd.api.types.is_numeric_dtype(values):
-        bad = ~values.isin(range(len(CLASSES)))
-        names = values.map(lambda v: CLASSES[int(v)] if v in range(len(CLASSES)) else None)
-    else:
-        names = values.astype(str)
-        bad = ~names.isin(CLASSES)
-    if bad.any():
-        raise ValueError(f"{path}: column '{column}' holds {values[bad].iloc[0]!r}, not one of {CLASSES} or 0-2")
-    return names
-
-
-def system_predictions(
-    cfg: Config,
-    folder: RunFolder,
-    system: str,
-    protocols: Optional[Sequence[str]] = None,
-    seeds: Optional[Sequence[int]] = None,
-    split: str = "test",
-) -> pd.DataFrame:
-    """One system's predictions over seeds and protocols, joined with the manifest (``read_predictions``).
-
-    Args:
-        cfg: the run configuration.
-        folder: the run folder.
-        system: the system's name.
-        protocols: default: the protocols behind the main results (the split, or every fold).
-        seeds: default: ``train.seeds``.
-        split: ``test`` or ``val``.
-
-    Returns:
-        protocol, seed, utt_id, label, pred, prob_*, correct (bool), and the manifest's columns (speaker, corpus,
-        sex, duration_s, path, ...).
-
-    Raises:
-        FileNotFoundError: a run has no predictions (train it first), naming the file.
-    """
-    protocols = list(protocols or evaluation_protocols(cfg))
-    seeds = list(cfg.train.seeds if seeds is None else seeds)
-    files = [
-        (folder.predictions(system, seed, split, protocol), {"protocol": protocol, "seed": seed})
-        for protocol in protocols
-        for seed in seeds
-    ]
-    return read_predictions(
-        folder,
-        files,
-        f"train {system} first (`serlib train {cfg.source} --system {system}`) or set analysis.primary_system",
-    )
-
-
-def primary_predictions(
-    cfg: Config, folder: RunFolder, split: str = "test", system: Optional[str] = None, seed: Optional[int] = None
-) -> pd.DataFrame:
-    """One seed of one system (default: the analysed ones, ``analysis.primary_system`` and ``primary_seed``) over
-    the main protocols: ``system_predictions`` of that seed, with ``attrs`` naming system, seed, split and source."""
-    default_system, default_seed = primary_system(cfg)
-    system = system or default_system
-    seed = default_seed if seed is None else seed
-    preds = system_predictions(cfg, folder, system, seeds=[seed], split=split)
-    preds.attrs.update(system=system, seed=seed, split=split)
-    return preds
-
-
-def baseline_predictions(cfg: Config, folder: RunFolder, name: str) -> pd.DataFrame:
-    """A baseline's test predictions under the main protocols (``serlib.modelling.runbaselines``), as
-    ``system_predictions`` gives a system's (one seed, 0).
-
-    Raises:
-        FileNotFoundError: they were not written, or were written from other inputs (a one-line list of what
-            differs); ``serlib.pipeline.ensure_baselines(cfg, folder)`` writes them (notebook 03 does).
-    """
-    changes = baselines_changes(cfg, folder)
-    if changes:
-        raise FileNotFoundError(
-            f"the baselines' predictions are not this run's: {'; '.join(changes)}; write them "
-            "with serlib.pipeline.ensure_baselines(cfg, folder)"
-        )
-    files = [
-        (baseline_file(folder, name, protocol), {"protocol": protocol, "seed": 0})
-        for protocol in evaluation_protocols(cfg)
-    ]
-    return read_predictions(folder, files, "write them with serlib.pipeline.ensure_baselines(cfg, folder)")
-
-
-def run_predictions(folder: RunFolder, system: str) -> pd.DataFrame:
-    """A system's test predictions in a run folder, over every seed and main protocol that ``results.csv``
-    lists (no configuration needed), joined with that run's manifest."""
-    results = load_results(folder)
-    rows = results[(results["system"] == system) & ~results["protocol"].str.startswith("loco-")]
-    if rows.empty:
-        raise FileNotFoundError(f"{folder.results}: no trained {system} in {folder.root}")
-    files = [
-        (folder.predictions(system, int(r.seed), "test", r.protocol), {"seed": int(r.seed), "protocol": r.protocol})
-        for r in rows.itertuples()
-    ]
-    return read_predictions(folder, files, f"train {system} again in {folder.root}")
-
-
-def _wide(preds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray, list]:
-    """(labels (clips,), predictions (seeds, clips), speakers (clips,), utt_ids) of one system's predictions."""
-    pred = preds.pivot_table(index="utt_id", columns="seed", values="pred", aggfunc="first")
-    if pred.isna().any().any():
-        raise ValueError("the seeds of a system scored different clips; retrain")
-    meta = preds.drop_duplicates("utt_id").set_index("utt_id").loc[pred.index]
-    encode = {c: i for i, c in enumerate(CLASSES)}
-    labels = meta["label"].map(encode).to_numpy(int)
-    return (
-        labels,
-        pred.apply(lambda col: col.map(encode)).to_numpy(int).T,
-        meta["speaker"].to_numpy(str),
-        list(pred.index),
-    )
-
-
 # --------------------------------------------------------------------------- scores
 
 
 def score(preds: pd.DataFrame, cfg: Config) -> pd.DataFrame:
     """Accuracy, UAR and macro-F1 of one system's predictions with speaker-bootstrap intervals (seed mean).
 
+    With two or more corpora, ``attrs["uar_balanced"]`` holds the corpus-balanced UAR (``stats.balanced_uar``).
+
     The value is the pooled one (every clip once per seed). Where ``preds`` pools speaker folds, each metric
     also gets the mean and standard deviation of the per-fold values (``fold_mean``, ``fold_sd``, ``n_folds``).
     """
-    labels, pred, speakers, ids = _wide(preds)
+    labels, pred, speakers, ids = wide(preds)
     a = cfg.analysis
     table = stats.speaker_bootstrap(labels, pred, speakers, n_resamples=a.bootstrap_resamples, seed=a.bootstrap_seed)
+    corpora = preds.drop_duplicates("utt_id").set_index("utt_id").loc[ids, "corpus"].to_numpy(str)
+    if len(set(corpora)) > 1:
+        balanced = stats.balanced_uar(labels, pred, speakers, corpora, a.bootstrap_resamples, a.bootstrap_seed)
+        table.attrs["uar_balanced"] = balanced
     folds = fold_values(preds)
     if folds is not None:
         table["fold_mean"] = table["metric"].map(folds[list(stats.METRICS)].mean())
@@ -255,7 +98,7 @@ def fold_values(preds: pd.DataFrame) -> Optional[pd.DataFrame]:
     (``stats.group_metrics``, one row per fold), or None when they come from one protocol."""
     if "protocol" not in preds or preds["protocol"].nunique() < 2:
         return None
-    labels, pred, _, ids = _wide(preds)
+    labels, pred, _, ids = wide(preds)
     protocol = preds.drop_duplicates("utt_id").set_index("utt_id").loc[ids, "protocol"].to_numpy(str)
     return stats.group_metrics(labels, pred, protocol)
 
@@ -271,14 +114,14 @@ def scores_table(
     rows = []
     for name in systems:
         table = score(system_predictions(cfg, folder, name, protocols), cfg).set_index("metric")
-        rows.append(_score_row(name, table))
+        rows.append(score_row(name, table))
     return pd.DataFrame(rows)
 
 
 SHORT = {"accuracy": "acc", "uar": "uar", "macro_f1": "macro_f1"}  # a metric's column stem in the score tables
 
 
-def _score_row(name: str, table: pd.DataFrame) -> dict:
+def score_row(name: str, table: pd.DataFrame) -> dict:
     """One row of a scores table from ``score``'s table (indexed by metric): value and interval per metric, and
     with speaker folds the per-fold mean and sd beside the pooled value (``<stem>_folds``, ``<stem>_folds_sd``)."""
     row = {"system": name}
@@ -290,6 +133,9 @@ def _score_row(name: str, table: pd.DataFrame) -> dict:
         }
         if "fold_mean" in table:
             row |= {f"{short}_folds": table.at[metric, "fold_mean"], f"{short}_folds_sd": table.at[metric, "fold_sd"]}
+    balanced = table.attrs.get("uar_balanced")
+    if balanced:
+        row |= {"uar_balanced": balanced["value"], "uar_balanced_lo": balanced["lo"], "uar_balanced_hi": balanced["hi"]}
     first = table.iloc[0]
     return row | {
         "unit": first["unit"],
@@ -330,30 +176,71 @@ def interval_caption(cfg: Config, table: pd.DataFrame) -> str:
 # --------------------------------------------------------------------------- paired comparisons
 
 
-def paired_table(
-    cfg: Config,
-    folder: RunFolder,
-    comparisons: Sequence[Comparison],
-    metric: str = "accuracy",
-    protocols: Optional[Sequence[str]] = None,
-) -> pd.DataFrame:
-    """The paired tests of a family of comparisons on the same test clips.
+PAPER_CLAIMS = TABLE5_CLAIMS + TABLE6_CLAIMS  # every comparison the paper makes; copies among them are one claim
 
-    Per comparison: both systems' value, the difference with its paired speaker-bootstrap interval (seed
-    means), the exact McNemar test on the majority vote over seeds, and Holm's adjustment across the
-    family; ``verdict`` says in words whether the data support the claim.
+
+def system_identity(cfg: Config, folder: RunFolder, system: str, protocols: Optional[Sequence[str]] = None) -> tuple:
+    """What makes two systems the same trained runs: the run keys (``config.json``) of its seeds and protocols, as
+    the training step compares them (S4 = A1 and S3 = A2 in the paper: trained once); ``(system,)`` where a run has
+    no saved key."""
+    keys = []
+    for protocol in protocols or evaluation_protocols(cfg):
+        for seed in cfg.train.seeds:
+            try:
+                saved = json.loads(folder.run_config(system, seed, protocol).read_bytes())
+            except (OSError, ValueError):
+                return (system,)
+            keys.append(saved.get("key") if isinstance(saved, dict) else None)
+    return tuple(keys) if keys and all(keys) else (system,)
+
+
+def claim_family(
+    cfg: Config, folder: RunFolder, protocols: Optional[Sequence[str]] = None
+) -> list[tuple[Comparison, ...]]:
+    """The ONE family of the paper's distinct claims this profile can test: the comparisons of Tables 5 and 6
+    whose systems it has, those that compare the same two trained systems (S5 vs S4 and Full vs A1) joined as one
+    claim (the first named first)."""
+    groups: dict[tuple, list[Comparison]] = {}
+    for comp in PAPER_CLAIMS:
+        if comp.base in cfg.systems and comp.better in cfg.systems:
+            key = (
+                system_identity(cfg, folder, comp.base, protocols),
+                system_identity(cfg, folder, comp.better, protocols),
+            )
+            groups.setdefault(key, []).append(comp)
+    return [tuple(group) for group in groups.values()]
+
+
+def claims_table(
+    cfg: Config, folder: RunFolder, metric: str = "accuracy", protocols: Optional[Sequence[str]] = None
+) -> pd.DataFrame:
+    """The family of the paper's distinct claims, each tested once, with Holm's adjustment over the family.
+
+    The verdict test is speaker-level: per test speaker, the seed-mean difference (better - base) in ``metric``
+    on that speaker's clips; a sign-flip permutation test over speakers (``stats.speaker_signflip_test``: exact up
+    to 16 speakers, seeded Monte Carlo beyond) gives the two-sided p; Holm adjusts over the distinct claims; a
+    claim is supported only with the adjusted p < ``analysis.alpha`` AND a positive mean speaker difference. The
+    exact McNemar test on the soft vote (mean of the seeds' probabilities) is a secondary, clip-level figure.
+
+    Returns:
+        One row per distinct claim: comparison, same_as (the other names of the same test), claim, metric, base,
+        better (pooled values), delta_pp with its paired hierarchical speaker-bootstrap interval (delta_lo_pp,
+        delta_hi_pp), per-fold deltas under folds, unit, speaker_delta_pp (the test's statistic), p (the speaker
+        test's), test, p_holm, significant, verdict, delta_uar_pp and p_uar (the same speaker test in UAR,
+        unadjusted, secondary), mcnemar_b, mcnemar_c, mcnemar_p (soft vote, clip-level, secondary), clips,
+        family_size.
     """
     rows = []
-    for comp in comparisons:
-        if comp.base not in cfg.systems or comp.better not in cfg.systems:
-            continue
+    for group in claim_family(cfg, folder, protocols):
+        comp = group[0]
         a = system_predictions(cfg, folder, comp.base, protocols)
         b = system_predictions(cfg, folder, comp.better, protocols)
         table, info = stats.compare_predictions(a, b, cfg.analysis.bootstrap_resamples, cfg.analysis.bootstrap_seed)
-        row = table.set_index("metric").loc[metric]
+        row, uar = table.set_index("metric").loc[metric], table.set_index("metric").loc["uar"]
         rows.append(
             {
                 "comparison": f"{comp.better} vs {comp.base}",
+                "same_as": ", ".join(f"{c.better} vs {c.base}" for c in group[1:]),
                 "claim": comp.claim,
                 "metric": METRIC_NAMES[metric],
                 "base": row["a"],
@@ -363,18 +250,67 @@ def paired_table(
                 "delta_hi_pp": 100 * row["hi"],
                 **fold_deltas(a, b, metric),
                 "unit": row["unit"],
+                "speaker_delta_pp": 100 * row["speaker_delta"],
+                "p": row["speaker_p"],
+                "test": "speaker sign-flip (exact)" if row["speaker_exact"] else "speaker sign-flip (Monte Carlo)",
+                "delta_uar_pp": 100 * uar["delta"],
+                "p_uar": uar["speaker_p"],
                 "mcnemar_b": info["mcnemar_b"],
                 "mcnemar_c": info["mcnemar_c"],
-                "p": row["mcnemar_p"],
+                "mcnemar_p": row["mcnemar_p"],
                 "clips": info["clips"],
             }
         )
     out = pd.DataFrame(rows)
     if out.empty:
         return out
-    out["p_holm"], out["significant"] = stats.holm(out["p"].to_numpy(), cfg.analysis.alpha)
-    out["verdict"] = [_verdict(r) for r in out.itertuples()]
+    adjusted, _ = stats.holm(out["p"].to_numpy(), cfg.analysis.alpha)
+    at = out.columns.get_loc("test") + 1
+    out.insert(at, "p_holm", adjusted)
+    out.insert(at + 1, "significant", adjusted < cfg.analysis.alpha)
+    out.insert(
+        at + 2,
+        "verdict",
+        [stats.claim_verdict(p, d, cfg.analysis.alpha) for p, d in zip(adjusted, out["speaker_delta_pp"])],
+    )
+    out["family_size"] = len(out)
     return out
+
+
+def paired_table(
+    cfg: Config,
+    folder: RunFolder,
+    comparisons: Sequence[Comparison],
+    metric: str = "accuracy",
+    protocols: Optional[Sequence[str]] = None,
+) -> pd.DataFrame:
+    """The rows of ``claims_table`` for some of the paper's comparisons (Table 5's steps, Table 6's ablations).
+
+    Their p-values are adjusted over the ONE family of distinct claims (``claim_family``), not over these rows
+    alone, so a comparison that is another's copy (Full vs A1 = S5 vs S4) shows the same test, adjusted p and
+    verdict. Columns as ``claims_table``'s; ``comparison`` and ``claim`` are this table's own names.
+    """
+    family = claims_table(cfg, folder, metric, protocols)
+    rows = []
+    for comp in comparisons:
+        name = f"{comp.better} vs {comp.base}"
+        if family.empty:
+            break
+        found = family[(family["comparison"] == name) | family["same_as"].str.split(", ").apply(lambda n: name in n)]
+        if len(found):
+            rows.append(found.iloc[0].to_dict() | {"comparison": name, "claim": comp.claim})
+    return pd.DataFrame(rows, columns=family.columns if rows else None)
+
+
+def family_note(table: pd.DataFrame) -> str:
+    """The family a paired table's p-values are adjusted over, in words ("" when it is empty)."""
+    if table.empty:
+        return ""
+    size = int(table["family_size"].iloc[0])
+    return (
+        f"Holm over one family of {size} distinct claim(s) of the paper (Tables S26 and S32 together; a comparison "
+        "of the same two trained systems, such as Full vs A1 = S5 vs S4, is one claim; Table S34 lists the family)."
+    )
 
 
 def fold_deltas(a: pd.DataFrame, b: pd.DataFrame, metric: str, column: str = "delta_folds_pp") -> dict:
@@ -396,21 +332,17 @@ def paired_skip(cfg: Config, comparisons: Sequence[Comparison], what: str) -> st
     return f"{what}: skipped, it needs both systems of one of {pairs}; this profile has {', '.join(cfg.systems)}."
 
 
-def _verdict(row) -> str:
-    if row.significant and row.delta_pp > 0:
-        return "supported"
-    if row.significant:
-        return "contradicted: significantly worse"
-    return "not supported: within noise" if row.delta_pp > 0 else "not supported: no gain"
-
-
 def verdict_text(table: pd.DataFrame, alpha: float) -> str:
     """One paragraph naming the paper's claims the data support and those they do not."""
     if table.empty:
         return "No comparison could be made (the systems are not in this run)."
     supported = table[table["verdict"] == "supported"]["claim"].tolist()
     others = table[table["verdict"] != "supported"]
-    parts = [f"At a family-wise level of {alpha:g} (Holm, exact McNemar on the same test clips), "]
+    metric = table["metric"].iloc[0] if "metric" in table else "accuracy"
+    parts = [
+        f"At a family-wise level of {alpha:g} (Holm over the paper's distinct claims; a speaker-level sign-flip test "
+        f"of the per-speaker difference in {metric}, seeds averaged; a claim needs adjusted p < {alpha:g} and a gain), "
+    ]
     parts.append(
         ("the data support: " + "; ".join(supported) + ". ")
         if supported
@@ -431,45 +363,22 @@ def verdict_text(table: pd.DataFrame, alpha: float) -> str:
 # --------------------------------------------------------------------------- beyond the paper's protocol
 
 
-def loco_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
-    """Leave-one-corpus-out: per held-out corpus and system, accuracy, UAR and macro-F1 with intervals,
-    beside the same system's score on that corpus's clips within the paper's protocol."""
-    manifest = load_manifest(folder)
-    rows = []
-    seed = cfg.train.seeds[:1]
-    for corpus in [c for c in CORPORA if c in set(manifest["corpus"])]:
-        protocol = f"loco-{corpus}"
-        if not (manifest["corpus"] != corpus).any():
-            continue
-        for name in loco_systems(cfg):
-            preds = system_predictions(cfg, folder, name, [protocol], seed)
-            row = _score_row(name, score(preds, cfg).set_index("metric"))
-            within = system_predictions(cfg, folder, name, None, seed)
-            within = within[within["corpus"] == corpus]
-            row_within = _score_row(name, score(within, cfg).set_index("metric")) if len(within) else {}
-            rows.append(
-                {
-                    "held_out": corpus,
-                    "trained_on": " + ".join(c for c in CORPORA if c in set(manifest["corpus"]) and c != corpus),
-                    **row,
-                    "within_uar": row_within.get("uar", np.nan),
-                    "within_n_clips": row_within.get("n_clips", 0),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
 # --------------------------------------------------------------------------- the analysed system
 
 
 def calibration(
     cfg: Config, folder: RunFolder, system: Optional[str] = None, n_bins: int = 10
 ) -> tuple[float, pd.DataFrame]:
-    """Expected calibration error and the reliability table of a system's test predictions (all seeds pooled)."""
+    """Expected calibration error and the reliability table of a system's test predictions, every seed's rows
+    pooled with equal weight. The table's ``clips`` are clips, not clips x seeds: each bin's rows divided by the
+    seeds (the mean over seeds of the clips a seed puts in the bin; they sum to the test clips)."""
     preds = system_predictions(cfg, folder, system or primary_system(cfg)[0])
     labels = preds["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy(int)
     probs = preds[PROB_COLUMNS].to_numpy()
-    return stats.expected_calibration_error(probs, labels, n_bins), stats.reliability_table(probs, labels, n_bins)
+    table = stats.reliability_table(probs, labels, n_bins)
+    seeds = preds["seed"].nunique()
+    table["clips"] = table["clips"] / seeds if seeds > 1 else table["clips"]
+    return stats.expected_calibration_error(probs, labels, n_bins), table
 
 
 def pooled_confusion(preds: pd.DataFrame, normalize: bool = True) -> pd.DataFrame:
@@ -481,30 +390,45 @@ def pooled_confusion(preds: pd.DataFrame, normalize: bool = True) -> pd.DataFram
     return counts.div(counts.sum(axis=1).replace(0, np.nan), axis=0) if normalize else counts
 
 
-def accuracy_by(preds: pd.DataFrame, column: str) -> pd.DataFrame:
-    """Accuracy and UAR per value of ``column`` (corpus, sex) and overall: mean and spread over seeds."""
+def accuracy_by(preds: pd.DataFrame, column: str, cfg: Optional[Config] = None) -> pd.DataFrame:
+    """Accuracy, UAR and macro-F1 per value of ``column`` (corpus, sex) and overall ("all"), each scored as every
+    table scores (``score``: the pooled predictions of every seed, seed means, speaker-bootstrap intervals), with
+    the spread over seeds beside them.
+
+    Columns: ``column``, clips, speakers, seeds, accuracy (+ _lo, _hi, _std over seeds), uar (likewise), macro_f1
+    (+ _lo, _hi), unit (of the intervals), classes_present. The "all" row is the system's Table 5 row.
+    """
+    cfg = cfg or Config()
     rows = []
     groups = [(v, g) for v, g in preds.groupby(column, sort=True)] + [("all", preds)]
     for value, group in groups:
-        per_seed = []
-        for _, part in group.groupby("seed"):
-            recall = part.groupby("label")["correct"].mean()
-            per_seed.append((part["correct"].mean(), recall.mean()))
-        acc, uar = np.array(per_seed).T
+        table = score(group, cfg).set_index("metric")
+        per_seed = group.groupby("seed").apply(_seed_scores, include_groups=False)
         rows.append(
             {
                 column: value,
                 "clips": int(group["utt_id"].nunique()),
+                "speakers": int(group["speaker"].nunique()),
                 "seeds": len(per_seed),
-                "accuracy": acc.mean(),
-                "accuracy_std": acc.std(ddof=1) if len(acc) > 1 else np.nan,
-                "uar": uar.mean(),
-                "uar_std": uar.std(ddof=1) if len(uar) > 1 else np.nan,
+                **{
+                    f"{name}{suffix}": table.at[metric, key]
+                    for metric, name in (("accuracy", "accuracy"), ("uar", "uar"), ("macro_f1", "macro_f1"))
+                    for suffix, key in (("", "value"), ("_lo", "lo"), ("_hi", "hi"))
+                },
+                "accuracy_std": per_seed["accuracy"].std(ddof=1) if len(per_seed) > 1 else np.nan,
+                "uar_std": per_seed["uar"].std(ddof=1) if len(per_seed) > 1 else np.nan,
+                "unit": table.at["accuracy", "unit"],
                 "classes_present": int(group["label"].nunique()),
             }
         )
-    table = pd.DataFrame(rows)
-    return table.dropna(axis=1, how="all")
+    return pd.DataFrame(rows).dropna(axis=1, how="all")
+
+
+def _seed_scores(part: pd.DataFrame) -> pd.Series:
+    """One seed's accuracy and UAR (the one definition, ``stats.metrics_from_counts``)."""
+    counts = pd.crosstab(part["label"], part["pred"]).reindex(index=list(CLASSES), columns=list(CLASSES), fill_value=0)
+    values = stats.metrics_from_counts(counts.to_numpy())
+    return pd.Series({"accuracy": float(values["accuracy"]), "uar": float(values["uar"])})
 
 
 TABLE5_SYSTEMS = ("S1", "S2", "S3", "S4", "S5")  # the paper's Tables 4 and 5
@@ -546,7 +470,7 @@ def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
         for name, reference in baseline_references(cfg).items()
     ]
     for name, reference, preds in pairs:
-        scores = _score_row(name, score(preds, cfg).set_index("metric"))
+        scores = score_row(name, score(preds, cfg).set_index("metric"))
         reference_preds = system_predictions(cfg, folder, reference)
         table, info = stats.compare_predictions(
             reference_preds, preds, cfg.analysis.bootstrap_resamples, cfg.analysis.bootstrap_seed
@@ -563,14 +487,16 @@ def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
                 "delta_uar_lo_pp": 100 * uar["lo"],
                 "delta_uar_hi_pp": 100 * uar["hi"],
                 **folds,
-                "p": uar["mcnemar_p"],
+                "speaker_delta_uar_pp": 100 * uar["speaker_delta"],
+                "p": uar["speaker_p"],
+                "mcnemar_p": uar["mcnemar_p"],
             }
         )
     out = pd.DataFrame(rows)
     if len(out):
         out["p_holm"], out["significant"] = stats.holm(out["p"].to_numpy(), cfg.analysis.alpha)
     lone = [
-        {**_score_row(name, score(preds, cfg).set_index("metric")), "description": cfg.systems[name].description}
+        {**score_row(name, score(preds, cfg).set_index("metric")), "description": cfg.systems[name].description}
         for name, preds in alone
     ]
     return pd.concat([out, pd.DataFrame(lone)], ignore_index=True) if lone else out
@@ -591,89 +517,3 @@ def epoch_cost(cfg: Config, results: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )
-
-
-def loco_skip(cfg: Config) -> str:
-    """Why the leave-one-corpus-out table cannot be made for this profile ("" when it can)."""
-    corpora = configured_corpora(cfg)
-    if len(corpora) < 2:
-        return (
-            f"Table S33: skipped, leave-one-corpus-out trains on some corpora and tests on another; this profile "
-            f"reads only {', '.join(corpora)}."
-        )
-    if not loco_systems(cfg):
-        return "Table S33: skipped, analysis.loco_systems is [] in this profile."
-    return ""
-
-
-def loco_note(table: pd.DataFrame) -> str:
-    """A short reading of the leave-one-corpus-out table: how far each held-out corpus falls below within-corpus."""
-    if table.empty:
-        return "Leave-one-corpus-out needs at least two corpora and analysis.loco_systems; none ran."
-    parts = []
-    for corpus, group in table.groupby("held_out", sort=False):
-        drops = [f"{r.system} {100 * r.uar:.1f} % (within {100 * r.within_uar:.1f} %)" for r in group.itertuples()]
-        parts.append(f"{corpus} held out: UAR " + ", ".join(drops))
-    worst = table.loc[(table["within_uar"] - table["uar"]).idxmax()]
-    return (
-        "; ".join(parts) + f". The largest fall is {worst['system']} on {worst['held_out']} "
-        f"({100 * (worst['within_uar'] - worst['uar']):.1f} points): what the systems learn from two corpora "
-        "transfers to a third only as far as these rows show; chance is 33.3 %."
-    )
-
-
-# --------------------------------------------------------------------------- two runs
-
-
-def compare_runs(
-    folder_a: RunFolder,
-    folder_b: RunFolder,
-    systems: Optional[Sequence[str]] = None,
-    n_resamples: int = 1000,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """The same systems in two runs (e.g. another encoder or parameter), scored on the clips both runs scored.
-
-    One row per system and metric: run A's and run B's value, the difference B - A with its paired
-    speaker-bootstrap interval (seed means), the exact McNemar p on the majority vote over seeds, the
-    clips compared, and Holm's adjustment over the rows' McNemar tests (one per system).
-
-    Raises:
-        ValueError: no system is trained in both runs, or they share no test clip.
-    """
-    in_a = set(load_results(folder_a)["system"])
-    in_b = set(load_results(folder_b)["system"])
-    names = list(systems) if systems else [s for s in load_results(folder_a)["system"].drop_duplicates() if s in in_b]
-    missing = [s for s in names if s not in in_a or s not in in_b]
-    if missing or not names:
-        raise ValueError(
-            f"system(s) {', '.join(missing) or '(none)'} not trained in both runs "
-            f"({folder_a.root}: {', '.join(sorted(in_a))}; {folder_b.root}: {', '.join(sorted(in_b))})"
-        )
-    rows = []
-    for name in names:
-        table, info = stats.compare_predictions(
-            run_predictions(folder_a, name), run_predictions(folder_b, name), n_resamples, seed
-        )
-        for r in table.itertuples():
-            rows.append(
-                {
-                    "system": name,
-                    "metric": METRIC_NAMES[r.metric],
-                    "run_a": r.a,
-                    "run_b": r.b,
-                    "delta_pp": 100 * r.delta,
-                    "delta_lo_pp": 100 * r.lo,
-                    "delta_hi_pp": 100 * r.hi,
-                    "unit": r.unit,
-                    "mcnemar_p": r.mcnemar_p,
-                    "clips": info["clips"],
-                    "only_a": info["only_a"],
-                    "only_b": info["only_b"],
-                }
-            )
-    out = pd.DataFrame(rows)
-    first = out.drop_duplicates("system")
-    adjusted, _ = stats.holm(first["mcnemar_p"].to_numpy())
-    out["p_holm"] = out["system"].map(dict(zip(first["system"], adjusted)))
-    return out

@@ -57,8 +57,9 @@ def table6(cfg: Config, results: pd.DataFrame, scores: pd.DataFrame, full: str =
     Args:
         cfg: the run configuration.
         results: the runs (``train_systems`` rows): validation accuracy, the mean over seeds (and folds).
-        scores: ``serlib.analysis.evaluation.scores_table`` of Full and the ablations: the test accuracy and
-            macro-F1 from the pooled predictions (with speaker folds, the per-fold mean and sd beside them).
+        scores: ``serlib.analysis.evaluation.scores_table`` of Full and the ablations: the test accuracy, UAR and
+            macro-F1 with their speaker intervals from the pooled predictions (with speaker folds, the per-fold
+            mean and sd beside them): the numbers Table 5 shows for the same systems.
     """
     val = summarise(results).set_index("system")["val_acc"]
     scores = scores.set_index("system")
@@ -82,9 +83,11 @@ def table6(cfg: Config, results: pd.DataFrame, scores: pd.DataFrame, full: str =
                 "val_acc": val[name],
                 "delta_val_pp": 100 * (val[name] - val[full]),
                 "test_acc": row["acc"],
+                "test_acc_lo": row["acc_lo"],
+                "test_acc_hi": row["acc_hi"],
                 **folds,
                 "delta_test_pp": 100 * (row["acc"] - base["acc"]),
-                "macro_f1": row["macro_f1"],
+                **_scores_beside(row, ("uar", "macro_f1")),
                 "seeds": int(row["n_seeds"]),
                 "paper_val_acc": paper6.loc[label, "val_acc"],
                 "paper_delta_val_pp": paper6.loc[label, "delta_val_pp"],
@@ -96,13 +99,24 @@ def table6(cfg: Config, results: pd.DataFrame, scores: pd.DataFrame, full: str =
     return pd.DataFrame(rows)
 
 
+def _scores_beside(row: pd.Series, stems: tuple[str, ...]) -> dict:
+    """A scores-table row's values of ``stems`` with their intervals (and per-fold mean and sd under folds)."""
+    out = {}
+    for stem in stems:
+        out |= {stem: row[stem], f"{stem}_lo": row[f"{stem}_lo"], f"{stem}_hi": row[f"{stem}_hi"]}
+        if f"{stem}_folds" in row:
+            out |= {f"{stem}_folds": row[f"{stem}_folds"], f"{stem}_folds_sd": row[f"{stem}_folds_sd"]}
+    return out
+
+
 def table8(cfg: Config, scores: pd.DataFrame) -> pd.DataFrame:
     """Table 8: the paper's literature rows and its own claim, plus this run's analysed system.
 
     Args:
         cfg: the run configuration.
         scores: ``serlib.analysis.evaluation.scores_table`` of the analysed system (``analysis.primary_system``):
-            its pooled test accuracy (with speaker folds, the per-fold mean and sd beside it).
+            its pooled test accuracy, UAR and macro-F1 with their intervals (with speaker folds, the per-fold mean
+            and sd beside them), as Table 5 scores it.
     """
     row = scores.iloc[0]
     system = cfg.systems[row["system"]]
@@ -113,6 +127,9 @@ def table8(cfg: Config, scores: pd.DataFrame) -> pd.DataFrame:
         "model_feature": f"{system.description or row['system']}, {INPUT_NAMES[system.input]}",
         "protocol": protocol,
         "reported_acc": row["acc"],
+        "reported_acc_lo": row["acc_lo"],
+        "reported_acc_hi": row["acc_hi"],
+        **_scores_beside(row, ("uar", "macro_f1")),
     }
     if "acc_folds" in row:
         ours |= {"reported_acc_folds": row["acc_folds"], "reported_acc_folds_sd": row["acc_folds_sd"]}

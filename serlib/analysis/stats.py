@@ -22,33 +22,12 @@ import pandas as pd
 from scipy.stats import binomtest
 
 from serlib.common.facts import CLASSES
+from serlib.modelling.metrics import METRICS, metrics_from_counts  # noqa: F401  (the one definition, re-exported)
 
-METRICS = ("accuracy", "uar", "macro_f1")  # UAR: unweighted average recall (the mean of the per-class recalls)
 MIN_SPEAKERS = 5  # fewer test speakers than this: the speaker interval is n/a, a clip-level one is given
 
 
 # --------------------------------------------------------------------------- metrics from confusion counts
-
-
-def metrics_from_counts(counts: np.ndarray) -> dict[str, np.ndarray]:
-    """Accuracy, UAR and macro-F1 of confusion counts ``(..., true, predicted)``.
-
-    Recall and F1 are averaged over the classes present among the true labels (a class a resample
-    happens to lack does not count as a recall of 0).
-    """
-    counts = np.asarray(counts, dtype=float)
-    tp = np.diagonal(counts, axis1=-2, axis2=-1)  # (..., classes)
-    true = counts.sum(axis=-1)
-    pred = counts.sum(axis=-2)
-    total = true.sum(axis=-1)
-    present = true > 0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = tp.sum(axis=-1) / total
-        recall = np.where(present, tp / np.where(present, true, 1), np.nan)
-        f1 = np.where(present, 2 * tp / np.maximum(true + pred, 1), np.nan)
-        uar = np.nanmean(recall, axis=-1)
-        macro_f1 = np.nanmean(f1, axis=-1)
-    return {"accuracy": accuracy, "uar": uar, "macro_f1": macro_f1}
 
 
 def _as_seeds(y_pred) -> np.ndarray:
@@ -69,7 +48,7 @@ def _group_counts(y_true, y_pred, groups, n_classes: int) -> tuple[np.ndarray, n
     return counts, names
 
 
-def _resample_weights(n_groups: int, n_resamples: int, seed: int) -> np.ndarray:
+def resample_weights(n_groups: int, n_resamples: int, seed: int) -> np.ndarray:
     """``(resamples, groups)`` multiplicities of groups drawn with replacement."""
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, n_groups, size=(n_resamples, n_groups))
@@ -81,6 +60,30 @@ def _resample_weights(n_groups: int, n_resamples: int, seed: int) -> np.ndarray:
 def _seed_mean(counts: np.ndarray) -> dict[str, np.ndarray]:
     """Metrics of ``(..., seeds, n, n)`` counts, averaged over seeds."""
     return {k: np.nanmean(v, axis=-1) for k, v in metrics_from_counts(counts).items()}
+
+
+def _seed_weights(n_resamples: int, n_seeds: int, seed: int, stream: int) -> np.ndarray:
+    """``(resamples, seeds)`` multiplicities of seeds drawn with replacement (the second level of the hierarchical
+    bootstrap: speakers, then seeds); all ones with one seed. ``stream`` keeps the draws of two systems apart."""
+    if n_seeds == 1:
+        return np.ones((n_resamples, 1))
+    draws = np.random.default_rng([seed, stream]).integers(0, n_seeds, size=(n_resamples, n_seeds))
+    weights = np.zeros((n_resamples, n_seeds))
+    np.add.at(weights, (np.arange(n_resamples)[:, None], draws), 1)
+    return weights
+
+
+def _resampled(counts: np.ndarray, weights: np.ndarray, seed: int, stream: int) -> dict[str, np.ndarray]:
+    """Each metric of every resample ``(resamples,)``: speakers drawn by ``weights`` ``(resamples, groups)``, then
+    the system's seeds drawn with replacement, the statistic the mean over the drawn seeds."""
+    per_seed = metrics_from_counts(np.einsum("rg,gsij->rsij", weights, counts))  # each (resamples, seeds)
+    seed_weights = _seed_weights(len(weights), counts.shape[1], seed, stream)
+    out = {}
+    for metric, values in per_seed.items():
+        used = np.where(np.isnan(values), 0.0, seed_weights)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[metric] = np.nansum(values * used, axis=-1) / used.sum(axis=-1)
+    return out
 
 
 def _unit(speakers) -> tuple[str, str]:
@@ -127,7 +130,8 @@ def speaker_bootstrap(
     Args:
         y_true: ``(clips,)`` true label indices.
         y_pred: ``(clips,)`` or ``(seeds, clips)`` predicted indices (several seeds of one system: every
-            statistic is the mean over seeds).
+            statistic is the mean over seeds, and the bootstrap is hierarchical: speakers are drawn with
+            replacement, then seeds, so the interval carries the seed-to-seed variance too).
         speakers: ``(clips,)`` speaker of each clip: the unit that is resampled.
         n_resamples: bootstrap resamples.
         seed: seed of the draws (same seed, same interval).
@@ -142,8 +146,8 @@ def speaker_bootstrap(
     groups = speakers if unit == "speaker" else np.arange(len(y_true)).astype(str)
     counts, names = _group_counts(y_true, y_pred, groups, n_classes)  # (groups, seeds, n, n)
     point = _seed_mean(counts.sum(axis=0))
-    weights = _resample_weights(len(names), n_resamples, seed)
-    resampled = _seed_mean(np.einsum("rg,gsij->rsij", weights, counts))
+    weights = resample_weights(len(names), n_resamples, seed)
+    resampled = _resampled(counts, weights, seed, 1)
     tail = 100 * (1 - level) / 2
     rows = []
     for metric in METRICS:
@@ -166,6 +170,47 @@ def speaker_bootstrap(
     return pd.DataFrame(rows)
 
 
+def balanced_uar(
+    y_true: Sequence[int],
+    y_pred,
+    speakers: Sequence[str],
+    corpora: Sequence[str],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    n_classes: int = len(CLASSES),
+) -> dict:
+    """The corpus-balanced UAR: the mean over corpora of each corpus's UAR (seed means), so a corpus with most of
+    the clips (CREMA-D) does not outweigh the others, with a percentile interval from a bootstrap stratified by
+    corpus (within each corpus its speakers are drawn with replacement, or its clips where it has fewer than
+    ``MIN_SPEAKERS`` speakers; then the seeds, as ``speaker_bootstrap``).
+
+    Returns:
+        {"value", "lo", "hi", "per_corpus" ({corpus: UAR}), "n_corpora"}.
+    """
+    corpora = np.asarray(corpora).astype(str)
+    names = np.unique(corpora)
+    values, resampled = {}, []
+    for k, corpus in enumerate(names):
+        chosen = corpora == corpus
+        pred = _as_seeds(y_pred)[:, chosen]
+        unit, _ = _unit(np.asarray(speakers)[chosen])
+        groups = np.asarray(speakers)[chosen] if unit == "speaker" else np.arange(chosen.sum()).astype(str)
+        counts, group_names = _group_counts(np.asarray(y_true)[chosen], pred, groups, n_classes)
+        values[str(corpus)] = float(_seed_mean(counts.sum(axis=0))["uar"])
+        weights = resample_weights(len(group_names), n_resamples, seed + 7919 * k)
+        resampled.append(_resampled(counts, weights, seed, 1)["uar"])  # the same seed draws in every corpus
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.nanpercentile(np.mean(resampled, axis=0), [tail, 100 - tail])
+    return {
+        "value": float(np.mean(list(values.values()))),
+        "lo": float(lo),
+        "hi": float(hi),
+        "per_corpus": values,
+        "n_corpora": len(names),
+    }
+
+
 def paired_bootstrap(
     y_true: Sequence[int],
     pred_a,
@@ -179,7 +224,9 @@ def paired_bootstrap(
     """The difference b - a of each metric on the same clips, with a paired speaker-bootstrap interval.
 
     Both systems are scored on the same resampled speakers, so what the two share (hard speakers,
-    easy ones) cancels. ``pred_a`` / ``pred_b``: ``(clips,)`` or ``(seeds, clips)``.
+    easy ones) cancels; with several seeds each system's seeds are then drawn with replacement (independently:
+    seed k of one system has nothing in common with seed k of the other). ``pred_a`` / ``pred_b``: ``(clips,)``
+    or ``(seeds, clips)``.
 
     Returns:
         One row per metric: metric, a, b, delta, lo, hi, share_le_0 (resamples with delta <= 0), unit,
@@ -190,9 +237,9 @@ def paired_bootstrap(
     counts_a, names = _group_counts(y_true, pred_a, groups, n_classes)
     counts_b, _ = _group_counts(y_true, pred_b, groups, n_classes)
     point_a, point_b = _seed_mean(counts_a.sum(axis=0)), _seed_mean(counts_b.sum(axis=0))
-    weights = _resample_weights(len(names), n_resamples, seed)
-    res_a = _seed_mean(np.einsum("rg,gsij->rsij", weights, counts_a))
-    res_b = _seed_mean(np.einsum("rg,gsij->rsij", weights, counts_b))
+    weights = resample_weights(len(names), n_resamples, seed)
+    res_a = _resampled(counts_a, weights, seed, 1)
+    res_b = _resampled(counts_b, weights, seed, 2)
     tail = 100 * (1 - level) / 2
     rows = []
     for metric in METRICS:
@@ -375,23 +422,37 @@ def zscore_within(df: pd.DataFrame, group_column: str, columns: Sequence[str]) -
 
 
 def compare_predictions(
-    preds_a: pd.DataFrame, preds_b: pd.DataFrame, n_resamples: int = 1000, seed: int = 0, level: float = 0.95
+    preds_a: pd.DataFrame,
+    preds_b: pd.DataFrame,
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+    n_signflips: int = 10000,
 ) -> tuple[pd.DataFrame, dict]:
     """Two systems' test predictions (columns utt_id, label, pred, speaker; several seeds allowed with a
-    ``seed`` column) scored on the clips both have: per metric a, b, delta and its paired interval,
-    and the exact McNemar test (on the majority vote over seeds when there are several).
+    ``seed`` column; ``prob_<class>`` columns for the soft vote) scored on the clips both have.
+
+    Per metric: a, b, delta and its paired (hierarchical) speaker-bootstrap interval; the speaker-level test that
+    decides a verdict (``speaker_signflip_test`` on the per-speaker seed-mean differences of that metric:
+    ``speaker_delta`` its statistic, ``speaker_p`` its two-sided p); and, secondary and clip-level, the exact
+    McNemar test (``mcnemar_p``) on the soft vote over seeds (the class of the highest mean probability; with one
+    seed and no probabilities, its predictions).
 
     Returns:
-        (the paired table with a ``mcnemar_p`` column, {"clips": clips both scored, "only_a", "only_b"}).
+        (the paired table, {"clips": clips both scored, "only_a", "only_b", "mcnemar_b", "mcnemar_c"}).
+
+    Raises:
+        ValueError: no shared clip, different labels, or several seeds without ``prob_*`` columns (no soft vote).
     """
 
-    def arrays(preds: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    def arrays(preds: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         preds = preds.assign(seed=preds["seed"] if "seed" in preds else 0)
         wide = preds.pivot_table(index="utt_id", columns="seed", values="pred", aggfunc="first").dropna()
         return preds.drop_duplicates("utt_id").set_index("utt_id"), wide
 
-    meta_a, wide_a = arrays(_as_indices(preds_a))
-    meta_b, wide_b = arrays(_as_indices(preds_b))
+    preds_a, preds_b = _as_indices(preds_a), _as_indices(preds_b)
+    meta_a, wide_a = arrays(preds_a)
+    meta_b, wide_b = arrays(preds_b)
     common = wide_a.index.intersection(wide_b.index)
     if len(common) == 0:
         raise ValueError("the two prediction tables share no utt_id: they were not scored on the same clips")
@@ -401,8 +462,11 @@ def compare_predictions(
     a, b = wide_a.loc[common].to_numpy(int).T, wide_b.loc[common].to_numpy(int).T  # (seeds, clips)
     speakers = meta_a.loc[common, "speaker"].astype(str).to_numpy()
     table = paired_bootstrap(labels, a, b, speakers, n_resamples, seed, level)
-    vote = lambda p: np.array([np.bincount(col, minlength=len(CLASSES)).argmax() for col in p.T])  # noqa: E731
-    test = mcnemar_exact(vote(a) == labels, vote(b) == labels)
+    tests = [speaker_signflip_test(labels, a, b, speakers, m, n_signflips, seed) for m in table["metric"]]
+    table["speaker_delta"] = [t["mean_speaker_delta"] for t in tests]
+    table["speaker_p"] = [t["p"] for t in tests]
+    table["speaker_exact"] = [t["exact"] for t in tests]
+    test = mcnemar_exact(soft_vote(preds_a, common) == labels, soft_vote(preds_b, common) == labels)
     table["mcnemar_p"] = test["p"]
     return table, {
         "clips": len(common),
@@ -411,6 +475,32 @@ def compare_predictions(
         "mcnemar_b": test["b"],
         "mcnemar_c": test["c"],
     }
+
+
+def soft_vote(preds: pd.DataFrame, utt_ids: Sequence[str]) -> np.ndarray:
+    """The class index of each clip's highest mean probability over seeds (``prob_<class>`` columns), in the order
+    of ``utt_ids``; with one seed and no probabilities, its predictions.
+
+    Raises:
+        ValueError: several seeds and no probabilities (a majority vote would need a tie rule; the soft vote none).
+    """
+    columns = [f"prob_{c}" for c in CLASSES]
+    if all(c in preds for c in columns):
+        mean = preds.groupby("utt_id")[columns].mean().loc[list(utt_ids)]
+        return mean.to_numpy().argmax(axis=1)
+    if "seed" in preds and preds["seed"].nunique() > 1:
+        raise ValueError(f"several seeds and no {', '.join(columns)} columns: the soft vote needs the probabilities")
+    return _as_indices(preds).drop_duplicates("utt_id").set_index("utt_id").loc[list(utt_ids), "pred"].to_numpy(int)
+
+
+def claim_verdict(p_adjusted: float, speaker_delta: float, alpha: float) -> str:
+    """A paper's claim "b beats a" in words: supported only when the adjusted speaker-level p is below ``alpha``
+    AND the speakers' mean difference goes the claimed way (b - a > 0)."""
+    if p_adjusted < alpha and speaker_delta > 0:
+        return "supported"
+    if p_adjusted < alpha and speaker_delta < 0:
+        return "contradicted: significantly worse"
+    return "not supported: within noise" if speaker_delta > 0 else "not supported: no gain"
 
 
 def _as_indices(preds: pd.DataFrame) -> pd.DataFrame:

@@ -120,6 +120,7 @@ __all__ = [
     "load_typed_yaml",
     "loco_systems",
     "model_from_dict",
+    "sentence_systems",
     "non_default",
     "primary_system",
     "read_yaml",
@@ -229,6 +230,14 @@ def loco_systems(cfg: Config) -> list[str]:
     chosen = cfg.analysis.loco_systems
     if chosen is None:
         chosen = [s for s in ("S1", "S2", cfg.analysis.primary_system) if s in cfg.systems]
+    return list(dict.fromkeys(chosen))
+
+
+def sentence_systems(cfg: Config) -> list[str]:
+    """The systems trained with sentences held out (``analysis.sentence_systems``; null: the analysed one)."""
+    chosen = cfg.analysis.sentence_systems
+    if chosen is None:
+        chosen = [cfg.analysis.primary_system] if cfg.analysis.primary_system in cfg.systems else []
     return list(dict.fromkeys(chosen))
 
 
@@ -382,6 +391,9 @@ def _check_values(cfg: Config, path: Path) -> None:
     unknown = [name for name in (n.loco_systems or []) if name not in cfg.systems]
     if unknown:
         fail("analysis.loco_systems", f"a list of the systems ({', '.join(cfg.systems)})", unknown)
+    unknown = [name for name in (n.sentence_systems or []) if name not in cfg.systems]
+    if unknown:
+        fail("analysis.sentence_systems", f"a list of the systems ({', '.join(cfg.systems)})", unknown)
     corpora = configured_corpora(cfg)
     if cfg.data.demo is None:  # the releases' speakers (a partial copy is checked against its manifest)
         problem = folds_problem(cfg, {c: RELEASE_SPEAKERS[c] for c in corpora}, " in the public release")

@@ -264,6 +264,8 @@ class AnalysisConfig:
     pitch_hop_ms: PosFloat = 20.0  # CHOSEN: pyin and RMS hop (the wav2vec2 stride)
     loco_systems: Optional[list[str]] = None  # leave-one-corpus-out (train on two corpora, test on the third):
     # null = S1, S2 and the analysed system, those the profile has; [] = off
+    sentence_systems: Optional[list[str]] = None  # trained once more (first seed) with sentences held out as well
+    # as speakers (protocol unseen-sentences): null = the analysed system; [] = off
     bootstrap_resamples: Annotated[int, Bound(">=", 1), Bound("<=", 1_000_000)] = 1000  # CHOSEN: speaker-bootstrap
     # resamples behind every interval
     bootstrap_seed: Seed = 0  # seed of the bootstrap draws

@@ -5,6 +5,10 @@
   subset in each fold (``ensure_folds`` writes it; every speaker is tested in one fold).
 - ``loco-<corpus>``: leave one corpus out: every clip of that corpus is test; the other corpora keep their
   train and val speakers (validation comes from the training corpora only) and their test speakers train.
+- ``unseen-sentences`` (``SENTENCE_PROTOCOL``): the paper's split with sentences held out as well as speakers:
+  in each corpus every third sentence (``held_out_sentences``) is test-only; the test speakers' clips of those
+  sentences are test, the train and val speakers' clips of the other sentences train and validate, and the rest
+  (test speakers saying a training sentence, training speakers saying a held-out one) is ``unused``.
 
 ``protocol_subsets(folder, protocol)`` is the one answer to "which clips are test (or train, or val) under
 P": training, the probe, the baselines and the tables all ask it.
@@ -27,6 +31,8 @@ from serlib.data.stage import load_manifest
 log = logging.getLogger(__name__)
 
 MAIN_PROTOCOL = "split"  # the paper's speaker-independent split (data.split)
+SENTENCE_PROTOCOL = "unseen-sentences"  # speakers and sentences held out (the confounds section)
+UNUSED = "unused"  # the subset of a clip a protocol neither trains, validates nor tests on
 
 
 def evaluation_protocols(cfg: Config) -> list[str]:
@@ -38,6 +44,16 @@ def loco_protocols(manifest: pd.DataFrame) -> list[str]:
     """One leave-one-corpus-out protocol per corpus of the manifest (none with a single corpus)."""
     present = [c for c in CORPORA if c in set(manifest["corpus"])]
     return [f"loco-{c}" for c in present] if len(present) > 1 else []
+
+
+def held_out_sentences(manifest: pd.DataFrame) -> dict[str, list[str]]:
+    """The sentences ``unseen-sentences`` holds out, per corpus: every third of its sentences in sorted order (the
+    first, fourth, ...), none where a corpus has a single sentence."""
+    held = {}
+    for corpus, group in manifest.groupby("corpus", sort=True):
+        sentences = sorted(set(group["sentence"].astype(str)))
+        held[str(corpus)] = sentences[::3] if len(sentences) > 1 else []
+    return held
 
 
 def protocol_subsets(folder: RunFolder, protocol: str, manifest: Optional[pd.DataFrame] = None) -> pd.Series:
@@ -73,7 +89,15 @@ def protocol_subsets(folder: RunFolder, protocol: str, manifest: Optional[pd.Dat
             raise ValueError(f"unknown protocol {protocol!r}: loco-<corpus> with a corpus of {', '.join(CORPORA)}")
         splits = manifest["split"].where(manifest["split"] != "test", "train")
         return splits.where(manifest["corpus"] != corpus, "test")
-    raise ValueError(f"unknown protocol {protocol!r}; expected split, fold<k> or loco-<corpus>")
+    if protocol == SENTENCE_PROTOCOL:
+        held = held_out_sentences(manifest)
+        unseen = pd.Series(
+            [str(s) in held[str(c)] for c, s in zip(manifest["corpus"], manifest["sentence"])], index=manifest.index
+        )
+        split = manifest["split"]
+        keep = (split == "test") == unseen  # test speakers on held-out sentences, the others on the rest
+        return split.where(keep, UNUSED)
+    raise ValueError(f"unknown protocol {protocol!r}; expected split, fold<k>, loco-<corpus> or {SENTENCE_PROTOCOL}")
 
 
 def read_folds(folder: RunFolder) -> pd.DataFrame:

@@ -18,13 +18,19 @@ from serlib.report.html_export import REPORT_CSS
 from serlib.report.tables import format_frame, table_html
 
 # compare_runs' columns as the report names them (the values of run_a / run_b are rates: accuracy, UAR, macro-F1)
-SHOWN = {"run_a": "run A", "run_b": "run B", "only_a": "clips only in A", "only_b": "clips only in B"}
+SHOWN = {
+    "run_a": "run A",
+    "run_b": "run B",
+    "only_a": "clips only in A",
+    "only_b": "clips only in B",
+}
 # The report's page is the nbconvert lab template's; this one has no contents at the left and no lab stylesheet.
 PAGE_CSS = "body.jp-Notebook { margin: 0 auto !important; font-family: system-ui, -apple-system, sans-serif; }"
 READING = (
     "Each system scored on the test clips both runs scored; values in %, Δ = B - A in percentage points with its "
-    "paired 95 % bootstrap interval over test speakers (clips when a run has fewer than 5 test speakers), the exact "
-    "McNemar test on the majority vote over seeds, and Holm's adjustment across the systems."
+    "paired 95 % bootstrap interval over test speakers, then seeds (clips when a run has fewer than 5 test "
+    "speakers); the sign-flip test over speakers (speaker p) with Holm's adjustment across the systems, and the "
+    "exact McNemar test on the soft vote over seeds (clip-level, secondary)."
 )
 
 

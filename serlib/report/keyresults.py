@@ -36,7 +36,12 @@ from serlib.features.keys import inputs_for_run
 from serlib.modelling.runbaselines import baseline_references
 from serlib.report.tables import class_words
 
-METRICS = (("acc", "accuracy", "test_acc"), ("uar", "UAR", None), ("macro_f1", "macro-F1", "macro_f1"))
+METRICS = (
+    ("acc", "accuracy", "test_acc"),
+    ("uar", "UAR", None),
+    ("macro_f1", "macro-F1", "macro_f1"),
+    ("uar_balanced", "corpus-balanced UAR", None),  # the mean of the per-corpus UARs (two or more corpora)
+)
 COLLAPSE_RECALL = 0.5 / len(CLASSES)  # CHOSEN: a class recalled at under half of chance (16.7 % of 3 classes)
 COLLAPSE_SHARE = 0.6  # CHOSEN: one class taking more than 60 % of the predictions (the test set is near-balanced)
 # The verdict tables of the report, in reading order: (claims, the table that holds them, its anchor).
@@ -232,6 +237,8 @@ def _system_html(cfg: Config, system: str, row: pd.Series, anchor: str, demo: bo
         folds = (
             f"<td class='num'>{100 * row[key + '_folds']:.1f} ± {100 * row[key + '_folds_sd']:.1f}</td>"
             if key + "_folds" in row
+            else "<td class='num'>n/a</td>"
+            if "acc_folds" in row
             else ""
         )
         cells.append(

@@ -455,7 +455,7 @@ def _report(args: argparse.Namespace) -> int:
 
 def _compare(args: argparse.Namespace) -> int:
 
-    from serlib.analysis.evaluation import compare_runs
+    from serlib.analysis.runcompare import compare_runs
     from serlib.common.io import write_text_atomic
     from serlib.common.runfolder import RunFolder
     from serlib.report.compare import compare_html, compare_text, same_folder_warning
