@@ -5,7 +5,7 @@ from __future__ import annotations
 import yaml
 from test_evaluation import _run
 
-from serlib.analysis import evaluation
+from serlib.analysis import runcompare
 from serlib.common.runfolder import RunFolder
 from serlib.report import compare
 from serlib.report.html_export import REPORT_CSS
@@ -23,7 +23,7 @@ def _two_runs(tmp_path):
 
 def test_compare_shows_the_config_difference_first_then_percent_and_points(tmp_path):
     folder_a, folder_b = _two_runs(tmp_path)
-    table = evaluation.compare_runs(folder_a, folder_b, n_resamples=200)
+    table = runcompare.compare_runs(folder_a, folder_b, n_resamples=200)
     diff = compare.config_difference(folder_a, folder_b)
     assert diff.to_dict("records") == [{"setting": "features.wav2vec2.layer", "run A": "12", "run B": "6"}]
     acc = table[table["metric"] == "accuracy"].iloc[0]
