@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from serlib.common.facts import CLASSES
-from serlib.modelling.baselines import duration_baseline
+from serlib.modelling.baselines import duration_baseline, train_standardised
 
 
 def _manifest(confounded: bool, n=600, seed=0):
@@ -33,3 +33,11 @@ def test_learns_a_length_confounded_task():
 def test_stays_near_chance_when_length_says_nothing():
     preds, _ = duration_baseline(_manifest(False))
     assert preds["correct"].mean() < 0.45
+
+
+def test_standardisation_uses_the_training_rows_only():
+    x = {"train": np.array([[1.0, 5.0], [3.0, 5.0]]), "val": np.array([[100.0, 7.0]]), "test": np.array([[-50.0, 4.0]])}
+    out = train_standardised(x)
+    # training mean (2, 5), std (1, 0 -> 1): validation and test values do not move them
+    assert out["train"].tolist() == [[-1.0, 0.0], [1.0, 0.0]]
+    assert out["val"].tolist() == [[98.0, 2.0]] and out["test"].tolist() == [[-52.0, -1.0]]

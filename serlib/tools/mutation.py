@@ -1,0 +1,203 @@
+"""Mutation testing of the code every conclusion rests on: ``make mutation`` (``python -m serlib.tools.mutation``).
+
+A mutant is a copy of the code with one small change (``<`` for ``<=``, ``1`` for ``0``, a dropped argument); a
+test suite that lets a mutant pass ("survive") would not notice that error either. ``TARGETS`` names the
+functions under test (the statistics, the verdicts, the metrics, the probe's layer choice, the baselines, the
+folds and protocols, the run key, the configuration's ranges) and, for each module, the fast test files that pin
+it. ``EQUIVALENT`` lists the survivors that behave exactly like the original (with why); the score is
+killed / (mutants - equivalent) per module and over all, and ``make mutation`` fails under ``THRESHOLD``.
+
+The tool is mutmut 3 (pinned in requirements.lock): it copies ``serlib/`` and ``tests/`` into ``mutants/`` and
+runs pytest there with ``mutants/`` first on ``sys.path``, so it works from a checkout whose shared venv has
+serlib installed in editable mode from another folder; every mutant of a function is compiled into the copy
+once and switched on by an environment variable, and each mutant runs in a process forked from one that has
+already imported the tests, only the tests (of the mapped files) that executed its function in a first, traced
+pass. cosmic-ray, the alternative, starts a fresh pytest (torch, pandas, sklearn imported again) per mutant.
+mutmut reads ``[tool.mutmut]`` in pyproject.toml: its ``only_mutate`` and test files are ``TARGETS``'s
+(``tests/test_mutation.py`` keeps them equal). It runs with one worker under ``nice`` (``MUTATION_JOBS``):
+the machine's cores are shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+ROOT = Path(__file__).resolve().parents[2]
+THRESHOLD = 0.90  # the issue's bar: killed / non-equivalent mutants
+
+
+@dataclass(frozen=True)
+class Target:
+    """The functions of one module under mutation and the test files that pin them."""
+
+    functions: tuple[str, ...]  # function names, or "Class.method"; "*" = every function of the module
+    tests: tuple[str, ...]  # fast test files (paths from the repository root)
+
+
+TARGETS: dict[str, Target] = {
+    "serlib/modelling/metrics.py": Target(("*",), ("tests/test_metrics.py",)),
+    "serlib/modelling/baselines.py": Target(("*",), ("tests/test_baselines.py",)),
+    "serlib/modelling/probe.py": Target(("choose_layer", "_split_arrays"), ("tests/test_probe.py",)),
+    "serlib/modelling/systems.py": Target(("run_key", "trims_batches"), ("tests/test_runkey.py",)),
+    "serlib/data/folds.py": Target(("*",), ("tests/test_folds.py",)),
+    "serlib/data/protocols.py": Target(
+        ("evaluation_protocols", "loco_protocols", "protocol_subsets"), ("tests/test_protocols.py",)
+    ),
+    "serlib/data/speakers.py": Target(
+        ("subset_counts", "allocate_strata", "split_speakers", "check_fractions"), ("tests/test_speakers.py",)
+    ),
+    "serlib/common/config.py": Target(("_check_values", "_check_layers", "folds_problem"), ("tests/test_config.py",)),
+    "serlib/common/typedyaml.py": Target(("coerce_value", "_is_kind", "_obeys"), ("tests/test_config.py",)),
+    "serlib/analysis/stats.py": Target(("*",), ("tests/test_stats.py",)),
+    "serlib/analysis/evaluation.py": Target(("*",), ("tests/test_evaluation.py",)),
+}
+
+# mutant name -> why it behaves exactly like the original (``mutmut show NAME`` prints its change)
+EQUIVALENT: dict[str, str] = {}
+
+KILLED = {1, 3, 24, -24, 36, 152, 255, 37, -11, -9}  # mutmut's exit codes: test failure, timeout, crash
+SURVIVED = {0, 5, 33, 34, 35}  # survived, no test ran it ("no tests"), skipped, suspicious
+
+
+def module_name(path: str) -> str:
+    return path.removesuffix(".py").replace("/", ".")
+
+
+def patterns(target_path: str, target: Target) -> list[str]:
+    """mutmut's names of the target's mutants, as fnmatch patterns (``serlib.data.folds.x_fold_of_speakers__mutmut_3``;
+    a method ``Class.method`` is ``xǁClassǁmethod``)."""
+    module = module_name(target_path)
+    out = []
+    for function in target.functions:
+        if "." in function:
+            cls, method = function.split(".", 1)
+            out.append(f"{module}.x\u01c1{cls}\u01c1{method}__mutmut_*")
+        else:
+            out.append(f"{module}.x_{function}__mutmut_*")
+            if function == "*":  # methods too
+                out.append(f"{module}.x\u01c1*__mutmut_*")
+    return out
+
+
+def in_scope(name: str, targets: dict[str, Target] = TARGETS) -> Optional[str]:
+    """The target module a mutant belongs to, or None."""
+    for path, target in targets.items():
+        if any(fnmatch.fnmatchcase(name, p) for p in patterns(path, target)):
+            return path
+    return None
+
+
+def read_results(mutants: Path) -> dict[str, Optional[int]]:
+    """Every mutant's exit code from mutmut's ``mutants/**/*.py.meta`` files (None: not run yet)."""
+    results = {}
+    for meta in sorted(mutants.rglob("*.py.meta")):
+        results.update(json.loads(meta.read_text())["exit_code_by_key"])
+    return results
+
+
+def score(results: dict[str, Optional[int]], targets: dict[str, Target] = TARGETS, equivalent=None) -> list[dict]:
+    """One row per target module: mutants, killed, equivalent survivors, other survivors, not run, score.
+
+    The score is killed / (mutants - equivalent); a mutant no test executes counts as a survivor.
+    """
+    equivalent = EQUIVALENT if equivalent is None else equivalent
+    rows = {path: {"module": path, "mutants": 0, "killed": 0, "equivalent": 0, "survived": [], "not_run": 0}
+            for path in targets}  # fmt: skip
+    for name, code in sorted(results.items()):
+        path = in_scope(name, targets)
+        if path is None:
+            continue
+        row = rows[path]
+        row["mutants"] += 1
+        if code is None:
+            row["not_run"] += 1
+        elif code in KILLED:
+            row["killed"] += 1
+        elif name in equivalent:
+            row["equivalent"] += 1
+        else:
+            row["survived"].append(name)
+    for row in rows.values():
+        counted = row["mutants"] - row["equivalent"] - row["not_run"]
+        row["score"] = row["killed"] / counted if counted else None
+    return list(rows.values())
+
+
+def total(rows: list[dict]) -> dict:
+    """The rows summed: the overall score."""
+    out = {k: sum(r[k] for r in rows) for k in ("mutants", "killed", "equivalent", "not_run")}
+    out["survived"] = [n for r in rows for n in r["survived"]]
+    counted = out["mutants"] - out["equivalent"] - out["not_run"]
+    out["score"] = out["killed"] / counted if counted else None
+    return out
+
+
+def render(rows: list[dict]) -> str:
+    """The score table as text, survivors listed under it."""
+    lines = [f"{'module':34} {'mutants':>7} {'killed':>7} {'equiv':>6} {'surv':>5} {'not run':>7} {'score':>7}"]
+    for row in [*rows, {"module": "all", **total(rows)}]:
+        pct = "-" if row["score"] is None else f"{100 * row['score']:.1f}%"
+        lines.append(
+            f"{row['module']:34} {row['mutants']:7d} {row['killed']:7d} {row['equivalent']:6d} "
+            f"{len(row['survived']):5d} {row['not_run']:7d} {pct:>7}"
+        )
+    survivors = total(rows)["survived"]
+    if survivors:
+        lines += ["", "surviving mutants (mutmut show NAME):", *(f"  {n}" for n in survivors)]
+    return "\n".join(lines)
+
+
+def run(modules: list[str], jobs: int) -> int:
+    """``mutmut run`` over the target modules' functions (all, or those of ``modules``); its exit status."""
+    mutmut = shutil.which("mutmut") or str(Path(sys.executable).with_name("mutmut"))
+    chosen = {p: t for p, t in TARGETS.items() if not modules or p in modules or module_name(p) in modules}
+    unknown = set(modules) - set(chosen) - {module_name(p) for p in chosen}
+    if unknown:
+        raise SystemExit(f"mutation: unknown module(s) {', '.join(sorted(unknown))}; choose from {', '.join(TARGETS)}")
+    names = [p for path, target in chosen.items() for p in patterns(path, target)]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # mutmut puts mutants/ first itself
+    return subprocess.run([mutmut, "run", "--max-children", str(jobs), *names], cwd=ROOT, env=env).returncode
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m serlib.tools.mutation", description=__doc__.split("\n")[0])
+    parser.add_argument("modules", nargs="*", help="target modules (default: all of TARGETS)")
+    parser.add_argument("--report-only", action="store_true", help="score the last run, run nothing")
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATION_JOBS", "1")))
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+    if not args.report_only:
+        code = run(args.modules, args.jobs)
+        if code not in (0, None):
+            print(f"mutation: mutmut run exited with {code}", file=sys.stderr)
+            return code
+    rows = score(read_results(ROOT / "mutants"))
+    if args.modules:
+        rows = [r for r in rows if r["module"] in args.modules or module_name(r["module"]) in args.modules]
+    print(render(rows))
+    print(f"\nwall time {time.monotonic() - started:.0f} s")
+    overall = total(rows)["score"]
+    if overall is None or overall < THRESHOLD:
+        print(f"mutation: score below {THRESHOLD:.0%} of the non-equivalent mutants", file=sys.stderr)
+        return 1
+    return 0
+
+
+def configured() -> dict:
+    """pyproject.toml's ``[tool.mutmut]`` (what mutmut reads)."""
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
