@@ -36,8 +36,10 @@ def test_stays_near_chance_when_length_says_nothing():
 
 
 def test_standardisation_uses_the_training_rows_only():
-    x = {"train": np.array([[1.0, 5.0], [3.0, 5.0]]), "val": np.array([[100.0, 7.0]]), "test": np.array([[-50.0, 4.0]])}
+    # training columns: mean 2, std 0.5; mean 10, std 2; constant 5 (std 0: kept at scale 1)
+    train = np.array([[1.5, 8.0, 5.0], [2.5, 12.0, 5.0]])
+    x = {"train": train, "val": np.array([[100.0, 0.0, 7.0]]), "test": np.array([[-50.0, 20.0, 4.0]])}
     out = train_standardised(x)
-    # training mean (2, 5), std (1, 0 -> 1): validation and test values do not move them
-    assert out["train"].tolist() == [[-1.0, 0.0], [1.0, 0.0]]
-    assert out["val"].tolist() == [[98.0, 2.0]] and out["test"].tolist() == [[-52.0, -1.0]]
+    assert out["train"].tolist() == [[-1.0, -1.0, 0.0], [1.0, 1.0, 0.0]]
+    # validation and test are scaled with the training statistics; their own values do not move them
+    assert out["val"].tolist() == [[196.0, -5.0, 2.0]] and out["test"].tolist() == [[-104.0, 5.0, -1.0]]

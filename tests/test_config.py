@@ -191,6 +191,9 @@ KNOWN_SYSTEMS = "S1, S2, S3, S4, S5, A1, A2, A3"
         ("analysis: {pitch_fmax: 9000}", "analysis.pitch_fmax", "below 8000 Hz"),
         ("analysis: {pitch_frame_length: 256}", "analysis.pitch_frame_length", "at least 493 samples"),
         ("analysis: {pitch_hop_ms: 0}", "analysis.pitch_hop_ms", "> 0"),
+        ("analysis: {alpha: 0.0}", "analysis.alpha", "> 0 and <= 0.5"),
+        ("analysis: {alpha: 0.51}", "analysis.alpha", "> 0 and <= 0.5"),
+        ("analysis: {alpha: -0.05}", "analysis.alpha", "> 0 and <= 0.5"),
     ],
 )
 def test_impossible_values_fail_at_load_naming_key_and_rule(tmp_path, text, key, rule):
@@ -199,6 +202,11 @@ def test_impossible_values_fail_at_load_naming_key_and_rule(tmp_path, text, key,
     message = str(err.value)
     assert message.startswith(f"{tmp_path / 'p.yaml'}: '{key}' must be ") and "\n" not in message
     assert rule in message and ", got " in message
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.05, 1.0e-4])
+def test_alpha_is_accepted_up_to_one_half(tmp_path, alpha):
+    assert load_config(_write(tmp_path, f"analysis: {{alpha: {alpha!r}}}\n")).analysis.alpha == alpha
 
 
 def test_removing_the_analysed_system_names_the_keys_to_change(tmp_path):

@@ -18,3 +18,50 @@ def test_macro_recall_and_f1_on_an_imbalanced_case():
     assert m["macro_f1"] != pytest.approx(f1_score(y_true, y_pred, average="micro"))
     assert m["accuracy"] == pytest.approx(accuracy_score(y_true, y_pred))
     assert m["per_class_recall"]["sad_fear"] == pytest.approx(1 / 3)
+
+
+def test_confusion_rows_are_the_true_class_and_sum_to_one():
+    # 3 negative clips (2 right, 1 called pos_neutral), 1 sad_fear clip (right), 2 pos_neutral (both negative)
+    y_true = [0, 0, 0, 1, 2, 2]
+    y_pred = [0, 0, 2, 1, 0, 0]
+    m = classification_metrics(y_true, y_pred)
+    assert m["confusion"] == [[0.666667, 0.0, 0.333333], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
+    assert m["per_class_recall"] == {"negative": pytest.approx(2 / 3), "sad_fear": 1.0, "pos_neutral": 0.0}
+    assert m["n"] == 6 and m["accuracy"] == pytest.approx(3 / 6)
+    # precision: negative 2/4, sad_fear 1/1, pos_neutral 0/1; pos_neutral is predicted once, wrongly
+    assert m["macro_precision"] == pytest.approx((0.5 + 1 + 0) / 3)
+
+
+def test_a_class_absent_from_the_truth_counts_as_recall_zero_and_a_never_predicted_one_as_precision_zero():
+    # the UAR definition: macro recall over all three classes, an absent class's recall counted as 0
+    m = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1])
+    assert m["confusion"][2] == [0.0, 0.0, 0.0]
+    assert m["uar"] == pytest.approx((0.5 + 1 + 0) / 3)
+    assert m["macro_precision"] == pytest.approx((1 + 2 / 3 + 0) / 3)  # pos_neutral never predicted: 0, not 1
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8 + 0) / 3)
+
+
+def test_other_class_counts_name_their_classes_by_index():
+    m = classification_metrics([0, 1, 2, 3], [0, 1, 2, 2], n_classes=4)
+    assert m["per_class_recall"] == {"0": 1.0, "1": 1.0, "2": 1.0, "3": 0.0}
+    assert len(m["confusion"]) == 4 and m["uar"] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize(
+    "y_true, y_pred, message",
+    [
+        ([0, 1], [0], "y_true and y_pred must be 1-D and the same length, got (2,) and (1,)"),
+        ([[0, 1]], [[0, 1]], "y_true and y_pred must be 1-D and the same length, got (1, 2) and (1, 2)"),
+        ([], [], "no utterances to score (empty split?)"),
+    ],
+)
+def test_bad_input_is_refused_with_one_line(y_true, y_pred, message):
+    with pytest.raises(ValueError) as err:
+        classification_metrics(y_true, y_pred)
+    assert str(err.value) == message
+
+
+def test_one_clip_scores():
+    m = classification_metrics([1], [1])
+    assert m["accuracy"] == 1.0 and m["confusion"][1] == [0.0, 1.0, 0.0] and m["per_class_recall"]["sad_fear"] == 1.0
+    assert classification_metrics([1.0, 2.0], [1.0, 2.0])["n"] == 2  # labels given as floats are indices
