@@ -73,3 +73,38 @@ def test_a_lone_validation_speaker_is_not_of_the_same_sex_in_every_fold():
     assert (test.groupby("fold")["sex"].apply(sorted) == pd.Series([["female", "male"]] * 5, index=range(1, 6))).all()
     assert val.groupby("fold").size().eq(1).all()
     assert sorted(val["sex"].value_counts().to_dict().items()) == [("female", 2), ("male", 3)]  # in turn, not 0 / 5
+
+
+def _small():
+    return pd.DataFrame(
+        {
+            "speaker": [f"RAVDESS:{i:02d}" for i in range(1, 7)] + ["EmoDB:03", "EmoDB:08", "EmoDB:09"],
+            "corpus": ["RAVDESS"] * 6 + ["EmoDB"] * 3,
+            "sex": ["male", "female"] * 3 + ["male", "female", "female"],
+        }
+    )
+
+
+def test_seed_zero_gives_the_same_two_folds_as_ever():
+    # pinned: a change to the draw (its seed parts, the deal, the rotation) silently changes every fold run
+    folds = speaker_folds(_small(), 2, seed=0, val_fraction=0.25)
+    assert list(folds["fold"]) == [1] * 9 + [2] * 9
+    assert list(folds["speaker"]) == list(_small()["speaker"]) * 2
+    assert list(folds["split"]) == (
+        ["train", "test", "val", "test", "test", "train", "test", "train", "test"]
+        + ["test", "val", "test", "train", "train", "test", "train", "test", "val"]
+    )
+    # EmoDB, fold 1: one non-test speaker, so no validation speaker; fold 2: two, so one validates
+    assert list(folds.columns) == ["fold", "speaker", "split"]
+
+
+def test_two_folds_are_allowed_and_the_validation_share_is_an_open_interval():
+    assert set(speaker_folds(_small(), 2)["fold"]) == {1, 2}
+    with pytest.raises(ValueError) as err:
+        speaker_folds(_small(), 1)
+    assert str(err.value) == "data.folds must be at least 2, got 1"
+    for bad in (0.0, 1.0):
+        with pytest.raises(ValueError) as err:
+            speaker_folds(_small(), 2, val_fraction=bad)
+        assert str(err.value) == f"val_fraction must be in (0, 1), got {bad}"
+    assert (speaker_folds(_small(), 2, val_fraction=0.99)["split"] == "val").any()

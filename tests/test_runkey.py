@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from serlib.common.config import Config
-from serlib.common.sections import AugmentConfig, ModelConfig, TrainConfig
+from serlib.common.sections import AugmentConfig, ModelConfig, SystemConfig, TrainConfig
 from serlib.modelling.inputs import SplitData
 from serlib.modelling.systems import run_key, trims_batches
 
@@ -157,3 +157,9 @@ def test_trimming_enters_the_key_of_masked_systems_only():
     cfg.train.trim_batches = False
     cfg.systems["S5"].trim_batches = True
     assert trims_batches(cfg, cfg.systems["S5"])
+
+
+def test_a_system_without_a_description_has_a_key():
+    cfg = Config()
+    cfg.systems["bare"] = SystemConfig()  # every field at its default, description included: S5's settings
+    assert run_key(cfg.systems["bare"], cfg, 1e-3, 1e-2, _data(), 0) == _key(cfg)
