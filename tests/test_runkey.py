@@ -163,3 +163,12 @@ def test_a_system_without_a_description_has_a_key():
     cfg = Config()
     cfg.systems["bare"] = SystemConfig()  # every field at its default, description included: S5's settings
     assert run_key(cfg.systems["bare"], cfg, 1e-3, 1e-2, _data(), 0) == _key(cfg)
+
+
+def test_a_trimmed_masked_run_keeps_the_key_it_was_trained_under():
+    # pinned like tests/test_config.py's paper keys: a changed key retrains every trimmed run
+    cfg = Config()
+    cfg.systems["S5"].model.mask_padding = True
+    assert _key(cfg) == "d8fb62e62ea93e09"
+    cfg.train.trim_batches = True
+    assert _key(cfg) == "eb7cfa5abef73449"

@@ -100,3 +100,14 @@ def test_fractions_must_be_three_non_negative_summing_to_one(fractions):
         f"got {tuple(float(f) for f in fractions)}"
     )
     assert check_fractions([1, 0, 0]) == (1.0, 0.0, 0.0)
+
+
+def test_the_default_seed_is_zero():
+    speakers = pd.DataFrame({"speaker": [f"CREMA-D:{1000 + i}" for i in range(12)], "corpus": "CREMA-D", "sex": "male"})
+    assert split_speakers(speakers, (0.5, 0.25, 0.25)).equals(split_speakers(speakers, (0.5, 0.25, 0.25), seed=0))
+    assert not split_speakers(speakers, (0.5, 0.25, 0.25)).equals(split_speakers(speakers, (0.5, 0.25, 0.25), seed=1))
+
+
+def test_no_speakers_give_an_empty_split_with_its_columns():
+    split = split_speakers(pd.DataFrame(columns=["speaker", "corpus", "sex"]))
+    assert split.empty and list(split.columns) == ["speaker", "split"]
