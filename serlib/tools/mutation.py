@@ -64,15 +64,18 @@ TARGETS: dict[str, Target] = {
 }
 
 # mutant name -> why it behaves exactly like the original (``mutmut show NAME`` prints its change)
-_GROUPBY_ORDER = "the corpora are visited in another order, but each corpus's draw is seeded by its own name and the rows are sorted by corpus_sorted at the end: the same split"
+_GROUPBY_ORDER = (
+    "the corpora are visited in another order, but each corpus's draw is seeded by its own name and the rows "
+    "are sorted by corpus_sorted at the end: the same split"
+)
 EQUIVALENT: dict[str, str] = {
     "serlib.modelling.probe.x__split_arrays__mutmut_12": "to_numpy(None) for to_numpy(int): the labels are mapped from "
     "CLASSES (the manifest holds no other), so the column is int64 either way",
     "serlib.data.speakers.x_split_speakers__mutmut_6": _GROUPBY_ORDER,
     "serlib.data.speakers.x_split_speakers__mutmut_8": _GROUPBY_ORDER,
     "serlib.data.speakers.x_split_speakers__mutmut_11": _GROUPBY_ORDER,
-    "serlib.data.speakers.x_check_fractions__mutmut_15": "'>= 1e-6' for '> 1e-6': differs only for fractions whose sum is "
-    "exactly 1 +- 1e-6 in floating point; none of a profile's (written to a few decimals) is",
+    "serlib.data.speakers.x_check_fractions__mutmut_15": "'>= 1e-6' for '> 1e-6': differs only for fractions "
+    "whose sum is exactly 1 +- 1e-6 in floating point; none of a profile's (written to a few decimals) is",
 }
 
 KILLED = {1, 3, 24, -24, 36, 152, 255, 37, -11, -9}  # mutmut's exit codes: test failure, timeout, crash
