@@ -17,7 +17,9 @@ from serlib.common.config import (
     SystemConfig,
     TrainConfig,
     Wav2Vec2Config,
+    _check_layers,
     config_to_dict,
+    folds_problem,
     load_config,
 )
 from serlib.common.runfolder import run_folder
@@ -571,3 +573,70 @@ def test_a_new_train_or_model_field_keeps_run_keys_until_it_is_changed():
     }
     cfg.train.label_smoothing = 0.1
     assert all(_run_keys(cfg)[n] not in (before[n], changed[n]) for n in before)
+
+
+def _layer_problem(input, layers, probe=None):
+    seen = []
+    _check_layers("X", SystemConfig(input=input, layers=layers), probe, lambda *args: seen.append(args))
+    return seen
+
+
+@pytest.mark.parametrize(
+    "input, layers, probe, rule",
+    [
+        ("logmel", 2, None, "null for input: logmel (log-Mel has no layers)"),
+        ("logmel", "last", None, "null for input: logmel (log-Mel has no layers)"),
+        (
+            "wav2vec2",
+            "all",
+            None,
+            "one layer for input: wav2vec2 (last, an index or best); input: wav2vec2_layers reads several",
+        ),
+        (
+            "wav2vec2",
+            [1, 2],
+            "all",
+            "one layer for input: wav2vec2 (last, an index or best); input: wav2vec2_layers reads several",
+        ),
+        (
+            "wav2vec2",
+            "best",
+            None,
+            "a layer other than best unless analysis.layer_probe is set (best is the probe's choice)",
+        ),
+        ("wav2vec2_layers", 3, None, "all or a list of at least two layers for input: wav2vec2_layers"),
+        ("wav2vec2_layers", "last", None, "all or a list of at least two layers for input: wav2vec2_layers"),
+    ],
+)
+def test_a_systems_layers_must_fit_its_input(input, layers, probe, rule):
+    assert _layer_problem(input, layers, probe) == [("systems.X.layers", rule, layers)]
+
+
+@pytest.mark.parametrize(
+    "input, layers, probe",
+    [
+        ("logmel", None, None),
+        ("wav2vec2", None, None),
+        ("wav2vec2", "last", None),
+        ("wav2vec2", 3, None),
+        ("wav2vec2", "best", "all"),
+        ("wav2vec2_layers", None, None),
+        ("wav2vec2_layers", "all", None),
+        ("wav2vec2_layers", [0, 4], None),
+    ],
+)
+def test_layers_that_fit_the_input_pass(input, layers, probe):
+    assert _layer_problem(input, layers, probe) == []
+
+
+def test_folds_problem_names_the_corpora_with_fewer_speakers_than_folds():
+    cfg = Config()
+    assert folds_problem(cfg, {"EmoDB": 1}) is None  # no folds: nothing to check
+    cfg.data.folds = 5
+    assert folds_problem(cfg, {"CREMA-D": 91, "EmoDB": 5, "RAVDESS": 0}) is None  # 5 = k is enough; 0: absent
+    assert folds_problem(cfg, {"CREMA-D": 91, "EmoDB": 4, "RAVDESS": 3}, " in x.csv") == (
+        "config: 'data.folds' = 5 is more folds than speakers (EmoDB has 4, RAVDESS has 3 in x.csv): every fold "
+        "must test speakers of every corpus; set data.folds to at most 3"
+    )
+    cfg.source = "p.yaml"
+    assert folds_problem(cfg, {"EmoDB": 4}).startswith("p.yaml: 'data.folds' = 5 is more folds than speakers (EmoDB")
