@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from serlib.data.folds import speaker_folds
+from serlib.data.folds import fold_of_speakers, speaker_folds
 
 
 def _speakers():
@@ -108,3 +108,11 @@ def test_two_folds_are_allowed_and_the_validation_share_is_an_open_interval():
             speaker_folds(_small(), 2, val_fraction=bad)
         assert str(err.value) == f"val_fraction must be in (0, 1), got {bad}"
     assert (speaker_folds(_small(), 2, val_fraction=0.99)["split"] == "val").any()
+
+
+def test_the_defaults_are_seed_zero_and_a_tenth_validating():
+    speakers = _speakers()
+    assert speaker_folds(speakers, 3).equals(speaker_folds(speakers, 3, seed=0, val_fraction=0.1))
+    assert fold_of_speakers(speakers, 3) == fold_of_speakers(speakers, 3, seed=0)
+    assert fold_of_speakers(speakers, 3) != fold_of_speakers(speakers, 3, seed=1)
+    assert not speaker_folds(speakers, 3).equals(speaker_folds(speakers, 3, val_fraction=0.3))
