@@ -116,3 +116,11 @@ def test_the_defaults_are_seed_zero_and_a_tenth_validating():
     assert fold_of_speakers(speakers, 3) == fold_of_speakers(speakers, 3, seed=0)
     assert fold_of_speakers(speakers, 3) != fold_of_speakers(speakers, 3, seed=1)
     assert not speaker_folds(speakers, 3).equals(speaker_folds(speakers, 3, val_fraction=0.3))
+
+
+@pytest.mark.parametrize("seed", [0, 2, 7])
+def test_each_speakers_test_fold_is_the_deal_of_the_same_seed(seed):
+    speakers = _speakers()
+    folds = speaker_folds(speakers, 4, seed=seed)
+    tested = folds[folds["split"] == "test"].set_index("speaker")["fold"].to_dict()
+    assert tested == fold_of_speakers(speakers, 4, seed=seed)
