@@ -640,3 +640,43 @@ def test_folds_problem_names_the_corpora_with_fewer_speakers_than_folds():
     )
     cfg.source = "p.yaml"
     assert folds_problem(cfg, {"EmoDB": 4}).startswith("p.yaml: 'data.folds' = 5 is more folds than speakers (EmoDB")
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("train: {batch_size: true}", "train.batch_size"),  # YAML booleans are not integers
+        ("train: {lr: true}", "train.lr"),  # nor numbers
+        ("train: {lr: .inf}", "train.lr"),
+        ("train: {deterministic: 1}", "train.deterministic"),  # nor is 1 a boolean
+        ("run: {name: '..'}", "run.name"),  # a name the pattern allows but a path would climb
+        ("run: {name: 'a/b'}", "run.name"),
+        ("systems: {S5: {input: 1}}", "systems.S5.input"),
+        ("systems: {S5: {layers: true}}", "systems.S5.layers"),
+        ("systems: {S5: {layers: 1.0}}", "systems.S5.layers"),
+        ("systems: {S5: {layers: [1]}}", "systems.S5.layers"),  # a list of layers holds at least two
+        ("systems: {S5: {model: [1]}}", "systems.S5.model"),
+        ("train: {select: {lrs: [0.1, -1.0]}}", "train.select.lrs[1]"),
+        ("augment: {mask_spans: [1, 2, 3]}", "augment.mask_spans"),
+        ("train: {plateau_factor: 0}", "train.plateau_factor"),
+        ("analysis: {bootstrap_resamples: 1000001}", "analysis.bootstrap_resamples"),
+    ],
+)
+def test_values_of_the_wrong_kind_name_their_key(tmp_path, text, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text + "\n"))
+    assert str(err.value).startswith(f"{tmp_path / 'p.yaml'}: '{key}' must be ")
+
+
+def test_bounds_are_inclusive_where_they_say_so_and_integers_become_floats(tmp_path):
+    cfg = load_config(
+        _write(
+            tmp_path,
+            "train: {lr: 1, weight_decay: 0, plateau_factor: 0.999, batch_size: 65536}\n"
+            "augment: {noise_prob: 1, mask_spans: [2, 2]}\nanalysis: {bootstrap_resamples: 1000000}\n"
+            "run: {name: a.b_c-1}\nsystems: {S5: {layers: 0}, A3: {model: {blocks: [4]}}}\n",
+        )
+    )
+    assert cfg.train.lr == 1.0 and type(cfg.train.lr) is float and type(cfg.train.weight_decay) is float
+    assert cfg.train.batch_size == 65536 and cfg.augment.noise_prob == 1.0 and cfg.augment.mask_spans == [2, 2]
+    assert cfg.systems["S5"].layers == 0 and cfg.systems["A3"].model.blocks == [4] and cfg.run.name == "a.b_c-1"
