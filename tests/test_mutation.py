@@ -54,3 +54,14 @@ def test_every_equivalent_survivor_is_in_scope_and_says_why():
     for name, why in mutation.EQUIVALENT.items():
         assert in_scope(name) is not None, name
         assert len(why) > 10, name
+
+
+def test_a_rerun_after_new_tests_takes_only_what_was_not_killed():
+    results = {"serlib.a.x_f__mutmut_1": 1, "serlib.a.x_f__mutmut_2": 0, "serlib.a.x_f__mutmut_3": None,
+               "serlib.a.x_f__mutmut_4": 33, "serlib.a.x_g__mutmut_1": 0}  # fmt: skip
+    targets = {"serlib/a.py": Target(("f",), ("t.py",))}
+    assert mutation.unkilled_names(results, targets) == [
+        "serlib.a.x_f__mutmut_2",
+        "serlib.a.x_f__mutmut_3",
+        "serlib.a.x_f__mutmut_4",
+    ]

@@ -170,14 +170,26 @@ def render(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def run(modules: list[str], jobs: int) -> int:
-    """``mutmut run`` over the target modules' functions (all, or those of ``modules``); its exit status."""
+def unkilled_names(results: dict[str, Optional[int]], targets: dict[str, Target]) -> list[str]:
+    """The target mutants a run has not killed: survivors (equivalent ones included) and those not run yet."""
+    return sorted(n for n, code in results.items() if in_scope(n, targets) and code not in KILLED)
+
+
+def run(modules: list[str], jobs: int, unkilled: bool = False) -> int:
+    """``mutmut run`` over the target modules' functions (all, or those of ``modules``); its exit status.
+
+    ``unkilled``: only the mutants the last run did not kill (survivors and those not run), after adding tests.
+    """
     mutmut = shutil.which("mutmut") or str(Path(sys.executable).with_name("mutmut"))
     chosen = {p: t for p, t in TARGETS.items() if not modules or p in modules or module_name(p) in modules}
     unknown = set(modules) - set(chosen) - {module_name(p) for p in chosen}
     if unknown:
         raise SystemExit(f"mutation: unknown module(s) {', '.join(sorted(unknown))}; choose from {', '.join(TARGETS)}")
     names = [p for path, target in chosen.items() for p in patterns(path, target)]
+    if unkilled:
+        names = unkilled_names(read_results(ROOT / "mutants"), chosen)
+        if not names:
+            return 0
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # mutmut puts mutants/ first itself
     return subprocess.run([mutmut, "run", "--max-children", str(jobs), *names], cwd=ROOT, env=env).returncode
 
@@ -186,11 +198,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m serlib.tools.mutation", description=__doc__.split("\n")[0])
     parser.add_argument("modules", nargs="*", help="target modules (default: all of TARGETS)")
     parser.add_argument("--report-only", action="store_true", help="score the last run, run nothing")
+    parser.add_argument("--unkilled", action="store_true", help="run only what the last run did not kill")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATION_JOBS", "1")))
     args = parser.parse_args(argv)
     started = time.monotonic()
     if not args.report_only:
-        code = run(args.modules, args.jobs)
+        code = run(args.modules, args.jobs, args.unkilled)
         if code not in (0, None):
             print(f"mutation: mutmut run exited with {code}", file=sys.stderr)
             return code
