@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
 
 from serlib.common.facts import CLASSES
-from serlib.modelling.baselines import duration_baseline, train_standardised
+from serlib.modelling.baselines import DURATION_C, duration_baseline, train_standardised
 
 
 def _manifest(confounded: bool, n=600, seed=0):
@@ -43,3 +45,41 @@ def test_standardisation_uses_the_training_rows_only():
     assert out["train"].tolist() == [[-1.0, -1.0, 0.0], [1.0, 1.0, 0.0]]
     # validation and test are scaled with the training statistics; their own values do not move them
     assert out["val"].tolist() == [[196.0, -5.0, 2.0]] and out["test"].tolist() == [[-104.0, 5.0, -1.0]]
+
+
+def _by_hand(manifest, grid=DURATION_C):
+    """The duration baseline computed independently: sklearn on log seconds, C by validation accuracy."""
+    encode = {c: i for i, c in enumerate(CLASSES)}
+    part = {s: manifest[manifest["split"] == s] for s in ("train", "val", "test")}
+    x = {s: np.log(p[["duration_s"]].to_numpy()) for s, p in part.items()}
+    y = {s: p["label"].map(encode).to_numpy() for s, p in part.items()}
+    fits = {c: LogisticRegression(C=c, max_iter=2000).fit(x["train"], y["train"]) for c in grid}
+    val = {c: (m.predict(x["val"]) == y["val"]).mean() for c, m in fits.items()}
+    best = max(sorted(grid), key=lambda c: (val[c], -c))
+    return part["test"]["utt_id"].tolist(), fits[best].predict_proba(x["test"]), best
+
+
+def test_matches_a_logistic_regression_on_unscaled_log_durations_fitted_by_hand():
+    manifest = _manifest(True, n=300, seed=3)
+    preds, info = duration_baseline(manifest)
+    ids, probs, best = _by_hand(manifest)
+    assert preds["utt_id"].tolist() == ids and info["C"] == best and sorted(info["grid"]) == sorted(DURATION_C)
+    assert np.allclose(preds[[f"prob_{c}" for c in CLASSES]].to_numpy(), probs, atol=1e-6)
+    assert preds["label"].tolist() == manifest.loc[manifest["split"] == "test", "label"].tolist()
+
+
+def test_another_protocols_subsets_replace_the_split():
+    manifest = _manifest(True, n=300, seed=4)
+    rng = np.random.default_rng(0)
+    splits = pd.Series(np.array(["train", "val", "test"])[rng.choice(3, len(manifest), p=[0.5, 0.25, 0.25])])
+    preds, info = duration_baseline(manifest, splits)
+    ids, probs, best = _by_hand(manifest.assign(split=splits.to_numpy()))
+    assert preds["utt_id"].tolist() == ids and info["C"] == best
+    assert np.allclose(preds[[f"prob_{c}" for c in CLASSES]].to_numpy(), probs, atol=1e-6)
+
+
+def test_a_missing_subset_is_named():
+    manifest = _manifest(True, n=60)
+    with pytest.raises(ValueError) as err:
+        duration_baseline(manifest[manifest["split"] != "val"])
+    assert str(err.value) == "duration baseline: no 'val' clips in the manifest"

@@ -79,7 +79,12 @@ def test_seed_three_gives_the_same_split_as_ever():
 
 @pytest.mark.parametrize(
     "n, fractions, expected",
-    [(4, (0.5, 0.5, 0.0), [2, 2, 0]), (2, (0.0, 0.5, 0.5), [0, 1, 1]), (3, (0.34, 0.33, 0.33), [1, 1, 1])],
+    [
+        (4, (0.5, 0.5, 0.0), [2, 2, 0]),
+        (2, (0.0, 0.5, 0.5), [0, 1, 1]),
+        (3, (0.34, 0.33, 0.33), [1, 1, 1]),
+        (3, (0.1, 0.8, 0.1), [1, 1, 1]),  # the speakers given to the small subsets come from the largest
+    ],
 )
 def test_subset_counts_give_a_zero_fraction_no_speaker(n, fractions, expected):
     assert subset_counts(n, fractions) == expected

@@ -71,6 +71,14 @@ _GROUPBY_ORDER = (
 EQUIVALENT: dict[str, str] = {
     "serlib.modelling.probe.x__split_arrays__mutmut_12": "to_numpy(None) for to_numpy(int): the labels are mapped from "
     "CLASSES (the manifest holds no other), so the column is int64 either way",
+    "serlib.modelling.baselines.x__duration_features__mutmut_2": "to_numpy(dtype=None) for dtype=float: np.log "
+    "returns floats for integer seconds too, and a manifest's duration_s is float",
+    "serlib.modelling.baselines.x_duration_baseline__mutmut_24": "to_numpy(None) for to_numpy(int): the labels "
+    "are mapped from CLASSES, so the column is int64 either way",
+    "serlib.modelling.baselines.x_duration_baseline__mutmut_32": "standardise=None for standardise=False: both "
+    "are false in 'if standardise'",
+    "serlib.data.speakers.x_subset_counts__mutmut_27": "'counts[k] = 1' for 'counts[k] += 1' inside "
+    "'if counts[k] == 0': both give 1",
     "serlib.data.speakers.x_split_speakers__mutmut_6": _GROUPBY_ORDER,
     "serlib.data.speakers.x_split_speakers__mutmut_8": _GROUPBY_ORDER,
     "serlib.data.speakers.x_split_speakers__mutmut_11": _GROUPBY_ORDER,
