@@ -95,7 +95,7 @@ def test_seed_zero_gives_the_same_two_folds_as_ever():
         + ["test", "val", "test", "train", "train", "test", "train", "test", "val"]
     )
     # EmoDB, fold 1: one non-test speaker, so no validation speaker; fold 2: two, so one validates
-    assert list(folds.columns) == ["fold", "speaker", "split"]
+    assert list(folds.columns) == ["fold", "speaker", "split"] and list(folds.index) == list(range(18))
 
 
 def test_two_folds_are_allowed_and_the_validation_share_is_an_open_interval():

@@ -68,6 +68,14 @@ _GROUPBY_ORDER = (
     "the corpora are visited in another order, but each corpus's draw is seeded by its own name and the rows "
     "are sorted by corpus_sorted at the end: the same split"
 )
+_FOLD_ORDER = (
+    "a fold's corpora are visited in another order, but each one's validation draw is seeded by its own name and "
+    "each fold's rows are sorted by corpus_sorted: the same folds"
+)
+_NO_ROWS = (
+    "the rows' own keys (fold, speaker, split) name the columns whenever there is a row; with no speaker, "
+    "pd.concat of no folds fails in the original as well"
+)
 EQUIVALENT: dict[str, str] = {
     "serlib.modelling.probe.x__split_arrays__mutmut_12": "to_numpy(None) for to_numpy(int): the labels are mapped from "
     "CLASSES (the manifest holds no other), so the column is int64 either way",
@@ -79,6 +87,11 @@ EQUIVALENT: dict[str, str] = {
     "are false in 'if standardise'",
     "serlib.data.speakers.x_subset_counts__mutmut_27": "'counts[k] = 1' for 'counts[k] += 1' inside "
     "'if counts[k] == 0': both give 1",
+    "serlib.data.folds.x_speaker_folds__mutmut_25": _FOLD_ORDER,
+    "serlib.data.folds.x_speaker_folds__mutmut_27": _FOLD_ORDER,
+    "serlib.data.folds.x_speaker_folds__mutmut_30": _FOLD_ORDER,
+    "serlib.data.folds.x_speaker_folds__mutmut_111": _NO_ROWS,
+    "serlib.data.folds.x_speaker_folds__mutmut_113": _NO_ROWS,
     "serlib.data.speakers.x_split_speakers__mutmut_6": _GROUPBY_ORDER,
     "serlib.data.speakers.x_split_speakers__mutmut_8": _GROUPBY_ORDER,
     "serlib.data.speakers.x_split_speakers__mutmut_11": _GROUPBY_ORDER,
