@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import recall_score
 
 from serlib.common.facts import CLASSES
-from serlib.modelling.baselines import DURATION_C, duration_baseline, train_standardised
+from serlib.modelling.baselines import DURATION_C, duration_baseline, linear_baseline, train_standardised
 
 
 def _manifest(confounded: bool, n=600, seed=0):
@@ -83,3 +84,39 @@ def test_a_missing_subset_is_named():
     with pytest.raises(ValueError) as err:
         duration_baseline(manifest[manifest["split"] != "val"])
     assert str(err.value) == "duration baseline: no 'val' clips in the manifest"
+
+
+def _features(seed=0, n=240, classes=(0, 1, 2)):
+    rng = np.random.default_rng(seed)
+    y = {s: rng.choice(classes, n) for s in ("train", "val", "test")}
+    x = {s: rng.normal(0, 1, (n, 4)) * [1, 10, 0.1, 3] + 5 + 0.8 * v[:, None] for s, v in y.items()}
+    return x, y
+
+
+def test_linear_baseline_standardises_on_train_and_chooses_c_on_validation_only():
+    x, y = _features()
+    preds, info = linear_baseline(x, y, [f"t{i}" for i in range(240)], grid=(10.0, 0.001, 0.1))
+    scaled = train_standardised(x)
+    fits = {c: LogisticRegression(C=c, max_iter=2000).fit(scaled["train"], y["train"]) for c in (0.001, 0.1, 10.0)}
+    val = {c: float((m.predict(scaled["val"]) == y["val"]).mean()) for c, m in fits.items()}
+    best = max(sorted(val), key=lambda c: (val[c], -c))
+    assert info["C"] == best and info["grid"] == val and info["val_acc"] == val[best]
+    assert info["val_uar"] == pytest.approx(recall_score(y["val"], fits[best].predict(scaled["val"]), average="macro"))
+    assert np.allclose(preds[[f"prob_{c}" for c in CLASSES]].to_numpy(), fits[best].predict_proba(scaled["test"]))
+    assert preds["utt_id"].tolist() == [f"t{i}" for i in range(240)]
+    assert (preds["correct"] == (preds["pred"] == preds["label"])).all()
+    assert preds["label"].tolist() == [CLASSES[i] for i in y["test"]]
+
+
+def test_validation_ties_go_to_the_smaller_c():
+    x, y = _features(seed=1)
+    x = {s: v[:, :1] * 0 + 1.0 for s, v in x.items()}  # nothing to learn: every C predicts the same on validation
+    _, info = linear_baseline(x, y, list(range(240)), grid=(1.0, 0.01, 100.0))
+    assert len(set(info["grid"].values())) == 1 and info["C"] == 0.01
+
+
+def test_a_class_absent_from_training_gets_probability_zero():
+    x, y = _features(seed=2, classes=(0, 2))
+    preds, _ = linear_baseline(x, y, list(range(240)))
+    assert (preds["prob_sad_fear"] == 0).all() and np.allclose(preds.filter(like="prob_").sum(1), 1)
+    assert set(preds["pred"]) <= {"negative", "pos_neutral"}
