@@ -639,7 +639,10 @@ def test_folds_problem_names_the_corpora_with_fewer_speakers_than_folds():
         "must test speakers of every corpus; set data.folds to at most 3"
     )
     cfg.source = "p.yaml"
-    assert folds_problem(cfg, {"EmoDB": 4}).startswith("p.yaml: 'data.folds' = 5 is more folds than speakers (EmoDB")
+    assert folds_problem(cfg, {"EmoDB": 1}) == (
+        "p.yaml: 'data.folds' = 5 is more folds than speakers (EmoDB has 1): every fold must test speakers of "
+        "every corpus; set data.folds to at most 1"
+    )
 
 
 @pytest.mark.parametrize(
@@ -730,6 +733,11 @@ _PAPER_SYSTEMS = "S1, S2, S3, S4, S5, A1, A2, A3"
             "this profile reads only no corpus), got ['S1', 'S5']",
         ),
         ("analysis: {primary_seed: 7}", "'analysis.primary_seed' must be null or one of train.seeds (0, 1, 2), got 7"),
+        (
+            "systems: {S5: {layers: all}}",
+            "'systems.S5.layers' must be one layer for input: wav2vec2 (last, an index or best); input: "
+            "wav2vec2_layers reads several, got 'all'",
+        ),
         ("analysis: {listening_tags: [ok_tag, Bad]}", f"'analysis.listening_tags' must be {_TAGS_RULE}, got ['Bad']"),
         ("analysis: {listening_tags: [seen_utc]}", f"'analysis.listening_tags' must be {_TAGS_RULE}, got ['seen_utc']"),
         (
@@ -767,6 +775,7 @@ def test_the_annotation_files_own_columns_are_not_tags(tmp_path, tag):
         "analysis: {primary_seed: 2, pitch_frame_length: 493, listening_tags: [a_1, hybrid_prosody]}",
         "analysis: {loco_systems: [S1, S5]}\ndata: {emodb: '.', ravdess: '.'}",
         "data: {emodb: '.', folds: 10}",
+        "analysis: {pitch_fmax: 7999}",  # below the Nyquist frequency, 8000 Hz
     ],
 )
 def test_values_at_the_edge_of_a_cross_check_pass(tmp_path, text):
