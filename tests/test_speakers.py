@@ -116,3 +116,9 @@ def test_the_default_seed_is_zero():
 def test_no_speakers_give_an_empty_split_with_its_columns():
     split = split_speakers(pd.DataFrame(columns=["speaker", "corpus", "sex"]))
     assert split.empty and list(split.columns) == ["speaker", "split"]
+
+
+def test_no_strata_and_empty_strata_allocate_nothing():
+    assert allocate_strata([0, 0, 0], {}) == {}
+    assert allocate_strata([0, 0, 0], {"male": 0}, rotate=1) == {"male": [0, 0, 0]}
+    assert allocate_strata([2, 1, 0], {"female": 0, "male": 3}) == {"male": [2, 1, 0], "female": [0, 0, 0]}

@@ -76,6 +76,10 @@ _NO_ROWS = (
     "the rows' own keys (fold, speaker, split) name the columns whenever there is a row; with no speaker, "
     "pd.concat of no folds fails in the original as well"
 )
+_NOT_A_TYPE = (
+    "the branch for a hint whose origin is not a class (typing.Any and the like): no field of a section has one "
+    "(Literal, Union, Annotated and the sections are handled before)"
+)
 EQUIVALENT: dict[str, str] = {
     "serlib.modelling.probe.x__split_arrays__mutmut_12": "to_numpy(None) for to_numpy(int): the labels are mapped from "
     "CLASSES (the manifest holds no other), so the column is int64 either way",
@@ -93,6 +97,16 @@ EQUIVALENT: dict[str, str] = {
     "one-corpus message: that message is raised only with fewer than two corpora, so nothing is ever joined",
     "serlib.common.typedyaml.x__obeys__mutmut_21": "'return False' for the final 'return True': reached only by an "
     "Annotated hint whose metadata is not a Bound, Match or Items, and serlib has none",
+    "serlib.data.speakers.x_allocate_strata__mutmut_29": "floor(t - 1e-9) for floor(t + 1e-9): an exact integer "
+    "target loses one, but its remainder (~1) is then the largest and the largest-remainder step gives it back; "
+    "no difference in 200,000 random allocations (1-3 strata, 0-11 speakers each, every rotation)",
+    "serlib.data.speakers.x_allocate_strata__mutmut_40": "'<=' for '<' in the capacity guard: a subset at its "
+    "capacity never has a remainder left to claim (the targets are proportional to what remains); no difference in "
+    "200,000 random allocations",
+    "serlib.common.typedyaml.x__is_kind__mutmut_21": _NOT_A_TYPE,
+    "serlib.common.typedyaml.x__is_kind__mutmut_22": _NOT_A_TYPE,
+    "serlib.common.typedyaml.x_coerce_value__mutmut_19": "getattr(err, 'key') without a default: every ConfigError "
+    "that reaches an Annotated hint comes from _bad, which sets err.key (no Annotated hint wraps a section)",
     "serlib.data.speakers.x_subset_counts__mutmut_27": "'counts[k] = 1' for 'counts[k] += 1' inside "
     "'if counts[k] == 0': both give 1",
     "serlib.data.folds.x_speaker_folds__mutmut_25": _FOLD_ORDER,
