@@ -65,3 +65,13 @@ def test_a_rerun_after_new_tests_takes_only_what_was_not_killed():
         "serlib.a.x_f__mutmut_3",
         "serlib.a.x_f__mutmut_4",
     ]
+
+
+def test_the_markdown_table_carries_each_module_and_every_equivalent_reason():
+    targets = {"serlib/a.py": Target(("f",), ("t.py",))}
+    codes = {"serlib.a.x_f__mutmut_1": 1, "serlib.a.x_f__mutmut_2": 0, "serlib.a.x_f__mutmut_3": 0}
+    equivalent = {"serlib.a.x_f__mutmut_2": "same behaviour because of X"}
+    text = mutation.markdown(score(codes, targets, equivalent), equivalent)
+    assert "| `serlib/a.py` | 3 | 1 | 1 | 1 | 0 | 50.0 % |" in text
+    assert "| `all` | 3 | 1 | 1 | 1 | 0 | 50.0 % |" in text
+    assert "- `serlib.a.x_f__mutmut_2`: same behaviour because of X" in text

@@ -218,6 +218,24 @@ def unkilled_names(results: dict[str, Optional[int]], targets: dict[str, Target]
     return sorted(n for n, code in results.items() if in_scope(n, targets) and code not in KILLED)
 
 
+def markdown(rows: list[dict], equivalent: Optional[dict] = None) -> str:
+    """The score table and the equivalent survivors as Markdown (the README's section)."""
+    equivalent = EQUIVALENT if equivalent is None else equivalent
+    lines = [
+        "| module | mutants | killed | equivalent | survived | not run | score |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in [*rows, {"module": "all", **total(rows)}]:
+        pct = "-" if row["score"] is None else f"{100 * row['score']:.1f} %"
+        lines.append(
+            f"| `{row['module']}` | {row['mutants']} | {row['killed']} | {row['equivalent']} | "
+            f"{len(row['survived'])} | {row['not_run']} | {pct} |"
+        )
+    lines.append("")
+    lines += [f"- `{name}`: {why}" for name, why in sorted(equivalent.items())]
+    return "\n".join(lines)
+
+
 def run(modules: list[str], jobs: int, unkilled: bool = False) -> int:
     """``mutmut run`` over the target modules' functions (all, or those of ``modules``); its exit status.
 
@@ -242,6 +260,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("modules", nargs="*", help="target modules (default: all of TARGETS)")
     parser.add_argument("--report-only", action="store_true", help="score the last run, run nothing")
     parser.add_argument("--unkilled", action="store_true", help="run only what the last run did not kill")
+    parser.add_argument("--markdown", action="store_true", help="print the score as Markdown (for the README)")
     parser.add_argument("--jobs", type=int, default=int(os.environ.get("MUTATION_JOBS", "1")))
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -253,7 +272,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     rows = score(read_results(ROOT / "mutants"))
     if args.modules:
         rows = [r for r in rows if r["module"] in args.modules or module_name(r["module"]) in args.modules]
-    print(render(rows))
+    print(markdown(rows) if args.markdown else render(rows))
     print(f"\nwall time {time.monotonic() - started:.0f} s")
     overall = total(rows)["score"]
     if overall is None or overall < THRESHOLD:
