@@ -241,7 +241,8 @@ def run(modules: list[str], jobs: int, unkilled: bool = False) -> int:
 
     ``unkilled``: only the mutants the last run did not kill (survivors and those not run), after adding tests.
     """
-    mutmut = shutil.which("mutmut") or str(Path(sys.executable).with_name("mutmut"))
+    beside = Path(sys.executable).with_name("mutmut")  # the venv's own, even when its bin/ is not on PATH
+    mutmut = str(beside) if beside.is_file() else shutil.which("mutmut") or "mutmut"
     chosen = {p: t for p, t in TARGETS.items() if not modules or p in modules or module_name(p) in modules}
     unknown = set(modules) - set(chosen) - {module_name(p) for p in chosen}
     if unknown:
