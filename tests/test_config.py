@@ -780,3 +780,24 @@ def test_the_annotation_files_own_columns_are_not_tags(tmp_path, tag):
 )
 def test_values_at_the_edge_of_a_cross_check_pass(tmp_path, text):
     assert isinstance(load_config(_write(tmp_path, text + "\n")), Config)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train: {batch_size: 0}", "'train.batch_size' must be an integer >= 1 and <= 65536, got 0"),
+        ("train: {threads: 0}", "'train.threads' must be an integer >= 1 or null, got 0"),
+        ("systems: {S5: {model: [1]}}", "'systems.S5.model' must be a mapping, got [1]"),
+        ("train: {deterministic: 1}", "'train.deterministic' must be true or false, got 1"),
+        ("features: {wav2vec2: {layer: -1}}", "'features.wav2vec2.layer' must be 'last' or an integer >= 0, got -1"),
+        (
+            "systems: {S5: {layers: 1.5}}",
+            "'systems.S5.layers' must be one of last, best, all or an integer >= 0 or a list (each an integer >= 0, "
+            "distinct) or null, got 1.5",
+        ),
+    ],
+)
+def test_a_wrong_value_is_quoted_in_the_message(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text + "\n"))
+    assert str(err.value) == f"{tmp_path / 'p.yaml'}: {message}"

@@ -80,6 +80,10 @@ _NOT_A_TYPE = (
     "the branch for a hint whose origin is not a class (typing.Any and the like): no field of a section has one "
     "(Literal, Union, Annotated and the sections are handled before)"
 )
+_NO_DICT = (
+    "the branch for a dict[...] hint: no field a parameters file reaches through coerce_value is a dict "
+    "(the systems, the one dict of Config, are read by config._build_systems and config_from_dict)"
+)
 EQUIVALENT: dict[str, str] = {
     "serlib.modelling.probe.x__split_arrays__mutmut_12": "to_numpy(None) for to_numpy(int): the labels are mapped from "
     "CLASSES (the manifest holds no other), so the column is int64 either way",
@@ -107,6 +111,18 @@ EQUIVALENT: dict[str, str] = {
     "serlib.common.typedyaml.x__is_kind__mutmut_22": _NOT_A_TYPE,
     "serlib.common.typedyaml.x_coerce_value__mutmut_19": "getattr(err, 'key') without a default: every ConfigError "
     "that reaches an Annotated hint comes from _bad, which sets err.key (no Annotated hint wraps a section)",
+    "serlib.common.typedyaml.x_coerce_value__mutmut_125": _NO_DICT,
+    "serlib.common.typedyaml.x_coerce_value__mutmut_126": _NO_DICT,
+    "serlib.common.typedyaml.x_coerce_value__mutmut_127": _NO_DICT,
+    "serlib.common.typedyaml.x_coerce_value__mutmut_128": _NO_DICT,
+    "serlib.common.typedyaml.x_coerce_value__mutmut_129": _NO_DICT,
+    "serlib.common.typedyaml.x_coerce_value__mutmut_130": _NO_DICT,
+    "serlib.common.typedyaml.x_coerce_value__mutmut_131": _NO_DICT,
+    "serlib.common.typedyaml.x_coerce_value__mutmut_132": _NO_DICT,
+    "serlib.common.typedyaml.x_coerce_value__mutmut_133": _NO_DICT,
+    "serlib.common.typedyaml.x_coerce_value__mutmut_134": _NO_DICT,
+    "serlib.common.typedyaml.x_coerce_value__mutmut_66": "getattr(err, 'key') without a default: the error comes "
+    "from coerce_value on the one option, and every ConfigError it raises comes from _bad, which sets err.key",
     "serlib.data.speakers.x_subset_counts__mutmut_27": "'counts[k] = 1' for 'counts[k] += 1' inside "
     "'if counts[k] == 0': both give 1",
     "serlib.data.folds.x_speaker_folds__mutmut_25": _FOLD_ORDER,
