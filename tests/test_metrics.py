@@ -65,3 +65,10 @@ def test_one_clip_scores():
     m = classification_metrics([1], [1])
     assert m["accuracy"] == 1.0 and m["confusion"][1] == [0.0, 1.0, 0.0] and m["per_class_recall"]["sad_fear"] == 1.0
     assert classification_metrics([1.0, 2.0], [1.0, 2.0])["n"] == 2  # labels given as floats are indices
+
+
+def test_indices_read_as_text_score_as_indices():
+    # a CSV column of label indices arrives as strings: both sides are cast to integers before scoring
+    as_numbers = classification_metrics([0, 1, 2, 2], [0, 1, 1, 2])
+    assert classification_metrics(["0", "1", "2", "2"], [0, 1, 1, 2]) == as_numbers
+    assert classification_metrics([0, 1, 2, 2], ["0", "1", "1", "2"]) == as_numbers
