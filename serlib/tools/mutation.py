@@ -123,6 +123,8 @@ EQUIVALENT: dict[str, str] = {
     "serlib.common.typedyaml.x_coerce_value__mutmut_134": _NO_DICT,
     "serlib.common.typedyaml.x_coerce_value__mutmut_66": "getattr(err, 'key') without a default: the error comes "
     "from coerce_value on the one option, and every ConfigError it raises comes from _bad, which sets err.key",
+    "serlib.data.folds.x_fold_of_speakers__mutmut_8": "groupby(sort=None) for sort=False: pandas reads None as "
+    "false (same group order, checked)",
     "serlib.data.speakers.x_subset_counts__mutmut_27": "'counts[k] = 1' for 'counts[k] += 1' inside "
     "'if counts[k] == 0': both give 1",
     "serlib.data.folds.x_speaker_folds__mutmut_25": _FOLD_ORDER,
