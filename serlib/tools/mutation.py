@@ -125,6 +125,10 @@ EQUIVALENT: dict[str, str] = {
     "from coerce_value on the one option, and every ConfigError it raises comes from _bad, which sets err.key",
     "serlib.data.folds.x_fold_of_speakers__mutmut_8": "groupby(sort=None) for sort=False: pandas reads None as "
     "false (same group order, checked)",
+    "serlib.modelling.metrics.x_classification_metrics__mutmut_33": "zero_division left at scikit-learn's default "
+    "('warn'): an undefined precision is still 0, with a warning",
+    "serlib.modelling.metrics.x_classification_metrics__mutmut_38": "astype(None) for astype(float): numpy's "
+    "default dtype is float64, the same",
     "serlib.data.speakers.x_subset_counts__mutmut_27": "'counts[k] = 1' for 'counts[k] += 1' inside "
     "'if counts[k] == 0': both give 1",
     "serlib.data.folds.x_speaker_folds__mutmut_25": _FOLD_ORDER,
