@@ -17,7 +17,7 @@ space := $(empty) $(empty)
 comma := ,
 EXTRA_STAMPS := $(foreach extra,$(EXTRAS),$(VENV)/.serlib-extra-$(extra))
 
-.PHONY: setup report test lint format lab browser clean-reports lock nbstrip
+.PHONY: setup report test lint format lab browser clean-reports lock nbstrip mutation
 
 # A fresh machine: create the venv, install torch/torchaudio (from TORCH_INDEX if given), then the tested
 # set pinned in requirements.lock, then serlib itself; register the kernel the notebooks name.
@@ -69,6 +69,15 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+
+# Mutation testing (mutmut, serlib/tools/mutation.py) of the statistics, verdicts, metrics, probe, baselines, folds,
+# protocols, run key and configuration ranges, each against its fast tests; prints the score per module and fails
+# under 90 % of the non-equivalent mutants. One worker, at low priority (MUTATION_JOBS=2 for two); a module or a
+# few: make mutation MODULES="serlib/modelling/metrics.py". Its copy of the code is mutants/ (ignored by git).
+MODULES ?=
+MUTATION_JOBS ?= 1
+mutation: setup
+	MUTATION_JOBS=$(MUTATION_JOBS) nice -n 15 $(BIN)/python -m serlib.tools.mutation $(MODULES)
 
 # Rewrites the code in the project's format and applies ruff's safe fixes (import order).
 format: setup

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import recall_score
 
 from serlib.common.facts import CLASSES
-from serlib.modelling.baselines import duration_baseline
+from serlib.modelling.baselines import DURATION_C, duration_baseline, linear_baseline, train_standardised
 
 
 def _manifest(confounded: bool, n=600, seed=0):
@@ -62,3 +65,87 @@ def test_length_features_and_the_nonlinear_duration_baseline_read_the_padding():
     )
     preds, info = duration_nonlinear_baseline(manifest, window_s=8.0)
     assert preds["correct"].mean() > 0.95 and info["depth"] in (1, 2, 3) and len(preds) == n // 3
+
+
+def test_standardisation_uses_the_training_rows_only():
+    # training columns: mean 2, std 0.5; mean 10, std 2; constant 5 (std 0: kept at scale 1)
+    train = np.array([[1.5, 8.0, 5.0], [2.5, 12.0, 5.0]])
+    x = {"train": train, "val": np.array([[100.0, 0.0, 7.0]]), "test": np.array([[-50.0, 20.0, 4.0]])}
+    out = train_standardised(x)
+    assert out["train"].tolist() == [[-1.0, -1.0, 0.0], [1.0, 1.0, 0.0]]
+    # validation and test are scaled with the training statistics; their own values do not move them
+    assert out["val"].tolist() == [[196.0, -5.0, 2.0]] and out["test"].tolist() == [[-104.0, 5.0, -1.0]]
+
+
+def _by_hand(manifest, grid=DURATION_C):
+    """The duration baseline computed independently: sklearn on log seconds, C by validation accuracy."""
+    encode = {c: i for i, c in enumerate(CLASSES)}
+    part = {s: manifest[manifest["split"] == s] for s in ("train", "val", "test")}
+    x = {s: np.log(p[["duration_s"]].to_numpy()) for s, p in part.items()}
+    y = {s: p["label"].map(encode).to_numpy() for s, p in part.items()}
+    fits = {c: LogisticRegression(C=c, max_iter=2000).fit(x["train"], y["train"]) for c in grid}
+    val = {c: (m.predict(x["val"]) == y["val"]).mean() for c, m in fits.items()}
+    best = max(sorted(grid), key=lambda c: (val[c], -c))
+    return part["test"]["utt_id"].tolist(), fits[best].predict_proba(x["test"]), best
+
+
+def test_matches_a_logistic_regression_on_unscaled_log_durations_fitted_by_hand():
+    manifest = _manifest(True, n=300, seed=3)
+    preds, info = duration_baseline(manifest)
+    ids, probs, best = _by_hand(manifest)
+    assert preds["utt_id"].tolist() == ids and info["C"] == best and sorted(info["grid"]) == sorted(DURATION_C)
+    assert np.allclose(preds[[f"prob_{c}" for c in CLASSES]].to_numpy(), probs, atol=1e-6)
+    assert preds["label"].tolist() == manifest.loc[manifest["split"] == "test", "label"].tolist()
+
+
+def test_another_protocols_subsets_replace_the_split():
+    manifest = _manifest(True, n=300, seed=4)
+    rng = np.random.default_rng(0)
+    splits = pd.Series(np.array(["train", "val", "test"])[rng.choice(3, len(manifest), p=[0.5, 0.25, 0.25])])
+    preds, info = duration_baseline(manifest, splits)
+    ids, probs, best = _by_hand(manifest.assign(split=splits.to_numpy()))
+    assert preds["utt_id"].tolist() == ids and info["C"] == best
+    assert np.allclose(preds[[f"prob_{c}" for c in CLASSES]].to_numpy(), probs, atol=1e-6)
+
+
+def test_a_missing_subset_is_named():
+    manifest = _manifest(True, n=60)
+    with pytest.raises(ValueError) as err:
+        duration_baseline(manifest[manifest["split"] != "val"])
+    assert str(err.value) == "duration baseline: no 'val' clips in the manifest"
+
+
+def _features(seed=0, n=240, classes=(0, 1, 2)):
+    rng = np.random.default_rng(seed)
+    y = {s: rng.choice(classes, n) for s in ("train", "val", "test")}
+    x = {s: rng.normal(0, 1, (n, 4)) * [1, 10, 0.1, 3] + 5 + 0.8 * v[:, None] for s, v in y.items()}
+    return x, y
+
+
+def test_linear_baseline_standardises_on_train_and_chooses_c_on_validation_only():
+    x, y = _features()
+    preds, info = linear_baseline(x, y, [f"t{i}" for i in range(240)], grid=(10.0, 0.001, 0.1))
+    scaled = train_standardised(x)
+    fits = {c: LogisticRegression(C=c, max_iter=2000).fit(scaled["train"], y["train"]) for c in (0.001, 0.1, 10.0)}
+    val = {c: float((m.predict(scaled["val"]) == y["val"]).mean()) for c, m in fits.items()}
+    best = max(sorted(val), key=lambda c: (val[c], -c))
+    assert info["C"] == best and info["grid"] == val and info["val_acc"] == val[best]
+    assert info["val_uar"] == pytest.approx(recall_score(y["val"], fits[best].predict(scaled["val"]), average="macro"))
+    assert np.allclose(preds[[f"prob_{c}" for c in CLASSES]].to_numpy(), fits[best].predict_proba(scaled["test"]))
+    assert preds["utt_id"].tolist() == [f"t{i}" for i in range(240)]
+    assert (preds["correct"] == (preds["pred"] == preds["label"])).all()
+    assert preds["label"].tolist() == [CLASSES[i] for i in y["test"]]
+
+
+def test_validation_ties_go_to_the_smaller_c():
+    x, y = _features(seed=1)
+    x = {s: v[:, :1] * 0 + 1.0 for s, v in x.items()}  # nothing to learn: every C predicts the same on validation
+    _, info = linear_baseline(x, y, list(range(240)), grid=(1.0, 0.01, 100.0))
+    assert len(set(info["grid"].values())) == 1 and info["C"] == 0.01
+
+
+def test_a_class_absent_from_training_gets_probability_zero():
+    x, y = _features(seed=2, classes=(0, 2))
+    preds, _ = linear_baseline(x, y, list(range(240)))
+    assert (preds["prob_sad_fear"] == 0).all() and np.allclose(preds.filter(like="prob_").sum(1), 1)
+    assert set(preds["pred"]) <= {"negative", "pos_neutral"}

@@ -17,7 +17,9 @@ from serlib.common.config import (
     SystemConfig,
     TrainConfig,
     Wav2Vec2Config,
+    _check_layers,
     config_to_dict,
+    folds_problem,
     load_config,
 )
 from serlib.common.runfolder import run_folder
@@ -191,6 +193,9 @@ KNOWN_SYSTEMS = "S1, S2, S3, S4, S5, A1, A2, A3"
         ("analysis: {pitch_fmax: 9000}", "analysis.pitch_fmax", "below 8000 Hz"),
         ("analysis: {pitch_frame_length: 256}", "analysis.pitch_frame_length", "at least 493 samples"),
         ("analysis: {pitch_hop_ms: 0}", "analysis.pitch_hop_ms", "> 0"),
+        ("analysis: {alpha: 0.0}", "analysis.alpha", "> 0 and <= 0.5"),
+        ("analysis: {alpha: 0.51}", "analysis.alpha", "> 0 and <= 0.5"),
+        ("analysis: {alpha: -0.05}", "analysis.alpha", "> 0 and <= 0.5"),
     ],
 )
 def test_impossible_values_fail_at_load_naming_key_and_rule(tmp_path, text, key, rule):
@@ -199,6 +204,11 @@ def test_impossible_values_fail_at_load_naming_key_and_rule(tmp_path, text, key,
     message = str(err.value)
     assert message.startswith(f"{tmp_path / 'p.yaml'}: '{key}' must be ") and "\n" not in message
     assert rule in message and ", got " in message
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.05, 1.0e-4])
+def test_alpha_is_accepted_up_to_one_half(tmp_path, alpha):
+    assert load_config(_write(tmp_path, f"analysis: {{alpha: {alpha!r}}}\n")).analysis.alpha == alpha
 
 
 def test_removing_the_analysed_system_names_the_keys_to_change(tmp_path):
@@ -563,3 +573,231 @@ def test_a_new_train_or_model_field_keeps_run_keys_until_it_is_changed():
     }
     cfg.train.label_smoothing = 0.1
     assert all(_run_keys(cfg)[n] not in (before[n], changed[n]) for n in before)
+
+
+def _layer_problem(input, layers, probe=None):
+    seen = []
+    _check_layers("X", SystemConfig(input=input, layers=layers), probe, lambda *args: seen.append(args))
+    return seen
+
+
+@pytest.mark.parametrize(
+    "input, layers, probe, rule",
+    [
+        ("logmel", 2, None, "null for input: logmel (log-Mel has no layers)"),
+        ("logmel", "last", None, "null for input: logmel (log-Mel has no layers)"),
+        (
+            "wav2vec2",
+            "all",
+            None,
+            "one layer for input: wav2vec2 (last, an index or best); input: wav2vec2_layers reads several",
+        ),
+        (
+            "wav2vec2",
+            [1, 2],
+            "all",
+            "one layer for input: wav2vec2 (last, an index or best); input: wav2vec2_layers reads several",
+        ),
+        (
+            "wav2vec2",
+            "best",
+            None,
+            "a layer other than best unless analysis.layer_probe is set (best is the probe's choice)",
+        ),
+        ("wav2vec2_layers", 3, None, "all or a list of at least two layers for input: wav2vec2_layers"),
+        ("wav2vec2_layers", "last", None, "all or a list of at least two layers for input: wav2vec2_layers"),
+    ],
+)
+def test_a_systems_layers_must_fit_its_input(input, layers, probe, rule):
+    assert _layer_problem(input, layers, probe) == [("systems.X.layers", rule, layers)]
+
+
+@pytest.mark.parametrize(
+    "input, layers, probe",
+    [
+        ("logmel", None, None),
+        ("wav2vec2", None, None),
+        ("wav2vec2", "last", None),
+        ("wav2vec2", 3, None),
+        ("wav2vec2", "best", "all"),
+        ("wav2vec2_layers", None, None),
+        ("wav2vec2_layers", "all", None),
+        ("wav2vec2_layers", [0, 4], None),
+    ],
+)
+def test_layers_that_fit_the_input_pass(input, layers, probe):
+    assert _layer_problem(input, layers, probe) == []
+
+
+def test_folds_problem_names_the_corpora_with_fewer_speakers_than_folds():
+    cfg = Config()
+    assert folds_problem(cfg, {"EmoDB": 1}) is None  # no folds: nothing to check
+    cfg.data.folds = 5
+    assert folds_problem(cfg, {"CREMA-D": 91, "EmoDB": 5, "RAVDESS": 0}) is None  # 5 = k is enough; 0: absent
+    assert folds_problem(cfg, {"CREMA-D": 91, "EmoDB": 4, "RAVDESS": 3}, " in x.csv") == (
+        "config: 'data.folds' = 5 is more folds than speakers (EmoDB has 4, RAVDESS has 3 in x.csv): every fold "
+        "must test speakers of every corpus; set data.folds to at most 3"
+    )
+    cfg.source = "p.yaml"
+    assert folds_problem(cfg, {"EmoDB": 1}) == (
+        "p.yaml: 'data.folds' = 5 is more folds than speakers (EmoDB has 1): every fold must test speakers of "
+        "every corpus; set data.folds to at most 1"
+    )
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("train: {batch_size: true}", "train.batch_size"),  # YAML booleans are not integers
+        ("train: {lr: true}", "train.lr"),  # nor numbers
+        ("train: {lr: .inf}", "train.lr"),
+        ("train: {deterministic: 1}", "train.deterministic"),  # nor is 1 a boolean
+        ("run: {name: '..'}", "run.name"),  # a name the pattern allows but a path would climb
+        ("run: {name: 'a/b'}", "run.name"),
+        ("systems: {S5: {input: 1}}", "systems.S5.input"),
+        ("systems: {S5: {layers: true}}", "systems.S5.layers"),
+        ("systems: {S5: {layers: 1.0}}", "systems.S5.layers"),
+        ("systems: {S5: {layers: [1]}}", "systems.S5.layers"),  # a list of layers holds at least two
+        ("systems: {S5: {model: [1]}}", "systems.S5.model"),
+        ("train: {select: {lrs: [0.1, -1.0]}}", "train.select.lrs[1]"),
+        ("augment: {mask_spans: [1, 2, 3]}", "augment.mask_spans"),
+        ("train: {plateau_factor: 0}", "train.plateau_factor"),
+        ("analysis: {bootstrap_resamples: 1000001}", "analysis.bootstrap_resamples"),
+    ],
+)
+def test_values_of_the_wrong_kind_name_their_key(tmp_path, text, key):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text + "\n"))
+    assert str(err.value).startswith(f"{tmp_path / 'p.yaml'}: '{key}' must be ")
+
+
+def test_bounds_are_inclusive_where_they_say_so_and_integers_become_floats(tmp_path):
+    cfg = load_config(
+        _write(
+            tmp_path,
+            "train: {lr: 1, weight_decay: 0, plateau_factor: 0.999, batch_size: 65536}\n"
+            "augment: {noise_prob: 1, mask_spans: [2, 2]}\nanalysis: {bootstrap_resamples: 1000000}\n"
+            "run: {name: a.b_c-1}\nsystems: {S5: {layers: 0}, A3: {model: {blocks: [4]}}}\n",
+        )
+    )
+    assert cfg.train.lr == 1.0 and type(cfg.train.lr) is float and type(cfg.train.weight_decay) is float
+    assert cfg.train.batch_size == 65536 and cfg.augment.noise_prob == 1.0 and cfg.augment.mask_spans == [2, 2]
+    assert cfg.systems["S5"].layers == 0 and cfg.systems["A3"].model.blocks == [4] and cfg.run.name == "a.b_c-1"
+
+
+_TAGS_RULE = (
+    "snake_case tag names (a-z, 0-9, _) other than the annotation file's own columns "
+    "(annotated_utc, annotator, label, note, pred, reviewed, utt_id)"
+)
+_PAPER_SYSTEMS = "S1, S2, S3, S4, S5, A1, A2, A3"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "data: {split: [0.5, 0.3, 0.3]}",
+            "'data.split' must be three non-negative fractions summing to 1, got [0.5, 0.3, 0.3]",
+        ),
+        ("augment: {mask_spans: [3, 2]}", "'augment.mask_spans' must be [min, max] with 1 <= min <= max, got [3, 2]"),
+        ("augment: {mask_width: [9, 8]}", "'augment.mask_width' must be [min, max] with 1 <= min <= max, got [9, 8]"),
+        (
+            "augment: {mask_groups_max: 5}",
+            "'augment.mask_groups_max' must be at most 'augment.mask_channel_groups' (4), got 5",
+        ),
+        (
+            "systems: {" + ", ".join(f"{s}: null" for s in _PAPER_SYSTEMS.split(", ")) + "}",
+            "'systems' removes every system; keep at least one",
+        ),
+        (
+            "train: {select: {enabled: true, scope: shared, system: S9}}",
+            f"'train.select.system' must be one of the systems ({_PAPER_SYSTEMS}), got 'S9'",
+        ),
+        (
+            "analysis: {loco_systems: [S1, S9, S8]}",
+            f"'analysis.loco_systems' must be a list of the systems ({_PAPER_SYSTEMS}), got ['S9', 'S8']",
+        ),
+        (
+            "data: {emodb: '.', folds: 11}",
+            "'data.folds' = 11 is more folds than speakers (EmoDB has 10 in the public release): every fold must "
+            "test speakers of every corpus; set data.folds to at most 10",
+        ),
+        (
+            "data: {emodb: '.'}\nanalysis: {loco_systems: [S1]}",
+            "'analysis.loco_systems' must be null or [] with one corpus (leave-one-corpus-out trains on the others; "
+            "this profile reads only EmoDB), got ['S1']",
+        ),
+        (
+            "analysis: {loco_systems: [S1, S5]}",
+            "'analysis.loco_systems' must be null or [] with one corpus (leave-one-corpus-out trains on the others; "
+            "this profile reads only no corpus), got ['S1', 'S5']",
+        ),
+        ("analysis: {primary_seed: 7}", "'analysis.primary_seed' must be null or one of train.seeds (0, 1, 2), got 7"),
+        (
+            "systems: {S5: {layers: all}}",
+            "'systems.S5.layers' must be one layer for input: wav2vec2 (last, an index or best); input: "
+            "wav2vec2_layers reads several, got 'all'",
+        ),
+        ("analysis: {listening_tags: [ok_tag, Bad]}", f"'analysis.listening_tags' must be {_TAGS_RULE}, got ['Bad']"),
+        ("analysis: {listening_tags: [seen_utc]}", f"'analysis.listening_tags' must be {_TAGS_RULE}, got ['seen_utc']"),
+        (
+            "analysis: {pitch_fmin: 100, pitch_fmax: 100}",
+            "'analysis.pitch_fmax' must be above 'analysis.pitch_fmin' (100) and below 8000 Hz, got 100.0",
+        ),
+        (
+            "analysis: {pitch_fmax: 8000}",
+            "'analysis.pitch_fmax' must be above 'analysis.pitch_fmin' (65) and below 8000 Hz, got 8000.0",
+        ),
+        (
+            "analysis: {pitch_frame_length: 492}",
+            "'analysis.pitch_frame_length' must be at least 493 samples (two periods of pitch_fmin 65 Hz at "
+            "16000 Hz), got 492",
+        ),
+    ],
+)
+def test_cross_checks_say_the_whole_rule_and_the_value(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text + "\n"))
+    assert str(err.value) == f"{tmp_path / 'p.yaml'}: {message}"
+
+
+@pytest.mark.parametrize("tag", ["utt_id", "annotator", "label", "pred", "reviewed", "note", "annotated_utc"])
+def test_the_annotation_files_own_columns_are_not_tags(tmp_path, tag):
+    with pytest.raises(ConfigError, match="listening_tags"):
+        load_config(_write(tmp_path, f"analysis: {{listening_tags: [ok_tag, {tag}]}}\n"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "augment: {mask_groups_max: 4}",  # as many groups as there are: allowed
+        "augment: {mask_spans: [2, 2], mask_width: [7, 7]}",
+        "analysis: {primary_seed: 2, pitch_frame_length: 493, listening_tags: [a_1, hybrid_prosody]}",
+        "analysis: {loco_systems: [S1, S5]}\ndata: {emodb: '.', ravdess: '.'}",
+        "data: {emodb: '.', folds: 10}",
+        "analysis: {pitch_fmax: 7999}",  # below the Nyquist frequency, 8000 Hz
+    ],
+)
+def test_values_at_the_edge_of_a_cross_check_pass(tmp_path, text):
+    assert isinstance(load_config(_write(tmp_path, text + "\n")), Config)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("train: {batch_size: 0}", "'train.batch_size' must be an integer >= 1 and <= 65536, got 0"),
+        ("train: {threads: 0}", "'train.threads' must be an integer >= 1 or null, got 0"),
+        ("systems: {S5: {model: [1]}}", "'systems.S5.model' must be a mapping, got [1]"),
+        ("train: {deterministic: 1}", "'train.deterministic' must be true or false, got 1"),
+        ("features: {wav2vec2: {layer: -1}}", "'features.wav2vec2.layer' must be 'last' or an integer >= 0, got -1"),
+        (
+            "systems: {S5: {layers: 1.5}}",
+            "'systems.S5.layers' must be one of last, best, all or an integer >= 0 or a list (each an integer >= 0, "
+            "distinct) or null, got 1.5",
+        ),
+    ],
+)
+def test_a_wrong_value_is_quoted_in_the_message(tmp_path, text, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text + "\n"))
+    assert str(err.value) == f"{tmp_path / 'p.yaml'}: {message}"

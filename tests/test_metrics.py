@@ -36,3 +36,58 @@ def test_one_uar_definition_a_class_without_clips_is_left_out():
     assert stats.metrics_from_counts is metrics_from_counts  # the statistics score with the same definition
     table = stats.speaker_bootstrap(y_true, y_pred, ["a"] * 5, n_resamples=10).set_index("metric")
     assert table.at["uar", "value"] == pytest.approx(m["uar"]) and table.at["macro_f1", "value"] == m["macro_f1"]
+
+
+def test_confusion_rows_are_the_true_class_and_sum_to_one():
+    # 3 negative clips (2 right, 1 called pos_neutral), 1 sad_fear clip (right), 2 pos_neutral (both negative)
+    y_true = [0, 0, 0, 1, 2, 2]
+    y_pred = [0, 0, 2, 1, 0, 0]
+    m = classification_metrics(y_true, y_pred)
+    assert m["confusion"] == [[0.666667, 0.0, 0.333333], [0.0, 1.0, 0.0], [1.0, 0.0, 0.0]]
+    assert m["per_class_recall"] == {"negative": pytest.approx(2 / 3), "sad_fear": 1.0, "pos_neutral": 0.0}
+    assert m["n"] == 6 and m["accuracy"] == pytest.approx(3 / 6)
+    # precision: negative 2/4, sad_fear 1/1, pos_neutral 0/1; pos_neutral is predicted once, wrongly
+    assert m["macro_precision"] == pytest.approx((0.5 + 1 + 0) / 3)
+
+
+def test_a_class_absent_from_the_truth_is_left_out_of_the_macro_averages():
+    # the UAR definition: macro recall over the classes present in the truth; an absent class is left out (not 0),
+    # and so are its precision and F1
+    m = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1])
+    assert m["confusion"][2] == [0.0, 0.0, 0.0]
+    assert m["uar"] == pytest.approx((0.5 + 1) / 2)
+    assert m["macro_precision"] == pytest.approx((1 + 2 / 3) / 2)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0.8) / 2)
+
+
+def test_other_class_counts_name_their_classes_by_index():
+    m = classification_metrics([0, 1, 2, 3], [0, 1, 2, 2], n_classes=4)
+    assert m["per_class_recall"] == {"0": 1.0, "1": 1.0, "2": 1.0, "3": 0.0}
+    assert len(m["confusion"]) == 4 and m["uar"] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize(
+    "y_true, y_pred, message",
+    [
+        ([0, 1], [0], "y_true and y_pred must be 1-D and the same length, got (2,) and (1,)"),
+        ([[0, 1]], [[0, 1]], "y_true and y_pred must be 1-D and the same length, got (1, 2) and (1, 2)"),
+        ([], [], "no utterances to score (empty split?)"),
+    ],
+)
+def test_bad_input_is_refused_with_one_line(y_true, y_pred, message):
+    with pytest.raises(ValueError) as err:
+        classification_metrics(y_true, y_pred)
+    assert str(err.value) == message
+
+
+def test_one_clip_scores():
+    m = classification_metrics([1], [1])
+    assert m["accuracy"] == 1.0 and m["confusion"][1] == [0.0, 1.0, 0.0] and m["per_class_recall"]["sad_fear"] == 1.0
+    assert classification_metrics([1.0, 2.0], [1.0, 2.0])["n"] == 2  # labels given as floats are indices
+
+
+def test_indices_read_as_text_score_as_indices():
+    # a CSV column of label indices arrives as strings: both sides are cast to integers before scoring
+    as_numbers = classification_metrics([0, 1, 2, 2], [0, 1, 1, 2])
+    assert classification_metrics(["0", "1", "2", "2"], [0, 1, 1, 2]) == as_numbers
+    assert classification_metrics([0, 1, 2, 2], ["0", "1", "1", "2"]) == as_numbers

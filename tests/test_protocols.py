@@ -7,7 +7,7 @@ import pytest
 
 from serlib.common.config import Config, ModelConfig, SelectConfig, SystemConfig, TrainConfig, loco_systems
 from serlib.common.runfolder import RunFolder
-from serlib.data.protocols import protocol_subsets
+from serlib.data.protocols import evaluation_protocols, loco_protocols, protocol_subsets
 from serlib.modelling import systems
 
 
@@ -156,3 +156,40 @@ def test_unseen_sentences_holds_out_sentences_as_well_as_speakers(tmp_path):
     assert (got.loc[got["speaker"] == "CREMA-D-c", "subset"].isin(["test", UNUSED])).all()
     assert (got.loc[got["speaker"] == "EmoDB-c", "subset"] == UNUSED).all()
     assert len(got[got["subset"] == "train"]) == 2 + 1 + 1  # CREMA-D IEO, ITS; RAVDESS 02; EmoDB a01
+
+
+def test_evaluation_protocols_are_the_split_or_every_fold():
+    cfg = Config()
+    assert evaluation_protocols(cfg) == ["split"]
+    cfg.data.folds = 3
+    assert evaluation_protocols(cfg) == ["fold1", "fold2", "fold3"]
+
+
+def test_one_loco_protocol_per_corpus_present_in_table_order_and_none_for_one_corpus():
+    manifest = _manifest()
+    assert loco_protocols(manifest) == ["loco-CREMA-D", "loco-RAVDESS", "loco-EmoDB"]
+    assert loco_protocols(manifest.iloc[::-1]) == ["loco-CREMA-D", "loco-RAVDESS", "loco-EmoDB"]
+    two = manifest[manifest["corpus"] != "RAVDESS"]
+    assert loco_protocols(two) == ["loco-CREMA-D", "loco-EmoDB"]
+    assert loco_protocols(manifest[manifest["corpus"] == "EmoDB"]) == []
+
+
+def test_stale_folds_and_unknown_corpora_say_what_to_do(tmp_path):
+    folder = RunFolder(tmp_path).ensure()
+    manifest = _manifest()
+    speakers = sorted(set(manifest["speaker"]))
+    rows = [{"fold": 1, "speaker": s, "split": "test"} for s in speakers if s not in speakers[:7]]
+    pd.DataFrame(rows).to_csv(folder.folds, index=False)
+    with pytest.raises(ValueError) as err:
+        protocol_subsets(folder, "fold1", manifest)
+    missing = ", ".join(speakers[:5])  # the first five of the seven missing speakers
+    assert str(err.value) == (
+        f"{folder.folds}: speaker(s) {missing} of the manifest have no fold; "
+        "the folds are stale: rebuild them (serlib.data.protocols.ensure_folds)"
+    )
+    with pytest.raises(ValueError) as err:
+        protocol_subsets(folder, "loco-IEMOCAP", manifest)
+    assert str(err.value) == "unknown protocol 'loco-IEMOCAP': loco-<corpus> with a corpus of CREMA-D, RAVDESS, EmoDB"
+    with pytest.raises(ValueError) as err:
+        protocol_subsets(folder, "bootstrap", manifest)
+    assert str(err.value) == "unknown protocol 'bootstrap'; expected split, fold<k>, loco-<corpus> or unseen-sentences"

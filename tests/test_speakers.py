@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from serlib.common.facts import SUBSETS
-from serlib.data.speakers import allocate_strata, split_speakers, subset_counts
+from serlib.data.speakers import allocate_strata, check_fractions, split_speakers, subset_counts
 
 
 @pytest.mark.parametrize(
@@ -61,3 +61,64 @@ def test_split_speakers_gives_each_sex_exactly_its_allocation_on_a_skewed_mix():
             split.groupby(["sex", "split"]).size().unstack(fill_value=0).reindex(columns=list(SUBSETS), fill_value=0)
         )
         assert counts.loc["male"].tolist() == [13, 2, 1] and counts.loc["female"].tolist() == [3, 0, 1], seed
+
+
+def test_seed_three_gives_the_same_split_as_ever():
+    speakers = pd.DataFrame(
+        {
+            "speaker": [f"RAVDESS:{i:02d}" for i in range(1, 7)] + ["EmoDB:03", "EmoDB:08", "EmoDB:09"],
+            "corpus": ["RAVDESS"] * 6 + ["EmoDB"] * 3,
+            "sex": ["male", "female"] * 3 + ["male", "female", "female"],
+        }
+    )
+    split = split_speakers(speakers, (0.5, 0.25, 0.25), seed=3)
+    assert list(split["speaker"]) == list(speakers["speaker"])
+    assert list(split["split"]) == ["train", "train", "val", "train", "test", "val", "test", "train", "val"]
+    assert list(split.columns) == ["speaker", "split"]
+
+
+@pytest.mark.parametrize(
+    "n, fractions, expected",
+    [
+        (4, (0.5, 0.5, 0.0), [2, 2, 0]),
+        (2, (0.0, 0.5, 0.5), [0, 1, 1]),
+        (3, (0.34, 0.33, 0.33), [1, 1, 1]),
+        (3, (0.1, 0.8, 0.1), [1, 1, 1]),  # the speakers given to the small subsets come from the largest
+    ],
+)
+def test_subset_counts_give_a_zero_fraction_no_speaker(n, fractions, expected):
+    assert subset_counts(n, fractions) == expected
+
+
+def test_rotation_turns_which_stratum_is_served_first():
+    assert allocate_strata([2, 1, 1], {"a": 2, "b": 2}) == {"a": [1, 1, 0], "b": [1, 0, 1]}
+    assert allocate_strata([2, 1, 1], {"a": 2, "b": 2}, rotate=1) == {"b": [1, 1, 0], "a": [1, 0, 1]}
+    assert allocate_strata([2, 1, 1], {"a": 2, "b": 2}, rotate=2) == {"a": [1, 1, 0], "b": [1, 0, 1]}
+
+
+@pytest.mark.parametrize("fractions", [(0.8, 0.2), (0.9, 0.2, -0.1), (0.5, 0.3, 0.3)])
+def test_fractions_must_be_three_non_negative_summing_to_one(fractions):
+    with pytest.raises(ValueError) as err:
+        check_fractions(fractions)
+    assert str(err.value) == (
+        "split fractions must be three non-negative numbers summing to 1 (train, val, test), "
+        f"got {tuple(float(f) for f in fractions)}"
+    )
+    assert check_fractions([1, 0, 0]) == (1.0, 0.0, 0.0)
+
+
+def test_the_default_seed_is_zero():
+    speakers = pd.DataFrame({"speaker": [f"CREMA-D:{1000 + i}" for i in range(12)], "corpus": "CREMA-D", "sex": "male"})
+    assert split_speakers(speakers, (0.5, 0.25, 0.25)).equals(split_speakers(speakers, (0.5, 0.25, 0.25), seed=0))
+    assert not split_speakers(speakers, (0.5, 0.25, 0.25)).equals(split_speakers(speakers, (0.5, 0.25, 0.25), seed=1))
+
+
+def test_no_speakers_give_an_empty_split_with_its_columns():
+    split = split_speakers(pd.DataFrame(columns=["speaker", "corpus", "sex"]))
+    assert split.empty and list(split.columns) == ["speaker", "split"]
+
+
+def test_no_strata_and_empty_strata_allocate_nothing():
+    assert allocate_strata([0, 0, 0], {}) == {}
+    assert allocate_strata([0, 0, 0], {"male": 0}, rotate=1) == {"male": [0, 0, 0]}
+    assert allocate_strata([2, 1, 0], {"female": 0, "male": 3}) == {"male": [2, 1, 0], "female": [0, 0, 0]}

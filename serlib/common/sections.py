@@ -269,7 +269,8 @@ class AnalysisConfig:
     bootstrap_resamples: Annotated[int, Bound(">=", 1), Bound("<=", 1_000_000)] = 1000  # CHOSEN: speaker-bootstrap
     # resamples behind every interval
     bootstrap_seed: Seed = 0  # seed of the bootstrap draws
-    alpha: Annotated[float, Bound(">", 0), Bound("<", 1)] = 0.05  # family-wise level of the paired tests (Holm)
+    alpha: Annotated[float, Bound(">", 0), Bound("<=", 0.5)] = 0.05  # family-wise level of the paired tests (Holm);
+    # above 0.5 a "significant" verdict would be likelier wrong than right
     listening_tags: Annotated[list[str], Items(1, distinct=True)] = field(
         default_factory=lambda: ["hybrid_prosody", "ambiguous_arousal", "label_doubtful", "other"]
     )  # the station's failure-mode tags

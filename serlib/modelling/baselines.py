@@ -47,6 +47,18 @@ def duration_baseline(
     return linear_baseline(x, y, parts["test"]["utt_id"].to_numpy(), grid, standardise=False)
 
 
+def train_standardised(x: dict) -> dict:
+    """Every split centred and scaled with the training split's mean and std (per feature; a constant feature
+    keeps its scale): validation and test never inform the scaling.
+
+    Args:
+        x: split -> ``(clips, ...)`` array; statistics over the first axis of ``x["train"]``.
+    """
+    mean, std = x["train"].mean(axis=0), x["train"].std(axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return {s: (v - mean) / std for s, v in x.items()}
+
+
 LINEAR_C = (0.001, 0.01, 0.1, 1.0, 10.0)  # CHOSEN: the grid of the feature baselines, chosen on validation
 
 
@@ -66,9 +78,7 @@ def linear_baseline(
         {"C": the chosen C, "val_acc" and "val_uar": its validation accuracy and UAR, "grid": {C: val_acc}}).
     """
     if standardise:
-        mean, std = x["train"].mean(axis=0), x["train"].std(axis=0)
-        std = np.where(std > 0, std, 1.0)
-        x = {s: (v - mean) / std for s, v in x.items()}
+        x = train_standardised(x)
     scores, models = {}, {}
     for c in sorted(grid):
         model = LogisticRegression(C=c, max_iter=2000).fit(x["train"], y["train"])

@@ -36,7 +36,7 @@ from serlib.data.stage import load_manifest
 from serlib.features.keys import content_hashes, key_name
 from serlib.features.layers import Layer, LayerPlan, label, layer_index, plan_layers
 from serlib.features.stream import pooled_stats
-from serlib.modelling.baselines import LINEAR_C, linear_baseline
+from serlib.modelling.baselines import LINEAR_C, linear_baseline, train_standardised
 from serlib.modelling.metrics import classification_metrics
 
 PROBE_FORMAT = 1  # bump when what the probe computes changes
@@ -145,7 +145,7 @@ def layer_probe(cfg: Config, folder: RunFolder, protocol: str = MAIN_PROTOCOL, p
         if progress is not None:
             progress(f"layer probe: {number}/{len(layers)} layers", force=number == len(layers))
     table = pd.DataFrame(rows)
-    best = table.sort_values(["val_uar", "val_acc", "index"], ascending=[False, False, True]).index[0]
+    best = choose_layer(table)
     table["chosen"] = table.index == best
     out.mkdir(parents=True, exist_ok=True)
     for layer, preds in out_files.items():
@@ -153,6 +153,12 @@ def layer_probe(cfg: Config, folder: RunFolder, protocol: str = MAIN_PROTOCOL, p
     write_csv_atomic(table[PROBE_COLUMNS], out / "probe.csv")
     write_json_atomic(out / "probe.json", {"key": key, "chosen": table.loc[best, "layer"], "protocol": protocol})
     return table[PROBE_COLUMNS]
+
+
+def choose_layer(table: pd.DataFrame):
+    """The row label of the probe's choice: the best validation UAR, ties broken by the better validation
+    accuracy, then the lower layer index. Test scores never choose."""
+    return table.sort_values(["val_uar", "val_acc", "index"], ascending=[False, False, True]).index[0]
 
 
 def best_layer(cfg: Config, folder: RunFolder, protocol: str = MAIN_PROTOCOL) -> Layer:
@@ -230,9 +236,7 @@ def layer_sum_linear(cfg: Config, folder: RunFolder, protocol: str = MAIN_PROTOC
         stacked.append(x[:, : x.shape[1] // 2])  # the means
     x = np.stack(stacked, 1)  # (clips, layers, channels)
     xs, ys, test_ids = _split_arrays(ids, x, manifest)
-    mean, std = xs["train"].mean(axis=0), xs["train"].std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    tx = {s: torch.from_numpy(((v - mean) / std).astype(np.float32)) for s, v in xs.items()}
+    tx = {s: torch.from_numpy(v.astype(np.float32)) for s, v in train_standardised(xs).items()}
     ty = {s: torch.from_numpy(v) for s, v in ys.items()}
     scores, models = {}, {}
     for wd in SUM_WEIGHT_DECAYS:
