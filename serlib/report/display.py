@@ -83,7 +83,7 @@ def table_block(
 ) -> str:
     """The HTML ``show_table`` shows: "<label>. <caption>", the table, and the note under it; ``csv`` (the file
     under ``tables/``) is named in a ``data-csv`` attribute, which the report's export turns into a link."""
-    body = table_html(df, float_format, index=index)
+    body = table_html(df, float_format, index=index, csv=csv)
     named = f' data-csv="{html.escape(csv, quote=True)}"' if csv else ""
     markup = f'<div class="serlib-table"{named}><p><b>{html.escape(label)}.</b> {html.escape(caption)}</p>{body}'
     if note:
