@@ -59,7 +59,7 @@ def test_integers_booleans_and_plain_numbers():
         }
     )
     headers, rows, align = _frame(df)
-    assert headers == ["params", "epochs", "Tri-Aug", "seconds per epoch", "largest probability change"]
+    assert headers == ["parameters", "epochs", "Tri-Aug", "seconds per epoch", "largest probability change"]
     assert rows[0] == ["8,670,000", "7", "✓", "0.694", "3.6e-07"]
     assert rows[1] == ["426,653", "12", "–", "123", "0.078"]
     assert align == ["num"] * 5

@@ -132,6 +132,10 @@ HEADERS = {
     "delta_uar_folds_pp": "Δ UAR per fold (points)",
     "reported_acc_folds": "accuracy per fold",
     "n_folds": "folds",
+    "params": "parameters",
+    "lr": "learning rate",
+    "weight_decay": "weight decay",
+    "n_params": "parameters",
 }
 TOKENS = {
     "acc": "accuracy",
