@@ -198,6 +198,8 @@ def test_a_sixteen_column_table_is_shown_in_nine_with_every_dropped_column_named
     more = pd.concat([df, df[["extra_one", "extra_two"]].add_suffix("_more") * 2], axis=1)  # 18: from the right too
     notes = tables.narrow(*tables._format_columns(more))[3]
     assert notes[-1].endswith("; extra one more; extra two more."), notes  # the secondary ones, then in table order
+    own = tables.narrow(*tables._format_columns(df), secondary=("extra_one",))  # this table's own choice first
+    assert "extra one" not in own[0] and own[3][-1].startswith("Also in the CSV: extra one; "), own[3]
     assert len(tables.narrow(*tables._format_columns(df.iloc[:, :11]))[0]) == 9  # 9 columns: left alone
     assert "Also in the" not in tables.table_html(df.iloc[:, :11])
 

@@ -19,7 +19,7 @@ import html
 import math
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -115,8 +115,6 @@ HEADERS = {
     "from_cache": "from cache",
     "audio_s": "audio (s)",
     "analysis_s": "analysis (s)",
-    "s_per_clip": "s per clip",
-    "s_per_audio_s": "s per audio s",
     "utt_id": "clip",
     "prob_negative": "p(negative)",
     "prob_sad_fear": "p(sad_fear)",
@@ -136,6 +134,23 @@ HEADERS = {
     "lr": "learning rate",
     "weight_decay": "weight decay",
     "n_params": "parameters",
+    "pred": "predicted",
+    "step s": "extraction time (s)",
+    "clips/s": "clips per second",
+    "cache MiB": "cache (MiB)",
+    "load s (all clips)": "load time, all clips (s)",
+    "tensor": "tensor shape",
+    "true frames mean": "true frames, mean",
+    "true frames min": "true frames, fewest",
+    "true frames max": "true frames, most",
+    "full window %": "clips filling the window (%)",
+    "padding %": "padding (%)",
+    "value std": "value sd",
+    "C (CHOSEN on val)": "regularisation C (chosen on val.)",
+    "chosen on val": "chosen on val.",
+    "cache_mb": "cache (MB)",
+    "s_per_clip": "seconds per clip",
+    "s_per_audio_s": "seconds per audio second",
 }
 TOKENS = {
     "acc": "accuracy",
@@ -383,7 +398,7 @@ def _format_columns(df: pd.DataFrame, float_format: Optional[str] = None) -> tup
             text = [f"{t} ± {s}" if t and s else t for t, s in zip(text, spread)]
         title = header(str(name))
         if kind == "rate" and not UNIT_IN_HEADER.search(title):
-            title += " (%)"
+            title = title[: -len(" (paper)")] + ", paper (%)" if title.endswith(" (paper)") else title + " (%)"
         if kind == "delta" and "points" not in title:
             title += " (points)"
         if lo:
@@ -437,19 +452,26 @@ SECONDARY = (
     "unit",
     "metric",
 )
-KEEP = ("verdict", "claim")  # never dropped (nor the first column): what a reader of a wide table needs first
+# Never left to the CSV nor to the footnote of constants (nor the first column): what a reader of a wide table needs
+# first; for the verdict tables the claim, the two systems' values, Δ with its interval, p with Holm's, the verdict.
+KEEP = ("claim", "base", "better", "delta_pp", "p", "verdict")
 ADJUSTED = {"p_holm": "Holm", "p_adjusted": "BH"}  # an adjusted p folded into its raw p's cell: "0.031 (Holm 0.062)"
 
 
 def narrow(
-    names: list[str], headers: list[str], columns: list[list[str]], align: list[str], limit: int = MAX_COLUMNS
+    names: list[str],
+    headers: list[str],
+    columns: list[list[str]],
+    align: list[str],
+    limit: int = MAX_COLUMNS,
+    secondary: Sequence[str] = (),
 ) -> tuple[list[str], list[list[str]], list[str], list[str]]:
     """A table wider than ``limit`` columns made narrower, step by step while it is too wide: the paper's value
-    as a second line under this run's (``paper_X`` under ``X``); columns with one value in every row as a
-    footnote; a ``description`` as a second line under the first column; an adjusted p in its p's cell
-    ("0.031 (Holm 0.062)") and McNemar's b and c in one cell; then columns left to the CSV, the ``SECONDARY``
+    as a second line under this run's (``paper_X`` under ``X``); an adjusted p in its p's cell ("0.031 (Holm
+    0.062)") and McNemar's b and c in one cell; columns with one value in every row (but ``KEEP``) as a footnote;
+    a ``description`` as a second line under the first column; then columns left to the CSV, the ``SECONDARY``
     ones first, then from the right (never the first column nor ``KEEP``), named in a footnote
-    ("Also in the CSV: ...").
+    ("Also in the CSV: ..."). ``secondary``: this table's own columns to leave to the CSV first (raw names).
 
     Returns:
         ``(headers, columns, align, footnotes)``; the footnote of the dropped columns comes last and starts
@@ -468,17 +490,6 @@ def narrow(
             columns[j] = [f"{t}\npaper {p}" if p not in ("", MISSING) else t for t, p in zip(columns[j], columns[i])]
             headers[j] += "; the paper's below"
             drop(i)
-    if len(names) > limit and len(columns[0]) > 1:
-        for i in [k for k in range(len(names) - 1, 0, -1) if len(set(columns[k])) == 1]:
-            if len(names) <= limit:
-                break
-            if columns[i][0]:
-                notes.insert(0, f"{headers[i]}: {columns[i][0]}")
-            drop(i)
-    if len(names) > limit and "description" in names[1:]:
-        i = names.index("description")
-        columns[0] = [f"{a}\n{d}" if d else a for a, d in zip(columns[0], columns[i])]
-        drop(i)
     for adjusted, word in ADJUSTED.items():
         if len(names) > limit and adjusted in names and "p" in names:
             i, j = names.index(adjusted), names.index("p")
@@ -490,34 +501,49 @@ def narrow(
         columns[j] = [f"{b} / {c}" for b, c in zip(columns[j], columns[i])]
         headers[j], names[j] = "McNemar b / c", "mcnemar_b / mcnemar_c"
         drop(i)
-    secondary, right = [], []  # the headers left to the CSV: the SECONDARY ones, then those from the right
+    if len(names) > limit and len(columns[0]) > 1:
+        for i in [k for k in range(len(names) - 1, 0, -1) if len(set(columns[k])) == 1 and names[k] not in KEEP]:
+            if len(names) <= limit:
+                break
+            if columns[i][0]:
+                notes.insert(0, f"{headers[i]}: {columns[i][0]}")
+            drop(i)
+    if len(names) > limit and "description" in names[1:]:
+        i = names.index("description")
+        columns[0] = [f"{a}\n{d}" if d else a for a, d in zip(columns[0], columns[i])]
+        drop(i)
+    first, right = [], []  # the headers left to the CSV: ``secondary`` and SECONDARY ones, then from the right
     while len(names) > limit:
-        known = [n for n in SECONDARY if n in names[1:]]
+        known = [n for n in (*secondary, *SECONDARY) if n in names[1:]]
         rest = [k for k in range(len(names) - 1, 0, -1) if names[k] not in KEEP]
         i = names.index(known[0]) if known else (rest[0] if rest else len(names) - 1)
         if known:
-            secondary.append(headers[i])
+            first.append(headers[i])
         else:
             right.insert(0, headers[i])
         drop(i)
-    dropped = secondary + right
+    dropped = first + right
     notes = ["In every row: " + "; ".join(notes) + "."] if notes else []
     return headers, columns, align, notes + (["Also in the CSV: " + "; ".join(dropped) + "."] if dropped else [])
 
 
 def table_html(
-    df: pd.DataFrame, float_format: Optional[str] = None, index: bool = False, csv: Optional[str] = None
+    df: pd.DataFrame,
+    float_format: Optional[str] = None,
+    index: bool = False,
+    csv: Optional[str] = None,
+    secondary: Sequence[str] = (),
 ) -> str:
     """``df`` as the report's HTML table (``format_frame``, ``narrow``ed to ``MAX_COLUMNS``): a footnote names
     the columns left to the CSV, and its word "CSV" carries ``csv`` (the file under ``tables/``) for the report's
-    export to link (``serlib.report.supplement.link_csv``)."""
+    export to link (``serlib.report.supplement.link_csv``); ``secondary`` as ``narrow``'s."""
     if index:
         df = df.reset_index()
     names, headers, columns, align = _format_columns(df, float_format)
     rows = [list(r) for r in zip(*columns)] if columns else []
-    if len(headers) > TRANSPOSE_COLUMNS and len(rows) < MAX_COLUMNS and not set(KEEP) & set(names):
+    if len(headers) > TRANSPOSE_COLUMNS and len(rows) < MAX_COLUMNS and not {"claim", "verdict"} & set(names):
         return _transposed_html(headers, rows)  # wide, few rows: one row per field, all kept (claims stay rows)
-    headers, columns, align, notes = narrow(names, headers, columns, align)
+    headers, columns, align, notes = narrow(names, headers, columns, align, secondary=secondary)
     rows = [list(r) for r in zip(*columns)] if columns else []
     head = "".join(f'<th class="{a}">{html.escape(h)}</th>' for h, a in zip(headers, align))
     body = "".join(
