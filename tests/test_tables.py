@@ -94,7 +94,7 @@ def test_a_very_wide_table_is_turned_a_quarter():
     html = tables.table_html(df)
     assert "serlib-transposed" in html and html.count("<tr>") == 1 + tables.TRANSPOSE_COLUMNS + 2
     narrow = tables.table_html(df.iloc[:, :5])
-    assert "serlib-transposed" not in narrow and "serlib-wide" not in narrow
+    assert "serlib-transposed" not in narrow and "serlib-footnote" not in narrow
 
 
 def test_a_mean_with_its_sd_is_one_cell_in_the_unit_of_the_mean():
