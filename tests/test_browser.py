@@ -78,6 +78,16 @@ PAGE_PROBE = r"""
     own_labels: Array.from(document.querySelectorAll('p > b:first-child')).map(b => b.textContent.trim())
       .filter(t => / S\d+\.\d+\.$/.test(t)),
     csv_links: Array.from(document.querySelectorAll('a.serlib-csv')).map(a => a.getAttribute('href')),
+    // last: every supplement opened, each table's width in columns with its caption
+    all_table_columns: (() => {
+      document.querySelectorAll('details').forEach(d => { d.open = true; });
+      return Array.from(document.querySelectorAll('table')).map(t => {
+        const block = t.closest('.serlib-table, .jp-OutputArea-output');
+        const caption = block && block.querySelector('p > b');
+        return [caption ? caption.textContent.trim() : '?',
+                Math.max(0, ...Array.from(t.rows).map(r => Array.from(r.cells).reduce((n, c) => n + c.colSpan, 0)))];
+      });
+    })(),
   };
 })()
 """
@@ -231,6 +241,9 @@ def test_report_opens_in_headless_chromium(smoke_run, tmp_path):
     assert len(page["supplements_open"]) >= 5 and not any(page["supplements_open"])
     assert page["height"] <= HEIGHT_BEFORE_PX / 2, page["height"]
     assert max(page["body_table_columns"]) <= 9, page["body_table_columns"]
+    # with every supplement opened, no table wider than 9 columns (the CSV keeps every column)
+    assert len(page["all_table_columns"]) > len(page["body_table_columns"])
+    assert [t for t in page["all_table_columns"] if t[1] > 9] == [], page["all_table_columns"]
     # every S-table's caption links to its CSV, relative to the report
     assert len(page["csv_links"]) >= 20
     for href in page["csv_links"]:

@@ -261,6 +261,8 @@ def test_the_window_fit_is_fit_frames(time):
 def test_the_card_says_how_to_install_how_well_it_did_and_how_it_differs(smoke_run, onnx_bundle):
     card = (onnx_bundle / "README.md").read_text()
     assert INSTALL_LINE in card and "python predict.py clip.wav" in card and "--int8" in card
+    seeds = int(card.split(" pooled;")[0].rsplit("; ", 1)[1].split()[0])  # "...; 2 seeds pooled; ..."
+    assert f"; {seeds} seed{'' if seeds == 1 else 's'} pooled;" in card and "seed(s)" not in card  # a count in words
     saved = pd.read_csv(smoke_run.predictions("S5", 0, "test"))
     recall = recall_score(saved["label"], saved["pred"], labels=list(CLASSES), average=None, zero_division=0)
     for name, value in zip(CLASSES, recall):

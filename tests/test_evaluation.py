@@ -254,6 +254,8 @@ def test_the_same_system_shows_the_same_numbers_in_every_table(tmp_path):
     runs = pd.read_csv(folder.results)
     table6 = result_tables.table6(cfg, runs, evaluation.scores_table(cfg, folder, ["S5", "A1"])).iloc[0]
     table8 = result_tables.table8(cfg, evaluation.scores_table(cfg, folder, ["S5"])).iloc[-1]
+    n = int(reference["n_seeds"])
+    assert table8["study"].endswith(f"S5, {n} seed{'' if n == 1 else 's'})") and "(s)" not in table8["study"]
     by_corpus = evaluation.accuracy_by(evaluation.system_predictions(cfg, folder, "S5"), "corpus", cfg)
     overall = by_corpus.set_index("corpus").loc["all"]
     claim = evaluation.claims_table(cfg, folder).set_index("comparison").loc["S5 vs S4"]

@@ -59,7 +59,7 @@ def test_integers_booleans_and_plain_numbers():
         }
     )
     headers, rows, align = _frame(df)
-    assert headers == ["params", "epochs", "Tri-Aug", "seconds per epoch", "largest probability change"]
+    assert headers == ["parameters", "epochs", "Tri-Aug", "seconds per epoch", "largest probability change"]
     assert rows[0] == ["8,670,000", "7", "✓", "0.694", "3.6e-07"]
     assert rows[1] == ["426,653", "12", "–", "123", "0.078"]
     assert align == ["num"] * 5
@@ -94,7 +94,7 @@ def test_a_very_wide_table_is_turned_a_quarter():
     html = tables.table_html(df)
     assert "serlib-transposed" in html and html.count("<tr>") == 1 + tables.TRANSPOSE_COLUMNS + 2
     narrow = tables.table_html(df.iloc[:, :5])
-    assert "serlib-transposed" not in narrow and "serlib-wide" not in narrow
+    assert "serlib-transposed" not in narrow and "serlib-footnote" not in narrow
 
 
 def test_a_mean_with_its_sd_is_one_cell_in_the_unit_of_the_mean():
@@ -156,3 +156,58 @@ def test_a_wide_table_is_narrowed_to_nine_columns_and_a_narrow_one_is_left_alone
     assert "In every row: test clips: 30; seeds: 3." in html_text and "paper test accuracy" not in html_text
     narrow = tables.table_html(df[["system", "acc", "paper_test_acc"]])
     assert "paper test accuracy" in narrow and "paper 36.0" not in narrow  # at most 9 columns: as it was
+
+
+def test_a_sixteen_column_table_is_shown_in_nine_with_every_dropped_column_named_under_it():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame(
+        {
+            "comparison": ["S5 vs S4", "S4 vs S3", "S3 vs S1"],
+            "claim": ["SE helps", "Tri-Aug helps", "wav2vec2 beats log-Mel"],
+            "base": [0.4, 0.5, 0.45],
+            "better": [0.45, 0.48, 0.5],
+            "delta_pp": [5.0, -2.0, 5.0],
+            "delta_lo_pp": [-1.0, -5.0, 1.0],
+            "delta_hi_pp": [9.0, 1.0, 8.0],
+            "speaker_delta_pp": [4.0, -2.1, 3.0],
+            "p": [0.031, 0.5, 0.01],
+            "p_holm": [0.062, 0.5, 0.03],
+            "verdict": ["not supported", "not supported", "supported"],
+            "delta_uar_pp": [3.0, 1.0, 2.0],
+            "p_uar": [0.1, 0.2, 0.3],
+            "mcnemar_b": [3, 4, 5],
+            "mcnemar_c": [5, 3, 2],
+            "mcnemar_p": [0.2, 0.3, 0.4],
+            "extra_one": rng.random(3) * 50,
+            "extra_two": rng.random(3) * 50,
+        }
+    )
+    assert len(tables.format_frame(df)[0]) == 16  # the interval folded into its estimate: 16 columns
+    html_text = tables.table_html(df, csv="table_s26.csv")
+    headers = re.findall(r"<th class=[^>]*>(.*?)</th>", html_text)
+    assert len(headers) <= tables.MAX_COLUMNS, headers
+    assert headers[:2] == ["comparison", "claim"] and "verdict" in headers  # what a reader needs first
+    assert "0.031 (Holm 0.062)" in html_text  # the adjusted p in its p's cell
+    note = re.search(r'<p class="serlib-footnote">Also in the (.*?)</p>', html_text).group(1)
+    assert note.startswith('<span class="serlib-csv-ref" data-csv="table_s26.csv">CSV</span>: ')
+    shown = set(headers)
+    for title in tables.format_frame(df)[0]:  # every column is on the page or named under it
+        folded = title in ("p (Holm)", "McNemar b", "McNemar c")
+        assert title in shown or title in note or folded, title
+    assert "McNemar b / c" in note and "McNemar p (clip-level)" in note and "extra one" in headers
+    more = pd.concat([df, df[["extra_one", "extra_two"]].add_suffix("_more") * 2], axis=1)  # 18: from the right too
+    notes = tables.narrow(*tables._format_columns(more))[3]
+    assert notes[-1].endswith("; extra one more; extra two more."), notes  # the secondary ones, then in table order
+    own = tables.narrow(*tables._format_columns(df), secondary=("extra_one",))  # this table's own choice first
+    assert "extra one" not in own[0] and own[3][-1].startswith("Also in the CSV: extra one; "), own[3]
+    assert len(tables.narrow(*tables._format_columns(df.iloc[:, :11]))[0]) == 9  # 9 columns: left alone
+    assert "Also in the" not in tables.table_html(df.iloc[:, :11])
+
+
+def test_the_report_links_the_footnotes_csv(tmp_path):
+    from serlib.report.supplement import link_csv
+
+    (tmp_path / "table_s26.csv").write_text("a\n1\n")
+    markup = '<p class="serlib-footnote">Also in the <span class="serlib-csv-ref" data-csv="table_s26.csv">CSV</span>'
+    assert '<a class="serlib-csv" href="tables/table_s26.csv">CSV</a>' in link_csv(markup, tmp_path)
+    assert link_csv(markup.replace("s26", "s99"), tmp_path).endswith("Also in the CSV")  # no file: plain word

@@ -13,6 +13,7 @@ import pandas as pd
 
 from serlib.common import paper
 from serlib.common.config import Config
+from serlib.common.words import count_phrase
 from serlib.modelling.models import paper_width_params
 from serlib.modelling.systems import summarise
 
@@ -122,7 +123,7 @@ def table8(cfg: Config, scores: pd.DataFrame) -> pd.DataFrame:
     system = cfg.systems[row["system"]]
     protocol = f"Speaker-independent, {cfg.data.folds} speaker folds" if cfg.data.folds else "Speaker-independent"
     ours = {
-        "study": f"this run ({cfg.run.name}, {row['system']}, {int(row['n_seeds'])} seed(s))",
+        "study": f"this run ({cfg.run.name}, {row['system']}, {count_phrase(int(row['n_seeds']), 'seed')})",
         "dataset_task": "MCULP corpora of this run, 3-class",
         "model_feature": f"{system.description or row['system']}, {INPUT_NAMES[system.input]}",
         "protocol": protocol,

@@ -18,6 +18,7 @@ from serlib.analysis.evaluation import pooled_confusion, primary_predictions
 from serlib.common.config import Config
 from serlib.common.facts import CLASSES, CORPORA
 from serlib.common.runfolder import RunFolder
+from serlib.common.words import count_phrase
 from serlib.data.protocols import MAIN_PROTOCOL
 from serlib.data.stage import load_manifest
 from serlib.inference import audiograph
@@ -112,7 +113,7 @@ def model_card(cfg: Config, folder: RunFolder, predictor: Predictor, metrics: di
         "## How well it did",
         "",
         f"On the run's speaker-independent test split ({test.get('n_clips')} clips, {test.get('n_speakers')} speakers "
-        f"never seen in training; {test.get('n_seeds')} seed(s) pooled; {interval}):",
+        f"never seen in training; {_seeds(test.get('n_seeds'))} pooled; {interval}):",
         "",
         "| metric | value | 95 % interval |",
         "|---|---|---|",
@@ -329,3 +330,8 @@ def _onnx_lines(parity: dict) -> list[str]:
         "",
     ]
     return lines
+
+
+def _seeds(n) -> str:
+    """ "1 seed", "3 seeds" ("seeds" when the run's table does not say how many)."""
+    return "seeds" if n is None or pd.isna(n) else count_phrase(int(n), "seed")

@@ -13,7 +13,7 @@ import base64
 import html
 import tempfile
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -44,6 +44,7 @@ def show_table(
     index: bool = False,
     float_format: Optional[str] = None,
     metadata: Optional[dict] = None,
+    secondary: Sequence[str] = (),
 ) -> None:
     """Display ``df`` under "<label>. <caption>" and save it as ``tables/<name>.csv``.
 
@@ -57,6 +58,8 @@ def show_table(
         index: show the index.
         float_format: format of plain float cells (default: ``serlib.report.tables`` decides by meaning).
         metadata: the output's metadata (``display_html``).
+        secondary: columns (CSV names) a reader can do without, left to the CSV first when the table is wider
+            than the report shows (``serlib.report.tables.narrow``).
     Returns:
         None, so a cell that ends with the call does not show the table a second time.
     """
@@ -64,7 +67,7 @@ def show_table(
         folder.tables.mkdir(parents=True, exist_ok=True)
         df.to_csv(folder.tables / table_file(label, name), index=index)
     csv = table_file(label, name) if folder is not None else None
-    display_html(table_block(df, label, caption, note, float_format, index, csv=csv), metadata)
+    display_html(table_block(df, label, caption, note, float_format, index, csv=csv, secondary=secondary), metadata)
 
 
 def table_file(label: str, name: Optional[str] = None) -> str:
@@ -80,10 +83,11 @@ def table_block(
     float_format: Optional[str] = None,
     index: bool = False,
     csv: Optional[str] = None,
+    secondary: Sequence[str] = (),
 ) -> str:
     """The HTML ``show_table`` shows: "<label>. <caption>", the table, and the note under it; ``csv`` (the file
     under ``tables/``) is named in a ``data-csv`` attribute, which the report's export turns into a link."""
-    body = table_html(df, float_format, index=index)
+    body = table_html(df, float_format, index=index, csv=csv, secondary=secondary)
     named = f' data-csv="{html.escape(csv, quote=True)}"' if csv else ""
     markup = f'<div class="serlib-table"{named}><p><b>{html.escape(label)}.</b> {html.escape(caption)}</p>{body}'
     if note:

@@ -311,13 +311,10 @@ div.serlib-table table, table.serlib-table { border-collapse: collapse; font-siz
 .jp-RenderedHTMLCommon table.serlib-table .text { text-align: left; overflow-wrap: break-word; }
 .jp-RenderedHTMLCommon table.serlib-table td.text { max-width: 28em; }
 .jp-RenderedHTMLCommon table.serlib-table tr:nth-child(even) { background: #f7f7f7; }
-.jp-RenderedHTMLCommon table.serlib-wide { font-size: 0.8em; }
-.jp-RenderedHTMLCommon table.serlib-wide td.text { max-width: 16em; }
 .jp-RenderedHTMLCommon table.serlib-table .ci { color: #666; font-size: 0.85em; }
 .jp-RenderedHTMLCommon table.serlib-transposed tbody th { text-align: left; font-weight: 600; white-space: normal;
   border-bottom: 1px solid #e0e0e0; }
 .jp-RenderedHTMLCommon table.serlib-transposed td.num { white-space: normal; }
-.jp-RenderedHTMLCommon table.serlib-wide td, .jp-RenderedHTMLCommon table.serlib-wide th { padding: 2px 4px; }
 .serlib-caption, div.serlib-table > p:first-child { margin-top: 12px; }
 :target { scroll-margin-top: 12px; }
 section.serlib-key { background: #f3f8f1; border: 1px solid #b9d7ad; border-radius: 6px; padding: 6px 18px 10px;

@@ -24,6 +24,7 @@ _S_LABEL = re.compile(r"^(Table|Fig\.|Figure) (S\d+[a-z]?)$")
 _S_REFS = re.compile(r"\b(Tables?|Figs?\.|Figures?)((?:(?:\s+|,\s*|\s+and\s+|\s+or\s+|\s*[-–]\s*)S\d+[a-z]?\b)+)")
 _S_NUMBER = re.compile(r"S\d+[a-z]?")
 _CSV_CAPTION = re.compile(r'(<div class="serlib-table[^"]*" data-csv="(?P<csv>[^"/\\]+)">\s*<p[^>]*>.*?)</p>', re.S)
+_CSV_REF = re.compile(r'<span class="serlib-csv-ref" data-csv="(?P<csv>[^"/\\]+)">CSV</span>')
 _KEEP = ("serlib-log", "serlib-verdict", "serlib-banner")  # stay in the body wherever they are
 
 SCHEME = (
@@ -190,7 +191,8 @@ def renumber_cells(cells: list, mapping: dict[str, str]) -> None:
 
 def link_csv(markup: str, tables_dir) -> str:
     """Each table caption of ``markup`` that names its CSV (``data-csv``, written by ``show_table``) ends with a
-    relative link to ``tables/<file>`` when that file is in ``tables_dir``."""
+    relative link to ``tables/<file>`` when that file is in ``tables_dir``; so does the word CSV of a footnote that
+    names the columns left to the CSV ("Also in the CSV: ...", ``serlib.report.tables.table_html``)."""
 
     def add(match: re.Match) -> str:
         name = match.group("csv")
@@ -198,4 +200,10 @@ def link_csv(markup: str, tables_dir) -> str:
             return match.group(0)
         return f'{match.group(1)} <a class="serlib-csv" href="tables/{html.escape(name, quote=True)}">CSV</a></p>'
 
-    return _CSV_CAPTION.sub(add, markup)
+    def footnote(match: re.Match) -> str:
+        name = match.group("csv")
+        if not (tables_dir / name).is_file():
+            return "CSV"
+        return f'<a class="serlib-csv" href="tables/{html.escape(name, quote=True)}">CSV</a>'
+
+    return _CSV_REF.sub(footnote, _CSV_CAPTION.sub(add, markup))

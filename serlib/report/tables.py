@@ -19,10 +19,12 @@ import html
 import math
 import re
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
+
+from serlib.common.words import count_phrase as count_phrase  # re-exported: the notebooks' captions
 
 # Exact names (the tables' CSV columns) and how a reader should see them.
 HEADERS = {
@@ -113,8 +115,6 @@ HEADERS = {
     "from_cache": "from cache",
     "audio_s": "audio (s)",
     "analysis_s": "analysis (s)",
-    "s_per_clip": "s per clip",
-    "s_per_audio_s": "s per audio s",
     "utt_id": "clip",
     "prob_negative": "p(negative)",
     "prob_sad_fear": "p(sad_fear)",
@@ -130,6 +130,27 @@ HEADERS = {
     "delta_uar_folds_pp": "Δ UAR per fold (points)",
     "reported_acc_folds": "accuracy per fold",
     "n_folds": "folds",
+    "params": "parameters",
+    "lr": "learning rate",
+    "weight_decay": "weight decay",
+    "n_params": "parameters",
+    "pred": "predicted",
+    "step s": "extraction time (s)",
+    "clips/s": "clips per second",
+    "cache MiB": "cache (MiB)",
+    "load s (all clips)": "load time, all clips (s)",
+    "tensor": "tensor shape",
+    "true frames mean": "true frames, mean",
+    "true frames min": "true frames, fewest",
+    "true frames max": "true frames, most",
+    "full window %": "clips filling the window (%)",
+    "padding %": "padding (%)",
+    "value std": "value sd",
+    "C (CHOSEN on val)": "regularisation C (chosen on val.)",
+    "chosen on val": "chosen on val.",
+    "cache_mb": "cache (MB)",
+    "s_per_clip": "seconds per clip",
+    "s_per_audio_s": "seconds per audio second",
 }
 TOKENS = {
     "acc": "accuracy",
@@ -210,11 +231,6 @@ def class_words(text: str) -> str:
     for cls, words in CLASS_WORDS.items():
         text = text.replace(cls, words)
     return text
-
-
-def count_phrase(n: int, noun: str) -> str:
-    """ "1 seed", "3 seeds", "1,200 clips": a count with its noun in the right number."""
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def header(name: str) -> str:
@@ -382,7 +398,7 @@ def _format_columns(df: pd.DataFrame, float_format: Optional[str] = None) -> tup
             text = [f"{t} ± {s}" if t and s else t for t, s in zip(text, spread)]
         title = header(str(name))
         if kind == "rate" and not UNIT_IN_HEADER.search(title):
-            title += " (%)"
+            title = title[: -len(" (paper)")] + ", paper (%)" if title.endswith(" (paper)") else title + " (%)"
         if kind == "delta" and "points" not in title:
             title += " (points)"
         if lo:
@@ -416,15 +432,50 @@ def _paper_partner(name: str, names: list[str]) -> Optional[str]:
     return None
 
 
+# Columns a reader can do without when a table is too wide, dropped first (in this order) to the CSV: the verdict
+# tables' secondary figures (the clip-level McNemar test, the UAR test, the family's size, the test's name).
+SECONDARY = (
+    "family_size",
+    "same_as",
+    "test",
+    "mcnemar_b / mcnemar_c",
+    "mcnemar_b",
+    "mcnemar_c",
+    "mcnemar_p",
+    "clips",
+    "delta_folds_pp",
+    "delta_uar_folds_pp",
+    "p_uar",
+    "delta_uar_pp",
+    "speaker_delta_pp",
+    "significant",
+    "unit",
+    "metric",
+)
+# Never left to the CSV nor to the footnote of constants (nor the first column): what a reader of a wide table needs
+# first; for the verdict tables the claim, the two systems' values, Δ with its interval, p with Holm's, the verdict.
+KEEP = ("claim", "base", "better", "delta_pp", "p", "verdict")
+ADJUSTED = {"p_holm": "Holm", "p_adjusted": "BH"}  # an adjusted p folded into its raw p's cell: "0.031 (Holm 0.062)"
+
+
 def narrow(
-    names: list[str], headers: list[str], columns: list[list[str]], align: list[str], limit: int = MAX_COLUMNS
+    names: list[str],
+    headers: list[str],
+    columns: list[list[str]],
+    align: list[str],
+    limit: int = MAX_COLUMNS,
+    secondary: Sequence[str] = (),
 ) -> tuple[list[str], list[list[str]], list[str], list[str]]:
     """A table wider than ``limit`` columns made narrower, step by step while it is too wide: the paper's value
-    as a second line under this run's (``paper_X`` under ``X``); columns with one value in every row as a
-    footnote; a ``description`` as a second line under the first column.
+    as a second line under this run's (``paper_X`` under ``X``); an adjusted p in its p's cell ("0.031 (Holm
+    0.062)") and McNemar's b and c in one cell; columns with one value in every row (but ``KEEP``) as a footnote;
+    a ``description`` as a second line under the first column; then columns left to the CSV, the ``SECONDARY``
+    ones first, then from the right (never the first column nor ``KEEP``), named in a footnote
+    ("Also in the CSV: ..."). ``secondary``: this table's own columns to leave to the CSV first (raw names).
 
     Returns:
-        ``(headers, columns, align, footnotes)``.
+        ``(headers, columns, align, footnotes)``; the footnote of the dropped columns comes last and starts
+        with "Also in the CSV".
     """
     names, headers, columns, align = list(names), list(headers), [list(c) for c in columns], list(align)
     notes: list[str] = []
@@ -439,8 +490,19 @@ def narrow(
             columns[j] = [f"{t}\npaper {p}" if p not in ("", MISSING) else t for t, p in zip(columns[j], columns[i])]
             headers[j] += "; the paper's below"
             drop(i)
+    for adjusted, word in ADJUSTED.items():
+        if len(names) > limit and adjusted in names and "p" in names:
+            i, j = names.index(adjusted), names.index("p")
+            columns[j] = [f"{p} ({word} {a})" if a not in ("", MISSING) else p for p, a in zip(columns[j], columns[i])]
+            headers[j] += f" ({word}-adjusted in brackets)"
+            drop(i)
+    if len(names) > limit and "mcnemar_b" in names and "mcnemar_c" in names:
+        i, j = names.index("mcnemar_c"), names.index("mcnemar_b")
+        columns[j] = [f"{b} / {c}" for b, c in zip(columns[j], columns[i])]
+        headers[j], names[j] = "McNemar b / c", "mcnemar_b / mcnemar_c"
+        drop(i)
     if len(names) > limit and len(columns[0]) > 1:
-        for i in [k for k in range(len(names) - 1, 0, -1) if len(set(columns[k])) == 1]:
+        for i in [k for k in range(len(names) - 1, 0, -1) if len(set(columns[k])) == 1 and names[k] not in KEEP]:
             if len(names) <= limit:
                 break
             if columns[i][0]:
@@ -450,26 +512,57 @@ def narrow(
         i = names.index("description")
         columns[0] = [f"{a}\n{d}" if d else a for a, d in zip(columns[0], columns[i])]
         drop(i)
-    return headers, columns, align, (["In every row: " + "; ".join(notes) + "."] if notes else [])
+    first, right = [], []  # the headers left to the CSV: ``secondary`` and SECONDARY ones, then from the right
+    while len(names) > limit:
+        known = [n for n in (*secondary, *SECONDARY) if n in names[1:]]
+        rest = [k for k in range(len(names) - 1, 0, -1) if names[k] not in KEEP]
+        i = names.index(known[0]) if known else (rest[0] if rest else len(names) - 1)
+        if known:
+            first.append(headers[i])
+        else:
+            right.insert(0, headers[i])
+        drop(i)
+    dropped = first + right
+    notes = ["In every row: " + "; ".join(notes) + "."] if notes else []
+    return headers, columns, align, notes + (["Also in the CSV: " + "; ".join(dropped) + "."] if dropped else [])
 
 
-def table_html(df: pd.DataFrame, float_format: Optional[str] = None, index: bool = False) -> str:
-    """``df`` as the report's HTML table (``format_frame``, ``narrow``ed), with a class for wide tables."""
+def table_html(
+    df: pd.DataFrame,
+    float_format: Optional[str] = None,
+    index: bool = False,
+    csv: Optional[str] = None,
+    secondary: Sequence[str] = (),
+) -> str:
+    """``df`` as the report's HTML table (``format_frame``, ``narrow``ed to ``MAX_COLUMNS``): a footnote names
+    the columns left to the CSV, and its word "CSV" carries ``csv`` (the file under ``tables/``) for the report's
+    export to link (``serlib.report.supplement.link_csv``); ``secondary`` as ``narrow``'s."""
     if index:
         df = df.reset_index()
-    headers, columns, align, notes = narrow(*_format_columns(df, float_format))
+    names, headers, columns, align = _format_columns(df, float_format)
     rows = [list(r) for r in zip(*columns)] if columns else []
-    if len(headers) > TRANSPOSE_COLUMNS and len(rows) < len(headers):  # too wide for the column: one row per field
-        return _transposed_html(headers, rows)
+    if len(headers) > TRANSPOSE_COLUMNS and len(rows) < MAX_COLUMNS and not {"claim", "verdict"} & set(names):
+        return _transposed_html(headers, rows)  # wide, few rows: one row per field, all kept (claims stay rows)
+    headers, columns, align, notes = narrow(names, headers, columns, align, secondary=secondary)
+    rows = [list(r) for r in zip(*columns)] if columns else []
     head = "".join(f'<th class="{a}">{html.escape(h)}</th>' for h, a in zip(headers, align))
     body = "".join(
         "<tr>" + "".join(f'<td class="{a}">{_cell_html(v)}</td>' for v, a in zip(row, align)) + "</tr>" for row in rows
     )
-    wide = " serlib-wide" if len(headers) > MAX_COLUMNS else ""
-    foot = "".join(f'<p class="serlib-footnote">{html.escape(n)}</p>' for n in notes)
-    return f'<table class="serlib-table{wide}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}'
+    foot = "".join(f'<p class="serlib-footnote">{_footnote_html(n, csv)}</p>' for n in notes)
+    return f'<table class="serlib-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{foot}'
 
 
+def _footnote_html(note: str, csv: Optional[str]) -> str:
+    """A footnote; in "Also in the CSV: ..." the word CSV names ``csv`` (``data-csv``) for the export to link."""
+    text = html.escape(note)
+    if csv and note.startswith(CSV_NOTE):
+        ref = f'<span class="serlib-csv-ref" data-csv="{html.escape(csv, quote=True)}">CSV</span>'
+        text = html.escape(CSV_NOTE).replace("CSV", ref) + text[len(html.escape(CSV_NOTE)) :]
+    return text
+
+
+CSV_NOTE = "Also in the CSV"
 TRANSPOSE_COLUMNS = 18  # more columns than this (and fewer rows than columns): shown transposed
 
 
