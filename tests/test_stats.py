@@ -363,3 +363,21 @@ def test_the_paired_bootstrap_draws_each_systems_seeds_apart():
     assert row.at["accuracy", "lo"] < 0 < row.at["accuracy", "hi"]  # but its seeds are drawn apart for each side
     single = stats.paired_bootstrap(y, seeds[:1], seeds[:1], speakers, n_resamples=500, seed=3).set_index("metric")
     assert single.at["accuracy", "lo"] == single.at["accuracy", "hi"] == 0  # one seed: speakers only, they cancel
+
+
+def test_a_verdict_needs_p_strictly_below_alpha_and_a_gain_strictly_above_zero():
+    # the boundaries of claim_verdict: p equal to alpha is not significant; a zero mean difference is no gain,
+    # neither supported nor contradicted; a small significant gain is supported, a significant loss contradicted
+    assert stats.claim_verdict(0.049, 0.5, 0.05) == "supported"
+    assert stats.claim_verdict(0.05, 0.5, 0.05) == "not supported: within noise"
+    assert stats.claim_verdict(0.001, 0.0, 0.05) == "not supported: no gain"
+    assert stats.claim_verdict(0.001, -0.5, 0.05) == "contradicted: significantly worse"
+    assert stats.claim_verdict(0.2, -0.5, 0.05) == "not supported: no gain"
+
+
+def test_holm_rejects_at_alpha_inclusive_with_alpha_five_percent_by_default():
+    adjusted, rejected = stats.holm([0.05])
+    assert adjusted.tolist() == [0.05] and rejected.tolist() == [True]  # as statsmodels: p <= alpha rejects
+    assert multipletests([0.05], alpha=0.05, method="holm")[0].tolist() == [True]
+    assert stats.holm([0.06])[1].tolist() == [False]  # the default alpha is 0.05
+    assert stats.holm([0.02, 0.03], alpha=0.05)[1].tolist() == [True, True]
