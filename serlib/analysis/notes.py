@@ -14,7 +14,7 @@ import pandas as pd
 
 from serlib.analysis.confusion import paper_implied_accuracy
 from serlib.common import paper
-from serlib.common.config import Config
+from serlib.common.config import PROPOSED_SYSTEM, Config
 from serlib.common.runfolder import RunFolder
 
 
@@ -33,7 +33,7 @@ def missing_systems(cfg: Config, what: str, all_of: Sequence[str] = (), any_of: 
     )
 
 
-def paper_test_accuracy(system: str = "S5") -> float:
+def paper_test_accuracy(system: str = PROPOSED_SYSTEM) -> float:
     """Table 5's test accuracy of ``system``."""
     return float(paper.TABLE5.set_index("system").loc[system, "test_acc"])
 

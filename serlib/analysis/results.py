@@ -12,7 +12,7 @@ from typing import Sequence
 import pandas as pd
 
 from serlib.common import paper
-from serlib.common.config import Config
+from serlib.common.config import PROPOSED_SYSTEM, Config
 from serlib.common.words import count_phrase
 from serlib.modelling.models import paper_width_params
 from serlib.modelling.systems import summarise
@@ -46,13 +46,13 @@ def table4(cfg: Config, results: pd.DataFrame, systems: Sequence[str] = ("S1", "
 ABLATIONS = ("A1", "A2", "A3")  # the paper's ablations of Full (S5), Table 6
 
 
-def ablation_systems(cfg: Config, full: str = "S5") -> list[str]:
+def ablation_systems(cfg: Config, full: str = PROPOSED_SYSTEM) -> list[str]:
     """Table 6's systems in this profile: Full and the ablations it has ([] without Full or without any ablation)."""
     variants = [name for name in ABLATIONS if name in cfg.systems]
     return [full, *variants] if full in cfg.systems and variants else []
 
 
-def table6(cfg: Config, results: pd.DataFrame, scores: pd.DataFrame, full: str = "S5") -> pd.DataFrame:
+def table6(cfg: Config, results: pd.DataFrame, scores: pd.DataFrame, full: str = PROPOSED_SYSTEM) -> pd.DataFrame:
     """Table 6: ablations against Full (= ``full``), deltas in points, beside the paper's values.
 
     Args:

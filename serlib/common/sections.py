@@ -21,6 +21,9 @@ Seed = Annotated[int, Bound(">=", 0), Bound("<=", SEED_MAX)]  # every seed (NumP
 MAX_FRAMES = 30_000  # the longest window: 10 minutes at 20 ms (the paper: 400); more only allocates and fails later
 MAX_BATCH = 65_536  # the largest batch of any stage
 MAX_EPOCHS = 100_000
+# The paper's proposed network (Table 5's last step, Table 6's Full): the default of the settings that name one
+# system. A profile without it names its own (analysis.primary_system, train.select.system; checked at load).
+PROPOSED_SYSTEM = "S5"
 Batch = Annotated[int, Bound(">=", 1), Bound("<=", MAX_BATCH)]
 # A run's folder name: a plain name, never a path (reports/<name>/ must stay inside reports/).
 RunName = Annotated[
@@ -153,7 +156,7 @@ class ModelConfig:
 @dataclass
 class SelectConfig:
     enabled: bool = False  # run serlib.modelling.systems.select_lr_wd (val split only) and train with its choice
-    system: str = "S5"  # with scope shared: the system the one grid is searched on (a key of 'systems')
+    system: str = PROPOSED_SYSTEM  # with scope shared: the system the one grid is searched on (a key of 'systems')
     lrs: Annotated[list[PosFloat], Items(1)] = field(
         default_factory=lambda: [3e-4, 1e-3, 3e-3]
     )  # CHOSEN learning-rate grid
@@ -254,7 +257,7 @@ def _paper_systems() -> dict[str, SystemConfig]:
 
 @dataclass
 class AnalysisConfig:
-    primary_system: str = "S5"  # system analysed in 05_confusion/06_listening (paper 5.4: the proposed S5)
+    primary_system: str = PROPOSED_SYSTEM  # system analysed in 05_confusion/06_listening (paper 5.4: the proposed S5)
     primary_seed: Optional[Seed] = None  # its seed (one of train.seeds); null = the first of train.seeds
     listening_clips: PosInt = 50  # paper 5.4: 50 misclassified test clips
     listening_seed: Seed = 0  # CHOSEN: seed of the reproducible draw of listening clips
