@@ -16,6 +16,7 @@ from __future__ import annotations
 import pandas as pd
 
 from serlib.analysis import stats
+from serlib.analysis.evaluation import METRIC_NAMES
 from serlib.analysis.predictions import join_manifest, system_predictions
 from serlib.common.config import Config, sentence_systems
 from serlib.common.runfolder import RunFolder
@@ -129,7 +130,7 @@ def sentence_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
             rows.append(
                 {
                     "system": name,
-                    "metric": {"accuracy": "accuracy", "uar": "UAR", "macro_f1": "macro-F1"}[r.metric],
+                    "metric": METRIC_NAMES[r.metric],
                     "seen": r.a,
                     "unseen": r.b,
                     "delta_pp": 100 * r.delta,
