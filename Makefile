@@ -61,10 +61,11 @@ browser:
 	  || echo "chromium could not be installed: the browser test will be skipped"; }
 
 # The tests run the Ray sweep tests too, so `make test` installs the optional Ray extra (`make report` does not).
-test: setup $(VENV)/.serlib-extra-ray browser lint
+test: setup $(VENV)/.serlib-extra-ray browser
 	$(BIN)/python -m pytest -q
 
-# ruff (lint and format check, line length 120; pyproject.toml [tool.ruff]) and the import-linter layers contract.
+# ruff (lint and format check, line length 120; pyproject.toml [tool.ruff]) and the import-linter layers contract, on
+# their own (`make test` runs both through tests/test_layers.py, so they are not run twice there).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
