@@ -149,7 +149,7 @@ def test_usage_errors_are_answered_before_torch_is_imported(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     results = [json.loads(line) for line in done.stdout.splitlines()]
-    assert len(results) == 11
+    assert len(results) == 13
     for result in results:
         answer = [line for line in result["err"].splitlines() if "error:" in line]
         assert result["code"] == 2 and len(answer) == 1 and result["expect"] in answer[0], result

@@ -77,6 +77,12 @@ def usage_error_cases(paths: dict[str, Path]) -> list[Case]:
         Case("bad option value", ("predict", run, str(clips), "--hop", "-1"), "--hop"),
         Case("unknown system (train)", ("train", profile, "--system", "S55"), "unknown system(s) S55"),
         Case("unknown system (predict)", ("predict", run, str(clips), "--system", "S55"), "S55 was not trained"),
+        Case("untrained seed (predict)", ("predict", run, str(clips), "--seed", "7"), "--seed 7: no checkpoint"),
+        Case(
+            "untrained seed (export)",
+            ("export", run, "--system", "S5", "--seed", "1", "--out", str(paths["root"] / "bundle")),
+            "(trained seeds: 0)",
+        ),
         Case("unknown notebook (run --only)", ("run", "--only", "01_dta", profile), "did you mean '01_data'"),
         Case("missing run folder (compare)", ("compare", mistyped_run, run), "did you mean"),
         Case("missing run folder (predict)", ("predict", mistyped_run, str(clips)), "did you mean"),

@@ -105,10 +105,24 @@ def _near(target: Path) -> str:
     return f" (did you mean '{target.parent / close[0]}'?)" if close else ""
 
 
+def _checkpoints(root: Path) -> list[Path]:
+    """Every checkpoint in a run folder, under any protocol (``RunFolder.run_dir``)."""
+    return [*root.glob("models/*/seed*/checkpoint.pt"), *root.glob("models/_*/*/seed*/checkpoint.pt")]
+
+
 def _trained_systems(root: Path) -> list[str]:
     """The systems with a checkpoint in a run folder, under any protocol (``RunFolder.run_dir``)."""
-    checkpoints = [*root.glob("models/*/seed*/checkpoint.pt"), *root.glob("models/_*/*/seed*/checkpoint.pt")]
-    return sorted({path.parent.parent.name for path in checkpoints} - {""})
+    return sorted({path.parent.parent.name for path in _checkpoints(root)} - {""})
+
+
+def _trained_seeds(root: Path, system: Optional[str]) -> list[int]:
+    """The seeds with a checkpoint in a run folder (of ``system``; None: of any system)."""
+    seeds = set()
+    for path in _checkpoints(root):
+        name = path.parent.name.removeprefix("seed")
+        if name.isdigit() and (system is None or path.parent.parent.name == system):
+            seeds.add(int(name))
+    return sorted(seeds)
 
 
 def check_profile(args: argparse.Namespace) -> Optional[str]:
@@ -131,8 +145,9 @@ def check_profile(args: argparse.Namespace) -> Optional[str]:
     return None
 
 
-def _check_run_folder(path: str, system: Optional[str]) -> Optional[str]:
-    """A folder ``serlib run`` / ``train`` wrote, in which ``system`` (None: the analysed one) was trained."""
+def _check_run_folder(path: str, system: Optional[str], seed: Optional[int] = None) -> Optional[str]:
+    """A folder ``serlib run`` / ``train`` wrote, in which ``system`` (None: the analysed one) was trained, with
+    ``seed`` (None: the analysed one) if given: answered before torch loads."""
     if not Path(path).expanduser().is_dir():
         return f"{path} is not a run folder (no such folder)" + _near(Path(path).expanduser())
 
@@ -147,6 +162,11 @@ def _check_run_folder(path: str, system: Optional[str]) -> Optional[str]:
         return f"{system} was not trained in {folder.root} (trained: {', '.join(trained)})" + suggestion(
             system, trained
         )
+    seeds = _trained_seeds(folder.root, system)
+    if seed is not None and trained and seed not in seeds:
+        which = f"{system} " if system else ""
+        listed = ", ".join(map(str, seeds)) or "none"
+        return f"--seed {seed}: no {which}checkpoint with that seed in {folder.root} (trained seeds: {listed})"
     return None
 
 
@@ -172,7 +192,7 @@ def check_predict(args: argparse.Namespace) -> Optional[str]:
         if args.system or args.seed is not None:
             return "--system / --seed choose within a run folder; a bundle holds one model"
     else:
-        problem = _check_run_folder(args.model, args.system)
+        problem = _check_run_folder(args.model, args.system, args.seed)
         if problem:
             return problem
     return _nothing_to_score(gather_audio(args.audio))
@@ -199,7 +219,7 @@ def _nothing_to_score(entries: list[tuple[str, Optional[str]]]) -> Optional[str]
 
 
 def check_export(args: argparse.Namespace) -> Optional[str]:
-    return _check_run_folder(args.run, args.system)
+    return _check_run_folder(args.run, args.system, args.seed)
 
 
 def check_compare(args: argparse.Namespace) -> Optional[str]:
