@@ -234,6 +234,9 @@ def test_one_family_of_distinct_claims_with_speaker_level_verdicts(tmp_path):
     s32 = evaluation.paired_table(cfg, folder, evaluation.TABLE6_CLAIMS).set_index("comparison")
     assert s32.at["S5 vs A1", "p_holm"] == s26.at["S5 vs S4", "p_holm"] == family.at["S5 vs S4", "p_holm"]
     assert s32.at["S5 vs A1", "claim"].startswith("Tri-Aug helps (Full vs A1")
+    # "same test as" names the other tables' name of the test, never the row's own
+    assert s32.at["S5 vs A1", "same_as"] == "S5 vs S4" and s26.at["S5 vs S4", "same_as"] == "S5 vs A1"
+    assert s26.at["S2 vs S1", "same_as"] == ""
     assert "one family of 4 distinct claim(s)" in evaluation.family_note(s32.reset_index())
 
 

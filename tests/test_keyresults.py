@@ -32,7 +32,7 @@ def test_the_box_states_k_of_n_claims_each_with_its_interval(five_systems):
     box = keyresults.key_results_html(cfg, folder)
     paired = evaluation.paired_table(cfg, folder, evaluation.TABLE5_CLAIMS)  # the ablations are not in this run
     k = int((paired["verdict"] == "supported").sum())
-    assert f"The paper's claims: {k} of {len(paired)} supported by this run" in box
+    assert f"The paper's claims: {k} of {len(paired)} distinct claims supported by this run" in box
     s2 = paired[paired["claim"].str.contains("S2 vs S1")].iloc[0]
     assert s2["verdict"] == "supported"  # 95 % against 35 %: the one claim this run supports
     line = re.search(r"<li class='serlib-yes'>(.*?)</li>", box).group(1)
@@ -41,6 +41,36 @@ def test_the_box_states_k_of_n_claims_each_with_its_interval(five_systems):
     assert box.count("<li class='serlib-no'>") == len(paired) - k
     # conclusions first: the verdicts come before the analysed system's own scores
     assert box.index("The paper's claims") < box.index("Leaderboard") < box.index("The analysed system")
+
+
+def test_a_claim_in_two_tables_is_one_line_and_counted_once():
+    def row(comparison, same_as, claim, table, verdict="not supported: no gain", delta=-5.0):
+        return dict(
+            comparison=comparison,
+            same_as=same_as,
+            claim=claim,
+            table=table,
+            anchor=table.lower(),
+            verdict=verdict,
+            metric="accuracy",
+            delta_pp=delta,
+            delta_lo_pp=delta - 9,
+            delta_hi_pp=delta + 9,
+        )
+
+    table = pd.DataFrame(
+        [
+            row("S2 vs S1", "", "features (S2 vs S1)", "S3.4", "supported", 20.0),
+            row("S5 vs S4", "S5 vs A1", "Tri-Aug helps (S5 vs S4)", "S3.4"),
+            row("S5 vs A1", "S5 vs S4", "Tri-Aug helps (Full vs A1 -Aug)", "S4.2"),
+            row("S5 vs A3", "", "depth helps (Full vs A3)", "S4.2"),
+        ]
+    )
+    box = keyresults.verdicts_html(table)
+    assert "1 of 3 distinct claims supported" in box
+    assert box.count("<li") == 3 and box.count("serlib-yes") == 1
+    tri = re.search(r"<li class='serlib-no'><b>[^<]*</b>: Tri-Aug helps \(S5 vs S4\)(.*?)</li>", box).group(1)
+    assert "the same test as Tri-Aug helps (Full vs A1 -Aug) (<a href='#s4.2'>S4.2</a>)" in tri
 
 
 def test_the_leaderboard_names_the_analysed_and_the_best_system_with_uar_intervals(five_systems):

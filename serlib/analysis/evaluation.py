@@ -298,7 +298,10 @@ def paired_table(
             break
         found = family[(family["comparison"] == name) | family["same_as"].str.split(", ").apply(lambda n: name in n)]
         if len(found):
-            rows.append(found.iloc[0].to_dict() | {"comparison": name, "claim": comp.claim})
+            row = found.iloc[0].to_dict()
+            names = [row["comparison"], *filter(None, row["same_as"].split(", "))]
+            others = ", ".join(n for n in names if n != name)  # the same test's other names, not this one
+            rows.append(row | {"comparison": name, "same_as": others, "claim": comp.claim})
     return pd.DataFrame(rows, columns=family.columns if rows else None)
 
 

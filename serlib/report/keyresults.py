@@ -123,23 +123,31 @@ def verdicts(cfg: Config, folder: RunFolder) -> pd.DataFrame:
 
 
 def verdicts_html(table: pd.DataFrame) -> str:
-    """ "k of n of the paper's claims supported", then one line per claim: verdict, difference and interval."""
+    """ "k of n of the paper's distinct claims supported", then one line per distinct claim: verdict, difference and
+    interval; a claim that is another table's copy of the same test (Full vs A1 = S5 vs S4) joins its line."""
     if table.empty:
         return "<p>None of the paper's claims can be tested: this profile lacks the systems they compare.</p>"
-    supported = table["verdict"].astype(str).str.startswith("supported")
-    lines = []
-    for row, ok in zip(table.to_dict("records"), supported):
+    lines: dict[frozenset, list[str]] = {}
+    supported: dict[frozenset, bool] = {}
+    for row in table.to_dict("records"):
+        test = frozenset([row["comparison"], *filter(None, str(row.get("same_as") or "").split(", "))])
+        where = f"<a href='#{row['anchor']}'>{html.escape(row['table'])}</a>"
+        if test in lines:
+            lines[test].append(f"the same test as {html.escape(str(row['claim']))} ({where})")
+            continue
+        ok = str(row["verdict"]).startswith("supported")
+        supported[test] = ok
         metric = str(row.get("metric", "accuracy"))
-        lines.append(
+        lines[test] = [
             f"<li class='{'serlib-yes' if ok else 'serlib-no'}'><b>{html.escape(str(row['verdict']))}</b>: "
             f"{html.escape(str(row['claim']))}; {metric} {row['delta_pp']:+.1f} points "
-            f"[{row['delta_lo_pp']:+.1f}, {row['delta_hi_pp']:+.1f}] "
-            f"(<a href='#{row['anchor']}'>{html.escape(row['table'])}</a>)</li>"
-        )
-    k, n = int(supported.sum()), len(table)
+            f"[{row['delta_lo_pp']:+.1f}, {row['delta_hi_pp']:+.1f}] ({where})"
+        ]
+    items = "".join(parts[0] + "".join(f"; {p}" for p in parts[1:]) + "</li>" for parts in lines.values())
+    k, n = sum(supported.values()), len(lines)
     return (
-        f"<h3>The paper's claims: {k} of {n} supported by this run</h3>"
-        f"<ul class='serlib-verdicts'>{''.join(lines)}</ul>"
+        f"<h3>The paper's claims: {k} of {n} distinct claims supported by this run</h3>"
+        f"<ul class='serlib-verdicts'>{items}</ul>"
     )
 
 
