@@ -73,6 +73,22 @@ def test_a_claim_in_two_tables_is_one_line_and_counted_once():
     assert "the same test as Tri-Aug helps (Full vs A1 -Aug) (<a href='#s4.2'>S4.2</a>)" in tri
 
 
+def test_a_test_set_too_small_for_any_verdict_says_so():
+    from itertools import product
+
+    # the demo's 4 test speakers: the exact sign-flip p can be no smaller than 2/16, by enumeration too
+    d = [0.1, 0.2, 0.05, 0.3]
+    hits = sum(abs(sum(s * x for s, x in zip(signs, d))) >= sum(d) - 1e-12 for signs in product([1, -1], repeat=4))
+    assert hits / 2**4 == 0.125
+    note = keyresults.reach_note(4, 5, 0.05)
+    assert "smallest possible p is 0.125" in note and "0.625 after Holm over 5" in note
+    assert "no claim can be supported" in note and "(8 test speakers would be the fewest that could)" in note
+    assert 5 * 2.0 ** (1 - 8) < 0.05 <= 5 * 2.0 ** (1 - 7)  # 8 is the fewest: the note's arithmetic
+    assert keyresults.reach_note(12, 5, 0.05) == ""  # the paper's 12 test speakers can reach alpha
+    assert keyresults.reach_note(5, 1, 0.07) == ""  # one claim, 5 speakers: 2/32 = 0.0625 < 0.07
+    assert "smallest possible p is 0.0625" in keyresults.reach_note(5, 1, 0.05)  # ... but not below 0.05
+
+
 def test_the_leaderboard_names_the_analysed_and_the_best_system_with_uar_intervals(five_systems):
     cfg, folder = five_systems
     board = keyresults.leaderboard(cfg, folder, "S5")

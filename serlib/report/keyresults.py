@@ -122,7 +122,29 @@ def verdicts(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
-def verdicts_html(table: pd.DataFrame) -> str:
+def reach_note(n_speakers: int, family_size: int, alpha: float) -> str:
+    """One sentence when this test set cannot support any claim whatever the models do ("" otherwise).
+
+    The exact sign-flip test over ``n_speakers`` speakers cannot give a two-sided p below 2 / 2^n (every speaker's
+    difference of one sign: that pattern and its mirror), and Holm multiplies the smallest p of ``family_size``
+    claims by ``family_size``: when that product is not below ``alpha`` no claim can be supported."""
+    if n_speakers < 1 or family_size < 1:
+        return ""
+    smallest = 2.0 ** (1 - n_speakers)
+    if family_size * smallest < alpha:
+        return ""
+    needed = n_speakers
+    while family_size * 2.0 ** (1 - needed) >= alpha:
+        needed += 1
+    return (
+        f"With {n_speakers} test speakers the speaker test's smallest possible p is {smallest:.3g} (2 of the "
+        f"{2**n_speakers} sign patterns), {min(1.0, family_size * smallest):.3g} after Holm over {family_size} "
+        f"claim(s): at alpha {alpha:g} no claim can be supported on this test set, whatever the models do "
+        f"({needed} test speakers would be the fewest that could)."
+    )
+
+
+def verdicts_html(table: pd.DataFrame, note: str = "") -> str:
     """ "k of n of the paper's distinct claims supported", then one line per distinct claim: verdict, difference and
     interval; a claim that is another table's copy of the same test (Full vs A1 = S5 vs S4) joins its line."""
     if table.empty:
@@ -147,7 +169,8 @@ def verdicts_html(table: pd.DataFrame) -> str:
     k, n = sum(supported.values()), len(lines)
     return (
         f"<h3>The paper's claims: {k} of {n} distinct claims supported by this run</h3>"
-        f"<ul class='serlib-verdicts'>{items}</ul>"
+        + (f"<p class='serlib-note'>{html.escape(note)}</p>" if note else "")
+        + f"<ul class='serlib-verdicts'>{items}</ul>"
     )
 
 
@@ -226,12 +249,19 @@ def key_results_html(cfg: Config, folder: RunFolder) -> str:
             if collapse
             else ""
         )
-        + verdicts_html(claims)
+        + verdicts_html(claims, _reach(cfg, row, claims))
         + leaderboard_html(leaderboard(cfg, folder, system))
         + _system_html(cfg, system, row, anchor, demo)
         + _classes_html(per_class)
         + "</section>"
     )
+
+
+def _reach(cfg: Config, row: pd.Series, claims: pd.DataFrame) -> str:
+    """``reach_note`` for the analysed system's test speakers and the family the verdicts were adjusted over."""
+    if claims.empty or "family_size" not in claims:
+        return ""
+    return reach_note(int(row["n_speakers"]), int(claims["family_size"].iloc[0]), cfg.analysis.alpha)
 
 
 def _system_html(cfg: Config, system: str, row: pd.Series, anchor: str, demo: bool) -> str:
