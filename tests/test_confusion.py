@@ -170,6 +170,24 @@ def test_tables_beside_paper(run):
     assert set(by_corpus["corpus"]) == set(CORPORA) | {"all"}
 
 
+def test_pooled_seeds_count_each_clip_once_and_recall_is_the_mean_of_the_seeds(run):
+    cfg, folder = run
+    one = evaluation.primary_predictions(cfg, folder).assign(seed=0)
+    other = one.assign(seed=1, pred=CLASSES[0])  # a second seed that calls everything negative
+    other["correct"] = other["label"] == other["pred"]
+    pooled = pd.concat([one, other], ignore_index=True)
+    recall = cf.per_class_recall(pooled, TABLE7)
+    assert list(recall["clips"]) == list(cf.per_class_recall(one)["clips"])  # each test clip once, not per seed
+    assert recall["clips"].sum() == len(one) and cf.runs_per_clip(pooled) == 2
+    np.testing.assert_allclose(recall["recall"], np.diag(evaluation.pooled_confusion(pooled)))  # Table 7's diagonal
+    seeds = [cf.per_class_recall(p)["recall"].to_numpy() for p in (one, other)]
+    np.testing.assert_allclose(recall["recall"], (seeds[0] + seeds[1]) / 2)  # the mean of the seeds' recalls
+    assert recall.set_index("class").at[CLASSES[0], "recall"] == pytest.approx((seeds[0][0] + 1) / 2)
+    pairs = cf.confused_pairs(pooled)
+    errors = [(~p["correct"]).sum() for p in (one, other)]
+    assert pairs["clips"].sum() == pytest.approx(sum(errors) / 2)  # the mean over seeds of the wrong clips
+
+
 def test_paper_table7_consistent_with_table5():
     counts = TABLE3.set_index("class")["test"]
     implied = cf.paper_implied_accuracy(TABLE7, counts)

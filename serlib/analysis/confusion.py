@@ -35,25 +35,40 @@ def paper_implied_accuracy(paper_conf: pd.DataFrame, class_counts: pd.Series) ->
     return float((np.diag(paper_conf.loc[CLASSES, CLASSES].to_numpy()) * counts).sum() / counts.sum())
 
 
+def runs_per_clip(preds: pd.DataFrame) -> float:
+    """How many predictions each clip has in ``preds``: its seeds (1 for one run's predictions; every clip of a
+    pooled table is tested once per seed, under folds by the fold that held its speaker out)."""
+    if "utt_id" not in preds or preds.empty:
+        return 1.0
+    return len(preds) / preds["utt_id"].nunique()
+
+
+def _whole(value: float):
+    """A count as an int where it is whole (one run's), else to 2 decimals (a mean over seeds)."""
+    return int(value) if value.is_integer() else round(value, 2)
+
+
 def per_class_recall(preds: pd.DataFrame, paper_conf: Optional[pd.DataFrame] = None) -> pd.DataFrame:
-    """Recall per true class with its clip count, beside the paper's (Table 7 diagonal)."""
+    """Recall per true class from every prediction in ``preds`` (one run's, or every seed's pooled: the mean of the
+    seeds' recalls, Table 7's diagonal), with its test clips counted once, beside the paper's (Table 7 diagonal)."""
     conf = pooled_confusion(preds)
-    counts = pooled_confusion(preds, normalize=False).sum(axis=1)
-    table = pd.DataFrame({"class": CLASSES, "clips": counts.to_numpy(), "recall": np.diag(conf.to_numpy())})
+    counts = pooled_confusion(preds, normalize=False).sum(axis=1) / runs_per_clip(preds)
+    table = pd.DataFrame({"class": CLASSES, "clips": counts.round().astype(int).to_numpy(), "recall": np.diag(conf)})
     if paper_conf is not None:
         table["recall (paper)"] = np.diag(paper_conf.loc[CLASSES, CLASSES].to_numpy())
     return table
 
 
 def confused_pairs(preds: pd.DataFrame, paper_conf: Optional[pd.DataFrame] = None) -> pd.DataFrame:
-    """Off-diagonal (true, predicted) pairs, most frequent first, as counts and row rates."""
-    counts = pooled_confusion(preds, normalize=False)
+    """Off-diagonal (true, predicted) pairs, most frequent first, as clips (the mean over seeds where ``preds``
+    pools several) and row rates."""
+    counts = pooled_confusion(preds, normalize=False) / runs_per_clip(preds)
     rates = pooled_confusion(preds)
     rows = [
         {
             "true": t,
             "predicted": p,
-            "clips": int(counts.loc[t, p]),
+            "clips": _whole(float(counts.loc[t, p])),
             "rate": rates.loc[t, p],
             **({"rate (paper)": paper_conf.loc[t, p]} if paper_conf is not None else {}),
         }

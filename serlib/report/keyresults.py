@@ -24,9 +24,9 @@ from serlib.analysis.evaluation import (
     baseline_predictions,
     paired_skip,
     paired_table,
-    primary_predictions,
     score,
     scores_table,
+    system_predictions,
 )
 from serlib.common.config import PAPER_SYSTEMS, Config, configured_corpora, primary_system
 from serlib.common.facts import CLASSES
@@ -225,13 +225,13 @@ def leaderboard_html(board: pd.DataFrame) -> str:
 
 def key_results_html(cfg: Config, folder: RunFolder) -> str:
     """The key-results box as HTML ("" when the analysed system has no test predictions yet)."""
-    system, seed = primary_system(cfg)
+    system, _ = primary_system(cfg)
     anchor = results_anchor(system)
     if anchor is None:
         return ""
     try:
         row = scores_table(cfg, folder, [system]).set_index("system").loc[system]
-        preds = primary_predictions(cfg, folder, "test", system, seed)
+        preds = system_predictions(cfg, folder, system)  # every seed (and fold): as Tables 5 and 7
         per_class = per_class_recall(preds)
     except (FileNotFoundError, ValueError):  # not trained yet, or predictions of another manifest: the notebooks say
         return ""
