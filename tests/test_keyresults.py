@@ -53,6 +53,9 @@ def test_a_claim_in_two_tables_is_one_line_and_counted_once():
             anchor=table.lower(),
             verdict=verdict,
             metric="accuracy",
+            speaker_delta_pp=delta - 1,
+            p_holm=0.01 if verdict == "supported" else 0.5,
+            unit="clip" if comparison == "S5 vs A3" else "speaker",
             delta_pp=delta,
             delta_lo_pp=delta - 9,
             delta_hi_pp=delta + 9,
@@ -71,6 +74,8 @@ def test_a_claim_in_two_tables_is_one_line_and_counted_once():
     assert box.count("<li") == 3 and box.count("serlib-yes") == 1
     tri = re.search(r"<li class='serlib-no'><b>[^<]*</b>: Tri-Aug helps \(S5 vs S4\)(.*?)</li>", box).group(1)
     assert "the same test as Tri-Aug helps (Full vs A1 -Aug) (<a href='#s4.2'>S4.2</a>)" in tri
+    assert "the verdict's test: mean per speaker -6.0 points, p 0.5 after Holm" in tri and "over clips" not in tri
+    assert "[-14.0, +4.0] (interval over clips: fewer than 5 test speakers)" in box  # S5 vs A3's clip fallback
 
 
 def test_a_test_set_too_small_for_any_verdict_says_so():
@@ -97,7 +102,11 @@ def test_the_leaderboard_names_the_analysed_and_the_best_system_with_uar_interva
     assert board.iloc[1]["uar"] == pytest.approx(s2["uar"])
     box = keyresults.key_results_html(cfg, folder)
     assert f"<b>{100 * s2['uar']:.1f} %</b></td><td class='num'>[{100 * s2['uar_lo']:.1f}, " in box
-    assert "best system of this run" in box and "1 seed" not in box and "2 seeds pooled" in box
+    assert (
+        "highest test UAR of the trained networks (read off test, not chosen)" in box
+        and "1 seed" not in box
+        and "2 seeds pooled" in box
+    )
 
 
 def test_the_paper_column_is_greyed_with_a_note_on_a_demo_run(five_systems):

@@ -144,6 +144,11 @@ def reach_note(n_speakers: int, family_size: int, alpha: float) -> str:
     )
 
 
+def _unit_words(row: dict) -> str:
+    """ " (interval over clips)" when the paired interval fell back to clips (fewer than 5 test speakers)."""
+    return " (interval over clips: fewer than 5 test speakers)" if row.get("unit") == "clip" else ""
+
+
 def verdicts_html(table: pd.DataFrame, note: str = "") -> str:
     """ "k of n of the paper's distinct claims supported", then one line per distinct claim: verdict, difference and
     interval; a claim that is another table's copy of the same test (Full vs A1 = S5 vs S4) joins its line."""
@@ -163,7 +168,8 @@ def verdicts_html(table: pd.DataFrame, note: str = "") -> str:
         lines[test] = [
             f"<li class='{'serlib-yes' if ok else 'serlib-no'}'><b>{html.escape(str(row['verdict']))}</b>: "
             f"{html.escape(str(row['claim']))}; {metric} {row['delta_pp']:+.1f} points "
-            f"[{row['delta_lo_pp']:+.1f}, {row['delta_hi_pp']:+.1f}] ({where})"
+            f"[{row['delta_lo_pp']:+.1f}, {row['delta_hi_pp']:+.1f}]{_unit_words(row)}; the verdict's test: mean "
+            f"per speaker {row['speaker_delta_pp']:+.1f} points, p {row['p_holm']:.3g} after Holm ({where})"
         ]
     items = "".join(parts[0] + "".join(f"; {p}" for p in parts[1:]) + "</li>" for parts in lines.values())
     k, n = sum(supported.values()), len(lines)
@@ -210,7 +216,11 @@ def leaderboard_html(board: pd.DataFrame) -> str:
     """The leaderboard as a small table ("" when empty)."""
     if board.empty:
         return ""
-    roles = {"analysed": "analysed system", "best": "best system of this run", "baseline": "baseline"}
+    roles = {
+        "analysed": "analysed system",
+        "best": "highest test UAR of the trained networks (read off test, not chosen)",
+        "baseline": "baseline",
+    }
     rows = "".join(
         f"<tr><th>{html.escape(str(r['system']))}</th><td>{roles[r['role']]}</td>"
         f"<td class='num'><b>{100 * r['uar']:.1f} %</b></td><td class='num'>{_interval(r['uar_lo'], r['uar_hi'])}</td>"
