@@ -795,6 +795,8 @@ def test_features_notebook_on_smoke(smoke_run):
     assert list(probe["layer"]) == ["layer 0", "layer 1", "layer 2 (last)"]
     assert (probe["chosen on val"] == "✓").sum() == 1 and (probe["cache_mb"] > 0).all()
     assert ((probe["uar_lo"] <= probe["uar"]) & (probe["uar"] <= probe["uar_hi"])).all()
+    assert set(probe["unit"]) == {"clip"}  # the smoke run's few test speakers: the caption says clips, not speakers
+    assert "bootstrap over test CLIPS" in text and "speaker-bootstrap" not in text
     assert "Validation chose layer" in text and "1.84 GB" in text  # the paper-scale cost, computed
 
 

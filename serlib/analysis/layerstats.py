@@ -28,8 +28,8 @@ def probe_table(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
     """Table S12: one row per probed layer (None when ``analysis.layer_probe`` is off).
 
     Columns: layer (its name), C (CHOSEN on val), val. UAR, test accuracy / UAR / macro-F1 with 95 %
-    intervals (over the main protocols' test clips), chosen (the probe's validation choice), and the MB the
-    layer's cache takes on disk.
+    intervals (over the main protocols' test clips; unit: speaker, or clip below 5 test speakers), chosen (the
+    probe's validation choice), and the MB the layer's cache takes on disk.
     """
     layers = probe_layers(cfg)
     if not layers:
@@ -61,6 +61,7 @@ def probe_table(cfg: Config, folder: RunFolder) -> Optional[pd.DataFrame]:
                     if "fold_mean" in scores
                     else {}
                 ),
+                "unit": scores.at["accuracy", "unit"],  # of the intervals: speaker, or clip below 5 test speakers
                 "chosen on val": "✓"
                 if all(bool(p["chosen"]) for p in picked)
                 else ("in some folds" if any(bool(p["chosen"]) for p in picked) else ""),
