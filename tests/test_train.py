@@ -311,6 +311,11 @@ def test_ablation_notebook_reuses_runs_and_writes_table6(smoke_notebooks):
     assert (folder.figures / "fig_s30.png").is_file()
     paired = pd.read_csv(folder.tables / "table_s32_paired.csv")
     assert list(paired["comparison"]) == ["S5 vs A1", "S5 vs A2", "S5 vs A3"]
+    # the captions say what the intervals are over: the smoke run's few test speakers give clip intervals
+    assert set(table6["unit"]) == set(paired["unit"]) == {"clip"}
+    text = (folder.notebooks / "04_ablation.ipynb").read_text()
+    assert text.count("bootstrap over test CLIPS") >= 2 and "(speakers, then seeds)" not in text
+    assert "ablation minus Full, the paper's sign" in text
     loco = pd.read_csv(folder.tables / "table_s33_loco.csv")
     assert set(loco["held_out"]) == {"CREMA-D", "RAVDESS", "EmoDB"} and set(loco["system"]) == {"S1", "S2", "S5"}
     for corpus in ("CREMA-D", "RAVDESS", "EmoDB"):  # trained on the other two, tested on every clip of it

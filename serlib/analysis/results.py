@@ -90,6 +90,7 @@ def table6(cfg: Config, results: pd.DataFrame, scores: pd.DataFrame, full: str =
                 "delta_test_pp": 100 * (row["acc"] - base["acc"]),
                 **_scores_beside(row, ("uar", "macro_f1")),
                 "seeds": int(row["n_seeds"]),
+                "unit": row["unit"],  # of the intervals: speaker, or clip below 5 test speakers
                 "paper_val_acc": paper6.loc[label, "val_acc"],
                 "paper_delta_val_pp": paper6.loc[label, "delta_val_pp"],
                 "paper_test_acc": paper6.loc[label, "test_acc"],
