@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -10,8 +11,9 @@ import pytest
 import yaml
 
 from serlib.common.config import ConfigError, load_config
+from serlib.common.runfolder import RunFolder
 from serlib.report.html_export import identity_html, render_html
-from serlib.report.provenance import PACKAGES, run_identity
+from serlib.report.provenance import PACKAGES, git_text, run_identity
 from serlib.report.runner import NotebookError, run_report, select_notebooks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +136,12 @@ def test_report_identity_block(failed_run):
     timings = yaml.safe_load((run / "timings.json").read_text())
     assert timings["10_ok"]["status"] == "ok" and timings["20_bad"]["status"] == "failed"
     assert timings["10_ok"]["seconds"] > 0
+    identity = run_identity(cfg, RunFolder(run))
+    assert timings["10_ok"]["git"] == timings["20_bad"]["git"] == git_text(identity["git"])  # the code they ran
+    assert "made with other code" not in identity_html(identity)  # exported with the code the notebooks ran
+    identity["timings"]["10_ok"]["git"] = "0123abc (clean)"  # a notebook that ran with other code
+    made = html.unescape(identity_html(identity))
+    assert "the notebooks' tables and figures were made with other code: 10_ok: 0123abc (clean)" in made
 
 
 def test_run_identity_contents():
@@ -226,7 +234,6 @@ def test_the_key_results_box_scores_the_analysed_system_through_the_evaluation_a
     from serlib.analysis.evaluation import scores_table
     from serlib.common.config import Config, TrainConfig
     from serlib.common.facts import CLASSES
-    from serlib.common.runfolder import RunFolder
     from serlib.report.keyresults import key_results_html
     from serlib.report.tables import class_words
 

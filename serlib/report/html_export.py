@@ -15,7 +15,7 @@ import yaml
 
 from serlib.common.config import Config, config_to_dict
 from serlib.common.runfolder import RunFolder
-from serlib.report.provenance import run_identity
+from serlib.report.provenance import git_text, run_identity
 
 _REMOTE_SCRIPT = re.compile(r'<script\b[^>]*\bsrc\s*=\s*["\']?(?:https?:)?//[^>]*>\s*</script>', re.I)
 
@@ -30,7 +30,7 @@ def identity_html(identity: dict, banners: bool = True, folder: Optional[RunFold
         ("Corpora", _kv(identity["corpora"])),
         ("Encoder", _encoder_text(identity["encoder"])),
         ("Seeds", _kv({k: v for k, v in identity["seeds"].items() if v is not None})),
-        ("Git revision", _git_text(identity["git"])),
+        ("Git revision", git_text(identity["git"]) + _ran_with(identity)),
         ("Packages", _kv(identity["packages"])),
         ("Device", identity["device"]),
         ("Report written", identity["created"]),
@@ -141,12 +141,14 @@ def _encoder_text(enc: dict) -> str:
     return text
 
 
-def _git_text(git: dict) -> str:
-    if not git["revision"]:
-        return "unknown (not a git checkout)"
-    if not git["dirty"]:
-        return git["revision"] + " (clean)"
-    return f"{git['revision']} + dirty: {git['changed_files']} files modified or untracked"
+def _ran_with(identity: dict) -> str:
+    """When the notebooks ran with other code than the report's export: which, per notebook (their timings)."""
+    now = git_text(identity["git"])
+    other = {n: t["git"] for n, t in identity.get("timings", {}).items() if t.get("git") and t["git"] != now}
+    if not other:
+        return ""
+    ran = "; ".join(f"{name}: {code}" for name, code in other.items())
+    return f" (this export's code; the notebooks' tables and figures were made with other code: {ran})"
 
 
 def _timings_html(timings: dict) -> str:

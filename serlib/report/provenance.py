@@ -92,6 +92,15 @@ def git_revision(root: Path) -> dict:
     return {"revision": revision, "dirty": bool(changed), "changed_files": len(changed)}
 
 
+def git_text(git: dict) -> str:
+    """A ``git_revision`` in words: the commit, and whether the tree had uncommitted changes."""
+    if not git["revision"]:
+        return "unknown (not a git checkout)"
+    if not git["dirty"]:
+        return git["revision"] + " (clean)"
+    return f"{git['revision']} + dirty: {git['changed_files']} files modified or untracked"
+
+
 def package_versions() -> dict:
     """Python and the versions of the packages that determine a run's numbers."""
     versions = {"python": platform.python_version()}

@@ -45,7 +45,15 @@ from serlib.report.html_export import (
 )
 from serlib.report.keyresults import key_results_html
 from serlib.report.listening import refreshed_html
-from serlib.report.provenance import load_timings, now_utc, run_identity, save_timings, write_resolved_config
+from serlib.report.provenance import (
+    git_revision,
+    git_text,
+    load_timings,
+    now_utc,
+    run_identity,
+    save_timings,
+    write_resolved_config,
+)
 from serlib.report.references import anchor_captions, as_text, label_key, link_cells
 from serlib.report.supplement import (
     SCHEME,
@@ -145,13 +153,19 @@ def run_report(
     folder.progress.unlink(missing_ok=True)  # this invocation's events only
     folder.stale_marker.unlink(missing_ok=True)  # the notebooks are executed into the report again
     timings = load_timings(folder) if only else {}  # a full run starts its timings afresh
+    code = git_text(git_revision(project_root(cfg)))  # the code each notebook ran with (the report may be later)
     executed, failure = [], None
     for i, name in enumerate(names, 1):
         log.info("[%d/%d] %s ...", i, len(names), name)
         start = time.perf_counter()
         failure = _execute(cfg, folder, source_dir, name)
         seconds = time.perf_counter() - start
-        timings[name] = {"seconds": round(seconds, 2), "status": "failed" if failure else "ok", "finished": now_utc()}
+        timings[name] = {
+            "seconds": round(seconds, 2),
+            "status": "failed" if failure else "ok",
+            "finished": now_utc(),
+            "git": code,
+        }
         executed.append(name)
         log.info("[%d/%d] %s %s in %.1f s", i, len(names), name, "FAILED" if failure else "done", seconds)
         if failure:
