@@ -137,3 +137,21 @@ def test_the_corpus_identity_caption_follows_the_tables_unit(unit, says, never):
     table = pd.DataFrame([{"unit": unit, "n_speakers": 4, "n_clips": 76, "corpora": 3}])
     caption = confounds.corpus_identity_caption(table, 300)
     assert says in caption and never not in caption and "majority corpus's share" in caption
+
+
+@pytest.mark.slow
+def test_the_smoke_report_shows_each_intervals_unit_and_reference(smoke_run):
+    """Tables S35, S36, S37 and S49 as the executed notebooks wrote them (tests/conftest.py's shared smoke run)."""
+    tables, report = smoke_run.tables, smoke_run.report.read_text()
+    identity = pd.read_csv(tables / "table_s35_corpus_identity.csv").iloc[0]
+    assert 0 < identity["majority_share"] < 1 and identity["balanced_acc_chance"] == 1 / identity["corpora"]
+    clip = identity["unit"] == "clip"
+    s35 = report[report.index('id="table-s35"') :][:6000]  # its caption and table
+    assert ("over test CLIPS" in s35) == clip and ("over test speakers" in s35) != clip
+    assert "majority corpus share" in s35 and "1/k" in s35
+    assert "p_permutation_holm" in pd.read_csv(tables / "table_s37_mixed_effects.csv")
+    assert "permutation p (Holm)" in report[report.index('id="table-s37"') :][:6000]
+    temperature = pd.read_csv(tables / "table_s49_temperature.csv")
+    speakers = int(temperature["n_speakers"].iloc[0])
+    assert set(temperature["unit"]) == {"speaker" if speakers >= stats.MIN_SPEAKERS else "clip"}
+    assert "ece_change_lo" in temperature and "PAIRED" in report[report.index('id="table-s49"') :][:6000]

@@ -58,9 +58,11 @@ def test_the_table_sits_beside_the_permutation_verdicts(tmp_path):
     row = table.iloc[0]
     assert row["comparison"] == "S2 vs S1" and row["odds_ratio"] > 1 and row["p_gee"] < 0.05
     assert row["permutation_verdict"] == "supported" and row["rows"] == 2 * 2 * 96 and row["speakers"] == 8
-    assert "p_holm" not in table and 0 <= row["permutation_p_holm"] < 0.05
-    headers = format_frame(table)[0]  # the adjusted p is the permutation test's, and the header says so
+    assert "p_holm" not in table and 0 <= row["p_permutation_holm"] < 0.05
+    headers, cells, _ = format_frame(table)  # the adjusted p is the permutation test's, and the header says so
     assert "permutation p (Holm)" in headers and not any(h.startswith("p (Holm)") for h in headers)
+    shown = cells[0][headers.index("permutation p (Holm)")]  # formatted as a p-value, not as a count
+    assert shown == "< 0.001" or (shown.startswith("0.") and len(shown) == 5)
 
 
 def test_too_few_speakers_give_no_error_at_all():

@@ -84,13 +84,13 @@ def mixed_effects_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
 
     Returns:
         One row per step the profile has: comparison, odds_ratio (population-average) with its 95 % interval
-        (odds_ratio_lo, _hi), p_gee (unadjusted), speakers, rows (clips x seeds x 2), permutation_p_holm and
+        (odds_ratio_lo, _hi), p_gee (unadjusted), speakers, rows (clips x seeds x 2), p_permutation_holm and
         permutation_verdict (the speaker sign-flip test's Holm-adjusted p and verdict).
     """
     family = claims_table(cfg, folder)
     verdicts = {} if family.empty else family.set_index("comparison")[["p_holm", "verdict"]].to_dict("index")
     verdicts = {
-        k: {"permutation_p_holm": v["p_holm"], "permutation_verdict": v["verdict"]} for k, v in verdicts.items()
+        k: {"p_permutation_holm": v["p_holm"], "permutation_verdict": v["verdict"]} for k, v in verdicts.items()
     }
     for row in family.itertuples():
         for name in filter(None, row.same_as.split(", ")):

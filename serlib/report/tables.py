@@ -72,7 +72,7 @@ HEADERS = {
     "unseen": "sentence-held-out model (test sentences unseen)",
     "majority_share": "majority corpus share (accuracy's reference)",
     "balanced_acc_chance": "1/k (balanced accuracy's reference)",
-    "permutation_p_holm": "permutation p (Holm)",
+    "p_permutation_holm": "permutation p (Holm)",
     "permutation_verdict": "permutation verdict",
     "p_unadjusted": "p (sign-flip, unadjusted)",
     "same_speakers": "speakers, same clips",
