@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.special import softmax
+from test_evaluation import _run
 
 from serlib.analysis import calibrate, stats
 
@@ -54,3 +56,77 @@ def test_ece_interval_matches_the_ece_and_a_brute_force_speaker_bootstrap():
     lo, hi = np.percentile(values, [2.5, 97.5])
     assert (out["lo"], out["hi"]) == pytest.approx((lo, hi))
     assert out["lo"] < out["ece"] < out["hi"] and out["n_speakers"] == 10
+
+
+def _by_hand(probs, y, units, seeds, unit_weights, seed_weights, n_bins=10):
+    """ECE of every resample done by brute force: each row repeated (its unit's draws) x (its seed's draws)."""
+    names, unit_index = np.unique(units, return_inverse=True)
+    seed_names, seed_index = np.unique(seeds, return_inverse=True)
+    values = []
+    for wu, ws in zip(unit_weights, seed_weights):
+        times = (wu[unit_index] * ws[seed_index]).astype(int)
+        rows = np.repeat(np.arange(len(y)), times)
+        values.append(stats.expected_calibration_error(probs[rows], y[rows], n_bins))
+    return np.array(values)
+
+
+def _seeded_rows(n_speakers, clips_per_speaker=20, n_seeds=3):
+    """``n_seeds`` runs on the same clips: rows (clip x seed), each seed's probabilities drawn afresh."""
+    clips = np.tile(np.arange(n_speakers * clips_per_speaker), n_seeds)
+    probs, y = _tempered(n=len(clips), seed=7)
+    y = np.tile(y[: n_speakers * clips_per_speaker], n_seeds)  # a clip's label is the same under every seed
+    speakers = np.array([f"s{c // clips_per_speaker}" for c in clips])
+    seeds = np.repeat(np.arange(n_seeds), n_speakers * clips_per_speaker)
+    return probs, y, speakers, clips.astype(str), seeds
+
+
+def test_ece_interval_draws_speakers_then_seeds():
+    probs, y, speakers, clips, seeds = _seeded_rows(n_speakers=6)
+    out = calibrate.ece_interval(probs, y, speakers, 10, 150, 3, clips=clips, seeds=seeds)
+    assert out["unit"] == "speaker" and out["n_seeds"] == 3 and out["note"] == ""
+    assert out["ece"] == pytest.approx(stats.expected_calibration_error(probs, y, 10))  # every seed's rows pooled
+    hand = _by_hand(probs, y, speakers, seeds, stats.resample_weights(6, 150, 3), stats._seed_weights(150, 3, 3, 1))
+    assert (out["lo"], out["hi"]) == pytest.approx(tuple(np.percentile(hand, [2.5, 97.5])))
+
+
+def test_ece_interval_falls_back_to_clips_below_five_speakers_keeping_a_clips_seeds_together():
+    probs, y, speakers, clips, seeds = _seeded_rows(n_speakers=3)
+    out = calibrate.ece_interval(probs, y, speakers, 10, 150, 3, clips=clips, seeds=seeds)
+    assert out["unit"] == "clip" and "speaker interval n/a" in out["note"] and out["n_speakers"] == 3
+    n_clips = len(set(clips))
+    hand = _by_hand(probs, y, clips, seeds, stats.resample_weights(n_clips, 150, 3), stats._seed_weights(150, 3, 3, 1))
+    assert (out["lo"], out["hi"]) == pytest.approx(tuple(np.percentile(hand, [2.5, 97.5])))
+
+
+def test_the_change_in_ece_has_a_paired_interval():
+    probs, y, speakers, clips, seeds = _seeded_rows(n_speakers=6)
+    after = calibrate.apply_temperature(probs, 2.0)
+    out = calibrate.ece_change_interval(probs, after, y, speakers, 10, 150, 3, clips=clips, seeds=seeds)
+    before_ece = stats.expected_calibration_error(probs, y, 10)
+    after_ece = stats.expected_calibration_error(after, y, 10)
+    assert out["delta"] == pytest.approx(after_ece - before_ece) and after_ece < before_ece  # after - before
+    draws = stats.resample_weights(6, 150, 3), stats._seed_weights(150, 3, 3, 1)
+    paired = _by_hand(after, y, speakers, seeds, *draws) - _by_hand(probs, y, speakers, seeds, *draws)
+    assert (out["lo"], out["hi"]) == pytest.approx(tuple(np.percentile(paired, [2.5, 97.5])))
+    assert out["unit"] == "speaker"
+
+
+@pytest.mark.parametrize("n_speakers, unit", [(8, "speaker"), (4, "clip")])
+def test_the_temperature_table_carries_its_unit_and_its_caption_follows(tmp_path, n_speakers, unit):
+    cfg, folder = _run(tmp_path, {"S5": 0.5})
+    manifest = pd.read_csv(folder.manifest)
+    manifest["speaker"] = manifest["speaker"].map(lambda s: f"spk{int(s[3:]) % n_speakers}")
+    manifest.to_csv(folder.manifest, index=False)
+    for seed in (0, 1):
+        pd.read_csv(folder.predictions("S5", seed)).to_csv(folder.predictions("S5", seed, "val"), index=False)
+    table = calibrate.temperature_table(cfg, folder, "S5")
+    assert (table["unit"] == unit).all() and (table["n_speakers"] == n_speakers).all()
+    scaled = table.set_index("probabilities").loc["temperature-scaled"]
+    assert scaled["ece_change"] == pytest.approx(
+        scaled["ece"] - table.set_index("probabilities").at["as trained", "ece"]
+    )
+    assert scaled["ece_change_lo"] <= scaled["ece_change"] <= scaled["ece_change_hi"] < 0
+    assert np.isnan(table.set_index("probabilities").at["as trained", "ece_change"])
+    caption = calibrate.temperature_caption(table, "S5", 300)
+    assert ("over test CLIPS" in caption) == (unit == "clip") and "then over the 2 seeds" in caption
+    assert ("test speakers (a speaker's clips" in caption) == (unit == "speaker") and "PAIRED" in caption

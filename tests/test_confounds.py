@@ -9,9 +9,10 @@ import pytest
 from sklearn.metrics import balanced_accuracy_score
 from test_evaluation import CLIPS, N_SPEAKERS, _run
 
-from serlib.analysis import confounds
+from serlib.analysis import confounds, stats
 from serlib.common.facts import CLASSES
 from serlib.modelling.baselines import corpus_probe
+from serlib.report.tables import format_frame
 
 
 def _with_sentences(tmp_path):
@@ -44,7 +45,13 @@ def test_unseen_sentences_are_compared_with_the_main_model_on_the_same_clips(tmp
     assert table.at["accuracy", "delta_pp"] == pytest.approx(100 * (unseen["correct"].mean() - seen["correct"].mean()))
     assert table.at["UAR", "unit"] == "clip"  # two test speakers: a clip interval, labelled so
     assert "s0 (1 of 3)" in confounds.held_out_note(folder)
-    assert "when no training clip did" in confounds.sentence_note(table.reset_index())
+    note = confounds.sentence_note(table.reset_index())
+    assert "no training clip said them" in note and "over test CLIPS" in note  # the unit the table carries
+    assert "cannot go below 2/2^2 = 0.5" in note and "cannot be small" in note  # 2 speakers: 2 of 4 patterns
+    assert "a rise cannot come from the sentences" in note and "not for the seed" in note
+    headers, rows, _ = format_frame(table.reset_index())  # seen / unseen in %, as the Δ beside them is in points
+    seen_header = next(h for h in headers if h.startswith("main model"))
+    assert seen_header.endswith("(%)") and rows[1][headers.index(seen_header)] == f"{100 * uar(seen):.1f}"
     cfg.analysis.sentence_systems = []
     assert "skipped" in confounds.sentence_skip(cfg) and confounds.sentence_table(cfg, folder).empty
 
@@ -67,8 +74,84 @@ def test_the_corpus_probe_and_its_table(tmp_path, monkeypatch):
     row = confounds.corpus_identity_table(cfg, folder).iloc[0]
     assert row["balanced_acc"] == pytest.approx(balanced_accuracy_score(probe["corpus"], probe["pred_corpus"]))
     assert row["accuracy"] == pytest.approx((probe["corpus"] == probe["pred_corpus"]).mean())
-    assert row["chance"] == 0.5 and row["n_speakers"] == N_SPEAKERS and row["recall_RAVDESS"] == 1.0
-    assert row["balanced_acc_lo"] <= row["balanced_acc"] <= row["balanced_acc_hi"] and row["unit"] == "speaker"
+    assert row["balanced_acc_chance"] == 0.5 and row["n_speakers"] == N_SPEAKERS and row["recall_RAVDESS"] == 1.0
+    assert row["majority_share"] == pytest.approx(probe["corpus"].value_counts(normalize=True).max())
+    assert row["balanced_acc_lo"] <= row["balanced_acc"] <= row["balanced_acc_hi"]
+    assert row["unit"] == "clip"  # 8 test speakers, but 4 per corpus: the stratified draw resamples clips
+    headers = format_frame(confounds.corpus_identity_table(cfg, folder))[0]  # both references in %, like the rest
+    assert "majority corpus share (accuracy's reference) (%)" in headers
+    assert "1/k (balanced accuracy's reference) (%)" in headers
     monkeypatch.setattr(confounds, "baselines_changes", lambda cfg, folder: ["manifest changed"])
     with pytest.raises(FileNotFoundError, match="ensure_baselines"):
         confounds.corpus_identity_table(cfg, folder)
+
+
+def _corpus_clips():
+    """Three corpora: A with 6 speakers, B with 5, C with ONE (as EmoDB at the paper's scale); the probe is often
+    wrong on C."""
+    rng = np.random.default_rng(3)
+    speakers = np.r_[np.repeat([f"a{i}" for i in range(6)], 10), np.repeat([f"b{i}" for i in range(5)], 8), ["c0"] * 9]
+    y = np.r_[np.zeros(60, int), np.ones(40, int), np.full(9, 2)]
+    pred = np.where(rng.random(len(y)) < np.where(y == 2, 0.4, 0.8), y, (y + 1) % 3)
+    return y, pred, speakers
+
+
+def test_the_corpus_bootstrap_keeps_every_corpus_in_every_resample():
+    y, pred, speakers = _corpus_clips()
+    names = ["A", "B", "C"]
+    out = confounds.corpus_bootstrap(y, pred, speakers, names, n_resamples=200, seed=5)
+    assert out["uar"] == pytest.approx(balanced_accuracy_score(y, pred))
+    assert out["accuracy"] == pytest.approx((y == pred).mean())
+    assert out["unit"] == "speaker; clip in C (< 5 test speakers)"  # C's one speaker: its clips are drawn
+    # by hand, the same draws: within each corpus its units (A's and B's speakers, C's clips) with replacement
+    units = {k: np.unique(speakers[y == k]) if k < 2 else np.where(y == 2)[0] for k in range(3)}
+    draws = {k: stats.resample_weights(len(units[k]), 200, 5 + 7919 * k) for k in range(3)}
+    uar, acc = [], []
+    for r in range(200):
+        rows = []
+        for k in range(3):
+            for unit, times in zip(units[k], draws[k][r]):
+                chosen = np.where(speakers == unit)[0] if k < 2 else np.array([unit])
+                rows.append(np.repeat(chosen, int(times)))
+        rows = np.concatenate(rows)
+        assert set(y[rows]) == {0, 1, 2}  # no resample loses a corpus
+        uar.append(balanced_accuracy_score(y[rows], pred[rows]))
+        acc.append((y[rows] == pred[rows]).mean())
+    assert (out["uar_lo"], out["uar_hi"]) == pytest.approx(tuple(np.percentile(uar, [2.5, 97.5])))
+    assert (out["accuracy_lo"], out["accuracy_hi"]) == pytest.approx(tuple(np.percentile(acc, [2.5, 97.5])))
+    keep = ~np.isin(speakers, ["a0", "a1", "b0"])  # A and B down to 4 speakers each, C one: clips everywhere
+    assert confounds.corpus_bootstrap(y[keep], pred[keep], speakers[keep], names, 50)["unit"] == "clip"
+    full = confounds.corpus_bootstrap(y[y < 2], pred[y < 2], speakers[y < 2], names, 50)
+    assert full["unit"] == "speaker"
+
+
+@pytest.mark.parametrize(
+    "unit, says, never",
+    [
+        ("clip", "over test CLIPS", "over test speakers"),
+        ("speaker", "over test speakers", "CLIPS"),
+        ("speaker; clip in EmoDB (< 5 test speakers)", "(speaker; clip in EmoDB", "over test speakers"),
+    ],
+)
+def test_the_corpus_identity_caption_follows_the_tables_unit(unit, says, never):
+    table = pd.DataFrame([{"unit": unit, "n_speakers": 4, "n_clips": 76, "corpora": 3}])
+    caption = confounds.corpus_identity_caption(table, 300)
+    assert says in caption and never not in caption and "majority corpus's share" in caption
+
+
+@pytest.mark.slow
+def test_the_smoke_report_shows_each_intervals_unit_and_reference(smoke_run):
+    """Tables S35, S36, S37 and S49 as the executed notebooks wrote them (tests/conftest.py's shared smoke run)."""
+    tables, report = smoke_run.tables, smoke_run.report.read_text()
+    identity = pd.read_csv(tables / "table_s35_corpus_identity.csv").iloc[0]
+    assert 0 < identity["majority_share"] < 1 and identity["balanced_acc_chance"] == 1 / identity["corpora"]
+    clip = identity["unit"] == "clip"
+    s35 = report[report.index('id="table-s35"') :][:6000]  # its caption and table
+    assert ("over test CLIPS" in s35) == clip and ("over test speakers" in s35) != clip
+    assert "majority corpus share" in s35 and "1/k" in s35
+    assert "p_permutation_holm" in pd.read_csv(tables / "table_s37_mixed_effects.csv")
+    assert "permutation p (Holm)" in report[report.index('id="table-s37"') :][:6000]
+    temperature = pd.read_csv(tables / "table_s49_temperature.csv")
+    speakers = int(temperature["n_speakers"].iloc[0])
+    assert set(temperature["unit"]) == {"speaker" if speakers >= stats.MIN_SPEAKERS else "clip"}
+    assert "ece_change_lo" in temperature and "PAIRED" in report[report.index('id="table-s49"') :][:6000]

@@ -2,7 +2,8 @@
 
 - **Corpus identity**: a probe (``serlib.modelling.baselines.corpus_probe``, trained by
   ``serlib.pipeline.ensure_baselines``) predicts each test clip's corpus from the same features the baselines read;
-  its balanced accuracy, with a speaker-bootstrap interval, says how easily the features tell the corpora apart.
+  its balanced accuracy, with an interval from a bootstrap stratified by corpus, says how easily the features tell
+  the corpora apart.
   The corpora differ in class balance, so a model that knows the corpus knows part of the label.
 - **Sentences**: every corpus repeats a fixed set of sentences across speakers; under the paper's split the test
   speakers say sentences the training speakers said. The ``unseen-sentences`` protocol
@@ -13,6 +14,9 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 import pandas as pd
 
 from serlib.analysis import stats
@@ -43,12 +47,15 @@ def corpus_identity_skip(cfg: Config) -> str:
 
 
 def corpus_identity_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
-    """How easily the features tell the corpus: the probe's test accuracy and balanced accuracy (the mean recall
-    over corpora, the corpus-level UAR), each with a 95 % speaker-bootstrap interval, beside chance.
+    """How easily the features tell the corpus: the probe's test accuracy beside its reference, the majority
+    corpus's share of the test clips (what always guessing that corpus scores), and its balanced accuracy (the mean
+    recall over corpora, the corpus-level UAR) beside its reference 1 / k (k corpora), each with a 95 % interval
+    from a bootstrap STRATIFIED by corpus (``corpus_bootstrap``), so that every resample holds every corpus.
 
     Returns:
-        One row: features, accuracy (+ _lo, _hi), balanced_acc (+ _lo, _hi), chance (1 / corpora), corpora, unit,
-        n_speakers, n_clips, and one recall column per corpus (``recall_<corpus>``).
+        One row: features, accuracy (+ _lo, _hi), majority_share, balanced_acc (+ _lo, _hi), balanced_acc_chance
+        (1 / k), corpora, unit (``corpus_bootstrap``'s), n_speakers, n_clips, and one recall column per corpus
+        (``recall_<corpus>``).
 
     Raises:
         FileNotFoundError: the probe's predictions are missing or were made by other inputs.
@@ -65,30 +72,101 @@ def corpus_identity_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
     y = preds["true_corpus"].map(names.index).to_numpy(int)
     pred = preds["pred_corpus"].map(names.index).to_numpy(int)
     a = cfg.analysis
-    table = stats.speaker_bootstrap(
-        y, pred, preds["speaker"], a.bootstrap_resamples, a.bootstrap_seed, n_classes=len(names)
-    )
-    table = table.set_index("metric")
+    boot = corpus_bootstrap(y, pred, preds["speaker"], names, a.bootstrap_resamples, a.bootstrap_seed)
     recall = {f"recall_{c}": float((pred[y == i] == i).mean()) for i, c in enumerate(names) if (y == i).any()}
     present = len(set(preds["true_corpus"]))
     return pd.DataFrame(
         [
             {
                 "features": FEATURE_NAMES.get(corpus_probe_features(cfg), "wav2vec2 mean over real frames"),
-                "accuracy": table.at["accuracy", "value"],
-                "accuracy_lo": table.at["accuracy", "lo"],
-                "accuracy_hi": table.at["accuracy", "hi"],
-                "balanced_acc": table.at["uar", "value"],
-                "balanced_acc_lo": table.at["uar", "lo"],
-                "balanced_acc_hi": table.at["uar", "hi"],
-                "chance": 1 / present,
+                "accuracy": boot["accuracy"],
+                "accuracy_lo": boot["accuracy_lo"],
+                "accuracy_hi": boot["accuracy_hi"],
+                "majority_share": float(np.bincount(y).max() / len(y)),
+                "balanced_acc": boot["uar"],
+                "balanced_acc_lo": boot["uar_lo"],
+                "balanced_acc_hi": boot["uar_hi"],
+                "balanced_acc_chance": 1 / present,
                 "corpora": present,
-                "unit": table.at["accuracy", "unit"],
-                "n_speakers": int(table.at["accuracy", "n_speakers"]),
-                "n_clips": int(table.at["accuracy", "n_clips"]),
+                "unit": boot["unit"],
+                "n_speakers": int(preds["speaker"].astype(str).nunique()),
+                "n_clips": len(y),
                 **recall,
             }
         ]
+    )
+
+
+def corpus_bootstrap(
+    y_corpus: np.ndarray,
+    pred_corpus: np.ndarray,
+    speakers: Sequence[str],
+    names: Sequence[str],
+    n_resamples: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """Accuracy and balanced accuracy of a corpus classifier with percentile intervals from a bootstrap stratified by
+    the true corpus: within each corpus its speakers are drawn with replacement (its clips where it has fewer than
+    ``stats.MIN_SPEAKERS`` test speakers, as ``stats.balanced_uar`` does), so no resample loses a corpus (a plain
+    speaker bootstrap over 12 test speakers leaves a one-speaker corpus out of (11/12)^12 = 35 % of its resamples,
+    and balanced accuracy then averages over fewer corpora).
+
+    Args:
+        y_corpus, pred_corpus: ``(clips,)`` true and predicted corpus indices into ``names``.
+        speakers: ``(clips,)`` speaker of each clip.
+
+    Returns:
+        {"accuracy", "accuracy_lo", "accuracy_hi", "uar", "uar_lo", "uar_hi", "unit"}: unit "speaker" when every
+        corpus resamples speakers, "clip" when none does, else "speaker; clip in <corpora> (< 5 test speakers)".
+    """
+    y_corpus, speakers = np.asarray(y_corpus, dtype=int), np.asarray(speakers).astype(str)
+    counts, weights, clip_level = [], [], []
+    for k in np.unique(y_corpus):
+        chosen = y_corpus == k
+        unit, _ = stats._unit(speakers[chosen])
+        groups = speakers[chosen] if unit == "speaker" else np.arange(chosen.sum()).astype(str)
+        part, group_names = stats._group_counts(y_corpus[chosen], pred_corpus[chosen], groups, len(names))
+        counts.append(part)  # (groups of this corpus, 1, corpora, corpora)
+        weights.append(stats.resample_weights(len(group_names), n_resamples, seed + 7919 * int(k)))
+        if unit == "clip":
+            clip_level.append(names[k])
+    counts_all = np.concatenate(counts)  # (groups, 1, corpora, corpora)
+    resampled = stats._resampled(counts_all, np.concatenate(weights, axis=1), seed, 1)
+    point = stats._seed_mean(counts_all.sum(axis=0))
+    tail = 100 * (1 - level) / 2
+    out = {}
+    for metric in ("accuracy", "uar"):
+        lo, hi = np.nanpercentile(resampled[metric], [tail, 100 - tail])
+        out.update({metric: float(point[metric]), f"{metric}_lo": float(lo), f"{metric}_hi": float(hi)})
+    if not clip_level:
+        out["unit"] = "speaker"
+    elif len(clip_level) == len(counts):
+        out["unit"] = "clip"
+    else:
+        out["unit"] = f"speaker; clip in {', '.join(clip_level)} (< {stats.MIN_SPEAKERS} test speakers)"
+    return out
+
+
+def corpus_identity_caption(table: pd.DataFrame, n_resamples: int) -> str:
+    """Table S35's caption, its interval described by the table's unit."""
+    row = table.iloc[0]
+    unit = str(row["unit"])
+    if unit == "speaker":
+        over = "over test speakers, drawn within each corpus"
+    elif unit == "clip":
+        over = (
+            f"over test CLIPS, drawn within each corpus ({row['n_speakers']} test speakers: each corpus has fewer "
+            f"than {stats.MIN_SPEAKERS}, so a speaker interval is n/a; a clip interval is too narrow for new speakers)"
+        )
+    else:
+        over = f"drawn within each corpus, over its test speakers, or its clips where it has too few ({unit})"
+    return (
+        "Corpus identity predicted from the features (a standardised logistic regression, C chosen on validation, "
+        f"scored on the {row['n_clips']:,} test clips of {row['n_speakers']} test speakers): accuracy beside its "
+        "reference, the majority corpus's share of the test clips (always guessing that corpus), and balanced "
+        f"accuracy (mean recall over corpora) beside its reference 1/k ({row['corpora']} corpora), with 95 % "
+        f"percentile bootstrap intervals {over} ({n_resamples} resamples); then the recall of each corpus."
     )
 
 
@@ -146,17 +224,40 @@ def sentence_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
 
 
 def sentence_note(table: pd.DataFrame) -> str:
-    """A reading of ``sentence_table`` in one or two sentences."""
+    """A reading of ``sentence_table``: the UAR of each system under both models, what the interval is over, how
+    small the sign-flip p can get with these speakers, and what a fall or a rise can and cannot mean."""
     if table.empty:
         return ""
+    uar = table[table["metric"] == "UAR"]
     parts = [
-        f"{r.system}: UAR {100 * r.seen:.1f} % when training speakers said these sentences, {100 * r.unseen:.1f} % "
-        f"when no training clip did ({r.delta_pp:+.1f} points, 95 % CI {r.delta_lo_pp:+.1f} to {r.delta_hi_pp:+.1f}, "
-        f"p = {r.p:.3g})"
-        for r in table[table["metric"] == "UAR"].itertuples()
+        f"{r.system}: UAR {100 * r.seen:.1f} % from the main model (its training speakers said these sentences), "
+        f"{100 * r.unseen:.1f} % from the model trained with them held out, so that no training clip said them "
+        f"({r.delta_pp:+.1f} points, 95 % interval {r.delta_lo_pp:+.1f} to {r.delta_hi_pp:+.1f}, "
+        f"sign-flip p = {r.p:.3f})"
+        for r in uar.itertuples()
     ]
+    n = int(uar["n_speakers"].min())
+    if set(uar["unit"]) == {"speaker"}:
+        unit = f"The interval is a paired bootstrap over the {n} test speakers (a speaker's clips stay together)."
+    else:
+        unit = (
+            f"The interval is a paired bootstrap over test CLIPS: with {n} test speakers (fewer than "
+            f"{stats.MIN_SPEAKERS}) a speaker interval is n/a, and a clip interval is too narrow for new speakers."
+        )
+    floor = ""
+    if n <= 16:  # the exact test: the most extreme of its 2^n sign patterns (all speakers one way) gives 2/2^n
+        floor = f" With {n} test speakers the sign-flip p cannot go below 2/2^{n} = {2 / 2**n:.3g}"
+        floor += ", so it cannot be small here: a large p is no evidence of no effect." if 2 / 2**n >= 0.05 else "."
     return (
-        "; ".join(parts) + ". A fall means part of the score rests on having heard the sentence in training; the "
-        "unseen-sentences model also trains on fewer clips (the held-out sentences of the training speakers are "
-        "unused), so part of a fall may be the smaller training set."
+        "; ".join(parts)
+        + f". {unit}{floor} The two numbers come from two different trained models (the main one and the "
+        "sentence-held-out one), one seed each, scored on the same clips: the same clips control for how hard the "
+        "clips are, but not for the seed, nor for the training set (the sentence-held-out model trains on fewer "
+        "clips: the held-out sentences of the training speakers are unused), and the interval covers which "
+        "test speakers (or clips) were drawn, not the seed-to-seed spread of training. A fall beyond the interval "
+        "suggests part of the score rests on having heard the sentence in training (or on the main model's larger "
+        "training set); "
+        "a rise cannot come from the sentences (the held-out model never heard them) and shows how far two "
+        "trainings differ by seed and training set alone. A rise or a fall within the interval is seed and training "
+        "noise, not evidence either way."
     )

@@ -52,7 +52,7 @@ def loco_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
 def _same_clips(cfg: Config, within: pd.DataFrame, loco: pd.DataFrame) -> dict:
     """LOCO against within-corpus on the clips both scored (empty values when they share none)."""
     if within.empty:
-        return {"same_clips": 0, "all_clips": False, "loco_uar_same": np.nan, "within_uar": np.nan}
+        return {"same_clips": 0, "all_clips": False, "loco_uar_same": np.nan, "within_uar": np.nan, "same_speakers": 0}
     a = cfg.analysis
     table, info = stats.compare_predictions(within, loco, a.bootstrap_resamples, a.bootstrap_seed)
     uar = table.set_index("metric").loc["uar"]
@@ -64,7 +64,8 @@ def _same_clips(cfg: Config, within: pd.DataFrame, loco: pd.DataFrame) -> dict:
         "delta_uar_pp": 100 * uar["delta"],
         "delta_uar_lo_pp": 100 * uar["lo"],
         "delta_uar_hi_pp": 100 * uar["hi"],
-        "p": uar["speaker_p"],
+        "p_unadjusted": uar["speaker_p"] if uar["n_speakers"] >= stats.MIN_SPEAKERS else np.nan,
+        "same_speakers": int(uar["n_speakers"]),
         "same_unit": uar["unit"],
     }
 

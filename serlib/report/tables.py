@@ -68,8 +68,15 @@ HEADERS = {
     "odds_ratio": "odds ratio",
     "p_gee": "p (GEE, speaker clusters)",
     "balanced_acc": "balanced accuracy",
-    "seen": "sentences seen in training",
-    "unseen": "sentences held out",
+    "seen": "main model (test sentences seen in training)",
+    "unseen": "sentence-held-out model (test sentences unseen)",
+    "majority_share": "majority corpus share (accuracy's reference)",
+    "balanced_acc_chance": "1/k (balanced accuracy's reference)",
+    "p_permutation_holm": "permutation p (Holm)",
+    "permutation_verdict": "permutation verdict",
+    "p_unadjusted": "p (sign-flip, unadjusted)",
+    "same_speakers": "speakers, same clips",
+    "ece_change": "ΔECE (scaled - as trained)",
     "temperature": "temperature (mean over runs)",
     "ece": "ECE",
     "nll": "NLL",
@@ -195,7 +202,7 @@ UNIT_IN_HEADER = re.compile(r"\((%|points|ms|MB|MiB|s|Hz|dB|M)\)|%")
 
 CLASS_WORDS = {"sad_fear": "sad/fear", "pos_neutral": "pos/neutral"}  # class names read as words in headers
 FLOAT_COLUMNS = {"max_prob_diff"}  # probabilities' differences down to 1e-7 (ONNX parity): digits, not percent
-RATE_COLUMNS = {"base", "better", "within_uar", "run A", "run B"}  # a metric's value (accuracy or UAR) in [0, 1]
+RATE_COLUMNS = {"base", "better", "within_uar", "run A", "run B", "seen", "unseen"}  # a metric's value in [0, 1]
 
 
 _DICT = re.compile(r"\{'[^{}]*\}")
