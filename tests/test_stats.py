@@ -474,6 +474,15 @@ def test_resample_weights_count_each_resamples_draws_with_replacement():
     assert np.array_equal(weights, stats.resample_weights(5, 4000, seed=1))
 
 
+def test_the_seeds_of_each_resample_are_counted_as_documented():
+    # the second level of the bootstrap: (resamples, seeds) multiplicities of default_rng([seed, stream]).integers
+    weights = stats._seed_weights(300, 4, seed=5, stream=2)
+    draws = np.random.default_rng([5, 2]).integers(0, 4, size=(300, 4))
+    assert np.array_equal(weights, np.stack([np.bincount(row, minlength=4) for row in draws]))
+    assert (weights.sum(axis=1) == 4).all()  # each resample draws as many seeds as there are
+    assert np.array_equal(stats._seed_weights(7, 1, seed=5, stream=2), np.ones((7, 1)))  # one seed: always it
+
+
 # --------------------------------------------------------------------------- defaults, columns, messages
 
 
@@ -520,13 +529,10 @@ def test_the_interval_tables_carry_their_provenance():
         assert table["n_resamples"].eq(50).all() and table["level"].eq(0.9).all()
     table = stats.paired_bootstrap(y[:20], pred[:20], pred[:20], speakers[:20], n_resamples=50)
     assert table["unit"].eq("clip").all() and table["n_speakers"].eq(4).all()
-    assert (
-        table["note"]
-        .eq(
-            "speaker interval n/a: 4 test speaker(s) (< 5); the interval resamples clips and is too narrow for new speakers"
-        )
-        .all()
+    note = (
+        "speaker interval n/a: 4 test speaker(s) (< 5); the interval resamples clips and is too narrow for new speakers"
     )
+    assert table["note"].eq(note).all()
 
 
 def test_group_metrics_count_clips_as_integers():
@@ -610,7 +616,9 @@ def _tables(n_speakers, clips=4, seed=9):
 
 
 def test_compare_predictions_passes_its_settings_on():
-    a, b, _ = _tables(17)
+    a, better, _ = _tables(17)
+    # a gain blurred by noise: p is mid-range, so which 300 sign patterns the seed draws shows in it
+    b = a.assign(pred=np.where(np.arange(len(a)) % 5 == 0, (a["pred"] + 1) % 3, better["pred"]))
     y, pa, pb, speakers = a["label"].to_numpy(), a["pred"].to_numpy(), b["pred"].to_numpy(), a["speaker"].to_numpy()
     table, _ = stats.compare_predictions(a, b, n_resamples=80, seed=3, level=0.8, n_signflips=300)
     paired = stats.paired_bootstrap(y, pa, pb, speakers, n_resamples=80, seed=3, level=0.8)
@@ -618,6 +626,8 @@ def test_compare_predictions_passes_its_settings_on():
     for metric, row in table.set_index("metric").iterrows():
         flip = stats.speaker_signflip_test(y, pa, pb, speakers, metric, n_resamples=300, seed=3)
         assert row["speaker_p"] == flip["p"] and row["speaker_exact"] == flip["exact"] is False
+    other_seed = stats.speaker_signflip_test(y, pa, pb, speakers, "accuracy", n_resamples=300, seed=0)
+    assert table.set_index("metric").at["accuracy", "speaker_p"] != other_seed["p"]  # the seed shows in p
     small, _ = stats.compare_predictions(*_tables(6)[:2], n_resamples=50)
     assert small["speaker_exact"].tolist() == [True, True, True]
 

@@ -172,10 +172,6 @@ EQUIVALENT: dict[str, str] = {
     "whose sum is exactly 1 +- 1e-6 in floating point; none of a profile's (written to a few decimals) is",
     "serlib.analysis.stats.x_resample_weights__mutmut_7": _SAME_STREAM,
     "serlib.analysis.stats.x__seed_weights__mutmut_9": _SAME_STREAM,
-    "serlib.analysis.stats.x__seed_weights__mutmut_4": "np.ones((n, 2)) for np.ones((n, 1)) with one seed: the weights "
-    "broadcast against the (resamples, 1) metrics and the weighted mean of one seed is that seed's value either way",
-    "serlib.analysis.stats.x__seed_weights__mutmut_23": "each drawn seed counted 2 for 1: the seed weights enter only "
-    "the weighted mean sum(w v) / sum(w) in _resampled, where a common factor cancels",
     "serlib.analysis.stats.x__resampled__mutmut_10": "upper-case einsum subscripts: numpy accepts either case, the "
     "same contraction",
     "serlib.analysis.stats.x__resampled__mutmut_23": _NEVER_NAN,
