@@ -113,6 +113,11 @@ _VALID_CONFIDENCE = (
     "the clip bound is never reached: a confidence is the largest of a clip's probabilities, above 0 (>= 1 / classes) "
     "and at most 1 (the last edge), so searchsorted(...) - 1 already lies in [0, n_bins - 1]"
 )
+_NO_DIVIDE_BY_ZERO = (
+    "errstate(divide=...) in metrics_from_counts: no nonzero number is divided by 0 there (recall's and F1's "
+    "denominators are >= 1 by construction; accuracy's total is 0 only with no clip, where tp is 0 too: 0 / 0 is "
+    "'invalid', not 'divide'), so nothing is reported either way"
+)
 EQUIVALENT: dict[str, str] = {
     "serlib.modelling.probe.x__split_arrays__mutmut_12": "to_numpy(None) for to_numpy(int): the labels are mapped from "
     "CLASSES (the manifest holds no other), so the column is int64 either way",
@@ -154,10 +159,15 @@ EQUIVALENT: dict[str, str] = {
     "from coerce_value on the one option, and every ConfigError it raises comes from _bad, which sets err.key",
     "serlib.data.folds.x_fold_of_speakers__mutmut_8": "groupby(sort=None) for sort=False: pandas reads None as "
     "false (same group order, checked)",
-    "serlib.modelling.metrics.x_classification_metrics__mutmut_33": "zero_division left at scikit-learn's default "
-    "('warn'): an undefined precision is still 0, with a warning",
-    "serlib.modelling.metrics.x_classification_metrics__mutmut_38": "astype(None) for astype(float): numpy's "
+    "serlib.modelling.metrics.x_classification_metrics__mutmut_41": "astype(None) for astype(float): numpy's "
     "default dtype is float64, the same",
+    "serlib.modelling.metrics.x_metrics_from_counts__mutmut_33": _NO_DIVIDE_BY_ZERO,
+    "serlib.modelling.metrics.x_metrics_from_counts__mutmut_35": _NO_DIVIDE_BY_ZERO,
+    "serlib.modelling.metrics.x_metrics_from_counts__mutmut_59": "the stand-in denominator (2 for 1) of a class with "
+    "no true clip: that class's recall is replaced by NaN (np.where(present, ..., nan)), whatever it divided by",
+    "serlib.modelling.metrics.x_metrics_from_counts__mutmut_75": "max(true + pred, 2) for max(..., 1): with the class "
+    "present (true >= 1) and integer counts, true + pred < 2 only for true = 1, pred = 0, so tp = 0 and 2 tp / 1 = "
+    "2 tp / 2 = 0; the F1 of an absent class is replaced by NaN",
     "serlib.data.speakers.x_subset_counts__mutmut_27": "'counts[k] = 1' for 'counts[k] += 1' inside "
     "'if counts[k] == 0': both give 1",
     "serlib.data.folds.x_speaker_folds__mutmut_25": _FOLD_ORDER,
