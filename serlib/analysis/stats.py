@@ -134,8 +134,9 @@ def speaker_bootstrap(
             replacement, then seeds, so the interval carries the seed-to-seed variance too).
         speakers: ``(clips,)`` speaker of each clip: the unit that is resampled.
         n_resamples: bootstrap resamples.
-        seed: seed of the draws (same seed, same interval): the speakers (in sorted order, or the clips) are drawn
-            by ``resample_weights(n, n_resamples, seed)``, each resample's seeds by
+        seed: seed of the draws (same seed, same interval): the speakers in sorted order (or the clips, named by
+            their position as text and sorted so: '0', '1', '10', ...) are drawn by
+            ``resample_weights(n, n_resamples, seed)``, each resample's seeds by
             ``np.random.default_rng([seed, 1]).integers(0, n_seeds, (n_resamples, n_seeds))`` (stream 1), so an
             interval can be reproduced outside serlib.
         level: coverage of the interval.
