@@ -1,9 +1,13 @@
 """Classification metrics against scikit-learn on a case where macro and micro averages differ."""
 
-import pytest
-from sklearn.metrics import accuracy_score, f1_score, recall_score
+import warnings
 
-from serlib.modelling.metrics import classification_metrics
+import numpy as np
+import pytest
+from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+
+from serlib.modelling import metrics
+from serlib.modelling.metrics import classification_metrics, metrics_from_counts
 
 
 def test_macro_recall_and_f1_on_an_imbalanced_case():
@@ -31,6 +35,9 @@ def test_one_uar_definition_a_class_without_clips_is_left_out():
     assert m["uar"] == pytest.approx(recall_score(y_true, y_pred, labels=[0, 1], average="macro"))
     assert m["uar"] != pytest.approx(recall_score(y_true, y_pred, labels=[0, 1, 2], average="macro", zero_division=0))
     assert m["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, labels=[0, 1], average="macro"))
+    # precision too: class 2 is predicted once (wrongly) but has no clip, so its precision of 0 is left out
+    assert m["macro_precision"] == pytest.approx((1 / 1 + 2 / 3) / 2)
+    assert m["macro_precision"] == pytest.approx(precision_score(y_true, y_pred, labels=[0, 1], average="macro"))
     counts = [[1, 1, 0], [0, 2, 1], [0, 0, 0]]
     assert metrics_from_counts(counts)["uar"] == pytest.approx(m["uar"])
     assert stats.metrics_from_counts is metrics_from_counts  # the statistics score with the same definition
@@ -91,3 +98,46 @@ def test_indices_read_as_text_score_as_indices():
     as_numbers = classification_metrics([0, 1, 2, 2], [0, 1, 1, 2])
     assert classification_metrics(["0", "1", "2", "2"], [0, 1, 1, 2]) == as_numbers
     assert classification_metrics([0, 1, 2, 2], ["0", "1", "1", "2"]) == as_numbers
+
+
+def test_a_class_never_predicted_has_precision_zero_without_a_warning():
+    # pos_neutral has a clip but is never predicted: its precision is undefined and counts as 0, silently (no
+    # scikit-learn UndefinedMetricWarning in the notebooks' output)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = classification_metrics([0, 1, 2], [0, 0, 1])
+    assert m["macro_precision"] == pytest.approx((1 / 2 + 0 / 1 + 0) / 3)
+
+
+def test_a_class_without_clips_has_a_zero_confusion_row_whatever_memory_is_reused(monkeypatch):
+    # the row of a class with no clip is set to 0, not left as whatever the division's output buffer held: dirty a
+    # freed block of the matrix's size just before (numpy hands recently freed small blocks out again)
+    def dirty_then_score(counts):
+        scores = metrics_from_counts(counts)
+        for _ in range(8):
+            np.full(np.shape(counts), 0.25).sum()
+        return scores
+
+    monkeypatch.setattr(metrics, "metrics_from_counts", dirty_then_score)
+    m = classification_metrics([0, 0, 1, 1], [0, 1, 1, 1])
+    assert m["confusion"][2] == [0.0, 0.0, 0.0] and m["per_class_recall"]["pos_neutral"] == 0.0
+    assert m["confusion"][:2] == [[0.5, 0.5, 0.0], [0.0, 1.0, 0.0]]
+
+
+def test_single_precision_counts_are_scored_in_double():
+    counts = np.array([[5, 1, 1], [2, 3, 1], [1, 1, 7]])
+    got = metrics_from_counts(counts.astype(np.float32))
+    want = metrics_from_counts(counts)
+    for name in metrics.METRICS:
+        assert got[name].dtype == np.float64 and got[name] == want[name], name  # bit for bit, not to float32's 1e-7
+    assert want["accuracy"] == pytest.approx(15 / 22) and want["uar"] == pytest.approx((5 / 7 + 3 / 6 + 7 / 9) / 3)
+
+
+def test_counts_without_a_clip_score_nan_without_a_division_warning():
+    # no clip at all: every metric is NaN; the 0 / 0 of accuracy is not reported (numpy's "Mean of empty slice" for
+    # the averages over no class is the only warning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        m = metrics_from_counts(np.zeros((2, 3, 3)))
+    assert all(np.isnan(v).all() and v.shape == (2,) for v in m.values())
+    assert [str(w.message) for w in caught if "Mean of empty slice" not in str(w.message)] == []

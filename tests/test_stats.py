@@ -4,6 +4,7 @@ independent implementations (scikit-learn, statsmodels)."""
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -381,3 +382,329 @@ def test_holm_rejects_at_alpha_inclusive_with_alpha_five_percent_by_default():
     assert multipletests([0.05], alpha=0.05, method="holm")[0].tolist() == [True]
     assert stats.holm([0.06])[1].tolist() == [False]  # the default alpha is 0.05
     assert stats.holm([0.02, 0.03], alpha=0.05)[1].tolist() == [True, True]
+
+
+# --------------------------------------------------------------------------- the resamples, by brute force
+
+
+def _scores(y, pred):
+    """Accuracy, UAR and macro-F1 of one set of clips, by hand (recall and F1 over the classes present in y)."""
+    present = np.unique(y)
+    recall = [np.mean(pred[y == c] == c) for c in present]
+    f1 = [2 * np.sum((y == c) & (pred == c)) / (np.sum(y == c) + np.sum(pred == c)) for c in present]
+    return {"accuracy": np.mean(y == pred), "uar": np.mean(recall), "macro_f1": np.mean(f1)}
+
+
+def _brute_resamples(y, preds, units, n_resamples, unit_seed, seed, stream=1):
+    """Every resample's metrics, drawn as speaker_bootstrap documents: the units (sorted by name) by
+    ``resample_weights(units, n_resamples, unit_seed)``, the clips of a unit repeated as often as it is drawn; then the
+    seeds by ``default_rng([seed, stream])``, the statistic the mean of the drawn seeds' metrics (with repeats)."""
+    preds = np.atleast_2d(preds)
+    units = np.asarray(units).astype(str)
+    names = sorted(set(units))
+    weights = stats.resample_weights(len(names), n_resamples, unit_seed)
+    seed_draws = np.random.default_rng([seed, stream]).integers(0, len(preds), size=(n_resamples, len(preds)))
+    out = {m: np.zeros(n_resamples) for m in stats.METRICS}
+    for r in range(n_resamples):
+        rows = np.concatenate([np.repeat(np.flatnonzero(units == u), int(k)) for u, k in zip(names, weights[r])])
+        drawn = seed_draws[r] if len(preds) > 1 else [0]
+        for m in out:
+            out[m][r] = np.mean([_scores(y[rows], preds[s][rows])[m] for s in drawn])
+    return out
+
+
+def _two_seeds(n_speakers, clips=6, seed=2):
+    y, pred, speakers = _toy(n_speakers=n_speakers, clips=clips, seed=seed)
+    other = np.where(np.arange(len(y)) % 3 == 0, (pred + 1) % 3, pred)
+    return y, np.stack([pred, other]), speakers
+
+
+@pytest.mark.parametrize("n_speakers", [7, 4])  # with 4 speakers each clip is a unit
+def test_speaker_bootstrap_interval_is_the_documented_resampling_by_brute_force(n_speakers):
+    y, preds, speakers = _two_seeds(n_speakers)
+    table = stats.speaker_bootstrap(y, preds, speakers, n_resamples=120, seed=4, level=0.8).set_index("metric")
+    units = speakers if n_speakers >= stats.MIN_SPEAKERS else np.arange(len(y))
+    drawn = _brute_resamples(y, preds, units, 120, 4, 4)
+    for m in stats.METRICS:
+        assert [table.at[m, "lo"], table.at[m, "hi"]] == pytest.approx(np.percentile(drawn[m], [10, 90])), m
+        assert table.at[m, "value"] == pytest.approx(np.mean([_scores(y, p)[m] for p in preds])), m
+
+
+@pytest.mark.parametrize("n_speakers", [6, 3])
+def test_paired_bootstrap_is_the_documented_resampling_by_brute_force(n_speakers):
+    # b shares a's first seed: a resample that draws that seed twice on both sides has a difference of exactly 0
+    y, preds_a, speakers = _two_seeds(n_speakers, seed=5)
+    preds_b = np.stack([preds_a[0], np.where(np.arange(len(y)) % 2 == 0, y, preds_a[1])])
+    table = stats.paired_bootstrap(y, preds_a, preds_b, speakers, n_resamples=150, seed=6, level=0.9)
+    table = table.set_index("metric")
+    units = speakers if n_speakers >= stats.MIN_SPEAKERS else np.arange(len(y))
+    res_a = _brute_resamples(y, preds_a, units, 150, 6, 6, stream=1)
+    res_b = _brute_resamples(y, preds_b, units, 150, 6, 6, stream=2)
+    for m in stats.METRICS:
+        delta = res_b[m] - res_a[m]
+        assert [table.at[m, "lo"], table.at[m, "hi"]] == pytest.approx(np.percentile(delta, [5, 95])), m
+        assert (delta == 0).any() and table.at[m, "share_le_0"] == pytest.approx(np.mean(delta <= 0)), m
+        a, b = (np.mean([_scores(y, p)[m] for p in preds]) for preds in (preds_a, preds_b))
+        assert table.at[m, "a"] == pytest.approx(a) and table.at[m, "b"] == pytest.approx(b)
+
+
+def test_corpus_balanced_uar_interval_is_the_documented_stratified_resampling_by_brute_force():
+    # corpus "a" has 6 speakers (drawn by speaker), corpus "b" 3 (drawn by clip); two seeds, drawn alike in both
+    y, preds, speakers = _two_seeds(9, seed=7)
+    corpora = np.where(np.isin(speakers, [f"spk{i}" for i in range(6)]), "a", "b")
+    out = stats.balanced_uar(y, preds, speakers, corpora, n_resamples=100, seed=3, level=0.8)
+    per_corpus, drawn = {}, []
+    for k, corpus in enumerate(["a", "b"]):
+        rows = corpora == corpus
+        units = speakers[rows] if corpus == "a" else np.arange(rows.sum())
+        drawn.append(_brute_resamples(y[rows], preds[:, rows], units, 100, 3 + 7919 * k, 3)["uar"])
+        per_corpus[corpus] = np.mean([_scores(y[rows], p[rows])["uar"] for p in preds])
+    assert out["per_corpus"] == pytest.approx(per_corpus)
+    assert out["value"] == pytest.approx(np.mean(list(per_corpus.values())))
+    assert [out["lo"], out["hi"]] == pytest.approx(np.percentile(np.mean(drawn, axis=0), [10, 90]))
+
+
+def test_resample_weights_count_each_resamples_draws_with_replacement():
+    weights = stats.resample_weights(5, 4000, seed=1)
+    assert weights.shape == (4000, 5) and (weights.sum(axis=1) == 5).all()  # each resample draws 5 groups
+    assert (weights == np.round(weights)).all() and weights.min() >= 0
+    # a group is drawn Binomial(5, 1/5) times: once on average, never with probability 0.8^5
+    assert weights.mean(axis=0) == pytest.approx(np.ones(5), abs=0.06)
+    assert np.mean(weights == 0) == pytest.approx(0.8**5, abs=0.02)
+    assert np.array_equal(weights, stats.resample_weights(5, 4000, seed=1))
+
+
+def test_the_seeds_of_each_resample_are_counted_as_documented():
+    # the second level of the bootstrap: (resamples, seeds) multiplicities of default_rng([seed, stream]).integers
+    weights = stats._seed_weights(300, 4, seed=5, stream=2)
+    draws = np.random.default_rng([5, 2]).integers(0, 4, size=(300, 4))
+    assert np.array_equal(weights, np.stack([np.bincount(row, minlength=4) for row in draws]))
+    assert (weights.sum(axis=1) == 4).all()  # each resample draws as many seeds as there are
+    assert np.array_equal(stats._seed_weights(7, 1, seed=5, stream=2), np.ones((7, 1)))  # one seed: always it
+
+
+# --------------------------------------------------------------------------- defaults, columns, messages
+
+
+def test_the_defaults_the_report_relies_on():
+    # 1000 resamples, seed 0, 95 %; exact sign flips up to 16 speakers, then 10,000 patterns; 15 calibration bins
+    y, preds, speakers = _two_seeds(17, clips=4, seed=8)
+    corpora = np.where(np.arange(len(y)) < 40, "a", "b")
+    explicit = {"n_resamples": 1000, "seed": 0, "level": 0.95}
+    pd.testing.assert_frame_equal(
+        stats.speaker_bootstrap(y, preds, speakers), stats.speaker_bootstrap(y, preds, speakers, **explicit)
+    )
+    pd.testing.assert_frame_equal(
+        stats.paired_bootstrap(y, preds, preds[::-1], speakers),
+        stats.paired_bootstrap(y, preds, preds[::-1], speakers, **explicit),
+    )
+    assert stats.balanced_uar(y, preds, speakers, corpora) == stats.balanced_uar(
+        y, preds, speakers, corpora, **explicit
+    )
+    flip = stats.speaker_signflip_test(y, preds[0], preds[1], speakers)
+    assert flip == stats.speaker_signflip_test(y, preds[0], preds[1], speakers, n_resamples=10000, seed=0)
+    assert not flip["exact"] and flip["n_patterns"] == 10000
+    assert stats.speaker_signflip_test(y[:64], preds[0, :64], preds[1, :64], speakers[:64])["exact"]  # 16
+    probs = np.random.default_rng(0).dirichlet([1, 1, 1], 50)
+    assert len(stats.reliability_table(probs, y[:50])) == 15
+    names = np.array(["negative", "sad_fear", "pos_neutral"])
+    ids = [f"u{i}" for i in range(len(y))]
+    a = pd.DataFrame({"utt_id": ids, "label": names[y], "pred": names[preds[0]], "speaker": speakers})
+    b = a.assign(pred=names[preds[1]])
+    table, _ = stats.compare_predictions(a, b)
+    pd.testing.assert_frame_equal(table, stats.compare_predictions(a, b, n_signflips=10000, **explicit)[0])
+    assert table["n_resamples"].eq(1000).all() and not table["speaker_exact"].any()
+    assert stats.benjamini_hochberg([0.06])[1].tolist() == [False]  # the default alpha is 0.05
+
+
+def test_the_interval_tables_carry_their_provenance():
+    y, pred, speakers = _toy(n_speakers=6, clips=5)
+    for table in (
+        stats.speaker_bootstrap(y, pred, speakers, n_resamples=50, level=0.9),
+        stats.paired_bootstrap(y, pred, (pred + 1) % 3, speakers, n_resamples=50, level=0.9),
+    ):
+        assert table["metric"].tolist() == list(stats.METRICS)
+        for column, value in (("unit", "speaker"), ("note", ""), ("n_speakers", 6), ("n_clips", 30)):
+            assert table[column].eq(value).all(), column
+        assert table["n_resamples"].eq(50).all() and table["level"].eq(0.9).all()
+    table = stats.paired_bootstrap(y[:20], pred[:20], pred[:20], speakers[:20], n_resamples=50)
+    assert table["unit"].eq("clip").all() and table["n_speakers"].eq(4).all()
+    note = (
+        "speaker interval n/a: 4 test speaker(s) (< 5); the interval resamples clips and is too narrow for new speakers"
+    )
+    assert table["note"].eq(note).all()
+
+
+def test_group_metrics_count_clips_as_integers():
+    y, pred, speakers = _toy(n_speakers=3, clips=4)
+    table = stats.group_metrics(y, pred, speakers)
+    assert table["n_clips"].tolist() == [4, 4, 4] and pd.api.types.is_integer_dtype(table["n_clips"])
+
+
+def test_labels_read_as_floats_score_as_class_indices():
+    y, pred, speakers = _toy(n_speakers=6, clips=5)
+    pd.testing.assert_frame_equal(
+        stats.speaker_bootstrap(y.astype(float), pred, speakers, n_resamples=50),
+        stats.speaker_bootstrap(y, pred, speakers, n_resamples=50),
+    )
+
+
+def test_misaligned_inputs_are_refused():
+    y, pred, speakers = _toy(n_speakers=6, clips=5)
+    with pytest.raises(ValueError, match=r"groups \(29\) do not align"):
+        stats.speaker_bootstrap(y, pred, speakers[:-1])
+    with pytest.raises(ValueError, match=r"y_pred \(1, 29\) and groups \(30\) do not align"):
+        stats.group_metrics(y, pred[:-1], speakers)
+    with pytest.raises(ValueError, match=r"\(3,\) and \(2,\) differ; score the same clips"):
+        stats.mcnemar_exact([True, False, True], [True, False])
+    with pytest.raises(ValueError, match="metric 'f1' is not one of accuracy, uar, macro_f1"):
+        stats.speaker_signflip_test(y, pred, pred, speakers, metric="f1")
+
+
+def test_mcnemar_reads_correctness_given_as_numbers():
+    a, b = [1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0], [1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # as read from a CSV
+    assert stats.mcnemar_exact(a, b) == stats.mcnemar_exact(np.array(a, bool), np.array(b, bool))
+
+
+def test_benjamini_hochberg_adjusts_single_precision_p_values_in_double():
+    p = np.array([0.011, 0.023, 0.037, 0.041, 0.30], dtype=np.float32)
+    np.testing.assert_array_equal(stats.benjamini_hochberg(p)[0], stats.benjamini_hochberg(p.astype(float))[0])
+    np.testing.assert_array_equal(stats.holm(p)[0], stats.holm(p.astype(float))[0])
+
+
+def test_a_significant_loss_needs_p_strictly_below_alpha_too():
+    assert stats.claim_verdict(0.05, -0.03, 0.05) == "not supported: no gain"
+
+
+# --------------------------------------------------------------------------- sign flips: ties and the Monte Carlo p
+
+
+def _gains(n_speakers, gaining, clips=3):
+    """a wrong on every clip; b right on every clip of the first ``gaining`` speakers, as a elsewhere."""
+    y = np.zeros(n_speakers * clips, int)
+    a = np.ones_like(y)
+    b = np.where(np.arange(len(y)) < gaining * clips, 0, 1)
+    return y, a, b, np.repeat([f"s{i:02d}" for i in range(n_speakers)], clips)
+
+
+def test_signflip_counts_the_observed_pattern_once_beyond_the_exact_limit():
+    # every one of 17 speakers gains: only the all-+ and all-- patterns (2 of 2^17) are as extreme, and none of 200
+    # drawn patterns is one of them, so p = (1 + 0) / (1 + 200)
+    y, a, b, speakers = _gains(17, 17)
+    out = stats.speaker_signflip_test(y, a, b, speakers, metric="accuracy", n_resamples=200, seed=0)
+    assert not out["exact"] and out["p"] == pytest.approx(1 / 201) and out["metric"] == "accuracy"
+
+
+def test_signflip_speakers_without_a_difference_take_either_sign():
+    # one speaker gains, 16 do not: every pattern's mean is +-1/17, as extreme as the observed one: p = 1
+    y, a, b, speakers = _gains(17, 1)
+    drawn = stats.speaker_signflip_test(y, a, b, speakers, metric="accuracy", n_resamples=200)
+    assert not drawn["exact"] and drawn["p"] == 1.0 and drawn["mean_speaker_delta"] == pytest.approx(1 / 17)
+    exact = stats.speaker_signflip_test(y, a, b, speakers, metric="accuracy", max_exact_speakers=17)
+    assert exact["exact"] and exact["p"] == 1.0 and exact["n_patterns"] == 2**17
+
+
+# --------------------------------------------------------------------------- two prediction tables
+
+
+def _tables(n_speakers, clips=4, seed=9):
+    y, pred, speakers = _toy(n_speakers=n_speakers, clips=clips, seed=seed)
+    names = np.array(["negative", "sad_fear", "pos_neutral"])
+    better = np.where(np.arange(len(y)) % 3 == 0, y, pred)
+    a = pd.DataFrame({"utt_id": [f"u{i}" for i in range(len(y))], "label": y, "pred": pred, "speaker": speakers})
+    return a, a.assign(pred=better), names
+
+
+def test_compare_predictions_passes_its_settings_on():
+    a, better, _ = _tables(17)
+    # a gain blurred by noise: p is mid-range, so which 300 sign patterns the seed draws shows in it
+    b = a.assign(pred=np.where(np.arange(len(a)) % 5 == 0, (a["pred"] + 1) % 3, better["pred"]))
+    y, pa, pb, speakers = a["label"].to_numpy(), a["pred"].to_numpy(), b["pred"].to_numpy(), a["speaker"].to_numpy()
+    table, _ = stats.compare_predictions(a, b, n_resamples=80, seed=3, level=0.8, n_signflips=300)
+    paired = stats.paired_bootstrap(y, pa, pb, speakers, n_resamples=80, seed=3, level=0.8)
+    pd.testing.assert_frame_equal(table[paired.columns], paired)
+    for metric, row in table.set_index("metric").iterrows():
+        flip = stats.speaker_signflip_test(y, pa, pb, speakers, metric, n_resamples=300, seed=3)
+        assert row["speaker_p"] == flip["p"] and row["speaker_exact"] == flip["exact"] is False
+    other_seed = stats.speaker_signflip_test(y, pa, pb, speakers, "accuracy", n_resamples=300, seed=0)
+    assert table.set_index("metric").at["accuracy", "speaker_p"] != other_seed["p"]  # the seed shows in p
+    small, _ = stats.compare_predictions(*_tables(6)[:2], n_resamples=50)
+    assert small["speaker_exact"].tolist() == [True, True, True]
+
+
+def test_compare_predictions_refuses_tables_of_other_clips_or_other_labels():
+    a, b, _ = _tables(6)
+    with pytest.raises(ValueError, match="^the two prediction tables share no utt_id: they were not scored on"):
+        stats.compare_predictions(a, b.assign(utt_id=b["utt_id"] + "x"))
+    with pytest.raises(ValueError, match="^the two prediction tables give different labels to the same clips$"):
+        stats.compare_predictions(a, b.assign(label=(b["label"] + 1) % 3))
+    with pytest.raises(ValueError, match=r"^column 'pred' holds a value that is not one of \("):
+        stats.compare_predictions(a, b.assign(pred="angry"))
+    one, _ = stats.compare_predictions(a, b.iloc[:1], n_resamples=20)  # a single shared clip is scored
+    assert one["n_clips"].eq(1).all()
+
+
+def test_a_clip_listed_twice_counts_once_by_its_first_row():
+    a, b, _ = _tables(6)
+    first = a.iloc[:1].assign(pred=a["label"].iloc[0])  # right
+    again = a.iloc[:1].assign(pred=(a["label"].iloc[0] + 2) % 3)  # wrong: the mean of the two is a third class
+    doubled = pd.concat([first, again, a.iloc[1:]], ignore_index=True)
+    table, info = stats.compare_predictions(doubled, b, n_resamples=20)
+    want = np.mean(np.r_[True, (a["pred"] == a["label"]).to_numpy()[1:]])
+    assert info["clips"] == len(a) and table.set_index("metric").at["accuracy", "a"] == pytest.approx(want)
+    ids = a["utt_id"].tolist()
+    np.testing.assert_array_equal(stats.soft_vote(doubled, ids), np.r_[first["pred"], a["pred"].iloc[1:]])
+
+
+def test_soft_vote_gives_class_indices_and_names_the_missing_columns():
+    a, _, _ = _tables(6)
+    vote = stats.soft_vote(a.assign(pred=a["pred"].astype(float)), a["utt_id"])
+    assert vote.dtype.kind == "i" and vote.tolist() == a["pred"].tolist()
+    two = pd.concat([a.assign(seed=0), a.assign(seed=1)])
+    with pytest.raises(ValueError, match="no prob_negative, prob_sad_fear, prob_pos_neutral columns"):
+        stats.soft_vote(two, a["utt_id"])
+
+
+# --------------------------------------------------------------------------- calibration and z-scores
+
+
+def test_reliability_bins_reach_both_ends_and_an_edge_falls_in_the_lower_bin():
+    probs = np.array([[0.4, 0.35, 0.25], [0.5, 0.25, 0.25], [0.99, 0.005, 0.005]])
+    table = stats.reliability_table(probs, [0, 1, 0], n_bins=2)
+    assert table["lo"].tolist() == [0.0, 0.5] and table["hi"].tolist() == [0.5, 1.0]
+    assert table["clips"].tolist() == [2, 1]  # 0.4 and 0.5 (on the edge) in (0, 0.5], 0.99 in (0.5, 1]
+    assert table["accuracy"].tolist() == [0.5, 1.0] and table["confidence"].tolist() == pytest.approx([0.45, 0.99])
+
+
+def test_reliability_empty_bins_are_nan_without_a_warning():
+    probs = np.array([[0.9, 0.05, 0.05]] * 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = stats.reliability_table(probs, [0, 0, 1], n_bins=15)
+    empty = table[table["clips"] == 0]
+    assert len(empty) == 14 and empty["confidence"].isna().all() and empty["accuracy"].isna().all()
+
+
+def test_reliability_of_single_precision_probabilities_is_computed_in_double():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet([1, 1, 1], 200).astype(np.float32)  # a network's softmax
+    y = rng.integers(0, 3, 200)
+    pd.testing.assert_frame_equal(
+        stats.reliability_table(probs, y), stats.reliability_table(probs.astype(float), y), check_exact=True
+    )
+
+
+def test_expected_calibration_error_uses_the_bins_it_is_given():
+    # confidence 0.87 (right) and 0.93 (wrong): one bin of 15, (0.867, 0.933]: |0.5 - 0.9| = 0.4; two bins of 10
+    # (and of 16), each of one clip: (0.13 + 0.93) / 2
+    probs = np.array([[0.87, 0.1, 0.03], [0.93, 0.05, 0.02]])
+    assert stats.expected_calibration_error(probs, [0, 1]) == pytest.approx(0.4)
+    assert stats.expected_calibration_error(probs, [0, 1], n_bins=10) == pytest.approx(0.53)
+    assert stats.expected_calibration_error(probs, [0, 1], n_bins=16) == pytest.approx(0.53)
+
+
+def test_zscore_within_a_group_without_spread_is_nan_and_a_small_spread_is_standardised():
+    df = pd.DataFrame({"speaker": ["a"] * 3 + ["b"] * 3, "x": [0.1, 0.1, 0.1, 0.2, 0.4, 0.6]})
+    z = stats.zscore_within(df, "speaker", ["x"])["x"]
+    assert z[:3].isna().all()  # 0.1 * 3 / 3 is not 0.1 in floating point, but the spread is exactly 0
+    np.testing.assert_allclose(z[3:], [-1, 0, 1], atol=1e-12)

@@ -134,7 +134,11 @@ def speaker_bootstrap(
             replacement, then seeds, so the interval carries the seed-to-seed variance too).
         speakers: ``(clips,)`` speaker of each clip: the unit that is resampled.
         n_resamples: bootstrap resamples.
-        seed: seed of the draws (same seed, same interval).
+        seed: seed of the draws (same seed, same interval): the speakers in sorted order (or the clips, named by
+            their position as text and sorted so: '0', '1', '10', ...) are drawn by
+            ``resample_weights(n, n_resamples, seed)``, each resample's seeds by
+            ``np.random.default_rng([seed, 1]).integers(0, n_seeds, (n_resamples, n_seeds))`` (stream 1), so an
+            interval can be reproduced outside serlib.
         level: coverage of the interval.
         n_classes: classes.
 
@@ -183,7 +187,8 @@ def balanced_uar(
     """The corpus-balanced UAR: the mean over corpora of each corpus's UAR (seed means), so a corpus with most of
     the clips (CREMA-D) does not outweigh the others, with a percentile interval from a bootstrap stratified by
     corpus (within each corpus its speakers are drawn with replacement, or its clips where it has fewer than
-    ``MIN_SPEAKERS`` speakers; then the seeds, as ``speaker_bootstrap``).
+    ``MIN_SPEAKERS`` speakers; then the seeds, as ``speaker_bootstrap``). Corpus k (in sorted order) draws its
+    speakers with ``resample_weights(n, n_resamples, seed + 7919 * k)``, the seeds with stream 1 in every corpus.
 
     Returns:
         {"value", "lo", "hi", "per_corpus" ({corpus: UAR}), "n_corpora"}.
@@ -226,7 +231,8 @@ def paired_bootstrap(
     Both systems are scored on the same resampled speakers, so what the two share (hard speakers,
     easy ones) cancels; with several seeds each system's seeds are then drawn with replacement (independently:
     seed k of one system has nothing in common with seed k of the other). ``pred_a`` / ``pred_b``: ``(clips,)``
-    or ``(seeds, clips)``.
+    or ``(seeds, clips)``. The draws are ``speaker_bootstrap``'s: a's seeds from stream 1 (so a's resamples are
+    those of its own ``speaker_bootstrap``), b's from stream 2 (``np.random.default_rng([seed, 2])``).
 
     Returns:
         One row per metric: metric, a, b, delta, lo, hi, share_le_0 (resamples with delta <= 0), unit,

@@ -84,6 +84,40 @@ _NO_DICT = (
     "the branch for a dict[...] hint: no field a parameters file reaches through coerce_value is a dict "
     "(the systems, the one dict of Config, are read by config._build_systems and config_from_dict)"
 )
+_SAME_STREAM = (
+    "rng.integers(n) for rng.integers(0, n): numpy reads one bound as the high one with low 0, the same draws"
+)
+_NEVER_NAN = (
+    "a seed's metric of a resample is never NaN: every resample draws at least one group and every group has a "
+    "clip (np.unique of the clips' groups), so a seed's counts have clips and a class present"
+)
+_NO_WARNING = (
+    "the errstate guards a division that never fails: the seeds' weights sum to the number of seeds (>= 1) and no "
+    "value is NaN (see _resampled_23), so nothing is invalid or divided by zero"
+)
+_AXIS_2D = "axis=+1 for axis=-1 on (resamples, seeds) arrays: the same axis of a 2-D array"
+_CLIP_IDS = (
+    "astype(None) makes the clip numbers floats; _group_counts casts the groups to str ('0.0', '1.0', '10.0', ...), "
+    "which sort in the order of '0', '1', '10', ... (a '.' sorts before every digit): the same units, same order"
+)
+_P_CAP = "min(2.0, p) for min(1.0, p): the p-value is never above 1 (a share of patterns; scipy's binomtest caps it)"
+_TIES_ANY_ORDER = (
+    "the order of tied p-values: tied p-values get the same adjusted value in any order (Holm's running maximum, "
+    "BH's running minimum over a tied run reach the same value); numpy reads kind='STABLE' as 'stable'"
+)
+_INT_CAST = (
+    "to_numpy(None) for to_numpy(int) on class indices (the label or prediction column, after _as_indices): "
+    "_group_counts casts labels and predictions to int, and float class indices compare equal to their ints"
+)
+_VALID_CONFIDENCE = (
+    "the clip bound is never reached: a confidence is the largest of a clip's probabilities, above 0 (>= 1 / classes) "
+    "and at most 1 (the last edge), so searchsorted(...) - 1 already lies in [0, n_bins - 1]"
+)
+_NO_DIVIDE_BY_ZERO = (
+    "errstate(divide=...) in metrics_from_counts: no nonzero number is divided by 0 there (recall's and F1's "
+    "denominators are >= 1 by construction; accuracy's total is 0 only with no clip, where tp is 0 too: 0 / 0 is "
+    "'invalid', not 'divide'), so nothing is reported either way"
+)
 EQUIVALENT: dict[str, str] = {
     "serlib.modelling.probe.x__split_arrays__mutmut_12": "to_numpy(None) for to_numpy(int): the labels are mapped from "
     "CLASSES (the manifest holds no other), so the column is int64 either way",
@@ -125,10 +159,15 @@ EQUIVALENT: dict[str, str] = {
     "from coerce_value on the one option, and every ConfigError it raises comes from _bad, which sets err.key",
     "serlib.data.folds.x_fold_of_speakers__mutmut_8": "groupby(sort=None) for sort=False: pandas reads None as "
     "false (same group order, checked)",
-    "serlib.modelling.metrics.x_classification_metrics__mutmut_33": "zero_division left at scikit-learn's default "
-    "('warn'): an undefined precision is still 0, with a warning",
-    "serlib.modelling.metrics.x_classification_metrics__mutmut_38": "astype(None) for astype(float): numpy's "
+    "serlib.modelling.metrics.x_classification_metrics__mutmut_41": "astype(None) for astype(float): numpy's "
     "default dtype is float64, the same",
+    "serlib.modelling.metrics.x_metrics_from_counts__mutmut_33": _NO_DIVIDE_BY_ZERO,
+    "serlib.modelling.metrics.x_metrics_from_counts__mutmut_35": _NO_DIVIDE_BY_ZERO,
+    "serlib.modelling.metrics.x_metrics_from_counts__mutmut_59": "the stand-in denominator (2 for 1) of a class with "
+    "no true clip: that class's recall is replaced by NaN (np.where(present, ..., nan)), whatever it divided by",
+    "serlib.modelling.metrics.x_metrics_from_counts__mutmut_75": "max(true + pred, 2) for max(..., 1): with the class "
+    "present (true >= 1) and integer counts, true + pred < 2 only for true = 1, pred = 0, so tp = 0 and 2 tp / 1 = "
+    "2 tp / 2 = 0; the F1 of an absent class is replaced by NaN",
     "serlib.data.speakers.x_subset_counts__mutmut_27": "'counts[k] = 1' for 'counts[k] += 1' inside "
     "'if counts[k] == 0': both give 1",
     "serlib.data.folds.x_speaker_folds__mutmut_25": _FOLD_ORDER,
@@ -141,6 +180,52 @@ EQUIVALENT: dict[str, str] = {
     "serlib.data.speakers.x_split_speakers__mutmut_11": _GROUPBY_ORDER,
     "serlib.data.speakers.x_check_fractions__mutmut_15": "'>= 1e-6' for '> 1e-6': differs only for fractions "
     "whose sum is exactly 1 +- 1e-6 in floating point; none of a profile's (written to a few decimals) is",
+    "serlib.analysis.stats.x_resample_weights__mutmut_7": _SAME_STREAM,
+    "serlib.analysis.stats.x__seed_weights__mutmut_9": _SAME_STREAM,
+    "serlib.analysis.stats.x__resampled__mutmut_10": "upper-case einsum subscripts: numpy accepts either case, the "
+    "same contraction",
+    "serlib.analysis.stats.x__resampled__mutmut_23": _NEVER_NAN,
+    "serlib.analysis.stats.x__resampled__mutmut_30": _NEVER_NAN,
+    "serlib.analysis.stats.x__resampled__mutmut_31": _NO_WARNING,
+    "serlib.analysis.stats.x__resampled__mutmut_32": _NO_WARNING,
+    "serlib.analysis.stats.x__resampled__mutmut_33": _NO_WARNING,
+    "serlib.analysis.stats.x__resampled__mutmut_34": _NO_WARNING,
+    "serlib.analysis.stats.x__resampled__mutmut_46": _AXIS_2D,
+    "serlib.analysis.stats.x__resampled__mutmut_49": _AXIS_2D,
+    "serlib.analysis.stats.x_speaker_bootstrap__mutmut_12": _CLIP_IDS,
+    "serlib.analysis.stats.x_balanced_uar__mutmut_25": _CLIP_IDS,
+    "serlib.analysis.stats.x_paired_bootstrap__mutmut_12": _CLIP_IDS,
+    "serlib.analysis.stats.x_mcnemar_exact__mutmut_22": "p = 2.0 for 1.0 when the two never disagree: the returned p "
+    "is min(1.0, p)",
+    "serlib.analysis.stats.x_mcnemar_exact__mutmut_23": "p = 1 when b == c instead of b + c == 0: binomtest(k, 2k, "
+    "0.5) is exactly 1 (scipy returns 1 when k = n p), so the p-value is the same",
+    "serlib.analysis.stats.x_mcnemar_exact__mutmut_32": "binomtest without p=0.5: 0.5 is its default",
+    "serlib.analysis.stats.x_mcnemar_exact__mutmut_49": _P_CAP,
+    "serlib.analysis.stats.x_holm__mutmut_4": "asarray without dtype=float: the callers pass float arrays; ints, bools "
+    "and float32 (int64 x float32 is float64 in numpy) give the same adjusted floats",
+    "serlib.analysis.stats.x_holm__mutmut_6": "asarray without dtype=float: the callers pass float arrays; ints, bools "
+    "and float32 (int64 x float32 is float64 in numpy) give the same adjusted floats",
+    "serlib.analysis.stats.x_holm__mutmut_9": _TIES_ANY_ORDER,
+    "serlib.analysis.stats.x_holm__mutmut_11": _TIES_ANY_ORDER,
+    "serlib.analysis.stats.x_holm__mutmut_13": _TIES_ANY_ORDER,
+    "serlib.analysis.stats.x_benjamini_hochberg__mutmut_10": _TIES_ANY_ORDER,
+    "serlib.analysis.stats.x_benjamini_hochberg__mutmut_12": _TIES_ANY_ORDER,
+    "serlib.analysis.stats.x_benjamini_hochberg__mutmut_14": _TIES_ANY_ORDER,
+    "serlib.analysis.stats.x_benjamini_hochberg__mutmut_30": "min(2.0, ...) for min(1.0, ...): the running minimum "
+    "from the largest p (scaled by m / m = 1) never exceeds the largest p-value, at most 1",
+    "serlib.analysis.stats.x_speaker_signflip_test__mutmut_90": _P_CAP,
+    "serlib.analysis.stats.x_reliability_table__mutmut_27": _VALID_CONFIDENCE,
+    "serlib.analysis.stats.x_reliability_table__mutmut_28": _VALID_CONFIDENCE,
+    "serlib.analysis.stats.x_reliability_table__mutmut_43": _VALID_CONFIDENCE,
+    "serlib.analysis.stats.x_reliability_table__mutmut_38": "searchsorted without side='left': 'left' is its default",
+    "serlib.analysis.stats.x_expected_calibration_error__mutmut_12": "clips >= 0 for clips > 0 keeps the empty bins: "
+    "their NaN term is skipped by pandas' sum (skipna) and they add 0 clips to the denominator",
+    "serlib.analysis.stats.x_compare_predictions__mutmut_14": "the seed number given to a table without a seed column "
+    "(1 for 0): it only names the one column of the wide table, whose values are the same",
+    "serlib.analysis.stats.x_compare_predictions__mutmut_53": _INT_CAST,
+    "serlib.analysis.stats.x_compare_predictions__mutmut_61": _INT_CAST,
+    "serlib.analysis.stats.x_compare_predictions__mutmut_68": _INT_CAST,
+    "serlib.analysis.stats.x_compare_predictions__mutmut_69": _INT_CAST,
 }
 
 KILLED = {1, 3, 24, -24, 36, 152, 255, 37, -11, -9}  # mutmut's exit codes: test failure, timeout, crash
