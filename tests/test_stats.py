@@ -354,6 +354,13 @@ def test_corpus_balanced_uar_is_the_mean_of_the_corpora_uars():
     assert out["value"] == pytest.approx((by_hand["big"] + by_hand["small"]) / 2)
     assert out["value"] != pytest.approx(recall_score(y, pred, average="macro"))  # not the pooled UAR
     assert out["lo"] < out["value"] < out["hi"] and out["n_corpora"] == 2
+    # "small" has 2 speakers (< 5): its clips are drawn, and the unit says so for that corpus alone
+    assert len(set(speakers[small])) == 2 and len(set(speakers[big])) >= stats.MIN_SPEAKERS
+    assert out["unit"] == "speaker; clip in small"
+    halves = np.where(np.isin(speakers, [f"spk{i}" for i in range(5)]), "a", "b")  # 5 speakers each
+    assert stats.balanced_uar(y, pred, speakers, halves, n_resamples=50)["unit"] == "speaker"
+    few = stats.balanced_uar(y[:48], pred[:48], speakers[:48], corpora[:48], n_resamples=50)  # 4 speakers
+    assert few["unit"] == "clip"
 
 
 def test_the_paired_bootstrap_draws_each_systems_seeds_apart():

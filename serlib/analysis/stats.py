@@ -191,16 +191,19 @@ def balanced_uar(
     speakers with ``resample_weights(n, n_resamples, seed + 7919 * k)``, the seeds with stream 1 in every corpus.
 
     Returns:
-        {"value", "lo", "hi", "per_corpus" ({corpus: UAR}), "n_corpora"}.
+        {"value", "lo", "hi", "per_corpus" ({corpus: UAR}), "n_corpora", "unit"}: ``unit`` is "speaker" when every
+        corpus's speakers were drawn, "clip" when every corpus's clips were, else "speaker; clip in <corpora>".
     """
     corpora = np.asarray(corpora).astype(str)
     names = np.unique(corpora)
-    values, resampled = {}, []
+    values, resampled, by_clip = {}, [], []
     for k, corpus in enumerate(names):
         chosen = corpora == corpus
         pred = _as_seeds(y_pred)[:, chosen]
         unit, _ = _unit(np.asarray(speakers)[chosen])
         groups = np.asarray(speakers)[chosen] if unit == "speaker" else np.arange(chosen.sum()).astype(str)
+        if unit == "clip":
+            by_clip.append(str(corpus))
         counts, group_names = _group_counts(np.asarray(y_true)[chosen], pred, groups, n_classes)
         values[str(corpus)] = float(_seed_mean(counts.sum(axis=0))["uar"])
         weights = resample_weights(len(group_names), n_resamples, seed + 7919 * k)
@@ -213,6 +216,9 @@ def balanced_uar(
         "hi": float(hi),
         "per_corpus": values,
         "n_corpora": len(names),
+        "unit": "clip"
+        if len(by_clip) == len(names)
+        else (f"speaker; clip in {', '.join(by_clip)}" if by_clip else "speaker"),
     }
 
 
