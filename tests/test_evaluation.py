@@ -445,12 +445,12 @@ def test_a_paired_table_with_nothing_to_show_is_empty(tmp_path):
 def test_the_verdict_paragraph_names_the_supported_claims_and_the_others_with_their_gain():
     table = pd.DataFrame(
         {
-            "claim": ["gain one", "no gain", "gain two"],
-            "verdict": ["supported", "not supported: no gain", "supported"],
+            "claim": ["gain one", "no gain", "gain two", "a loss"],
+            "verdict": ["supported", "not supported: no gain", "supported", "contradicted: significantly worse"],
             "metric": "UAR",
-            "delta_pp": [5.0, -1.25, 2.0],
-            "delta_lo_pp": [1.0, -3.0, 0.5],
-            "delta_hi_pp": [9.0, 0.5, 3.0],
+            "delta_pp": [5.0, -1.25, 2.0, -6.0],
+            "delta_lo_pp": [1.0, -3.0, 0.5, -9.0],
+            "delta_hi_pp": [9.0, 0.5, 3.0, -2.0],
         }
     )
     head = (
@@ -459,7 +459,7 @@ def test_the_verdict_paragraph_names_the_supported_claims_and_the_others_with_th
     )
     assert evaluation.verdict_text(table, 0.05) == head.format("UAR") + (
         "the data support: gain one; gain two. Not supported: no gain (not supported: no gain, -1.2 pp, 95 % CI "
-        "-3.0 to +0.5)."
+        "-3.0 to +0.5); a loss (contradicted: significantly worse, -6.0 pp, 95 % CI -9.0 to -2.0)."
     )
     one = table.iloc[[1]].reset_index(drop=True)
     assert evaluation.verdict_text(one, 0.05) == head.format("UAR") + (
@@ -632,6 +632,22 @@ def test_under_folds_the_tables_can_be_asked_for_some_protocols(tmp_path):
     assert one.at[0, "clips"] == half and "delta_folds_pp" not in one  # one protocol: no per-fold delta
     s32 = evaluation.paired_table(cfg, folder, evaluation.TABLE6_CLAIMS, protocols=["fold1"]).iloc[0]
     assert s32["comparison"] == "S5 vs A1" and s32["clips"] == half and s32["p_holm"] == one.at[0, "p_holm"]
+    for name in ("S4", "S5", "A1"):  # only fold 1's predictions are read: fold 2's may be missing
+        for seed in (0, 1):
+            folder.predictions(name, seed, "test", "fold2").unlink()
+    pd.testing.assert_frame_equal(evaluation.claims_table(cfg, folder, protocols=["fold1"]), one)
+
+
+def test_both_systems_of_a_comparison_are_identified_on_the_protocols_asked_for(tmp_path):
+    import json
+
+    cfg, folder = _folds_run(tmp_path, {"S1": 0.4, "S2": 0.9, "S4": 0.4, "S5": 0.9})
+    for copy, of in (("S4", "S1"), ("S5", "S2")):  # a profile whose S4 is trained as S1 and S5 as S2
+        for name in (copy, of):
+            folder.run_config(name, 0, "fold1").write_text(json.dumps({"key": f"{of}-fold1"}))
+    assert evaluation.claims_table(cfg, folder)["comparison"].tolist() == ["S2 vs S1", "S5 vs S4"]  # fold 2: no keys
+    one = evaluation.claims_table(cfg, folder, protocols=["fold1"])
+    assert one["comparison"].tolist() == ["S2 vs S1"] and one.at[0, "same_as"] == "S5 vs S4"
 
 
 def test_a_run_without_a_saved_key_is_its_own_system(tmp_path):
@@ -719,7 +735,12 @@ def test_rows_beyond_the_paper_are_paired_with_their_reference_and_holm_adjusted
     cfg.analysis.bootstrap_seed = 3
     fake = {runbaselines.DURATION: "dur", runbaselines.DURATION_NL: "dur_nl"}
     baseline = {b: evaluation.system_predictions(cfg, folder, s, seeds=[0]) for b, s in fake.items()}
-    monkeypatch.setattr(evaluation, "baseline_predictions", lambda cfg, folder, name: baseline[name])
+
+    def baseline_predictions(cfg_, folder_, name):
+        assert cfg_ is cfg and folder_ is folder  # the run's own
+        return baseline[name]
+
+    monkeypatch.setattr(evaluation, "baseline_predictions", baseline_predictions)
     table = evaluation.beyond_table(cfg, folder)
     assert table["system"].tolist() == ["S5-mask", runbaselines.DURATION, runbaselines.DURATION_NL]
     assert table.columns[-2:].tolist() == ["p_holm", "significant"]
@@ -734,9 +755,11 @@ def test_rows_beyond_the_paper_are_paired_with_their_reference_and_holm_adjusted
     for k, row in enumerate(expected):
         assert list(table.columns[: len(row)]) == list(row)
         _assert_row(table.iloc[k], row)
-    adjusted, significant = evaluation.stats.holm([row["p"] for row in expected], cfg.analysis.alpha)
-    assert table["p_holm"].tolist() == adjusted.tolist() and table["significant"].tolist() == significant.tolist()
+    adjusted, _ = evaluation.stats.holm([row["p"] for row in expected])
+    assert table["p_holm"].tolist() == adjusted.tolist() and table["significant"].tolist() == [True, False, False]
     assert table["n_seeds"].tolist() == [2, 1, 1]  # a baseline is one seed
+    cfg.analysis.alpha = float(adjusted[0])  # significant means adjusted p < alpha, as in the claims table
+    assert evaluation.beyond_table(cfg, folder)["significant"].tolist() == [False, False, False]
 
 
 def test_a_row_beyond_the_paper_with_nothing_to_compare_with_is_scored_alone(tmp_path):
