@@ -16,15 +16,15 @@ from serlib.tools.cli import main as cli_main
 N_SPEAKERS, CLIPS = 8, 12
 
 
-def _manifest() -> pd.DataFrame:
+def _manifest(n_speakers: int = N_SPEAKERS) -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    n = N_SPEAKERS * CLIPS
+    n = n_speakers * CLIPS
     rows = {
         "utt_id": [f"u{i}" for i in range(n)],
         "path": [f"/x/u{i}.wav" for i in range(n)],
         "corpus": np.where(np.arange(n) < n // 2, "CREMA-D", "RAVDESS"),
-        "speaker": np.repeat([f"spk{i}" for i in range(N_SPEAKERS)], CLIPS),
-        "sex": np.repeat(["male", "female"] * (N_SPEAKERS // 2), CLIPS),
+        "speaker": np.repeat([f"spk{i}" for i in range(n_speakers)], CLIPS),
+        "sex": np.repeat(["male", "female"] * (n_speakers // 2), CLIPS),
         "emotion_code": "X",
         "emotion": "anger",
         "sentence": "s",
@@ -37,10 +37,10 @@ def _manifest() -> pd.DataFrame:
     return pd.DataFrame(rows)[list(MANIFEST_COLUMNS)]
 
 
-def _run(tmp_path, accuracy: dict, name="run", seeds=(0, 1)) -> tuple[Config, RunFolder]:
+def _run(tmp_path, accuracy: dict, name="run", seeds=(0, 1), n_speakers=N_SPEAKERS) -> tuple[Config, RunFolder]:
     """A run folder whose systems predict with the given accuracy (per system), two seeds each."""
     folder = RunFolder(tmp_path / name).ensure()
-    manifest = _manifest()
+    manifest = _manifest(n_speakers)
     manifest.to_csv(folder.manifest, index=False)
     rows = []
     for k, (system, acc) in enumerate(accuracy.items()):
@@ -135,19 +135,20 @@ def test_compare_runs_and_its_command(tmp_path, capsys):
     assert "not trained in both runs" in capsys.readouterr().err
 
 
-def _folds_run(tmp_path, accuracy: dict) -> tuple[Config, RunFolder]:
+def _folds_run(tmp_path, accuracy: dict, seeds=(0,)) -> tuple[Config, RunFolder]:
     """``_run``'s predictions spread over two speaker folds (speakers 0-3 tested in fold 1, 4-7 in fold 2)."""
-    cfg, folder = _run(tmp_path, accuracy, seeds=(0,))
+    cfg, folder = _run(tmp_path, accuracy, seeds=seeds)
     cfg.data.folds = 2
     manifest = pd.read_csv(folder.manifest)
     fold_of = {u: 1 if int(s[3:]) < N_SPEAKERS // 2 else 2 for u, s in zip(manifest["utt_id"], manifest["speaker"])}
     for system in accuracy:
-        preds = pd.read_csv(folder.predictions(system, 0))
-        for fold in (1, 2):
-            folder.run_dir(system, 0, f"fold{fold}").mkdir(parents=True)
-            preds[preds["utt_id"].map(fold_of) == fold].to_csv(
-                folder.predictions(system, 0, "test", f"fold{fold}"), index=False
-            )
+        for seed in seeds:
+            preds = pd.read_csv(folder.predictions(system, seed))
+            for fold in (1, 2):
+                folder.run_dir(system, seed, f"fold{fold}").mkdir(parents=True)
+                preds[preds["utt_id"].map(fold_of) == fold].to_csv(
+                    folder.predictions(system, seed, "test", f"fold{fold}"), index=False
+                )
     return cfg, folder
 
 
@@ -341,3 +342,453 @@ def test_leave_one_corpus_out_is_compared_on_the_same_clips(tmp_path):
     assert table.at["RAVDESS", "loco_uar_same"] == pytest.approx(uar(same))
     assert table.at["RAVDESS", "delta_uar_pp"] == pytest.approx(100 * (uar(same) - uar(ravdess)))
     assert "on the same clips" in crosscorpus.loco_note(table.reset_index())
+
+
+# --------------------------------------------------------------------------- the verdicts, pinned (issue 24)
+
+FAMILY_COLUMNS = [
+    "comparison", "same_as", "claim", "metric", "base", "better", "delta_pp", "delta_lo_pp", "delta_hi_pp", "unit",
+    "speaker_delta_pp", "p", "test", "p_holm", "significant", "verdict", "delta_uar_pp", "p_uar", "mcnemar_b",
+    "mcnemar_c", "mcnemar_p", "clips", "family_size",
+]  # fmt: skip
+
+
+def _same(actual, expected) -> bool:
+    return actual == expected or (pd.isna(actual) and pd.isna(expected))
+
+
+def _assert_row(row, expected: dict) -> None:
+    for key, value in expected.items():
+        assert _same(row[key], value), (key, row[key], value)
+
+
+def test_a_claim_row_is_the_paired_speaker_comparison_of_its_two_systems_in_the_chosen_metric(tmp_path):
+    cfg, folder = _run(tmp_path, {"S1": 0.5, "S2": 0.8})
+    cfg.analysis.bootstrap_seed = 7  # the configured seed draws the interval, not the default one
+    family = evaluation.claims_table(cfg, folder, "uar")
+    assert list(family.columns) == FAMILY_COLUMNS
+    a, b = (evaluation.system_predictions(cfg, folder, s) for s in ("S1", "S2"))
+    table, info = evaluation.stats.compare_predictions(a, b, 300, 7)  # better - base, the base first
+    uar = table.set_index("metric").loc["uar"]
+    p = uar["speaker_p"]
+    _assert_row(
+        family.iloc[0],
+        {
+            "comparison": "S2 vs S1",
+            "same_as": "",
+            "claim": evaluation.TABLE5_CLAIMS[0].claim,
+            "metric": "UAR",
+            "base": uar["a"],
+            "better": uar["b"],
+            "delta_pp": 100 * uar["delta"],
+            "delta_lo_pp": 100 * uar["lo"],
+            "delta_hi_pp": 100 * uar["hi"],
+            "unit": "speaker",
+            "speaker_delta_pp": 100 * uar["speaker_delta"],
+            "p": p,
+            "test": "speaker sign-flip (exact)",
+            "p_holm": p,  # a family of one: Holm leaves it
+            "significant": p < 0.05,
+            "verdict": evaluation.stats.claim_verdict(p, uar["speaker_delta"], 0.05),
+            "delta_uar_pp": 100 * uar["delta"],
+            "p_uar": p,
+            "mcnemar_b": info["mcnemar_b"],
+            "mcnemar_c": info["mcnemar_c"],
+            "mcnemar_p": uar["mcnemar_p"],
+            "clips": N_SPEAKERS * CLIPS,
+            "family_size": 1,
+        },
+    )
+    assert family.at[0, "delta_lo_pp"] < family.at[0, "delta_pp"] < family.at[0, "delta_hi_pp"]
+    assert family.at[0, "significant"] and family.at[0, "verdict"] == "supported"
+    accuracy = table.set_index("metric").loc["accuracy"]  # the default metric: accuracy; UAR stays beside it
+    row = evaluation.claims_table(cfg, folder).iloc[0]
+    _assert_row(row, {"metric": "accuracy", "delta_pp": 100 * accuracy["delta"], "p": accuracy["speaker_p"]})
+    _assert_row(row, {"delta_uar_pp": 100 * uar["delta"], "p_uar": p})
+
+
+def test_a_claim_at_exactly_alpha_is_not_significant(tmp_path):
+    cfg, folder = _run(tmp_path, {"S1": 0.5, "S2": 0.8})
+    p = evaluation.claims_table(cfg, folder).at[0, "p_holm"]
+    cfg.analysis.alpha = float(p)  # adjusted p < alpha is the rule, strictly
+    row = evaluation.claims_table(cfg, folder).iloc[0]
+    assert row["p_holm"] == p and not row["significant"] and row["verdict"] == "not supported: within noise"
+
+
+def test_with_more_than_16_speakers_the_sign_flip_test_is_monte_carlo(tmp_path):
+    cfg, folder = _run(tmp_path, {"S1": 0.5, "S2": 0.8}, seeds=(0,), n_speakers=18)
+    row = evaluation.claims_table(cfg, folder).iloc[0]
+    assert row["test"] == "speaker sign-flip (Monte Carlo)" and row["clips"] == 18 * CLIPS
+
+
+def test_three_copies_of_one_comparison_are_one_claim_and_each_table_finds_its_own(tmp_path):
+    cfg, folder = _run(tmp_path, {"S4": 0.3, "S5": 0.9, "A1": 0.3, "A3": 0.3})
+    _same_runs(folder, "A1", "S4")
+    _same_runs(folder, "A3", "S4")
+    family = evaluation.claims_table(cfg, folder)
+    assert family["comparison"].tolist() == ["S5 vs S4"] and family.at[0, "same_as"] == "S5 vs A1, S5 vs A3"
+    s32 = evaluation.paired_table(cfg, folder, evaluation.TABLE6_CLAIMS).set_index("comparison")
+    assert list(s32.index) == ["S5 vs A1", "S5 vs A3"]
+    assert (s32["p_holm"] == family.at[0, "p_holm"]).all() and (s32["family_size"] == 1).all()
+    assert s32.at["S5 vs A3", "claim"] == evaluation.TABLE6_CLAIMS[2].claim
+    assert list(s32.reset_index().columns) == FAMILY_COLUMNS
+
+
+def test_a_paired_table_with_nothing_to_show_is_empty(tmp_path):
+    cfg, folder = _run(tmp_path, {"S1": 0.5, "S2": 0.8}, seeds=(0,))
+    none = evaluation.paired_table(cfg, folder, evaluation.TABLE6_CLAIMS)  # the family has S2 vs S1 only
+    assert isinstance(none, pd.DataFrame) and none.shape == (0, 0)
+    cfg.systems = {"S2": SystemConfig()}  # no claim at all: an empty family
+    assert evaluation.claims_table(cfg, folder).empty
+    empty = evaluation.paired_table(cfg, folder, evaluation.TABLE5_CLAIMS)
+    assert isinstance(empty, pd.DataFrame) and empty.empty
+    assert evaluation.family_note(empty) == ""
+
+
+def test_the_verdict_paragraph_names_the_supported_claims_and_the_others_with_their_gain():
+    table = pd.DataFrame(
+        {
+            "claim": ["gain one", "no gain", "gain two", "a loss"],
+            "verdict": ["supported", "not supported: no gain", "supported", "contradicted: significantly worse"],
+            "metric": "UAR",
+            "delta_pp": [5.0, -1.25, 2.0, -6.0],
+            "delta_lo_pp": [1.0, -3.0, 0.5, -9.0],
+            "delta_hi_pp": [9.0, 0.5, 3.0, -2.0],
+        }
+    )
+    head = (
+        "At a family-wise level of 0.05 (Holm over the paper's distinct claims; a speaker-level sign-flip test of the "
+        "per-speaker difference in {}, seeds averaged; a claim needs adjusted p < 0.05 and a gain), "
+    )
+    assert evaluation.verdict_text(table, 0.05) == head.format("UAR") + (
+        "the data support: gain one; gain two. Not supported: no gain (not supported: no gain, -1.2 pp, 95 % CI "
+        "-3.0 to +0.5); a loss (contradicted: significantly worse, -6.0 pp, 95 % CI -9.0 to -2.0)."
+    )
+    one = table.iloc[[1]].reset_index(drop=True)
+    assert evaluation.verdict_text(one, 0.05) == head.format("UAR") + (
+        "the data support none of the paper's claims here. Not supported: no gain (not supported: no gain, -1.2 pp, "
+        "95 % CI -3.0 to +0.5)."
+    )
+    supported = table.iloc[[0]].drop(columns="metric")  # a table without its metric: accuracy
+    assert evaluation.verdict_text(supported, 0.05) == head.format("accuracy") + "the data support: gain one. "
+    assert evaluation.verdict_text(table.iloc[:0], 0.05) == (
+        "No comparison could be made (the systems are not in this run)."
+    )
+
+
+def test_the_family_note_and_the_interval_caption_in_words():
+    table = pd.DataFrame({"family_size": [3], "unit": ["speaker"]})
+    assert evaluation.family_note(table) == (
+        "Holm over one family of 3 distinct claim(s) of the paper (Tables S26 and S32 together; a comparison "
+        "of the same two trained systems, such as Full vs A1 = S5 vs S4, is one claim; Table S34 lists the family)."
+    )
+    cfg = Config()
+    cfg.analysis.bootstrap_resamples = 321
+    assert evaluation.interval_caption(cfg, table) == (
+        "95 % intervals: percentile bootstrap over test speakers (321 resamples; a speaker's clips stay "
+        "together; the statistic is the mean over seeds)"
+    )
+    assert evaluation.interval_caption(cfg, table.assign(unit="clip")) == (
+        "95 % intervals: percentile bootstrap over test CLIPS (321 resamples): with fewer than "
+        f"{evaluation.stats.MIN_SPEAKERS} test speakers a speaker interval is n/a, and a clip interval is too narrow "
+        "for new speakers"
+    )
+    assert evaluation.fold_note(cfg) == ""
+    cfg.data.folds = 5
+    assert evaluation.fold_note(cfg) == (
+        "Pooled over 5 speaker folds: every clip is tested once, by the fold that held its speaker out, and the "
+        "value and its interval are those of the pooled predictions; 'per fold' is the mean +- sd of the folds' "
+        "own values."
+    )
+
+
+def test_a_paired_table_is_skipped_only_without_both_systems_of_every_comparison():
+    cfg = Config(systems={"S1": SystemConfig(), "S2": SystemConfig()})
+    assert evaluation.paired_skip(cfg, evaluation.TABLE5_CLAIMS, "Table S26") == ""
+    assert evaluation.paired_skip(cfg, evaluation.TABLE6_CLAIMS, "Table S32") == (
+        "Table S32: skipped, it needs both systems of one of S5 vs A1, S5 vs A2, S5 vs A3; this profile has S1, S2."
+    )
+
+
+def test_the_pooled_confusion_matrix_has_true_rows_and_predicted_columns():
+    negative, sad, _ = CLASSES  # no clip is truly, or predicted, the third class
+    preds = pd.DataFrame(
+        {"label": [negative, negative, negative, sad], "pred": [negative, negative, sad, sad], "seed": [0, 0, 1, 1]}
+    )
+    counts = evaluation.pooled_confusion(preds, normalize=False)
+    assert counts.index.name == "true" and counts.columns.name == "predicted"
+    assert list(counts.index) == list(CLASSES) and list(counts.columns) == list(CLASSES)
+    assert counts.to_numpy().tolist() == [[2, 1, 0], [0, 1, 0], [0, 0, 0]]  # row = true, column = predicted
+    assert counts.to_numpy().dtype.kind == "i"
+    rows = evaluation.pooled_confusion(preds)
+    assert all(d.kind == "f" for d in rows.dtypes)
+    np.testing.assert_allclose(rows.to_numpy()[:2], [[2 / 3, 1 / 3, 0], [0, 1, 0]])  # a class of one clip: 1
+    assert rows.iloc[2].isna().all()  # no true clip: no rate, not 0
+
+
+def test_a_seed_score_counts_the_classes_it_never_saw():
+    from serlib.modelling.metrics import classification_metrics
+
+    negative, sad, _ = CLASSES
+    part = pd.DataFrame({"label": [negative, negative, sad, sad, sad], "pred": [negative, sad, sad, sad, negative]})
+    got = evaluation._seed_scores(part)
+    y, p = part["label"].map(CLASSES.index), part["pred"].map(CLASSES.index)
+    assert got["accuracy"] == pytest.approx(3 / 5)
+    assert got["uar"] == pytest.approx(classification_metrics(y, p)["uar"]) == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+def test_scores_per_group_are_sorted_by_group_with_the_seed_spread(tmp_path):
+    from serlib.modelling.metrics import classification_metrics
+
+    cfg, folder = _run(tmp_path, {"S5": 0.7})
+    preds = evaluation.system_predictions(cfg, folder, "S5")
+    table = evaluation.accuracy_by(preds, "sex", cfg)
+    assert list(table.columns) == [
+        "sex", "clips", "speakers", "seeds", "accuracy", "accuracy_lo", "accuracy_hi", "uar", "uar_lo", "uar_hi",
+        "macro_f1", "macro_f1_lo", "macro_f1_hi", "accuracy_std", "uar_std", "unit", "classes_present",
+    ]  # fmt: skip
+    assert preds["sex"].iloc[0] == "male" and table["sex"].tolist() == ["female", "male", "all"]  # sorted
+    male = table.set_index("sex").loc["male"]
+    part = preds[preds["sex"] == "male"]
+    per_seed = [
+        classification_metrics(s["label"].map(CLASSES.index), s["pred"].map(CLASSES.index))
+        for _, s in part.groupby("seed")
+    ]
+    _assert_row(
+        male,
+        {
+            "clips": N_SPEAKERS // 2 * CLIPS,
+            "speakers": N_SPEAKERS // 2,
+            "seeds": 2,
+            "unit": "clip",  # 4 speakers: under MIN_SPEAKERS, a clip interval
+            "classes_present": 3,
+        },
+    )
+    assert male["uar_std"] == pytest.approx(np.std([m["uar"] for m in per_seed], ddof=1))
+    assert male["accuracy_std"] == pytest.approx(np.std([m["accuracy"] for m in per_seed], ddof=1))
+    one = evaluation.accuracy_by(preds[preds["seed"] == 0], "sex", cfg)  # one seed: no spread columns
+    assert "accuracy_std" not in one and "uar_std" not in one and (one["seeds"] == 1).all()
+
+
+def _random_probs(folder: RunFolder, system: str, seeds=(0, 1)) -> None:
+    """Rewrite a system's test predictions with spread-out probabilities (the prediction is their argmax)."""
+    for seed in seeds:
+        path = folder.predictions(system, seed)
+        preds = pd.read_csv(path)
+        probs = np.random.default_rng(seed).dirichlet([1, 1, 1], len(preds))
+        for i, c in enumerate(CLASSES):
+            preds[f"prob_{c}"] = probs[:, i]
+        preds["pred"] = np.array(CLASSES)[probs.argmax(axis=1)]
+        preds["correct"] = preds["label"] == preds["pred"]
+        preds.to_csv(path, index=False)
+
+
+def test_calibration_is_of_the_analysed_system_in_ten_bins(tmp_path):
+    cfg, folder = _run(tmp_path, {"S1": 0.3, "S5": 0.6}, seeds=(0,))
+    _random_probs(folder, "S5", seeds=(0,))
+    preds = evaluation.system_predictions(cfg, folder, "S5")
+    probs, labels = preds[evaluation.PROB_COLUMNS].to_numpy(), preds["label"].map(CLASSES.index).to_numpy()
+    ece, table = evaluation.calibration(cfg, folder)  # the analysed system, S5
+    assert ece == evaluation.stats.expected_calibration_error(probs, labels, 10)
+    assert ece != evaluation.stats.expected_calibration_error(probs, labels, 15)
+    pd.testing.assert_frame_equal(table, evaluation.stats.reliability_table(probs, labels, 10))  # one seed: as is
+    _, five = evaluation.calibration(cfg, folder, "S5", n_bins=5)
+    pd.testing.assert_frame_equal(five, evaluation.stats.reliability_table(probs, labels, 5))
+    assert evaluation.calibration(cfg, folder, "S1")[0] != ece
+
+
+def test_scores_use_the_configured_bootstrap_and_a_balanced_uar_only_over_several_corpora(tmp_path):
+    cfg, folder = _run(tmp_path, {"S5": 0.7})
+    cfg.analysis.bootstrap_seed = 7
+    preds = evaluation.system_predictions(cfg, folder, "S5")
+    labels, pred, speakers, ids = evaluation.wide(preds)
+    corpora = preds.drop_duplicates("utt_id").set_index("utt_id").loc[ids, "corpus"]
+    expected = evaluation.stats.speaker_bootstrap(labels, pred, speakers, 300, 7).set_index("metric")
+    balanced = evaluation.stats.balanced_uar(labels, pred, speakers, corpora, 300, 7)
+    row = evaluation.scores_table(cfg, folder, ["S5"]).iloc[0]
+    for metric, stem in evaluation.SHORT.items():
+        _assert_row(row, {stem + s: expected.at[metric, k] for s, k in (("", "value"), ("_lo", "lo"), ("_hi", "hi"))})
+    _assert_row(row, {"uar_balanced_lo": balanced["lo"], "uar_balanced_hi": balanced["hi"]})
+    manifest = pd.read_csv(folder.manifest)
+    manifest.assign(corpus="CREMA-D").to_csv(folder.manifest, index=False)  # one corpus: nothing to balance
+    assert "uar_balanced" not in evaluation.scores_table(cfg, folder, ["S5"])
+
+
+def test_under_folds_the_tables_can_be_asked_for_some_protocols(tmp_path):
+    import json
+
+    cfg, folder = _folds_run(tmp_path, {"S4": 0.4, "S5": 0.9, "A1": 0.4}, seeds=(0, 1))
+    half = N_SPEAKERS // 2 * CLIPS
+    row = evaluation.scores_table(cfg, folder, ["S5"]).iloc[0]
+    preds = evaluation.system_predictions(cfg, folder, "S5")
+    per_fold = preds.groupby("protocol")["correct"].mean()  # each fold's accuracy over both seeds
+    assert row["n_clips"] == 2 * half and row["n_seeds"] == 2 and row["acc_folds"] == pytest.approx(per_fold.mean())
+    assert evaluation.scores_table(cfg, folder, ["S5"], ["fold1"]).at[0, "n_clips"] == half
+    for seed in (0, 1):  # A1 is S4's runs, but only fold 1's runs say so
+        for name in ("S4", "A1"):
+            folder.run_config(name, seed, "fold1").write_text(json.dumps({"key": f"S4-{seed}"}))
+    assert evaluation.system_identity(cfg, folder, "A1", ["fold1"]) == ("S4-0", "S4-1")
+    assert evaluation.system_identity(cfg, folder, "A1") == ("A1",)  # fold 2 has no saved key
+    assert evaluation.claims_table(cfg, folder)["comparison"].tolist() == ["S5 vs S4", "S5 vs A1"]
+    one = evaluation.claims_table(cfg, folder, protocols=["fold1"])
+    assert one["comparison"].tolist() == ["S5 vs S4"] and one.at[0, "same_as"] == "S5 vs A1"
+    assert one.at[0, "clips"] == half and "delta_folds_pp" not in one  # one protocol: no per-fold delta
+    s32 = evaluation.paired_table(cfg, folder, evaluation.TABLE6_CLAIMS, protocols=["fold1"]).iloc[0]
+    assert s32["comparison"] == "S5 vs A1" and s32["clips"] == half and s32["p_holm"] == one.at[0, "p_holm"]
+    for name in ("S4", "S5", "A1"):  # only fold 1's predictions are read: fold 2's may be missing
+        for seed in (0, 1):
+            folder.predictions(name, seed, "test", "fold2").unlink()
+    pd.testing.assert_frame_equal(evaluation.claims_table(cfg, folder, protocols=["fold1"]), one)
+
+
+def test_both_systems_of_a_comparison_are_identified_on_the_protocols_asked_for(tmp_path):
+    import json
+
+    cfg, folder = _folds_run(tmp_path, {"S1": 0.4, "S2": 0.9, "S4": 0.4, "S5": 0.9})
+    for copy, of in (("S4", "S1"), ("S5", "S2")):  # a profile whose S4 is trained as S1 and S5 as S2
+        for name in (copy, of):
+            folder.run_config(name, 0, "fold1").write_text(json.dumps({"key": f"{of}-fold1"}))
+    assert evaluation.claims_table(cfg, folder)["comparison"].tolist() == ["S2 vs S1", "S5 vs S4"]  # fold 2: no keys
+    one = evaluation.claims_table(cfg, folder, protocols=["fold1"])
+    assert one["comparison"].tolist() == ["S2 vs S1"] and one.at[0, "same_as"] == "S5 vs S4"
+
+
+def test_a_run_without_a_saved_key_is_its_own_system(tmp_path):
+    cfg, folder = _run(tmp_path, {"S4": 0.4, "A1": 0.4})
+    assert evaluation.system_identity(cfg, folder, "A1") == ("A1",)  # no config.json
+    _same_runs(folder, "A1", "S4")
+    assert evaluation.system_identity(cfg, folder, "A1") == ("key-S4-0", "key-S4-1")
+    folder.run_config("A1", 1).write_text('{"settings": {}}')  # a config.json without its key
+    assert evaluation.system_identity(cfg, folder, "A1") == ("A1",)
+    folder.run_config("A1", 1).write_text('["not", "a", "mapping"]')
+    assert evaluation.system_identity(cfg, folder, "A1") == ("A1",)
+
+
+def test_fold_deltas_compare_the_folds_on_the_clips_both_scored(tmp_path):
+    cfg, folder = _folds_run(tmp_path, {"S1": 0.5, "S2": 0.8})
+    a, b = (evaluation.system_predictions(cfg, folder, s) for s in ("S1", "S2"))
+    b = b[~b["utt_id"].isin(a["utt_id"].iloc[::3])]  # b scored two thirds of the clips
+    common = a[a["utt_id"].isin(b["utt_id"])]
+    delta = 100 * (b.groupby("protocol")["correct"].mean() - common.groupby("protocol")["correct"].mean())
+    got = evaluation.fold_deltas(a, b, "accuracy")
+    assert got == {"delta_folds_pp": pytest.approx(delta.mean()), "delta_folds_pp_sd": pytest.approx(delta.std())}
+    assert evaluation.fold_deltas(a.assign(protocol="split"), b, "accuracy") == {}  # one side not in folds
+
+
+def test_table5_carries_the_validation_accuracy_of_its_protocols_beside_the_paper(tmp_path):
+    cfg, folder = _run(tmp_path, {"S1": 0.5, "S5": 0.8, "S5-mask": 0.6})
+    results = pd.read_csv(folder.results)
+    loco = results.assign(protocol="loco-CREMA-D", val_acc=0.0)  # another protocol's runs: not Table 5's
+    pd.concat([results, loco]).to_csv(folder.results, index=False)
+    table = evaluation.table5_scores(cfg, folder)
+    assert table.columns[:2].tolist() == ["system", "val_acc"] and table["system"].tolist() == ["S1", "S5"]
+    assert table["val_acc"].tolist() == [0.5, 0.8]
+    paper_s5 = evaluation.paper.TABLE5.set_index("system").loc["S5"]
+    assert all(table.at[1, f"paper_{c}"] == paper_s5[c] for c in paper_s5.index)
+    beyond = evaluation.table5_scores(cfg, folder, ["S5", "S5-mask"]).set_index("system")
+    assert beyond.at["S5-mask", "val_acc"] == 0.6 and beyond.filter(like="paper_").loc["S5-mask"].isna().all()
+
+
+def test_epoch_cost_of_the_analysed_system_and_its_variants():
+    cfg = Config(systems={n: SystemConfig() for n in ("S1", "S5", "S5-mask", "S5x", "S4-mask")})
+    rows = [
+        ("S5-mask", 0, 2.0, 10, 0.6), ("S5-mask", 1, 4.0, 12, 0.7), ("S1", 0, 9.0, 5, 0.3), ("S5", 0, 1.0, 8, 0.5),
+        ("S5", 1, 2.0, 9, 0.55), ("S5x", 0, 7.0, 7, 0.1), ("S4-mask", 0, 7.0, 7, 0.1),
+    ]  # fmt: skip
+    results = pd.DataFrame(rows, columns=["system", "seed", "seconds_per_epoch", "stopped_epoch", "test_uar"])
+    expected = pd.DataFrame(
+        {
+            "system": ["S5-mask", "S5"],  # the order of results.csv
+            "seconds_per_epoch": [3.0, 1.5],
+            "epochs": [11.0, 8.5],
+            "test_uar": [0.65, 0.525],
+        }
+    )
+    pd.testing.assert_frame_equal(evaluation.epoch_cost(cfg, results), expected)
+    cfg.analysis.primary_system = "S1"
+    assert evaluation.epoch_cost(cfg, results)["system"].tolist() == ["S1"]
+
+
+def _beyond_expected(cfg, folder, name, reference, preds, description) -> dict:
+    reference_preds = evaluation.system_predictions(cfg, folder, reference)
+    a = cfg.analysis
+    table, _ = evaluation.stats.compare_predictions(reference_preds, preds, a.bootstrap_resamples, a.bootstrap_seed)
+    uar = table.set_index("metric").loc["uar"]
+    return {
+        **evaluation.score_row(name, evaluation.score(preds, cfg).set_index("metric")),
+        "description": description,
+        "vs": reference,
+        "delta_uar_pp": 100 * uar["delta"],
+        "delta_uar_lo_pp": 100 * uar["lo"],
+        "delta_uar_hi_pp": 100 * uar["hi"],
+        "speaker_delta_uar_pp": 100 * uar["speaker_delta"],
+        "p": uar["speaker_p"],
+        "mcnemar_p": uar["mcnemar_p"],
+    }
+
+
+def test_rows_beyond_the_paper_are_paired_with_their_reference_and_holm_adjusted_together(tmp_path, monkeypatch):
+    from serlib.modelling import runbaselines
+
+    accuracy = {"S1": 0.45, "S5": 0.7, "S5-mask": 0.9, "dur": 0.4, "dur_nl": 0.42}
+    cfg, folder = _run(tmp_path, accuracy)
+    del cfg.systems["dur"], cfg.systems["dur_nl"]  # trained here only to stand for the baselines' predictions
+    cfg.systems["S5-mask"].description = "S5 with its padding masked"
+    cfg.analysis.feature_baselines = False
+    cfg.analysis.bootstrap_seed = 3
+    fake = {runbaselines.DURATION: "dur", runbaselines.DURATION_NL: "dur_nl"}
+    baseline = {b: evaluation.system_predictions(cfg, folder, s, seeds=[0]) for b, s in fake.items()}
+
+    def baseline_predictions(cfg_, folder_, name):
+        assert cfg_ is cfg and folder_ is folder  # the run's own
+        return baseline[name]
+
+    monkeypatch.setattr(evaluation, "baseline_predictions", baseline_predictions)
+    table = evaluation.beyond_table(cfg, folder)
+    assert table["system"].tolist() == ["S5-mask", runbaselines.DURATION, runbaselines.DURATION_NL]
+    assert table.columns[-2:].tolist() == ["p_holm", "significant"]
+    mask = evaluation.system_predictions(cfg, folder, "S5-mask")
+    expected = [
+        _beyond_expected(cfg, folder, "S5-mask", "S5", mask, "S5 with its padding masked"),
+        *(
+            _beyond_expected(cfg, folder, b, "S1", baseline[b], runbaselines.DESCRIPTIONS[b])
+            for b in (runbaselines.DURATION, runbaselines.DURATION_NL)
+        ),
+    ]
+    for k, row in enumerate(expected):
+        assert list(table.columns[: len(row)]) == list(row)
+        _assert_row(table.iloc[k], row)
+    adjusted, _ = evaluation.stats.holm([row["p"] for row in expected])
+    assert table["p_holm"].tolist() == adjusted.tolist() and table["significant"].tolist() == [True, False, False]
+    assert table["n_seeds"].tolist() == [2, 1, 1]  # a baseline is one seed
+    cfg.analysis.alpha = float(adjusted[0])  # significant means adjusted p < alpha, as in the claims table
+    assert evaluation.beyond_table(cfg, folder)["significant"].tolist() == [False, False, False]
+
+
+def test_a_row_beyond_the_paper_with_nothing_to_compare_with_is_scored_alone(tmp_path):
+    cfg, folder = _run(tmp_path, {"S5": 0.7, "S5-mask": 0.9, "R1": 0.5})
+    cfg.analysis.primary_system = "R1"  # R1 is the analysed system: nothing to compare it with (no S1)
+    cfg.systems["R1"].description = "a new network"
+    table = evaluation.beyond_table(cfg, folder)
+    assert table["system"].tolist() == ["S5-mask", "R1"] and table.at[0, "vs"] == "S5"
+    r1 = evaluation.score_row(
+        "R1", evaluation.score(evaluation.system_predictions(cfg, folder, "R1"), cfg).set_index("metric")
+    )
+    _assert_row(table.iloc[1], {**r1, "description": "a new network", "vs": np.nan, "p": np.nan})
+    cfg.systems = {"S5-mask": SystemConfig(description="masked"), "R1": SystemConfig()}  # no S5, S1 or analysed
+    cfg.analysis.primary_system = "S9"
+    alone = evaluation.beyond_table(cfg, folder)
+    assert alone["system"].tolist() == ["S5-mask", "R1"] and "vs" not in alone
+    assert alone["description"].tolist() == ["masked", ""]
+    _assert_row(alone.iloc[1], r1)
+
+
+def test_a_row_beyond_the_paper_under_folds_has_its_per_fold_delta(tmp_path):
+    cfg, folder = _folds_run(tmp_path, {"S5": 0.6, "S5-mask": 0.9})
+    cfg.analysis.feature_baselines = False
+    row = evaluation.beyond_table(cfg, folder).iloc[0]
+    a, b = (evaluation.system_predictions(cfg, folder, s) for s in ("S5", "S5-mask"))
+    expected = evaluation.fold_deltas(a, b, "uar", "delta_uar_folds_pp")
+    assert set(expected) == {"delta_uar_folds_pp", "delta_uar_folds_pp_sd"}
+    _assert_row(row, expected)
+    assert row["uar_folds"] == pytest.approx(evaluation.fold_values(b)["uar"].mean())

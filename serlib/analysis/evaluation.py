@@ -497,7 +497,8 @@ def beyond_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
         )
     out = pd.DataFrame(rows)
     if len(out):
-        out["p_holm"], out["significant"] = stats.holm(out["p"].to_numpy(), cfg.analysis.alpha)
+        adjusted, _ = stats.holm(out["p"].to_numpy(), cfg.analysis.alpha)
+        out["p_holm"], out["significant"] = adjusted, adjusted < cfg.analysis.alpha  # p < alpha, as a claim's
     lone = [
         {**score_row(name, score(preds, cfg).set_index("metric")), "description": cfg.systems[name].description}
         for name, preds in alone

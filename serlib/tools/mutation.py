@@ -118,6 +118,29 @@ _NO_DIVIDE_BY_ZERO = (
     "denominators are >= 1 by construction; accuracy's total is 0 only with no clip, where tp is 0 too: 0 / 0 is "
     "'invalid', not 'divide'), so nothing is reported either way"
 )
+_HOLM_FLAGS = (
+    "stats.holm's alpha left at its default: only its rejection flags depend on alpha, and they are discarded "
+    "(significant is adjusted p < analysis.alpha, computed beside it)"
+)
+_CAST_DOWNSTREAM = (
+    "to_numpy(None) for to_numpy(str): the column already holds strings, and its one reader (stats.group_metrics or "
+    "stats.balanced_uar) casts it with astype(str) itself"
+)
+_ONE_SEED_STD = (
+    "the seed spread taken with one seed too: pandas' std(ddof=1) of a single value is NaN, what the else branch gives"
+)
+_INCLUDE_GROUPS = (
+    "include_groups=None or pandas' default (False) for False: _seed_scores reads only label and pred, so the seed "
+    "column it may receive changes nothing"
+)
+_PAIRED_COLUMNS = (
+    "the columns left to pandas: every row is a family row's dict with comparison and claim replaced in place, so its "
+    "keys are family.columns in that order; with no row there are no columns either way"
+)
+_MERGE_ON = (
+    "merge on the shared columns, not on='system': system is the only shared one (the paper's others are renamed "
+    "paper_*)"
+)
 EQUIVALENT: dict[str, str] = {
     "serlib.modelling.probe.x__split_arrays__mutmut_12": "to_numpy(None) for to_numpy(int): the labels are mapped from "
     "CLASSES (the manifest holds no other), so the column is int64 either way",
@@ -226,6 +249,35 @@ EQUIVALENT: dict[str, str] = {
     "serlib.analysis.stats.x_compare_predictions__mutmut_61": _INT_CAST,
     "serlib.analysis.stats.x_compare_predictions__mutmut_68": _INT_CAST,
     "serlib.analysis.stats.x_compare_predictions__mutmut_69": _INT_CAST,
+    # serlib/analysis/evaluation.py
+    "serlib.analysis.evaluation.x_accuracy_by__mutmut_9": "groupby(column) without sort=True: pandas' default is "
+    "sort=True",
+    "serlib.analysis.evaluation.x_accuracy_by__mutmut_23": _INCLUDE_GROUPS,
+    "serlib.analysis.evaluation.x_accuracy_by__mutmut_25": _INCLUDE_GROUPS,
+    "serlib.analysis.evaluation.x_accuracy_by__mutmut_69": _ONE_SEED_STD,
+    "serlib.analysis.evaluation.x_accuracy_by__mutmut_74": _ONE_SEED_STD,
+    "serlib.analysis.evaluation.x_accuracy_by__mutmut_79": _ONE_SEED_STD,
+    "serlib.analysis.evaluation.x_accuracy_by__mutmut_84": _ONE_SEED_STD,
+    "serlib.analysis.evaluation.x_accuracy_by__mutmut_100": "dropna(axis=1) of columns with any NaN for all-NaN ones: "
+    "only the seed-spread columns can be NaN, and then in every row (every group holds every seed's predictions of "
+    "its clips, so all rows have the same seed count)",
+    "serlib.analysis.evaluation.x_beyond_table__mutmut_123": _HOLM_FLAGS,
+    "serlib.analysis.evaluation.x_beyond_table__mutmut_147": "pd.concat with an empty frame (no rows, no columns) "
+    "when no row is alone: the rows, columns, dtypes and RangeIndex stay as they are (checked)",
+    "serlib.analysis.evaluation.x_calibration__mutmut_13": "to_numpy(None) for to_numpy(int): read_predictions "
+    "rejects a label that is not a class, so the mapped column is int64 either way",
+    "serlib.analysis.evaluation.x_claims_table__mutmut_149": _HOLM_FLAGS,
+    "serlib.analysis.evaluation.x_epoch_cost__mutmut_17": "groupby(sort=None) for sort=False: pandas reads None as "
+    "false (the same results.csv order, checked by the test)",
+    "serlib.analysis.evaluation.x_fold_values__mutmut_12": _CAST_DOWNSTREAM,
+    "serlib.analysis.evaluation.x_score__mutmut_16": _CAST_DOWNSTREAM,
+    "serlib.analysis.evaluation.x_paired_table__mutmut_35": _PAIRED_COLUMNS,
+    "serlib.analysis.evaluation.x_paired_table__mutmut_37": _PAIRED_COLUMNS,
+    "serlib.analysis.evaluation.x_paired_table__mutmut_38": _PAIRED_COLUMNS,
+    "serlib.analysis.evaluation.x_score_row__mutmut_40": "table.iloc[1] for iloc[0]: unit, n_speakers, n_clips, "
+    "n_seeds and n_folds are the same on every metric row of score's table",
+    "serlib.analysis.evaluation.x_table5_scores__mutmut_43": _MERGE_ON,
+    "serlib.analysis.evaluation.x_table5_scores__mutmut_46": _MERGE_ON,
 }
 
 KILLED = {1, 3, 24, -24, 36, 152, 255, 37, -11, -9}  # mutmut's exit codes: test failure, timeout, crash
