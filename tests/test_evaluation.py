@@ -609,6 +609,7 @@ def test_scores_use_the_configured_bootstrap_and_a_balanced_uar_only_over_severa
     for metric, stem in evaluation.SHORT.items():
         _assert_row(row, {stem + s: expected.at[metric, k] for s, k in (("", "value"), ("_lo", "lo"), ("_hi", "hi"))})
     _assert_row(row, {"uar_balanced_lo": balanced["lo"], "uar_balanced_hi": balanced["hi"]})
+    assert row["uar_balanced_unit"] == balanced["unit"] != ""  # what the balanced interval drew, per corpus
     manifest = pd.read_csv(folder.manifest)
     manifest.assign(corpus="CREMA-D").to_csv(folder.manifest, index=False)  # one corpus: nothing to balance
     assert "uar_balanced" not in evaluation.scores_table(cfg, folder, ["S5"])

@@ -78,6 +78,31 @@ def test_a_claim_in_two_tables_is_one_line_and_counted_once():
     assert "[-14.0, +4.0] (interval over clips: fewer than 5 test speakers)" in box  # S5 vs A3's clip fallback
 
 
+def test_a_balanced_uar_drawn_otherwise_than_the_other_intervals_says_how():
+    row = pd.Series(
+        {
+            "acc": 0.5,
+            "acc_lo": 0.4,
+            "acc_hi": 0.6,
+            "uar_balanced": 0.5,
+            "uar_balanced_lo": 0.4,
+            "uar_balanced_hi": 0.6,
+            "unit": "speaker",
+            "uar_balanced_unit": "speaker; clip in EmoDB",
+            "n_seeds": 1,
+            "n_clips": 60,
+            "n_speakers": 12,
+        }
+    )
+    cfg = Config(systems={"S5": SystemConfig()})
+    box = keyresults._system_html(cfg, "S5", row, "table-5", False)
+    assert "corpus-balanced UAR (interval: speaker; clip in EmoDB, within each corpus)" in box
+    same = keyresults._system_html(
+        cfg, "S5", pd.Series({**row.to_dict(), "uar_balanced_unit": "speaker"}), "table-5", False
+    )
+    assert "<th>corpus-balanced UAR</th>" in same
+
+
 def test_a_test_set_too_small_for_any_verdict_says_so():
     from itertools import product
 

@@ -135,7 +135,12 @@ def score_row(name: str, table: pd.DataFrame) -> dict:
             row |= {f"{short}_folds": table.at[metric, "fold_mean"], f"{short}_folds_sd": table.at[metric, "fold_sd"]}
     balanced = table.attrs.get("uar_balanced")
     if balanced:
-        row |= {"uar_balanced": balanced["value"], "uar_balanced_lo": balanced["lo"], "uar_balanced_hi": balanced["hi"]}
+        row |= {
+            "uar_balanced": balanced["value"],
+            "uar_balanced_lo": balanced["lo"],
+            "uar_balanced_hi": balanced["hi"],
+            "uar_balanced_unit": balanced["unit"],  # per corpus: speakers, or clips below 5 test speakers there
+        }
     first = table.iloc[0]
     return row | {
         "unit": first["unit"],

@@ -289,8 +289,10 @@ def _system_html(cfg: Config, system: str, row: pd.Series, anchor: str, demo: bo
             if "acc_folds" in row
             else ""
         )
+        if key == "uar_balanced" and str(row.get("uar_balanced_unit", "")) not in ("", "nan", str(row.get("unit"))):
+            name = f"{name} (interval: {row['uar_balanced_unit']}, within each corpus)"
         cells.append(
-            f"<tr><th>{name}</th><td class='num'><b>{100 * row[key]:.1f} %</b></td>"
+            f"<tr><th>{html.escape(name)}</th><td class='num'><b>{100 * row[key]:.1f} %</b></td>"
             f"<td class='num'>{_interval(row.get(key + '_lo'), row.get(key + '_hi'))}</td>"
             f"{folds}<td class='num serlib-paper{' serlib-greyed' if demo else ''}'>{stated}</td></tr>"
         )
