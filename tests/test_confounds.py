@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import balanced_accuracy_score
+from sklearn.metrics import balanced_accuracy_score, recall_score
 from test_evaluation import CLIPS, N_SPEAKERS, _run
 
 from serlib.analysis import confounds, stats
@@ -54,6 +54,25 @@ def test_unseen_sentences_are_compared_with_the_main_model_on_the_same_clips(tmp
     assert seen_header.endswith("(%)") and rows[1][headers.index(seen_header)] == f"{100 * uar(seen):.1f}"
     cfg.analysis.sentence_systems = []
     assert "skipped" in confounds.sentence_skip(cfg) and confounds.sentence_table(cfg, folder).empty
+
+
+def test_the_corpus_alone_scores_its_training_majority_class(tmp_path):
+    cfg, folder, manifest = _with_sentences(tmp_path)
+    speaker = manifest["speaker"].str[3:].astype(int)
+    manifest["corpus"] = np.where(speaker % 2 == 0, "CREMA-D", "EmoDB")  # each corpus has train and test speakers
+    manifest.loc[(manifest["corpus"] == "EmoDB") & (manifest["split"] == "train"), "label"] = CLASSES[1]
+    manifest.to_csv(folder.manifest, index=False)
+    prior = confounds.corpus_prior_score(cfg, folder)
+    train = manifest[manifest["split"] == "train"]
+    guess = {c: train[train["corpus"] == c]["label"].value_counts().idxmax() for c in ("CREMA-D", "EmoDB")}
+    assert prior["guess"] == guess and guess["EmoDB"] == CLASSES[1]
+    test = manifest[manifest["split"] == "test"]
+    by_hand = recall_score(test["label"], test["corpus"].map(guess), labels=sorted(set(test["label"])), average="macro")
+    assert prior["uar"] == pytest.approx(by_hand) and prior["uar_lo"] <= prior["uar"] <= prior["uar_hi"]
+    note = confounds.corpus_prior_note(prior)
+    assert f"UAR {100 * by_hand:.1f} %" in note and f"EmoDB: {CLASSES[1]}" in note and "33.3 %" in note
+    manifest.assign(corpus="CREMA-D").to_csv(folder.manifest, index=False)  # one corpus: nothing to give away
+    assert confounds.corpus_prior_score(cfg, folder) == {} and confounds.corpus_prior_note({}) == ""
 
 
 def test_the_corpus_probe_and_its_table(tmp_path, monkeypatch):
@@ -149,6 +168,7 @@ def test_the_smoke_report_shows_each_intervals_unit_and_reference(smoke_run):
     s35 = report[report.index('id="table-s35"') :][:6000]  # its caption and table
     assert ("over test CLIPS" in s35) == clip and ("over test speakers" in s35) != clip
     assert "majority corpus share" in s35 and "1/k" in s35
+    assert "Knowing only the corpus" in s35  # how much of the label the corpus alone gives away
     assert "p_permutation_holm" in pd.read_csv(tables / "table_s37_mixed_effects.csv")
     assert "permutation p (Holm)" in report[report.index('id="table-s37"') :][:6000]
     temperature = pd.read_csv(tables / "table_s49_temperature.csv")

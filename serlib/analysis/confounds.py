@@ -23,8 +23,9 @@ from serlib.analysis import stats
 from serlib.analysis.evaluation import METRIC_NAMES
 from serlib.analysis.predictions import join_manifest, system_predictions
 from serlib.common.config import Config, sentence_systems
+from serlib.common.facts import CLASSES
 from serlib.common.runfolder import RunFolder
-from serlib.data.protocols import SENTENCE_PROTOCOL, evaluation_protocols, held_out_sentences
+from serlib.data.protocols import SENTENCE_PROTOCOL, evaluation_protocols, held_out_sentences, protocol_subsets
 from serlib.data.stage import load_manifest
 from serlib.modelling.runbaselines import (
     EGEMAPS,
@@ -94,6 +95,46 @@ def corpus_identity_table(cfg: Config, folder: RunFolder) -> pd.DataFrame:
                 **recall,
             }
         ]
+    )
+
+
+def corpus_prior_score(cfg: Config, folder: RunFolder) -> dict:
+    """How much of the emotion label the corpus alone gives away: every test clip is given the class most frequent
+    among its corpus's TRAINING clips (per protocol: under folds, each fold's training speakers), and that guess is
+    scored as the systems are (UAR, with the speaker interval of ``stats.speaker_bootstrap``).
+
+    Returns:
+        {"uar", "uar_lo", "uar_hi", "unit", "guess" ({corpus: class} of the first protocol)}; {} with one corpus.
+    """
+    manifest = load_manifest(folder)
+    if manifest["corpus"].nunique() < 2:
+        return {}
+    parts, guesses = [], {}
+    for protocol in evaluation_protocols(cfg):
+        subset = protocol_subsets(folder, protocol, manifest)
+        train, test = manifest[subset == "train"], manifest[subset == "test"]
+        guess = train.groupby("corpus")["label"].agg(lambda labels: labels.value_counts().idxmax()).to_dict()
+        guesses = guesses or guess
+        parts.append(test.assign(pred=test["corpus"].map(guess)).dropna(subset=["pred"]))
+    scored = pd.concat(parts, ignore_index=True)
+    y, pred = (scored[c].map(CLASSES.index).to_numpy(int) for c in ("label", "pred"))
+    a = cfg.analysis
+    table = stats.speaker_bootstrap(y, pred, scored["speaker"], a.bootstrap_resamples, a.bootstrap_seed)
+    uar = table.set_index("metric").loc["uar"]
+    return {"uar": uar["value"], "uar_lo": uar["lo"], "uar_hi": uar["hi"], "unit": uar["unit"], "guess": guesses}
+
+
+def corpus_prior_note(prior: dict) -> str:
+    """``corpus_prior_score`` in a sentence ("" when there is one corpus)."""
+    if not prior:
+        return ""
+    guess = ", ".join(f"{corpus}: {label}" for corpus, label in sorted(prior["guess"].items()))
+    over = "test speakers" if prior["unit"] == "speaker" else "test clips (fewer than 5 test speakers)"
+    return (
+        f"Knowing only the corpus (each test clip given its corpus's most frequent training class: {guess}) scores "
+        f"UAR {100 * prior['uar']:.1f} % [{100 * prior['uar_lo']:.1f}, {100 * prior['uar_hi']:.1f}] (95 % "
+        f"interval over {over}), against {100 / len(CLASSES):.1f} % for a constant guess: what a model that "
+        "recognised the corpus and nothing else could reach."
     )
 
 
