@@ -432,6 +432,10 @@ def test_three_copies_of_one_comparison_are_one_claim_and_each_table_finds_its_o
     assert (s32["p_holm"] == family.at[0, "p_holm"]).all() and (s32["family_size"] == 1).all()
     assert s32.at["S5 vs A3", "claim"] == evaluation.TABLE6_CLAIMS[2].claim
     assert list(s32.reset_index().columns) == FAMILY_COLUMNS
+    # each row's "same test as" lists the test's other names, comma-separated, never its own
+    assert (
+        s32.at["S5 vs A1", "same_as"] == "S5 vs S4, S5 vs A3" and s32.at["S5 vs A3", "same_as"] == "S5 vs S4, S5 vs A1"
+    )
 
 
 def test_a_paired_table_with_nothing_to_show_is_empty(tmp_path):

@@ -361,6 +361,8 @@ def test_corpus_balanced_uar_is_the_mean_of_the_corpora_uars():
     assert stats.balanced_uar(y, pred, speakers, halves, n_resamples=50)["unit"] == "speaker"
     few = stats.balanced_uar(y[:48], pred[:48], speakers[:48], corpora[:48], n_resamples=50)  # 4 speakers
     assert few["unit"] == "clip"
+    three = np.select([np.isin(speakers, ["spk0", "spk1"]), np.isin(speakers, ["spk2", "spk3"])], ["c1", "c2"], "c3")
+    assert stats.balanced_uar(y, pred, speakers, three, n_resamples=50)["unit"] == "speaker; clip in c1, c2"
 
 
 def test_the_paired_bootstrap_draws_each_systems_seeds_apart():

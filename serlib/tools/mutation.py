@@ -271,10 +271,10 @@ EQUIVALENT: dict[str, str] = {
     "false (the same results.csv order, checked by the test)",
     "serlib.analysis.evaluation.x_fold_values__mutmut_12": _CAST_DOWNSTREAM,
     "serlib.analysis.evaluation.x_score__mutmut_16": _CAST_DOWNSTREAM,
-    "serlib.analysis.evaluation.x_paired_table__mutmut_35": _PAIRED_COLUMNS,
-    "serlib.analysis.evaluation.x_paired_table__mutmut_37": _PAIRED_COLUMNS,
-    "serlib.analysis.evaluation.x_paired_table__mutmut_38": _PAIRED_COLUMNS,
-    "serlib.analysis.evaluation.x_score_row__mutmut_40": "table.iloc[1] for iloc[0]: unit, n_speakers, n_clips, "
+    "serlib.analysis.evaluation.x_paired_table__mutmut_52": _PAIRED_COLUMNS,
+    "serlib.analysis.evaluation.x_paired_table__mutmut_54": _PAIRED_COLUMNS,
+    "serlib.analysis.evaluation.x_paired_table__mutmut_55": _PAIRED_COLUMNS,
+    "serlib.analysis.evaluation.x_score_row__mutmut_44": "table.iloc[1] for iloc[0]: unit, n_speakers, n_clips, "
     "n_seeds and n_folds are the same on every metric row of score's table",
     "serlib.analysis.evaluation.x_table5_scores__mutmut_43": _MERGE_ON,
     "serlib.analysis.evaluation.x_table5_scores__mutmut_46": _MERGE_ON,
