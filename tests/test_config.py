@@ -718,6 +718,10 @@ _PAPER_SYSTEMS = "S1, S2, S3, S4, S5, A1, A2, A3"
             f"'analysis.loco_systems' must be a list of the systems ({_PAPER_SYSTEMS}), got ['S9', 'S8']",
         ),
         (
+            "analysis: {sentence_systems: [S5, S9, S8]}",
+            f"'analysis.sentence_systems' must be a list of the systems ({_PAPER_SYSTEMS}), got ['S9', 'S8']",
+        ),
+        (
             "data: {emodb: '.', folds: 11}",
             "'data.folds' = 11 is more folds than speakers (EmoDB has 10 in the public release): every fold must "
             "test speakers of every corpus; set data.folds to at most 10",

@@ -156,6 +156,10 @@ def test_unseen_sentences_holds_out_sentences_as_well_as_speakers(tmp_path):
     assert (got.loc[got["speaker"] == "CREMA-D-c", "subset"].isin(["test", UNUSED])).all()
     assert (got.loc[got["speaker"] == "EmoDB-c", "subset"] == UNUSED).all()
     assert len(got[got["subset"] == "train"]) == 2 + 1 + 1  # CREMA-D IEO, ITS; RAVDESS 02; EmoDB a01
+    # a manifest filtered or reordered (its index not 0..n-1): each row keeps its own subset
+    shuffled = manifest.sample(frac=1, random_state=3).iloc[2:]
+    again = protocol_subsets(RunFolder(tmp_path), "unseen-sentences", shuffled)
+    assert again.index.equals(shuffled.index) and again.equals(subsets.loc[shuffled.index])
 
 
 def test_evaluation_protocols_are_the_split_or_every_fold():

@@ -154,7 +154,7 @@ EQUIVALENT: dict[str, str] = {
     "are false in 'if standardise'",
     "serlib.common.config.x__check_values__mutmut_6": "'>= 1e-6' for '> 1e-6' in data.split's sum: differs only "
     "for a sum exactly 1 +- 1e-6 in floating point, which no split written to a few decimals gives",
-    "serlib.common.config.x__check_values__mutmut_117": "the separator joining the corpora in the "
+    "serlib.common.config.x__check_values__mutmut_130": "the separator joining the corpora in the "
     "one-corpus message: that message is raised only with fewer than two corpora, so nothing is ever joined",
     "serlib.common.typedyaml.x__obeys__mutmut_21": "'return False' for the final 'return True': reached only by an "
     "Annotated hint whose metadata is not a Bound, Match or Items, and serlib has none",
