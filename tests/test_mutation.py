@@ -75,3 +75,22 @@ def test_the_markdown_table_carries_each_module_and_every_equivalent_reason():
     assert "| `serlib/a.py` | 3 | 1 | 1 | 1 | 0 | 50.0 % |" in text
     assert "| `all` | 3 | 1 | 1 | 1 | 0 | 50.0 % |" in text
     assert "- `serlib.a.x_f__mutmut_2`: same behaviour because of X" in text
+
+
+def test_every_module_must_reach_the_threshold_on_its_own():
+    def row(module, killed, mutants):
+        return {
+            "module": module,
+            "mutants": mutants,
+            "killed": killed,
+            "equivalent": 0,
+            "survived": [""] * (mutants - killed),
+            "not_run": 0,
+            "score": killed / mutants if mutants else None,
+        }
+
+    good, weak = row("serlib/a.py", 99, 100), row("serlib/b.py", 8, 10)  # 107 of 110 in all: 97 %, but b is at 80 %
+    assert mutation.total([good, weak])["score"] >= mutation.THRESHOLD
+    assert mutation.below_threshold([good, weak]) == ["serlib/b.py"]
+    assert mutation.below_threshold([good]) == []
+    assert mutation.below_threshold([row("serlib/c.py", 0, 0)]) == ["serlib/c.py", "all"]  # nothing measured

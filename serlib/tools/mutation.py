@@ -434,11 +434,18 @@ def main(argv: Optional[list[str]] = None) -> int:
         rows = [r for r in rows if r["module"] in args.modules or module_name(r["module"]) in args.modules]
     print(markdown(rows) if args.markdown else render(rows))
     print(f"\nwall time {time.monotonic() - started:.0f} s")
-    overall = total(rows)["score"]
-    if overall is None or overall < THRESHOLD:
-        print(f"mutation: score below {THRESHOLD:.0%} of the non-equivalent mutants", file=sys.stderr)
+    failing = below_threshold(rows)
+    if failing:
+        print(f"mutation: below {THRESHOLD:.0%} of the non-equivalent mutants: {', '.join(failing)}", file=sys.stderr)
         return 1
     return 0
+
+
+def below_threshold(rows: list[dict]) -> list[str]:
+    """The modules (and "all") whose score is under ``THRESHOLD``, or that have no score (nothing measured): each
+    module must pass on its own, not only the total."""
+    checked = [*rows, {"module": "all", **total(rows)}]
+    return [r["module"] for r in checked if r["score"] is None or r["score"] < THRESHOLD]
 
 
 def configured() -> dict:
