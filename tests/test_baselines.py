@@ -232,16 +232,21 @@ def test_corpus_probe_fits_converge_on_wide_correlated_features():
     assert preds["pred_corpus"].tolist() == by_hand.predict(scaled["test"]).tolist()
 
 
-def _nonlinear_manifest(n=150, seed=0):
-    """Clips all shorter than the 8 s window, so log seconds, fill and padding split the clips alike (ties between
-    features that the trees' seeded feature order breaks); the label follows length loosely."""
+def _nonlinear_manifest(n=120, seed=0):
+    """Clips all shorter than the 8 s window, so log seconds, fill and padding split them alike: ties between
+    features that the trees' seeded feature order breaks. The first two thirds (train and val in the tests) sit in
+    four length clusters, the last third (test) spreads evenly, some of it between the thresholds the tied features
+    would put between two clusters (a geometric mean for log seconds, an arithmetic one for the fill)."""
     rng = np.random.default_rng(seed)
-    label = rng.integers(0, 3, n)
+    cluster = rng.integers(0, 4, n)
+    label = np.where(rng.random(n) < 0.7, cluster % 3, rng.integers(0, 3, n))
+    seconds = np.array([1.0, 2.0, 4.0, 6.0])[cluster] + rng.uniform(0, 0.05, n)
+    seconds[2 * n // 3 :] = rng.uniform(1, 6.5, n - 2 * n // 3)
     return pd.DataFrame(
         {
             "utt_id": [f"u{i}" for i in range(n)],
             "label": np.array(CLASSES)[label],
-            "duration_s": rng.uniform(1, 3, n) + 1.5 * label,
+            "duration_s": seconds,
             "split": "test",
         }
     )
@@ -249,7 +254,7 @@ def _nonlinear_manifest(n=150, seed=0):
 
 def test_nonlinear_baseline_matches_seeded_trees_fitted_by_hand_on_the_given_splits():
     manifest = _nonlinear_manifest()
-    splits = pd.Series(np.array(["train", "val", "test"])[np.arange(len(manifest)) % 3])  # 'split' says all test
+    splits = pd.Series(np.repeat(["train", "val", "test"], len(manifest) // 3))  # 'split' says all test
     preds, info = duration_nonlinear_baseline(manifest, window_s=8.0, splits=splits, depths=(2, 1))
     part = {s: manifest[splits.to_numpy() == s] for s in ("train", "val", "test")}
     x = {s: length_features(p["duration_s"], 8.0) for s, p in part.items()}
