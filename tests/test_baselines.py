@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import recall_score
+from sklearn.metrics import balanced_accuracy_score, recall_score
 
 from serlib.common.facts import CLASSES
-from serlib.modelling.baselines import DURATION_C, duration_baseline, linear_baseline, train_standardised
+from serlib.modelling.baselines import (
+    DURATION_C,
+    LINEAR_C,
+    corpus_probe,
+    duration_baseline,
+    duration_nonlinear_baseline,
+    length_features,
+    linear_baseline,
+    train_standardised,
+)
 
 
 def _manifest(confounded: bool, n=600, seed=0):
@@ -149,3 +162,130 @@ def test_a_class_absent_from_training_gets_probability_zero():
     preds, _ = linear_baseline(x, y, list(range(240)))
     assert (preds["prob_sad_fear"] == 0).all() and np.allclose(preds.filter(like="prob_").sum(1), 1)
     assert set(preds["pred"]) <= {"negative", "pos_neutral"}
+
+
+def test_linear_baseline_unstandardised_converges_on_features_of_very_different_scales():
+    # raw features spanning four orders of magnitude: lbfgs needs more than its default 100 iterations here
+    rng = np.random.default_rng(5)
+    y = {s: rng.choice(3, 240) for s in ("train", "val", "test")}
+    x = {s: rng.normal(0, 1, (240, 4)) * [1, 100, 0.01, 30] + 5 + 0.8 * v[:, None] for s, v in y.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        preds, info = linear_baseline(x, y, list(range(240)), grid=(1.0,), standardise=False)
+    by_hand = LogisticRegression(C=1.0, max_iter=2000).fit(x["train"], y["train"])
+    assert np.allclose(preds[[f"prob_{c}" for c in CLASSES]].to_numpy(), by_hand.predict_proba(x["test"]))
+
+
+def _corpus_features(seed=0):
+    """Three corpora told apart by a feature with a large mean and a tiny spread, beside a large-scale noise feature
+    and one constant in training: only per-feature standardisation on the training rows makes the first usable."""
+    rng = np.random.default_rng(seed)
+    names = np.array(["crema", "iemocap", "ravdess"])
+    x, corpora = {}, {}
+    for split, n, share in (("train", 90, [0.6, 0.25, 0.15]), ("val", 45, [0.5, 0.3, 0.2]), ("test", 30, [1 / 3] * 3)):
+        k = rng.choice(3, n, p=share)
+        constant = np.full(n, 5.0) if split == "train" else rng.normal(5, 1, n)
+        x[split] = np.stack([100 + 0.001 * (k + rng.normal(0, 0.2, n)), 1000 * rng.normal(0, 1, n), constant], 1)
+        corpora[split] = names[k]
+    return x, corpora
+
+
+def test_corpus_probe_standardises_on_train_and_chooses_c_by_balanced_validation_accuracy():
+    x, corpora = _corpus_features()
+    ids = [f"t{i}" for i in range(30)]
+    preds, info = corpus_probe(x, corpora, ids, grid=(10.0, 0.001, 1.0, 0.01, 0.1))
+    scaled = train_standardised(x)
+    fits = {c: LogisticRegression(C=c, max_iter=2000).fit(scaled["train"], corpora["train"]) for c in LINEAR_C}
+    val = {c: balanced_accuracy_score(corpora["val"], m.predict(scaled["val"])) for c, m in fits.items()}
+    best = max(sorted(val), key=lambda c: (val[c], -c))  # ties: the smaller C
+    # the strongest regularisation predicts the majority corpus; several larger C tie, the smallest of them wins
+    assert val[0.001] < val[best] and best > 0.001 and list(val.values()).count(val[best]) > 1
+    assert set(info) == {"C", "val_balanced_acc"} and info["C"] == best
+    assert info["val_balanced_acc"] == pytest.approx(val[best])
+    assert list(preds.columns) == ["utt_id", "corpus", "pred_corpus"] and preds["utt_id"].tolist() == ids
+    assert preds["corpus"].tolist() == corpora["test"].tolist()
+    assert preds["pred_corpus"].tolist() == fits[best].predict(scaled["test"]).tolist()
+
+
+def test_corpus_probe_balanced_accuracy_weights_each_corpus_equally():
+    x, corpora = _corpus_features(seed=1)
+    x = {s: v[:, 1:2] for s, v in x.items()}  # the noise feature only: every C predicts the majority corpus
+    _, info = corpus_probe(x, corpora, list(range(30)), grid=(0.001,))
+    # validation is half crema: plain accuracy would be about 0.5, the mean of per-corpus recalls is 1/3
+    assert info == {"C": 0.001, "val_balanced_acc": pytest.approx(1 / 3)}
+
+
+def test_corpus_probe_fits_converge_on_wide_correlated_features():
+    # wav2vec2-like: many correlated dimensions; lbfgs needs more than its default 100 iterations at C = 10
+    rng = np.random.default_rng(0)
+    basis = rng.normal(0, 1, (20, 768)) * rng.uniform(0.1, 10, 768)
+    x = {
+        s: rng.normal(0, 1, (n, 20)) @ basis + 0.1 * rng.normal(0, 1, (n, 768))
+        for s, n in (("train", 300), ("val", 60), ("test", 30))
+    }
+    corpora = {s: np.array(["crema", "iemocap", "ravdess"])[rng.choice(3, len(v))] for s, v in x.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        preds, info = corpus_probe(x, corpora, list(range(30)), grid=(10.0,))
+    scaled = train_standardised(x)
+    by_hand = LogisticRegression(C=10.0, max_iter=2000).fit(scaled["train"], corpora["train"])
+    assert preds["pred_corpus"].tolist() == by_hand.predict(scaled["test"]).tolist()
+
+
+def _nonlinear_manifest(n=120, seed=0):
+    """Clips all shorter than the 8 s window, so log seconds, fill and padding split them alike: ties between
+    features that the trees' seeded feature order breaks. The first two thirds (train and val in the tests) sit in
+    four length clusters, the last third (test) spreads evenly, some of it between the thresholds the tied features
+    would put between two clusters (a geometric mean for log seconds, an arithmetic one for the fill)."""
+    rng = np.random.default_rng(seed)
+    cluster = rng.integers(0, 4, n)
+    label = np.where(rng.random(n) < 0.7, cluster % 3, rng.integers(0, 3, n))
+    seconds = np.array([1.0, 2.0, 4.0, 6.0])[cluster] + rng.uniform(0, 0.05, n)
+    seconds[2 * n // 3 :] = rng.uniform(1, 6.5, n - 2 * n // 3)
+    return pd.DataFrame(
+        {
+            "utt_id": [f"u{i}" for i in range(n)],
+            "label": np.array(CLASSES)[label],
+            "duration_s": seconds,
+            "split": "test",
+        }
+    )
+
+
+def test_nonlinear_baseline_matches_seeded_trees_fitted_by_hand_on_the_given_splits():
+    manifest = _nonlinear_manifest()
+    splits = pd.Series(np.repeat(["train", "val", "test"], len(manifest) // 3))  # 'split' says all test
+    preds, info = duration_nonlinear_baseline(manifest, window_s=8.0, splits=splits, depths=(2, 1))
+    part = {s: manifest[splits.to_numpy() == s] for s in ("train", "val", "test")}
+    x = {s: length_features(p["duration_s"], 8.0) for s, p in part.items()}
+    y = {s: p["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy() for s, p in part.items()}
+    fits = {
+        d: GradientBoostingClassifier(n_estimators=100, max_depth=d, learning_rate=0.1, random_state=0).fit(
+            x["train"], y["train"]
+        )
+        for d in (1, 2)
+    }
+    val = {d: float((m.predict(x["val"]) == y["val"]).mean()) for d, m in fits.items()}
+    best = max(sorted(val), key=lambda d: (val[d], -d))
+    assert set(info) == {"depth", "val_acc", "grid"} and info["grid"] == val
+    assert info["depth"] == best and info["val_acc"] == val[best]
+    assert preds["utt_id"].tolist() == part["test"]["utt_id"].tolist()
+    probs = preds[[f"prob_{c}" for c in CLASSES]].to_numpy()
+    np.testing.assert_allclose(probs, fits[best].predict_proba(x["test"]), rtol=0, atol=1e-12)
+    again, _ = duration_nonlinear_baseline(manifest, window_s=8.0, splits=splits, depths=(2, 1))
+    assert again.equals(preds)  # seeded: the same trees every run
+
+
+def test_nonlinear_baseline_validation_ties_go_to_the_shallower_depth():
+    manifest = _nonlinear_manifest(n=60, seed=1).assign(duration_s=2.0)  # one length: every depth predicts alike
+    manifest["split"] = np.array(["train", "val", "test"])[np.arange(60) % 3]
+    _, info = duration_nonlinear_baseline(manifest, window_s=8.0, depths=(3, 1, 2))
+    assert len(set(info["grid"].values())) == 1 and info["depth"] == 1
+
+
+def test_nonlinear_baseline_names_the_missing_subset():
+    manifest = _nonlinear_manifest(n=30)
+    manifest["split"] = np.array(["train", "val"])[np.arange(30) % 2]
+    with pytest.raises(ValueError) as err:
+        duration_nonlinear_baseline(manifest, window_s=8.0)
+    assert str(err.value) == "nonlinear duration baseline: no 'test' clips in the manifest"

@@ -278,6 +278,20 @@ EQUIVALENT: dict[str, str] = {
     "n_seeds and n_folds are the same on every metric row of score's table",
     "serlib.analysis.evaluation.x_table5_scores__mutmut_43": _MERGE_ON,
     "serlib.analysis.evaluation.x_table5_scores__mutmut_46": _MERGE_ON,
+    # serlib/modelling/baselines.py: corpus_probe, length_features, duration_nonlinear_baseline
+    "serlib.modelling.baselines.x_corpus_probe__mutmut_21": "2.0 for 1.0 as the scale of a feature constant in "
+    "training: it is 0 on every training row, so lbfgs (starting at 0, its gradient 0) leaves its weight exactly 0 "
+    "and its validation or test values, however scaled, add nothing",
+    "serlib.modelling.baselines.x_corpus_probe__mutmut_38": "max_iter=2001 for 2000: lbfgs stops at its tolerance "
+    "long before 2000 iterations on standardised features, so the fit is the same",
+    "serlib.modelling.baselines.x_length_features__mutmut_2": "to_numpy(dtype=None) for dtype=float: the division "
+    "by window_s and np.log return floats for integer seconds too, and a manifest's duration_s is float",
+    "serlib.modelling.baselines.x_duration_nonlinear_baseline__mutmut_27": "to_numpy(None) for to_numpy(int): the "
+    "labels are mapped from CLASSES, so the column is int64 either way",
+    "serlib.modelling.baselines.x_duration_nonlinear_baseline__mutmut_38": "GradientBoostingClassifier without "
+    "n_estimators=100: 100 is its default",
+    "serlib.modelling.baselines.x_duration_nonlinear_baseline__mutmut_40": "GradientBoostingClassifier without "
+    "learning_rate=0.1: 0.1 is its default",
 }
 
 KILLED = {1, 3, 24, -24, 36, 152, 255, 37, -11, -9}  # mutmut's exit codes: test failure, timeout, crash
