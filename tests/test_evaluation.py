@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import recall_score
 
 from serlib.analysis import crosscorpus, evaluation, runcompare
 from serlib.common.config import Config, SystemConfig, TrainConfig
@@ -167,6 +168,23 @@ def test_under_folds_a_score_is_the_pooled_value_with_the_folds_mean_and_sd_besi
     assert paired["delta_folds_pp"] == pytest.approx(delta.mean())
     assert paired["delta_folds_pp_sd"] == pytest.approx(delta.std(ddof=1))
     assert "acc_folds" not in evaluation.scores_table(*_run(tmp_path, {"S1": 0.5}, name="split"), ["S1"])  # one split
+    # Tables S41/S42 (per corpus, per sex) carry the folds' mean and sd beside each pooled value too
+    by_sex = evaluation.accuracy_by(preds, "sex", cfg).set_index("sex")
+    assert by_sex.at["all", "accuracy_folds"] == pytest.approx(per_fold.mean())
+    assert by_sex.at["all", "accuracy_folds_sd"] == pytest.approx(per_fold.std(ddof=1))
+    for sex, group in preds.groupby("sex"):
+        folds = group.groupby("protocol")["correct"].mean()
+        assert by_sex.at[sex, "accuracy_folds"] == pytest.approx(folds.mean())
+        assert by_sex.at[sex, "accuracy_folds_sd"] == pytest.approx(folds.std(ddof=1))
+        uar = group.groupby("protocol").apply(
+            lambda f: recall_score(f["label"], f["pred"], labels=sorted(set(f["label"])), average="macro"),
+            include_groups=False,
+        )
+        assert by_sex.at[sex, "uar_folds"] == pytest.approx(uar.mean())
+        assert by_sex.at[sex, "uar_folds_sd"] == pytest.approx(uar.std(ddof=1))
+    assert "accuracy_folds" not in evaluation.accuracy_by(
+        evaluation.system_predictions(cfg, folder, "S1").assign(protocol="split"), "sex", cfg
+    )
 
 
 def test_a_skipped_table_names_what_it_needs_and_what_the_profile_has():

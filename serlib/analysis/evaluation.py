@@ -404,7 +404,8 @@ def accuracy_by(preds: pd.DataFrame, column: str, cfg: Optional[Config] = None) 
     the spread over seeds beside them.
 
     Columns: ``column``, clips, speakers, seeds, accuracy (+ _lo, _hi, _std over seeds), uar (likewise), macro_f1
-    (+ _lo, _hi), unit (of the intervals), classes_present. The "all" row is the system's Table 5 row.
+    (+ _lo, _hi), under speaker folds accuracy_folds / uar_folds (+ _sd: the mean and sd of the folds' own values),
+    unit (of the intervals), classes_present. The "all" row is the system's Table 5 row.
     """
     cfg = cfg or Config()
     rows = []
@@ -423,6 +424,16 @@ def accuracy_by(preds: pd.DataFrame, column: str, cfg: Optional[Config] = None) 
                     for metric, name in (("accuracy", "accuracy"), ("uar", "uar"), ("macro_f1", "macro_f1"))
                     for suffix, key in (("", "value"), ("_lo", "lo"), ("_hi", "hi"))
                 },
+                # under speaker folds: each fold's own value, mean and sd, beside the pooled one
+                **(
+                    {
+                        f"{name}_folds{part}": table.at[name, key]
+                        for name in ("accuracy", "uar")
+                        for part, key in (("", "fold_mean"), ("_sd", "fold_sd"))
+                    }
+                    if "fold_mean" in table
+                    else {}
+                ),
                 "accuracy_std": per_seed["accuracy"].std(ddof=1) if len(per_seed) > 1 else np.nan,
                 "uar_std": per_seed["uar"].std(ddof=1) if len(per_seed) > 1 else np.nan,
                 "unit": table.at["accuracy", "unit"],
