@@ -182,6 +182,9 @@ def test_under_folds_a_score_is_the_pooled_value_with_the_folds_mean_and_sd_besi
         )
         assert by_sex.at[sex, "uar_folds"] == pytest.approx(uar.mean())
         assert by_sex.at[sex, "uar_folds_sd"] == pytest.approx(uar.std(ddof=1))
+    # a corpus tested by one fold alone (CREMA-D's speakers are all in fold 1) has no sd; the column stays for "all"
+    by_corpus = evaluation.accuracy_by(preds, "corpus", cfg).set_index("corpus")
+    assert np.isnan(by_corpus.at["CREMA-D", "uar_folds_sd"]) and by_corpus.at["all", "uar_folds_sd"] >= 0
     assert "accuracy_folds" not in evaluation.accuracy_by(
         evaluation.system_predictions(cfg, folder, "S1").assign(protocol="split"), "sex", cfg
     )

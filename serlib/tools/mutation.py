@@ -254,13 +254,10 @@ EQUIVALENT: dict[str, str] = {
     "sort=True",
     "serlib.analysis.evaluation.x_accuracy_by__mutmut_23": _INCLUDE_GROUPS,
     "serlib.analysis.evaluation.x_accuracy_by__mutmut_25": _INCLUDE_GROUPS,
-    "serlib.analysis.evaluation.x_accuracy_by__mutmut_69": _ONE_SEED_STD,
-    "serlib.analysis.evaluation.x_accuracy_by__mutmut_74": _ONE_SEED_STD,
-    "serlib.analysis.evaluation.x_accuracy_by__mutmut_79": _ONE_SEED_STD,
-    "serlib.analysis.evaluation.x_accuracy_by__mutmut_84": _ONE_SEED_STD,
-    "serlib.analysis.evaluation.x_accuracy_by__mutmut_100": "dropna(axis=1) of columns with any NaN for all-NaN ones: "
-    "only the seed-spread columns can be NaN, and then in every row (every group holds every seed's predictions of "
-    "its clips, so all rows have the same seed count)",
+    "serlib.analysis.evaluation.x_accuracy_by__mutmut_85": _ONE_SEED_STD,
+    "serlib.analysis.evaluation.x_accuracy_by__mutmut_90": _ONE_SEED_STD,
+    "serlib.analysis.evaluation.x_accuracy_by__mutmut_95": _ONE_SEED_STD,
+    "serlib.analysis.evaluation.x_accuracy_by__mutmut_100": _ONE_SEED_STD,
     "serlib.analysis.evaluation.x_beyond_table__mutmut_123": _HOLM_FLAGS,
     "serlib.analysis.evaluation.x_beyond_table__mutmut_147": "pd.concat with an empty frame (no rows, no columns) "
     "when no row is alone: the rows, columns, dtypes and RangeIndex stay as they are (checked)",
