@@ -165,11 +165,11 @@ def corpus_bootstrap(
     counts, weights, clip_level = [], [], []
     for k in np.unique(y_corpus):
         chosen = y_corpus == k
-        unit, _ = stats._unit(speakers[chosen])
-        groups = speakers[chosen] if unit == "speaker" else np.arange(chosen.sum()).astype(str)
-        part, group_names = stats._group_counts(y_corpus[chosen], pred_corpus[chosen], groups, len(names))
+        part, drawn, unit = stats.stratum_draws(
+            y_corpus[chosen], pred_corpus[chosen], speakers[chosen], len(names), n_resamples, seed + 7919 * int(k)
+        )
         counts.append(part)  # (groups of this corpus, 1, corpora, corpora)
-        weights.append(stats.resample_weights(len(group_names), n_resamples, seed + 7919 * int(k)))
+        weights.append(drawn)
         if unit == "clip":
             clip_level.append(names[k])
     counts_all = np.concatenate(counts)  # (groups, 1, corpora, corpora)

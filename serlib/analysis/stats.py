@@ -174,6 +174,22 @@ def speaker_bootstrap(
     return pd.DataFrame(rows)
 
 
+def stratum_draws(
+    y_true: Sequence[int], y_pred, speakers: Sequence[str], n_classes: int, n_resamples: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """One stratum (e.g. one corpus) of a stratified bootstrap: its speakers as the unit, or its clips where it has
+    fewer than ``MIN_SPEAKERS`` speakers (``_unit``), their counts and their draws.
+
+    Returns:
+        (``(groups, seeds, n, n)`` counts, ``(resamples, groups)`` weights from ``resample_weights(groups,
+        n_resamples, seed)``, unit "speaker" or "clip"), for ``_resampled`` (directly, or concatenated over strata).
+    """
+    unit, _ = _unit(speakers)
+    groups = np.asarray(speakers) if unit == "speaker" else np.arange(len(y_true)).astype(str)
+    counts, group_names = _group_counts(y_true, y_pred, groups, n_classes)
+    return counts, resample_weights(len(group_names), n_resamples, seed), unit
+
+
 def balanced_uar(
     y_true: Sequence[int],
     y_pred,
@@ -200,13 +216,12 @@ def balanced_uar(
     for k, corpus in enumerate(names):
         chosen = corpora == corpus
         pred = _as_seeds(y_pred)[:, chosen]
-        unit, _ = _unit(np.asarray(speakers)[chosen])
-        groups = np.asarray(speakers)[chosen] if unit == "speaker" else np.arange(chosen.sum()).astype(str)
+        counts, weights, unit = stratum_draws(
+            np.asarray(y_true)[chosen], pred, np.asarray(speakers)[chosen], n_classes, n_resamples, seed + 7919 * k
+        )
         if unit == "clip":
             by_clip.append(str(corpus))
-        counts, group_names = _group_counts(np.asarray(y_true)[chosen], pred, groups, n_classes)
         values[str(corpus)] = float(_seed_mean(counts.sum(axis=0))["uar"])
-        weights = resample_weights(len(group_names), n_resamples, seed + 7919 * k)
         resampled.append(_resampled(counts, weights, seed, 1)["uar"])  # the same seed draws in every corpus
     tail = 100 * (1 - level) / 2
     lo, hi = np.nanpercentile(np.mean(resampled, axis=0), [tail, 100 - tail])
