@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from test_evaluation import CLIPS, _run
+from test_evaluation import CLIPS, _run, _write_loco
 
 from serlib.analysis import crosscorpus, stats
 from serlib.analysis.predictions import system_predictions
@@ -21,14 +21,7 @@ def test_the_loco_p_is_unadjusted_and_na_below_five_speakers(tmp_path):
     manifest["corpus"] = np.where(manifest["speaker"].isin(["spk6", "spk7"]), "RAVDESS", "CREMA-D")  # 6 and 2
     manifest.to_csv(folder.manifest, index=False)
     main = pd.read_csv(folder.predictions("S1", 0))
-    rng = np.random.default_rng(2)
-    for corpus in ("CREMA-D", "RAVDESS"):
-        held = main[main["utt_id"].isin(manifest.loc[manifest["corpus"] == corpus, "utt_id"])].copy()
-        wrong = rng.random(len(held)) < 0.5
-        held.loc[wrong, "pred"] = held.loc[wrong, "label"].map(lambda c: CLASSES[(CLASSES.index(c) + 1) % 3])
-        held["correct"] = held["label"] == held["pred"]
-        folder.run_dir("S1", 0, f"loco-{corpus}").mkdir(parents=True)
-        held.to_csv(folder.predictions("S1", 0, "test", f"loco-{corpus}"), index=False)
+    _write_loco(folder, manifest, main, np.random.default_rng(2))
     table = crosscorpus.loco_table(cfg, folder)
     assert "p" not in table  # the column says what it is: unadjusted over the table's rows
     rows = table.set_index("held_out")

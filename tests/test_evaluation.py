@@ -336,19 +336,24 @@ def test_scores_carry_the_corpus_balanced_uar(tmp_path):
     assert row["uar_balanced_lo"] <= row["uar_balanced"] <= row["uar_balanced_hi"]
 
 
-def test_leave_one_corpus_out_is_compared_on_the_same_clips(tmp_path):
-    cfg, folder = _run(tmp_path, {"S1": 0.8}, seeds=(0,))
-    cfg.analysis.loco_systems = ["S1"]
-    main = pd.read_csv(folder.predictions("S1", 0))
-    manifest = pd.read_csv(folder.manifest)
-    rng = np.random.default_rng(5)
-    for corpus in ("CREMA-D", "RAVDESS"):  # LOCO tests every clip of the held-out corpus, worse than within
+def _write_loco(folder: RunFolder, manifest: pd.DataFrame, main: pd.DataFrame, rng: np.random.Generator) -> None:
+    """S1's leave-one-corpus-out predictions (seed 0) for CREMA-D and RAVDESS: each held-out corpus's clips with
+    about half of ``main``'s predictions turned wrong."""
+    for corpus in ("CREMA-D", "RAVDESS"):
         held = main[main["utt_id"].isin(manifest.loc[manifest["corpus"] == corpus, "utt_id"])].copy()
         wrong = rng.random(len(held)) < 0.5
         held.loc[wrong, "pred"] = held.loc[wrong, "label"].map(lambda c: CLASSES[(CLASSES.index(c) + 1) % 3])
         held["correct"] = held["label"] == held["pred"]
         folder.run_dir("S1", 0, f"loco-{corpus}").mkdir(parents=True)
         held.to_csv(folder.predictions("S1", 0, "test", f"loco-{corpus}"), index=False)
+
+
+def test_leave_one_corpus_out_is_compared_on_the_same_clips(tmp_path):
+    cfg, folder = _run(tmp_path, {"S1": 0.8}, seeds=(0,))
+    cfg.analysis.loco_systems = ["S1"]
+    main = pd.read_csv(folder.predictions("S1", 0))
+    manifest = pd.read_csv(folder.manifest)
+    _write_loco(folder, manifest, main, np.random.default_rng(5))  # LOCO: every held-out clip, worse than within
     main.iloc[: len(main) // 4 * 3].to_csv(folder.predictions("S1", 0), index=False)  # the split tested 3/4 clips
     table = crosscorpus.loco_table(cfg, folder).set_index("held_out")
     loco = evaluation.system_predictions(cfg, folder, "S1", ["loco-CREMA-D"], [0])
