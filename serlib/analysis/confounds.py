@@ -129,7 +129,9 @@ def corpus_prior_note(prior: dict) -> str:
     if not prior:
         return ""
     guess = ", ".join(f"{corpus}: {label}" for corpus, label in sorted(prior["guess"].items()))
-    over = "test speakers" if prior["unit"] == "speaker" else "test clips (fewer than 5 test speakers)"
+    over = (
+        "test speakers" if prior["unit"] == "speaker" else f"test clips (fewer than {stats.MIN_SPEAKERS} test speakers)"
+    )
     return (
         f"Knowing only the corpus (each test clip given its corpus's most frequent training class: {guess}) scores "
         f"UAR {100 * prior['uar']:.1f} % [{100 * prior['uar_lo']:.1f}, {100 * prior['uar_hi']:.1f}] (95 % "

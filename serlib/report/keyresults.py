@@ -28,6 +28,7 @@ from serlib.analysis.evaluation import (
     scores_table,
     system_predictions,
 )
+from serlib.analysis.stats import MIN_SPEAKERS
 from serlib.common.config import PAPER_SYSTEMS, Config, configured_corpora, primary_system
 from serlib.common.facts import CLASSES
 from serlib.common.paper import TABLE5
@@ -145,8 +146,8 @@ def reach_note(n_speakers: int, family_size: int, alpha: float) -> str:
 
 
 def _unit_words(row: dict) -> str:
-    """ " (interval over clips)" when the paired interval fell back to clips (fewer than 5 test speakers)."""
-    return " (interval over clips: fewer than 5 test speakers)" if row.get("unit") == "clip" else ""
+    """ " (interval over clips)" when the paired interval fell back to clips (fewer than ``MIN_SPEAKERS``)."""
+    return f" (interval over clips: fewer than {MIN_SPEAKERS} test speakers)" if row.get("unit") == "clip" else ""
 
 
 def verdicts_html(table: pd.DataFrame, note: str = "") -> str:
@@ -300,7 +301,7 @@ def _system_html(cfg: Config, system: str, row: pd.Series, anchor: str, demo: bo
     unit_text = (
         "95 % intervals from a bootstrap over test speakers"
         if str(row.get("unit", "clip")) == "speaker"
-        else "95 % intervals from a bootstrap over test clips (fewer than 5 test speakers)"
+        else f"95 % intervals from a bootstrap over test clips (fewer than {MIN_SPEAKERS} test speakers)"
     )
     description = cfg.systems[system].description if system in cfg.systems else ""
     note = (
