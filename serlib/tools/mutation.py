@@ -216,7 +216,7 @@ EQUIVALENT: dict[str, str] = {
     "serlib.analysis.stats.x__resampled__mutmut_46": _AXIS_2D,
     "serlib.analysis.stats.x__resampled__mutmut_49": _AXIS_2D,
     "serlib.analysis.stats.x_speaker_bootstrap__mutmut_12": _CLIP_IDS,
-    "serlib.analysis.stats.x_balanced_uar__mutmut_25": _CLIP_IDS,
+    "serlib.analysis.stats.x_stratum_draws__mutmut_10": _CLIP_IDS,
     "serlib.analysis.stats.x_paired_bootstrap__mutmut_12": _CLIP_IDS,
     "serlib.analysis.stats.x_mcnemar_exact__mutmut_22": "p = 2.0 for 1.0 when the two never disagree: the returned p "
     "is min(1.0, p)",
